@@ -1,0 +1,49 @@
+# go-bitvmx-p2p. The README's two commands: `make demo` and `make test`.
+GO       ?= go
+BIN      ?= bin
+FUZZTIME ?= 10s
+# Packages the race-enabled test run covers; every package with tests.
+PKGS     ?= ./...
+
+.PHONY: all build test lint fuzz bench demo proto clean
+
+all: build
+
+## build: the p2pnode binary in bin/
+build:
+	$(GO) build -o $(BIN)/p2pnode ./cmd/p2pnode
+
+## test: formatting, vet, the race-enabled test suite, and a short fuzz run
+test: lint
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory fuzz
+
+## lint: gofmt and go vet must be clean
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## fuzz: each fuzz target for FUZZTIME (decoders of everything a peer or a file can send)
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./p2p/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadAck$$' -fuzztime $(FUZZTIME) ./p2p/
+	@for t in $$($(GO) test -list '^Fuzz' ./allowlist/ | grep '^Fuzz'); do \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./allowlist/ || exit 1; done
+
+## bench: the benchmarks, each reporting its ratio to a bare go-libp2p baseline (x-bare)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+## demo: local nodes exchanging messages on loopback, no files or flags needed
+demo: build
+	$(BIN)/p2pnode demo
+
+## proto: regenerate the protobuf code (needs protoc; protoc-gen-go is pinned by go.mod)
+proto:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go
+	cd p2p/pb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative *.proto
+	@if [ -d handler/pb ]; then cd handler/pb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative *.proto; fi
+
+clean:
+	rm -rf $(BIN)

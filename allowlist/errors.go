@@ -1,0 +1,86 @@
+package allowlist
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Sentinel errors, matched with [errors.Is]. The returned errors carry more
+// detail (the offending value, the line) than the sentinels' own text.
+var (
+	// ErrInvalidID reports an empty or malformed peer ID.
+	ErrInvalidID = errors.New("invalid peer ID")
+	// ErrDuplicateID reports a peer listed twice in one list.
+	ErrDuplicateID = errors.New("duplicate peer ID")
+	// ErrInvalidAddr reports an IP address or prefix that does not parse or
+	// is not valid.
+	ErrInvalidAddr = errors.New("invalid address")
+	// ErrInvalidChannel reports a channel outside 0..[MaxChannel] that is not
+	// [AnyChannel].
+	ErrInvalidChannel = errors.New("invalid channel")
+	// ErrDuplicateRoute reports a rule listed twice in one routing table.
+	ErrDuplicateRoute = errors.New("duplicate route")
+)
+
+// ParseError reports a problem in an allowlist or routes document and where
+// it is, so an operator can fix the file without guessing.
+type ParseError struct {
+	// Path is the file the document was read from; empty when parsing bytes.
+	Path string
+	// Line is the 1-based line of the problem; 0 when the YAML parser did not
+	// report one.
+	Line int
+	// Err is the problem itself. It matches the package's sentinel errors
+	// where one applies.
+	Err error
+}
+
+// Error formats the error as "allowlist: path: line N: problem", leaving out
+// the parts that are unknown.
+func (e *ParseError) Error() string {
+	var b strings.Builder
+	b.WriteString("allowlist: ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	if e.Line > 0 {
+		b.WriteString("line ")
+		b.WriteString(strconv.Itoa(e.Line))
+		b.WriteString(": ")
+	}
+	if e.Err != nil {
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the underlying problem.
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// detailError gives a precise message (`"xyz" is not a peer ID: ...`) while
+// still matching a sentinel, so callers can branch without parsing text.
+type detailError struct {
+	kind  error
+	msg   string
+	cause error
+}
+
+func (e *detailError) Error() string {
+	if e.cause == nil {
+		return e.msg
+	}
+	return e.msg + ": " + e.cause.Error()
+}
+
+func (e *detailError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind}
+	}
+	return []error{e.kind, e.cause}
+}
+
+func newDetail(kind error, msg string, cause error) error {
+	return &detailError{kind: kind, msg: msg, cause: cause}
+}

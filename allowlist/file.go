@@ -1,0 +1,135 @@
+package allowlist
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Load reads the allowlist file at path. A missing or unreadable file, or
+// one that does not parse, is an error naming the path (and the line, for a
+// parse error): a node must never start with an empty allowlist by mistake.
+func Load(path string) (*List, error) {
+	entries, err := readFile(path, parseEntries)
+	if err != nil {
+		return nil, err
+	}
+	return New(entries...)
+}
+
+// Reload reads the file at path and replaces the list with it in one step,
+// as Replace does. On any error the list keeps its entries and the error
+// names the path and line.
+func (l *List) Reload(path string) error {
+	_, err := l.reload(path)
+	return err
+}
+
+func (l *List) reload(path string) (Change, error) {
+	// Holding the lock while reading keeps concurrent reloads in order: a
+	// reload that read an older version of the file cannot publish after
+	// one that read a newer version. Readers do not take the lock.
+	l.mu.Lock()
+	c, err := l.reloadLocked(path)
+	l.mu.Unlock()
+	l.notify.drain()
+	return c, err
+}
+
+func (l *List) reloadLocked(path string) (Change, error) {
+	entries, err := readFile(path, parseEntries)
+	if err != nil {
+		return Change{}, err
+	}
+	m, err := buildEntries(entries)
+	if err != nil {
+		return Change{}, fmt.Errorf("allowlist: %s: %w", path, err)
+	}
+	return l.replaceLocked(m), nil
+}
+
+// Save writes the list to path in the format Load reads, sorted by peer ID.
+// It writes a temporary file in the same directory and renames it over
+// path, so a crash or a concurrent Load or Watch never sees a half-written
+// file. The file gets mode 0644. Comments of a hand-written file are not
+// preserved.
+func (l *List) Save(path string) error {
+	data, err := marshalEntries(l.load().sorted())
+	if err != nil {
+		return fmt.Errorf("allowlist: encode: %w", err)
+	}
+	return writeFileAtomic(path, data, 0o644)
+}
+
+// readFile reads path and parses it with parse, adding the path to errors.
+func readFile[T any](path string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	data, err := os.ReadFile(path)
+	if err != nil {
+		// The *PathError already names the file and still matches
+		// fs.ErrNotExist and friends.
+		return zero, fmt.Errorf("allowlist: %w", err)
+	}
+	v, err := parse(data)
+	if err != nil {
+		if pe, ok := errors.AsType[*ParseError](err); ok {
+			pe.Path = path
+			return zero, pe
+		}
+		return zero, fmt.Errorf("allowlist: %s: %w", path, err)
+	}
+	return v, nil
+}
+
+// writeFileAtomic replaces path with data in one rename.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("allowlist: save %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			err = fmt.Errorf("allowlist: save %s: %w", path, err)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	// CreateTemp makes the file 0600; Chmod is not subject to the umask.
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	// Without Sync, a crash soon after the rename can leave an empty file
+	// under the final name on some file systems: an empty allowlist.
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename in dir durable where the platform allows it. It is
+// best effort: the file is already in place, and some systems cannot fsync a
+// directory.
+func syncDir(dir string) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	_ = d.Sync()
+	_ = d.Close()
+}

@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+)
+
+const echoProtocol = "/bench/echo/1.0.0"
+
+// BarePair is two plain go-libp2p hosts on loopback, configured like the
+// project's (TCP, Noise, yamux, no reuseport) but with nothing of ours on
+// top: no gater, no acks, no channels. The second echoes what it reads.
+type BarePair struct {
+	Client, Server host.Host
+}
+
+// NewBarePair starts the two hosts.
+func NewBarePair() (*BarePair, error) {
+	c, err := bareHost()
+	if err != nil {
+		return nil, err
+	}
+	s, err := bareHost()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	s.SetStreamHandler(echoProtocol, func(st network.Stream) {
+		io.Copy(st, st)
+		st.Close()
+	})
+	return &BarePair{Client: c, Server: s}, nil
+}
+
+func bareHost() (host.Host, error) {
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return libp2p.New(
+		libp2p.Identity(k),
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+		libp2p.NoTransports,
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+	)
+}
+
+// Close stops both hosts.
+func (p *BarePair) Close() {
+	p.Client.Close()
+	p.Server.Close()
+}
+
+func (p *BarePair) serverInfo() peer.AddrInfo {
+	return peer.AddrInfo{ID: p.Server.ID(), Addrs: p.Server.Addrs()}
+}
+
+// RoundTrips times n echo round trips of size bytes over one stream, one in
+// flight: the floor any acked message protocol on libp2p is measured against.
+func (p *BarePair) RoundTrips(ctx context.Context, n, size int) (time.Duration, error) {
+	if err := p.Client.Connect(ctx, p.serverInfo()); err != nil {
+		return 0, err
+	}
+	s, err := p.Client.NewStream(ctx, p.Server.ID(), echoProtocol)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Reset()
+	out, in := make([]byte, size), make([]byte, size)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := s.Write(out); err != nil {
+			return 0, err
+		}
+		if _, err := io.ReadFull(s, in); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+// NewConnExchanges times n exchanges that each dial a fresh connection, echo
+// one message and close it: the floor for a request that dials and hangs up.
+func (p *BarePair) NewConnExchanges(ctx context.Context, n, size int) (time.Duration, error) {
+	out, in := make([]byte, size), make([]byte, size)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if err := p.Client.Connect(ctx, p.serverInfo()); err != nil {
+			return 0, err
+		}
+		s, err := p.Client.NewStream(ctx, p.Server.ID(), echoProtocol)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := s.Write(out); err != nil {
+			return 0, err
+		}
+		if _, err := io.ReadFull(s, in); err != nil {
+			return 0, fmt.Errorf("echo: %w", err)
+		}
+		s.Close()
+		if err := p.Client.Network().ClosePeer(p.Server.ID()); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}

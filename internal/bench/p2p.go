@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// NodePair is two project nodes on loopback that allowlist each other.
+type NodePair struct {
+	A, B *p2p.Node
+	done chan struct{}
+}
+
+// NewNodePair starts the two nodes; B's received data is drained by a
+// goroutine that Close stops, as an application reading promptly would.
+func NewNodePair(mutate func(*p2p.Config)) (*NodePair, error) {
+	ka, err := p2p.GenerateKey(p2p.Secp256k1)
+	if err != nil {
+		return nil, err
+	}
+	kb, err := p2p.GenerateKey(p2p.Secp256k1)
+	if err != nil {
+		return nil, err
+	}
+	ida, _ := peer.IDFromPrivateKey(ka)
+	idb, _ := peer.IDFromPrivateKey(kb)
+	list, err := allowlist.New(allowlist.Entry{ID: ida}, allowlist.Entry{ID: idb})
+	if err != nil {
+		return nil, err
+	}
+	start := func(k p2p.Config) (*p2p.Node, error) {
+		k.Allowlist = list
+		if mutate != nil {
+			mutate(&k)
+		}
+		return p2p.New(k)
+	}
+	a, err := start(p2p.Config{Key: ka})
+	if err != nil {
+		return nil, err
+	}
+	b, err := start(p2p.Config{Key: kb})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	p := &NodePair{A: a, B: b, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for range b.Receiver() {
+		}
+	}()
+	return p, nil
+}
+
+// Close stops both nodes and the drain goroutine.
+func (p *NodePair) Close() {
+	p.A.Close()
+	p.B.Close()
+	<-p.done
+}
+
+// SendResult is the outcome of SendAcked.
+type SendResult struct {
+	Elapsed time.Duration
+	// Busy counts messages the receiver answered "busy" (its application
+	// buffer was full) and that were sent again, as a caller would.
+	Busy int
+}
+
+// SendAcked times n acked messages of size bytes from A to B over a warm
+// connection with up to inflight awaiting their ack at once. Every message
+// must end acked OK; one answered busy is sent again.
+func (p *NodePair) SendAcked(ctx context.Context, n, inflight, size int) (SendResult, error) {
+	var res SendResult
+	data := make([]byte, size)
+	to := p.B.ID()
+	send := func(id int) { p.A.Sender() <- p2p.SendMsg{Peer: to, ID: uint64(id), Data: data} }
+	// Warm up: connect and open the stream outside the timed part.
+	p.A.Sender() <- p2p.SendMsg{Peer: to, Addr: p.B.Addrs()[0], Data: data}
+	if _, err := p.awaitStatus(ctx); err != nil {
+		return res, err
+	}
+	start := time.Now()
+	sent, acked := 0, 0
+	for ; sent < min(inflight, n); sent++ {
+		send(sent)
+	}
+	for acked < n {
+		st, err := p.awaitStatus(ctx)
+		if err != nil {
+			return res, err
+		}
+		if st.Reason == p2p.ReasonBusy {
+			res.Busy++
+			send(int(st.MsgID))
+			continue
+		}
+		acked++
+		if sent < n {
+			send(sent)
+			sent++
+		}
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// awaitStatus returns the next Status: OK or busy; anything else is an error.
+func (p *NodePair) awaitStatus(ctx context.Context) (p2p.Status, error) {
+	for {
+		select {
+		case ev, ok := <-p.A.Receiver():
+			if !ok {
+				return p2p.Status{}, errors.New("node closed")
+			}
+			if st, ok := ev.(p2p.Status); ok {
+				if !st.OK && st.Reason != p2p.ReasonBusy {
+					return st, fmt.Errorf("message %d: %s: %v", st.MsgID, st.Reason, st.Err)
+				}
+				return st, nil
+			}
+		case <-ctx.Done():
+			return p2p.Status{}, ctx.Err()
+		}
+	}
+}
+
+// Rate converts n operations in d to operations per second.
+func Rate(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}

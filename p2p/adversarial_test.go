@@ -1,0 +1,221 @@
+package p2p_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/encoding/protodelim"
+
+	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
+)
+
+// silentHandler reads frames and never acks; it signals the first read.
+func silentHandler(got chan<- struct{}) network.StreamHandler {
+	return func(s network.Stream) {
+		br := bufio.NewReader(s)
+		for {
+			var f pb.Data
+			if err := protodelim.UnmarshalFrom(br, &f); err != nil {
+				return
+			}
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func TestAckTimeout(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	a := tu.Node(t, ia, list, func(c *p2p.Config) { c.AckTimeout = 300 * time.Millisecond })
+	raw := tu.RawHost(t, ib.Key, "127.0.0.1")
+	raw.SetStreamHandler(p2p.ProtocolID, silentHandler(make(chan struct{}, 1)))
+
+	for i := uint64(1); i <= 3; i++ {
+		a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: raw.Addrs()[0], ID: i, Data: []byte("x")}
+	}
+	for i := uint64(1); i <= 3; i++ {
+		st := tu.Next[p2p.Status](t, a.Receiver())
+		if st.OK || st.Reason != p2p.ReasonAckTimeout {
+			t.Fatalf("status %+v", st)
+		}
+	}
+}
+
+// rawStream connects a raw host with key id to n and opens a message stream.
+func rawStream(t *testing.T, id tu.Identity, n *p2p.Node, ip string) network.Stream {
+	t.Helper()
+	raw := tu.RawHost(t, id.Key, ip)
+	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
+	defer cancel()
+	if err := raw.Connect(ctx, tu.AddrInfo(n)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := raw.NewStream(ctx, n.ID(), p2p.ProtocolID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func readAck(t *testing.T, r *bufio.Reader) *pb.Ack {
+	t.Helper()
+	var ack pb.Ack
+	if err := protodelim.UnmarshalFrom(r, &ack); err != nil {
+		t.Fatalf("read ack: %v", err)
+	}
+	return &ack
+}
+
+func TestIndependentImplementationInterop(t *testing.T) {
+	// A bare go-libp2p host speaking the protocol from its schema alone.
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib))
+	s := rawStream(t, ia, b, "127.0.0.1")
+	br := bufio.NewReader(s)
+	for i := uint64(1); i <= 3; i++ {
+		if _, err := protodelim.MarshalTo(s, &pb.Data{Id: i * 10, Payload: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := uint64(1); i <= 3; i++ {
+		if ack := readAck(t, br); ack.Id != i*10 || ack.Reason != pb.Reason_OK {
+			t.Fatalf("ack %v", ack)
+		}
+		if d := tu.Next[p2p.Data](t, b.Receiver()); d.From != ia.ID || d.Bytes[0] != byte(i) {
+			t.Fatalf("data %+v", d)
+		}
+	}
+}
+
+func TestMalformedFramesRejected(t *testing.T) {
+	cases := map[string][]byte{
+		"not protobuf":     {0x05, 0xff, 0xff, 0xff, 0xff, 0xff},
+		"id zero":          mustDelimited(t, &pb.Data{Payload: []byte("x")}),
+		"oversized prefix": {0xff, 0xff, 0xff, 0xff, 0x0f},
+	}
+	want := map[string]pb.Reason{"not protobuf": pb.Reason_MALFORMED, "id zero": pb.Reason_MALFORMED, "oversized prefix": pb.Reason_TOO_LARGE}
+	for name, frame := range cases {
+		t.Run(name, func(t *testing.T) {
+			ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+			b := tu.Node(t, ib, tu.Allowlist(t, ia, ib))
+			s := rawStream(t, ia, b, "127.0.0.1")
+			if _, err := s.Write(frame); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(s)
+			if ack := readAck(t, br); ack.Id != 0 || ack.Reason != want[name] {
+				t.Fatalf("ack %v", ack)
+			}
+			// The receiver ends the stream after an unreadable frame.
+			if rest, _ := io.ReadAll(br); len(rest) != 0 {
+				t.Fatalf("more after the final ack: %x", rest)
+			}
+			tu.None[p2p.Data](t, b.Receiver(), 100*time.Millisecond)
+		})
+	}
+}
+
+func mustDelimited(t *testing.T, f *pb.Data) []byte {
+	var buf []byte
+	w := &sliceWriter{&buf}
+	if _, err := protodelim.MarshalTo(w, f); err != nil {
+		t.Fatal(err)
+	}
+	return buf
+}
+
+type sliceWriter struct{ b *[]byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
+
+func TestStrangerCannotDeliverOrBeDialed(t *testing.T) {
+	ia, ib, stranger := tu.NewIdentity(t), tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	b := tu.Node(t, ib, list)
+
+	// Inbound: the stranger's raw host completes Noise, then gets cut off;
+	// whatever Connect says, nothing may be delivered.
+	raw := tu.RawHost(t, stranger.Key, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
+	defer cancel()
+	_ = raw.Connect(ctx, tu.AddrInfo(b))
+	if s, err := raw.NewStream(ctx, b.ID(), p2p.ProtocolID); err == nil {
+		protodelim.MarshalTo(s, &pb.Data{Id: 1, Payload: []byte("let me in")})
+		s.Close()
+	}
+	tu.None[p2p.Data](t, b.Receiver(), 300*time.Millisecond)
+
+	// Outbound: a node never dials a stranger, even given its address.
+	s := tu.Node(t, stranger, tu.Allowlist(t, stranger, ib))
+	b.Sender() <- p2p.SendMsg{Peer: stranger.ID, Addr: s.Addrs()[0], ID: 1}
+	if st := tu.Next[p2p.Status](t, b.Receiver()); st.Reason != p2p.ReasonRejected {
+		t.Fatalf("status %+v", st)
+	}
+	b.Sender() <- p2p.Dial{Peer: stranger.ID, Addr: s.Addrs()[0]}
+	if e := tu.Next[p2p.Error](t, b.Receiver()); e.Peer != stranger.ID {
+		t.Fatalf("error %+v", e)
+	}
+	tu.None[p2p.Connected](t, s.Receiver(), 100*time.Millisecond)
+}
+
+func TestIPBinding(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	bound := allowlist.Entry{ID: ia.ID, Addrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}
+	list, err := allowlist.New(bound, allowlist.Entry{ID: ib.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := tu.Node(t, ib, list)
+
+	// From the wrong IP: refused, nothing delivered.
+	wrong := tu.Node(t, ia, list, tu.Listen("127.0.0.3"))
+	wrong.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 1, Data: []byte("spoof")}
+	if st := tu.Next[p2p.Status](t, wrong.Receiver()); st.OK {
+		t.Fatalf("from 127.0.0.3: %+v", st)
+	}
+	tu.None[p2p.Data](t, b.Receiver(), 100*time.Millisecond)
+	wrong.Close()
+
+	// From the bound IP: accepted.
+	right := tu.Node(t, ia, list, tu.Listen("127.0.0.2"))
+	right.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 2, Data: []byte("ok")}
+	if st := tu.Next[p2p.Status](t, right.Receiver()); !st.OK {
+		t.Fatalf("from 127.0.0.2: %+v", st)
+	}
+	if d := tu.Next[p2p.Data](t, b.Receiver()); string(d.Bytes) != "ok" || d.From != ia.ID {
+		t.Fatalf("data %+v", d)
+	}
+}
+
+func TestRemovedPeerDisconnectedAtOnce(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	listB := tu.Allowlist(t, ia, ib)
+	a := tu.Node(t, ia, tu.Allowlist(t, ia, ib))
+	b := tu.Node(t, ib, listB)
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 1, Data: []byte("before")}
+	tu.Next[p2p.Data](t, b.Receiver())
+
+	listB.Remove(ia.ID)
+	if d := tu.Next[p2p.Disconnected](t, b.Receiver()); d.Peer != ia.ID {
+		t.Fatalf("%+v", d)
+	}
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 2, Data: []byte("after")}
+	if st := tu.NextMatch(t, a.Receiver(), func(s p2p.Status) bool { return s.MsgID == 2 }); st.OK {
+		t.Fatalf("delivered after removal: %+v", st)
+	}
+	tu.None[p2p.Data](t, b.Receiver(), 100*time.Millisecond)
+}
+
+var _ = peer.ID("")

@@ -1,0 +1,134 @@
+package p2p
+
+import (
+	"errors"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxMessageSize = 1 << 20
+	DefaultAckTimeout     = 10 * time.Second
+	DefaultReadTimeout    = 10 * time.Second
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultDialTimeout    = 10 * time.Second
+	DefaultMaxInFlight    = 64
+	DefaultSendQueue      = 1024
+	DefaultReceiverBuffer = 1024
+	DefaultPriorityBuffer = 64
+	DefaultSenderBuffer   = 64
+	DefaultStreamsPerPeer = 4
+)
+
+// Config configures a Node. Only Key and Allowlist are required; every other
+// zero value means the documented default.
+type Config struct {
+	// Key is the node's identity. Its peer ID is what others allowlist.
+	Key crypto.PrivKey
+	// ListenAddrs are TCP multiaddrs to listen on. Default /ip4/127.0.0.1/tcp/0.
+	ListenAddrs []ma.Multiaddr
+	// Allowlist decides who may connect, and from which IPs. It is consulted
+	// live: entries added or removed take effect at once, and a removed peer
+	// is disconnected.
+	Allowlist *allowlist.List
+	// Routes decides which (peer, channel) may reach which local channel.
+	// Nil permits every allowlisted peer to reach every channel.
+	Routes *allowlist.Routes
+	// RateLimit configures the misbehaviour token buckets. Ignored when
+	// Limiter is set.
+	RateLimit ratelimit.Config
+	// Limiter, when set, is used instead of one built from RateLimit (to
+	// share buckets between nodes or inspect them).
+	Limiter *ratelimit.Limiter
+
+	// MaxMessageSize is the largest payload sent or accepted, in bytes.
+	// Default 1 MiB.
+	MaxMessageSize int
+	// AckTimeout is how long a sent message may wait for its ack. Default 10s.
+	AckTimeout time.Duration
+	// ReadTimeout bounds the time a frame may take to arrive once its first
+	// byte has (an idle stream is not timed). Default 10s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds one write of acks to a peer. Default 10s.
+	WriteTimeout time.Duration
+	// DialTimeout bounds connecting to a peer and opening a stream. Default 10s.
+	DialTimeout time.Duration
+	// MaxInFlight is how many sent messages to one peer may await their ack
+	// at once. Default 64.
+	MaxInFlight int
+	// SendQueue is how many messages to one peer may wait to be sent; past
+	// it SendMsg gets a Status with ReasonQueueFull. Default 1024.
+	SendQueue int
+	// StreamsPerPeer caps the inbound message streams one peer may hold
+	// open. Default 4.
+	StreamsPerPeer int
+
+	// ReceiverBuffer, PriorityBuffer and SenderBuffer size the three
+	// channels. Defaults 1024, 64, 64.
+	ReceiverBuffer int
+	PriorityBuffer int
+	SenderBuffer   int
+
+	// Logger receives the node's logs. Default: no logging.
+	Logger *zap.Logger
+	// ReusePort makes outbound connections leave from the listening
+	// address and port. Off by default: re-dialing a peer straight after a
+	// disconnect then collides with the old connection's TIME_WAIT state.
+	// Turn it on for a multi-homed host whose peers bind its key to the IP
+	// it listens on, which is then the IP they see it dial from.
+	ReusePort bool
+	// HostOptions are appended to the libp2p options the node builds, for
+	// what Config does not cover (for example libp2p.EnableRelay()). They can
+	// weaken the node's guarantees; use with care.
+	HostOptions []libp2p.Option
+}
+
+// ErrNoKey and ErrNoAllowlist report a Config missing a required field.
+var (
+	ErrNoKey       = errors.New("p2p: config has no identity key")
+	ErrNoAllowlist = errors.New("p2p: config has no allowlist")
+)
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Key == nil {
+		return c, ErrNoKey
+	}
+	if c.Allowlist == nil {
+		return c, ErrNoAllowlist
+	}
+	if len(c.ListenAddrs) == 0 {
+		c.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}
+	}
+	setDefault(&c.MaxMessageSize, DefaultMaxMessageSize)
+	setDefault(&c.AckTimeout, DefaultAckTimeout)
+	setDefault(&c.ReadTimeout, DefaultReadTimeout)
+	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&c.DialTimeout, DefaultDialTimeout)
+	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&c.SendQueue, DefaultSendQueue)
+	setDefault(&c.StreamsPerPeer, DefaultStreamsPerPeer)
+	setDefault(&c.ReceiverBuffer, DefaultReceiverBuffer)
+	setDefault(&c.PriorityBuffer, DefaultPriorityBuffer)
+	setDefault(&c.SenderBuffer, DefaultSenderBuffer)
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Limiter == nil {
+		c.Limiter = ratelimit.New(c.RateLimit)
+	}
+	return c, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}

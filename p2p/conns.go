@@ -1,0 +1,49 @@
+package p2p
+
+import (
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// connTracker turns libp2p's per-connection notifications into one
+// Connected when a peer's first connection opens and one Disconnected when
+// its last closes.
+type connTracker struct {
+	n     *Node
+	mu    sync.Mutex
+	count map[peer.ID]int
+}
+
+func (t *connTracker) Connected(_ network.Network, c network.Conn) {
+	p := c.RemotePeer()
+	t.mu.Lock()
+	if t.count == nil {
+		t.count = make(map[peer.ID]int)
+	}
+	t.count[p]++
+	first := t.count[p] == 1
+	// Pushed under the lock so that Connected and Disconnected of one peer
+	// cannot overtake each other.
+	if first {
+		t.n.events.push(Connected{Peer: p, Addr: c.RemoteMultiaddr(), Inbound: c.Stat().Direction == network.DirInbound}, false)
+	}
+	t.mu.Unlock()
+}
+
+func (t *connTracker) Disconnected(_ network.Network, c network.Conn) {
+	p := c.RemotePeer()
+	t.mu.Lock()
+	t.count[p]--
+	last := t.count[p] <= 0
+	if last {
+		delete(t.count, p)
+		t.n.events.push(Disconnected{Peer: p}, false)
+	}
+	t.mu.Unlock()
+}
+
+func (t *connTracker) Listen(network.Network, ma.Multiaddr)      {}
+func (t *connTracker) ListenClose(network.Network, ma.Multiaddr) {}

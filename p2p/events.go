@@ -1,0 +1,116 @@
+package p2p
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// Command is what the caller sends on a Node's Sender channel: Dial,
+// SendMsg or DisconnectFrom.
+type Command interface{ command() }
+
+// Dial connects to Peer at Addr. Success shows as a Connected event; failure
+// as an Error event.
+type Dial struct {
+	Peer peer.ID
+	Addr ma.Multiaddr
+}
+
+// SendMsg sends Data to Peer, dialing Addr first when not connected (Addr may
+// be nil for a connected peer). It is answered by exactly one Status carrying
+// ID, which the caller chooses to match the two.
+type SendMsg struct {
+	Peer peer.ID
+	Addr ma.Multiaddr
+	ID   uint64
+	// Channel is the destination channel on the peer; FromChannel the
+	// sending component's. Both default to 0 and are checked against the
+	// receiver's routing table.
+	Channel     uint32
+	FromChannel uint32
+	Data        []byte
+}
+
+// DisconnectFrom closes every connection to Peer. With no Peer it
+// disconnects from all peers and stops the node, like Close.
+type DisconnectFrom struct {
+	Peer peer.ID
+}
+
+func (Dial) command()           {}
+func (SendMsg) command()        {}
+func (DisconnectFrom) command() {}
+
+// Event is what a Node delivers on its Receiver and Priority channels.
+type Event interface{ event() }
+
+// Data is a message received from a peer. From is the Noise-authenticated
+// identity of the sender; nothing in the message can claim otherwise.
+type Data struct {
+	From        peer.ID
+	Channel     uint32
+	FromChannel uint32
+	Bytes       []byte
+}
+
+// Status is the outcome of one SendMsg: OK when the peer acknowledged
+// delivery to its application, otherwise a Reason (and Err with detail, when
+// the failure was local).
+type Status struct {
+	Peer   peer.ID
+	MsgID  uint64
+	OK     bool
+	Reason Reason
+	Err    error
+}
+
+// Connected reports the first connection to a peer.
+type Connected struct {
+	Peer    peer.ID
+	Addr    ma.Multiaddr
+	Inbound bool
+}
+
+// Disconnected reports that the last connection to a peer closed.
+type Disconnected struct {
+	Peer peer.ID
+}
+
+// ConnectionLimit reports a peer or an IP whose misbehaviour budget ran out:
+// it was disconnected and is refused until Until.
+type ConnectionLimit struct {
+	Peer   peer.ID    // empty when the limit is on an IP
+	IP     netip.Addr // invalid when the limit is on a peer
+	Reason ratelimit.Reason
+	Until  time.Time
+}
+
+// Error reports a failure not tied to one sent message: a failed Dial, a
+// message the routing table refused, an allowlist reload that did not parse.
+type Error struct {
+	Peer peer.ID
+	Err  error
+}
+
+// Dropped is delivered on the Priority channel when messages from Peer could
+// not be delivered because the Receiver buffer was full. The sender was
+// answered ReasonBusy. Count says how many messages this event stands for;
+// MsgID is the wire ID of the last one.
+type Dropped struct {
+	Peer  peer.ID
+	MsgID uint64
+	Count uint64
+}
+
+func (Data) event()            {}
+func (Status) event()          {}
+func (Connected) event()       {}
+func (Disconnected) event()    {}
+func (ConnectionLimit) event() {}
+func (Error) event()           {}
+func (Dropped) event()         {}

@@ -1,0 +1,100 @@
+package p2p
+
+import (
+	"net/netip"
+
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// gater enforces the allowlist and the rate limiter at every stage go-libp2p
+// lets it: before dialing, at accept (only the source IP is known), and once
+// Noise has proved the remote key (peer ID and IP binding together).
+type gater struct {
+	list    *allowlist.List
+	limiter *ratelimit.Limiter
+	// charge spends a token for misbehaviour and acts on exhaustion.
+	charge func(p peer.ID, ip netip.Addr, r ratelimit.Reason)
+}
+
+var _ interface {
+	InterceptPeerDial(peer.ID) bool
+	InterceptAddrDial(peer.ID, ma.Multiaddr) bool
+	InterceptAccept(network.ConnMultiaddrs) bool
+	InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool
+	InterceptUpgraded(network.Conn) (bool, control.DisconnectReason)
+} = (*gater)(nil)
+
+// InterceptPeerDial refuses to dial a peer that is not allowlisted or is
+// being rate limited.
+func (g *gater) InterceptPeerDial(p peer.ID) bool {
+	return g.list.Contains(p) && !g.limiter.PeerBanned(string(p))
+}
+
+// InterceptAddrDial refuses to dial an address the peer's IP binding does not
+// allow: the key would be rejected there anyway.
+func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	ip, ok := ipOf(a)
+	if !ok {
+		return false
+	}
+	return g.list.Allowed(p, ip) && !g.limiter.IPBanned(ip)
+}
+
+// InterceptAccept refuses a connection from an IP that no entry admits or
+// that is being rate limited, before any handshake work is spent on it.
+func (g *gater) InterceptAccept(c network.ConnMultiaddrs) bool {
+	ip, ok := ipOf(c.RemoteMultiaddr())
+	if !ok {
+		return false
+	}
+	return !g.limiter.IPBanned(ip) && g.list.IPAllowed(ip)
+}
+
+// InterceptSecured checks the Noise-proved peer ID against the allowlist and
+// its IP binding. An inbound stranger or a key from the wrong IP costs tokens
+// from both the IP and the claimed ID.
+func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, c network.ConnMultiaddrs) bool {
+	ip, ok := ipOf(c.RemoteMultiaddr())
+	if !ok {
+		return false
+	}
+	e, listed := g.list.Get(p)
+	switch {
+	case !listed:
+		if dir == network.DirInbound {
+			g.charge(p, ip, ratelimit.UnknownPeer)
+		}
+		return false
+	case !e.AllowsIP(ip):
+		if dir == network.DirInbound {
+			g.charge(p, ip, ratelimit.PeerIPMismatch)
+		}
+		return false
+	}
+	return !g.limiter.PeerBanned(string(p)) && !g.limiter.IPBanned(ip)
+}
+
+// InterceptUpgraded accepts: everything was decided in InterceptSecured.
+func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+
+// ipOf extracts the IP of a /ip4 or /ip6 multiaddr.
+func ipOf(a ma.Multiaddr) (netip.Addr, bool) {
+	if a == nil {
+		return netip.Addr{}, false
+	}
+	nip, err := manet.ToIP(a)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	ip, ok := netip.AddrFromSlice(nip)
+	return ip.Unmap(), ok
+}

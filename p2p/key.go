@@ -1,0 +1,180 @@
+package p2p
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/asn1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// KeyType names an identity key algorithm.
+type KeyType string
+
+// Supported identity key types. Secp256k1 is the default: it is the curve
+// BitVMX operators already hold keys on.
+const (
+	Secp256k1 KeyType = "secp256k1"
+	Ed25519   KeyType = "ed25519"
+)
+
+// ErrKeyPermissions is returned by LoadKey for a key file that other users
+// may read or write.
+var ErrKeyPermissions = errors.New("key file is accessible by other users (want mode 0600)")
+
+// GenerateKey creates a new identity key. The empty type means Secp256k1.
+func GenerateKey(t KeyType) (crypto.PrivKey, error) {
+	var (
+		k   crypto.PrivKey
+		err error
+	)
+	switch t {
+	case Secp256k1, "":
+		k, _, err = crypto.GenerateSecp256k1Key(rand.Reader)
+	case Ed25519:
+		k, _, err = crypto.GenerateEd25519Key(rand.Reader)
+	default:
+		return nil, fmt.Errorf("unknown key type %q (want secp256k1 or ed25519)", t)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generate %s key: %w", t, err)
+	}
+	return k, nil
+}
+
+// SaveKey writes k to path as libp2p's protobuf-marshalled private key, mode
+// 0600. It refuses to overwrite an existing file: losing an operator's
+// identity key is not recoverable.
+func SaveKey(path string, k crypto.PrivKey) error {
+	b, err := crypto.MarshalPrivateKey(k)
+	if err != nil {
+		return fmt.Errorf("marshal key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("save key: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("save key %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("save key %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadKey reads an identity key file written by SaveKey, or its hex form
+// (see ParseKey). A file that group or other users can access is refused with
+// ErrKeyPermissions.
+func LoadKey(path string) (crypto.PrivKey, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("load key: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("load key %s (mode %#o): %w", path, st.Mode().Perm(), ErrKeyPermissions)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("load key %s: %w", path, fs.ErrInvalid)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load key: %w", err)
+	}
+	k, err := ParseKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ParseKey decodes a private key from libp2p's protobuf encoding, from the
+// hex form of that encoding (as BitVMX configuration files hold it, with or
+// without a 0x prefix), or from 64 hex digits of a raw secp256k1 secret.
+func ParseKey(b []byte) (crypto.PrivKey, error) {
+	if k, err := crypto.UnmarshalPrivateKey(b); err == nil {
+		return k, nil
+	}
+	s := strings.TrimPrefix(string(bytes.TrimSpace(b)), "0x")
+	raw, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, errors.New("not a libp2p private key, in binary or hex")
+	}
+	if k, err := crypto.UnmarshalPrivateKey(raw); err == nil {
+		return k, nil
+	}
+	if len(raw) == 32 {
+		return crypto.UnmarshalSecp256k1PrivateKey(raw)
+	}
+	return nil, errors.New("hex does not hold a libp2p private key or a 32-byte secp256k1 secret")
+}
+
+// PeerIDFromKeyFile loads a key file and returns the peer ID it stands for.
+func PeerIDFromKeyFile(path string) (peer.ID, error) {
+	k, err := LoadKey(path)
+	if err != nil {
+		return "", err
+	}
+	return peer.IDFromPrivateKey(k)
+}
+
+// PubKeyHash is the identifier the BitVMX broker and operator-comms libraries
+// use for a peer: the lowercase hex SHA-256 of the public key's DER-encoded
+// X.509 SubjectPublicKeyInfo. For secp256k1 the SPKI holds the algorithm
+// id-ecPublicKey (1.2.840.10045.2.1) with the curve secp256k1
+// (1.3.132.0.10) and the 65-byte uncompressed point; for ed25519 the
+// algorithm id-Ed25519 (1.3.101.112) and the 32-byte key.
+func PubKeyHash(pub crypto.PubKey) (string, error) {
+	der, err := marshalSPKI(pub)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+type algorithmIdentifier struct {
+	Algorithm  asn1.ObjectIdentifier
+	Parameters asn1.ObjectIdentifier `asn1:"optional"`
+}
+
+type subjectPublicKeyInfo struct {
+	Algorithm algorithmIdentifier
+	PublicKey asn1.BitString
+}
+
+func marshalSPKI(pub crypto.PubKey) ([]byte, error) {
+	raw, err := pub.Raw()
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	var info subjectPublicKeyInfo
+	switch pub.Type() {
+	case crypto.Secp256k1:
+		pk, err := secp256k1.ParsePubKey(raw)
+		if err != nil {
+			return nil, fmt.Errorf("secp256k1 public key: %w", err)
+		}
+		info.Algorithm = algorithmIdentifier{
+			Algorithm:  asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1},
+			Parameters: asn1.ObjectIdentifier{1, 3, 132, 0, 10},
+		}
+		raw = pk.SerializeUncompressed()
+	case crypto.Ed25519:
+		info.Algorithm = algorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 3, 101, 112}}
+	default:
+		return nil, fmt.Errorf("public key hash: unsupported key type %s", pub.Type())
+	}
+	info.PublicKey = asn1.BitString{Bytes: raw, BitLength: 8 * len(raw)}
+	return asn1.Marshal(info)
+}

@@ -1,0 +1,362 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// ErrNotAllowlisted is the error of a Dial or SendMsg to a peer that is not
+// on the allowlist.
+var ErrNotAllowlisted = errors.New("p2p: peer is not on the allowlist")
+
+// ErrClosed is returned by Send once the node is closed.
+var ErrClosed = errors.New("p2p: node closed")
+
+// maxQueuedEvents caps the connection and error events waiting for a caller
+// that does not read: a churning peer must not grow memory without bound.
+const maxQueuedEvents = 4096
+
+// Node is a running BitVMX p2p node. Create it with New, use its three
+// channels, and stop it with Close.
+type Node struct {
+	cfg     Config
+	log     *zap.Logger
+	host    host.Host
+	limiter *ratelimit.Limiter
+
+	sender chan Command
+	events *outbox // Receiver
+	prio   *outbox // Priority
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the node starts
+
+	senders     map[peer.ID]*peerSender // owned by the run loop
+	streams     streamCounter
+	conns       connTracker
+	stopWatchAL func()
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	closeErr  error
+}
+
+// New starts a node listening on cfg.ListenAddrs.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		limiter: cfg.Limiter,
+		sender:  make(chan Command, cfg.SenderBuffer),
+		events:  newOutbox(cfg.ReceiverBuffer, maxQueuedEvents, nil),
+		prio:    newOutbox(cfg.PriorityBuffer, maxQueuedEvents, mergeDropped),
+		ctx:     ctx,
+		cancel:  cancel,
+		senders: make(map[peer.ID]*peerSender),
+		closed:  make(chan struct{}),
+	}
+	n.conns.n = n
+	g := &gater{list: cfg.Allowlist, limiter: n.limiter, charge: n.charge}
+	h, err := newHost(cfg, g)
+	if err != nil {
+		cancel()
+		n.events.close()
+		n.prio.close()
+		return nil, err
+	}
+	n.host = h
+	h.Network().Notify(&n.conns)
+	h.SetStreamHandler(ProtocolID, n.handleStream)
+	n.stopWatchAL = cfg.Allowlist.OnChange(func(allowlist.Change) { n.enforceAllowlist() })
+	n.wg.Add(1)
+	go n.run()
+	return n, nil
+}
+
+// Sender is the channel of commands to the node.
+func (n *Node) Sender() chan<- Command { return n.sender }
+
+// Receiver is the channel of data and events from the node. It is closed
+// after Close.
+func (n *Node) Receiver() <-chan Event { return n.events.ch }
+
+// Priority is the channel of alerts that must not wait behind data: Dropped.
+// It is closed after Close.
+func (n *Node) Priority() <-chan Event { return n.prio.ch }
+
+// Send queues cmd like writing to Sender, but gives up when ctx is done or
+// the node is closed, instead of blocking.
+func (n *Node) Send(ctx context.Context, cmd Command) error {
+	if n.ctx.Err() != nil {
+		return ErrClosed
+	}
+	select {
+	case n.sender <- cmd:
+		return nil
+	case <-n.ctx.Done():
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ID is the node's peer ID.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Addrs are the node's listen addresses, each ending in /p2p/<id>.
+func (n *Node) Addrs() []ma.Multiaddr {
+	suffix := ma.StringCast("/p2p/" + n.host.ID().String())
+	var out []ma.Multiaddr
+	for _, a := range n.host.Addrs() {
+		out = append(out, a.Encapsulate(suffix))
+	}
+	return out
+}
+
+// Host is the underlying libp2p host, for layers built on the node (the DHT).
+// Streams of other protocols are not subject to the message protocol's acks.
+func (n *Node) Host() host.Host { return n.host }
+
+// Limiter is the node's misbehaviour rate limiter.
+func (n *Node) Limiter() *ratelimit.Limiter { return n.limiter }
+
+// Config is the node's configuration, with defaults filled in.
+func (n *Node) Config() Config { return n.cfg }
+
+// Close disconnects every peer and stops the node. Messages not yet acked get
+// a Status with ReasonClosed if the Receiver buffer has room for it; then the
+// Receiver and Priority channels are closed. Close returns once every
+// goroutine the node started has ended.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		n.stopWatchAL()
+		n.closeErr = n.host.Close()
+		n.wg.Wait()
+		n.events.close()
+		n.prio.close()
+		close(n.closed)
+	})
+	<-n.closed
+	return n.closeErr
+}
+
+func (n *Node) run() {
+	defer n.wg.Done()
+	for {
+		select {
+		case cmd, ok := <-n.sender:
+			if !ok {
+				n.shutdown()
+				return
+			}
+			n.handle(cmd)
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// shutdown closes the node from inside its own run loop, which Close waits
+// for, so it has to happen on another goroutine.
+func (n *Node) shutdown() {
+	n.cancel()
+	go n.Close()
+}
+
+func (n *Node) handle(cmd Command) {
+	switch c := cmd.(type) {
+	case Dial:
+		n.dial(c)
+	case SendMsg:
+		n.send(c)
+	case DisconnectFrom:
+		if c.Peer == "" {
+			n.shutdown()
+			return
+		}
+		n.disconnect(c.Peer)
+	case *Dial:
+		n.handle(*c)
+	case *SendMsg:
+		n.handle(*c)
+	case *DisconnectFrom:
+		n.handle(*c)
+	default:
+		n.events.push(Error{Err: fmt.Errorf("p2p: unknown command %T", cmd)}, false)
+	}
+}
+
+func (n *Node) dial(c Dial) {
+	if !n.cfg.Allowlist.Contains(c.Peer) {
+		n.events.push(Error{Peer: c.Peer, Err: ErrNotAllowlisted}, false)
+		return
+	}
+	addr, err := transportAddr(c.Peer, c.Addr)
+	if err != nil {
+		n.events.push(Error{Peer: c.Peer, Err: err}, false)
+		return
+	}
+	c.Addr = addr
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
+		defer cancel()
+		ai := peer.AddrInfo{ID: c.Peer}
+		if c.Addr != nil {
+			ai.Addrs = []ma.Multiaddr{c.Addr}
+		}
+		if err := n.host.Connect(ctx, ai); err != nil && n.ctx.Err() == nil {
+			n.events.push(Error{Peer: c.Peer, Err: fmt.Errorf("dial: %w", err)}, false)
+		}
+	}()
+}
+
+func (n *Node) send(c SendMsg) {
+	switch {
+	case len(c.Data) > n.cfg.MaxMessageSize:
+		n.status(c, ReasonTooLarge, fmt.Errorf("message of %d bytes exceeds the limit of %d", len(c.Data), n.cfg.MaxMessageSize))
+		return
+	case !n.cfg.Allowlist.Contains(c.Peer):
+		n.status(c, ReasonRejected, ErrNotAllowlisted)
+		return
+	}
+	addr, err := transportAddr(c.Peer, c.Addr)
+	if err != nil {
+		n.status(c, ReasonDialFailed, err)
+		return
+	}
+	c.Addr = addr
+	ps, ok := n.senders[c.Peer]
+	if !ok {
+		ps = newPeerSender(n, c.Peer)
+		n.senders[c.Peer] = ps
+		n.wg.Add(1)
+		go ps.run()
+	}
+	select {
+	case ps.queue <- &outMsg{SendMsg: c}:
+	default:
+		n.status(c, ReasonQueueFull, fmt.Errorf("%d messages already queued", n.cfg.SendQueue))
+	}
+}
+
+func (n *Node) disconnect(p peer.ID) {
+	n.host.Peerstore().ClearAddrs(p)
+	if err := n.host.Network().ClosePeer(p); err != nil {
+		n.events.push(Error{Peer: p, Err: fmt.Errorf("disconnect: %w", err)}, false)
+	}
+}
+
+// status emits the one Status a SendMsg gets.
+func (n *Node) status(m SendMsg, r Reason, err error) {
+	n.events.push(Status{Peer: m.Peer, MsgID: m.ID, OK: r == ReasonOK, Reason: r, Err: err}, true)
+}
+
+// charge spends a misbehaviour token from the peer and from the IP (either
+// may be unknown). An exhausted budget disconnects the offender and tells the
+// caller.
+func (n *Node) charge(p peer.ID, ip netip.Addr, r ratelimit.Reason) {
+	n.log.Debug("misbehaviour", zap.Stringer("peer", p), zap.Stringer("ip", ip), zap.Stringer("reason", r))
+	if p != "" {
+		if v := n.limiter.SpendPeer(string(p), r); v.Exhausted {
+			n.cutOff(ConnectionLimit{Peer: p, Reason: r, Until: v.Until})
+		}
+	}
+	if ip.IsValid() {
+		if v := n.limiter.SpendIP(ip, r); v.Exhausted {
+			n.cutOff(ConnectionLimit{IP: ip, Reason: r, Until: v.Until})
+		}
+	}
+}
+
+// cutOff closes every connection of a rate-limited peer or IP. The gater
+// refuses it from then on, until the limiter lets it back.
+func (n *Node) cutOff(ev ConnectionLimit) {
+	n.log.Warn("rate limit exhausted: disconnecting", zap.Stringer("peer", ev.Peer), zap.Stringer("ip", ev.IP), zap.Stringer("reason", ev.Reason))
+	n.events.push(ev, false)
+	for _, c := range n.host.Network().Conns() {
+		if (ev.Peer != "" && c.RemotePeer() == ev.Peer) || (ev.IP.IsValid() && remoteIP(c) == ev.IP) {
+			// Closing waits on the muxer: not on the caller's goroutine,
+			// which may be a stream handler of this very connection.
+			n.closeConnAsync(c)
+		}
+	}
+}
+
+// enforceAllowlist closes every connection the allowlist no longer admits.
+func (n *Node) enforceAllowlist() {
+	for _, c := range n.host.Network().Conns() {
+		if !n.cfg.Allowlist.Allowed(c.RemotePeer(), remoteIP(c)) {
+			n.log.Info("peer no longer allowlisted: disconnecting", zap.Stringer("peer", c.RemotePeer()))
+			n.closeConnAsync(c)
+		}
+	}
+}
+
+func (n *Node) closeConnAsync(c network.Conn) {
+	if n.ctx.Err() != nil {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		c.Close()
+	}()
+}
+
+// ErrAddrPeerMismatch is the error of an address whose /p2p component names
+// another peer than the one it is given for.
+var ErrAddrPeerMismatch = errors.New("p2p: address belongs to another peer")
+
+// transportAddr strips a trailing /p2p/<id> from a, which must then be p.
+func transportAddr(p peer.ID, a ma.Multiaddr) (ma.Multiaddr, error) {
+	if a == nil {
+		return nil, nil
+	}
+	tpt, id := peer.SplitAddr(a)
+	if id != "" && id != p {
+		return nil, fmt.Errorf("%w: %s is %s's", ErrAddrPeerMismatch, a, id)
+	}
+	if tpt == nil {
+		return nil, fmt.Errorf("p2p: address %s has no transport part", a)
+	}
+	return tpt, nil
+}
+
+func remoteIP(c network.Conn) netip.Addr {
+	ip, _ := ipOf(c.RemoteMultiaddr())
+	return ip
+}
+
+func deadline(d time.Duration) time.Time { return time.Now().Add(d) }
+
+// AddAddr records an address for a peer, as a Dial or SendMsg with Addr
+// would; the DHT uses it to hand over what it found.
+func (n *Node) AddAddr(p peer.ID, a ma.Multiaddr, ttl time.Duration) {
+	if ttl <= 0 {
+		ttl = peerstore.TempAddrTTL
+	}
+	n.host.Peerstore().AddAddr(p, a, ttl)
+}

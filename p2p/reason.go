@@ -1,0 +1,61 @@
+package p2p
+
+import "github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
+
+// Reason says why a sent message was not acknowledged OK. The first group
+// comes from the receiving peer's ack; the second is decided locally.
+type Reason string
+
+// Reasons carried by a peer's ack.
+const (
+	ReasonOK           Reason = "ok"
+	ReasonTooLarge     Reason = "too_large"
+	ReasonMalformed    Reason = "malformed"
+	ReasonRateLimited  Reason = "rate_limited"
+	ReasonBusy         Reason = "busy"
+	ReasonNotRouted    Reason = "not_routed"
+	ReasonShuttingDown Reason = "shutting_down"
+)
+
+// Reasons decided by the sending node.
+const (
+	// ReasonNotConnected: no connection and no address to dial.
+	ReasonNotConnected Reason = "not_connected"
+	// ReasonDialFailed: the dial or the stream opening failed.
+	ReasonDialFailed Reason = "dial_failed"
+	// ReasonRejected: the peer is not on the local allowlist, or refused us.
+	ReasonRejected Reason = "rejected"
+	// ReasonAckTimeout: no ack within Config.AckTimeout.
+	ReasonAckTimeout Reason = "ack_timeout"
+	// ReasonConnectionLost: the stream broke before the ack arrived; the
+	// message may or may not have been delivered.
+	ReasonConnectionLost Reason = "connection_lost"
+	// ReasonQueueFull: more than Config.SendQueue messages wait for the peer.
+	ReasonQueueFull Reason = "queue_full"
+	// ReasonClosed: the node was closed before the message was acked.
+	ReasonClosed Reason = "closed"
+	// ReasonProtocolError: the peer answered out of protocol.
+	ReasonProtocolError Reason = "protocol_error"
+)
+
+func reasonFromWire(r pb.Reason) Reason {
+	switch r {
+	case pb.Reason_OK:
+		return ReasonOK
+	case pb.Reason_TOO_LARGE:
+		return ReasonTooLarge
+	case pb.Reason_MALFORMED:
+		return ReasonMalformed
+	case pb.Reason_RATE_LIMITED:
+		return ReasonRateLimited
+	case pb.Reason_BUSY:
+		return ReasonBusy
+	case pb.Reason_NOT_ROUTED:
+		return ReasonNotRouted
+	case pb.Reason_SHUTTING_DOWN:
+		return ReasonShuttingDown
+	default:
+		// A newer peer's reason we do not know is still a refusal.
+		return ReasonProtocolError
+	}
+}
