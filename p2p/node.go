@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,7 @@ type Node struct {
 	wg     sync.WaitGroup // every goroutine the node starts
 
 	senders     map[peer.ID]*peerSender // owned by the run loop
+	dirty       []*peerSender           // written to by the run loop, not yet flushed
 	streams     streamCounter
 	conns       connTracker
 	stopWatchAL func()
@@ -171,6 +173,12 @@ func (n *Node) run() {
 				return
 			}
 			n.handle(cmd)
+			if len(n.sender) == 0 {
+				for _, ps := range n.dirty {
+					ps.flush()
+				}
+				n.dirty = n.dirty[:0]
+			}
 		case <-n.ctx.Done():
 			return
 		}
@@ -255,10 +263,11 @@ func (n *Node) send(c SendMsg) {
 		n.wg.Add(1)
 		go ps.run()
 	}
-	select {
-	case ps.queue <- &outMsg{SendMsg: c}:
-	default:
-		n.status(c, ReasonQueueFull, fmt.Errorf("%d messages already queued", n.cfg.SendQueue))
+	m := &outMsg{SendMsg: c}
+	if !ps.trySend(m) {
+		ps.enqueue(m)
+	} else if !slices.Contains(n.dirty, ps) {
+		n.dirty = append(n.dirty, ps)
 	}
 }
 
@@ -349,8 +358,6 @@ func remoteIP(c network.Conn) netip.Addr {
 	ip, _ := ipOf(c.RemoteMultiaddr())
 	return ip
 }
-
-func deadline(d time.Duration) time.Time { return time.Now().Add(d) }
 
 // AddAddr records an address for a peer, as a Dial or SendMsg with Addr
 // would; the DHT uses it to hand over what it found.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -35,7 +36,7 @@ func (n *Node) handleStream(s network.Stream) {
 	defer n.streams.release(p)
 
 	br := bufio.NewReaderSize(s, streamBufSize)
-	bw := bufio.NewWriterSize(s, 4<<10)
+	aw := &ackWriter{s: s, bw: bufio.NewWriterSize(s, 4<<10), timeout: n.cfg.WriteTimeout}
 	maxFrame := n.cfg.MaxMessageSize + frameOverhead
 	var (
 		f      pb.Data
@@ -45,7 +46,7 @@ func (n *Node) handleStream(s network.Stream) {
 	for {
 		err := readFrame(br, s, maxFrame, n.cfg.ReadTimeout, &f)
 		if err != nil {
-			n.readFailed(s, bw, p, ip, err)
+			n.readFailed(aw, p, ip, err)
 			return
 		}
 		ack.Id, ack.Reason = f.Id, pb.Reason_OK
@@ -59,7 +60,7 @@ func (n *Node) handleStream(s network.Stream) {
 			ack.Reason = n.deliver(p, &f)
 		}
 		lastID = max(lastID, f.Id)
-		if err := writeFrame(bw, &ack); err != nil {
+		if err := writeFrame(aw.bw, &ack); err != nil {
 			s.Reset()
 			return
 		}
@@ -72,11 +73,11 @@ func (n *Node) handleStream(s network.Stream) {
 			n.charge(p, ip, ratelimit.Unauthorized)
 		}
 		if ack.Id == 0 {
-			n.flushAndClose(s, bw)
+			aw.flushAndClose()
 			return
 		}
 		if br.Buffered() == 0 {
-			if err := n.flush(s, bw); err != nil {
+			if err := aw.flush(); err != nil {
 				s.Reset()
 				return
 			}
@@ -107,15 +108,16 @@ func (n *Node) deliver(p peer.ID, f *pb.Data) pb.Reason {
 // readFailed ends a stream whose next frame could not be read: a clean end,
 // a frame over the size limit, a frame that is not protobuf, or a frame that
 // did not arrive in time.
-func (n *Node) readFailed(s network.Stream, bw *bufio.Writer, p peer.ID, ip netip.Addr, err error) {
+func (n *Node) readFailed(aw *ackWriter, p peer.ID, ip netip.Addr, err error) {
+	s := aw.s
 	switch {
 	case errors.Is(err, io.EOF):
 		s.Close()
 	case frameTooLarge(err):
 		// The body is not read: it may be as large as the prefix claims.
 		n.charge(p, ip, ratelimit.OversizedMessage)
-		writeFrame(bw, &pb.Ack{Reason: pb.Reason_TOO_LARGE})
-		n.flushAndClose(s, bw)
+		writeFrame(aw.bw, &pb.Ack{Reason: pb.Reason_TOO_LARGE})
+		aw.flushAndClose()
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		n.charge(p, ip, ratelimit.ProtocolViolation)
 		s.Reset()
@@ -123,24 +125,41 @@ func (n *Node) readFailed(s network.Stream, bw *bufio.Writer, p peer.ID, ip neti
 		s.Reset()
 	default:
 		n.charge(p, ip, ratelimit.MalformedMessage)
-		writeFrame(bw, &pb.Ack{Reason: pb.Reason_MALFORMED})
-		n.flushAndClose(s, bw)
+		writeFrame(aw.bw, &pb.Ack{Reason: pb.Reason_MALFORMED})
+		aw.flushAndClose()
 	}
 }
 
-func (n *Node) flush(s network.Stream, bw *bufio.Writer) error {
-	if err := s.SetWriteDeadline(deadline(n.cfg.WriteTimeout)); err != nil {
-		return err
+// ackWriter buffers a stream's acks and flushes them under a write
+// deadline, so that a sender that stops reading its acks cannot block the
+// stream's goroutine for longer than the write timeout.
+type ackWriter struct {
+	s        network.Stream
+	bw       *bufio.Writer
+	timeout  time.Duration
+	deadline time.Time
+}
+
+func (w *ackWriter) flush() error {
+	// Re-arming the deadline on every flush costs a timer each time; doing
+	// it only when less than half of it is left still bounds every write to
+	// between half and all of the timeout.
+	if now := time.Now(); w.deadline.Sub(now) < w.timeout/2 {
+		w.deadline = now.Add(w.timeout)
+		if err := w.s.SetWriteDeadline(w.deadline); err != nil {
+			return err
+		}
 	}
-	return bw.Flush()
+	return w.bw.Flush()
 }
 
 // flushAndClose sends the last ack and ends the stream after an unreadable
 // frame. Close, not Reset: a reset would discard the ack on its way, and the
 // sender would never learn why its stream ended. The peer's later bytes are
 // not read.
-func (n *Node) flushAndClose(s network.Stream, bw *bufio.Writer) {
-	if n.flush(s, bw) != nil {
+func (w *ackWriter) flushAndClose() {
+	s := w.s
+	if w.flush() != nil {
 		s.Reset()
 		return
 	}

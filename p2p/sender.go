@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -24,28 +25,88 @@ type outMsg struct {
 	deadline time.Time
 }
 
-// peerSender owns everything the node sends to one peer: a FIFO queue, and
-// the stream the queued messages are written to. Its goroutine is the only
-// writer of that stream; each stream has one more goroutine reading acks.
+// directBudget bounds the bytes awaiting acks on a stream for the node loop to
+// write to it directly. Well under yamux's initial stream window (256 KiB),
+// so such a write never waits for the peer to read.
+const directBudget = 64 << 10
+
+// peerSender owns everything the node sends to one peer: a FIFO queue, its
+// goroutine, and the stream messages are written to. Each stream has one
+// more goroutine reading acks.
+//
+// The common case skips the queue: when the stream is open, nothing is
+// queued and a write cannot block, the node loop writes the frame itself
+// (trySend), saving a goroutine handoff on every message.
 type peerSender struct {
 	n     *Node
 	peer  peer.ID
 	queue chan *outMsg
-	frame pb.Data // reused for every frame written
+	// queued counts messages handed to the queue and not yet written; the
+	// node loop may write directly only when it is zero, so that no message
+	// overtakes an earlier one.
+	queued atomic.Int64
+
+	mu sync.Mutex // guards st and every write to it; the node loop only TryLocks
+	st *outStream
 }
 
 func newPeerSender(n *Node, p peer.ID) *peerSender {
 	return &peerSender{n: n, peer: p, queue: make(chan *outMsg, n.cfg.SendQueue)}
 }
 
+// enqueue hands m to the peer's goroutine, or answers queue_full.
+func (ps *peerSender) enqueue(m *outMsg) {
+	ps.queued.Add(1)
+	select {
+	case ps.queue <- m:
+	default:
+		ps.queued.Add(-1)
+		ps.n.status(m.SendMsg, ReasonQueueFull, fmt.Errorf("%d messages already queued", ps.n.cfg.SendQueue))
+	}
+}
+
+// trySend writes m from the node loop if that is safe and cannot block:
+// nothing queued ahead of it, the stream open, a slot free and the bytes
+// awaiting acks within directBudget. It reports whether it took m. The frame
+// is left buffered: the node loop flushes once its input is drained, so a
+// burst of messages leaves in few writes.
+func (ps *peerSender) trySend(m *outMsg) bool {
+	if len(m.Data) > directBudget || ps.queued.Load() != 0 || !ps.mu.TryLock() {
+		return false
+	}
+	defer ps.mu.Unlock()
+	st := ps.st
+	if st == nil || ps.queued.Load() != 0 || !st.usable() || !st.tryReserve(len(m.Data)) {
+		return false
+	}
+	st.write(m, false)
+	return true
+}
+
+// flush pushes out frames trySend left buffered. If the peer's goroutine
+// holds the lock it is writing to the same buffer, and flushes it before it
+// waits or goes idle, so there is nothing to do.
+func (ps *peerSender) flush() {
+	if !ps.mu.TryLock() {
+		return
+	}
+	defer ps.mu.Unlock()
+	if st := ps.st; st != nil && st.bw.Buffered() > 0 {
+		if err := st.bw.Flush(); err != nil {
+			st.fail(ReasonConnectionLost, err)
+		}
+	}
+}
+
 // run writes queued messages until the node closes, then fails what is left.
 func (ps *peerSender) run() {
 	defer ps.n.wg.Done()
-	var st *outStream
 	defer func() {
-		if st != nil {
-			st.fail(ReasonClosed, nil)
+		ps.mu.Lock()
+		if ps.st != nil {
+			ps.st.fail(ReasonClosed, nil)
 		}
+		ps.mu.Unlock()
 		for {
 			select {
 			case m := <-ps.queue:
@@ -56,30 +117,39 @@ func (ps *peerSender) run() {
 		}
 	}()
 	for {
-		var m *outMsg
 		select {
-		case m = <-ps.queue:
+		case m := <-ps.queue:
+			ps.mu.Lock()
+			ps.deliver(m)
+			ps.queued.Add(-1)
+			ps.mu.Unlock()
 		case <-ps.n.ctx.Done():
 			return
 		}
-		// A stream that died before m was written is replaced once; a second
-		// failure is reported rather than retried forever.
-		for attempt := 0; ; attempt++ {
-			if st == nil || st.isDead() || st.s.Conn().IsClosed() {
-				var err error
-				if st, err = ps.open(m); err != nil {
-					st = nil
-					ps.n.status(m.SendMsg, dialReason(ps.n.ctx, err), err)
-					break
-				}
+	}
+}
+
+// deliver writes one queued message, opening a stream (and dialing) first if
+// needed. The caller holds ps.mu.
+func (ps *peerSender) deliver(m *outMsg) {
+	// A stream that died before m was written is replaced once; a second
+	// failure is reported rather than retried forever.
+	for attempt := 0; ; attempt++ {
+		if ps.st == nil || !ps.st.usable() {
+			st, err := ps.open(m)
+			if err != nil {
+				ps.st = nil
+				ps.n.status(m.SendMsg, dialReason(ps.n.ctx, err), err)
+				return
 			}
-			if st.send(m, len(ps.queue) == 0) {
-				break
-			}
-			if attempt > 0 {
-				ps.n.status(m.SendMsg, ReasonConnectionLost, errors.New("stream closed before the message was written"))
-				break
-			}
+			ps.st = st
+		}
+		if ps.st.send(m, len(ps.queue) == 0) {
+			return
+		}
+		if attempt > 0 {
+			ps.n.status(m.SendMsg, ReasonConnectionLost, errors.New("stream closed before the message was written"))
+			return
 		}
 	}
 }
@@ -149,13 +219,33 @@ type outStream struct {
 	pending []*outMsg // awaiting ack, oldest first
 	head    int
 	nextID  uint64
+	unacked int // payload bytes of pending
 	armed   bool
 	closed  bool
 }
 
-func (st *outStream) isDead() bool {
+// usable reports whether the stream can take another frame: neither failed
+// nor on a connection that has closed.
+func (st *outStream) usable() bool {
 	select {
 	case <-st.dead:
+		return false
+	default:
+		return !st.s.Conn().IsClosed()
+	}
+}
+
+// tryReserve takes an in-flight slot without waiting, if the bytes awaiting
+// acks stay within directBudget.
+func (st *outStream) tryReserve(size int) bool {
+	st.mu.Lock()
+	ok := st.unacked+size <= directBudget
+	st.mu.Unlock()
+	if !ok {
+		return false
+	}
+	select {
+	case st.slots <- struct{}{}:
 		return true
 	default:
 		return false
@@ -181,11 +271,18 @@ func (st *outStream) send(m *outMsg, flush bool) bool {
 			return false
 		}
 	}
+	return st.write(m, flush)
+}
+
+// write sends m on a reserved slot. It returns false when the stream died
+// before m was written.
+func (st *outStream) write(m *outMsg, flush bool) bool {
 	st.mu.Lock()
 	if st.closed {
 		st.mu.Unlock()
 		return false
 	}
+	st.unacked += len(m.Data)
 	st.nextID++
 	m.wireID = st.nextID
 	m.deadline = time.Now().Add(st.n.cfg.AckTimeout)
@@ -225,6 +322,7 @@ func (st *outStream) readAcks() {
 			return
 		}
 		m := st.pending[st.head]
+		st.unacked -= len(m.Data)
 		st.pending[st.head] = nil
 		st.head++
 		if st.head == len(st.pending) {

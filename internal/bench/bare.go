@@ -71,28 +71,47 @@ func (p *BarePair) serverInfo() peer.AddrInfo {
 	return peer.AddrInfo{ID: p.Server.ID(), Addrs: p.Server.Addrs()}
 }
 
-// RoundTrips times n echo round trips of size bytes over one stream, one in
-// flight: the floor any acked message protocol on libp2p is measured against.
-func (p *BarePair) RoundTrips(ctx context.Context, n, size int) (time.Duration, error) {
+// EchoStream is an open stream to the echoing host.
+type EchoStream struct {
+	s network.Stream
+}
+
+// Stream connects and opens one echo stream, to be reused for many rounds.
+func (p *BarePair) Stream(ctx context.Context) (*EchoStream, error) {
 	if err := p.Client.Connect(ctx, p.serverInfo()); err != nil {
-		return 0, err
+		return nil, err
 	}
 	s, err := p.Client.NewStream(ctx, p.Server.ID(), echoProtocol)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer s.Reset()
+	return &EchoStream{s: s}, nil
+}
+
+// RoundTrips times n echo round trips of size bytes, one in flight: the
+// floor any acked message protocol on libp2p is measured against.
+func (e *EchoStream) RoundTrips(n, size int) (time.Duration, error) {
 	out, in := make([]byte, size), make([]byte, size)
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		if _, err := s.Write(out); err != nil {
+		if _, err := e.s.Write(out); err != nil {
 			return 0, err
 		}
-		if _, err := io.ReadFull(s, in); err != nil {
+		if _, err := io.ReadFull(e.s, in); err != nil {
 			return 0, err
 		}
 	}
 	return time.Since(start), nil
+}
+
+// RoundTrips opens a stream and times n round trips on it.
+func (p *BarePair) RoundTrips(ctx context.Context, n, size int) (time.Duration, error) {
+	e, err := p.Stream(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer e.s.Reset()
+	return e.RoundTrips(n, size)
 }
 
 // NewConnExchanges times n exchanges that each dial a fresh connection, echo
