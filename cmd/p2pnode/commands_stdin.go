@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// stdinCommand is one line of "run"'s stdin:
+//
+//	{"cmd":"dial","peer":"<id>","addr":"<multiaddr>"}
+//	{"cmd":"send","peer":"<id>","addr":"<multiaddr>","data":"<text>","id":7}
+//	{"cmd":"send","peer":"<id>","data_b64":"<base64>"}
+//	{"cmd":"disconnect","peer":"<id>"}
+//
+// "addr" may end in /p2p/<id>, and then "peer" may be left out. A send's
+// "id" is optional (the CLI numbers sends without one) and comes back in its
+// status event; "channel" and "from_channel" are optional too.
+type stdinCommand struct {
+	Cmd         string  `json:"cmd"`
+	Peer        string  `json:"peer"`
+	Addr        string  `json:"addr"`
+	Data        *string `json:"data"`
+	DataB64     *string `json:"data_b64"`
+	ID          *uint64 `json:"id"`
+	Channel     uint32  `json:"channel"`
+	FromChannel uint32  `json:"from_channel"`
+}
+
+// commandParser turns stdin lines into node commands. It numbers the sends
+// that carry no id; it belongs to the run loop and is not safe for
+// concurrent use.
+type commandParser struct {
+	line   int    // lines read so far, for error messages
+	nextID uint64 // next id for a send without one; 0 means 1
+}
+
+// parse decodes one line. A blank line is no command (nil, nil). Errors say
+// which stdin line was at fault and why.
+func (p *commandParser) parse(line []byte) (p2p.Command, error) {
+	p.line++
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 {
+		return nil, nil
+	}
+	cmd, err := p.decode(line)
+	if err != nil {
+		return nil, fmt.Errorf("stdin line %d: %w", p.line, err)
+	}
+	return cmd, nil
+}
+
+func (p *commandParser) decode(line []byte) (p2p.Command, error) {
+	var c stdinCommand
+	dec := json.NewDecoder(bytes.NewReader(line))
+	// A misspelt key ("peerid", "payload") must be an error, not an
+	// ignored field and a command that does something else.
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, jsonErr(err)
+	}
+	if dec.More() {
+		return nil, errors.New("one JSON object per line: unexpected text after the object")
+	}
+	id, addr, err := c.target()
+	if err != nil {
+		return nil, err
+	}
+	switch c.Cmd {
+	case "dial":
+		if addr == nil {
+			return nil, errors.New(`dial needs "addr"`)
+		}
+		if err := c.only("dial", "data", "data_b64", "id", "channel"); err != nil {
+			return nil, err
+		}
+		return p2p.Dial{Peer: id, Addr: addr}, nil
+	case "send":
+		data, err := c.payload()
+		if err != nil {
+			return nil, err
+		}
+		msg := p2p.SendMsg{Peer: id, Addr: addr, Data: data, Channel: c.Channel, FromChannel: c.FromChannel}
+		msg.ID = p.assignID(c.ID)
+		return msg, nil
+	case "disconnect":
+		if err := c.only("disconnect", "addr", "data", "data_b64", "id", "channel"); err != nil {
+			return nil, err
+		}
+		return p2p.DisconnectFrom{Peer: id}, nil
+	case "":
+		return nil, errors.New(`no "cmd" (want dial, send or disconnect)`)
+	default:
+		return nil, fmt.Errorf(`unknown cmd %q (want dial, send or disconnect)`, c.Cmd)
+	}
+}
+
+// target decodes "peer" and "addr". The peer is required: with no peer,
+// p2p.DisconnectFrom would stop the node, which is what closing stdin is for.
+func (c *stdinCommand) target() (peer.ID, ma.Multiaddr, error) {
+	var (
+		id   peer.ID
+		addr ma.Multiaddr
+		err  error
+	)
+	if c.Peer != "" {
+		if id, err = peer.Decode(c.Peer); err != nil {
+			return "", nil, fmt.Errorf("peer %q is not a peer ID", c.Peer)
+		}
+	}
+	if c.Addr != "" {
+		if addr, err = ma.NewMultiaddr(c.Addr); err != nil {
+			return "", nil, fmt.Errorf("addr %q is not a multiaddr: %v", c.Addr, err)
+		}
+		// An address of the form .../p2p/<id> names its peer.
+		if _, addrID := peer.SplitAddr(addr); addrID != "" {
+			if id == "" {
+				id = addrID
+			} else if addrID != id {
+				return "", nil, fmt.Errorf("addr %s belongs to peer %s, not %s", c.Addr, addrID, id)
+			}
+		}
+	}
+	if id == "" {
+		return "", nil, errors.New(`no "peer" (a peer ID, or an "addr" ending in /p2p/<id>)`)
+	}
+	return id, addr, nil
+}
+
+// payload returns the data of a send: exactly one of "data" (text) and
+// "data_b64" (base64 of any bytes). An empty payload is allowed.
+func (c *stdinCommand) payload() ([]byte, error) {
+	switch {
+	case c.Data != nil && c.DataB64 != nil:
+		return nil, errors.New(`give "data" or "data_b64", not both`)
+	case c.Data != nil:
+		return []byte(*c.Data), nil
+	case c.DataB64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*c.DataB64)
+		if err != nil {
+			return nil, fmt.Errorf("data_b64 is not base64: %v", err)
+		}
+		return b, nil
+	}
+	return nil, errors.New(`send needs "data" or "data_b64"`)
+}
+
+// only refuses the fields that mean nothing to cmd, so that a line does not
+// look as if it did something it did not (a dial with data sends nothing).
+func (c *stdinCommand) only(cmd string, unused ...string) error {
+	set := map[string]bool{
+		"addr":     c.Addr != "",
+		"data":     c.Data != nil,
+		"data_b64": c.DataB64 != nil,
+		"id":       c.ID != nil,
+		"channel":  c.Channel != 0 || c.FromChannel != 0,
+	}
+	for _, f := range unused {
+		if set[f] {
+			return fmt.Errorf("%s takes no %q", cmd, f)
+		}
+	}
+	return nil
+}
+
+// assignID returns the id of a send: the one given, or the next number.
+// Numbering continues after the largest id given, so that an automatic id
+// never repeats an earlier explicit one.
+func (p *commandParser) assignID(given *uint64) uint64 {
+	if p.nextID == 0 {
+		p.nextID = 1
+	}
+	if given != nil {
+		if *given >= p.nextID {
+			p.nextID = *given + 1
+		}
+		return *given
+	}
+	id := p.nextID
+	p.nextID++
+	return id
+}
+
+// jsonErr rewrites encoding/json's errors without Go type names.
+func jsonErr(err error) error {
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		if te.Field == "" {
+			return fmt.Errorf("want a JSON object, got %s", te.Value)
+		}
+		return fmt.Errorf("%q: wrong type (%s)", te.Field, te.Value)
+	}
+	if _, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return fmt.Errorf("not JSON: %v", err)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("not JSON: truncated object")
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// stdinLine is one line read from stdin, or the error that ended reading.
+type stdinLine struct {
+	text []byte
+	err  error // errLineTooLong, or a read error (the reader then stops)
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// stdinReader owns the goroutine that reads stdin line by line. The lines
+// channel is closed at end of input.
+//
+// A read from stdin cannot be interrupted, so stop cannot wait for the
+// goroutine: stop tells it to deliver nothing more and to return as soon as
+// its current read does. If that read never returns (a terminal nobody
+// types into), the goroutine is abandoned to process exit, which follows
+// stop at once in p2pnode; it holds nothing that needs cleaning up.
+type stdinReader struct {
+	lines <-chan stdinLine
+	done  chan struct{}
+}
+
+// startStdinReader starts reading r. Lines longer than maxLine bytes are
+// skipped and reported with errLineTooLong, so a runaway writer cannot make
+// the node buffer without bound.
+func startStdinReader(r io.Reader, maxLine int) *stdinReader {
+	lines := make(chan stdinLine)
+	s := &stdinReader{lines: lines, done: make(chan struct{})}
+	go func() {
+		defer close(lines)
+		br := bufio.NewReaderSize(r, 64<<10)
+		for {
+			text, err := readLine(br, maxLine)
+			if err == io.EOF && len(text) == 0 {
+				return
+			}
+			l := stdinLine{text: text}
+			if err != nil && err != io.EOF {
+				l.err = err
+			}
+			// Checked first because a select between a ready send and a
+			// closed done picks at random.
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			select {
+			case lines <- l:
+			case <-s.done:
+				return
+			}
+			if err != nil && err != errLineTooLong {
+				return
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the reader; see stdinReader.
+func (s *stdinReader) stop() { close(s.done) }
+
+// readLine reads one line without its end of line. A line over max bytes is
+// consumed to its end and returned empty with errLineTooLong. The last line
+// of the input may lack its newline; it comes with io.EOF.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	tooLong := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > max+1 { // +1: the newline
+				tooLong, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case tooLong && (err == nil || err == io.EOF):
+			return nil, errLineTooLong
+		case err != nil:
+			return line, err
+		}
+		return bytes.TrimRight(line, "\r\n"), nil
+	}
+}

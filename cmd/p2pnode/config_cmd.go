@@ -1,0 +1,125 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+// exampleConfig is what "p2pnode config example" prints. It must stay a
+// valid configuration (a test loads it) and should show every key.
+const exampleConfig = `# p2pnode run configuration. Every key is optional here; key and allowlist
+# must be given either here or with --key and --allowlist. A flag given on
+# the command line overrides the key of the same name (--rate-burst for
+# rate_limit.burst, --ack-timeout for timeouts.ack, and so on). A zero or
+# missing value means the default shown. Relative paths are resolved
+# against the directory of this file.
+
+# Identity key file, mode 0600, written by "p2pnode keygen".
+key: node.key
+
+# TCP multiaddrs to listen on; several are allowed.
+listen:
+  - /ip4/0.0.0.0/tcp/4001
+  - /ip6/::/tcp/4001
+
+# Who may connect, and from where ("p2pnode allowlist --help").
+allowlist: allowlist.yaml
+# Optional routing table: which peer channel may reach which local channel.
+# Without one, every allowlisted peer reaches every channel.
+routes: ""
+# Reload both files as soon as they change on disk. Without it they are
+# reloaded on SIGHUP only.
+watch: false
+
+# Output: one JSON object per event instead of a line of text.
+json: false
+# Ignore stdin and run until SIGINT or SIGTERM. Set it when running as a
+# service, whose stdin is usually closed (which would stop the node at once).
+no_stdin: false
+# Dial out from the listening port (for a multi-homed host whose peers
+# bind its key to the IP it listens on).
+reuse_port: false
+
+# Misbehaviour budget per peer and per IP (failed handshakes, malformed or
+# oversized messages, unanswered acks...): burst tokens, one earned back per
+# refill; an empty bucket cuts the peer off for at least ban.
+rate_limit:
+  burst: 20
+  refill: 1s
+  ban: 30s
+
+timeouts:
+  ack: 10s    # a sent message waits this long for its ack
+  read: 10s   # a frame, once started, must arrive within this
+  write: 10s  # one write to a peer
+  dial: 10s   # connecting to a peer and opening a stream
+
+max_message_size: 1048576   # bytes, sent or accepted
+max_in_flight: 64           # sent messages per peer awaiting their ack
+send_queue: 1024            # messages per peer waiting to be sent
+streams_per_peer: 4         # inbound message streams one peer may hold open
+
+buffers:
+  receiver: 1024   # received messages and events waiting to be printed
+  priority: 64     # alerts (dropped messages) waiting to be printed
+  sender: 64       # stdin commands waiting for the node
+
+# Serve Prometheus metrics at http://HOST:PORT/metrics; empty is off.
+metrics_addr: ""
+
+# Logs go to stderr; stdout carries the events.
+log:
+  level: warn       # debug, info, warn or error
+  format: console   # console or json
+`
+
+// newConfigCmd builds "config" and its subcommands.
+func newConfigCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Print an example configuration, or check a configuration file",
+		Example: `  p2pnode config example > p2pnode.yaml
+  p2pnode config check p2pnode.yaml`,
+	}
+	asGroup(cmd)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "example",
+		Short: "Print a commented example configuration for p2pnode run --config",
+		Example: `  p2pnode config example > p2pnode.yaml
+  p2pnode run --config p2pnode.yaml`,
+		Args: checkArgs(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprint(a.out, exampleConfig)
+			return err
+		},
+	})
+	var asJSON bool
+	check := &cobra.Command{
+		Use:   "check FILE",
+		Short: "Check that a configuration file parses; print the settings it makes",
+		Long: `check reads a configuration file as "p2pnode run --config" would and reports
+the first problem with its line. It does not open the key or allowlist files.`,
+		Example: `  p2pnode config check p2pnode.yaml`,
+		Args:    checkArgs(cobra.ExactArgs(1)),
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, err := loadConfigFile(args[0])
+			if err != nil {
+				return err
+			}
+			if err := c.validateValues(); err != nil {
+				return fmt.Errorf("config %s: %w", args[0], err)
+			}
+			if asJSON {
+				return json.NewEncoder(a.out).Encode(map[string]any{"file": args[0], "ok": true})
+			}
+			_, err = fmt.Fprintf(a.out, "%s: ok (key %q, allowlist %q, %d listen addresses)\n",
+				args[0], c.Key, c.Allowlist, len(c.Listen))
+			return err
+		},
+	}
+	check.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.AddCommand(check)
+	return cmd
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestExampleConfigParses(t *testing.T) {
+	c, err := parseConfig([]byte(exampleConfig))
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	// Spot checks that each section was read, not silently skipped.
+	switch {
+	case c.Key != "node.key" || c.Allowlist != "allowlist.yaml":
+		t.Errorf("files: %+v", c)
+	case len(c.Listen) != 2 || c.Listen[0] != "/ip4/0.0.0.0/tcp/4001":
+		t.Errorf("listen: %v", c.Listen)
+	case c.RateLimit != rateLimitConfig{Burst: 20, Refill: time.Second, Ban: 30 * time.Second}:
+		t.Errorf("rate limit: %+v", c.RateLimit)
+	case c.Timeouts != timeoutsConfig{Ack: 10 * time.Second, Read: 10 * time.Second, Write: 10 * time.Second, Dial: 10 * time.Second}:
+		t.Errorf("timeouts: %+v", c.Timeouts)
+	case c.MaxMessage != 1<<20 || c.MaxInFlight != 64 || c.SendQueue != 1024 || c.StreamsPer != 4:
+		t.Errorf("limits: %+v", c)
+	case c.Buffers != buffersConfig{Receiver: 1024, Priority: 64, Sender: 64}:
+		t.Errorf("buffers: %+v", c.Buffers)
+	case c.Log != logConfig{Level: "warn", Format: "console"}:
+		t.Errorf("log: %+v", c.Log)
+	}
+	if err := c.validate(); err != nil {
+		t.Errorf("validate: %v", err)
+	}
+}
+
+// The command prints exactly the example, and the printed file loads, with
+// its relative paths resolved against the file's directory.
+func TestConfigExampleCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := execute([]string{"config", "example"}, stdio{out: &out, err: &errOut}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if out.String() != exampleConfig {
+		t.Fatal("config example does not print exampleConfig")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p2pnode.yaml")
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Key != filepath.Join(dir, "node.key") || c.Allowlist != filepath.Join(dir, "allowlist.yaml") || c.Routes != "" {
+		t.Fatalf("paths not resolved against %s: %+v", dir, c)
+	}
+	out.Reset()
+	if code := execute([]string{"config", "check", path}, stdio{out: &out, err: &errOut}); code != 0 {
+		t.Fatalf("config check: exit %d: %s", code, errOut.String())
+	}
+}
+
+// parseRunFlags parses args as "p2pnode run" would and returns its flags.
+func parseRunFlags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	root := newRootCmd(&app{stdio: stdio{out: &bytes.Buffer{}, err: &bytes.Buffer{}}})
+	run, _, err := root.Find([]string{"run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	return run.Flags()
+}
+
+func TestFlagsOverrideFile(t *testing.T) {
+	c, err := parseConfig([]byte(`
+key: file.key
+listen: [/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/tcp/2]
+allowlist: file-allowlist.yaml
+json: true
+rate_limit: {burst: 5, refill: 2s}
+timeouts: {ack: 3s, dial: 4s}
+max_message_size: 1000
+log: {level: info, format: json}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := parseRunFlags(t, "--key", "flag.key", "--listen", "/ip4/127.0.0.1/tcp/9",
+		"--rate-burst", "7", "--ack-timeout", "1m", "--json=false", "--log-level", "debug")
+	if err := overlayFlags(&c, f); err != nil {
+		t.Fatal(err)
+	}
+	want := runConfig{
+		Key:        "flag.key",                                         // flag
+		Listen:     []string{"/ip4/127.0.0.1/tcp/9"},                   // flag replaces the list
+		Allowlist:  "file-allowlist.yaml",                              // file
+		JSON:       false,                                              // flag, set to false
+		RateLimit:  rateLimitConfig{Burst: 7, Refill: 2 * time.Second}, // flag, file
+		Timeouts:   timeoutsConfig{Ack: time.Minute, Dial: 4 * time.Second},
+		MaxMessage: 1000,
+		Log:        logConfig{Level: "debug", Format: "json"}, // global flag, file
+	}
+	if !configEqual(c, want) {
+		t.Fatalf("got  %+v\nwant %+v", c, want)
+	}
+}
+
+// Flags alone, without a file, make the whole configuration; --listen
+// repeats.
+func TestFlagsWithoutFile(t *testing.T) {
+	var c runConfig
+	f := parseRunFlags(t, "--key", "k", "--allowlist", "a", "--listen", "/ip4/127.0.0.1/tcp/1",
+		"--listen", "/ip6/::1/tcp/1", "--max-in-flight", "3", "--no-stdin", "--metrics-addr", "127.0.0.1:0")
+	if err := overlayFlags(&c, f); err != nil {
+		t.Fatal(err)
+	}
+	if c.Key != "k" || c.Allowlist != "a" || len(c.Listen) != 2 || c.MaxInFlight != 3 || !c.NoStdin || c.MetricsAddr != "127.0.0.1:0" {
+		t.Fatalf("%+v", c)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if pc := c.nodeConfig(); pc.MaxInFlight != 3 || pc.AckTimeout != 0 {
+		t.Fatalf("node config %+v", pc)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	cases := []struct{ doc, want string }{
+		{"key: a\nmax_mesage_size: 10\n", `line 2: unknown key "max_mesage_size"`},
+		{"timeouts:\n  ack: soon\n", "line 2: cannot unmarshal !!str `soon` into time.Duration"},
+		{"timeouts:\n  ack: 10\n", "line 2: cannot unmarshal !!int `10` into time.Duration"},
+		{"listen: /ip4/1.2.3.4/tcp/1\n", "line 1: cannot unmarshal !!str"},
+		{"key: [\n", "line 1: did not find expected node content"},
+		{"key: a\n---\nkey: b\n", "only one YAML document"},
+	}
+	for _, tc := range cases {
+		_, err := parseConfig([]byte(tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "main.") {
+			t.Errorf("%q: got %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+	if c, err := parseConfig(nil); err != nil || !configEqual(c, runConfig{}) {
+		t.Errorf("empty document: %+v, %v", c, err)
+	}
+	for _, c := range []runConfig{
+		{Allowlist: "a"},
+		{Key: "k"},
+		{Key: "k", Allowlist: "a", MaxMessage: -1},
+		{Key: "k", Allowlist: "a", Timeouts: timeoutsConfig{Dial: -time.Second}},
+	} {
+		if err := c.validate(); err == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+}
+
+func configEqual(a, b runConfig) bool {
+	if len(a.Listen) == 0 && len(b.Listen) == 0 {
+		a.Listen, b.Listen = nil, nil
+	}
+	return reflect.DeepEqual(a, b)
+}

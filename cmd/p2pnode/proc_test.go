@@ -1,0 +1,307 @@
+package main
+
+// Helpers of the end-to-end tests: the p2pnode binary is built once by
+// TestMain and run as real processes. Nothing sleeps: tests read the
+// processes' output lines with a deadline.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// waitTimeout bounds every wait for a line or an exit. Generous: the race
+// detector on two cores is slow, and a passing test never waits it out.
+const waitTimeout = 20 * time.Second
+
+// binPath is the p2pnode binary TestMain built.
+var binPath string
+
+func TestMain(m *testing.M) {
+	os.Exit(buildAndRun(m))
+}
+
+func buildAndRun(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "p2pnode-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binPath = filepath.Join(dir, "p2pnode")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	}
+	args := []string{"build", "-o", binPath}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command(goTool, append(args, ".")...).CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building p2pnode: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+// childEnv is the environment of the p2pnode processes. A race-enabled
+// binary sleeps a second at exit by default (to catch races in exit
+// handlers); the tests start dozens of processes. Races still fail a test:
+// the binary then exits with status 66 and a report on stderr.
+func childEnv() []string {
+	return append(os.Environ(), "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
+}
+
+// result is a finished p2pnode invocation.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// runCLI runs p2pnode to completion in dir with args.
+func runCLI(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Dir = dir
+	cmd.Env = childEnv()
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("p2pnode %v: %v", args, err)
+	}
+	return result{out.String(), errOut.String(), code}
+}
+
+// mustRun runs p2pnode and fails the test unless it succeeds.
+func mustRun(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	r := runCLI(t, dir, args...)
+	if r.code != 0 {
+		t.Fatalf("p2pnode %v: exit %d: %s", args, r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+// proc is a running p2pnode.
+type proc struct {
+	t     *testing.T
+	name  string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string // stdout, line by line; closed at EOF
+
+	stderrMu sync.Mutex
+	stderr   bytes.Buffer
+
+	exited chan struct{} // closed once the process has been waited for
+	err    error         // the Wait result, set before exited closes
+}
+
+// startProc starts p2pnode with args in dir. With stdin false the process
+// reads /dev/null. Cleanup kills it if the test did not stop it.
+func startProc(t *testing.T, name, dir string, withStdin bool, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, lines: make(chan string, 256), exited: make(chan struct{})}
+	p.cmd = exec.Command(binPath, args...)
+	p.cmd.Dir = dir
+	p.cmd.Env = childEnv()
+	p.cmd.Stderr = lockedWriter{&p.stderrMu, &p.stderr}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withStdin {
+		if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+		// Wait closes the stdout pipe: only once it has been read to EOF.
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+			return
+		default:
+		}
+		_ = p.cmd.Process.Kill()
+		for range p.lines {
+		}
+		<-p.exited
+	})
+	return p
+}
+
+// errOutput is what the process wrote on stderr so far.
+func (p *proc) errOutput() string {
+	p.stderrMu.Lock()
+	defer p.stderrMu.Unlock()
+	return p.stderr.String()
+}
+
+// event is one parsed --json output line.
+type event map[string]any
+
+// str returns a field as a string ("" when absent).
+func (e event) str(k string) string {
+	v, ok := e[k]
+	if !ok {
+		return ""
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
+}
+
+// match builds a predicate: the event is called name and its fields have
+// the given values (compared in their printed form), given as key, value.
+func match(name string, kv ...any) func(event) bool {
+	return func(e event) bool {
+		if e.str("event") != name {
+			return false
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if e.str(kv[i].(string)) != fmt.Sprint(kv[i+1]) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// nextLine returns the next stdout line, failing the test at the deadline
+// or at the end of the output.
+func (p *proc) nextLine(deadline <-chan time.Time, what string) string {
+	p.t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			p.t.Fatalf("%s: output ended while waiting for %s; stderr:\n%s", p.name, what, p.errOutput())
+		}
+		return l
+	case <-deadline:
+		p.t.Fatalf("%s: no %s within %s; stderr:\n%s", p.name, what, waitTimeout, p.errOutput())
+	}
+	return ""
+}
+
+// expect reads --json events until one satisfies each of preds, in any
+// order, and returns the matches in the order of preds. Other events are
+// skipped; a line that is not a JSON object fails the test.
+func (p *proc) expect(what string, preds ...func(event) bool) []event {
+	p.t.Helper()
+	deadline := time.After(waitTimeout)
+	found := make([]event, len(preds))
+	left := len(preds)
+	for left > 0 {
+		line := p.nextLine(deadline, what)
+		var e event
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.str("event") == "" {
+			p.t.Fatalf("%s: output line is not a JSON event: %q", p.name, line)
+		}
+		for i, pred := range preds {
+			if found[i] == nil && pred(e) {
+				found[i] = e
+				left--
+				break
+			}
+		}
+	}
+	return found
+}
+
+// send writes one command line on the process's stdin.
+func (p *proc) send(v any) {
+	p.t.Helper()
+	var line []byte
+	if s, ok := v.(string); ok {
+		line = []byte(s)
+	} else {
+		var err error
+		if line, err = json.Marshal(v); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
+		p.t.Fatalf("%s: write stdin: %v", p.name, err)
+	}
+}
+
+// signal sends sig to the process.
+func (p *proc) signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("%s: signal %v: %v", p.name, sig, err)
+	}
+}
+
+// wait waits for the process to exit, reading (and returning) the rest of
+// its output meanwhile, and returns its exit status.
+func (p *proc) wait() (int, []string) {
+	p.t.Helper()
+	var rest []string
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if ok {
+				rest = append(rest, l)
+				continue
+			}
+			select {
+			case <-p.exited:
+			case <-deadline:
+				p.t.Fatalf("%s: did not exit within %s", p.name, waitTimeout)
+			}
+			if ee, ok := errors.AsType[*exec.ExitError](p.err); ok {
+				return ee.ExitCode(), rest
+			}
+			if p.err != nil {
+				p.t.Fatalf("%s: %v", p.name, p.err)
+			}
+			return 0, rest
+		case <-deadline:
+			p.t.Fatalf("%s: did not exit within %s; stderr:\n%s", p.name, waitTimeout, p.errOutput())
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}

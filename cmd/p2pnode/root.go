@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// stdio is where one invocation reads and writes. main passes the process's
+// own; tests pass buffers.
+type stdio struct {
+	in  io.Reader
+	out io.Writer
+	err io.Writer
+}
+
+// app is the state shared by the commands of one invocation: its streams
+// and the global flags. There is no package-level state, so tests can run
+// invocations side by side.
+type app struct {
+	stdio
+	log logConfig // --log-level, --log-format
+}
+
+// execute runs one invocation of p2pnode with args (without the program
+// name) and returns the process exit status. Errors are printed here, once,
+// as "p2pnode: <message>": cobra is told to print neither errors nor usage,
+// because a usage dump buries the one line that says what is wrong.
+func execute(args []string, s stdio) int {
+	a := &app{stdio: s}
+	root := newRootCmd(a)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err != nil {
+		fmt.Fprintf(s.err, "p2pnode: %s\n", oneLine(err.Error()))
+	}
+	return exitCode(err)
+}
+
+// newRootCmd builds the command tree.
+func newRootCmd(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "p2pnode",
+		Short: "Run and manage a BitVMX p2p node",
+		Long: `p2pnode runs one BitVMX p2p node (authenticated, encrypted, allowlisted and
+rate limited), manages its identity key and allowlist, and prints an example
+configuration.
+
+Results are readable text by default and JSON with --json. A failure prints
+one line, "p2pnode: <message>", on stderr and exits with status 1 (2 for a
+mistake in the command line itself).`,
+		Example: `  p2pnode keygen --out node.key
+  p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --name operator-2
+  p2pnode run --key node.key --listen /ip4/0.0.0.0/tcp/4001 --allowlist allowlist.yaml`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(a.in)
+	root.SetOut(a.out)
+	root.SetErr(a.err)
+	root.CompletionOptions.HiddenDefaultCmd = true
+	// Inherited by every subcommand: a bad flag is a usage error (exit 2),
+	// reported in one line.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	bindLogFlags(root.PersistentFlags(), &a.log)
+	root.AddCommand(commands(a)...)
+	return root
+}
+
+// commands lists the subcommands. Each lives in its own file with a
+// constructor taking the app; a new subcommand (send, find, demo, bench) is
+// a new file and one line here.
+func commands(a *app) []*cobra.Command {
+	return []*cobra.Command{
+		newKeygenCmd(a),
+		newIDCmd(a),
+		newRunCmd(a),
+		newAllowlistCmd(a),
+		newConfigCmd(a),
+		newVersionCmd(a),
+	}
+}
+
+// asGroup makes cmd a command that only holds subcommands. Run without one
+// it prints its help; run with an unknown one it fails with a usage error
+// (cobra itself would print the help and exit 0 for a nested command).
+func asGroup(cmd *cobra.Command) {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
+		}
+		return cmd.Help()
+	}
+}

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+const runLong = `run starts a node and prints one line per event on stdout until stdin
+closes, or until SIGINT or SIGTERM; then it stops cleanly and exits 0.
+Logs go to stderr.
+
+Commands are read from stdin, one JSON object per line:
+
+  {"cmd":"dial","peer":"<id>","addr":"<multiaddr>"}
+  {"cmd":"send","peer":"<id>","addr":"<multiaddr>","data":"<text>"}
+  {"cmd":"send","peer":"<id>","data_b64":"<base64>","id":7}
+  {"cmd":"disconnect","peer":"<id>"}
+
+"addr" is optional for a connected peer, and "peer" may be left out when
+"addr" ends in /p2p/<id>. A send gets exactly one status event carrying its
+"id" (numbered by p2pnode when the line has none). A bad line gets an error
+event and the node carries on.
+
+Events, with --json (one object per line, "event" first):
+
+  {"event":"listening","peer":"<id>","addrs":["/ip4/.../tcp/N/p2p/<id>"]}   always first
+  {"event":"data","from":"<id>","data":"<text>","data_b64":"<base64>"}     "data" only if UTF-8
+  {"event":"status","peer":"<id>","id":7,"ok":true,"reason":"ok"}
+  {"event":"connected","peer":"<id>","addr":"<multiaddr>","direction":"inbound"}
+  {"event":"disconnected","peer":"<id>"}
+  {"event":"connection_limit","peer":"<id>","reason":"malformed_message","until":"<RFC 3339>"}
+  {"event":"dropped","peer":"<id>","id":9,"count":3}
+  {"event":"error","peer":"<id>","error":"<message>"}
+  {"event":"reloaded","kind":"allowlist","file":"<path>","count":4}
+
+SIGHUP reloads the allowlist and routes files (--watch also reloads them
+when they change). A peer no longer allowlisted is disconnected at once. A
+file that does not parse leaves the old list in force and prints an error
+event naming the file and line.
+
+As a service, whose stdin is usually closed or /dev/null, use --no-stdin:
+the node then runs until SIGINT or SIGTERM.`
+
+// newRunCmd builds "run".
+func newRunCmd(a *app) *cobra.Command {
+	var (
+		configPath string
+		// flags only gives cobra somewhere to store the values; the
+		// configuration is built from the file and the changed flags.
+		flags runConfig
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run a node: print its events, take commands on stdin",
+		Long:  runLong,
+		Example: `  p2pnode run --key node.key --listen /ip4/127.0.0.1/tcp/4001 --allowlist allowlist.yaml --json
+  p2pnode run --config /etc/p2pnode/p2pnode.yaml --no-stdin --log-level info
+  echo '{"cmd":"send","addr":"/ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm...","data":"hello"}' | p2pnode run --config p2pnode.yaml`,
+		Args: checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg runConfig
+			if configPath != "" {
+				var err error
+				if cfg, err = loadConfigFile(configPath); err != nil {
+					return err
+				}
+			}
+			if err := overlayFlags(&cfg, cmd.Flags()); err != nil {
+				return usageError{err}
+			}
+			if err := cfg.validate(); err != nil {
+				return err
+			}
+			return runNode(a, cfg)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "YAML configuration `FILE` (see p2pnode config example); flags override it")
+	bindRunFlags(cmd.Flags(), &flags)
+	return cmd
+}
+
+// runner is one running node and everything "run" wires around it. Its
+// loop is the only goroutine that touches the node's channels and the
+// command parser.
+//
+// Layers still to come attach here, each in a file of its own: --dht
+// starts the DHT on node.Host() after p2p.New and stops it before
+// shutdown; --auto-reply puts the handler between the node's channels and
+// loop; new stdin commands (find) are parsed in commands_stdin.go and
+// carried out in handleLine; their events are rendered in events_json.go.
+type runner struct {
+	cfg    runConfig
+	log    *zap.Logger
+	out    *printer
+	node   *p2p.Node
+	list   *allowlist.List
+	routes *allowlist.Routes // nil: no routing table
+	parser commandParser
+}
+
+// runNode runs a node with cfg until stdin closes or a signal stops it.
+func runNode(a *app, cfg runConfig) error {
+	log, err := newLogger(cfg.Log, a.err)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	routeLibp2pLogs(log)
+
+	r := &runner{cfg: cfg, log: log, out: &printer{w: a.out, asJSON: cfg.JSON}}
+	pcfg := cfg.nodeConfig()
+	pcfg.Logger = log
+	if pcfg.Key, err = loadKey(cfg.Key); err != nil {
+		return err
+	}
+	if r.list, err = allowlist.Load(cfg.Allowlist); err != nil {
+		return err
+	}
+	if r.list.Len() == 0 {
+		log.Warn("the allowlist is empty: no peer can connect", zap.String("file", cfg.Allowlist))
+	}
+	pcfg.Allowlist = r.list
+	if cfg.Routes != "" {
+		if r.routes, err = allowlist.LoadRoutes(cfg.Routes); err != nil {
+			return err
+		}
+		pcfg.Routes = r.routes
+	}
+	if pcfg.ListenAddrs, err = parseListenAddrs(cfg.Listen); err != nil {
+		return err
+	}
+
+	// Catch signals before anything is printed: a SIGHUP sent as soon as
+	// the node says it listens must reload, not kill it (the default).
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	var metrics *metricsServer
+	if cfg.MetricsAddr != "" {
+		if metrics, err = startMetrics(cfg.MetricsAddr, log); err != nil {
+			return err
+		}
+		defer metrics.close()
+	}
+
+	if r.node, err = p2p.New(pcfg); err != nil {
+		return err
+	}
+	listening := listeningEvent{Peer: r.node.ID(), Addrs: r.node.Addrs()}
+	if metrics != nil {
+		listening.Metrics = metrics.addr
+		if err := registerNodeMetrics(metrics.reg, r.node); err != nil {
+			r.node.Close()
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+
+	// The listening event is the first line, whatever happens next: only
+	// then may watchers print reloads.
+	r.out.emit(listening)
+	stopWatch, err := r.watch()
+	if err != nil {
+		_ = r.shutdown()
+		return err
+	}
+	log.Info("node started", zap.Stringer("peer", r.node.ID()), zap.Stringers("addrs", r.node.Addrs()))
+
+	var lines <-chan stdinLine
+	if !cfg.NoStdin {
+		in := startStdinReader(a.in, maxStdinLine(r.node.Config().MaxMessageSize))
+		defer in.stop()
+		lines = in.lines
+	}
+	r.loop(lines, sigs)
+	// From here a second SIGINT or SIGTERM kills the process at once, in
+	// case stopping hangs; SIGHUP stays caught (and ignored) until exit.
+	signal.Reset(syscall.SIGINT, syscall.SIGTERM)
+
+	stopWatch()
+	return r.shutdown()
+}
+
+// loop prints the node's events and carries out stdin commands and signals
+// until it is time to stop.
+func (r *runner) loop(lines <-chan stdinLine, sigs <-chan os.Signal) {
+	recv, prio := r.node.Receiver(), r.node.Priority()
+	for {
+		// Priority alerts go first when both are ready: that is the point
+		// of the separate channel.
+		select {
+		case ev, ok := <-prio:
+			if ok {
+				r.out.emit(ev)
+				continue
+			}
+			prio = nil
+		default:
+		}
+		select {
+		case ev, ok := <-prio:
+			if !ok {
+				prio = nil
+				continue
+			}
+			r.out.emit(ev)
+		case ev, ok := <-recv:
+			if !ok {
+				r.log.Warn("node stopped")
+				return
+			}
+			r.out.emit(ev)
+		case l, ok := <-lines:
+			if !ok {
+				r.log.Info("stdin closed: stopping")
+				return
+			}
+			if !r.handleLine(l) {
+				return
+			}
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				r.reload()
+				continue
+			}
+			r.log.Info("signal: stopping", zap.Stringer("signal", s))
+			return
+		}
+	}
+}
+
+// handleLine carries out one stdin line and reports whether to go on.
+func (r *runner) handleLine(l stdinLine) bool {
+	switch {
+	case l.err == errLineTooLong:
+		r.parser.line++
+		r.out.emit(p2p.Error{Err: fmt.Errorf("stdin line %d: longer than %d bytes: skipped",
+			r.parser.line, maxStdinLine(r.node.Config().MaxMessageSize))})
+		return true
+	case l.err != nil:
+		// The reader stops after this; the closed channel ends the loop.
+		r.out.emit(p2p.Error{Err: fmt.Errorf("stdin: %w", l.err)})
+		return true
+	}
+	cmd, err := r.parser.parse(l.text)
+	if err != nil {
+		r.out.emit(p2p.Error{Err: err})
+		return true
+	}
+	if cmd == nil {
+		return true
+	}
+	r.log.Debug("command", zap.String("type", fmt.Sprintf("%T", cmd)))
+	// The node drains its Sender without blocking on us (its events are
+	// queued, never blocked on), so this returns promptly.
+	if err := r.node.Send(context.Background(), cmd); err != nil {
+		r.log.Warn("node closed: stopping", zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// shutdown closes the node and prints the events it still had, among them
+// the status of every message that was still waiting for its ack.
+func (r *runner) shutdown() error {
+	err := r.node.Close()
+	for ev := range r.node.Priority() {
+		r.out.emit(ev)
+	}
+	for ev := range r.node.Receiver() {
+		r.out.emit(ev)
+	}
+	if err != nil {
+		// Everything is stopped by now; a host that did not close cleanly
+		// is worth a log line, not a failed exit.
+		r.log.Warn("closing the node", zap.Error(err))
+	}
+	return nil
+}
+
+// parseListenAddrs parses the --listen values. None means p2p's default.
+func parseListenAddrs(ss []string) ([]ma.Multiaddr, error) {
+	var out []ma.Multiaddr
+	for _, s := range ss {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("listen address %q: %v", s, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// maxStdinLine bounds a stdin line: the largest message, written as JSON
+// text with every byte escaped (\u00XX, six bytes each), plus room for the
+// other fields.
+func maxStdinLine(maxMessage int) int {
+	return 6*maxMessage + 64<<10
+}
