@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
@@ -79,6 +80,11 @@ type Config struct {
 
 	// Logger receives the node's logs. Default: no logging.
 	Logger *zap.Logger
+	// Metrics, when set, receives the node's Prometheus collectors
+	// (bitvmx_p2p_*, listed in docs/operations.md) and go-libp2p's own
+	// swarm, identify and resource-manager metrics. One node per registry:
+	// wrap it with prometheus.WrapRegistererWith to run several.
+	Metrics prometheus.Registerer
 	// ReusePort makes outbound connections leave from the listening
 	// address and port. Off by default: re-dialing a peer straight after a
 	// disconnect then collides with the old connection's TIME_WAIT state.

@@ -28,6 +28,7 @@ func (t *connTracker) Connected(_ network.Network, c network.Conn) {
 	// Pushed under the lock so that Connected and Disconnected of one peer
 	// cannot overtake each other.
 	if first {
+		t.n.metrics.peerCount(1)
 		t.n.events.push(Connected{Peer: p, Addr: c.RemoteMultiaddr(), Inbound: c.Stat().Direction == network.DirInbound}, false)
 	}
 	t.mu.Unlock()
@@ -40,6 +41,7 @@ func (t *connTracker) Disconnected(_ network.Network, c network.Conn) {
 	last := t.count[p] <= 0
 	if last {
 		delete(t.count, p)
+		t.n.metrics.peerCount(-1)
 		t.n.events.push(Disconnected{Peer: p}, false)
 	}
 	t.mu.Unlock()

@@ -4,9 +4,10 @@ import (
 	"fmt"
 
 	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 )
@@ -31,8 +32,10 @@ func newHost(cfg Config, g *gater) (host.Host, error) {
 		// Re-dialing a peer straight after a disconnect then collided with
 		// the old 4-tuple in TIME_WAIT ("noise: message is too short",
 		// resets, dial backoff); without it every dial gets a fresh port.
-		libp2p.Transport(tcp.NewTCPTransport, tcpOpts...),
-		libp2p.Security(noise.ID, noise.New),
+		// Both wrapped so that a failed inbound handshake costs its
+		// source IP a token (handshake.go).
+		libp2p.Transport(guardedTCP(g.charge), tcpOpts...),
+		libp2p.Security(noise.ID, guardedNoise(g.charge)),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionGater(g),
 		libp2p.ResourceManager(rm),
@@ -41,8 +44,12 @@ func newHost(cfg Config, g *gater) (host.Host, error) {
 		// The resource manager bounds how many there can be.
 		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
 		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
 		libp2p.Ping(false),
+	}
+	if cfg.Metrics != nil {
+		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Metrics))
+	} else {
+		opts = append(opts, libp2p.DisableMetrics())
 	}
 	opts = append(opts, cfg.HostOptions...)
 	h, err := libp2p.New(opts...)
@@ -50,5 +57,7 @@ func newHost(cfg Config, g *gater) (host.Host, error) {
 		rm.Close()
 		return nil, fmt.Errorf("p2p: start host: %w", err)
 	}
+	conns := func(p peer.ID) int { return len(h.Network().ConnsToPeer(p)) }
+	g.conns.Store(&conns)
 	return h, nil
 }

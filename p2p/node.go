@@ -36,6 +36,7 @@ const maxQueuedEvents = 4096
 type Node struct {
 	cfg     Config
 	log     *zap.Logger
+	metrics *metrics
 	host    host.Host
 	limiter *ratelimit.Limiter
 
@@ -64,8 +65,13 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
+		metrics: m,
 		cfg:     cfg,
 		log:     cfg.Logger,
 		limiter: cfg.Limiter,
@@ -280,6 +286,7 @@ func (n *Node) disconnect(p peer.ID) {
 
 // status emits the one Status a SendMsg gets.
 func (n *Node) status(m SendMsg, r Reason, err error) {
+	n.metrics.statusSent(r)
 	n.events.push(Status{Peer: m.Peer, MsgID: m.ID, OK: r == ReasonOK, Reason: r, Err: err}, true)
 }
 
@@ -288,6 +295,7 @@ func (n *Node) status(m SendMsg, r Reason, err error) {
 // caller.
 func (n *Node) charge(p peer.ID, ip netip.Addr, r ratelimit.Reason) {
 	n.log.Debug("misbehaviour", zap.Stringer("peer", p), zap.Stringer("ip", ip), zap.Stringer("reason", r))
+	n.metrics.spent(r)
 	if p != "" {
 		if v := n.limiter.SpendPeer(string(p), r); v.Exhausted {
 			n.cutOff(ConnectionLimit{Peer: p, Reason: r, Until: v.Until})
@@ -304,6 +312,7 @@ func (n *Node) charge(p peer.ID, ip netip.Addr, r ratelimit.Reason) {
 // refuses it from then on, until the limiter lets it back.
 func (n *Node) cutOff(ev ConnectionLimit) {
 	n.log.Warn("rate limit exhausted: disconnecting", zap.Stringer("peer", ev.Peer), zap.Stringer("ip", ev.IP), zap.Stringer("reason", ev.Reason))
+	n.metrics.limited(ev)
 	n.events.push(ev, false)
 	for _, c := range n.host.Network().Conns() {
 		if (ev.Peer != "" && c.RemotePeer() == ev.Peer) || (ev.IP.IsValid() && remoteIP(c) == ev.IP) {

@@ -60,6 +60,7 @@ func (n *Node) handleStream(s network.Stream) {
 			ack.Reason = n.deliver(p, &f)
 		}
 		lastID = max(lastID, f.Id)
+		n.metrics.frameReceived(reasonFromWire(ack.Reason), len(f.Payload))
 		if err := writeFrame(aw.bw, &ack); err != nil {
 			s.Reset()
 			return

@@ -294,6 +294,7 @@ func (st *outStream) write(m *outMsg, flush bool) bool {
 	st.mu.Unlock()
 
 	f := &pb.Data{Id: m.wireID, Channel: m.Channel, FromChannel: m.FromChannel, Payload: m.Data}
+	st.n.metrics.written(len(m.Data))
 	err := writeFrame(st.bw, f)
 	if err == nil && flush {
 		err = st.bw.Flush()
@@ -322,6 +323,7 @@ func (st *outStream) readAcks() {
 			return
 		}
 		m := st.pending[st.head]
+		st.n.metrics.acked(m.deadline.Add(-st.n.cfg.AckTimeout))
 		st.unacked -= len(m.Data)
 		st.pending[st.head] = nil
 		st.head++
