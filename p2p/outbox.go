@@ -11,7 +11,7 @@ import "sync"
 // delivering their Status events.
 type outbox struct {
 	ch    chan Event
-	limit int                       // cap on queued events that are not essential
+	limit int                              // cap on queued events that are not essential
 	merge func(last *Event, ev Event) bool // folds ev into the queued tail, if it can
 
 	mu      sync.Mutex
