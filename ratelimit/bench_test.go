@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
@@ -21,21 +24,48 @@ const benchKeys = 1024
 func peerIDs(n int) []string {
 	ids := make([]string, n)
 	for i := range ids {
-		s := fmt.Sprintf("16Uiu2HAm%044d", i)
-		ids[i] = s[:53]
+		ids[i] = fmt.Sprintf("16Uiu2HAm%044d", i)
 	}
 	return ids
 }
 
-// neverExhausted is a config whose buckets never run dry, so a benchmark
-// measures the full charging path on the real clock rather than the
-// shortcut taken for banned keys.
-var neverExhausted = ratelimit.Config{Burst: 1 << 30}
+// neverExhausted returns a config whose buckets never run dry, so that a
+// benchmark measures the full charging path on the real clock rather than
+// the shortcut taken for banned keys.
+func neverExhausted() ratelimit.Config { return ratelimit.Config{Burst: 1 << 30} }
 
 func BenchmarkSpendPeer(b *testing.B) {
 	ids := peerIDs(benchKeys)
+	// Two references for reading the figures on a given machine: the
+	// clock read every spend must make, and the least a design with one
+	// golang.org/x/time/rate.Limiter per key would do (a locked map
+	// lookup, AllowN, and TokensAt for Verdict.Remaining).
+	b.Run("ref-time.Now", func(b *testing.B) {
+		var sink int64
+		for b.Loop() {
+			sink += time.Now().UnixNano()
+		}
+		runtime.KeepAlive(sink)
+	})
+	b.Run("ref-x-time-rate", func(b *testing.B) {
+		var mu sync.Mutex
+		lims := make(map[string]*rate.Limiter, benchKeys)
+		for _, id := range ids {
+			lims[id] = rate.NewLimiter(rate.Every(time.Nanosecond), 1<<30)
+		}
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			mu.Lock()
+			now := time.Now()
+			lim := lims[ids[i%benchKeys]]
+			if lim.AllowN(now, 1) {
+				_ = lim.TokensAt(now)
+			}
+			mu.Unlock()
+		}
+	})
 	b.Run("charge", func(b *testing.B) {
-		l := ratelimit.New(neverExhausted)
+		l := ratelimit.New(neverExhausted())
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			l.SpendPeer(ids[i%benchKeys], ratelimit.MalformedMessage)
@@ -69,7 +99,7 @@ func BenchmarkSpendIP(b *testing.B) {
 			for i := range addrs {
 				addrs[i] = tc.addr(i)
 			}
-			l := ratelimit.New(neverExhausted)
+			l := ratelimit.New(neverExhausted())
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				l.SpendIP(addrs[i%benchKeys], ratelimit.FailedHandshake)
@@ -83,7 +113,7 @@ func BenchmarkSpendIP(b *testing.B) {
 // how the shards scale.
 func BenchmarkSpendParallel(b *testing.B) {
 	ids := peerIDs(benchKeys)
-	l := ratelimit.New(neverExhausted)
+	l := ratelimit.New(neverExhausted())
 	var offset atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -188,8 +218,10 @@ func BenchmarkMillionKeys(b *testing.B) {
 			var atCap, after float64
 			var keys int
 			for b.Loop() {
+				b.StopTimer()
 				base := heapMiB()
 				l := ratelimit.New(cfg)
+				b.StartTimer()
 				for i := range n {
 					if i == ratelimit.DefaultMaxKeys {
 						b.StopTimer()

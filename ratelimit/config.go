@@ -29,8 +29,8 @@ const (
 	DefaultBanDuration = 30 * time.Second
 
 	// DefaultMaxKeys caps each table (peers and IPs separately). A tracked
-	// key costs roughly 150 to 250 bytes, so a full table holds 10 to 16
-	// MiB. BitVMX committees number tens of operators, so the cap never
+	// key costs roughly 120 to 180 bytes (BenchmarkMillionKeys), so a full
+	// table holds 8 to 12 MiB. BitVMX committees number tens of operators, so the cap never
 	// binds in normal use; it is what bounds memory under a flood of
 	// distinct addresses or freshly minted keys.
 	DefaultMaxKeys = 1 << 16

@@ -1,9 +1,7 @@
 package ratelimit
 
 import (
-	"encoding/binary"
 	"hash/maphash"
-	"math/bits"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -16,7 +14,7 @@ import (
 type Limiter struct {
 	cfg   Config
 	peers table[string]
-	ips   table[netip.Addr]
+	ips   table[ipKey]
 
 	// The seeds make shard placement unpredictable, so that nobody can
 	// pick keys that all land in (and churn) one shard.
@@ -52,7 +50,7 @@ func New(cfg Config) *Limiter {
 	return &Limiter{
 		cfg:   cfg,
 		peers: newTable[string](p, cfg.MaxKeys),
-		ips:   newTable[netip.Addr](p, cfg.MaxKeys),
+		ips:   newTable[ipKey](p, cfg.MaxKeys),
 		seed:  maphash.MakeSeed(),
 		ipk0:  rand.Uint64(),
 		ipk1:  rand.Uint64(),
@@ -79,7 +77,7 @@ func (l *Limiter) SpendPeer(id string, r Reason) Verdict {
 // acceptable since honest nodes rarely spend at all. An invalid ip is not
 // charged: the Verdict says so with a full bucket.
 func (l *Limiter) SpendIP(ip netip.Addr, r Reason) Verdict {
-	k, h, ok := l.ipKey(ip)
+	k, h, ok := l.keyIP(ip)
 	if !ok {
 		return Verdict{Remaining: float64(l.cfg.Burst)}
 	}
@@ -96,7 +94,7 @@ func (l *Limiter) PeerBanned(id string) bool {
 // IPBanned reports whether ip (normalised as in SpendIP) is refused now, at
 // the same cost as PeerBanned. An invalid ip is never banned.
 func (l *Limiter) IPBanned(ip netip.Addr) bool {
-	k, h, ok := l.ipKey(ip)
+	k, h, ok := l.keyIP(ip)
 	if !ok {
 		return false
 	}
@@ -111,7 +109,7 @@ func (l *Limiter) Forgive(id string) {
 
 // ForgiveIP is Forgive for an address; for IPv6 it forgives the whole /64.
 func (l *Limiter) ForgiveIP(ip netip.Addr) {
-	if k, h, ok := l.ipKey(ip); ok {
+	if k, h, ok := l.keyIP(ip); ok {
 		l.ips.forgive(h, k)
 	}
 }
@@ -123,34 +121,4 @@ func (l *Limiter) Stats() Stats {
 	l.peers.stats(&s.Peers)
 	l.ips.stats(&s.IPs)
 	return s
-}
-
-// ipKey returns the key ip is charged under, the IPv4 address itself or the
-// first address of the IPv6 /64, always without a zone, together with its
-// shard hash.
-func (l *Limiter) ipKey(ip netip.Addr) (k netip.Addr, h uint64, ok bool) {
-	if !ip.IsValid() {
-		return netip.Addr{}, 0, false
-	}
-	// In 16-byte form IPv4 and IPv4-mapped IPv6 are the same bytes, and
-	// the zone is gone.
-	a := ip.As16()
-	hi, lo := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(a[8:])
-	if ip.Is4() || ip.Is4In6() {
-		k = netip.AddrFrom4([4]byte(a[12:]))
-	} else {
-		lo = 0
-		clear(a[8:])
-		k = netip.AddrFrom16(a)
-	}
-	return k, l.hashIP(hi, lo), true
-}
-
-// hashIP is a seeded hash of an IP key's two halves. A key is only 16
-// bytes, so one 128-bit multiply of its keyed halves (as in wyhash) mixes it
-// well enough to pick a shard, at a fraction of maphash's cost; it is on the
-// path of every IPBanned.
-func (l *Limiter) hashIP(hi, lo uint64) uint64 {
-	h, m := bits.Mul64(hi^l.ipk0, lo^l.ipk1)
-	return h ^ m
 }

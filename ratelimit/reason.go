@@ -15,36 +15,38 @@ type Reason uint8
 // them, so that a forgotten field shows up as "Reason(0)" rather than as a
 // plausible cause.
 const (
-	// FailedHandshake: an inbound Noise handshake failed. It is charged to
-	// the source IP, because until the handshake succeeds there is no
-	// proven key to charge.
+	// FailedHandshake means an inbound Noise handshake failed. It is
+	// charged to the source IP, because until the handshake succeeds
+	// there is no proven key to charge.
 	FailedHandshake Reason = iota + 1
 
-	// PeerIPMismatch: an allowlisted key connected from an IP that its
-	// allowlist entry does not allow, which looks like a stolen or
+	// PeerIPMismatch means an allowlisted key connected from an IP that
+	// its allowlist entry does not allow, which looks like a stolen or
 	// misconfigured identity.
 	PeerIPMismatch
 
-	// UnknownPeer: the key is not on the allowlist. Keys are free to mint,
-	// so this is best charged to the source IP.
+	// UnknownPeer means the key is not on the allowlist. Keys are free
+	// to mint, so this is best charged to the source IP.
 	UnknownPeer
 
-	// MalformedMessage: a frame that does not decode.
+	// MalformedMessage means a frame did not decode.
 	MalformedMessage
 
-	// OversizedMessage: a frame larger than the configured maximum.
+	// OversizedMessage means a frame was larger than the configured
+	// maximum.
 	OversizedMessage
 
-	// UnansweredAck: a sent message whose ack never came back in time.
+	// UnansweredAck means the ack for a sent message did not come back
+	// in time.
 	UnansweredAck
 
-	// ProtocolViolation: any other abuse of the wire protocol, such as an
-	// unknown protocol ID, too many streams, too many frames in flight, or
-	// acks out of order.
+	// ProtocolViolation means any other abuse of the wire protocol, such
+	// as an unknown protocol ID, too many streams, too many frames in
+	// flight, or acks out of order.
 	ProtocolViolation
 
-	// Unauthorized: a message that the routing table does not permit from
-	// that peer to that channel.
+	// Unauthorized means a message came that the routing table does not
+	// permit from that peer to that channel.
 	Unauthorized
 
 	// numReasons sizes per-reason arrays; index 0 is the out-of-range slot.
