@@ -219,3 +219,25 @@ func TestRemovedPeerDisconnectedAtOnce(t *testing.T) {
 }
 
 var _ = peer.ID("")
+
+func TestRevokedPeerFramesInFlightNotDelivered(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	b := tu.Node(t, ib, list)
+	s := rawStream(t, ia, b, "127.0.0.1")
+	br := bufio.NewReader(s)
+	protodelim.MarshalTo(s, &pb.Data{Id: 1, Payload: []byte("before")})
+	if ack := readAck(t, br); ack.Reason != pb.Reason_OK {
+		t.Fatalf("ack %v", ack)
+	}
+	tu.Next[p2p.Data](t, b.Receiver())
+
+	list.Remove(ia.ID)
+	// Written on the open stream after the revocation, racing the close.
+	protodelim.MarshalTo(s, &pb.Data{Id: 2, Payload: []byte("after")})
+	var ack pb.Ack
+	if err := protodelim.UnmarshalFrom(br, &ack); err == nil && ack.Reason != pb.Reason_NOT_ALLOWLISTED {
+		t.Fatalf("frame after revocation acked %v", ack.Reason)
+	}
+	tu.None[p2p.Data](t, b.Receiver(), 200*time.Millisecond)
+}

@@ -296,13 +296,15 @@ func (n *Node) status(m SendMsg, r Reason, err error) {
 func (n *Node) charge(p peer.ID, ip netip.Addr, r ratelimit.Reason) {
 	n.log.Debug("misbehaviour", zap.Stringer("peer", p), zap.Stringer("ip", ip), zap.Stringer("reason", r))
 	n.metrics.spent(r)
+	// Only the spend that empties the bucket cuts off and reports; later
+	// spends during the ban are counted but would repeat the event.
 	if p != "" {
-		if v := n.limiter.SpendPeer(string(p), r); v.Exhausted {
+		if v := n.limiter.SpendPeer(string(p), r); v.NewlyExhausted {
 			n.cutOff(ConnectionLimit{Peer: p, Reason: r, Until: v.Until})
 		}
 	}
 	if ip.IsValid() {
-		if v := n.limiter.SpendIP(ip, r); v.Exhausted {
+		if v := n.limiter.SpendIP(ip, r); v.NewlyExhausted {
 			n.cutOff(ConnectionLimit{IP: ip, Reason: r, Until: v.Until})
 		}
 	}
@@ -315,7 +317,7 @@ func (n *Node) cutOff(ev ConnectionLimit) {
 	n.metrics.limited(ev)
 	n.events.push(ev, false)
 	for _, c := range n.host.Network().Conns() {
-		if (ev.Peer != "" && c.RemotePeer() == ev.Peer) || (ev.IP.IsValid() && remoteIP(c) == ev.IP) {
+		if (ev.Peer != "" && c.RemotePeer() == ev.Peer) || (ev.IP.IsValid() && sameIPKey(remoteIP(c), ev.IP)) {
 			// Closing waits on the muxer: not on the caller's goroutine,
 			// which may be a stream handler of this very connection.
 			n.closeConnAsync(c)
@@ -361,6 +363,17 @@ func transportAddr(p peer.ID, a ma.Multiaddr) (ma.Multiaddr, error) {
 		return nil, fmt.Errorf("p2p: address %s has no transport part", a)
 	}
 	return tpt, nil
+}
+
+// sameIPKey reports whether a and b share a rate-limit key: the same IPv4
+// address, or the same IPv6 /64 (one host usually owns a /64).
+func sameIPKey(a, b netip.Addr) bool {
+	if a.Is4() || b.Is4() {
+		return a == b
+	}
+	pa, _ := a.Prefix(64)
+	pb, _ := b.Prefix(64)
+	return pa == pb
 }
 
 func remoteIP(c network.Conn) netip.Addr {

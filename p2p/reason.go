@@ -54,6 +54,8 @@ func reasonFromWire(r pb.Reason) Reason {
 		return ReasonNotRouted
 	case pb.Reason_SHUTTING_DOWN:
 		return ReasonShuttingDown
+	case pb.Reason_NOT_ALLOWLISTED:
+		return ReasonRejected
 	default:
 		// A newer peer's reason we do not know is still a refusal.
 		return ReasonProtocolError

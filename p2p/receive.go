@@ -57,7 +57,7 @@ func (n *Node) handleStream(s network.Stream) {
 		case len(f.Payload) > n.cfg.MaxMessageSize:
 			ack.Reason = pb.Reason_TOO_LARGE
 		default:
-			ack.Reason = n.deliver(p, &f)
+			ack.Reason = n.deliver(p, ip, &f)
 		}
 		lastID = max(lastID, f.Id)
 		n.metrics.frameReceived(reasonFromWire(ack.Reason), len(f.Payload))
@@ -88,9 +88,15 @@ func (n *Node) handleStream(s network.Stream) {
 
 // deliver hands a frame to the caller if the routing table permits it and
 // the Receiver buffer has room.
-func (n *Node) deliver(p peer.ID, f *pb.Data) pb.Reason {
+func (n *Node) deliver(p peer.ID, ip netip.Addr, f *pb.Data) pb.Reason {
 	if n.ctx.Err() != nil {
 		return pb.Reason_SHUTTING_DOWN
+	}
+	// The allowlist may have dropped the peer since its connection was
+	// admitted; the connection is closing, and nothing more of it may be
+	// delivered meanwhile.
+	if !n.cfg.Allowlist.Allowed(p, ip) {
+		return pb.Reason_NOT_ALLOWLISTED
 	}
 	if n.limiter.PeerBanned(string(p)) {
 		return pb.Reason_RATE_LIMITED

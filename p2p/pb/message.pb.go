@@ -45,6 +45,9 @@ const (
 	Reason_NOT_ROUTED Reason = 5
 	// The receiver is shutting down.
 	Reason_SHUTTING_DOWN Reason = 6
+	// The sender is not (or no longer) on the receiver's allowlist; the
+	// connection is being closed.
+	Reason_NOT_ALLOWLISTED Reason = 7
 )
 
 // Enum value maps for Reason.
@@ -57,15 +60,17 @@ var (
 		4: "BUSY",
 		5: "NOT_ROUTED",
 		6: "SHUTTING_DOWN",
+		7: "NOT_ALLOWLISTED",
 	}
 	Reason_value = map[string]int32{
-		"OK":            0,
-		"TOO_LARGE":     1,
-		"MALFORMED":     2,
-		"RATE_LIMITED":  3,
-		"BUSY":          4,
-		"NOT_ROUTED":    5,
-		"SHUTTING_DOWN": 6,
+		"OK":              0,
+		"TOO_LARGE":       1,
+		"MALFORMED":       2,
+		"RATE_LIMITED":    3,
+		"BUSY":            4,
+		"NOT_ROUTED":      5,
+		"SHUTTING_DOWN":   6,
+		"NOT_ALLOWLISTED": 7,
 	}
 )
 
@@ -240,7 +245,7 @@ const file_message_proto_rawDesc = "" +
 	"\ffrom_channel\x18\x04 \x01(\rR\vfromChannel\"D\n" +
 	"\x03Ack\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x15.bitvmx.p2p.v1.ReasonR\x06reason*m\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x15.bitvmx.p2p.v1.ReasonR\x06reason*\x82\x01\n" +
 	"\x06Reason\x12\x06\n" +
 	"\x02OK\x10\x00\x12\r\n" +
 	"\tTOO_LARGE\x10\x01\x12\r\n" +
@@ -249,7 +254,8 @@ const file_message_proto_rawDesc = "" +
 	"\x04BUSY\x10\x04\x12\x0e\n" +
 	"\n" +
 	"NOT_ROUTED\x10\x05\x12\x11\n" +
-	"\rSHUTTING_DOWN\x10\x06B(Z&github.com/bitvmx/go-bitvmx-p2p/p2p/pbb\x06proto3"
+	"\rSHUTTING_DOWN\x10\x06\x12\x13\n" +
+	"\x0fNOT_ALLOWLISTED\x10\aB(Z&github.com/bitvmx/go-bitvmx-p2p/p2p/pbb\x06proto3"
 
 var (
 	file_message_proto_rawDescOnce sync.Once
