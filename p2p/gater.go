@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -21,6 +22,9 @@ type gater struct {
 	limiter *ratelimit.Limiter
 	// charge spends a token for misbehaviour and acts on exhaustion.
 	charge func(p peer.ID, ip netip.Addr, r ratelimit.Reason)
+	// conns counts a peer's open connections. newHost sets it once the
+	// host exists; before that nobody is connected.
+	conns atomic.Pointer[func(peer.ID) int]
 }
 
 var _ interface {
@@ -78,7 +82,26 @@ func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, c network.Con
 		}
 		return false
 	}
-	return !g.limiter.PeerBanned(string(p)) && !g.limiter.IPBanned(ip)
+	if g.limiter.PeerBanned(string(p)) || g.limiter.IPBanned(ip) {
+		return false
+	}
+	if dir == network.DirInbound && g.connsTo(p) >= limitPeerConns {
+		// An honest peer holds one connection, two while a redial
+		// overlaps the old one; each extra one costs a handshake, so a
+		// key opening more is flooding (see docs/security.md). The key
+		// is proven by now, so it alone pays: the IP may be shared.
+		g.charge(p, netip.Addr{}, ratelimit.ProtocolViolation)
+		return false
+	}
+	return true
+}
+
+// connsTo is how many connections p has open now.
+func (g *gater) connsTo(p peer.ID) int {
+	if f := g.conns.Load(); f != nil {
+		return (*f)(p)
+	}
+	return 0
 }
 
 // InterceptUpgraded accepts: everything was decided in InterceptSecured.

@@ -32,8 +32,9 @@ func newHost(cfg Config, g *gater) (host.Host, error) {
 		// Re-dialing a peer straight after a disconnect then collided with
 		// the old 4-tuple in TIME_WAIT ("noise: message is too short",
 		// resets, dial backoff); without it every dial gets a fresh port.
-		// Both wrapped so that a failed inbound handshake costs its
-		// source IP a token (handshake.go).
+		//
+		// TCP and Noise are both wrapped so that a failed inbound
+		// handshake costs its source IP a token (handshake.go).
 		libp2p.Transport(guardedTCP(g.charge), tcpOpts...),
 		libp2p.Security(noise.ID, guardedNoise(g.charge)),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),

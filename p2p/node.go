@@ -296,6 +296,16 @@ func (n *Node) status(m SendMsg, r Reason, err error) {
 func (n *Node) charge(p peer.ID, ip netip.Addr, r ratelimit.Reason) {
 	n.log.Debug("misbehaviour", zap.Stringer("peer", p), zap.Stringer("ip", ip), zap.Stringer("reason", r))
 	n.metrics.spent(r)
+	// What a proven key does is charged to that key alone: charging its IP
+	// too would cut off honest peers behind the same NAT. Only offences
+	// before or at the handshake, when the IP is all we can trust, cost it.
+	switch r {
+	case ratelimit.FailedHandshake, ratelimit.UnknownPeer, ratelimit.PeerIPMismatch:
+	default:
+		if p != "" {
+			ip = netip.Addr{}
+		}
+	}
 	// Only the spend that empties the bucket cuts off and reports; later
 	// spends during the ban are counted but would repeat the event.
 	if p != "" {

@@ -125,7 +125,7 @@ func (n *Node) readFailed(aw *ackWriter, p peer.ID, ip netip.Addr, err error) {
 		n.charge(p, ip, ratelimit.OversizedMessage)
 		writeFrame(aw.bw, &pb.Ack{Reason: pb.Reason_TOO_LARGE})
 		aw.flushAndClose()
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	case isTimeout(err):
 		n.charge(p, ip, ratelimit.ProtocolViolation)
 		s.Reset()
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, network.ErrReset) || n.ctx.Err() != nil:
@@ -171,6 +171,13 @@ func (w *ackWriter) flushAndClose() {
 		return
 	}
 	s.Close()
+}
+
+// isTimeout reports a read deadline: yamux returns its own timeout error,
+// which has Timeout() but is not os.ErrDeadlineExceeded.
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &t) && t.Timeout())
 }
 
 // streamCounter caps the inbound message streams each peer holds open.

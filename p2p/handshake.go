@@ -1,0 +1,220 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/sec"
+	"github.com/libp2p/go-libp2p/core/transport"
+	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcpreuse"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// Failed inbound handshakes.
+//
+// Until Noise has proved a key, the source IP is all a node knows about a
+// connection, so a handshake that fails is charged to that IP
+// (ratelimit.FailedHandshake). "Handshake" here means everything between
+// accept and a proved key: the multistream-select negotiation of /noise and
+// the Noise XX exchange itself. go-libp2p runs the first inside its
+// upgrader, before the security transport is ever called, so wrapping Noise
+// alone would miss the cheapest attack there is (bytes that are not
+// multistream at all). Two small wrappers therefore work together:
+//
+//   - guardedTCP gives the TCP transport an upgrader whose listeners hand
+//     out guardConns: every accepted connection is watched from accept until
+//     it closes;
+//   - guardedNoise wraps the Noise transport and marks a guardConn secured
+//     when its handshake succeeds.
+//
+// A guardConn that is closed without having been secured failed its
+// handshake and is charged, once. Connections refused earlier (by the
+// gater's InterceptAccept or the resource manager) never become guardConns,
+// so a banned IP is not charged again for knocking. A connection that fails
+// after Noise (a stranger's key, a key from the wrong IP) is the gater's to
+// charge, under the reason that says why.
+//
+// One case is deliberately not charged: a peer that connects and hangs up
+// (FIN or RST) before sending a single byte. That is what port scanners,
+// load-balancer health checks and `nc -z` do; it costs the node an accept
+// and no cryptography, so banning an operator's monitoring for it would buy
+// nothing. A peer that connects and sends nothing, holding the connection
+// until the upgrader's accept timeout closes it, is charged: it held a
+// handshake slot for the whole timeout.
+
+// chargeFunc spends a misbehaviour token; it is gater.charge.
+type chargeFunc func(p peer.ID, ip netip.Addr, r ratelimit.Reason)
+
+// guardedTCP returns a TCP transport constructor for libp2p.Transport: the
+// stock one, given an upgrader that watches inbound handshakes. Its
+// signature mirrors tcp.NewTCPTransport's, which is what fx injects.
+func guardedTCP(charge chargeFunc) func(transport.Upgrader, network.ResourceManager, *tcpreuse.ConnMgr, ...tcp.Option) (*tcp.TcpTransport, error) {
+	return func(up transport.Upgrader, rm network.ResourceManager, shared *tcpreuse.ConnMgr, opts ...tcp.Option) (*tcp.TcpTransport, error) {
+		return tcp.NewTCPTransport(&guardUpgrader{Upgrader: up, charge: charge}, rm, shared, opts...)
+	}
+}
+
+// guardedNoise returns a security constructor for libp2p.Security: Noise,
+// wrapped to report successful inbound handshakes. Its signature mirrors
+// noise.New's, which is what fx injects.
+func guardedNoise(charge chargeFunc) func(protocol.ID, crypto.PrivKey, []tptu.StreamMuxer) (*guardedSecurity, error) {
+	return func(id protocol.ID, k crypto.PrivKey, muxers []tptu.StreamMuxer) (*guardedSecurity, error) {
+		t, err := noise.New(id, k, muxers)
+		if err != nil {
+			return nil, err
+		}
+		return &guardedSecurity{SecureTransport: t, charge: charge}, nil
+	}
+}
+
+// guardUpgrader is go-libp2p's upgrader with watched listeners. Dials pass
+// through untouched: a handshake this node started and that failed is not
+// the remote's misbehaviour to charge.
+type guardUpgrader struct {
+	transport.Upgrader
+	charge chargeFunc
+}
+
+func (u *guardUpgrader) UpgradeGatedMaListener(t transport.Transport, l transport.GatedMaListener) transport.Listener {
+	return u.Upgrader.UpgradeGatedMaListener(t, &guardListener{GatedMaListener: l, charge: u.charge})
+}
+
+// UpgradeListener is deprecated upstream but still part of the interface;
+// it must not bypass the guard.
+func (u *guardUpgrader) UpgradeListener(t transport.Transport, l manet.Listener) transport.Listener {
+	return u.UpgradeGatedMaListener(t, u.GateMaListener(l))
+}
+
+// guardListener wraps every connection its listener accepts (after the gater
+// and the resource manager let it through) in a guardConn.
+type guardListener struct {
+	transport.GatedMaListener
+	charge chargeFunc
+	// closed is set when the host closes the listener: handshakes it cuts
+	// short then are the node's doing, not the peer's.
+	closed atomic.Bool
+}
+
+func (l *guardListener) Accept() (manet.Conn, network.ConnManagementScope, error) {
+	c, scope, err := l.GatedMaListener.Accept()
+	if err != nil {
+		return c, scope, err
+	}
+	ip, _ := ipOf(c.RemoteMultiaddr())
+	return &guardConn{Conn: c, ip: ip, l: l}, scope, nil
+}
+
+func (l *guardListener) Close() error {
+	l.closed.Store(true)
+	return l.GatedMaListener.Close()
+}
+
+// guardConn watches one inbound connection until its handshake is decided.
+type guardConn struct {
+	manet.Conn
+	ip netip.Addr
+	l  *guardListener
+
+	secured atomic.Bool // Noise proved a key: the gater takes over
+	spoke   atomic.Bool // the peer sent at least one byte
+	hungUp  atomic.Bool // the peer closed before sending anything
+	settle  sync.Once
+}
+
+func (c *guardConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.secured.Load() {
+		return n, err
+	}
+	if n > 0 {
+		c.spoke.Store(true)
+	} else if err != nil && !c.spoke.Load() && peerHungUp(err) {
+		c.hungUp.Store(true)
+	}
+	return n, err
+}
+
+// Close charges a handshake that never completed, then closes. Charging
+// first means that whoever sees the connection close can rely on the charge
+// having been made.
+func (c *guardConn) Close() error {
+	c.failed()
+	return c.Conn.Close()
+}
+
+// failed charges the source IP once, unless the handshake succeeded, the
+// peer merely knocked, or the node itself is shutting the listener down.
+func (c *guardConn) failed() {
+	c.settle.Do(func() {
+		if c.secured.Load() || c.l.closed.Load() || (c.hungUp.Load() && !c.spoke.Load()) {
+			return
+		}
+		if c.ip.IsValid() {
+			c.l.charge("", c.ip, ratelimit.FailedHandshake)
+		}
+	})
+}
+
+// peerHungUp reports whether a read error means the remote closed or reset
+// the connection, as opposed to the node closing it or a deadline.
+func peerHungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// guardedSecurity is Noise, reporting how each inbound handshake ended.
+type guardedSecurity struct {
+	sec.SecureTransport
+	charge chargeFunc
+}
+
+// SecureInbound runs the Noise responder. On success it marks the
+// connection secured, so that closing it later (the gater refusing the key,
+// or the peer leaving) is not taken for a failed handshake. A failure is
+// charged when the connection closes; a connection that did not come from a
+// guarded listener (a custom transport via Config.HostOptions) is charged
+// here instead.
+func (s *guardedSecurity) SecureInbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
+	sc, err := s.SecureTransport.SecureInbound(ctx, insecure, p)
+	gc, guarded := insecure.(*guardConn)
+	switch {
+	case err == nil && guarded:
+		gc.secured.Store(true)
+	case err == nil:
+	case guarded:
+		gc.failed()
+		return nil, err
+	default:
+		if ip, ok := netAddrIP(insecure.RemoteAddr()); ok {
+			s.charge("", ip, ratelimit.FailedHandshake)
+		}
+		return nil, err
+	}
+	return sc, nil
+}
+
+// netAddrIP is the IP of a TCP (or other IP-based) net.Addr.
+func netAddrIP(a net.Addr) (netip.Addr, bool) {
+	if a == nil {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
