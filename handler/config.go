@@ -1,0 +1,169 @@
+package handler
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultReplyTimeout         = 30 * time.Second
+	DefaultMaxAttempts          = 5
+	DefaultBackoffBase          = 100 * time.Millisecond
+	DefaultBackoffMax           = 5 * time.Second
+	DefaultIdleTimeout          = 30 * time.Second
+	DefaultLinger               = 250 * time.Millisecond
+	DefaultMaxConcurrentPerPeer = 1
+	DefaultCloseTimeout         = 5 * time.Second
+	DefaultEventBuffer          = 1024
+	DefaultMaxBacklog           = 1024
+	DefaultDedupeTTL            = 10 * time.Minute
+	DefaultDedupePerPeer        = 4096
+	DefaultResolveTimeout       = 10 * time.Second
+)
+
+// Config configures a Handler. Only Node.Key and Node.Allowlist are
+// required; every other zero value means the documented default.
+type Config struct {
+	// Node configures the p2p node the handler creates and owns: identity,
+	// allowlist, listen addresses, limits. Node.Logger defaults to Logger.
+	Node p2p.Config
+
+	// Channel is the p2p channel the handler's envelopes travel on, at both
+	// ends. Default 0, the p2p default. Data arriving on other channels is
+	// reported as an Error and otherwise ignored.
+	Channel uint32
+
+	// ReplyTimeout bounds the wait for a reply once the request is
+	// acknowledged, and the time the application has to call Response on
+	// a received request. Default 30s.
+	ReplyTimeout time.Duration
+
+	// MaxAttempts bounds the sends of one message (request, reply or
+	// one-way message) that is refused busy, lost with its connection, or
+	// not delivered because the dial failed. Default 5.
+	MaxAttempts int
+	// BackoffBase and BackoffMax shape the wait before a resend: BackoffBase
+	// doubled per attempt, capped at BackoffMax, with half of it random
+	// (jitter). Defaults 100ms and 5s.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+
+	// IdleTimeout disconnects a peer with which no exchange has been
+	// active for that long. Default 30s; negative disables it.
+	IdleTimeout time.Duration
+	// KeepConnection keeps a peer's connection after an exchange, for
+	// queued and later exchanges, until IdleTimeout. By default (false)
+	// each exchange gets its own connection, closed when it completes, as
+	// the BitVMX handler's design has it. Both ends must keep the
+	// connection for it to be kept.
+	KeepConnection bool
+	// Linger is how long a dialer that completed a request waits for the
+	// responder to close the connection before closing it itself. The
+	// responder closes first because it learns last that the exchange is
+	// complete: the dialer's node acknowledges the reply, and closing
+	// before that ack is on the wire would lose it. Default 250ms.
+	Linger time.Duration
+
+	// MaxConcurrentPerPeer is how many exchanges the handler dials to one
+	// peer at once; further Request and Send calls queue, in order.
+	// Default 1, the BitVMX handler's one exchange per peer.
+	MaxConcurrentPerPeer int
+
+	// CloseTimeout is how long Close waits for exchanges in flight before
+	// failing them with ReasonClosed. Default 5s.
+	CloseTimeout time.Duration
+
+	// EventBuffer sizes each of the three application channels. Default
+	// 1024.
+	EventBuffer int
+	// MaxBacklog is how many received requests, replies and messages may
+	// wait beyond a full Events channel. Past it the handler stops taking
+	// data from its node until the application catches up; the node then
+	// answers its peers "busy", and they resend later. Default 1024.
+	MaxBacklog int
+
+	// DedupeTTL and DedupePerPeer bound the memory of exchanges already
+	// received from each peer, which is what keeps a resent request from
+	// being delivered twice. TTL must exceed the longest a dialer may keep
+	// resending. Defaults 10 minutes and 4096.
+	DedupeTTL     time.Duration
+	DedupePerPeer int
+
+	// Resolver, if set, finds addresses for a peer that Request or Send was
+	// given no address for and that is not connected. It is asked again
+	// once when a dial to a cached or resolved address fails.
+	Resolver Resolver
+	// ResolveTimeout bounds one Resolve call. Default 10s.
+	ResolveTimeout time.Duration
+
+	// Logger receives the handler's logs. Default: no logging.
+	Logger *zap.Logger
+}
+
+func (c Config) withDefaults() Config {
+	setDefault(&c.ReplyTimeout, DefaultReplyTimeout)
+	setDefault(&c.MaxAttempts, DefaultMaxAttempts)
+	setDefault(&c.BackoffBase, DefaultBackoffBase)
+	setDefault(&c.BackoffMax, DefaultBackoffMax)
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	setDefault(&c.Linger, DefaultLinger)
+	setDefault(&c.MaxConcurrentPerPeer, DefaultMaxConcurrentPerPeer)
+	setDefault(&c.CloseTimeout, DefaultCloseTimeout)
+	setDefault(&c.EventBuffer, DefaultEventBuffer)
+	setDefault(&c.MaxBacklog, DefaultMaxBacklog)
+	setDefault(&c.DedupeTTL, DefaultDedupeTTL)
+	setDefault(&c.DedupePerPeer, DefaultDedupePerPeer)
+	setDefault(&c.ResolveTimeout, DefaultResolveTimeout)
+	if c.BackoffMax < c.BackoffBase {
+		c.BackoffMax = c.BackoffBase
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Node.Logger == nil {
+		c.Node.Logger = c.Logger.Named("p2p")
+	}
+	return c
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Option adjusts a Config; New applies its options in order. Any
+// func(*Config) is an Option.
+type Option func(*Config)
+
+// WithReplyTimeout sets Config.ReplyTimeout.
+func WithReplyTimeout(d time.Duration) Option { return func(c *Config) { c.ReplyTimeout = d } }
+
+// WithRetry sets Config.MaxAttempts, BackoffBase and BackoffMax.
+func WithRetry(maxAttempts int, base, max time.Duration) Option {
+	return func(c *Config) { c.MaxAttempts, c.BackoffBase, c.BackoffMax = maxAttempts, base, max }
+}
+
+// WithIdleTimeout sets Config.IdleTimeout.
+func WithIdleTimeout(d time.Duration) Option { return func(c *Config) { c.IdleTimeout = d } }
+
+// WithKeepConnection sets Config.KeepConnection.
+func WithKeepConnection(keep bool) Option { return func(c *Config) { c.KeepConnection = keep } }
+
+// WithMaxConcurrentPerPeer sets Config.MaxConcurrentPerPeer.
+func WithMaxConcurrentPerPeer(n int) Option { return func(c *Config) { c.MaxConcurrentPerPeer = n } }
+
+// WithResolver sets Config.Resolver.
+func WithResolver(r Resolver) Option { return func(c *Config) { c.Resolver = r } }
+
+// WithLogger sets Config.Logger.
+func WithLogger(l *zap.Logger) Option { return func(c *Config) { c.Logger = l } }
+
+// WithNode adjusts the p2p node's configuration.
+func WithNode(f func(*p2p.Config)) Option { return func(c *Config) { f(&c.Node) } }

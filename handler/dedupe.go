@@ -1,0 +1,94 @@
+package handler
+
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// dedupe remembers exchange IDs seen from each peer for a while, so that a
+// resent request or message is recognised and not delivered twice, and a
+// late duplicate reply is recognised and not taken for a protocol violation.
+//
+// Memory is bounded per peer (perPeer IDs, each forgotten after ttl), so a
+// peer flooding fresh IDs only evicts its own: the peers are allowlisted,
+// which bounds the total. Exchange IDs are random and never reused, so
+// insertion order is expiry order and a FIFO is all the bookkeeping needed.
+type dedupe struct {
+	ttl     time.Duration
+	perPeer int
+	peers   map[peer.ID]*seenSet
+}
+
+type seenSet struct {
+	ids   map[ExchangeID]struct{}
+	order []seenEntry // oldest first, from head
+	head  int
+}
+
+type seenEntry struct {
+	id ExchangeID
+	at time.Time
+}
+
+func newDedupe(ttl time.Duration, perPeer int) *dedupe {
+	return &dedupe{ttl: ttl, perPeer: perPeer, peers: make(map[peer.ID]*seenSet)}
+}
+
+// add records id from p.
+func (d *dedupe) add(p peer.ID, id ExchangeID, now time.Time) {
+	s := d.peers[p]
+	if s == nil {
+		s = &seenSet{ids: make(map[ExchangeID]struct{})}
+		d.peers[p] = s
+	}
+	if _, ok := s.ids[id]; ok {
+		return
+	}
+	s.ids[id] = struct{}{}
+	s.order = append(s.order, seenEntry{id: id, at: now})
+	for len(s.ids) > d.perPeer {
+		s.popOldest()
+	}
+	d.expire(p, s, now)
+}
+
+// has reports whether id from p was recorded within ttl.
+func (d *dedupe) has(p peer.ID, id ExchangeID, now time.Time) bool {
+	s := d.peers[p]
+	if s == nil {
+		return false
+	}
+	d.expire(p, s, now)
+	_, ok := s.ids[id]
+	return ok
+}
+
+// sweep forgets expired IDs of every peer, for peers that went quiet.
+func (d *dedupe) sweep(now time.Time) {
+	for p, s := range d.peers {
+		d.expire(p, s, now)
+	}
+}
+
+func (d *dedupe) expire(p peer.ID, s *seenSet, now time.Time) {
+	cutoff := now.Add(-d.ttl)
+	for s.head < len(s.order) && s.order[s.head].at.Before(cutoff) {
+		s.popOldest()
+	}
+	if len(s.ids) == 0 {
+		delete(d.peers, p)
+	}
+}
+
+func (s *seenSet) popOldest() {
+	delete(s.ids, s.order[s.head].id)
+	s.order[s.head] = seenEntry{}
+	s.head++
+	// Compact once the dead prefix dominates, so the slice does not grow
+	// with the peer's lifetime traffic.
+	if s.head > 64 && s.head*2 > len(s.order) {
+		s.order = append(s.order[:0], s.order[s.head:]...)
+		s.head = 0
+	}
+}

@@ -1,0 +1,103 @@
+// Package handler is the BitVMX Multi-Exchange Handler: request/reply
+// exchanges between operators, over a p2p node that it creates and owns,
+// with acknowledgments, resends, redials, queues, timeouts and
+// disconnections handled for the application.
+//
+// # Using it
+//
+// The application needs no goroutine of its own. New starts a handler from
+// a listen address, an identity key and an allowlist; then:
+//
+//   - Request(peer, addr, msg) dials the peer if needed, sends a request and
+//     returns its ExchangeID at once. The reply arrives as a Reply event,
+//     and the exchange's end as an Outcome.
+//   - Response(peer, exchange, msg) answers a Request event.
+//   - Send(peer, addr, msg) sends a one-way, acknowledged message.
+//   - CheckReceive polls for the next event; Events, Outcomes and Priority
+//     are the channels to select on.
+//   - Close waits for the exchanges in flight, up to Config.CloseTimeout,
+//     then fails them with ReasonClosed and stops everything.
+//
+// # Six channels
+//
+// The handler sits on the node's three channels (Sender, Receiver,
+// Priority) and gives the application three of its own:
+//
+//   - Events: Request, Reply and Message, the data peers sent.
+//   - Outcomes: one Outcome per exchange, dialed or answered, and Error for
+//     problems not tied to an exchange (a peer breaking the protocol).
+//   - Priority: Dropped and ConnectionLimit, alerts passed through from the
+//     node.
+//
+// Everything else the node reports (acks, connections coming and going) is
+// the handler's business, not the application's.
+//
+// # Exchanges
+//
+// An exchange is a finite state machine; docs/handler-fsm.md draws it and
+// lists every transition. The dialer's ideal path is dial, send the
+// request, await its ack, await the reply, ack the reply (automatically),
+// done, disconnect. The responder's is: request received (acked
+// automatically), delivered to the application, Response, await the ack of
+// the reply, done. Every error path ends in StateFailed with a Reason:
+// dial failure, disconnection mid-exchange, a refused ack, ack timeout,
+// reply timeout, an unexpected message, a peer cut off by the rate limiter,
+// or the handler closing.
+//
+// A message refused "busy", lost with its connection, or not sent because a
+// dial failed is resent with exponential backoff and jitter, up to
+// Config.MaxAttempts sends. A resent request carries the same ExchangeID,
+// and the responder remembers the IDs it has seen (for Config.DedupeTTL),
+// so its application never sees a request twice. A request whose
+// connection drops while it awaits its reply is resent too: the responder
+// needs a connection to reply on.
+//
+// # Peers and connections
+//
+// By default the handler runs one exchange at a time with each peer (more
+// with Config.MaxConcurrentPerPeer) and queues the rest, in order: Request
+// never fails because a peer is busy. Each exchange gets its own
+// connection, closed when it completes; Config.KeepConnection keeps it for
+// later exchanges instead, until Config.IdleTimeout. The responder closes
+// the connection, because it is the last to learn that the exchange
+// completed: the dialer's node acknowledges the reply, and a dialer that
+// hung up at once could lose that ack. The dialer waits Config.Linger for
+// the close, then closes itself.
+//
+// A peer that breaks the exchange protocol or never acknowledges is judged
+// faulty: reported as an Error, disconnected, its active exchanges failed.
+// Protocol violations also spend its misbehaviour budget in the node's
+// rate limiter.
+//
+// Without an address, Request and Send use the peer's connection, the last
+// address the handler was given for it, or Config.Resolver (a DHT), which
+// is asked once more when a dial to a cached or resolved address fails.
+//
+// # Backpressure
+//
+// The handler's loop never blocks on the application: its channels are fed
+// from queues. Data the node has acknowledged cannot be refused any more,
+// so the handler takes it from the node only while the application keeps
+// up: past Config.MaxBacklog events waiting behind a full Events channel it
+// stops reading the node, whose own buffer then fills, and the node
+// answers its peers "busy". They resend later. Backpressure thus reaches
+// the senders through the p2p layer, the one place it can be expressed
+// without losing anything. Meanwhile acks and outcomes of the handler's own
+// exchanges wait too; an application that reads its events keeps them
+// flowing.
+//
+// # Wire format
+//
+// Each handler message is one p2p message on channel Config.Channel
+// (default 0) whose payload is a pb.Envelope: a kind (request, reply,
+// message), the exchange ID and the application's bytes. See
+// pb/exchange.proto.
+//
+// # Goroutines
+//
+// One goroutine, the loop, owns every exchange and peer; the methods hand
+// it commands, and its timers are a heap it serves itself. The handler also
+// runs a goroutine per application channel (feeding it) and one per
+// Resolver call. Close returns once all of them, and the node's, have
+// ended.
+package handler

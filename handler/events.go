@@ -1,0 +1,197 @@
+package handler
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// ExchangeID names one exchange. The dialer draws it at random when Request
+// or Send is called; the responder's Request event carries it, Response
+// echoes it, and every Outcome names it.
+type ExchangeID uint64
+
+// String formats the ID as 16 hex digits, the form logs and JSON use.
+func (id ExchangeID) String() string { return fmt.Sprintf("%016x", uint64(id)) }
+
+// MarshalText encodes the ID as String does, so that JSON carries it as a
+// string: a 64-bit number does not survive JavaScript's float64.
+func (id ExchangeID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText parses what MarshalText produced.
+func (id *ExchangeID) UnmarshalText(b []byte) error {
+	v, err := ParseExchangeID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}
+
+// ParseExchangeID parses an ID in the form String produces (hex, up to 16
+// digits).
+func ParseExchangeID(s string) (ExchangeID, error) {
+	v, err := strconv.ParseUint(s, 16, 64)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("handler: bad exchange ID %q", s)
+	}
+	return ExchangeID(v), nil
+}
+
+// Role says which side of an exchange the handler played.
+type Role uint8
+
+// The two roles.
+const (
+	// Dialer started the exchange with Request or Send.
+	Dialer Role = iota + 1
+	// Responder received a request and answered it with Response.
+	Responder
+)
+
+// MarshalText encodes the role by name, for JSON.
+func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// String names the role: "dialer" or "responder".
+func (r Role) String() string {
+	switch r {
+	case Dialer:
+		return "dialer"
+	case Responder:
+		return "responder"
+	}
+	return fmt.Sprintf("Role(%d)", uint8(r))
+}
+
+// Kind says what an exchange carries.
+type Kind uint8
+
+// The two kinds of exchange.
+const (
+	// KindRequest is a request answered by a reply (Request, Response).
+	KindRequest Kind = iota + 1
+	// KindMessage is a one-way acknowledged message (Send).
+	KindMessage
+)
+
+// MarshalText encodes the kind by name, for JSON.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// String names the kind: "request" or "message".
+func (k Kind) String() string {
+	switch k {
+	case KindRequest:
+		return "request"
+	case KindMessage:
+		return "message"
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Event is what the handler delivers to the application on its three
+// channels:
+//
+//   - Events: Request, Reply, Message (data from peers).
+//   - Outcomes: Outcome (one per exchange) and Error.
+//   - Priority: Dropped and ConnectionLimit.
+type Event interface{ handlerEvent() }
+
+// Request is a peer's request. Answer it with Handler.Response(From,
+// Exchange, ...) within Config.ReplyTimeout. A request the peer resent is
+// delivered once.
+type Request struct {
+	From     peer.ID
+	Exchange ExchangeID
+	Data     []byte
+}
+
+// Reply is the answer to one of the handler's own requests. It is delivered
+// before that exchange's Outcome is emitted.
+type Reply struct {
+	From     peer.ID
+	Exchange ExchangeID
+	Data     []byte
+}
+
+// Message is a peer's one-way message (the peer called Send). A message the
+// peer resent is delivered once.
+type Message struct {
+	From     peer.ID
+	Exchange ExchangeID
+	Data     []byte
+}
+
+// Outcome reports how an exchange ended: exactly one per exchange the
+// handler dialed (Request, Send) and one per request it responded to or
+// failed to respond to. Messages received carry no Outcome. A dialer's
+// outcomes are always delivered; a responder's are dropped rather than
+// queued without bound when more than 1024 wait behind a full Outcomes
+// channel, so that an application answering requests need not read them.
+type Outcome struct {
+	Peer     peer.ID
+	Exchange ExchangeID
+	Role     Role
+	Kind     Kind
+	// OK is true when the exchange completed: for a dialed request, the
+	// reply arrived; for a message, the peer acknowledged it; for a
+	// response, the peer acknowledged the reply.
+	OK bool
+	// State is StateDone or StateFailed.
+	State State
+	// Stage is the state the exchange was in when it ended, for example
+	// StateAwaitReply for a reply timeout.
+	Stage State
+	// Reason is ReasonOK or why the exchange failed.
+	Reason Reason
+	// Err carries detail on a failure. It wraps one of the package's
+	// sentinel errors, or is an *AckError for a refused message.
+	Err error
+	// Attempts is how many times the last message of the exchange (the
+	// request, the message or the reply) was sent.
+	Attempts int
+	// Duration runs from Request or Send (or from receiving the request,
+	// for a responder) to the outcome.
+	Duration time.Duration
+}
+
+// Error reports a problem not tied to one of the handler's exchanges: a
+// peer that broke the exchange protocol, or an error from the p2p node (a
+// message its routing table refused, an allowlist that failed to reload).
+type Error struct {
+	Peer peer.ID
+	Err  error
+	// Disconnected says the handler judged Peer faulty and disconnected it.
+	Disconnected bool
+}
+
+// Dropped is passed through from the p2p node's Priority channel: Count
+// messages from Peer found the node's Receiver buffer full and were answered
+// "busy" (their senders resend them). It happens when the application falls
+// behind far enough that the handler stops taking data from the node.
+type Dropped struct {
+	Peer  peer.ID
+	Count uint64
+}
+
+// ConnectionLimit reports a peer or an IP whose misbehaviour budget ran out:
+// it was disconnected and is refused until Until. The handler's exchanges
+// with a cut-off peer fail with ReasonRateLimited.
+type ConnectionLimit struct {
+	Peer   peer.ID    // empty when the limit is on an IP
+	IP     netip.Addr // invalid when the limit is on a peer
+	Reason ratelimit.Reason
+	Until  time.Time
+}
+
+func (Request) handlerEvent()         {}
+func (Reply) handlerEvent()           {}
+func (Message) handlerEvent()         {}
+func (Outcome) handlerEvent()         {}
+func (Error) handlerEvent()           {}
+func (Dropped) handlerEvent()         {}
+func (ConnectionLimit) handlerEvent() {}

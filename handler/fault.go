@@ -1,0 +1,53 @@
+package handler
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// Peer identification on error: faults end a peer's exchanges and its
+// connection.
+
+// fault: the peer misbehaved (an ack that never came, a protocol violation).
+// It is reported and disconnected, and its active exchanges fail with the
+// reason; queued ones will start on a fresh connection.
+func (h *Handler) fault(ps *peerState, reason Reason, err error) {
+	h.outcomes.push(Error{Peer: ps.id, Err: err, Disconnected: true}, false)
+	if ps.conn != connClosing {
+		h.log.Info("faulty peer: disconnecting", zap.Stringer("peer", ps.id), zap.String("reason", string(reason)), zap.Error(err))
+		h.disconnect(ps)
+	}
+	for _, ex := range ps.exchanges() {
+		h.end(ex, reason, err)
+	}
+}
+
+// unexpected: a peer broke the exchange protocol. It costs the peer a
+// token of its misbehaviour budget, as protocol abuse does in the p2p layer,
+// and makes it faulty; an exhausted budget cuts it off.
+func (h *Handler) unexpected(from peer.ID, err error) {
+	v := h.node.Limiter().SpendPeer(string(from), ratelimit.ProtocolViolation)
+	ps := h.peer(from)
+	h.fault(ps, ReasonUnexpectedMessage, err)
+	if v.Exhausted {
+		h.prio.push(ConnectionLimit{Peer: from, Reason: ratelimit.ProtocolViolation, Until: v.Until}, false)
+		h.cutOff(ps, fmt.Errorf("%w until %s", ErrRateLimited, v.Until.Format(time.RFC3339)))
+	}
+	h.gc(ps)
+}
+
+// cutOff fails every exchange with a peer the rate limiter banned, queued
+// ones included: the node refuses the peer until the ban ends.
+func (h *Handler) cutOff(ps *peerState, err error) {
+	for _, ex := range ps.queue.drain() {
+		h.end(ex, ReasonRateLimited, err)
+	}
+	for _, ex := range ps.exchanges() {
+		h.end(ex, ReasonRateLimited, err)
+	}
+}

@@ -1,0 +1,296 @@
+package handler_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protodelim"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	hpb "github.com/bitvmx/go-bitvmx-p2p/handler/pb"
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// No reply within ReplyTimeout fails the exchange on both sides.
+func TestReplyTimeout(t *testing.T) {
+	a, b := pair(t, handler.WithReplyTimeout(300*time.Millisecond))
+	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
+	req := next[handler.Request](t, b.Events())
+
+	o := outcome(t, a, id)
+	expect(t, o, false, handler.ReasonReplyTimeout)
+	if o.Stage != handler.StateAwaitReply || !errors.Is(o.Err, handler.ErrReplyTimeout) {
+		t.Fatalf("dialer outcome %+v", o)
+	}
+	o = outcome(t, b, id)
+	expect(t, o, false, handler.ReasonReplyTimeout)
+	if o.Role != handler.Responder || o.Stage != handler.StateDelivered {
+		t.Fatalf("responder outcome %+v", o)
+	}
+	if err := b.Response(req.From, req.Exchange, nil); !errors.Is(err, handler.ErrUnknownExchange) {
+		t.Fatalf("late response: %v", err)
+	}
+}
+
+// A peer that never acknowledges is faulty: the exchange fails and the
+// peer is disconnected.
+func TestAckTimeout(t *testing.T) {
+	h, raw := rawPair(t, handler.WithNode(func(c *p2p.Config) { c.AckTimeout = 300 * time.Millisecond }))
+	raw.setPolicy(func(*hpb.Envelope, int) pb.Reason { return noAck })
+	down := watch(t, h, raw.id.ID).down
+	id, _ := h.Request(raw.id.ID, raw.addr(), []byte("q"))
+	// The Error comes first: the peer is judged faulty, then its exchanges fail.
+	if e := next[handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !e.Disconnected {
+		t.Fatalf("error %+v", e)
+	}
+	o := outcome(t, h, id)
+	expect(t, o, false, handler.ReasonAckTimeout)
+	if o.Stage != handler.StateDialing && o.Stage != handler.StateAwaitAck {
+		t.Fatalf("outcome %+v", o)
+	}
+	wait(t, down, "disconnection of the faulty peer")
+}
+
+// A reply to nothing the handler asked is a protocol violation: reported,
+// the peer disconnected, its exchanges failed.
+func TestUnexpectedReply(t *testing.T) {
+	h, raw := rawPair(t)
+	id, _ := h.Request(raw.id.ID, raw.addr(), []byte("q"))
+	if !h.WaitState(id, handler.StateAwaitReply, tu.Timeout) {
+		t.Fatal("request never acknowledged")
+	}
+	raw.post(h, envelope(hpb.Kind_KIND_REPLY, id+1, []byte("?")), false)
+	e := next[handler.Error](t, h.Outcomes())
+	if e.Peer != raw.id.ID || !e.Disconnected || !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
+		t.Fatalf("error %+v", e)
+	}
+	o := outcome(t, h, id)
+	expect(t, o, false, handler.ReasonUnexpectedMessage)
+	if o.Stage != handler.StateAwaitReply {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
+// A reply to a one-way message, and an envelope that does not decode, are
+// protocol violations too.
+func TestMalformedAndMisplacedEnvelopes(t *testing.T) {
+	h, raw := rawPair(t)
+	id, _ := h.Send(raw.id.ID, raw.addr(), []byte("m"))
+	raw.setPolicy(func(*hpb.Envelope, int) pb.Reason { return holdAck })
+	raw.next()
+	raw.post(h, envelope(hpb.Kind_KIND_REPLY, id, []byte("?")), false)
+	next[handler.Error](t, h.Outcomes())
+	expect(t, outcome(t, h, id), false, handler.ReasonUnexpectedMessage)
+	close(raw.hold)
+
+	for _, payload := range [][]byte{{0xff, 0xff}, envelope(hpb.Kind_KIND_UNSPECIFIED, 1, nil), envelope(hpb.Kind_KIND_REQUEST, 0, nil)} {
+		raw.post(h, payload, true)
+		if e := next[handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
+			t.Fatalf("error %+v", e)
+		}
+	}
+	none[handler.Event](t, h.Events(), 50*time.Millisecond)
+}
+
+// A reply may overtake the ack of its request; it completes the exchange.
+func TestReplyBeforeAck(t *testing.T) {
+	h, raw := rawPair(t)
+	raw.setPolicy(func(*hpb.Envelope, int) pb.Reason { return holdAck })
+	id, _ := h.Request(raw.id.ID, raw.addr(), []byte("q"))
+	raw.next()
+	if r := raw.send(h, envelope(hpb.Kind_KIND_REPLY, id, []byte("a"))); r != pb.Reason_OK {
+		t.Fatalf("reply acked %v", r)
+	}
+	if rep := next[handler.Reply](t, h.Events()); rep.Exchange != id || string(rep.Data) != "a" {
+		t.Fatalf("reply %+v", rep)
+	}
+	o := outcome(t, h, id)
+	expect(t, o, true, handler.ReasonOK)
+	if o.Stage != handler.StateDialing && o.Stage != handler.StateAwaitAck {
+		t.Fatalf("outcome %+v", o)
+	}
+	raw.hold <- struct{}{} // the late ack is ignored
+	none[handler.Outcome](t, h.Outcomes(), 50*time.Millisecond)
+}
+
+// A peer cut off by the rate limiter fails its exchanges, active and queued.
+func TestRateLimitedPeer(t *testing.T) {
+	ih, ir := tu.NewIdentity(t), tu.NewIdentity(t)
+	h := newHandler(t, ih, tu.Allowlist(t, ih, ir), handler.WithNode(func(c *p2p.Config) {
+		c.RateLimit = ratelimit.Config{Burst: 1, BanDuration: time.Minute}
+	}))
+	raw := newRawPeer(t, ir, "127.0.0.2")
+	active, _ := h.Request(ir.ID, raw.addr(), []byte("q"))
+	queued, _ := h.Request(ir.ID, raw.addr(), []byte("q2"))
+	raw.next()
+	raw.send(h, envelope(hpb.Kind_KIND_REQUEST, 77, []byte("q")))
+	next[handler.Request](t, h.Events())
+	notProtobuf := []byte{0x05, 0xff, 0xff, 0xff, 0xff, 0xff}
+	if r, err := raw.sendFrame(h, notProtobuf); err != nil || r != pb.Reason_MALFORMED {
+		t.Fatalf("ack %v, %v", r, err)
+	}
+	raw.sendFrame(h, notProtobuf) // its ack may be cut off with the peer
+	cl := nextMatch(t, h.Priority(), func(c handler.ConnectionLimit) bool { return c.Peer == ir.ID })
+	if cl.Reason != ratelimit.MalformedMessage || cl.Until.IsZero() {
+		t.Fatalf("limit %+v", cl)
+	}
+	stages := map[handler.ExchangeID]handler.State{}
+	for range 3 {
+		o := next[handler.Outcome](t, h.Outcomes())
+		expect(t, o, false, handler.ReasonRateLimited)
+		if !errors.Is(o.Err, handler.ErrRateLimited) {
+			t.Fatalf("outcome %+v", o)
+		}
+		stages[o.Exchange] = o.Stage
+	}
+	if !oneOf(stages[active], handler.StateAwaitReply, handler.StateDialing) || stages[queued] != handler.StateQueued ||
+		stages[77] != handler.StateDelivered {
+		t.Fatalf("stages %v", stages)
+	}
+}
+
+// A peer that disconnects while a request awaits its reply gets the request
+// again (the responder needs a connection to reply on) and sees it once.
+func TestDisconnectAwaitingReplyResends(t *testing.T) {
+	a, b := pair(t)
+	wb := watch(t, b, a.PeerID())
+	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
+	req := next[handler.Request](t, b.Events())
+	wait(t, wb.up, "connection")
+	if !a.WaitState(id, handler.StateAwaitReply, tu.Timeout) {
+		t.Fatal("request never acknowledged")
+	}
+	b.Node().Host().Network().ClosePeer(a.PeerID())
+	wait(t, wb.down, "disconnection")
+	wait(t, wb.up, "the dialer reconnecting to resend")
+	none[handler.Request](t, b.Events(), 50*time.Millisecond)
+	if err := b.Response(req.From, req.Exchange, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	o := outcome(t, a, id)
+	expect(t, o, true, handler.ReasonOK)
+	if o.Attempts != 2 {
+		t.Fatalf("attempts %d, want 2", o.Attempts)
+	}
+	expect(t, outcome(t, b, id), true, handler.ReasonOK)
+}
+
+// With no attempt left, the disconnection fails the exchange.
+func TestDisconnectAwaitingReplyFails(t *testing.T) {
+	a, b := pair(t, handler.WithRetry(1, time.Millisecond, time.Millisecond))
+	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
+	if !a.WaitState(id, handler.StateAwaitReply, tu.Timeout) {
+		t.Fatal("request never acknowledged")
+	}
+	b.Node().Host().Network().ClosePeer(a.PeerID())
+	o := outcome(t, a, id)
+	expect(t, o, false, handler.ReasonDisconnected)
+	if o.Stage != handler.StateAwaitReply || !errors.Is(o.Err, handler.ErrDisconnected) {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
+// A responder killed mid-exchange: the dialer retries, then fails; nothing
+// hangs.
+func TestPeerKilledMidExchange(t *testing.T) {
+	a, b := pair(t, handler.WithRetry(3, 5*time.Millisecond, 20*time.Millisecond))
+	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
+	next[handler.Request](t, b.Events())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b.Shutdown(ctx) // no grace: the responder's exchange fails at once
+	if o := outcome(t, b, id); o.Reason != handler.ReasonClosed || o.Stage != handler.StateDelivered {
+		t.Fatalf("responder outcome %+v", o)
+	}
+	o := outcome(t, a, id)
+	if o.OK || (o.Reason != handler.ReasonDisconnected && o.Reason != handler.ReasonDialFailed) {
+		t.Fatalf("dialer outcome %+v", o)
+	}
+	if o.Attempts != 3 {
+		t.Fatalf("attempts %d, want 3", o.Attempts)
+	}
+}
+
+// A reply arriving while the request waits to be resent (its connection
+// was lost after delivery) completes the exchange; a copy of it arriving
+// after that is ignored.
+func TestLateReplyDuringBackoff(t *testing.T) {
+	h, raw := rawPair(t, handler.WithRetry(3, time.Minute, time.Minute), handler.WithKeepConnection(true))
+	raw.setPolicy(func(*hpb.Envelope, int) pb.Reason { return noAck })
+	id, _ := h.Request(raw.id.ID, raw.addr(), []byte("q"))
+	raw.next()
+	raw.host.Network().ClosePeer(h.PeerID()) // the ack is lost with the connection
+	if !h.WaitState(id, handler.StateBackoff, tu.Timeout) {
+		t.Fatal("no backoff")
+	}
+	reply := envelope(hpb.Kind_KIND_REPLY, id, []byte("a"))
+	raw.send(h, reply)
+	o := outcome(t, h, id)
+	expect(t, o, true, handler.ReasonOK)
+	if o.Stage != handler.StateBackoff {
+		t.Fatalf("outcome %+v", o)
+	}
+	raw.send(h, reply)
+	none[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
+}
+
+// A responder whose reply waits to be resent sends it as soon as the dialer
+// shows up again with its request.
+func TestDuplicateRequestHurriesReply(t *testing.T) {
+	h, raw := rawPair(t, handler.WithRetry(3, time.Minute, time.Minute), handler.WithKeepConnection(true))
+	raw.setPolicy(busyFirst(1))
+	req := envelope(hpb.Kind_KIND_REQUEST, 9, []byte("q"))
+	raw.send(h, req)
+	got := next[handler.Request](t, h.Events())
+	h.Response(got.From, got.Exchange, []byte("a"))
+	raw.next() // refused busy: the reply backs off for a minute
+	if !h.WaitState(9, handler.StateBackoff, tu.Timeout) {
+		t.Fatal("no backoff")
+	}
+	raw.send(h, req)
+	if env := raw.next(); env.Kind != hpb.Kind_KIND_REPLY {
+		t.Fatalf("envelope %v", env)
+	}
+	o := outcome(t, h, 9)
+	expect(t, o, true, handler.ReasonOK)
+	if o.Attempts != 2 {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
+// A faulty dialer fails the exchanges it started with us too.
+func TestFaultFailsResponderExchange(t *testing.T) {
+	h, raw := rawPair(t)
+	raw.send(h, envelope(hpb.Kind_KIND_REQUEST, 5, []byte("q")))
+	next[handler.Request](t, h.Events())
+	raw.post(h, []byte{0xff, 0xff}, false)
+	next[handler.Error](t, h.Outcomes())
+	o := outcome(t, h, 5)
+	expect(t, o, false, handler.ReasonUnexpectedMessage)
+	if o.Role != handler.Responder || o.Stage != handler.StateDelivered {
+		t.Fatalf("outcome %+v", o)
+	}
+}
+
+// Data on another p2p channel is not the handler's: reported, not held
+// against the peer.
+func TestDataOnAnotherChannel(t *testing.T) {
+	h, raw := rawPair(t)
+	var frame bytes.Buffer
+	protodelim.MarshalTo(&frame, &pb.Data{Id: 1, Channel: 5, Payload: []byte("x")})
+	raw.host.Peerstore().AddAddr(h.PeerID(), addr(h), time.Minute)
+	if r, err := raw.sendFrame(h, frame.Bytes()); err != nil || r != pb.Reason_OK {
+		t.Fatalf("ack %v, %v", r, err)
+	}
+	e := next[handler.Error](t, h.Outcomes())
+	if e.Peer != raw.id.ID || e.Disconnected || !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
+		t.Fatalf("error %+v", e)
+	}
+	none[handler.Event](t, h.Events(), 50*time.Millisecond)
+}

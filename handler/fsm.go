@@ -1,0 +1,291 @@
+package handler
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// exchange is one exchange's state machine. Only the loop touches it.
+type exchange struct {
+	id    ExchangeID
+	p     *peerState
+	role  Role
+	kind  Kind
+	state State
+	start time.Time
+	timer *timerEntry // reply timeout or backoff
+
+	addr  ma.Multiaddr   // where to dial; nil for a connected peer
+	extra []ma.Multiaddr // more addresses from the Resolver
+	wire  []byte         // the envelope this side sends: request, message or reply
+
+	replyBy    time.Time // a dialed request's reply deadline, set by its first ack
+	attempts   int       // sends of wire so far
+	msgID      uint64    // the p2p message in flight, 0 when none
+	reResolved bool      // the Resolver was asked again after a failed dial
+	lastReason Reason    // why the last send failed, for the Outcome
+	lastErr    error
+}
+
+func (ex *exchange) ended() bool { return ex.state == StateDone || ex.state == StateFailed }
+
+func (h *Handler) setTimer(ex *exchange, d time.Duration, fire func()) {
+	h.timers.cancel(ex.timer)
+	ex.timer = h.timers.after(d, func() {
+		ex.timer = nil
+		fire()
+	})
+}
+
+// submit takes a new dialed exchange: Queued, then started at once if the
+// peer has room.
+func (h *Handler) submit(p peer.ID, ex *exchange) {
+	ps := h.peer(p)
+	ex.p = ps
+	ex.state = StateQueued
+	if ex.addr != nil {
+		h.addrs[p] = ex.addr
+	}
+	ps.outbound[ex.id] = ex
+	if h.stopping {
+		h.end(ex, ReasonClosed, ErrClosed)
+		return
+	}
+	ps.queue.push(ex)
+	h.pump(ps)
+}
+
+// begin sends a dialer's message, finding an address first when the peer is
+// not connected: the one given, the cached one, or the Resolver's.
+func (h *Handler) begin(ex *exchange) {
+	if ex.p.conn == connDown {
+		if ex.addr == nil {
+			ex.addr = h.addrs[ex.p.id]
+		}
+		if ex.addr == nil && h.resolver != nil {
+			h.resolve(ex)
+			return
+		}
+	}
+	h.transmit(ex)
+}
+
+// clearDialBackoff lets the next dial to p happen. After a failed dial
+// go-libp2p refuses to dial the peer again for 5 seconds and more ("dial
+// backoff"): a retry policy of its own, which would turn every resend after
+// a transient failure (a redial racing the peer's close) into an instant
+// failure. The handler's own backoff already spaces its dials.
+func (h *Handler) clearDialBackoff(p peer.ID) {
+	if s, ok := h.node.Host().Network().(*swarm.Swarm); ok {
+		s.Backoff().Clear(p)
+	}
+}
+
+// transmit hands the exchange's envelope to the node: Dialing when the peer
+// is not connected (the node dials first), AwaitAck when it is.
+func (h *Handler) transmit(ex *exchange) {
+	ex.attempts++
+	h.lastMsg++
+	ex.msgID = h.lastMsg
+	h.inflight[ex.msgID] = ex
+	ex.state = StateAwaitAck
+	if ex.p.conn == connDown {
+		ex.state = StateDialing
+		h.clearDialBackoff(ex.p.id)
+		for _, a := range ex.extra {
+			h.node.AddAddr(ex.p.id, a, 0)
+		}
+	}
+	msg := p2p.SendMsg{Peer: ex.p.id, Addr: ex.addr, ID: ex.msgID, Channel: h.cfg.Channel, FromChannel: h.cfg.Channel, Data: ex.wire}
+	if err := h.send(msg); err != nil {
+		delete(h.inflight, ex.msgID)
+		h.end(ex, ReasonClosed, ErrClosed)
+	}
+}
+
+// onStatus is the ack (or the failure) of one sent envelope.
+func (h *Handler) onStatus(st p2p.Status) {
+	ex := h.inflight[st.MsgID]
+	if ex == nil {
+		return
+	}
+	delete(h.inflight, st.MsgID)
+	if ex.msgID != st.MsgID || ex.ended() {
+		return // an exchange that ended without waiting for this ack
+	}
+	ex.msgID = 0
+	if st.OK {
+		h.acked(ex)
+		return
+	}
+	reason, policy := classify(st.Reason)
+	err := &AckError{Reason: st.Reason, Err: st.Err}
+	if ce := h.log.Check(zap.DebugLevel, "send refused"); ce != nil {
+		ce.Write(zap.Stringer("peer", ex.p.id), zap.Stringer("exchange", ex.id), zap.Int("attempt", ex.attempts), zap.Error(err))
+	}
+	ex.lastReason, ex.lastErr = reason, err
+	switch policy {
+	case fault:
+		h.fault(ex.p, reason, err)
+		return
+	case terminal:
+		h.end(ex, reason, err)
+		return
+	}
+	if reason == ReasonDialFailed {
+		if ex.role == Dialer && h.resolver != nil && !ex.reResolved && ex.attempts < h.cfg.MaxAttempts {
+			ex.reResolved = true
+			h.resolve(ex)
+			return
+		}
+		if st.Reason == p2p.ReasonNotConnected && ex.role == Dialer && ex.addr == nil && h.resolver == nil {
+			h.end(ex, reason, err) // nowhere to dial, ever
+			return
+		}
+	}
+	h.retry(ex)
+}
+
+// acked: the peer's node delivered our envelope to its handler.
+func (h *Handler) acked(ex *exchange) {
+	if ex.role == Dialer && ex.kind == KindRequest {
+		// The deadline runs from the first ack: resending after a lost
+		// connection must not extend it.
+		if ex.replyBy.IsZero() {
+			ex.replyBy = time.Now().Add(h.cfg.ReplyTimeout)
+		}
+		ex.state = StateAwaitReply
+		timeout := func() {
+			h.end(ex, ReasonReplyTimeout, fmt.Errorf("%w: none within %s", ErrReplyTimeout, h.cfg.ReplyTimeout))
+		}
+		left := time.Until(ex.replyBy)
+		if left <= 0 {
+			timeout()
+			return
+		}
+		h.setTimer(ex, left, timeout)
+		return
+	}
+	h.end(ex, ReasonOK, nil)
+}
+
+// retry resends after a backoff, or gives up with the last failure once
+// MaxAttempts sends have been made.
+func (h *Handler) retry(ex *exchange) {
+	if ex.attempts >= h.cfg.MaxAttempts {
+		h.end(ex, ex.lastReason, ex.lastErr)
+		return
+	}
+	h.backoff(ex)
+}
+
+// backoff waits BackoffBase * 2^(attempts-1), capped at BackoffMax, of which
+// the second half is random, then resends.
+func (h *Handler) backoff(ex *exchange) {
+	ex.state = StateBackoff
+	d := h.cfg.BackoffBase << min(ex.attempts-1, 30)
+	if d <= 0 || d > h.cfg.BackoffMax {
+		d = h.cfg.BackoffMax
+	}
+	d = d/2 + rand.N(d/2+1)
+	h.setTimer(ex, d, func() {
+		if ex.role == Dialer {
+			h.begin(ex)
+		} else {
+			h.transmit(ex)
+		}
+	})
+}
+
+// lost: the connection went down while a request awaited its reply. The
+// request was delivered, but the responder needs a connection to reply on:
+// resend it, which the responder recognises as a duplicate.
+func (h *Handler) lost(ex *exchange) {
+	ex.lastReason, ex.lastErr = ReasonDisconnected, ErrDisconnected
+	h.timers.cancel(ex.timer)
+	ex.timer = nil
+	h.retry(ex)
+}
+
+// onReply completes a dialed request.
+func (h *Handler) onReply(from peer.ID, id ExchangeID, data []byte) {
+	var ex *exchange
+	if ps := h.peers[from]; ps != nil {
+		ex = ps.outbound[id]
+	}
+	if ex == nil {
+		if h.done.has(from, id, time.Now()) {
+			return // a resent reply to an exchange that already completed
+		}
+		h.unexpected(from, fmt.Errorf("%w: reply to unknown exchange %s", ErrUnexpectedMessage, id))
+		return
+	}
+	if ex.kind != KindRequest || ex.attempts == 0 {
+		h.unexpected(from, fmt.Errorf("%w: reply to %s exchange %s in state %s", ErrUnexpectedMessage, ex.kind, id, ex.state))
+		return
+	}
+	// Normally in AwaitReply; in Dialing or AwaitAck the reply overtook the
+	// request's ack (it proves delivery); in Backoff or Resolving an
+	// earlier send was delivered after all.
+	h.deliver(Reply{From: from, Exchange: id, Data: data})
+	h.end(ex, ReasonOK, nil)
+}
+
+// end is every exchange's last transition: Done or Failed, one Outcome.
+func (h *Handler) end(ex *exchange, reason Reason, err error) {
+	if ex.ended() {
+		return
+	}
+	stage := ex.state
+	ex.state = StateFailed
+	if reason == ReasonOK {
+		ex.state = StateDone
+	}
+	h.timers.cancel(ex.timer)
+	ex.timer = nil
+	ps := ex.p
+	if ex.role == Dialer {
+		delete(ps.outbound, ex.id)
+		if stage != StateQueued {
+			ps.started--
+			h.active--
+		}
+		if ex.kind == KindRequest && ex.attempts > 0 {
+			h.done.add(ps.id, ex.id, time.Now())
+		}
+	} else {
+		delete(ps.inbound, ex.id)
+		h.pending.remove(ps.id, ex.id)
+		h.active--
+	}
+	if ce := h.log.Check(zap.DebugLevel, "exchange ended"); ce != nil {
+		ce.Write(zap.Stringer("peer", ps.id), zap.Stringer("exchange", ex.id), zap.Stringer("role", ex.role),
+			zap.String("stage", string(stage)), zap.String("reason", string(reason)), zap.Error(err))
+	}
+	// A dialer's outcomes are bounded by its own calls and always kept; a
+	// responder's by what peers send, so an application that answers
+	// requests without reading outcomes must not grow the queue forever.
+	h.outcomes.push(Outcome{
+		Peer:     ps.id,
+		Exchange: ex.id,
+		Role:     ex.role,
+		Kind:     ex.kind,
+		OK:       reason == ReasonOK,
+		State:    ex.state,
+		Stage:    stage,
+		Reason:   reason,
+		Err:      err,
+		Attempts: ex.attempts,
+		Duration: time.Since(ex.start),
+	}, ex.role == Dialer)
+	theirsLast := reason == ReasonOK && ex.role == Dialer && ex.kind == KindRequest
+	h.settle(ps, theirsLast)
+}

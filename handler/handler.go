@@ -1,0 +1,306 @@
+package handler
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/handler/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// maxQueuedAlerts caps the events that are not essential (errors, alerts,
+// responders' outcomes) waiting for an application that does not read them.
+const maxQueuedAlerts = 1024
+
+// Handler is a running Multi-Exchange Handler: a p2p node and the exchanges
+// it carries. Create it with New, use its methods and channels from any
+// goroutine, and stop it with Close.
+type Handler struct {
+	cfg  Config
+	log  *zap.Logger
+	node *p2p.Node
+	self peer.ID
+	pkh  string
+
+	cmds     chan any           // API calls, to the loop
+	resolved chan resolveResult // Resolver answers, to the loop
+
+	events   *outbox // Request, Reply, Message
+	outcomes *outbox // Outcome, Error
+	prio     *outbox // Dropped, ConnectionLimit
+
+	ctx      context.Context // cancelled when the loop ends
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // Resolver goroutines
+	closing  atomic.Bool    // Close was called: no new exchanges
+	pending  pending        // requests the application may answer
+	loopDone chan struct{}  // the loop ended and everything is torn down
+	closeErr error          // the node's, set before loopDone is closed
+
+	// Everything below is owned by the loop goroutine.
+	peers    map[peer.ID]*peerState
+	inflight map[uint64]*exchange // p2p message ID -> the exchange that sent it
+	lastMsg  uint64
+	active   int // exchanges started (dialed or received) and not ended
+	timers   *timers
+	seen     *dedupe // requests and messages received, per peer
+	done     *dedupe // own exchanges completed, per peer
+	addrs    map[peer.ID]ma.Multiaddr
+	resolver Resolver
+	paused   bool            // not reading the node's Receiver: the app is behind
+	stopping bool            // shutting down: no exchange starts
+	deadline <-chan struct{} // the shutdown's deadline
+	waits    []stateWait     // tests waiting for exchange states
+}
+
+// New starts a handler listening on listen (nil: a free loopback port) with
+// identity key, admitting the peers of list. opts adjust the defaults of
+// Config.
+func New(listen ma.Multiaddr, key crypto.PrivKey, list *allowlist.List, opts ...Option) (*Handler, error) {
+	cfg := Config{Node: p2p.Config{Key: key, Allowlist: list}}
+	if listen != nil {
+		cfg.Node.ListenAddrs = []ma.Multiaddr{listen}
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return NewWithConfig(cfg)
+}
+
+// NewWithConfig starts a handler from a complete Config.
+func NewWithConfig(cfg Config) (*Handler, error) {
+	h, err := build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	go h.run()
+	return h, nil
+}
+
+// build makes a handler and its node, without starting its loop.
+func build(cfg Config) (*Handler, error) {
+	cfg = cfg.withDefaults()
+	node, err := p2p.New(cfg.Node)
+	if err != nil {
+		return nil, fmt.Errorf("handler: %w", err)
+	}
+	pkh, _ := p2p.PubKeyHash(cfg.Node.Key.GetPublic())
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Handler{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		node:     node,
+		self:     node.ID(),
+		pkh:      pkh,
+		cmds:     make(chan any),
+		resolved: make(chan resolveResult),
+		events:   newOutbox(cfg.EventBuffer, cfg.MaxBacklog, cfg.MaxBacklog/2, nil),
+		outcomes: newOutbox(cfg.EventBuffer, maxQueuedAlerts, -1, nil),
+		prio:     newOutbox(cfg.EventBuffer, maxQueuedAlerts, -1, mergeDropped),
+		ctx:      ctx,
+		cancel:   cancel,
+		loopDone: make(chan struct{}),
+		peers:    make(map[peer.ID]*peerState),
+		inflight: make(map[uint64]*exchange),
+		timers:   newTimers(),
+		seen:     newDedupe(cfg.DedupeTTL, cfg.DedupePerPeer),
+		done:     newDedupe(cfg.DedupeTTL, cfg.DedupePerPeer),
+		addrs:    make(map[peer.ID]ma.Multiaddr),
+		resolver: cfg.Resolver,
+	}
+	return h, nil
+}
+
+// Request sends msg to p as a request and returns the exchange's ID at
+// once. The handler dials p if needed (at addr; nil means a connected peer,
+// a cached address or the Resolver), queues the request behind p's
+// exchanges in progress, resends it as Config allows, and delivers p's Reply
+// on Events and the exchange's Outcome on Outcomes. It fails only for a
+// request that cannot be sent at all: bad arguments, or a closed handler.
+func (h *Handler) Request(p peer.ID, addr ma.Multiaddr, msg []byte) (ExchangeID, error) {
+	return h.start(p, addr, msg, KindRequest, pb.Kind_KIND_REQUEST)
+}
+
+// Send sends msg to p as a one-way message, acknowledged but never replied
+// to: the Message-passing counterpart of Request, with the same dialing,
+// queueing and resending. Its Outcome reports the acknowledgment.
+func (h *Handler) Send(p peer.ID, addr ma.Multiaddr, msg []byte) (ExchangeID, error) {
+	return h.start(p, addr, msg, KindMessage, pb.Kind_KIND_MESSAGE)
+}
+
+func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk pb.Kind) (ExchangeID, error) {
+	switch {
+	case h.closing.Load():
+		return 0, ErrClosed
+	case p == "":
+		return 0, ErrNoPeer
+	case p == h.self:
+		return 0, ErrSelf
+	case !h.cfg.Node.Allowlist.Contains(p):
+		return 0, fmt.Errorf("handler: %s: %w", p, p2p.ErrNotAllowlisted)
+	}
+	tpt, err := transportAddr(p, addr)
+	if err != nil {
+		return 0, err
+	}
+	id := newExchangeID()
+	wire, err := h.encode(wk, id, msg)
+	if err != nil {
+		return 0, err
+	}
+	ex := &exchange{id: id, role: Dialer, kind: kind, addr: tpt, wire: wire, start: time.Now()}
+	if err := h.post(submitCmd{peer: p, ex: ex}); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// Response answers the request exchange from p with msg. It fails with
+// ErrUnknownExchange when no such request awaits an answer (it may have
+// timed out), and ErrAlreadyResponded on a second call. The exchange's
+// Outcome reports whether p acknowledged the reply; a reply that crosses
+// the request's timeout is dropped, and the Outcome says reply_timeout.
+func (h *Handler) Response(p peer.ID, exchange ExchangeID, msg []byte) error {
+	select {
+	case <-h.loopDone:
+		return ErrClosed
+	default:
+	}
+	wire, err := h.encode(pb.Kind_KIND_REPLY, exchange, msg)
+	if err != nil {
+		return err
+	}
+	if err := h.pending.claim(p, exchange); err != nil {
+		return err
+	}
+	return h.post(respondCmd{peer: p, id: exchange, wire: wire})
+}
+
+// SetResolver replaces Config.Resolver, for a resolver that needs the
+// handler's node to exist first (a DHT on Node().Host()).
+func (h *Handler) SetResolver(r Resolver) error { return h.post(resolverCmd{r}) }
+
+// Events is the channel of data from peers: Request, Reply, Message. It is
+// closed after Close.
+func (h *Handler) Events() <-chan Event { return h.events.ch }
+
+// Outcomes is the channel of exchange outcomes and errors: Outcome, Error.
+// It is closed after Close.
+func (h *Handler) Outcomes() <-chan Event { return h.outcomes.ch }
+
+// Priority is the channel of alerts that must not wait behind data:
+// Dropped, ConnectionLimit. It is closed after Close.
+func (h *Handler) Priority() <-chan Event { return h.prio.ch }
+
+// CheckReceive returns the next event without blocking, looking at Priority
+// first, then Events, then Outcomes; ok is false when none is waiting.
+func (h *Handler) CheckReceive() (ev Event, ok bool) {
+	for _, ch := range [...]<-chan Event{h.prio.ch, h.events.ch, h.outcomes.ch} {
+		select {
+		case ev, ok := <-ch:
+			if ok {
+				return ev, true
+			}
+		default:
+		}
+	}
+	return nil, false
+}
+
+// PeerID is the handler's identity.
+func (h *Handler) PeerID() peer.ID { return h.self }
+
+// Addrs are the handler's listen addresses, each ending in /p2p/<id>.
+func (h *Handler) Addrs() []ma.Multiaddr { return h.node.Addrs() }
+
+// PubKeyHash is the handler's identity as the BitVMX broker names it (see
+// p2p.PubKeyHash); empty for key types that have none.
+func (h *Handler) PubKeyHash() string { return h.pkh }
+
+// Node is the handler's p2p node, for layers that share its host (a DHT).
+// Sending on its channels or reading them would break the handler.
+func (h *Handler) Node() *p2p.Node { return h.node }
+
+// Close shuts the handler down gracefully: no exchange starts any more,
+// queued ones fail at once, and those in flight get Config.CloseTimeout to
+// complete before they fail with ReasonClosed. Then the node is closed and
+// the three channels with it, after handing them what still fits. Close
+// returns once every goroutine the handler started has ended.
+func (h *Handler) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.CloseTimeout)
+	defer cancel()
+	return h.Shutdown(ctx)
+}
+
+// Shutdown is Close with the deadline of ctx instead of CloseTimeout.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.closing.Store(true)
+	select {
+	case h.cmds <- shutdownCmd{deadline: ctx.Done()}:
+	case <-h.loopDone:
+	}
+	<-h.loopDone
+	return h.closeErr
+}
+
+// post hands an API call to the loop.
+func (h *Handler) post(c any) error {
+	if h.closing.Load() {
+		if _, ok := c.(respondCmd); !ok {
+			return ErrClosed
+		}
+	}
+	select {
+	case h.cmds <- c:
+		return nil
+	case <-h.loopDone:
+		return ErrClosed
+	}
+}
+
+func (h *Handler) encode(k pb.Kind, id ExchangeID, msg []byte) ([]byte, error) {
+	b, err := proto.Marshal(&pb.Envelope{Kind: k, Exchange: uint64(id), Payload: msg})
+	if err != nil {
+		return nil, fmt.Errorf("handler: encode: %w", err)
+	}
+	if max := h.node.Config().MaxMessageSize; len(b) > max {
+		return nil, fmt.Errorf("%w: %d bytes with its envelope, the limit is %d", ErrTooLarge, len(b), max)
+	}
+	return b, nil
+}
+
+// newExchangeID draws a random non-zero ID. Random rather than counted, so
+// that a restarted dialer never reuses an ID its peers still remember.
+func newExchangeID() ExchangeID {
+	for {
+		if id := rand.Uint64(); id != 0 {
+			return ExchangeID(id)
+		}
+	}
+}
+
+// API calls, as the loop receives them.
+type (
+	submitCmd struct {
+		peer peer.ID
+		ex   *exchange
+	}
+	respondCmd struct {
+		peer peer.ID
+		id   ExchangeID
+		wire []byte
+	}
+	resolverCmd struct{ r Resolver }
+	shutdownCmd struct{ deadline <-chan struct{} }
+)

@@ -1,0 +1,231 @@
+package handler
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// run is the handler's loop: the one goroutine that owns every exchange and
+// peer. It reads the node's Receiver and Priority channels, the API calls,
+// the Resolver's answers and the timers, and never blocks on the
+// application (whose channels are outboxes) nor for long on the node (whose
+// Sender loop never blocks on us).
+func (h *Handler) run() {
+	defer h.teardown()
+	sweep := max(h.cfg.DedupeTTL/4, time.Second)
+	var sweeper func()
+	sweeper = func() {
+		now := time.Now()
+		h.seen.sweep(now)
+		h.done.sweep(now)
+		h.timers.after(sweep, sweeper)
+	}
+	h.timers.after(sweep, sweeper)
+
+	recv, prio := h.node.Receiver(), h.node.Priority()
+	for {
+		var data <-chan p2p.Event
+		if !h.paused {
+			data = recv
+		}
+		select {
+		case c := <-h.cmds:
+			h.command(c)
+		case ev, ok := <-data:
+			if !ok {
+				h.log.Warn("p2p node stopped: closing the handler")
+				h.closing.Store(true)
+				h.abort()
+				return
+			}
+			h.nodeEvent(ev)
+		case ev, ok := <-prio:
+			if !ok {
+				prio = nil
+				continue
+			}
+			if d, ok := ev.(p2p.Dropped); ok {
+				h.prio.push(Dropped{Peer: d.Peer, Count: d.Count}, false)
+			}
+		case <-h.timers.C():
+			h.timers.expire()
+		case r := <-h.resolved:
+			h.onResolved(r)
+		case <-h.events.drained:
+			if h.paused && h.events.queued() <= h.cfg.MaxBacklog/2 {
+				h.paused = false
+				h.log.Info("application caught up: taking data again")
+			}
+		case <-h.deadline:
+			h.abort()
+			return
+		}
+		if len(h.waits) > 0 {
+			h.checkWaits()
+		}
+		if h.stopping && h.active == 0 {
+			return
+		}
+	}
+}
+
+// teardown stops everything the handler started, in dependency order.
+func (h *Handler) teardown() {
+	h.timers.stop()
+	h.cancel()
+	h.closeErr = h.node.Close()
+	h.wg.Wait()
+	h.events.close()
+	h.outcomes.close()
+	h.prio.close()
+	close(h.loopDone)
+}
+
+func (h *Handler) command(c any) {
+	switch c := c.(type) {
+	case submitCmd:
+		h.submit(c.peer, c.ex)
+	case respondCmd:
+		h.respond(c.peer, c.id, c.wire)
+	case resolverCmd:
+		h.resolver = c.r
+	case shutdownCmd:
+		h.shutdown(c.deadline)
+	case stateWait:
+		h.waits = append(h.waits, c)
+	}
+}
+
+// shutdown stops new exchanges and fails the queued ones; the loop then ends
+// when the active ones have, or at the deadline.
+func (h *Handler) shutdown(deadline <-chan struct{}) {
+	if h.stopping {
+		return
+	}
+	h.stopping = true
+	h.deadline = deadline
+	for _, ps := range h.peers {
+		for _, ex := range ps.queue.drain() {
+			h.end(ex, ReasonClosed, ErrClosed)
+		}
+	}
+}
+
+// abort fails every exchange left with ReasonClosed.
+func (h *Handler) abort() {
+	h.stopping = true
+	for _, ps := range h.peers {
+		for _, ex := range ps.queue.drain() {
+			h.end(ex, ReasonClosed, ErrClosed)
+		}
+		for _, ex := range ps.exchanges() {
+			h.end(ex, ReasonClosed, ErrClosed)
+		}
+	}
+}
+
+func (h *Handler) nodeEvent(ev p2p.Event) {
+	switch e := ev.(type) {
+	case p2p.Data:
+		h.onData(e)
+	case p2p.Status:
+		h.onStatus(e)
+	case p2p.Connected:
+		h.onConnected(e.Peer)
+	case p2p.Disconnected:
+		h.onDisconnected(e.Peer)
+	case p2p.ConnectionLimit:
+		h.prio.push(ConnectionLimit{Peer: e.Peer, IP: e.IP, Reason: e.Reason, Until: e.Until}, false)
+		if ps := h.peers[e.Peer]; e.Peer != "" && ps != nil {
+			h.cutOff(ps, fmt.Errorf("%w until %s (%s)", ErrRateLimited, e.Until.Format(time.RFC3339), e.Reason))
+		}
+	case p2p.Error:
+		h.outcomes.push(Error{Peer: e.Peer, Err: e.Err}, false)
+	}
+}
+
+// onData decodes an envelope and hands it to its exchange.
+func (h *Handler) onData(d p2p.Data) {
+	if d.Channel != h.cfg.Channel {
+		// Another component's traffic, permitted by the routing table:
+		// not a protocol violation, but nothing the handler can deliver.
+		h.outcomes.push(Error{Peer: d.From, Err: fmt.Errorf("%w: data on channel %d, the handler's is %d", ErrUnexpectedMessage, d.Channel, h.cfg.Channel)}, false)
+		return
+	}
+	var env pb.Envelope
+	if err := proto.Unmarshal(d.Bytes, &env); err != nil {
+		h.unexpected(d.From, fmt.Errorf("%w: malformed envelope: %w", ErrUnexpectedMessage, err))
+		return
+	}
+	id := ExchangeID(env.Exchange)
+	if id == 0 {
+		h.unexpected(d.From, fmt.Errorf("%w: envelope without an exchange ID", ErrUnexpectedMessage))
+		return
+	}
+	switch env.Kind {
+	case pb.Kind_KIND_REQUEST:
+		h.onRequest(d.From, id, env.Payload)
+	case pb.Kind_KIND_REPLY:
+		h.onReply(d.From, id, env.Payload)
+	case pb.Kind_KIND_MESSAGE:
+		h.onMessage(d.From, id, env.Payload)
+	default:
+		h.unexpected(d.From, fmt.Errorf("%w: envelope of kind %v", ErrUnexpectedMessage, env.Kind))
+	}
+}
+
+// deliver hands received data to the application. Past MaxBacklog the loop
+// stops reading the node: backpressure belongs where the sender can see it,
+// and the node answers "busy" once its own buffer fills.
+func (h *Handler) deliver(ev Event) {
+	if n := h.events.push(ev, true); n >= h.cfg.MaxBacklog && !h.paused {
+		h.paused = true
+		h.log.Warn("application behind: no more data taken from the node until it catches up", zap.Int("backlog", n))
+	}
+}
+
+// send hands a command to the node. The node's loop never blocks on us, so
+// this waits at most for it to take the previous commands.
+func (h *Handler) send(c p2p.Command) error {
+	return h.node.Send(context.Background(), c)
+}
+
+// stateWait asks the loop to close done once exchange id is in state (for
+// tests, which must reach a state before injecting a fault).
+type stateWait struct {
+	id    ExchangeID
+	state State
+	done  chan struct{}
+}
+
+// checkWaits releases the stateWaits whose exchange reached its state.
+func (h *Handler) checkWaits() {
+	kept := h.waits[:0]
+	for _, w := range h.waits {
+		if h.stateOf(w.id) == w.state {
+			close(w.done)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	h.waits = kept
+}
+
+func (h *Handler) stateOf(id ExchangeID) State {
+	for _, ps := range h.peers {
+		if ex := ps.outbound[id]; ex != nil {
+			return ex.state
+		}
+		if ex := ps.inbound[id]; ex != nil {
+			return ex.state
+		}
+	}
+	return ""
+}

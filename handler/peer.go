@@ -1,0 +1,228 @@
+package handler
+
+import (
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// connState is the handler's view of its connection to a peer.
+type connState uint8
+
+const (
+	// connDown: no connection; the next send dials.
+	connDown connState = iota
+	// connUp: connected; exchanges may start on the connection.
+	connUp
+	// connLinger: the last exchange completed with our receipt of the
+	// reply; the responder, which learns last that it completed, is
+	// expected to close. New exchanges wait for the close.
+	connLinger
+	// connClosing: DisconnectFrom was sent; new exchanges wait for the
+	// Disconnected event.
+	connClosing
+)
+
+func (c connState) String() string {
+	return [...]string{"disconnected", "connected", "lingering", "closing"}[c]
+}
+
+// peerState is everything the handler tracks about one peer. It exists
+// while the peer is connected or has exchanges, queued or active.
+type peerState struct {
+	id       peer.ID
+	conn     connState
+	outbound map[ExchangeID]*exchange // dialed by us: queued and active
+	started  int                      // outbound exchanges out of the queue
+	queue    fifo                     // outbound exchanges waiting their turn
+	inbound  map[ExchangeID]*exchange // requests received, not yet ended
+	timer    *timerEntry              // idle, linger or closing check
+	// reused: the peer started an exchange while we were closing, on a
+	// connection opened meanwhile (see disconnectCheckIn).
+	reused bool
+}
+
+func (h *Handler) peer(p peer.ID) *peerState {
+	ps := h.peers[p]
+	if ps == nil {
+		ps = &peerState{
+			id:       p,
+			outbound: make(map[ExchangeID]*exchange),
+			inbound:  make(map[ExchangeID]*exchange),
+		}
+		h.peers[p] = ps
+	}
+	return ps
+}
+
+// busy is how many exchanges with the peer are active, in either role.
+func (ps *peerState) busy() int { return ps.started + len(ps.inbound) }
+
+// exchanges lists the peer's active exchanges, in either role.
+func (ps *peerState) exchanges() []*exchange {
+	var out []*exchange
+	for _, ex := range ps.outbound {
+		if ex.state != StateQueued {
+			out = append(out, ex)
+		}
+	}
+	for _, ex := range ps.inbound {
+		out = append(out, ex)
+	}
+	return out
+}
+
+// gc forgets a peer with nothing going on.
+func (h *Handler) gc(ps *peerState) {
+	if ps.conn == connDown && len(ps.outbound) == 0 && len(ps.inbound) == 0 && ps.timer == nil {
+		delete(h.peers, ps.id)
+	}
+}
+
+func (h *Handler) setPeerTimer(ps *peerState, e *timerEntry) {
+	h.timers.cancel(ps.timer)
+	ps.timer = e
+}
+
+// pump starts queued exchanges while the peer has room for them: fewer
+// than MaxConcurrentPerPeer active, and a connection that is not being
+// closed (one that is gets replaced by a fresh one once it is gone).
+func (h *Handler) pump(ps *peerState) {
+	for ps.queue.len() > 0 && ps.started < h.cfg.MaxConcurrentPerPeer && !h.stopping &&
+		(ps.conn == connDown || ps.conn == connUp) {
+		ex := ps.queue.pop()
+		ps.started++
+		h.active++
+		if ps.conn == connUp {
+			h.setPeerTimer(ps, nil) // no longer idle
+		}
+		h.begin(ex)
+	}
+}
+
+// settle decides what becomes of a peer's connection after one of its
+// exchanges ended. theirsLast says the peer sent the exchange's last
+// message (a reply we received), so the peer's node may still be waiting for
+// our node's ack of it.
+func (h *Handler) settle(ps *peerState, theirsLast bool) {
+	// Automatic disconnection: one exchange per connection. A peer that
+	// reused a connection while we were closing is closed again.
+	if ps.busy() == 0 && (ps.conn == connUp || ps.conn == connClosing && ps.reused) && !h.cfg.KeepConnection {
+		if theirsLast {
+			h.linger(ps)
+		} else {
+			h.disconnect(ps)
+		}
+	}
+	h.pump(ps)
+	h.idle(ps)
+	h.gc(ps)
+}
+
+// idle arms the idle timer of a connected peer with no exchange.
+func (h *Handler) idle(ps *peerState) {
+	if ps.conn != connUp || ps.busy() > 0 || h.cfg.IdleTimeout < 0 || ps.timer != nil {
+		return
+	}
+	ps.timer = h.timers.after(h.cfg.IdleTimeout, func() {
+		ps.timer = nil
+		if ps.conn == connUp && ps.busy() == 0 {
+			h.log.Debug("idle timeout: disconnecting", zap.Stringer("peer", ps.id))
+			h.disconnect(ps)
+		}
+	})
+}
+
+// linger waits for the peer to close, and closes after Config.Linger if it
+// does not.
+func (h *Handler) linger(ps *peerState) {
+	ps.conn = connLinger
+	h.setPeerTimer(ps, h.timers.after(h.cfg.Linger, func() {
+		ps.timer = nil
+		if ps.conn == connLinger {
+			h.disconnect(ps)
+		}
+	}))
+}
+
+// disconnect closes the peer's connections. The Disconnected event ends the
+// closing; should it never come, a check after Linger looks at the host.
+func (h *Handler) disconnect(ps *peerState) {
+	ps.conn, ps.reused = connClosing, false
+	if err := h.send(p2p.DisconnectFrom{Peer: ps.id}); err != nil {
+		return // the node is closing: so is every connection
+	}
+	h.disconnectCheckIn(ps)
+}
+
+// disconnectCheckIn arms the check that ends a closing whose Disconnected
+// event does not come: the node reports a peer's first connection and its
+// last disconnection, so a connection opened while the old one closed
+// folds both events away, and the node drops connection events for a
+// handler too far behind.
+func (h *Handler) disconnectCheckIn(ps *peerState) {
+	h.setPeerTimer(ps, h.timers.after(h.cfg.Linger, func() {
+		ps.timer = nil
+		if ps.conn != connClosing {
+			return
+		}
+		if h.node.Host().Network().Connectedness(ps.id) != network.Connected {
+			h.onDisconnected(ps.id)
+			return
+		}
+		// The close went through long ago: this is a connection opened
+		// since.
+		ps.conn = connUp
+		h.pump(ps)
+		h.idle(ps)
+	}))
+}
+
+// activity notes that the peer started an exchange with us: a connection we
+// were lingering on is in use again, and one we were closing was replaced.
+func (h *Handler) activity(ps *peerState) {
+	switch ps.conn {
+	case connDown:
+		ps.conn = connUp // its Connected event was lost
+	case connLinger:
+		ps.conn = connUp
+	case connClosing:
+		ps.reused = true
+	}
+	if ps.conn == connUp {
+		h.setPeerTimer(ps, nil)
+	}
+}
+
+func (h *Handler) onConnected(p peer.ID) {
+	ps := h.peer(p)
+	if ps.conn == connClosing || ps.conn == connLinger {
+		// The Disconnected event of the old connection was lost.
+		h.onDisconnected(p)
+		ps = h.peer(p)
+	}
+	ps.conn = connUp
+	h.pump(ps)
+	h.idle(ps)
+}
+
+// onDisconnected: the last connection to the peer closed. Requests awaiting
+// their reply are resent (the responder dedupes them, and needs a connection
+// to reply on); queued exchanges can dial.
+func (h *Handler) onDisconnected(p peer.ID) {
+	ps := h.peers[p]
+	if ps == nil {
+		return
+	}
+	ps.conn, ps.reused = connDown, false
+	h.setPeerTimer(ps, nil)
+	for _, ex := range ps.exchanges() {
+		if ex.role == Dialer && ex.state == StateAwaitReply {
+			h.lost(ex)
+		}
+	}
+	h.pump(ps)
+	h.gc(ps)
+}

@@ -1,0 +1,96 @@
+package handler
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// The paths by which a peer leaves connClosing without its Disconnected
+// event depend on the node's event timing, which no end-to-end test can
+// arrange. These tests drive the loop's methods directly, from the test
+// goroutine, on a handler whose loop never started.
+
+func idle(t *testing.T) (*Handler, tu.Identity) {
+	t.Helper()
+	me, other := tu.NewIdentity(t), tu.NewIdentity(t)
+	h, err := build(Config{Node: p2p.Config{Key: me.Key, Allowlist: tu.Allowlist(t, me, other)}, Linger: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.teardown)
+	return h, other
+}
+
+// fire runs the timers until pred holds.
+func fire(t *testing.T, h *Handler, pred func() bool) {
+	t.Helper()
+	deadline := time.After(tu.Timeout)
+	for !pred() {
+		select {
+		case <-h.timers.C():
+			h.timers.expire()
+		case <-deadline:
+			t.Fatal("condition not reached")
+		}
+	}
+}
+
+// Closing, and the close check finds no connection: the Disconnected event
+// was lost. The peer is disconnected and its queue may dial.
+func TestClosingCheckFindsNoConnection(t *testing.T) {
+	h, other := idle(t)
+	ps := h.peer(other.ID)
+	ps.conn = connUp
+	h.disconnect(ps)
+	if ps.conn != connClosing {
+		t.Fatalf("state %s", ps.conn)
+	}
+	fire(t, h, func() bool { return h.peers[other.ID] == nil })
+}
+
+// Closing, and the close check finds a connection: one opened since, whose
+// Connected event the node folded into the old connection's. The peer is
+// connected again.
+func TestClosingCheckFindsNewConnection(t *testing.T) {
+	h, other := idle(t)
+	raw := tu.RawHost(t, other.Key, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
+	defer cancel()
+	if err := raw.Connect(ctx, peer.AddrInfo{ID: h.node.ID(), Addrs: h.node.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	ps := h.peer(other.ID)
+	ps.conn = connClosing // as if the DisconnectFrom had gone before raw connected
+	h.setPeerTimer(ps, nil)
+	h.disconnectCheckIn(ps)
+	fire(t, h, func() bool { return ps.conn == connUp })
+	if h.node.Host().Network().Connectedness(other.ID) != network.Connected {
+		t.Fatal("the new connection was closed")
+	}
+}
+
+// An exchange that the peer started while we were closing ends: in
+// automatic mode the peer is closed again.
+func TestClosingPeerClosedAgainAfterExchange(t *testing.T) {
+	h, other := idle(t)
+	ps := h.peer(other.ID)
+	ps.conn = connClosing
+	h.activity(ps)
+	ex := &exchange{id: 1, p: ps, role: Responder, kind: KindRequest, state: StateAwaitAck, start: time.Now()}
+	ps.inbound[1] = ex
+	h.active++
+	h.end(ex, ReasonOK, nil)
+	if ps.conn != connClosing || ps.reused || ps.timer == nil {
+		t.Fatalf("state %s, reused %v, timer %v", ps.conn, ps.reused, ps.timer)
+	}
+	if o := (<-h.outcomes.ch).(Outcome); !o.OK {
+		t.Fatalf("outcome %+v", o)
+	}
+}

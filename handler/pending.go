@@ -1,0 +1,55 @@
+package handler
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// pending is the set of received requests that await the application's
+// Response. It lets Response answer "unknown" or "already responded" at once
+// without a round trip to the loop, a round trip that cost a responder a
+// quarter of its exchange rate. The loop adds a request when it delivers it
+// and removes it when the exchange ends; Response claims it. It is the one
+// piece of state the loop shares, and it holds no FSM state: only whether
+// the application may still answer.
+type pending struct {
+	mu sync.Mutex
+	m  map[pendingKey]bool // true once claimed by Response
+}
+
+type pendingKey struct {
+	peer peer.ID
+	id   ExchangeID
+}
+
+func (s *pending) add(p peer.ID, id ExchangeID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[pendingKey]bool)
+	}
+	s.m[pendingKey{p, id}] = false
+}
+
+func (s *pending) remove(p peer.ID, id ExchangeID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, pendingKey{p, id})
+}
+
+// claim reserves the right to answer the request, once.
+func (s *pending) claim(p peer.ID, id ExchangeID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	claimed, ok := s.m[pendingKey{p, id}]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %s from %s", ErrUnknownExchange, id, p)
+	case claimed:
+		return fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, id, p)
+	}
+	s.m[pendingKey{p, id}] = true
+	return nil
+}

@@ -1,0 +1,91 @@
+package handler
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Resolver finds the addresses of a peer, for example in a DHT. The handler
+// calls it, from a goroutine of its own and with a deadline, when Request or
+// Send was given no address for a peer that is not connected and whose
+// address it has not cached, and once more when a dial to a cached or
+// resolved address fails. It must be safe for concurrent use.
+type Resolver interface {
+	Resolve(ctx context.Context, p peer.ID) ([]ma.Multiaddr, error)
+}
+
+// resolveResult is a Resolve call's answer, posted back to the loop.
+type resolveResult struct {
+	ex    *exchange
+	addrs []ma.Multiaddr
+	err   error
+}
+
+// resolve asks the Resolver for ex's peer; the answer arrives as a
+// resolveResult. The goroutine is the handler's: Close cancels its context
+// and waits for it.
+func (h *Handler) resolve(ex *exchange) {
+	ex.state = StateResolving
+	r, p := h.resolver, ex.p.id
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.ResolveTimeout)
+		defer cancel()
+		addrs, err := r.Resolve(ctx, p)
+		select {
+		case h.resolved <- resolveResult{ex: ex, addrs: addrs, err: err}:
+		case <-h.ctx.Done():
+		}
+	}()
+}
+
+// onResolved continues an exchange that waited for the Resolver.
+func (h *Handler) onResolved(r resolveResult) {
+	ex := r.ex
+	if ex.state != StateResolving {
+		return // ended meanwhile (closed, cut off)
+	}
+	var addrs []ma.Multiaddr
+	for _, a := range r.addrs {
+		if t, err := transportAddr(ex.p.id, a); err == nil {
+			addrs = append(addrs, t)
+		}
+	}
+	if r.err == nil && len(addrs) == 0 {
+		r.err = fmt.Errorf("no usable address for %s", ex.p.id)
+	}
+	if r.err != nil {
+		err := fmt.Errorf("handler: resolve %s: %w", ex.p.id, r.err)
+		if ex.attempts == 0 || ex.attempts >= h.cfg.MaxAttempts {
+			h.end(ex, ReasonDialFailed, err)
+			return
+		}
+		// A failed re-resolution leaves the known address: retry it.
+		ex.lastReason, ex.lastErr = ReasonDialFailed, err
+		h.backoff(ex)
+		return
+	}
+	ex.addr, ex.extra = addrs[0], addrs[1:]
+	h.addrs[ex.p.id] = addrs[0]
+	h.transmit(ex)
+}
+
+// transportAddr strips /p2p/<id> from a, which must name p if it names
+// anyone.
+func transportAddr(p peer.ID, a ma.Multiaddr) (ma.Multiaddr, error) {
+	if a == nil {
+		return nil, nil
+	}
+	tpt, id := peer.SplitAddr(a)
+	if id != "" && id != p {
+		return nil, fmt.Errorf("handler: address %s belongs to %s, not %s", a, id, p)
+	}
+	if tpt == nil {
+		return nil, fmt.Errorf("handler: address %s has no transport part", a)
+	}
+	return tpt, nil
+}

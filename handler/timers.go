@@ -1,0 +1,103 @@
+package handler
+
+import (
+	"container/heap"
+	"time"
+)
+
+// timers multiplexes every deadline of the handler (reply timeouts,
+// backoffs, idle and linger timers) onto one time.Timer, so that the loop is
+// the only goroutine that ever acts on them: a fired deadline is just another
+// event in its select. Each exchange and each peer holds at most one entry,
+// which bounds the heap by the work in progress.
+type timers struct {
+	h     timerHeap
+	t     *time.Timer
+	armed time.Time // the deadline t is set for; zero when stopped
+}
+
+// timerEntry is one scheduled call. index is its place in the heap, -1 once
+// it has fired or been cancelled.
+type timerEntry struct {
+	at    time.Time
+	fire  func()
+	index int
+}
+
+func newTimers() *timers {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &timers{t: t}
+}
+
+// C is the channel the loop selects on; call expire when it fires.
+func (ts *timers) C() <-chan time.Time { return ts.t.C }
+
+// after schedules fire in d and returns its entry, for cancel.
+func (ts *timers) after(d time.Duration, fire func()) *timerEntry {
+	e := &timerEntry{at: time.Now().Add(d), fire: fire}
+	heap.Push(&ts.h, e)
+	ts.rearm()
+	return e
+}
+
+// cancel unschedules e; cancelling nil or a spent entry does nothing.
+func (ts *timers) cancel(e *timerEntry) {
+	if e == nil || e.index < 0 {
+		return
+	}
+	heap.Remove(&ts.h, e.index)
+	ts.rearm()
+}
+
+// expire runs every entry that is due.
+func (ts *timers) expire() {
+	ts.armed = time.Time{}
+	now := time.Now()
+	for len(ts.h) > 0 && !ts.h[0].at.After(now) {
+		e := heap.Pop(&ts.h).(*timerEntry)
+		e.fire()
+	}
+	ts.rearm()
+}
+
+// rearm points the timer at the earliest entry.
+func (ts *timers) rearm() {
+	if len(ts.h) == 0 {
+		if !ts.armed.IsZero() {
+			ts.t.Stop()
+			ts.armed = time.Time{}
+		}
+		return
+	}
+	next := ts.h[0].at
+	if next.Equal(ts.armed) {
+		return
+	}
+	ts.armed = next
+	ts.t.Reset(time.Until(next))
+}
+
+func (ts *timers) stop() { ts.t.Stop() }
+
+type timerHeap []*timerEntry
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *timerHeap) Push(x any) {
+	e := x.(*timerEntry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.index = -1
+	*h = old[:len(old)-1]
+	return e
+}
