@@ -10,7 +10,10 @@ import (
 
 // connTracker turns libp2p's per-connection notifications into one
 // Connected when a peer's first connection opens and one Disconnected when
-// its last closes.
+// its last closes. Both are essential events, never dropped: a consumer that
+// missed one would hold the wrong connection state for good. Their number is
+// bounded by how often allowlisted peers can connect, which the gater's
+// per-key cap and the resource manager bound.
 type connTracker struct {
 	n     *Node
 	mu    sync.Mutex
@@ -29,7 +32,7 @@ func (t *connTracker) Connected(_ network.Network, c network.Conn) {
 	// cannot overtake each other.
 	if first {
 		t.n.metrics.peerCount(1)
-		t.n.events.push(Connected{Peer: p, Addr: c.RemoteMultiaddr(), Inbound: c.Stat().Direction == network.DirInbound}, false)
+		t.n.events.push(Connected{Peer: p, Addr: c.RemoteMultiaddr(), Inbound: c.Stat().Direction == network.DirInbound}, true)
 	}
 	t.mu.Unlock()
 }
@@ -42,7 +45,7 @@ func (t *connTracker) Disconnected(_ network.Network, c network.Conn) {
 	if last {
 		delete(t.count, p)
 		t.n.metrics.peerCount(-1)
-		t.n.events.push(Disconnected{Peer: p}, false)
+		t.n.events.push(Disconnected{Peer: p}, true)
 	}
 	t.mu.Unlock()
 }

@@ -38,6 +38,13 @@ type SendMsg struct {
 
 // DisconnectFrom closes every connection to Peer. With no Peer it
 // disconnects from all peers and stops the node, like Close.
+//
+// The close is immediate: an ack this node has written but the connection
+// has not yet carried is lost with it, and the peer then sees
+// ReasonConnectionLost for a message that was delivered. Delivery is
+// therefore at least once; a sender that resends after connection_lost may
+// deliver twice. The handler dedupes by exchange, and closes an exchange's
+// connection only after the last ack has arrived.
 type DisconnectFrom struct {
 	Peer peer.ID
 }

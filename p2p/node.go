@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/zap"
 
@@ -241,6 +242,7 @@ func (n *Node) dial(c Dial) {
 		if c.Addr != nil {
 			ai.Addrs = []ma.Multiaddr{c.Addr}
 		}
+		n.clearBackoff(c.Peer)
 		if err := n.host.Connect(ctx, ai); err != nil && n.ctx.Err() == nil {
 			n.events.push(Error{Peer: c.Peer, Err: fmt.Errorf("dial: %w", err)}, false)
 		}
@@ -277,8 +279,9 @@ func (n *Node) send(c SendMsg) {
 	}
 }
 
+// disconnect closes every connection to p at once. Its known addresses are
+// kept, so a later SendMsg without an address redials.
 func (n *Node) disconnect(p peer.ID) {
-	n.host.Peerstore().ClearAddrs(p)
 	if err := n.host.Network().ClosePeer(p); err != nil {
 		n.events.push(Error{Peer: p, Err: fmt.Errorf("disconnect: %w", err)}, false)
 	}
@@ -354,6 +357,16 @@ func (n *Node) closeConnAsync(c network.Conn) {
 		defer n.wg.Done()
 		c.Close()
 	}()
+}
+
+// clearBackoff forgets go-libp2p's dial backoff for p. The swarm refuses to
+// redial a peer for seconds after a failed dial; here every dial is asked
+// for by a caller (a SendMsg, a Dial, the handler's redial) that owns its
+// retry policy, and a refusal it did not ask for would only fail it.
+func (n *Node) clearBackoff(p peer.ID) {
+	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(p)
+	}
 }
 
 // ErrAddrPeerMismatch is the error of an address whose /p2p component names

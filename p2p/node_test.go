@@ -255,3 +255,36 @@ func TestAddrsCarryPeerID(t *testing.T) {
 		t.Fatalf("%v: %v", a.Addrs(), err)
 	}
 }
+
+func TestRedialRightAfterFailedDial(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	a := tu.Node(t, ia, list, func(c *p2p.Config) { c.DialTimeout = 2 * time.Second })
+	probe := tu.Node(t, tu.NewIdentity(t), list)
+	dead := tpt(probe.Addrs()[0])
+	probe.Close()
+
+	a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: dead, ID: 1}
+	if st := tu.Next[p2p.Status](t, a.Receiver()); st.Reason != p2p.ReasonDialFailed {
+		t.Fatalf("status %+v", st)
+	}
+	// The peer comes up; go-libp2p's own dial backoff must not refuse the
+	// caller's immediate retry.
+	b := tu.Node(t, ib, list)
+	a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: b.Addrs()[0], ID: 2}
+	if st := tu.Next[p2p.Status](t, a.Receiver()); !st.OK {
+		t.Fatalf("retry: %+v", st)
+	}
+}
+
+func TestSendAfterDisconnectRedialsKnownAddress(t *testing.T) {
+	a, b := pair(t)
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 1}
+	tu.Next[p2p.Status](t, a.Receiver())
+	a.Sender() <- p2p.DisconnectFrom{Peer: b.ID()}
+	tu.Next[p2p.Disconnected](t, a.Receiver())
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), ID: 2, Data: []byte("again")}
+	if st := tu.Next[p2p.Status](t, a.Receiver()); !st.OK {
+		t.Fatalf("%+v", st)
+	}
+}

@@ -166,6 +166,7 @@ func (ps *peerSender) open(m *outMsg) (*outStream, error) {
 		if len(n.host.Peerstore().Addrs(ps.peer)) == 0 {
 			return nil, errNotConnected
 		}
+		n.clearBackoff(ps.peer)
 		if err := n.host.Connect(ctx, peer.AddrInfo{ID: ps.peer}); err != nil {
 			return nil, err
 		}
