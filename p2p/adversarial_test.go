@@ -241,3 +241,55 @@ func TestRevokedPeerFramesInFlightNotDelivered(t *testing.T) {
 	}
 	tu.None[p2p.Data](t, b.Receiver(), 200*time.Millisecond)
 }
+
+func TestConnectionLostMidFlight(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	a := tu.Node(t, ia, tu.Allowlist(t, ia, ib), func(c *p2p.Config) { c.AckTimeout = time.Minute })
+	raw := tu.RawHost(t, ib.Key, "127.0.0.1")
+	// Reads one frame, then resets the stream without acking it.
+	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) {
+		var f pb.Data
+		protodelim.UnmarshalFrom(bufio.NewReader(s), &f)
+		s.Reset()
+	})
+	a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: raw.Addrs()[0], ID: 1, Data: []byte("x")}
+	if st := tu.Next[p2p.Status](t, a.Receiver()); st.OK || st.Reason != p2p.ReasonConnectionLost || st.MsgID != 1 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestQueueFullAndEveryMessageAnswered(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	a := tu.Node(t, ia, tu.Allowlist(t, ia, ib), func(c *p2p.Config) {
+		c.MaxInFlight, c.SendQueue, c.AckTimeout = 1, 1, 2*time.Second
+	})
+	raw := tu.RawHost(t, ib.Key, "127.0.0.1")
+	raw.SetStreamHandler(p2p.ProtocolID, silentHandler(make(chan struct{}, 1)))
+	// One in flight, at most one waiting for its slot and one in the queue:
+	// of four messages sent at once at least one finds the queue full.
+	const n = 4
+	for i := uint64(1); i <= n; i++ {
+		a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: raw.Addrs()[0], ID: i, Data: []byte("x")}
+	}
+	seen := map[uint64]p2p.Reason{}
+	for len(seen) < n {
+		st := tu.Next[p2p.Status](t, a.Receiver())
+		if _, dup := seen[st.MsgID]; dup {
+			t.Fatalf("second status for %d: %+v", st.MsgID, st)
+		}
+		seen[st.MsgID] = st.Reason
+	}
+	full := 0
+	for _, r := range seen {
+		switch r {
+		case p2p.ReasonQueueFull:
+			full++
+		case p2p.ReasonAckTimeout:
+		default:
+			t.Fatalf("unexpected reason %s in %v", r, seen)
+		}
+	}
+	if full == 0 {
+		t.Fatalf("no queue_full: %v", seen)
+	}
+}

@@ -1,0 +1,117 @@
+package p2p_test
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+func TestKeyFileRoundTrip(t *testing.T) {
+	for _, typ := range []p2p.KeyType{p2p.Secp256k1, p2p.Ed25519, ""} {
+		t.Run(string(typ), func(t *testing.T) {
+			k, err := p2p.GenerateKey(typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "node.key")
+			if err := p2p.SaveKey(path, k); err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+				t.Fatalf("mode %v", st.Mode())
+			}
+			got, err := p2p.LoadKey(path)
+			if err != nil || !got.Equals(k) {
+				t.Fatalf("loaded %v, %v", got, err)
+			}
+			want, _ := peer.IDFromPrivateKey(k)
+			if id, err := p2p.PeerIDFromKeyFile(path); err != nil || id != want {
+				t.Fatalf("id %s, %v", id, err)
+			}
+			// An identity key is never overwritten.
+			if err := p2p.SaveKey(path, k); !errors.Is(err, os.ErrExist) {
+				t.Fatalf("overwrite: %v", err)
+			}
+		})
+	}
+	if _, err := p2p.GenerateKey("rsa"); err == nil {
+		t.Fatal("rsa accepted")
+	}
+}
+
+func TestLoadKeyRefusesOpenPermissions(t *testing.T) {
+	k, _ := p2p.GenerateKey(p2p.Secp256k1)
+	path := filepath.Join(t.TempDir(), "node.key")
+	if err := p2p.SaveKey(path, k); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o666} {
+		os.Chmod(path, mode)
+		if _, err := p2p.LoadKey(path); !errors.Is(err, p2p.ErrKeyPermissions) {
+			t.Errorf("mode %#o: %v", mode, err)
+		}
+	}
+	os.Chmod(path, 0o400)
+	if _, err := p2p.LoadKey(path); err != nil {
+		t.Errorf("mode 0400: %v", err)
+	}
+}
+
+func TestParseKeyForms(t *testing.T) {
+	k, _ := p2p.GenerateKey(p2p.Secp256k1)
+	pb, _ := crypto.MarshalPrivateKey(k)
+	raw, _ := k.Raw()
+	forms := map[string]string{
+		"protobuf":          string(pb),
+		"hex":               hex.EncodeToString(pb),
+		"0x hex with space": "  0x" + hex.EncodeToString(pb) + "\n",
+		"raw secp256k1":     hex.EncodeToString(raw),
+	}
+	for name, in := range forms {
+		got, err := p2p.ParseKey([]byte(in))
+		if err != nil || !got.Equals(k) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, bad := range []string{"", "zz", "0x1234", "not a key at all"} {
+		if _, err := p2p.ParseKey([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestPubKeyHashKnownAnswers checks the hash against independent
+// implementations: OpenSSL for secp256k1 and Go's x509 for ed25519.
+func TestPubKeyHashKnownAnswers(t *testing.T) {
+	// openssl ecparam -name secp256k1 -genkey | openssl ec -pubout -outform DER | sha256sum
+	secret, _ := hex.DecodeString("c181cf343a9d3cff8a20df6baf7f7ca4db0ad0588e3dc1642535d62a2ea284bf")
+	k, err := crypto.UnmarshalSecp256k1PrivateKey(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p2p.PubKeyHash(k.GetPublic())
+	if want := "9ee89d963807580eafeefd75fa78e2959e5ba7b07d32627b5597d8d92d0d3abd"; err != nil || got != want {
+		t.Fatalf("secp256k1: %s, %v; want %s", got, err, want)
+	}
+
+	ek, _ := p2p.GenerateKey(p2p.Ed25519)
+	raw, _ := ek.GetPublic().Raw()
+	der, err := x509.MarshalPKIXPublicKey(ed25519.PublicKey(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(der)
+	if got, err := p2p.PubKeyHash(ek.GetPublic()); err != nil || got != hex.EncodeToString(sum[:]) {
+		t.Fatalf("ed25519: %s, %v", got, err)
+	}
+}
