@@ -1,0 +1,303 @@
+package dht
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	kad "github.com/libp2p/go-libp2p-kad-dht"
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// ProtocolID is the Kademlia protocol the DHT speaks.
+const ProtocolID protocol.ID = ProtocolPrefix + "/kad/1.0.0"
+
+// Polling of the routing table for the ready signal. kad-dht emits no event
+// when its routing table gains a peer, and its PeerAdded hook is a plain
+// field it already uses (assigning it after New would race with the peers New
+// starts adding), so the table's size is polled: fast after a peer completes
+// identify (the table gains it one DHT round trip later), backing off to
+// slow while nobody comes.
+const (
+	readyPollFast = 5 * time.Millisecond
+	readyPollSlow = time.Second
+)
+
+// bootstrapDialTimeout bounds one attempt to reach one bootstrap peer.
+const bootstrapDialTimeout = 10 * time.Second
+
+// DHT is a node's membership in the private Kademlia network of the
+// allowlisted operators: it keeps a routing table of allowlisted peers only,
+// publishes the node's signed record, and finds other nodes' records and
+// addresses. Create it with New and stop it with Close; the p2p node it runs
+// on stays the caller's. A node runs at most one DHT.
+type DHT struct {
+	cfg  Config
+	log  *zap.Logger
+	node *p2p.Node
+	host host.Host
+	kad  *kad.IpfsDHT
+	val  *validator
+	sub  event.Subscription
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	// addrChanged is signalled (without blocking) when the host's
+	// addresses change, for the publisher to republish.
+	addrChanged chan struct{}
+
+	pub   publisher
+	cache resolveCache
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	// goMu guards closed and wg.Add: a goroutine is started only while the
+	// DHT is open, so Close's wg.Wait sees every one.
+	goMu   sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+
+	stopWatchAL func()
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// New joins node to the DHT: it starts kad-dht on node's host in server mode
+// under ProtocolPrefix, scoped to the allowlist, with cfg.Bootstrap as the
+// way in. It returns at once; Ready tells when the routing table has a peer.
+// The node's own record is published once it is ready, then every
+// cfg.Refresh, and at once when the node's addresses change.
+func New(node *p2p.Node, cfg Config) (*DHT, error) {
+	if node == nil {
+		return nil, errors.New("dht: nil node")
+	}
+	cfg, err := cfg.withDefaults(node.Config().Allowlist)
+	if err != nil {
+		return nil, err
+	}
+	h := node.Host()
+	d := &DHT{
+		cfg:         cfg,
+		log:         cfg.Logger.Named("dht"),
+		node:        node,
+		host:        h,
+		ready:       make(chan struct{}),
+		addrChanged: make(chan struct{}, 1),
+		cache:       newResolveCache(),
+		stopWatchAL: func() {},
+	}
+	d.val = &validator{list: cfg.Allowlist, self: h.ID(), now: cfg.Now, retain: cfg.ExpiredRetention}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+
+	// kad-dht's own subscriber uses 256 as well: a subscriber whose buffer
+	// is full blocks the emitter, so the buffer must absorb a burst of
+	// identifications while the watch loop is busy.
+	d.sub, err = h.EventBus().Subscribe([]any{
+		new(event.EvtLocalAddressesUpdated),
+		new(event.EvtPeerIdentificationCompleted),
+	}, eventbus.BufSize(256))
+	if err != nil {
+		d.cancel()
+		return nil, fmt.Errorf("dht: subscribe to host events: %w", err)
+	}
+
+	d.kad, err = kad.New(h,
+		kad.Mode(kad.ModeServer),
+		kad.ProtocolPrefix(ProtocolPrefix),
+		// Setting Validator replaces the default /pk and /ipns validators:
+		// only node records can be stored.
+		kad.Validator(record.NamespacedValidator{Namespace: d.val}),
+		kad.DisableProviders(),
+		kad.MaxRecordAge(cfg.RecordTTL+cfg.ExpiredRetention),
+		kad.RoutingTableFilter(func(_ any, p peer.ID) bool { return d.admits(p) }),
+		kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return d.admits(ai.ID) }),
+		kad.BootstrapPeersFunc(d.bootstrapPeers),
+	)
+	if err != nil {
+		h.RemoveStreamHandler(ProtocolID)
+		d.sub.Close()
+		d.cancel()
+		return nil, fmt.Errorf("dht: start kad-dht: %w", err)
+	}
+	d.stopWatchAL = cfg.Allowlist.OnChange(d.onAllowlistChange)
+	d.goFunc(d.watch)
+	d.goFunc(d.publishLoop)
+	if len(cfg.Bootstrap) > 0 {
+		d.goFunc(d.rejoinLoop)
+	}
+	d.log.Info("dht started", zap.Stringer("self", h.ID()), zap.Int("bootstrap", len(cfg.Bootstrap)))
+	return d, nil
+}
+
+// Ready is closed the first time the routing table holds a peer: from then
+// on Find, Resolve and Publish have someone to ask. A joining node is ready
+// once a bootstrap peer answered; a bootstrap node (no Bootstrap) once the
+// first node joined it. It is not reopened if the table empties later.
+func (d *DHT) Ready() <-chan struct{} { return d.ready }
+
+// WaitReady waits for Ready, ctx or Close, whichever comes first.
+func (d *DHT) WaitReady(ctx context.Context) error {
+	select {
+	case <-d.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-d.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// Peers returns the peers in the routing table.
+func (d *DHT) Peers() []peer.ID { return d.kad.RoutingTable().ListPeers() }
+
+// Close stops every goroutine the DHT started and closes kad-dht, and stops
+// serving the DHT protocol on the host. It does not close the p2p node.
+func (d *DHT) Close() error {
+	d.closeOnce.Do(func() {
+		d.goMu.Lock()
+		d.closed = true
+		d.goMu.Unlock()
+		d.stopWatchAL()
+		d.cancel()
+		d.host.RemoveStreamHandler(ProtocolID)
+		d.wg.Wait()
+		d.sub.Close()
+		d.closeErr = d.kad.Close()
+		d.log.Info("dht closed")
+	})
+	return d.closeErr
+}
+
+// goFunc runs fn on a goroutine Close waits for, unless the DHT is closed.
+func (d *DHT) goFunc(fn func()) bool {
+	d.goMu.Lock()
+	defer d.goMu.Unlock()
+	if d.closed {
+		return false
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+func (d *DHT) markReady() {
+	d.readyOnce.Do(func() {
+		close(d.ready)
+		d.log.Info("dht ready", zap.Int("routing_table", d.kad.RoutingTable().Size()))
+	})
+}
+
+// watch drains the host events, signals readiness and sweeps the routing
+// table. It never blocks for long: the event bus blocks emitters on a full
+// subscriber.
+func (d *DHT) watch() {
+	poll := readyPollFast
+	pollTimer := time.NewTimer(poll)
+	defer pollTimer.Stop()
+	pollC := pollTimer.C
+	sweep := time.NewTicker(d.cfg.SweepInterval)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case e, ok := <-d.sub.Out():
+			if !ok {
+				return
+			}
+			switch e.(type) {
+			case event.EvtLocalAddressesUpdated:
+				signal(d.addrChanged)
+			case event.EvtPeerIdentificationCompleted:
+				if pollC != nil {
+					poll = readyPollFast
+					pollTimer.Reset(poll)
+				}
+			}
+		case <-pollC:
+			if d.kad.RoutingTable().Size() > 0 {
+				d.markReady()
+				pollC = nil
+				continue
+			}
+			poll = min(2*poll, readyPollSlow)
+			pollTimer.Reset(poll)
+		case <-sweep.C:
+			d.sweep()
+		}
+	}
+}
+
+// rejoinLoop dials the bootstrap peers, with backoff, whenever the routing
+// table is empty. kad-dht does so itself when it starts and when the table
+// loses a peer, but otherwise only every two minutes.
+func (d *DHT) rejoinLoop() {
+	wait := d.cfg.FirstRefresh
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if d.kad.RoutingTable().Size() > 0 {
+			wait = DefaultMaxRejoinInterval
+		} else {
+			if wait >= DefaultMaxRejoinInterval {
+				wait = d.cfg.FirstRefresh
+			}
+			d.connectBootstrap()
+			wait = min(2*wait, DefaultMaxRejoinInterval)
+		}
+		t.Reset(wait)
+	}
+}
+
+// connectBootstrap dials every bootstrap peer the allowlist still holds.
+func (d *DHT) connectBootstrap() {
+	for _, ai := range d.bootstrapPeers() {
+		ctx, cancel := context.WithTimeout(d.ctx, bootstrapDialTimeout)
+		err := d.host.Connect(ctx, ai)
+		cancel()
+		if d.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			d.log.Debug("bootstrap peer unreachable", zap.Stringer("peer", ai.ID), zap.Error(err))
+		}
+	}
+}
+
+// bootstrapPeers are the configured bootstrap peers the allowlist still
+// holds.
+func (d *DHT) bootstrapPeers() []peer.AddrInfo {
+	var out []peer.AddrInfo
+	for _, ai := range d.cfg.Bootstrap {
+		if d.admits(ai.ID) {
+			out = append(out, ai)
+		}
+	}
+	return out
+}
+
+// signal wakes whoever waits on ch, without blocking if it is already awake.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,185 @@
+package dht
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/zap"
+)
+
+// publishTimeout bounds one periodic publication.
+const publishTimeout = 30 * time.Second
+
+// publisher is the state of the node's own record.
+type publisher struct {
+	// mu serializes publications, so that seqs reach the DHT in order.
+	mu  sync.Mutex
+	seq uint64
+	// last is the last record published; read without mu, which a
+	// publication holds for as long as the network takes.
+	last atomic.Pointer[Record]
+}
+
+// Publish signs a fresh record of this node (its current addresses, a new
+// Seq, expiring after Config.RecordTTL) and stores it on the nodes closest to
+// its key, and locally. The DHT also publishes on its own; call Publish to
+// push a change at once. It fails with ErrNotReady while the routing table is
+// empty (the record is then stored locally only).
+func (d *DHT) Publish(ctx context.Context) (Record, error) {
+	if d.ctx.Err() != nil {
+		return Record{}, ErrClosed
+	}
+	d.pub.mu.Lock()
+	defer d.pub.mu.Unlock()
+	now := d.cfg.Now()
+	seq := d.pub.seq + 1
+	if n := now.UnixNano(); n > 0 && uint64(n) > d.pub.seq {
+		seq = uint64(n)
+	}
+	r := Record{
+		Peer:      d.host.ID(),
+		Addrs:     d.publishAddrs(),
+		Seq:       seq,
+		Published: now,
+		Expires:   now.Add(d.cfg.RecordTTL),
+	}
+	data, err := sealRecord(r, d.node.Config().Key)
+	if err != nil {
+		return Record{}, err
+	}
+	d.pub.seq = seq
+	empty := d.kad.RoutingTable().Size() == 0
+	if err := d.kad.PutValue(ctx, RecordKey(r.Peer), data); err != nil {
+		if empty {
+			err = fmt.Errorf("%w: %w", ErrNotReady, err)
+		}
+		return Record{}, fmt.Errorf("dht: publish: %w", err)
+	}
+	d.pub.last.Store(&r)
+	d.log.Debug("record published", zap.Uint64("seq", r.Seq), zap.Int("addrs", len(r.Addrs)))
+	return r, nil
+}
+
+// Published returns the last record this node published, if any.
+func (d *DHT) Published() (Record, bool) {
+	r := d.pub.last.Load()
+	if r == nil {
+		return Record{}, false
+	}
+	c := *r
+	c.Addrs = slices.Clone(r.Addrs)
+	return c, true
+}
+
+// publishAddrs are the addresses to put in the record: Config.Addrs or the
+// host's, without /p2p, at most MaxRecordAddrs.
+func (d *DHT) publishAddrs() []ma.Multiaddr {
+	var src []ma.Multiaddr
+	if d.cfg.Addrs != nil {
+		src = d.cfg.Addrs()
+	} else {
+		src = d.host.Addrs()
+	}
+	out := make([]ma.Multiaddr, 0, len(src))
+	for _, a := range src {
+		if a == nil {
+			continue
+		}
+		if tpt, _ := peer.SplitAddr(a); len(tpt) > 0 {
+			out = append(out, tpt)
+		}
+		if len(out) == MaxRecordAddrs {
+			break
+		}
+	}
+	return out
+}
+
+// publishLoop publishes the node's record once the DHT is ready, every
+// Config.Refresh after that, and at once whenever the host's addresses
+// change. In between, it looks at its routing table after
+// Config.FirstRefresh, then at doubling intervals, and republishes when many
+// of the peers closest to the record's key are not those it published to
+// (see missed): a node's first record only reaches the few peers it knew
+// when it joined, and the network around it settles after. A failed publication is retried on
+// that fast schedule.
+func (d *DHT) publishLoop() {
+	select {
+	case <-d.ready:
+	case <-d.ctx.Done():
+		return
+	}
+	var (
+		next        = d.cfg.FirstRefresh // the fast schedule, doubling up to Refresh
+		retry       = d.cfg.FirstRefresh // the backoff after a failure, likewise
+		lastNearest []peer.ID
+		lastPublish time.Time // by the real clock: Config.Now may be skewed in tests
+		force       = true
+	)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-d.addrChanged:
+			d.log.Info("addresses changed: republishing")
+			force = true
+		case <-timer.C:
+		}
+		nearest := d.nearest()
+		if force || time.Since(lastPublish) >= d.cfg.Refresh || missed(nearest, lastNearest) {
+			// A change that came with this publication is in it.
+			select {
+			case <-d.addrChanged:
+			default:
+			}
+			ctx, cancel := context.WithTimeout(d.ctx, publishTimeout)
+			_, err := d.Publish(ctx)
+			cancel()
+			if d.ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				d.log.Warn("publishing the node record failed", zap.Error(err), zap.Duration("retry_in", retry))
+				force = true
+				timer.Reset(retry)
+				retry = min(2*retry, d.cfg.Refresh)
+				continue
+			}
+			retry = d.cfg.FirstRefresh
+			force, lastPublish, lastNearest = false, time.Now(), nearest
+		}
+		timer.Reset(min(next, d.cfg.Refresh-time.Since(lastPublish)))
+		next = min(2*next, d.cfg.Refresh)
+	}
+}
+
+// missed reports whether a quarter or more of the peers now nearest to the
+// record key (at least one) were not among those nearest when it was last
+// published, so probably do not hold it. Republishing on any change would
+// make every node of a forming network republish at every check.
+func missed(nearest, published []peer.ID) bool {
+	n := 0
+	for _, p := range nearest {
+		if _, found := slices.BinarySearch(published, p); !found {
+			n++
+		}
+	}
+	return n > 0 && n >= len(nearest)/4
+}
+
+// nearest are the routing table's peers closest to the node's record key:
+// where a publication puts the record, as far as this node knows.
+func (d *DHT) nearest() []peer.ID {
+	ps := d.kad.RoutingTable().NearestPeers(kb.ConvertKey(RecordKey(d.host.ID())), d.kad.BucketSize())
+	slices.Sort(ps)
+	return ps
+}
