@@ -32,7 +32,7 @@ func (t *connTracker) Connected(_ network.Network, c network.Conn) {
 	// cannot overtake each other.
 	if first {
 		t.n.metrics.peerCount(1)
-		t.n.events.push(Connected{Peer: p, Addr: c.RemoteMultiaddr(), Inbound: c.Stat().Direction == network.DirInbound}, true)
+		t.n.events.Push(Connected{Peer: p, Addr: c.RemoteMultiaddr(), Inbound: c.Stat().Direction == network.DirInbound}, true)
 	}
 	t.mu.Unlock()
 }
@@ -45,7 +45,7 @@ func (t *connTracker) Disconnected(_ network.Network, c network.Conn) {
 	if last {
 		delete(t.count, p)
 		t.n.metrics.peerCount(-1)
-		t.n.events.push(Disconnected{Peer: p}, true)
+		t.n.events.Push(Disconnected{Peer: p}, true)
 	}
 	t.mu.Unlock()
 }

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/internal/outbox"
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
 
@@ -42,8 +43,8 @@ type Node struct {
 	limiter *ratelimit.Limiter
 
 	sender chan Command
-	events *outbox // Receiver
-	prio   *outbox // Priority
+	events *outbox.Outbox[Event] // Receiver
+	prio   *outbox.Outbox[Event] // Priority
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,8 +78,8 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger,
 		limiter: cfg.Limiter,
 		sender:  make(chan Command, cfg.SenderBuffer),
-		events:  newOutbox(cfg.ReceiverBuffer, maxQueuedEvents, nil),
-		prio:    newOutbox(cfg.PriorityBuffer, maxQueuedEvents, mergeDropped),
+		events:  outbox.New(cfg.ReceiverBuffer, outbox.Options[Event]{Limit: maxQueuedEvents}),
+		prio:    outbox.New(cfg.PriorityBuffer, outbox.Options[Event]{Limit: maxQueuedEvents, Merge: mergeDropped}),
 		ctx:     ctx,
 		cancel:  cancel,
 		senders: make(map[peer.ID]*peerSender),
@@ -89,8 +90,8 @@ func New(cfg Config) (*Node, error) {
 	h, err := newHost(cfg, g)
 	if err != nil {
 		cancel()
-		n.events.close()
-		n.prio.close()
+		n.events.Close()
+		n.prio.Close()
 		return nil, err
 	}
 	n.host = h
@@ -107,11 +108,11 @@ func (n *Node) Sender() chan<- Command { return n.sender }
 
 // Receiver is the channel of data and events from the node. It is closed
 // after Close.
-func (n *Node) Receiver() <-chan Event { return n.events.ch }
+func (n *Node) Receiver() <-chan Event { return n.events.C() }
 
 // Priority is the channel of alerts that must not wait behind data: Dropped.
 // It is closed after Close.
-func (n *Node) Priority() <-chan Event { return n.prio.ch }
+func (n *Node) Priority() <-chan Event { return n.prio.C() }
 
 // Send queues cmd like writing to Sender, but gives up when ctx is done or
 // the node is closed, instead of blocking.
@@ -162,8 +163,8 @@ func (n *Node) Close() error {
 		n.stopWatchAL()
 		n.closeErr = n.host.Close()
 		n.wg.Wait()
-		n.events.close()
-		n.prio.close()
+		n.events.Close()
+		n.prio.Close()
 		close(n.closed)
 	})
 	<-n.closed
@@ -218,18 +219,18 @@ func (n *Node) handle(cmd Command) {
 	case *DisconnectFrom:
 		n.handle(*c)
 	default:
-		n.events.push(Error{Err: fmt.Errorf("p2p: unknown command %T", cmd)}, false)
+		n.events.Push(Error{Err: fmt.Errorf("p2p: unknown command %T", cmd)}, false)
 	}
 }
 
 func (n *Node) dial(c Dial) {
 	if !n.cfg.Allowlist.Contains(c.Peer) {
-		n.events.push(Error{Peer: c.Peer, Err: ErrNotAllowlisted}, false)
+		n.events.Push(Error{Peer: c.Peer, Err: ErrNotAllowlisted}, false)
 		return
 	}
 	addr, err := transportAddr(c.Peer, c.Addr)
 	if err != nil {
-		n.events.push(Error{Peer: c.Peer, Err: err}, false)
+		n.events.Push(Error{Peer: c.Peer, Err: err}, false)
 		return
 	}
 	c.Addr = addr
@@ -244,7 +245,7 @@ func (n *Node) dial(c Dial) {
 		}
 		n.clearBackoff(c.Peer)
 		if err := n.host.Connect(ctx, ai); err != nil && n.ctx.Err() == nil {
-			n.events.push(Error{Peer: c.Peer, Err: fmt.Errorf("dial: %w", err)}, false)
+			n.events.Push(Error{Peer: c.Peer, Err: fmt.Errorf("dial: %w", err)}, false)
 		}
 	}()
 }
@@ -283,14 +284,14 @@ func (n *Node) send(c SendMsg) {
 // kept, so a later SendMsg without an address redials.
 func (n *Node) disconnect(p peer.ID) {
 	if err := n.host.Network().ClosePeer(p); err != nil {
-		n.events.push(Error{Peer: p, Err: fmt.Errorf("disconnect: %w", err)}, false)
+		n.events.Push(Error{Peer: p, Err: fmt.Errorf("disconnect: %w", err)}, false)
 	}
 }
 
 // status emits the one Status a SendMsg gets.
 func (n *Node) status(m SendMsg, r Reason, err error) {
 	n.metrics.statusSent(r)
-	n.events.push(Status{Peer: m.Peer, MsgID: m.ID, OK: r == ReasonOK, Reason: r, Err: err}, true)
+	n.events.Push(Status{Peer: m.Peer, MsgID: m.ID, OK: r == ReasonOK, Reason: r, Err: err}, true)
 }
 
 // charge spends a misbehaviour token from the peer and from the IP (either
@@ -328,7 +329,7 @@ func (n *Node) charge(p peer.ID, ip netip.Addr, r ratelimit.Reason) {
 func (n *Node) cutOff(ev ConnectionLimit) {
 	n.log.Warn("rate limit exhausted: disconnecting", zap.Stringer("peer", ev.Peer), zap.Stringer("ip", ev.IP), zap.Stringer("reason", ev.Reason))
 	n.metrics.limited(ev)
-	n.events.push(ev, false)
+	n.events.Push(ev, false)
 	for _, c := range n.host.Network().Conns() {
 		if (ev.Peer != "" && c.RemotePeer() == ev.Peer) || (ev.IP.IsValid() && sameIPKey(remoteIP(c), ev.IP)) {
 			// Closing waits on the muxer: not on the caller's goroutine,

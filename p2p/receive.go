@@ -102,11 +102,11 @@ func (n *Node) deliver(p peer.ID, ip netip.Addr, f *pb.Data) pb.Reason {
 		return pb.Reason_RATE_LIMITED
 	}
 	if !n.cfg.Routes.Permits(p, f.FromChannel, f.Channel) {
-		n.events.push(Error{Peer: p, Err: fmt.Errorf("%w: from channel %d to channel %d", ErrNotRouted, f.FromChannel, f.Channel)}, false)
+		n.events.Push(Error{Peer: p, Err: fmt.Errorf("%w: from channel %d to channel %d", ErrNotRouted, f.FromChannel, f.Channel)}, false)
 		return pb.Reason_NOT_ROUTED
 	}
-	if !n.events.offer(Data{From: p, Channel: f.Channel, FromChannel: f.FromChannel, Bytes: f.Payload}) {
-		n.prio.push(Dropped{Peer: p, MsgID: f.Id, Count: 1}, false)
+	if !n.events.Offer(Data{From: p, Channel: f.Channel, FromChannel: f.FromChannel, Bytes: f.Payload}) {
+		n.prio.Push(Dropped{Peer: p, MsgID: f.Id, Count: 1}, false)
 		return pb.Reason_BUSY
 	}
 	return pb.Reason_OK

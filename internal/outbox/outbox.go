@@ -1,0 +1,189 @@
+// Package outbox feeds a caller-facing channel from a producer that must
+// never block on the caller: the p2p node's network side, the handler's loop.
+//
+// Events that fit go straight into the channel; the rest wait, in order, in
+// a queue that a pump goroutine drains as the caller reads. Why a queue and
+// not a blocking send: a caller that writes many commands before reading
+// anything would otherwise deadlock against a producer blocked on delivering
+// their results.
+package outbox
+
+import "sync"
+
+// Options tune an Outbox. The zero value queues up to Limit events with no
+// merging and no drain signal.
+type Options[T any] struct {
+	// Limit caps the queued events that are not essential; past it they are
+	// dropped, so that no remote party can grow the queue without bound.
+	Limit int
+	// Merge, if set, may fold a new event into the queued tail (for
+	// example, counts of drops from one peer) and reports whether it did.
+	Merge func(last *T, ev T) bool
+	// LowWater, if positive, makes Drained receive a token each time the
+	// queue shrinks to that many events: a producer that paused because
+	// the caller fell behind learns when to resume, once per crossing.
+	LowWater int
+}
+
+// Outbox delivers events to one channel in order. Create it with New and
+// stop it with Close; all methods are safe for concurrent use.
+type Outbox[T any] struct {
+	ch      chan T
+	opts    Options[T]
+	drained chan struct{}
+
+	mu     sync.Mutex
+	q      []T
+	head   int
+	closed bool
+	wake   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// New starts an outbox whose channel holds size events, and its pump.
+func New[T any](size int, opts Options[T]) *Outbox[T] {
+	o := &Outbox[T]{
+		ch:      make(chan T, size),
+		opts:    opts,
+		drained: make(chan struct{}, 1),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go o.pump()
+	return o
+}
+
+// C is the channel the caller reads. It is closed by Close.
+func (o *Outbox[T]) C() <-chan T { return o.ch }
+
+// Drained receives a token each time the queue shrinks to Options.LowWater.
+func (o *Outbox[T]) Drained() <-chan struct{} { return o.drained }
+
+func (o *Outbox[T]) queuedLocked() int { return len(o.q) - o.head }
+
+// Queued is how many events wait beyond the full channel.
+func (o *Outbox[T]) Queued() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.queuedLocked()
+}
+
+// Offer delivers ev only if it can go straight into the channel with nothing
+// queued ahead of it, and reports whether it did. For data whose sender is
+// told "busy" when the caller has no room.
+func (o *Outbox[T]) Offer(ev T) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed || o.queuedLocked() > 0 {
+		return false
+	}
+	select {
+	case o.ch <- ev:
+		return true
+	default:
+		return false
+	}
+}
+
+// Push delivers ev in order, queueing it if the channel is full. Essential
+// events are always kept (their number must be bounded by the caller's own
+// actions); others are dropped past Options.Limit. It reports how many events
+// are queued afterwards. After Close it does nothing.
+func (o *Outbox[T]) Push(ev T, essential bool) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return 0
+	}
+	if o.queuedLocked() == 0 {
+		select {
+		case o.ch <- ev:
+			return 0
+		default:
+		}
+	} else if o.opts.Merge != nil && o.opts.Merge(&o.q[len(o.q)-1], ev) {
+		return o.queuedLocked()
+	}
+	if !essential && o.queuedLocked() >= o.opts.Limit {
+		return o.queuedLocked()
+	}
+	o.q = append(o.q, ev)
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return o.queuedLocked()
+}
+
+func (o *Outbox[T]) pump() {
+	defer close(o.done)
+	var zero T
+	for {
+		o.mu.Lock()
+		if o.queuedLocked() == 0 {
+			o.mu.Unlock()
+			select {
+			case <-o.wake:
+				continue
+			case <-o.stop:
+				o.finish()
+				return
+			}
+		}
+		// The head stays queued while it is being sent, so that Push keeps
+		// later events behind it.
+		ev := o.q[o.head]
+		o.mu.Unlock()
+		select {
+		case o.ch <- ev:
+		case <-o.stop:
+			o.finish()
+			return
+		}
+		o.mu.Lock()
+		o.q[o.head] = zero
+		o.head++
+		if o.head == len(o.q) {
+			o.q, o.head = o.q[:0], 0
+		}
+		n := o.queuedLocked()
+		o.mu.Unlock()
+		if o.opts.LowWater > 0 && n == o.opts.LowWater {
+			select {
+			case o.drained <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// finish hands over what still fits in the channel, then closes it.
+func (o *Outbox[T]) finish() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	for ; o.head < len(o.q); o.head++ {
+		select {
+		case o.ch <- o.q[o.head]:
+			continue
+		default:
+		}
+		break
+	}
+	o.q = nil
+	close(o.ch)
+}
+
+// Close stops the pump and closes the channel, after handing over what
+// still fits in it. Producers should be stopped first; later pushes are
+// ignored.
+func (o *Outbox[T]) Close() {
+	select {
+	case <-o.stop:
+	default:
+		close(o.stop)
+	}
+	<-o.done
+}

@@ -1,0 +1,111 @@
+package outbox
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestOrderKeptAcrossTheQueue(t *testing.T) {
+	o := New[int](2, Options[int]{Limit: 10})
+	defer o.Close()
+	for i := 0; i < 8; i++ {
+		o.Push(i, true)
+	}
+	for i := 0; i < 8; i++ {
+		if got := <-o.C(); got != i {
+			t.Fatalf("got %d, want %d", got, i)
+		}
+	}
+}
+
+func TestOfferRefusesWhenFullOrBehindQueue(t *testing.T) {
+	o := New[int](1, Options[int]{Limit: 10})
+	defer o.Close()
+	if !o.Offer(1) {
+		t.Fatal("offer into an empty channel refused")
+	}
+	if o.Offer(2) {
+		t.Fatal("offer into a full channel accepted")
+	}
+	o.Push(3, true) // queued behind the full channel
+	<-o.C()
+	// Room in the channel now, but 3 is queued: an offer must not overtake it.
+	if o.Offer(4) {
+		select {
+		case v := <-o.C():
+			if v != 3 {
+				t.Fatalf("offer overtook the queue: got %d", v)
+			}
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func TestLimitDropsOnlyNonEssential(t *testing.T) {
+	o := New[int](1, Options[int]{Limit: 2})
+	defer o.Close()
+	o.Push(0, false) // in the channel
+	o.Push(1, false)
+	o.Push(2, false)
+	if n := o.Push(3, false); n != 2 {
+		t.Fatalf("non-essential past the limit kept: %d queued", n)
+	}
+	if n := o.Push(4, true); n != 3 {
+		t.Fatalf("essential dropped: %d queued", n)
+	}
+	for _, want := range []int{0, 1, 2, 4} {
+		if got := <-o.C(); got != want {
+			t.Fatalf("got %d, want %d", got, want)
+		}
+	}
+}
+
+func TestMergeFoldsIntoTail(t *testing.T) {
+	o := New[int](1, Options[int]{Limit: 10, Merge: func(last *int, ev int) bool { *last += ev; return true }})
+	defer o.Close()
+	o.Push(100, true) // channel
+	o.Push(1, true)   // queued
+	o.Push(2, true)   // merged into 1
+	if got := <-o.C(); got != 100 {
+		t.Fatal(got)
+	}
+	if got := <-o.C(); got != 3 {
+		t.Fatalf("merged %d, want 3", got)
+	}
+}
+
+func TestDrainedSignal(t *testing.T) {
+	o := New[int](1, Options[int]{Limit: 10, LowWater: 1})
+	defer o.Close()
+	for i := 0; i < 4; i++ {
+		o.Push(i, true)
+	}
+	for i := 0; i < 4; i++ {
+		<-o.C()
+	}
+	select {
+	case <-o.Drained():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no drain signal")
+	}
+}
+
+func TestCloseHandsOverWhatFitsThenCloses(t *testing.T) {
+	o := New[int](2, Options[int]{Limit: 10})
+	for i := 0; i < 5; i++ {
+		o.Push(i, true)
+	}
+	o.Close()
+	o.Push(9, true) // ignored, no panic
+	var got []int
+	for v := range o.C() {
+		got = append(got, v)
+	}
+	if len(got) != 2 || got[0] != 0 || got[1] != 1 {
+		t.Fatalf("got %v", got)
+	}
+}
