@@ -3,6 +3,7 @@ package handler
 import (
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
@@ -102,6 +103,21 @@ type Config struct {
 
 	// Logger receives the handler's logs. Default: no logging.
 	Logger *zap.Logger
+
+	// Metrics, when set, receives the handler's Prometheus collectors:
+	// bitvmx_p2p_exchanges_total{kind,role,result} and
+	// bitvmx_p2p_exchange_duration_seconds{kind,role} (docs/operations.md).
+	// Nil records nothing. It may be the registry of Node.Metrics: the
+	// names do not collide. One handler per registry.
+	Metrics prometheus.Registerer
+
+	// Observe, when set, is called with every event of the node (Receiver
+	// and Priority) before the handler handles it, for an application that
+	// wants to see what the handler keeps to itself: connections coming and
+	// going, acks. It runs on the handler's loop goroutine, which every
+	// exchange waits on, so it must return at once: never block, never call
+	// the handler (hand the event to a queue of your own instead).
+	Observe func(p2p.Event)
 }
 
 func (c Config) withDefaults() Config {
@@ -161,6 +177,12 @@ func WithMaxConcurrentPerPeer(n int) Option { return func(c *Config) { c.MaxConc
 
 // WithResolver sets Config.Resolver.
 func WithResolver(r Resolver) Option { return func(c *Config) { c.Resolver = r } }
+
+// WithMetrics sets Config.Metrics.
+func WithMetrics(reg prometheus.Registerer) Option { return func(c *Config) { c.Metrics = reg } }
+
+// WithObserver sets Config.Observe.
+func WithObserver(f func(p2p.Event)) Option { return func(c *Config) { c.Observe = f } }
 
 // WithLogger sets Config.Logger.
 func WithLogger(l *zap.Logger) Option { return func(c *Config) { c.Logger = l } }

@@ -30,7 +30,8 @@
 //     node.
 //
 // Everything else the node reports (acks, connections coming and going) is
-// the handler's business, not the application's.
+// the handler's business, not the application's; Config.Observe lets an
+// application watch it anyway (the p2pnode CLI prints connections).
 //
 // # Exchanges
 //

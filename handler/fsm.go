@@ -270,6 +270,8 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		ce.Write(zap.Stringer("peer", ps.id), zap.Stringer("exchange", ex.id), zap.Stringer("role", ex.role),
 			zap.String("stage", string(stage)), zap.String("reason", string(reason)), zap.Error(err))
 	}
+	dur := time.Since(ex.start)
+	h.metrics.ended(ex.kind, ex.role, reason, dur)
 	// A dialer's outcomes are bounded by its own calls and always kept; a
 	// responder's by what peers send, so an application that answers
 	// requests without reading outcomes must not grow the queue forever.
@@ -284,7 +286,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		Reason:   reason,
 		Err:      err,
 		Attempts: ex.attempts,
-		Duration: time.Since(ex.start),
+		Duration: dur,
 	}, ex.role == Dialer)
 	theirsLast := reason == ReasonOK && ex.role == Dialer && ex.kind == KindRequest
 	h.settle(ps, theirsLast)

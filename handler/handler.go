@@ -27,11 +27,12 @@ const maxQueuedAlerts = 1024
 // it carries. Create it with New, use its methods and channels from any
 // goroutine, and stop it with Close.
 type Handler struct {
-	cfg  Config
-	log  *zap.Logger
-	node *p2p.Node
-	self peer.ID
-	pkh  string
+	cfg     Config
+	log     *zap.Logger
+	node    *p2p.Node
+	metrics *metrics // nil: Config.Metrics unset
+	self    peer.ID
+	pkh     string
 
 	cmds     chan any           // API calls, to the loop
 	resolved chan resolveResult // Resolver answers, to the loop
@@ -91,14 +92,22 @@ func NewWithConfig(cfg Config) (*Handler, error) {
 // build makes a handler and its node, without starting its loop.
 func build(cfg Config) (*Handler, error) {
 	cfg = cfg.withDefaults()
+	// Registered before the node starts, so that a registry refusing them
+	// fails New without a node to stop.
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	node, err := p2p.New(cfg.Node)
 	if err != nil {
+		m.unregister()
 		return nil, fmt.Errorf("handler: %w", err)
 	}
 	pkh, _ := p2p.PubKeyHash(cfg.Node.Key.GetPublic())
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{
 		cfg:      cfg,
+		metrics:  m,
 		log:      cfg.Logger,
 		node:     node,
 		self:     node.ID(),

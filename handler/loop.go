@@ -45,12 +45,14 @@ func (h *Handler) run() {
 				h.abort()
 				return
 			}
+			h.observe(ev)
 			h.nodeEvent(ev)
 		case ev, ok := <-prio:
 			if !ok {
 				prio = nil
 				continue
 			}
+			h.observe(ev)
 			if d, ok := ev.(p2p.Dropped); ok {
 				h.prio.push(Dropped{Peer: d.Peer, Count: d.Count}, false)
 			}
@@ -128,6 +130,13 @@ func (h *Handler) abort() {
 		for _, ex := range ps.exchanges() {
 			h.end(ex, ReasonClosed, ErrClosed)
 		}
+	}
+}
+
+// observe shows a node event to Config.Observe, if set.
+func (h *Handler) observe(ev p2p.Event) {
+	if h.cfg.Observe != nil {
+		h.cfg.Observe(ev)
 	}
 }
 

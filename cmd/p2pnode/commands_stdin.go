@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
@@ -21,11 +22,14 @@ import (
 //	{"cmd":"dial","peer":"<id>","addr":"<multiaddr>"}
 //	{"cmd":"send","peer":"<id>","addr":"<multiaddr>","data":"<text>","id":7}
 //	{"cmd":"send","peer":"<id>","data_b64":"<base64>"}
+//	{"cmd":"request","peer":"<id>","addr":"<multiaddr>","data":"<text>","id":8}
+//	{"cmd":"respond","peer":"<id>","exchange":"<exchange id>","data":"<text>"}
 //	{"cmd":"disconnect","peer":"<id>"}
 //
-// "addr" may end in /p2p/<id>, and then "peer" may be left out. A send's
-// "id" is optional (the CLI numbers sends without one) and comes back in its
-// status event; "channel" and "from_channel" are optional too.
+// "addr" may end in /p2p/<id>, and then "peer" may be left out. The "id" of
+// a send or request is optional (the CLI numbers those without one) and
+// comes back in its status and exchange events; "channel" and
+// "from_channel" are optional too.
 type stdinCommand struct {
 	Cmd         string  `json:"cmd"`
 	Peer        string  `json:"peer"`
@@ -35,11 +39,29 @@ type stdinCommand struct {
 	ID          *uint64 `json:"id"`
 	Channel     uint32  `json:"channel"`
 	FromChannel uint32  `json:"from_channel"`
+	Exchange    string  `json:"exchange"`
 }
 
-// commandParser turns stdin lines into node commands. It numbers the sends
-// that carry no id; it belongs to the run loop and is not safe for
-// concurrent use.
+// requestCmd asks a peer something: a handler request, whose reply and
+// outcome carry ID.
+type requestCmd struct {
+	Peer peer.ID
+	Addr ma.Multiaddr
+	ID   uint64
+	Data []byte
+}
+
+// respondCmd answers the request Exchange that Peer sent.
+type respondCmd struct {
+	Peer     peer.ID
+	Exchange handler.ExchangeID
+	Data     []byte
+}
+
+// commandParser turns stdin lines into commands: p2p.Dial, p2p.SendMsg,
+// p2p.DisconnectFrom, requestCmd or respondCmd. It numbers the sends and
+// requests that carry no id; it belongs to the run loop and is not safe
+// for concurrent use.
 type commandParser struct {
 	line   int    // lines read so far, for error messages
 	nextID uint64 // next id for a send without one; 0 means 1
@@ -47,7 +69,7 @@ type commandParser struct {
 
 // parse decodes one line. A blank line is no command (nil, nil). Errors say
 // which stdin line was at fault and why.
-func (p *commandParser) parse(line []byte) (p2p.Command, error) {
+func (p *commandParser) parse(line []byte) (any, error) {
 	p.line++
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
@@ -60,7 +82,7 @@ func (p *commandParser) parse(line []byte) (p2p.Command, error) {
 	return cmd, nil
 }
 
-func (p *commandParser) decode(line []byte) (p2p.Command, error) {
+func (p *commandParser) decode(line []byte) (any, error) {
 	var c stdinCommand
 	dec := json.NewDecoder(bytes.NewReader(line))
 	// A misspelt key ("peerid", "payload") must be an error, not an
@@ -81,11 +103,14 @@ func (p *commandParser) decode(line []byte) (p2p.Command, error) {
 		if addr == nil {
 			return nil, errors.New(`dial needs "addr"`)
 		}
-		if err := c.only("dial", "data", "data_b64", "id", "channel"); err != nil {
+		if err := c.only("dial", "data", "data_b64", "id", "channel", "exchange"); err != nil {
 			return nil, err
 		}
 		return p2p.Dial{Peer: id, Addr: addr}, nil
 	case "send":
+		if err := c.only("send", "exchange"); err != nil {
+			return nil, err
+		}
 		data, err := c.payload()
 		if err != nil {
 			return nil, err
@@ -93,17 +118,45 @@ func (p *commandParser) decode(line []byte) (p2p.Command, error) {
 		msg := p2p.SendMsg{Peer: id, Addr: addr, Data: data, Channel: c.Channel, FromChannel: c.FromChannel}
 		msg.ID = p.assignID(c.ID)
 		return msg, nil
+	case "request":
+		if err := c.only("request", "channel", "exchange"); err != nil {
+			return nil, err
+		}
+		data, err := c.payload()
+		if err != nil {
+			return nil, err
+		}
+		return requestCmd{Peer: id, Addr: addr, ID: p.assignID(c.ID), Data: data}, nil
+	case "respond":
+		if err := c.only("respond", "addr", "id", "channel"); err != nil {
+			return nil, err
+		}
+		if c.Exchange == "" {
+			return nil, errors.New(`respond needs "exchange" (from the request event)`)
+		}
+		ex, err := handler.ParseExchangeID(c.Exchange)
+		if err != nil {
+			return nil, fmt.Errorf("exchange %q: want the 16 hex digits of a request event", c.Exchange)
+		}
+		data, err := c.payload()
+		if err != nil {
+			return nil, err
+		}
+		return respondCmd{Peer: id, Exchange: ex, Data: data}, nil
 	case "disconnect":
-		if err := c.only("disconnect", "addr", "data", "data_b64", "id", "channel"); err != nil {
+		if err := c.only("disconnect", "addr", "data", "data_b64", "id", "channel", "exchange"); err != nil {
 			return nil, err
 		}
 		return p2p.DisconnectFrom{Peer: id}, nil
 	case "":
-		return nil, errors.New(`no "cmd" (want dial, send or disconnect)`)
+		return nil, errors.New(`no "cmd" (want ` + stdinCommands + `)`)
 	default:
-		return nil, fmt.Errorf(`unknown cmd %q (want dial, send or disconnect)`, c.Cmd)
+		return nil, fmt.Errorf(`unknown cmd %q (want `+stdinCommands+`)`, c.Cmd)
 	}
 }
+
+// stdinCommands names the commands, for errors.
+const stdinCommands = "dial, send, request, respond or disconnect"
 
 // target decodes "peer" and "addr". The peer is required: with no peer,
 // p2p.DisconnectFrom would stop the node, which is what closing stdin is for.
@@ -152,7 +205,7 @@ func (c *stdinCommand) payload() ([]byte, error) {
 		}
 		return b, nil
 	}
-	return nil, errors.New(`send needs "data" or "data_b64"`)
+	return nil, fmt.Errorf(`%s needs "data" or "data_b64"`, c.Cmd)
 }
 
 // only refuses the fields that mean nothing to cmd, so that a line does not
@@ -164,6 +217,7 @@ func (c *stdinCommand) only(cmd string, unused ...string) error {
 		"data_b64": c.DataB64 != nil,
 		"id":       c.ID != nil,
 		"channel":  c.Channel != 0 || c.FromChannel != 0,
+		"exchange": c.Exchange != "",
 	}
 	for _, f := range unused {
 		if set[f] {

@@ -45,6 +45,8 @@ type runConfig struct {
 	Buffers     buffersConfig   `yaml:"buffers"`
 	MetricsAddr string          `yaml:"metrics_addr"`
 	Log         logConfig       `yaml:"log"`
+	Handler     handlerConfig   `yaml:"handler"`
+	DHT         dhtConfig       `yaml:"dht"`
 }
 
 type rateLimitConfig struct {
@@ -76,9 +78,10 @@ type logConfig struct {
 // a loaded file therefore changes nothing, which is what overlayFlags
 // relies on.
 func bindRunFlags(fs *pflag.FlagSet, c *runConfig) {
-	fs.StringVar(&c.Key, "key", c.Key, "identity key `FILE` (mode 0600), from p2pnode keygen")
-	fs.StringArrayVar(&c.Listen, "listen", c.Listen, "`MULTIADDR` to listen on, repeatable (default /ip4/127.0.0.1/tcp/0)")
-	fs.StringVar(&c.Allowlist, "allowlist", c.Allowlist, "allowlist YAML `FILE`: who may connect")
+	bindIdentityFlags(fs, c)
+	bindHandlerFlags(fs, &c.Handler)
+	bindDHTFlags(fs, &c.DHT)
+	fs.StringVar(&c.Handler.AutoReply, "auto-reply", c.Handler.AutoReply, "answer every request by itself: echo (reply with its payload); default off")
 	fs.StringVar(&c.Routes, "routes", c.Routes, "routing table YAML `FILE`: which peer channel may reach which local channel (default: all)")
 	fs.BoolVar(&c.Watch, "watch", c.Watch, "also reload the allowlist and routes files whenever they change on disk")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print one JSON object per event instead of text")
@@ -113,6 +116,14 @@ func bindRunFlags(fs *pflag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.Buffers.Sender, "sender-buffer", c.Buffers.Sender,
 		fmt.Sprintf("stdin commands buffered for the node (default %d)", p2p.DefaultSenderBuffer))
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve Prometheus metrics on `HOST:PORT` at /metrics (default off)")
+}
+
+// bindIdentityFlags defines the flags every command that runs a node has:
+// who it is, whom it admits, where it listens.
+func bindIdentityFlags(fs *pflag.FlagSet, c *runConfig) {
+	fs.StringVar(&c.Key, "key", c.Key, "identity key `FILE` (mode 0600), from p2pnode keygen")
+	fs.StringArrayVar(&c.Listen, "listen", c.Listen, "`MULTIADDR` to listen on, repeatable (default /ip4/127.0.0.1/tcp/0)")
+	fs.StringVar(&c.Allowlist, "allowlist", c.Allowlist, "allowlist YAML `FILE`: who may connect")
 }
 
 // bindLogFlags defines --log-level and --log-format. They are global flags
@@ -247,13 +258,24 @@ func (c *runConfig) validateValues() error {
 		{"rate-refill", c.RateLimit.Refill}, {"rate-ban", c.RateLimit.Ban},
 		{"ack-timeout", c.Timeouts.Ack}, {"read-timeout", c.Timeouts.Read},
 		{"write-timeout", c.Timeouts.Write}, {"dial-timeout", c.Timeouts.Dial},
+		{"reply-timeout", c.Handler.ReplyTimeout}, {"backoff-base", c.Handler.Backoff.Base},
+		{"backoff-max", c.Handler.Backoff.Max}, {"record-ttl", c.DHT.RecordTTL},
+		{"record-refresh", c.DHT.Refresh},
 	}
 	for _, f := range durs {
 		if f.v < 0 {
 			return usageErrorf("%s must not be negative (got %s)", f.name, f.v)
 		}
 	}
-	return nil
+	if c.Handler.MaxAttempts < 0 {
+		return usageErrorf("max-attempts must not be negative (got %d)", c.Handler.MaxAttempts)
+	}
+	switch c.Handler.AutoReply {
+	case "", "echo":
+	default:
+		return usageErrorf("auto-reply %q: want echo (or nothing, to answer requests from stdin)", c.Handler.AutoReply)
+	}
+	return c.DHT.validate()
 }
 
 // nodeConfig turns the settings into a p2p.Config. The identity key,

@@ -66,6 +66,46 @@ buffers:
   priority: 64     # alerts (dropped messages) waiting to be printed
   sender: 64       # stdin commands waiting for the node
 
+# The exchange handler: every message goes out as part of an exchange (a
+# request answered by a reply, or a one-way message), acknowledged, resent
+# and timed out by the handler.
+handler:
+  # A request waits this long for its reply once acked; a request received
+  # must be answered (stdin "respond") within it.
+  reply_timeout: 30s
+  # Sends of one message refused busy, lost with its connection, or not
+  # delivered because the dial failed, before the exchange fails.
+  max_attempts: 5
+  # Wait before a resend: base, doubled per attempt, capped at max, half of
+  # it random.
+  backoff:
+    base: 100ms
+    max: 5s
+  # Disconnect a peer after this long without an exchange; negative: never.
+  idle_timeout: 30s
+  # Keep a connection after its exchange for the next ones. By default each
+  # exchange dials its own connection and closes it when done.
+  keep_connection: false
+  # Answer every request by itself: "echo" replies with the request's
+  # payload. Empty: requests are printed and answered from stdin.
+  auto_reply: ""
+
+# The experimental DHT: publish this node's signed address record, and find
+# peers by ID alone (stdin commands and "p2pnode send --dht" then need no
+# address). See docs/dht.md.
+dht:
+  enabled: false
+  # Peers to join through, each a multiaddr ending in /p2p/<id> of an
+  # allowlisted peer. None: this node is a bootstrap node, which others
+  # join. For example:
+  #   - /ip4/10.1.0.2/tcp/4001/p2p/16Uiu2HAm...
+  bootstrap: []
+  # Lifetime of this node's record: a node that has not republished for
+  # this long counts as inactive.
+  record_ttl: 1h
+  # How often the record is republished; must be below record_ttl.
+  refresh: 15m
+
 # Serve Prometheus metrics at http://HOST:PORT/metrics; empty is off.
 metrics_addr: ""
 

@@ -149,7 +149,7 @@ func toJSON(ev any) any {
 	case reloadedEvent:
 		return jsonReloaded{"reloaded", e.Kind, e.File, e.Count}
 	}
-	return nil
+	return handlerJSON(ev)
 }
 
 // toText returns the line a person reads for ev, without the newline.
@@ -208,6 +208,9 @@ func toText(ev any) string {
 			unit = "rules"
 		}
 		return fmt.Sprintf("reloaded %s %s: %d %s", e.Kind, e.File, e.Count, unit)
+	}
+	if s := handlerText(ev); s != "" {
+		return s
 	}
 	return fmt.Sprintf("error: unknown event %T", ev)
 }

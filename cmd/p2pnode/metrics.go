@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/dht"
 )
 
 // metricsServer serves the process's own Prometheus registry at /metrics.
@@ -37,13 +37,14 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// registerNodeMetrics is where the collectors of a running node are added
-// to the registry. The p2p package exports none yet; when it (or the handler
-// or DHT layers) does, register them here and "run" serves them with no
-// other change.
-func registerNodeMetrics(reg prometheus.Registerer, n *p2p.Node) error {
-	_, _ = reg, n
-	return nil
+// registerDHTMetrics adds the DHT's collectors to the registry (nil d:
+// none). The node's and the handler's are registered by p2p and handler
+// themselves, through their Config.Metrics.
+func registerDHTMetrics(reg prometheus.Registerer, d *dht.DHT) error {
+	if d == nil {
+		return nil
+	}
+	return d.RegisterMetrics(reg)
 }
 
 // startMetrics binds addr and serves /metrics on it. The bind happens here,

@@ -44,15 +44,20 @@ func newRootCmd(a *app) *cobra.Command {
 		Use:   "p2pnode",
 		Short: "Run and manage a BitVMX p2p node",
 		Long: `p2pnode runs one BitVMX p2p node (authenticated, encrypted, allowlisted and
-rate limited), manages its identity key and allowlist, and prints an example
-configuration.
+rate limited, exchanging requests and replies through the Multi-Exchange
+Handler), sends one request, finds peers in the DHT, manages its identity key
+and allowlist, prints an example configuration, demonstrates and benchmarks
+the library.
 
 Results are readable text by default and JSON with --json. A failure prints
 one line, "p2pnode: <message>", on stderr and exits with status 1 (2 for a
 mistake in the command line itself).`,
-		Example: `  p2pnode keygen --out node.key
+		Example: `  p2pnode demo
+  p2pnode keygen --out node.key
   p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --name operator-2
-  p2pnode run --key node.key --listen /ip4/0.0.0.0/tcp/4001 --allowlist allowlist.yaml`,
+  p2pnode run --key node.key --listen /ip4/0.0.0.0/tcp/4001 --allowlist allowlist.yaml
+  p2pnode send --key me.key --allowlist allowlist.yaml --addr /ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm... "hello"
+  p2pnode bench`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -69,13 +74,17 @@ mistake in the command line itself).`,
 }
 
 // commands lists the subcommands. Each lives in its own file with a
-// constructor taking the app; a new subcommand (send, find, demo, bench) is
-// a new file and one line here.
+// constructor taking the app; a new subcommand is a new file and one line
+// here.
 func commands(a *app) []*cobra.Command {
 	return []*cobra.Command{
 		newKeygenCmd(a),
 		newIDCmd(a),
 		newRunCmd(a),
+		newSendCmd(a),
+		newFindCmd(a),
+		newDemoCmd(a),
+		newBenchCmd(a),
 		newAllowlistCmd(a),
 		newConfigCmd(a),
 		newVersionCmd(a),

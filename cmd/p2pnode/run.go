@@ -2,16 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 
+	"github.com/libp2p/go-libp2p"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/dht"
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
@@ -19,29 +25,51 @@ const runLong = `run starts a node and prints one line per event on stdout until
 closes, or until SIGINT or SIGTERM; then it stops cleanly and exits 0.
 Logs go to stderr.
 
+Every message goes through the exchange handler: a send is a one-way
+message, acknowledged, resent when the peer is busy or the connection
+drops, and each exchange dials its own connection and closes it when done
+(--keep-connection keeps it). Peers must run the handler too (p2pnode run
+does).
+
 Commands are read from stdin, one JSON object per line:
 
   {"cmd":"dial","peer":"<id>","addr":"<multiaddr>"}
   {"cmd":"send","peer":"<id>","addr":"<multiaddr>","data":"<text>"}
   {"cmd":"send","peer":"<id>","data_b64":"<base64>","id":7}
+  {"cmd":"request","peer":"<id>","addr":"<multiaddr>","data":"<text>","id":8}
+  {"cmd":"respond","peer":"<id>","exchange":"<exchange>","data":"<text>"}
   {"cmd":"disconnect","peer":"<id>"}
 
-"addr" is optional for a connected peer, and "peer" may be left out when
-"addr" ends in /p2p/<id>. A send gets exactly one status event carrying its
-"id" (numbered by p2pnode when the line has none). A bad line gets an error
-event and the node carries on.
+"addr" is optional for a connected peer, a peer addressed before, or with
+--dht; "peer" may be left out when "addr" ends in /p2p/<id>. A send gets
+exactly one status event carrying its "id" (numbered by p2pnode when the
+line has none), and an exchange event. A request gets a reply event and an
+exchange event carrying its "id". A request received is printed as a
+request event: answer it with respond, or start run with --auto-reply echo.
+A bad line gets an error event and the node carries on.
 
 Events, with --json (one object per line, "event" first):
 
   {"event":"listening","peer":"<id>","addrs":["/ip4/.../tcp/N/p2p/<id>"]}   always first
   {"event":"data","from":"<id>","data":"<text>","data_b64":"<base64>"}     "data" only if UTF-8
   {"event":"status","peer":"<id>","id":7,"ok":true,"reason":"ok"}
+  {"event":"request","from":"<id>","exchange":"<exchange>","data":"<text>","data_b64":"<base64>"}
+  {"event":"reply","from":"<id>","exchange":"<exchange>","id":8,"data":"<text>","data_b64":"<base64>"}
+  {"event":"exchange","peer":"<id>","exchange":"<exchange>","id":8,"kind":"request","role":"dialer",
+   "ok":false,"reason":"reply_timeout","stage":"await_reply","error":"...","attempts":1,"duration_ms":30001.2}
   {"event":"connected","peer":"<id>","addr":"<multiaddr>","direction":"inbound"}
   {"event":"disconnected","peer":"<id>"}
   {"event":"connection_limit","peer":"<id>","reason":"malformed_message","until":"<RFC 3339>"}
   {"event":"dropped","peer":"<id>","id":9,"count":3}
   {"event":"error","peer":"<id>","error":"<message>"}
   {"event":"reloaded","kind":"allowlist","file":"<path>","count":4}
+  {"event":"dht_ready","peers":1}                                           with --dht
+  {"event":"published","addrs":["/ip4/..."],"seq":N,"expires":"<RFC 3339>"}  with --dht
+
+With --dht the node joins the experimental DHT through the --bootstrap
+peers (none: it is a bootstrap node, which others join), publishes its
+signed address record once it has a peer, and finds peers that stdin
+commands give no address for.
 
 SIGHUP reloads the allowlist and routes files (--watch also reloads them
 when they change). A peer no longer allowlisted is disconnected at once. A
@@ -65,6 +93,7 @@ func newRunCmd(a *app) *cobra.Command {
 		Long:  runLong,
 		Example: `  p2pnode run --key node.key --listen /ip4/127.0.0.1/tcp/4001 --allowlist allowlist.yaml --json
   p2pnode run --config /etc/p2pnode/p2pnode.yaml --no-stdin --log-level info
+  p2pnode run --key node.key --allowlist allowlist.yaml --auto-reply echo --dht --bootstrap /ip4/10.0.0.1/tcp/4001/p2p/16Uiu2HAm...
   echo '{"cmd":"send","addr":"/ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm...","data":"hello"}' | p2pnode run --config p2pnode.yaml`,
 		Args: checkArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -89,23 +118,27 @@ func newRunCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// runner is one running node and everything "run" wires around it. Its
-// loop is the only goroutine that touches the node's channels and the
-// command parser.
-//
-// Layers still to come attach here, each in a file of its own: --dht
-// starts the DHT on node.Host() after p2p.New and stops it before
-// shutdown; --auto-reply puts the handler between the node's channels and
-// loop; new stdin commands (find) are parsed in commands_stdin.go and
-// carried out in handleLine; their events are rendered in events_json.go.
+// runner is one running node and everything "run" wires around it: the
+// exchange handler (which owns the node), the DHT with --dht, the printer.
+// Its loop is the only goroutine that reads the handler's channels and the
+// command parser; run_handler.go holds what it does with them.
 type runner struct {
 	cfg    runConfig
 	log    *zap.Logger
 	out    *printer
-	node   *p2p.Node
+	h      *handler.Handler
+	node   *p2p.Node // the handler's
+	dht    *dht.DHT  // nil without --dht
 	list   *allowlist.List
 	routes *allowlist.Routes // nil: no routing table
 	parser commandParser
+	seen   *observed // node events the handler shows through Config.Observe
+	// started maps the exchanges started from stdin to their command.
+	started  map[handler.ExchangeID]stdinExchange
+	closing  bool            // shutting down: requests are no longer answered
+	bgCtx    context.Context // cancelled at shutdown
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup // the DHT watcher
 }
 
 // runNode runs a node with cfg until stdin closes or a signal stops it.
@@ -117,27 +150,17 @@ func runNode(a *app, cfg runConfig) error {
 	defer func() { _ = log.Sync() }()
 	routeLibp2pLogs(log)
 
-	r := &runner{cfg: cfg, log: log, out: &printer{w: a.out, asJSON: cfg.JSON}}
-	pcfg := cfg.nodeConfig()
-	pcfg.Logger = log
-	if pcfg.Key, err = loadKey(cfg.Key); err != nil {
+	r := &runner{cfg: cfg, log: log, out: &printer{w: a.out, asJSON: cfg.JSON}, seen: newObserved(),
+		started: make(map[handler.ExchangeID]stdinExchange)}
+	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
+	defer r.bgCancel()
+	pcfg, err := loadNodeConfig(&cfg, log)
+	if err != nil {
 		return err
 	}
-	if r.list, err = allowlist.Load(cfg.Allowlist); err != nil {
-		return err
-	}
+	r.list, r.routes = pcfg.Allowlist, pcfg.Routes
 	if r.list.Len() == 0 {
 		log.Warn("the allowlist is empty: no peer can connect", zap.String("file", cfg.Allowlist))
-	}
-	pcfg.Allowlist = r.list
-	if cfg.Routes != "" {
-		if r.routes, err = allowlist.LoadRoutes(cfg.Routes); err != nil {
-			return err
-		}
-		pcfg.Routes = r.routes
-	}
-	if pcfg.ListenAddrs, err = parseListenAddrs(cfg.Listen); err != nil {
-		return err
 	}
 
 	// Catch signals before anything is printed: a SIGHUP sent as soon as
@@ -154,14 +177,28 @@ func runNode(a *app, cfg runConfig) error {
 		defer metrics.close()
 	}
 
-	if r.node, err = p2p.New(pcfg); err != nil {
-		return err
+	hcfg := cfg.Handler.handlerConfig(pcfg)
+	hcfg.Logger = log
+	hcfg.Observe = r.seen.observe
+	if metrics != nil {
+		// One registry for all three layers: their names do not collide.
+		hcfg.Node.Metrics, hcfg.Metrics = metrics.reg, metrics.reg
+	}
+	if r.h, err = handler.NewWithConfig(hcfg); err != nil {
+		return handlerErr(err)
+	}
+	r.node = r.h.Node()
+	if cfg.DHT.Enabled {
+		if err := r.startDHT(); err != nil {
+			_ = r.h.Close()
+			return err
+		}
 	}
 	listening := listeningEvent{Peer: r.node.ID(), Addrs: r.node.Addrs()}
 	if metrics != nil {
 		listening.Metrics = metrics.addr
-		if err := registerNodeMetrics(metrics.reg, r.node); err != nil {
-			r.node.Close()
+		if err := registerDHTMetrics(metrics.reg, r.dht); err != nil {
+			_ = r.shutdown()
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
@@ -174,6 +211,7 @@ func runNode(a *app, cfg runConfig) error {
 		_ = r.shutdown()
 		return err
 	}
+	r.watchDHT()
 	log.Info("node started", zap.Stringer("peer", r.node.ID()), zap.Stringers("addrs", r.node.Addrs()))
 
 	var lines <-chan stdinLine
@@ -191,35 +229,84 @@ func runNode(a *app, cfg runConfig) error {
 	return r.shutdown()
 }
 
-// loop prints the node's events and carries out stdin commands and signals
-// until it is time to stop.
+// loadNodeConfig loads the files a node needs (key, allowlist, routes) and
+// returns its p2p configuration.
+func loadNodeConfig(cfg *runConfig, log *zap.Logger) (p2p.Config, error) {
+	pcfg := cfg.nodeConfig()
+	pcfg.Logger = log
+	// go-libp2p v0.51.0's observed-address manager stops reading its
+	// identify subscription when the host closes, without closing it: a
+	// node that many peers identify while it closes (a DHT bootstrap
+	// node) can deadlock in Close. Observed addresses serve NAT traversal,
+	// which the node does not do.
+	pcfg.HostOptions = append(pcfg.HostOptions, libp2p.DisableIdentifyAddressDiscovery())
+	var err error
+	if pcfg.Key, err = loadKey(cfg.Key); err != nil {
+		return pcfg, err
+	}
+	if pcfg.Allowlist, err = allowlist.Load(cfg.Allowlist); err != nil {
+		return pcfg, err
+	}
+	if cfg.Routes != "" {
+		if pcfg.Routes, err = allowlist.LoadRoutes(cfg.Routes); err != nil {
+			return pcfg, err
+		}
+	}
+	if pcfg.ListenAddrs, err = parseListenAddrs(cfg.Listen); err != nil {
+		return pcfg, err
+	}
+	return pcfg, nil
+}
+
+// handlerErr drops the "handler: " prefix from an error of the node the
+// handler failed to start: "address already in use" is the node's news.
+func handlerErr(err error) error {
+	if u := errors.Unwrap(err); u != nil && strings.HasPrefix(err.Error(), "handler: p2p") {
+		return u
+	}
+	return err
+}
+
+// loop prints the handler's and the node's events and carries out stdin
+// commands and signals until it is time to stop.
 func (r *runner) loop(lines <-chan stdinLine, sigs <-chan os.Signal) {
-	recv, prio := r.node.Receiver(), r.node.Priority()
+	events, outcomes, prio := r.h.Events(), r.h.Outcomes(), r.h.Priority()
 	for {
+		// Node events first: the handler observed them before it produced
+		// whatever is waiting on its own channels (a connection before
+		// its first message).
+		r.flushSeen()
 		// Priority alerts go first when both are ready: that is the point
 		// of the separate channel.
 		select {
 		case ev, ok := <-prio:
 			if ok {
-				r.out.emit(ev)
+				r.handlerEvent(ev)
 				continue
 			}
 			prio = nil
 		default:
 		}
 		select {
+		case <-r.seen.wake:
 		case ev, ok := <-prio:
 			if !ok {
 				prio = nil
 				continue
 			}
-			r.out.emit(ev)
-		case ev, ok := <-recv:
+			r.handlerEvent(ev)
+		case ev, ok := <-events:
 			if !ok {
 				r.log.Warn("node stopped")
 				return
 			}
-			r.out.emit(ev)
+			r.handlerEvent(ev)
+		case ev, ok := <-outcomes:
+			if !ok {
+				r.log.Warn("node stopped")
+				return
+			}
+			r.handlerEvent(ev)
 		case l, ok := <-lines:
 			if !ok {
 				r.log.Info("stdin closed: stopping")
@@ -261,25 +348,47 @@ func (r *runner) handleLine(l stdinLine) bool {
 		return true
 	}
 	r.log.Debug("command", zap.String("type", fmt.Sprintf("%T", cmd)))
-	// The node drains its Sender without blocking on us (its events are
-	// queued, never blocked on), so this returns promptly.
-	if err := r.node.Send(context.Background(), cmd); err != nil {
-		r.log.Warn("node closed: stopping", zap.Error(err))
-		return false
-	}
-	return true
+	return r.command(cmd)
 }
 
-// shutdown closes the node and prints the events it still had, among them
-// the status of every message that was still waiting for its ack.
+// shutdown stops the DHT, then closes the handler (which gives exchanges
+// in flight its CloseTimeout, then fails them) and prints the events it
+// still had, among them the status of every message that was still waiting
+// for its ack.
 func (r *runner) shutdown() error {
-	err := r.node.Close()
-	for ev := range r.node.Priority() {
-		r.out.emit(ev)
+	r.closing = true
+	r.stopDHT()
+	done := make(chan error, 1)
+	go func() { done <- r.h.Close() }()
+	// Read while Close runs: what does not fit in the channels when the
+	// handler closes them would be lost.
+	events, outcomes, prio := r.h.Events(), r.h.Outcomes(), r.h.Priority()
+	for events != nil || outcomes != nil || prio != nil {
+		r.flushSeen()
+		select {
+		case <-r.seen.wake:
+		case ev, ok := <-prio:
+			if !ok {
+				prio = nil
+				continue
+			}
+			r.handlerEvent(ev)
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			r.handlerEvent(ev)
+		case ev, ok := <-outcomes:
+			if !ok {
+				outcomes = nil
+				continue
+			}
+			r.handlerEvent(ev)
+		}
 	}
-	for ev := range r.node.Receiver() {
-		r.out.emit(ev)
-	}
+	err := <-done
+	r.flushSeen()
 	if err != nil {
 		// Everything is stopped by now; a host that did not close cleanly
 		// is worth a log line, not a failed exit.

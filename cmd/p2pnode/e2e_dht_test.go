@@ -1,0 +1,55 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A bootstrap node, a second node joining through it, then find and send
+// --dht, each with a key of its own, reach the second node by its peer ID
+// alone.
+func TestDHTFindAndSend(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyB, idB := newKey(t, dir, "b.key")
+	keyF, idF := newKey(t, dir, "f.key")
+	keyS, idS := newKey(t, dir, "s.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA, idB, idF, idS)
+
+	a, la := startNode(t, "a", dir, keyA, list, "--dht")
+	boot := firstAddr(t, la)
+	b, lb := startNode(t, "b", dir, keyB, list, "--dht", "--bootstrap", boot, "--auto-reply", "echo")
+	addrB := firstAddr(t, lb)
+	b.expect("dht ready and published", match("dht_ready"), match("published"))
+	a.expect("dht ready", match("dht_ready"))
+
+	out := mustRun(t, dir, "find", "--key", keyF, "--allowlist", list, "--bootstrap", boot, "--peer", idB)
+	if l := lines(out); len(l) != 2 || !strings.HasPrefix(l[0], idB+": 1 addresses, record ") || l[1] != addrB {
+		t.Fatalf("find printed %q, want %s", out, addrB)
+	}
+	var found findResult
+	if err := json.Unmarshal([]byte(mustRun(t, dir, "find", "--key", keyF, "--allowlist", list, "--bootstrap", boot,
+		"--peer", idB, "--json")), &found); err != nil {
+		t.Fatal(err)
+	}
+	if found.Peer != idB || len(found.Addrs) != 1 || found.Addrs[0] != addrB || found.Source != "record" || found.Expired || found.Seq == 0 {
+		t.Fatalf("find --json: %+v", found)
+	}
+
+	out = mustRun(t, dir, "send", "--key", keyS, "--allowlist", list, "--dht", "--bootstrap", boot, "--to", idB, "found you")
+	if out != "found you\n" {
+		t.Fatalf("send --dht printed %q", out)
+	}
+	b.expect("request", match("request", "from", idS, "data", "found you"))
+
+	for _, p := range []*proc{a, b} {
+		p.stdin.Close()
+		if code, _ := p.wait(); code != 0 {
+			t.Fatalf("%s exited %d; stderr:\n%s", p.name, code, p.errOutput())
+		}
+	}
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/dht"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+const findLong = `find joins the DHT through the --bootstrap peers with a node of its own,
+looks the peer up, prints its addresses and the age of its signed record,
+and exits 0. A peer whose record has expired counts as inactive: find
+prints its last addresses and exits 1. A peer without a record (an older
+node) is looked up with kad-dht's FindPeer instead; its addresses then come
+without a record.
+
+Each address is printed with /p2p/<id>, ready for "p2pnode send --addr".
+
+--config reads key, allowlist and the DHT bootstrap list from a run
+configuration file; its listen addresses are not used. Give find a key of
+its own (allowlisted like any node), not the key of a running node: joining
+the DHT publishes the joining key's record, which would replace the running
+node's record for a while.`
+
+// newFindCmd builds "find".
+func newFindCmd(a *app) *cobra.Command {
+	var (
+		configPath string
+		flags      runConfig
+		target     string
+		timeout    time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "find --bootstrap MULTIADDR --peer ID",
+		Short: "Find a peer's addresses in the DHT",
+		Long:  findLong,
+		Example: `  p2pnode find --key me.key --allowlist allowlist.yaml --bootstrap /ip4/10.0.0.1/tcp/4001/p2p/16Uiu2HAm... --peer 16Uiu2HAm...
+  p2pnode find --config p2pnode.yaml --peer 16Uiu2HAm... --json`,
+		Args: checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := clientConfig(configPath, cmd.Flags(), true)
+			if err != nil {
+				return err
+			}
+			if len(cfg.DHT.Bootstrap) == 0 {
+				return usageErrorf("find needs --bootstrap: a DHT member to join through")
+			}
+			if target == "" {
+				return usageErrorf("find needs --peer: the peer ID to look up")
+			}
+			p, err := peer.Decode(target)
+			if err != nil {
+				return usageErrorf("--peer %q is not a peer ID", target)
+			}
+			if timeout <= 0 {
+				return usageErrorf("--timeout must be positive (got %s)", timeout)
+			}
+			return runFind(a, cfg, p, timeout)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&configPath, "config", "", "run configuration `FILE` for key, allowlist and bootstrap peers; flags override it")
+	bindClientFlags(fs, &flags)
+	fs.StringVar(&target, "peer", "", "the peer `ID` to look up")
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long, joining included")
+	return cmd
+}
+
+// findResult is what find prints.
+type findResult struct {
+	Peer      string   `json:"peer"`
+	Addrs     []string `json:"addrs"`
+	Source    string   `json:"source"` // "record", or "findpeer" for a peer without one
+	Seq       uint64   `json:"seq,omitempty"`
+	Published string   `json:"published,omitempty"`
+	Expires   string   `json:"expires,omitempty"`
+	AgeMS     float64  `json:"age_ms,omitempty"`
+	Expired   bool     `json:"expired"`
+}
+
+func runFind(a *app, cfg runConfig, p peer.ID, timeout time.Duration) error {
+	log, err := newLogger(cfg.Log, a.err)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	routeLibp2pLogs(log)
+	pcfg, err := loadNodeConfig(&cfg, log)
+	if err != nil {
+		return err
+	}
+	node, err := p2p.New(pcfg)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	// Nobody else reads the node's events; they only say who connected.
+	go func() {
+		for range node.Receiver() {
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	d, err := joinDHT(ctx, node, cfg, log, timeout)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+
+	now := time.Now()
+	res := findResult{Peer: p.String(), Source: "record"}
+	rec, err := d.Find(ctx, p)
+	switch {
+	case err == nil, errors.Is(err, dht.ErrExpired):
+		res.Addrs = p2pAddrs(rec.Addrs, p)
+		res.Seq, res.Published, res.Expires = rec.Seq, formatTime(rec.Published), formatTime(rec.Expires)
+		res.AgeMS, res.Expired = millis(rec.Age(now)), rec.Expired(now)
+	case errors.Is(err, dht.ErrNotFound):
+		// No record: an older node, or one that has not published yet.
+		// Resolve falls back on FindPeer.
+		addrs, rerr := d.Resolve(ctx, p)
+		if rerr != nil {
+			return fmt.Errorf("find %s: not found in the DHT: %v", p, rerr)
+		}
+		res.Source, res.Addrs = "findpeer", p2pAddrs(addrs, p)
+	case ctx.Err() != nil:
+		return fmt.Errorf("find %s: no answer within %s", p, timeout)
+	default:
+		return fmt.Errorf("find %s: %w", p, err)
+	}
+	if err := printFindResult(a, cfg.JSON, res, rec, now); err != nil {
+		return err
+	}
+	if res.Expired {
+		return fmt.Errorf("peer %s is inactive: its record expired %s ago", p, now.Sub(rec.Expires).Round(time.Second))
+	}
+	return nil
+}
+
+// joinDHT starts a DHT on node with cfg's bootstrap peers and waits until
+// it can look peers up.
+func joinDHT(ctx context.Context, node *p2p.Node, cfg runConfig, log *zap.Logger, timeout time.Duration) (*dht.DHT, error) {
+	if len(cfg.DHT.Bootstrap) == 0 {
+		return nil, usageErrorf("--dht needs --bootstrap: a DHT member to join through")
+	}
+	dcfg, err := cfg.DHT.dhtConfig()
+	if err != nil {
+		return nil, err
+	}
+	dcfg.Logger = log
+	d, err := dht.New(node, dcfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.WaitReady(ctx); err != nil {
+		_ = d.Close()
+		return nil, fmt.Errorf("dht: no bootstrap peer answered within %s", timeout)
+	}
+	return d, nil
+}
+
+// p2pAddrs appends /p2p/<p> to each transport address.
+func p2pAddrs(addrs []ma.Multiaddr, p peer.ID) []string {
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: p, Addrs: []ma.Multiaddr{a}})
+		if err != nil || len(full) == 0 {
+			continue
+		}
+		out = append(out, full[0].String())
+	}
+	return out
+}
+
+func printFindResult(a *app, asJSON bool, res findResult, rec dht.Record, now time.Time) error {
+	if asJSON {
+		return json.NewEncoder(a.out).Encode(res)
+	}
+	var b strings.Builder
+	switch {
+	case res.Source == "findpeer":
+		fmt.Fprintf(&b, "%s: %d addresses (no signed record; found by FindPeer)\n", res.Peer, len(res.Addrs))
+	case res.Expired:
+		fmt.Fprintf(&b, "%s: %d addresses, record %s old, INACTIVE: expired %s ago\n", res.Peer, len(res.Addrs),
+			rec.Age(now).Round(time.Millisecond), now.Sub(rec.Expires).Round(time.Second))
+	default:
+		fmt.Fprintf(&b, "%s: %d addresses, record %s old, expires in %s\n", res.Peer, len(res.Addrs),
+			rec.Age(now).Round(time.Millisecond), rec.Expires.Sub(now).Round(time.Second))
+	}
+	for _, s := range res.Addrs {
+		b.WriteString("  " + s + "\n")
+	}
+	_, err := fmt.Fprint(a.out, b.String())
+	return err
+}

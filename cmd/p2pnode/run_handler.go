@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/dht"
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// stdinExchange is what run remembers of an exchange a stdin command
+// started: the command's id, and whether it was a send (which also gets a
+// status event, as sends had before the handler).
+type stdinExchange struct {
+	id   uint64
+	send bool
+}
+
+// command carries out one parsed stdin command and reports whether to go
+// on (false once the node is gone).
+func (r *runner) command(cmd any) bool {
+	switch c := cmd.(type) {
+	case p2p.SendMsg:
+		if c.Channel != 0 || c.FromChannel != 0 {
+			r.out.emit(p2p.Status{Peer: c.Peer, MsgID: c.ID, Reason: p2p.ReasonRejected,
+				Err: errors.New(`run sends through the exchange handler, on channel 0: "channel" and "from_channel" are not supported`)})
+			return true
+		}
+		id, err := r.h.Send(c.Peer, c.Addr, c.Data)
+		if err != nil {
+			r.out.emit(refusedStatus(c.Peer, c.ID, err))
+			return !errors.Is(err, handler.ErrClosed)
+		}
+		r.started[id] = stdinExchange{id: c.ID, send: true}
+	case requestCmd:
+		id, err := r.h.Request(c.Peer, c.Addr, c.Data)
+		if err != nil {
+			r.out.emit(p2p.Error{Peer: c.Peer, Err: fmt.Errorf("request %d: %w", c.ID, err)})
+			return !errors.Is(err, handler.ErrClosed)
+		}
+		r.started[id] = stdinExchange{id: c.ID}
+	case respondCmd:
+		if err := r.h.Response(c.Peer, c.Exchange, c.Data); err != nil {
+			r.out.emit(p2p.Error{Peer: c.Peer, Err: fmt.Errorf("respond %s: %w", c.Exchange, err)})
+			return !errors.Is(err, handler.ErrClosed)
+		}
+	case p2p.Command:
+		// dial and disconnect go to the node itself. The handler sees the
+		// connection come and go like any other; one without an exchange
+		// is closed after the idle timeout. The node drains its Sender
+		// without blocking on anyone, so this returns promptly.
+		if err := r.node.Send(context.Background(), c); err != nil {
+			r.log.Warn("node closed: stopping", zap.Error(err))
+			return false
+		}
+	}
+	return true
+}
+
+// handlerEvent prints one event of the handler's channels.
+func (r *runner) handlerEvent(ev handler.Event) {
+	switch e := ev.(type) {
+	case handler.Message:
+		r.out.emit(p2p.Data{From: e.From, Bytes: e.Data})
+	case handler.Request:
+		r.out.emit(e)
+		if r.cfg.Handler.AutoReply == "echo" && !r.closing {
+			if err := r.h.Response(e.From, e.Exchange, e.Data); err != nil {
+				r.out.emit(p2p.Error{Peer: e.From, Err: fmt.Errorf("auto-reply %s: %w", e.Exchange, err)})
+			}
+		}
+	case handler.Reply:
+		r.out.emit(replyEvent{Reply: e, ID: r.started[e.Exchange].id})
+	case handler.Outcome:
+		var st stdinExchange
+		if e.Role == handler.Dialer {
+			st = r.started[e.Exchange]
+			delete(r.started, e.Exchange)
+		}
+		if st.send {
+			r.out.emit(sendStatus(e, st.id))
+		}
+		r.out.emit(exchangeEvent{Outcome: e, ID: st.id})
+	case handler.Error:
+		r.out.emit(p2p.Error{Peer: e.Peer, Err: e.Err})
+	case handler.ConnectionLimit:
+		r.out.emit(p2p.ConnectionLimit{Peer: e.Peer, IP: e.IP, Reason: e.Reason, Until: e.Until})
+		if r.dht != nil && e.Peer != "" {
+			r.dht.Evict(e.Peer)
+		}
+	case handler.Dropped:
+		// Printed from the node's own Dropped, which the observer passes
+		// on with the message ID that the handler's leaves out.
+	}
+}
+
+// flushSeen prints the node events the observer queued.
+func (r *runner) flushSeen() {
+	evs, lost := r.seen.take()
+	for _, ev := range evs {
+		r.out.emit(ev)
+	}
+	if lost > 0 {
+		r.out.emit(p2p.Error{Err: fmt.Errorf("%d connection events not printed: output too slow", lost)})
+	}
+}
+
+// maxObserved bounds the node events waiting to be printed. They come one
+// per connection opened or closed, so only a reader of stdout stalled for
+// long reaches it.
+const maxObserved = 1 << 16
+
+// observed is the queue between the handler's Observe hook, which runs on
+// the handler's loop and must never block, and the run loop, which prints.
+type observed struct {
+	mu   sync.Mutex
+	q    []p2p.Event
+	lost int
+	wake chan struct{} // a token when q gains events
+}
+
+func newObserved() *observed { return &observed{wake: make(chan struct{}, 1)} }
+
+// observe is the handler's Config.Observe: it keeps the node events the
+// handler does not pass on (connections, and Dropped with its message ID).
+func (o *observed) observe(ev p2p.Event) {
+	switch ev.(type) {
+	case p2p.Connected, p2p.Disconnected, p2p.Dropped:
+	default:
+		return
+	}
+	o.mu.Lock()
+	if len(o.q) < maxObserved {
+		o.q = append(o.q, ev)
+	} else {
+		o.lost++
+	}
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the queue.
+func (o *observed) take() ([]p2p.Event, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	q, lost := o.q, o.lost
+	o.q, o.lost = nil, 0
+	return q, lost
+}
+
+// startDHT joins the DHT on the handler's node and makes it the handler's
+// resolver, so that commands without an address find their peer.
+func (r *runner) startDHT() error {
+	dcfg, err := r.cfg.DHT.dhtConfig()
+	if err != nil {
+		return err
+	}
+	dcfg.Logger = r.log
+	if r.dht, err = dht.New(r.node, dcfg); err != nil {
+		return err
+	}
+	if err := r.h.SetResolver(r.dht); err != nil {
+		_ = r.dht.Close()
+		r.dht = nil
+		return err
+	}
+	return nil
+}
+
+// publishTimeout bounds run's first publication of its DHT record.
+const publishTimeout = 30 * time.Second
+
+// watchDHT prints dht_ready once the routing table has a peer, then
+// publishes the node's record and prints it. The DHT publishes by itself
+// as well; publishing here is what gives the operator (and scripts) a line
+// saying the node can now be found.
+func (r *runner) watchDHT() {
+	if r.dht == nil {
+		return
+	}
+	d := r.dht
+	r.bg.Go(func() {
+		select {
+		case <-d.Ready():
+		case <-r.bgCtx.Done():
+			return
+		}
+		r.out.emit(dhtReadyEvent{Peers: len(d.Peers())})
+		ctx, cancel := context.WithTimeout(r.bgCtx, publishTimeout)
+		defer cancel()
+		rec, err := d.Publish(ctx)
+		switch {
+		case err == nil:
+			r.out.emit(publishedEvent{Record: rec})
+		case r.bgCtx.Err() == nil:
+			r.out.emit(p2p.Error{Err: fmt.Errorf("dht: publish: %w", err)})
+		}
+	})
+}
+
+// stopDHT stops the watcher and the DHT (not the node).
+func (r *runner) stopDHT() {
+	r.bgCancel()
+	r.bg.Wait()
+	if r.dht != nil {
+		if err := r.dht.Close(); err != nil {
+			r.log.Warn("closing the dht", zap.Error(err))
+		}
+	}
+}

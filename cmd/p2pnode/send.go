@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/bitvmx/go-bitvmx-p2p/dht"
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+const sendLong = `send runs one exchange and exits: it starts a node with the given key,
+sends TEXT to the peer --to as a request, waits for the reply, prints it and
+exits 0. Any failure (dial, refusal, no reply within --timeout) is one line
+on stderr and exit status 1.
+
+The peer is reached at --addr, or, with --dht, found in the DHT through the
+--bootstrap peers. With --no-reply the text goes as a one-way message and
+send waits for its acknowledgment instead of a reply.
+
+--config reads key, allowlist, limits, handler and DHT settings from a run
+configuration file; its listen addresses are not used (they belong to the
+node that runs), send listens on a free loopback port unless --listen says
+otherwise.
+
+With --dht, give send a key of its own (allowlisted like any node), not the
+key of a running node: joining the DHT publishes the joining key's record,
+which would replace the running node's record for a while.`
+
+// sendOptions are the flags of send that are not configuration.
+type sendOptions struct {
+	to, addr, dataB64 string
+	timeout           time.Duration
+	oneWay            bool
+}
+
+// newSendCmd builds "send".
+func newSendCmd(a *app) *cobra.Command {
+	var (
+		configPath string
+		flags      runConfig
+		o          sendOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "send --to PEER (--addr MULTIADDR | --dht --bootstrap MULTIADDR) [TEXT]",
+		Short: "Send one request to a peer, print its reply and exit",
+		Long:  sendLong,
+		Example: `  p2pnode send --key me.key --allowlist allowlist.yaml --to 16Uiu2HAm... --addr /ip4/10.0.0.2/tcp/4001 "hello"
+  p2pnode send --key me.key --allowlist allowlist.yaml --addr /ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm... --json "hello"
+  p2pnode send --key me.key --allowlist allowlist.yaml --dht --bootstrap /ip4/10.0.0.1/tcp/4001/p2p/16Uiu2HAm... --to 16Uiu2HAm... "hello"`,
+		Args: checkArgs(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := clientConfig(configPath, cmd.Flags(), false)
+			if err != nil {
+				return err
+			}
+			to, addr, err := o.target()
+			if err != nil {
+				return usageError{err}
+			}
+			if cfg.DHT.Enabled && len(cfg.DHT.Bootstrap) == 0 {
+				return usageErrorf("--dht needs --bootstrap: a DHT member to join through")
+			}
+			if addr == nil && !cfg.DHT.Enabled {
+				return usageErrorf("no address for %s: give --addr, or --dht to find it", to)
+			}
+			data, err := o.payload(args)
+			if err != nil {
+				return usageError{err}
+			}
+			if o.timeout <= 0 {
+				return usageErrorf("--timeout must be positive (got %s)", o.timeout)
+			}
+			return runSend(a, cfg, o, to, addr, data)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&configPath, "config", "", "run configuration `FILE` for key, allowlist and settings; flags override it")
+	bindClientFlags(fs, &flags)
+	bindRetryFlags(fs, &flags.Handler)
+	fs.BoolVar(&flags.DHT.Enabled, "dht", false, "find the peer in the DHT (needs --bootstrap)")
+	fs.StringVar(&o.to, "to", "", "`PEER` ID to send to (may be left out when --addr ends in /p2p/<id>)")
+	fs.StringVar(&o.addr, "addr", "", "the peer's `MULTIADDR`")
+	fs.StringVar(&o.dataB64, "data-b64", "", "send these `BASE64` bytes instead of TEXT")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up after this long, joining the DHT included")
+	fs.BoolVar(&o.oneWay, "no-reply", false, "send a one-way message and wait for its acknowledgment, not for a reply")
+	return cmd
+}
+
+// bindClientFlags defines the flags of the one-shot commands that start a
+// node of their own (send, find).
+func bindClientFlags(fs *pflag.FlagSet, c *runConfig) {
+	bindIdentityFlags(fs, c)
+	bindBootstrapFlag(fs, &c.DHT, ": the DHT members to join through")
+	fs.BoolVar(&c.JSON, "json", c.JSON, "print the result as one JSON object")
+}
+
+// clientConfig builds the configuration of a one-shot command from its
+// --config file and flags. withDHT turns the DHT on whatever they say.
+func clientConfig(path string, changed *pflag.FlagSet, withDHT bool) (runConfig, error) {
+	var cfg runConfig
+	if path != "" {
+		var err error
+		if cfg, err = loadConfigFile(path); err != nil {
+			return cfg, err
+		}
+		cfg.Listen = nil // the running node's: they would be in use
+	}
+	if err := overlayFlags(&cfg, changed); err != nil {
+		return cfg, usageError{err}
+	}
+	cfg.DHT.Enabled = cfg.DHT.Enabled || withDHT
+	return cfg, cfg.validate()
+}
+
+// target decodes --to and --addr.
+func (o *sendOptions) target() (peer.ID, ma.Multiaddr, error) {
+	var (
+		to   peer.ID
+		addr ma.Multiaddr
+		err  error
+	)
+	if o.to != "" {
+		if to, err = peer.Decode(o.to); err != nil {
+			return "", nil, fmt.Errorf("--to %q is not a peer ID", o.to)
+		}
+	}
+	if o.addr != "" {
+		if addr, err = ma.NewMultiaddr(o.addr); err != nil {
+			return "", nil, fmt.Errorf("--addr %q is not a multiaddr: %v", o.addr, err)
+		}
+		if _, id := peer.SplitAddr(addr); id != "" {
+			if to == "" {
+				to = id
+			} else if id != to {
+				return "", nil, fmt.Errorf("--addr %s belongs to peer %s, not %s", o.addr, id, to)
+			}
+		}
+	}
+	if to == "" {
+		return "", nil, errors.New("no peer: give --to PEER (or an --addr ending in /p2p/<id>)")
+	}
+	return to, addr, nil
+}
+
+// payload is TEXT or the --data-b64 bytes: exactly one of them.
+func (o *sendOptions) payload(args []string) ([]byte, error) {
+	switch {
+	case len(args) == 1 && o.dataB64 != "":
+		return nil, errors.New("give TEXT or --data-b64, not both")
+	case len(args) == 1:
+		return []byte(args[0]), nil
+	case o.dataB64 != "":
+		b, err := base64.StdEncoding.DecodeString(o.dataB64)
+		if err != nil {
+			return nil, fmt.Errorf("--data-b64 is not base64: %v", err)
+		}
+		return b, nil
+	}
+	return nil, errors.New("nothing to send: give TEXT or --data-b64")
+}
+
+// runSend starts a handler, runs the one exchange and prints its result.
+func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr, data []byte) error {
+	log, err := newLogger(cfg.Log, a.err)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	routeLibp2pLogs(log)
+	pcfg, err := loadNodeConfig(&cfg, log)
+	if err != nil {
+		return err
+	}
+	hcfg := cfg.Handler.handlerConfig(pcfg)
+	hcfg.Logger = log
+	if hcfg.ReplyTimeout <= 0 {
+		hcfg.ReplyTimeout = o.timeout
+	}
+	// The peer's closing of the connection, watched from the handler's
+	// loop: see the wait after the exchange below.
+	hung := make(chan struct{}, 1)
+	hcfg.Observe = func(ev p2p.Event) {
+		if d, ok := ev.(p2p.Disconnected); ok && d.Peer == to {
+			select {
+			case hung <- struct{}{}:
+			default:
+			}
+		}
+	}
+	h, err := handler.NewWithConfig(hcfg)
+	if err != nil {
+		return handlerErr(err)
+	}
+	var d *dht.DHT
+	defer func() {
+		if d != nil {
+			_ = d.Close()
+		}
+		// Whatever is still in flight (after a timeout) fails at once.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	if cfg.DHT.Enabled {
+		if d, err = joinDHT(ctx, h.Node(), cfg, log, o.timeout); err != nil {
+			return err
+		}
+		if err := h.SetResolver(d); err != nil {
+			return err
+		}
+	}
+
+	start := h.Request
+	if o.oneWay {
+		start = h.Send
+	}
+	id, err := start(to, addr, data)
+	if err != nil {
+		return err
+	}
+	reply, out, err := awaitOutcome(ctx, h, id)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("send to %s: no answer within %s", to, o.timeout)
+		}
+		return fmt.Errorf("send to %s: %w", to, err)
+	}
+	if !out.OK {
+		return fmt.Errorf("send to %s failed: %s after %d attempts (%s)", to, out.Reason, out.Attempts, errText(out.Err))
+	}
+	// Our node acknowledges the reply right after handing it over; closing
+	// at once could lose that ack and fail the peer's side of a completed
+	// exchange. The peer closes the connection once it has the ack: wait
+	// for that, or for the handler's own linger.
+	if !o.oneWay {
+		select {
+		case <-hung:
+		case <-time.After(2 * handler.DefaultLinger):
+		}
+	}
+	return printSendResult(a, cfg.JSON, to, reply, out)
+}
+
+// awaitOutcome waits for exchange id's outcome and, for a request that
+// succeeded, its reply (delivered before the outcome).
+func awaitOutcome(ctx context.Context, h *handler.Handler, id handler.ExchangeID) (*handler.Reply, handler.Outcome, error) {
+	var reply *handler.Reply
+	for {
+		select {
+		case ev, ok := <-h.Events():
+			if !ok {
+				return nil, handler.Outcome{}, handler.ErrClosed
+			}
+			if r, ok := ev.(handler.Reply); ok && r.Exchange == id {
+				reply = &r
+			}
+		case ev, ok := <-h.Outcomes():
+			if !ok {
+				return nil, handler.Outcome{}, handler.ErrClosed
+			}
+			if o, ok := ev.(handler.Outcome); ok && o.Exchange == id {
+				if o.OK && o.Kind == handler.KindRequest && reply == nil {
+					// Delivered first, but on another channel: take it.
+					select {
+					case ev := <-h.Events():
+						if r, ok := ev.(handler.Reply); ok && r.Exchange == id {
+							reply = &r
+						}
+					case <-ctx.Done():
+						return nil, o, ctx.Err()
+					}
+				}
+				return reply, o, nil
+			}
+		case <-ctx.Done():
+			return nil, handler.Outcome{}, ctx.Err()
+		}
+	}
+}
+
+// printSendResult prints the reply (or the acknowledgment of a one-way
+// message).
+func printSendResult(a *app, asJSON bool, to peer.ID, reply *handler.Reply, o handler.Outcome) error {
+	if asJSON {
+		enc := json.NewEncoder(a.out)
+		enc.SetEscapeHTML(false)
+		if reply == nil {
+			return enc.Encode(struct {
+				Event    string  `json:"event"`
+				Peer     string  `json:"peer"`
+				Exchange string  `json:"exchange"`
+				Attempts int     `json:"attempts"`
+				Duration float64 `json:"duration_ms"`
+			}{"acked", to.String(), o.Exchange.String(), o.Attempts, millis(o.Duration)})
+		}
+		text, b64 := payloadJSON(reply.Data)
+		j := struct {
+			jsonReply
+			Duration float64 `json:"duration_ms"`
+		}{jsonReply{"reply", reply.From.String(), reply.Exchange.String(), 0, text, b64}, millis(o.Duration)}
+		return enc.Encode(j)
+	}
+	if reply == nil {
+		_, err := fmt.Fprintf(a.out, "acknowledged by %s in %s\n", to, o.Duration.Round(10*time.Microsecond))
+		return err
+	}
+	_, err := fmt.Fprintln(a.out, payloadText(reply.Data))
+	return err
+}
