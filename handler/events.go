@@ -195,3 +195,19 @@ func (Outcome) handlerEvent()         {}
 func (Error) handlerEvent()           {}
 func (Dropped) handlerEvent()         {}
 func (ConnectionLimit) handlerEvent() {}
+
+// mergeDropped folds consecutive Dropped events of one peer into one, so that
+// a flood of drops cannot grow the Priority queue.
+func mergeDropped(last *Event, ev Event) bool {
+	d, ok := ev.(Dropped)
+	if !ok {
+		return false
+	}
+	l, ok := (*last).(Dropped)
+	if !ok || l.Peer != d.Peer {
+		return false
+	}
+	l.Count += d.Count
+	*last = l
+	return true
+}

@@ -275,7 +275,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	// A dialer's outcomes are bounded by its own calls and always kept; a
 	// responder's by what peers send, so an application that answers
 	// requests without reading outcomes must not grow the queue forever.
-	h.outcomes.push(Outcome{
+	h.outcomes.Push(Outcome{
 		Peer:     ps.id,
 		Exchange: ex.id,
 		Role:     ex.role,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
 	"github.com/bitvmx/go-bitvmx-p2p/handler/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/internal/outbox"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
@@ -37,9 +38,9 @@ type Handler struct {
 	cmds     chan any           // API calls, to the loop
 	resolved chan resolveResult // Resolver answers, to the loop
 
-	events   *outbox // Request, Reply, Message
-	outcomes *outbox // Outcome, Error
-	prio     *outbox // Dropped, ConnectionLimit
+	events   *outbox.Outbox[Event] // Request, Reply, Message
+	outcomes *outbox.Outbox[Event] // Outcome, Error
+	prio     *outbox.Outbox[Event] // Dropped, ConnectionLimit
 
 	ctx      context.Context // cancelled when the loop ends
 	cancel   context.CancelFunc
@@ -114,9 +115,9 @@ func build(cfg Config) (*Handler, error) {
 		pkh:      pkh,
 		cmds:     make(chan any),
 		resolved: make(chan resolveResult),
-		events:   newOutbox(cfg.EventBuffer, cfg.MaxBacklog, cfg.MaxBacklog/2, nil),
-		outcomes: newOutbox(cfg.EventBuffer, maxQueuedAlerts, -1, nil),
-		prio:     newOutbox(cfg.EventBuffer, maxQueuedAlerts, -1, mergeDropped),
+		events:   outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: cfg.MaxBacklog, LowWater: cfg.MaxBacklog / 2}),
+		outcomes: outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts}),
+		prio:     outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts, Merge: mergeDropped}),
 		ctx:      ctx,
 		cancel:   cancel,
 		loopDone: make(chan struct{}),
@@ -202,20 +203,20 @@ func (h *Handler) SetResolver(r Resolver) error { return h.post(resolverCmd{r}) 
 
 // Events is the channel of data from peers: Request, Reply, Message. It is
 // closed after Close.
-func (h *Handler) Events() <-chan Event { return h.events.ch }
+func (h *Handler) Events() <-chan Event { return h.events.C() }
 
 // Outcomes is the channel of exchange outcomes and errors: Outcome, Error.
 // It is closed after Close.
-func (h *Handler) Outcomes() <-chan Event { return h.outcomes.ch }
+func (h *Handler) Outcomes() <-chan Event { return h.outcomes.C() }
 
 // Priority is the channel of alerts that must not wait behind data:
 // Dropped, ConnectionLimit. It is closed after Close.
-func (h *Handler) Priority() <-chan Event { return h.prio.ch }
+func (h *Handler) Priority() <-chan Event { return h.prio.C() }
 
 // CheckReceive returns the next event without blocking, looking at Priority
 // first, then Events, then Outcomes; ok is false when none is waiting.
 func (h *Handler) CheckReceive() (ev Event, ok bool) {
-	for _, ch := range [...]<-chan Event{h.prio.ch, h.events.ch, h.outcomes.ch} {
+	for _, ch := range [...]<-chan Event{h.prio.C(), h.events.C(), h.outcomes.C()} {
 		select {
 		case ev, ok := <-ch:
 			if ok {

@@ -54,14 +54,14 @@ func (h *Handler) run() {
 			}
 			h.observe(ev)
 			if d, ok := ev.(p2p.Dropped); ok {
-				h.prio.push(Dropped{Peer: d.Peer, Count: d.Count}, false)
+				h.prio.Push(Dropped{Peer: d.Peer, Count: d.Count}, false)
 			}
 		case <-h.timers.C():
 			h.timers.expire()
 		case r := <-h.resolved:
 			h.onResolved(r)
-		case <-h.events.drained:
-			if h.paused && h.events.queued() <= h.cfg.MaxBacklog/2 {
+		case <-h.events.Drained():
+			if h.paused && h.events.Queued() <= h.cfg.MaxBacklog/2 {
 				h.paused = false
 				h.log.Info("application caught up: taking data again")
 			}
@@ -84,9 +84,9 @@ func (h *Handler) teardown() {
 	h.cancel()
 	h.closeErr = h.node.Close()
 	h.wg.Wait()
-	h.events.close()
-	h.outcomes.close()
-	h.prio.close()
+	h.events.Close()
+	h.outcomes.Close()
+	h.prio.Close()
 	close(h.loopDone)
 }
 
@@ -151,12 +151,12 @@ func (h *Handler) nodeEvent(ev p2p.Event) {
 	case p2p.Disconnected:
 		h.onDisconnected(e.Peer)
 	case p2p.ConnectionLimit:
-		h.prio.push(ConnectionLimit{Peer: e.Peer, IP: e.IP, Reason: e.Reason, Until: e.Until}, false)
+		h.prio.Push(ConnectionLimit{Peer: e.Peer, IP: e.IP, Reason: e.Reason, Until: e.Until}, false)
 		if ps := h.peers[e.Peer]; e.Peer != "" && ps != nil {
 			h.cutOff(ps, fmt.Errorf("%w until %s (%s)", ErrRateLimited, e.Until.Format(time.RFC3339), e.Reason))
 		}
 	case p2p.Error:
-		h.outcomes.push(Error{Peer: e.Peer, Err: e.Err}, false)
+		h.outcomes.Push(Error{Peer: e.Peer, Err: e.Err}, false)
 	}
 }
 
@@ -165,7 +165,7 @@ func (h *Handler) onData(d p2p.Data) {
 	if d.Channel != h.cfg.Channel {
 		// Another component's traffic, permitted by the routing table:
 		// not a protocol violation, but nothing the handler can deliver.
-		h.outcomes.push(Error{Peer: d.From, Err: fmt.Errorf("%w: data on channel %d, the handler's is %d", ErrUnexpectedMessage, d.Channel, h.cfg.Channel)}, false)
+		h.outcomes.Push(Error{Peer: d.From, Err: fmt.Errorf("%w: data on channel %d, the handler's is %d", ErrUnexpectedMessage, d.Channel, h.cfg.Channel)}, false)
 		return
 	}
 	var env pb.Envelope
@@ -194,7 +194,7 @@ func (h *Handler) onData(d p2p.Data) {
 // stops reading the node: backpressure belongs where the sender can see it,
 // and the node answers "busy" once its own buffer fills.
 func (h *Handler) deliver(ev Event) {
-	if n := h.events.push(ev, true); n >= h.cfg.MaxBacklog && !h.paused {
+	if n := h.events.Push(ev, true); n >= h.cfg.MaxBacklog && !h.paused {
 		h.paused = true
 		h.log.Warn("application behind: no more data taken from the node until it catches up", zap.Int("backlog", n))
 	}

@@ -46,6 +46,11 @@ func newHost(cfg Config, g *gater) (host.Host, error) {
 		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
 		libp2p.DisableRelay(),
 		libp2p.Ping(false),
+		// Observed addresses only serve NAT traversal, which the node does
+		// not do; and go-libp2p v0.51's observed-address manager stops
+		// reading its identify subscription at shutdown, which can wedge
+		// the event bus and hang Host.Close (seen with 30 nodes closing).
+		libp2p.DisableIdentifyAddressDiscovery(),
 	}
 	if cfg.Metrics != nil {
 		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Metrics))

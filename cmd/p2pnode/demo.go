@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -170,8 +169,6 @@ func (d *demo) startNodes(n, answers int, log *zap.Logger) error {
 	for i, k := range keys {
 		n := &demoNode{name: entries[i].Name, dialed: make(chan handler.Outcome, 64), answered: make(chan handler.Outcome, answers)}
 		k.Allowlist = list
-		// See loadNodeConfig: a go-libp2p shutdown deadlock.
-		k.HostOptions = []libp2p.Option{libp2p.DisableIdentifyAddressDiscovery()}
 		n.h, err = handler.NewWithConfig(handler.Config{Node: k, Logger: log.Named(n.name)})
 		if err != nil {
 			return handlerErr(err)

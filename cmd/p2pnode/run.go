@@ -10,7 +10,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/libp2p/go-libp2p"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -234,12 +233,6 @@ func runNode(a *app, cfg runConfig) error {
 func loadNodeConfig(cfg *runConfig, log *zap.Logger) (p2p.Config, error) {
 	pcfg := cfg.nodeConfig()
 	pcfg.Logger = log
-	// go-libp2p v0.51.0's observed-address manager stops reading its
-	// identify subscription when the host closes, without closing it: a
-	// node that many peers identify while it closes (a DHT bootstrap
-	// node) can deadlock in Close. Observed addresses serve NAT traversal,
-	// which the node does not do.
-	pcfg.HostOptions = append(pcfg.HostOptions, libp2p.DisableIdentifyAddressDiscovery())
 	var err error
 	if pcfg.Key, err = loadKey(cfg.Key); err != nil {
 		return pcfg, err

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -78,13 +77,6 @@ func NewDHTNet(ctx context.Context, n int, start DHTStart, progress func(stage s
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i, k := range keys {
 		k.Allowlist = list
-		// go-libp2p v0.51.0's observed-address manager stops reading its
-		// identify subscription when the host closes, without closing it:
-		// a node that many peers identify while it closes then deadlocks in
-		// Close (an emitter blocked on the full subscription holds the
-		// event bus lock that AutoNAT's Close needs). Loopback nodes have
-		// no use for observed addresses anyway.
-		k.HostOptions = append(k.HostOptions, libp2p.DisableIdentifyAddressDiscovery())
 		node, err := p2p.New(k)
 		if err != nil {
 			net.Close()

@@ -19,9 +19,10 @@ type Options[T any] struct {
 	// Merge, if set, may fold a new event into the queued tail (for
 	// example, counts of drops from one peer) and reports whether it did.
 	Merge func(last *T, ev T) bool
-	// LowWater, if positive, makes Drained receive a token each time the
-	// queue shrinks to that many events: a producer that paused because
-	// the caller fell behind learns when to resume, once per crossing.
+	// LowWater is the queue length at which Drained receives a token (0:
+	// when the queue empties): a producer that paused because the caller
+	// fell behind learns when to resume, once per crossing. A producer
+	// that never pauses can ignore Drained.
 	LowWater int
 }
 
@@ -150,7 +151,7 @@ func (o *Outbox[T]) pump() {
 		}
 		n := o.queuedLocked()
 		o.mu.Unlock()
-		if o.opts.LowWater > 0 && n == o.opts.LowWater {
+		if n == o.opts.LowWater {
 			select {
 			case o.drained <- struct{}{}:
 			default:
