@@ -60,6 +60,12 @@ type Config struct {
 	// SweepInterval is how often the routing table is checked for peers the
 	// allowlist no longer holds or the rate limiter has banned. Default 10s.
 	SweepInterval time.Duration
+	// NoPublish joins the network to look peers up but never publishes
+	// this node's own record (Publish may still be called). For short-lived
+	// tools, such as p2pnode find and send --dht, that borrow an operator's
+	// key: their record would replace the running node's, with their own
+	// temporary address, until that node republished.
+	NoPublish bool
 	// NoFindPeerFallback stops Resolve from falling back on kad-dht's
 	// FindPeer when a peer has no record. See docs/dht.md.
 	NoFindPeerFallback bool

@@ -131,7 +131,9 @@ func New(node *p2p.Node, cfg Config) (*DHT, error) {
 	}
 	d.stopWatchAL = cfg.Allowlist.OnChange(d.onAllowlistChange)
 	d.goFunc(d.watch)
-	d.goFunc(d.publishLoop)
+	if !cfg.NoPublish {
+		d.goFunc(d.publishLoop)
+	}
 	if len(cfg.Bootstrap) > 0 {
 		d.goFunc(d.rejoinLoop)
 	}

@@ -27,10 +27,10 @@ without a record.
 Each address is printed with /p2p/<id>, ready for "p2pnode send --addr".
 
 --config reads key, allowlist and the DHT bootstrap list from a run
-configuration file; its listen addresses are not used. Give find a key of
-its own (allowlisted like any node), not the key of a running node: joining
-the DHT publishes the joining key's record, which would replace the running
-node's record for a while.`
+configuration file; its listen addresses are not used. find joins the DHT
+only to look up: it publishes no record of its own. Still, prefer a key of
+its own (allowlisted like any node) to a running node's: peers would see
+two hosts with one identity.`
 
 // newFindCmd builds "find".
 func newFindCmd(a *app) *cobra.Command {
@@ -158,6 +158,9 @@ func joinDHT(ctx context.Context, node *p2p.Node, cfg runConfig, log *zap.Logger
 		return nil, err
 	}
 	dcfg.Logger = log
+	// A tool only looks up: it must not publish a record for its key,
+	// which may be a running node's.
+	dcfg.NoPublish = true
 	d, err := dht.New(node, dcfg)
 	if err != nil {
 		return nil, err

@@ -32,9 +32,9 @@ configuration file; its listen addresses are not used (they belong to the
 node that runs), send listens on a free loopback port unless --listen says
 otherwise.
 
-With --dht, give send a key of its own (allowlisted like any node), not the
-key of a running node: joining the DHT publishes the joining key's record,
-which would replace the running node's record for a while.`
+With --dht, send joins the DHT only to look the peer up: it publishes no
+record of its own. Still, prefer a key of its own (allowlisted like any
+node) to a running node's: peers would see two hosts with one identity.`
 
 // sendOptions are the flags of send that are not configuration.
 type sendOptions struct {
