@@ -21,7 +21,7 @@ import (
 func TestReplyTimeout(t *testing.T) {
 	a, b := pair(t, handler.WithReplyTimeout(300*time.Millisecond))
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
-	req := next[handler.Request](t, b.Events())
+	req := tu.Next[handler.Request](t, b.Events())
 
 	o := outcome(t, a, id)
 	expect(t, o, false, handler.ReasonReplyTimeout)
@@ -46,7 +46,7 @@ func TestAckTimeout(t *testing.T) {
 	down := watch(t, h, raw.id.ID).down
 	id, _ := h.Request(raw.id.ID, raw.addr(), []byte("q"))
 	// The Error comes first: the peer is judged faulty, then its exchanges fail.
-	if e := next[handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !e.Disconnected {
+	if e := tu.Next[handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !e.Disconnected {
 		t.Fatalf("error %+v", e)
 	}
 	o := outcome(t, h, id)
@@ -66,7 +66,7 @@ func TestUnexpectedReply(t *testing.T) {
 		t.Fatal("request never acknowledged")
 	}
 	raw.post(h, envelope(hpb.Kind_KIND_REPLY, id+1, []byte("?")), false)
-	e := next[handler.Error](t, h.Outcomes())
+	e := tu.Next[handler.Error](t, h.Outcomes())
 	if e.Peer != raw.id.ID || !e.Disconnected || !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
 		t.Fatalf("error %+v", e)
 	}
@@ -85,17 +85,17 @@ func TestMalformedAndMisplacedEnvelopes(t *testing.T) {
 	raw.setPolicy(func(*hpb.Envelope, int) pb.Reason { return holdAck })
 	raw.next()
 	raw.post(h, envelope(hpb.Kind_KIND_REPLY, id, []byte("?")), false)
-	next[handler.Error](t, h.Outcomes())
+	tu.Next[handler.Error](t, h.Outcomes())
 	expect(t, outcome(t, h, id), false, handler.ReasonUnexpectedMessage)
 	close(raw.hold)
 
 	for _, payload := range [][]byte{{0xff, 0xff}, envelope(hpb.Kind_KIND_UNSPECIFIED, 1, nil), envelope(hpb.Kind_KIND_REQUEST, 0, nil)} {
 		raw.post(h, payload, true)
-		if e := next[handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
+		if e := tu.Next[handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
 			t.Fatalf("error %+v", e)
 		}
 	}
-	none[handler.Event](t, h.Events(), 50*time.Millisecond)
+	tu.None[handler.Event](t, h.Events(), 50*time.Millisecond)
 }
 
 // A reply may overtake the ack of its request; it completes the exchange.
@@ -107,7 +107,7 @@ func TestReplyBeforeAck(t *testing.T) {
 	if r := raw.send(h, envelope(hpb.Kind_KIND_REPLY, id, []byte("a"))); r != pb.Reason_OK {
 		t.Fatalf("reply acked %v", r)
 	}
-	if rep := next[handler.Reply](t, h.Events()); rep.Exchange != id || string(rep.Data) != "a" {
+	if rep := tu.Next[handler.Reply](t, h.Events()); rep.Exchange != id || string(rep.Data) != "a" {
 		t.Fatalf("reply %+v", rep)
 	}
 	o := outcome(t, h, id)
@@ -116,7 +116,7 @@ func TestReplyBeforeAck(t *testing.T) {
 		t.Fatalf("outcome %+v", o)
 	}
 	raw.hold <- struct{}{} // the late ack is ignored
-	none[handler.Outcome](t, h.Outcomes(), 50*time.Millisecond)
+	tu.None[handler.Outcome](t, h.Outcomes(), 50*time.Millisecond)
 }
 
 // A peer cut off by the rate limiter fails its exchanges, active and queued.
@@ -130,19 +130,19 @@ func TestRateLimitedPeer(t *testing.T) {
 	queued, _ := h.Request(ir.ID, raw.addr(), []byte("q2"))
 	raw.next()
 	raw.send(h, envelope(hpb.Kind_KIND_REQUEST, 77, []byte("q")))
-	next[handler.Request](t, h.Events())
+	tu.Next[handler.Request](t, h.Events())
 	notProtobuf := []byte{0x05, 0xff, 0xff, 0xff, 0xff, 0xff}
 	if r, err := raw.sendFrame(h, notProtobuf); err != nil || r != pb.Reason_MALFORMED {
 		t.Fatalf("ack %v, %v", r, err)
 	}
 	raw.sendFrame(h, notProtobuf) // its ack may be cut off with the peer
-	cl := nextMatch(t, h.Priority(), func(c handler.ConnectionLimit) bool { return c.Peer == ir.ID })
+	cl := tu.NextMatch(t, h.Priority(), func(c handler.ConnectionLimit) bool { return c.Peer == ir.ID })
 	if cl.Reason != ratelimit.MalformedMessage || cl.Until.IsZero() {
 		t.Fatalf("limit %+v", cl)
 	}
 	stages := map[handler.ExchangeID]handler.State{}
 	for range 3 {
-		o := next[handler.Outcome](t, h.Outcomes())
+		o := tu.Next[handler.Outcome](t, h.Outcomes())
 		expect(t, o, false, handler.ReasonRateLimited)
 		if !errors.Is(o.Err, handler.ErrRateLimited) {
 			t.Fatalf("outcome %+v", o)
@@ -161,7 +161,7 @@ func TestDisconnectAwaitingReplyResends(t *testing.T) {
 	a, b := pair(t)
 	wb := watch(t, b, a.PeerID())
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
-	req := next[handler.Request](t, b.Events())
+	req := tu.Next[handler.Request](t, b.Events())
 	wait(t, wb.up, "connection")
 	if !a.WaitState(id, handler.StateAwaitReply, tu.Timeout) {
 		t.Fatal("request never acknowledged")
@@ -169,7 +169,7 @@ func TestDisconnectAwaitingReplyResends(t *testing.T) {
 	b.Node().Host().Network().ClosePeer(a.PeerID())
 	wait(t, wb.down, "disconnection")
 	wait(t, wb.up, "the dialer reconnecting to resend")
-	none[handler.Request](t, b.Events(), 50*time.Millisecond)
+	tu.None[handler.Request](t, b.Events(), 50*time.Millisecond)
 	if err := b.Response(req.From, req.Exchange, []byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestDisconnectAwaitingReplyFails(t *testing.T) {
 func TestPeerKilledMidExchange(t *testing.T) {
 	a, b := pair(t, handler.WithRetry(3, 5*time.Millisecond, 20*time.Millisecond))
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
-	next[handler.Request](t, b.Events())
+	tu.Next[handler.Request](t, b.Events())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	b.Shutdown(ctx) // no grace: the responder's exchange fails at once
@@ -237,7 +237,7 @@ func TestLateReplyDuringBackoff(t *testing.T) {
 		t.Fatalf("outcome %+v", o)
 	}
 	raw.send(h, reply)
-	none[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
+	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
 }
 
 // A responder whose reply waits to be resent sends it as soon as the dialer
@@ -247,7 +247,7 @@ func TestDuplicateRequestHurriesReply(t *testing.T) {
 	raw.setPolicy(busyFirst(1))
 	req := envelope(hpb.Kind_KIND_REQUEST, 9, []byte("q"))
 	raw.send(h, req)
-	got := next[handler.Request](t, h.Events())
+	got := tu.Next[handler.Request](t, h.Events())
 	h.Response(got.From, got.Exchange, []byte("a"))
 	raw.next() // refused busy: the reply backs off for a minute
 	if !h.WaitState(9, handler.StateBackoff, tu.Timeout) {
@@ -268,9 +268,9 @@ func TestDuplicateRequestHurriesReply(t *testing.T) {
 func TestFaultFailsResponderExchange(t *testing.T) {
 	h, raw := rawPair(t)
 	raw.send(h, envelope(hpb.Kind_KIND_REQUEST, 5, []byte("q")))
-	next[handler.Request](t, h.Events())
+	tu.Next[handler.Request](t, h.Events())
 	raw.post(h, []byte{0xff, 0xff}, false)
-	next[handler.Error](t, h.Outcomes())
+	tu.Next[handler.Error](t, h.Outcomes())
 	o := outcome(t, h, 5)
 	expect(t, o, false, handler.ReasonUnexpectedMessage)
 	if o.Role != handler.Responder || o.Stage != handler.StateDelivered {
@@ -288,9 +288,9 @@ func TestDataOnAnotherChannel(t *testing.T) {
 	if r, err := raw.sendFrame(h, frame.Bytes()); err != nil || r != pb.Reason_OK {
 		t.Fatalf("ack %v, %v", r, err)
 	}
-	e := next[handler.Error](t, h.Outcomes())
+	e := tu.Next[handler.Error](t, h.Outcomes())
 	if e.Peer != raw.id.ID || e.Disconnected || !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
 		t.Fatalf("error %+v", e)
 	}
-	none[handler.Event](t, h.Events(), 50*time.Millisecond)
+	tu.None[handler.Event](t, h.Events(), 50*time.Millisecond)
 }

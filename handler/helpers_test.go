@@ -39,61 +39,12 @@ func pair(t testing.TB, opts ...handler.Option) (a, b *handler.Handler) {
 	list := tu.Allowlist(t, ia, ib)
 	return newHandler(t, ia, list, opts...), newHandler(t, ib, list, opts...)
 }
-
 func addr(h *handler.Handler) ma.Multiaddr { return h.Addrs()[0] }
-
-// next waits for the next event of type T on ch, skipping others.
-func next[T handler.Event](t testing.TB, ch <-chan handler.Event) T {
-	t.Helper()
-	return nextMatch(t, ch, func(T) bool { return true })
-}
-
-// nextMatch waits for the next event of type T that match accepts.
-func nextMatch[T handler.Event](t testing.TB, ch <-chan handler.Event, match func(T) bool) T {
-	t.Helper()
-	deadline := time.NewTimer(tu.Timeout)
-	defer deadline.Stop()
-	for {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				var zero T
-				t.Fatalf("channel closed while waiting for %T", zero)
-			}
-			if e, ok := ev.(T); ok && match(e) {
-				return e
-			}
-		case <-deadline.C:
-			var zero T
-			t.Fatalf("no %T within %s", zero, tu.Timeout)
-		}
-	}
-}
-
-// none asserts that no event of type T arrives on ch within d.
-func none[T handler.Event](t testing.TB, ch <-chan handler.Event, d time.Duration) {
-	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				return
-			}
-			if e, ok := ev.(T); ok {
-				t.Fatalf("unexpected %T: %+v", e, e)
-			}
-		case <-timer.C:
-			return
-		}
-	}
-}
 
 // outcome waits for the Outcome of exchange id.
 func outcome(t testing.TB, h *handler.Handler, id handler.ExchangeID) handler.Outcome {
 	t.Helper()
-	return nextMatch(t, h.Outcomes(), func(o handler.Outcome) bool { return o.Exchange == id })
+	return tu.NextMatch(t, h.Outcomes(), func(o handler.Outcome) bool { return o.Exchange == id })
 }
 
 // expect checks an outcome's verdict.

@@ -117,13 +117,14 @@ func AddrInfo(n *p2p.Node) peer.AddrInfo {
 
 // Next waits for the next event of type T on ch, skipping others, and fails
 // the test after Timeout.
-func Next[T p2p.Event](t testing.TB, ch <-chan p2p.Event) T {
+// The channel may carry any event type (p2p.Event, handler.Event...).
+func Next[T, E any](t testing.TB, ch <-chan E) T {
 	t.Helper()
 	return NextMatch(t, ch, func(T) bool { return true })
 }
 
 // NextMatch waits for the next event of type T that match accepts.
-func NextMatch[T p2p.Event](t testing.TB, ch <-chan p2p.Event, match func(T) bool) T {
+func NextMatch[T, E any](t testing.TB, ch <-chan E, match func(T) bool) T {
 	t.Helper()
 	deadline := time.NewTimer(Timeout)
 	defer deadline.Stop()
@@ -134,7 +135,7 @@ func NextMatch[T p2p.Event](t testing.TB, ch <-chan p2p.Event, match func(T) boo
 				var zero T
 				t.Fatalf("channel closed while waiting for %T", zero)
 			}
-			if e, ok := ev.(T); ok && match(e) {
+			if e, ok := any(ev).(T); ok && match(e) {
 				return e
 			}
 		case <-deadline.C:
@@ -146,7 +147,7 @@ func NextMatch[T p2p.Event](t testing.TB, ch <-chan p2p.Event, match func(T) boo
 
 // None asserts that no event of type T arrives on ch within d. It is for
 // proving an absence, the one place a test must wait a fixed time.
-func None[T p2p.Event](t testing.TB, ch <-chan p2p.Event, d time.Duration) {
+func None[T, E any](t testing.TB, ch <-chan E, d time.Duration) {
 	t.Helper()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
@@ -156,7 +157,7 @@ func None[T p2p.Event](t testing.TB, ch <-chan p2p.Event, d time.Duration) {
 			if !ok {
 				return
 			}
-			if e, ok := ev.(T); ok {
+			if e, ok := any(ev).(T); ok {
 				t.Fatalf("unexpected %T: %+v", e, e)
 			}
 		case <-timer.C:
