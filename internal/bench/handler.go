@@ -7,9 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
@@ -89,33 +87,22 @@ type HandlerPair struct {
 // signature scheme of the handshake. mutate adjusts both configurations.
 // Connections stay open however long they sit idle between chunks of work.
 func NewHandlerPair(mutate func(*handler.Config)) (*HandlerPair, error) {
-	ka, err := p2p.GenerateKey(p2p.Ed25519)
-	if err != nil {
-		return nil, err
-	}
-	kb, err := p2p.GenerateKey(p2p.Ed25519)
-	if err != nil {
-		return nil, err
-	}
-	ida, _ := peer.IDFromPrivateKey(ka)
-	idb, _ := peer.IDFromPrivateKey(kb)
-	list, err := allowlist.New(allowlist.Entry{ID: ida}, allowlist.Entry{ID: idb})
+	ca, cb, err := pairConfigs(p2p.Ed25519)
 	if err != nil {
 		return nil, err
 	}
 	start := func(k p2p.Config) (*handler.Handler, error) {
-		k.Allowlist = list
 		c := handler.Config{Node: k, IdleTimeout: -1}
 		if mutate != nil {
 			mutate(&c)
 		}
 		return handler.NewWithConfig(c)
 	}
-	a, err := start(p2p.Config{Key: ka})
+	a, err := start(ca)
 	if err != nil {
 		return nil, err
 	}
-	b, err := start(p2p.Config{Key: kb})
+	b, err := start(cb)
 	if err != nil {
 		a.Close()
 		return nil, err

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
@@ -21,32 +19,21 @@ type NodePair struct {
 // NewNodePair starts the two nodes; B's received data is drained by a
 // goroutine that Close stops, as an application reading promptly would.
 func NewNodePair(mutate func(*p2p.Config)) (*NodePair, error) {
-	ka, err := p2p.GenerateKey(p2p.Secp256k1)
-	if err != nil {
-		return nil, err
-	}
-	kb, err := p2p.GenerateKey(p2p.Secp256k1)
-	if err != nil {
-		return nil, err
-	}
-	ida, _ := peer.IDFromPrivateKey(ka)
-	idb, _ := peer.IDFromPrivateKey(kb)
-	list, err := allowlist.New(allowlist.Entry{ID: ida}, allowlist.Entry{ID: idb})
+	ca, cb, err := pairConfigs(p2p.Secp256k1)
 	if err != nil {
 		return nil, err
 	}
 	start := func(k p2p.Config) (*p2p.Node, error) {
-		k.Allowlist = list
 		if mutate != nil {
 			mutate(&k)
 		}
 		return p2p.New(k)
 	}
-	a, err := start(p2p.Config{Key: ka})
+	a, err := start(ca)
 	if err != nil {
 		return nil, err
 	}
-	b, err := start(p2p.Config{Key: kb})
+	b, err := start(cb)
 	if err != nil {
 		a.Close()
 		return nil, err
