@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
