@@ -294,72 +294,6 @@ func (n *Node) status(m SendMsg, r Reason, err error) {
 	n.events.Push(Status{Peer: m.Peer, MsgID: m.ID, OK: r == ReasonOK, Reason: r, Err: err}, true)
 }
 
-// charge spends a misbehaviour token from the peer and from the IP (either
-// may be unknown). An exhausted budget disconnects the offender and tells the
-// caller.
-func (n *Node) charge(p peer.ID, ip netip.Addr, r ratelimit.Reason) {
-	n.log.Debug("misbehaviour", zap.Stringer("peer", p), zap.Stringer("ip", ip), zap.Stringer("reason", r))
-	n.metrics.spent(r)
-	// What a proven key does is charged to that key alone: charging its IP
-	// too would cut off honest peers behind the same NAT. Only offences
-	// before or at the handshake, when the IP is all we can trust, cost it.
-	switch r {
-	case ratelimit.FailedHandshake, ratelimit.UnknownPeer, ratelimit.PeerIPMismatch:
-	default:
-		if p != "" {
-			ip = netip.Addr{}
-		}
-	}
-	// Only the spend that empties the bucket cuts off and reports; later
-	// spends during the ban are counted but would repeat the event.
-	if p != "" {
-		if v := n.limiter.SpendPeer(string(p), r); v.NewlyExhausted {
-			n.cutOff(ConnectionLimit{Peer: p, Reason: r, Until: v.Until})
-		}
-	}
-	if ip.IsValid() {
-		if v := n.limiter.SpendIP(ip, r); v.NewlyExhausted {
-			n.cutOff(ConnectionLimit{IP: ip, Reason: r, Until: v.Until})
-		}
-	}
-}
-
-// cutOff closes every connection of a rate-limited peer or IP. The gater
-// refuses it from then on, until the limiter lets it back.
-func (n *Node) cutOff(ev ConnectionLimit) {
-	n.log.Warn("rate limit exhausted: disconnecting", zap.Stringer("peer", ev.Peer), zap.Stringer("ip", ev.IP), zap.Stringer("reason", ev.Reason))
-	n.metrics.limited(ev)
-	n.events.Push(ev, false)
-	for _, c := range n.host.Network().Conns() {
-		if (ev.Peer != "" && c.RemotePeer() == ev.Peer) || (ev.IP.IsValid() && sameIPKey(remoteIP(c), ev.IP)) {
-			// Closing waits on the muxer: not on the caller's goroutine,
-			// which may be a stream handler of this very connection.
-			n.closeConnAsync(c)
-		}
-	}
-}
-
-// enforceAllowlist closes every connection the allowlist no longer admits.
-func (n *Node) enforceAllowlist() {
-	for _, c := range n.host.Network().Conns() {
-		if !n.cfg.Allowlist.Allowed(c.RemotePeer(), remoteIP(c)) {
-			n.log.Info("peer no longer allowlisted: disconnecting", zap.Stringer("peer", c.RemotePeer()))
-			n.closeConnAsync(c)
-		}
-	}
-}
-
-func (n *Node) closeConnAsync(c network.Conn) {
-	if n.ctx.Err() != nil {
-		return
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		c.Close()
-	}()
-}
-
 // clearBackoff forgets go-libp2p's dial backoff for p. The swarm refuses to
 // redial a peer for seconds after a failed dial; here every dial is asked
 // for by a caller (a SendMsg, a Dial, the handler's redial) that owns its
@@ -387,17 +321,6 @@ func transportAddr(p peer.ID, a ma.Multiaddr) (ma.Multiaddr, error) {
 		return nil, fmt.Errorf("p2p: address %s has no transport part", a)
 	}
 	return tpt, nil
-}
-
-// sameIPKey reports whether a and b share a rate-limit key: the same IPv4
-// address, or the same IPv6 /64 (one host usually owns a /64).
-func sameIPKey(a, b netip.Addr) bool {
-	if a.Is4() || b.Is4() {
-		return a == b
-	}
-	pa, _ := a.Prefix(64)
-	pb, _ := b.Prefix(64)
-	return pa == pb
 }
 
 func remoteIP(c network.Conn) netip.Addr {
