@@ -51,6 +51,10 @@ func (n *Node) cutOff(ev ConnectionLimit) {
 	n.log.Warn("rate limit exhausted: disconnecting", zap.Stringer("peer", ev.Peer), zap.Stringer("ip", ev.IP), zap.Stringer("reason", ev.Reason))
 	n.metrics.limited(ev)
 	n.events.Push(ev, false)
+	if !n.started.Load() {
+		// The gater refuses it from now on; there is no connection yet to close.
+		return
+	}
 	for _, c := range n.host.Network().Conns() {
 		if (ev.Peer != "" && c.RemotePeer() == ev.Peer) || (ev.IP.IsValid() && sameIPKey(remoteIP(c), ev.IP)) {
 			// Closing waits on the muxer: not on the caller's goroutine,
@@ -62,6 +66,9 @@ func (n *Node) cutOff(ev ConnectionLimit) {
 
 // enforceAllowlist closes every connection the allowlist no longer admits.
 func (n *Node) enforceAllowlist() {
+	if !n.started.Load() {
+		return
+	}
 	for _, c := range n.host.Network().Conns() {
 		if !n.cfg.Allowlist.Allowed(c.RemotePeer(), remoteIP(c)) {
 			n.log.Info("peer no longer allowlisted: disconnecting", zap.Stringer("peer", c.RemotePeer()))

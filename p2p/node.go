@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -40,6 +41,10 @@ type Node struct {
 	log     *zap.Logger
 	metrics *metrics
 	host    host.Host
+	// started is set once host is assigned. libp2p listens before New
+	// returns, so the gater can charge (and cut off) before then; acting on
+	// connections must wait for the host, or it would read a nil field.
+	started atomic.Bool
 	limiter *ratelimit.Limiter
 
 	sender chan Command
@@ -95,6 +100,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.host = h
+	n.started.Store(true)
 	h.Network().Notify(&n.conns)
 	h.SetStreamHandler(ProtocolID, n.handleStream)
 	n.stopWatchAL = cfg.Allowlist.OnChange(func(allowlist.Change) { n.enforceAllowlist() })
