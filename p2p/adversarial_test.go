@@ -293,3 +293,25 @@ func TestQueueFullAndEveryMessageAnswered(t *testing.T) {
 		t.Fatalf("no queue_full: %v", seen)
 	}
 }
+
+func TestAddedPeerConnectsAtOnce(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	listB := tu.Allowlist(t, ib)
+	b := tu.Node(t, ib, listB)
+	a := tu.Node(t, ia, tu.Allowlist(t, ia, ib))
+
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 1, Data: []byte("not yet")}
+	if st := tu.Next[p2p.Status](t, a.Receiver()); st.OK {
+		t.Fatalf("delivered before being allowlisted: %+v", st)
+	}
+	if err := listB.Add(allowlist.Entry{ID: ia.ID, Name: "new operator"}); err != nil {
+		t.Fatal(err)
+	}
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 2, Data: []byte("now")}
+	if st := tu.NextMatch(t, a.Receiver(), func(s p2p.Status) bool { return s.MsgID == 2 }); !st.OK {
+		t.Fatalf("after Add: %+v", st)
+	}
+	if d := tu.Next[p2p.Data](t, b.Receiver()); string(d.Bytes) != "now" {
+		t.Fatalf("delivered %q", d.Bytes)
+	}
+}
