@@ -46,10 +46,7 @@ func TestDHTFindAndSend(t *testing.T) {
 	}
 	b.expect("request", match("request", "from", idS, "data", "found you"))
 
-	for _, p := range []*proc{a, b} {
-		p.stdin.Close()
-		if code, _ := p.wait(); code != 0 {
-			t.Fatalf("%s exited %d; stderr:\n%s", p.name, code, p.errOutput())
-		}
-	}
+	// One at a time, the bootstrap node first.
+	stopAll(t, a)
+	stopAll(t, b)
 }

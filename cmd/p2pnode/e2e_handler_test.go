@@ -83,10 +83,7 @@ func TestSendCommandGetsEchoedReply(t *testing.T) {
 	}
 	b.expect("messages", match("data", "from", idS, "data", "note"), match("data", "from", idS, "data", "note 2"))
 
-	b.stdin.Close()
-	if code, _ := b.wait(); code != 0 {
-		t.Fatalf("exit %d; stderr:\n%s", code, b.errOutput())
-	}
+	stopAll(t, b)
 }
 
 // A send that cannot complete fails with one line: nothing listening, or a
@@ -151,13 +148,7 @@ func TestStdinRequestRespond(t *testing.T) {
 			return e.str("event") == "error" && strings.Contains(e.str("error"), `respond needs "exchange"`)
 		})
 
-	a.stdin.Close()
-	b.stdin.Close()
-	for _, p := range []*proc{a, b} {
-		if code, _ := p.wait(); code != 0 {
-			t.Fatalf("%s exited %d; stderr:\n%s", p.name, code, p.errOutput())
-		}
-	}
+	stopAll(t, a, b)
 }
 
 // --metrics-addr serves the node's, the handler's and go-libp2p's metrics

@@ -121,13 +121,7 @@ func TestSendBetweenTwoNodes(t *testing.T) {
 	}
 
 	start := time.Now()
-	a.stdin.Close()
-	b.stdin.Close()
-	for _, p := range []*proc{a, b} {
-		if code, _ := p.wait(); code != 0 {
-			t.Fatalf("%s exited %d; stderr:\n%s", p.name, code, p.errOutput())
-		}
-	}
+	stopAll(t, a, b)
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("took %s to stop", d)
 	}
@@ -376,13 +370,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	s.expect("status", match("status", "id", 2, "ok", true))
 	r.expect("data", match("data", "from", idS, "data", "two"))
 
-	r.stdin.Close()
-	s.stdin.Close()
-	for _, p := range []*proc{r, s} {
-		if code, _ := p.wait(); code != 0 {
-			t.Fatalf("%s exited %d; stderr:\n%s", p.name, code, p.errOutput())
-		}
-	}
+	stopAll(t, r, s)
 }
 
 // --watch reloads the allowlist when it changes on disk, here through
@@ -396,8 +384,5 @@ func TestWatchReloads(t *testing.T) {
 	p, _ := startNode(t, "a", dir, key, list, "--watch")
 	mustRun(t, dir, "allowlist", "add", list, "--id", testPeer)
 	p.expect("reload", match("reloaded", "kind", "allowlist", "file", list, "count", 2))
-	p.stdin.Close()
-	if code, _ := p.wait(); code != 0 {
-		t.Fatalf("exit %d; stderr:\n%s", code, p.errOutput())
-	}
+	stopAll(t, p)
 }

@@ -305,3 +305,17 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(b)
 }
+
+// stopAll closes each process's stdin, which stops a run node, and fails
+// the test unless every one exits 0.
+func stopAll(t *testing.T, ps ...*proc) {
+	t.Helper()
+	for _, p := range ps {
+		p.stdin.Close()
+	}
+	for _, p := range ps {
+		if code, _ := p.wait(); code != 0 {
+			t.Fatalf("%s exited %d; stderr:\n%s", p.name, code, p.errOutput())
+		}
+	}
+}
