@@ -27,7 +27,6 @@ lint:
 ## fuzz: each fuzz target for FUZZTIME (decoders of everything a peer or a file can send)
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./p2p/
-	$(GO) test -run '^$$' -fuzz '^FuzzReadAck$$' -fuzztime $(FUZZTIME) ./p2p/
 	@for t in $$($(GO) test -list '^Fuzz' ./allowlist/ | grep '^Fuzz'); do \
 		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./allowlist/ || exit 1; done
 

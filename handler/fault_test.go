@@ -1,13 +1,10 @@
 package handler_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"testing"
 	"time"
-
-	"google.golang.org/protobuf/encoding/protodelim"
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	hpb "github.com/bitvmx/go-bitvmx-p2p/handler/pb"
@@ -282,10 +279,9 @@ func TestFaultFailsResponderExchange(t *testing.T) {
 // against the peer.
 func TestDataOnAnotherChannel(t *testing.T) {
 	h, raw := rawPair(t)
-	var frame bytes.Buffer
-	protodelim.MarshalTo(&frame, &pb.Data{Id: 1, Channel: 5, Payload: []byte("x")})
+	frame := frameBytes(pb.DataFrame(&pb.Data{Id: 1, Channel: 5, Payload: []byte("x")}))
 	raw.host.Peerstore().AddAddr(h.PeerID(), addr(h), time.Minute)
-	if r, err := raw.sendFrame(h, frame.Bytes()); err != nil || r != pb.Reason_OK {
+	if r, err := raw.sendFrame(h, frame); err != nil || r != pb.Reason_OK {
 		t.Fatalf("ack %v, %v", r, err)
 	}
 	e := tu.Next[handler.Error](t, h.Outcomes())

@@ -104,11 +104,23 @@ func (h *Handler) transmit(ex *exchange) {
 			h.node.AddAddr(ex.p.id, a, 0)
 		}
 	}
-	msg := p2p.SendMsg{Peer: ex.p.id, Addr: ex.addr, ID: ex.msgID, Channel: h.cfg.Channel, FromChannel: h.cfg.Channel, Data: ex.wire}
+	msg := p2p.SendMsg{Peer: ex.p.id, Addr: ex.addr, ID: ex.msgID, Channel: h.cfg.Channel, FromChannel: h.cfg.Channel, Data: ex.wire, LazyAck: h.lazyAck(ex)}
 	if err := h.send(msg); err != nil {
 		delete(h.inflight, ex.msgID)
 		h.end(ex, ReasonClosed, ErrClosed)
 	}
+}
+
+// lazyAck says whether the peer's node may hold the ack of ex's envelope
+// for a message of its own to carry (p2p.SendMsg.LazyAck). A request's ack
+// can wait for the reply. A reply's can wait for our peer's next request
+// when the connection stays; when it does not, the reply's ack is what lets
+// us close it, and must come at once.
+func (h *Handler) lazyAck(ex *exchange) bool {
+	if ex.kind != KindRequest {
+		return false
+	}
+	return ex.role == Dialer || h.cfg.KeepConnection
 }
 
 // onStatus is the ack (or the failure) of one sent envelope.

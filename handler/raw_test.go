@@ -2,8 +2,12 @@ package handler_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +36,10 @@ const (
 // handler's envelopes by hand, so that a test decides every ack and every
 // message the handler sees: busy acks, silence, replies out of order,
 // duplicates, protocol violations.
+//
+// Every message stream, whichever end opened it, is a rawStream: the handler
+// may send its Data on the raw peer's own stream as well as on one it opens,
+// and the raw peer's Data is acked on the stream it was written on.
 type rawPeer struct {
 	t    testing.TB
 	id   tu.Identity
@@ -42,8 +50,9 @@ type rawPeer struct {
 	mu     sync.Mutex
 	policy func(env *hpb.Envelope, n int) pb.Reason // n counts envelopes received, from 1
 	n      int
-	out    network.Stream
-	outBR  *bufio.Reader
+
+	sendMu sync.Mutex // the raw peer's own stream, for send and post
+	out    *rawStream
 	lastID uint64
 }
 
@@ -62,15 +71,96 @@ func (r *rawPeer) setPolicy(f func(env *hpb.Envelope, n int) pb.Reason) {
 	r.mu.Unlock()
 }
 
-// serve reads Data frames from the handler and acks them as the policy says.
-func (r *rawPeer) serve(s network.Stream) {
-	br := bufio.NewReader(s)
+// serve runs a stream the handler opened.
+func (r *rawPeer) serve(s network.Stream) { r.attach(s).read() }
+
+// rawStream is one message stream of the raw peer, read by one reader that
+// dispatches the handler's Data frames (answered in order, as the policy
+// says) and the acks of the raw peer's own Data frames.
+type rawStream struct {
+	r    *rawPeer
+	s    network.Stream
+	wmu  sync.Mutex    // one frame written at a time: Data by send, Acks by answer
+	data chan *pb.Data // the handler's Data frames, in arrival order
+	acks chan *pb.Ack  // acks of the raw peer's Data frames
+	done chan struct{} // closed when the stream can no longer be read
+	err  error         // why, set before done is closed
+
+	wrote atomic.Int64 // Data frames (or raw frames) the raw peer wrote
+	acked int64        // acks read; reader only
+}
+
+// attach starts answering the handler's Data frames on s; the caller runs
+// read.
+func (r *rawPeer) attach(s network.Stream) *rawStream {
+	rs := &rawStream{r: r, s: s, data: make(chan *pb.Data, 1024), acks: make(chan *pb.Ack, 64), done: make(chan struct{})}
+	go rs.answer()
+	return rs
+}
+
+// read reads frames until the stream fails, then resets it.
+func (rs *rawStream) read() {
+	defer close(rs.data)
+	br := bufio.NewReader(rs.s)
 	for {
-		var f pb.Data
+		var f pb.Frame
 		if err := protodelim.UnmarshalFrom(br, &f); err != nil {
-			s.Reset()
+			rs.fail(err)
 			return
 		}
+		switch {
+		case f.GetData() != nil:
+			rs.data <- f.GetData()
+		case f.GetAck() != nil:
+			if rs.acked++; rs.acked > rs.wrote.Load() {
+				rs.r.t.Errorf("raw peer: ack %v of no data frame of ours", f.GetAck())
+			}
+			select {
+			case rs.acks <- f.GetAck():
+			default:
+				rs.r.t.Errorf("raw peer: acks piling up unread")
+			}
+		default:
+			rs.r.t.Errorf("raw peer: a frame with neither data nor ack")
+			rs.fail(errors.New("malformed frame"))
+			return
+		}
+	}
+}
+
+func (rs *rawStream) fail(err error) {
+	rs.err = err
+	close(rs.done)
+	rs.s.Reset()
+}
+
+func (rs *rawStream) closed() bool {
+	select {
+	case <-rs.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// write writes one frame, whole.
+func (rs *rawStream) write(b []byte) error {
+	rs.wmu.Lock()
+	defer rs.wmu.Unlock()
+	_, err := rs.s.Write(b)
+	return err
+}
+
+// answer acks the handler's Data frames as the policy says, in order. It
+// stops at a held ack that is never released; the frames after it are then
+// neither delivered nor acked.
+func (rs *rawStream) answer() {
+	r := rs.r
+	defer func() {
+		for range rs.data {
+		}
+	}()
+	for f := range rs.data {
 		env := new(hpb.Envelope)
 		if err := proto.Unmarshal(f.Payload, env); err != nil {
 			r.t.Errorf("raw peer: bad envelope: %v", err)
@@ -89,15 +179,56 @@ func (r *rawPeer) serve(s network.Stream) {
 		case holdAck:
 			select {
 			case <-r.hold:
+			case <-rs.done:
+				return
 			case <-time.After(tu.Timeout):
 				return
 			}
 			reason = pb.Reason_OK
 		}
-		if _, err := protodelim.MarshalTo(s, &pb.Ack{Id: f.Id, Reason: reason}); err != nil {
+		if err := rs.write(frameBytes(pb.AckFrame(&pb.Ack{Id: f.Id, Reason: reason}))); err != nil {
 			return
 		}
 	}
+}
+
+// send writes b, one frame carrying Data id (0: raw bytes, not necessarily
+// a frame), and returns the reason of its ack, skipping acks of earlier
+// frames whose sender stopped waiting.
+func (rs *rawStream) send(id uint64, b []byte) (pb.Reason, error) {
+	rs.wrote.Add(1)
+	if err := rs.write(b); err != nil {
+		return 0, err
+	}
+	timeout := time.NewTimer(tu.Timeout)
+	defer timeout.Stop()
+	for {
+		var ack *pb.Ack
+		select {
+		case ack = <-rs.acks:
+		case <-rs.done:
+			select {
+			case ack = <-rs.acks:
+			default:
+				return 0, rs.err
+			}
+		case <-timeout.C:
+			return 0, fmt.Errorf("no ack within %s", tu.Timeout)
+		}
+		if id != 0 && ack.Id != 0 && ack.Id < id {
+			continue
+		}
+		return ack.Reason, nil
+	}
+}
+
+// frameBytes is f length-delimited, as on the wire.
+func frameBytes(f *pb.Frame) []byte {
+	var buf bytes.Buffer
+	if _, err := protodelim.MarshalTo(&buf, f); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
 }
 
 // next waits for the next envelope the handler sent.
@@ -118,15 +249,15 @@ func (r *rawPeer) next() *hpb.Envelope {
 // resent, as a real dialer would.
 func (r *rawPeer) send(h *handler.Handler, payload []byte) pb.Reason {
 	r.t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
 	var err error
 	for range 3 {
 		var reason pb.Reason
 		if reason, err = r.trySend(h, payload); err == nil {
 			return reason
 		}
-		r.out.Reset()
+		r.out.s.Reset()
 		r.out = nil
 	}
 	r.t.Fatalf("raw peer: send: %v", err)
@@ -134,7 +265,7 @@ func (r *rawPeer) send(h *handler.Handler, payload []byte) pb.Reason {
 }
 
 func (r *rawPeer) trySend(h *handler.Handler, payload []byte) (pb.Reason, error) {
-	if r.out == nil || r.out.Conn().IsClosed() {
+	if r.out == nil || r.out.closed() || r.out.s.Conn().IsClosed() {
 		ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
 		defer cancel()
 		if err := r.host.Connect(ctx, peer.AddrInfo{ID: h.PeerID(), Addrs: []ma.Multiaddr{addr(h)}}); err != nil {
@@ -144,18 +275,11 @@ func (r *rawPeer) trySend(h *handler.Handler, payload []byte) (pb.Reason, error)
 		if err != nil {
 			r.t.Fatalf("raw peer: stream: %v", err)
 		}
-		r.out, r.outBR, r.lastID = s, bufio.NewReader(s), 0
+		r.out, r.lastID = r.attach(s), 0
+		go r.out.read()
 	}
 	r.lastID++
-	if _, err := protodelim.MarshalTo(r.out, &pb.Data{Id: r.lastID, Payload: payload}); err != nil {
-		return 0, err
-	}
-	r.out.SetReadDeadline(time.Now().Add(tu.Timeout))
-	var ack pb.Ack
-	if err := protodelim.UnmarshalFrom(r.outBR, &ack); err != nil {
-		return 0, err
-	}
-	return ack.Reason, nil
+	return r.out.send(r.lastID, frameBytes(pb.DataFrame(&pb.Data{Id: r.lastID, Payload: payload})))
 }
 
 // envelope encodes a handler envelope.
@@ -175,7 +299,8 @@ func rawPair(t testing.TB, opts ...handler.Option) (*handler.Handler, *rawPeer) 
 }
 
 // sendFrame writes raw bytes on a fresh stream to h and returns the ack,
-// or the error of a stream h cut (as it does a peer it rate limits).
+// or the error of a stream h cut (as it does a peer it rate limits). The
+// handler's own Data on that stream, if any, is answered as on any other.
 func (r *rawPeer) sendFrame(h *handler.Handler, frame []byte) (pb.Reason, error) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
@@ -185,15 +310,9 @@ func (r *rawPeer) sendFrame(h *handler.Handler, frame []byte) (pb.Reason, error)
 		return 0, err
 	}
 	defer s.Close()
-	if _, err := s.Write(frame); err != nil {
-		return 0, err
-	}
-	s.SetReadDeadline(time.Now().Add(tu.Timeout))
-	var ack pb.Ack
-	if err := protodelim.UnmarshalFrom(bufio.NewReader(s), &ack); err != nil {
-		return 0, err
-	}
-	return ack.Reason, nil
+	rs := r.attach(s)
+	go rs.read()
+	return rs.send(0, frame)
 }
 
 // post delivers one envelope to h without caring for the ack, which h may
@@ -201,10 +320,10 @@ func (r *rawPeer) sendFrame(h *handler.Handler, frame []byte) (pb.Reason, error)
 // connection, for an h that may still be closing the last one.
 func (r *rawPeer) post(h *handler.Handler, payload []byte, fresh bool) {
 	r.t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
 	if fresh && r.out != nil {
-		r.out.Reset()
+		r.out.s.Reset()
 		r.out = nil
 		r.host.Network().ClosePeer(h.PeerID())
 	}

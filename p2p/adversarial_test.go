@@ -18,14 +18,18 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
 )
 
-// silentHandler reads frames and never acks; it signals the first read.
+// silentHandler reads frames and never acks; it signals the first Data
+// frame read. The raw host writes no Data, so the node has nothing to ack.
 func silentHandler(got chan<- struct{}) network.StreamHandler {
 	return func(s network.Stream) {
 		br := bufio.NewReader(s)
 		for {
-			var f pb.Data
+			var f pb.Frame
 			if err := protodelim.UnmarshalFrom(br, &f); err != nil {
 				return
+			}
+			if f.GetData() == nil {
+				continue
 			}
 			select {
 			case got <- struct{}{}:
@@ -69,14 +73,22 @@ func rawStream(t *testing.T, id tu.Identity, n *p2p.Node, ip string) network.Str
 	return s
 }
 
+// readAck reads the next frame, which must be an Ack: the raw hosts here
+// never get a message from the node, so a Data frame is a failure.
 func readAck(t *testing.T, r *bufio.Reader) *pb.Ack {
 	t.Helper()
-	var ack pb.Ack
-	if err := protodelim.UnmarshalFrom(r, &ack); err != nil {
+	var f pb.Frame
+	if err := protodelim.UnmarshalFrom(r, &f); err != nil {
 		t.Fatalf("read ack: %v", err)
 	}
-	return &ack
+	if f.GetAck() == nil {
+		t.Fatalf("read ack: got %v", &f)
+	}
+	return f.GetAck()
 }
+
+// data is a Data frame, to write on the wire with protodelim.
+func data(d *pb.Data) *pb.Frame { return pb.DataFrame(d) }
 
 func TestIndependentImplementationInterop(t *testing.T) {
 	// A bare go-libp2p host speaking the protocol from its schema alone.
@@ -85,7 +97,7 @@ func TestIndependentImplementationInterop(t *testing.T) {
 	s := rawStream(t, ia, b, "127.0.0.1")
 	br := bufio.NewReader(s)
 	for i := uint64(1); i <= 3; i++ {
-		if _, err := protodelim.MarshalTo(s, &pb.Data{Id: i * 10, Payload: []byte{byte(i)}}); err != nil {
+		if _, err := protodelim.MarshalTo(s, data(&pb.Data{Id: i * 10, Payload: []byte{byte(i)}})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -101,11 +113,17 @@ func TestIndependentImplementationInterop(t *testing.T) {
 
 func TestMalformedFramesRejected(t *testing.T) {
 	cases := map[string][]byte{
-		"not protobuf":     {0x05, 0xff, 0xff, 0xff, 0xff, 0xff},
-		"id zero":          mustDelimited(t, &pb.Data{Payload: []byte("x")}),
-		"oversized prefix": {0xff, 0xff, 0xff, 0xff, 0x0f},
+		"not protobuf":         {0x05, 0xff, 0xff, 0xff, 0xff, 0xff},
+		"id zero":              mustDelimited(t, data(&pb.Data{Payload: []byte("x")})),
+		"neither data nor ack": mustDelimited(t, &pb.Frame{}),
+		"oversized prefix":     {0xff, 0xff, 0xff, 0xff, 0x0f},
 	}
-	want := map[string]pb.Reason{"not protobuf": pb.Reason_MALFORMED, "id zero": pb.Reason_MALFORMED, "oversized prefix": pb.Reason_TOO_LARGE}
+	want := map[string]pb.Reason{
+		"not protobuf":         pb.Reason_MALFORMED,
+		"id zero":              pb.Reason_MALFORMED,
+		"neither data nor ack": pb.Reason_MALFORMED,
+		"oversized prefix":     pb.Reason_TOO_LARGE,
+	}
 	for name, frame := range cases {
 		t.Run(name, func(t *testing.T) {
 			ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
@@ -127,7 +145,7 @@ func TestMalformedFramesRejected(t *testing.T) {
 	}
 }
 
-func mustDelimited(t *testing.T, f *pb.Data) []byte {
+func mustDelimited(t *testing.T, f *pb.Frame) []byte {
 	var buf []byte
 	w := &sliceWriter{&buf}
 	if _, err := protodelim.MarshalTo(w, f); err != nil {
@@ -152,7 +170,7 @@ func TestStrangerCannotDeliverOrBeDialed(t *testing.T) {
 	defer cancel()
 	_ = raw.Connect(ctx, tu.AddrInfo(b))
 	if s, err := raw.NewStream(ctx, b.ID(), p2p.ProtocolID); err == nil {
-		protodelim.MarshalTo(s, &pb.Data{Id: 1, Payload: []byte("let me in")})
+		protodelim.MarshalTo(s, data(&pb.Data{Id: 1, Payload: []byte("let me in")}))
 		s.Close()
 	}
 	tu.None[p2p.Data](t, b.Receiver(), 300*time.Millisecond)
@@ -226,7 +244,7 @@ func TestRevokedPeerFramesInFlightNotDelivered(t *testing.T) {
 	b := tu.Node(t, ib, list)
 	s := rawStream(t, ia, b, "127.0.0.1")
 	br := bufio.NewReader(s)
-	protodelim.MarshalTo(s, &pb.Data{Id: 1, Payload: []byte("before")})
+	protodelim.MarshalTo(s, data(&pb.Data{Id: 1, Payload: []byte("before")}))
 	if ack := readAck(t, br); ack.Reason != pb.Reason_OK {
 		t.Fatalf("ack %v", ack)
 	}
@@ -234,10 +252,10 @@ func TestRevokedPeerFramesInFlightNotDelivered(t *testing.T) {
 
 	list.Remove(ia.ID)
 	// Written on the open stream after the revocation, racing the close.
-	protodelim.MarshalTo(s, &pb.Data{Id: 2, Payload: []byte("after")})
-	var ack pb.Ack
-	if err := protodelim.UnmarshalFrom(br, &ack); err == nil && ack.Reason != pb.Reason_NOT_ALLOWLISTED {
-		t.Fatalf("frame after revocation acked %v", ack.Reason)
+	protodelim.MarshalTo(s, data(&pb.Data{Id: 2, Payload: []byte("after")}))
+	var f pb.Frame
+	if err := protodelim.UnmarshalFrom(br, &f); err == nil && f.GetAck().GetReason() != pb.Reason_NOT_ALLOWLISTED {
+		t.Fatalf("frame after revocation answered %v", &f)
 	}
 	tu.None[p2p.Data](t, b.Receiver(), 200*time.Millisecond)
 }
@@ -248,7 +266,7 @@ func TestConnectionLostMidFlight(t *testing.T) {
 	raw := tu.RawHost(t, ib.Key, "127.0.0.1")
 	// Reads one frame, then resets the stream without acking it.
 	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) {
-		var f pb.Data
+		var f pb.Frame
 		protodelim.UnmarshalFrom(bufio.NewReader(s), &f)
 		s.Reset()
 	})

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -27,6 +28,10 @@ const (
 	DefaultPriorityBuffer = 64
 	DefaultSenderBuffer   = 64
 	DefaultStreamsPerPeer = 4
+	DefaultAckDelay       = 2 * time.Millisecond
+	// MaxAckDelay bounds Config.AckDelay well under any sensible ack
+	// timeout of the peers.
+	MaxAckDelay = 100 * time.Millisecond
 )
 
 // Config configures a Node. Only Key and Allowlist are required; every other
@@ -58,8 +63,13 @@ type Config struct {
 	// ReadTimeout bounds the time a frame may take to arrive once its first
 	// byte has (an idle stream is not timed). Default 10s.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds one write of acks to a peer. Default 10s.
+	// WriteTimeout bounds one write to a peer: a peer that stops reading
+	// for that long has its stream reset. Default 10s.
 	WriteTimeout time.Duration
+	// AckDelay is how long the ack of a message sent with LazyAck may wait
+	// for a message of ours to the same peer to carry it. Default 2ms, at
+	// most MaxAckDelay; negative acks every message at once.
+	AckDelay time.Duration
 	// DialTimeout bounds connecting to a peer and opening a stream. Default 10s.
 	DialTimeout time.Duration
 	// MaxInFlight is how many sent messages to one peer may await their ack
@@ -118,6 +128,12 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.ReadTimeout, DefaultReadTimeout)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.DialTimeout, DefaultDialTimeout)
+	switch {
+	case c.AckDelay == 0:
+		c.AckDelay = DefaultAckDelay
+	case c.AckDelay > MaxAckDelay:
+		return c, fmt.Errorf("p2p: AckDelay %s is over the maximum of %s", c.AckDelay, MaxAckDelay)
+	}
 	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&c.SendQueue, DefaultSendQueue)
 	setDefault(&c.StreamsPerPeer, DefaultStreamsPerPeer)

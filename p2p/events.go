@@ -34,6 +34,13 @@ type SendMsg struct {
 	Channel     uint32
 	FromChannel uint32
 	Data        []byte
+	// LazyAck lets the receiver hold its ack for up to its AckDelay, so
+	// that the ack can travel with the receiver's next message to this
+	// node instead of in a write of its own. Set it when the receiver is
+	// expected to answer soon (a request), or when the Status is not
+	// waited on; the Status may then come up to the peer's AckDelay
+	// later. Refusals are never held.
+	LazyAck bool
 }
 
 // DisconnectFrom closes every connection to Peer. With no Peer it

@@ -12,15 +12,15 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// ProtocolID is the libp2p protocol of the acked message stream.
-const ProtocolID = "/bitvmx/msg/1.0.0"
+// ProtocolID is the libp2p protocol of the acked message stream. Version 2
+// carries Data and Acks in both directions of one stream (docs/PROTOCOL.md);
+// it does not speak to version 1.
+const ProtocolID = "/bitvmx/msg/2.0.0"
 
-// frameOverhead is the most a Data frame adds to its payload: the id, both
-// channels and the payload's tag and length, as protobuf varints.
-const frameOverhead = 3*binary.MaxVarintLen64 + 2*binary.MaxVarintLen32
-
-// maxAckSize bounds an Ack frame: an id and a reason.
-const maxAckSize = 2 * (1 + binary.MaxVarintLen64)
+// frameOverhead is the most a Frame adds to its payload, field tags
+// included: the Frame's data field (tag and length), the Data's id, both
+// channels, lazy_ack, and the payload's tag and length.
+const frameOverhead = 3*(1+binary.MaxVarintLen64) + 2*(1+binary.MaxVarintLen32) + 2
 
 // streamBufSize is the read buffer per stream: large enough that a burst of
 // pipelined small frames is decoded without a syscall each.

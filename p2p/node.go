@@ -55,9 +55,11 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the node starts
 
-	senders     map[peer.ID]*peerSender // owned by the run loop
-	dirty       []*peerSender           // written to by the run loop, not yet flushed
-	streams     streamCounter
+	sendersMu   sync.Mutex // the run loop writes senders; Send's fast path reads
+	senders     map[peer.ID]*peerSender
+	viaSend     atomic.Int64 // commands given to Send, not yet handled by the run loop
+	dirty       []*msgStream // written to by the run loop, not yet flushed
+	streams     streamSet
 	conns       connTracker
 	stopWatchAL func()
 
@@ -122,18 +124,61 @@ func (n *Node) Priority() <-chan Event { return n.prio.C() }
 
 // Send queues cmd like writing to Sender, but gives up when ctx is done or
 // the node is closed, instead of blocking.
+//
+// It is also the fast way to send: a SendMsg to a peer with an open stream
+// is written from the calling goroutine when that cannot block and nothing
+// given to Send before it still waits for the node, saving a handoff to
+// the node's goroutine. Commands given to Send keep their order with one
+// another; with commands written straight to Sender they have none.
 func (n *Node) Send(ctx context.Context, cmd Command) error {
 	if n.ctx.Err() != nil {
 		return ErrClosed
 	}
+	if m, ok := cmd.(SendMsg); ok && n.sendDirect(m) {
+		return nil
+	}
+	n.viaSend.Add(1)
 	select {
-	case n.sender <- cmd:
+	case n.sender <- sentCmd{cmd}:
 		return nil
 	case <-n.ctx.Done():
+		n.viaSend.Add(-1)
 		return ErrClosed
 	case <-ctx.Done():
+		n.viaSend.Add(-1)
 		return ctx.Err()
 	}
+}
+
+// sentCmd is a command given to Send: the node loop counts it off viaSend
+// once handled, so that Send's fast path never overtakes it.
+type sentCmd struct{ Command }
+
+// sendDirect writes c from the calling goroutine and flushes it, if the
+// node loop has nothing of Send's pending and the peer's stream can take c
+// at once. Anything unusual (errors to report, dialing, queueing) is left to
+// the node loop.
+func (n *Node) sendDirect(c SendMsg) bool {
+	if n.viaSend.Load() != 0 || len(c.Data) > n.cfg.MaxMessageSize || !n.cfg.Allowlist.Contains(c.Peer) {
+		return false
+	}
+	n.sendersMu.Lock()
+	ps := n.senders[c.Peer]
+	n.sendersMu.Unlock()
+	if ps == nil {
+		return false
+	}
+	addr, err := transportAddr(c.Peer, c.Addr)
+	if err != nil {
+		return false
+	}
+	c.Addr = addr
+	st := ps.trySend(&outMsg{SendMsg: c})
+	if st == nil {
+		return false
+	}
+	st.requestFlush()
+	return true
 }
 
 // ID is the node's peer ID.
@@ -169,6 +214,12 @@ func (n *Node) Close() error {
 		n.stopWatchAL()
 		n.closeErr = n.host.Close()
 		n.wg.Wait()
+		// Streams the peers opened are read by go-libp2p's goroutines, not
+		// ours; ending them here gives our messages on them their Status
+		// before the Receiver closes.
+		for _, st := range n.streams.all() {
+			st.fail(ReasonClosed, nil)
+		}
 		n.events.Close()
 		n.prio.Close()
 		close(n.closed)
@@ -186,10 +237,15 @@ func (n *Node) run() {
 				n.shutdown()
 				return
 			}
-			n.handle(cmd)
+			if sc, ok := cmd.(sentCmd); ok {
+				n.handle(sc.Command)
+				n.viaSend.Add(-1)
+			} else {
+				n.handle(cmd)
+			}
 			if len(n.sender) == 0 {
-				for _, ps := range n.dirty {
-					ps.flush()
+				for _, st := range n.dirty {
+					st.requestFlush()
 				}
 				n.dirty = n.dirty[:0]
 			}
@@ -274,15 +330,17 @@ func (n *Node) send(c SendMsg) {
 	ps, ok := n.senders[c.Peer]
 	if !ok {
 		ps = newPeerSender(n, c.Peer)
+		n.sendersMu.Lock()
 		n.senders[c.Peer] = ps
+		n.sendersMu.Unlock()
 		n.wg.Add(1)
 		go ps.run()
 	}
 	m := &outMsg{SendMsg: c}
-	if !ps.trySend(m) {
+	if st := ps.trySend(m); st == nil {
 		ps.enqueue(m)
-	} else if !slices.Contains(n.dirty, ps) {
-		n.dirty = append(n.dirty, ps)
+	} else if !slices.Contains(n.dirty, st) {
+		n.dirty = append(n.dirty, st)
 	}
 }
 

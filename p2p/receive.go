@@ -1,14 +1,12 @@
 package p2p
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -21,69 +19,16 @@ import (
 // refused.
 var ErrNotRouted = errors.New("p2p: message not permitted by the routing table")
 
-// handleStream serves one inbound message stream: read a frame, deliver it,
-// ack it, in order, until the stream ends. Acks are written to a buffer and
-// flushed only when no further frame is already buffered, so a pipelining
-// sender gets its acks in batches.
+// handleStream serves a message stream the peer opened. Past the peer's
+// cap on streams it is refused: an honest peer needs one.
 func (n *Node) handleStream(s network.Stream) {
-	p := s.Conn().RemotePeer()
-	ip := remoteIP(s.Conn())
-	if !n.streams.acquire(p, n.cfg.StreamsPerPeer) {
-		n.charge(p, ip, ratelimit.ProtocolViolation)
+	st := n.newMsgStream(s, true)
+	if !n.streams.add(st, n.cfg.StreamsPerPeer) {
+		n.charge(st.peer, st.ip, ratelimit.ProtocolViolation)
 		s.Reset()
 		return
 	}
-	defer n.streams.release(p)
-
-	br := bufio.NewReaderSize(s, streamBufSize)
-	aw := &ackWriter{s: s, bw: bufio.NewWriterSize(s, 4<<10), timeout: n.cfg.WriteTimeout}
-	maxFrame := n.cfg.MaxMessageSize + frameOverhead
-	var (
-		f      pb.Data
-		ack    pb.Ack
-		lastID uint64
-	)
-	for {
-		err := readFrame(br, s, maxFrame, n.cfg.ReadTimeout, &f)
-		if err != nil {
-			n.readFailed(aw, p, ip, err)
-			return
-		}
-		ack.Id, ack.Reason = f.Id, pb.Reason_OK
-		switch {
-		case f.Id <= lastID:
-			// Ids must grow: a replayed or zero id is not a message.
-			ack.Id, ack.Reason = 0, pb.Reason_MALFORMED
-		case len(f.Payload) > n.cfg.MaxMessageSize:
-			ack.Reason = pb.Reason_TOO_LARGE
-		default:
-			ack.Reason = n.deliver(p, ip, &f)
-		}
-		lastID = max(lastID, f.Id)
-		n.metrics.frameReceived(reasonFromWire(ack.Reason), len(f.Payload))
-		if err := writeFrame(aw.bw, &ack); err != nil {
-			s.Reset()
-			return
-		}
-		switch ack.Reason {
-		case pb.Reason_MALFORMED:
-			n.charge(p, ip, ratelimit.MalformedMessage)
-		case pb.Reason_TOO_LARGE:
-			n.charge(p, ip, ratelimit.OversizedMessage)
-		case pb.Reason_NOT_ROUTED:
-			n.charge(p, ip, ratelimit.Unauthorized)
-		}
-		if ack.Id == 0 {
-			aw.flushAndClose()
-			return
-		}
-		if br.Buffered() == 0 {
-			if err := aw.flush(); err != nil {
-				s.Reset()
-				return
-			}
-		}
-	}
+	st.serve()
 }
 
 // deliver hands a frame to the caller if the routing table permits it and
@@ -112,67 +57,6 @@ func (n *Node) deliver(p peer.ID, ip netip.Addr, f *pb.Data) pb.Reason {
 	return pb.Reason_OK
 }
 
-// readFailed ends a stream whose next frame could not be read: a clean end,
-// a frame over the size limit, a frame that is not protobuf, or a frame that
-// did not arrive in time.
-func (n *Node) readFailed(aw *ackWriter, p peer.ID, ip netip.Addr, err error) {
-	s := aw.s
-	switch {
-	case errors.Is(err, io.EOF):
-		s.Close()
-	case frameTooLarge(err):
-		// The body is not read: it may be as large as the prefix claims.
-		n.charge(p, ip, ratelimit.OversizedMessage)
-		writeFrame(aw.bw, &pb.Ack{Reason: pb.Reason_TOO_LARGE})
-		aw.flushAndClose()
-	case isTimeout(err):
-		n.charge(p, ip, ratelimit.ProtocolViolation)
-		s.Reset()
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, network.ErrReset) || n.ctx.Err() != nil:
-		s.Reset()
-	default:
-		n.charge(p, ip, ratelimit.MalformedMessage)
-		writeFrame(aw.bw, &pb.Ack{Reason: pb.Reason_MALFORMED})
-		aw.flushAndClose()
-	}
-}
-
-// ackWriter buffers a stream's acks and flushes them under a write
-// deadline, so that a sender that stops reading its acks cannot block the
-// stream's goroutine for longer than the write timeout.
-type ackWriter struct {
-	s        network.Stream
-	bw       *bufio.Writer
-	timeout  time.Duration
-	deadline time.Time
-}
-
-func (w *ackWriter) flush() error {
-	// Re-arming the deadline on every flush costs a timer each time; doing
-	// it only when less than half of it is left still bounds every write to
-	// between half and all of the timeout.
-	if now := time.Now(); w.deadline.Sub(now) < w.timeout/2 {
-		w.deadline = now.Add(w.timeout)
-		if err := w.s.SetWriteDeadline(w.deadline); err != nil {
-			return err
-		}
-	}
-	return w.bw.Flush()
-}
-
-// flushAndClose sends the last ack and ends the stream after an unreadable
-// frame. Close, not Reset: a reset would discard the ack on its way, and the
-// sender would never learn why its stream ended. The peer's later bytes are
-// not read.
-func (w *ackWriter) flushAndClose() {
-	s := w.s
-	if w.flush() != nil {
-		s.Reset()
-		return
-	}
-	s.Close()
-}
-
 // isTimeout reports a read deadline: yamux returns its own timeout error,
 // which has Timeout() but is not os.ErrDeadlineExceeded.
 func isTimeout(err error) bool {
@@ -180,29 +64,69 @@ func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &t) && t.Timeout())
 }
 
-// streamCounter caps the inbound message streams each peer holds open.
-type streamCounter struct {
-	mu sync.Mutex
-	n  map[peer.ID]int
+// streamSet holds the node's open message streams, by peer: for a sender
+// to find a stream the peer opened, for the cap on inbound streams, and for
+// Close to end them all.
+type streamSet struct {
+	mu     sync.Mutex
+	byPeer map[peer.ID][]*msgStream
 }
 
-func (c *streamCounter) acquire(p peer.ID, limit int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n[p] >= limit {
-		return false
+// add records st. An inbound stream is refused when the peer already holds
+// limit of them open.
+func (ss *streamSet) add(st *msgStream, limit int) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	list := ss.byPeer[st.peer]
+	if st.inbound {
+		in := 0
+		for _, o := range list {
+			if o.inbound {
+				in++
+			}
+		}
+		if in >= limit {
+			return false
+		}
 	}
-	if c.n == nil {
-		c.n = make(map[peer.ID]int)
+	if ss.byPeer == nil {
+		ss.byPeer = make(map[peer.ID][]*msgStream)
 	}
-	c.n[p]++
+	ss.byPeer[st.peer] = append(list, st)
 	return true
 }
 
-func (c *streamCounter) release(p peer.ID) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n[p]--; c.n[p] <= 0 {
-		delete(c.n, p)
+func (ss *streamSet) remove(st *msgStream) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	list := slices.DeleteFunc(ss.byPeer[st.peer], func(o *msgStream) bool { return o == st })
+	if len(list) == 0 {
+		delete(ss.byPeer, st.peer)
+	} else {
+		ss.byPeer[st.peer] = list
 	}
+}
+
+// pick returns the newest usable stream with p, or nil.
+func (ss *streamSet) pick(p peer.ID) *msgStream {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	list := ss.byPeer[p]
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i].usable() {
+			return list[i]
+		}
+	}
+	return nil
+}
+
+// all returns every open stream.
+func (ss *streamSet) all() []*msgStream {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var out []*msgStream
+	for _, list := range ss.byPeer {
+		out = append(out, list...)
+	}
+	return out
 }

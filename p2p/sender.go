@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,9 +12,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
-
-	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
-	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
 
 // outMsg is one SendMsg on its way to a peer.
@@ -31,10 +27,15 @@ type outMsg struct {
 const directBudget = 64 << 10
 
 // peerSender owns everything the node sends to one peer: a FIFO queue, its
-// goroutine, and the stream messages are written to. Each stream has one
-// more goroutine reading acks.
+// goroutine, and the stream messages are written to.
 //
-// The common case skips the queue: when the stream is open, nothing is
+// The stream is our own, or the peer's when it opened one first: writing
+// our messages where we write the acks of the peer's lets a reply leave
+// with the ack of its request. Two streams exist only when both ends opened
+// one at once; each end then keeps writing to its own, which is correct but
+// shares no writes.
+//
+// The common case skips the queue: when a stream is open, nothing is
 // queued and a write cannot block, the node loop writes the frame itself
 // (trySend), saving a goroutine handoff on every message.
 type peerSender struct {
@@ -46,8 +47,8 @@ type peerSender struct {
 	// overtakes an earlier one.
 	queued atomic.Int64
 
-	mu sync.Mutex // guards st and every write to it; the node loop only TryLocks
-	st *outStream
+	mu sync.Mutex // guards st; the node loop only TryLocks
+	st *msgStream
 }
 
 func newPeerSender(n *Node, p peer.ID) *peerSender {
@@ -65,37 +66,30 @@ func (ps *peerSender) enqueue(m *outMsg) {
 	}
 }
 
-// trySend writes m from the node loop if that is safe and cannot block:
-// nothing queued ahead of it, the stream open, a slot free and the bytes
-// awaiting acks within directBudget. It reports whether it took m. The frame
-// is left buffered: the node loop flushes once its input is drained, so a
-// burst of messages leaves in few writes.
-func (ps *peerSender) trySend(m *outMsg) bool {
-	if len(m.Data) > directBudget || ps.queued.Load() != 0 || !ps.mu.TryLock() {
-		return false
+// stream is the stream to write to: the current one while it lasts, then
+// any other open with the peer. The caller holds ps.mu.
+func (ps *peerSender) stream() *msgStream {
+	if ps.st == nil || !ps.st.usable() {
+		ps.st = ps.n.streams.pick(ps.peer)
 	}
-	defer ps.mu.Unlock()
-	st := ps.st
-	if st == nil || ps.queued.Load() != 0 || !st.usable() || !st.tryReserve(len(m.Data)) {
-		return false
-	}
-	st.write(m, false)
-	return true
+	return ps.st
 }
 
-// flush pushes out frames trySend left buffered. If the peer's goroutine
-// holds the lock it is writing to the same buffer, and flushes it before it
-// waits or goes idle, so there is nothing to do.
-func (ps *peerSender) flush() {
-	if !ps.mu.TryLock() {
-		return
+// trySend writes m from the node loop if that is safe and cannot block:
+// nothing queued ahead of it, a stream open, and that stream able to take m
+// at once (msgStream.trySend). It returns the stream m was buffered on, for
+// the node loop to flush once its input is drained, so a burst of messages
+// leaves in few writes; nil if it did not take m.
+func (ps *peerSender) trySend(m *outMsg) *msgStream {
+	if len(m.Data) > directBudget || ps.queued.Load() != 0 || !ps.mu.TryLock() {
+		return nil
 	}
 	defer ps.mu.Unlock()
-	if st := ps.st; st != nil && st.bw.Buffered() > 0 {
-		if err := st.bw.Flush(); err != nil {
-			st.fail(ReasonConnectionLost, err)
-		}
+	st := ps.stream()
+	if st == nil || ps.queued.Load() != 0 || !st.trySend(m) {
+		return nil
 	}
+	return st
 }
 
 // run writes queued messages until the node closes, then fails what is left.
@@ -135,10 +129,9 @@ func (ps *peerSender) deliver(m *outMsg) {
 	// A stream that died before m was written is replaced once; a second
 	// failure is reported rather than retried forever.
 	for attempt := 0; ; attempt++ {
-		if ps.st == nil || !ps.st.usable() {
+		if ps.stream() == nil {
 			st, err := ps.open(m)
 			if err != nil {
-				ps.st = nil
 				ps.n.status(m.SendMsg, dialReason(ps.n.ctx, err), err)
 				return
 			}
@@ -155,7 +148,7 @@ func (ps *peerSender) deliver(m *outMsg) {
 }
 
 // open connects to the peer if needed, then opens a message stream.
-func (ps *peerSender) open(m *outMsg) (*outStream, error) {
+func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 	n := ps.n
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 	defer cancel()
@@ -175,18 +168,13 @@ func (ps *peerSender) open(m *outMsg) (*outStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &outStream{
-		n:     n,
-		peer:  ps.peer,
-		s:     s,
-		bw:    bufio.NewWriterSize(s, streamBufSize),
-		slots: make(chan struct{}, n.cfg.MaxInFlight),
-		dead:  make(chan struct{}),
-	}
-	st.timer = time.AfterFunc(time.Hour, st.checkTimeout)
-	st.timer.Stop()
+	st := n.newMsgStream(s, false)
+	n.streams.add(st, 0)
 	n.wg.Add(1)
-	go st.readAcks()
+	go func() {
+		defer n.wg.Done()
+		st.serve()
+	}()
 	return st, nil
 }
 
@@ -202,187 +190,5 @@ func dialReason(ctx context.Context, err error) Reason {
 		return ReasonRejected
 	default:
 		return ReasonDialFailed
-	}
-}
-
-// outStream is one message stream to a peer: frames written in order, acks
-// read in the same order.
-type outStream struct {
-	n     *Node
-	peer  peer.ID
-	s     network.Stream
-	bw    *bufio.Writer
-	slots chan struct{} // one token per frame awaiting its ack
-	timer *time.Timer   // fires at the oldest pending frame's ack deadline
-	dead  chan struct{}
-
-	mu      sync.Mutex
-	pending []*outMsg // awaiting ack, oldest first
-	head    int
-	nextID  uint64
-	unacked int // payload bytes of pending
-	armed   bool
-	closed  bool
-}
-
-// usable reports whether the stream can take another frame: neither failed
-// nor on a connection that has closed.
-func (st *outStream) usable() bool {
-	select {
-	case <-st.dead:
-		return false
-	default:
-		return !st.s.Conn().IsClosed()
-	}
-}
-
-// tryReserve takes an in-flight slot without waiting, if the bytes awaiting
-// acks stay within directBudget.
-func (st *outStream) tryReserve(size int) bool {
-	st.mu.Lock()
-	ok := st.unacked+size <= directBudget
-	st.mu.Unlock()
-	if !ok {
-		return false
-	}
-	select {
-	case st.slots <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-// send writes m, waiting for an in-flight slot first. It returns false when
-// the stream died before m was written (m may be retried); once m is
-// written, its Status is this stream's business and send returns true.
-func (st *outStream) send(m *outMsg, flush bool) bool {
-	select {
-	case st.slots <- struct{}{}:
-	default:
-		// Nothing more may be in flight: push out what is buffered, so the
-		// acks that free a slot can come back, then wait.
-		if err := st.bw.Flush(); err != nil {
-			st.fail(ReasonConnectionLost, err)
-			return false
-		}
-		select {
-		case st.slots <- struct{}{}:
-		case <-st.dead:
-			return false
-		}
-	}
-	return st.write(m, flush)
-}
-
-// write sends m on a reserved slot. It returns false when the stream died
-// before m was written.
-func (st *outStream) write(m *outMsg, flush bool) bool {
-	st.mu.Lock()
-	if st.closed {
-		st.mu.Unlock()
-		return false
-	}
-	st.unacked += len(m.Data)
-	st.nextID++
-	m.wireID = st.nextID
-	m.deadline = time.Now().Add(st.n.cfg.AckTimeout)
-	st.pending = append(st.pending, m)
-	if !st.armed {
-		st.armed = true
-		st.timer.Reset(st.n.cfg.AckTimeout)
-	}
-	st.mu.Unlock()
-
-	f := &pb.Data{Id: m.wireID, Channel: m.Channel, FromChannel: m.FromChannel, Payload: m.Data}
-	st.n.metrics.written(len(m.Data))
-	err := writeFrame(st.bw, f)
-	if err == nil && flush {
-		err = st.bw.Flush()
-	}
-	if err != nil {
-		st.fail(ReasonConnectionLost, err)
-	}
-	return true
-}
-
-// readAcks matches acks to pending frames until the stream ends.
-func (st *outStream) readAcks() {
-	defer st.n.wg.Done()
-	br := bufio.NewReaderSize(st.s, 4<<10)
-	var ack pb.Ack
-	for {
-		if err := readFrame(br, st.s, maxAckSize, st.n.cfg.ReadTimeout, &ack); err != nil {
-			st.fail(ReasonConnectionLost, err)
-			return
-		}
-		st.mu.Lock()
-		if st.head == len(st.pending) || (ack.Id != 0 && ack.Id != st.pending[st.head].wireID) {
-			st.mu.Unlock()
-			st.n.charge(st.peer, remoteIP(st.s.Conn()), ratelimit.ProtocolViolation)
-			st.fail(ReasonProtocolError, fmt.Errorf("unexpected ack %d", ack.Id))
-			return
-		}
-		m := st.pending[st.head]
-		st.n.metrics.acked(m.deadline.Add(-st.n.cfg.AckTimeout))
-		st.unacked -= len(m.Data)
-		st.pending[st.head] = nil
-		st.head++
-		if st.head == len(st.pending) {
-			st.pending, st.head = st.pending[:0], 0
-		}
-		st.mu.Unlock()
-		<-st.slots
-		st.n.status(m.SendMsg, reasonFromWire(ack.Reason), nil)
-		if ack.Id == 0 {
-			// The peer could not read a frame and resets the stream.
-			st.fail(ReasonConnectionLost, errors.New("peer reset the stream after an unreadable frame"))
-			return
-		}
-	}
-}
-
-// checkTimeout runs when the oldest pending frame's ack may be overdue.
-func (st *outStream) checkTimeout() {
-	st.mu.Lock()
-	if st.closed {
-		st.mu.Unlock()
-		return
-	}
-	if st.head == len(st.pending) {
-		st.armed = false
-		st.mu.Unlock()
-		return
-	}
-	wait := time.Until(st.pending[st.head].deadline)
-	if wait > 0 {
-		st.timer.Reset(wait)
-		st.mu.Unlock()
-		return
-	}
-	st.mu.Unlock()
-	st.n.charge(st.peer, remoteIP(st.s.Conn()), ratelimit.UnansweredAck)
-	st.fail(ReasonAckTimeout, fmt.Errorf("no ack within %s", st.n.cfg.AckTimeout))
-}
-
-// fail kills the stream once and gives every pending frame its Status.
-func (st *outStream) fail(r Reason, err error) {
-	st.mu.Lock()
-	if st.closed {
-		st.mu.Unlock()
-		return
-	}
-	st.closed = true
-	pending := st.pending[st.head:]
-	st.pending = nil
-	st.mu.Unlock()
-	close(st.dead)
-	st.timer.Stop()
-	st.s.Reset()
-	if st.n.ctx.Err() != nil {
-		r = ReasonClosed
-	}
-	for _, m := range pending {
-		st.n.status(m.SendMsg, r, err)
 	}
 }

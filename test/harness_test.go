@@ -382,20 +382,31 @@ func drain(t *testing.T, s network.Stream) []byte {
 	return b
 }
 
-// ackIn decodes the first ack in b, if there is one.
-func ackIn(b []byte) (*pb.Ack, bool) {
-	var ack pb.Ack
-	if err := protodelim.UnmarshalFrom(bufio.NewReader(bytes.NewReader(b)), &ack); err != nil {
-		return nil, false
+// readAck reads the next frame from br, which must be an Ack. The victim
+// never has a message for an attacker in this suite, so a Data frame on an
+// attacker's stream is as wrong as an unreadable one.
+func readAck(br *bufio.Reader) (*pb.Ack, error) {
+	var f pb.Frame
+	if err := protodelim.UnmarshalFrom(br, &f); err != nil {
+		return nil, err
 	}
-	return &ack, true
+	if f.GetAck() == nil {
+		return nil, fmt.Errorf("a frame that is not an ack: %v", &f)
+	}
+	return f.GetAck(), nil
 }
 
-// frame is f length-delimited, as on the wire.
+// ackIn decodes the first frame in b, if it is an ack.
+func ackIn(b []byte) (*pb.Ack, bool) {
+	ack, err := readAck(bufio.NewReader(bytes.NewReader(b)))
+	return ack, err == nil
+}
+
+// frame is f in its Frame, length-delimited, as on the wire.
 func frame(t *testing.T, f *pb.Data) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := protodelim.MarshalTo(&buf, f); err != nil {
+	if _, err := protodelim.MarshalTo(&buf, pb.DataFrame(f)); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

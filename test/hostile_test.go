@@ -459,7 +459,7 @@ func TestMessageClaimingAnotherSender(t *testing.T) {
 }
 
 // sendRawKeep is sendRaw for a frame the victim answers without ending the
-// stream: it reads one ack and returns it encoded.
+// stream: it reads one ack and returns it encoded, in its Frame.
 func (a *attacker) sendRawKeep(h host.Host, b []byte) []byte {
 	a.t.Helper()
 	st, err := a.stream(h)
@@ -471,12 +471,12 @@ func (a *attacker) sendRawKeep(h host.Host, b []byte) []byte {
 		a.t.Fatalf("write: %v", err)
 	}
 	st.SetReadDeadline(time.Now().Add(tu.Timeout))
-	var ack pb.Ack
-	if err := protodelim.UnmarshalFrom(bufio.NewReader(st), &ack); err != nil {
+	ack, err := readAck(bufio.NewReader(st))
+	if err != nil {
 		a.t.Fatalf("read ack: %v", err)
 	}
 	var out bytes.Buffer
-	protodelim.MarshalTo(&out, &ack)
+	protodelim.MarshalTo(&out, pb.AckFrame(ack))
 	return out.Bytes()
 }
 
@@ -512,9 +512,8 @@ func TestPeerRevokedMidSession(t *testing.T) {
 		if _, err := st.Write(frame(t, &pb.Data{Id: i, Payload: []byte("before")})); err != nil {
 			t.Fatal(err)
 		}
-		var ack pb.Ack
-		if err := protodelim.UnmarshalFrom(br, &ack); err != nil || ack.Reason != pb.Reason_OK {
-			t.Fatalf("frame %d: ack %v, %v", i, &ack, err)
+		if ack, err := readAck(br); err != nil || ack.Reason != pb.Reason_OK {
+			t.Fatalf("frame %d: ack %v, %v", i, ack, err)
 		}
 	}
 

@@ -60,6 +60,8 @@ type timeoutsConfig struct {
 	Read  time.Duration `yaml:"read"`
 	Write time.Duration `yaml:"write"`
 	Dial  time.Duration `yaml:"dial"`
+	// AckDelay may be negative: acks are then never held.
+	AckDelay time.Duration `yaml:"ack_delay"`
 }
 
 type buffersConfig struct {
@@ -101,6 +103,8 @@ func bindRunFlags(fs *pflag.FlagSet, c *runConfig) {
 		fmt.Sprintf("how long one write to a peer may take (default %s)", p2p.DefaultWriteTimeout))
 	fs.DurationVar(&c.Timeouts.Dial, "dial-timeout", c.Timeouts.Dial,
 		fmt.Sprintf("how long connecting to a peer may take (default %s)", p2p.DefaultDialTimeout))
+	fs.DurationVar(&c.Timeouts.AckDelay, "ack-delay", c.Timeouts.AckDelay,
+		fmt.Sprintf("how long the ack of a request may wait to leave with its reply (default %s, at most %s; negative: never)", p2p.DefaultAckDelay, p2p.MaxAckDelay))
 	fs.IntVar(&c.MaxMessage, "max-message-size", c.MaxMessage,
 		fmt.Sprintf("largest message sent or accepted, in bytes (default %d)", p2p.DefaultMaxMessageSize))
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight,
@@ -267,6 +271,9 @@ func (c *runConfig) validateValues() error {
 			return usageErrorf("%s must not be negative (got %s)", f.name, f.v)
 		}
 	}
+	if c.Timeouts.AckDelay > p2p.MaxAckDelay {
+		return usageErrorf("ack-delay must be at most %s (got %s)", p2p.MaxAckDelay, c.Timeouts.AckDelay)
+	}
 	if c.Handler.MaxAttempts < 0 {
 		return usageErrorf("max-attempts must not be negative (got %d)", c.Handler.MaxAttempts)
 	}
@@ -293,6 +300,7 @@ func (c *runConfig) nodeConfig() p2p.Config {
 		ReadTimeout:    c.Timeouts.Read,
 		WriteTimeout:   c.Timeouts.Write,
 		DialTimeout:    c.Timeouts.Dial,
+		AckDelay:       c.Timeouts.AckDelay,
 		MaxInFlight:    c.MaxInFlight,
 		SendQueue:      c.SendQueue,
 		StreamsPerPeer: c.StreamsPer,

@@ -55,6 +55,7 @@ timeouts:
   read: 10s   # a frame, once started, must arrive within this
   write: 10s  # one write to a peer
   dial: 10s   # connecting to a peer and opening a stream
+  ack_delay: 2ms  # the ack of a request may wait this long to leave with its reply
 
 max_message_size: 1048576   # bytes, sent or accepted
 max_in_flight: 64           # sent messages per peer awaiting their ack

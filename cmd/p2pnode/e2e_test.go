@@ -238,6 +238,7 @@ func TestUserErrors(t *testing.T) {
 		{"run bad config", []string{"run", "--config", badConf}, `line 2: unknown key "max_mesage_size"`},
 		{"run negative size", append(run, "--max-message-size", "-1"), "must not be negative"},
 		{"run bad duration", append(run, "--ack-timeout", "soon"), "--ack-timeout"},
+		{"run ack delay too long", append(run, "--ack-delay", "1s"), "ack-delay must be at most 100ms"},
 		{"run bad log level", append(run, "--log-level", "loud"), `"loud"`},
 		{"allowlist check bad line", []string{"allowlist", "check", bad}, "line 3:"},
 		{"allowlist add bad id", []string{"allowlist", "add", list, "--id", "nope"}, `"nope" is not a peer ID`},

@@ -1,0 +1,271 @@
+package p2p
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// msgStream is one message stream with a peer, whichever end opened it.
+// Both ends write Data frames for their own messages and Ack frames for the
+// other end's, so an ack and a message going the same way (the ack of a
+// request and its reply) can leave in one write.
+//
+// The stream has one reader (serve), which delivers the peer's messages and
+// matches the peer's acks to ours. Writes come from the node loop, the
+// peer's sender goroutine, the reader and the ack-delay timer, under one
+// lock (stream_write.go); our messages awaiting acks are in stream_out.go.
+type msgStream struct {
+	n       *Node
+	peer    peer.ID
+	ip      netip.Addr
+	s       network.Stream
+	inbound bool          // the peer opened it
+	dead    chan struct{} // closed when the stream ends
+
+	// Write side, stream_write.go.
+	wmu          sync.Mutex // held for every write to bw
+	bw           *bufio.Writer
+	wdeadline    time.Time
+	lazyBuffered bool // bw holds acks that may wait for AckDelay
+	delayArmed   bool
+	delay        *time.Timer // flushes lazy acks nothing else carried
+	frame        pb.Frame    // encoders reused under wmu
+	frameData    pb.Frame_Data
+	frameAck     pb.Frame_Ack
+	data         pb.Data
+	ack          pb.Ack
+	wacks        []ackRec
+	flushReq     atomic.Bool  // a writer asked for bw to be flushed
+	nacks        atomic.Int32 // len(acks)
+	amu          sync.Mutex   // guards acks and urgent
+	acks         []ackRec     // owed to the peer, not yet in bw
+	urgent       bool         // one of acks may not wait
+
+	// Our messages, stream_out.go.
+	slots   chan struct{} // one token per message awaiting its ack
+	timer   *time.Timer   // fires at the oldest pending message's ack deadline
+	mu      sync.Mutex
+	pending []*outMsg // awaiting ack, oldest first
+	head    int
+	nextID  uint64
+	unacked int // payload bytes of pending
+	armed   bool
+	closed  bool
+}
+
+func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
+	st := &msgStream{
+		n:       n,
+		peer:    s.Conn().RemotePeer(),
+		ip:      remoteIP(s.Conn()),
+		s:       s,
+		inbound: inbound,
+		dead:    make(chan struct{}),
+		bw:      bufio.NewWriterSize(s, streamBufSize),
+		slots:   make(chan struct{}, n.cfg.MaxInFlight),
+	}
+	st.timer = time.AfterFunc(time.Hour, st.checkTimeout)
+	st.timer.Stop()
+	st.delay = time.AfterFunc(time.Hour, st.delayExpired)
+	st.delay.Stop()
+	return st
+}
+
+// usable reports whether our messages can be written to the stream: it has
+// not ended, nor has its connection closed.
+func (st *msgStream) usable() bool {
+	select {
+	case <-st.dead:
+		return false
+	default:
+		return !st.s.Conn().IsClosed()
+	}
+}
+
+func (st *msgStream) ended() bool {
+	select {
+	case <-st.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// serve reads the peer's frames until the stream ends: Data is delivered and
+// acked, Acks settle our messages. The acks it owes are written once no
+// further frame is buffered, so a pipelining peer gets them in batches.
+func (st *msgStream) serve() {
+	n := st.n
+	br := bufio.NewReaderSize(st.s, streamBufSize)
+	maxFrame := n.cfg.MaxMessageSize + frameOverhead
+	var (
+		f      pb.Frame
+		lastID uint64
+	)
+	for {
+		if err := readFrame(br, st.s, maxFrame, n.cfg.ReadTimeout, &f); err != nil {
+			st.readFailed(err)
+			return
+		}
+		switch body := f.Body.(type) {
+		case *pb.Frame_Data:
+			if !st.onData(body.Data, &lastID) {
+				return
+			}
+		case *pb.Frame_Ack:
+			if !st.onAck(body.Ack) {
+				return
+			}
+		default:
+			st.refuse(ratelimit.MalformedMessage, pb.Reason_MALFORMED, errors.New("empty frame"))
+			return
+		}
+		if br.Buffered() == 0 {
+			st.pushAcks()
+		}
+	}
+}
+
+// onData delivers one of the peer's messages and owes its ack. It reports
+// whether the stream goes on.
+func (st *msgStream) onData(d *pb.Data, lastID *uint64) bool {
+	n := st.n
+	if d.Id <= *lastID {
+		// Ids must grow: a replayed or zero id is not a message.
+		n.metrics.frameReceived(ReasonMalformed, len(d.Payload))
+		st.refuse(ratelimit.MalformedMessage, pb.Reason_MALFORMED, fmt.Errorf("message id %d after %d", d.Id, *lastID))
+		return false
+	}
+	*lastID = d.Id
+	ack := ackRec{id: d.Id, reason: pb.Reason_TOO_LARGE}
+	if len(d.Payload) <= n.cfg.MaxMessageSize {
+		ack.reason = n.deliver(st.peer, st.ip, d)
+	}
+	n.metrics.frameReceived(reasonFromWire(ack.reason), len(d.Payload))
+	st.queueAck(ack, holdsAck(d, ack.reason, n.cfg.AckDelay))
+	switch ack.reason {
+	case pb.Reason_TOO_LARGE:
+		n.charge(st.peer, st.ip, ratelimit.OversizedMessage)
+	case pb.Reason_NOT_ROUTED:
+		n.charge(st.peer, st.ip, ratelimit.Unauthorized)
+	}
+	return true
+}
+
+// holdsAck reports whether the ack of d, judged r, may wait for a write to
+// share: only when the sender asked for a lazy ack, the message was
+// delivered, and acks are delayed at all. A refusal is what the sender must
+// act on, so it goes at once.
+func holdsAck(d *pb.Data, r pb.Reason, delay time.Duration) bool {
+	return d.LazyAck && r == pb.Reason_OK && delay > 0
+}
+
+// onAck settles the oldest of our messages awaiting an ack. It reports
+// whether the stream goes on.
+func (st *msgStream) onAck(a *pb.Ack) bool {
+	st.mu.Lock()
+	if st.head == len(st.pending) || (a.Id != 0 && a.Id != st.pending[st.head].wireID) {
+		st.mu.Unlock()
+		st.n.charge(st.peer, st.ip, ratelimit.ProtocolViolation)
+		st.fail(ReasonProtocolError, fmt.Errorf("unexpected ack %d", a.Id))
+		return false
+	}
+	m := st.pending[st.head]
+	st.n.metrics.acked(m.deadline.Add(-st.n.cfg.AckTimeout))
+	st.unacked -= len(m.Data)
+	st.pending[st.head] = nil
+	st.head++
+	if st.head == len(st.pending) {
+		st.pending, st.head = st.pending[:0], 0
+	}
+	st.mu.Unlock()
+	<-st.slots
+	st.n.status(m.SendMsg, reasonFromWire(a.Reason), nil)
+	if a.Id == 0 {
+		// The peer could not read a frame of ours and closes the stream.
+		st.fail(ReasonConnectionLost, errors.New("peer closed the stream after an unreadable frame"))
+		return false
+	}
+	return true
+}
+
+// readFailed ends a stream whose next frame could not be read: a clean end,
+// a frame over the size limit, a frame that is not protobuf, or a frame that
+// did not arrive in time.
+func (st *msgStream) readFailed(err error) {
+	n := st.n
+	switch {
+	case st.ended():
+		// Ended here (an ack timeout, a failed write, Close): the read
+		// failed because of it, not because of the peer.
+	case errors.Is(err, io.EOF):
+		st.end(ReasonConnectionLost, errors.New("peer closed the stream"), true)
+	case frameTooLarge(err):
+		// The body is not read: it may be as large as the prefix claims.
+		st.refuse(ratelimit.OversizedMessage, pb.Reason_TOO_LARGE, err)
+	case isTimeout(err):
+		n.charge(st.peer, st.ip, ratelimit.ProtocolViolation)
+		st.fail(ReasonConnectionLost, err)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, network.ErrReset) || n.ctx.Err() != nil:
+		st.fail(ReasonConnectionLost, err)
+	default:
+		st.refuse(ratelimit.MalformedMessage, pb.Reason_MALFORMED, err)
+	}
+}
+
+// refuse answers a frame that cannot be read or accepted with an id-0 ack
+// (it answers the peer's oldest unanswered message), charges the peer, and
+// closes the stream.
+func (st *msgStream) refuse(o ratelimit.Reason, r pb.Reason, err error) {
+	st.n.charge(st.peer, st.ip, o)
+	st.queueAck(ackRec{reason: r}, false)
+	st.end(ReasonConnectionLost, fmt.Errorf("peer sent an unacceptable frame: %w", err), true)
+}
+
+// fail ends the stream at once, with a reset: frames on their way either
+// way are dropped. Each of our messages awaiting an ack gets its Status
+// with r. It never takes the write lock, so a writer may call it.
+func (st *msgStream) fail(r Reason, err error) { st.end(r, err, false) }
+
+// end ends the stream once. graceful writes the acks owed first and closes
+// rather than resets: a reset would discard them on their way, and the peer
+// would never learn why its messages failed. Only the reader ends a stream
+// gracefully.
+func (st *msgStream) end(r Reason, err error, graceful bool) {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return
+	}
+	st.closed = true
+	pending := st.pending[st.head:]
+	st.pending = nil
+	st.mu.Unlock()
+	close(st.dead)
+	st.timer.Stop()
+	st.delay.Stop()
+	if graceful && st.flushAll() == nil {
+		st.s.Close()
+	} else {
+		st.s.Reset()
+	}
+	st.n.streams.remove(st)
+	if st.n.ctx.Err() != nil {
+		r = ReasonClosed
+	}
+	for _, m := range pending {
+		st.n.status(m.SendMsg, r, err)
+	}
+}

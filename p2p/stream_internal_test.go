@@ -1,0 +1,56 @@
+package p2p
+
+import (
+	"testing"
+	"time"
+
+	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
+)
+
+// Only a delivered message whose sender asked for it gets a held ack.
+func TestHoldsAck(t *testing.T) {
+	lazy, eager := &pb.Data{LazyAck: true}, &pb.Data{}
+	for _, c := range []struct {
+		d     *pb.Data
+		r     pb.Reason
+		delay time.Duration
+		want  bool
+	}{
+		{lazy, pb.Reason_OK, time.Millisecond, true},
+		{eager, pb.Reason_OK, time.Millisecond, false},
+		{lazy, pb.Reason_OK, -1, false},
+		{lazy, pb.Reason_BUSY, time.Millisecond, false},
+		{lazy, pb.Reason_NOT_ROUTED, time.Millisecond, false},
+		{lazy, pb.Reason_TOO_LARGE, time.Millisecond, false},
+		{lazy, pb.Reason_NOT_ALLOWLISTED, time.Millisecond, false},
+	} {
+		if got := holdsAck(c.d, c.r, c.delay); got != c.want {
+			t.Errorf("holdsAck(lazy=%v, %v, %v) = %v", c.d.LazyAck, c.r, c.delay, got)
+		}
+	}
+}
+
+func TestAckDelayBounds(t *testing.T) {
+	key, err := GenerateKey(Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := allowlist.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := Config{Key: key, Allowlist: list}
+	c, err := base.withDefaults()
+	if err != nil || c.AckDelay != DefaultAckDelay {
+		t.Fatalf("default: %v, %v", c.AckDelay, err)
+	}
+	base.AckDelay = -1
+	if c, err := base.withDefaults(); err != nil || c.AckDelay != -1 {
+		t.Fatalf("disabled: %v, %v", c.AckDelay, err)
+	}
+	base.AckDelay = MaxAckDelay + 1
+	if _, err := base.withDefaults(); err == nil {
+		t.Fatal("an ack delay over the maximum was accepted")
+	}
+}

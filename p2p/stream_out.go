@@ -1,0 +1,113 @@
+package p2p
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// Our messages on a msgStream: written in order, each holding one in-flight
+// slot until its ack, which the reader matches in the same order (onAck).
+
+// tryReserve takes an in-flight slot without waiting, if the bytes awaiting
+// acks stay within directBudget.
+func (st *msgStream) tryReserve(size int) bool {
+	st.mu.Lock()
+	ok := st.unacked+size <= directBudget
+	st.mu.Unlock()
+	if !ok {
+		return false
+	}
+	select {
+	case st.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// trySend writes m without waiting for anything: the write lock free, a
+// slot free, the bytes awaiting acks within directBudget. The frame is left
+// buffered for the caller to flush. It reports whether it took m.
+func (st *msgStream) trySend(m *outMsg) bool {
+	if !st.wmu.TryLock() {
+		return false
+	}
+	defer st.unlockW()
+	return st.tryReserve(len(m.Data)) && st.writeLocked(m)
+}
+
+// send writes m, waiting for an in-flight slot and the write lock. It
+// returns false when the stream ended before m was written (m may be
+// retried elsewhere); once m is written, its Status is this stream's
+// business and send returns true.
+func (st *msgStream) send(m *outMsg, flush bool) bool {
+	select {
+	case st.slots <- struct{}{}:
+	default:
+		// Nothing more may be in flight: push out what is buffered, so the
+		// acks that free a slot can come back, then wait.
+		st.requestFlush()
+		select {
+		case st.slots <- struct{}{}:
+		case <-st.dead:
+			return false
+		}
+	}
+	st.wmu.Lock()
+	defer st.unlockW()
+	if flush {
+		st.flushReq.Store(true)
+	}
+	return st.writeLocked(m)
+}
+
+// writeLocked registers m as awaiting its ack and appends its frame. It
+// returns false when the stream has ended. The caller holds the write lock
+// and a slot.
+func (st *msgStream) writeLocked(m *outMsg) bool {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return false
+	}
+	st.unacked += len(m.Data)
+	st.nextID++
+	m.wireID = st.nextID
+	m.deadline = time.Now().Add(st.n.cfg.AckTimeout)
+	st.pending = append(st.pending, m)
+	if !st.armed {
+		st.armed = true
+		st.timer.Reset(st.n.cfg.AckTimeout)
+	}
+	st.mu.Unlock()
+	st.n.metrics.written(len(m.Data))
+	if err := st.writeDataLocked(m); err != nil {
+		st.fail(ReasonConnectionLost, err)
+	}
+	return true
+}
+
+// checkTimeout runs when the oldest pending message's ack may be overdue.
+func (st *msgStream) checkTimeout() {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return
+	}
+	if st.head == len(st.pending) {
+		st.armed = false
+		st.mu.Unlock()
+		return
+	}
+	wait := time.Until(st.pending[st.head].deadline)
+	if wait > 0 {
+		st.timer.Reset(wait)
+		st.mu.Unlock()
+		return
+	}
+	st.mu.Unlock()
+	st.n.charge(st.peer, st.ip, ratelimit.UnansweredAck)
+	st.fail(ReasonAckTimeout, fmt.Errorf("no ack within %s", st.n.cfg.AckTimeout))
+}

@@ -1,0 +1,165 @@
+package p2p
+
+import (
+	"time"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
+)
+
+// The write side of a msgStream. Four kinds of goroutine write to it: the
+// node loop (our messages, without blocking), the peer's sender goroutine
+// (our messages, waiting when it must), the reader (acks) and the ack-delay
+// timer. The reader must never wait on a writer: a writer can be stuck on
+// the peer's flow-control window, and only the reader reading the peer's
+// frames keeps the peer able to read ours. So acks are queued, and written
+// by whoever holds the write lock when it lets go (unlockW).
+//
+// When an ack is written it is flushed at once, unless the message asked
+// for a lazy ack (and was delivered): then it waits in the buffer for the
+// next flush of our own Data, for at most Config.AckDelay. A request's ack
+// so leaves with its reply, one write instead of two.
+
+// ackRec is an ack owed, until it is encoded.
+type ackRec struct {
+	id     uint64
+	reason pb.Reason
+}
+
+// queueAck owes the peer ack a.
+func (st *msgStream) queueAck(a ackRec, lazy bool) {
+	st.amu.Lock()
+	st.acks = append(st.acks, a)
+	st.urgent = st.urgent || !lazy
+	st.nacks.Store(int32(len(st.acks)))
+	st.amu.Unlock()
+}
+
+// pushAcks writes the acks owed, unless another writer holds the stream;
+// that writer then writes them as it lets go.
+func (st *msgStream) pushAcks() {
+	if st.wmu.TryLock() {
+		st.unlockW()
+	}
+}
+
+// requestFlush has everything buffered written now, by this goroutine or by
+// the writer holding the stream.
+func (st *msgStream) requestFlush() {
+	st.flushReq.Store(true)
+	if st.wmu.TryLock() {
+		st.unlockW()
+	}
+}
+
+// unlockW releases the write lock, first writing the acks queued while it
+// was held and flushing if that was asked for. Every holder leaves through
+// here, so nothing is stranded: a goroutine whose TryLock failed queued its
+// work before trying, and the holder looks again after unlocking.
+func (st *msgStream) unlockW() {
+	for {
+		st.settleLocked()
+		st.wmu.Unlock()
+		if st.nacks.Load() == 0 && !st.flushReq.Load() || !st.wmu.TryLock() {
+			return
+		}
+	}
+}
+
+// settleLocked writes the queued acks, then flushes when an ack may not
+// wait or a flush was asked for. Otherwise lazy acks stay buffered for the
+// next flush, and the delay timer makes sure there is one.
+func (st *msgStream) settleLocked() {
+	urgent := st.writeAcksLocked()
+	if st.flushReq.Swap(false) || urgent {
+		if err := st.flushLocked(); err != nil {
+			st.fail(ReasonConnectionLost, err)
+		}
+		return
+	}
+	if st.lazyBuffered && !st.delayArmed {
+		st.delayArmed = true
+		st.delay.Reset(st.n.cfg.AckDelay)
+	}
+}
+
+// writeAcksLocked moves the queued acks into the buffer. It reports whether
+// one of them may not wait.
+func (st *msgStream) writeAcksLocked() (urgent bool) {
+	if st.nacks.Load() == 0 {
+		return false
+	}
+	st.amu.Lock()
+	st.acks, st.wacks = st.wacks[:0], st.acks
+	urgent, st.urgent = st.urgent, false
+	st.nacks.Store(0)
+	st.amu.Unlock()
+	st.frameAck.Ack = &st.ack
+	st.frame.Body = &st.frameAck
+	for _, a := range st.wacks {
+		st.ack.Id, st.ack.Reason = a.id, a.reason
+		// A failed write shows again at the flush, which handles it.
+		_ = writeFrame(st.bw, &st.frame)
+	}
+	if !urgent {
+		st.lazyBuffered = true
+	}
+	return urgent
+}
+
+// writeDataLocked appends the frame of one of our messages.
+func (st *msgStream) writeDataLocked(m *outMsg) error {
+	d := &st.data
+	d.Id, d.Channel, d.FromChannel, d.Payload, d.LazyAck = m.wireID, m.Channel, m.FromChannel, m.Data, m.LazyAck
+	st.frameData.Data = d
+	st.frame.Body = &st.frameData
+	err := writeFrame(st.bw, &st.frame)
+	d.Payload = nil
+	return err
+}
+
+// flushLocked writes out the buffer under a write deadline, so a peer that
+// stops reading cannot hold a writer for longer than Config.WriteTimeout.
+func (st *msgStream) flushLocked() error {
+	st.lazyBuffered = false
+	if st.delayArmed {
+		// The lazy acks leave now: a timer firing later would find nothing.
+		st.delayArmed = false
+		st.delay.Stop()
+	}
+	if st.bw.Buffered() == 0 {
+		return nil
+	}
+	// Re-arming the deadline on every flush costs a timer each time; doing
+	// it only when less than half of it is left still bounds every write to
+	// between half and all of the timeout.
+	timeout := st.n.cfg.WriteTimeout
+	if now := time.Now(); st.wdeadline.Sub(now) < timeout/2 {
+		st.wdeadline = now.Add(timeout)
+		if err := st.s.SetWriteDeadline(st.wdeadline); err != nil {
+			return err
+		}
+	}
+	err := st.bw.Flush()
+	return err
+}
+
+// delayExpired flushes lazy acks that no message of ours carried in time.
+func (st *msgStream) delayExpired() {
+	st.wmu.Lock()
+	st.delayArmed = false
+	if st.lazyBuffered {
+		if err := st.flushLocked(); err != nil {
+			st.fail(ReasonConnectionLost, err)
+		}
+	}
+	st.unlockW()
+}
+
+// flushAll writes every ack owed and everything buffered, waiting for the
+// write lock: the stream's last write before a graceful close.
+func (st *msgStream) flushAll() error {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	st.writeAcksLocked()
+	return st.flushLocked()
+}
