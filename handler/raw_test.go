@@ -46,6 +46,7 @@ type rawPeer struct {
 	host host.Host
 	got  chan *hpb.Envelope // every envelope received, before it is acked
 	hold chan struct{}      // releases a holdAck
+	lazy sync.Map           // *hpb.Envelope received -> its Data frame's lazy_ack
 
 	mu     sync.Mutex
 	policy func(env *hpb.Envelope, n int) pb.Reason // n counts envelopes received, from 1
@@ -172,6 +173,7 @@ func (rs *rawStream) answer() {
 			reason = r.policy(env, r.n)
 		}
 		r.mu.Unlock()
+		r.lazy.Store(env, f.LazyAck)
 		r.got <- env
 		switch reason {
 		case noAck:
