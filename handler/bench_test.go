@@ -15,9 +15,10 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 2s ./handler/
 //
-// An exchange is two acked messages (request and reply), so over a kept
-// connection it costs at least two bare round trips; with dialing, one
-// connection setup dominates.
+// An exchange is two acked messages (request and reply); over a kept
+// connection lazy acks make it one write each way, like one bare round
+// trip, plus the handlers' goroutine handoffs. With dialing, one connection
+// setup dominates.
 
 const benchPayload = 256
 

@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 )
 
 // ProtocolID is the libp2p protocol of the acked message stream. Version 2
@@ -30,12 +29,14 @@ type readDeadliner interface {
 	SetReadDeadline(time.Time) error
 }
 
-// readFrame reads one length-delimited message of at most maxSize bytes into
-// m. Waiting for a frame to start is not timed: an idle stream is legal. Once
-// its first byte is here the whole frame must follow within timeout, so a
-// peer that dribbles a frame cannot hold the stream (slowloris). The size is
-// checked before anything is allocated.
-func readFrame(br *bufio.Reader, s readDeadliner, maxSize int, timeout time.Duration, m proto.Message) error {
+// readFrame reads one length-delimited Frame of at most maxSize bytes into
+// f. Waiting for a frame to start is not timed: an idle stream is legal.
+// Once its first byte is here the whole frame must follow within timeout,
+// so a peer that dribbles a frame cannot hold the stream (slowloris). The
+// size is checked before anything is allocated. Errors are those of
+// protodelim.UnmarshalFrom: io.EOF before a frame, io.ErrUnexpectedEOF
+// within one, a *protodelim.SizeTooLargeError, or a decoding error.
+func readFrame(br *bufio.Reader, s readDeadliner, maxSize int, timeout time.Duration, f *frame) error {
 	if _, err := br.Peek(1); err != nil {
 		return err
 	}
@@ -45,8 +46,44 @@ func readFrame(br *bufio.Reader, s readDeadliner, maxSize int, timeout time.Dura
 		}
 		defer s.SetReadDeadline(time.Time{})
 	}
-	proto.Reset(m)
-	return protodelim.UnmarshalOptions{MaxSize: int64(maxSize)}.UnmarshalFrom(br, m)
+	var prefix [binary.MaxVarintLen64]byte
+	n := 0
+	for n < len(prefix) {
+		c, err := br.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				break // a truncated prefix: ConsumeVarint says so
+			}
+			return err
+		}
+		prefix[n] = c
+		n++
+		if c < 0x80 {
+			break
+		}
+	}
+	size, m := protowire.ConsumeVarint(prefix[:n])
+	if m < 0 {
+		return protowire.ParseError(m)
+	}
+	if size > uint64(maxSize) {
+		return &protodelim.SizeTooLargeError{Size: size, MaxSize: uint64(maxSize)}
+	}
+	b, err := br.Peek(int(size))
+	if err == nil {
+		defer br.Discard(int(size))
+	} else {
+		// Larger than the reader's buffer, or cut short.
+		b = make([]byte, size)
+		_, err = io.ReadFull(br, b)
+	}
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return err
+	}
+	return f.decode(b)
 }
 
 // frameBuffered reports whether a whole frame is already in br, in which case
@@ -55,12 +92,6 @@ func frameBuffered(br *bufio.Reader) bool {
 	b, _ := br.Peek(min(br.Buffered(), binary.MaxVarintLen64))
 	size, n := protowire.ConsumeVarint(b)
 	return n > 0 && uint64(br.Buffered()-n) >= size
-}
-
-// writeFrame appends one length-delimited message to w.
-func writeFrame(w io.Writer, m proto.Message) error {
-	_, err := protodelim.MarshalTo(w, m)
-	return err
 }
 
 // frameTooLarge reports whether err is a length prefix over the limit.

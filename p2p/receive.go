@@ -33,7 +33,7 @@ func (n *Node) handleStream(s network.Stream) {
 
 // deliver hands a frame to the caller if the routing table permits it and
 // the Receiver buffer has room.
-func (n *Node) deliver(p peer.ID, ip netip.Addr, f *pb.Data) pb.Reason {
+func (n *Node) deliver(p peer.ID, ip netip.Addr, f *frame) pb.Reason {
 	if n.ctx.Err() != nil {
 		return pb.Reason_SHUTTING_DOWN
 	}
@@ -46,12 +46,12 @@ func (n *Node) deliver(p peer.ID, ip netip.Addr, f *pb.Data) pb.Reason {
 	if n.limiter.PeerBanned(string(p)) {
 		return pb.Reason_RATE_LIMITED
 	}
-	if !n.cfg.Routes.Permits(p, f.FromChannel, f.Channel) {
-		n.events.Push(Error{Peer: p, Err: fmt.Errorf("%w: from channel %d to channel %d", ErrNotRouted, f.FromChannel, f.Channel)}, false)
+	if !n.cfg.Routes.Permits(p, f.fromChannel, f.channel) {
+		n.events.Push(Error{Peer: p, Err: fmt.Errorf("%w: from channel %d to channel %d", ErrNotRouted, f.fromChannel, f.channel)}, false)
 		return pb.Reason_NOT_ROUTED
 	}
-	if !n.events.Offer(Data{From: p, Channel: f.Channel, FromChannel: f.FromChannel, Bytes: f.Payload}) {
-		n.prio.Push(Dropped{Peer: p, MsgID: f.Id, Count: 1}, false)
+	if !n.events.Offer(Data{From: p, Channel: f.channel, FromChannel: f.fromChannel, Bytes: f.payload}) {
+		n.prio.Push(Dropped{Peer: p, MsgID: f.id, Count: 1}, false)
 		return pb.Reason_BUSY
 	}
 	return pb.Reason_OK

@@ -40,13 +40,8 @@ type msgStream struct {
 	wdeadline    time.Time
 	lazyBuffered bool // bw holds acks that may wait for AckDelay
 	delayArmed   bool
-	delay        *time.Timer // flushes lazy acks nothing else carried
-	frame        pb.Frame    // encoders reused under wmu
-	frameData    pb.Frame_Data
-	frameAck     pb.Frame_Ack
-	data         pb.Data
-	ack          pb.Ack
-	wacks        []ackRec
+	delay        *time.Timer  // flushes lazy acks nothing else carried
+	wacks        []ackRec     // acks being written, under wmu
 	flushReq     atomic.Bool  // a writer asked for bw to be flushed
 	nacks        atomic.Int32 // len(acks)
 	amu          sync.Mutex   // guards acks and urgent
@@ -111,7 +106,7 @@ func (st *msgStream) serve() {
 	br := bufio.NewReaderSize(st.s, streamBufSize)
 	maxFrame := n.cfg.MaxMessageSize + frameOverhead
 	var (
-		f      pb.Frame
+		f      frame
 		lastID uint64
 	)
 	for {
@@ -119,13 +114,13 @@ func (st *msgStream) serve() {
 			st.readFailed(err)
 			return
 		}
-		switch body := f.Body.(type) {
-		case *pb.Frame_Data:
-			if !st.onData(body.Data, &lastID) {
+		switch f.kind {
+		case frameKindData:
+			if !st.onData(&f, &lastID) {
 				return
 			}
-		case *pb.Frame_Ack:
-			if !st.onAck(body.Ack) {
+		case frameKindAck:
+			if !st.onAck(&f) {
 				return
 			}
 		default:
@@ -140,20 +135,20 @@ func (st *msgStream) serve() {
 
 // onData delivers one of the peer's messages and owes its ack. It reports
 // whether the stream goes on.
-func (st *msgStream) onData(d *pb.Data, lastID *uint64) bool {
+func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 	n := st.n
-	if d.Id <= *lastID {
+	if d.id <= *lastID {
 		// Ids must grow: a replayed or zero id is not a message.
-		n.metrics.frameReceived(ReasonMalformed, len(d.Payload))
-		st.refuse(ratelimit.MalformedMessage, pb.Reason_MALFORMED, fmt.Errorf("message id %d after %d", d.Id, *lastID))
+		n.metrics.frameReceived(ReasonMalformed, len(d.payload))
+		st.refuse(ratelimit.MalformedMessage, pb.Reason_MALFORMED, fmt.Errorf("message id %d after %d", d.id, *lastID))
 		return false
 	}
-	*lastID = d.Id
-	ack := ackRec{id: d.Id, reason: pb.Reason_TOO_LARGE}
-	if len(d.Payload) <= n.cfg.MaxMessageSize {
+	*lastID = d.id
+	ack := ackRec{id: d.id, reason: pb.Reason_TOO_LARGE}
+	if len(d.payload) <= n.cfg.MaxMessageSize {
 		ack.reason = n.deliver(st.peer, st.ip, d)
 	}
-	n.metrics.frameReceived(reasonFromWire(ack.reason), len(d.Payload))
+	n.metrics.frameReceived(reasonFromWire(ack.reason), len(d.payload))
 	st.queueAck(ack, holdsAck(d, ack.reason, n.cfg.AckDelay))
 	switch ack.reason {
 	case pb.Reason_TOO_LARGE:
@@ -168,18 +163,18 @@ func (st *msgStream) onData(d *pb.Data, lastID *uint64) bool {
 // share: only when the sender asked for a lazy ack, the message was
 // delivered, and acks are delayed at all. A refusal is what the sender must
 // act on, so it goes at once.
-func holdsAck(d *pb.Data, r pb.Reason, delay time.Duration) bool {
-	return d.LazyAck && r == pb.Reason_OK && delay > 0
+func holdsAck(d *frame, r pb.Reason, delay time.Duration) bool {
+	return d.lazy && r == pb.Reason_OK && delay > 0
 }
 
 // onAck settles the oldest of our messages awaiting an ack. It reports
 // whether the stream goes on.
-func (st *msgStream) onAck(a *pb.Ack) bool {
+func (st *msgStream) onAck(a *frame) bool {
 	st.mu.Lock()
-	if st.head == len(st.pending) || (a.Id != 0 && a.Id != st.pending[st.head].wireID) {
+	if st.head == len(st.pending) || (a.id != 0 && a.id != st.pending[st.head].wireID) {
 		st.mu.Unlock()
 		st.n.charge(st.peer, st.ip, ratelimit.ProtocolViolation)
-		st.fail(ReasonProtocolError, fmt.Errorf("unexpected ack %d", a.Id))
+		st.fail(ReasonProtocolError, fmt.Errorf("unexpected ack %d", a.id))
 		return false
 	}
 	m := st.pending[st.head]
@@ -192,8 +187,8 @@ func (st *msgStream) onAck(a *pb.Ack) bool {
 	}
 	st.mu.Unlock()
 	<-st.slots
-	st.n.status(m.SendMsg, reasonFromWire(a.Reason), nil)
-	if a.Id == 0 {
+	st.n.status(m.SendMsg, reasonFromWire(a.reason), nil)
+	if a.id == 0 {
 		// The peer could not read a frame of ours and closes the stream.
 		st.fail(ReasonConnectionLost, errors.New("peer closed the stream after an unreadable frame"))
 		return false

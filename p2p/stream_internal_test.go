@@ -10,9 +10,9 @@ import (
 
 // Only a delivered message whose sender asked for it gets a held ack.
 func TestHoldsAck(t *testing.T) {
-	lazy, eager := &pb.Data{LazyAck: true}, &pb.Data{}
+	lazy, eager := &frame{kind: frameKindData, lazy: true}, &frame{kind: frameKindData}
 	for _, c := range []struct {
-		d     *pb.Data
+		d     *frame
 		r     pb.Reason
 		delay time.Duration
 		want  bool
@@ -26,7 +26,7 @@ func TestHoldsAck(t *testing.T) {
 		{lazy, pb.Reason_NOT_ALLOWLISTED, time.Millisecond, false},
 	} {
 		if got := holdsAck(c.d, c.r, c.delay); got != c.want {
-			t.Errorf("holdsAck(lazy=%v, %v, %v) = %v", c.d.LazyAck, c.r, c.delay, got)
+			t.Errorf("holdsAck(lazy=%v, %v, %v) = %v", c.d.lazy, c.r, c.delay, got)
 		}
 	}
 }

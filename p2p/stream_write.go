@@ -93,12 +93,9 @@ func (st *msgStream) writeAcksLocked() (urgent bool) {
 	urgent, st.urgent = st.urgent, false
 	st.nacks.Store(0)
 	st.amu.Unlock()
-	st.frameAck.Ack = &st.ack
-	st.frame.Body = &st.frameAck
 	for _, a := range st.wacks {
-		st.ack.Id, st.ack.Reason = a.id, a.reason
 		// A failed write shows again at the flush, which handles it.
-		_ = writeFrame(st.bw, &st.frame)
+		_ = writeAckFrame(st.bw, a.id, a.reason)
 	}
 	if !urgent {
 		st.lazyBuffered = true
@@ -108,13 +105,7 @@ func (st *msgStream) writeAcksLocked() (urgent bool) {
 
 // writeDataLocked appends the frame of one of our messages.
 func (st *msgStream) writeDataLocked(m *outMsg) error {
-	d := &st.data
-	d.Id, d.Channel, d.FromChannel, d.Payload, d.LazyAck = m.wireID, m.Channel, m.FromChannel, m.Data, m.LazyAck
-	st.frameData.Data = d
-	st.frame.Body = &st.frameData
-	err := writeFrame(st.bw, &st.frame)
-	d.Payload = nil
-	return err
+	return writeDataFrame(st.bw, m.wireID, m.Channel, m.FromChannel, m.LazyAck, m.Data)
 }
 
 // flushLocked writes out the buffer under a write deadline, so a peer that

@@ -29,9 +29,10 @@ baseline's, and their ratio: the number to compare across machines.
   exchange, kept connection      request and reply through the exchange
                                  handler over a connection both keep;
                                  baseline: one echo round trip. Target: 0.5
-                                 (an exchange is two acked messages, each a
-                                 round trip of its own, so 0.5 is also its
-                                 ceiling; see the issue-4 note)
+                                 (an exchange is two acked messages; lazy
+                                 acks ride with the reply and the next
+                                 request, so on the wire it is one round
+                                 trip, and the rest is goroutine handoffs)
   exchange, dial + disconnect    each exchange dials and closes its own
                                  connection (the handler's default);
                                  baseline: connect, echo, close. Target: 0.9

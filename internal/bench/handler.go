@@ -22,9 +22,10 @@ type Workload struct {
 
 // ExchangeKeptConn is a request answered by a reply, one at a time, over a
 // connection both handlers keep, against a bare echo round trip on one
-// stream. An exchange is two acknowledged messages (request and reply), so
-// its floor is about two bare round trips: a ratio near 0.5 is the best
-// this comparison can show.
+// stream. An exchange is two acknowledged messages (request and reply); with
+// lazy acks the request's ack leaves with the reply and the reply's with the
+// next request, so its wire cost is one bare round trip, and what the ratio
+// measures beyond that is the two handlers' and applications' handoffs.
 func ExchangeKeptConn(ctx context.Context, size int) (*Workload, error) {
 	return exchangeWorkload(ctx, size, true)
 }
