@@ -127,11 +127,24 @@ func (st *msgStream) serve() {
 			st.refuse(ratelimit.MalformedMessage, pb.Reason_MALFORMED, errors.New("empty frame"))
 			return
 		}
-		if br.Buffered() == 0 {
+		switch {
+		case st.nacks.Load() >= maxQueuedAcks:
+			// The writer holding the stream is stuck on a peer that does
+			// not read, yet the peer keeps sending: stop reading it too,
+			// rather than queue acks without bound, until the write goes
+			// through or its timeout ends the stream.
+			st.wmu.Lock()
+			st.unlockW()
+		case br.Buffered() == 0:
 			st.pushAcks()
 		}
 	}
 }
+
+// maxQueuedAcks bounds the acks a stream's reader queues while another
+// goroutine holds the write lock: far above what an honest peer's
+// in-flight limit lets it have unanswered.
+const maxQueuedAcks = 4096
 
 // onData delivers one of the peer's messages and owes its ack. It reports
 // whether the stream goes on.

@@ -245,3 +245,39 @@ func TestCloseSettlesMessagesOnThePeersStream(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// A peer that stops reading while it keeps sending: our writer is stuck on
+// its window holding the stream, so acks queue; past the cap the reader
+// stops reading the peer too, instead of queueing without bound.
+func TestAckQueueIsBounded(t *testing.T) {
+	const flood = 6000
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib), func(c *p2p.Config) {
+		c.ReceiverBuffer = 2 * flood
+		c.WriteTimeout, c.AckTimeout = time.Minute, time.Minute
+	})
+	s := rawStream(t, ia, b, "127.0.0.1")
+	br := bufio.NewReaderSize(s, 16)
+	if _, err := protodelim.MarshalTo(s, data(&pb.Data{Id: 1, Payload: []byte("hi")})); err != nil {
+		t.Fatal(err)
+	}
+	readAck(t, br)
+	tu.Next[p2p.Data](t, b.Receiver())
+
+	// b writes a message larger than the stream's window on the raw host's
+	// stream; once its first byte is here, b's writer holds the stream
+	// until the raw host reads, which it never does again.
+	b.Sender() <- p2p.SendMsg{Peer: ia.ID, ID: 1, Data: make([]byte, 1<<20)}
+	if _, err := br.Peek(1); err != nil {
+		t.Fatal(err)
+	}
+	var burst bytes.Buffer
+	for i := range flood {
+		protodelim.MarshalTo(&burst, data(&pb.Data{Id: uint64(i + 2), Payload: []byte{1}}))
+	}
+	go s.Write(burst.Bytes())
+	for range 4096 {
+		tu.Next[p2p.Data](t, b.Receiver())
+	}
+	tu.None[p2p.Data](t, b.Receiver(), 300*time.Millisecond)
+}
