@@ -15,5 +15,14 @@
 // received message is either delivered on Receiver or reported on Priority
 // (and its sender told "busy").
 //
-// The wire protocol is specified in docs/PROTOCOL.md; its schema is pb/message.proto.
+// Node.Send is the same as writing to Sender, and faster for a SendMsg: it
+// writes the message from the calling goroutine when the peer's stream can
+// take it at once. SendMsg.LazyAck lets the receiver hold the message's ack
+// for up to its Config.AckDelay so that it leaves with the receiver's answer.
+//
+// The wire protocol (version 2: one stream per peer pair carrying messages
+// and acks both ways) is specified in docs/PROTOCOL.md; its schema is
+// pb/message.proto. The files follow it: stream.go reads a stream,
+// stream_write.go and stream_out.go write to it, sender.go picks the stream
+// and dials, codec.go and frame.go put frames on the wire.
 package p2p
