@@ -12,7 +12,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
 	"github.com/bitvmx/go-bitvmx-p2p/handler/pb"
@@ -280,14 +279,11 @@ func (h *Handler) post(c any) error {
 }
 
 func (h *Handler) encode(k pb.Kind, id ExchangeID, msg []byte) ([]byte, error) {
-	b, err := proto.Marshal(&pb.Envelope{Kind: k, Exchange: uint64(id), Payload: msg})
-	if err != nil {
-		return nil, fmt.Errorf("handler: encode: %w", err)
+	size := envelopeSize(k, uint64(id), msg)
+	if max := h.node.Config().MaxMessageSize; size > max {
+		return nil, fmt.Errorf("%w: %d bytes with its envelope, the limit is %d", ErrTooLarge, size, max)
 	}
-	if max := h.node.Config().MaxMessageSize; len(b) > max {
-		return nil, fmt.Errorf("%w: %d bytes with its envelope, the limit is %d", ErrTooLarge, len(b), max)
-	}
-	return b, nil
+	return appendEnvelope(make([]byte, 0, size), k, uint64(id), msg), nil
 }
 
 // newExchangeID draws a random non-zero ID. Random rather than counted, so

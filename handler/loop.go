@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler/pb"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
@@ -168,25 +167,25 @@ func (h *Handler) onData(d p2p.Data) {
 		h.outcomes.Push(Error{Peer: d.From, Err: fmt.Errorf("%w: data on channel %d, the handler's is %d", ErrUnexpectedMessage, d.Channel, h.cfg.Channel)}, false)
 		return
 	}
-	var env pb.Envelope
-	if err := proto.Unmarshal(d.Bytes, &env); err != nil {
+	env, err := decodeEnvelope(d.Bytes)
+	if err != nil {
 		h.unexpected(d.From, fmt.Errorf("%w: malformed envelope: %w", ErrUnexpectedMessage, err))
 		return
 	}
-	id := ExchangeID(env.Exchange)
+	id := ExchangeID(env.exchange)
 	if id == 0 {
 		h.unexpected(d.From, fmt.Errorf("%w: envelope without an exchange ID", ErrUnexpectedMessage))
 		return
 	}
-	switch env.Kind {
+	switch env.kind {
 	case pb.Kind_KIND_REQUEST:
-		h.onRequest(d.From, id, env.Payload)
+		h.onRequest(d.From, id, env.payload)
 	case pb.Kind_KIND_REPLY:
-		h.onReply(d.From, id, env.Payload)
+		h.onReply(d.From, id, env.payload)
 	case pb.Kind_KIND_MESSAGE:
-		h.onMessage(d.From, id, env.Payload)
+		h.onMessage(d.From, id, env.payload)
 	default:
-		h.unexpected(d.From, fmt.Errorf("%w: envelope of kind %v", ErrUnexpectedMessage, env.Kind))
+		h.unexpected(d.From, fmt.Errorf("%w: envelope of kind %v", ErrUnexpectedMessage, env.kind))
 	}
 }
 

@@ -41,13 +41,14 @@ func (ts *timers) after(d time.Duration, fire func()) *timerEntry {
 	return e
 }
 
-// cancel unschedules e; cancelling nil or a spent entry does nothing.
+// cancel unschedules e; cancelling nil or a spent entry does nothing. The
+// timer is left as it is: firing early costs one wake-up of the loop, while
+// re-arming on every cancel cost one timer update per exchange.
 func (ts *timers) cancel(e *timerEntry) {
 	if e == nil || e.index < 0 {
 		return
 	}
 	heap.Remove(&ts.h, e.index)
-	ts.rearm()
 }
 
 // expire runs every entry that is due.
@@ -61,17 +62,14 @@ func (ts *timers) expire() {
 	ts.rearm()
 }
 
-// rearm points the timer at the earliest entry.
+// rearm makes sure the timer fires no later than the earliest entry. It
+// fires earlier when that entry was cancelled, and expire then re-arms.
 func (ts *timers) rearm() {
 	if len(ts.h) == 0 {
-		if !ts.armed.IsZero() {
-			ts.t.Stop()
-			ts.armed = time.Time{}
-		}
 		return
 	}
 	next := ts.h[0].at
-	if next.Equal(ts.armed) {
+	if !ts.armed.IsZero() && !next.Before(ts.armed) {
 		return
 	}
 	ts.armed = next

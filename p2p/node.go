@@ -168,11 +168,11 @@ func (n *Node) sendDirect(c SendMsg) bool {
 	if ps == nil {
 		return false
 	}
-	addr, err := transportAddr(c.Peer, c.Addr)
-	if err != nil {
+	// The stream is open, so c.Addr is not needed; but one naming a peer
+	// (/p2p/...) must be checked against c.Peer, which the node loop does.
+	if len(c.Addr) > 0 && c.Addr[len(c.Addr)-1].Code() == ma.P_P2P {
 		return false
 	}
-	c.Addr = addr
 	st := ps.trySend(&outMsg{SendMsg: c})
 	if st == nil {
 		return false
