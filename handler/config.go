@@ -115,8 +115,8 @@ type Config struct {
 	// and Priority) before the handler handles it, for an application that
 	// wants to see what the handler keeps to itself: connections coming and
 	// going, acks. It runs on the handler's loop goroutine, which every
-	// exchange waits on, so it must return at once: never block, never call
-	// the handler (hand the event to a queue of your own instead).
+	// exchange waits on, so it must return at once and never block (hand
+	// the event to a queue of your own instead).
 	Observe func(p2p.Event)
 }
 

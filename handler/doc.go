@@ -96,9 +96,11 @@
 //
 // # Goroutines
 //
-// One goroutine, the loop, owns every exchange and peer; the methods hand
-// it commands, and its timers are a heap it serves itself. The handler also
-// runs a goroutine per application channel (feeding it) and one per
-// Resolver call. Close returns once all of them, and the node's, have
-// ended.
+// One mutex guards every exchange and peer. One goroutine, the loop, takes
+// the node's events, the Resolver's answers and the timers (a heap it
+// serves itself) and applies each under it; Request, Send and Response
+// apply themselves under it from the caller's goroutine, which saves a
+// goroutine switch each. The handler also runs a goroutine per application
+// channel (feeding it) and one per Resolver call. Close returns once all of
+// them, and the node's, have ended.
 package handler

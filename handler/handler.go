@@ -34,8 +34,9 @@ type Handler struct {
 	self    peer.ID
 	pkh     string
 
-	cmds     chan any           // API calls, to the loop
+	cmds     chan any           // shutdown and test waits, to the loop
 	resolved chan resolveResult // Resolver answers, to the loop
+	wake     chan struct{}      // an API call left the loop something to check
 
 	events   *outbox.Outbox[Event] // Request, Reply, Message
 	outcomes *outbox.Outbox[Event] // Outcome, Error
@@ -49,7 +50,13 @@ type Handler struct {
 	loopDone chan struct{}  // the loop ended and everything is torn down
 	closeErr error          // the node's, set before loopDone is closed
 
-	// Everything below is owned by the loop goroutine.
+	// mu guards everything below: the exchanges' and peers' state machine.
+	// The loop holds it while it handles one input (a node event, a timer,
+	// a Resolver answer); API calls hold it to apply themselves at once
+	// (post) instead of handing themselves to the loop and waiting for it
+	// to wake.
+	mu       sync.Mutex
+	exited   bool // the loop has ended: nothing may change any more
 	peers    map[peer.ID]*peerState
 	inflight map[uint64]*exchange // p2p message ID -> the exchange that sent it
 	lastMsg  uint64
@@ -113,6 +120,7 @@ func build(cfg Config) (*Handler, error) {
 		self:     node.ID(),
 		pkh:      pkh,
 		cmds:     make(chan any),
+		wake:     make(chan struct{}, 1),
 		resolved: make(chan resolveResult),
 		events:   outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: cfg.MaxBacklog, LowWater: cfg.MaxBacklog / 2}),
 		outcomes: outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts}),
@@ -263,12 +271,31 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	return h.closeErr
 }
 
-// post hands an API call to the loop.
+// post applies an API call to the state machine from the calling
+// goroutine, under mu. Shutdown and the tests' state waits still go through
+// the loop, which they steer.
 func (h *Handler) post(c any) error {
 	if h.closing.Load() {
 		if _, ok := c.(respondCmd); !ok {
 			return ErrClosed
 		}
+	}
+	switch c.(type) {
+	case submitCmd, respondCmd, resolverCmd:
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.exited {
+			return ErrClosed
+		}
+		h.command(c)
+		if h.afterInput() {
+			// Only the loop ends the loop: tell it to look.
+			select {
+			case h.wake <- struct{}{}:
+			default:
+			}
+		}
+		return nil
 	}
 	select {
 	case h.cmds <- c:

@@ -11,11 +11,11 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
-// run is the handler's loop: the one goroutine that owns every exchange and
-// peer. It reads the node's Receiver and Priority channels, the API calls,
-// the Resolver's answers and the timers, and never blocks on the
-// application (whose channels are outboxes) nor for long on the node (whose
-// Sender loop never blocks on us).
+// run is the handler's loop: it reads the node's Receiver and Priority
+// channels, the Resolver's answers and the timers, and applies each to the
+// state machine under mu. It never blocks on the application (whose
+// channels are outboxes) nor for long on the node (whose Sender loop never
+// blocks on us).
 func (h *Handler) run() {
 	defer h.teardown()
 	sweep := max(h.cfg.DedupeTTL/4, time.Second)
@@ -26,55 +26,93 @@ func (h *Handler) run() {
 		h.done.sweep(now)
 		h.timers.after(sweep, sweeper)
 	}
+	h.mu.Lock()
 	h.timers.after(sweep, sweeper)
+	h.mu.Unlock()
 
 	recv, prio := h.node.Receiver(), h.node.Priority()
 	for {
+		h.mu.Lock()
 		var data <-chan p2p.Event
 		if !h.paused {
 			data = recv
 		}
-		select {
-		case c := <-h.cmds:
-			h.command(c)
-		case ev, ok := <-data:
-			if !ok {
-				h.log.Warn("p2p node stopped: closing the handler")
-				h.closing.Store(true)
-				h.abort()
-				return
-			}
-			h.observe(ev)
-			h.nodeEvent(ev)
-		case ev, ok := <-prio:
-			if !ok {
-				prio = nil
-				continue
-			}
-			h.observe(ev)
-			if d, ok := ev.(p2p.Dropped); ok {
-				h.prio.Push(Dropped{Peer: d.Peer, Count: d.Count}, false)
-			}
-		case <-h.timers.C():
-			h.timers.expire()
-		case r := <-h.resolved:
-			h.onResolved(r)
-		case <-h.events.Drained():
-			if h.paused && h.events.Queued() <= h.cfg.MaxBacklog/2 {
-				h.paused = false
-				h.log.Info("application caught up: taking data again")
-			}
-		case <-h.deadline:
-			h.abort()
-			return
-		}
-		if len(h.waits) > 0 {
-			h.checkWaits()
-		}
-		if h.stopping && h.active == 0 {
+		deadline := h.deadline
+		h.mu.Unlock()
+		if !h.step(data, &prio, deadline) {
 			return
 		}
 	}
+}
+
+// step waits for one input and applies it. It reports false once the loop
+// is to end.
+func (h *Handler) step(data <-chan p2p.Event, prio *<-chan p2p.Event, deadline <-chan struct{}) bool {
+	select {
+	case c := <-h.cmds:
+		h.mu.Lock()
+		h.command(c)
+	case ev, ok := <-data:
+		if !ok {
+			h.log.Warn("p2p node stopped: closing the handler")
+			h.closing.Store(true)
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.abort()
+			h.exited = true
+			return false
+		}
+		// Outside mu: the hook may call the handler.
+		h.observe(ev)
+		h.mu.Lock()
+		h.nodeEvent(ev)
+	case ev, ok := <-*prio:
+		if !ok {
+			*prio = nil
+			return true
+		}
+		h.observe(ev)
+		if d, ok := ev.(p2p.Dropped); ok {
+			h.prio.Push(Dropped{Peer: d.Peer, Count: d.Count}, false)
+		}
+		return true
+	case <-h.timers.C():
+		h.mu.Lock()
+		h.timers.expire()
+	case r := <-h.resolved:
+		h.mu.Lock()
+		h.onResolved(r)
+	case <-h.events.Drained():
+		h.mu.Lock()
+		if h.paused && h.events.Queued() <= h.cfg.MaxBacklog/2 {
+			h.paused = false
+			h.log.Info("application caught up: taking data again")
+		}
+	case <-h.wake:
+		h.mu.Lock()
+	case <-deadline:
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.abort()
+		h.exited = true
+		return false
+	}
+	defer h.mu.Unlock()
+	if h.afterInput() {
+		h.exited = true
+		return false
+	}
+	return true
+}
+
+// afterInput releases the tests' state waits an input satisfied and reports
+// whether the loop should end: stopping, with no exchange left. The caller
+// holds mu.
+func (h *Handler) afterInput() bool {
+	if len(h.waits) > 0 {
+		h.checkWaits()
+	}
+	return h.stopping && h.active == 0
 }
 
 // teardown stops everything the handler started, in dependency order.
