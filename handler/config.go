@@ -116,7 +116,8 @@ type Config struct {
 	// wants to see what the handler keeps to itself: connections coming and
 	// going, acks. It runs on the handler's loop goroutine, which every
 	// exchange waits on, so it must return at once and never block (hand
-	// the event to a queue of your own instead).
+	// the event to a queue of your own instead). It may call Request, Send
+	// and Response, but not Close or Shutdown, which wait for the loop.
 	Observe func(p2p.Event)
 }
 
