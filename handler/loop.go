@@ -30,29 +30,46 @@ func (h *Handler) run() {
 	h.timers.after(sweep, sweeper)
 	h.mu.Unlock()
 
-	recv, prio := h.node.Receiver(), h.node.Priority()
+	in := inputs{prio: h.node.Priority()}
+	recv := h.node.Receiver()
 	for {
+		// A nil channel is never selected, and costs the select nothing:
+		// the loop listens only for what can matter in its state, which
+		// only the loop itself changes.
 		h.mu.Lock()
-		var data <-chan p2p.Event
-		if !h.paused {
-			data = recv
+		in.data, in.drained, in.wake = recv, nil, nil
+		if h.paused {
+			in.data, in.drained = nil, h.events.Drained()
 		}
-		deadline := h.deadline
+		if h.stopping {
+			in.wake = h.wake
+		}
+		in.deadline = h.deadline
 		h.mu.Unlock()
-		if !h.step(data, &prio, deadline) {
+		if !h.step(&in) {
 			return
 		}
 	}
 }
 
+// inputs are the channels the loop waits on, besides its commands, the
+// timers and the Resolver's answers.
+type inputs struct {
+	data     <-chan p2p.Event // the node's Receiver; nil while paused
+	prio     <-chan p2p.Event // the node's Priority; nil once closed
+	drained  <-chan struct{}  // while paused
+	wake     <-chan struct{}  // while stopping
+	deadline <-chan struct{}  // once shutting down
+}
+
 // step waits for one input and applies it. It reports false once the loop
 // is to end.
-func (h *Handler) step(data <-chan p2p.Event, prio *<-chan p2p.Event, deadline <-chan struct{}) bool {
+func (h *Handler) step(in *inputs) bool {
 	select {
 	case c := <-h.cmds:
 		h.mu.Lock()
 		h.command(c)
-	case ev, ok := <-data:
+	case ev, ok := <-in.data:
 		if !ok {
 			h.log.Warn("p2p node stopped: closing the handler")
 			h.closing.Store(true)
@@ -66,9 +83,9 @@ func (h *Handler) step(data <-chan p2p.Event, prio *<-chan p2p.Event, deadline <
 		h.observe(ev)
 		h.mu.Lock()
 		h.nodeEvent(ev)
-	case ev, ok := <-*prio:
+	case ev, ok := <-in.prio:
 		if !ok {
-			*prio = nil
+			in.prio = nil
 			return true
 		}
 		h.observe(ev)
@@ -82,15 +99,15 @@ func (h *Handler) step(data <-chan p2p.Event, prio *<-chan p2p.Event, deadline <
 	case r := <-h.resolved:
 		h.mu.Lock()
 		h.onResolved(r)
-	case <-h.events.Drained():
+	case <-in.drained:
 		h.mu.Lock()
 		if h.paused && h.events.Queued() <= h.cfg.MaxBacklog/2 {
 			h.paused = false
 			h.log.Info("application caught up: taking data again")
 		}
-	case <-h.wake:
+	case <-in.wake:
 		h.mu.Lock()
-	case <-deadline:
+	case <-in.deadline:
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.abort()
