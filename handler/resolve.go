@@ -80,6 +80,9 @@ func transportAddr(p peer.ID, a ma.Multiaddr) (ma.Multiaddr, error) {
 	if a == nil {
 		return nil, nil
 	}
+	if last := len(a) - 1; last >= 0 && a[last].Code() != ma.P_P2P {
+		return a, nil // already a transport address: no copy to make
+	}
 	tpt, id := peer.SplitAddr(a)
 	if id != "" && id != p {
 		return nil, fmt.Errorf("handler: address %s belongs to %s, not %s", a, id, p)

@@ -173,12 +173,7 @@ func (n *Node) sendDirect(c SendMsg) bool {
 	if len(c.Addr) > 0 && c.Addr[len(c.Addr)-1].Code() == ma.P_P2P {
 		return false
 	}
-	st := ps.trySend(&outMsg{SendMsg: c})
-	if st == nil {
-		return false
-	}
-	st.requestFlush()
-	return true
+	return ps.trySend(&outMsg{SendMsg: c}, true) != nil
 }
 
 // ID is the node's peer ID.
@@ -337,7 +332,7 @@ func (n *Node) send(c SendMsg) {
 		go ps.run()
 	}
 	m := &outMsg{SendMsg: c}
-	if st := ps.trySend(m); st == nil {
+	if st := ps.trySend(m, false); st == nil {
 		ps.enqueue(m)
 	} else if !slices.Contains(n.dirty, st) {
 		n.dirty = append(n.dirty, st)

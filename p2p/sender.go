@@ -75,18 +75,19 @@ func (ps *peerSender) stream() *msgStream {
 	return ps.st
 }
 
-// trySend writes m from the node loop if that is safe and cannot block:
-// nothing queued ahead of it, a stream open, and that stream able to take m
-// at once (msgStream.trySend). It returns the stream m was buffered on, for
-// the node loop to flush once its input is drained, so a burst of messages
-// leaves in few writes; nil if it did not take m.
-func (ps *peerSender) trySend(m *outMsg) *msgStream {
+// trySend writes m if that is safe and cannot block: nothing queued ahead
+// of it, a stream open, and that stream able to take m at once
+// (msgStream.trySend). It returns the stream m was written to, nil if it
+// did not take m. Unless flush, the frame is left buffered, for the node
+// loop to flush once its input is drained, so a burst of messages leaves in
+// few writes.
+func (ps *peerSender) trySend(m *outMsg, flush bool) *msgStream {
 	if len(m.Data) > directBudget || ps.queued.Load() != 0 || !ps.mu.TryLock() {
 		return nil
 	}
 	defer ps.mu.Unlock()
 	st := ps.stream()
-	if st == nil || ps.queued.Load() != 0 || !st.trySend(m) {
+	if st == nil || ps.queued.Load() != 0 || !st.trySend(m, flush) {
 		return nil
 	}
 	return st

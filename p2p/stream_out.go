@@ -28,14 +28,21 @@ func (st *msgStream) tryReserve(size int) bool {
 }
 
 // trySend writes m without waiting for anything: the write lock free, a
-// slot free, the bytes awaiting acks within directBudget. The frame is left
-// buffered for the caller to flush. It reports whether it took m.
-func (st *msgStream) trySend(m *outMsg) bool {
+// slot free, the bytes awaiting acks within directBudget. Unless flush, the
+// frame is left buffered for the caller to flush. It reports whether it
+// took m.
+func (st *msgStream) trySend(m *outMsg, flush bool) bool {
 	if !st.wmu.TryLock() {
 		return false
 	}
 	defer st.unlockW()
-	return st.tryReserve(len(m.Data)) && st.writeLocked(m)
+	if !st.tryReserve(len(m.Data)) || !st.writeLocked(m) {
+		return false
+	}
+	if flush {
+		st.flushReq.Store(true)
+	}
+	return true
 }
 
 // send writes m, waiting for an in-flight slot and the write lock. It
