@@ -117,7 +117,9 @@ type Config struct {
 	// going, acks. It runs on the handler's loop goroutine, which every
 	// exchange waits on, so it must return at once and never block (hand
 	// the event to a queue of your own instead). It may call Request, Send
-	// and Response, but not Close or Shutdown, which wait for the loop.
+	// and Response, but not Close or Shutdown, which wait for the loop. A
+	// Data event shares its bytes with the Request, Reply or Message the
+	// handler delivers from it: read them, do not change them.
 	Observe func(p2p.Event)
 }
 
