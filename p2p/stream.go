@@ -158,11 +158,17 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 	}
 	*lastID = d.id
 	ack := ackRec{id: d.id, reason: pb.Reason_TOO_LARGE}
+	// The ack is queued under the same lock as the delivery: the caller
+	// may answer the moment it has the message, and the answer's write
+	// takes the queued acks first (writeLocked), so the ack always
+	// precedes the answer on the stream, and leaves with it.
+	st.amu.Lock()
 	if len(d.payload) <= n.cfg.MaxMessageSize {
 		ack.reason = n.deliver(st.peer, st.ip, d)
 	}
+	st.queueAckLocked(ack, holdsAck(d, ack.reason, n.cfg.AckDelay))
+	st.amu.Unlock()
 	n.metrics.frameReceived(reasonFromWire(ack.reason), len(d.payload))
-	st.queueAck(ack, holdsAck(d, ack.reason, n.cfg.AckDelay))
 	switch ack.reason {
 	case pb.Reason_TOO_LARGE:
 		n.charge(st.peer, st.ip, ratelimit.OversizedMessage)

@@ -89,6 +89,12 @@ func (st *msgStream) writeLocked(m *outMsg) bool {
 		st.timer.Reset(st.n.cfg.AckTimeout)
 	}
 	st.mu.Unlock()
+	// Acks owed go first: m may answer a message whose ack is queued (or
+	// being queued: writeAcksLocked waits for onData), and must not
+	// overtake it.
+	if st.writeAcksLocked() {
+		st.flushReq.Store(true)
+	}
 	st.n.metrics.written(len(m.Data))
 	if err := st.writeDataLocked(m); err != nil {
 		st.fail(ReasonConnectionLost, err)

@@ -50,32 +50,47 @@ func TestLazyAckHeldForTheDelay(t *testing.T) {
 
 // The receiver's answer carries the ack it held: the ack arrives first, in
 // the answer's write, on the stream the sender opened (the raw host serves
-// no protocol, so the node has nowhere else to write).
+// no protocol, so the node has nowhere else to write). The answer is sent
+// the moment the message is delivered, many times over: it must never
+// overtake the ack, however soon it comes.
 func TestReplyCarriesTheLazyAck(t *testing.T) {
+	const rounds = 200
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib), func(c *p2p.Config) { c.AckDelay = p2p.MaxAckDelay })
 	s := rawStream(t, ia, b, "127.0.0.1")
 	br := bufio.NewReader(s)
+	statuses := make(chan p2p.Status, rounds)
+	go func() {
+		var id uint64
+		for ev := range b.Receiver() {
+			switch ev := ev.(type) {
+			case p2p.Data:
+				id++
+				_ = b.Send(context.Background(), p2p.SendMsg{Peer: ev.From, ID: id, Data: []byte("pong")})
+			case p2p.Status:
+				statuses <- ev
+			}
+		}
+	}()
 
-	if _, err := protodelim.MarshalTo(s, data(&pb.Data{Id: 1, Payload: []byte("ping"), LazyAck: true})); err != nil {
-		t.Fatal(err)
-	}
-	d := tu.Next[p2p.Data](t, b.Receiver())
-	b.Sender() <- p2p.SendMsg{Peer: d.From, ID: 7, Data: []byte("pong")}
-
-	// Had the ack waited for its timer, the reply would come first.
-	if ack := readFrame(t, br).GetAck(); ack == nil || ack.Id != 1 || ack.Reason != pb.Reason_OK {
-		t.Fatalf("first frame is not the ack of the request: %v", ack)
-	}
-	reply := readFrame(t, br).GetData()
-	if reply == nil || string(reply.Payload) != "pong" || reply.Id != 1 {
-		t.Fatalf("second frame is not the reply: %v", reply)
-	}
-	if _, err := protodelim.MarshalTo(s, pb.AckFrame(&pb.Ack{Id: reply.Id})); err != nil {
-		t.Fatal(err)
-	}
-	if st := tu.Next[p2p.Status](t, b.Receiver()); !st.OK || st.MsgID != 7 {
-		t.Fatalf("reply status %+v", st)
+	for i := uint64(1); i <= rounds; i++ {
+		if _, err := protodelim.MarshalTo(s, data(&pb.Data{Id: i, Payload: []byte("ping"), LazyAck: true})); err != nil {
+			t.Fatal(err)
+		}
+		// Had the ack waited for its timer, the reply would come first.
+		if ack := readFrame(t, br).GetAck(); ack == nil || ack.Id != i || ack.Reason != pb.Reason_OK {
+			t.Fatalf("round %d: first frame is not the ack of the request: %v", i, ack)
+		}
+		reply := readFrame(t, br).GetData()
+		if reply == nil || string(reply.Payload) != "pong" || reply.Id != i {
+			t.Fatalf("round %d: second frame is not the reply: %v", i, reply)
+		}
+		if _, err := protodelim.MarshalTo(s, pb.AckFrame(&pb.Ack{Id: reply.Id})); err != nil {
+			t.Fatal(err)
+		}
+		if st := tu.Next[p2p.Status](t, statuses); !st.OK || st.MsgID != i {
+			t.Fatalf("round %d: reply status %+v", i, st)
+		}
 	}
 }
 

@@ -28,10 +28,15 @@ type ackRec struct {
 // queueAck owes the peer ack a.
 func (st *msgStream) queueAck(a ackRec, lazy bool) {
 	st.amu.Lock()
+	st.queueAckLocked(a, lazy)
+	st.amu.Unlock()
+}
+
+// queueAckLocked is queueAck for a caller holding amu.
+func (st *msgStream) queueAckLocked(a ackRec, lazy bool) {
 	st.acks = append(st.acks, a)
 	st.urgent = st.urgent || !lazy
 	st.nacks.Store(int32(len(st.acks)))
-	st.amu.Unlock()
 }
 
 // pushAcks writes the acks owed, unless another writer holds the stream;
@@ -83,11 +88,9 @@ func (st *msgStream) settleLocked() {
 }
 
 // writeAcksLocked moves the queued acks into the buffer. It reports whether
-// one of them may not wait.
+// one of them may not wait. It takes amu even when nothing seems queued: a
+// message being delivered holds it until its ack is queued (onData).
 func (st *msgStream) writeAcksLocked() (urgent bool) {
-	if st.nacks.Load() == 0 {
-		return false
-	}
 	st.amu.Lock()
 	st.acks, st.wacks = st.wacks[:0], st.acks
 	urgent, st.urgent = st.urgent, false
@@ -97,7 +100,7 @@ func (st *msgStream) writeAcksLocked() (urgent bool) {
 		// A failed write shows again at the flush, which handles it.
 		_ = writeAckFrame(st.bw, a.id, a.reason)
 	}
-	if !urgent {
+	if len(st.wacks) > 0 && !urgent {
 		st.lazyBuffered = true
 	}
 	return urgent
