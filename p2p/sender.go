@@ -36,8 +36,9 @@ const directBudget = 64 << 10
 // shares no writes.
 //
 // The common case skips the queue: when a stream is open, nothing is
-// queued and a write cannot block, the node loop writes the frame itself
-// (trySend), saving a goroutine handoff on every message.
+// queued and a write cannot block, the node loop (or Node.Send's caller)
+// writes the frame itself (trySend), saving a goroutine handoff on every
+// message.
 type peerSender struct {
 	n     *Node
 	peer  peer.ID
@@ -47,7 +48,7 @@ type peerSender struct {
 	// overtakes an earlier one.
 	queued atomic.Int64
 
-	mu sync.Mutex // guards st; the node loop only TryLocks
+	mu sync.Mutex // guards st; trySend only TryLocks
 	st *msgStream
 }
 

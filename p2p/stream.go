@@ -81,12 +81,7 @@ func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 // usable reports whether our messages can be written to the stream: it has
 // not ended, nor has its connection closed.
 func (st *msgStream) usable() bool {
-	select {
-	case <-st.dead:
-		return false
-	default:
-		return !st.s.Conn().IsClosed()
-	}
+	return !st.ended() && !st.s.Conn().IsClosed()
 }
 
 func (st *msgStream) ended() bool {
