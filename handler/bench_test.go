@@ -2,6 +2,7 @@ package handler_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/bitvmx/go-bitvmx-p2p/internal/bench"
@@ -97,4 +98,35 @@ func BenchmarkP2PRequestReply(b *testing.B) {
 		run(i + 1)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "exchanges/s")
+}
+
+// BenchmarkExchangeDurable: exchanges over a kept connection between two
+// handlers on stores, against the same between two ephemeral handlers
+// (x-ephemeral), with 1 and 64 requests in flight; commits/exchange counts
+// the store transactions (one round of fsyncs each) per side. Targets: 64
+// in flight durable >= 0.5x ephemeral; 1 in flight at most a couple of
+// fsync rounds per side.
+func BenchmarkExchangeDurable(b *testing.B) {
+	for _, inFlight := range []int{1, 64} {
+		b.Run(fmt.Sprintf("inflight=%d", inFlight), func(b *testing.B) {
+			w, err := bench.ExchangeDurable(context.Background(), b.TempDir(), benchPayload, inFlight)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(w.Close)
+			a0, b0 := w.Commits()
+			b.ResetTimer()
+			ours, base, err := bench.Interleave(b.N, max(200, 4*inFlight), w.Ours, w.Base)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			a1, b1 := w.Commits()
+			b.ReportMetric(bench.Rate(b.N, ours), "exchanges/s")
+			b.ReportMetric(bench.Rate(b.N, base), "ephemeral-exchanges/s")
+			b.ReportMetric(base.Seconds()/ours.Seconds(), "x-ephemeral")
+			b.ReportMetric(float64(a1-a0)/float64(b.N), "requester-commits/exchange")
+			b.ReportMetric(float64(b1-b0)/float64(b.N), "responder-commits/exchange")
+		})
+	}
 }

@@ -24,6 +24,7 @@ const (
 	DefaultDedupeTTL            = 10 * time.Minute
 	DefaultDedupePerPeer        = 4096
 	DefaultResolveTimeout       = 10 * time.Second
+	DefaultMaxInboxPerPeer      = 1024
 )
 
 // Config configures a Handler. Only Node.Key and Node.Allowlist are
@@ -94,6 +95,26 @@ type Config struct {
 	DedupeTTL     time.Duration
 	DedupePerPeer int
 
+	// Store, when set, makes exchanges durable across restarts
+	// (docs/durability.md): Request and Send return once their exchange is
+	// on disk, and a handler started later on the same store resumes it; a
+	// request or message received is on disk before its sender hears OK,
+	// and stays there until the application has handled it (Response, Ack);
+	// dedupe records outlive the process; exchanges that fail finally are
+	// kept as dead letters. The caller opens the store (store.Open) and
+	// closes it after the handler. Nil (the default) is ephemeral: a
+	// restart forgets everything in flight.
+	Store Store
+	// AutoAck counts a one-way message as handled once it is delivered on
+	// Events, for an application that does not call Ack. Only meaningful
+	// with a Store.
+	AutoAck bool
+	// MaxInboxPerPeer bounds the requests and messages received from one
+	// peer and not yet handled by the application; past it the peer is
+	// answered "busy" and resends later, so one peer cannot fill the disk
+	// or the memory that others need. Default 1024.
+	MaxInboxPerPeer int
+
 	// Resolver, if set, finds addresses for a peer that Request or Send was
 	// given no address for and that is not connected. It is asked again
 	// once when a dial to a cached or resolved address fails.
@@ -139,6 +160,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.DedupeTTL, DefaultDedupeTTL)
 	setDefault(&c.DedupePerPeer, DefaultDedupePerPeer)
 	setDefault(&c.ResolveTimeout, DefaultResolveTimeout)
+	setDefault(&c.MaxInboxPerPeer, DefaultMaxInboxPerPeer)
 	if c.BackoffMax < c.BackoffBase {
 		c.BackoffMax = c.BackoffBase
 	}
@@ -186,6 +208,9 @@ func WithMetrics(reg prometheus.Registerer) Option { return func(c *Config) { c.
 
 // WithObserver sets Config.Observe.
 func WithObserver(f func(p2p.Event)) Option { return func(c *Config) { c.Observe = f } }
+
+// WithStore sets Config.Store.
+func WithStore(s Store) Option { return func(c *Config) { c.Store = s } }
 
 // WithLogger sets Config.Logger.
 func WithLogger(l *zap.Logger) Option { return func(c *Config) { c.Logger = l } }

@@ -18,6 +18,9 @@ type dedupe struct {
 	ttl     time.Duration
 	perPeer int
 	peers   map[peer.ID]*seenSet
+	// onEvict, if set, hears of every ID forgotten: a durable handler
+	// deletes its stored record then.
+	onEvict func(peer.ID, ExchangeID)
 }
 
 type seenSet struct {
@@ -48,7 +51,7 @@ func (d *dedupe) add(p peer.ID, id ExchangeID, now time.Time) {
 	s.ids[id] = struct{}{}
 	s.order = append(s.order, seenEntry{id: id, at: now})
 	for len(s.ids) > d.perPeer {
-		s.popOldest()
+		d.popOldest(p, s)
 	}
 	d.expire(p, s, now)
 }
@@ -74,15 +77,19 @@ func (d *dedupe) sweep(now time.Time) {
 func (d *dedupe) expire(p peer.ID, s *seenSet, now time.Time) {
 	cutoff := now.Add(-d.ttl)
 	for s.head < len(s.order) && s.order[s.head].at.Before(cutoff) {
-		s.popOldest()
+		d.popOldest(p, s)
 	}
 	if len(s.ids) == 0 {
 		delete(d.peers, p)
 	}
 }
 
-func (s *seenSet) popOldest() {
-	delete(s.ids, s.order[s.head].id)
+func (d *dedupe) popOldest(p peer.ID, s *seenSet) {
+	id := s.order[s.head].id
+	if d.onEvict != nil {
+		d.onEvict(p, id)
+	}
+	delete(s.ids, id)
 	s.order[s.head] = seenEntry{}
 	s.head++
 	// Compact once the dead prefix dominates, so the slice does not grow

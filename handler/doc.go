@@ -15,8 +15,11 @@
 //   - Send(peer, addr, msg) sends a one-way, acknowledged message.
 //   - CheckReceive polls for the next event; Events, Outcomes and Priority
 //     are the channels to select on.
+//   - Ack(peer, exchange) tells a durable handler that a Message was
+//     handled.
 //   - Close waits for the exchanges in flight, up to Config.CloseTimeout,
-//     then fails them with ReasonClosed and stops everything.
+//     then fails them with ReasonClosed (with a store: leaves them to
+//     resume at the next start) and stops everything.
 //
 // # Six channels
 //
@@ -49,9 +52,28 @@
 // dial failed is resent with exponential backoff and jitter, up to
 // Config.MaxAttempts sends. A resent request carries the same ExchangeID,
 // and the responder remembers the IDs it has seen (for Config.DedupeTTL),
-// so its application never sees a request twice. A request whose
+// so its application does not see a resent request again. A request whose
 // connection drops while it awaits its reply is resent too: the responder
 // needs a connection to reply on.
+//
+// # Restarts
+//
+// Without a store the handler is ephemeral: a restart forgets every
+// exchange in flight, and the dedupe memory with them. With Config.Store
+// (package store, docs/durability.md) it is durable: Request and Send
+// return once the exchange is on disk, and a handler started later on the
+// same store resumes it (Outcome.Resumed); a received request or message is
+// on disk before its sender hears OK, and is delivered again after a
+// restart (Request.Redelivered, Message.Redelivered) until the application
+// has handled it with Response or Ack; a resent request that was answered
+// gets the stored reply; exchanges that fail finally are kept as dead
+// letters. Every Request and Send ends in exactly one Outcome, across any
+// number of restarts of either side.
+//
+// A reply to an exchange this process does not know (its previous life's,
+// or another process's that shares its key) is refused with the ack reason
+// unknown_exchange: no error, no fault. Replies go back on the stream
+// their request came on.
 //
 // # Peers and connections
 //

@@ -108,6 +108,11 @@ type Request struct {
 	From     peer.ID
 	Exchange ExchangeID
 	Data     []byte
+	// Redelivered marks a request delivered again after a restart: it was
+	// received (and stored) by the handler's previous process, whose
+	// application never answered it. With a Config.Store this is the one
+	// repeat an application can see (docs/durability.md).
+	Redelivered bool
 }
 
 // Reply is the answer to one of the handler's own requests. It is delivered
@@ -116,14 +121,21 @@ type Reply struct {
 	From     peer.ID
 	Exchange ExchangeID
 	Data     []byte
+	// Tag is the request's WithTag label.
+	Tag string
 }
 
 // Message is a peer's one-way message (the peer called Send). A message the
-// peer resent is delivered once.
+// peer resent is delivered once. With a Config.Store, the application
+// acknowledges it with Handler.Ack once handled (or Config.AutoAck does).
 type Message struct {
 	From     peer.ID
 	Exchange ExchangeID
 	Data     []byte
+	// Redelivered marks a message delivered again after a restart: the
+	// previous process stored it and its application never acknowledged
+	// it.
+	Redelivered bool
 }
 
 // Outcome reports how an exchange ended: exactly one per exchange the
@@ -157,6 +169,15 @@ type Outcome struct {
 	// Duration runs from Request or Send (or from receiving the request,
 	// for a responder) to the outcome.
 	Duration time.Duration
+	// Tag is the WithTag label of the Request or Send, kept across
+	// restarts with a Config.Store.
+	Tag string
+	// Resumed marks a dialer's exchange that a previous process started:
+	// the handler took it from its Config.Store at start.
+	Resumed bool
+	// DeadLettered says the failed exchange was kept in the store's dead
+	// letters, where an operator can retry or drop it.
+	DeadLettered bool
 }
 
 // Error reports a problem not tied to one of the handler's exchanges: a

@@ -54,37 +54,41 @@ func TestAckTimeout(t *testing.T) {
 	wait(t, down, "disconnection of the faulty peer")
 }
 
-// A reply to nothing the handler asked is a protocol violation: reported,
-// the peer disconnected, its exchanges failed.
-func TestUnexpectedReply(t *testing.T) {
+// A reply to nothing the handler asked is refused as an unknown exchange:
+// it may answer this process's previous life, or another process sharing
+// the key. It is no misbehaviour: no Error, no disconnection, no token
+// spent, and the real exchange goes on.
+func TestUnknownReply(t *testing.T) {
 	h, raw := rawPair(t)
 	id, _ := h.Request(raw.id.ID, raw.addr(), []byte("q"))
 	if !h.WaitState(id, handler.StateAwaitReply, tu.Timeout) {
 		t.Fatal("request never acknowledged")
 	}
-	raw.post(h, envelope(hpb.Kind_KIND_REPLY, id+1, []byte("?")), false)
-	e := tu.Next[handler.Error](t, h.Outcomes())
-	if e.Peer != raw.id.ID || !e.Disconnected || !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
-		t.Fatalf("error %+v", e)
+	if r := raw.send(h, envelope(hpb.Kind_KIND_REPLY, id+1, []byte("?"))); r != pb.Reason_UNKNOWN_EXCHANGE {
+		t.Fatalf("stale reply acked %v", r)
 	}
-	o := outcome(t, h, id)
-	expect(t, o, false, handler.ReasonUnexpectedMessage)
-	if o.Stage != handler.StateAwaitReply {
-		t.Fatalf("outcome %+v", o)
+	if r := raw.send(h, envelope(hpb.Kind_KIND_REPLY, id, []byte("a"))); r != pb.Reason_OK {
+		t.Fatalf("reply acked %v", r)
+	}
+	expect(t, outcome(t, h, id), true, handler.ReasonOK)
+	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
+	if keys := h.Node().Limiter().Stats().Peers.Keys; keys != 0 {
+		t.Fatalf("%d peers charged", keys)
 	}
 }
 
-// A reply to a one-way message, and an envelope that does not decode, are
-// protocol violations too.
+// A reply to a one-way message answers nothing either; an envelope that
+// does not decode is a protocol violation.
 func TestMalformedAndMisplacedEnvelopes(t *testing.T) {
 	h, raw := rawPair(t)
 	id, _ := h.Send(raw.id.ID, raw.addr(), []byte("m"))
 	raw.setPolicy(func(*hpb.Envelope, int) pb.Reason { return holdAck })
 	raw.next()
-	raw.post(h, envelope(hpb.Kind_KIND_REPLY, id, []byte("?")), false)
-	tu.Next[handler.Error](t, h.Outcomes())
-	expect(t, outcome(t, h, id), false, handler.ReasonUnexpectedMessage)
+	if r := raw.send(h, envelope(hpb.Kind_KIND_REPLY, id, []byte("?"))); r != pb.Reason_UNKNOWN_EXCHANGE {
+		t.Fatalf("reply to a message acked %v", r)
+	}
 	close(raw.hold)
+	expect(t, outcome(t, h, id), true, handler.ReasonOK)
 
 	for _, payload := range [][]byte{{0xff, 0xff}, envelope(hpb.Kind_KIND_UNSPECIFIED, 1, nil), envelope(hpb.Kind_KIND_REQUEST, 0, nil)} {
 		raw.post(h, payload, true)

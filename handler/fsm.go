@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
 // exchange is one exchange's state machine. Only the loop touches it.
@@ -33,6 +34,12 @@ type exchange struct {
 	reResolved bool      // the Resolver was asked again after a failed dial
 	lastReason Reason    // why the last send failed, for the Outcome
 	lastErr    error
+
+	msg     []byte     // a dialer's payload, for its outbox record (with a Store)
+	tag     string     // the caller's WithTag label
+	resumed bool       // taken from the store at start
+	origin  p2p.Origin // where a responder's request came from: the reply goes back there
+	reply   *Reply     // the reply that completed a dialed request
 }
 
 func (ex *exchange) ended() bool { return ex.state == StateDone || ex.state == StateFailed }
@@ -104,7 +111,14 @@ func (h *Handler) transmit(ex *exchange) {
 			h.node.AddAddr(ex.p.id, a, 0)
 		}
 	}
-	msg := p2p.SendMsg{Peer: ex.p.id, Addr: ex.addr, ID: ex.msgID, Channel: h.cfg.Channel, FromChannel: h.cfg.Channel, Data: ex.wire, LazyAck: h.lazyAck(ex)}
+	if ex.role == Dialer && ex.attempts > 1 && h.durable() {
+		// The count survives a restart, give or take this write.
+		var b store.Batch
+		b.PutOutgoing(outgoing(ex.p.id, ex))
+		h.write(&b)
+	}
+	msg := p2p.SendMsg{Peer: ex.p.id, Addr: ex.addr, ID: ex.msgID, Channel: h.cfg.Channel, FromChannel: h.cfg.Channel,
+		Data: ex.wire, LazyAck: h.lazyAck(ex), Via: ex.origin}
 	if err := h.send(msg); err != nil {
 		delete(h.inflight, ex.msgID)
 		h.end(ex, ReasonClosed, ErrClosed)
@@ -144,6 +158,10 @@ func (h *Handler) onStatus(st p2p.Status) {
 		ce.Write(zap.Stringer("peer", ex.p.id), zap.Stringer("exchange", ex.id), zap.Int("attempt", ex.attempts), zap.Error(err))
 	}
 	ex.lastReason, ex.lastErr = reason, err
+	if ex.role == Responder && st.Reason == p2p.ReasonUnknownExchange {
+		h.park(ex)
+		return
+	}
 	switch policy {
 	case fault:
 		h.fault(ex.p, reason, err)
@@ -217,6 +235,17 @@ func (h *Handler) backoff(ex *exchange) {
 	})
 }
 
+// park holds a reply that reached a process which did not ask for it:
+// its request came from a process sharing the dialer's key, on a
+// connection that has since closed, or from the dialer's previous life.
+// A dialer that lost its connection resends its request when it is back,
+// and the reply goes then (onRequest); one that never does is gone, and
+// the exchange ends when the dialer would have given up waiting.
+func (h *Handler) park(ex *exchange) {
+	ex.state = StateBackoff
+	h.setTimer(ex, h.cfg.ReplyTimeout, func() { h.end(ex, ex.lastReason, ex.lastErr) })
+}
+
 // lost: the connection went down while a request awaited its reply. The
 // request was delivered, but the responder needs a connection to reply on:
 // resend it, which the responder recognises as a duplicate.
@@ -234,10 +263,9 @@ func (h *Handler) onReply(from peer.ID, id ExchangeID, data []byte) {
 		ex = ps.outbound[id]
 	}
 	if ex == nil {
-		if h.done.has(from, id, time.Now()) {
-			return // a resent reply to an exchange that already completed
-		}
-		h.unexpected(from, fmt.Errorf("%w: reply to unknown exchange %s", ErrUnexpectedMessage, id))
+		// A resent reply to an exchange that already completed, or one
+		// that ended since the node let the reply through (accept refuses
+		// the others): nothing to do, and nothing wrong.
 		return
 	}
 	if ex.kind != KindRequest || ex.attempts == 0 {
@@ -247,7 +275,7 @@ func (h *Handler) onReply(from peer.ID, id ExchangeID, data []byte) {
 	// Normally in AwaitReply; in Dialing or AwaitAck the reply overtook the
 	// request's ack (it proves delivery); in Backoff or Resolving an
 	// earlier send was delivered after all.
-	h.deliver(Reply{From: from, Exchange: id, Data: data})
+	ex.reply = &Reply{From: from, Exchange: id, Data: data, Tag: ex.tag}
 	h.end(ex, ReasonOK, nil)
 }
 
@@ -284,10 +312,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	}
 	dur := time.Since(ex.start)
 	h.metrics.ended(ex.kind, ex.role, reason, dur)
-	// A dialer's outcomes are bounded by its own calls and always kept; a
-	// responder's by what peers send, so an application that answers
-	// requests without reading outcomes must not grow the queue forever.
-	h.outcomes.Push(Outcome{
+	o := Outcome{
 		Peer:     ps.id,
 		Exchange: ex.id,
 		Role:     ex.role,
@@ -299,7 +324,31 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		Err:      err,
 		Attempts: ex.attempts,
 		Duration: dur,
-	}, ex.role == Dialer)
+		Tag:      ex.tag,
+		Resumed:  ex.resumed,
+	}
+	switch {
+	case ex.role == Dialer && h.durable():
+		// A close suspends the exchange: it stays in the store and
+		// resumes, with its one Outcome, at the next start.
+		if reason != ReasonClosed {
+			h.finish(ex, o, ex.reply)
+		}
+	case ex.role == Dialer:
+		if ex.reply != nil {
+			h.deliver(*ex.reply)
+		}
+		h.outcomes.Push(o, true)
+	default:
+		if h.durable() && ex.wire == nil {
+			h.unanswered(ps.id, ex.id, reason)
+		}
+		// A dialer's outcomes are bounded by its own calls and always
+		// kept; a responder's by what peers send, so an application that
+		// answers requests without reading outcomes must not grow the
+		// queue forever.
+		h.outcomes.Push(o, false)
+	}
 	theirsLast := reason == ReasonOK && ex.role == Dialer && ex.kind == KindRequest
 	h.settle(ps, theirsLast)
 }

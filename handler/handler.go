@@ -17,6 +17,7 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/handler/pb"
 	"github.com/bitvmx/go-bitvmx-p2p/internal/outbox"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
 // maxQueuedAlerts caps the events that are not essential (errors, alerts,
@@ -70,6 +71,9 @@ type Handler struct {
 	stopping bool            // shutting down: no exchange starts
 	deadline <-chan struct{} // the shutdown's deadline
 	waits    []stateWait     // tests waiting for exchange states
+	dur      durableState    // with a Store (durable.go)
+
+	doneMu sync.Mutex // guards dur.done, which store callbacks fill
 }
 
 // New starts a handler listening on listen (nil: a free loopback port) with
@@ -96,7 +100,8 @@ func NewWithConfig(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// build makes a handler and its node, without starting its loop.
+// build makes a handler and its node, without starting its loop. With a
+// store, it takes over what the store holds (resume).
 func build(cfg Config) (*Handler, error) {
 	cfg = cfg.withDefaults()
 	// Registered before the node starts, so that a registry refusing them
@@ -105,20 +110,11 @@ func build(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	node, err := p2p.New(cfg.Node)
-	if err != nil {
-		m.unregister()
-		return nil, fmt.Errorf("handler: %w", err)
-	}
-	pkh, _ := p2p.PubKeyHash(cfg.Node.Key.GetPublic())
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{
 		cfg:      cfg,
 		metrics:  m,
 		log:      cfg.Logger,
-		node:     node,
-		self:     node.ID(),
-		pkh:      pkh,
 		cmds:     make(chan any),
 		wake:     make(chan struct{}, 1),
 		resolved: make(chan resolveResult),
@@ -135,6 +131,33 @@ func build(cfg Config) (*Handler, error) {
 		done:     newDedupe(cfg.DedupeTTL, cfg.DedupePerPeer),
 		addrs:    make(map[peer.ID]ma.Multiaddr),
 		resolver: cfg.Resolver,
+		dur:      newDurableState(),
+	}
+	if h.durable() {
+		h.seen.onEvict = h.forget
+	}
+	fail := func(err error) (*Handler, error) {
+		cancel()
+		h.events.Close()
+		h.outcomes.Close()
+		h.prio.Close()
+		m.unregister()
+		return nil, err
+	}
+	// The node judges every message by the handler's rules before acking
+	// it (accept); everything accept reads exists already.
+	cfg.Node.Accept = h.accept
+	node, err := p2p.New(cfg.Node)
+	if err != nil {
+		return fail(fmt.Errorf("handler: %w", err))
+	}
+	h.node, h.self = node, node.ID()
+	h.pkh, _ = p2p.PubKeyHash(cfg.Node.Key.GetPublic())
+	if h.durable() {
+		if err := h.resume(); err != nil {
+			_ = node.Close()
+			return fail(fmt.Errorf("handler: resuming from the store: %w", err))
+		}
 	}
 	return h, nil
 }
@@ -145,18 +168,35 @@ func build(cfg Config) (*Handler, error) {
 // exchanges in progress, resends it as Config allows, and delivers p's Reply
 // on Events and the exchange's Outcome on Outcomes. It fails only for a
 // request that cannot be sent at all: bad arguments, or a closed handler.
-func (h *Handler) Request(p peer.ID, addr ma.Multiaddr, msg []byte) (ExchangeID, error) {
-	return h.start(p, addr, msg, KindRequest, pb.Kind_KIND_REQUEST)
+//
+// With a Config.Store, Request returns once the exchange is on disk: a
+// crash at any later moment resumes it at the next start instead of losing
+// it. Its error then wraps ErrNotDurable when the store failed (store.ErrFull
+// when it is full: backpressure).
+func (h *Handler) Request(p peer.ID, addr ma.Multiaddr, msg []byte, opts ...CallOption) (ExchangeID, error) {
+	return h.start(p, addr, msg, KindRequest, pb.Kind_KIND_REQUEST, opts)
 }
 
 // Send sends msg to p as a one-way message, acknowledged but never replied
 // to: the Message-passing counterpart of Request, with the same dialing,
-// queueing and resending. Its Outcome reports the acknowledgment.
-func (h *Handler) Send(p peer.ID, addr ma.Multiaddr, msg []byte) (ExchangeID, error) {
-	return h.start(p, addr, msg, KindMessage, pb.Kind_KIND_MESSAGE)
+// queueing, resending and durability. Its Outcome reports the
+// acknowledgment.
+func (h *Handler) Send(p peer.ID, addr ma.Multiaddr, msg []byte, opts ...CallOption) (ExchangeID, error) {
+	return h.start(p, addr, msg, KindMessage, pb.Kind_KIND_MESSAGE, opts)
 }
 
-func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk pb.Kind) (ExchangeID, error) {
+// CallOption adjusts one Request or Send.
+type CallOption func(*call)
+
+type call struct{ tag string }
+
+// WithTag labels the exchange with the caller's tag, which its Reply and
+// Outcome carry; with a Config.Store it is stored with the exchange, so an
+// application that resumes after a restart can tell its exchanges apart
+// (p2pnode's stdin ids).
+func WithTag(tag string) CallOption { return func(c *call) { c.tag = tag } }
+
+func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk pb.Kind, opts []CallOption) (ExchangeID, error) {
 	switch {
 	case h.closing.Load():
 		return 0, ErrClosed
@@ -176,8 +216,26 @@ func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk 
 	if err != nil {
 		return 0, err
 	}
-	ex := &exchange{id: id, role: Dialer, kind: kind, addr: tpt, wire: wire, start: time.Now()}
+	var c call
+	for _, o := range opts {
+		o(&c)
+	}
+	ex := &exchange{id: id, role: Dialer, kind: kind, addr: tpt, wire: wire, start: time.Now(), tag: c.tag}
+	if h.durable() {
+		ex.msg = msg
+		var b store.Batch
+		b.PutOutgoing(outgoing(p, ex))
+		if err := h.commit(&b); err != nil {
+			return 0, err
+		}
+	}
 	if err := h.post(submitCmd{peer: p, ex: ex}); err != nil {
+		if h.durable() {
+			// Never started: it must not resume either.
+			var b store.Batch
+			b.DeleteOutgoing(uint64(id))
+			_ = h.cfg.Store.Commit(&b)
+		}
 		return 0, err
 	}
 	return id, nil
@@ -200,6 +258,14 @@ func (h *Handler) Response(p peer.ID, exchange ExchangeID, msg []byte) error {
 	}
 	if err := h.pending.claim(p, exchange); err != nil {
 		return err
+	}
+	if h.durable() {
+		// On disk before it leaves: a resent request gets this reply
+		// again, and a restart does not deliver the request again.
+		if err := h.storeReply(p, exchange, msg); err != nil {
+			h.pending.unclaim(p, exchange)
+			return err
+		}
 	}
 	return h.post(respondCmd{peer: p, id: exchange, wire: wire})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler/pb"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
 // run is the handler's loop: it reads the node's Receiver and Priority
@@ -24,6 +25,9 @@ func (h *Handler) run() {
 		now := time.Now()
 		h.seen.sweep(now)
 		h.done.sweep(now)
+		if h.durable() {
+			h.flushExpired()
+		}
 		h.timers.after(sweep, sweeper)
 	}
 	h.mu.Lock()
@@ -107,6 +111,9 @@ func (h *Handler) step(in *inputs) bool {
 		}
 	case <-in.wake:
 		h.mu.Lock()
+	case <-h.dur.finished:
+		h.mu.Lock()
+		h.handOut()
 	case <-in.deadline:
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -138,6 +145,18 @@ func (h *Handler) teardown() {
 	h.cancel()
 	h.closeErr = h.node.Close()
 	h.wg.Wait()
+	if h.durable() {
+		// The ends recorded just before the close still owe their
+		// outcomes: the store has them, so the application gets them.
+		h.mu.Lock()
+		h.flushExpired()
+		h.mu.Unlock()
+		var b store.Batch
+		_ = h.cfg.Store.Commit(&b) // returns once every earlier batch is through
+		h.mu.Lock()
+		h.handOut()
+		h.mu.Unlock()
+	}
 	h.events.Close()
 	h.outcomes.Close()
 	h.prio.Close()
@@ -234,7 +253,7 @@ func (h *Handler) onData(d p2p.Data) {
 	}
 	switch env.kind {
 	case pb.Kind_KIND_REQUEST:
-		h.onRequest(d.From, id, env.payload)
+		h.onRequest(d.From, id, env.payload, d.Origin)
 	case pb.Kind_KIND_REPLY:
 		h.onReply(d.From, id, env.payload)
 	case pb.Kind_KIND_MESSAGE:

@@ -19,6 +19,8 @@ type metrics struct {
 	// today; a guard against a new Reason added without updating
 	// allReasons).
 	results *prometheus.CounterVec
+	// unknown counts replies refused as unknown_exchange.
+	unknown prometheus.Counter
 }
 
 // exchangeMetrics are the children of one (kind, role).
@@ -36,7 +38,7 @@ const (
 // allReasons lists every Reason an Outcome can carry, for the result label.
 var allReasons = []Reason{
 	ReasonOK, ReasonDialFailed, ReasonDisconnected, ReasonNotAcked, ReasonAckTimeout,
-	ReasonReplyTimeout, ReasonUnexpectedMessage, ReasonRateLimited, ReasonClosed,
+	ReasonReplyTimeout, ReasonUnexpectedMessage, ReasonRateLimited, ReasonClosed, ReasonUnknownExchange,
 }
 
 // newMetrics registers the handler's collectors in reg; nil reg means no
@@ -56,7 +58,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		// reply timeout of 30 s).
 		Buckets: prometheus.ExponentialBuckets(100e-6, 2, 20),
 	}, []string{"kind", "role"})
-	m := &metrics{reg: reg, results: results}
+	unknown := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "bitvmx", Subsystem: "p2p", Name: "unknown_exchange_replies_total",
+		Help: "Replies refused with unknown_exchange: they answer an exchange this process does not know (its previous life's, or another process's with the same key). Not misbehaviour.",
+	})
+	m := &metrics{reg: reg, results: results, unknown: unknown}
 	for _, k := range []Kind{KindRequest, KindMessage} {
 		for _, r := range []Role{Dialer, Responder} {
 			em := exchangeMetrics{
@@ -69,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			m.exchange[k][r] = em
 		}
 	}
-	for _, c := range []prometheus.Collector{results, durations} {
+	for _, c := range []prometheus.Collector{results, durations, unknown} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			return nil, fmt.Errorf("handler: register metrics (one handler per registry, or wrap it with prometheus.WrapRegistererWith): %w", err)
@@ -77,6 +83,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.cols = append(m.cols, c)
 	}
 	return m, nil
+}
+
+// unknownExchange counts a reply refused as unknown_exchange.
+func (m *metrics) unknownExchange() {
+	if m != nil {
+		m.unknown.Inc()
+	}
 }
 
 // ended records an exchange's end.

@@ -93,6 +93,9 @@ func (h *Handler) pump(ps *peerState) {
 	for ps.queue.len() > 0 && ps.started < h.cfg.MaxConcurrentPerPeer && !h.stopping &&
 		(ps.conn == connDown || ps.conn == connUp) {
 		ex := ps.queue.pop()
+		if ex.ended() {
+			continue // completed while queued: a reply to a resumed request
+		}
 		ps.started++
 		h.active++
 		if ps.conn == connUp {

@@ -53,3 +53,21 @@ func (s *pending) claim(p peer.ID, id ExchangeID) error {
 	s.m[pendingKey{p, id}] = true
 	return nil
 }
+
+// unclaim gives the right to answer back, when the answer could not be
+// recorded.
+func (s *pending) unclaim(p peer.ID, id ExchangeID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[pendingKey{p, id}]; ok {
+		s.m[pendingKey{p, id}] = false
+	}
+}
+
+// has reports whether the request awaits the application's answer.
+func (s *pending) has(p peer.ID, id ExchangeID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[pendingKey{p, id}]
+	return ok
+}

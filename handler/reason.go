@@ -71,7 +71,14 @@ const (
 	// (ConnectionLimit), or its node refuses us as rate limited.
 	ReasonRateLimited Reason = "rate_limited"
 	// ReasonClosed: the handler was closed before the exchange completed.
+	// With a Config.Store a dialer's exchange is not ended by a close: it
+	// stays in the store and resumes at the next start.
 	ReasonClosed Reason = "closed"
+	// ReasonUnknownExchange: the peer's handler does not know the exchange
+	// our reply answers: it ended there already, or the request came from
+	// a previous life of the peer's process (without a store), or from
+	// another process sharing the peer's key.
+	ReasonUnknownExchange Reason = "unknown_exchange"
 )
 
 // Errors returned by the API, and wrapped by Outcome.Err and Error.Err.
@@ -99,6 +106,9 @@ var (
 	ErrDisconnected = errors.New("handler: disconnected mid-exchange")
 	// ErrRateLimited: see ReasonRateLimited.
 	ErrRateLimited = errors.New("handler: peer cut off by the rate limiter")
+	// ErrNotDurable: the Config.Store failed to record something: the call
+	// that needed it did not happen (Request, Send, Response, Ack).
+	ErrNotDurable = errors.New("handler: not recorded in the store")
 )
 
 // AckError is the Outcome.Err of an exchange whose last send was refused or
@@ -154,6 +164,11 @@ func classify(r p2p.Reason) (Reason, ackPolicy) {
 		return ReasonUnexpectedMessage, fault
 	case p2p.ReasonClosed:
 		return ReasonClosed, terminal
+	case p2p.ReasonShuttingDown:
+		// The peer is restarting, most likely: it will be back.
+		return ReasonNotAcked, retry
+	case p2p.ReasonUnknownExchange:
+		return ReasonUnknownExchange, terminal
 	default:
 		// too_large, malformed, not_routed, shutting_down, and reasons of
 		// newer peers: the same message would be refused again.

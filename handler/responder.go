@@ -5,16 +5,20 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
 // The responder's side of the FSM: requests and messages received.
 
 // onRequest starts a responder exchange, unless the request is one already
-// received (the dialer resent it), which is not delivered again.
-func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte) {
+// received (the dialer resent it), which is not delivered again: it is
+// answered with the stored reply when there is one.
+func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p.Origin) {
 	ps := h.peer(from)
 	h.activity(ps)
 	if ex := ps.inbound[id]; ex != nil {
+		ex.origin = origin // the dialer's latest connection
 		if ex.state == StateBackoff {
 			// The dialer is back, so our reply can go now.
 			h.timers.cancel(ex.timer)
@@ -25,18 +29,37 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte) {
 	}
 	now := time.Now()
 	if h.seen.has(from, id, now) {
+		if wire := h.storedReply(from, id); wire != nil {
+			// Answered already (maybe by a previous process): the reply
+			// was lost on its way, or the dialer restarted. Send it again.
+			ex := &exchange{id: id, p: ps, role: Responder, kind: KindRequest, state: StateDelivered,
+				start: now, wire: wire, origin: origin}
+			ps.inbound[id] = ex
+			h.active++
+			h.transmit(ex)
+			return
+		}
 		h.settle(ps, true)
 		return
 	}
 	h.seen.add(from, id, now)
-	ex := &exchange{id: id, p: ps, role: Responder, kind: KindRequest, state: StateDelivered, start: now}
+	if h.durable() {
+		h.dur.unhandled[from]++
+	}
+	h.receive(ps, id, origin)
+	h.deliver(Request{From: from, Exchange: id, Data: data})
+}
+
+// receive starts the responder exchange of a request given to the
+// application, which has Config.ReplyTimeout to answer it.
+func (h *Handler) receive(ps *peerState, id ExchangeID, origin p2p.Origin) {
+	ex := &exchange{id: id, p: ps, role: Responder, kind: KindRequest, state: StateDelivered, start: time.Now(), origin: origin}
 	ps.inbound[id] = ex
 	h.active++
 	h.setTimer(ex, h.cfg.ReplyTimeout, func() {
 		h.end(ex, ReasonReplyTimeout, fmt.Errorf("%w: the application did not respond within %s", ErrReplyTimeout, h.cfg.ReplyTimeout))
 	})
-	h.pending.add(from, id)
-	h.deliver(Request{From: from, Exchange: id, Data: data})
+	h.pending.add(ps.id, id)
 }
 
 // onMessage delivers a one-way message once.
@@ -46,6 +69,14 @@ func (h *Handler) onMessage(from peer.ID, id ExchangeID, data []byte) {
 	now := time.Now()
 	if !h.seen.has(from, id, now) {
 		h.seen.add(from, id, now)
+		if h.durable() {
+			if h.cfg.AutoAck {
+				h.handled(from, id, KindMessage)
+			} else {
+				h.dur.unacked[inKey{from, id}] = true
+				h.dur.unhandled[from]++
+			}
+		}
 		h.deliver(Message{From: from, Exchange: id, Data: data})
 	}
 	// The sender learns last that the message arrived (from our node's
@@ -67,5 +98,20 @@ func (h *Handler) respond(from peer.ID, id ExchangeID, wire []byte) {
 	h.timers.cancel(ex.timer)
 	ex.timer = nil
 	ex.wire = wire
+	if h.durable() {
+		h.dur.answered[inKey{from, id}] = true
+		h.dur.unhandled[from]--
+	}
 	h.transmit(ex)
+}
+
+// unanswered: a received request ended without the application's reply.
+// Unless the handler is closing (the request is then delivered again at
+// the next start), it counts as handled. The caller holds mu.
+func (h *Handler) unanswered(p peer.ID, id ExchangeID, reason Reason) {
+	if reason == ReasonClosed {
+		return
+	}
+	h.dur.unhandled[p]--
+	h.handled(p, id, KindRequest)
 }

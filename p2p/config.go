@@ -101,6 +101,21 @@ type Config struct {
 	// Turn it on for a multi-homed host whose peers bind its key to the IP
 	// it listens on, which is then the IP they see it dial from.
 	ReusePort bool
+	// Accept, when set, judges every message that passed the node's own
+	// checks before the node acknowledges or delivers it, for a caller that
+	// must do something first: a durable inbox writes the message to disk
+	// before its sender may hear OK. It runs on the reader of the stream the
+	// message arrived on, in arrival order, and must not block. It returns
+	// its verdict, or a non-nil wait that gives the verdict later (a disk
+	// write in flight): the node calls wait once no further frame of
+	// the peer is buffered, so the messages a peer pipelines are judged
+	// together (one disk write for them all), and acks them in order.
+	// Messages judged ReasonOK are delivered (or refused busy when the
+	// Receiver is full); others are answered with the verdict as their
+	// ack: ReasonBusy, ReasonMalformed, ReasonShuttingDown, ReasonTooLarge
+	// or ReasonUnknownExchange (any other reason is sent as busy).
+	Accept func(Data) (verdict Reason, wait func() Reason)
+
 	// HostOptions are appended to the libp2p options the node builds, for
 	// what Config does not cover (for example libp2p.EnableRelay()). They can
 	// weaken the node's guarantees; use with care.

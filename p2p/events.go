@@ -41,6 +41,11 @@ type SendMsg struct {
 	// waited on; the Status may then come up to the peer's AckDelay
 	// later. Refusals are never held.
 	LazyAck bool
+	// Via, when it is the Origin of a message received from Peer, sends on
+	// the stream that message arrived on, while that stream lives: an
+	// answer then reaches the process that asked, even when two processes
+	// share Peer's key. Otherwise the message goes as usual.
+	Via Origin
 }
 
 // DisconnectFrom closes every connection to Peer. With no Peer it
@@ -70,7 +75,13 @@ type Data struct {
 	Channel     uint32
 	FromChannel uint32
 	Bytes       []byte
+	// Origin is the stream the message arrived on, for SendMsg.Via.
+	Origin Origin
 }
+
+// Origin identifies the stream a message arrived on. The zero Origin is
+// none.
+type Origin struct{ st *msgStream }
 
 // Status is the outcome of one SendMsg: OK when the peer acknowledged
 // delivery to its application, otherwise a Reason (and Err with detail, when

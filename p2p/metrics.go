@@ -30,7 +30,7 @@ var allReasons = []Reason{
 	ReasonOK, ReasonTooLarge, ReasonMalformed, ReasonRateLimited, ReasonBusy,
 	ReasonNotRouted, ReasonShuttingDown, ReasonNotConnected, ReasonDialFailed,
 	ReasonRejected, ReasonAckTimeout, ReasonConnectionLost, ReasonQueueFull,
-	ReasonClosed, ReasonProtocolError,
+	ReasonClosed, ReasonProtocolError, ReasonUnknownExchange,
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

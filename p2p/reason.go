@@ -15,6 +15,9 @@ const (
 	ReasonBusy         Reason = "busy"
 	ReasonNotRouted    Reason = "not_routed"
 	ReasonShuttingDown Reason = "shutting_down"
+	// ReasonUnknownExchange: the peer's application does not know what the
+	// message answers (Config.Accept decided so); see pb.Reason.
+	ReasonUnknownExchange Reason = "unknown_exchange"
 )
 
 // Reasons decided by the sending node.
@@ -56,8 +59,30 @@ func reasonFromWire(r pb.Reason) Reason {
 		return ReasonShuttingDown
 	case pb.Reason_NOT_ALLOWLISTED:
 		return ReasonRejected
+	case pb.Reason_UNKNOWN_EXCHANGE:
+		return ReasonUnknownExchange
 	default:
 		// A newer peer's reason we do not know is still a refusal.
 		return ReasonProtocolError
+	}
+}
+
+// reasonToWire is the ack of a verdict of Config.Accept. A reason that an
+// ack cannot carry refuses the message as busy: the sender tries again
+// later, and nothing is acknowledged that was not taken.
+func reasonToWire(r Reason) pb.Reason {
+	switch r {
+	case ReasonOK:
+		return pb.Reason_OK
+	case ReasonMalformed:
+		return pb.Reason_MALFORMED
+	case ReasonShuttingDown:
+		return pb.Reason_SHUTTING_DOWN
+	case ReasonUnknownExchange:
+		return pb.Reason_UNKNOWN_EXCHANGE
+	case ReasonTooLarge:
+		return pb.Reason_TOO_LARGE
+	default:
+		return pb.Reason_BUSY
 	}
 }

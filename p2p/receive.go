@@ -31,9 +31,25 @@ func (n *Node) handleStream(s network.Stream) {
 	st.serve()
 }
 
-// deliver hands a frame to the caller if the routing table permits it and
-// the Receiver buffer has room.
-func (n *Node) deliver(p peer.ID, ip netip.Addr, f *frame) pb.Reason {
+// judge decides whether a frame may be delivered: the node's own checks,
+// then Config.Accept's verdict, or the wait that will give it. OK frames are
+// then offered to the Receiver (msgStream.ack).
+func (n *Node) judge(st *msgStream, f *frame) (pb.Reason, func() Reason) {
+	if r := n.admit(st.peer, st.ip, f); r != pb.Reason_OK {
+		return r, nil
+	}
+	if n.cfg.Accept != nil {
+		verdict, wait := n.cfg.Accept(n.data(st, f))
+		if wait != nil {
+			return pb.Reason_OK, wait
+		}
+		return reasonToWire(verdict), nil
+	}
+	return pb.Reason_OK, nil
+}
+
+// admit applies the node's own checks to a frame from p at ip.
+func (n *Node) admit(p peer.ID, ip netip.Addr, f *frame) pb.Reason {
 	if n.ctx.Err() != nil {
 		return pb.Reason_SHUTTING_DOWN
 	}
@@ -50,11 +66,21 @@ func (n *Node) deliver(p peer.ID, ip netip.Addr, f *frame) pb.Reason {
 		n.events.Push(Error{Peer: p, Err: fmt.Errorf("%w: from channel %d to channel %d", ErrNotRouted, f.fromChannel, f.channel)}, false)
 		return pb.Reason_NOT_ROUTED
 	}
-	if !n.events.Offer(Data{From: p, Channel: f.channel, FromChannel: f.fromChannel, Bytes: f.payload}) {
-		n.prio.Push(Dropped{Peer: p, MsgID: f.id, Count: 1}, false)
+	return pb.Reason_OK
+}
+
+// offer delivers an admitted frame, or answers busy when the Receiver
+// buffer is full.
+func (n *Node) offer(st *msgStream, f *frame) pb.Reason {
+	if !n.events.Offer(n.data(st, f)) {
+		n.prio.Push(Dropped{Peer: st.peer, MsgID: f.id, Count: 1}, false)
 		return pb.Reason_BUSY
 	}
 	return pb.Reason_OK
+}
+
+func (n *Node) data(st *msgStream, f *frame) Data {
+	return Data{From: st.peer, Channel: f.channel, FromChannel: f.fromChannel, Bytes: f.payload, Origin: Origin{st}}
 }
 
 // isTimeout reports a read deadline: yamux returns its own timeout error,

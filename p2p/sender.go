@@ -76,6 +76,14 @@ func (ps *peerSender) stream() *msgStream {
 	return ps.st
 }
 
+// via is the stream m asks to go on (SendMsg.Via), if it still can.
+func (ps *peerSender) via(m *outMsg) *msgStream {
+	if st := m.Via.st; st != nil && st.peer == ps.peer && st.usable() {
+		return st
+	}
+	return nil
+}
+
 // trySend writes m if that is safe and cannot block: nothing queued ahead
 // of it, a stream open, and that stream able to take m at once
 // (msgStream.trySend). It returns the stream m was written to, nil if it
@@ -87,7 +95,10 @@ func (ps *peerSender) trySend(m *outMsg, flush bool) *msgStream {
 		return nil
 	}
 	defer ps.mu.Unlock()
-	st := ps.stream()
+	st := ps.via(m)
+	if st == nil {
+		st = ps.stream()
+	}
 	if st == nil || ps.queued.Load() != 0 || !st.trySend(m, flush) {
 		return nil
 	}
@@ -128,6 +139,9 @@ func (ps *peerSender) run() {
 // deliver writes one queued message, opening a stream (and dialing) first if
 // needed. The caller holds ps.mu.
 func (ps *peerSender) deliver(m *outMsg) {
+	if st := ps.via(m); st != nil && st.send(m, len(ps.queue) == 0) {
+		return
+	}
 	// A stream that died before m was written is replaced once; a second
 	// failure is reported rather than retried forever.
 	for attempt := 0; ; attempt++ {

@@ -34,6 +34,10 @@ type msgStream struct {
 	inbound bool          // the peer opened it
 	dead    chan struct{} // closed when the stream ends
 
+	// Read side, the reader's alone: frames awaiting Config.Accept's
+	// verdict.
+	staged []stagedFrame
+
 	// Write side, stream_write.go.
 	wmu          sync.Mutex // held for every write to bw
 	bw           *bufio.Writer
@@ -106,6 +110,7 @@ func (st *msgStream) serve() {
 	)
 	for {
 		if err := readFrame(br, st.s, maxFrame, n.cfg.ReadTimeout, &f); err != nil {
+			st.settleStaged()
 			st.readFailed(err)
 			return
 		}
@@ -131,6 +136,7 @@ func (st *msgStream) serve() {
 			st.wmu.Lock()
 			st.unlockW()
 		case br.Buffered() == 0:
+			st.settleStaged()
 			st.pushAcks()
 		}
 	}
@@ -152,14 +158,61 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 		return false
 	}
 	*lastID = d.id
-	ack := ackRec{id: d.id, reason: pb.Reason_TOO_LARGE}
+	if len(d.payload) > n.cfg.MaxMessageSize {
+		st.ack(d, pb.Reason_TOO_LARGE)
+		return true
+	}
+	r, wait := n.judge(st, d)
+	if wait != nil || len(st.staged) > 0 {
+		// Judged later (Config.Accept is writing it down), or behind one
+		// that is: acks leave in arrival order.
+		st.staged = append(st.staged, stagedFrame{f: *d, reason: r, wait: wait})
+		if len(st.staged) >= maxStaged {
+			st.settleStaged()
+		}
+		return true
+	}
+	st.ack(d, r)
+	return true
+}
+
+// maxStaged bounds the frames a reader holds for Config.Accept's verdicts
+// before it waits for them, whatever the peer keeps pipelining.
+const maxStaged = 256
+
+// stagedFrame is a frame whose delivery waits for Config.Accept's verdict.
+type stagedFrame struct {
+	f      frame
+	reason pb.Reason
+	wait   func() Reason
+}
+
+// settleStaged waits for the verdicts of the staged frames and delivers or
+// refuses them, in order.
+func (st *msgStream) settleStaged() {
+	for i := range st.staged {
+		sf := &st.staged[i]
+		if sf.wait != nil {
+			sf.reason = reasonToWire(sf.wait())
+		}
+		st.ack(&sf.f, sf.reason)
+		st.staged[i] = stagedFrame{}
+	}
+	st.staged = st.staged[:0]
+}
+
+// ack delivers a frame judged OK, and owes the peer its ack: OK, busy when
+// the Receiver is full, or the refusal r.
+func (st *msgStream) ack(d *frame, r pb.Reason) {
+	n := st.n
+	ack := ackRec{id: d.id, reason: r}
 	// The ack is queued under the same lock as the delivery: the caller
 	// may answer the moment it has the message, and the answer's write
 	// takes the queued acks first (writeLocked), so the ack always
 	// precedes the answer on the stream, and leaves with it.
 	st.amu.Lock()
-	if len(d.payload) <= n.cfg.MaxMessageSize {
-		ack.reason = n.deliver(st.peer, st.ip, d)
+	if r == pb.Reason_OK {
+		ack.reason = n.offer(st, d)
 	}
 	st.queueAckLocked(ack, holdsAck(d, ack.reason, n.cfg.AckDelay))
 	st.amu.Unlock()
@@ -170,7 +223,6 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 	case pb.Reason_NOT_ROUTED:
 		n.charge(st.peer, st.ip, ratelimit.Unauthorized)
 	}
-	return true
 }
 
 // holdsAck reports whether the ack of d, judged r, may wait for a write to
@@ -238,6 +290,7 @@ func (st *msgStream) readFailed(err error) {
 // (it answers the peer's oldest unanswered message), charges the peer, and
 // closes the stream.
 func (st *msgStream) refuse(o ratelimit.Reason, r pb.Reason, err error) {
+	st.settleStaged() // their acks come first: the id-0 ack answers the oldest unanswered frame
 	st.n.charge(st.peer, st.ip, o)
 	st.queueAck(ackRec{reason: r}, false)
 	st.end(ReasonConnectionLost, fmt.Errorf("peer sent an unacceptable frame: %w", err), true)

@@ -49,6 +49,12 @@ const (
 	// The sender is not (or no longer) on the receiver's allowlist; the
 	// connection is being closed.
 	Reason_NOT_ALLOWLISTED Reason = 7
+	// The message answers something (a reply to an exchange) that the
+	// receiving application does not know: it ended there already, or it
+	// belongs to another process with the same key, or to this process's
+	// previous life. The sender's application decides what that means; it is
+	// not misbehaviour.
+	Reason_UNKNOWN_EXCHANGE Reason = 8
 )
 
 // Enum value maps for Reason.
@@ -62,16 +68,18 @@ var (
 		5: "NOT_ROUTED",
 		6: "SHUTTING_DOWN",
 		7: "NOT_ALLOWLISTED",
+		8: "UNKNOWN_EXCHANGE",
 	}
 	Reason_value = map[string]int32{
-		"OK":              0,
-		"TOO_LARGE":       1,
-		"MALFORMED":       2,
-		"RATE_LIMITED":    3,
-		"BUSY":            4,
-		"NOT_ROUTED":      5,
-		"SHUTTING_DOWN":   6,
-		"NOT_ALLOWLISTED": 7,
+		"OK":               0,
+		"TOO_LARGE":        1,
+		"MALFORMED":        2,
+		"RATE_LIMITED":     3,
+		"BUSY":             4,
+		"NOT_ROUTED":       5,
+		"SHUTTING_DOWN":    6,
+		"NOT_ALLOWLISTED":  7,
+		"UNKNOWN_EXCHANGE": 8,
 	}
 )
 
@@ -348,7 +356,7 @@ const file_message_proto_rawDesc = "" +
 	"\blazy_ack\x18\x05 \x01(\bR\alazyAck\"D\n" +
 	"\x03Ack\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x15.bitvmx.p2p.v2.ReasonR\x06reason*\x82\x01\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x15.bitvmx.p2p.v2.ReasonR\x06reason*\x98\x01\n" +
 	"\x06Reason\x12\x06\n" +
 	"\x02OK\x10\x00\x12\r\n" +
 	"\tTOO_LARGE\x10\x01\x12\r\n" +
@@ -358,7 +366,8 @@ const file_message_proto_rawDesc = "" +
 	"\n" +
 	"NOT_ROUTED\x10\x05\x12\x11\n" +
 	"\rSHUTTING_DOWN\x10\x06\x12\x13\n" +
-	"\x0fNOT_ALLOWLISTED\x10\aB(Z&github.com/bitvmx/go-bitvmx-p2p/p2p/pbb\x06proto3"
+	"\x0fNOT_ALLOWLISTED\x10\a\x12\x14\n" +
+	"\x10UNKNOWN_EXCHANGE\x10\bB(Z&github.com/bitvmx/go-bitvmx-p2p/p2p/pbb\x06proto3"
 
 var (
 	file_message_proto_rawDescOnce sync.Once

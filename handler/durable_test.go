@@ -1,0 +1,397 @@
+package handler_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
+)
+
+// durablePair starts two durable nodes that allowlist each other.
+func durablePair(t *testing.T, opts ...handler.Option) (a, b *node) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	return newNode(t, ia, list, opts...), newNode(t, ib, list, opts...)
+}
+
+// nextRequest waits for the next Request event.
+func nextRequest(t *testing.T, h *handler.Handler) handler.Request {
+	t.Helper()
+	return tu.Next[handler.Request](t, h.Events())
+}
+
+// TestRequestSurvivesRequesterCrash: a request accepted by Request is on
+// disk; the requester crashes before the responder is even up, and the
+// restarted requester completes it with its ID and tag, exactly one Reply
+// and one Outcome, marked resumed.
+func TestRequestSurvivesRequesterCrash(t *testing.T) {
+	a, b := durablePair(t)
+	bAddr := b.addr()
+	b.stop() // nobody answers
+
+	id, err := a.h.Request(b.id.ID, bAddr, []byte("ping"), handler.WithTag("7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.restart(true)
+	b.start()
+	req := nextRequest(t, b.h)
+	if req.Exchange != id || req.Redelivered {
+		t.Fatalf("request %+v", req)
+	}
+	if err := b.h.Response(req.From, req.Exchange, []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	rep := tu.Next[handler.Reply](t, a.h.Events())
+	if rep.Exchange != id || string(rep.Data) != "pong" || rep.Tag != "7" {
+		t.Fatalf("reply %+v", rep)
+	}
+	o := outcome(t, a.h, id)
+	expect(t, o, true, handler.ReasonOK)
+	if !o.Resumed || o.Tag != "7" {
+		t.Fatalf("outcome %+v: want resumed, tag 7", o)
+	}
+	// It ended: a third life has nothing to resume.
+	a.restart(false)
+	tu.None[handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
+}
+
+// TestCloseSuspendsDurableExchanges: with a store, Close is no end: an
+// exchange still running gets no Outcome "closed", and resumes at the next
+// start with its one Outcome.
+func TestCloseSuspendsDurableExchanges(t *testing.T) {
+	a, b := durablePair(t, handler.WithRetry(1000, 10*time.Millisecond, 50*time.Millisecond))
+	bAddr := b.addr()
+	b.stop()
+	id, err := a.h.Request(b.id.ID, bAddr, []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := a.h
+	a.stop()
+	for ev := range h.Outcomes() {
+		if o, ok := ev.(handler.Outcome); ok {
+			t.Fatalf("outcome at close: %+v", o)
+		}
+	}
+	b.start()
+	echo(t, b.h)
+	a.start()
+	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
+}
+
+// TestRedeliveryAfterResponderCrash: a request stored and acknowledged,
+// whose application died before answering, is delivered again after the
+// restart, marked redelivered, and the requester gets its one reply.
+func TestRedeliveryAfterResponderCrash(t *testing.T) {
+	a, b := durablePair(t)
+	id, err := a.h.Request(b.id.ID, b.addr(), []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := nextRequest(t, b.h); r.Exchange != id {
+		t.Fatalf("request %+v", r)
+	}
+	b.restart(true) // the application never answered
+	r := nextRequest(t, b.h)
+	if r.Exchange != id || !r.Redelivered || string(r.Data) != "ping" {
+		t.Fatalf("redelivered %+v", r)
+	}
+	if err := b.h.Response(r.From, r.Exchange, []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
+	tu.None[handler.Request](t, b.h.Events(), 100*time.Millisecond)
+}
+
+// TestAnsweredRequestNotDeliveredAgain: once Response returned, neither a
+// resend nor a restart of either side delivers the request again; a
+// resent request is answered with the stored reply.
+func TestAnsweredRequestNotDeliveredAgain(t *testing.T) {
+	a, b := durablePair(t)
+	id, err := a.h.Request(b.id.ID, b.addr(), []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := nextRequest(t, b.h)
+	// The requester dies before the reply can reach it.
+	a.crash()
+	if err := b.h.Response(r.From, r.Exchange, []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	b.restart(true)
+	a.start()
+	rep := tu.Next[handler.Reply](t, a.h.Events())
+	if rep.Exchange != id || string(rep.Data) != "pong" {
+		t.Fatalf("reply %+v", rep)
+	}
+	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
+	tu.None[handler.Request](t, b.h.Events(), 100*time.Millisecond)
+}
+
+// TestMessageKeptUntilAcked: a one-way message stays in the store until the
+// application acknowledges it: delivered again after a crash, not after
+// an Ack.
+func TestMessageKeptUntilAcked(t *testing.T) {
+	a, b := durablePair(t)
+	id, err := a.h.Send(b.id.ID, b.addr(), []byte("note"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := tu.Next[handler.Message](t, b.h.Events())
+	if m.Exchange != id || m.Redelivered {
+		t.Fatalf("message %+v", m)
+	}
+	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
+	b.restart(true)
+	m = tu.Next[handler.Message](t, b.h.Events())
+	if m.Exchange != id || !m.Redelivered || string(m.Data) != "note" {
+		t.Fatalf("redelivered %+v", m)
+	}
+	if err := b.h.Ack(m.From, m.Exchange); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.h.Ack(m.From, m.Exchange); !errors.Is(err, handler.ErrUnknownExchange) {
+		t.Fatalf("second ack: %v", err)
+	}
+	b.restart(true)
+	tu.None[handler.Message](t, b.h.Events(), 100*time.Millisecond)
+}
+
+// TestDeadLetters: an exchange that fails finally is kept in the store's
+// dead letters with its reason and payload, and its Outcome says so.
+func TestDeadLetters(t *testing.T) {
+	a, b := durablePair(t, handler.WithRetry(2, time.Millisecond, time.Millisecond))
+	bAddr := b.addr()
+	b.stop()
+	id, err := a.h.Request(b.id.ID, bAddr, []byte("lost"), handler.WithTag("9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := outcome(t, a.h, id)
+	expect(t, o, false, handler.ReasonDialFailed)
+	if !o.DeadLettered {
+		t.Fatalf("outcome %+v: not dead-lettered", o)
+	}
+	dls, err := a.st.DeadLetters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].ID != uint64(id) || dls[0].Reason != string(handler.ReasonDialFailed) ||
+		!bytes.Equal(dls[0].Payload, []byte("lost")) || dls[0].Tag != "9" || dls[0].Attempts != 2 {
+		t.Fatalf("dead letters %+v", dls)
+	}
+	// Nothing left to resume.
+	a.restart(false)
+	tu.None[handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
+}
+
+// TestFullStoreRefusesRequests: a full store is backpressure: Request fails
+// with an error naming it, instead of accepting what it cannot keep.
+func TestFullStoreRefusesRequests(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	s, err := store.Open(t.TempDir(), store.Options{MaxBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	h := newHandler(t, ia, list, handler.WithStore(s))
+	other := newHandler(t, ib, list)
+	payload := bytes.Repeat([]byte("x"), 8<<10)
+	for i := range 1000 {
+		_, err := h.Request(ib.ID, addr(other), payload)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, store.ErrFull) || !errors.Is(err, handler.ErrNotDurable) {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		return
+	}
+	t.Fatal("the store never filled")
+}
+
+// TestStaleReplyIsNoMisbehaviour: a requester restarted without a store
+// gets the reply its previous process asked for. It refuses it as an
+// unknown exchange, without judging the honest responder faulty or
+// spending its tokens, and its own exchanges go on.
+func TestStaleReplyIsNoMisbehaviour(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	keep := handler.WithKeepConnection(true)
+	// A reply refused as unknown waits for a resend of its request until
+	// the reply timeout.
+	b := newHandler(t, ib, list, keep, handler.WithReplyTimeout(3*time.Second))
+	a1 := newHandler(t, ia, list, keep)
+	if _, err := a1.Request(ib.ID, addr(b), []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	old := nextRequest(t, b)
+	listen := addr(a1).Decapsulate(addr(a1)[len(addr(a1))-1:])
+	a1.Close()
+	a2, err := handler.New(listen, ia.Key, list, fast, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a2.Close() })
+	// b answers the old request: the reply reaches the new process.
+	if err := b.Response(old.From, old.Exchange, []byte("stale")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, b, old.Exchange), false, handler.ReasonUnknownExchange)
+	id, err := a2.Request(ib.ID, addr(b), []byte("new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := nextRequest(t, b)
+	if err := b.Response(fresh.From, fresh.Exchange, []byte("fresh")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, a2, id), true, handler.ReasonOK)
+	tu.None[handler.Error](t, a2.Outcomes(), 50*time.Millisecond)
+	if keys := a2.Node().Limiter().Stats().Peers.Keys; keys != 0 {
+		t.Fatalf("the honest responder was charged (%d keys)", keys)
+	}
+}
+
+// TestProcessesSharingAKey: two processes with one key ask one responder
+// at once; each gets its own replies (a reply goes back on the connection
+// its request came from), none is refused or charged.
+func TestProcessesSharingAKey(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	b := newHandler(t, ib, list)
+	echo(t, b)
+	const each = 8
+	var hs [2]*handler.Handler
+	var ids [2][]handler.ExchangeID
+	for who := range hs {
+		hs[who] = newHandler(t, ia, list, handler.WithMaxConcurrentPerPeer(each))
+	}
+	for i := range each {
+		for who, a := range hs {
+			id, err := a.Request(ib.ID, addr(b), fmt.Appendf(nil, "%d-%d", who, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[who] = append(ids[who], id)
+		}
+	}
+	for who, a := range hs {
+		want := make(map[handler.ExchangeID]bool)
+		for _, id := range ids[who] {
+			want[id] = true
+		}
+		for len(want) > 0 {
+			o := tu.Next[handler.Outcome](t, a.Outcomes())
+			if !want[o.Exchange] {
+				t.Fatalf("process %d: outcome of another's exchange: %+v", who, o)
+			}
+			delete(want, o.Exchange)
+			if !o.OK {
+				t.Errorf("process %d: %+v", who, o)
+			}
+		}
+		if keys := a.Node().Limiter().Stats().Peers.Keys; keys != 0 {
+			t.Errorf("process %d charged the responder (%d keys)", who, keys)
+		}
+	}
+}
+
+// TestCrashPoints crashes the requester, then the responder, at each of
+// their store writes in turn (requester: the request accepted, its end
+// recorded; responder: the request received, the reply recorded), restarts
+// it, and checks the
+// promise: the request ends in exactly one Outcome, OK; the responder's
+// application never sees it again once it answered, and sees it again
+// after a restart only marked Redelivered.
+func TestCrashPoints(t *testing.T) {
+	for _, requester := range []bool{true, false} {
+		for at := 1; at <= 2; at++ {
+			name := fmt.Sprintf("responder/write%d", at)
+			if requester {
+				name = fmt.Sprintf("requester/write%d", at)
+			}
+			t.Run(name, func(t *testing.T) { crashPoint(t, requester, at) })
+		}
+	}
+}
+
+func crashPoint(t *testing.T, requester bool, at int) {
+	a, b := durablePair(t, handler.WithRetry(1000, 10*time.Millisecond, 50*time.Millisecond))
+	victim := b
+	if requester {
+		victim = a
+	}
+	victim.st.crashAtCommit(at)
+	id, err := a.h.Request(b.id.ID, b.addr(), []byte("ping"))
+	if err != nil {
+		if requester && at == 1 && errors.Is(err, handler.ErrNotDurable) {
+			// Not accepted, so not sent: nothing may arrive.
+			tu.None[handler.Request](t, b.h.Events(), 100*time.Millisecond)
+			return
+		}
+		t.Fatal(err)
+	}
+	var (
+		outcomes  []handler.Outcome
+		answered  bool // a Response to the request returned nil
+		delivered int  // deliveries in b's current life
+		restarted bool
+	)
+	deadline := time.After(tu.Timeout)
+	for len(outcomes) == 0 {
+		select {
+		case <-victim.st.died:
+			if restarted {
+				t.Fatal("crashed twice")
+			}
+			restarted = true
+			victim.restart(true)
+			if victim == b {
+				delivered = 0
+			}
+		case ev := <-b.h.Events():
+			r, ok := ev.(handler.Request)
+			if !ok || b.st.isDead() {
+				continue // after the crash: as if it never happened
+			}
+			delivered++
+			switch {
+			case answered:
+				t.Fatalf("delivered again after it was answered: %+v", r)
+			case delivered > 1:
+				t.Fatalf("delivered twice in one life: %+v", r)
+			case restarted && victim == b && !r.Redelivered:
+				// Delivered in a new life: only if the old one never
+				// stored it (the crash was at that write).
+				if at != 1 {
+					t.Fatalf("delivered after a restart without Redelivered: %+v", r)
+				}
+			}
+			if b.h.Response(r.From, r.Exchange, []byte("pong")) == nil && !b.st.isDead() {
+				answered = true
+			}
+		case ev := <-a.h.Outcomes():
+			if o, ok := ev.(handler.Outcome); ok && o.Exchange == id && !a.st.isDead() {
+				outcomes = append(outcomes, o)
+			}
+		case <-deadline:
+			t.Fatalf("no outcome within %s (restarted: %v, answered: %v)", tu.Timeout, restarted, answered)
+		}
+	}
+	expect(t, outcomes[0], true, handler.ReasonOK)
+	if !restarted {
+		t.Fatal("the crash point was never reached")
+	}
+	// Exactly one: neither this life nor the next has another.
+	tu.None[handler.Outcome](t, a.h.Outcomes(), 50*time.Millisecond)
+	a.restart(false)
+	tu.None[handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
+}

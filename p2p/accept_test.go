@@ -1,0 +1,105 @@
+package p2p_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// TestAcceptWaitsBeforeAcking: a message whose verdict is pending is neither
+// delivered nor acked until the verdict comes, and pipelined messages keep
+// their order whatever the verdicts.
+func TestAcceptWaitsBeforeAcking(t *testing.T) {
+	release := make(chan struct{})
+	judged := make(chan string, 3)
+	accept := func(d p2p.Data) (p2p.Reason, func() p2p.Reason) {
+		judged <- string(d.Bytes)
+		switch string(d.Bytes) {
+		case "held":
+			return "", func() p2p.Reason { <-release; return p2p.ReasonOK }
+		case "stale":
+			return p2p.ReasonUnknownExchange, nil
+		}
+		return p2p.ReasonOK, nil
+	}
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	a := tu.Node(t, ia, list)
+	b := tu.Node(t, ib, list, func(c *p2p.Config) { c.Accept = accept })
+
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 1, Data: []byte("held")}
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 2, Data: []byte("stale")}
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 3, Data: []byte("plain")}
+
+	// Nothing is delivered or acked while the first verdict is pending,
+	// not even the messages judged at once behind it.
+	for _, want := range []string{"held", "stale", "plain"} {
+		select {
+		case got := <-judged:
+			if got != want {
+				t.Fatalf("judged %q, want %q", got, want)
+			}
+		case <-time.After(tu.Timeout):
+			t.Fatalf("%q never judged", want)
+		}
+	}
+	tu.None[p2p.Data](t, b.Receiver(), 50*time.Millisecond)
+	tu.None[p2p.Status](t, a.Receiver(), 50*time.Millisecond)
+	close(release)
+
+	if d := tu.Next[p2p.Data](t, b.Receiver()); string(d.Bytes) != "held" {
+		t.Fatalf("first delivery %q", d.Bytes)
+	}
+	if d := tu.Next[p2p.Data](t, b.Receiver()); string(d.Bytes) != "plain" {
+		t.Fatalf("second delivery %q: the refused message must not be delivered", d.Bytes)
+	}
+	want := []p2p.Reason{p2p.ReasonOK, p2p.ReasonUnknownExchange, p2p.ReasonOK}
+	for i, r := range want {
+		st := tu.Next[p2p.Status](t, a.Receiver())
+		if st.MsgID != uint64(i+1) || st.Reason != r {
+			t.Fatalf("status %d: %+v, want %s", i+1, st, r)
+		}
+	}
+	// A refusal of Accept's is no misbehaviour.
+	if keys := b.Limiter().Stats().Peers.Keys; keys != 0 {
+		t.Fatalf("%d peers charged", keys)
+	}
+}
+
+// TestViaAnswersOnTheStreamOfTheQuestion: two nodes with one key connect to
+// a third; its answer sent Via the question's origin reaches the node that
+// asked, not the newest connection.
+func TestViaAnswersOnTheStreamOfTheQuestion(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	b := tu.Node(t, ib, list)
+	a1 := tu.Node(t, ia, list)
+	a2 := tu.Node(t, ia, list)
+	for i, a := range []*p2p.Node{a1, a2} {
+		a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 1, Data: []byte{byte(i)}}
+		if st := tu.Next[p2p.Status](t, a.Receiver()); !st.OK {
+			t.Fatalf("question %d: %+v", i, st)
+		}
+	}
+	var first p2p.Data
+	for range 2 {
+		if d := tu.Next[p2p.Data](t, b.Receiver()); d.Bytes[0] == 0 {
+			first = d
+		}
+	}
+	if first.Bytes == nil {
+		t.Fatal("no question from the first node")
+	}
+	// Answer the first (older) connection's question.
+	b.Sender() <- p2p.SendMsg{Peer: first.From, ID: 9, Data: []byte("answer"), Via: first.Origin}
+	if st := tu.Next[p2p.Status](t, b.Receiver()); !st.OK {
+		t.Fatalf("answer: %+v", st)
+	}
+	if d := tu.Next[p2p.Data](t, a1.Receiver()); !bytes.Equal(d.Bytes, []byte("answer")) {
+		t.Fatalf("first node got %q", d.Bytes)
+	}
+	tu.None[p2p.Data](t, a2.Receiver(), 50*time.Millisecond)
+}

@@ -1,0 +1,32 @@
+// Package store is the exchange handler's memory across restarts: what it
+// must not lose and must not repeat when the process stops in the middle of
+// exchanges.
+//
+// It keeps, in one file in the node's data directory:
+//
+//   - the outbox: every exchange this node started (Request or Send) and has
+//     not finished, on disk before the caller is told it was accepted, so a
+//     restart resumes it;
+//   - the inbox: every request or one-way message received, stored before it
+//     is acknowledged to the sender, and kept until the application has
+//     handled it;
+//   - durable dedupe: after that, a small record per received exchange (with
+//     the reply, for a request) so that a resent exchange is answered again
+//     instead of being delivered twice, even across a restart;
+//   - dead letters: outgoing exchanges that failed finally, for an operator
+//     to inspect.
+//
+// Writes are grouped in a Batch that is applied atomically and durably by
+// Commit or CommitAsync; writers that commit at the same time share one disk
+// flush. Load returns everything at start.
+//
+// One process owns a data directory at a time: a second Open, from another
+// process or the same one, fails with ErrLocked. A file that is not a valid
+// store fails with ErrCorrupt and is never replaced by an empty store; a file
+// written by a newer layout fails with ErrVersion.
+//
+// The file (store.db) is a bbolt database with a "meta" bucket holding the
+// layout version (1) and one bucket each for outgoing, incoming and dead
+// letter records, keyed by exchange ID (incoming: by peer and ID), with
+// values in the protobuf wire format so that fields can be added later.
+package store

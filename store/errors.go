@@ -1,0 +1,80 @@
+package store
+
+import (
+	"errors"
+	"strings"
+)
+
+// Sentinel errors. Every error the store returns for one of these conditions
+// wraps the sentinel, so callers branch with errors.Is; the message of the
+// wrapping error names the file.
+var (
+	// ErrLocked means another process, or another Open in this process,
+	// holds the store file. Only one process may use a data directory.
+	ErrLocked = errors.New("store: in use by another process")
+	// ErrCorrupt means the file exists but is not a valid store: truncated,
+	// garbage, a foreign bbolt file, or a record that does not decode. The
+	// store never starts empty over such a file: an operator must look.
+	ErrCorrupt = errors.New("store: corrupt")
+	// ErrVersion means the file's layout version is newer than this code
+	// knows: a newer release wrote it, and downgrading is not supported.
+	ErrVersion = errors.New("store: unsupported layout version")
+	// ErrFull means a batch that adds data was refused because the store
+	// holds Options.MaxBytes or more. Deletes are never refused.
+	ErrFull = errors.New("store: full")
+	// ErrClosed means the store was closed before the call.
+	ErrClosed = errors.New("store: closed")
+	// ErrInvalid means a batch held a record the store cannot keep (a zero
+	// outgoing ID, an empty or over-long peer, an unknown kind or state, a
+	// time outside the years 1678-2262). It is a caller bug, not a disk
+	// condition, and nothing of that batch was written.
+	ErrInvalid = errors.New("store: invalid record")
+)
+
+// fileError is an error about the store file: it reads as one sentence naming
+// the file ("store: /x/store.db is in use by another process") while still
+// matching both its sentinel and its cause with errors.Is and errors.As.
+type fileError struct {
+	kind   error  // one of the sentinels above
+	path   string // the store file
+	phrase string // what is wrong with the file, e.g. "is corrupt"
+	detail string // where or why, may be ""
+	cause  error  // the underlying error, may be nil
+}
+
+func (e *fileError) Error() string {
+	var b strings.Builder
+	b.WriteString("store: ")
+	b.WriteString(e.path)
+	b.WriteByte(' ')
+	b.WriteString(e.phrase)
+	if e.detail != "" {
+		b.WriteString(": ")
+		b.WriteString(e.detail)
+	}
+	if e.cause != nil {
+		b.WriteString(": ")
+		b.WriteString(e.cause.Error())
+	}
+	return b.String()
+}
+
+// Unwrap exposes both the sentinel and the cause to errors.Is and errors.As.
+func (e *fileError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind}
+	}
+	return []error{e.kind, e.cause}
+}
+
+func lockedError(path string, cause error) error {
+	return &fileError{kind: ErrLocked, path: path, phrase: "is in use by another process", cause: cause}
+}
+
+func corruptError(path, detail string, cause error) error {
+	return &fileError{kind: ErrCorrupt, path: path, phrase: "is corrupt", detail: detail, cause: cause}
+}
+
+func closedError(path string) error {
+	return &fileError{kind: ErrClosed, path: path, phrase: "is closed"}
+}
