@@ -34,9 +34,11 @@ type msgStream struct {
 	inbound bool          // the peer opened it
 	dead    chan struct{} // closed when the stream ends
 
-	// Read side, the reader's alone: frames awaiting Config.Accept's
-	// verdict.
-	staged []stagedFrame
+	// Read side: frames awaiting Config.Accept's verdict go, in order, to
+	// the settler goroutine (settle.go), which the reader owns.
+	settleQ   chan stagedFrame // nil until the first verdict to wait for
+	settled   chan struct{}    // closed when the settler has exited
+	unsettled atomic.Int32     // frames handed to the settler and not yet acked
 
 	// Write side, stream_write.go.
 	wmu          sync.Mutex // held for every write to bw
@@ -102,6 +104,7 @@ func (st *msgStream) ended() bool {
 // further frame is buffered, so a pipelining peer gets them in batches.
 func (st *msgStream) serve() {
 	n := st.n
+	defer st.stopSettler()
 	br := bufio.NewReaderSize(st.s, streamBufSize)
 	maxFrame := n.cfg.MaxMessageSize + frameOverhead
 	var (
@@ -110,7 +113,7 @@ func (st *msgStream) serve() {
 	)
 	for {
 		if err := readFrame(br, st.s, maxFrame, n.cfg.ReadTimeout, &f); err != nil {
-			st.settleStaged()
+			st.stopSettler()
 			st.readFailed(err)
 			return
 		}
@@ -136,7 +139,6 @@ func (st *msgStream) serve() {
 			st.wmu.Lock()
 			st.unlockW()
 		case br.Buffered() == 0:
-			st.settleStaged()
 			st.pushAcks()
 		}
 	}
@@ -163,42 +165,14 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 		return true
 	}
 	r, wait := n.judge(st, d)
-	if wait != nil || len(st.staged) > 0 {
+	if wait != nil || st.unsettled.Load() > 0 {
 		// Judged later (Config.Accept is writing it down), or behind one
 		// that is: acks leave in arrival order.
-		st.staged = append(st.staged, stagedFrame{f: *d, reason: r, wait: wait})
-		if len(st.staged) >= maxStaged {
-			st.settleStaged()
-		}
+		st.stage(stagedFrame{f: *d, reason: r, wait: wait})
 		return true
 	}
 	st.ack(d, r)
 	return true
-}
-
-// maxStaged bounds the frames a reader holds for Config.Accept's verdicts
-// before it waits for them, whatever the peer keeps pipelining.
-const maxStaged = 256
-
-// stagedFrame is a frame whose delivery waits for Config.Accept's verdict.
-type stagedFrame struct {
-	f      frame
-	reason pb.Reason
-	wait   func() Reason
-}
-
-// settleStaged waits for the verdicts of the staged frames and delivers or
-// refuses them, in order.
-func (st *msgStream) settleStaged() {
-	for i := range st.staged {
-		sf := &st.staged[i]
-		if sf.wait != nil {
-			sf.reason = reasonToWire(sf.wait())
-		}
-		st.ack(&sf.f, sf.reason)
-		st.staged[i] = stagedFrame{}
-	}
-	st.staged = st.staged[:0]
 }
 
 // ack delivers a frame judged OK, and owes the peer its ack: OK, busy when
@@ -290,7 +264,7 @@ func (st *msgStream) readFailed(err error) {
 // (it answers the peer's oldest unanswered message), charges the peer, and
 // closes the stream.
 func (st *msgStream) refuse(o ratelimit.Reason, r pb.Reason, err error) {
-	st.settleStaged() // their acks come first: the id-0 ack answers the oldest unanswered frame
+	st.stopSettler() // their acks come first: the id-0 ack answers the oldest unanswered frame
 	st.n.charge(st.peer, st.ip, o)
 	st.queueAck(ackRec{reason: r}, false)
 	st.end(ReasonConnectionLost, fmt.Errorf("peer sent an unacceptable frame: %w", err), true)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
@@ -14,11 +16,14 @@ import (
 // DurableWorkload is the cost of durability: exchanges over a kept
 // connection between two handlers on stores (Ours) against the same
 // exchanges between two ephemeral handlers (Base), with inFlight requests
-// outstanding at a time. Commits reports the store transactions (each one
-// round of fsyncs) each side has made so far.
+// outstanding at a time, made and answered by as many goroutines: a durable
+// call waits for its disk write, and concurrent calls share one (group
+// commit). Commits reports the store transactions (each one round of
+// fsyncs) each side has made so far.
 type DurableWorkload struct {
 	Workload
 	Commits func() (a, b uint64)
+	Stats   func() (a, b store.Stats)
 }
 
 // ExchangeDurable sets up a DurableWorkload whose stores live under dir.
@@ -36,13 +41,13 @@ func ExchangeDurable(ctx context.Context, dir string, size, inFlight int) (*Dura
 		c.KeepConnection = true
 		c.MaxConcurrentPerPeer = inFlight
 	}
-	durable, err := newHandlerPairOn(keep, sa, sb)
+	durable, err := newHandlerPairOn(keep, inFlight, sa, sb)
 	if err != nil {
 		sa.Close()
 		sb.Close()
 		return nil, err
 	}
-	ephemeral, err := NewHandlerPair(keep)
+	ephemeral, err := newHandlerPair(keep, inFlight)
 	if err != nil {
 		durable.Close()
 		sa.Close()
@@ -61,6 +66,7 @@ func ExchangeDurable(ctx context.Context, dir string, size, inFlight int) (*Dura
 			},
 		},
 		Commits: func() (uint64, uint64) { return sa.Stats().Commits, sb.Stats().Commits },
+		Stats:   func() (store.Stats, store.Stats) { return sa.Stats(), sb.Stats() },
 	}
 	for _, warm := range []func(int) (time.Duration, error){w.Ours, w.Base} {
 		if _, err := warm(inFlight); err != nil {
@@ -73,30 +79,45 @@ func ExchangeDurable(ctx context.Context, dir string, size, inFlight int) (*Dura
 
 // newHandlerPairOn is NewHandlerPair with each handler on its own store; B
 // answers requests as NewHandlerPair's does, and the stores record it.
-func newHandlerPairOn(mutate func(*handler.Config), sa, sb *store.Store) (*HandlerPair, error) {
+func newHandlerPairOn(mutate func(*handler.Config), responders int, sa, sb *store.Store) (*HandlerPair, error) {
 	stores := []*store.Store{sa, sb}
-	return NewHandlerPair(func(c *handler.Config) {
+	return newHandlerPair(func(c *handler.Config) {
 		mutate(c)
 		c.Store, stores = stores[0], stores[1:]
-	})
+	}, responders)
 }
 
 // Window times n requests of size bytes from A to B with up to inFlight
-// outstanding: a new one is sent as each Outcome comes in. Every exchange
-// must end OK, and its Reply be read.
+// outstanding, made by inFlight goroutines: a new one is sent as each
+// Outcome comes in. Every exchange must end OK, and its Reply be read.
 func (p *HandlerPair) Window(ctx context.Context, n, size, inFlight int) (time.Duration, error) {
 	msg := make([]byte, size)
 	to, addr := p.B.PeerID(), p.B.Addrs()[0]
 	events, outcomes := p.A.Events(), p.A.Outcomes()
+	slots := make(chan struct{}, inFlight) // a token per exchange outstanding
+	stop := make(chan struct{})
+	errc := make(chan error, inFlight)
+	var issued atomic.Int64
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
 	start := time.Now()
-	sent, ended, replies := 0, 0, 0
-	for ended < n || replies < n {
-		for sent < n && sent-ended < inFlight {
-			if _, err := p.A.Request(to, addr, msg); err != nil {
-				return 0, err
+	for range inFlight {
+		wg.Go(func() {
+			for issued.Add(1) <= int64(n) {
+				select {
+				case slots <- struct{}{}:
+				case <-stop:
+					return
+				}
+				if _, err := p.A.Request(to, addr, msg); err != nil {
+					errc <- err
+					return
+				}
 			}
-			sent++
-		}
+		})
+	}
+	for ended, replies := 0, 0; ended < n || replies < n; {
 		select {
 		case ev, ok := <-events:
 			if !ok {
@@ -114,7 +135,10 @@ func (p *HandlerPair) Window(ctx context.Context, n, size, inFlight int) (time.D
 					return 0, fmt.Errorf("exchange %s: %s: %v", o.Exchange, o.Reason, o.Err)
 				}
 				ended++
+				<-slots
 			}
+		case err := <-errc:
+			return 0, err
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}

@@ -87,6 +87,12 @@ type HandlerPair struct {
 // signature scheme of the handshake. mutate adjusts both configurations.
 // Connections stay open however long they sit idle between chunks of work.
 func NewHandlerPair(mutate func(*handler.Config)) (*HandlerPair, error) {
+	return newHandlerPair(mutate, 1)
+}
+
+// newHandlerPair is NewHandlerPair with responders goroutines answering
+// B's requests: an application that answers concurrently.
+func newHandlerPair(mutate func(*handler.Config), responders int) (*HandlerPair, error) {
 	ca, cb, err := pairConfigs(p2p.Ed25519)
 	if err != nil {
 		return nil, err
@@ -108,13 +114,15 @@ func NewHandlerPair(mutate func(*handler.Config)) (*HandlerPair, error) {
 		return nil, err
 	}
 	p := &HandlerPair{A: a, B: b}
-	p.wg.Go(func() {
-		for ev := range b.Events() {
-			if r, ok := ev.(handler.Request); ok {
-				_ = b.Response(r.From, r.Exchange, r.Data)
+	for range responders {
+		p.wg.Go(func() {
+			for ev := range b.Events() {
+				if r, ok := ev.(handler.Request); ok {
+					_ = b.Response(r.From, r.Exchange, r.Data)
+				}
 			}
-		}
-	})
+		})
+	}
 	// B's outcomes are read so that none waits in its queue.
 	p.wg.Go(func() {
 		for range b.Outcomes() {
