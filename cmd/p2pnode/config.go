@@ -47,6 +47,13 @@ type runConfig struct {
 	Log         logConfig       `yaml:"log"`
 	Handler     handlerConfig   `yaml:"handler"`
 	DHT         dhtConfig       `yaml:"dht"`
+	// DataDir holds the node's store (exchanges in flight, received ones
+	// not yet handled, dead letters); empty: the default, under
+	// $XDG_STATE_HOME (or ~/.local/state)/p2pnode/<peer ID>.
+	DataDir string `yaml:"data_dir"`
+	// Ephemeral runs without a store: a restart forgets everything in
+	// flight.
+	Ephemeral bool `yaml:"ephemeral"`
 }
 
 type rateLimitConfig struct {
@@ -84,6 +91,7 @@ func bindRunFlags(fs *pflag.FlagSet, c *runConfig) {
 	bindHandlerFlags(fs, &c.Handler)
 	bindDHTFlags(fs, &c.DHT)
 	fs.StringVar(&c.Handler.AutoReply, "auto-reply", c.Handler.AutoReply, "answer every request by itself: echo (reply with its payload); default off")
+	bindStoreFlags(fs, c)
 	fs.StringVar(&c.Routes, "routes", c.Routes, "routing table YAML `FILE`: which peer channel may reach which local channel (default: all)")
 	fs.BoolVar(&c.Watch, "watch", c.Watch, "also reload the allowlist and routes files whenever they change on disk")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print one JSON object per event instead of text")
@@ -128,6 +136,13 @@ func bindIdentityFlags(fs *pflag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.Key, "key", c.Key, "identity key `FILE` (mode 0600), from p2pnode keygen")
 	fs.StringArrayVar(&c.Listen, "listen", c.Listen, "`MULTIADDR` to listen on, repeatable (default /ip4/127.0.0.1/tcp/0)")
 	fs.StringVar(&c.Allowlist, "allowlist", c.Allowlist, "allowlist YAML `FILE`: who may connect")
+}
+
+// bindStoreFlags defines --data-dir and --ephemeral.
+func bindStoreFlags(fs *pflag.FlagSet, c *runConfig) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir,
+		"`DIR` of the node's store, kept across restarts (default $XDG_STATE_HOME/p2pnode/<peer ID>, or ~/.local/state/p2pnode/<peer ID>)")
+	fs.BoolVar(&c.Ephemeral, "ephemeral", c.Ephemeral, "run without a store: a restart forgets the exchanges in flight")
 }
 
 // bindLogFlags defines --log-level and --log-format. They are global flags
@@ -219,7 +234,7 @@ func yamlErr(err error) error {
 // resolvePaths makes the file paths of a configuration read from dir
 // relative to dir rather than to the working directory.
 func (c *runConfig) resolvePaths(dir string) {
-	for _, p := range []*string{&c.Key, &c.Allowlist, &c.Routes} {
+	for _, p := range []*string{&c.Key, &c.Allowlist, &c.Routes, &c.DataDir} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -276,6 +291,9 @@ func (c *runConfig) validateValues() error {
 	}
 	if c.Handler.MaxAttempts < 0 {
 		return usageErrorf("max-attempts must not be negative (got %d)", c.Handler.MaxAttempts)
+	}
+	if c.Ephemeral && c.DataDir != "" {
+		return usageErrorf("data-dir %q given but ephemeral is set: give one of --data-dir and --ephemeral", c.DataDir)
 	}
 	switch c.Handler.AutoReply {
 	case "", "echo":

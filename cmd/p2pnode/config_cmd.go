@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/spf13/cobra"
 )
@@ -32,6 +33,16 @@ routes: ""
 # Reload both files as soon as they change on disk. Without it they are
 # reloaded on SIGHUP only.
 watch: false
+
+# The node's store, kept across restarts (docs/durability.md): the
+# exchanges it started and has not finished (resumed at the next start),
+# what it received and has not handled yet (delivered again), and the dead
+# letters ("p2pnode outbox --help", "p2pnode deadletters --help"). Empty:
+# $XDG_STATE_HOME/p2pnode/<peer ID>, or ~/.local/state/p2pnode/<peer ID>.
+# One running node per directory.
+data_dir: ""
+# Run without a store: a restart forgets every exchange in flight.
+ephemeral: false
 
 # Output: one JSON object per event instead of a line of text.
 json: false
@@ -141,7 +152,8 @@ func newConfigCmd(a *app) *cobra.Command {
 		Use:   "check FILE",
 		Short: "Check that a configuration file parses; print the settings it makes",
 		Long: `check reads a configuration file as "p2pnode run --config" would and reports
-the first problem with its line. It does not open the key or allowlist files.`,
+the first problem with its line. It does not open the key or allowlist files,
+nor the data directory.`,
 		Example: `  p2pnode config check p2pnode.yaml`,
 		Args:    checkArgs(cobra.ExactArgs(1)),
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -153,10 +165,21 @@ the first problem with its line. It does not open the key or allowlist files.`,
 				return fmt.Errorf("config %s: %w", args[0], err)
 			}
 			if asJSON {
-				return json.NewEncoder(a.out).Encode(map[string]any{"file": args[0], "ok": true})
+				res := map[string]any{"file": args[0], "ok": true, "ephemeral": c.Ephemeral}
+				if c.DataDir != "" {
+					res["data_dir"] = c.DataDir
+				}
+				return json.NewEncoder(a.out).Encode(res)
 			}
-			_, err = fmt.Fprintf(a.out, "%s: ok (key %q, allowlist %q, %d listen addresses)\n",
-				args[0], c.Key, c.Allowlist, len(c.Listen))
+			store := "data dir " + strconv.Quote(c.DataDir)
+			switch {
+			case c.Ephemeral:
+				store = "ephemeral: no store"
+			case c.DataDir == "":
+				store = "data dir: the default of the key's peer ID"
+			}
+			_, err = fmt.Fprintf(a.out, "%s: ok (key %q, allowlist %q, %d listen addresses, %s)\n",
+				args[0], c.Key, c.Allowlist, len(c.Listen), store)
 			return err
 		},
 	}

@@ -33,6 +33,13 @@ func TestExampleConfigParses(t *testing.T) {
 		t.Errorf("buffers: %+v", c.Buffers)
 	case c.Log != logConfig{Level: "warn", Format: "console"}:
 		t.Errorf("log: %+v", c.Log)
+	case c.DataDir != "" || c.Ephemeral:
+		t.Errorf("store: data_dir %q, ephemeral %v", c.DataDir, c.Ephemeral)
+	}
+	for _, k := range []string{"\ndata_dir:", "\nephemeral:"} {
+		if !strings.Contains(exampleConfig, k) {
+			t.Errorf("the example has no %s", k[1:])
+		}
 	}
 	if err := c.validate(); err != nil {
 		t.Errorf("validate: %v", err)
@@ -170,4 +177,49 @@ func configEqual(a, b runConfig) bool {
 		a.Listen, b.Listen = nil, nil
 	}
 	return reflect.DeepEqual(a, b)
+}
+
+// data_dir is a path like the others, relative to the file; --ephemeral
+// and a data directory together are a mistake; the default directory is
+// under XDG_STATE_HOME, or ~/.local/state.
+func TestStoreSettings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p2pnode.yaml")
+	if err := os.WriteFile(path, []byte("key: k\nallowlist: a\ndata_dir: state\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != filepath.Join(dir, "state") || c.Ephemeral {
+		t.Fatalf("data_dir %q, ephemeral %v", c.DataDir, c.Ephemeral)
+	}
+	both := c
+	if err := overlayFlags(&both, parseRunFlags(t, "--ephemeral")); err != nil {
+		t.Fatal(err)
+	}
+	if err := both.validate(); err == nil || !strings.Contains(err.Error(), "give one of --data-dir and --ephemeral") ||
+		exitCode(err) != exitUsage {
+		t.Fatalf("data_dir and --ephemeral: %v", err)
+	}
+	if err := overlayFlags(&c, parseRunFlags(t, "--ephemeral", "--data-dir", "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.validate(); err != nil || !c.Ephemeral || c.DataDir != "" {
+		t.Fatalf("--ephemeral --data-dir '': %+v, %v", c, err)
+	}
+
+	id := mustPeer(t, testPeer)
+	t.Setenv("XDG_STATE_HOME", "/var/state")
+	if d, err := defaultDataDir(id); err != nil || d != "/var/state/p2pnode/"+testPeer {
+		t.Fatalf("with XDG_STATE_HOME: %q, %v", d, err)
+	}
+	for _, xdg := range []string{"", "relative/state"} {
+		t.Setenv("XDG_STATE_HOME", xdg)
+		t.Setenv("HOME", "/home/op")
+		if d, err := defaultDataDir(id); err != nil || d != "/home/op/.local/state/p2pnode/"+testPeer {
+			t.Fatalf("XDG_STATE_HOME %q: %q, %v", xdg, d, err)
+		}
+	}
 }

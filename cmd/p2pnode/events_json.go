@@ -29,6 +29,7 @@ type listeningEvent struct {
 	Peer    peer.ID
 	Addrs   []ma.Multiaddr
 	Metrics string // address the metrics server listens on; empty when off
+	DataDir string // the store's directory; empty when ephemeral
 }
 
 // reloadedEvent reports that the allowlist or routes file was read again.
@@ -47,6 +48,7 @@ type (
 		Peer    string   `json:"peer"`
 		Addrs   []string `json:"addrs"`
 		Metrics string   `json:"metrics,omitempty"`
+		DataDir string   `json:"data_dir,omitempty"`
 	}
 	jsonData struct {
 		Event       string  `json:"event"`
@@ -55,6 +57,9 @@ type (
 		DataB64     string  `json:"data_b64"`
 		Channel     uint32  `json:"channel,omitempty"`
 		FromChannel uint32  `json:"from_channel,omitempty"`
+		// A one-way message delivered again after a restart: the previous
+		// process printed it (perhaps) but never acknowledged it.
+		Redelivered bool `json:"redelivered,omitempty"`
 	}
 	jsonStatus struct {
 		Event  string `json:"event"`
@@ -110,7 +115,7 @@ func toJSON(ev any) any {
 		for i, a := range e.Addrs {
 			addrs[i] = a.String()
 		}
-		return jsonListening{"listening", e.Peer.String(), addrs, e.Metrics}
+		return jsonListening{"listening", e.Peer.String(), addrs, e.Metrics, e.DataDir}
 	case p2p.Data:
 		j := jsonData{Event: "data", From: e.From.String(), DataB64: base64.StdEncoding.EncodeToString(e.Bytes),
 			Channel: e.Channel, FromChannel: e.FromChannel}
@@ -164,6 +169,11 @@ func toText(ev any) string {
 		}
 		if e.Metrics != "" {
 			fmt.Fprintf(&b, " (metrics on http://%s/metrics)", e.Metrics)
+		}
+		if e.DataDir != "" {
+			fmt.Fprintf(&b, " (data in %s)", e.DataDir)
+		} else {
+			b.WriteString(" (ephemeral)")
 		}
 		return b.String()
 	case p2p.Data:

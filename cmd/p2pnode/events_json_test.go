@@ -39,6 +39,8 @@ func TestRenderJSON(t *testing.T) {
 			`{"event":"listening","peer":"` + testPeer + `","addrs":["/ip4/127.0.0.1/tcp/4001/p2p/` + testPeer + `"]}`},
 		{"listening with metrics", listeningEvent{Peer: p, Metrics: "127.0.0.1:9100"},
 			`{"event":"listening","peer":"` + testPeer + `","addrs":[],"metrics":"127.0.0.1:9100"}`},
+		{"listening durable", listeningEvent{Peer: p, DataDir: "/var/lib/p2pnode"},
+			`{"event":"listening","peer":"` + testPeer + `","addrs":[],"data_dir":"/var/lib/p2pnode"}`},
 		{"data text", p2p.Data{From: p, Bytes: []byte("hello <b>&")}, `{"event":"data","from":"` + testPeer + `","data":"hello <b>&","data_b64":"aGVsbG8gPGI+Jg=="}`},
 		{"data binary", p2p.Data{From: p, Bytes: []byte{0xff, 0x00}}, `{"event":"data","from":"` + testPeer + `","data_b64":"/wA="}`},
 		{"data empty", p2p.Data{From: p}, `{"event":"data","from":"` + testPeer + `","data":"","data_b64":""}`},
@@ -82,7 +84,9 @@ func TestRenderText(t *testing.T) {
 		want string
 	}{
 		{listeningEvent{Peer: p, Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/1"), ma.StringCast("/ip6/::1/tcp/1")}},
-			"listening as " + testPeer + " on /ip4/127.0.0.1/tcp/1 /ip6/::1/tcp/1"},
+			"listening as " + testPeer + " on /ip4/127.0.0.1/tcp/1 /ip6/::1/tcp/1 (ephemeral)"},
+		{listeningEvent{Peer: p, Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/1")}, DataDir: "/var/lib/p2pnode"},
+			"listening as " + testPeer + " on /ip4/127.0.0.1/tcp/1 (data in /var/lib/p2pnode)"},
 		{p2p.Data{From: p, Bytes: []byte("hello")}, "data from " + testPeer + ": hello"},
 		{p2p.Data{From: p, Bytes: []byte("two\nlines")}, "data from " + testPeer + `: "two\nlines"`},
 		{p2p.Data{From: p, Bytes: []byte{0xff}}, "data from " + testPeer + ": (1 bytes, base64) /w=="},

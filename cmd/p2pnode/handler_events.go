@@ -44,11 +44,12 @@ type publishedEvent struct{ Record dht.Record }
 // The JSON shapes; see events_json.go for the rules.
 type (
 	jsonRequest struct {
-		Event    string  `json:"event"`
-		From     string  `json:"from"`
-		Exchange string  `json:"exchange"`
-		Data     *string `json:"data,omitempty"`
-		DataB64  string  `json:"data_b64"`
+		Event       string  `json:"event"`
+		From        string  `json:"from"`
+		Exchange    string  `json:"exchange"`
+		Data        *string `json:"data,omitempty"`
+		DataB64     string  `json:"data_b64"`
+		Redelivered bool    `json:"redelivered,omitempty"` // received by the previous process, never answered
 	}
 	jsonReply struct {
 		Event    string  `json:"event"`
@@ -71,6 +72,11 @@ type (
 		Error    string  `json:"error,omitempty"`
 		Attempts int     `json:"attempts"`
 		Duration float64 `json:"duration_ms"`
+		// Resumed: a previous process started it (and was stopped or
+		// killed); DeadLettered: it failed and is kept in the dead letters
+		// (p2pnode deadletters).
+		Resumed      bool `json:"resumed,omitempty"`
+		DeadLettered bool `json:"dead_lettered,omitempty"`
 	}
 	jsonDHTReady struct {
 		Event string `json:"event"`
@@ -89,14 +95,17 @@ func handlerJSON(ev any) any {
 	switch e := ev.(type) {
 	case handler.Request:
 		text, b64 := payloadJSON(e.Data)
-		return jsonRequest{"request", e.From.String(), e.Exchange.String(), text, b64}
+		return jsonRequest{"request", e.From.String(), e.Exchange.String(), text, b64, e.Redelivered}
+	case handler.Message:
+		text, b64 := payloadJSON(e.Data)
+		return jsonData{Event: "data", From: e.From.String(), Data: text, DataB64: b64, Redelivered: e.Redelivered}
 	case replyEvent:
 		text, b64 := payloadJSON(e.Data)
 		return jsonReply{"reply", e.From.String(), e.Exchange.String(), e.ID, text, b64}
 	case exchangeEvent:
 		j := jsonExchange{Event: "exchange", Peer: e.Peer.String(), Exchange: e.Exchange.String(), ID: e.ID,
 			Kind: e.Kind.String(), Role: e.Role.String(), OK: e.OK, Reason: string(e.Reason),
-			Attempts: e.Attempts, Duration: millis(e.Duration)}
+			Attempts: e.Attempts, Duration: millis(e.Duration), Resumed: e.Resumed, DeadLettered: e.DeadLettered}
 		if !e.OK {
 			j.Stage, j.Error = string(e.Stage), errText(e.Err)
 		}
@@ -113,13 +122,18 @@ func handlerJSON(ev any) any {
 func handlerText(ev any) string {
 	switch e := ev.(type) {
 	case handler.Request:
-		return fmt.Sprintf("request from %s #%s: %s", e.From, e.Exchange, payloadText(e.Data))
+		return fmt.Sprintf("request from %s #%s%s: %s", e.From, e.Exchange, redeliveredText(e.Redelivered), payloadText(e.Data))
+	case handler.Message:
+		return fmt.Sprintf("data from %s%s: %s", e.From, redeliveredText(e.Redelivered), payloadText(e.Data))
 	case replyEvent:
 		return fmt.Sprintf("reply from %s #%s%s: %s", e.From, e.Exchange, idText(e.ID), payloadText(e.Data))
 	case exchangeEvent:
 		id := ""
 		if e.ID != 0 {
 			id = fmt.Sprintf(", id %d", e.ID)
+		}
+		if e.Resumed {
+			id += ", resumed"
 		}
 		s := fmt.Sprintf("exchange %s #%s (%s, %s%s): ", e.Peer, e.Exchange, e.Kind, e.Role, id)
 		if e.OK {
@@ -128,6 +142,9 @@ func handlerText(ev any) string {
 		s += fmt.Sprintf("failed: %s in %s after %d attempts", e.Reason, e.Stage, e.Attempts)
 		if e.Err != nil {
 			s += " (" + errText(e.Err) + ")"
+		}
+		if e.DeadLettered {
+			s += "; kept in the dead letters"
 		}
 		return s
 	case dhtReadyEvent:
@@ -171,6 +188,13 @@ func payloadJSON(b []byte) (*string, string) {
 	}
 	s := string(b)
 	return &s, b64
+}
+
+func redeliveredText(r bool) string {
+	if r {
+		return " (redelivered)"
+	}
+	return ""
 }
 
 func idText(id uint64) string {

@@ -38,6 +38,13 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// run keeps a store in a data directory under XDG_STATE_HOME unless
+	// told otherwise: the processes the tests start keep theirs here, not
+	// in the home directory of whoever runs the tests.
+	if err := os.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	binPath = filepath.Join(dir, "p2pnode")
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -262,6 +269,17 @@ func (p *proc) signal(sig os.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		p.t.Fatalf("%s: signal %v: %v", p.name, sig, err)
 	}
+}
+
+// kill SIGKILLs the process, as a crash would stop it, and waits for it
+// to be gone; what it printed meanwhile is returned.
+func (p *proc) kill() []string {
+	p.t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		p.t.Fatalf("%s: kill: %v", p.name, err)
+	}
+	_, rest := p.wait()
+	return rest
 }
 
 // wait waits for the process to exit, reading (and returning) the rest of

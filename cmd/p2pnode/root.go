@@ -46,8 +46,9 @@ func newRootCmd(a *app) *cobra.Command {
 		Long: `p2pnode runs one BitVMX p2p node (authenticated, encrypted, allowlisted and
 rate limited, exchanging requests and replies through the Multi-Exchange
 Handler), sends one request, finds peers in the DHT, manages its identity key
-and allowlist, prints an example configuration, demonstrates and benchmarks
-the library.
+and allowlist, lists and edits what a stopped node kept in its data directory
+(outbox, dead letters), prints an example configuration, demonstrates and
+benchmarks the library.
 
 Results are readable text by default and JSON with --json. A failure prints
 one line, "p2pnode: <message>", on stderr and exits with status 1 (2 for a
@@ -57,6 +58,7 @@ mistake in the command line itself).`,
   p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --name operator-2
   p2pnode run --key node.key --listen /ip4/0.0.0.0/tcp/4001 --allowlist allowlist.yaml
   p2pnode send --key me.key --allowlist allowlist.yaml --addr /ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm... "hello"
+  p2pnode deadletters list --key node.key
   p2pnode bench`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -87,6 +89,8 @@ func commands(a *app) []*cobra.Command {
 		newBenchCmd(a),
 		newAllowlistCmd(a),
 		newConfigCmd(a),
+		newOutboxCmd(a),
+		newDeadLettersCmd(a),
 		newVersionCmd(a),
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -18,6 +19,7 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/dht"
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
 const runLong = `run starts a node and prints one line per event on stdout until stdin
@@ -29,6 +31,20 @@ message, acknowledged, resent when the peer is busy or the connection
 drops, and each exchange dials its own connection and closes it when done
 (--keep-connection keeps it). Peers must run the handler too (p2pnode run
 does).
+
+The node is durable: it keeps a store in its data directory (--data-dir,
+default $XDG_STATE_HOME/p2pnode/<peer ID> or ~/.local/state/p2pnode/<peer
+ID>). A send or request is on disk before the next stdin line is read;
+a request or message received is on disk before its sender is told OK, and
+stays there until it is answered (respond, --auto-reply) or its reply
+timeout passes, or, for a message, until it is printed. After a crash or a stop, the next run on the same
+directory resumes the exchanges this node had started (their events say
+"resumed", and keep their stdin "id") and prints again what it had received
+and not handled ("redelivered"). A send or request that fails for good is
+kept in the dead letters ("dead_lettered"): see p2pnode deadletters --help,
+and p2pnode outbox --help for the exchanges waiting to resume. One node per
+directory: a second run on it fails. --ephemeral runs without a store, and
+a restart forgets everything in flight.
 
 Commands are read from stdin, one JSON object per line:
 
@@ -45,17 +61,20 @@ exactly one status event carrying its "id" (numbered by p2pnode when the
 line has none), and an exchange event. A request gets a reply event and an
 exchange event carrying its "id". A request received is printed as a
 request event: answer it with respond, or start run with --auto-reply echo.
-A bad line gets an error event and the node carries on.
+A bad line gets an error event and the node carries on. With a store, a
+send or request still running when the node stops gets its events from
+the next run on the directory, which resumes it.
 
 Events, with --json (one object per line, "event" first):
 
-  {"event":"listening","peer":"<id>","addrs":["/ip4/.../tcp/N/p2p/<id>"]}   always first
+  {"event":"listening","peer":"<id>","addrs":["/ip4/.../tcp/N/p2p/<id>"],"data_dir":"<dir>"}   always first
   {"event":"data","from":"<id>","data":"<text>","data_b64":"<base64>"}     "data" only if UTF-8
   {"event":"status","peer":"<id>","id":7,"ok":true,"reason":"ok"}
   {"event":"request","from":"<id>","exchange":"<exchange>","data":"<text>","data_b64":"<base64>"}
   {"event":"reply","from":"<id>","exchange":"<exchange>","id":8,"data":"<text>","data_b64":"<base64>"}
   {"event":"exchange","peer":"<id>","exchange":"<exchange>","id":8,"kind":"request","role":"dialer",
-   "ok":false,"reason":"reply_timeout","stage":"await_reply","error":"...","attempts":1,"duration_ms":30001.2}
+   "ok":false,"reason":"reply_timeout","stage":"await_reply","error":"...","attempts":1,"duration_ms":30001.2,
+   "resumed":true,"dead_lettered":true}
   {"event":"connected","peer":"<id>","addr":"<multiaddr>","direction":"inbound"}
   {"event":"disconnected","peer":"<id>"}
   {"event":"connection_limit","peer":"<id>","reason":"malformed_message","until":"<RFC 3339>"}
@@ -64,6 +83,13 @@ Events, with --json (one object per line, "event" first):
   {"event":"reloaded","kind":"allowlist","file":"<path>","count":4}
   {"event":"dht_ready","peers":1}                                           with --dht
   {"event":"published","addrs":["/ip4/..."],"seq":N,"expires":"<RFC 3339>"}  with --dht
+
+"data_dir" is left out with --ephemeral. A request or data event of
+something the previous run received and never handled has
+"redelivered":true; an exchange a previous run started has "resumed":true;
+one that failed and is kept in the dead letters "dead_lettered":true. A
+data event is printed before the message is marked handled: a crash in
+between prints it again, redelivered, at the next start (at least once).
 
 With --dht the node joins the experimental DHT through the --bootstrap
 peers (none: it is a bootstrap node, which others join), publishes its
@@ -91,6 +117,8 @@ func newRunCmd(a *app) *cobra.Command {
 		Short: "Run a node: print its events, take commands on stdin",
 		Long:  runLong,
 		Example: `  p2pnode run --key node.key --listen /ip4/127.0.0.1/tcp/4001 --allowlist allowlist.yaml --json
+  p2pnode run --key node.key --allowlist allowlist.yaml --data-dir /var/lib/p2pnode --no-stdin
+  p2pnode run --key node.key --allowlist allowlist.yaml --ephemeral
   p2pnode run --config /etc/p2pnode/p2pnode.yaml --no-stdin --log-level info
   p2pnode run --key node.key --allowlist allowlist.yaml --auto-reply echo --dht --bootstrap /ip4/10.0.0.1/tcp/4001/p2p/16Uiu2HAm...
   echo '{"cmd":"send","addr":"/ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm...","data":"hello"}' | p2pnode run --config p2pnode.yaml`,
@@ -132,8 +160,9 @@ type runner struct {
 	routes *allowlist.Routes // nil: no routing table
 	parser commandParser
 	seen   *observed // node events the handler shows through Config.Observe
-	// started maps the exchanges started from stdin to their command.
-	started  map[handler.ExchangeID]stdinExchange
+	// store is the handler's store in dataDir; nil with --ephemeral.
+	store    *store.Store
+	dataDir  string
 	closing  bool            // shutting down: requests are no longer answered
 	bgCtx    context.Context // cancelled at shutdown
 	bgCancel context.CancelFunc
@@ -149,8 +178,7 @@ func runNode(a *app, cfg runConfig) error {
 	defer func() { _ = log.Sync() }()
 	routeLibp2pLogs(log)
 
-	r := &runner{cfg: cfg, log: log, out: &printer{w: a.out, asJSON: cfg.JSON}, seen: newObserved(),
-		started: make(map[handler.ExchangeID]stdinExchange)}
+	r := &runner{cfg: cfg, log: log, out: &printer{w: a.out, asJSON: cfg.JSON}, seen: newObserved()}
 	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	defer r.bgCancel()
 	pcfg, err := loadNodeConfig(&cfg, log)
@@ -160,6 +188,14 @@ func runNode(a *app, cfg runConfig) error {
 	r.list, r.routes = pcfg.Allowlist, pcfg.Routes
 	if r.list.Len() == 0 {
 		log.Warn("the allowlist is empty: no peer can connect", zap.String("file", cfg.Allowlist))
+	}
+	if !cfg.Ephemeral {
+		if err := r.openStore(pcfg); err != nil {
+			return err
+		}
+		// After the handler has closed: every path that started it closes
+		// it before returning.
+		defer r.closeStore()
 	}
 
 	// Catch signals before anything is printed: a SIGHUP sent as soon as
@@ -179,6 +215,9 @@ func runNode(a *app, cfg runConfig) error {
 	hcfg := cfg.Handler.handlerConfig(pcfg)
 	hcfg.Logger = log
 	hcfg.Observe = r.seen.observe
+	if r.store != nil {
+		hcfg.Store = r.store
+	}
 	if metrics != nil {
 		// One registry for all three layers: their names do not collide.
 		hcfg.Node.Metrics, hcfg.Metrics = metrics.reg, metrics.reg
@@ -193,7 +232,7 @@ func runNode(a *app, cfg runConfig) error {
 			return err
 		}
 	}
-	listening := listeningEvent{Peer: r.node.ID(), Addrs: r.node.Addrs()}
+	listening := listeningEvent{Peer: r.node.ID(), Addrs: r.node.Addrs(), DataDir: r.dataDir}
 	if metrics != nil {
 		listening.Metrics = metrics.addr
 		if err := registerDHTMetrics(metrics.reg, r.dht); err != nil {
@@ -211,7 +250,13 @@ func runNode(a *app, cfg runConfig) error {
 		return err
 	}
 	r.watchDHT()
-	log.Info("node started", zap.Stringer("peer", r.node.ID()), zap.Stringers("addrs", r.node.Addrs()))
+	if r.store != nil {
+		log.Info("node started", zap.Stringer("peer", r.node.ID()), zap.Stringers("addrs", r.node.Addrs()),
+			zap.String("data_dir", r.dataDir))
+	} else {
+		log.Info("node started", zap.Stringer("peer", r.node.ID()), zap.Stringers("addrs", r.node.Addrs()),
+			zap.Bool("ephemeral", true))
+	}
 
 	var lines <-chan stdinLine
 	if !cfg.NoStdin {
@@ -249,6 +294,41 @@ func loadNodeConfig(cfg *runConfig, log *zap.Logger) (p2p.Config, error) {
 		return pcfg, err
 	}
 	return pcfg, nil
+}
+
+// openStore opens the node's store, in --data-dir or the default directory
+// of its key, before the node starts: a directory in use or a damaged
+// store stops run here, before anything is printed. The stdin numbering
+// continues after the ids of the exchanges the store will resume.
+func (r *runner) openStore(pcfg p2p.Config) error {
+	id, err := peer.IDFromPrivateKey(pcfg.Key)
+	if err != nil {
+		return err
+	}
+	if r.dataDir, err = r.cfg.dataDir(id); err != nil {
+		return err
+	}
+	if r.store, err = openRunStore(r.dataDir, r.log); err != nil {
+		return err
+	}
+	last, err := maxStdinTag(r.store)
+	if err != nil {
+		r.closeStore()
+		return err
+	}
+	r.parser.nextID = last + 1
+	return nil
+}
+
+// closeStore closes the store, once the handler has closed.
+func (r *runner) closeStore() {
+	if r.store == nil {
+		return
+	}
+	if err := r.store.Close(); err != nil {
+		r.log.Warn("closing the store", zap.Error(err))
+	}
+	r.store = nil
 }
 
 // handlerErr drops the "handler: " prefix from an error of the node the
@@ -344,10 +424,13 @@ func (r *runner) handleLine(l stdinLine) bool {
 	return r.command(cmd)
 }
 
-// shutdown stops the DHT, then closes the handler (which gives exchanges
-// in flight its CloseTimeout, then fails them) and prints the events it
-// still had, among them the status of every message that was still waiting
-// for its ack.
+// shutdown stops the DHT, then closes the handler and prints the events it
+// still had. Ephemeral, the handler gives exchanges in flight its
+// CloseTimeout, then fails them: every message still waiting for its ack
+// gets its status. With a store, the exchanges this node started and that
+// are still running are left in it, without an outcome: the next run on
+// the data directory resumes them. The store itself is closed after
+// shutdown (runNode's deferred closeStore).
 func (r *runner) shutdown() error {
 	r.closing = true
 	r.stopDHT()

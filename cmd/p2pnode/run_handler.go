@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -13,14 +14,6 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
-
-// stdinExchange is what run remembers of an exchange a stdin command
-// started: the command's id, and whether it was a send (which also gets a
-// status event, as sends had before the handler).
-type stdinExchange struct {
-	id   uint64
-	send bool
-}
 
 // command carries out one parsed stdin command and reports whether to go
 // on (false once the node is gone).
@@ -32,19 +25,17 @@ func (r *runner) command(cmd any) bool {
 				Err: errors.New(`run sends through the exchange handler, on channel 0: "channel" and "from_channel" are not supported`)})
 			return true
 		}
-		id, err := r.h.Send(c.Peer, c.Addr, c.Data)
-		if err != nil {
+		// The id travels with the exchange as its tag, stored with it:
+		// the events of an exchange resumed after a restart carry it too.
+		if _, err := r.h.Send(c.Peer, c.Addr, c.Data, stdinTag(c.ID)); err != nil {
 			r.out.emit(refusedStatus(c.Peer, c.ID, err))
 			return !errors.Is(err, handler.ErrClosed)
 		}
-		r.started[id] = stdinExchange{id: c.ID, send: true}
 	case requestCmd:
-		id, err := r.h.Request(c.Peer, c.Addr, c.Data)
-		if err != nil {
+		if _, err := r.h.Request(c.Peer, c.Addr, c.Data, stdinTag(c.ID)); err != nil {
 			r.out.emit(p2p.Error{Peer: c.Peer, Err: fmt.Errorf("request %d: %w", c.ID, err)})
 			return !errors.Is(err, handler.ErrClosed)
 		}
-		r.started[id] = stdinExchange{id: c.ID}
 	case respondCmd:
 		if err := r.h.Response(c.Peer, c.Exchange, c.Data); err != nil {
 			r.out.emit(p2p.Error{Peer: c.Peer, Err: fmt.Errorf("respond %s: %w", c.Exchange, err)})
@@ -67,7 +58,14 @@ func (r *runner) command(cmd any) bool {
 func (r *runner) handlerEvent(ev handler.Event) {
 	switch e := ev.(type) {
 	case handler.Message:
-		r.out.emit(p2p.Data{From: e.From, Bytes: e.Data})
+		// Printed, then acknowledged: with a store, a message is delivered
+		// again after a restart until its Ack is on disk, so a crash
+		// between the two prints it again (marked redelivered) rather than
+		// never. Without a store Ack does nothing.
+		r.out.emit(e)
+		if err := r.h.Ack(e.From, e.Exchange); err != nil {
+			r.out.emit(p2p.Error{Peer: e.From, Err: fmt.Errorf("ack %s: %w", e.Exchange, err)})
+		}
 	case handler.Request:
 		r.out.emit(e)
 		if r.cfg.Handler.AutoReply == "echo" && !r.closing {
@@ -76,17 +74,20 @@ func (r *runner) handlerEvent(ev handler.Event) {
 			}
 		}
 	case handler.Reply:
-		r.out.emit(replyEvent{Reply: e, ID: r.started[e.Exchange].id})
+		id, _ := tagID(e.Tag)
+		r.out.emit(replyEvent{Reply: e, ID: id})
 	case handler.Outcome:
-		var st stdinExchange
+		var id uint64
 		if e.Role == handler.Dialer {
-			st = r.started[e.Exchange]
-			delete(r.started, e.Exchange)
+			id, _ = tagID(e.Tag)
+			// Every message run sends comes from a stdin send, which gets
+			// a status event as sends had before the handler, also when
+			// it resumed after a restart.
+			if e.Kind == handler.KindMessage {
+				r.out.emit(sendStatus(e, id))
+			}
 		}
-		if st.send {
-			r.out.emit(sendStatus(e, st.id))
-		}
-		r.out.emit(exchangeEvent{Outcome: e, ID: st.id})
+		r.out.emit(exchangeEvent{Outcome: e, ID: id})
 	case handler.Error:
 		r.out.emit(p2p.Error{Peer: e.Peer, Err: e.Err})
 	case handler.ConnectionLimit:
@@ -98,6 +99,12 @@ func (r *runner) handlerEvent(ev handler.Event) {
 		// Printed from the node's own Dropped, which the observer passes
 		// on with the message ID that the handler's leaves out.
 	}
+}
+
+// stdinTag labels an exchange with the id of the stdin command that
+// started it; tagID reads it back.
+func stdinTag(id uint64) handler.CallOption {
+	return handler.WithTag(strconv.FormatUint(id, 10))
 }
 
 // flushSeen prints the node events the observer queued.

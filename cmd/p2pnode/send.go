@@ -32,6 +32,11 @@ configuration file; its listen addresses are not used (they belong to the
 node that runs), send listens on a free loopback port unless --listen says
 otherwise.
 
+send is ephemeral: it keeps no store and never touches a data directory.
+It is a tool that waits for its one outcome and reports it: if it is
+stopped first, nothing resumes the exchange later. For sends that must survive a crash, use the stdin of a
+running node (p2pnode run --help).
+
 With --dht, send joins the DHT only to look the peer up: it publishes no
 record of its own. Still, prefer a key of its own (allowlisted like any
 node) to a running node's: peers would see two hosts with one identity.`

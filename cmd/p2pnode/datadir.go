@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/store"
+)
+
+// The data directory: where "run" keeps its store (the exchanges it
+// started and has not finished, what it received and the application has
+// not handled yet, the dead letters), and where the outbox and deadletters
+// commands find it.
+
+// defaultDataDir is the data directory of the node whose peer ID is id:
+// $XDG_STATE_HOME/p2pnode/<id>, or ~/.local/state/p2pnode/<id> when
+// XDG_STATE_HOME is unset (or, as the XDG spec says to treat it, not an
+// absolute path).
+func defaultDataDir(id peer.ID) (string, error) {
+	base := os.Getenv("XDG_STATE_HOME")
+	if !filepath.IsAbs(base) {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("no data directory: %v; give --data-dir DIR (or --ephemeral)", err)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return absPath(filepath.Join(base, "p2pnode", id.String())), nil
+}
+
+// dataDir is the data directory cfg names: data_dir, or the default for
+// the peer ID of key id. It is absolute, for the listening event and the
+// logs.
+func (c *runConfig) dataDir(id peer.ID) (string, error) {
+	if c.DataDir != "" {
+		return absPath(c.DataDir), nil
+	}
+	return defaultDataDir(id)
+}
+
+// absPath makes a path absolute, or leaves it as it is if it cannot.
+func absPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}
+
+// openRunStore opens the store of a node about to run in dir. The errors
+// an operator meets are rewritten to say what to do: a directory in use
+// (another p2pnode on it), a file that is not a store (never replaced by
+// an empty one).
+func openRunStore(dir string, log *zap.Logger) (*store.Store, error) {
+	st, err := store.Open(dir, store.Options{Logger: log.Named("store")})
+	switch {
+	case err == nil:
+		return st, nil
+	case errors.Is(err, store.ErrLocked):
+		return nil, fmt.Errorf("data directory %s is in use: another p2pnode is probably running on it (give each node its own --data-dir)", dir)
+	case errors.Is(err, store.ErrCorrupt):
+		return nil, fmt.Errorf("%w (the node will not start over it: move the file away to start with an empty store, losing the exchanges it holds)", err)
+	case errors.Is(err, store.ErrVersion):
+		return nil, fmt.Errorf("%w (a newer p2pnode wrote it: run that version)", err)
+	}
+	return nil, fmt.Errorf("data directory %s: %w", dir, err)
+}
+
+// openToolStore opens the store in dir for the outbox and deadletters
+// commands. It never creates one: a directory without a store is an error,
+// not an empty list. A running node holds the store; it is refused, and
+// nothing is touched.
+func openToolStore(dir string) (*store.Store, error) {
+	path := filepath.Join(dir, store.FileName)
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || err == nil && fi.Size() == 0:
+		return nil, fmt.Errorf("no store in %s: no p2pnode run has used this data directory (check --data-dir, or --key)", dir)
+	case err != nil:
+		return nil, err
+	case fi.IsDir():
+		return nil, fmt.Errorf("%s is a directory, not a store file", path)
+	}
+	st, err := store.Open(dir, store.Options{})
+	switch {
+	case err == nil:
+		return st, nil
+	case errors.Is(err, store.ErrLocked):
+		return nil, fmt.Errorf("the node on %s is running: stop it first, or give the --data-dir of a stopped node (a store has one user at a time)", dir)
+	}
+	return nil, err
+}
+
+// maxStdinTag is the largest stdin id among the tags of the outbox of st:
+// run numbers the stdin commands without an id from the next one, so that
+// a resumed exchange and a new one never share an id.
+func maxStdinTag(st *store.Store) (uint64, error) {
+	out, err := st.OutgoingList()
+	if err != nil {
+		return 0, err
+	}
+	var m uint64
+	for _, o := range out {
+		if id, ok := tagID(o.Tag); ok && id > m {
+			m = id
+		}
+	}
+	return m, nil
+}
+
+// tagID is the stdin id a tag carries: run tags every exchange it starts
+// with its command's id, in decimal.
+func tagID(tag string) (uint64, bool) {
+	if tag == "" {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(tag, 10, 64)
+	return id, err == nil
+}
