@@ -48,3 +48,9 @@ proto:
 
 clean:
 	rm -rf $(BIN)
+
+## soak: the kill/restart soak test (real p2pnode processes SIGKILLed and restarted), SOAK_EXCHANGES requests per variant, without -race
+SOAK_EXCHANGES ?= 1000
+.PHONY: soak
+soak:
+	SOAK_EXCHANGES=$(SOAK_EXCHANGES) $(GO) test -run '^TestSoakKillRestart$$' -count=1 -timeout 30m -v ./cmd/p2pnode/

@@ -109,6 +109,15 @@ type Config struct {
 	// Events, for an application that does not call Ack. Only meaningful
 	// with a Store.
 	AutoAck bool
+	// AckOutcomes keeps each of our finished exchanges in the Store until
+	// the application calls AckOutcome for it, having dealt with its Reply
+	// and Outcome. A restart before that hands them out again, marked
+	// Redelivered: an application that dies between receiving an Outcome
+	// and acting on it gets it again instead of never. Without it (the
+	// default) the exchange leaves the store as its Outcome is handed out,
+	// and one handed out in the instant the process dies is lost with it.
+	// Only meaningful with a Store.
+	AckOutcomes bool
 	// MaxInboxPerPeer bounds the requests and messages received from one
 	// peer and not yet handled by the application; past it the peer is
 	// answered "busy" and resends later, so one peer cannot fill the disk

@@ -51,9 +51,13 @@ type durableState struct {
 	answered  map[inKey]bool  // answered requests whose reply is in the store
 	unacked   map[inKey]bool  // messages delivered, awaiting Ack
 	unhandled map[peer.ID]int // requests and messages of each peer not yet handled
-	expired   []inKey         // dedupe records forgotten, to delete from the store
-	finished  chan struct{}   // a finish committed: the loop has completions to hand out
-	done      []completion    // finishes committed, in commit order; under Handler.doneMu
+	// unconfirmed are our ended exchanges whose Outcome awaits AckOutcome
+	// (Config.AckOutcomes), and their peers.
+	unconfirmed map[ExchangeID]peer.ID
+	storing     map[inKey]*storing // received, being written or not yet taken by the loop
+	expired     []inKey            // dedupe records forgotten, to delete from the store
+	finished    chan struct{}      // a finish committed: the loop has completions to hand out
+	done        []completion       // finishes committed, in commit order; under Handler.doneMu
 }
 
 // completion is what a dialer's finished exchange hands the application once
@@ -66,10 +70,12 @@ type completion struct {
 
 func newDurableState() durableState {
 	return durableState{
-		answered:  make(map[inKey]bool),
-		unacked:   make(map[inKey]bool),
-		unhandled: make(map[peer.ID]int),
-		finished:  make(chan struct{}, 1),
+		answered:    make(map[inKey]bool),
+		unacked:     make(map[inKey]bool),
+		unhandled:   make(map[peer.ID]int),
+		unconfirmed: make(map[ExchangeID]peer.ID),
+		storing:     make(map[inKey]*storing),
+		finished:    make(chan struct{}, 1),
 	}
 }
 
@@ -168,16 +174,28 @@ func (h *Handler) expectsReply(p peer.ID, id ExchangeID) bool {
 // there already (a resend), and gives the verdict once it is on disk.
 func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.Reason, func() p2p.Reason) {
 	now := time.Now()
+	key := inKey{from, id}
 	h.mu.Lock()
-	seen := h.seen.has(from, id, now)
-	full := h.dur.unhandled[from] >= h.cfg.MaxInboxPerPeer
-	h.mu.Unlock()
-	switch {
-	case seen:
+	defer h.mu.Unlock()
+	if h.seen.has(from, id, now) {
 		return p2p.ReasonOK, nil // on disk already; the loop answers the resend
-	case full:
+	}
+	if st, ok := h.dur.storing[key]; ok {
+		// A copy of one being written (a resend on another stream): OK
+		// once the first is on disk, busy until then.
+		if st.stored {
+			return p2p.ReasonOK, nil
+		}
 		return p2p.ReasonBusy, nil
 	}
+	// The slot is taken here, not when the loop delivers: the messages a
+	// peer pipelines are all judged before the first reaches the loop.
+	if h.dur.unhandled[from] >= h.cfg.MaxInboxPerPeer {
+		return p2p.ReasonBusy, nil
+	}
+	h.dur.unhandled[from]++
+	st := &storing{}
+	h.dur.storing[key] = st
 	kind := store.KindRequest
 	if env.kind == pb.Kind_KIND_MESSAGE {
 		kind = store.KindMessage
@@ -188,29 +206,66 @@ func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.
 	done := make(chan error, 1)
 	h.cfg.Store.CommitAsync(&b, func(err error) { done <- err })
 	return p2p.ReasonOK, func() p2p.Reason {
-		if err := <-done; err != nil {
+		err := <-done
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if err != nil {
 			// Refused, not lost: the sender resends.
+			delete(h.dur.storing, key)
+			h.dur.unhandled[from]--
 			h.log.Warn("could not store a received message: answering busy", zap.Stringer("peer", from), zap.Error(err))
 			return p2p.ReasonBusy
 		}
+		st.stored = true
 		return p2p.ReasonOK
 	}
 }
 
+// storing is a received exchange being written to the inbox: counted in
+// unhandled from then on, until the loop takes it (arrived).
+type storing struct{ stored bool }
+
+// arrived tells whether a request or message reaching the loop is one
+// accept stored (and counted) for this process; it forgets it as storing.
+// The caller holds mu.
+func (h *Handler) arrived(p peer.ID, id ExchangeID) bool {
+	key := inKey{p, id}
+	if _, ok := h.dur.storing[key]; !ok {
+		return false
+	}
+	delete(h.dur.storing, key)
+	return true
+}
+
 // finish records the end of a dialer's exchange, then hands its Reply (if
 // any) and Outcome to the application: once they are out, a restart must
-// not resume the exchange. A failed exchange moves to the dead letters. The
-// caller holds mu.
+// not run the exchange again. The record leaves the outbox, or, with
+// Config.AckOutcomes, stays marked ended until AckOutcome. A failed
+// exchange is also kept in the dead letters. The caller holds mu.
 func (h *Handler) finish(ex *exchange, o Outcome, reply *Reply) {
 	var b store.Batch
-	b.DeleteOutgoing(uint64(ex.id))
+	now := time.Now()
+	rec := outgoing(o.Peer, ex)
 	if !o.OK {
-		dl := store.DeadLetter{Outgoing: outgoing(o.Peer, ex), Reason: string(o.Reason), Failed: time.Now()}
+		dl := store.DeadLetter{Outgoing: rec, Reason: string(o.Reason), Failed: now}
 		if o.Err != nil {
 			dl.Error = o.Err.Error()
 		}
 		b.PutDeadLetter(dl)
 		o.DeadLettered = true
+	}
+	if h.cfg.AckOutcomes {
+		rec.Ended, rec.Reason = now, string(o.Reason)
+		if o.Err != nil {
+			rec.Error = o.Err.Error()
+		}
+		if reply != nil {
+			rec.Reply = reply.Data
+		}
+		b.PutOutgoing(rec)
+		h.dur.unconfirmed[ex.id] = o.Peer
+	} else {
+		b.DeleteOutgoing(uint64(ex.id))
 	}
 	h.cfg.Store.CommitAsync(&b, func(err error) {
 		c := completion{reply: reply, outcome: o, err: err}
@@ -225,6 +280,34 @@ func (h *Handler) finish(ex *exchange, o Outcome, reply *Reply) {
 		default:
 		}
 	})
+}
+
+// AckOutcome tells the handler that the application has dealt with the
+// Outcome (and Reply) of its exchange: with Config.AckOutcomes, the
+// exchange leaves the store, and a restart no longer hands them out again.
+// It returns once that is on disk. Without a store or AckOutcomes it does
+// nothing. It fails with ErrUnknownExchange for an exchange whose Outcome
+// is not awaiting its ack.
+func (h *Handler) AckOutcome(exchange ExchangeID) error {
+	if !h.durable() || !h.cfg.AckOutcomes {
+		return nil
+	}
+	h.mu.Lock()
+	p, ok := h.dur.unconfirmed[exchange]
+	delete(h.dur.unconfirmed, exchange)
+	h.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: no outcome of %s awaits its ack", ErrUnknownExchange, exchange)
+	}
+	var b store.Batch
+	b.DeleteOutgoing(uint64(exchange))
+	if err := h.commit(&b); err != nil {
+		h.mu.Lock()
+		h.dur.unconfirmed[exchange] = p
+		h.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 // handOut gives the application the completions the store has recorded.
@@ -297,6 +380,27 @@ func (h *Handler) Ack(p peer.ID, exchange ExchangeID) error {
 	}
 	h.dur.unhandled[p]--
 	return nil
+}
+
+// redeliverOutcome hands out again the Reply and Outcome of an exchange
+// that ended in a previous life whose application never acknowledged them.
+// The caller holds mu.
+func (h *Handler) redeliverOutcome(p peer.ID, kind Kind, rec store.Outgoing) {
+	id := ExchangeID(rec.ID)
+	reason := Reason(rec.Reason)
+	o := Outcome{Peer: p, Exchange: id, Role: Dialer, Kind: kind, OK: reason == ReasonOK, State: StateDone,
+		Stage: StateDone, Reason: reason, Attempts: rec.Attempts, Duration: rec.Ended.Sub(rec.Created),
+		Tag: rec.Tag, Resumed: true, Redelivered: true}
+	if !o.OK {
+		o.State, o.Stage = StateFailed, StateFailed
+		o.Err = fmt.Errorf("%s", rec.Error)
+		o.DeadLettered = true
+	}
+	if o.OK && kind == KindRequest {
+		h.events.Push(Reply{From: p, Exchange: id, Data: rec.Reply, Tag: rec.Tag, Redelivered: true}, true)
+	}
+	h.outcomes.Push(o, true)
+	h.dur.unconfirmed[id] = p
 }
 
 // storedReply is the envelope of the reply to a request answered before,
@@ -405,6 +509,10 @@ func (h *Handler) resume() error {
 		kind := KindRequest
 		if o.Kind == store.KindMessage {
 			kind = KindMessage
+		}
+		if !o.Ended.IsZero() {
+			h.redeliverOutcome(p, kind, o)
+			continue
 		}
 		ex := &exchange{id: ExchangeID(o.ID), role: Dialer, kind: kind, start: o.Created, msg: o.Payload,
 			tag: o.Tag, resumed: true, wire: appendEnvelope(nil, wireKind(kind), o.ID, o.Payload),

@@ -395,3 +395,82 @@ func crashPoint(t *testing.T, requester bool, at int) {
 	a.restart(false)
 	tu.None[handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
 }
+
+// TestOutcomeKeptUntilAcked: with AckOutcomes, an exchange's Reply and
+// Outcome are handed out again after a restart until the application
+// acknowledges them, marked Redelivered, and never after.
+func TestOutcomeKeptUntilAcked(t *testing.T) {
+	a, b := durablePair(t, func(c *handler.Config) { c.AckOutcomes = true })
+	echo(t, b.h)
+	id, err := a.h.Request(b.id.ID, b.addr(), []byte("ping"), handler.WithTag("3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
+	// The application dies before it has dealt with the outcome.
+	a.restart(true)
+	rep := tu.Next[handler.Reply](t, a.h.Events())
+	if rep.Exchange != id || string(rep.Data) != "ping" || !rep.Redelivered || rep.Tag != "3" {
+		t.Fatalf("reply %+v", rep)
+	}
+	o := outcome(t, a.h, id)
+	expect(t, o, true, handler.ReasonOK)
+	if !o.Redelivered || !o.Resumed || o.Tag != "3" {
+		t.Fatalf("outcome %+v", o)
+	}
+	if err := a.h.AckOutcome(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.h.AckOutcome(id); !errors.Is(err, handler.ErrUnknownExchange) {
+		t.Fatalf("second ack: %v", err)
+	}
+	a.restart(true)
+	tu.None[handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
+}
+
+// TestInboxBoundedPerPeer: a peer whose messages the application has not
+// handled yet is answered busy past MaxInboxPerPeer, and resends later; the
+// others' messages still get through, so one peer cannot fill the inbox
+// (and the disk) that the others need.
+func TestInboxBoundedPerPeer(t *testing.T) {
+	ia, ib, ic := tu.NewIdentity(t), tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib, ic)
+	retry := handler.WithRetry(2, time.Millisecond, time.Millisecond)
+	b := newNode(t, ib, list, func(c *handler.Config) { c.MaxInboxPerPeer = 2 })
+	a := newHandler(t, ia, list, retry, handler.WithMaxConcurrentPerPeer(3))
+	c := newHandler(t, ic, list, retry)
+	var ids []handler.ExchangeID
+	for i := range 3 {
+		id, err := a.Send(ib.ID, b.addr(), fmt.Appendf(nil, "a%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	got := map[bool]int{}
+	for _, id := range ids {
+		o := outcome(t, a, id)
+		got[o.OK]++
+		if !o.OK && o.Reason != handler.ReasonNotAcked {
+			t.Fatalf("outcome %+v", o)
+		}
+	}
+	if got[true] != 2 || got[false] != 1 {
+		t.Fatalf("outcomes ok/failed %d/%d, want 2/1", got[true], got[false])
+	}
+	id, err := c.Send(ib.ID, b.addr(), []byte("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, c, id), true, handler.ReasonOK)
+	// Handling one makes room for the peer again.
+	m := tu.NextMatch(t, b.h.Events(), func(m handler.Message) bool { return m.From == ia.ID })
+	if err := b.h.Ack(m.From, m.Exchange); err != nil {
+		t.Fatal(err)
+	}
+	id, err = a.Send(ib.ID, b.addr(), []byte("again"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, a, id), true, handler.ReasonOK)
+}

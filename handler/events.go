@@ -123,6 +123,10 @@ type Reply struct {
 	Data     []byte
 	// Tag is the request's WithTag label.
 	Tag string
+	// Redelivered marks a reply handed out again after a restart: the
+	// previous process's application never acknowledged its exchange's
+	// Outcome (Config.AckOutcomes).
+	Redelivered bool
 }
 
 // Message is a peer's one-way message (the peer called Send). A message the
@@ -178,6 +182,10 @@ type Outcome struct {
 	// DeadLettered says the failed exchange was kept in the store's dead
 	// letters, where an operator can retry or drop it.
 	DeadLettered bool
+	// Redelivered marks an Outcome handed out again after a restart,
+	// because the application had not acknowledged it with AckOutcome
+	// (Config.AckOutcomes). It is the same end as before, not a new one.
+	Redelivered bool
 }
 
 // Error reports a problem not tied to one of the handler's exchanges: a

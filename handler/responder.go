@@ -43,8 +43,8 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 		return
 	}
 	h.seen.add(from, id, now)
-	if h.durable() {
-		h.dur.unhandled[from]++
+	if h.durable() && !h.arrived(from, id) {
+		h.dur.unhandled[from]++ // not counted by accept (it raced a resend)
 	}
 	h.receive(ps, id, origin)
 	h.deliver(Request{From: from, Exchange: id, Data: data})
@@ -70,11 +70,14 @@ func (h *Handler) onMessage(from peer.ID, id ExchangeID, data []byte) {
 	if !h.seen.has(from, id, now) {
 		h.seen.add(from, id, now)
 		if h.durable() {
+			if !h.arrived(from, id) {
+				h.dur.unhandled[from]++
+			}
 			if h.cfg.AutoAck {
+				h.dur.unhandled[from]--
 				h.handled(from, id, KindMessage)
 			} else {
 				h.dur.unacked[inKey{from, id}] = true
-				h.dur.unhandled[from]++
 			}
 		}
 		h.deliver(Message{From: from, Exchange: id, Data: data})

@@ -14,7 +14,8 @@ type Batch struct {
 	ops  []op
 	err  error // the first invalid record, reported at commit
 	adds bool  // any put: the batch is refused while the store is full
-	size int64 // estimated bytes the puts add to the file
+	dels bool  // any delete: a full store reclaims space after it
+	size int64 // estimated bytes the puts add to the store
 }
 
 type opKind uint8
@@ -27,27 +28,29 @@ const (
 
 // op is one write, already encoded.
 type op struct {
-	kind   opKind
-	bucket bucketID
-	key    []byte
-	value  []byte
+	kind  opKind
+	table tableID
+	key   []byte // the key within the table, without its prefix
+	value []byte
 }
 
-// elemOverhead approximates bbolt's per-entry cost (a 16-byte leaf element
-// header plus slack), for the ErrFull estimate of what a batch adds.
-const elemOverhead = 32
+// elemOverhead approximates pebble's per-entry cost beyond key and value (the
+// table prefix, the write-ahead log's kind and lengths, an sstable's 8-byte
+// trailer), for the ErrFull estimate of what a batch adds.
+const elemOverhead = 16
 
-func (b *Batch) put(kind opKind, bucket bucketID, key, value []byte) {
+func (b *Batch) put(kind opKind, table tableID, key, value []byte) {
 	if len(value) > maxValueLen {
 		b.fail(fmt.Errorf("record of %d bytes, more than %d", len(value), maxValueLen))
 	}
-	b.ops = append(b.ops, op{kind: kind, bucket: bucket, key: key, value: value})
+	b.ops = append(b.ops, op{kind: kind, table: table, key: key, value: value})
 	b.adds = true
 	b.size += int64(len(key) + len(value) + elemOverhead)
 }
 
-func (b *Batch) del(bucket bucketID, key []byte) {
-	b.ops = append(b.ops, op{kind: opDelete, bucket: bucket, key: key})
+func (b *Batch) del(table tableID, key []byte) {
+	b.ops = append(b.ops, op{kind: opDelete, table: table, key: key})
+	b.dels = true
 }
 
 // fail records the batch's first invalid record; the op is still counted by
@@ -65,16 +68,17 @@ func (b *Batch) PutOutgoing(o Outgoing) {
 		b.ops = append(b.ops, op{})
 		return
 	}
-	b.put(opPut, bucketOutgoing, idKey(o.ID), encodeOutgoing(&o))
+	b.put(opPut, tableOutgoing, idKey(o.ID), encodeOutgoing(&o))
 }
 
 // DeleteOutgoing removes the outbox record with this ID, if any.
 func (b *Batch) DeleteOutgoing(id uint64) {
-	b.del(bucketOutgoing, idKey(id))
+	b.del(tableOutgoing, idKey(id))
 }
 
 // AddIncoming writes in only if no record for (in.Peer, in.ID) exists yet,
-// checked inside the commit's transaction: a resent request must not reset a
+// checked when the batch is committed, against the store and the batches
+// committed before it in the same group: a resent request must not reset a
 // record the application already answered or handled.
 func (b *Batch) AddIncoming(in Incoming) {
 	b.putIncoming(opAdd, in)
@@ -92,7 +96,7 @@ func (b *Batch) putIncoming(kind opKind, in Incoming) {
 		b.ops = append(b.ops, op{})
 		return
 	}
-	b.put(kind, bucketIncoming, incomingKey(in.Peer, in.ID), encodeIncoming(&in))
+	b.put(kind, tableIncoming, incomingKey(in.Peer, in.ID), encodeIncoming(&in))
 }
 
 // DeleteIncoming removes the record for (peer, id), if any.
@@ -102,7 +106,7 @@ func (b *Batch) DeleteIncoming(peer string, id uint64) {
 		b.ops = append(b.ops, op{})
 		return
 	}
-	b.del(bucketIncoming, incomingKey(peer, id))
+	b.del(tableIncoming, incomingKey(peer, id))
 }
 
 // PutDeadLetter writes d to the dead letters, replacing any with its ID.
@@ -112,12 +116,12 @@ func (b *Batch) PutDeadLetter(d DeadLetter) {
 		b.ops = append(b.ops, op{})
 		return
 	}
-	b.put(opPut, bucketDeadLetters, idKey(d.ID), encodeDeadLetter(&d))
+	b.put(opPut, tableDeadLetters, idKey(d.ID), encodeDeadLetter(&d))
 }
 
 // DeleteDeadLetter removes the dead letter with this ID, if any.
 func (b *Batch) DeleteDeadLetter(id uint64) {
-	b.del(bucketDeadLetters, idKey(id))
+	b.del(tableDeadLetters, idKey(id))
 }
 
 // Len returns the number of writes in the batch.

@@ -25,6 +25,10 @@ const (
 	outTag      protowire.Number = 6
 	outAttempts protowire.Number = 7
 	outCreated  protowire.Number = 8
+	outEnded    protowire.Number = 9
+	outReason   protowire.Number = 10
+	outError    protowire.Number = 11
+	outReply    protowire.Number = 12
 
 	inPeer     protowire.Number = 1
 	inID       protowire.Number = 2
@@ -83,11 +87,15 @@ func appendOutgoingFields(b []byte, o *Outgoing) []byte {
 	b = appendBytes(b, outPayload, o.Payload)
 	b = appendString(b, outTag, o.Tag)
 	b = appendVarint(b, outAttempts, uint64(o.Attempts))
-	return appendTime(b, outCreated, o.Created)
+	b = appendTime(b, outCreated, o.Created)
+	b = appendTime(b, outEnded, o.Ended)
+	b = appendString(b, outReason, o.Reason)
+	b = appendString(b, outError, o.Error)
+	return appendBytes(b, outReply, o.Reply)
 }
 
 func outgoingSize(o *Outgoing) int {
-	return 64 + len(o.Peer) + len(o.Addr) + len(o.Payload) + len(o.Tag)
+	return 96 + len(o.Peer) + len(o.Addr) + len(o.Payload) + len(o.Tag) + len(o.Reason) + len(o.Error) + len(o.Reply)
 }
 
 func encodeOutgoing(o *Outgoing) []byte {
@@ -120,8 +128,8 @@ func encodeDeadLetter(d *DeadLetter) []byte {
 }
 
 // field is one decoded wire field: v for a varint, bs for a length-delimited
-// value (aliasing the input; decoders copy what they keep, because bbolt's
-// values live in its memory map only until the transaction ends).
+// value (aliasing the input; decoders copy what they keep, because pebble's
+// values are only valid until its iterator moves on).
 type field struct {
 	num protowire.Number
 	typ protowire.Type
@@ -241,6 +249,14 @@ func decodeOutgoingFields(b []byte) (Outgoing, error) {
 			o.Attempts = int(v)
 		case outCreated:
 			o.Created, err = f.time()
+		case outEnded:
+			o.Ended, err = f.time()
+		case outReason:
+			o.Reason, err = f.str()
+		case outError:
+			o.Error, err = f.str()
+		case outReply:
+			o.Reply, err = f.bytes()
 		}
 		return err
 	})

@@ -1,20 +1,21 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
+	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
 
 // Group commit. One committer goroutine per Store takes every batch queued
-// so far and writes them in one bbolt transaction: one commit, one round of
-// fsyncs, however many callers are waiting. Batches that arrive while a
-// commit is running wait for the next one. There is no timer: a lone writer
-// is committed at once instead of waiting for company (which is what bbolt's
-// own DB.Batch does, adding its MaxBatchDelay to every exchange).
+// so far and writes them as one pebble batch applied with pebble.Sync: one
+// write-ahead log append and one fsync, however many callers are waiting.
+// Batches that arrive while a commit is running wait for the next one. There
+// is no timer: a lone writer is committed at once instead of waiting for
+// company.
 
 // pending is a queued batch and its callback.
 type pending struct {
@@ -26,8 +27,14 @@ type pending struct {
 // that one burst does not pin a large slice for the life of the store.
 const maxSpare = 1024
 
+// maxCommitBytes bounds one pebble batch, well below pebble's limit of 4 GiB
+// per batch: a group whose batches add up to more is committed in parts
+// (each batch whole in one part), before any callback runs. A variable for
+// tests.
+var maxCommitBytes int64 = 256 << 20
+
 // Commit applies b durably (fsync'ed) before returning. Concurrent Commit and
-// CommitAsync calls share one transaction and one fsync. A nil or empty b
+// CommitAsync calls share one pebble batch and one fsync. A nil or empty b
 // returns once every batch queued before it is durable.
 func (s *Store) Commit(b *Batch) error {
 	ch := make(chan error, 1)
@@ -61,9 +68,6 @@ func (s *Store) CommitAsync(b *Batch, done func(error)) {
 // is empty, so every batch queued before Close is committed.
 func (s *Store) run() {
 	defer close(s.stopped)
-	// A fault reading the memory map (a file damaged under us) becomes a
-	// panic that update turns into ErrCorrupt, not a crash of the process.
-	debug.SetPanicOnFault(true)
 	var spare []pending
 	for {
 		s.mu.Lock()
@@ -99,88 +103,231 @@ func (s *Store) commitGroup(group []pending) {
 	}
 }
 
-var (
-	// errRetry rolls back a transaction in which one batch failed, so that
-	// it can be run again without that batch.
-	errRetry = errors.New("retry without the failed batch")
-	// errNothing rolls back a transaction that wrote nothing, saving its
-	// fsyncs.
-	errNothing = errors.New("nothing to write")
-)
-
-// write applies the batches of group not already failed in errs, normally in
-// one transaction, and records each batch's outcome in errs. One batch must
-// not fail its neighbours: a full store fails only the batches that add data,
-// and a batch whose writes bbolt refuses (which validation should prevent)
-// is dropped and the transaction run again without it.
+// write applies the batches of group not already failed in errs, normally as
+// one pebble batch, and records each batch's outcome in errs. One batch must
+// not fail its neighbours: a full store fails only the batches that add
+// data, and a batch that cannot be staged (which validation should prevent)
+// is dropped and the group staged again without it.
 func (s *Store) write(group []pending, errs []error) {
-	for {
-		applied := 0
-		err := s.update(func(tx *bolt.Tx) error {
-			applied = 0
-			used := s.used(tx)
-			for i := range group {
-				b := &group[i].b
-				if errs[i] != nil || len(b.ops) == 0 {
-					continue
-				}
-				if b.adds && used >= s.maxBytes {
-					errs[i] = s.fullError(used)
-					continue
-				}
-				if err := applyOps(tx, b.ops); err != nil {
-					errs[i] = fmt.Errorf("store: write to %s: %w", s.path, err)
-					return errRetry
-				}
-				used += b.size
-				applied++
+	failAll := func(err error) {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
 			}
-			if applied == 0 {
-				return errNothing
-			}
-			return nil
-		})
-		switch {
-		case errors.Is(err, errRetry):
-			continue
-		case errors.Is(err, errNothing):
-			return
-		case err != nil:
-			if !errors.Is(err, ErrCorrupt) {
-				err = fmt.Errorf("store: commit to %s: %w", s.path, err)
-			}
-			s.log.Error("commit failed", zap.Int("batches", applied), zap.Error(err))
-			for i := range errs {
-				if errs[i] == nil {
-					errs[i] = err
-				}
-			}
-			return
 		}
-		s.commits.Add(1)
-		s.batches.Add(uint64(applied))
+	}
+	if fe := s.failed.Load(); fe != nil {
+		failAll(fmt.Errorf("store: %s: %w", s.path, fe))
 		return
+	}
+	used, err := s.used()
+	if err != nil {
+		s.log.Error("commit failed", zap.Error(err))
+		failAll(err)
+		return
+	}
+	full := used >= s.maxBytes
+	written := make([]bool, len(group)) // committed
+	for {
+		st := stager{s: s}
+		u := used
+		var part []int // batches in the current pebble batch
+		retry := false
+		for i := range group {
+			b := &group[i].b
+			if errs[i] != nil || written[i] || len(b.ops) == 0 {
+				continue
+			}
+			if b.adds && u >= s.maxBytes {
+				errs[i] = s.fullError(u)
+				continue
+			}
+			if len(part) > 0 && int64(st.len())+b.size > maxCommitBytes {
+				if err := s.commitPart(&st, part, written); err != nil {
+					failAll(err)
+					return
+				}
+				part = part[:0]
+				used = u // a retry starts from what is committed
+			}
+			if err := st.stage(b.ops); err != nil {
+				errs[i] = fmt.Errorf("store: write to %s: %w", s.path, err)
+				retry = true
+				break
+			}
+			part = append(part, i)
+			u += b.size
+		}
+		if retry {
+			st.drop()
+			continue
+		}
+		if len(part) > 0 {
+			if err := s.commitPart(&st, part, written); err != nil {
+				failAll(err)
+				return
+			}
+		}
+		st.close()
+		break
+	}
+	for i := range group {
+		if written[i] && group[i].b.dels {
+			s.reclaimDue = true
+		}
+	}
+	if full && s.reclaimDue {
+		s.reclaimDue = false
+		s.kickReclaim()
 	}
 }
 
-// update runs fn in a write transaction, turning bbolt's panics on a damaged
-// file into ErrCorrupt (bbolt rolls the transaction back as the panic passes).
-func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = corruptError(s.path, "", fmt.Errorf("writing panicked: %v", r))
+// commitPart applies the staged pebble batch with pebble.Sync and marks its
+// batches written; the stager starts a new pebble batch. A pebble batch left
+// empty (every write an AddIncoming of a record already there) needs no
+// commit: what its batches promise is durable already.
+func (s *Store) commitPart(st *stager, part []int, written []bool) error {
+	if st.b == nil || st.b.Empty() {
+		st.close()
+		for _, i := range part {
+			written[i] = true
 		}
-	}()
-	return s.db.Update(fn)
+		s.batches.Add(uint64(len(part)))
+		return nil
+	}
+	if err := st.commit(); err != nil {
+		if !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("store: commit to %s: %w", s.path, err)
+		}
+		s.log.Error("commit failed", zap.Int("batches", len(part)), zap.Error(err))
+		return err
+	}
+	for _, i := range part {
+		written[i] = true
+	}
+	s.commits.Add(1)
+	s.batches.Add(uint64(len(part)))
+	return nil
 }
 
-// used estimates the bytes of the file in use: its high-water mark less the
-// free pages (including those freed by the previous commit, which bbolt
-// reuses once no reader needs them). The committer is the only writer, so
-// bbolt's statistics describe the state this transaction started from.
-func (s *Store) used(tx *bolt.Tx) int64 {
-	st := s.db.Stats()
-	return tx.Size() - int64(st.FreePageN+st.PendingPageN)*s.pageSize
+// stager builds the pebble batch of (part of) a group. present tracks the
+// incoming keys earlier batches of the group wrote (true) or deleted
+// (false), which AddIncoming must see as well as the committed state.
+type stager struct {
+	s       *Store
+	b       *pebble.Batch
+	present map[string]bool
+}
+
+func (st *stager) len() int {
+	if st.b == nil {
+		return 0
+	}
+	return st.b.Len()
+}
+
+// stage adds ops to the pebble batch. On error the pebble batch holds part
+// of ops, and the caller must discard it.
+func (st *stager) stage(ops []op) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pebble refused the batch: %v", r)
+		}
+	}()
+	if st.b == nil {
+		st.b = st.s.db.NewBatch()
+	}
+	for _, o := range ops {
+		if o.kind < opPut || o.kind > opDelete {
+			return fmt.Errorf("unknown op %d", o.kind)
+		}
+		k := append(append(st.s.scratch[:0], o.table.prefix()), o.key...)
+		st.s.scratch = k
+		switch o.kind {
+		case opAdd:
+			exists, err := st.exists(k)
+			if err != nil {
+				return fmt.Errorf("look up %s %x: %w", o.table, o.key, err)
+			}
+			if exists {
+				continue
+			}
+			fallthrough
+		case opPut:
+			if err := st.b.Set(k, o.value, nil); err != nil {
+				return fmt.Errorf("put %s %x: %w", o.table, o.key, err)
+			}
+			st.mark(o.table, k, true)
+		case opDelete:
+			if err := st.b.Delete(k, nil); err != nil {
+				return fmt.Errorf("delete %s %x: %w", o.table, o.key, err)
+			}
+			st.mark(o.table, k, false)
+		}
+	}
+	return nil
+}
+
+func (st *stager) mark(t tableID, k []byte, present bool) {
+	if t != tableIncoming {
+		return // only incoming records are added conditionally
+	}
+	if st.present == nil {
+		st.present = make(map[string]bool)
+	}
+	st.present[string(k)] = present
+}
+
+// exists tells whether k is in the group so far or else in the store.
+func (st *stager) exists(k []byte) (bool, error) {
+	if p, ok := st.present[string(k)]; ok {
+		return p, nil
+	}
+	_, closer, err := st.s.db.Get(k)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, pebbleError(st.s.path, "read", err)
+	}
+	return true, closer.Close()
+}
+
+// commit applies the pebble batch durably and starts afresh.
+func (st *stager) commit() (err error) {
+	defer recoverPebble(st.s.path, &err)
+	b := st.b
+	st.b = nil
+	if err := b.Commit(pebble.Sync); err != nil {
+		return pebbleError(st.s.path, "commit", err)
+	}
+	return b.Close()
+}
+
+// close discards what is staged and not committed.
+func (st *stager) close() {
+	if st.b != nil {
+		_ = st.b.Close()
+		st.b = nil
+	}
+}
+
+// drop discards a pebble batch that staging failed in (pebble may have
+// panicked half way through it): left to the garbage collector rather than
+// returned to pebble's pool.
+func (st *stager) drop() {
+	st.b = nil
+}
+
+// used estimates the bytes of disk the store uses: pebble's files, counting
+// the write-ahead logs by their live records (pebble's WAL.Size, which the
+// files' sizes lag behind) rather than by size, and leaving out the logs it
+// keeps for reuse. The committer is the only writer, so this is the state
+// the group starts from.
+func (s *Store) used() (n int64, err error) {
+	defer recoverPebble(s.path, &err)
+	m := s.db.Metrics()
+	return int64(m.DiskSpaceUsage() - m.WAL.PhysicalSize - m.WAL.ObsoletePhysicalSize + m.WAL.Size), nil
 }
 
 func (s *Store) fullError(used int64) error {
@@ -188,29 +335,58 @@ func (s *Store) fullError(used int64) error {
 		detail: fmt.Sprintf("%d bytes in use, limit %d", used, s.maxBytes)}
 }
 
-func applyOps(tx *bolt.Tx, ops []op) error {
-	for _, o := range ops {
-		bk := tx.Bucket(o.bucket.name())
-		if bk == nil {
-			return fmt.Errorf("no %q bucket", o.bucket)
+// Reclaiming. Deleted records free disk space only once a compaction drops
+// them with their tombstones; pebble compacts on its own as writes go on,
+// but a full store takes no writes but deletes, which alone may never fill
+// a memtable. So the committer wakes the reclaimer when the store is full
+// and records were deleted since the last reclaim (or, for a store that was
+// not new at Open, once): it flushes the memtable and compacts every key.
+// Reclaims are spaced by four times the previous one's duration, so that a
+// store full of live records spends at most a fifth of its disk time on
+// them.
+
+// kickReclaim asks the reclaimer for a reclaim, without waiting.
+func (s *Store) kickReclaim() {
+	select {
+	case s.reclaimKick <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// reclaimer runs reclaims when kicked, until ctx is cancelled (by Close,
+// once the committer has stopped).
+func (s *Store) reclaimer(ctx context.Context) {
+	defer close(s.reclaimDone)
+	var next time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.reclaimKick:
 		}
-		switch o.kind {
-		case opAdd:
-			if bk.Get(o.key) != nil {
-				continue
+		if wait := time.Until(next); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
 			}
-			fallthrough
-		case opPut:
-			if err := bk.Put(o.key, o.value); err != nil {
-				return fmt.Errorf("put %s %x: %w", o.bucket, o.key, err)
-			}
-		case opDelete:
-			if err := bk.Delete(o.key); err != nil {
-				return fmt.Errorf("delete %s %x: %w", o.bucket, o.key, err)
-			}
-		default:
-			return fmt.Errorf("unknown op %d", o.kind)
+		}
+		start := time.Now()
+		err := s.reclaim(ctx)
+		took := time.Since(start)
+		next = time.Now().Add(4 * took)
+		switch {
+		case err == nil:
+			s.log.Info("store compacted to reclaim deleted records", zap.Duration("took", took))
+		case ctx.Err() == nil:
+			s.log.Error("reclaim failed", zap.Error(err))
 		}
 	}
-	return nil
+}
+
+func (s *Store) reclaim(ctx context.Context) (err error) {
+	defer recoverPebble(s.path, &err)
+	return s.db.Compact(ctx, []byte{0}, []byte{0xff}, false)
 }

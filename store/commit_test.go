@@ -3,11 +3,14 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestGroupCommitSharesTransactions(t *testing.T) {
@@ -220,7 +223,8 @@ func TestErrFull(t *testing.T) {
 		t.Errorf("delete after the refused batch: %v", err)
 	}
 
-	// Deletes always go through, and the space they free is reused.
+	// Deletes always go through, and the space they free is reused once
+	// the full store has compacted them away, which it starts at once.
 	commitT(t, s, func(b *Batch) {
 		for _, id := range stored[2:] {
 			b.DeleteOutgoing(id)
@@ -229,8 +233,77 @@ func TestErrFull(t *testing.T) {
 	if got := loadT(t, s).Outgoing; len(got) != 0 {
 		t.Fatalf("%d records left after deleting all", len(got))
 	}
-	for id := uint64(1); id <= 10; id++ {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var b Batch
+		b.PutOutgoing(big(1))
+		err := s.Commit(&b)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrFull) || time.Now().After(deadline) {
+			t.Fatalf("put after deleting everything: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for id := uint64(2); id <= 10; id++ {
 		commitT(t, s, func(b *Batch) { b.PutOutgoing(big(id)) })
+	}
+}
+
+func TestFullStoreShrinksAfterDeletes(t *testing.T) {
+	const limit = 1 << 20
+	s := openT(t, t.TempDir(), Options{MaxBytes: limit})
+	closeT(t, s)
+	// Random payloads, which compression cannot shrink, 16 per batch.
+	rnd := rand.NewChaCha8([32]byte{7})
+	var ids []uint64
+	for id := uint64(1); ; {
+		var b Batch
+		for range 16 {
+			o := outgoing(id)
+			o.Payload = make([]byte, 4000)
+			rnd.Read(o.Payload)
+			b.PutOutgoing(o)
+			ids = append(ids, id)
+			id++
+		}
+		err := s.Commit(&b)
+		if errors.Is(err, ErrFull) {
+			ids = ids[:len(ids)-16]
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	full, err := s.used()
+	if err != nil || full < limit {
+		t.Fatalf("used %d (%v), want at least %d once full", full, err, limit)
+	}
+	// The records reached sstables (a flush), as on a long-running node.
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	commitT(t, s, func(b *Batch) {
+		for _, id := range ids {
+			b.DeleteOutgoing(id)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		used, err := s.used()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables := s.db.Metrics().Table.Local
+		if used < full/4 && tables.LiveSize+tables.ObsoleteSize < limit/4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after deleting everything: %d bytes in use (%d when full), sstables %+v", used, full, tables)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -275,16 +348,17 @@ func TestInvalidBatchFailsAloneAndWritesNothing(t *testing.T) {
 	}
 }
 
-func TestBatchRefusedByBboltIsRetriedAlone(t *testing.T) {
-	// Validation keeps bbolt from refusing a write; if it ever does, that
-	// batch fails and the group is written again without it.
+func TestBatchRefusedWhenStagedIsRetriedAlone(t *testing.T) {
+	// Validation keeps the committer from refusing a write; if it ever
+	// does, half way through a batch, that batch fails and the group is
+	// staged again without it.
 	s := openT(t, t.TempDir(), Options{})
 	closeT(t, s)
 	release := holdCommitter(s)
 	var good1, bad, good2 Batch
 	good1.PutOutgoing(outgoing(1))
 	bad.PutOutgoing(outgoing(2))
-	bad.ops = append(bad.ops, op{kind: opPut, bucket: bucketOutgoing, key: make([]byte, 64<<10), value: []byte{1}})
+	bad.ops = append(bad.ops, op{kind: 99, table: tableOutgoing, key: idKey(4), value: []byte{1}})
 	good2.PutOutgoing(outgoing(3))
 	errs := make([]chan error, 3)
 	for i, b := range []*Batch{&good1, &bad, &good2} {
@@ -326,5 +400,54 @@ func TestEmptyBatchWaitsForEarlierOnes(t *testing.T) {
 	}
 	if st := s.Stats(); st.Commits != 1 {
 		t.Errorf("empty batches made %d commits, want 1 (the put's)", st.Commits)
+	}
+}
+
+func TestLargeGroupIsCommittedInParts(t *testing.T) {
+	defer func(v int64) { maxCommitBytes = v }(maxCommitBytes)
+	maxCommitBytes = 8 << 10
+	s := openT(t, t.TempDir(), Options{})
+	closeT(t, s)
+	release := holdCommitter(s)
+	const n = 20
+	var got []int
+	errs := make(chan error, n)
+	for i := range n {
+		var b Batch
+		o := outgoing(uint64(i + 1))
+		o.Payload = make([]byte, 1500)
+		b.PutOutgoing(o)
+		// Every batch adds the same record: only the first one's stays,
+		// whichever part the others are in.
+		in := incoming("peer", 1)
+		in.Payload = []byte(fmt.Sprint(i))
+		b.AddIncoming(in)
+		s.CommitAsync(&b, func(err error) {
+			got = append(got, i)
+			errs <- err
+		})
+	}
+	before := s.Stats()
+	release()
+	for range n {
+		if err := recv(t, errs, "commit"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.Stats()
+	if commits := st.Commits - before.Commits; commits < 2 || commits > n/2 {
+		t.Errorf("%d commits for %d batches of 1.5 KiB in parts of 8 KiB", commits, n)
+	}
+	if batches := st.Batches - before.Batches; batches != n {
+		t.Errorf("%d batches written, want %d", batches, n)
+	}
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("callbacks out of order: %v", got)
+		}
+	}
+	state := loadT(t, s)
+	if len(state.Outgoing) != n || len(state.Incoming) != 1 || string(state.Incoming[0].Payload) != "0" {
+		t.Errorf("%d outgoing, incoming %+v", len(state.Outgoing), state.Incoming)
 	}
 }

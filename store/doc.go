@@ -2,7 +2,7 @@
 // must not lose and must not repeat when the process stops in the middle of
 // exchanges.
 //
-// It keeps, in one file in the node's data directory:
+// It keeps, in one directory in the node's data directory (DirName, "store"):
 //
 //   - the outbox: every exchange this node started (Request or Send) and has
 //     not finished, on disk before the caller is told it was accepted, so a
@@ -21,12 +21,16 @@
 // flush. Load returns everything at start.
 //
 // One process owns a data directory at a time: a second Open, from another
-// process or the same one, fails with ErrLocked. A file that is not a valid
-// store fails with ErrCorrupt and is never replaced by an empty store; a file
-// written by a newer layout fails with ErrVersion.
+// process or the same one, fails with ErrLocked. A store that is not valid
+// (damaged files, or a directory that is not a store) fails with ErrCorrupt
+// and is never replaced by an empty store; a store written by a newer layout
+// fails with ErrVersion. After a crash, every batch whose Commit returned is
+// there; a batch still being committed is there whole or not at all.
 //
-// The file (store.db) is a bbolt database with a "meta" bucket holding the
-// layout version (1) and one bucket each for outgoing, incoming and dead
+// The directory (store) is a pebble database (github.com/cockroachdb/pebble)
+// whose keys start with one byte naming their table: meta, holding the
+// layout version (1), and one table each for outgoing, incoming and dead
 // letter records, keyed by exchange ID (incoming: by peer and ID), with
 // values in the protobuf wire format so that fields can be added later.
+// layout.go has the details.
 package store

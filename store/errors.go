@@ -7,16 +7,19 @@ import (
 
 // Sentinel errors. Every error the store returns for one of these conditions
 // wraps the sentinel, so callers branch with errors.Is; the message of the
-// wrapping error names the file.
+// wrapping error names the store's directory (or the file at fault).
 var (
 	// ErrLocked means another process, or another Open in this process,
-	// holds the store file. Only one process may use a data directory.
+	// holds the store. Only one process may use a data directory.
 	ErrLocked = errors.New("store: in use by another process")
-	// ErrCorrupt means the file exists but is not a valid store: truncated,
-	// garbage, a foreign bbolt file, or a record that does not decode. The
-	// store never starts empty over such a file: an operator must look.
+	// ErrCorrupt means the store exists but is not a valid store: a
+	// directory that is not a pebble database or lacks the store's meta, a
+	// damaged MANIFEST, OPTIONS, sstable or write-ahead log, or a record that
+	// does not decode. The store never starts empty over such a directory
+	// (nor beside a store file of the earlier bbolt layout): an operator
+	// must look.
 	ErrCorrupt = errors.New("store: corrupt")
-	// ErrVersion means the file's layout version is newer than this code
+	// ErrVersion means the store's layout version is newer than this code
 	// knows: a newer release wrote it, and downgrading is not supported.
 	ErrVersion = errors.New("store: unsupported layout version")
 	// ErrFull means a batch that adds data was refused because the store
@@ -31,12 +34,13 @@ var (
 	ErrInvalid = errors.New("store: invalid record")
 )
 
-// fileError is an error about the store file: it reads as one sentence naming
-// the file ("store: /x/store.db is in use by another process") while still
-// matching both its sentinel and its cause with errors.Is and errors.As.
+// fileError is an error about the store: it reads as one sentence naming the
+// store's directory or file ("store: /x/store is in use by another process")
+// while still matching both its sentinel and its cause with errors.Is and
+// errors.As.
 type fileError struct {
 	kind   error  // one of the sentinels above
-	path   string // the store file
+	path   string // the store's directory, or the file at fault
 	phrase string // what is wrong with the file, e.g. "is corrupt"
 	detail string // where or why, may be ""
 	cause  error  // the underlying error, may be nil

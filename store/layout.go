@@ -5,61 +5,92 @@ import (
 	"fmt"
 )
 
-// On-disk layout, version 1. One bbolt file, FileName, in the data directory:
+// On-disk layout, version 1. One pebble database in the directory DirName
+// inside the data directory. Every key starts with one byte naming its table:
 //
-//	meta         "version" -> LayoutVersion, 8-byte big-endian uint64
-//	             "created" -> creation time, RFC 3339 text (informational)
-//	outgoing     8-byte big-endian exchange ID            -> Outgoing record
-//	incoming     len(peer) (1 byte), peer, 8-byte BE ID   -> Incoming record
-//	deadletters  8-byte big-endian exchange ID            -> DeadLetter record
+//	'm' meta         "version" -> LayoutVersion, 8-byte big-endian uint64
+//	                 "created" -> creation time, RFC 3339 text (informational)
+//	'o' outgoing     8-byte big-endian exchange ID            -> Outgoing record
+//	'i' incoming     len(peer) (1 byte), peer, 8-byte BE ID   -> Incoming record
+//	'd' deadletters  8-byte big-endian exchange ID            -> DeadLetter record
 //
 // The peer's length prefix gives each peer a key prefix no other peer's keys
 // start with (without it, a scan for peer "a" would also find peer "ab"), so
-// one peer's records can be read with a cursor, in ID order. Records are
-// encoded as codec.go describes. A new file is built as store.db.new and
-// renamed into place (see create). A change that old code cannot read
-// raises LayoutVersion; old code then refuses the file with ErrVersion
+// one peer's records can be read with an iterator, in ID order. Records are
+// encoded as codec.go describes; Load ignores keys of tables it does not
+// know. A new store is built in DirName+".new" and renamed into place once
+// its meta is durable (see create). A change that old code cannot read
+// raises LayoutVersion; old code then refuses the store with ErrVersion
 // instead of misreading it.
+//
+// The directory holds pebble's own files (LOCK, MANIFEST-*, marker.*,
+// OPTIONS-*, *.log for the write-ahead log, *.sst), written in pebble's
+// format major version storeFormat.
 
-// The store file's name and layout version.
+// The store's directory name and layout version.
 const (
-	// FileName is the store file's name inside the data directory.
+	// DirName is the store's directory inside the data directory.
+	DirName = "store"
+	// FileName is the store file of the earlier, bbolt-based layout, kept
+	// only so that Open can refuse to start empty beside one (see Open).
+	// Nothing is written to it.
+	//
+	// Deprecated: the store is the directory DirName.
 	FileName = "store.db"
 	// LayoutVersion is the on-disk layout version this code writes and reads.
 	LayoutVersion = 1
 )
 
-// bucketID names a bucket without a package-level []byte that anyone could
-// modify.
-type bucketID uint8
+// tableID names a table: a key prefix, without a package-level []byte that
+// anyone could modify.
+type tableID uint8
 
 const (
-	bucketMeta bucketID = iota
-	bucketOutgoing
-	bucketIncoming
-	bucketDeadLetters
+	tableMeta tableID = iota
+	tableOutgoing
+	tableIncoming
+	tableDeadLetters
 )
 
-// dataBuckets returns the buckets that hold records, all created with the file.
-func dataBuckets() [3]bucketID {
-	return [...]bucketID{bucketOutgoing, bucketIncoming, bucketDeadLetters}
+// prefix is the byte every key of the table starts with.
+func (t tableID) prefix() byte {
+	switch t {
+	case tableMeta:
+		return 'm'
+	case tableOutgoing:
+		return 'o'
+	case tableIncoming:
+		return 'i'
+	case tableDeadLetters:
+		return 'd'
+	}
+	panic(fmt.Sprintf("store: unknown table %d", uint8(t)))
 }
 
-func (b bucketID) String() string {
-	switch b {
-	case bucketMeta:
+func (t tableID) String() string {
+	switch t {
+	case tableMeta:
 		return "meta"
-	case bucketOutgoing:
+	case tableOutgoing:
 		return "outgoing"
-	case bucketIncoming:
+	case tableIncoming:
 		return "incoming"
-	case bucketDeadLetters:
+	case tableDeadLetters:
 		return "deadletters"
 	}
-	return fmt.Sprintf("bucket(%d)", uint8(b))
+	return fmt.Sprintf("table(%d)", uint8(t))
 }
 
-func (b bucketID) name() []byte { return []byte(b.String()) }
+// key returns the full key of k in table t.
+func (t tableID) key(k []byte) []byte {
+	return append(append(make([]byte, 0, 1+len(k)), t.prefix()), k...)
+}
+
+// bounds returns the iterator bounds [lower, upper) of table t.
+func (t tableID) bounds() (lower, upper []byte) {
+	p := t.prefix()
+	return []byte{p}, []byte{p + 1}
+}
 
 const (
 	metaVersion = "version"

@@ -2,10 +2,11 @@ package store
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // State is everything on disk, read by the handler when it starts.
@@ -15,21 +16,21 @@ type State struct {
 	DeadLetters []DeadLetter // by ID
 }
 
-// Load reads every record in one read-only transaction, so the three lists
-// are one consistent snapshot. A record that does not decode, or whose key
-// disagrees with its content, fails Load with ErrCorrupt naming its bucket
-// and key: the handler must not start on a state it cannot fully read.
+// Load reads every record from one pebble snapshot, so the three lists are
+// one consistent view. A record that does not decode, or whose key disagrees
+// with its content, fails Load with ErrCorrupt naming its table and key: the
+// handler must not start on a state it cannot fully read.
 func (s *Store) Load() (State, error) {
 	var st State
-	err := view(s.db, s.path, func(tx *bolt.Tx) error {
+	err := s.view(true, func(r pebble.Reader) error {
 		var err error
-		if st.Outgoing, err = readBucket(tx, s.path, bucketOutgoing, outgoingKV); err != nil {
+		if st.Outgoing, err = readTable(r, s.path, tableOutgoing, outgoingKV); err != nil {
 			return err
 		}
-		if st.Incoming, err = readBucket(tx, s.path, bucketIncoming, incomingKV); err != nil {
+		if st.Incoming, err = readTable(r, s.path, tableIncoming, incomingKV); err != nil {
 			return err
 		}
-		st.DeadLetters, err = readBucket(tx, s.path, bucketDeadLetters, deadLetterKV)
+		st.DeadLetters, err = readTable(r, s.path, tableDeadLetters, deadLetterKV)
 		return err
 	})
 	if err != nil {
@@ -46,9 +47,9 @@ func (s *Store) Load() (State, error) {
 // DeadLetters returns the dead letters, by ID.
 func (s *Store) DeadLetters() ([]DeadLetter, error) {
 	var out []DeadLetter
-	err := view(s.db, s.path, func(tx *bolt.Tx) error {
+	err := s.view(false, func(r pebble.Reader) error {
 		var err error
-		out, err = readBucket(tx, s.path, bucketDeadLetters, deadLetterKV)
+		out, err = readTable(r, s.path, tableDeadLetters, deadLetterKV)
 		return err
 	})
 	return out, err
@@ -57,9 +58,9 @@ func (s *Store) DeadLetters() ([]DeadLetter, error) {
 // OutgoingList returns the outbox, by ID.
 func (s *Store) OutgoingList() ([]Outgoing, error) {
 	var out []Outgoing
-	err := view(s.db, s.path, func(tx *bolt.Tx) error {
+	err := s.view(false, func(r pebble.Reader) error {
 		var err error
-		out, err = readBucket(tx, s.path, bucketOutgoing, outgoingKV)
+		out, err = readTable(r, s.path, tableOutgoing, outgoingKV)
 		return err
 	})
 	return out, err
@@ -70,19 +71,21 @@ func (s *Store) OutgoingList() ([]Outgoing, error) {
 // a request it answered comes again, rather than keep every reply in
 // memory.
 func (s *Store) Incoming(peer string, id uint64) (in Incoming, ok bool, err error) {
-	err = view(s.db, s.path, func(tx *bolt.Tx) error {
-		bk := tx.Bucket(bucketIncoming.name())
-		if bk == nil {
-			return corruptError(s.path, fmt.Sprintf("no %q bucket", bucketIncoming), nil)
-		}
+	if validPeer(peer) != nil {
+		return Incoming{}, false, nil // no such key can have been written
+	}
+	err = s.view(false, func(r pebble.Reader) error {
 		k := incomingKey(peer, id)
-		v := bk.Get(k)
-		if v == nil {
+		v, closer, err := r.Get(tableIncoming.key(k))
+		if errors.Is(err, pebble.ErrNotFound) {
 			return nil
 		}
-		var err error
+		if err != nil {
+			return pebbleError(s.path, "read", err)
+		}
+		defer closer.Close()
 		if in, err = incomingKV(k, v); err != nil {
-			return corruptError(s.path, fmt.Sprintf("bucket %q key %x", bucketIncoming, k), err)
+			return corruptError(s.path, fmt.Sprintf("table %q key %x", tableIncoming, k), err)
 		}
 		ok = true
 		return nil
@@ -90,26 +93,51 @@ func (s *Store) Incoming(peer string, id uint64) (in Incoming, ok bool, err erro
 	return in, ok, err
 }
 
-// readBucket decodes every record of bucket, in key order.
-func readBucket[T any](tx *bolt.Tx, path string, bucket bucketID, decode func(k, v []byte) (T, error)) ([]T, error) {
-	bk := tx.Bucket(bucket.name())
-	if bk == nil {
-		return nil, corruptError(path, fmt.Sprintf("no %q bucket", bucket), nil)
+// view runs fn on the store, or on a snapshot of it (for reads that must
+// agree with each other; one iterator or Get is consistent by itself),
+// failing with ErrClosed once the store is closed and turning pebble's
+// panics on damaged files into ErrCorrupt.
+func (s *Store) view(snapshot bool, fn func(pebble.Reader) error) (err error) {
+	s.rw.RLock()
+	defer s.rw.RUnlock()
+	if s.dbClosed {
+		return closedError(s.path)
 	}
-	var out []T
-	err := bk.ForEach(func(k, v []byte) error {
-		if v == nil {
-			return corruptError(path, fmt.Sprintf("bucket %q key %x", bucket, k), fmt.Errorf("nested bucket where a record belongs"))
+	defer recoverPebble(s.path, &err)
+	if !snapshot {
+		return fn(s.db)
+	}
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	return fn(snap)
+}
+
+// readTable decodes every record of table, in key order.
+func readTable[T any](r pebble.Reader, path string, table tableID, decode func(k, v []byte) (T, error)) (out []T, err error) {
+	lower, upper := table.bounds()
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, pebbleError(path, "read", err)
+	}
+	defer func() {
+		if cerr := it.Close(); err == nil && cerr != nil {
+			out, err = nil, pebbleError(path, "read", cerr)
+		}
+	}()
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()[1:]
+		v, verr := it.ValueAndErr()
+		if verr != nil {
+			return nil, pebbleError(path, "read", verr)
 		}
 		rec, err := decode(k, v)
 		if err != nil {
-			return corruptError(path, fmt.Sprintf("bucket %q key %x", bucket, k), err)
+			return nil, corruptError(path, fmt.Sprintf("table %q key %x", table, k), err)
 		}
 		out = append(out, rec)
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	}
+	if err := it.Error(); err != nil {
+		return nil, pebbleError(path, "read", err)
 	}
 	return out, nil
 }

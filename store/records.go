@@ -42,6 +42,14 @@ type Outgoing struct {
 	Tag      string    // the caller's label (e.g. the CLI's stdin id), may be ""
 	Attempts int       // sends made so far
 	Created  time.Time // when the exchange was accepted
+
+	// Ended is when the exchange ended, for one whose Outcome the handler
+	// keeps until the application acknowledges it; zero while it runs.
+	// Reason and Error say how it ended, Reply holds a request's reply.
+	Ended  time.Time
+	Reason string
+	Error  string
+	Reply  []byte
 }
 
 // InState is where a received exchange stands.
@@ -102,9 +110,9 @@ type DeadLetter struct {
 // raw, 53 as base58 text).
 const maxPeerLen = 255
 
-// maxValueLen bounds one encoded record, below bbolt's own limit on values,
-// so that an oversized payload is refused with ErrInvalid up front rather
-// than failing inside a shared transaction.
+// maxValueLen bounds one encoded record, well below pebble's limit of 4 GiB
+// per batch, so that an oversized payload is refused with ErrInvalid up front
+// rather than failing inside a shared commit.
 const maxValueLen = 1 << 30
 
 func validPeer(p string) error {
@@ -139,6 +147,9 @@ func (o *Outgoing) validate() error {
 	}
 	if o.Attempts < 0 {
 		return fmt.Errorf("negative attempts %d", o.Attempts)
+	}
+	if err := validTime("ended", o.Ended); err != nil {
+		return err
 	}
 	return validTime("created", o.Created)
 }

@@ -6,31 +6,38 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
-func TestOpenCreatesPrivateDirAndFile(t *testing.T) {
+func TestOpenCreatesPrivateDirs(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data", "node")
 	s := openT(t, dir, Options{})
 	closeT(t, s)
 
-	if want := filepath.Join(dir, FileName); s.Path() != want {
+	if want := filepath.Join(dir, DirName); s.Path() != want {
 		t.Errorf("Path() = %q, want %q", s.Path(), want)
 	}
-	for path, want := range map[string]os.FileMode{dir: 0o700, s.Path(): 0o600} {
+	for _, path := range []string{dir, s.Path()} {
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := fi.Mode().Perm(); got&^want != 0 {
-			t.Errorf("%s mode %v, want at most %v", path, got, want)
+		if got := fi.Mode().Perm(); !fi.IsDir() || got&^0o700 != 0 {
+			t.Errorf("%s mode %v, want a directory of at most 0700", path, fi.Mode())
 		}
 	}
 	if _, err := os.Stat(s.Path() + ".new"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("temporary file left behind: %v", err)
+		t.Errorf("temporary directory left behind: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the old layout's file was made: %v", err)
 	}
 	if st := loadT(t, s); st.Outgoing != nil || st.Incoming != nil || st.DeadLetters != nil {
 		t.Errorf("new store not empty: %+v", st)
@@ -207,16 +214,42 @@ func TestOpenLocked(t *testing.T) {
 }
 
 func TestOpenLockedWhileCreating(t *testing.T) {
-	// Another process holds the temporary file while it creates the store.
+	// Another Open holds the temporary directory while it creates the store
+	// (here through pebble's lock alone; lock_test.go has the other
+	// process).
 	dir := t.TempDir()
-	tmp, err := bolt.Open(filepath.Join(dir, FileName+".new"), 0o600, nil)
+	tmp := filepath.Join(dir, DirName+".new")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := pebble.LockDirectory(tmp, vfs.Default)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tmp.Close()
-	if _, err := Open(dir, Options{}); !errors.Is(err, ErrLocked) {
+	defer l.Close()
+	_, err = Open(dir, Options{})
+	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("Open: %v, want ErrLocked", err)
 	}
+	if want := "store: " + filepath.Join(dir, DirName) + " is in use by another process"; err.Error() != want {
+		t.Errorf("message %q, want %q", err, want)
+	}
+}
+
+func TestOpenSameDirByAnotherPath(t *testing.T) {
+	// Pebble keeps its own locks in the process by path; the store's must
+	// see through a symlink.
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	closeT(t, s)
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(link, Options{}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Open through a symlink: %v, want ErrLocked", err)
+	}
+	commitT(t, s, func(b *Batch) { b.PutOutgoing(outgoing(1)) })
 }
 
 func TestConcurrentOpensOfNewDir(t *testing.T) {
@@ -261,29 +294,138 @@ func TestConcurrentOpensOfNewDir(t *testing.T) {
 	loadT(t, s)
 }
 
-func TestOpenTreatsEmptyFileAsNew(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, FileName), nil, 0o600); err != nil {
-		t.Fatal(err)
+func TestOpenTreatsEmptyDirAsNew(t *testing.T) {
+	for name, prepare := range map[string]func(t *testing.T, path string){
+		"empty directory": func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"only a LOCK file": func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(path, "LOCK"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"empty file of the old layout": func(t *testing.T, path string) {
+			if err := os.WriteFile(filepath.Join(filepath.Dir(path), FileName), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			prepare(t, filepath.Join(dir, DirName))
+			s := openT(t, dir, Options{})
+			closeT(t, s)
+			commitT(t, s, func(b *Batch) { b.PutOutgoing(outgoing(1)) })
+			if got := loadT(t, s).Outgoing; len(got) != 1 {
+				t.Errorf("%d records, want 1", len(got))
+			}
+		})
 	}
-	s := openT(t, dir, Options{})
-	closeT(t, s)
-	commitT(t, s, func(b *Batch) { b.PutOutgoing(outgoing(1)) })
 }
 
-func TestOpenReplacesLeftoverTemporaryFile(t *testing.T) {
-	// A creation that crashed half way left a damaged temporary file.
+func TestOpenReplacesLeftoverTemporaryDir(t *testing.T) {
+	for name, prepare := range map[string]func(t *testing.T, tmp string){
+		// A creation that crashed after pebble made its files, before the
+		// meta was written.
+		"pebble without meta": func(t *testing.T, tmp string) {
+			db, err := pebble.Open(tmp, &pebble.Options{Logger: quietLogger{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"half written files": func(t *testing.T, tmp string) {
+			if err := os.MkdirAll(tmp, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{"MANIFEST-000001", "000002.log", "OPTIONS-000003"} {
+				if err := os.WriteFile(filepath.Join(tmp, f), []byte("half written"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		"a file": func(t *testing.T, tmp string) {
+			if err := os.WriteFile(tmp, []byte("half written"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			tmp := filepath.Join(dir, DirName+".new")
+			prepare(t, tmp)
+			s := openT(t, dir, Options{})
+			closeT(t, s)
+			if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("leftover still there: %v", err)
+			}
+			commitT(t, s, func(b *Batch) { b.PutOutgoing(outgoing(1)) })
+		})
+	}
+}
+
+func TestOpenRefusesStoreOfOldLayout(t *testing.T) {
+	// A data directory of the bbolt release: starting empty beside it would
+	// silently drop its exchanges.
 	dir := t.TempDir()
-	tmp := filepath.Join(dir, FileName+".new")
-	if err := os.WriteFile(tmp, []byte("half written"), 0o600); err != nil {
+	old := filepath.Join(dir, FileName)
+	if err := os.WriteFile(old, []byte("a bbolt file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, Options{})
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open: %v, want ErrCorrupt", err)
+	}
+	if !strings.Contains(err.Error(), old) {
+		t.Errorf("message %q does not name %s", err, old)
+	}
+	if _, err := os.Stat(filepath.Join(dir, DirName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a store was made beside the old file: %v", err)
+	}
+	// Once a store exists, the old file no longer matters.
+	if err := os.Rename(old, old+".moved"); err != nil {
 		t.Fatal(err)
 	}
 	s := openT(t, dir, Options{})
-	closeT(t, s)
-	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("leftover still there: %v", err)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
-	commitT(t, s, func(b *Batch) { b.PutOutgoing(outgoing(1)) })
+	if err := os.Rename(old+".moved", old); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir, Options{})
+	closeT(t, s)
+}
+
+func TestIncomingLookup(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	closeT(t, s)
+	answered := incoming("peer", 5)
+	answered.State, answered.Payload, answered.Reply = InAnswered, nil, []byte("the reply")
+	commitT(t, s, func(b *Batch) {
+		b.PutIncoming(answered)
+		b.PutIncoming(incoming("pee", 5)) // a prefix of the peer
+		b.PutIncoming(incoming("peer", 6))
+	})
+	got, ok, err := s.Incoming("peer", 5)
+	if err != nil || !ok || !reflect.DeepEqual(got, answered) {
+		t.Errorf("Incoming(peer, 5) = %+v, %v, %v; want %+v", got, ok, err, answered)
+	}
+	for _, c := range []struct {
+		peer string
+		id   uint64
+	}{{"peer", 7}, {"pe", 5}, {"", 5}, {strings.Repeat("p", 300), 5}} {
+		if got, ok, err := s.Incoming(c.peer, c.id); err != nil || ok {
+			t.Errorf("Incoming(%q, %d) = %+v, %v, %v; want none", c.peer, c.id, got, ok, err)
+		}
+	}
 }
 
 func TestClosed(t *testing.T) {
@@ -311,5 +453,60 @@ func TestClosed(t *testing.T) {
 	}
 	if _, err := s.Load(); !errors.Is(err, ErrClosed) {
 		t.Errorf("Load after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.OutgoingList(); !errors.Is(err, ErrClosed) {
+		t.Errorf("OutgoingList after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.DeadLetters(); !errors.Is(err, ErrClosed) {
+		t.Errorf("DeadLetters after Close: %v, want ErrClosed", err)
+	}
+	if _, _, err := s.Incoming("p", 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("Incoming after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestPebbleLogsToTheLogger(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	s := openT(t, t.TempDir(), Options{Logger: zap.New(core)})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.FilterLoggerName("pebble").Len(); n == 0 {
+		t.Errorf("no pebble lines among %d log entries", logs.Len())
+	}
+	for _, e := range logs.FilterLoggerName("pebble").All() {
+		if e.Level > zap.DebugLevel {
+			t.Errorf("pebble said %q at %v on a healthy store", e.Message, e.Level)
+		}
+	}
+}
+
+// TestPebbleFatalFailsLaterCommits: pebble's Logger.Fatalf (a WAL it cannot
+// write, say) does not return; the store turns it into an error, and its
+// commits fail from then on rather than trust pebble.
+func TestPebbleFatalFailsLaterCommits(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	s := openT(t, t.TempDir(), Options{Logger: zap.New(core)})
+	closeT(t, s)
+	commitT(t, s, func(b *Batch) { b.PutOutgoing(outgoing(1)) })
+	err := func() (err error) {
+		defer recoverPebble(s.path, &err)
+		lg := &pebbleLogger{log: s.log, fatal: s.fail}
+		lg.Fatalf("pebble: fatal commit error: %v", "no space left on device")
+		return nil
+	}()
+	if err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("recovered %v, want the fatal error, not ErrCorrupt", err)
+	}
+	if logs.FilterMessageSnippet("no space left").Len() == 0 {
+		t.Error("the fatal error was not logged")
+	}
+	var b Batch
+	b.PutOutgoing(outgoing(2))
+	if err := s.Commit(&b); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("Commit after a fatal error: %v", err)
+	}
+	if got := loadT(t, s).Outgoing; len(got) != 1 {
+		t.Errorf("Load after a fatal error: %d records, want 1", len(got))
 	}
 }

@@ -65,7 +65,7 @@ func openRunStore(dir string, log *zap.Logger) (*store.Store, error) {
 	case errors.Is(err, store.ErrLocked):
 		return nil, fmt.Errorf("data directory %s is in use: another p2pnode is probably running on it (give each node its own --data-dir)", dir)
 	case errors.Is(err, store.ErrCorrupt):
-		return nil, fmt.Errorf("%w (the node will not start over it: move the file away to start with an empty store, losing the exchanges it holds)", err)
+		return nil, fmt.Errorf("%w (the node will not start over it: move the store directory away to start with an empty store, losing the exchanges it holds)", err)
 	case errors.Is(err, store.ErrVersion):
 		return nil, fmt.Errorf("%w (a newer p2pnode wrote it: run that version)", err)
 	}
@@ -77,15 +77,15 @@ func openRunStore(dir string, log *zap.Logger) (*store.Store, error) {
 // not an empty list. A running node holds the store; it is refused, and
 // nothing is touched.
 func openToolStore(dir string) (*store.Store, error) {
-	path := filepath.Join(dir, store.FileName)
+	path := filepath.Join(dir, store.DirName)
 	fi, err := os.Stat(path)
 	switch {
-	case errors.Is(err, fs.ErrNotExist) || err == nil && fi.Size() == 0:
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("no store in %s: no p2pnode run has used this data directory (check --data-dir, or --key)", dir)
 	case err != nil:
 		return nil, err
-	case fi.IsDir():
-		return nil, fmt.Errorf("%s is a directory, not a store file", path)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("%s is not a store (a store is a directory)", path)
 	}
 	st, err := store.Open(dir, store.Options{})
 	switch {

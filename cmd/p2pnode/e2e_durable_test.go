@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
 	"io/fs"
 	"net"
 	"os"
@@ -192,8 +193,8 @@ func TestUnansweredRequestRedelivered(t *testing.T) {
 }
 
 // One node per data directory: a second run on it fails at once, naming
-// it. A store that is not one (garbage in store.db) stops run with an error
-// naming the file, and is left as it was.
+// it. A store that is damaged (garbage in one of its files) stops run with
+// an error naming it, and is left as it was.
 func TestDataDirInUseAndCorrupt(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -211,20 +212,25 @@ func TestDataDirInUseAndCorrupt(t *testing.T) {
 	}
 	stopAll(t, a)
 
-	file := filepath.Join(data, "store.db")
+	storeDir := filepath.Join(data, store.DirName)
+	opts, err := filepath.Glob(filepath.Join(storeDir, "OPTIONS-*"))
+	if err != nil || len(opts) == 0 {
+		t.Fatalf("no OPTIONS file in %s (%v)", storeDir, err)
+	}
+	file := opts[0]
 	garbage := bytes.Repeat([]byte("not a store "), 1000)
 	if err := os.WriteFile(file, garbage, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r = runCLI(t, dir, run...)
-	oneErrorLine(t, r, file+" is corrupt")
+	oneErrorLine(t, r, storeDir+" is corrupt")
 	if r.code != exitError || r.stdout != "" {
 		t.Fatalf("run on a corrupt store: exit %d, stdout %q", r.code, r.stdout)
 	}
 	if got, err := os.ReadFile(file); err != nil || !bytes.Equal(got, garbage) {
 		t.Fatalf("the corrupt store was changed (%v)", err)
 	}
-	oneErrorLine(t, runCLI(t, dir, "outbox", "list", "--data-dir", data), file+" is corrupt")
+	oneErrorLine(t, runCLI(t, dir, "outbox", "list", "--data-dir", data), storeDir+" is corrupt")
 }
 
 // storeList runs "outbox list" or "deadletters list" with --json and
@@ -378,7 +384,7 @@ func TestEphemeralAndDefaultDataDir(t *testing.T) {
 		t.Fatalf("listening event %v: want data_dir %s", l, def)
 	}
 	stopAll(t, a)
-	if _, err := os.Stat(filepath.Join(def, "store.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(def, store.DirName)); err != nil {
 		t.Fatal(err)
 	}
 	var res map[string]any

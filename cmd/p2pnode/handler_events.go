@@ -52,12 +52,13 @@ type (
 		Redelivered bool    `json:"redelivered,omitempty"` // received by the previous process, never answered
 	}
 	jsonReply struct {
-		Event    string  `json:"event"`
-		From     string  `json:"from"`
-		Exchange string  `json:"exchange"`
-		ID       uint64  `json:"id,omitempty"`
-		Data     *string `json:"data,omitempty"`
-		DataB64  string  `json:"data_b64"`
+		Event       string  `json:"event"`
+		From        string  `json:"from"`
+		Exchange    string  `json:"exchange"`
+		ID          uint64  `json:"id,omitempty"`
+		Data        *string `json:"data,omitempty"`
+		DataB64     string  `json:"data_b64"`
+		Redelivered bool    `json:"redelivered,omitempty"` // printed by the previous process, which died before acknowledging its outcome
 	}
 	jsonExchange struct {
 		Event    string  `json:"event"`
@@ -77,6 +78,9 @@ type (
 		// (p2pnode deadletters).
 		Resumed      bool `json:"resumed,omitempty"`
 		DeadLettered bool `json:"dead_lettered,omitempty"`
+		// Redelivered: the previous process ended it and printed this
+		// event, then died before acknowledging it: the same end again.
+		Redelivered bool `json:"redelivered,omitempty"`
 	}
 	jsonDHTReady struct {
 		Event string `json:"event"`
@@ -101,11 +105,11 @@ func handlerJSON(ev any) any {
 		return jsonData{Event: "data", From: e.From.String(), Data: text, DataB64: b64, Redelivered: e.Redelivered}
 	case replyEvent:
 		text, b64 := payloadJSON(e.Data)
-		return jsonReply{"reply", e.From.String(), e.Exchange.String(), e.ID, text, b64}
+		return jsonReply{"reply", e.From.String(), e.Exchange.String(), e.ID, text, b64, e.Redelivered}
 	case exchangeEvent:
 		j := jsonExchange{Event: "exchange", Peer: e.Peer.String(), Exchange: e.Exchange.String(), ID: e.ID,
 			Kind: e.Kind.String(), Role: e.Role.String(), OK: e.OK, Reason: string(e.Reason),
-			Attempts: e.Attempts, Duration: millis(e.Duration), Resumed: e.Resumed, DeadLettered: e.DeadLettered}
+			Attempts: e.Attempts, Duration: millis(e.Duration), Resumed: e.Resumed, DeadLettered: e.DeadLettered, Redelivered: e.Redelivered}
 		if !e.OK {
 			j.Stage, j.Error = string(e.Stage), errText(e.Err)
 		}
@@ -126,13 +130,15 @@ func handlerText(ev any) string {
 	case handler.Message:
 		return fmt.Sprintf("data from %s%s: %s", e.From, redeliveredText(e.Redelivered), payloadText(e.Data))
 	case replyEvent:
-		return fmt.Sprintf("reply from %s #%s%s: %s", e.From, e.Exchange, idText(e.ID), payloadText(e.Data))
+		return fmt.Sprintf("reply from %s #%s%s%s: %s", e.From, e.Exchange, idText(e.ID), redeliveredText(e.Redelivered), payloadText(e.Data))
 	case exchangeEvent:
 		id := ""
 		if e.ID != 0 {
 			id = fmt.Sprintf(", id %d", e.ID)
 		}
-		if e.Resumed {
+		if e.Redelivered {
+			id += ", redelivered"
+		} else if e.Resumed {
 			id += ", resumed"
 		}
 		s := fmt.Sprintf("exchange %s #%s (%s, %s%s): ", e.Peer, e.Exchange, e.Kind, e.Role, id)

@@ -167,6 +167,9 @@ type runner struct {
 	bgCtx    context.Context // cancelled at shutdown
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup // the DHT watcher
+	// replies pairs each reply with its exchange's outcome, which the
+	// handler hands out on another channel: run prints the reply first.
+	replies replyOrder
 }
 
 // runNode runs a node with cfg until stdin closes or a signal stops it.
@@ -217,6 +220,9 @@ func runNode(a *app, cfg runConfig) error {
 	hcfg.Observe = r.seen.observe
 	if r.store != nil {
 		hcfg.Store = r.store
+		// An outcome leaves the store once it is printed (handlerEvent):
+		// killed in between, the next run prints it again, redelivered.
+		hcfg.AckOutcomes = true
 	}
 	if metrics != nil {
 		// One registry for all three layers: their names do not collide.

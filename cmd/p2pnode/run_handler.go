@@ -74,20 +74,18 @@ func (r *runner) handlerEvent(ev handler.Event) {
 			}
 		}
 	case handler.Reply:
-		id, _ := tagID(e.Tag)
-		r.out.emit(replyEvent{Reply: e, ID: id})
-	case handler.Outcome:
-		var id uint64
-		if e.Role == handler.Dialer {
-			id, _ = tagID(e.Tag)
-			// Every message run sends comes from a stdin send, which gets
-			// a status event as sends had before the handler, also when
-			// it resumed after a restart.
-			if e.Kind == handler.KindMessage {
-				r.out.emit(sendStatus(e, id))
-			}
+		r.printReply(e)
+		if o, ok := r.replies.replied(e.Exchange); ok {
+			r.printOutcome(o)
 		}
-		r.out.emit(exchangeEvent{Outcome: e, ID: id})
+	case handler.Outcome:
+		// The handler gives a request's Reply before its Outcome, but on
+		// another channel: an outcome whose reply is still on its way is
+		// printed after it, so that a script sees the reply first.
+		if e.Role == handler.Dialer && e.Kind == handler.KindRequest && e.OK && !r.replies.ended(e) {
+			return
+		}
+		r.printOutcome(e)
 	case handler.Error:
 		r.out.emit(p2p.Error{Peer: e.Peer, Err: e.Err})
 	case handler.ConnectionLimit:
@@ -99,6 +97,72 @@ func (r *runner) handlerEvent(ev handler.Event) {
 		// Printed from the node's own Dropped, which the observer passes
 		// on with the message ID that the handler's leaves out.
 	}
+}
+
+// printReply prints a reply to one of our requests, with the stdin id its
+// tag carries.
+func (r *runner) printReply(e handler.Reply) {
+	id, _ := tagID(e.Tag)
+	r.out.emit(replyEvent{Reply: e, ID: id})
+}
+
+// printOutcome prints how an exchange ended, and acknowledges our own
+// exchange's outcome once printed: with a store, one killed in between is
+// printed again at the next start, marked redelivered, rather than never.
+func (r *runner) printOutcome(e handler.Outcome) {
+	var id uint64
+	if e.Role == handler.Dialer {
+		id, _ = tagID(e.Tag)
+		// Every message run sends comes from a stdin send, which gets a
+		// status event as sends had before the handler, also when it
+		// resumed after a restart.
+		if e.Kind == handler.KindMessage {
+			r.out.emit(sendStatus(e, id))
+		}
+	}
+	r.out.emit(exchangeEvent{Outcome: e, ID: id})
+	if e.Role == handler.Dialer {
+		if err := r.h.AckOutcome(e.Exchange); err != nil {
+			r.out.emit(p2p.Error{Peer: e.Peer, Err: fmt.Errorf("ack outcome %s: %w", e.Exchange, err)})
+		}
+	}
+}
+
+// replyOrder holds whichever of a request's reply and outcome comes first:
+// a reply printed, or an outcome waiting for its reply. Both always come
+// (the handler hands out a reply before its OK outcome), so it holds only
+// exchanges in the middle of being printed. The run loop alone uses it.
+type replyOrder struct {
+	printed map[handler.ExchangeID]bool
+	waiting map[handler.ExchangeID]handler.Outcome
+}
+
+// replied records that the reply of exchange id was printed, and returns
+// its outcome if that was waiting for it.
+func (q *replyOrder) replied(id handler.ExchangeID) (handler.Outcome, bool) {
+	if o, ok := q.waiting[id]; ok {
+		delete(q.waiting, id)
+		return o, true
+	}
+	if q.printed == nil {
+		q.printed = make(map[handler.ExchangeID]bool)
+	}
+	q.printed[id] = true
+	return handler.Outcome{}, false
+}
+
+// ended reports whether the OK outcome o may be printed now (its reply
+// was); otherwise it keeps o until the reply comes.
+func (q *replyOrder) ended(o handler.Outcome) bool {
+	if q.printed[o.Exchange] {
+		delete(q.printed, o.Exchange)
+		return true
+	}
+	if q.waiting == nil {
+		q.waiting = make(map[handler.ExchangeID]handler.Outcome)
+	}
+	q.waiting[o.Exchange] = o
+	return false
 }
 
 // stdinTag labels an exchange with the id of the stdin command that

@@ -315,7 +315,7 @@ func printSendResult(a *app, asJSON bool, to peer.ID, reply *handler.Reply, o ha
 		j := struct {
 			jsonReply
 			Duration float64 `json:"duration_ms"`
-		}{jsonReply{"reply", reply.From.String(), reply.Exchange.String(), 0, text, b64}, millis(o.Duration)}
+		}{jsonReply{"reply", reply.From.String(), reply.Exchange.String(), 0, text, b64, false}, millis(o.Duration)}
 		return enc.Encode(j)
 	}
 	if reply == nil {

@@ -1,0 +1,250 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+)
+
+// How the store runs pebble. Pebble is tuned for a node's small store rather
+// than for a database server: little memory, few files, and a disk footprint
+// that follows the live data down as well as up.
+const (
+	// storeFormat is pebble's on-disk format, pinned so that a pebble
+	// upgrade never rewrites a store into a format older code cannot read.
+	// It is at least FormatWALSyncChunks, whose WAL records carry the
+	// offset synced so far: recovery can then tell a torn tail (the end of
+	// the last WAL after a crash, dropped as never acknowledged) from damage
+	// in the middle of a WAL (ErrCorrupt).
+	storeFormat = pebble.FormatValueSeparation
+	// memTableSize bounds the memtable (and so the WAL between flushes);
+	// pebble keeps up to two in memory while one is flushed.
+	memTableSize = 4 << 20
+	// cacheSize is the block cache for reads: Load and dedupe look-ups.
+	cacheSize = 8 << 20
+	// maxOpenFiles caps pebble's file descriptors, well below a node's
+	// usual limit of 1024, which its connections share.
+	maxOpenFiles = 128
+	// maxManifestSize rolls the MANIFEST over long before pebble's default
+	// 128 MiB, which would count against MaxBytes.
+	maxManifestSize = 4 << 20
+	// diskSlowThreshold is how long a disk operation may take before
+	// pebble reports the disk as slow (logged as a warning).
+	diskSlowThreshold = 5 * time.Second
+)
+
+// pebbleOptions returns the options every pebble open of a store uses. fs is
+// the file system, with disk health checks, that the caller closes after the
+// database; lock is the directory lock the caller holds and releases.
+func pebbleOptions(log *zap.Logger, fs vfs.FS, lock *pebble.Lock, fatal func(error)) *pebble.Options {
+	lg := &pebbleLogger{log: log.WithOptions(zap.AddCallerSkip(1)), fatal: fatal}
+	o := &pebble.Options{
+		FS:                  fs,
+		Lock:                lock,
+		FormatMajorVersion:  storeFormat,
+		MemTableSize:        memTableSize,
+		CacheSize:           cacheSize,
+		MaxOpenFiles:        maxOpenFiles,
+		MaxManifestFileSize: maxManifestSize,
+		Logger:              lg,
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) {
+				log.Error("pebble background error", zap.Error(err))
+			},
+			// Pebble's default calls Logger.Fatalf: here a damaged file
+			// fails the read that met it (ErrCorrupt), and is logged.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				log.Error("pebble found corrupt data", zap.String("file", info.Path), zap.Error(info.Details))
+			},
+			DiskSlow: func(info pebble.DiskSlowInfo) {
+				log.Warn("disk slow", zap.String("file", info.Path),
+					zap.Stringer("op", info.OpType), zap.Duration("duration", info.Duration))
+			},
+		},
+	}
+	o.Experimental.FileCacheShards = 2
+	return o
+}
+
+// newFS returns the file system pebble uses, with pebble's disk health checks,
+// and the closer that stops their goroutine. Pebble would make its own, but
+// only close it in DB.Close, not when Open fails.
+func newFS(log *zap.Logger) (vfs.FS, io.Closer) {
+	return vfs.WithDiskHealthChecks(vfs.Default, diskSlowThreshold, nil, func(info vfs.DiskSlowInfo) {
+		log.Warn("disk slow", zap.String("file", info.Path),
+			zap.Stringer("op", info.OpType), zap.Duration("duration", info.Duration))
+	})
+}
+
+// pebbleLogger sends pebble's log lines to the store's logger: its chatter
+// (WAL replay, format upgrades) at debug level, its errors at error level.
+// Pebble calls Fatalf when it cannot go on (a failed WAL or MANIFEST write,
+// a broken invariant) and expects it not to return; it returns by panicking
+// with a *fatalError, which the store's guards turn into an error (and which
+// marks the store failed). On one of pebble's own goroutines the panic ends
+// the process, as pebble's default logger's os.Exit would, after the line
+// has been logged.
+type pebbleLogger struct {
+	log   *zap.Logger
+	fatal func(error) // records the failure on the store; may be nil
+}
+
+func (l *pebbleLogger) Infof(format string, args ...any) {
+	if l.log.Core().Enabled(zap.DebugLevel) {
+		l.log.Debug(fmt.Sprintf(format, args...))
+	}
+}
+
+func (l *pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+}
+
+func (l *pebbleLogger) Fatalf(format string, args ...any) {
+	err := &fatalError{msg: fmt.Sprintf(format, args...)}
+	l.log.Error("fatal: " + err.msg)
+	if l.fatal != nil {
+		l.fatal(err)
+	}
+	panic(err)
+}
+
+// fatalError is a failure pebble reported through Logger.Fatalf.
+type fatalError struct{ msg string }
+
+func (e *fatalError) Error() string { return "pebble: fatal: " + e.msg }
+
+// recoverPebble turns a panic in pebble (a damaged file it did not expect, or
+// a Fatalf) into an error about the store at path: ErrCorrupt unless it was
+// a fatal I/O failure. Use as: defer recoverPebble(path, &err).
+func recoverPebble(path string, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	var fe *fatalError
+	if e, ok := r.(error); ok && errors.As(e, &fe) {
+		*err = fmt.Errorf("store: %s: %w", path, fe)
+		return
+	}
+	cause, ok := r.(error)
+	if !ok {
+		cause = fmt.Errorf("%v", r)
+	}
+	*err = corruptError(path, "", fmt.Errorf("pebble panicked: %w", cause))
+}
+
+// isSystemError tells the operating system's refusals (permissions, no space,
+// no memory, too many open files, an I/O error) from complaints about the
+// store's content. A file that a MANIFEST names but that does not exist is
+// content: the store lost it.
+func isSystemError(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return false
+	}
+	switch errno {
+	case syscall.EACCES, syscall.EPERM, syscall.ENOSPC, syscall.EDQUOT, syscall.ENOMEM,
+		syscall.EMFILE, syscall.ENFILE, syscall.EIO, syscall.EROFS, syscall.EBUSY,
+		syscall.EINTR, syscall.EAGAIN, syscall.ENOTDIR, syscall.ELOOP, syscall.ENAMETOOLONG:
+		return true
+	}
+	return false
+}
+
+// The store's locks. Pebble locks a database directory with a POSIX record
+// lock (fcntl F_SETLK) on its LOCK file. Such a lock keeps other processes
+// out, but not this one: the process owns the lock, and any close of the
+// file by the process drops it. Pebble guards against a second lock in the
+// process with a table of LOCK file names, which the same directory reached
+// by another path (relative, through a symlink) slips past. So the store
+// first takes a lock of its own in the process, keyed by the directory's
+// identity (os.SameFile), then pebble's.
+
+var held struct {
+	mu   sync.Mutex
+	dirs []os.FileInfo
+}
+
+// errBusy means a lock is held by someone else: another process or another
+// Open in this one. Open retries until Options.LockTimeout.
+var errBusy = errors.New("lock held elsewhere")
+
+// dirLock is a held lock on a directory: in the process and pebble's.
+type dirLock struct {
+	fi     os.FileInfo
+	pebble *pebble.Lock
+}
+
+// lockDir locks directory dir, which must exist. It fails with errBusy if
+// another Open holds it, in this process or another.
+func lockDir(dir string) (*dirLock, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	held.mu.Lock()
+	for _, h := range held.dirs {
+		if os.SameFile(h, fi) {
+			held.mu.Unlock()
+			return nil, errBusy
+		}
+	}
+	held.dirs = append(held.dirs, fi)
+	held.mu.Unlock()
+	l := &dirLock{fi: fi}
+	pl, err := pebble.LockDirectory(dir, vfs.Default)
+	if err != nil {
+		l.unhold()
+		if isLockConflict(err) {
+			return nil, errBusy
+		}
+		return nil, err
+	}
+	l.pebble = pl
+	return l, nil
+}
+
+// isLockConflict tells pebble's "someone holds the lock" from a failure to
+// create the LOCK file. fcntl reports a held lock as EAGAIN or EACCES with
+// no path; pebble reports its own table's hit as "lock held by current
+// process", which the in-process lock normally answers first.
+func isLockConflict(err error) bool {
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		return false // creating or opening LOCK failed: not a conflict
+	}
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
+		return true
+	}
+	return err.Error() == "lock held by current process"
+}
+
+// release drops both locks. Pebble's must only be released once a database
+// opened with it has been closed.
+func (l *dirLock) release() {
+	if l.pebble != nil {
+		_ = l.pebble.Close()
+		l.pebble = nil
+	}
+	l.unhold()
+}
+
+func (l *dirLock) unhold() {
+	held.mu.Lock()
+	defer held.mu.Unlock()
+	for i, h := range held.dirs {
+		if h == l.fi {
+			held.dirs = append(held.dirs[:i], held.dirs[i+1:]...)
+			return
+		}
+	}
+}
