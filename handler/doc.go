@@ -16,7 +16,8 @@
 //   - CheckReceive polls for the next event; Events, Outcomes and Priority
 //     are the channels to select on.
 //   - Ack(peer, exchange) tells a durable handler that a Message was
-//     handled.
+//     handled; AckOutcome(exchange), with Config.AckOutcomes, that the
+//     application has dealt with the Outcome of its own exchange.
 //   - Close waits for the exchanges in flight, up to Config.CloseTimeout,
 //     then fails them with ReasonClosed (with a store: leaves them to
 //     resume at the next start) and stops everything.
@@ -68,7 +69,9 @@
 // has handled it with Response or Ack; a resent request that was answered
 // gets the stored reply; exchanges that fail finally are kept as dead
 // letters. Every Request and Send ends in exactly one Outcome, across any
-// number of restarts of either side.
+// number of restarts of either side; with Config.AckOutcomes that Outcome
+// is kept until AckOutcome, and handed out again (Outcome.Redelivered) if
+// the process dies before.
 //
 // A reply to an exchange this process does not know (its previous life's,
 // or another process's that shares its key) is refused with the ack reason

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
+)
+
+// newDeadLettersCmd builds "deadletters" and its subcommands.
+func newDeadLettersCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "deadletters",
+		Short: "List, retry or drop the exchanges a node gave up on",
+		Long: `A node keeps in its dead letters every exchange it started that failed for
+good (its exchange event has "dead_lettered": true): the request or
+message, its peer, tag (run's stdin id), attempts, and why it failed.
+retry moves them back to the outbox, with their exchange ID and attempts 0:
+the next "p2pnode run" on the data directory resumes them. A peer that
+still remembers the exchange (by default for 10 minutes) answers it from
+its memory; after that it handles it as new. drop forgets them.
+
+` + storeCmdsLong,
+		Example: `  p2pnode deadletters list --key node.key
+  p2pnode deadletters list --data-dir /var/lib/p2pnode --json
+  p2pnode deadletters retry --data-dir /var/lib/p2pnode 3f2a9c0d4e5b6a71
+  p2pnode deadletters drop --key node.key --all`,
+	}
+	asGroup(cmd)
+	cmd.AddCommand(newDeadLettersListCmd(a), newDeadLettersRetryCmd(a), newDeadLettersDropCmd(a))
+	return cmd
+}
+
+func newDeadLettersListCmd(a *app) *cobra.Command {
+	var t storeTarget
+	cmd := &cobra.Command{
+		Use:   "list (--data-dir DIR | --key FILE | --config FILE)",
+		Short: "List the exchanges a node gave up on",
+		Long: `list prints the dead letters: each exchange's ID, peer, kind, tag (run's
+stdin id), attempts, the reason and error it failed with, when it was
+started and when it failed; --json adds the address and the payload.`,
+		Example: `  p2pnode deadletters list --key node.key
+  p2pnode deadletters list --data-dir /var/lib/p2pnode --json`,
+		Args: checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, dir, err := t.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			dls, err := st.DeadLetters()
+			if err != nil {
+				return err
+			}
+			slices.SortStableFunc(dls, func(x, y store.DeadLetter) int { return x.Failed.Compare(y.Failed) })
+			if t.asJSON {
+				j := struct {
+					DataDir     string       `json:"data_dir"`
+					DeadLetters []jsonStored `json:"dead_letters"`
+				}{dir, []jsonStored{}}
+				for _, d := range dls {
+					j.DeadLetters = append(j.DeadLetters, deadJSON(d))
+				}
+				return encodeJSON(a.out, j)
+			}
+			if len(dls) == 0 {
+				_, err := fmt.Fprintf(a.out, "%s: no dead letters\n", dir)
+				return err
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "EXCHANGE\tPEER\tKIND\tTAG\tATTEMPTS\tREASON\tCREATED\tFAILED\tERROR")
+			for _, d := range dls {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", handler.ExchangeID(d.ID), storedPeer(d.Peer), d.Kind,
+					dash(d.Tag), d.Attempts, d.Reason, tableTime(d.Created), tableTime(d.Failed), dash(oneLine(d.Error)))
+			}
+			return tw.Flush()
+		},
+	}
+	bindStoreTarget(cmd.Flags(), &t)
+	return cmd
+}
+
+func newDeadLettersRetryCmd(a *app) *cobra.Command {
+	var (
+		t   storeTarget
+		all bool
+	)
+	cmd := &cobra.Command{
+		Use:   "retry (--data-dir DIR | --key FILE | --config FILE) (EXCHANGE... | --all)",
+		Short: "Move dead letters back to the outbox: the next run resumes them",
+		Long: `retry moves dead letters back to the outbox with attempts 0. They keep their
+exchange ID, tag and payload; the next "p2pnode run" on the data directory
+resumes them and prints their events, marked "resumed".`,
+		Example: `  p2pnode deadletters retry --key node.key 3f2a9c0d4e5b6a71
+  p2pnode deadletters retry --data-dir /var/lib/p2pnode --all --json`,
+		Args: checkArgs(cobra.ArbitraryArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := change{"retry", "dead_letters", "moved to the outbox, attempts 0, from the dead letters of",
+				"; the next run on it resumes them"}
+			return changeDeadLetters(a, cmd, &t, args, all, c, func(b *store.Batch, d store.DeadLetter) {
+				o := d.Outgoing
+				o.Attempts = 0
+				b.PutOutgoing(o)
+				b.DeleteDeadLetter(d.ID)
+			})
+		},
+	}
+	bindStoreTarget(cmd.Flags(), &t)
+	cmd.Flags().BoolVar(&all, "all", false, "every dead letter")
+	return cmd
+}
+
+func newDeadLettersDropCmd(a *app) *cobra.Command {
+	var (
+		t   storeTarget
+		all bool
+	)
+	cmd := &cobra.Command{
+		Use:   "drop (--data-dir DIR | --key FILE | --config FILE) (EXCHANGE... | --all)",
+		Short: "Forget dead letters",
+		Example: `  p2pnode deadletters drop --key node.key 3f2a9c0d4e5b6a71
+  p2pnode deadletters drop --data-dir /var/lib/p2pnode --all`,
+		Args: checkArgs(cobra.ArbitraryArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := change{"drop", "dead_letters", "dropped from the dead letters of", ""}
+			return changeDeadLetters(a, cmd, &t, args, all, c, func(b *store.Batch, d store.DeadLetter) {
+				b.DeleteDeadLetter(d.ID)
+			})
+		},
+	}
+	bindStoreTarget(cmd.Flags(), &t)
+	cmd.Flags().BoolVar(&all, "all", false, "every dead letter")
+	return cmd
+}
+
+// changeDeadLetters applies change to each dead letter named in args (or
+// all of them), in one batch, once all of them are known to be there.
+func changeDeadLetters(a *app, cmd *cobra.Command, t *storeTarget, args []string, all bool, c change,
+	apply func(*store.Batch, store.DeadLetter)) error {
+	switch {
+	case all && len(args) > 0:
+		return usageErrorf("give exchange IDs or --all, not both")
+	case !all && len(args) == 0:
+		return usageErrorf("give the exchange IDs (from deadletters list), or --all")
+	}
+	ids, err := parseExchangeArgs(args)
+	if err != nil {
+		return err
+	}
+	st, dir, err := t.open(cmd)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	dls, err := st.DeadLetters()
+	if err != nil {
+		return err
+	}
+	byID := make(map[uint64]store.DeadLetter, len(dls))
+	for _, d := range dls {
+		byID[d.ID] = d
+		if all {
+			ids = append(ids, handler.ExchangeID(d.ID))
+		}
+	}
+	has := func(id uint64) bool { _, ok := byID[id]; return ok }
+	if err := missing(ids, has, "the dead letters of "+dir); err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		var b store.Batch
+		for _, id := range ids {
+			apply(&b, byID[uint64(id)])
+		}
+		if err := st.Commit(&b); err != nil {
+			return err
+		}
+	}
+	return c.print(a.out, t.asJSON, dir, ids)
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
+)
+
+// newOutboxCmd builds "outbox" and its subcommands.
+func newOutboxCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "outbox",
+		Short: "List, drop or retry the exchanges a stopped node will resume",
+		Long: `The outbox holds the exchanges a node started (stdin send and request) and
+had not finished when it stopped or was killed: the next "p2pnode run" on
+the same data directory resumes them, with their exchange ID, their stdin id
+and their attempt count.
+
+` + storeCmdsLong,
+		Example: `  p2pnode outbox list --key node.key
+  p2pnode outbox list --data-dir /var/lib/p2pnode --json
+  p2pnode outbox drop --data-dir /var/lib/p2pnode 3f2a9c0d4e5b6a71
+  p2pnode outbox retry --config /etc/p2pnode/p2pnode.yaml 3f2a9c0d4e5b6a71`,
+	}
+	asGroup(cmd)
+	cmd.AddCommand(newOutboxListCmd(a), newOutboxDropCmd(a), newOutboxRetryCmd(a))
+	return cmd
+}
+
+func newOutboxListCmd(a *app) *cobra.Command {
+	var t storeTarget
+	cmd := &cobra.Command{
+		Use:   "list (--data-dir DIR | --key FILE | --config FILE)",
+		Short: "List the exchanges a stopped node will resume",
+		Long: `list prints the outbox: each exchange's ID, peer, kind, tag (run's stdin id),
+attempts so far, when it was started, its state, and its payload (size and
+start; all of it with --json). An exchange is running (the next run
+resumes it), or ended with an outcome the node had not printed yet when it
+stopped (the next run prints it, marked redelivered).`,
+		Example: `  p2pnode outbox list --key node.key
+  p2pnode outbox list --data-dir /var/lib/p2pnode --json`,
+		Args: checkArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, dir, err := t.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			out, err := st.OutgoingList()
+			if err != nil {
+				return err
+			}
+			slices.SortStableFunc(out, func(x, y store.Outgoing) int { return x.Created.Compare(y.Created) })
+			if t.asJSON {
+				j := struct {
+					DataDir string       `json:"data_dir"`
+					Outbox  []jsonStored `json:"outbox"`
+				}{dir, []jsonStored{}}
+				for _, o := range out {
+					j.Outbox = append(j.Outbox, storedJSON(o))
+				}
+				return encodeJSON(a.out, j)
+			}
+			if len(out) == 0 {
+				_, err := fmt.Fprintf(a.out, "%s: the outbox is empty\n", dir)
+				return err
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "EXCHANGE\tPEER\tKIND\tTAG\tATTEMPTS\tCREATED\tSTATE\tSIZE\tPAYLOAD")
+			for _, o := range out {
+				state := "running"
+				if !o.Ended.IsZero() {
+					state = "ended " + o.Reason + ", outcome not yet printed"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", handler.ExchangeID(o.ID), storedPeer(o.Peer), o.Kind,
+					dash(o.Tag), o.Attempts, tableTime(o.Created), state, len(o.Payload), preview(o.Payload))
+			}
+			return tw.Flush()
+		},
+	}
+	bindStoreTarget(cmd.Flags(), &t)
+	return cmd
+}
+
+func newOutboxDropCmd(a *app) *cobra.Command {
+	var t storeTarget
+	cmd := &cobra.Command{
+		Use:   "drop (--data-dir DIR | --key FILE | --config FILE) EXCHANGE...",
+		Short: "Remove exchanges from the outbox: they will not resume",
+		Long: `drop removes exchanges from the outbox: the next run does not resume them,
+and they get no event. A peer may have received them already.`,
+		Example: `  p2pnode outbox drop --key node.key 3f2a9c0d4e5b6a71
+  p2pnode outbox drop --data-dir /var/lib/p2pnode 3f2a9c0d4e5b6a71 00c0ffee00c0ffee --json`,
+		Args: checkArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := change{"drop", "outbox", "dropped from the outbox of", "; they will not resume"}
+			return changeOutbox(a, cmd, &t, args, c, func(b *store.Batch, o store.Outgoing) {
+				b.DeleteOutgoing(o.ID)
+			})
+		},
+	}
+	bindStoreTarget(cmd.Flags(), &t)
+	return cmd
+}
+
+func newOutboxRetryCmd(a *app) *cobra.Command {
+	var t storeTarget
+	cmd := &cobra.Command{
+		Use:   "retry (--data-dir DIR | --key FILE | --config FILE) EXCHANGE...",
+		Short: "Reset the attempt count of exchanges in the outbox",
+		Long: `retry sets the attempts of exchanges in the outbox back to 0: the next run
+resumes them with the full --max-attempts. An ended exchange runs again
+(its responder answers a resent request with the reply it stored).`,
+		Example: `  p2pnode outbox retry --key node.key 3f2a9c0d4e5b6a71`,
+		Args:    checkArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := change{"retry", "outbox", "attempts reset to 0 in the outbox of", ""}
+			return changeOutbox(a, cmd, &t, args, c, func(b *store.Batch, o store.Outgoing) {
+				o.Attempts = 0
+				o.Ended, o.Reason, o.Error, o.Reply = time.Time{}, "", "", nil
+				b.PutOutgoing(o)
+			})
+		},
+	}
+	bindStoreTarget(cmd.Flags(), &t)
+	return cmd
+}
+
+// changeOutbox applies change to each outbox exchange named in args, in
+// one batch, once all of them are known to be there.
+func changeOutbox(a *app, cmd *cobra.Command, t *storeTarget, args []string, c change,
+	apply func(*store.Batch, store.Outgoing)) error {
+	ids, err := parseExchangeArgs(args)
+	if err != nil {
+		return err
+	}
+	st, dir, err := t.open(cmd)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	out, err := st.OutgoingList()
+	if err != nil {
+		return err
+	}
+	byID := make(map[uint64]store.Outgoing, len(out))
+	for _, o := range out {
+		byID[o.ID] = o
+	}
+	has := func(id uint64) bool { _, ok := byID[id]; return ok }
+	if err := missing(ids, has, "the outbox of "+dir); err != nil {
+		return err
+	}
+	var b store.Batch
+	for _, id := range ids {
+		apply(&b, byID[uint64(id)])
+	}
+	if err := st.Commit(&b); err != nil {
+		return err
+	}
+	return c.print(a.out, t.asJSON, dir, ids)
+}
