@@ -12,10 +12,14 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
-// durablePair starts two durable nodes that allowlist each other.
+// durablePair starts two durable nodes that allowlist each other. They
+// resend for as long as a test may take to restart the other (a restart
+// under the race detector on a loaded machine takes seconds, longer than
+// the fast timings' few attempts); opts may set fewer.
 func durablePair(t *testing.T, opts ...handler.Option) (a, b *node) {
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib)
+	opts = append([]handler.Option{handler.WithRetry(1000, 10*time.Millisecond, 50*time.Millisecond)}, opts...)
 	return newNode(t, ia, list, opts...), newNode(t, ib, list, opts...)
 }
 
@@ -65,7 +69,7 @@ func TestRequestSurvivesRequesterCrash(t *testing.T) {
 // exchange still running gets no Outcome "closed", and resumes at the next
 // start with its one Outcome.
 func TestCloseSuspendsDurableExchanges(t *testing.T) {
-	a, b := durablePair(t, handler.WithRetry(1000, 10*time.Millisecond, 50*time.Millisecond))
+	a, b := durablePair(t)
 	bAddr := b.addr()
 	b.stop()
 	id, err := a.h.Request(b.id.ID, bAddr, []byte("ping"))

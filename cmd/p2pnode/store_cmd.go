@@ -92,22 +92,22 @@ func (t *storeTarget) open(cmd *cobra.Command) (*store.Store, string, error) {
 // jsonStored is an exchange of the outbox or the dead letters, as the list
 // commands print it.
 type jsonStored struct {
-	Exchange string  `json:"exchange"`
-	Peer     string  `json:"peer"`
-	Kind     string  `json:"kind"`
-	Tag      string  `json:"tag,omitempty"` // run's stdin id
-	Addr     string  `json:"addr,omitempty"`
-	Attempts int     `json:"attempts"`
-	Reason   string  `json:"reason,omitempty"` // dead letters only
-	Error    string  `json:"error,omitempty"`  // dead letters only
-	Created  string  `json:"created"`
-	Failed   string  `json:"failed,omitempty"` // dead letters only
+	Exchange string `json:"exchange"`
+	Peer     string `json:"peer"`
+	Kind     string `json:"kind"`
+	Tag      string `json:"tag,omitempty"` // run's stdin id
+	Addr     string `json:"addr,omitempty"`
+	Attempts int    `json:"attempts"`
+	Reason   string `json:"reason,omitempty"` // dead letters only
+	Error    string `json:"error,omitempty"`  // dead letters only
+	Created  string `json:"created"`
+	Failed   string `json:"failed,omitempty"` // dead letters only
 	// Ended: an outbox exchange that is over, whose outcome the node had
 	// not printed yet; the next run prints it (redelivered).
-	Ended string `json:"ended,omitempty"`
-	Size     int     `json:"size"`
-	Data     *string `json:"data,omitempty"` // only if UTF-8
-	DataB64  string  `json:"data_b64"`
+	Ended   string  `json:"ended,omitempty"`
+	Size    int     `json:"size"`
+	Data    *string `json:"data,omitempty"` // only if UTF-8
+	DataB64 string  `json:"data_b64"`
 }
 
 func storedJSON(o store.Outgoing) jsonStored {
