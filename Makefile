@@ -5,7 +5,7 @@ FUZZTIME ?= 10s
 # Packages the race-enabled test run covers; every package with tests.
 PKGS     ?= ./...
 
-.PHONY: all build test lint fuzz bench demo proto clean
+.PHONY: all build test test-stress lint fuzz bench demo proto clean
 
 all: build
 
@@ -18,11 +18,37 @@ test: lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz
 
-## lint: gofmt and go vet must be clean
+## lint: gofmt, go vet and go mod tidy must be clean
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@out=$$($(GO) mod tidy -diff 2>&1) || { \
+		echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit the result. go mod tidy -diff says:"; \
+		echo "$$out"; exit 1; }
+
+## test-stress: the race-enabled suite made to show timing dependencies, in
+## three rounds: every package but cmd/ at GOMAXPROCS 1, 2 and 4, each
+## STRESS_COUNT times; cmd/ (whose tests mostly time child processes, which
+## -cpu does not reach) once; then the whole suite once more beside a CPU hog
+## (internal/cpuhog, HOG_PROCS busy threads: load about 8 on two cores),
+## which is stopped however the round ends, and stops itself after HOG_FOR
+## anyway. Each test binary is bounded by STRESS_TIMEOUT. About 40 min on
+## two cores.
+STRESS_CPU     ?= 1,2,4
+STRESS_COUNT   ?= 3
+STRESS_TIMEOUT ?= 30m
+HOG_PROCS      ?= $$((3 * $$(nproc 2>/dev/null || echo 2)))
+HOG_FOR        ?= 45m
+test-stress:
+	$(GO) test -race -cpu $(STRESS_CPU) -count $(STRESS_COUNT) -timeout $(STRESS_TIMEOUT) $$($(GO) list ./... | grep -v '/cmd/')
+	$(GO) test -race -count 1 -timeout $(STRESS_TIMEOUT) ./cmd/...
+	$(GO) build -o $(BIN)/cpuhog ./internal/cpuhog
+	$(GO) test -race -count 1 -run '^$$' $(PKGS) >/dev/null
+	@$(BIN)/cpuhog -procs $(HOG_PROCS) -for $(HOG_FOR) & hog=$$!; \
+	trap 'kill $$hog 2>/dev/null; wait $$hog 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	echo "cpuhog: pid $$hog, $(HOG_PROCS) busy threads"; \
+	$(GO) test -race -count 1 -timeout $(STRESS_TIMEOUT) $(PKGS)
 
 ## fuzz: each fuzz target for FUZZTIME (decoders of everything a peer or a file can send)
 fuzz:

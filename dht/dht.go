@@ -33,8 +33,16 @@ const (
 	readyPollSlow = time.Second
 )
 
-// bootstrapDialTimeout bounds one attempt to reach one bootstrap peer.
+// bootstrapDialTimeout bounds one attempt to reach one bootstrap peer (the
+// dial, then the DHT request that proves it answers).
 const bootstrapDialTimeout = 10 * time.Second
+
+// firstRejoinInterval is the first retry after the routing table was found
+// empty; it doubles up to DefaultMaxRejoinInterval. It is not tied to
+// Config.FirstRefresh (a republishing setting): a join that failed, for
+// example a handshake that timed out on a busy machine, is retried soon
+// whatever the republishing schedule.
+const firstRejoinInterval = time.Second
 
 // DHT is a node's membership in the private Kademlia network of the
 // allowlisted operators: it keeps a routing table of allowlisted peers only,
@@ -243,12 +251,17 @@ func (d *DHT) watch() {
 	}
 }
 
-// rejoinLoop dials the bootstrap peers, with backoff, whenever the routing
-// table is empty. kad-dht does so itself when it starts and when the table
-// loses a peer, but otherwise only every two minutes.
+// rejoinLoop reaches the bootstrap peers, with backoff, whenever the routing
+// table is empty: first firstRejoinInterval after the DHT starts (kad-dht
+// makes the first attempt itself), then while the table stays empty, at
+// doubling intervals up to DefaultMaxRejoinInterval. While the table holds
+// peers it looks every DefaultMaxRejoinInterval. kad-dht retries on its own
+// only every two minutes, and not at all for a peer it is still connected
+// to but dropped from its table (a request that timed out on a busy
+// machine): see connectBootstrap.
 func (d *DHT) rejoinLoop() {
-	wait := d.cfg.FirstRefresh
-	t := time.NewTimer(wait)
+	backoff := firstRejoinInterval
+	t := time.NewTimer(backoff)
 	defer t.Stop()
 	for {
 		select {
@@ -257,23 +270,40 @@ func (d *DHT) rejoinLoop() {
 		case <-t.C:
 		}
 		if d.kad.RoutingTable().Size() > 0 {
-			wait = DefaultMaxRejoinInterval
-		} else {
-			if wait >= DefaultMaxRejoinInterval {
-				wait = d.cfg.FirstRefresh
-			}
-			d.connectBootstrap()
-			wait = min(2*wait, DefaultMaxRejoinInterval)
+			backoff = firstRejoinInterval
+			t.Reset(DefaultMaxRejoinInterval)
+			continue
 		}
-		t.Reset(wait)
+		d.connectBootstrap()
+		t.Reset(backoff)
+		backoff = min(2*backoff, DefaultMaxRejoinInterval)
 	}
 }
 
-// connectBootstrap dials every bootstrap peer the allowlist still holds.
+// connectBootstrap reaches every bootstrap peer the allowlist still holds,
+// while the routing table is empty. Connecting is not enough when the
+// connection already exists: kad-dht checks a peer for its table (a DHT
+// request it must answer within kad-dht's fixed 10s) when identify
+// completes, and a peer that failed that check or a later request is not
+// checked again while the connection stays up. So a connected bootstrap
+// peer is asked a DHT request here, and added to the table if it answers,
+// as kad-dht does with a peer that answers a query.
 func (d *DHT) connectBootstrap() {
 	for _, ai := range d.bootstrapPeers() {
+		if d.kad.RoutingTable().Size() > 0 {
+			return
+		}
 		ctx, cancel := context.WithTimeout(d.ctx, bootstrapDialTimeout)
 		err := d.host.Connect(ctx, ai)
+		if err == nil {
+			err = d.kad.Ping(ctx, ai.ID)
+			if err == nil {
+				var added bool
+				if added, err = d.kad.RoutingTable().TryAddPeer(ai.ID, true, true); added {
+					d.markReady()
+				}
+			}
+		}
 		cancel()
 		if d.ctx.Err() != nil {
 			return

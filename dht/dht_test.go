@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,47 +13,17 @@ import (
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 )
 
-// findAll has every reader Find every target (readers in parallel) and
-// returns the failures.
-func findAll(ctx context.Context, readers, targets []*member) []error {
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-	)
-	for _, r := range readers {
-		wg.Go(func() {
-			for _, x := range targets {
-				rec, err := r.dht.Find(ctx, x.node.ID())
-				if err == nil && (rec.Peer != x.node.ID() || !sameAddrs(rec.Addrs, x.node.Host().Addrs())) {
-					err = errors.New("wrong record")
-				}
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return errs
-}
-
 func TestEveryNodeFindsEveryOther(t *testing.T) {
 	// Each node publishes when it joins, and once more below when all have;
 	// the quick republications of a forming network are left out, to spare
 	// two cores under the race detector (TestRecordsPublishedWithoutHelp
 	// covers them).
 	net := newNet(t, 20, func(_ int, c *Config) { c.FirstRefresh = 10 * time.Minute })
-	// Twenty nodes meshing and publishing keep two cores busy for a while
-	// under the race detector: a longer deadline than tu.Timeout.
-	ctx, cancel := context.WithTimeout(context.Background(), 4*tu.Timeout)
-	defer cancel()
-	net.publishAllCtx(ctx, net.members...)
-	if errs := findAll(ctx, net.members, net.members); len(errs) > 0 {
+	net.publishAll()
+	if errs := findAll(net.members, net.members); len(errs) > 0 {
 		t.Fatalf("%d of %d lookups failed, first: %v", len(errs), 20*20, errs[0])
 	}
+	ctx := timeout(t)
 	// Resolve gives the same addresses, and the peerstore has them.
 	a, b := net.members[3], net.members[17]
 	addrs, err := a.dht.Resolve(ctx, b.node.ID())
@@ -71,9 +40,7 @@ func TestRecordsPublishedWithoutHelp(t *testing.T) {
 	// as the peers closest to its key settle.
 	net := newNet(t, 8, nil)
 	eventually(t, "every node to find every other", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return len(findAll(ctx, net.members, net.members)) == 0
+		return len(findAll(net.members, net.members)) == 0
 	})
 }
 
@@ -130,7 +97,7 @@ func TestTwoBootstrapNodesOneDown(t *testing.T) {
 	}
 	net.waitReady(net.members...)
 	net.publishAll()
-	if errs := findAll(timeout(t), net.members, net.members); len(errs) > 0 {
+	if errs := findAll(net.members, net.members); len(errs) > 0 {
 		t.Fatalf("%d lookups failed, first: %v", len(errs), errs[0])
 	}
 }

@@ -86,44 +86,94 @@ func (net *testNet) waitReady(ms ...*member) {
 	}
 }
 
-// publishAll has every member (or ms) publish at once, now that all have
-// joined, so that each record lands on the nodes closest to its key in the
-// full network rather than in the part its owner saw when it joined.
-func (net *testNet) publishAll(ms ...*member) {
-	net.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
-	defer cancel()
-	net.publishAllCtx(ctx, ms...)
+// parallelOps caps how many publications or lookups publishAll and findAll
+// run at once, and each of those operations has a deadline of its own.
+// Started all at once under one deadline, as they once were, twenty nodes'
+// 400 lookups on two busy cores under the race detector made that deadline
+// a measure of the machine's speed: each lookup's time was mostly its wait
+// for the CPU among the others, and kad-dht drops a peer whose answer takes
+// over its fixed 10 s, which a crowd of queries on a loaded machine makes
+// likely. A few at a time, each operation takes about as long as it does
+// alone, and its deadline bounds that.
+const parallelOps = 4
+
+// opTimeout bounds one publication or lookup in publishAll and findAll: the
+// bound the DHT itself puts on one (publishTimeout, resolveTimeout). On a
+// busy machine a publication waits for the slowest of the up to 20 nodes it
+// stores the record on, each verifying its signature under the race
+// detector: tu.Timeout was too short for some.
+const opTimeout = max(publishTimeout, resolveTimeout)
+
+// each runs fn(i) for i in [0, n), parallelOps at a time.
+func each(n int, fn func(i int)) {
+	sem := make(chan struct{}, parallelOps)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fn(i)
+		})
+	}
+	wg.Wait()
 }
 
-func (net *testNet) publishAllCtx(ctx context.Context, ms ...*member) {
+// publishAll has every member (or ms) publish, now that all have joined, so
+// that each record lands on the nodes closest to its key in the full
+// network rather than in the part its owner saw when it joined.
+func (net *testNet) publishAll(ms ...*member) {
 	net.t.Helper()
 	if len(ms) == 0 {
 		ms = net.members
 	}
-	var wg sync.WaitGroup
 	errs := make([]error, len(ms))
-	for i, m := range ms {
-		wg.Go(func() {
-			// Under load a node can lose its last routing-table peer to a
-			// query timeout (kad-dht drops a peer that fails to answer) and
-			// must rejoin first: retry while the table is empty. There is no
-			// event for the table filling again, hence the poll.
-			for {
-				_, errs[i] = m.dht.Publish(ctx)
-				if !errors.Is(errs[i], ErrNotReady) || ctx.Err() != nil {
-					return
-				}
-				time.Sleep(50 * time.Millisecond)
+	each(len(ms), func(i int) {
+		// Under load a node can lose its last routing-table peer to a
+		// query timeout (kad-dht drops a peer that fails to answer) and
+		// must rejoin first (the DHT's rejoin loop does, from 1 s on):
+		// retry while the table is empty. There is no event for the table
+		// filling again, hence the poll, under a deadline that leaves room
+		// for one rejoin and one publication.
+		deadline := time.Now().Add(2 * opTimeout)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+			_, errs[i] = ms[i].dht.Publish(ctx)
+			cancel()
+			if !errors.Is(errs[i], ErrNotReady) || time.Now().After(deadline) {
+				return
 			}
-		})
-	}
-	wg.Wait()
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 	for i, err := range errs {
 		if err != nil {
 			net.t.Fatalf("publish %d: %v", i, err)
 		}
 	}
+}
+
+// findAll has every reader Find every target, each lookup with a deadline
+// of its own, and returns the failures.
+func findAll(readers, targets []*member) []error {
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	each(len(readers)*len(targets), func(i int) {
+		r, x := readers[i/len(targets)], targets[i%len(targets)]
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		rec, err := r.dht.Find(ctx, x.node.ID())
+		if err == nil && (rec.Peer != x.node.ID() || !sameAddrs(rec.Addrs, x.node.Host().Addrs())) {
+			err = errors.New("wrong record")
+		}
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	})
+	return errs
 }
 
 // eventually polls cond until it holds or tu.Timeout passes. It is for

@@ -66,7 +66,7 @@ func TestStrangerAdmittedByOneMemberIsNotSpread(t *testing.T) {
 	eventually(t, "the stranger in member 0's routing table", func() bool { return inTable(net.members[0].dht, s.ID) })
 
 	net.publishAll()
-	if errs := findAll(timeout(t), net.members, net.members); len(errs) > 0 {
+	if errs := findAll(net.members, net.members); len(errs) > 0 {
 		t.Fatalf("members cannot find each other: %v", errs[0])
 	}
 	for _, m := range net.members[1:] {

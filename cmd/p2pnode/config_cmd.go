@@ -98,6 +98,9 @@ handler:
   # Keep a connection after its exchange for the next ones. By default each
   # exchange dials its own connection and closes it when done.
   keep_connection: false
+  # After a reply, how long to wait for the responder to close the
+  # connection before closing it ourselves.
+  linger: 250ms
   # Answer every request by itself: "echo" replies with the request's
   # payload. Empty: requests are printed and answered from stdin.
   auto_reply: ""

@@ -24,6 +24,7 @@ type handlerConfig struct {
 	Backoff        backoffConfig `yaml:"backoff"`
 	IdleTimeout    time.Duration `yaml:"idle_timeout"` // negative: never
 	KeepConnection bool          `yaml:"keep_connection"`
+	Linger         time.Duration `yaml:"linger"`
 	AutoReply      string        `yaml:"auto_reply"` // "" or "echo"
 }
 
@@ -49,6 +50,8 @@ func bindHandlerFlags(fs *pflag.FlagSet, c *handlerConfig) {
 		fmt.Sprintf("disconnect a peer after this long without an exchange; negative: never (default %s)", handler.DefaultIdleTimeout))
 	fs.BoolVar(&c.KeepConnection, "keep-connection", c.KeepConnection,
 		"keep a connection after its exchange, for the next ones (default: one connection per exchange)")
+	fs.DurationVar(&c.Linger, "linger", c.Linger,
+		fmt.Sprintf("after a reply, how long to wait for the responder to close the connection before closing it (default %s)", handler.DefaultLinger))
 }
 
 // bindRetryFlags defines the flags of the handler's resends.
@@ -124,5 +127,6 @@ func (c *handlerConfig) handlerConfig(node p2p.Config) handler.Config {
 		BackoffMax:     c.Backoff.Max,
 		IdleTimeout:    c.IdleTimeout,
 		KeepConnection: c.KeepConnection,
+		Linger:         c.Linger,
 	}
 }

@@ -16,7 +16,8 @@ func TestExampleConfigHandlerAndDHT(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := handlerConfig{ReplyTimeout: 30 * time.Second, MaxAttempts: 5,
-		Backoff: backoffConfig{Base: 100 * time.Millisecond, Max: 5 * time.Second}, IdleTimeout: 30 * time.Second}
+		Backoff: backoffConfig{Base: 100 * time.Millisecond, Max: 5 * time.Second}, IdleTimeout: 30 * time.Second,
+		Linger: 250 * time.Millisecond}
 	if c.Handler != want {
 		t.Errorf("handler: %+v", c.Handler)
 	}

@@ -33,18 +33,34 @@ type Outbox[T any] struct {
 	opts    Options[T]
 	drained chan struct{}
 
-	mu     sync.Mutex
-	q      []T
-	head   int
-	closed bool
-	wake   chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
+	mu   sync.Mutex
+	q    []T
+	head int
+	// sending: the pump holds a copy of q[head] and is sending it, so
+	// that event is no longer the queue's to change (Merge must not fold
+	// into it, or the folded event would be lost).
+	sending bool
+	closed  bool
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+
+	// taken, if set (tests only, before the pump starts), is called by the
+	// pump each time it has taken the head event to send it.
+	taken func(T)
 }
 
 // New starts an outbox whose channel holds size events, and its pump.
 func New[T any](size int, opts Options[T]) *Outbox[T] {
-	o := &Outbox[T]{
+	o := newOutbox(size, opts)
+	go o.pump()
+	return o
+}
+
+// newOutbox is New without the pump, which the caller starts with
+// `go o.pump()`.
+func newOutbox[T any](size int, opts Options[T]) *Outbox[T] {
+	return &Outbox[T]{
 		ch:      make(chan T, size),
 		opts:    opts,
 		drained: make(chan struct{}, 1),
@@ -52,8 +68,6 @@ func New[T any](size int, opts Options[T]) *Outbox[T] {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	go o.pump()
-	return o
 }
 
 // C is the channel the caller reads. It is closed by Close.
@@ -104,7 +118,9 @@ func (o *Outbox[T]) Push(ev T, essential bool) int {
 			return 0
 		default:
 		}
-	} else if o.opts.Merge != nil && o.opts.Merge(&o.q[len(o.q)-1], ev) {
+	} else if o.opts.Merge != nil && (!o.sending || o.queuedLocked() > 1) &&
+		o.opts.Merge(&o.q[len(o.q)-1], ev) {
+		// The tail is not the event the pump is sending.
 		return o.queuedLocked()
 	}
 	if !essential && o.queuedLocked() >= o.opts.Limit {
@@ -136,7 +152,11 @@ func (o *Outbox[T]) pump() {
 		// The head stays queued while it is being sent, so that Push keeps
 		// later events behind it.
 		ev := o.q[o.head]
+		o.sending = true
 		o.mu.Unlock()
+		if o.taken != nil {
+			o.taken(ev)
+		}
 		select {
 		case o.ch <- ev:
 		case <-o.stop:
@@ -144,6 +164,7 @@ func (o *Outbox[T]) pump() {
 			return
 		}
 		o.mu.Lock()
+		o.sending = false
 		o.q[o.head] = zero
 		o.head++
 		if o.head == len(o.q) {
@@ -165,6 +186,7 @@ func (o *Outbox[T]) finish() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.closed = true
+	o.sending = false
 	for ; o.head < len(o.q); o.head++ {
 		select {
 		case o.ch <- o.q[o.head]:

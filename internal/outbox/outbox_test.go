@@ -64,17 +64,62 @@ func TestLimitDropsOnlyNonEssential(t *testing.T) {
 	}
 }
 
+func sum(last *int, ev int) bool { *last += ev; return true }
+
+// recv fails the test instead of hanging when c stays empty (a lost event).
+func recv(t *testing.T, c <-chan int) int {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing received: an event was lost")
+		return 0
+	}
+}
+
+// The pump is started only after the pushes, so the queue's tail is
+// certainly there to merge into.
 func TestMergeFoldsIntoTail(t *testing.T) {
-	o := New[int](1, Options[int]{Limit: 10, Merge: func(last *int, ev int) bool { *last += ev; return true }})
-	defer o.Close()
+	o := newOutbox[int](1, Options[int]{Limit: 10, Merge: sum})
 	o.Push(100, true) // channel
 	o.Push(1, true)   // queued
 	o.Push(2, true)   // merged into 1
-	if got := <-o.C(); got != 100 {
+	if n := o.Queued(); n != 1 {
+		t.Fatalf("%d queued, want 1", n)
+	}
+	go o.pump()
+	defer o.Close()
+	if got := recv(t, o.C()); got != 100 {
 		t.Fatal(got)
 	}
-	if got := <-o.C(); got != 3 {
+	if got := recv(t, o.C()); got != 3 {
 		t.Fatalf("merged %d, want 3", got)
+	}
+}
+
+// An event the pump has taken to send is no longer the queue's: merging
+// into it would lose what was merged.
+func TestMergeSkipsTheEventBeingSent(t *testing.T) {
+	o := newOutbox[int](1, Options[int]{Limit: 10, Merge: sum})
+	taken := make(chan int, 1)
+	o.taken = func(v int) { taken <- v }
+	go o.pump()
+	defer o.Close()
+	o.Push(100, true) // channel
+	o.Push(1, true)   // queued, then taken by the pump, blocked on the full channel
+	if v := recv(t, taken); v != 1 {
+		t.Fatalf("pump took %d, want 1", v)
+	}
+	o.Push(2, true) // not into 1: queued behind it
+	o.Push(3, true) // merged into 2
+	for _, want := range []int{100, 1, 5} {
+		if got := recv(t, o.C()); got != want {
+			t.Fatalf("got %d, want %d", got, want)
+		}
+		if want == 1 {
+			recv(t, taken) // 5
+		}
 	}
 }
 
