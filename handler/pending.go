@@ -17,7 +17,18 @@ import (
 type pending struct {
 	mu sync.Mutex
 	m  map[pendingKey]bool // true once claimed by Response
+	// answered remembers the last answeredCap exchanges that ended after
+	// Response claimed them, so that a second Response still says
+	// "already responded" once the first answer's exchange has ended,
+	// rather than the misleading "unknown exchange".
+	answered map[pendingKey]struct{}
+	order    []pendingKey // ring of answered, oldest at next
+	next     int
 }
+
+// answeredCap bounds pending.answered: a second Response comes moments
+// after the first, and 4096 keys are about 250 KiB.
+const answeredCap = 4096
 
 type pendingKey struct {
 	peer peer.ID
@@ -36,7 +47,25 @@ func (s *pending) add(p peer.ID, id ExchangeID) {
 func (s *pending) remove(p peer.ID, id ExchangeID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.m, pendingKey{p, id})
+	k := pendingKey{p, id}
+	if s.m[k] {
+		s.rememberAnswered(k)
+	}
+	delete(s.m, k)
+}
+
+func (s *pending) rememberAnswered(k pendingKey) {
+	if s.answered == nil {
+		s.answered = make(map[pendingKey]struct{})
+	}
+	if len(s.order) < answeredCap {
+		s.order = append(s.order, k)
+	} else {
+		delete(s.answered, s.order[s.next])
+		s.order[s.next] = k
+		s.next = (s.next + 1) % answeredCap
+	}
+	s.answered[k] = struct{}{}
 }
 
 // claim reserves the right to answer the request, once.
@@ -44,7 +73,10 @@ func (s *pending) claim(p peer.ID, id ExchangeID) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	claimed, ok := s.m[pendingKey{p, id}]
+	_, ended := s.answered[pendingKey{p, id}]
 	switch {
+	case !ok && ended:
+		return fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, id, p)
 	case !ok:
 		return fmt.Errorf("%w: %s from %s", ErrUnknownExchange, id, p)
 	case claimed:

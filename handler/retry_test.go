@@ -165,6 +165,11 @@ func TestResponderResendsReply(t *testing.T) {
 		if o.Role != handler.Responder || o.Attempts != 2 {
 			t.Fatalf("outcome %+v", o)
 		}
+		// Still "already responded" once the exchange has ended, not
+		// "unknown": the application did answer it.
+		if err := h.Response(req.From, req.Exchange, []byte("a")); !errors.Is(err, handler.ErrAlreadyResponded) {
+			t.Fatalf("response after the end: %v", err)
+		}
 		for range o.Attempts {
 			if env := raw.next(); env.Kind != hpb.Kind_KIND_REPLY || handler.ExchangeID(env.Exchange) != id {
 				t.Fatalf("envelope %v", env)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -207,16 +208,18 @@ func match(name string, kv ...any) func(event) bool {
 
 // nextLine returns the next stdout line, failing the test at the deadline
 // or at the end of the output.
-func (p *proc) nextLine(deadline <-chan time.Time, what string) string {
+func (p *proc) nextLine(deadline <-chan time.Time, what string, skipped ...string) string {
 	p.t.Helper()
 	select {
 	case l, ok := <-p.lines:
 		if !ok {
-			p.t.Fatalf("%s: output ended while waiting for %s; stderr:\n%s", p.name, what, p.errOutput())
+			p.t.Fatalf("%s: output ended while waiting for %s; skipped:\n%s\nstderr:\n%s",
+				p.name, what, strings.Join(skipped, "\n"), p.errOutput())
 		}
 		return l
 	case <-deadline:
-		p.t.Fatalf("%s: no %s within %s; stderr:\n%s", p.name, what, waitTimeout, p.errOutput())
+		p.t.Fatalf("%s: no %s within %s; skipped:\n%s\nstderr:\n%s",
+			p.name, what, waitTimeout, strings.Join(skipped, "\n"), p.errOutput())
 	}
 	return ""
 }
@@ -229,18 +232,24 @@ func (p *proc) expect(what string, preds ...func(event) bool) []event {
 	deadline := time.After(waitTimeout)
 	found := make([]event, len(preds))
 	left := len(preds)
+	var skipped []string // shown if the wait fails
 	for left > 0 {
-		line := p.nextLine(deadline, what)
+		line := p.nextLine(deadline, what, skipped...)
 		var e event
 		if err := json.Unmarshal([]byte(line), &e); err != nil || e.str("event") == "" {
 			p.t.Fatalf("%s: output line is not a JSON event: %q", p.name, line)
 		}
+		matched := false
 		for i, pred := range preds {
 			if found[i] == nil && pred(e) {
 				found[i] = e
 				left--
+				matched = true
 				break
 			}
+		}
+		if !matched {
+			skipped = append(skipped, line)
 		}
 	}
 	return found
