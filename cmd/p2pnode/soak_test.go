@@ -24,12 +24,11 @@ package main
 //	go test -run TestSoakKillRestart ./cmd/p2pnode/                      # CI size
 //	SOAK_EXCHANGES=1000 go test -run TestSoakKillRestart -count=1 ./cmd/p2pnode/   # make soak
 //
-// The kill variants are skipped while run has no --data-dir (they fail
-// without durability). Environment:
+// Environment:
 //
 //	SOAK_EXCHANGES=N    requests per variant (default: the CI sizes)
-//	SOAK_DURABLE=1|0    force the durability flags on, or off (--ephemeral
-//	                    when run has it), instead of detecting --data-dir
+//	SOAK_DURABLE=0      run the nodes with --ephemeral, for "before"
+//	                    figures; the kill variants are then skipped
 //	SOAK_FORCE_KILLS=1  run the kill variants even without durability, to
 //	                    see the failures of a node that forgets on a crash
 //	SOAK_LOG_DIR=DIR    keep every process instance's events and stderr in
@@ -48,7 +47,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,45 +95,21 @@ var soakNodeArgs = []string{
 	"--ack-timeout", "5s",
 }
 
-// soakFeatures is what the binary under test supports, detected once.
-var soakFeatures struct {
-	once        sync.Once
-	durable     bool // run has --data-dir (or SOAK_DURABLE=1)
-	ephemeral   bool // run has --ephemeral: how to turn durability off
-	deadLetters bool // p2pnode deadletters exists
-	forceKills  bool // SOAK_FORCE_KILLS=1: run the kill variants without durability
-}
-
-func detectSoakFeatures() {
-	soakFeatures.once.Do(func() {
-		help, _ := exec.Command(binPath, "run", "--help").CombinedOutput()
-		soakFeatures.durable = strings.Contains(string(help), "--data-dir")
-		soakFeatures.ephemeral = strings.Contains(string(help), "--ephemeral")
-		switch os.Getenv("SOAK_DURABLE") {
-		case "1", "true":
-			soakFeatures.durable = true
-		case "0", "false":
-			soakFeatures.durable = false
-		}
-		out, err := exec.Command(binPath, "deadletters", "--help").CombinedOutput()
-		soakFeatures.deadLetters = err == nil && strings.Contains(string(out), "deadletters")
-		soakFeatures.forceKills = os.Getenv("SOAK_FORCE_KILLS") == "1"
-	})
+// soakDurable reports whether the nodes keep a store (the default), or run
+// with --ephemeral because SOAK_DURABLE=0.
+func soakDurable() bool {
+	v := os.Getenv("SOAK_DURABLE")
+	return v != "0" && v != "false"
 }
 
 // durableArgs are the flags that make a run node keep its state in
-// dataDir across restarts: none until run has --data-dir. With durability
-// off (SOAK_DURABLE=0) on a binary that is durable by default, --ephemeral
-// gives the node of before the store, for "before" figures.
+// dataDir across restarts, or, with SOAK_DURABLE=0, the node of before the
+// store.
 func durableArgs(dataDir string) []string {
-	detectSoakFeatures()
-	switch {
-	case soakFeatures.durable:
+	if soakDurable() {
 		return []string{"--data-dir", dataDir}
-	case soakFeatures.ephemeral:
-		return []string{"--ephemeral"}
 	}
-	return nil
+	return []string{"--ephemeral"}
 }
 
 type soakVariant struct {
@@ -201,7 +175,6 @@ func soakVariants(exchanges int) []soakVariant {
 }
 
 func TestSoakKillRestart(t *testing.T) {
-	detectSoakFeatures()
 	exchanges := 0
 	if s := os.Getenv("SOAK_EXCHANGES"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -210,17 +183,14 @@ func TestSoakKillRestart(t *testing.T) {
 		}
 		exchanges = n
 	}
-	durable := soakFeatures.durable
-	t.Logf("durable (--data-dir): %v; deadletters: %v; force kills: %v; race: %v",
-		durable, soakFeatures.deadLetters, soakFeatures.forceKills, raceEnabled)
+	durable, forceKills := soakDurable(), os.Getenv("SOAK_FORCE_KILLS") == "1"
+	t.Logf("durable: %v; force kills: %v; race: %v", durable, forceKills, raceEnabled)
 	for _, v := range soakVariants(exchanges) {
 		t.Run(v.name, func(t *testing.T) {
-			if v.kills && !soakFeatures.forceKills {
-				// Without durability the kill variants fail (the figures
-				// are in the file comment); SOAK_FORCE_KILLS runs them.
-				if !durable {
-					t.Skip("run has no --data-dir yet")
-				}
+			// Without durability the kill variants fail (the figures are
+			// in the file comment); SOAK_FORCE_KILLS runs them.
+			if v.kills && !durable && !forceKills {
+				t.Skip("SOAK_DURABLE=0: nodes without a store lose exchanges when killed")
 			}
 			began := time.Now()
 			h := runSoak(t, v.p)
@@ -637,29 +607,16 @@ func (h *soakHarness) check(t *testing.T, name string) {
 	}
 }
 
-// soakAssertDeadLetters turns the dead-letter comparison of
-// checkDeadLetters from log lines into test failures.
-const soakAssertDeadLetters = false
-
-// checkDeadLetters is the HOOK for criterion (4) against the store: every
-// request whose outcome failed must be in its requester's dead letters
-// (p2pnode deadletters list --json --data-dir DIR), and nothing else. It is
-// a no-op until p2pnode has a deadletters command, and runs once every
-// node has stopped (a running node owns its store). For now it logs the
-// comparison.
-//
-// TODO(durability): set soakAssertDeadLetters once the dead letters are
-// trusted, so that a mismatch fails the test.
+// checkDeadLetters checks criterion (4) against the stores: every request
+// whose outcome failed is in its requester's dead letters (p2pnode
+// deadletters list --json --data-dir DIR), and nothing else is. It runs
+// once every node has stopped: a running node owns its store.
 func checkDeadLetters(t *testing.T, h *soakHarness, failed []*soakReq) {
 	t.Helper()
-	detectSoakFeatures()
-	if !soakFeatures.deadLetters || !soakFeatures.durable {
+	if !soakDurable() {
 		return
 	}
-	report := t.Logf
-	if soakAssertDeadLetters {
-		report = t.Errorf
-	}
+	report := t.Errorf
 	want := map[string]*soakReq{} // "node/tag"
 	for _, r := range failed {
 		want[fmt.Sprintf("%d/%d", r.from, r.n)] = r
