@@ -88,6 +88,7 @@ func commands(a *app) []*cobra.Command {
 		newDemoCmd(a),
 		newBenchCmd(a),
 		newAllowlistCmd(a),
+		newMembershipCmd(a),
 		newConfigCmd(a),
 		newOutboxCmd(a),
 		newDeadLettersCmd(a),
