@@ -5,7 +5,7 @@ FUZZTIME ?= 10s
 # Packages the race-enabled test run covers; every package with tests.
 PKGS     ?= ./...
 
-.PHONY: all build test test-stress lint fuzz bench demo proto clean
+.PHONY: all build test test-stress lint fuzz bench demo proto clean install install-systemd
 
 all: build
 
@@ -67,15 +67,31 @@ bench:
 demo: build
 	$(BIN)/p2pnode demo
 
-## proto: regenerate the protobuf code (needs protoc; protoc-gen-go is pinned by go.mod)
+## proto: regenerate the protobuf code (needs protoc: apt-get install protobuf-compiler;
+## protoc-gen-go and protoc-gen-connect-go are pinned by go.mod)
 proto:
-	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go connectrpc.com/connect/cmd/protoc-gen-connect-go
 	cd p2p/pb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative *.proto
 	@if [ -d handler/pb ]; then cd handler/pb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative *.proto; fi
 	cd membership/pb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative *.proto
+	cd control/pb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+		--connect-go_out=. --connect-go_opt=paths=source_relative,simple control.proto
 
 clean:
 	rm -rf $(BIN)
+
+## install: the p2pnode binary in $(DESTDIR)$(PREFIX)/bin (default /usr/local/bin)
+PREFIX ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN)/p2pnode $(DESTDIR)$(PREFIX)/bin/p2pnode
+
+## install-systemd: the systemd unit in $(DESTDIR)/etc/systemd/system, running $(PREFIX)/bin/p2pnode
+## (then: useradd --system --home-dir /var/lib/p2pnode --shell /usr/sbin/nologin p2pnode; systemctl daemon-reload)
+install-systemd:
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's#/usr/local/bin/p2pnode#$(PREFIX)/bin/p2pnode#' contrib/systemd/p2pnode.service > $(DESTDIR)/etc/systemd/system/p2pnode.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/p2pnode.service
 
 ## soak: the kill/restart soak test (real p2pnode processes SIGKILLed and restarted), SOAK_EXCHANGES requests per variant, without -race
 SOAK_EXCHANGES ?= 1000

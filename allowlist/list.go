@@ -192,7 +192,11 @@ func (l *List) replaceLocked(next map[peer.ID]Entry) Change {
 // subscribers; l.mu must be held. Queueing under the same lock as the store
 // is what keeps notifications in mutation order.
 func (l *List) publishLocked(next map[peer.ID]Entry, c Change) {
-	l.snap.Store(newSnapshot(next))
+	s := newSnapshot(next)
+	if prev := l.snap.Load(); prev != nil {
+		s.version = prev.version + 1
+	}
+	l.snap.Store(s)
 	l.notify.enqueue(c)
 }
 

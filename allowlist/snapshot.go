@@ -18,11 +18,13 @@ type snapshot struct {
 	anyIP bool
 	// ips indexes the prefixes of the bound entries for IPAllowed.
 	ips ipIndex
+	// version numbers the snapshots of one List: 1 for the first.
+	version uint64
 }
 
 // newSnapshot takes ownership of byID, whose entries must be normalized.
 func newSnapshot(byID map[peer.ID]Entry) *snapshot {
-	s := &snapshot{byID: byID}
+	s := &snapshot{byID: byID, version: 1}
 	var prefixes []netip.Prefix
 	for _, e := range byID {
 		if len(e.Addrs) == 0 {

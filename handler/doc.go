@@ -18,6 +18,8 @@
 //   - Ack(peer, exchange) tells a durable handler that a Message was
 //     handled; AckOutcome(exchange), with Config.AckOutcomes, that the
 //     application has dealt with the Outcome of its own exchange.
+//   - Snapshot copies the handler's load (exchanges active and queued, per
+//     peer, and when each peer's last exchange ended) for status displays.
 //   - Close waits for the exchanges in flight, up to Config.CloseTimeout,
 //     then fails them with ReasonClosed (with a store: leaves them to
 //     resume at the next start) and stops everything.

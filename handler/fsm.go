@@ -311,6 +311,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 			zap.String("stage", string(stage)), zap.String("reason", string(reason)), zap.Error(err))
 	}
 	dur := time.Since(ex.start)
+	h.noteEnded(ps.id)
 	h.metrics.ended(ex.kind, ex.role, reason, dur)
 	o := Outcome{
 		Peer:     ps.id,

@@ -72,6 +72,8 @@ type Handler struct {
 	deadline <-chan struct{} // the shutdown's deadline
 	waits    []stateWait     // tests waiting for exchange states
 	dur      durableState    // with a Store (durable.go)
+	// lastEnded is when each peer's last exchange ended (Snapshot).
+	lastEnded map[peer.ID]time.Time
 
 	doneMu sync.Mutex // guards dur.done, which store callbacks fill
 }

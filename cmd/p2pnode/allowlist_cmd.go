@@ -51,14 +51,15 @@ func newAllowlistCmd(a *app) *cobra.Command {
       addrs: [127.0.0.2, 10.1.0.0/16]  # optional; none means any IP
 
 add and remove rewrite the file atomically, sorted by peer ID; comments in
-it are not kept. A running node picks the change up on SIGHUP (or at once
-with run --watch).`,
+it are not kept. A running node picks the change up with "p2pnode allowlist
+reload", on SIGHUP, or at once with run --watch.`,
 		Example: `  p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --name operator-2 --addr 10.0.0.2
   p2pnode allowlist list allowlist.yaml
-  p2pnode allowlist check allowlist.yaml && kill -HUP $(pidof p2pnode)`,
+  p2pnode allowlist check allowlist.yaml && p2pnode allowlist reload --data-dir /var/lib/p2pnode`,
 	}
 	asGroup(cmd)
-	cmd.AddCommand(newAllowlistAddCmd(a), newAllowlistRemoveCmd(a), newAllowlistListCmd(a), newAllowlistCheckCmd(a))
+	cmd.AddCommand(newAllowlistAddCmd(a), newAllowlistRemoveCmd(a), newAllowlistListCmd(a), newAllowlistCheckCmd(a),
+		newAllowlistReloadCmd(a))
 	return cmd
 }
 

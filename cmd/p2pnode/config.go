@@ -54,6 +54,9 @@ type runConfig struct {
 	// Ephemeral runs without a store: a restart forgets everything in
 	// flight.
 	Ephemeral bool `yaml:"ephemeral"`
+	// API is the control socket's path; empty: control.sock in the data
+	// directory (none when ephemeral); "off": none (control_server.go).
+	API string `yaml:"api"`
 }
 
 type rateLimitConfig struct {
@@ -92,6 +95,7 @@ func bindRunFlags(fs *pflag.FlagSet, c *runConfig) {
 	bindDHTFlags(fs, &c.DHT)
 	fs.StringVar(&c.Handler.AutoReply, "auto-reply", c.Handler.AutoReply, "answer every request by itself: echo (reply with its payload); default off")
 	bindStoreFlags(fs, c)
+	bindAPIFlag(fs, c)
 	fs.StringVar(&c.Routes, "routes", c.Routes, "routing table YAML `FILE`: which peer channel may reach which local channel (default: all)")
 	fs.BoolVar(&c.Watch, "watch", c.Watch, "also reload the allowlist and routes files whenever they change on disk")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print one JSON object per event instead of text")
@@ -234,8 +238,8 @@ func yamlErr(err error) error {
 // resolvePaths makes the file paths of a configuration read from dir
 // relative to dir rather than to the working directory.
 func (c *runConfig) resolvePaths(dir string) {
-	for _, p := range []*string{&c.Key, &c.Allowlist, &c.Routes, &c.DataDir} {
-		if *p != "" && !filepath.IsAbs(*p) {
+	for _, p := range []*string{&c.Key, &c.Allowlist, &c.Routes, &c.DataDir, &c.API} {
+		if *p != "" && *p != apiOff && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
 	}

@@ -41,6 +41,11 @@ watch: false
 # $XDG_STATE_HOME/p2pnode/<peer ID>, or ~/.local/state/p2pnode/<peer ID>.
 # One running node per directory.
 data_dir: ""
+# The control socket "p2pnode status", "peers", "send" and the other
+# commands use to reach this node (mode 0600: this user only). Empty:
+# control.sock in the data directory; "off": none. An ephemeral node has
+# one only when this names it.
+api: ""
 # Run without a store: a restart forgets every exchange in flight.
 ephemeral: false
 

@@ -38,8 +38,8 @@ its memory; after that it handles it as new. drop forgets them.
 func newDeadLettersListCmd(a *app) *cobra.Command {
 	var t storeTarget
 	cmd := &cobra.Command{
-		Use:   "list (--data-dir DIR | --key FILE | --config FILE)",
-		Short: "List the exchanges a node gave up on",
+		Use:   "list (--data-dir DIR | --key FILE | --config FILE | --api SOCKET)",
+		Short: "List the exchanges a node gave up on (running or stopped)",
 		Long: `list prints the dead letters: each exchange's ID, peer, kind, tag (run's
 stdin id), attempts, the reason and error it failed with, when it was
 started and when it failed; --json adds the address and the payload.`,
@@ -47,12 +47,7 @@ started and when it failed; --json adds the address and the payload.`,
   p2pnode deadletters list --data-dir /var/lib/p2pnode --json`,
 		Args: checkArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, dir, err := t.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			dls, err := st.DeadLetters()
+			dls, dir, err := t.listDeadLetters(func() (*store.Store, string, error) { return t.open(cmd) })
 			if err != nil {
 				return err
 			}

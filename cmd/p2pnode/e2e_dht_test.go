@@ -20,12 +20,20 @@ func TestDHTFindAndSend(t *testing.T) {
 	list := filepath.Join(dir, "allowlist.yaml")
 	writeAllowlist(t, list, idA, idB, idF, idS)
 
-	a, la := startNode(t, "a", dir, keyA, list, "--dht")
+	a, la := startNode(t, "a", dir, keyA, list, "--dht", "--metrics-addr", "127.0.0.1:0")
 	boot := firstAddr(t, la)
+	// Alone, the bootstrap node's routing table is empty: not ready.
+	readyz := "http://" + la.str("metrics") + "/readyz"
+	if code, body := httpGet(t, readyz); code != 503 || body != "not ready: dht: the routing table is empty\n" {
+		t.Fatalf("/readyz of a lone DHT node: %d %q", code, body)
+	}
 	b, lb := startNode(t, "b", dir, keyB, list, "--dht", "--bootstrap", boot, "--auto-reply", "echo")
 	addrB := firstAddr(t, lb)
 	b.expect("dht ready and published", match("dht_ready"), match("published"))
 	a.expect("dht ready", match("dht_ready"))
+	if code, body := httpGet(t, readyz); code != 200 || body != "ok\n" {
+		t.Fatalf("/readyz once the DHT is ready: %d %q", code, body)
+	}
 
 	out := mustRun(t, dir, "find", "--key", keyF, "--allowlist", list, "--bootstrap", boot, "--peer", idB)
 	if l := lines(out); len(l) != 2 || !strings.HasPrefix(l[0], idB+": 1 addresses, record ") || l[1] != addrB {
@@ -40,11 +48,18 @@ func TestDHTFindAndSend(t *testing.T) {
 		t.Fatalf("find --json: %+v", found)
 	}
 
-	out = mustRun(t, dir, "send", "--key", keyS, "--allowlist", list, "--dht", "--bootstrap", boot, "--to", idB, "found you")
+	out = mustRun(t, dir, "send", "--standalone", "--key", keyS, "--allowlist", list, "--dht", "--bootstrap", boot, "--to", idB, "found you")
 	if out != "found you\n" {
 		t.Fatalf("send --dht printed %q", out)
 	}
 	b.expect("request", match("request", "from", idS, "data", "found you"))
+
+	// Through the running node a, found by its key's default data
+	// directory, which finds b in its DHT.
+	if out := mustRun(t, dir, "send", "--key", keyA, "--to", idB, "via a"); out != "via a\n" {
+		t.Fatalf("send through a printed %q", out)
+	}
+	b.expect("request from a", match("request", "from", idA, "data", "via a"))
 
 	// One at a time, the bootstrap node first.
 	stopAll(t, a)

@@ -276,10 +276,17 @@ func TestDeadLettersCommands(t *testing.T) {
 		t.Fatalf("exchange %v", failed)
 	}
 
-	// The running node's store is its own.
+	// The running node lists its store through its control socket...
+	if dls := storeList(t, dir, "deadletters", at...); len(dls) != 1 || dls[0]["exchange"] != ex || dls[0]["reason"] != reason {
+		t.Fatalf("dead letters of the running node: %v", dls)
+	}
+	if ob := storeList(t, dir, "outbox", at...); len(ob) != 0 {
+		t.Fatalf("outbox of the running node: %v", ob)
+	}
+	// ...and the store is its own: nothing else changes it.
 	for _, args := range [][]string{
-		{"deadletters", "list"}, {"deadletters", "retry", ex}, {"deadletters", "drop", "--all"},
-		{"outbox", "list"}, {"outbox", "drop", ex}, {"outbox", "retry", ex},
+		{"deadletters", "retry", ex}, {"deadletters", "drop", "--all"},
+		{"outbox", "drop", ex}, {"outbox", "retry", ex},
 	} {
 		r := runCLI(t, dir, append(args, at...)...)
 		oneErrorLine(t, r, "the node on "+data+" is running: stop it first")

@@ -49,7 +49,7 @@ func TestSendCommandGetsEchoedReply(t *testing.T) {
 	b, lb := startNode(t, "b", dir, keyB, list, "--auto-reply", "echo")
 	addrB := firstAddr(t, lb)
 
-	out := mustRun(t, dir, "send", "--key", keyS, "--allowlist", list, "--to", idB, "--addr", addrB, "hello, echo")
+	out := mustRun(t, dir, "send", "--standalone", "--key", keyS, "--allowlist", list, "--to", idB, "--addr", addrB, "hello, echo")
 	if out != "hello, echo\n" {
 		t.Fatalf("send printed %q", out)
 	}
@@ -61,7 +61,7 @@ func TestSendCommandGetsEchoedReply(t *testing.T) {
 	}
 
 	var reply map[string]any
-	if err := json.Unmarshal([]byte(mustRun(t, dir, "send", "--key", keyS, "--allowlist", list, "--addr", addrB,
+	if err := json.Unmarshal([]byte(mustRun(t, dir, "send", "--standalone", "--key", keyS, "--allowlist", list, "--addr", addrB,
 		"--json", "--data-b64", "/wA=")), &reply); err != nil {
 		t.Fatal(err)
 	}
@@ -69,12 +69,12 @@ func TestSendCommandGetsEchoedReply(t *testing.T) {
 		t.Fatalf("send --json: %v", reply)
 	}
 
-	out = mustRun(t, dir, "send", "--key", keyS, "--allowlist", list, "--addr", addrB, "--no-reply", "note")
+	out = mustRun(t, dir, "send", "--standalone", "--key", keyS, "--allowlist", list, "--addr", addrB, "--no-reply", "note")
 	if !strings.HasPrefix(out, "acknowledged by "+idB) {
 		t.Fatalf("send --no-reply printed %q", out)
 	}
 	var acked map[string]any
-	if err := json.Unmarshal([]byte(mustRun(t, dir, "send", "--key", keyS, "--allowlist", list, "--addr", addrB,
+	if err := json.Unmarshal([]byte(mustRun(t, dir, "send", "--standalone", "--key", keyS, "--allowlist", list, "--addr", addrB,
 		"--no-reply", "--json", "note 2")), &acked); err != nil {
 		t.Fatal(err)
 	}
@@ -102,14 +102,14 @@ func TestSendCommandFailures(t *testing.T) {
 	}
 	dead := "/ip4/127.0.0.1/tcp/" + itoa(ln.Addr().(*net.TCPAddr).Port)
 	ln.Close()
-	r := runCLI(t, dir, "send", "--key", keyS, "--allowlist", list, "--to", idB, "--addr", dead,
+	r := runCLI(t, dir, "send", "--standalone", "--key", keyS, "--allowlist", list, "--to", idB, "--addr", dead,
 		"--max-attempts", "2", "--backoff-base", "10ms", "hello?")
 	oneErrorLine(t, r, "dial_failed")
 
 	// A node without --auto-reply prints the request and leaves it to
 	// stdin, which never answers.
 	b, lb := startNode(t, "b", dir, keyB, list)
-	r = runCLI(t, dir, "send", "--key", keyS, "--allowlist", list, "--addr", firstAddr(t, lb), "--timeout", "1s", "anyone?")
+	r = runCLI(t, dir, "send", "--standalone", "--key", keyS, "--allowlist", list, "--addr", firstAddr(t, lb), "--timeout", "1s", "anyone?")
 	oneErrorLine(t, r, "send to "+idB)
 	b.expect("request", match("request", "from", idS, "data", "anyone?"))
 	b.stdin.Close()
@@ -263,7 +263,7 @@ func TestNewCommandErrors(t *testing.T) {
 	key, id := newKey(t, dir, "node.key")
 	list := filepath.Join(dir, "allowlist.yaml")
 	writeAllowlist(t, list, id, testPeer)
-	send := []string{"send", "--key", key, "--allowlist", list}
+	send := []string{"send", "--standalone", "--key", key, "--allowlist", list}
 	find := []string{"find", "--key", key, "--allowlist", list}
 	boot := "/ip4/127.0.0.1/tcp/1/p2p/" + testPeer
 	cases := []struct {
@@ -282,7 +282,7 @@ func TestNewCommandErrors(t *testing.T) {
 		{"send dht without bootstrap", append(send, "--to", testPeer, "--dht", "hi"), "--dht needs --bootstrap"},
 		{"send bootstrap without dht", append(send, "--to", testPeer, "--bootstrap", boot, "hi"), "the DHT is off"},
 		{"send not allowlisted", append(send, "--to", "16Uiu2HAmRDk2UazNfSS2LveVm6iZy1ndXV4onsyA8Vmcyo3eVrU6", "--addr", "/ip4/127.0.0.1/tcp/1", "hi"), "allowlist"},
-		{"send no key", []string{"send", "--allowlist", list, "--to", testPeer, "--addr", "/ip4/127.0.0.1/tcp/1", "hi"}, "--key"},
+		{"send no key", []string{"send", "--standalone", "--allowlist", list, "--to", testPeer, "--addr", "/ip4/127.0.0.1/tcp/1", "hi"}, "--key"},
 		{"find no bootstrap", append(find, "--peer", testPeer), "find needs --bootstrap"},
 		{"find no peer", append(find, "--bootstrap", boot), "find needs --peer"},
 		{"find bad peer", append(find, "--bootstrap", boot, "--peer", "nope"), `--peer "nope"`},

@@ -30,6 +30,7 @@ type listeningEvent struct {
 	Addrs   []ma.Multiaddr
 	Metrics string // address the metrics server listens on; empty when off
 	DataDir string // the store's directory; empty when ephemeral
+	API     string // the control socket; empty when none
 }
 
 // reloadedEvent reports that the allowlist or routes file was read again.
@@ -49,6 +50,7 @@ type (
 		Addrs   []string `json:"addrs"`
 		Metrics string   `json:"metrics,omitempty"`
 		DataDir string   `json:"data_dir,omitempty"`
+		API     string   `json:"api,omitempty"`
 	}
 	jsonData struct {
 		Event       string  `json:"event"`
@@ -115,7 +117,7 @@ func toJSON(ev any) any {
 		for i, a := range e.Addrs {
 			addrs[i] = a.String()
 		}
-		return jsonListening{"listening", e.Peer.String(), addrs, e.Metrics, e.DataDir}
+		return jsonListening{"listening", e.Peer.String(), addrs, e.Metrics, e.DataDir, e.API}
 	case p2p.Data:
 		j := jsonData{Event: "data", From: e.From.String(), DataB64: base64.StdEncoding.EncodeToString(e.Bytes),
 			Channel: e.Channel, FromChannel: e.FromChannel}
@@ -174,6 +176,9 @@ func toText(ev any) string {
 			fmt.Fprintf(&b, " (data in %s)", e.DataDir)
 		} else {
 			b.WriteString(" (ephemeral)")
+		}
+		if e.API != "" {
+			fmt.Fprintf(&b, " (control socket %s)", e.API)
 		}
 		return b.String()
 	case p2p.Data:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,8 @@ type metricsServer struct {
 	srv  *http.Server
 	addr string // the address actually bound (port 0 resolved)
 	done chan struct{}
+	// ready answers /readyz; unset: not ready yet (the node is starting).
+	ready atomic.Pointer[func() error]
 }
 
 // newRegistry returns the registry with the collectors every p2pnode has:
@@ -47,7 +50,9 @@ func registerDHTMetrics(reg prometheus.Registerer, d *dht.DHT) error {
 	return d.RegisterMetrics(reg)
 }
 
-// startMetrics binds addr and serves /metrics on it. The bind happens here,
+// startMetrics binds addr and serves /metrics on it, and the health checks
+// /livez (200 while the process serves HTTP) and /readyz (200 once the node
+// is ready: see setReady). The bind happens here,
 // before the node starts, so that a port in use fails the command at once.
 func startMetrics(addr string, log *zap.Logger) (*metricsServer, error) {
 	ln, err := net.Listen("tcp", addr)
@@ -59,6 +64,14 @@ func startMetrics(addr string, log *zap.Logger) (*metricsServer, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog: zap.NewStdLog(log),
 	}))
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { health(w, nil) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		err := errors.New("starting")
+		if f := m.ready.Load(); f != nil {
+			err = (*f)()
+		}
+		health(w, err)
+	})
 	m.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -82,4 +95,21 @@ func (m *metricsServer) close() {
 		m.srv.Close()
 	}
 	<-m.done
+}
+
+// setReady makes /readyz answer 200 while ready returns nil, and 503 with
+// its error otherwise. Until it is called /readyz says "starting".
+func (m *metricsServer) setReady(ready func() error) { m.ready.Store(&ready) }
+
+// health writes a health check's answer: 200 "ok", or 503 and the reason,
+// as one line of text.
+func health(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: %v\n", err)
+		return
+	}
+	fmt.Fprintln(w, "ok")
 }

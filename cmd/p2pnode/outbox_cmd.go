@@ -16,7 +16,7 @@ import (
 func newOutboxCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "outbox",
-		Short: "List, drop or retry the exchanges a stopped node will resume",
+		Short: "List the exchanges a node will resume; drop or retry them while it is stopped",
 		Long: `The outbox holds the exchanges a node started (stdin send and request) and
 had not finished when it stopped or was killed: the next "p2pnode run" on
 the same data directory resumes them, with their exchange ID, their stdin id
@@ -36,8 +36,8 @@ and their attempt count.
 func newOutboxListCmd(a *app) *cobra.Command {
 	var t storeTarget
 	cmd := &cobra.Command{
-		Use:   "list (--data-dir DIR | --key FILE | --config FILE)",
-		Short: "List the exchanges a stopped node will resume",
+		Use:   "list (--data-dir DIR | --key FILE | --config FILE | --api SOCKET)",
+		Short: "List the exchanges a node will resume (running or stopped)",
 		Long: `list prints the outbox: each exchange's ID, peer, kind, tag (run's stdin id),
 attempts so far, when it was started, its state, and its payload (size and
 start; all of it with --json). An exchange is running (the next run
@@ -47,12 +47,7 @@ stopped (the next run prints it, marked redelivered).`,
   p2pnode outbox list --data-dir /var/lib/p2pnode --json`,
 		Args: checkArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, dir, err := t.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			out, err := st.OutgoingList()
+			out, dir, err := t.listOutbox(func() (*store.Store, string, error) { return t.open(cmd) })
 			if err != nil {
 				return err
 			}

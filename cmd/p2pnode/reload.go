@@ -7,24 +7,31 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
-// reload reads the allowlist and routes files again (on SIGHUP). The node
-// subscribes to the list, so a peer that is no longer listed is
-// disconnected by the reload itself. A file that fails to load leaves the
-// old list or table in force; the error event names the file and line.
-func (r *runner) reload() {
+// reload reads the allowlist and routes files again (on SIGHUP, and for
+// "p2pnode allowlist reload"). The node subscribes to the list, so a peer
+// that is no longer listed is disconnected by the reload itself. A file
+// that fails to load leaves the old list or table in force; the error
+// event names the file and line, and reload returns the first error.
+func (r *runner) reload() error {
+	var first error
 	if err := r.list.Reload(r.cfg.Allowlist); err != nil {
 		r.out.emit(p2p.Error{Err: fmt.Errorf("reload: %w", err)})
+		first = err
 	} else {
 		r.out.emit(reloadedEvent{Kind: "allowlist", File: r.cfg.Allowlist, Count: r.list.Len()})
 	}
 	if r.routes == nil {
-		return
+		return first
 	}
 	if err := r.routes.Reload(r.cfg.Routes); err != nil {
 		r.out.emit(p2p.Error{Err: fmt.Errorf("reload: %w", err)})
+		if first == nil {
+			first = err
+		}
 	} else {
 		r.out.emit(reloadedEvent{Kind: "routes", File: r.cfg.Routes, Count: len(r.routes.Rules())})
 	}
+	return first
 }
 
 // watch starts reloading the files whenever they change, when --watch asks

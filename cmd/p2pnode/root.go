@@ -45,8 +45,9 @@ func newRootCmd(a *app) *cobra.Command {
 		Short: "Run and manage a BitVMX p2p node",
 		Long: `p2pnode runs one BitVMX p2p node (authenticated, encrypted, allowlisted and
 rate limited, exchanging requests and replies through the Multi-Exchange
-Handler), sends one request, finds peers in the DHT, manages its identity key
-and allowlist, lists and edits what a stopped node kept in its data directory
+Handler), shows a running node's status and peers and sends requests through
+it (over its control socket), finds peers in the DHT, manages its identity
+key and allowlist, lists and edits what a node kept in its data directory
 (outbox, dead letters), prints an example configuration, demonstrates and
 benchmarks the library.
 
@@ -57,7 +58,8 @@ mistake in the command line itself).`,
   p2pnode keygen --out node.key
   p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --name operator-2
   p2pnode run --key node.key --listen /ip4/0.0.0.0/tcp/4001 --allowlist allowlist.yaml
-  p2pnode send --key me.key --allowlist allowlist.yaml --addr /ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm... "hello"
+  p2pnode status
+  p2pnode send --addr /ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm... "hello"
   p2pnode deadletters list --key node.key
   p2pnode bench`,
 		SilenceUsage:  true,
@@ -84,6 +86,8 @@ func commands(a *app) []*cobra.Command {
 		newIDCmd(a),
 		newRunCmd(a),
 		newSendCmd(a),
+		newStatusCmd(a),
+		newPeersCmd(a),
 		newFindCmd(a),
 		newDemoCmd(a),
 		newBenchCmd(a),

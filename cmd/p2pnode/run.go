@@ -170,6 +170,7 @@ type runner struct {
 	// replies pairs each reply with its exchange's outcome, which the
 	// handler hands out on another channel: run prints the reply first.
 	replies replyOrder
+	ops     opsState // control API and health (control_server.go)
 }
 
 // runNode runs a node with cfg until stdin closes or a signal stops it.
@@ -247,6 +248,13 @@ func runNode(a *app, cfg runConfig) error {
 		}
 	}
 
+	stopOps, err := r.startOps(metrics, &listening)
+	if err != nil {
+		_ = r.shutdown()
+		return err
+	}
+	defer stopOps()
+
 	// The listening event is the first line, whatever happens next: only
 	// then may watchers print reloads.
 	r.out.emit(listening)
@@ -271,6 +279,7 @@ func runNode(a *app, cfg runConfig) error {
 		lines = in.lines
 	}
 	r.loop(lines, sigs)
+	stopOps()
 	// From here a second SIGINT or SIGTERM kills the process at once, in
 	// case stopping hangs; SIGHUP stays caught (and ignored) until exit.
 	signal.Reset(syscall.SIGINT, syscall.SIGTERM)

@@ -104,6 +104,7 @@ func (r *runner) handlerEvent(ev handler.Event) {
 func (r *runner) printReply(e handler.Reply) {
 	id, _ := tagID(e.Tag)
 	r.out.emit(replyEvent{Reply: e, ID: id})
+	r.ops.ctl.replied(e)
 }
 
 // printOutcome prints how an exchange ended, and acknowledges our own
@@ -121,6 +122,7 @@ func (r *runner) printOutcome(e handler.Outcome) {
 		}
 	}
 	r.out.emit(exchangeEvent{Outcome: e, ID: id})
+	r.ops.ctl.ended(e)
 	if e.Role == handler.Dialer {
 		if err := r.h.AckOutcome(e.Exchange); err != nil {
 			r.out.emit(p2p.Error{Peer: e.Peer, Err: fmt.Errorf("ack outcome %s: %w", e.Exchange, err)})

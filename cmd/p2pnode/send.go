@@ -18,28 +18,33 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
-const sendLong = `send runs one exchange and exits: it starts a node with the given key,
-sends TEXT to the peer --to as a request, waits for the reply, prints it and
+const sendLong = `send runs one exchange and exits: it asks the running node (p2pnode run) to
+send TEXT to the peer --to as a request, waits for the reply, prints it and
 exits 0. Any failure (dial, refusal, no reply within --timeout) is one line
-on stderr and exit status 1.
+on stderr and exit status 1. "request" is another name for send.
 
-The peer is reached at --addr, or, with --dht, found in the DHT through the
---bootstrap peers. With --no-reply the text goes as a one-way message and
-send waits for its acknowledgment instead of a reply.
+The node is found through its control socket (see the end of this help).
+send needs no key or allowlist of its own: the
+exchange is the node's, printed by the node like one from its stdin, kept
+in its store and resumed after a restart. If send stops waiting (--timeout,
+Ctrl-C), the exchange goes on in the node.
 
---config reads key, allowlist, limits, handler and DHT settings from a run
-configuration file; its listen addresses are not used (they belong to the
-node that runs), send listens on a free loopback port unless --listen says
-otherwise.
+The peer is reached at --addr, or at the address the node knows for it
+(connected, addressed before, or found in its DHT). With --no-reply the
+text goes as a one-way message and send waits for its acknowledgment
+instead of a reply.
 
-send is ephemeral: it keeps no store and never touches a data directory.
-It is a tool that waits for its one outcome and reports it: if it is
-stopped first, nothing resumes the exchange later. For sends that must survive a crash, use the stdin of a
-running node (p2pnode run --help).
+--standalone starts a node of its own instead, for this one exchange, with
+--key and --allowlist (or a --config file: its key, allowlist, limits,
+handler and DHT settings; not its listen addresses, send listens on a free
+loopback port unless --listen says otherwise). Peers must allowlist that
+key. Standalone, send keeps no store: if it is stopped first, nothing
+resumes the exchange. With --dht, it joins the DHT through the --bootstrap
+peers only to look the peer up, and publishes no record of its own; prefer
+a key of its own to a running node's: peers would see two hosts with one
+identity.
 
-With --dht, send joins the DHT only to look the peer up: it publishes no
-record of its own. Still, prefer a key of its own (allowlisted like any
-node) to a running node's: peers would see two hosts with one identity.`
+` + controlLong
 
 // sendOptions are the flags of send that are not configuration.
 type sendOptions struct {
@@ -54,16 +59,28 @@ func newSendCmd(a *app) *cobra.Command {
 		configPath string
 		flags      runConfig
 		o          sendOptions
+		t          nodeTarget
+		standalone bool
 	)
 	cmd := &cobra.Command{
-		Use:   "send --to PEER (--addr MULTIADDR | --dht --bootstrap MULTIADDR) [TEXT]",
-		Short: "Send one request to a peer, print its reply and exit",
-		Long:  sendLong,
-		Example: `  p2pnode send --key me.key --allowlist allowlist.yaml --to 16Uiu2HAm... --addr /ip4/10.0.0.2/tcp/4001 "hello"
-  p2pnode send --key me.key --allowlist allowlist.yaml --addr /ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm... --json "hello"
-  p2pnode send --key me.key --allowlist allowlist.yaml --dht --bootstrap /ip4/10.0.0.1/tcp/4001/p2p/16Uiu2HAm... --to 16Uiu2HAm... "hello"`,
+		Use:     "send --to PEER [--addr MULTIADDR] [TEXT]",
+		Aliases: []string{"request"},
+		Short:   "Send one request through the running node, print its reply and exit",
+		Long:    sendLong,
+		Example: `  p2pnode send --to 16Uiu2HAm... --addr /ip4/10.0.0.2/tcp/4001 "hello"
+  p2pnode request --data-dir /var/lib/p2pnode --addr /ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm... --json "hello"
+  p2pnode send --config /etc/p2pnode/p2pnode.yaml --to 16Uiu2HAm... --no-reply "note"
+  p2pnode send --standalone --key me.key --allowlist allowlist.yaml --addr /ip4/10.0.0.2/tcp/4001/p2p/16Uiu2HAm... "hello"
+  p2pnode send --standalone --key me.key --allowlist allowlist.yaml --dht --bootstrap /ip4/10.0.0.1/tcp/4001/p2p/16Uiu2HAm... --to 16Uiu2HAm... "hello"`,
 		Args: checkArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !standalone {
+				t.config, t.key = configPath, flags.Key
+				return sendThroughNode(a, cmd.Flags(), t, o, flags.JSON, args)
+			}
+			if t.api != "" || t.dataDir != "" {
+				return usageErrorf("--api and --data-dir name a running node: without --standalone, send uses it")
+			}
 			cfg, err := clientConfig(configPath, cmd.Flags(), false)
 			if err != nil {
 				return err
@@ -89,8 +106,11 @@ func newSendCmd(a *app) *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&configPath, "config", "", "run configuration `FILE` for key, allowlist and settings; flags override it")
+	fs.StringVar(&configPath, "config", "", "the running node's configuration `FILE`; with --standalone, key, allowlist and settings")
 	bindClientFlags(fs, &flags)
+	fs.BoolVar(&standalone, "standalone", false, "send from a node of its own (--key, --allowlist), not through the running node")
+	fs.StringVar(&t.api, "api", "", "the running node's control `SOCKET` (default control.sock in its data directory)")
+	fs.StringVar(&t.dataDir, "data-dir", "", "the running node's data `DIR`")
 	bindRetryFlags(fs, &flags.Handler)
 	fs.BoolVar(&flags.DHT.Enabled, "dht", false, "find the peer in the DHT (needs --bootstrap)")
 	fs.StringVar(&o.to, "to", "", "`PEER` ID to send to (may be left out when --addr ends in /p2p/<id>)")

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/bitvmx/go-bitvmx-p2p/control"
+	"github.com/bitvmx/go-bitvmx-p2p/control/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
+)
+
+// The control API's calls, answered from the running node's read-only
+// snapshots (handler, host, allowlist, DHT, store).
+
+// Status implements control.Node.
+func (c *nodeControl) Status(context.Context) (*pb.StatusResponse, error) {
+	r := c.r
+	snap := r.h.Snapshot()
+	res := &pb.StatusResponse{
+		PeerId:        r.node.ID().String(),
+		ListenAddrs:   multiaddrStrings(r.node.Addrs()),
+		Version:       buildVersion().Version,
+		StartedUnixMs: c.started.UnixMilli(),
+		DataDir:       r.dataDir,
+		Handler: &pb.HandlerStatus{
+			Active:          int32(snap.Active),
+			Queued:          int32(snap.Queued),
+			PendingRequests: int32(snap.PendingRequests),
+			EventsBacklog:   int32(snap.EventsBacklog),
+			OutcomesBacklog: int32(snap.OutcomesBacklog),
+		},
+		Store:          &pb.StoreStatus{},
+		ConnectedPeers: int32(len(r.node.ConnectedPeers())),
+	}
+	if st := c.st; st != nil {
+		out, err := st.OutgoingList()
+		if err != nil {
+			return nil, err
+		}
+		dls, err := st.DeadLetters()
+		if err != nil {
+			return nil, err
+		}
+		res.Store = &pb.StoreStatus{Enabled: true, SizeBytes: dirSize(filepath.Join(r.dataDir, store.DirName)),
+			Outbox: int32(len(out)), DeadLetters: int32(len(dls))}
+	}
+	v := r.list.Version()
+	res.Allowlist = &pb.AllowlistStatus{File: absPath(r.cfg.Allowlist), Entries: int32(v.Len), Version: v.Number, Digest: v.Digest}
+	res.Dht = &pb.DHTStatus{}
+	if d := r.dht; d != nil {
+		res.Dht.Enabled = true
+		select {
+		case <-d.Ready():
+			res.Dht.Ready = true
+		default:
+		}
+		res.Dht.RoutingTable = int32(len(d.Peers()))
+		if rec, ok := d.Published(); ok {
+			res.Dht.PublishedUnixMs = rec.Published.UnixMilli()
+		}
+	}
+	return res, nil
+}
+
+// Peers implements control.Node: the connected peers and the allowlisted
+// ones, each once, connected first.
+func (c *nodeControl) Peers(context.Context) (*pb.PeersResponse, error) {
+	r := c.r
+	snap := r.h.Snapshot()
+	lim := r.node.Limiter()
+	byID := make(map[peer.ID]*pb.PeerInfo)
+	info := func(id peer.ID) *pb.PeerInfo {
+		p := byID[id]
+		if p == nil {
+			p = &pb.PeerInfo{PeerId: id.String(), Banned: lim.PeerBanned(string(id))}
+			if hs, ok := snap.Peers[id]; ok {
+				p.ActiveExchanges, p.QueuedExchanges = int32(hs.Active), int32(hs.Queued)
+				if !hs.LastExchange.IsZero() {
+					p.LastExchangeUnixMs = hs.LastExchange.UnixMilli()
+				}
+			}
+			byID[id] = p
+		}
+		return p
+	}
+	self := r.node.ID()
+	for _, e := range r.list.Entries() {
+		if e.ID == self {
+			continue // operators often list every node, this one too
+		}
+		p := info(e.ID)
+		p.Allowlisted, p.Name = true, e.Name
+	}
+	for _, pc := range r.node.ConnectedPeers() {
+		p := info(pc.Peer)
+		p.Connected = true
+		p.Addrs = multiaddrStrings(pc.Addrs)
+		switch {
+		case pc.Inbound && pc.Outbound:
+			p.Direction = "both"
+		case pc.Inbound:
+			p.Direction = "inbound"
+		default:
+			p.Direction = "outbound"
+		}
+		if !pc.Since.IsZero() {
+			p.ConnectedSinceUnixMs = pc.Since.UnixMilli()
+		}
+	}
+	res := &pb.PeersResponse{}
+	for _, p := range byID {
+		res.Peers = append(res.Peers, p)
+	}
+	slices.SortFunc(res.Peers, func(a, b *pb.PeerInfo) int {
+		if a.Connected != b.Connected {
+			if a.Connected {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.PeerId, b.PeerId))
+	})
+	return res, nil
+}
+
+// Exchange implements control.Node: it starts the exchange on the
+// node's handler, tagged so that the run loop hands its reply and outcome
+// to this call (and prints them, like any other), and waits for them.
+func (c *nodeControl) Exchange(ctx context.Context, req *pb.ExchangeRequest) (*pb.ExchangeResponse, error) {
+	to, err := peer.Decode(req.PeerId)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q is not a peer ID", control.ErrInvalid, req.PeerId)
+	}
+	var addr ma.Multiaddr
+	if req.Addr != "" {
+		if addr, err = ma.NewMultiaddr(req.Addr); err != nil {
+			return nil, fmt.Errorf("%w: %q is not a multiaddr: %v", control.ErrInvalid, req.Addr, err)
+		}
+	}
+	if c.r.ops.stopping.Load() {
+		return nil, control.ErrStopping
+	}
+	tag := c.tagPrefix + fmt.Sprint(c.next.Add(1))
+	w := c.waiters.add(tag)
+	defer c.waiters.remove(tag)
+	start := c.r.h.Request
+	if req.OneWay {
+		start = c.r.h.Send
+	}
+	id, err := start(to, addr, req.Data, handler.WithTag(tag))
+	if err != nil {
+		return nil, errStopping(err)
+	}
+	var reply *handler.Reply
+	for {
+		select {
+		case rep := <-w.reply:
+			reply = &rep
+		case o := <-w.outcome:
+			if o.OK && o.Kind == handler.KindRequest && reply == nil {
+				// The run loop hands the reply over first; be safe anyway.
+				select {
+				case rep := <-w.reply:
+					reply = &rep
+				case <-ctx.Done():
+				}
+			}
+			return exchangeResponse(o, reply), nil
+		case <-ctx.Done():
+			return nil, c.abandoned(id, ctx.Err())
+		}
+	}
+}
+
+// abandoned says what became of an exchange whose caller stopped waiting.
+func (c *nodeControl) abandoned(id handler.ExchangeID, err error) error {
+	switch {
+	case c.r.ops.stopping.Load() && c.st != nil:
+		return fmt.Errorf("%w before exchange %s ended: it stays in the outbox and resumes at the next start (p2pnode outbox list)",
+			control.ErrStopping, id)
+	case c.r.ops.stopping.Load():
+		return fmt.Errorf("%w before exchange %s ended (ephemeral: it is abandoned)", control.ErrStopping, id)
+	}
+	return fmt.Errorf("exchange %s still running in the node: %w", id, err)
+}
+
+func exchangeResponse(o handler.Outcome, reply *handler.Reply) *pb.ExchangeResponse {
+	res := &pb.ExchangeResponse{
+		Exchange:   o.Exchange.String(),
+		Ok:         o.OK,
+		Reason:     string(o.Reason),
+		Error:      errText(o.Err),
+		Attempts:   int32(o.Attempts),
+		DurationNs: int64(o.Duration),
+	}
+	if reply != nil {
+		res.HasReply, res.Reply, res.ReplyFrom = true, reply.Data, reply.From.String()
+	}
+	return res
+}
+
+// ReloadAllowlist implements control.Node: the reload SIGHUP does, with
+// the same events, and its first error.
+func (c *nodeControl) ReloadAllowlist(context.Context) (*pb.ReloadAllowlistResponse, error) {
+	r := c.r
+	if err := r.reload(); err != nil {
+		return nil, err
+	}
+	v := r.list.Version()
+	res := &pb.ReloadAllowlistResponse{File: absPath(r.cfg.Allowlist), Entries: int32(v.Len), Version: v.Number}
+	if r.routes != nil {
+		res.RoutesFile, res.Routes = absPath(r.cfg.Routes), int32(len(r.routes.Rules()))
+	}
+	return res, nil
+}
+
+// ListOutbox implements control.Node.
+func (c *nodeControl) ListOutbox(context.Context) (*pb.ListOutboxResponse, error) {
+	st, err := c.store()
+	if err != nil {
+		return nil, err
+	}
+	out, err := st.OutgoingList()
+	if err != nil {
+		return nil, err
+	}
+	res := &pb.ListOutboxResponse{DataDir: c.r.dataDir}
+	for _, o := range out {
+		s := storedPB(o)
+		if !o.Ended.IsZero() {
+			s.EndedUnixNs, s.Reason, s.Error = o.Ended.UnixNano(), o.Reason, o.Error
+		}
+		res.Outbox = append(res.Outbox, s)
+	}
+	return res, nil
+}
+
+// ListDeadLetters implements control.Node.
+func (c *nodeControl) ListDeadLetters(context.Context) (*pb.ListDeadLettersResponse, error) {
+	st, err := c.store()
+	if err != nil {
+		return nil, err
+	}
+	dls, err := st.DeadLetters()
+	if err != nil {
+		return nil, err
+	}
+	res := &pb.ListDeadLettersResponse{DataDir: c.r.dataDir}
+	for _, d := range dls {
+		s := storedPB(d.Outgoing)
+		s.EndedUnixNs, s.Reason, s.Error = d.Failed.UnixNano(), d.Reason, d.Error
+		res.DeadLetters = append(res.DeadLetters, s)
+	}
+	return res, nil
+}
+
+func (c *nodeControl) store() (*store.Store, error) {
+	if c.st == nil {
+		return nil, fmt.Errorf("%w: the node is ephemeral: it has no store", control.ErrUnsupported)
+	}
+	return c.st, nil
+}
+
+func storedPB(o store.Outgoing) *pb.Stored {
+	return &pb.Stored{Id: o.ID, Peer: []byte(o.Peer), Addr: o.Addr, Kind: uint32(o.Kind), Tag: o.Tag,
+		Attempts: int32(o.Attempts), CreatedUnixNs: o.Created.UnixNano(), Payload: o.Payload}
+}
+
+func multiaddrStrings(as []ma.Multiaddr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// dirSize is the bytes of the regular files under dir; files that vanish
+// while it walks (pebble compacts) are skipped.
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/spf13/pflag"
+
+	"github.com/bitvmx/go-bitvmx-p2p/control"
+	"github.com/bitvmx/go-bitvmx-p2p/control/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+)
+
+// sendNodeFlags are the flags of send that apply when it goes through the
+// running node; the others configure a node of send's own (--standalone).
+var sendNodeFlags = []string{"to", "addr", "data-b64", "timeout", "no-reply", "json", "key", "config", "api",
+	"data-dir", "standalone", "log-level", "log-format"}
+
+// sendThroughNode runs send's exchange on the running node, through its
+// control socket, and prints the result as a standalone send would.
+func sendThroughNode(a *app, fs *pflag.FlagSet, t nodeTarget, o sendOptions, asJSON bool, args []string) error {
+	to, addr, err := o.target()
+	if err != nil {
+		return usageError{err}
+	}
+	data, err := o.payload(args)
+	if err != nil {
+		return usageError{err}
+	}
+	if o.timeout <= 0 {
+		return usageErrorf("--timeout must be positive (got %s)", o.timeout)
+	}
+	var only error
+	fs.Visit(func(f *pflag.Flag) {
+		if only == nil && !slices.Contains(sendNodeFlags, f.Name) {
+			only = usageErrorf("--%s configures a node of send's own: give --standalone too, or leave it out (the running node uses its own settings)", f.Name)
+		}
+	})
+	if only != nil {
+		return only
+	}
+	c, err := t.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	req := &pb.ExchangeRequest{PeerId: to.String(), Data: data, OneWay: o.oneWay}
+	if addr != nil {
+		req.Addr = addr.String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	res, err := c.Exchange(ctx, req)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("send to %s: no answer within %s; the exchange goes on in the node (its events say how it ends)", to, o.timeout)
+	case errors.Is(err, control.ErrInvalid):
+		return usageError{err}
+	case err != nil:
+		return fmt.Errorf("send to %s: %w", to, err)
+	}
+	out, reply, err := exchangeResult(res)
+	if err != nil {
+		return err
+	}
+	if !out.OK {
+		return fmt.Errorf("send to %s failed: %s after %d attempts (%s)", to, out.Reason, out.Attempts, errText(out.Err))
+	}
+	if !o.oneWay && reply == nil {
+		return fmt.Errorf("send to %s: the node reported success without a reply", to)
+	}
+	return printSendResult(a, asJSON, to, reply, out)
+}
+
+// exchangeResult turns the node's answer into the handler's types that
+// printSendResult prints.
+func exchangeResult(res *pb.ExchangeResponse) (handler.Outcome, *handler.Reply, error) {
+	id, err := handler.ParseExchangeID(res.Exchange)
+	if err != nil {
+		return handler.Outcome{}, nil, fmt.Errorf("the node answered with a bad exchange ID %q", res.Exchange)
+	}
+	o := handler.Outcome{Exchange: id, OK: res.Ok, Reason: handler.Reason(res.Reason), Attempts: int(res.Attempts),
+		Duration: time.Duration(res.DurationNs)}
+	if res.Error != "" {
+		o.Err = errors.New(res.Error)
+	}
+	if !res.HasReply {
+		return o, nil, nil
+	}
+	r := &handler.Reply{Exchange: id, Data: res.Reply}
+	if r.From, err = peer.Decode(res.ReplyFrom); err != nil {
+		return o, nil, fmt.Errorf("the node answered with a bad peer ID %q", res.ReplyFrom)
+	}
+	return o, r, nil
+}

@@ -1,0 +1,161 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/control/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/control/pb/pbconnect"
+)
+
+// Node is what a running node gives the control API. Each method may be
+// called from many goroutines at once; ctx ends when the caller gives up
+// or the server closes. An error wrapping ErrInvalid, ErrUnsupported or
+// ErrStopping reaches the client with its text and a code saying which.
+type Node interface {
+	Status(ctx context.Context) (*pb.StatusResponse, error)
+	Peers(ctx context.Context) (*pb.PeersResponse, error)
+	Exchange(ctx context.Context, req *pb.ExchangeRequest) (*pb.ExchangeResponse, error)
+	ReloadAllowlist(ctx context.Context) (*pb.ReloadAllowlistResponse, error)
+	ListOutbox(ctx context.Context) (*pb.ListOutboxResponse, error)
+	ListDeadLetters(ctx context.Context) (*pb.ListDeadLettersResponse, error)
+}
+
+// The errors a Node returns for the client to tell apart.
+var (
+	// ErrInvalid: the request is malformed (a bad peer ID, say).
+	ErrInvalid = errors.New("invalid request")
+	// ErrUnsupported: this node cannot do it (no store with --ephemeral).
+	ErrUnsupported = errors.New("not supported by this node")
+	// ErrStopping: the node is shutting down.
+	ErrStopping = errors.New("node stopping")
+)
+
+// shutdownGrace bounds how long Close waits for calls in progress after
+// cancelling them.
+const shutdownGrace = 3 * time.Second
+
+// Server serves the Control service of a Node on a unix socket.
+type Server struct {
+	path   string
+	ln     *net.UnixListener
+	srv    *http.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// Serve binds the socket at path (see Listen) and serves node on it until
+// Close.
+func Serve(path string, node Node, log *zap.Logger) (*Server, error) {
+	ln, err := Listen(path)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	mux := http.NewServeMux()
+	mux.Handle(pbconnect.NewControlHandler(&service{node: node}))
+	s := &Server{
+		path:   path,
+		ln:     ln,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		srv: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          zap.NewStdLog(log),
+			// Calls end when the server closes, an exchange's wait too.
+			BaseContext: func(net.Listener) context.Context { return ctx },
+		},
+	}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("control server stopped", zap.Error(err))
+		}
+	}()
+	return s, nil
+}
+
+// Path is the socket's path.
+func (s *Server) Path() string { return s.path }
+
+// Close cancels the calls in progress, stops serving, waits for the
+// server's goroutine and removes the socket. It may be called more than
+// once.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		s.cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		if err := s.srv.Shutdown(ctx); err != nil {
+			_ = s.srv.Close()
+		}
+		<-s.done
+		// Ours: Listen refuses to start while another process serves it.
+		_ = os.Remove(s.path)
+	})
+}
+
+// service adapts a Node to the generated handler interface.
+type service struct {
+	node Node
+}
+
+func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	r, err := s.node.Status(ctx)
+	return r, connectErr(err)
+}
+
+func (s *service) Peers(ctx context.Context, _ *pb.PeersRequest) (*pb.PeersResponse, error) {
+	r, err := s.node.Peers(ctx)
+	return r, connectErr(err)
+}
+
+func (s *service) Exchange(ctx context.Context, req *pb.ExchangeRequest) (*pb.ExchangeResponse, error) {
+	r, err := s.node.Exchange(ctx, req)
+	return r, connectErr(err)
+}
+
+func (s *service) ReloadAllowlist(ctx context.Context, _ *pb.ReloadAllowlistRequest) (*pb.ReloadAllowlistResponse, error) {
+	r, err := s.node.ReloadAllowlist(ctx)
+	return r, connectErr(err)
+}
+
+func (s *service) ListOutbox(ctx context.Context, _ *pb.ListOutboxRequest) (*pb.ListOutboxResponse, error) {
+	r, err := s.node.ListOutbox(ctx)
+	return r, connectErr(err)
+}
+
+func (s *service) ListDeadLetters(ctx context.Context, _ *pb.ListDeadLettersRequest) (*pb.ListDeadLettersResponse, error) {
+	r, err := s.node.ListDeadLetters(ctx)
+	return r, connectErr(err)
+}
+
+// connectErr gives a Node's error the Connect code the client branches on.
+func connectErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrInvalid):
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	case errors.Is(err, ErrUnsupported):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, ErrStopping):
+		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, err)
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, err)
+	}
+	return connect.NewError(connect.CodeUnknown, fmt.Errorf("%w", err))
+}
