@@ -2,6 +2,9 @@
 GO       ?= go
 BIN      ?= bin
 FUZZTIME ?= 10s
+# What p2pnode --version prints: git describe of the tree built, or the
+# module version from the build info when there is no git (see version.go).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 # Packages the race-enabled test run covers; every package with tests.
 PKGS     ?= ./...
 
@@ -11,7 +14,7 @@ all: build
 
 ## build: the p2pnode binary in bin/
 build:
-	$(GO) build -o $(BIN)/p2pnode ./cmd/p2pnode
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/p2pnode ./cmd/p2pnode
 
 ## test: formatting, vet, the race-enabled test suite, and a short fuzz run
 test: lint

@@ -22,12 +22,15 @@
 //	  - id: 16Uiu2HAm...                 # libp2p peer ID
 //	    name: operator-2                 # optional
 //	    addrs: [127.0.0.2, 10.1.0.0/16]  # optional IP/CIDR binding
+//	allow_empty: false                   # optional: see Reload
 //
 // Parsing is strict because a typo in a security file must not go unnoticed:
-// unknown keys, malformed peer IDs or prefixes and duplicate peers are errors
-// that name the line. An empty file, or "peers: []", is an empty list that
-// admits nobody; a file that is missing or does not parse is always an error,
-// never an empty list.
+// unknown keys, malformed peer IDs or prefixes, IDs that hold no valid
+// public key, and duplicate peers are errors that name the line. An empty
+// file, or "peers: []", is an empty list that admits nobody; a file that is
+// missing or does not parse is always an error, never an empty list. A
+// reload to an empty list over a non-empty one fails with [ErrEmptyReload]
+// unless the file says "allow_empty: true".
 //
 // # Routing table
 //

@@ -1,6 +1,7 @@
 package allowlist
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -116,6 +117,22 @@ func validateID(id peer.ID) error {
 		}
 		return newDetail(ErrInvalidID, fmt.Sprintf("%q is not a peer ID", id.String()), err)
 	}
+	return checkKey(id)
+}
+
+// checkKey checks that id holds a valid public key: an identity-multihash
+// ID, as secp256k1 and ed25519 keys give, whose key decodes (for secp256k1,
+// a point on the curve). A mistyped character in an ID still decodes as a
+// multihash most of the time; only the key inside tells it apart, and no
+// peer could ever prove such an ID, so listing it is always a mistake.
+func checkKey(id peer.ID) error {
+	_, err := id.ExtractPublicKey()
+	switch {
+	case errors.Is(err, peer.ErrNoPublicKey):
+		return newDetail(ErrInvalidID, fmt.Sprintf("%q holds no public key (a hashed ID): list the ID p2pnode id prints for the peer's key", id.String()), nil)
+	case err != nil:
+		return newDetail(ErrInvalidID, fmt.Sprintf("%q is not a valid peer ID: the public key inside does not decode (a mistyped character?)", id.String()), err)
+	}
 	return nil
 }
 
@@ -128,7 +145,7 @@ func parseID(s string) (peer.ID, error) {
 	if err != nil {
 		return "", newDetail(ErrInvalidID, fmt.Sprintf("%q is not a peer ID", s), err)
 	}
-	return id, nil
+	return id, checkKey(id)
 }
 
 // parsePrefix reads an IP prefix or a bare IP address, which stands for the

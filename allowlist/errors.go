@@ -21,6 +21,10 @@ var (
 	ErrInvalidChannel = errors.New("invalid channel")
 	// ErrDuplicateRoute reports a rule listed twice in one routing table.
 	ErrDuplicateRoute = errors.New("duplicate route")
+	// ErrEmptyReload reports a reload (Reload, Watch) of a file listing no
+	// peers, without "allow_empty: true", over a non-empty list: the list
+	// keeps its entries.
+	ErrEmptyReload = errors.New("the file lists no peers")
 )
 
 // ParseError reports a problem in an allowlist or routes document and where

@@ -21,6 +21,10 @@ func Load(path string) (*List, error) {
 // Reload reads the file at path and replaces the list with it in one step,
 // as Replace does. On any error the list keeps its entries and the error
 // names the path and line.
+//
+// A file that lists no peers replaces a non-empty list only when it says
+// "allow_empty: true": a truncated or half-written file would otherwise cut
+// every peer off. Without it Reload fails with ErrEmptyReload.
 func (l *List) Reload(path string) error {
 	_, err := l.reload(path)
 	return err
@@ -38,13 +42,17 @@ func (l *List) reload(path string) (Change, error) {
 }
 
 func (l *List) reloadLocked(path string) (Change, error) {
-	entries, err := readFile(path, parseEntries)
+	d, err := readFile(path, parseDocument)
 	if err != nil {
 		return Change{}, err
 	}
-	m, err := buildEntries(entries)
+	m, err := buildEntries(d.entries)
 	if err != nil {
 		return Change{}, fmt.Errorf("allowlist: %s: %w", path, err)
+	}
+	if n := len(l.current()); len(m) == 0 && n > 0 && !d.allowEmpty {
+		return Change{}, fmt.Errorf("allowlist: %s: %w: keeping the %d peers in force (write \"%s: true\" in the file to empty the list on purpose)",
+			path, ErrEmptyReload, n, keyAllowEmpty)
 	}
 	return l.replaceLocked(m), nil
 }

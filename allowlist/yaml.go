@@ -11,10 +11,11 @@ import (
 
 // YAML keys of an allowlist file.
 const (
-	keyPeers = "peers"
-	keyID    = "id"
-	keyName  = "name"
-	keyAddrs = "addrs"
+	keyPeers      = "peers"
+	keyAllowEmpty = "allow_empty"
+	keyID         = "id"
+	keyName       = "name"
+	keyAddrs      = "addrs"
 )
 
 // Parse reads an allowlist document:
@@ -33,19 +34,52 @@ func Parse(data []byte) ([]Entry, error) {
 }
 
 func parseEntries(data []byte) ([]Entry, error) {
+	d, err := parseDocument(data)
+	return d.entries, err
+}
+
+// document is a parsed allowlist file.
+type document struct {
+	entries []Entry
+	// allowEmpty ("allow_empty: true") says an empty list is meant: a
+	// reload may then empty a list that was not (see List.Reload).
+	allowEmpty bool
+}
+
+func parseDocument(data []byte) (document, error) {
+	var d document
 	root, err := decodeDocument(data)
 	if err != nil || root == nil {
-		return nil, err
+		return d, err
 	}
-	top, err := fields(root, "allowlist document", keyPeers)
+	top, err := fields(root, "allowlist document", keyPeers, keyAllowEmpty)
 	if err != nil {
-		return nil, err
+		return d, err
+	}
+	if f, ok := top[keyAllowEmpty]; ok && !isNull(f.value) {
+		s, err := scalar(f.value, keyAllowEmpty)
+		if err != nil {
+			return d, err
+		}
+		switch s {
+		case "true":
+			d.allowEmpty = true
+		case "false":
+		default:
+			return d, nodeErrorf(f.value, "%s must be true or false, not %q", keyAllowEmpty, s)
+		}
 	}
 	f, ok := top[keyPeers]
 	if !ok {
-		return nil, nil
+		return d, nil
 	}
-	items, err := sequence(f.value, keyPeers)
+	d.entries, err = parsePeers(f.value)
+	return d, err
+}
+
+// parsePeers reads the peers list.
+func parsePeers(list *yaml.Node) ([]Entry, error) {
+	items, err := sequence(list, keyPeers)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +167,13 @@ func marshalEntries(entries []Entry) ([]byte, error) {
 		}
 		list.Content = append(list.Content, item)
 	}
-	return encodeDocument(mappingNode(stringNode(keyPeers), list))
+	root := mappingNode(stringNode(keyPeers), list)
+	if len(entries) == 0 {
+		// Written by a program that emptied the list on purpose (the last
+		// "p2pnode allowlist remove"): a watching node must take it.
+		root.Content = append(root.Content, stringNode(keyAllowEmpty), &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+	}
+	return encodeDocument(root)
 }
 
 func prefixList(addrs []netip.Prefix) *yaml.Node {

@@ -166,7 +166,7 @@ func TestSaveEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
-	if string(data) != "peers: []\n" {
+	if string(data) != "peers: []\nallow_empty: true\n" {
 		t.Errorf("empty list saved as %q", data)
 	}
 	l, err := Load(path)
@@ -250,5 +250,42 @@ func TestReload(t *testing.T) {
 	}
 	if !l.Allowed(ids[1], netip.MustParseAddr("192.0.2.1")) {
 		t.Error("old list not kept")
+	}
+}
+
+// A reload to a file that lists nobody (truncated, half written) keeps the
+// list, unless the file says allow_empty: true; a bad allow_empty value
+// names its line.
+func TestReloadEmpty(t *testing.T) {
+	ids := newIDs(t, 1)
+	path := filepath.Join(t.TempDir(), "peers.yaml")
+	l := mustNew(t, Entry{ID: ids[0]})
+	for _, doc := range []string{"", "peers: []\n", "peers: []\nallow_empty: false\n"} {
+		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := l.Reload(path)
+		if !errors.Is(err, ErrEmptyReload) || !strings.Contains(err.Error(), "allow_empty: true") || l.Len() != 1 {
+			t.Errorf("Reload(%q) = %v, %d peers; want ErrEmptyReload and the list kept", doc, err, l.Len())
+		}
+	}
+	if err := os.WriteFile(path, []byte("peers: []\nallow_empty: yes please\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reload(path); err == nil || !strings.Contains(err.Error(), "line 2: allow_empty must be true or false") {
+		t.Errorf("Reload(bad allow_empty) = %v", err)
+	}
+	if err := os.WriteFile(path, []byte("allow_empty: true\npeers: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reload(path); err != nil || l.Len() != 0 {
+		t.Errorf("Reload(allow_empty) = %v, %d peers", err, l.Len())
+	}
+	// Empty to empty changes nothing: no error.
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reload(path); err != nil {
+		t.Errorf("Reload(empty over empty) = %v", err)
 	}
 }

@@ -144,7 +144,8 @@ type Config struct {
 	// Observe, when set, is called with every event of the node (Receiver
 	// and Priority) before the handler handles it, for an application that
 	// wants to see what the handler keeps to itself: connections coming and
-	// going, acks. It runs on the handler's loop goroutine, which every
+	// going, refusals (p2p.Refused, also those the node reports as it
+	// closes), acks. It runs on the handler's loop goroutine, which every
 	// exchange waits on, so it must return at once and never block (hand
 	// the event to a queue of your own instead). It may call Request, Send
 	// and Response, but not Close or Shutdown, which wait for the loop. A

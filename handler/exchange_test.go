@@ -49,6 +49,7 @@ func TestHappyPath(t *testing.T) {
 	}
 	// Automatic disconnection after the exchange.
 	wait(t, down, "disconnection after the exchange")
+	// Answered already, and ended: a second answer says so (not "unknown").
 	if err := b.Response(req.From, req.Exchange, []byte("again")); !errors.Is(err, handler.ErrAlreadyResponded) {
 		t.Fatalf("second response: %v", err)
 	}

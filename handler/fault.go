@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
 
+	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
 
@@ -19,7 +20,9 @@ import (
 func (h *Handler) fault(ps *peerState, reason Reason, err error) {
 	h.outcomes.Push(Error{Peer: ps.id, Err: err, Disconnected: true}, false)
 	if ps.conn != connClosing {
-		h.log.Info("faulty peer: disconnecting", zap.Stringer("peer", ps.id), zap.String("reason", string(reason)), zap.Error(err))
+		e, _ := h.cfg.Node.Allowlist.Get(ps.id)
+		h.log.Info("faulty peer: disconnecting", zap.Stringer("peer", ps.id), zap.String("peer_name", e.Name),
+			zap.String("reason", string(reason)), zap.Error(err))
 		h.disconnect(ps)
 	}
 	for _, ex := range ps.exchanges() {
@@ -49,5 +52,45 @@ func (h *Handler) cutOff(ps *peerState, err error) {
 	}
 	for _, ex := range ps.exchanges() {
 		h.end(ex, ReasonRateLimited, err)
+	}
+}
+
+// removedCmd: peers were taken off the allowlist.
+type removedCmd struct{ peers []peer.ID }
+
+// allowlistChanged is the handler's subscription to the allowlist. It runs
+// on the goroutine that changed the list, and applies itself as an API call
+// does.
+func (h *Handler) allowlistChanged(c allowlist.Change) {
+	if len(c.Removed) == 0 {
+		return
+	}
+	ids := make([]peer.ID, len(c.Removed))
+	for i, e := range c.Removed {
+		ids[i] = e.ID
+	}
+	// ErrClosed: the handler is closing, and fails its exchanges itself.
+	_ = h.post(removedCmd{ids})
+}
+
+// removed fails every exchange with peers taken off the allowlist, queued
+// ones included: without it a request awaiting its reply would wait for
+// its reply timeout, since nothing else ends it (the peer can no longer
+// reach us to answer).
+func (h *Handler) removed(ids []peer.ID) {
+	for _, id := range ids {
+		ps, ok := h.peers[id]
+		if !ok {
+			continue
+		}
+		h.log.Info("peer removed from the allowlist: ending its exchanges", zap.Stringer("peer", id))
+		err := fmt.Errorf("%w: %s", ErrPeerRemoved, id)
+		for _, ex := range ps.queue.drain() {
+			h.end(ex, ReasonPeerRemoved, err)
+		}
+		for _, ex := range ps.exchanges() {
+			h.end(ex, ReasonPeerRemoved, err)
+		}
+		h.gc(ps)
 	}
 }

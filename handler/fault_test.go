@@ -294,3 +294,35 @@ func TestDataOnAnotherChannel(t *testing.T) {
 	}
 	tu.None[handler.Event](t, h.Events(), 50*time.Millisecond)
 }
+
+// A peer taken off the allowlist while our request awaits its reply, and
+// while its own request awaits our answer: both exchanges end at once with
+// peer_removed, long before the reply timeout would end them.
+func TestPeerRemovedEndsItsExchanges(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	listA := tu.Allowlist(t, ia, ib)
+	a := newHandler(t, ia, listA, handler.WithReplyTimeout(time.Hour))
+	b := newHandler(t, ib, tu.Allowlist(t, ia, ib), handler.WithReplyTimeout(time.Hour))
+
+	ours, err := a.Request(b.PeerID(), addr(b), []byte("q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu.Next[handler.Request](t, b.Events())
+	theirs, err := b.Request(a.PeerID(), addr(a), []byte("q2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := tu.Next[handler.Request](t, a.Events()); r.Exchange != theirs {
+		t.Fatalf("request %+v", r)
+	}
+
+	listA.Remove(b.PeerID())
+	for range 2 {
+		o := tu.Next[handler.Outcome](t, a.Outcomes())
+		expect(t, o, false, handler.ReasonPeerRemoved)
+		if !errors.Is(o.Err, handler.ErrPeerRemoved) || (o.Exchange != ours && o.Exchange != theirs) {
+			t.Fatalf("outcome %+v", o)
+		}
+	}
+}

@@ -50,6 +50,8 @@ type Handler struct {
 	pending  pending        // requests the application may answer
 	loopDone chan struct{}  // the loop ended and everything is torn down
 	closeErr error          // the node's, set before loopDone is closed
+	// stopWatchAL ends the subscription to the allowlist's changes.
+	stopWatchAL func()
 
 	// mu guards everything below: the exchanges' and peers' state machine.
 	// The loop holds it while it handles one input (a node event, a timer,
@@ -98,6 +100,7 @@ func NewWithConfig(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.stopWatchAL = cfg.Node.Allowlist.OnChange(h.allowlistChanged)
 	go h.run()
 	return h, nil
 }
@@ -350,7 +353,7 @@ func (h *Handler) post(c any) error {
 		}
 	}
 	switch c.(type) {
-	case submitCmd, respondCmd, resolverCmd:
+	case submitCmd, respondCmd, resolverCmd, removedCmd:
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if h.exited {

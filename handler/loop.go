@@ -141,9 +141,20 @@ func (h *Handler) afterInput() bool {
 
 // teardown stops everything the handler started, in dependency order.
 func (h *Handler) teardown() {
+	if h.stopWatchAL != nil {
+		h.stopWatchAL()
+	}
 	h.timers.stop()
 	h.cancel()
 	h.closeErr = h.node.Close()
+	// The node reports the refusals it was still counting as it closes
+	// (p2p.Refused): shown to Observe, so that their counts add up to its
+	// refusal metric. The rest of what is left no longer matters.
+	for ev := range h.node.Receiver() {
+		if r, ok := ev.(p2p.Refused); ok {
+			h.observe(r)
+		}
+	}
 	h.wg.Wait()
 	if h.durable() {
 		// The ends recorded just before the close still owe their
@@ -171,6 +182,8 @@ func (h *Handler) command(c any) {
 		h.respond(c.peer, c.id, c.wire)
 	case resolverCmd:
 		h.resolver = c.r
+	case removedCmd:
+		h.removed(c.peers)
 	case shutdownCmd:
 		h.shutdown(c.deadline)
 	case stateWait:

@@ -79,6 +79,10 @@ const (
 	// a previous life of the peer's process (without a store), or from
 	// another process sharing the peer's key.
 	ReasonUnknownExchange Reason = "unknown_exchange"
+	// ReasonPeerRemoved: the peer was taken off the allowlist (a reload)
+	// while the exchange was queued or in progress. It ends at once: the
+	// node disconnects the peer and refuses it from then on.
+	ReasonPeerRemoved Reason = "peer_removed"
 )
 
 // Errors returned by the API, and wrapped by Outcome.Err and Error.Err.
@@ -106,6 +110,8 @@ var (
 	ErrDisconnected = errors.New("handler: disconnected mid-exchange")
 	// ErrRateLimited: see ReasonRateLimited.
 	ErrRateLimited = errors.New("handler: peer cut off by the rate limiter")
+	// ErrPeerRemoved: see ReasonPeerRemoved.
+	ErrPeerRemoved = errors.New("handler: peer removed from the allowlist")
 	// ErrNotDurable: the Config.Store failed to record something: the call
 	// that needed it did not happen (Request, Send, Response, Ack).
 	ErrNotDurable = errors.New("handler: not recorded in the store")

@@ -14,10 +14,16 @@ import (
 // missed one would hold the wrong connection state for good. Their number is
 // bounded by how often allowlisted peers can connect, which the gater's
 // per-key cap and the resource manager bound.
+//
+// Only connections whose Connected it saw are counted: one made before the
+// tracker was registered (New listens first) is never reported, and
+// neither is its end. go-libp2p notifies a connection's Disconnected after
+// its Connected.
 type connTracker struct {
 	n     *Node
 	mu    sync.Mutex
 	count map[peer.ID]int
+	seen  map[network.Conn]struct{}
 }
 
 func (t *connTracker) Connected(_ network.Network, c network.Conn) {
@@ -25,7 +31,9 @@ func (t *connTracker) Connected(_ network.Network, c network.Conn) {
 	t.mu.Lock()
 	if t.count == nil {
 		t.count = make(map[peer.ID]int)
+		t.seen = make(map[network.Conn]struct{})
 	}
+	t.seen[c] = struct{}{}
 	t.count[p]++
 	first := t.count[p] == 1
 	// Pushed under the lock so that Connected and Disconnected of one peer
@@ -40,6 +48,11 @@ func (t *connTracker) Connected(_ network.Network, c network.Conn) {
 func (t *connTracker) Disconnected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
 	t.mu.Lock()
+	if _, ok := t.seen[c]; !ok {
+		t.mu.Unlock()
+		return
+	}
+	delete(t.seen, c)
 	t.count[p]--
 	last := t.count[p] <= 0
 	if last {

@@ -7,7 +7,8 @@
 //
 //   - Sender (caller -> node): Dial, SendMsg, DisconnectFrom.
 //   - Receiver (node -> caller): Data, Status (the ack of a sent message),
-//     Connected, Disconnected, ConnectionLimit, Error.
+//     Connected, Disconnected, ConnectionLimit, Refused (inbound connections
+//     the gater refused, also logged as warnings), Error.
 //   - Priority (node -> caller): Dropped, when a received message could not be
 //     delivered because the Receiver buffer was full.
 //

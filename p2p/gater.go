@@ -22,6 +22,8 @@ type gater struct {
 	limiter *ratelimit.Limiter
 	// charge spends a token for misbehaviour and acts on exhaustion.
 	charge func(p peer.ID, ip netip.Addr, r ratelimit.Reason)
+	// refuse reports an inbound connection refused (refused.go).
+	refuse func(Refused)
 	// conns counts a peer's open connections. newHost sets it once the
 	// host exists; before that nobody is connected.
 	conns atomic.Pointer[func(peer.ID) int]
@@ -58,7 +60,15 @@ func (g *gater) InterceptAccept(c network.ConnMultiaddrs) bool {
 	if !ok {
 		return false
 	}
-	return !g.limiter.IPBanned(ip) && g.list.IPAllowed(ip)
+	switch {
+	case g.limiter.IPBanned(ip):
+		g.refuse(Refused{IP: ip, Reason: RefusedIPBanned})
+		return false
+	case !g.list.IPAllowed(ip):
+		g.refuse(Refused{IP: ip, Reason: RefusedIPNotAllowlisted})
+		return false
+	}
+	return true
 }
 
 // InterceptSecured checks the Noise-proved peer ID against the allowlist and
@@ -69,29 +79,39 @@ func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, c network.Con
 	if !ok {
 		return false
 	}
+	// Only inbound refusals are charged and reported: an outbound one is
+	// this node's own decision, which its dial reports to the caller.
+	inbound := dir == network.DirInbound
+	refuse := func(r RefusalReason) bool {
+		if inbound {
+			g.refuse(Refused{Peer: p, IP: ip, Reason: r})
+		}
+		return false
+	}
 	e, listed := g.list.Get(p)
 	switch {
 	case !listed:
-		if dir == network.DirInbound {
+		if inbound {
 			g.charge(p, ip, ratelimit.UnknownPeer)
 		}
-		return false
+		return refuse(RefusedUnknownPeer)
 	case !e.AllowsIP(ip):
-		if dir == network.DirInbound {
+		if inbound {
 			g.charge(p, ip, ratelimit.PeerIPMismatch)
 		}
-		return false
+		return refuse(RefusedIPMismatch)
+	case g.limiter.PeerBanned(string(p)):
+		return refuse(RefusedPeerBanned)
+	case g.limiter.IPBanned(ip):
+		return refuse(RefusedIPBanned)
 	}
-	if g.limiter.PeerBanned(string(p)) || g.limiter.IPBanned(ip) {
-		return false
-	}
-	if dir == network.DirInbound && g.connsTo(p) >= limitPeerConns {
+	if inbound && g.connsTo(p) >= limitPeerConns {
 		// An honest peer holds one connection, two while a redial
 		// overlaps the old one; each extra one costs a handshake, so a
 		// key opening more is flooding (see docs/security.md). The key
 		// is proven by now, so it alone pays: the IP may be shared.
 		g.charge(p, netip.Addr{}, ratelimit.ProtocolViolation)
-		return false
+		return refuse(RefusedTooManyConnections)
 	}
 	return true
 }

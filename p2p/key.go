@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
 
@@ -73,19 +72,34 @@ func SaveKey(path string, k crypto.PrivKey) error {
 	return nil
 }
 
+// ErrNotKeyFile is returned by LoadKey for a path that is not a key file:
+// a directory, or a file whose content is no key (an allowlist given as
+// --key, say).
+var ErrNotKeyFile = errors.New("not a key file")
+
+// maxKeyFile bounds what LoadKey reads: a key file holds a few hundred
+// bytes at most.
+const maxKeyFile = 64 << 10
+
 // LoadKey reads an identity key file written by SaveKey, or its hex form
-// (see ParseKey). A file that group or other users can access is refused with
-// ErrKeyPermissions.
+// (see ParseKey). A path that is not a regular file holding a key is
+// refused with ErrNotKeyFile; a key file that group or other users can
+// access, with ErrKeyPermissions. The content is checked first: advice to
+// chmod a file that is not a key at all would mislead.
 func LoadKey(path string) (crypto.PrivKey, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("load key: %w", err)
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("load key %s (mode %#o): %w", path, st.Mode().Perm(), ErrKeyPermissions)
-	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("load key %s: %w", path, fs.ErrInvalid)
+		what := "not a regular file"
+		if st.IsDir() {
+			what = "a directory"
+		}
+		return nil, fmt.Errorf("load key %s: %w (%s)", path, ErrNotKeyFile, what)
+	}
+	if st.Size() > maxKeyFile {
+		return nil, fmt.Errorf("load key %s: %w (%d bytes)", path, ErrNotKeyFile, st.Size())
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -93,7 +107,10 @@ func LoadKey(path string) (crypto.PrivKey, error) {
 	}
 	k, err := ParseKey(b)
 	if err != nil {
-		return nil, fmt.Errorf("load key %s: %w", path, err)
+		return nil, fmt.Errorf("load key %s: %w: %v", path, ErrNotKeyFile, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("load key %s (mode %#o): %w", path, st.Mode().Perm(), ErrKeyPermissions)
 	}
 	return k, nil
 }

@@ -23,6 +23,7 @@ type metrics struct {
 	limitPeer    map[ratelimit.Reason]prometheus.Counter
 	limitIP      map[ratelimit.Reason]prometheus.Counter
 	dropped      prometheus.Counter
+	refusedBy    map[RefusalReason]prometheus.Counter
 }
 
 // allReasons lists every Reason a Status or an ack can carry.
@@ -47,6 +48,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		"Message frames received, by the ack given: ok (delivered), busy, not_routed, too_large, malformed...")), []string{"result"})
 	misVec := prometheus.NewCounterVec(prometheus.CounterOpts(opts("misbehaviour_total",
 		"Rate-limit tokens spent, by reason.")), []string{"reason"})
+	refusedVec := prometheus.NewCounterVec(prometheus.CounterOpts(opts("connections_refused_total",
+		"Inbound connections the gater refused, by reason; the counts of the Refused events add up to it.")), []string{"reason"})
 	limitVec := prometheus.NewCounterVec(prometheus.CounterOpts(opts("connection_limits_total",
 		"Peers or IPs cut off after exhausting their misbehaviour budget.")), []string{"kind", "reason"})
 	m := &metrics{
@@ -61,6 +64,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		misbehaviour: make(map[ratelimit.Reason]prometheus.Counter),
 		limitPeer:    make(map[ratelimit.Reason]prometheus.Counter),
 		limitIP:      make(map[ratelimit.Reason]prometheus.Counter),
+		refusedBy:    make(map[RefusalReason]prometheus.Counter),
+	}
+	for _, r := range refusalReasons {
+		m.refusedBy[r] = refusedVec.WithLabelValues(string(r))
 	}
 	for _, r := range allReasons {
 		m.sent[r] = sentVec.WithLabelValues(string(r))
@@ -71,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.limitPeer[r] = limitVec.WithLabelValues("peer", r.String())
 		m.limitIP[r] = limitVec.WithLabelValues("ip", r.String())
 	}
-	for _, c := range []prometheus.Collector{m.peers, sentVec, recvVec, m.bytesSent, m.bytesRecv, m.ackLatency, misVec, limitVec, m.dropped} {
+	for _, c := range []prometheus.Collector{m.peers, sentVec, recvVec, m.bytesSent, m.bytesRecv, m.ackLatency, misVec, limitVec, refusedVec, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("p2p: register metrics (one node per registry, or wrap it with prometheus.WrapRegistererWith): %w", err)
 		}
@@ -138,5 +145,13 @@ func (m *metrics) limited(ev ConnectionLimit) {
 func (m *metrics) peerCount(delta int) {
 	if m != nil {
 		m.peers.Add(float64(delta))
+	}
+}
+
+func (m *metrics) refused(r RefusalReason) {
+	if m != nil {
+		if c := m.refusedBy[r]; c != nil {
+			c.Inc()
+		}
 	}
 }

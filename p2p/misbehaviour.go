@@ -48,7 +48,8 @@ func (n *Node) charge(p peer.ID, ip netip.Addr, r ratelimit.Reason) {
 // cutOff closes every connection of a rate-limited peer or IP. The gater
 // refuses it from then on, until the limiter lets it back.
 func (n *Node) cutOff(ev ConnectionLimit) {
-	n.log.Warn("rate limit exhausted: disconnecting", zap.Stringer("peer", ev.Peer), zap.Stringer("ip", ev.IP), zap.Stringer("reason", ev.Reason))
+	n.log.Warn("rate limit exhausted: disconnecting", zap.Stringer("peer", ev.Peer), zap.String("peer_name", n.refusals.name(ev.Peer)),
+		zap.Stringer("ip", ev.IP), zap.Stringer("reason", ev.Reason))
 	n.metrics.limited(ev)
 	n.events.Push(ev, false)
 	if !n.started.Load() {

@@ -61,6 +61,7 @@ type Node struct {
 	dirty       []*msgStream // written to by the run loop, not yet flushed
 	streams     streamSet
 	conns       connTracker
+	refusals    *refusals
 	stopWatchAL func()
 
 	closeOnce sync.Once
@@ -93,7 +94,14 @@ func New(cfg Config) (*Node, error) {
 		closed:  make(chan struct{}),
 	}
 	n.conns.n = n
-	g := &gater{list: cfg.Allowlist, limiter: n.limiter, charge: n.charge}
+	n.refusals = &refusals{
+		emit:    func(ev Refused) { n.events.Push(ev, false) },
+		log:     n.log,
+		metrics: m,
+		name:    func(p peer.ID) string { e, _ := cfg.Allowlist.Get(p); return e.Name },
+	}
+	g := &gater{list: cfg.Allowlist, limiter: n.limiter, charge: n.charge,
+		refuse: func(ev Refused) { n.refusals.refuse(ev, time.Now()) }}
 	h, err := newHost(cfg, g)
 	if err != nil {
 		cancel()
@@ -106,8 +114,9 @@ func New(cfg Config) (*Node, error) {
 	h.Network().Notify(&n.conns)
 	h.SetStreamHandler(ProtocolID, n.handleStream)
 	n.stopWatchAL = cfg.Allowlist.OnChange(func(allowlist.Change) { n.enforceAllowlist() })
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.run()
+	go n.runRefusals()
 	return n, nil
 }
 

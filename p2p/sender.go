@@ -168,6 +168,7 @@ func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 	n := ps.n
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 	defer cancel()
+	dialed := false
 	if n.host.Network().Connectedness(ps.peer) != network.Connected {
 		if m.Addr != nil {
 			n.host.Peerstore().AddAddr(ps.peer, m.Addr, peerstore.TempAddrTTL)
@@ -179,9 +180,19 @@ func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 		if err := n.host.Connect(ctx, peer.AddrInfo{ID: ps.peer}); err != nil {
 			return nil, err
 		}
+		dialed = true
 	}
-	s, err := n.host.NewStream(ctx, ps.peer, ProtocolID)
+	sctx := ctx
+	if dialed {
+		// NewStream would dial again if the peer has closed the connection
+		// just made, and a peer refusing us would be charged twice.
+		sctx = network.WithNoDial(ctx, "just dialed")
+	}
+	s, err := n.host.NewStream(sctx, ps.peer, ProtocolID)
 	if err != nil {
+		if dialed && ctx.Err() == nil && closedByPeer(n, ps.peer, err) {
+			return nil, &ClosedAtHandshakeError{Self: n.ID(), Peer: ps.peer, Err: err}
+		}
 		return nil, err
 	}
 	st := n.newMsgStream(s, false)

@@ -47,12 +47,18 @@ func newAllowlistCmd(a *app) *cobra.Command {
 
   peers:
     - id: 16Uiu2HAm...                 # peer ID, from p2pnode id
-      name: operator-2                 # optional
+      name: operator-2                 # optional; shown beside the ID in events and logs
       addrs: [127.0.0.2, 10.1.0.0/16]  # optional; none means any IP
+  allow_empty: false                   # optional; see below
+
+Every ID must hold a valid public key: one whose key does not decode (most
+mistyped characters) is refused, naming its line.
 
 add and remove rewrite the file atomically, sorted by peer ID; comments in
 it are not kept. A running node picks the change up with "p2pnode allowlist
-reload", on SIGHUP, or at once with run --watch.`,
+reload", on SIGHUP, or at once with run --watch. A reload to a file listing
+no peers keeps the old list and reports an error, unless the file says
+allow_empty: true (remove writes it when it removes the last peer).`,
 		Example: `  p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --name operator-2 --addr 10.0.0.2
   p2pnode allowlist list allowlist.yaml
   p2pnode allowlist check allowlist.yaml && p2pnode allowlist reload --data-dir /var/lib/p2pnode`,

@@ -99,7 +99,7 @@ func bindRunFlags(fs *pflag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.Routes, "routes", c.Routes, "routing table YAML `FILE`: which peer channel may reach which local channel (default: all)")
 	fs.BoolVar(&c.Watch, "watch", c.Watch, "also reload the allowlist and routes files whenever they change on disk")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print one JSON object per event instead of text")
-	fs.BoolVar(&c.NoStdin, "no-stdin", c.NoStdin, "ignore stdin and run until SIGINT or SIGTERM (for services)")
+	fs.BoolVar(&c.NoStdin, "no-stdin", c.NoStdin, "ignore stdin and run until SIGINT or SIGTERM (the default when stdin is not a pipe, socket, terminal or file, e.g. /dev/null)")
 	fs.BoolVar(&c.ReusePort, "reuse-port", c.ReusePort, "dial out from the listening port (multi-homed hosts)")
 	fs.IntVar(&c.RateLimit.Burst, "rate-burst", c.RateLimit.Burst,
 		fmt.Sprintf("misbehaviour tokens per peer and per IP before it is cut off (default %d)", ratelimit.DefaultBurst))
@@ -189,7 +189,8 @@ func loadConfigFile(path string) (runConfig, error) {
 	}
 	c, err := parseConfig(data)
 	if err != nil {
-		return runConfig{}, fmt.Errorf("config %s: %w", path, err)
+		// What the file says is wrong, as a flag would be: a usage error.
+		return runConfig{}, usageErrorf("config %s: %w", path, err)
 	}
 	c.resolvePaths(filepath.Dir(path))
 	return c, nil
@@ -258,7 +259,8 @@ func (c *runConfig) validate() error {
 	return c.validateValues()
 }
 
-// validateValues checks the numbers and durations only.
+// validateValues checks every value that needs no file: numbers,
+// durations, addresses, log settings. "config check" and run share it.
 func (c *runConfig) validateValues() error {
 	ints := []struct {
 		name string
@@ -303,6 +305,15 @@ func (c *runConfig) validateValues() error {
 	case "", "echo":
 	default:
 		return usageErrorf("auto-reply %q: want echo (or nothing, to answer requests from stdin)", c.Handler.AutoReply)
+	}
+	if err := c.Log.validate(); err != nil {
+		return err
+	}
+	if err := validateMetricsAddr(c.MetricsAddr); err != nil {
+		return err
+	}
+	if _, err := parseListenAddrs(c.Listen); err != nil {
+		return err
 	}
 	return c.DHT.validate()
 }

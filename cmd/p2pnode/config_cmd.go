@@ -2,10 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strconv"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
 // exampleConfig is what "p2pnode config example" prints. It must stay a
@@ -51,8 +58,13 @@ ephemeral: false
 
 # Output: one JSON object per event instead of a line of text.
 json: false
-# Ignore stdin and run until SIGINT or SIGTERM. Set it when running as a
-# service, whose stdin is usually closed (which would stop the node at once).
+# Ignore stdin and run until SIGINT or SIGTERM. Without it, stdin is read
+# as commands when it is a pipe, socket, terminal or file, and its end
+# stops the node; any other stdin (/dev/null, as a service gets) means no
+# commands already. As a service:
+#   p2pnode run --config /etc/p2pnode/p2pnode.yaml </dev/null
+# or, under systemd, ExecStart=/usr/local/bin/p2pnode run --config ... with
+# the default StandardInput=null.
 no_stdin: false
 # Dial out from the listening port (for a multi-homed host whose peers
 # bind its key to the IP it listens on).
@@ -158,22 +170,34 @@ func newConfigCmd(a *app) *cobra.Command {
 	var asJSON bool
 	check := &cobra.Command{
 		Use:   "check FILE",
-		Short: "Check that a configuration file parses; print the settings it makes",
-		Long: `check reads a configuration file as "p2pnode run --config" would and reports
-the first problem with its line. It does not open the key or allowlist files,
-nor the data directory.`,
-		Example: `  p2pnode config check p2pnode.yaml`,
-		Args:    checkArgs(cobra.ExactArgs(1)),
+		Short: "Check a configuration file as run would; print the settings it makes",
+		Long: `check reads a configuration file as "p2pnode run --config" would and checks
+everything run checks before it starts, with the same code: every value
+(numbers, durations, listen addresses, metrics address, log settings, DHT
+bootstrap peers), the key file (it must exist, hold a key and have mode
+0600), the allowlist and routes files (they must parse) and the data
+directory (if it exists, it must be a directory). It reports the first
+problem, with its line for a file that does not parse. It does not bind
+any port and does not open the store, which a running node holds.`,
+		Example: `  p2pnode config check p2pnode.yaml
+  p2pnode config check --json /etc/p2pnode/p2pnode.yaml`,
+		Args: checkArgs(cobra.ExactArgs(1)),
 		RunE: func(_ *cobra.Command, args []string) error {
 			c, err := loadConfigFile(args[0])
 			if err != nil {
 				return err
 			}
-			if err := c.validateValues(); err != nil {
+			pcfg, err := checkConfig(&c)
+			if err != nil {
+				return fmt.Errorf("config %s: %w", args[0], err)
+			}
+			id, err := peer.IDFromPrivateKey(pcfg.Key)
+			if err != nil {
 				return fmt.Errorf("config %s: %w", args[0], err)
 			}
 			if asJSON {
-				res := map[string]any{"file": args[0], "ok": true, "ephemeral": c.Ephemeral}
+				res := map[string]any{"file": args[0], "ok": true, "peer": id.String(), "peers": pcfg.Allowlist.Len(),
+					"ephemeral": c.Ephemeral}
 				if c.DataDir != "" {
 					res["data_dir"] = c.DataDir
 				}
@@ -186,12 +210,36 @@ nor the data directory.`,
 			case c.DataDir == "":
 				store = "data dir: the default of the key's peer ID"
 			}
-			_, err = fmt.Fprintf(a.out, "%s: ok (key %q, allowlist %q, %d listen addresses, %s)\n",
-				args[0], c.Key, c.Allowlist, len(c.Listen), store)
+			_, err = fmt.Fprintf(a.out, "%s: ok (peer %s, key %q, allowlist %q with %d peers, %d listen addresses, %s)\n",
+				args[0], id, c.Key, c.Allowlist, pcfg.Allowlist.Len(), len(c.Listen), store)
 			return err
 		},
 	}
 	check.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.AddCommand(check)
 	return cmd
+}
+
+// checkConfig checks c as run does before it starts, with run's own
+// functions: the values (validate), the files (loadNodeConfig), the DHT
+// settings; and the data directory, which run opens later.
+func checkConfig(c *runConfig) (p2p.Config, error) {
+	if err := c.validate(); err != nil {
+		return p2p.Config{}, err
+	}
+	pcfg, err := loadNodeConfig(c, zap.NewNop())
+	if err != nil {
+		return p2p.Config{}, err
+	}
+	if _, err := c.DHT.dhtConfig(); err != nil {
+		return p2p.Config{}, usageError{err}
+	}
+	if c.DataDir != "" {
+		if st, err := os.Stat(c.DataDir); err == nil && !st.IsDir() {
+			return p2p.Config{}, fmt.Errorf("data dir %s is not a directory", c.DataDir)
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return p2p.Config{}, fmt.Errorf("data dir: %w", err)
+		}
+	}
+	return pcfg, nil
 }

@@ -68,9 +68,79 @@ func TestConfigExampleCommand(t *testing.T) {
 	if c.Key != filepath.Join(dir, "node.key") || c.Allowlist != filepath.Join(dir, "allowlist.yaml") || c.Routes != "" {
 		t.Fatalf("paths not resolved against %s: %+v", dir, c)
 	}
+	// check opens the files the example names, as run would.
+	if code := execute([]string{"keygen", "--out", c.Key}, stdio{out: &out, err: &errOut}); code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, errOut.String())
+	}
+	if err := os.WriteFile(c.Allowlist, []byte("peers:\n  - id: "+testPeer+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out.Reset()
 	if code := execute([]string{"config", "check", path}, stdio{out: &out, err: &errOut}); code != 0 {
 		t.Fatalf("config check: exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), ": ok (peer 16Uiu2") || !strings.Contains(out.String(), "with 1 peers") {
+		t.Fatalf("config check printed %q", out.String())
+	}
+}
+
+// config check refuses what run refuses, with the same message and exit
+// status: every value, and every file the configuration names.
+func TestConfigCheckAsRun(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if code := execute([]string{"keygen", "--out", filepath.Join(dir, "node.key")}, stdio{out: &out, err: &errOut}); code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, errOut.String())
+	}
+	files := map[string]string{
+		"allowlist.yaml": "peers:\n  - id: " + testPeer + "\n",
+		"bad-list.yaml":  "peers:\n  - id: " + testPeer + "\n  - id: nope\n",
+		"loose.key":      "",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "key: node.key\nallowlist: allowlist.yaml\nephemeral: true\n"
+	cases := []struct {
+		name, extra, want string
+		code              int
+	}{
+		{"metrics port only", "metrics_addr: \"9464\"\n", `metrics address "9464": want HOST:PORT`, exitUsage},
+		{"log level", "log: {level: verbose}\n", `log level "verbose"`, exitUsage},
+		{"log format", "log: {format: xml}\n", `log format "xml"`, exitUsage},
+		{"listen not a multiaddr", "listen: [/tcp/x]\n", `listen address "/tcp/x" is not a multiaddr`, exitUsage},
+		{"listen host:port", "listen: [\"127.0.0.1:4200\"]\n", "write it as /ip4/127.0.0.1/tcp/4200", exitUsage},
+		{"listen quic", "listen: [/ip4/0.0.0.0/udp/4001/quic-v1]\n", "TCP only", exitUsage},
+		{"bootstrap", "dht: {enabled: true, bootstrap: [/ip4/1.2.3.4/tcp/1]}\n", "bootstrap", exitUsage},
+		{"missing key", "key: missing.key\n", "no such file", exitError},
+		{"allowlist as key", "key: allowlist.yaml\n", "not a key file", exitError},
+		{"directory as key", "key: .\n", "not a key file (a directory)", exitError},
+		{"empty key file", "key: loose.key\n", "not a key file", exitError},
+		{"allowlist line", "allowlist: bad-list.yaml\n", "bad-list.yaml: line 3:", exitError},
+		{"missing routes", "routes: none.yaml\n", "no such file", exitError},
+	}
+	for _, tc := range cases {
+		// A repeated key is an error: the case's keys replace the base's.
+		doc := tc.extra
+		for _, line := range strings.Split(strings.TrimSpace(base), "\n") {
+			k, _, _ := strings.Cut(line, ":")
+			if !strings.Contains(tc.extra, k+":") {
+				doc += line + "\n"
+			}
+		}
+		path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"config", "check", path}, {"run", "--config", path}} {
+			var out, errOut bytes.Buffer
+			code := execute(args, stdio{in: strings.NewReader(""), out: &out, err: &errOut})
+			if code != tc.code || !strings.Contains(errOut.String(), tc.want) || strings.Count(errOut.String(), "\n") != 1 {
+				t.Errorf("%s: %v: exit %d, stderr %q; want exit %d and %q", tc.name, args[:2], code, errOut.String(), tc.code, tc.want)
+			}
+		}
 	}
 }
 

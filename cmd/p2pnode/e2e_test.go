@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // newKey makes an identity key in dir with keygen and returns its file
@@ -82,6 +84,9 @@ func TestKeygenAndIDAgree(t *testing.T) {
 	var v versionInfo
 	if err := json.Unmarshal([]byte(mustRun(t, dir, "version", "--json")), &v); err != nil || v.Version == "" || v.Go == "" {
 		t.Fatalf("version --json: %+v, %v", v, err)
+	}
+	if line, flag := mustRun(t, dir, "version"), mustRun(t, dir, "--version"); line != flag || !strings.HasPrefix(line, "p2pnode "+v.Version+" (") {
+		t.Fatalf("version printed %q, --version %q", line, flag)
 	}
 }
 
@@ -159,10 +164,11 @@ func TestSIGTERMAndMetrics(t *testing.T) {
 	}
 }
 
-// Without --no-stdin, a closed stdin (/dev/null) stops the node at once,
-// with status 0. Also: a --config file with paths relative to itself,
-// overridden by a flag, and the text output.
-func TestStdinEOFStopsWithConfigFile(t *testing.T) {
+// A node whose stdin is /dev/null (as a service's is) takes no commands and
+// runs until a signal: it answers a send from another process meanwhile,
+// and SIGTERM stops it with status 0. Also: a --config file with paths
+// relative to itself, overridden by a flag, and the text output.
+func TestDevNullStdinRunsUntilSIGTERM(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "conf")
@@ -170,19 +176,80 @@ func TestStdinEOFStopsWithConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, id := newKey(t, conf, "node.key")
-	writeAllowlist(t, filepath.Join(conf, "allowlist.yaml"), id)
-	cfg := "key: node.key\nallowlist: allowlist.yaml\nlisten: [/ip4/127.0.0.1/tcp/0]\njson: true\nlog: {level: error}\n"
+	keyS, idS := newKey(t, dir, "s.key")
+	list := filepath.Join(conf, "allowlist.yaml")
+	writeAllowlist(t, list, id, idS)
+	cfg := "key: node.key\nallowlist: allowlist.yaml\nlisten: [/ip4/127.0.0.1/tcp/0]\njson: true\nlog: {level: error}\n" +
+		"ephemeral: true\nhandler: {auto_reply: echo}\n"
 	if err := os.WriteFile(filepath.Join(conf, "p2pnode.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Run from another directory, with --json=false overriding the file.
+	// Run from another directory, with --json=false overriding the file;
+	// startProc without stdin gives the process /dev/null.
 	p := startProc(t, "a", dir, false, "run", "--config", filepath.Join("conf", "p2pnode.yaml"), "--json=false")
 	line := p.nextLine(time.After(waitTimeout), "listening line")
-	if want := "listening as " + id + " on /ip4/127.0.0.1/tcp/"; !strings.HasPrefix(line, want) {
+	want := "listening as " + id + " on /ip4/127.0.0.1/tcp/"
+	if !strings.HasPrefix(line, want) {
 		t.Fatalf("first line %q, want prefix %q", line, want)
 	}
-	if code, rest := p.wait(); code != 0 || len(rest) != 0 {
-		t.Fatalf("exit %d, output %q; stderr:\n%s", code, rest, p.errOutput())
+	addr := strings.Fields(strings.TrimPrefix(line, "listening as "+id+" on "))[0]
+
+	if out := mustRun(t, dir, "send", "--key", keyS, "--allowlist", list, "--addr", addr, "still there?"); out != "still there?\n" {
+		t.Fatalf("send printed %q", out)
+	}
+	// Still running after the exchange: its output goes on until SIGTERM.
+	p.nextLine(time.After(waitTimeout), "request line")
+	p.signal(syscall.SIGTERM)
+	if code, _ := p.wait(); code != 0 {
+		t.Fatalf("exit %d after SIGTERM; stderr:\n%s", code, p.errOutput())
+	}
+}
+
+// mistypedID returns id with one character changed so that it still
+// decodes as a peer ID but holds no valid key.
+func mistypedID(t *testing.T, id string) string {
+	t.Helper()
+	const alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+	for i := len(id) - 10; i > 10; i-- {
+		for _, c := range alphabet {
+			m := id[:i] + string(c) + id[i+1:]
+			p, err := peer.Decode(m)
+			if m == id || err != nil {
+				continue
+			}
+			if _, err := p.ExtractPublicKey(); err != nil {
+				return m
+			}
+		}
+	}
+	t.Fatal("no one-character change of the ID gives an invalid key")
+	return ""
+}
+
+// A usage mistake exits 2 in every command, run and send alike; a failure
+// carrying out a well-formed command exits 1.
+func TestExitCodesAgree(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, id := newKey(t, dir, "node.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, id)
+	send := []string{"send", "--key", key, "--allowlist", list, "--to", testPeer}
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"run", "--key", key, "--allowlist", list, "--listen", "127.0.0.1:4200"}, exitUsage},
+		{append(send, "--addr", "/ip4/127.0.0.1/tcp/1", "--listen", "127.0.0.1:4200", "x"), exitUsage},
+		{[]string{"run", "--key", key, "--allowlist", list, "--listen", "/ip4/0.0.0.0/udp/1/quic-v1"}, exitUsage},
+		{append(send, "--addr", "127.0.0.1:4200", "x"), exitUsage},
+		{[]string{"run", "--key", key, "--allowlist", list, "--metrics-addr", "9464"}, exitUsage},
+		{[]string{"run", "--key", filepath.Join(dir, "none.key"), "--allowlist", list}, exitError},
+		{append(send[:2:2], filepath.Join(dir, "none.key"), "--allowlist", list, "--to", testPeer, "--addr", "/ip4/127.0.0.1/tcp/1", "x"), exitError},
+	} {
+		if r := runCLI(t, dir, tc.args...); r.code != tc.code {
+			t.Errorf("%v: exit %d, want %d; stderr %q", tc.args, r.code, tc.code, r.stderr)
+		}
 	}
 }
 
@@ -200,6 +267,13 @@ func TestUserErrors(t *testing.T) {
 	writeAllowlist(t, list, id)
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("peers:\n  - id: "+id+"\n  - id: not-a-peer\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// One character of a listed ID mistyped: it still decodes, but the key
+	// inside is no point on the curve.
+	typo := mistypedID(t, id)
+	badKey := filepath.Join(dir, "bad-key.yaml")
+	if err := os.WriteFile(badKey, []byte("peers:\n  - id: "+id+"\n  - id: "+typo+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	badConf := filepath.Join(dir, "bad-conf.yaml")
@@ -258,6 +332,10 @@ func TestUserErrors(t *testing.T) {
 		{"allowlist list missing", []string{"allowlist", "list", filepath.Join(dir, "none.yaml")}, "no such file"},
 		{"allowlist unknown subcommand", []string{"allowlist", "purge", list}, `unknown command "purge"`},
 		{"config check bad", []string{"config", "check", badConf}, "line 2:"},
+		{"id directory as key", []string{"id", "--key", dir}, "not a key file (a directory)"},
+		{"id allowlist as key", []string{"id", "--key", list}, "not a key file"},
+		{"allowlist check bad key", []string{"allowlist", "check", badKey}, "line 3:"},
+		{"allowlist add bad key", []string{"allowlist", "add", list, "--id", typo}, "public key inside does not decode"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -386,6 +464,8 @@ func TestReloadOnSIGHUP(t *testing.T) {
 
 // --watch reloads the allowlist when it changes on disk, here through
 // "allowlist add" (which replaces the file by renaming a new one over it).
+// A file that became empty is an error that keeps the list, unless it says
+// allow_empty: true.
 func TestWatchReloads(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -395,5 +475,19 @@ func TestWatchReloads(t *testing.T) {
 	p, _ := startNode(t, "a", dir, key, list, "--watch")
 	mustRun(t, dir, "allowlist", "add", list, "--id", testPeer)
 	p.expect("reload", match("reloaded", "kind", "allowlist", "file", list, "count", 2))
+
+	// Truncated: an error, and the two peers stay in force.
+	if err := os.Truncate(list, 0); err != nil {
+		t.Fatal(err)
+	}
+	e := p.expect("reload error", match("error"))[0]
+	if msg := e.str("error"); !strings.Contains(msg, "lists no peers: keeping the 2 peers in force") || !strings.Contains(msg, "allow_empty: true") {
+		t.Fatalf("reload error %q", msg)
+	}
+	// Emptied on purpose.
+	if err := os.WriteFile(list, []byte("allow_empty: true\npeers: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.expect("reload to empty", match("reloaded", "kind", "allowlist", "file", list, "count", 0))
 	stopAll(t, p)
 }

@@ -12,8 +12,8 @@ import (
 // part of the CLI contract.
 const (
 	exitOK    = 0
-	exitError = 1 // the command failed: bad file, key, address, port in use...
-	exitUsage = 2 // the command line itself is wrong: unknown flag or command, missing argument
+	exitError = 1 // the command failed: a file missing or not parsing, a key refused, a port in use, a peer...
+	exitUsage = 2 // the invocation is wrong: unknown flag or command, missing argument, an invalid value of a flag or --config key
 )
 
 // usageError marks a mistake in the command line, as opposed to a failure

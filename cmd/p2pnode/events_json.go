@@ -55,7 +55,8 @@ type (
 	jsonData struct {
 		Event       string  `json:"event"`
 		From        string  `json:"from"`
-		Data        *string `json:"data,omitempty"` // only when the payload is valid UTF-8
+		FromName    string  `json:"from_name,omitempty"` // the allowlist's name of the peer
+		Data        *string `json:"data,omitempty"`      // only when the payload is valid UTF-8
 		DataB64     string  `json:"data_b64"`
 		Channel     uint32  `json:"channel,omitempty"`
 		FromChannel uint32  `json:"from_channel,omitempty"`
@@ -64,40 +65,54 @@ type (
 		Redelivered bool `json:"redelivered,omitempty"`
 	}
 	jsonStatus struct {
-		Event  string `json:"event"`
-		Peer   string `json:"peer"`
-		ID     uint64 `json:"id"`
-		OK     bool   `json:"ok"`
-		Reason string `json:"reason"`
-		Error  string `json:"error,omitempty"`
+		Event    string `json:"event"`
+		Peer     string `json:"peer"`
+		PeerName string `json:"peer_name,omitempty"`
+		ID       uint64 `json:"id"`
+		OK       bool   `json:"ok"`
+		Reason   string `json:"reason"`
+		Error    string `json:"error,omitempty"`
 	}
 	jsonConnected struct {
 		Event     string `json:"event"`
 		Peer      string `json:"peer"`
+		PeerName  string `json:"peer_name,omitempty"`
 		Addr      string `json:"addr,omitempty"`
 		Direction string `json:"direction"`
 	}
 	jsonPeer struct {
-		Event string `json:"event"`
-		Peer  string `json:"peer"`
+		Event    string `json:"event"`
+		Peer     string `json:"peer"`
+		PeerName string `json:"peer_name,omitempty"`
 	}
 	jsonConnectionLimit struct {
-		Event  string `json:"event"`
-		Peer   string `json:"peer,omitempty"`
-		IP     string `json:"ip,omitempty"`
-		Reason string `json:"reason"`
-		Until  string `json:"until"`
+		Event    string `json:"event"`
+		Peer     string `json:"peer,omitempty"`
+		PeerName string `json:"peer_name,omitempty"`
+		IP       string `json:"ip,omitempty"`
+		Reason   string `json:"reason"`
+		Until    string `json:"until"`
 	}
 	jsonError struct {
-		Event string `json:"event"`
-		Peer  string `json:"peer,omitempty"`
-		Error string `json:"error"`
+		Event    string `json:"event"`
+		Peer     string `json:"peer,omitempty"`
+		PeerName string `json:"peer_name,omitempty"`
+		Error    string `json:"error"`
 	}
 	jsonDropped struct {
-		Event string `json:"event"`
-		Peer  string `json:"peer"`
-		ID    uint64 `json:"id"`
-		Count uint64 `json:"count"`
+		Event    string `json:"event"`
+		Peer     string `json:"peer"`
+		PeerName string `json:"peer_name,omitempty"`
+		ID       uint64 `json:"id"`
+		Count    uint64 `json:"count"`
+	}
+	jsonRefused struct {
+		Event    string `json:"event"`
+		Peer     string `json:"peer,omitempty"`
+		PeerName string `json:"peer_name,omitempty"`
+		IP       string `json:"ip,omitempty"`
+		Reason   string `json:"reason"`
+		Count    uint64 `json:"count"`
 	}
 	jsonReloaded struct {
 		Event string `json:"event"`
@@ -109,8 +124,9 @@ type (
 
 // toJSON returns the JSON shape of ev, or nil for an event type the CLI
 // does not know (a newer p2p package): it is then printed as an error
-// event rather than lost.
-func toJSON(ev any) any {
+// event rather than lost. names gives the allowlist's name of a peer (nil:
+// none).
+func toJSON(ev any, names namer) any {
 	switch e := ev.(type) {
 	case listeningEvent:
 		addrs := make([]string, len(e.Addrs))
@@ -119,7 +135,7 @@ func toJSON(ev any) any {
 		}
 		return jsonListening{"listening", e.Peer.String(), addrs, e.Metrics, e.DataDir, e.API}
 	case p2p.Data:
-		j := jsonData{Event: "data", From: e.From.String(), DataB64: base64.StdEncoding.EncodeToString(e.Bytes),
+		j := jsonData{Event: "data", From: e.From.String(), FromName: names.of(e.From), DataB64: base64.StdEncoding.EncodeToString(e.Bytes),
 			Channel: e.Channel, FromChannel: e.FromChannel}
 		if utf8.Valid(e.Bytes) {
 			s := string(e.Bytes)
@@ -127,19 +143,28 @@ func toJSON(ev any) any {
 		}
 		return j
 	case p2p.Status:
-		return jsonStatus{"status", e.Peer.String(), e.MsgID, e.OK, string(e.Reason), errText(e.Err)}
+		return jsonStatus{"status", e.Peer.String(), names.of(e.Peer), e.MsgID, e.OK, string(e.Reason), errText(e.Err)}
 	case p2p.Connected:
-		j := jsonConnected{Event: "connected", Peer: e.Peer.String(), Direction: direction(e.Inbound)}
+		j := jsonConnected{Event: "connected", Peer: e.Peer.String(), PeerName: names.of(e.Peer), Direction: direction(e.Inbound)}
 		if e.Addr != nil {
 			j.Addr = e.Addr.String()
 		}
 		return j
 	case p2p.Disconnected:
-		return jsonPeer{"disconnected", e.Peer.String()}
+		return jsonPeer{"disconnected", e.Peer.String(), names.of(e.Peer)}
 	case p2p.ConnectionLimit:
 		j := jsonConnectionLimit{Event: "connection_limit", Reason: e.Reason.String(), Until: formatTime(e.Until)}
 		if e.Peer != "" {
-			j.Peer = e.Peer.String()
+			j.Peer, j.PeerName = e.Peer.String(), names.of(e.Peer)
+		}
+		if e.IP.IsValid() {
+			j.IP = e.IP.String()
+		}
+		return j
+	case p2p.Refused:
+		j := jsonRefused{Event: "refused", Reason: string(e.Reason), Count: e.Count}
+		if e.Peer != "" {
+			j.Peer, j.PeerName = e.Peer.String(), names.of(e.Peer)
 		}
 		if e.IP.IsValid() {
 			j.IP = e.IP.String()
@@ -148,19 +173,19 @@ func toJSON(ev any) any {
 	case p2p.Error:
 		j := jsonError{Event: "error", Error: errText(e.Err)}
 		if e.Peer != "" {
-			j.Peer = e.Peer.String()
+			j.Peer, j.PeerName = e.Peer.String(), names.of(e.Peer)
 		}
 		return j
 	case p2p.Dropped:
-		return jsonDropped{"dropped", e.Peer.String(), e.MsgID, e.Count}
+		return jsonDropped{"dropped", e.Peer.String(), names.of(e.Peer), e.MsgID, e.Count}
 	case reloadedEvent:
 		return jsonReloaded{"reloaded", e.Kind, e.File, e.Count}
 	}
-	return handlerJSON(ev)
+	return handlerJSON(ev, names)
 }
 
 // toText returns the line a person reads for ev, without the newline.
-func toText(ev any) string {
+func toText(ev any, names namer) string {
 	switch e := ev.(type) {
 	case listeningEvent:
 		var b strings.Builder
@@ -186,12 +211,12 @@ func toText(ev any) string {
 		if e.Channel != 0 || e.FromChannel != 0 {
 			ch = fmt.Sprintf(" (channel %d -> %d)", e.FromChannel, e.Channel)
 		}
-		return fmt.Sprintf("data from %s%s: %s", e.From, ch, payloadText(e.Bytes))
+		return fmt.Sprintf("data from %s%s: %s", names.text(e.From), ch, payloadText(e.Bytes))
 	case p2p.Status:
 		if e.OK {
-			return fmt.Sprintf("status %s #%d: ok", e.Peer, e.MsgID)
+			return fmt.Sprintf("status %s #%d: ok", names.text(e.Peer), e.MsgID)
 		}
-		s := fmt.Sprintf("status %s #%d: failed: %s", e.Peer, e.MsgID, e.Reason)
+		s := fmt.Sprintf("status %s #%d: failed: %s", names.text(e.Peer), e.MsgID, e.Reason)
 		if e.Err != nil {
 			s += " (" + errText(e.Err) + ")"
 		}
@@ -201,22 +226,24 @@ func toText(ev any) string {
 		if e.Addr != nil {
 			addr = " " + e.Addr.String()
 		}
-		return fmt.Sprintf("connected %s (%s%s)", e.Peer, direction(e.Inbound), addr)
+		return fmt.Sprintf("connected %s, %s%s", names.text(e.Peer), direction(e.Inbound), addr)
 	case p2p.Disconnected:
-		return fmt.Sprintf("disconnected %s", e.Peer)
+		return fmt.Sprintf("disconnected %s", names.text(e.Peer))
 	case p2p.ConnectionLimit:
-		who := "peer " + e.Peer.String()
+		who := "peer " + names.text(e.Peer)
 		if e.Peer == "" {
 			who = "ip " + e.IP.String()
 		}
 		return fmt.Sprintf("connection limit: %s cut off for %s until %s", who, e.Reason, formatTime(e.Until))
+	case p2p.Refused:
+		return refusedText(e, names)
 	case p2p.Error:
 		if e.Peer != "" {
-			return fmt.Sprintf("error: %s: %s", e.Peer, errText(e.Err))
+			return fmt.Sprintf("error: %s: %s", names.text(e.Peer), errText(e.Err))
 		}
 		return "error: " + errText(e.Err)
 	case p2p.Dropped:
-		return fmt.Sprintf("dropped %d messages from %s (receiver buffer full; last id %d)", e.Count, e.Peer, e.MsgID)
+		return fmt.Sprintf("dropped %d messages from %s (receiver buffer full; last id %d)", e.Count, names.text(e.Peer), e.MsgID)
 	case reloadedEvent:
 		unit := "peers"
 		if e.Kind == "routes" {
@@ -224,18 +251,23 @@ func toText(ev any) string {
 		}
 		return fmt.Sprintf("reloaded %s %s: %d %s", e.Kind, e.File, e.Count, unit)
 	}
-	if s := handlerText(ev); s != "" {
+	if s := handlerText(ev, names); s != "" {
 		return s
 	}
 	return fmt.Sprintf("error: unknown event %T", ev)
 }
 
-// renderEvent returns the output line of ev, newline included.
-func renderEvent(ev any, asJSON bool) []byte {
+// renderEvent returns the output line of ev, newline included, without
+// peer names.
+func renderEvent(ev any, asJSON bool) []byte { return renderNamed(ev, asJSON, nil) }
+
+// renderNamed returns the output line of ev, newline included, with the
+// names of its peers.
+func renderNamed(ev any, asJSON bool, names namer) []byte {
 	if !asJSON {
-		return []byte(oneLine(toText(ev)) + "\n")
+		return []byte(oneLine(toText(ev, names)) + "\n")
 	}
-	j := toJSON(ev)
+	j := toJSON(ev, names)
 	if j == nil {
 		j = jsonError{Event: "error", Error: fmt.Sprintf("unknown event %T", ev)}
 	}
@@ -292,13 +324,64 @@ type printer struct {
 	mu     sync.Mutex
 	w      io.Writer
 	asJSON bool
+	names  namer // the allowlist's names beside peer IDs; nil: none
 }
 
 func (p *printer) emit(ev any) {
-	line := renderEvent(ev, p.asJSON)
+	line := renderNamed(ev, p.asJSON, p.names)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	// A failed write (stdout closed) cannot be reported anywhere useful;
 	// the node keeps running, as it would with its output discarded.
 	_, _ = p.w.Write(line)
+}
+
+// namer gives the allowlist's name of a peer ("" when it has none, or is
+// not listed). The nil namer names nobody.
+type namer func(peer.ID) string
+
+// of is the name of p, "" without one.
+func (n namer) of(p peer.ID) string {
+	if n == nil || p == "" {
+		return ""
+	}
+	return n(p)
+}
+
+// text is p as a line of text shows it: its ID, then its name in
+// parentheses when it has one.
+func (n namer) text(p peer.ID) string {
+	if name := n.of(p); name != "" {
+		return p.String() + " (" + name + ")"
+	}
+	return p.String()
+}
+
+// refusedText is the text line of a refused event.
+func refusedText(e p2p.Refused, names namer) string {
+	var b strings.Builder
+	b.WriteString("refused ")
+	switch {
+	case e.Peer != "" && e.IP.IsValid():
+		fmt.Fprintf(&b, "%s from %s", names.text(e.Peer), e.IP)
+	case e.Peer != "":
+		b.WriteString(names.text(e.Peer))
+	case e.IP.IsValid():
+		fmt.Fprintf(&b, "a connection from %s", e.IP)
+	default:
+		b.WriteString("connections")
+	}
+	fmt.Fprintf(&b, ": %s", e.Reason)
+	switch e.Reason {
+	case p2p.RefusedUnknownPeer:
+		b.WriteString(" (not on the allowlist)")
+	case p2p.RefusedIPMismatch:
+		b.WriteString(" (its allowlist entry does not admit this IP)")
+	case p2p.RefusedIPNotAllowlisted:
+		b.WriteString(" (no allowlist entry admits this IP)")
+	}
+	if e.Count > 1 {
+		fmt.Fprintf(&b, ", %d times", e.Count)
+	}
+	return b.String()
 }

@@ -116,3 +116,44 @@ func TestRenderText(t *testing.T) {
 		}
 	}
 }
+
+// A refused event, and the allowlist's name beside every peer ID of an
+// event, in both forms.
+func TestRenderRefusedAndNames(t *testing.T) {
+	p := mustPeer(t, testPeer)
+	names := namer(func(q peer.ID) string {
+		if q == p {
+			return "operator-2"
+		}
+		return ""
+	})
+	ip := netip.MustParseAddr("127.0.0.2")
+	cases := []struct {
+		ev         any
+		json, text string
+	}{
+		{p2p.Refused{Peer: p, IP: ip, Reason: p2p.RefusedIPMismatch, Count: 1},
+			`{"event":"refused","peer":"` + testPeer + `","peer_name":"operator-2","ip":"127.0.0.2","reason":"peer_ip_mismatch","count":1}`,
+			"refused " + testPeer + " (operator-2) from 127.0.0.2: peer_ip_mismatch (its allowlist entry does not admit this IP)"},
+		{p2p.Refused{IP: ip, Reason: p2p.RefusedIPNotAllowlisted, Count: 4},
+			`{"event":"refused","ip":"127.0.0.2","reason":"ip_not_allowlisted","count":4}`,
+			"refused a connection from 127.0.0.2: ip_not_allowlisted (no allowlist entry admits this IP), 4 times"},
+		{p2p.Data{From: p, Bytes: []byte("hi")},
+			`{"event":"data","from":"` + testPeer + `","from_name":"operator-2","data":"hi","data_b64":"aGk="}`,
+			"data from " + testPeer + " (operator-2): hi"},
+		{p2p.Connected{Peer: p, Inbound: true},
+			`{"event":"connected","peer":"` + testPeer + `","peer_name":"operator-2","direction":"inbound"}`,
+			"connected " + testPeer + " (operator-2), inbound"},
+		{p2p.Status{Peer: p, MsgID: 3, OK: true, Reason: p2p.ReasonOK},
+			`{"event":"status","peer":"` + testPeer + `","peer_name":"operator-2","id":3,"ok":true,"reason":"ok"}`,
+			"status " + testPeer + " (operator-2) #3: ok"},
+	}
+	for _, tc := range cases {
+		if got := string(renderNamed(tc.ev, true, names)); got != tc.json+"\n" {
+			t.Errorf("json: got  %s\nwant %s", got, tc.json)
+		}
+		if got := string(renderNamed(tc.ev, false, names)); got != tc.text+"\n" {
+			t.Errorf("text: got  %q\nwant %q", got, tc.text)
+		}
+	}
+}

@@ -46,6 +46,7 @@ type (
 	jsonRequest struct {
 		Event       string  `json:"event"`
 		From        string  `json:"from"`
+		FromName    string  `json:"from_name,omitempty"`
 		Exchange    string  `json:"exchange"`
 		Data        *string `json:"data,omitempty"`
 		DataB64     string  `json:"data_b64"`
@@ -54,6 +55,7 @@ type (
 	jsonReply struct {
 		Event       string  `json:"event"`
 		From        string  `json:"from"`
+		FromName    string  `json:"from_name,omitempty"`
 		Exchange    string  `json:"exchange"`
 		ID          uint64  `json:"id,omitempty"`
 		Data        *string `json:"data,omitempty"`
@@ -63,6 +65,7 @@ type (
 	jsonExchange struct {
 		Event    string  `json:"event"`
 		Peer     string  `json:"peer"`
+		PeerName string  `json:"peer_name,omitempty"`
 		Exchange string  `json:"exchange"`
 		ID       uint64  `json:"id,omitempty"`
 		Kind     string  `json:"kind"`
@@ -95,19 +98,19 @@ type (
 )
 
 // handlerJSON is toJSON for the events of this file; nil for others.
-func handlerJSON(ev any) any {
+func handlerJSON(ev any, names namer) any {
 	switch e := ev.(type) {
 	case handler.Request:
 		text, b64 := payloadJSON(e.Data)
-		return jsonRequest{"request", e.From.String(), e.Exchange.String(), text, b64, e.Redelivered}
+		return jsonRequest{"request", e.From.String(), names.of(e.From), e.Exchange.String(), text, b64, e.Redelivered}
 	case handler.Message:
 		text, b64 := payloadJSON(e.Data)
-		return jsonData{Event: "data", From: e.From.String(), Data: text, DataB64: b64, Redelivered: e.Redelivered}
+		return jsonData{Event: "data", From: e.From.String(), FromName: names.of(e.From), Data: text, DataB64: b64, Redelivered: e.Redelivered}
 	case replyEvent:
 		text, b64 := payloadJSON(e.Data)
-		return jsonReply{"reply", e.From.String(), e.Exchange.String(), e.ID, text, b64, e.Redelivered}
+		return jsonReply{"reply", e.From.String(), names.of(e.From), e.Exchange.String(), e.ID, text, b64, e.Redelivered}
 	case exchangeEvent:
-		j := jsonExchange{Event: "exchange", Peer: e.Peer.String(), Exchange: e.Exchange.String(), ID: e.ID,
+		j := jsonExchange{Event: "exchange", Peer: e.Peer.String(), PeerName: names.of(e.Peer), Exchange: e.Exchange.String(), ID: e.ID,
 			Kind: e.Kind.String(), Role: e.Role.String(), OK: e.OK, Reason: string(e.Reason),
 			Attempts: e.Attempts, Duration: millis(e.Duration), Resumed: e.Resumed, DeadLettered: e.DeadLettered, Redelivered: e.Redelivered}
 		if !e.OK {
@@ -123,14 +126,14 @@ func handlerJSON(ev any) any {
 }
 
 // handlerText is toText for the events of this file; "" for others.
-func handlerText(ev any) string {
+func handlerText(ev any, names namer) string {
 	switch e := ev.(type) {
 	case handler.Request:
-		return fmt.Sprintf("request from %s #%s%s: %s", e.From, e.Exchange, redeliveredText(e.Redelivered), payloadText(e.Data))
+		return fmt.Sprintf("request from %s #%s%s: %s", names.text(e.From), e.Exchange, redeliveredText(e.Redelivered), payloadText(e.Data))
 	case handler.Message:
-		return fmt.Sprintf("data from %s%s: %s", e.From, redeliveredText(e.Redelivered), payloadText(e.Data))
+		return fmt.Sprintf("data from %s%s: %s", names.text(e.From), redeliveredText(e.Redelivered), payloadText(e.Data))
 	case replyEvent:
-		return fmt.Sprintf("reply from %s #%s%s%s: %s", e.From, e.Exchange, idText(e.ID), redeliveredText(e.Redelivered), payloadText(e.Data))
+		return fmt.Sprintf("reply from %s #%s%s%s: %s", names.text(e.From), e.Exchange, idText(e.ID), redeliveredText(e.Redelivered), payloadText(e.Data))
 	case exchangeEvent:
 		id := ""
 		if e.ID != 0 {
@@ -141,7 +144,7 @@ func handlerText(ev any) string {
 		} else if e.Resumed {
 			id += ", resumed"
 		}
-		s := fmt.Sprintf("exchange %s #%s (%s, %s%s): ", e.Peer, e.Exchange, e.Kind, e.Role, id)
+		s := fmt.Sprintf("exchange %s #%s (%s, %s%s): ", names.text(e.Peer), e.Exchange, e.Kind, e.Role, id)
 		if e.OK {
 			return s + fmt.Sprintf("ok in %s", e.Duration.Round(10*time.Microsecond))
 		}

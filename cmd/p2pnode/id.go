@@ -54,8 +54,11 @@ func loadKey(path string) (crypto.PrivKey, error) {
 		return nil, usageErrorf("no identity key: give --key FILE")
 	}
 	k, err := p2p.LoadKey(path)
-	if errors.Is(err, p2p.ErrKeyPermissions) {
+	switch {
+	case errors.Is(err, p2p.ErrKeyPermissions):
 		return nil, fmt.Errorf("%w; fix with: chmod 600 %s", err, path)
+	case errors.Is(err, p2p.ErrNotKeyFile):
+		return nil, fmt.Errorf("%w; --key takes the file p2pnode keygen --out wrote", err)
 	}
 	return k, err
 }

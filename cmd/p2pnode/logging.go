@@ -17,33 +17,52 @@ import (
 //
 // Nothing in the CLI logs key material; the p2p package logs peer IDs only.
 func newLogger(c logConfig, w io.Writer) (*zap.Logger, error) {
-	level := zapcore.WarnLevel
-	switch c.Level {
-	case "", "warn":
-	case "debug":
-		level = zapcore.DebugLevel
-	case "info":
-		level = zapcore.InfoLevel
-	case "error":
-		level = zapcore.ErrorLevel
-	default:
-		return nil, usageErrorf("log level %q: want debug, info, warn or error", c.Level)
+	level, err := c.level()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
 	}
 	var enc zapcore.Encoder
-	switch c.Format {
-	case "", "console":
-		ec := zap.NewDevelopmentEncoderConfig()
-		ec.EncodeTime = zapcore.ISO8601TimeEncoder
-		enc = zapcore.NewConsoleEncoder(ec)
-	case "json":
+	if c.Format == "json" {
 		ec := zap.NewProductionEncoderConfig()
 		ec.EncodeTime = zapcore.ISO8601TimeEncoder
 		enc = zapcore.NewJSONEncoder(ec)
-	default:
-		return nil, usageErrorf("log format %q: want json or console", c.Format)
+	} else {
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), nil
+}
+
+// level is the zap level of c.Level.
+func (c logConfig) level() (zapcore.Level, error) {
+	switch c.Level {
+	case "", "warn":
+		return zapcore.WarnLevel, nil
+	case "debug":
+		return zapcore.DebugLevel, nil
+	case "info":
+		return zapcore.InfoLevel, nil
+	case "error":
+		return zapcore.ErrorLevel, nil
+	}
+	return 0, usageErrorf("log level %q: want debug, info, warn or error", c.Level)
+}
+
+// validate checks the level and the format, as newLogger will use them.
+func (c logConfig) validate() error {
+	if _, err := c.level(); err != nil {
+		return err
+	}
+	switch c.Format {
+	case "", "console", "json":
+		return nil
+	}
+	return usageErrorf("log format %q: want json or console", c.Format)
 }
 
 // routeLibp2pLogs sends go-libp2p's own logs (it logs through log/slog,

@@ -53,7 +53,8 @@ benchmarks the library.
 
 Results are readable text by default and JSON with --json. A failure prints
 one line, "p2pnode: <message>", on stderr and exits with status 1 (2 for a
-mistake in the command line itself).`,
+usage mistake: an unknown flag or command, a missing argument, an invalid
+value of a flag or configuration key).`,
 		Example: `  p2pnode demo
   p2pnode keygen --out node.key
   p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --name operator-2
@@ -64,7 +65,10 @@ mistake in the command line itself).`,
   p2pnode bench`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what "p2pnode version" prints.
+		Version: buildVersion().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetIn(a.in)
 	root.SetOut(a.out)
 	root.SetErr(a.err)

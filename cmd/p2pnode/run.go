@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -22,9 +21,18 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
-const runLong = `run starts a node and prints one line per event on stdout until stdin
-closes, or until SIGINT or SIGTERM; then it stops cleanly and exits 0.
-Logs go to stderr.
+const runLong = `run starts a node and prints one line per event on stdout until SIGINT or
+SIGTERM, or until its command stream on stdin ends; then it stops cleanly
+and exits 0. Logs go to stderr.
+
+Stdin is a command stream when it is a pipe, a FIFO, a socket, a terminal
+or a regular file: its end (EOF, or Ctrl-D) stops the node, so that a
+script piping commands in stops it by closing the pipe. Any other stdin,
+such as /dev/null (systemd, docker without -i, nohup), or --no-stdin,
+means no commands: the node runs until SIGINT or SIGTERM. That is the
+service form:
+
+  p2pnode run --config /etc/p2pnode/p2pnode.yaml </dev/null
 
 Every message goes through the exchange handler: a send is a one-way
 message, acknowledged, resent when the peer is busy or the connection
@@ -79,11 +87,17 @@ Events, with --json (one object per line, "event" first):
   {"event":"disconnected","peer":"<id>"}
   {"event":"connection_limit","peer":"<id>","reason":"malformed_message","until":"<RFC 3339>"}
   {"event":"dropped","peer":"<id>","id":9,"count":3}
+  {"event":"refused","peer":"<id>","ip":"<ip>","reason":"unknown_peer","count":1}   an inbound connection the allowlist refused
   {"event":"error","peer":"<id>","error":"<message>"}
   {"event":"reloaded","kind":"allowlist","file":"<path>","count":4}
   {"event":"dht_ready","peers":1}                                           with --dht
   {"event":"published","addrs":["/ip4/..."],"seq":N,"expires":"<RFC 3339>"}  with --dht
 
+A peer the allowlist names has its name beside its ID: "peer_name" after
+"peer", "from_name" after "from" (in text: ID (name)). A refused event
+stands for "count" refusals of one peer, IP and reason: the first at once,
+the rest at most every 10 seconds; "peer" is left out for a connection
+refused before its handshake (reason ip_not_allowlisted or ip_banned).
 "data_dir" is left out with --ephemeral. A request or data event of
 something the previous run received and never handled has
 "redelivered":true; an exchange a previous run started has "resumed":true;
@@ -101,8 +115,8 @@ when they change). A peer no longer allowlisted is disconnected at once. A
 file that does not parse leaves the old list in force and prints an error
 event naming the file and line.
 
-As a service, whose stdin is usually closed or /dev/null, use --no-stdin:
-the node then runs until SIGINT or SIGTERM.`
+A service's stdin is usually /dev/null, which run already reads as "no
+commands"; --no-stdin says so whatever stdin is.`
 
 // newRunCmd builds "run".
 func newRunCmd(a *app) *cobra.Command {
@@ -190,6 +204,7 @@ func runNode(a *app, cfg runConfig) error {
 		return err
 	}
 	r.list, r.routes = pcfg.Allowlist, pcfg.Routes
+	r.out.names = r.peerName
 	if r.list.Len() == 0 {
 		log.Warn("the allowlist is empty: no peer can connect", zap.String("file", cfg.Allowlist))
 	}
@@ -273,7 +288,7 @@ func runNode(a *app, cfg runConfig) error {
 	}
 
 	var lines <-chan stdinLine
-	if !cfg.NoStdin {
+	if r.stdinMode(a.in) == stdinReadCommands {
 		in := startStdinReader(a.in, maxStdinLine(r.node.Config().MaxMessageSize))
 		defer in.stop()
 		lines = in.lines
@@ -486,19 +501,6 @@ func (r *runner) shutdown() error {
 		r.log.Warn("closing the node", zap.Error(err))
 	}
 	return nil
-}
-
-// parseListenAddrs parses the --listen values. None means p2p's default.
-func parseListenAddrs(ss []string) ([]ma.Multiaddr, error) {
-	var out []ma.Multiaddr
-	for _, s := range ss {
-		a, err := ma.NewMultiaddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("listen address %q: %v", s, err)
-		}
-		out = append(out, a)
-	}
-	return out, nil
 }
 
 // maxStdinLine bounds a stdin line: the largest message, written as JSON

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/dht"
@@ -201,10 +202,11 @@ type observed struct {
 func newObserved() *observed { return &observed{wake: make(chan struct{}, 1)} }
 
 // observe is the handler's Config.Observe: it keeps the node events the
-// handler does not pass on (connections, and Dropped with its message ID).
+// handler does not pass on (connections, refusals, and Dropped with its
+// message ID).
 func (o *observed) observe(ev p2p.Event) {
 	switch ev.(type) {
-	case p2p.Connected, p2p.Disconnected, p2p.Dropped:
+	case p2p.Connected, p2p.Disconnected, p2p.Dropped, p2p.Refused:
 	default:
 		return
 	}
@@ -289,4 +291,11 @@ func (r *runner) stopDHT() {
 			r.log.Warn("closing the dht", zap.Error(err))
 		}
 	}
+}
+
+// peerName is the allowlist's name of p, as the list stands now: a name
+// changed by a reload shows from the next event on.
+func (r *runner) peerName(p peer.ID) string {
+	e, _ := r.list.Get(p)
+	return e.Name
 }

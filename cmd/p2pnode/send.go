@@ -264,7 +264,7 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 		return fmt.Errorf("send to %s: %w", to, err)
 	}
 	if !out.OK {
-		return fmt.Errorf("send to %s failed: %s after %d attempts (%s)", to, out.Reason, out.Attempts, errText(out.Err))
+		return outcomeError(to, out)
 	}
 	// Our node acknowledges the reply right after handing it over; closing
 	// at once could lose that ack and fail the peer's side of a completed
@@ -277,6 +277,16 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 		}
 	}
 	return printSendResult(a, cfg.JSON, to, reply, out)
+}
+
+// outcomeError is the one line a failed exchange ends send with. A peer
+// that closed the connection at the handshake is named as such: the rest
+// (dial_failed after 1 attempt) would hide what the operator has to do.
+func outcomeError(to peer.ID, out handler.Outcome) error {
+	if ce, ok := errors.AsType[*p2p.ClosedAtHandshakeError](out.Err); ok {
+		return fmt.Errorf("send to %s: %w", to, ce)
+	}
+	return fmt.Errorf("send to %s failed: %s after %d attempts (%s)", to, out.Reason, out.Attempts, errText(out.Err))
 }
 
 // awaitOutcome waits for exchange id's outcome and, for a request that
@@ -335,7 +345,7 @@ func printSendResult(a *app, asJSON bool, to peer.ID, reply *handler.Reply, o ha
 		j := struct {
 			jsonReply
 			Duration float64 `json:"duration_ms"`
-		}{jsonReply{"reply", reply.From.String(), reply.Exchange.String(), 0, text, b64, false}, millis(o.Duration)}
+		}{jsonReply{Event: "reply", From: reply.From.String(), Exchange: reply.Exchange.String(), Data: text, DataB64: b64}, millis(o.Duration)}
 		return enc.Encode(j)
 	}
 	if reply == nil {

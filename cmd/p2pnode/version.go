@@ -9,9 +9,10 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at release builds with
-// -ldflags "-X main.version=v1.2.3"; otherwise the module version (or
-// "devel") is reported.
+// version is set by "make build" with -ldflags "-X main.version=..." to
+// git describe of the tree; otherwise the module version of the build info
+// is reported (a tag, for "go install ...@v1.2.3"), or "devel" with the VCS
+// revision when there is none.
 var version string
 
 // versionInfo is what "version" prints.
@@ -48,6 +49,18 @@ func buildVersion() versionInfo {
 	return v
 }
 
+// String is the version line "version" and --version print.
+func (v versionInfo) String() string {
+	s := fmt.Sprintf("p2pnode %s (%s", v.Version, v.Go)
+	if v.Revision != "" {
+		s += ", " + v.Revision
+		if v.Modified {
+			s += "+modified"
+		}
+	}
+	return s + ")"
+}
+
 // newVersionCmd builds "version".
 func newVersionCmd(a *app) *cobra.Command {
 	var asJSON bool
@@ -61,14 +74,7 @@ func newVersionCmd(a *app) *cobra.Command {
 			if asJSON {
 				return json.NewEncoder(a.out).Encode(v)
 			}
-			s := fmt.Sprintf("p2pnode %s (%s", v.Version, v.Go)
-			if v.Revision != "" {
-				s += ", " + v.Revision
-				if v.Modified {
-					s += "+modified"
-				}
-			}
-			_, err := fmt.Fprintln(a.out, s+")")
+			_, err := fmt.Fprintln(a.out, v)
 			return err
 		},
 	}
