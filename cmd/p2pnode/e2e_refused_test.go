@@ -39,7 +39,7 @@ func TestRefusalSeenOnBothSides(t *testing.T) {
 		{keyS, idS, "unknown_peer", ""},
 		{keyB, idB, "peer_ip_mismatch", "bound-op"},
 	} {
-		res := runCLI(t, dir, "send", "--key", who.key, "--allowlist", listS, "--addr", addrR,
+		res := runCLI(t, dir, "send", "--standalone", "--key", who.key, "--allowlist", listS, "--addr", addrR,
 			"--max-attempts", "3", "--backoff-base", "10ms", "hello?")
 		oneErrorLine(t, res, "send to "+idR+": the peer closed the connection during the handshake: it may not allowlist "+who.id)
 		e := r.expect("refused event", match("refused", "peer", who.id, "ip", "127.0.0.1", "reason", who.reason))[0]

@@ -194,7 +194,7 @@ func TestDevNullStdinRunsUntilSIGTERM(t *testing.T) {
 	}
 	addr := strings.Fields(strings.TrimPrefix(line, "listening as "+id+" on "))[0]
 
-	if out := mustRun(t, dir, "send", "--key", keyS, "--allowlist", list, "--addr", addr, "still there?"); out != "still there?\n" {
+	if out := mustRun(t, dir, "send", "--standalone", "--key", keyS, "--allowlist", list, "--addr", addr, "still there?"); out != "still there?\n" {
 		t.Fatalf("send printed %q", out)
 	}
 	// Still running after the exchange: its output goes on until SIGTERM.
@@ -234,7 +234,7 @@ func TestExitCodesAgree(t *testing.T) {
 	key, id := newKey(t, dir, "node.key")
 	list := filepath.Join(dir, "allowlist.yaml")
 	writeAllowlist(t, list, id)
-	send := []string{"send", "--key", key, "--allowlist", list, "--to", testPeer}
+	send := []string{"send", "--standalone", "--key", key, "--allowlist", list, "--to", testPeer}
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -245,7 +245,7 @@ func TestExitCodesAgree(t *testing.T) {
 		{append(send, "--addr", "127.0.0.1:4200", "x"), exitUsage},
 		{[]string{"run", "--key", key, "--allowlist", list, "--metrics-addr", "9464"}, exitUsage},
 		{[]string{"run", "--key", filepath.Join(dir, "none.key"), "--allowlist", list}, exitError},
-		{append(send[:2:2], filepath.Join(dir, "none.key"), "--allowlist", list, "--to", testPeer, "--addr", "/ip4/127.0.0.1/tcp/1", "x"), exitError},
+		{append(send[:3:3], filepath.Join(dir, "none.key"), "--allowlist", list, "--to", testPeer, "--addr", "/ip4/127.0.0.1/tcp/1", "x"), exitError},
 	} {
 		if r := runCLI(t, dir, tc.args...); r.code != tc.code {
 			t.Errorf("%v: exit %d, want %d; stderr %q", tc.args, r.code, tc.code, r.stderr)
