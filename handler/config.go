@@ -63,11 +63,16 @@ type Config struct {
 	// the BitVMX handler's design has it. Both ends must keep the
 	// connection for it to be kept.
 	KeepConnection bool
-	// Linger is how long a dialer that completed a request waits for the
-	// responder to close the connection before closing it itself. The
-	// responder closes first because it learns last that the exchange is
-	// complete: the dialer's node acknowledges the reply, and closing
-	// before that ack is on the wire would lose it. Default 250ms.
+	// Linger is how long the side that received an exchange's last
+	// message (the dialer receiving the reply, the receiver of a one-way
+	// message) waits for the peer to close the connection before closing
+	// it itself, without KeepConnection; also how long after a close the
+	// handler checks that the connection is gone. The peer closes first
+	// because it learns last that the exchange is complete, from our ack;
+	// our own close would write that ack first anyway (p2p.DisconnectFrom),
+	// so Linger only decides who closes, and how long a connection the
+	// peer keeps (its KeepConnection) stays. docs/PROTOCOL.md §5. Default
+	// 250ms.
 	Linger time.Duration
 
 	// MaxConcurrentPerPeer is how many exchanges the handler dials to one
@@ -206,6 +211,9 @@ func WithIdleTimeout(d time.Duration) Option { return func(c *Config) { c.IdleTi
 
 // WithKeepConnection sets Config.KeepConnection.
 func WithKeepConnection(keep bool) Option { return func(c *Config) { c.KeepConnection = keep } }
+
+// WithLinger sets Config.Linger.
+func WithLinger(d time.Duration) Option { return func(c *Config) { c.Linger = d } }
 
 // WithMaxConcurrentPerPeer sets Config.MaxConcurrentPerPeer.
 func WithMaxConcurrentPerPeer(n int) Option { return func(c *Config) { c.MaxConcurrentPerPeer = n } }

@@ -88,14 +88,18 @@
 // connection, closed when it completes; Config.KeepConnection keeps it for
 // later exchanges instead, until Config.IdleTimeout. The responder closes
 // the connection, because it is the last to learn that the exchange
-// completed: the dialer's node acknowledges the reply, and a dialer that
-// hung up at once could lose that ack. The dialer waits Config.Linger for
-// the close, then closes itself.
+// completed, from the dialer's node's ack of the reply. The dialer waits
+// Config.Linger for the close, then closes itself; its node writes the
+// acks it owes before any close (p2p.DisconnectFrom), so no ack is lost
+// either way.
 //
-// A peer that breaks the exchange protocol or never acknowledges is judged
-// faulty: reported as an Error, disconnected, its active exchanges failed.
-// Protocol violations also spend its misbehaviour budget in the node's
-// rate limiter.
+// A peer that never acknowledges is judged faulty: reported as an Error,
+// disconnected, its active exchanges failed. A payload on the handler's
+// channel that is not a valid envelope is refused malformed in its ack by
+// the node, before anything is delivered, and costs the peer one token of
+// its misbehaviour budget in the node's rate limiter; an ack out of
+// protocol fails the exchange its message carried and costs one too. Both
+// leave the connection up.
 //
 // Without an address, Request and Send use the peer's connection, the last
 // address the handler was given for it, or Config.Resolver (a DHT), which
@@ -117,9 +121,10 @@
 // # Wire format
 //
 // Each handler message is one p2p message on channel Config.Channel
-// (default 0) whose payload is a pb.Envelope: a kind (request, reply,
-// message), the exchange ID and the application's bytes. See
-// pb/exchange.proto.
+// (default 0, both the frame's channel and from_channel) whose payload is
+// a pb.Envelope: a kind (request, reply, message), the exchange ID and the
+// application's bytes. See pb/exchange.proto, docs/handler-fsm.md and
+// docs/PROTOCOL.md §8.
 //
 // # Goroutines
 //

@@ -124,7 +124,12 @@ func (h *Handler) write(b *store.Batch) {
 }
 
 // accept is the node's Config.Accept: it judges each message before the
-// node acknowledges it. A reply to an exchange this process does not know is
+// node acknowledges it, so that an ack never says OK for something the
+// handler then rejects. A payload on the handler's channel that is not a
+// valid envelope (it does not decode, its kind is unspecified or unknown,
+// its exchange is 0) is refused malformed: the node charges the peer one
+// malformed_message token for it, and that is all (no Error, no fault, no
+// disconnection). A reply to an exchange this process does not know is
 // refused with unknown_exchange: it is no misbehaviour (it answers this
 // process's previous life, or another process sharing our key). With a
 // store, a new request or message is written to disk first, and acked once
@@ -134,8 +139,11 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, func() p2p.Reason) {
 		return p2p.ReasonOK, nil // the loop reports it
 	}
 	env, err := decodeEnvelope(d.Bytes)
-	if err != nil || env.exchange == 0 {
-		return p2p.ReasonOK, nil // the loop judges it
+	if err != nil || env.exchange == 0 || !knownKind(env.kind) {
+		if ce := h.log.Check(zap.DebugLevel, "refused a payload that is not an envelope"); ce != nil {
+			ce.Write(zap.Stringer("peer", d.From), zap.Int("size", len(d.Bytes)), zap.Error(err))
+		}
+		return p2p.ReasonMalformed, nil
 	}
 	id := ExchangeID(env.exchange)
 	switch env.kind {
@@ -156,6 +164,15 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, func() p2p.Reason) {
 		}
 	}
 	return p2p.ReasonOK, nil
+}
+
+// knownKind reports whether k is a kind of envelope this handler takes.
+func knownKind(k pb.Kind) bool {
+	switch k {
+	case pb.Kind_KIND_REQUEST, pb.Kind_KIND_REPLY, pb.Kind_KIND_MESSAGE:
+		return true
+	}
+	return false
 }
 
 // expectsReply reports whether a reply to id from p is one this process

@@ -77,10 +77,15 @@ func TestUnknownReply(t *testing.T) {
 	}
 }
 
-// A reply to a one-way message answers nothing either; an envelope that
-// does not decode is a protocol violation.
+// A reply to a one-way message answers nothing the handler knows: refused
+// unknown_exchange. A payload on the handler's channel that is not a valid
+// envelope (it does not decode, its kind is unspecified or unknown, its
+// exchange is 0) is refused MALFORMED by the handler's node, in its ack,
+// before anything is delivered (docs/PROTOCOL.md §8): one malformed_message
+// token each, no Error, no event, and the stream and the connection stay.
 func TestMalformedAndMisplacedEnvelopes(t *testing.T) {
-	h, raw := rawPair(t)
+	h, raw := rawPair(t, handler.WithKeepConnection(true))
+	w := watch(t, h, raw.id.ID)
 	id, _ := h.Send(raw.id.ID, raw.addr(), []byte("m"))
 	raw.setPolicy(func(*hpb.Envelope, int) pb.Reason { return holdAck })
 	raw.next()
@@ -89,14 +94,43 @@ func TestMalformedAndMisplacedEnvelopes(t *testing.T) {
 	}
 	close(raw.hold)
 	expect(t, outcome(t, h, id), true, handler.ReasonOK)
+	stream := raw.out
 
-	for _, payload := range [][]byte{{0xff, 0xff}, envelope(hpb.Kind_KIND_UNSPECIFIED, 1, nil), envelope(hpb.Kind_KIND_REQUEST, 0, nil)} {
-		raw.post(h, payload, true)
-		if e := tu.Next[handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
-			t.Fatalf("error %+v", e)
+	bad := []struct {
+		name    string
+		payload []byte
+	}{
+		{"not protobuf", []byte{0xff, 0xff}},
+		{"bare payload", []byte("hello, handler")},
+		{"empty", nil},
+		{"kind unspecified", envelope(hpb.Kind_KIND_UNSPECIFIED, 1, nil)},
+		{"unknown kind", envelope(hpb.Kind(9), 2, []byte("a kind from a newer handler"))},
+		{"exchange 0", envelope(hpb.Kind_KIND_REQUEST, 0, []byte("q"))},
+	}
+	for _, c := range bad {
+		if r := raw.send(h, c.payload); r != pb.Reason_MALFORMED {
+			t.Fatalf("%s: acked %v, want MALFORMED", c.name, r)
 		}
 	}
-	tu.None[handler.Event](t, h.Events(), 50*time.Millisecond)
+	if n := h.Node().Limiter().Stats().Peers.Spent[ratelimit.MalformedMessage]; n != uint64(len(bad)) {
+		t.Fatalf("%d malformed_message tokens spent, want %d", n, len(bad))
+	}
+	// A valid request follows on the same stream.
+	if r := raw.send(h, envelope(hpb.Kind_KIND_REQUEST, 77, []byte("q"))); r != pb.Reason_OK {
+		t.Fatalf("request acked %v", r)
+	}
+	if req := tu.Next[handler.Request](t, h.Events()); req.Exchange != 77 {
+		t.Fatalf("request %+v", req)
+	}
+	if raw.out != stream {
+		t.Fatal("the raw peer had to open another stream")
+	}
+	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
+	select {
+	case <-w.down:
+		t.Fatal("the handler disconnected the peer")
+	default:
+	}
 }
 
 // A reply may overtake the ack of its request; it completes the exchange.
@@ -265,15 +299,26 @@ func TestDuplicateRequestHurriesReply(t *testing.T) {
 	}
 }
 
-// A faulty dialer fails the exchanges it started with us too.
+// A peer that turns faulty (here: it never acks our request) fails the
+// exchanges it started with us too.
 func TestFaultFailsResponderExchange(t *testing.T) {
-	h, raw := rawPair(t)
+	h, raw := rawPair(t, handler.WithNode(func(c *p2p.Config) { c.AckTimeout = 300 * time.Millisecond }))
 	raw.send(h, envelope(hpb.Kind_KIND_REQUEST, 5, []byte("q")))
 	tu.Next[handler.Request](t, h.Events())
-	raw.post(h, []byte{0xff, 0xff}, false)
-	tu.Next[handler.Error](t, h.Outcomes())
-	o := outcome(t, h, 5)
-	expect(t, o, false, handler.ReasonUnexpectedMessage)
+	raw.setPolicy(func(*hpb.Envelope, int) pb.Reason { return noAck })
+	id, _ := h.Request(raw.id.ID, raw.addr(), []byte("q"))
+	raw.next()
+	if e := tu.Next[handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !e.Disconnected {
+		t.Fatalf("error %+v", e)
+	}
+	got := map[handler.ExchangeID]handler.Outcome{}
+	for len(got) < 2 {
+		o := tu.Next[handler.Outcome](t, h.Outcomes())
+		got[o.Exchange] = o
+	}
+	expect(t, got[id], false, handler.ReasonAckTimeout)
+	o := got[5]
+	expect(t, o, false, handler.ReasonAckTimeout)
 	if o.Role != handler.Responder || o.Stage != handler.StateDelivered {
 		t.Fatalf("outcome %+v", o)
 	}

@@ -254,6 +254,9 @@ func (h *Handler) onData(d p2p.Data) {
 		h.outcomes.Push(Error{Peer: d.From, Err: fmt.Errorf("%w: data on channel %d, the handler's is %d", ErrUnexpectedMessage, d.Channel, h.cfg.Channel)}, false)
 		return
 	}
+	// accept has refused (MALFORMED) every payload on our channel that is
+	// not a valid envelope before the node acked it, so these checks only
+	// guard against a node that delivered one anyway.
 	env, err := decodeEnvelope(d.Bytes)
 	if err != nil {
 		h.unexpected(d.From, fmt.Errorf("%w: malformed envelope: %w", ErrUnexpectedMessage, err))

@@ -25,11 +25,13 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
 )
 
-// Ack policy answers that are not reasons: never acknowledge, and
-// acknowledge OK once the test sends on rawPeer.hold.
+// Ack policy answers that are not reasons: never acknowledge, acknowledge
+// OK once the test sends on rawPeer.hold, and acknowledge with an id the
+// handler's node never sent (a protocol violation).
 const (
 	noAck   pb.Reason = -1
 	holdAck pb.Reason = -2
+	wrongID pb.Reason = -3
 )
 
 // rawPeer is a bare go-libp2p host speaking the p2p message protocol and the
@@ -47,6 +49,7 @@ type rawPeer struct {
 	got  chan *hpb.Envelope // every envelope received, before it is acked
 	hold chan struct{}      // releases a holdAck
 	lazy sync.Map           // *hpb.Envelope received -> its Data frame's lazy_ack
+	data sync.Map           // *hpb.Envelope received -> the *pb.Data that carried it
 
 	mu     sync.Mutex
 	policy func(env *hpb.Envelope, n int) pb.Reason // n counts envelopes received, from 1
@@ -174,9 +177,13 @@ func (rs *rawStream) answer() {
 		}
 		r.mu.Unlock()
 		r.lazy.Store(env, f.LazyAck)
+		r.data.Store(env, f)
 		r.got <- env
 		switch reason {
 		case noAck:
+			continue
+		case wrongID:
+			rs.write(frameBytes(pb.AckFrame(&pb.Ack{Id: f.Id + 1000})))
 			continue
 		case holdAck:
 			select {

@@ -63,9 +63,14 @@ const (
 	// Config.ReplyTimeout of the request's ack; for a responder, the
 	// application did not call Response within it.
 	ReasonReplyTimeout Reason = "reply_timeout"
-	// ReasonUnexpectedMessage: the peer broke the exchange protocol (a
-	// malformed envelope, a reply to nothing the handler asked). The peer
-	// is judged faulty and disconnected, and its active exchanges fail.
+	// ReasonUnexpectedMessage: the peer broke the protocol. Its node
+	// answered our message out of protocol (an ack with the wrong id: the
+	// p2p Status protocol_error): the exchange fails, the p2p layer has
+	// reset the stream and charged the peer, and the connection stays.
+	// Or the peer's handler sent what no exchange allows (a reply to a
+	// request not yet sent): the peer is judged faulty and disconnected,
+	// and its active exchanges fail. (A payload that is not an envelope
+	// never gets this far: our node refuses it malformed.)
 	ReasonUnexpectedMessage Reason = "unexpected_message"
 	// ReasonRateLimited: the peer was cut off by the rate limiter
 	// (ConnectionLimit), or its node refuses us as rate limited.
@@ -167,7 +172,20 @@ func classify(r p2p.Reason) (Reason, ackPolicy) {
 	case p2p.ReasonAckTimeout:
 		return ReasonAckTimeout, fault
 	case p2p.ReasonProtocolError:
-		return ReasonUnexpectedMessage, fault
+		// The peer's node answered out of protocol (docs/PROTOCOL.md
+		// §4.4): the stream is reset and the peer charged, the connection
+		// stays (as the spec has it); this exchange's fate is unknown and
+		// a resend would meet the same peer.
+		return ReasonUnexpectedMessage, terminal
+	case p2p.ReasonTooManyInFlight:
+		// Our node kept its in-flight limit, the peer's is lower: resend
+		// once acks have come back.
+		return ReasonNotAcked, retry
+	case p2p.ReasonRefused:
+		// A reason of a newer peer's that we do not know: a refusal,
+		// nothing more (docs/PROTOCOL.md §9). Not retried: we cannot know
+		// that a resend helps.
+		return ReasonNotAcked, terminal
 	case p2p.ReasonClosed:
 		return ReasonClosed, terminal
 	case p2p.ReasonShuttingDown:
@@ -176,8 +194,8 @@ func classify(r p2p.Reason) (Reason, ackPolicy) {
 	case p2p.ReasonUnknownExchange:
 		return ReasonUnknownExchange, terminal
 	default:
-		// too_large, malformed, not_routed, shutting_down, and reasons of
-		// newer peers: the same message would be refused again.
+		// too_large, malformed, not_routed: the same message would be
+		// refused again.
 		return ReasonNotAcked, terminal
 	}
 }

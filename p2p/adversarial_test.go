@@ -111,18 +111,32 @@ func TestIndependentImplementationInterop(t *testing.T) {
 	}
 }
 
+// TestMalformedFramesRejected: every unreadable frame of docs/PROTOCOL.md
+// §4.2-4.4 gets one id-0 ack, MALFORMED or TOO_LARGE, and the stream ends.
 func TestMalformedFramesRejected(t *testing.T) {
 	cases := map[string][]byte{
 		"not protobuf":         {0x05, 0xff, 0xff, 0xff, 0xff, 0xff},
 		"id zero":              mustDelimited(t, data(&pb.Data{Payload: []byte("x")})),
 		"neither data nor ack": mustDelimited(t, &pb.Frame{}),
 		"oversized prefix":     {0xff, 0xff, 0xff, 0xff, 0x0f},
+		// §4.3: a Frame carries one body field, once.
+		"both data and ack": {0x06, 0x0a, 0x02, 0x08, 0x01, 0x12, 0x00},
+		"data twice":        {0x08, 0x0a, 0x02, 0x08, 0x01, 0x0a, 0x02, 0x08, 0x02},
+		// §4.2: a length prefix is a varint of at most 10 bytes.
+		"prefix of 11 bytes":                 {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00},
+		"prefix past 64 bits":                {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
+		"prefix of 10 bytes, over the limit": {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 	}
 	want := map[string]pb.Reason{
-		"not protobuf":         pb.Reason_MALFORMED,
-		"id zero":              pb.Reason_MALFORMED,
-		"neither data nor ack": pb.Reason_MALFORMED,
-		"oversized prefix":     pb.Reason_TOO_LARGE,
+		"not protobuf":                       pb.Reason_MALFORMED,
+		"id zero":                            pb.Reason_MALFORMED,
+		"neither data nor ack":               pb.Reason_MALFORMED,
+		"oversized prefix":                   pb.Reason_TOO_LARGE,
+		"both data and ack":                  pb.Reason_MALFORMED,
+		"data twice":                         pb.Reason_MALFORMED,
+		"prefix of 11 bytes":                 pb.Reason_MALFORMED,
+		"prefix past 64 bits":                pb.Reason_MALFORMED,
+		"prefix of 10 bytes, over the limit": pb.Reason_TOO_LARGE,
 	}
 	for name, frame := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package p2p
 import (
 	"bufio"
 	"bytes"
+	"errors"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -21,7 +22,10 @@ import (
 //   - the decoder reads the canonical encoding (one field per Frame, the
 //     message's fields once each, in order) itself, and hands anything else
 //     to proto.Unmarshal, so it accepts exactly what protobuf accepts and
-//     reads it alike (FuzzReadFrame compares the two on every input).
+//     reads it alike (FuzzReadFrame compares the two on every input), but
+//     for one thing: a Frame with more than one body field (both data and
+//     ack, or one of them twice), which protobuf reads as its last (or
+//     merges) and the protocol refuses as malformed.
 
 // Field numbers of message.proto. All are below 16: their tags take one
 // byte.
@@ -129,6 +133,12 @@ func (f *frame) decode(b []byte) error {
 	if err := proto.Unmarshal(b, &m); err != nil {
 		return err
 	}
+	if bodyFields(b) > 1 {
+		// Protobuf would keep the last (or merge repeated data), and
+		// another implementation might read the frame otherwise: a Frame
+		// carries one body, once (docs/PROTOCOL.md §4.3).
+		return errManyBodies
+	}
 	switch body := m.Body.(type) {
 	case *pb.Frame_Data:
 		d := body.Data
@@ -137,6 +147,33 @@ func (f *frame) decode(b []byte) error {
 		*f = frame{kind: frameKindAck, id: body.Ack.Id, reason: body.Ack.Reason}
 	}
 	return nil
+}
+
+// errManyBodies is the decoding error of a Frame with both data and ack, or
+// either of them more than once.
+var errManyBodies = errors.New("a frame with more than one body field")
+
+// bodyFields counts the body fields (data, ack) of the Frame encoded in b,
+// which proto.Unmarshal has accepted. A field of either number with another
+// wire type is an unknown field to protobuf, and not counted.
+func bodyFields(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return n
+		}
+		b = b[l:]
+		l = protowire.ConsumeFieldValue(num, typ, b)
+		if l < 0 {
+			return n
+		}
+		b = b[l:]
+		if (num == fieldFrameData || num == fieldFrameAck) && typ == protowire.BytesType {
+			n++
+		}
+	}
+	return n
 }
 
 // decodeCanonical reads b if it is a Frame of exactly one field, whose

@@ -73,7 +73,9 @@ type Config struct {
 	// DialTimeout bounds connecting to a peer and opening a stream. Default 10s.
 	DialTimeout time.Duration
 	// MaxInFlight is how many sent messages to one peer may await their ack
-	// at once. Default 64.
+	// at once on a stream. It is enforced on receipt too: a message that
+	// arrives while this many of the peer's are unanswered on its stream is
+	// refused with ReasonTooManyInFlight (docs/PROTOCOL.md §4.6). Default 64.
 	MaxInFlight int
 	// SendQueue is how many messages to one peer may wait to be sent; past
 	// it SendMsg gets a Status with ReasonQueueFull. Default 1024.
@@ -113,13 +115,22 @@ type Config struct {
 	// Messages judged ReasonOK are delivered (or refused busy when the
 	// Receiver is full); others are answered with the verdict as their
 	// ack: ReasonBusy, ReasonMalformed, ReasonShuttingDown, ReasonTooLarge
-	// or ReasonUnknownExchange (any other reason is sent as busy).
+	// or ReasonUnknownExchange (any other reason is sent as busy). A
+	// ReasonMalformed or ReasonTooLarge verdict costs the peer a
+	// misbehaviour token (malformed_message, oversized_message), as the
+	// node's own refusals do; the others cost nothing. None ends the
+	// stream.
 	Accept func(Data) (verdict Reason, wait func() Reason)
 
 	// HostOptions are appended to the libp2p options the node builds, for
 	// what Config does not cover (for example libp2p.EnableRelay()). They can
 	// weaken the node's guarantees; use with care.
 	HostOptions []libp2p.Option
+
+	// drainWait, when positive, replaces how long a disconnection waits
+	// for the peer to close its half of a stream (drain.go). Tests only:
+	// export_test.go.
+	drainWait time.Duration
 }
 
 // ErrNoKey and ErrNoAllowlist report a Config missing a required field.

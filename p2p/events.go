@@ -48,15 +48,24 @@ type SendMsg struct {
 	Via Origin
 }
 
-// DisconnectFrom closes every connection to Peer. With no Peer it
-// disconnects from all peers and stops the node, like Close.
+// DisconnectFrom closes every connection to Peer open when the node
+// handles it. With no Peer it disconnects from all peers and stops the
+// node, like Close.
 //
-// The close is immediate: an ack this node has written but the connection
-// has not yet carried is lost with it, and the peer then sees
-// ReasonConnectionLost for a message that was delivered. Delivery is
-// therefore at least once; a sender that resends after connection_lost may
-// deliver twice. The handler dedupes by exchange, and closes an exchange's
-// connection only after the last ack has arrived.
+// The acks this node owes Peer go out first: from the command on, nothing
+// more Peer sends is delivered; the messages already delivered (and those
+// whose Config.Accept verdict was pending) are acked, lazy acks included,
+// each message stream is closed after its acks, and the connections close
+// once Peer has closed its end of each stream, having read them
+// (docs/PROTOCOL.md §5). A message this node delivered is therefore never
+// reported connection_lost to its sender because of this close. Peer's
+// messages not yet read fail there as connection_lost (not delivered: a
+// resend is safe); this node's messages awaiting Peer's acks get them if
+// Peer sends them before its end, and connection_lost otherwise (their fate
+// is unknown). A stream with nothing owed either way closes at once; a Peer
+// that does not end its half is waited for at most a second (or
+// Config.WriteTimeout, if shorter). Streams Peer opens on those connections
+// meanwhile are reset; a connection it opens meanwhile is left open.
 type DisconnectFrom struct {
 	Peer peer.ID
 }

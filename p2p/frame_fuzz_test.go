@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
 )
@@ -49,22 +50,37 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0x7f})
 	f.Add([]byte{})
 
-	f.Add([]byte{0x04, 0x0a, 0x02, 0x08, 0x01})             // data, id 1
-	f.Add([]byte{0x06, 0x0a, 0x04, 0x10, 0x01, 0x08, 0x01}) // fields out of order
-	f.Add([]byte{0x06, 0x0a, 0x02, 0x08, 0x01, 0x12, 0x00}) // data then ack: the ack wins
-	f.Add([]byte{0x08, 0x0a, 0x02, 0x08, 0x01, 0x0a, 0x02, 0x10, 0x03})
-	f.Add([]byte{0x05, 0x12, 0x03, 0x10, 0xff, 0x01}) // a reason out of the enum
-	f.Add([]byte{0x05, 0x0a, 0x03, 0x30, 0x01, 0x08}) // unknown field
+	f.Add([]byte{0x04, 0x0a, 0x02, 0x08, 0x01})                         // data, id 1
+	f.Add([]byte{0x06, 0x0a, 0x04, 0x10, 0x01, 0x08, 0x01})             // fields out of order
+	f.Add([]byte{0x06, 0x0a, 0x02, 0x08, 0x01, 0x12, 0x00})             // data then ack: malformed
+	f.Add([]byte{0x08, 0x0a, 0x02, 0x08, 0x01, 0x0a, 0x02, 0x10, 0x03}) // data twice: malformed
+	f.Add([]byte{0x06, 0x0a, 0x02, 0x08, 0x01, 0x10, 0x01})             // data, then field 2 as a varint: unknown
+	f.Add([]byte{0x05, 0x12, 0x03, 0x10, 0xff, 0x01})                   // a reason out of the enum
+	f.Add([]byte{0x05, 0x0a, 0x03, 0x30, 0x01, 0x08})                   // unknown field
 
 	const limit = 256
 	f.Fuzz(func(t *testing.T, in []byte) {
 		ours := bufio.NewReaderSize(bytes.NewReader(in), 64)
 		theirs := bufio.NewReaderSize(bytes.NewReader(in), 64)
+		rest := in // the frames not yet read, for their bytes
 		for i := 0; ; i++ {
 			var got frame
 			err := readFrame(ours, noDeadline{}, limit+frameOverhead, time.Second, &got)
 			var m pb.Frame
 			perr := protodelim.UnmarshalOptions{MaxSize: limit + frameOverhead}.UnmarshalFrom(theirs, &m)
+			var body []byte
+			if perr == nil {
+				size, n := protowire.ConsumeVarint(rest)
+				body, rest = rest[n:n+int(size)], rest[n+int(size):]
+			}
+			if perr == nil && bodyFields(body) > 1 {
+				// The one departure from protobuf: more than one body
+				// field is malformed (docs/PROTOCOL.md §4.3).
+				if errClass(err) != "malformed" {
+					t.Fatalf("frame %d with %d body fields: our decoder says %v, want malformed", i, bodyFields(body), err)
+				}
+				return
+			}
 			if errClass(err) != errClass(perr) {
 				t.Fatalf("frame %d: our decoder says %v, protobuf says %v", i, err, perr)
 			}

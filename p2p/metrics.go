@@ -31,7 +31,8 @@ var allReasons = []Reason{
 	ReasonOK, ReasonTooLarge, ReasonMalformed, ReasonRateLimited, ReasonBusy,
 	ReasonNotRouted, ReasonShuttingDown, ReasonNotConnected, ReasonDialFailed,
 	ReasonRejected, ReasonAckTimeout, ReasonConnectionLost, ReasonQueueFull,
-	ReasonClosed, ReasonProtocolError, ReasonUnknownExchange,
+	ReasonClosed, ReasonProtocolError, ReasonUnknownExchange, ReasonTooManyInFlight,
+	ReasonRefused,
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -60,10 +60,12 @@ type Node struct {
 	viaSend     atomic.Int64 // commands given to Send, not yet handled by the run loop
 	dirty       []*msgStream // written to by the run loop, not yet flushed
 	streams     streamSet
+	draining    drainSet // peers whose DisconnectFrom is draining their streams
 	conns       connTracker
 	refusals    *refusals
 	stopWatchAL func()
 
+	closing   atomic.Bool // Close has begun: nothing more is delivered
 	closeOnce sync.Once
 	closed    chan struct{}
 	closeErr  error
@@ -214,8 +216,15 @@ func (n *Node) Config() Config { return n.cfg }
 // goroutine the node started has ended.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		n.cancel()
+		// Acks owed go out before the connections close: a message this
+		// node delivered must not be reported lost to its sender. Frames
+		// read meanwhile are refused shutting_down (admit), and streams
+		// peers open are reset (handleStream).
+		n.closing.Store(true)
 		n.stopWatchAL()
+		wait := n.drainWait()
+		n.drainStreams(n.streams.all(), wait, 2*wait, nil)
+		n.cancel()
 		n.closeErr = n.host.Close()
 		n.wg.Wait()
 		// Streams the peers opened are read by go-libp2p's goroutines, not
@@ -239,6 +248,7 @@ func (n *Node) run() {
 		case cmd, ok := <-n.sender:
 			if !ok {
 				n.shutdown()
+				<-n.ctx.Done()
 				return
 			}
 			if sc, ok := cmd.(sentCmd); ok {
@@ -260,9 +270,10 @@ func (n *Node) run() {
 }
 
 // shutdown closes the node from inside its own run loop, which Close waits
-// for, so it has to happen on another goroutine.
+// for, so it has to happen on another goroutine. The loop goes on until
+// Close has written the acks the node owes and cancels it.
 func (n *Node) shutdown() {
-	n.cancel()
+	n.closing.Store(true)
 	go n.Close()
 }
 
@@ -345,14 +356,6 @@ func (n *Node) send(c SendMsg) {
 		ps.enqueue(m)
 	} else if !slices.Contains(n.dirty, st) {
 		n.dirty = append(n.dirty, st)
-	}
-}
-
-// disconnect closes every connection to p at once. Its known addresses are
-// kept, so a later SendMsg without an address redials.
-func (n *Node) disconnect(p peer.ID) {
-	if err := n.host.Network().ClosePeer(p); err != nil {
-		n.events.Push(Error{Peer: p, Err: fmt.Errorf("disconnect: %w", err)}, false)
 	}
 }
 

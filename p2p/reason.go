@@ -18,6 +18,14 @@ const (
 	// ReasonUnknownExchange: the peer's application does not know what the
 	// message answers (Config.Accept decided so); see pb.Reason.
 	ReasonUnknownExchange Reason = "unknown_exchange"
+	// ReasonTooManyInFlight: the message arrived while the peer already
+	// had its Config.MaxInFlight of our messages unanswered on the stream
+	// (docs/PROTOCOL.md §4.6). Not delivered; it may be sent again.
+	ReasonTooManyInFlight Reason = "too_many_in_flight"
+	// ReasonRefused: an ack reason this node does not know, from a newer
+	// peer. The message was not delivered; nothing else is implied: it is
+	// neither an error nor misbehaviour (docs/PROTOCOL.md §9).
+	ReasonRefused Reason = "refused"
 )
 
 // Reasons decided by the sending node.
@@ -61,9 +69,13 @@ func reasonFromWire(r pb.Reason) Reason {
 		return ReasonRejected
 	case pb.Reason_UNKNOWN_EXCHANGE:
 		return ReasonUnknownExchange
+	case pb.Reason_TOO_MANY_IN_FLIGHT:
+		return ReasonTooManyInFlight
 	default:
-		// A newer peer's reason we do not know is still a refusal.
-		return ReasonProtocolError
+		// A newer peer's reason we do not know is a refusal, and only
+		// that: reporting or punishing it would cut off every peer of a
+		// later version that adds a reason.
+		return ReasonRefused
 	}
 }
 

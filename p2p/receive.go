@@ -23,12 +23,31 @@ var ErrNotRouted = errors.New("p2p: message not permitted by the routing table")
 // cap on streams it is refused: an honest peer needs one.
 func (n *Node) handleStream(s network.Stream) {
 	st := n.newMsgStream(s, true)
+	if n.closingConn(st) {
+		// Its connection is about to close: nothing it sends now could
+		// be acked. Not the peer's fault.
+		s.Reset()
+		return
+	}
 	if !n.streams.add(st, n.cfg.StreamsPerPeer) {
 		n.charge(st.peer, st.ip, ratelimit.ProtocolViolation)
 		s.Reset()
 		return
 	}
+	if n.closingConn(st) {
+		// A DisconnectFrom took its list of streams to drain between the
+		// check above and the add: this one is not on it.
+		n.streams.remove(st)
+		s.Reset()
+		return
+	}
 	st.serve()
+}
+
+// closingConn reports whether st's connection is being closed: the node
+// is closing, or a DisconnectFrom is draining the connection.
+func (n *Node) closingConn(st *msgStream) bool {
+	return n.closing.Load() || n.draining.closing(st.peer, st.s.Conn())
 }
 
 // judge decides whether a frame may be delivered: the node's own checks,
@@ -50,7 +69,7 @@ func (n *Node) judge(st *msgStream, f *frame) (pb.Reason, func() Reason) {
 
 // admit applies the node's own checks to a frame from p at ip.
 func (n *Node) admit(p peer.ID, ip netip.Addr, f *frame) pb.Reason {
-	if n.ctx.Err() != nil {
+	if n.closing.Load() || n.ctx.Err() != nil {
 		return pb.Reason_SHUTTING_DOWN
 	}
 	// The allowlist may have dropped the peer since its connection was
@@ -144,6 +163,13 @@ func (ss *streamSet) pick(p peer.ID) *msgStream {
 		}
 	}
 	return nil
+}
+
+// of returns the open streams with p.
+func (ss *streamSet) of(p peer.ID) []*msgStream {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return slices.Clone(ss.byPeer[p])
 }
 
 // all returns every open stream.

@@ -166,6 +166,9 @@ func (ps *peerSender) deliver(m *outMsg) {
 // open connects to the peer if needed, then opens a message stream.
 func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 	n := ps.n
+	// A connection being closed (DisconnectFrom) takes no new stream: the
+	// message goes on a fresh one once it is gone.
+	n.draining.wait(ps.peer, n.ctx.Done())
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 	defer cancel()
 	dialed := false

@@ -33,12 +33,26 @@ type msgStream struct {
 	s       network.Stream
 	inbound bool          // the peer opened it
 	dead    chan struct{} // closed when the stream ends
+	gone    chan struct{} // closed once it has ended: acks flushed, stream closed or reset
+
+	// Ending the stream for a DisconnectFrom or Close, drain.go.
+	draining  atomic.Bool
+	drainMu   sync.Mutex    // orders drain's read deadline before the reader's
+	drainWait time.Duration // under drainMu
 
 	// Read side: frames awaiting Config.Accept's verdict go, in order, to
 	// the settler goroutine (settle.go), which the reader owns.
 	settleQ   chan stagedFrame // nil until the first verdict to wait for
 	settled   chan struct{}    // closed when the settler has exited
 	unsettled atomic.Int32     // frames handed to the settler and not yet acked
+
+	// The peer's frames unanswered, for the in-flight limit on receipt
+	// (docs/PROTOCOL.md §4.6): received counts the Data frames read (reader
+	// only), answered the acks handed to the wire. A frame is unanswered
+	// from its arrival until its ack may have reached the peer: while it is
+	// judged, staged for the settler, queued, or held lazily in bw.
+	received int64
+	answered atomic.Int64
 
 	// Write side, stream_write.go.
 	wmu          sync.Mutex // held for every write to bw
@@ -48,6 +62,9 @@ type msgStream struct {
 	delayArmed   bool
 	delay        *time.Timer  // flushes lazy acks nothing else carried
 	wacks        []ackRec     // acks being written, under wmu
+	bufAcks      int64        // acks in bw not yet counted answered, under wmu
+	wclosed      bool         // the write half is closed (drain), under wmu
+	ackTail      bool         // acks were written after our last Data frame, under wmu
 	flushReq     atomic.Bool  // a writer asked for bw to be flushed
 	nacks        atomic.Int32 // len(acks)
 	amu          sync.Mutex   // guards acks and urgent
@@ -74,9 +91,10 @@ func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 		s:       s,
 		inbound: inbound,
 		dead:    make(chan struct{}),
-		bw:      bufio.NewWriterSize(s, streamBufSize),
+		gone:    make(chan struct{}),
 		slots:   make(chan struct{}, n.cfg.MaxInFlight),
 	}
+	st.bw = bufio.NewWriterSize(wireWriter{st, s}, streamBufSize)
 	st.timer = time.AfterFunc(time.Hour, st.checkTimeout)
 	st.timer.Stop()
 	st.delay = time.AfterFunc(time.Hour, st.delayExpired)
@@ -85,9 +103,9 @@ func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 }
 
 // usable reports whether our messages can be written to the stream: it has
-// not ended, nor has its connection closed.
+// not ended and is not being drained, nor has its connection closed.
 func (st *msgStream) usable() bool {
-	return !st.ended() && !st.s.Conn().IsClosed()
+	return !st.ended() && !st.draining.Load() && !st.s.Conn().IsClosed()
 }
 
 func (st *msgStream) ended() bool {
@@ -112,7 +130,16 @@ func (st *msgStream) serve() {
 		lastID uint64
 	)
 	for {
+		if st.draining.Load() {
+			st.finishDrain(br, maxFrame)
+			return
+		}
 		if err := readFrame(br, st.s, maxFrame, n.cfg.ReadTimeout, &f); err != nil {
+			if st.draining.Load() && !st.ended() {
+				// drain's deadline woke the reader.
+				st.finishDrain(br, maxFrame)
+				return
+			}
 			st.stopSettler()
 			st.readFailed(err)
 			return
@@ -160,11 +187,26 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 		return false
 	}
 	*lastID = d.id
-	if len(d.payload) > n.cfg.MaxMessageSize {
-		st.ack(d, pb.Reason_TOO_LARGE)
-		return true
+	unanswered := st.received - st.answered.Load()
+	st.received++
+	var (
+		r    pb.Reason
+		wait func() Reason
+	)
+	switch {
+	case unanswered >= int64(n.cfg.MaxInFlight):
+		// The peer broke the in-flight limit, or runs with a higher one:
+		// refused, not charged (a difference of configuration is not
+		// misbehaviour), and not judged.
+		r = pb.Reason_TOO_MANY_IN_FLIGHT
+	case len(d.payload) > n.cfg.MaxMessageSize:
+		// A readable frame with a payload over the limit (the frame
+		// overhead allowance let it through): refused with its own id,
+		// and the stream goes on.
+		r = pb.Reason_TOO_LARGE
+	default:
+		r, wait = n.judge(st, d)
 	}
-	r, wait := n.judge(st, d)
 	if wait != nil || st.unsettled.Load() > 0 {
 		// Judged later (Config.Accept is writing it down), or behind one
 		// that is: acks leave in arrival order.
@@ -179,6 +221,18 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 // the Receiver is full, or the refusal r.
 func (st *msgStream) ack(d *frame, r pb.Reason) {
 	n := st.n
+	// Refusals that cost the peer a token are charged before the ack can
+	// leave: by the time the peer reads it, the token is spent.
+	switch r {
+	case pb.Reason_TOO_LARGE:
+		n.charge(st.peer, st.ip, ratelimit.OversizedMessage)
+	case pb.Reason_MALFORMED:
+		// Config.Accept found the payload unreadable (a handler node: not
+		// an envelope). One token, and the stream goes on.
+		n.charge(st.peer, st.ip, ratelimit.MalformedMessage)
+	case pb.Reason_NOT_ROUTED:
+		n.charge(st.peer, st.ip, ratelimit.Unauthorized)
+	}
 	ack := ackRec{id: d.id, reason: r}
 	// The ack is queued under the same lock as the delivery: the caller
 	// may answer the moment it has the message, and the answer's write
@@ -191,12 +245,6 @@ func (st *msgStream) ack(d *frame, r pb.Reason) {
 	st.queueAckLocked(ack, holdsAck(d, ack.reason, n.cfg.AckDelay))
 	st.amu.Unlock()
 	n.metrics.frameReceived(reasonFromWire(ack.reason), len(d.payload))
-	switch ack.reason {
-	case pb.Reason_TOO_LARGE:
-		n.charge(st.peer, st.ip, ratelimit.OversizedMessage)
-	case pb.Reason_NOT_ROUTED:
-		n.charge(st.peer, st.ip, ratelimit.Unauthorized)
-	}
 }
 
 // holdsAck reports whether the ack of d, judged r, may wait for a write to
@@ -298,10 +346,29 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 		st.s.Reset()
 	}
 	st.n.streams.remove(st)
-	if st.n.ctx.Err() != nil {
+	close(st.gone)
+	if st.n.closing.Load() || st.n.ctx.Err() != nil {
 		r = ReasonClosed
 	}
 	for _, m := range pending {
 		st.n.status(m.SendMsg, r, err)
 	}
+}
+
+// wireWriter is what bw writes to: the stream, counting the acks in the
+// buffer answered as their bytes leave (docs/PROTOCOL.md §4.6). Counting
+// them before the write, never after, keeps the receiver's count of a
+// peer's unanswered frames at or below the peer's own count of its frames
+// in flight: a peer that keeps the limit is never refused.
+type wireWriter struct {
+	st *msgStream
+	w  io.Writer // the stream
+}
+
+func (w wireWriter) Write(b []byte) (int, error) {
+	if w.st.bufAcks > 0 {
+		w.st.answered.Add(w.st.bufAcks)
+		w.st.bufAcks = 0
+	}
+	return w.w.Write(b)
 }

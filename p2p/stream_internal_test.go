@@ -1,6 +1,8 @@
 package p2p
 
 import (
+	"bufio"
+	"bytes"
 	"testing"
 	"time"
 
@@ -52,5 +54,39 @@ func TestAckDelayBounds(t *testing.T) {
 	base.AckDelay = MaxAckDelay + 1
 	if _, err := base.withDefaults(); err == nil {
 		t.Fatal("an ack delay over the maximum was accepted")
+	}
+}
+
+// Acks count as answered (for the in-flight limit on receipt) as their
+// bytes are handed to the stream, and not before: a lazy ack held in the
+// buffer still counts as unanswered.
+func TestAcksCountAnsweredAsTheyLeave(t *testing.T) {
+	var wire bytes.Buffer
+	st := &msgStream{}
+	st.bw = bufio.NewWriterSize(wireWriter{st, &wire}, 64)
+	st.queueAck(ackRec{id: 1}, true)
+	st.queueAck(ackRec{id: 2}, true)
+	st.writeAcksLocked()
+	if n := st.answered.Load(); n != 0 || wire.Len() != 0 {
+		t.Fatalf("%d acks answered, %d bytes written, while they are held", n, wire.Len())
+	}
+	st.bw.Flush()
+	if n := st.answered.Load(); n != 2 {
+		t.Fatalf("%d acks answered once flushed, want 2", n)
+	}
+	// Acks that overflow the buffer are counted before the bytes leave.
+	for i := range 30 {
+		st.queueAck(ackRec{id: uint64(3 + i)}, true)
+	}
+	before := wire.Len()
+	st.writeAcksLocked()
+	if wire.Len() == before {
+		t.Fatal("the buffer never spilled")
+	}
+	// Each of these acks is 5 bytes (prefix, tag, length, id tag, id):
+	// every one with a byte on the wire is counted.
+	const ackSize = 5
+	if n := st.answered.Load(); n*ackSize < int64(wire.Len()) {
+		t.Fatalf("%d acks answered with %d bytes on the wire", n, wire.Len())
 	}
 }

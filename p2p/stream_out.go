@@ -75,7 +75,7 @@ func (st *msgStream) send(m *outMsg, flush bool) bool {
 // and a slot.
 func (st *msgStream) writeLocked(m *outMsg) bool {
 	st.mu.Lock()
-	if st.closed {
+	if st.closed || st.wclosed {
 		st.mu.Unlock()
 		return false
 	}

@@ -270,6 +270,9 @@ func TestAckQueueIsBounded(t *testing.T) {
 	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib), func(c *p2p.Config) {
 		c.ReceiverBuffer = 2 * flood
 		c.WriteTimeout, c.AckTimeout = time.Minute, time.Minute
+		// The in-flight limit on receipt would refuse the flood past 64
+		// (TestInFlightLimitOnReceipt); this is about the acks queued.
+		c.MaxInFlight = 2 * flood
 	})
 	s := rawStream(t, ia, b, "127.0.0.1")
 	br := bufio.NewReaderSize(s, 16)

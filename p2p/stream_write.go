@@ -97,17 +97,27 @@ func (st *msgStream) writeAcksLocked() (urgent bool) {
 	st.nacks.Store(0)
 	st.amu.Unlock()
 	for _, a := range st.wacks {
+		// Counted before it is written: bw may pass it on to the wire
+		// within this write (wireWriter).
+		st.bufAcks++
 		// A failed write shows again at the flush, which handles it.
 		_ = writeAckFrame(st.bw, a.id, a.reason)
 	}
-	if len(st.wacks) > 0 && !urgent {
-		st.lazyBuffered = true
+	if len(st.wacks) > 0 {
+		// Until a Data frame of ours follows them and is acked, nothing
+		// tells that the peer has read them (drain.go).
+		st.ackTail = true
+		if !urgent {
+			st.lazyBuffered = true
+		}
 	}
 	return urgent
 }
 
 // writeDataLocked appends the frame of one of our messages.
 func (st *msgStream) writeDataLocked(m *outMsg) error {
+	// The acks before it are confirmed read with its own ack.
+	st.ackTail = false
 	return writeDataFrame(st.bw, m.wireID, m.Channel, m.FromChannel, m.LazyAck, m.Data)
 }
 

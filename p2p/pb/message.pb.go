@@ -34,9 +34,14 @@ type Reason int32
 const (
 	// The message was delivered to the receiving application.
 	Reason_OK Reason = 0
-	// The frame was larger than the receiver's maximum message size.
+	// The frame (with id 0: its length prefix) or its payload (with the
+	// frame's id) was larger than the receiver's maximum message size.
 	Reason_TOO_LARGE Reason = 1
-	// The frame could not be decoded, or had id 0.
+	// With id 0: the frame could not be read (not a Frame, an empty Frame,
+	// both or repeated body fields, a bad length prefix, a Data id of 0 or not
+	// increasing). With the frame's id: the frame was read, but its payload is
+	// not what the receiving application takes (a handler node: not a valid
+	// Envelope); the stream goes on.
 	Reason_MALFORMED Reason = 2
 	// The sender is being rate limited for misbehaviour.
 	Reason_RATE_LIMITED Reason = 3
@@ -55,6 +60,11 @@ const (
 	// previous life. The sender's application decides what that means; it is
 	// not misbehaviour.
 	Reason_UNKNOWN_EXCHANGE Reason = 8
+	// The frame arrived while the receiver already had its maximum of the
+	// sender's frames unanswered on the stream (docs/PROTOCOL.md §4.6): the
+	// sender broke the in-flight limit. Not delivered; the sender may send it
+	// again once acks have come back.
+	Reason_TOO_MANY_IN_FLIGHT Reason = 9
 )
 
 // Enum value maps for Reason.
@@ -69,17 +79,19 @@ var (
 		6: "SHUTTING_DOWN",
 		7: "NOT_ALLOWLISTED",
 		8: "UNKNOWN_EXCHANGE",
+		9: "TOO_MANY_IN_FLIGHT",
 	}
 	Reason_value = map[string]int32{
-		"OK":               0,
-		"TOO_LARGE":        1,
-		"MALFORMED":        2,
-		"RATE_LIMITED":     3,
-		"BUSY":             4,
-		"NOT_ROUTED":       5,
-		"SHUTTING_DOWN":    6,
-		"NOT_ALLOWLISTED":  7,
-		"UNKNOWN_EXCHANGE": 8,
+		"OK":                 0,
+		"TOO_LARGE":          1,
+		"MALFORMED":          2,
+		"RATE_LIMITED":       3,
+		"BUSY":               4,
+		"NOT_ROUTED":         5,
+		"SHUTTING_DOWN":      6,
+		"NOT_ALLOWLISTED":    7,
+		"UNKNOWN_EXCHANGE":   8,
+		"TOO_MANY_IN_FLIGHT": 9,
 	}
 )
 
@@ -110,8 +122,9 @@ func (Reason) EnumDescriptor() ([]byte, []int) {
 	return file_message_proto_rawDescGZIP(), []int{0}
 }
 
-// Frame is one unit on the wire: exactly one of its fields is set. A frame
-// with none set is malformed.
+// Frame is one unit on the wire: exactly one of its fields is set, once. A
+// frame with neither, with both, or with its field repeated is malformed
+// (docs/PROTOCOL.md §4.3).
 type Frame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Body:
@@ -284,10 +297,11 @@ func (x *Data) GetLazyAck() bool {
 // frames arrived on the stream.
 type Ack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// id echoes Data.id; 0 when the receiver could not read the frame's id
+	// id echoes Data.id; 0 when the receiver could not read the frame
 	// (oversized or malformed frame), in which case the ack answers the oldest
 	// unanswered Data frame and the receiver closes the stream after sending
-	// it.
+	// it. Any other id that is not the sender's oldest unanswered Data id is a
+	// protocol violation: the sender resets the stream (not the connection).
 	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// reason is OK when the message was delivered to the application.
 	Reason        Reason `protobuf:"varint,2,opt,name=reason,proto3,enum=bitvmx.p2p.v2.Reason" json:"reason,omitempty"`
@@ -356,7 +370,7 @@ const file_message_proto_rawDesc = "" +
 	"\blazy_ack\x18\x05 \x01(\bR\alazyAck\"D\n" +
 	"\x03Ack\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x15.bitvmx.p2p.v2.ReasonR\x06reason*\x98\x01\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x15.bitvmx.p2p.v2.ReasonR\x06reason*\xb0\x01\n" +
 	"\x06Reason\x12\x06\n" +
 	"\x02OK\x10\x00\x12\r\n" +
 	"\tTOO_LARGE\x10\x01\x12\r\n" +
@@ -367,7 +381,8 @@ const file_message_proto_rawDesc = "" +
 	"NOT_ROUTED\x10\x05\x12\x11\n" +
 	"\rSHUTTING_DOWN\x10\x06\x12\x13\n" +
 	"\x0fNOT_ALLOWLISTED\x10\a\x12\x14\n" +
-	"\x10UNKNOWN_EXCHANGE\x10\bB(Z&github.com/bitvmx/go-bitvmx-p2p/p2p/pbb\x06proto3"
+	"\x10UNKNOWN_EXCHANGE\x10\b\x12\x16\n" +
+	"\x12TOO_MANY_IN_FLIGHT\x10\tB(Z&github.com/bitvmx/go-bitvmx-p2p/p2p/pbb\x06proto3"
 
 var (
 	file_message_proto_rawDescOnce sync.Once
