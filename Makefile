@@ -8,7 +8,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 # Packages the race-enabled test run covers; every package with tests.
 PKGS     ?= ./...
 
-.PHONY: all build test test-stress lint fuzz bench demo proto clean install install-systemd
+.PHONY: all build test test-stress lint fuzz bench demo proto clean install install-systemd interop-deps
 
 all: build
 
@@ -16,8 +16,9 @@ all: build
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/p2pnode ./cmd/p2pnode
 
-## test: formatting, vet, the race-enabled test suite, and a short fuzz run
-test: lint
+## test: formatting, vet, the JS interop peer's dependencies, the race-enabled
+## test suite, and a short fuzz run
+test: lint interop-deps
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz
 
@@ -44,7 +45,7 @@ STRESS_COUNT   ?= 3
 STRESS_TIMEOUT ?= 30m
 HOG_PROCS      ?= $$((3 * $$(nproc 2>/dev/null || echo 2)))
 HOG_FOR        ?= 45m
-test-stress:
+test-stress: interop-deps
 	$(GO) build -o $(BIN)/cpuhog ./internal/cpuhog
 	$(GO) test -race -count 1 -run '^$$' $(PKGS) >/dev/null
 	@failed=""; \
@@ -60,6 +61,18 @@ test-stress:
 	$(GO) test -race -count 1 -timeout $(STRESS_TIMEOUT) $(PKGS) || failed="$$failed 3"; \
 	if [ -n "$$failed" ]; then echo "test-stress: FAILED in round(s)$$failed"; exit 1; fi; \
 	echo "test-stress: all rounds passed"
+
+## interop-deps: the JS peer of test/interop (npm ci, pinned by its
+## package-lock.json), only when node_modules is missing or older than the
+## lock file; nothing without npm (the interop test then skips itself).
+INTEROP ?= test/interop
+interop-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+		if [ ! -f $(INTEROP)/node_modules/.package-lock.json ] || \
+		   [ $(INTEROP)/package-lock.json -nt $(INTEROP)/node_modules/.package-lock.json ]; then \
+			npm ci --prefix $(INTEROP) --no-audit --no-fund; \
+		fi; \
+	fi
 
 ## fuzz: each fuzz target for FUZZTIME (decoders of everything a peer or a file can send)
 fuzz:
