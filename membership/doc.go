@@ -43,10 +43,11 @@
 // that content, next to the YAML file. [Document.Entries] produces what
 // [allowlist.List.Replace] takes, the path a live reload uses today.
 //
-// # Not built yet
+// # Propagation
 //
 // This package holds the document, its verification and its persistence
-// ([SaveNewer] never goes back to an older version). Propagating versions
-// between nodes, applying them to a running node, and member-only
-// encrypted DHT records are later steps (docs/membership.md).
+// ([SaveNewer] never goes back to an older version). Package
+// membership/gossip exchanges versions between running members and applies
+// them to a node's allowlist. Member-only encrypted DHT records are a later
+// step (docs/membership.md).
 package membership

@@ -16,6 +16,7 @@ import (
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
 
 // silentHandler reads frames and never acks; it signals the first Data
@@ -345,5 +346,27 @@ func TestAddedPeerConnectsAtOnce(t *testing.T) {
 	}
 	if d := tu.Next[p2p.Data](t, b.Receiver()); string(d.Bytes) != "now" {
 		t.Fatalf("delivered %q", d.Bytes)
+	}
+}
+
+// Charge is how layers above the node (the membership protocol) report a
+// peer's misbehaviour: the spend that empties its budget cuts it off, as
+// the node's own checks do.
+func TestChargeCutsOffAtExhaustion(t *testing.T) {
+	a, b := pair(t, func(c *p2p.Config) { c.RateLimit = ratelimit.Config{Burst: 2} })
+	a.Sender() <- p2p.Dial{Peer: b.ID(), Addr: b.Addrs()[0]}
+	tu.Next[p2p.Connected](t, b.Receiver())
+	for i := 0; i < 3; i++ {
+		b.Charge(a.ID(), ratelimit.ProtocolViolation)
+	}
+	ev := tu.Next[p2p.ConnectionLimit](t, b.Receiver())
+	if ev.Peer != a.ID() || ev.Reason != ratelimit.ProtocolViolation {
+		t.Fatalf("limit %+v", ev)
+	}
+	if d := tu.Next[p2p.Disconnected](t, b.Receiver()); d.Peer != a.ID() {
+		t.Fatalf("disconnected %+v", d)
+	}
+	if !b.Limiter().PeerBanned(string(a.ID())) {
+		t.Fatal("charged peer not banned")
 	}
 }

@@ -15,6 +15,17 @@ import (
 // are raised where they are seen: the gater, the handshake guard, the
 // receive and send paths.
 
+// Charge spends one misbehaviour token from p for r, as the node's own
+// checks do: it is counted in the misbehaviour metric, and the spend that
+// exhausts p's budget disconnects p, emits a ConnectionLimit event and makes
+// the gater refuse p until the ban ends. Layers built on the node's host
+// (the membership protocol) report what a proven peer did through it.
+func (n *Node) Charge(p peer.ID, r ratelimit.Reason) {
+	if p != "" {
+		n.charge(p, netip.Addr{}, r)
+	}
+}
+
 // charge spends a misbehaviour token from the peer and from the IP (either
 // may be unknown). An exhausted budget disconnects the offender and tells the
 // caller.

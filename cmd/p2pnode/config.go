@@ -28,9 +28,13 @@ import (
 // commented file. Relative paths in a file are resolved against the file's
 // directory, so a config directory can be moved as a whole.
 type runConfig struct {
-	Key         string          `yaml:"key"`
-	Listen      []string        `yaml:"listen"`
-	Allowlist   string          `yaml:"allowlist"`
+	Key       string   `yaml:"key"`
+	Listen    []string `yaml:"listen"`
+	Allowlist string   `yaml:"allowlist"`
+	// Membership names a membership document (docs/membership.md), used
+	// instead of Allowlist: the node admits its members and follows the
+	// versions the members agree on.
+	Membership  string          `yaml:"membership"`
 	Routes      string          `yaml:"routes"`
 	Watch       bool            `yaml:"watch"`
 	JSON        bool            `yaml:"json"`
@@ -140,6 +144,8 @@ func bindIdentityFlags(fs *pflag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.Key, "key", c.Key, "identity key `FILE` (mode 0600), from p2pnode keygen")
 	fs.StringArrayVar(&c.Listen, "listen", c.Listen, "`MULTIADDR` to listen on, repeatable (default /ip4/127.0.0.1/tcp/0)")
 	fs.StringVar(&c.Allowlist, "allowlist", c.Allowlist, "allowlist YAML `FILE`: who may connect")
+	fs.StringVar(&c.Membership, "membership", c.Membership,
+		"membership document `FILE` (docs/membership.md), instead of --allowlist: who may connect, changed only by M of N operators")
 }
 
 // bindStoreFlags defines --data-dir and --ephemeral.
@@ -239,7 +245,7 @@ func yamlErr(err error) error {
 // resolvePaths makes the file paths of a configuration read from dir
 // relative to dir rather than to the working directory.
 func (c *runConfig) resolvePaths(dir string) {
-	for _, p := range []*string{&c.Key, &c.Allowlist, &c.Routes, &c.DataDir, &c.API} {
+	for _, p := range []*string{&c.Key, &c.Allowlist, &c.Membership, &c.Routes, &c.DataDir, &c.API} {
 		if *p != "" && *p != apiOff && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -253,15 +259,19 @@ func (c *runConfig) validate() error {
 	if c.Key == "" {
 		return usageErrorf("no identity key: give --key FILE or key: in --config")
 	}
-	if c.Allowlist == "" {
-		return usageErrorf("no allowlist: give --allowlist FILE or allowlist: in --config")
+	if c.Allowlist == "" && c.Membership == "" {
+		return usageErrorf("no allowlist: give --allowlist FILE or allowlist: in --config (or --membership FILE)")
 	}
 	return c.validateValues()
 }
 
 // validateValues checks every value that needs no file: numbers,
-// durations, addresses, log settings. "config check" and run share it.
+// durations, addresses, log settings, and that at most one source of
+// members is given. "config check" and run share it.
 func (c *runConfig) validateValues() error {
+	if c.Allowlist != "" && c.Membership != "" {
+		return usageErrorf("both an allowlist and a membership document given: a node uses one or the other")
+	}
 	ints := []struct {
 		name string
 		v    int

@@ -34,6 +34,11 @@ listen:
 
 # Who may connect, and from where ("p2pnode allowlist --help").
 allowlist: allowlist.yaml
+# Or, instead of allowlist: a membership document (docs/membership.md), whose
+# members decide who may connect, M of N of them signing each change. The
+# node exchanges versions with the members and keeps the newest in its data
+# directory.
+# membership: membership-1.pb
 # Optional routing table: which peer channel may reach which local channel.
 # Without one, every allowlisted peer reaches every channel.
 routes: ""
@@ -210,8 +215,12 @@ any port and does not open the store, which a running node holds.`,
 			case c.DataDir == "":
 				store = "data dir: the default of the key's peer ID"
 			}
-			_, err = fmt.Fprintf(a.out, "%s: ok (peer %s, key %q, allowlist %q with %d peers, %d listen addresses, %s)\n",
-				args[0], id, c.Key, c.Allowlist, pcfg.Allowlist.Len(), len(c.Listen), store)
+			members := fmt.Sprintf("allowlist %q with %d peers", c.Allowlist, pcfg.Allowlist.Len())
+			if c.Membership != "" {
+				members = fmt.Sprintf("membership %q with %d members", c.Membership, pcfg.Allowlist.Len())
+			}
+			_, err = fmt.Fprintf(a.out, "%s: ok (peer %s, key %q, %s, %d listen addresses, %s)\n",
+				args[0], id, c.Key, members, len(c.Listen), store)
 			return err
 		},
 	}

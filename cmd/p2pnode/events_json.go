@@ -31,6 +31,9 @@ type listeningEvent struct {
 	Metrics string // address the metrics server listens on; empty when off
 	DataDir string // the store's directory; empty when ephemeral
 	API     string // the control socket; empty when none
+	// Membership is the membership version in force; 0 when the node
+	// uses a YAML allowlist.
+	Membership uint64
 }
 
 // reloadedEvent reports that the allowlist or routes file was read again.
@@ -51,6 +54,9 @@ type (
 		Metrics string   `json:"metrics,omitempty"`
 		DataDir string   `json:"data_dir,omitempty"`
 		API     string   `json:"api,omitempty"`
+		// Membership is the membership version in force; absent with a
+		// YAML allowlist.
+		Membership uint64 `json:"membership_version,omitempty"`
 	}
 	jsonData struct {
 		Event       string  `json:"event"`
@@ -133,7 +139,7 @@ func toJSON(ev any, names namer) any {
 		for i, a := range e.Addrs {
 			addrs[i] = a.String()
 		}
-		return jsonListening{"listening", e.Peer.String(), addrs, e.Metrics, e.DataDir, e.API}
+		return jsonListening{"listening", e.Peer.String(), addrs, e.Metrics, e.DataDir, e.API, e.Membership}
 	case p2p.Data:
 		j := jsonData{Event: "data", From: e.From.String(), FromName: names.of(e.From), DataB64: base64.StdEncoding.EncodeToString(e.Bytes),
 			Channel: e.Channel, FromChannel: e.FromChannel}
@@ -181,6 +187,9 @@ func toJSON(ev any, names namer) any {
 	case reloadedEvent:
 		return jsonReloaded{"reloaded", e.Kind, e.File, e.Count}
 	}
+	if j := membershipJSON(ev); j != nil {
+		return j
+	}
 	return handlerJSON(ev, names)
 }
 
@@ -204,6 +213,9 @@ func toText(ev any, names namer) string {
 		}
 		if e.API != "" {
 			fmt.Fprintf(&b, " (control socket %s)", e.API)
+		}
+		if e.Membership != 0 {
+			fmt.Fprintf(&b, " (membership version %d)", e.Membership)
 		}
 		return b.String()
 	case p2p.Data:
@@ -250,6 +262,9 @@ func toText(ev any, names namer) string {
 			unit = "rules"
 		}
 		return fmt.Sprintf("reloaded %s %s: %d %s", e.Kind, e.File, e.Count, unit)
+	}
+	if s := membershipText(ev); s != "" {
+		return s
 	}
 	if s := handlerText(ev, names); s != "" {
 		return s

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/bitvmx/go-bitvmx-p2p/membership/gossip"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
@@ -63,6 +64,16 @@ func TestRenderJSON(t *testing.T) {
 		{"error peer", p2p.Error{Peer: p, Err: errors.New("dial: refused")}, `{"event":"error","peer":"` + testPeer + `","error":"dial: refused"}`},
 		{"dropped", p2p.Dropped{Peer: p, MsgID: 9, Count: 3}, `{"event":"dropped","peer":"` + testPeer + `","id":9,"count":3}`},
 		{"reloaded", reloadedEvent{Kind: "allowlist", File: "a.yaml", Count: 2}, `{"event":"reloaded","kind":"allowlist","file":"a.yaml","count":2}`},
+		{"listening membership", listeningEvent{Peer: p, Membership: 3},
+			`{"event":"listening","peer":"` + testPeer + `","addrs":[],"membership_version":3}`},
+		{"membership applied", gossip.Applied{Version: 2, From: p, Removed: []peer.ID{p}},
+			`{"event":"membership_applied","version":2,"hash":"` + strings.Repeat("00", 32) + `","from":"` + testPeer + `","removed":["` + testPeer + `"]}`},
+		{"membership applied locally", gossip.Applied{Version: 2},
+			`{"event":"membership_applied","version":2,"hash":"` + strings.Repeat("00", 32) + `"}`},
+		{"membership rejected", gossip.Rejected{From: p, Version: 2, Reason: gossip.ReasonThreshold, Charged: true, Err: errors.New("1 of 3")},
+			`{"event":"membership_rejected","from":"` + testPeer + `","version":2,"reason":"threshold","charged":true,"error":"1 of 3"}`},
+		{"membership behind", gossip.Behind{Peer: p, PeerVersion: 5, Version: 2},
+			`{"event":"membership_behind","peer":"` + testPeer + `","peer_version":5,"version":2}`},
 		{"unknown", struct{}{}, `{"event":"error","error":"unknown event struct {}"}`},
 	}
 	for _, tc := range cases {
@@ -107,7 +118,9 @@ func TestRenderText(t *testing.T) {
 	}
 	// Every known event renders to a single line in both forms.
 	for _, ev := range []any{p2p.Connected{Peer: p}, p2p.ConnectionLimit{Peer: p, Reason: ratelimit.UnansweredAck},
-		p2p.Dropped{Peer: p, Count: 2}, reloadedEvent{Kind: "routes"}} {
+		p2p.Dropped{Peer: p, Count: 2}, reloadedEvent{Kind: "routes"},
+		gossip.Applied{Version: 2}, gossip.Rejected{From: p, Reason: gossip.ReasonMalformed, Err: errors.New("a\nb")},
+		gossip.Behind{Peer: p}, gossip.Conflict{Peer: p}} {
 		for _, asJSON := range []bool{false, true} {
 			line := string(renderEvent(ev, asJSON))
 			if strings.Count(line, "\n") != 1 || strings.Contains(line, "unknown event") {

@@ -14,11 +14,15 @@ import (
 // event names the file and line, and reload returns the first error.
 func (r *runner) reload() error {
 	var first error
-	if err := r.list.Reload(r.cfg.Allowlist); err != nil {
-		r.out.emit(p2p.Error{Err: fmt.Errorf("reload: %w", err)})
-		first = err
-	} else {
-		r.out.emit(reloadedEvent{Kind: "allowlist", File: r.cfg.Allowlist, Count: r.list.Len()})
+	// With --membership the members decide the list: there is no file to
+	// read again.
+	if r.cfg.Membership == "" {
+		if err := r.list.Reload(r.cfg.Allowlist); err != nil {
+			r.out.emit(p2p.Error{Err: fmt.Errorf("reload: %w", err)})
+			first = err
+		} else {
+			r.out.emit(reloadedEvent{Kind: "allowlist", File: r.cfg.Allowlist, Count: r.list.Len()})
+		}
 	}
 	if r.routes == nil {
 		return first
@@ -48,16 +52,18 @@ func (r *runner) watch() (stop func(), err error) {
 		}
 	}
 	onError := func(err error) { r.out.emit(p2p.Error{Err: fmt.Errorf("reload: %w", err)}) }
-	w, err := r.list.Watch(r.cfg.Allowlist, allowlist.WatchOptions{
-		OnReload: func(allowlist.Change) {
-			r.out.emit(reloadedEvent{Kind: "allowlist", File: r.cfg.Allowlist, Count: r.list.Len()})
-		},
-		OnError: onError,
-	})
-	if err != nil {
-		return nil, err
+	if r.cfg.Membership == "" {
+		w, err := r.list.Watch(r.cfg.Allowlist, allowlist.WatchOptions{
+			OnReload: func(allowlist.Change) {
+				r.out.emit(reloadedEvent{Kind: "allowlist", File: r.cfg.Allowlist, Count: r.list.Len()})
+			},
+			OnError: onError,
+		})
+		if err != nil {
+			return nil, err
+		}
+		watchers = append(watchers, w)
 	}
-	watchers = append(watchers, w)
 	if r.routes != nil {
 		w, err := r.routes.Watch(r.cfg.Routes, allowlist.WatchOptions{
 			OnReload: func(allowlist.Change) {

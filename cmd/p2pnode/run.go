@@ -11,12 +11,15 @@ import (
 	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
 	"github.com/bitvmx/go-bitvmx-p2p/dht"
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
+	"github.com/bitvmx/go-bitvmx-p2p/membership/gossip"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
@@ -90,6 +93,10 @@ Events, with --json (one object per line, "event" first):
   {"event":"refused","peer":"<id>","ip":"<ip>","reason":"unknown_peer","count":1}   an inbound connection the allowlist refused
   {"event":"error","peer":"<id>","error":"<message>"}
   {"event":"reloaded","kind":"allowlist","file":"<path>","count":4}
+  {"event":"membership_applied","version":2,"hash":"<sha256>","from":"<id>","added":["<id>"],"removed":["<id>"]}
+  {"event":"membership_rejected","from":"<id>","version":2,"reason":"threshold","charged":true,"error":"..."}
+  {"event":"membership_behind","peer":"<id>","peer_version":5,"version":2}
+  {"event":"membership_conflict","peer":"<id>","version":2,"hash":"<sha256>","peer_hash":"<sha256>"}
   {"event":"dht_ready","peers":1}                                           with --dht
   {"event":"published","addrs":["/ip4/..."],"seq":N,"expires":"<RFC 3339>"}  with --dht
 
@@ -116,7 +123,16 @@ file that does not parse leaves the old list in force and prints an error
 event naming the file and line.
 
 A service's stdin is usually /dev/null, which run already reads as "no
-commands"; --no-stdin says so whatever stdin is.`
+commands"; --no-stdin says so whatever stdin is.
+
+--membership FILE, instead of --allowlist, admits the members of a
+membership document (docs/membership.md): version 1 as installed, or a
+later one. The node exchanges versions with every member it connects to
+(/bitvmx/membership/1.0.0), applies each valid newer one at once (new
+members admitted, removed ones disconnected), saves it in the data
+directory and starts from the newest saved one next time (not with
+--ephemeral). The listening event then carries "membership_version";
+membership_* events report what was applied or refused.`
 
 // newRunCmd builds "run".
 func newRunCmd(a *app) *cobra.Command {
@@ -181,6 +197,12 @@ type runner struct {
 	bgCtx    context.Context // cancelled at shutdown
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup // the DHT watcher
+	// With --membership: the version to start from, where it is saved
+	// (empty with --ephemeral), the service, and its printer's end.
+	memDoc  *membership.Document
+	memPath string
+	mem     *gossip.Service
+	memDone chan struct{}
 	// replies pairs each reply with its exchange's outcome, which the
 	// handler hands out on another channel: run prints the reply first.
 	replies replyOrder
@@ -215,6 +237,11 @@ func runNode(a *app, cfg runConfig) error {
 		// After the handler has closed: every path that started it closes
 		// it before returning.
 		defer r.closeStore()
+	}
+	if cfg.Membership != "" {
+		if err := r.chooseMembership(); err != nil {
+			return err
+		}
 	}
 
 	// Catch signals before anything is printed: a SIGHUP sent as soon as
@@ -254,7 +281,21 @@ func runNode(a *app, cfg runConfig) error {
 			return err
 		}
 	}
+	if r.memDoc != nil {
+		var reg prometheus.Registerer
+		if metrics != nil {
+			reg = metrics.reg
+		}
+		if err := r.startMembership(reg); err != nil {
+			r.stopDHT()
+			_ = r.h.Close()
+			return err
+		}
+	}
 	listening := listeningEvent{Peer: r.node.ID(), Addrs: r.node.Addrs(), DataDir: r.dataDir}
+	if r.memDoc != nil {
+		listening.Membership = r.mem.Current().Version()
+	}
 	if metrics != nil {
 		listening.Metrics = metrics.addr
 		if err := registerDHTMetrics(metrics.reg, r.dht); err != nil {
@@ -273,6 +314,7 @@ func runNode(a *app, cfg runConfig) error {
 	// The listening event is the first line, whatever happens next: only
 	// then may watchers print reloads.
 	r.out.emit(listening)
+	r.printMembership()
 	stopWatch, err := r.watch()
 	if err != nil {
 		_ = r.shutdown()
@@ -312,7 +354,15 @@ func loadNodeConfig(cfg *runConfig, log *zap.Logger) (p2p.Config, error) {
 	if pcfg.Key, err = loadKey(cfg.Key); err != nil {
 		return pcfg, err
 	}
-	if pcfg.Allowlist, err = allowlist.Load(cfg.Allowlist); err != nil {
+	if cfg.Membership != "" {
+		d, err := loadMembership(cfg.Membership)
+		if err != nil {
+			return pcfg, err
+		}
+		if pcfg.Allowlist, err = d.Allowlist(); err != nil {
+			return pcfg, err
+		}
+	} else if pcfg.Allowlist, err = allowlist.Load(cfg.Allowlist); err != nil {
 		return pcfg, err
 	}
 	if cfg.Routes != "" {
@@ -463,6 +513,7 @@ func (r *runner) handleLine(l stdinLine) bool {
 // shutdown (runNode's deferred closeStore).
 func (r *runner) shutdown() error {
 	r.closing = true
+	r.stopMembership()
 	r.stopDHT()
 	done := make(chan error, 1)
 	go func() { done <- r.h.Close() }()

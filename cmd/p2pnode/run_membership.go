@@ -1,0 +1,203 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
+	"github.com/bitvmx/go-bitvmx-p2p/membership/gossip"
+)
+
+// membershipFile is where run keeps the membership version in force, in
+// the data directory.
+const membershipFile = "membership.pb"
+
+// loadMembership reads the document --membership names. Version 1 is
+// checked as a genesis document; a later version installed by hand is
+// trusted as the operator's choice, as genesis is.
+func loadMembership(path string) (*membership.Document, error) {
+	d, err := membership.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if d.Version() == 1 {
+		if _, err := membership.VerifyGenesis(d, time.Now()); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return d, nil
+}
+
+// chooseMembership picks the version a node with --membership starts
+// from: the newer of the file given and the one saved in the data
+// directory by an earlier run, which may hold versions received since. A
+// file given that is exactly the next version after the saved one must be
+// valid against it (an unsigned proposal given by mistake is refused); one
+// further ahead cannot be checked and is trusted, as version 1 is. The
+// allowlist takes its members before the node starts.
+func (r *runner) chooseMembership() error {
+	given, err := loadMembership(r.cfg.Membership)
+	if err != nil {
+		return err
+	}
+	r.memDoc = given
+	if r.dataDir == "" {
+		r.log.Warn("--ephemeral: membership versions received are not saved; a restart goes back to the file given")
+	} else {
+		r.memPath = filepath.Join(r.dataDir, membershipFile)
+		saved, err := membership.ReadFile(r.memPath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return err
+		case saved.Version() == given.Version() && saved.Hash() != given.Hash():
+			return fmt.Errorf("membership: %s holds another version %d than %s", r.memPath, saved.Version(), r.cfg.Membership)
+		case saved.Version() >= given.Version():
+			r.memDoc = saved
+		case given.Version() == saved.Version()+1:
+			if _, err := membership.VerifyNext(saved, given, time.Now()); err != nil {
+				return fmt.Errorf("%s is not a valid successor of the version saved in %s: %w", r.cfg.Membership, r.memPath, err)
+			}
+		default:
+			r.log.Warn("the membership file given is several versions ahead of the saved one: trusted without a check",
+				zap.String("file", r.cfg.Membership), zap.Uint64("version", given.Version()), zap.Uint64("saved", saved.Version()))
+		}
+	}
+	return r.list.Replace(r.memDoc.Entries())
+}
+
+// startMembership starts the membership protocol on the running node.
+func (r *runner) startMembership(reg prometheus.Registerer) error {
+	cfg := gossip.Config{
+		Host:      r.node.Host(),
+		Allowlist: r.list,
+		Current:   r.memDoc,
+		Path:      r.memPath,
+		Charge:    r.node.Charge,
+		Logger:    r.log,
+	}
+	if reg != nil {
+		cfg.Metrics = reg
+	}
+	var err error
+	if r.mem, err = gossip.New(cfg); err != nil {
+		return err
+	}
+	r.log.Info("membership", zap.Stringer("doc", r.memDoc))
+	return nil
+}
+
+// printMembership prints the membership events until the service closes.
+func (r *runner) printMembership() {
+	if r.mem == nil {
+		return
+	}
+	r.memDone = make(chan struct{})
+	go func() {
+		defer close(r.memDone)
+		for ev := range r.mem.Events() {
+			r.out.emit(ev)
+		}
+	}()
+}
+
+// stopMembership closes the service and waits for its last event to be
+// printed.
+func (r *runner) stopMembership() {
+	if r.mem == nil {
+		return
+	}
+	_ = r.mem.Close()
+	if r.memDone != nil {
+		<-r.memDone
+	}
+}
+
+// The JSON shapes of the membership events.
+type (
+	jsonMemApplied struct {
+		Event   string   `json:"event"`
+		Version uint64   `json:"version"`
+		Hash    string   `json:"hash"`
+		From    string   `json:"from,omitempty"`
+		Added   []string `json:"added,omitempty"`
+		Removed []string `json:"removed,omitempty"`
+	}
+	jsonMemRejected struct {
+		Event   string `json:"event"`
+		From    string `json:"from"`
+		Version uint64 `json:"version,omitempty"`
+		Reason  string `json:"reason"`
+		Charged bool   `json:"charged"`
+		Error   string `json:"error,omitempty"`
+	}
+	jsonMemBehind struct {
+		Event       string `json:"event"`
+		Peer        string `json:"peer"`
+		PeerVersion uint64 `json:"peer_version"`
+		Version     uint64 `json:"version"`
+	}
+	jsonMemConflict struct {
+		Event    string `json:"event"`
+		Peer     string `json:"peer"`
+		Version  uint64 `json:"version"`
+		Hash     string `json:"hash"`
+		PeerHash string `json:"peer_hash"`
+	}
+)
+
+func membershipJSON(ev any) any {
+	switch e := ev.(type) {
+	case gossip.Applied:
+		j := jsonMemApplied{Event: "membership_applied", Version: e.Version, Hash: e.Hash.String()}
+		if e.From != "" {
+			j.From = e.From.String()
+		}
+		for _, p := range e.Added {
+			j.Added = append(j.Added, p.String())
+		}
+		for _, p := range e.Removed {
+			j.Removed = append(j.Removed, p.String())
+		}
+		return j
+	case gossip.Rejected:
+		j := jsonMemRejected{Event: "membership_rejected", From: e.From.String(), Version: e.Version, Reason: string(e.Reason), Charged: e.Charged}
+		if e.Err != nil {
+			j.Error = e.Err.Error()
+		}
+		return j
+	case gossip.Behind:
+		return jsonMemBehind{"membership_behind", e.Peer.String(), e.PeerVersion, e.Version}
+	case gossip.Conflict:
+		return jsonMemConflict{"membership_conflict", e.Peer.String(), e.Version, e.Hash.String(), e.PeerHash.String()}
+	}
+	return nil
+}
+
+func membershipText(ev any) string {
+	switch e := ev.(type) {
+	case gossip.Applied:
+		from := "submitted locally"
+		if e.From != "" {
+			from = "from " + e.From.String()
+		}
+		return fmt.Sprintf("membership version %d applied (%s), %s: %d added, %d removed", e.Version, e.Hash, from, len(e.Added), len(e.Removed))
+	case gossip.Rejected:
+		charged := ""
+		if e.Charged {
+			charged = ", charged"
+		}
+		return fmt.Sprintf("membership refused from %s (%s%s): %v", e.From, e.Reason, charged, e.Err)
+	case gossip.Behind:
+		return fmt.Sprintf("membership: %s holds version %d but cannot hand over the versions after %d: install them by hand", e.Peer, e.PeerVersion, e.Version)
+	case gossip.Conflict:
+		return fmt.Sprintf("membership fork: %s holds another version %d (%s, ours %s)", e.Peer, e.Version, e.PeerHash, e.Hash)
+	}
+	return ""
+}

@@ -1,0 +1,36 @@
+// Package gossip spreads the membership document between members over the
+// libp2p protocol /bitvmx/membership/1.0.0 and applies every valid newer
+// version to the node's allowlist at once.
+//
+// # Protocol
+//
+// One stream is one session, the same whoever opened it: each side writes
+// a Hello (its version and that version's hash); the side that is ahead
+// then writes every version the other lacks, oldest first, and both close
+// their write side. A session runs when a connection to a member opens (the
+// dialing side opens the stream) and towards every connected member each
+// time the node applies a new version (a push). docs/PROTOCOL.md gives the
+// wire format.
+//
+// # Applying a version
+//
+// A received or submitted version is checked with [membership.VerifyNext]
+// against the node's current one, persisted with [membership.SaveNewer],
+// then handed to [allowlist.List.Replace]: new members are admitted, and
+// the p2p node, which watches the list, disconnects removed ones, the path a
+// live reload of the YAML allowlist takes. Versions only go forward.
+//
+// # Misbehaviour
+//
+// A version that does not decode, links to another history or lacks the
+// threshold of signatures is refused, reported ([Rejected], a metric) and
+// costs its sender a misbehaviour token through [Config.Charge]. An older
+// or equal version, an expired one, or a gap is reported but not charged: an
+// honest peer can send them.
+//
+// # Imports
+//
+// The package needs only a small part of a libp2p host ([Host]) and a
+// charge function, so it sits next to membership, below handler/, and does
+// not import p2p.
+package gossip

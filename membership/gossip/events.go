@@ -1,0 +1,95 @@
+package gossip
+
+import (
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
+)
+
+// Event is what a [Service] reports on its Events channel.
+type Event interface{ event() }
+
+// Applied reports a version the node now uses: persisted and in force.
+type Applied struct {
+	Version uint64
+	Hash    membership.Hash
+	// From is the member that sent it; empty for a local Submit.
+	From peer.ID
+	// Added and Removed are the members that joined and left.
+	Added, Removed []peer.ID
+}
+
+// Rejected reports a version, or a session, that a peer sent and the node
+// refused.
+type Rejected struct {
+	From    peer.ID
+	Version uint64 // 0 when the document did not decode
+	Reason  Reason
+	// Charged says whether it cost From a misbehaviour token.
+	Charged bool
+	// Report lists the signatures that counted and those that did not,
+	// when the checks got that far.
+	Report membership.Report
+	Err    error
+}
+
+// Behind reports a member holding a newer version than this node that
+// could not hand over the versions in between (it no longer keeps them, or
+// the histories differ). The operator must install them by hand.
+type Behind struct {
+	Peer        peer.ID
+	PeerVersion uint64
+	Version     uint64
+}
+
+// Conflict reports a member holding another document with the same
+// version number: the membership forked (possible only with a threshold of
+// half the members or less, or a colluding majority). Nothing is applied.
+type Conflict struct {
+	Peer     peer.ID
+	Version  uint64
+	Hash     membership.Hash
+	PeerHash membership.Hash
+}
+
+func (Applied) event()  {}
+func (Rejected) event() {}
+func (Behind) event()   {}
+func (Conflict) event() {}
+
+// Reason says why something a peer sent was refused. Its value is the
+// metric label.
+type Reason string
+
+// The reasons.
+const (
+	// ReasonMalformed: a frame or document that does not decode, is too
+	// large, is out of order in the session, or breaks the body rules.
+	// Charged.
+	ReasonMalformed Reason = "malformed"
+	// ReasonBadLink: a next version that does not link to the current
+	// one. Charged.
+	ReasonBadLink Reason = "bad_link"
+	// ReasonThreshold: fewer valid signatures by current members than
+	// the threshold (bad, forged, duplicated or non-member signatures do
+	// not count). Charged.
+	ReasonThreshold Reason = "threshold"
+	// ReasonStale: a version at or below the current one. Not charged.
+	ReasonStale Reason = "stale"
+	// ReasonGap: a version beyond the next one. Not charged.
+	ReasonGap Reason = "gap"
+	// ReasonExpired: a next version whose expiry has passed. Not charged.
+	ReasonExpired Reason = "expired"
+	// ReasonNotMember: a session opened by a peer that is not a member of
+	// the current version. Not charged: a removed member may still be
+	// disconnecting.
+	ReasonNotMember Reason = "not_member"
+	// ReasonBusy: a session opened by a member that already has one
+	// running (two processes sharing a key can do that). Not charged.
+	ReasonBusy Reason = "busy"
+	// ReasonLocal: the version was valid but the node could not persist
+	// or apply it. Not charged.
+	ReasonLocal Reason = "local_error"
+)
+
+var allReasons = []Reason{ReasonMalformed, ReasonBadLink, ReasonThreshold, ReasonStale, ReasonGap, ReasonExpired, ReasonNotMember, ReasonBusy, ReasonLocal}

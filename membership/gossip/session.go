@@ -1,0 +1,217 @@
+package gossip
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// The misbehaviour reasons charged: a frame that does not decode is a
+// malformed message, a well-formed but invalid version a protocol
+// violation. The Rejected event and the membership metric say more.
+const (
+	malformedCharge = ratelimit.MalformedMessage
+	invalidCharge   = ratelimit.ProtocolViolation
+)
+
+// openSession opens a stream to p and runs a session on it.
+func (s *Service) openSession(p peer.ID) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+	defer cancel()
+	st, err := s.cfg.Host.NewStream(ctx, p, ProtocolID)
+	if err != nil {
+		// Gone, or not speaking the protocol (a node on a YAML
+		// allowlist): nothing to exchange.
+		s.log.Debug("membership session not opened", zap.Stringer("peer", p), zap.Error(err))
+		return
+	}
+	s.session(st)
+}
+
+// handleStream runs a session a peer opened, if it is a member and has no
+// other session of its own running.
+func (s *Service) handleStream(st network.Stream) {
+	p := st.Conn().RemotePeer()
+	member := s.isMember(p)
+	s.sessMu.Lock()
+	if s.closed {
+		s.sessMu.Unlock()
+		st.Reset()
+		return
+	}
+	if !member || s.inbound[p] {
+		s.sessMu.Unlock()
+		st.Reset()
+		ev := Rejected{From: p, Reason: ReasonNotMember, Err: fmt.Errorf("gossip: session refused: %s is not a member of the current version", p)}
+		if member {
+			ev.Reason, ev.Err = ReasonBusy, fmt.Errorf("gossip: session refused: %s already has one running", p)
+		}
+		s.report(ev)
+		return
+	}
+	s.inbound[p] = true
+	s.wg.Add(1)
+	s.sessMu.Unlock()
+	defer func() {
+		s.sessMu.Lock()
+		delete(s.inbound, p)
+		s.sessMu.Unlock()
+		s.wg.Done()
+	}()
+	s.session(st)
+}
+
+// session runs the exchange on st, from either end: write our Hello, read
+// the peer's; if we are ahead, write the versions it lacks; close our
+// side; then read and apply the versions the peer writes until it closes
+// its side.
+func (s *Service) session(st network.Stream) {
+	p := st.Conn().RemotePeer()
+	stop := context.AfterFunc(s.ctx, func() { st.Reset() })
+	defer stop()
+	if err := st.SetDeadline(time.Now().Add(s.cfg.Timeout)); err != nil {
+		st.Reset()
+		return
+	}
+	tr := &transportReader{r: st}
+	br := bufio.NewReader(tr)
+	bw := bufio.NewWriter(st)
+
+	cur := s.Current()
+	err := writeHello(bw, cur.Version(), cur.Hash())
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		st.Reset()
+		return
+	}
+	f, err := readFrame(br, tr)
+	if err == nil && f.hello == nil {
+		err = fmt.Errorf("%w: the first frame is not a hello", errFrame)
+	}
+	if err != nil {
+		s.fail(st, p, err)
+		return
+	}
+	theirs := *f.hello
+	s.serve(bw, p, theirs)
+	if err := bw.Flush(); err != nil {
+		st.Reset()
+		return
+	}
+	if err := st.CloseWrite(); err != nil {
+		st.Reset()
+		return
+	}
+
+	applied := false
+	for n := 0; ; n++ {
+		f, err := readFrame(br, tr)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil && f.doc == nil {
+			err = fmt.Errorf("%w: a second hello", errFrame)
+		}
+		if err == nil && n >= maxDocsPerSession {
+			err = fmt.Errorf("%w: more than %d documents in one session", errFrame, maxDocsPerSession)
+		}
+		if err != nil {
+			s.fail(st, p, err)
+			s.pushIf(applied, p)
+			return
+		}
+		rep, err := s.apply(f.doc, p)
+		if err == nil {
+			applied = true
+			continue
+		}
+		reason := classify(err)
+		s.report(Rejected{From: p, Version: f.doc.Version(), Reason: reason, Report: rep, Err: err})
+		if reason != ReasonStale {
+			st.Reset()
+			s.pushIf(applied, p)
+			return
+		}
+	}
+	st.Close()
+	if now := s.Current().Version(); now < theirs.version {
+		s.log.Warn("a member holds a newer membership version it could not hand over", zap.Stringer("peer", p),
+			zap.Uint64("peer_version", theirs.version), zap.Uint64("version", now))
+		s.events.Push(Behind{Peer: p, PeerVersion: theirs.version, Version: now}, false)
+	}
+	s.pushIf(applied, p)
+}
+
+// serve writes the versions a peer at theirs lacks, if we hold them all
+// and they continue its history; it reports a fork when the peer holds
+// another document under a version number we know.
+func (s *Service) serve(bw *bufio.Writer, p peer.ID, theirs hello) {
+	if h, ok := s.hashOf(theirs.version); ok && h != theirs.hash {
+		s.log.Warn("membership fork: a member holds another document with the same version", zap.Stringer("peer", p), zap.Uint64("version", theirs.version))
+		s.events.Push(Conflict{Peer: p, Version: theirs.version, Hash: h, PeerHash: theirs.hash}, false)
+		return
+	}
+	if theirs.version >= s.Current().Version() {
+		return
+	}
+	docs, ok := s.chainAfter(theirs.version, theirs.hash)
+	if !ok {
+		s.log.Info("a member is behind by more versions than this node keeps", zap.Stringer("peer", p), zap.Uint64("peer_version", theirs.version))
+		return
+	}
+	for _, d := range docs {
+		if err := writeDocument(bw, d); err != nil {
+			return
+		}
+	}
+}
+
+// pushIf hands what was just applied to the other connected members.
+func (s *Service) pushIf(applied bool, from peer.ID) {
+	if applied {
+		s.pushAll(from)
+	}
+}
+
+// fail ends a session on a read error: the peer's fault for a bad frame,
+// nobody's for a broken stream.
+func (s *Service) fail(st network.Stream, p peer.ID, err error) {
+	st.Reset()
+	if errors.Is(err, errFrame) {
+		s.report(Rejected{From: p, Reason: ReasonMalformed, Err: err})
+		return
+	}
+	s.log.Debug("membership session broken", zap.Stringer("peer", p), zap.Error(err))
+}
+
+// classify maps an error of apply to the reason reported.
+func classify(err error) Reason {
+	switch {
+	case errors.Is(err, ErrPersist):
+		return ReasonLocal
+	case errors.Is(err, membership.ErrStale):
+		return ReasonStale
+	case errors.Is(err, membership.ErrNotNext):
+		return ReasonGap
+	case errors.Is(err, membership.ErrBadLink):
+		return ReasonBadLink
+	case errors.Is(err, membership.ErrExpired):
+		return ReasonExpired
+	case errors.Is(err, membership.ErrThreshold):
+		return ReasonThreshold
+	default:
+		return ReasonMalformed
+	}
+}
