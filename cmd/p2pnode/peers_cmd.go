@@ -87,7 +87,7 @@ func peerViewOf(p *pb.PeerInfo) peerView {
 
 func printPeers(a *app, peers []*pb.PeerInfo) error {
 	if len(peers) == 0 {
-		_, err := fmt.Fprintln(a.out, "no peers: none connected, the allowlist is empty")
+		_, err := fmt.Fprintln(a.out, "no peers: none connected, and the allowlist lists no peer but this node")
 		return err
 	}
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
