@@ -4,7 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/bitvmx/go-bitvmx-p2p/internal/atomicfile"
 )
 
 // Load reads the allowlist file at path. A missing or unreadable file, or
@@ -91,53 +92,9 @@ func readFile[T any](path string, parse func([]byte) (T, error)) (T, error) {
 }
 
 // writeFileAtomic replaces path with data in one rename.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	if err := atomicfile.Write(path, data, perm); err != nil {
 		return fmt.Errorf("allowlist: save %s: %w", path, err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("allowlist: save %s: %w", path, err)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	// CreateTemp makes the file 0600; Chmod is not subject to the umask.
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	// Without Sync, a crash soon after the rename can leave an empty file
-	// under the final name on some file systems: an empty allowlist.
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	syncDir(dir)
 	return nil
-}
-
-// syncDir makes a rename in dir durable where the platform allows it. It is
-// best effort: the file is already in place, and some systems cannot fsync a
-// directory.
-func syncDir(dir string) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	_ = d.Sync()
-	_ = d.Close()
 }

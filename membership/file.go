@@ -6,7 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/bitvmx/go-bitvmx-p2p/internal/atomicfile"
 )
 
 // ReadFile reads and decodes the document at path. Errors name the path.
@@ -71,49 +72,12 @@ func SaveNewer(path string, d *Document) error {
 }
 
 // writeFileAtomic replaces path with data in one rename, so a crash or a
-// concurrent reader never sees a half-written document.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
+// concurrent reader never sees a half-written document, and syncs the
+// directory: a crash must not bring back the older version, which is what
+// SaveNewer promises never happens.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	if err := atomicfile.Write(path, data, perm); err != nil {
 		return fmt.Errorf("membership: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("membership: write %s: %w", path, err)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	// Without Sync, a crash soon after the rename can leave an empty file
-	// under the final name on some file systems.
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// The rename itself must reach the disk, or a crash can bring back the
-	// older version, which is what SaveNewer promises never happens.
-	if d, err := os.Open(dir); err == nil {
-		serr := d.Sync()
-		d.Close()
-		if serr != nil && !errors.Is(serr, os.ErrInvalid) {
-			return serr
-		}
 	}
 	return nil
 }
