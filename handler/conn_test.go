@@ -44,11 +44,24 @@ func TestDialerClosesAfterLinger(t *testing.T) {
 	a := newHandler(t, ia, list, func(c *handler.Config) { c.Linger = 100 * time.Millisecond })
 	b := newHandler(t, ib, list, handler.WithKeepConnection(true))
 	w := watch(t, a, b.PeerID())
-	exchange(t, a, b)
-	start := time.Now()
+	id, err := a.Request(b.PeerID(), addr(b), []byte("q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := tu.Next[handler.Request](t, b.Events())
+	// The dialer's exchange ends after this (when the reply arrives), and
+	// its linger starts then: the disconnection cannot come sooner than a
+	// linger after it, however slowly this goroutine runs. (Measured from
+	// the end of the exchange as this goroutine sees it, a loaded machine
+	// made the linger look cut short.)
+	answered := time.Now()
+	if err := b.Response(req.From, req.Exchange, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, a, id), true, handler.ReasonOK)
 	wait(t, w.down, "the dialer's disconnection")
-	if d := time.Since(start); d < 50*time.Millisecond {
-		t.Fatalf("disconnected after %s, before the linger", d)
+	if d := time.Since(answered); d < 100*time.Millisecond {
+		t.Fatalf("disconnected %s after the reply left, before the linger", d)
 	}
 }
 
@@ -58,11 +71,13 @@ func TestIdleTimeout(t *testing.T) {
 	a, b := pair(t, handler.WithKeepConnection(true), handler.WithIdleTimeout(300*time.Millisecond))
 	w := watch(t, a, b.PeerID())
 	exchange(t, a, b)
+	// The last activity is after this, so the idle close cannot come
+	// sooner than the timeout after it, however slowly this goroutine runs.
+	last := time.Now()
 	exchange(t, b, a)
-	start := time.Now()
 	wait(t, w.down, "the idle disconnection")
-	if d := time.Since(start); d < 150*time.Millisecond {
-		t.Fatalf("disconnected after %s, before the idle timeout", d)
+	if d := time.Since(last); d < 300*time.Millisecond {
+		t.Fatalf("disconnected %s after the last exchange began, before the idle timeout", d)
 	}
 	select {
 	case <-w.up:
