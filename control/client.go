@@ -118,6 +118,28 @@ func (c *Client) ListDeadLetters(ctx context.Context) (*pb.ListDeadLettersRespon
 	return call(ctx, c.c.ListDeadLetters, &pb.ListDeadLettersRequest{})
 }
 
+// SubmitMembership hands the node a new membership version, the encoded
+// document; a refusal is a RemoteError matching ErrInvalid (not a valid
+// next version) or ErrUnsupported (the node runs no membership).
+func (c *Client) SubmitMembership(ctx context.Context, doc []byte) (*pb.SubmitMembershipResponse, error) {
+	return call(ctx, c.c.SubmitMembership, &pb.SubmitMembershipRequest{Document: doc})
+}
+
+// RetryDeadLetters starts the node's dead letters ids again.
+func (c *Client) RetryDeadLetters(ctx context.Context, ids []uint64) (*pb.ExchangesResponse, error) {
+	return call(ctx, c.c.RetryDeadLetters, &pb.ExchangesRequest{Ids: ids})
+}
+
+// DropDeadLetters makes the node forget its dead letters ids.
+func (c *Client) DropDeadLetters(ctx context.Context, ids []uint64) (*pb.ExchangesResponse, error) {
+	return call(ctx, c.c.DropDeadLetters, &pb.ExchangesRequest{Ids: ids})
+}
+
+// CancelOutbox ends the node's exchanges ids in progress.
+func (c *Client) CancelOutbox(ctx context.Context, ids []uint64) (*pb.ExchangesResponse, error) {
+	return call(ctx, c.c.CancelOutbox, &pb.ExchangesRequest{Ids: ids})
+}
+
 // call makes one unary call and turns a Connect error into a RemoteError
 // that prints as the node's message alone.
 func call[Req, Res any](ctx context.Context, f func(context.Context, *Req) (*Res, error), req *Req) (*Res, error) {

@@ -42,6 +42,18 @@ func (f *fakeNode) ListOutbox(context.Context) (*pb.ListOutboxResponse, error) {
 func (f *fakeNode) ListDeadLetters(context.Context) (*pb.ListDeadLettersResponse, error) {
 	return nil, f.err
 }
+func (f *fakeNode) RetryDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	return nil, f.err
+}
+func (f *fakeNode) DropDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	return nil, f.err
+}
+func (f *fakeNode) CancelOutbox(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	return nil, f.err
+}
+func (f *fakeNode) SubmitMembership(context.Context, *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error) {
+	return nil, f.err
+}
 
 func serve(t *testing.T, path string, n control.Node) *control.Server {
 	t.Helper()
@@ -83,6 +95,10 @@ func TestServeAndCall(t *testing.T) {
 	_, err = c.ListOutbox(context.Background())
 	if !errors.Is(err, control.ErrUnsupported) || err.Error() != "not supported by this node: no store" {
 		t.Fatalf("ListOutbox error %q (%T), want ErrUnsupported with the node's text", err, err)
+	}
+	_, err = c.SubmitMembership(context.Background(), []byte("doc"))
+	if !errors.Is(err, control.ErrUnsupported) {
+		t.Fatalf("SubmitMembership error %q (%T), want ErrUnsupported", err, err)
 	}
 	s.Close()
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {

@@ -28,13 +28,18 @@ type Node interface {
 	ReloadAllowlist(ctx context.Context) (*pb.ReloadAllowlistResponse, error)
 	ListOutbox(ctx context.Context) (*pb.ListOutboxResponse, error)
 	ListDeadLetters(ctx context.Context) (*pb.ListDeadLettersResponse, error)
+	SubmitMembership(ctx context.Context, req *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error)
+	RetryDeadLetters(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
+	DropDeadLetters(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
+	CancelOutbox(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
 }
 
 // The errors a Node returns for the client to tell apart.
 var (
 	// ErrInvalid: the request is malformed (a bad peer ID, say).
 	ErrInvalid = errors.New("invalid request")
-	// ErrUnsupported: this node cannot do it (no store with --ephemeral).
+	// ErrUnsupported: this node cannot do it (no store with --ephemeral,
+	// no membership service without --membership).
 	ErrUnsupported = errors.New("not supported by this node")
 	// ErrStopping: the node is shutting down.
 	ErrStopping = errors.New("node stopping")
@@ -138,6 +143,26 @@ func (s *service) ListOutbox(ctx context.Context, _ *pb.ListOutboxRequest) (*pb.
 
 func (s *service) ListDeadLetters(ctx context.Context, _ *pb.ListDeadLettersRequest) (*pb.ListDeadLettersResponse, error) {
 	r, err := s.node.ListDeadLetters(ctx)
+	return r, connectErr(err)
+}
+
+func (s *service) SubmitMembership(ctx context.Context, req *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error) {
+	r, err := s.node.SubmitMembership(ctx, req)
+	return r, connectErr(err)
+}
+
+func (s *service) RetryDeadLetters(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	r, err := s.node.RetryDeadLetters(ctx, req)
+	return r, connectErr(err)
+}
+
+func (s *service) DropDeadLetters(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	r, err := s.node.DropDeadLetters(ctx, req)
+	return r, connectErr(err)
+}
+
+func (s *service) CancelOutbox(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	r, err := s.node.CancelOutbox(ctx, req)
 	return r, connectErr(err)
 }
 

@@ -258,12 +258,13 @@ func (h *Handler) arrived(p peer.ID, id ExchangeID) bool {
 // any) and Outcome to the application: once they are out, a restart must
 // not run the exchange again. The record leaves the outbox, or, with
 // Config.AckOutcomes, stays marked ended until AckOutcome. A failed
-// exchange is also kept in the dead letters. The caller holds mu.
+// exchange, unless cancelled, is also kept in the dead letters. The
+// caller holds mu.
 func (h *Handler) finish(ex *exchange, o Outcome, reply *Reply) {
 	var b store.Batch
 	now := time.Now()
 	rec := outgoing(o.Peer, ex)
-	if !o.OK {
+	if !o.OK && o.Reason != ReasonCancelled {
 		dl := store.DeadLetter{Outgoing: rec, Reason: string(o.Reason), Failed: now}
 		if o.Err != nil {
 			dl.Error = o.Err.Error()

@@ -78,6 +78,9 @@ type Handler struct {
 	lastEnded map[peer.ID]time.Time
 
 	doneMu sync.Mutex // guards dur.done, which store callbacks fill
+	// deadMu serializes RetryDeadLetters and DropDeadLetters, which read
+	// the dead letters and then change them.
+	deadMu sync.Mutex
 }
 
 // New starts a handler listening on listen (nil: a free loopback port) with

@@ -88,6 +88,9 @@ const (
 	// while the exchange was queued or in progress. It ends at once: the
 	// node disconnects the peer and refuses it from then on.
 	ReasonPeerRemoved Reason = "peer_removed"
+	// ReasonCancelled: the application ended the exchange (Cancel). It is
+	// not kept in the dead letters. The peer may have received it.
+	ReasonCancelled Reason = "cancelled"
 )
 
 // Errors returned by the API, and wrapped by Outcome.Err and Error.Err.
@@ -117,6 +120,10 @@ var (
 	ErrRateLimited = errors.New("handler: peer cut off by the rate limiter")
 	// ErrPeerRemoved: see ReasonPeerRemoved.
 	ErrPeerRemoved = errors.New("handler: peer removed from the allowlist")
+	// ErrCancelled: see ReasonCancelled.
+	ErrCancelled = errors.New("handler: exchange cancelled")
+	// ErrNoStore: the call needs a Config.Store and the handler has none.
+	ErrNoStore = errors.New("handler: no store")
 	// ErrNotDurable: the Config.Store failed to record something: the call
 	// that needed it did not happen (Request, Send, Response, Ack).
 	ErrNotDurable = errors.New("handler: not recorded in the store")

@@ -17,8 +17,10 @@ import (
 
 // The node side of the control API: run serves it on a unix socket (by
 // default control.sock in the data directory) for the commands that use
-// the running node (status, peers, send, allowlist reload, outbox list,
-// deadletters list). control_node.go answers the calls.
+// the running node (status, peers, send, allowlist reload, outbox list and
+// drop, deadletters list, retry and drop, membership submit).
+// control_node.go, control_store.go and control_membership.go answer the
+// calls.
 
 // apiOff as the api setting turns the control socket off.
 const apiOff = "off"

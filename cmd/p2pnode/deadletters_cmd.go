@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/bitvmx/go-bitvmx-p2p/control"
+	"github.com/bitvmx/go-bitvmx-p2p/control/pb"
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
@@ -20,9 +23,12 @@ func newDeadLettersCmd(a *app) *cobra.Command {
 good (its exchange event has "dead_lettered": true): the request or
 message, its peer, tag (run's stdin id), attempts, and why it failed.
 retry moves them back to the outbox, with their exchange ID and attempts 0:
-the next "p2pnode run" on the data directory resumes them. A peer that
-still remembers the exchange (by default for 10 minutes) answers it from
-its memory; after that it handles it as new. drop forgets them.
+a running node starts them again at once, a stopped node's next "p2pnode
+run" resumes them. A peer that still remembers the exchange (by default
+for 10 minutes) answers it from its memory; after that it handles it as
+new. drop forgets them. retry and drop go through the running node's
+control socket when it runs, and change the store itself when it does
+not.
 
 ` + storeCmdsLong,
 		Example: `  p2pnode deadletters list --key node.key
@@ -85,10 +91,11 @@ func newDeadLettersRetryCmd(a *app) *cobra.Command {
 		all bool
 	)
 	cmd := &cobra.Command{
-		Use:   "retry (--data-dir DIR | --key FILE | --config FILE) (EXCHANGE... | --all)",
-		Short: "Move dead letters back to the outbox: the next run resumes them",
+		Use:   "retry (--data-dir DIR | --key FILE | --config FILE | --api SOCKET) (EXCHANGE... | --all)",
+		Short: "Run dead letters again (a running node at once, a stopped one at its next run)",
 		Long: `retry moves dead letters back to the outbox with attempts 0. They keep their
-exchange ID, tag and payload; the next "p2pnode run" on the data directory
+exchange ID, tag and payload. A running node starts them at once and prints
+their events; a stopped node's next "p2pnode run" on the data directory
 resumes them and prints their events, marked "resumed".`,
 		Example: `  p2pnode deadletters retry --key node.key 3f2a9c0d4e5b6a71
   p2pnode deadletters retry --data-dir /var/lib/p2pnode --all --json`,
@@ -96,7 +103,10 @@ resumes them and prints their events, marked "resumed".`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := change{"retry", "dead_letters", "moved to the outbox, attempts 0, from the dead letters of",
 				"; the next run on it resumes them"}
-			return changeDeadLetters(a, cmd, &t, args, all, c, func(b *store.Batch, d store.DeadLetter) {
+			ch := nodeChange{call: func(ctx context.Context, c *control.Client, ids []uint64) (*pb.ExchangesResponse, error) {
+				return c.RetryDeadLetters(ctx, ids)
+			}, all: nodeDeadLetterIDs}
+			return changeDeadLetters(a, cmd, &t, args, all, c, ch, "; the node runs them now", func(b *store.Batch, d store.DeadLetter) {
 				o := d.Outgoing
 				o.Attempts = 0
 				b.PutOutgoing(o)
@@ -115,14 +125,17 @@ func newDeadLettersDropCmd(a *app) *cobra.Command {
 		all bool
 	)
 	cmd := &cobra.Command{
-		Use:   "drop (--data-dir DIR | --key FILE | --config FILE) (EXCHANGE... | --all)",
+		Use:   "drop (--data-dir DIR | --key FILE | --config FILE | --api SOCKET) (EXCHANGE... | --all)",
 		Short: "Forget dead letters",
 		Example: `  p2pnode deadletters drop --key node.key 3f2a9c0d4e5b6a71
   p2pnode deadletters drop --data-dir /var/lib/p2pnode --all`,
 		Args: checkArgs(cobra.ArbitraryArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := change{"drop", "dead_letters", "dropped from the dead letters of", ""}
-			return changeDeadLetters(a, cmd, &t, args, all, c, func(b *store.Batch, d store.DeadLetter) {
+			ch := nodeChange{call: func(ctx context.Context, c *control.Client, ids []uint64) (*pb.ExchangesResponse, error) {
+				return c.DropDeadLetters(ctx, ids)
+			}, all: nodeDeadLetterIDs}
+			return changeDeadLetters(a, cmd, &t, args, all, c, ch, "", func(b *store.Batch, d store.DeadLetter) {
 				b.DeleteDeadLetter(d.ID)
 			})
 		},
@@ -133,9 +146,11 @@ func newDeadLettersDropCmd(a *app) *cobra.Command {
 }
 
 // changeDeadLetters applies change to each dead letter named in args (or
-// all of them), in one batch, once all of them are known to be there.
+// all of them), in one batch, once all of them are known to be there:
+// through the running node (ch; nodeNote ends the report), or on the
+// store of a stopped one (apply).
 func changeDeadLetters(a *app, cmd *cobra.Command, t *storeTarget, args []string, all bool, c change,
-	apply func(*store.Batch, store.DeadLetter)) error {
+	ch nodeChange, nodeNote string, apply func(*store.Batch, store.DeadLetter)) error {
 	switch {
 	case all && len(args) > 0:
 		return usageErrorf("give exchange IDs or --all, not both")
@@ -145,6 +160,13 @@ func changeDeadLetters(a *app, cmd *cobra.Command, t *storeTarget, args []string
 	ids, err := parseExchangeArgs(args)
 	if err != nil {
 		return err
+	}
+	if done, dir, ran, err := t.changeNode(ids, all, ch); ran || err != nil {
+		if err != nil {
+			return err
+		}
+		c.note = nodeNote
+		return c.print(a.out, t.asJSON, dir, done)
 	}
 	st, dir, err := t.open(cmd)
 	if err != nil {
@@ -176,4 +198,17 @@ func changeDeadLetters(a *app, cmd *cobra.Command, t *storeTarget, args []string
 		}
 	}
 	return c.print(a.out, t.asJSON, dir, ids)
+}
+
+// nodeDeadLetterIDs lists the running node's dead letters, for --all.
+func nodeDeadLetterIDs(ctx context.Context, c *control.Client) ([]uint64, error) {
+	res, err := c.ListDeadLetters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]uint64, len(res.DeadLetters))
+	for i, d := range res.DeadLetters {
+		ids[i] = d.Id
+	}
+	return ids, nil
 }

@@ -33,21 +33,22 @@ proposal file to the others; each reviews it with "show", compares its hash
 with the proposer's over another channel, and runs "sign" with their own key;
 "combine" merges the signed copies; "verify" says whether the result may
 replace the current document; "export" writes a valid one's members as an
-allowlist YAML file. Everything here works on files, offline.
+allowlist YAML file. These work on files, offline.
 
-Not built yet: sending a document to a running node ("submit"), spreading
-versions between nodes, and nodes applying documents themselves.`,
+"submit" hands a valid next version to a node running with --membership,
+which applies it and spreads it to the other members' nodes.`,
 		Example: `  p2pnode membership init --allowlist allowlist.yaml --threshold 2 --out membership-1.pb
   p2pnode membership propose --current membership-1.pb --add 16Uiu2HAm...,operator-4 --out membership-2.pb
   p2pnode membership sign membership-2.pb --key node.key
   p2pnode membership combine --out membership-2.pb alice/membership-2.pb bob/membership-2.pb
   p2pnode membership verify membership-2.pb --current membership-1.pb
   p2pnode membership show membership-2.pb --json
-  p2pnode membership export membership-2.pb --current membership-1.pb --out allowlist.yaml`,
+  p2pnode membership export membership-2.pb --current membership-1.pb --out allowlist.yaml
+  p2pnode membership submit membership-2.pb --data-dir /var/lib/p2pnode`,
 	}
 	asGroup(cmd)
 	cmd.AddCommand(newMembershipInitCmd(a), newMembershipProposeCmd(a), newMembershipSignCmd(a),
-		newMembershipCombineCmd(a), newMembershipVerifyCmd(a), newMembershipShowCmd(a), newMembershipExportCmd(a))
+		newMembershipCombineCmd(a), newMembershipVerifyCmd(a), newMembershipShowCmd(a), newMembershipExportCmd(a), newMembershipSubmitCmd(a))
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"text/tabwriter"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bitvmx/go-bitvmx-p2p/control"
+	"github.com/bitvmx/go-bitvmx-p2p/control/pb"
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
@@ -16,7 +19,7 @@ import (
 func newOutboxCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "outbox",
-		Short: "List the exchanges a node will resume; drop or retry them while it is stopped",
+		Short: "List the exchanges a node will resume; drop them, or retry them while it is stopped",
 		Long: `The outbox holds the exchanges a node started (stdin send and request) and
 had not finished when it stopped or was killed: the next "p2pnode run" on
 the same data directory resumes them, with their exchange ID, their stdin id
@@ -86,15 +89,32 @@ stopped (the next run prints it, marked redelivered).`,
 func newOutboxDropCmd(a *app) *cobra.Command {
 	var t storeTarget
 	cmd := &cobra.Command{
-		Use:   "drop (--data-dir DIR | --key FILE | --config FILE) EXCHANGE...",
-		Short: "Remove exchanges from the outbox: they will not resume",
-		Long: `drop removes exchanges from the outbox: the next run does not resume them,
-and they get no event. A peer may have received them already.`,
+		Use:   "drop (--data-dir DIR | --key FILE | --config FILE | --api SOCKET) EXCHANGE...",
+		Short: "Remove exchanges from the outbox: they end, or will not resume",
+		Long: `drop removes exchanges from the outbox. A running node (reached through its
+control socket) ends them at once: each gets its exchange event with the
+reason "cancelled" and is not kept in the dead letters; an exchange that
+has already ended is refused. On a stopped node's store, the next run does
+not resume them, and they get no event. A peer may have received them
+already.`,
 		Example: `  p2pnode outbox drop --key node.key 3f2a9c0d4e5b6a71
   p2pnode outbox drop --data-dir /var/lib/p2pnode 3f2a9c0d4e5b6a71 00c0ffee00c0ffee --json`,
 		Args: checkArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := change{"drop", "outbox", "dropped from the outbox of", "; they will not resume"}
+			ids, err := parseExchangeArgs(args)
+			if err != nil {
+				return err
+			}
+			if done, dir, ran, err := t.changeNode(ids, false, nodeChange{call: func(ctx context.Context, c *control.Client, ids []uint64) (*pb.ExchangesResponse, error) {
+				return c.CancelOutbox(ctx, ids)
+			}}); ran || err != nil {
+				if err != nil {
+					return err
+				}
+				c.done, c.note = "cancelled in the node of", "; not dead-lettered"
+				return c.print(a.out, t.asJSON, dir, done)
+			}
 			return changeOutbox(a, cmd, &t, args, c, func(b *store.Batch, o store.Outgoing) {
 				b.DeleteOutgoing(o.ID)
 			})

@@ -93,7 +93,7 @@ Events, with --json (one object per line, "event" first):
   {"event":"refused","peer":"<id>","ip":"<ip>","reason":"unknown_peer","count":1}   an inbound connection the allowlist refused
   {"event":"error","peer":"<id>","error":"<message>"}
   {"event":"reloaded","kind":"allowlist","file":"<path>","count":4}
-  {"event":"membership_applied","version":2,"hash":"<sha256>","from":"<id>","added":["<id>"],"removed":["<id>"]}
+  {"event":"membership_applied","version":2,"hash":"<sha256>","from":"<id>","added":["<id>"],"removed":["<id>"]}   no "from": membership submit
   {"event":"membership_rejected","from":"<id>","version":2,"reason":"threshold","charged":true,"error":"..."}
   {"event":"membership_behind","peer":"<id>","peer_version":5,"version":2}
   {"event":"membership_conflict","peer":"<id>","version":2,"hash":"<sha256>","peer_hash":"<sha256>"}

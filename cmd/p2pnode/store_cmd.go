@@ -29,11 +29,11 @@ or key of a run --config file. Exchange IDs are the 16 hex digits of the
 exchange events. An ID that is not there fails the command (exit 1) and
 nothing is changed.
 
-list works on a running node too: it asks the node, through its control
-socket (control.sock in the data directory, or --api), and reads the store
-itself only when no node runs. A running node owns its store: drop and
-retry refuse its data directory. Stop the node (SIGTERM), change the store,
-start it again.`
+list, deadletters retry and drop, and outbox drop work on a running node
+too: they ask the node, through its control socket (control.sock in the
+data directory, or --api), and open the store themselves only when no node
+runs. outbox retry refuses a running node's data directory: stop the node
+(SIGTERM), run it, start the node again.`
 
 // storeTarget is how a store command finds its data directory.
 type storeTarget struct {
@@ -42,7 +42,7 @@ type storeTarget struct {
 }
 
 func bindStoreTarget(fs *pflag.FlagSet, t *storeTarget) {
-	fs.StringVar(&t.api, "api", "", "a running node's control `SOCKET` (list only; default control.sock in the data directory)")
+	fs.StringVar(&t.api, "api", "", "a running node's control `SOCKET` (not outbox retry; default control.sock in the data directory)")
 	fs.StringVar(&t.dataDir, "data-dir", "", "the node's data `DIR`")
 	fs.StringVar(&t.key, "key", "", "the node's identity key `FILE`: its default data directory")
 	fs.StringVar(&t.config, "config", "", "the node's run configuration `FILE`: its data_dir, or its key's default")

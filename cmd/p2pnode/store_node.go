@@ -7,11 +7,13 @@ import (
 
 	"github.com/bitvmx/go-bitvmx-p2p/control"
 	"github.com/bitvmx/go-bitvmx-p2p/control/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
 // The list commands of outbox and deadletters read a running node's store
-// through its control socket, and a stopped node's store directly.
+// through its control socket, and a stopped node's store directly; so do
+// deadletters retry and drop and outbox drop change it.
 
 // node returns a client of the running node the target names, or nil when
 // no node runs there (the caller then opens the store, which is free). An
@@ -93,6 +95,53 @@ func (t *storeTarget) listDeadLetters(open func() (*store.Store, string, error))
 	defer st.Close()
 	dls, err := st.DeadLetters()
 	return dls, dir, err
+}
+
+// nodeChange is a change to the exchanges of a running node's store: its
+// RPC, and for --all the IDs it applies to.
+type nodeChange struct {
+	call func(ctx context.Context, c *control.Client, ids []uint64) (*pb.ExchangesResponse, error)
+	all  func(ctx context.Context, c *control.Client) ([]uint64, error)
+}
+
+// changeNode makes ch through the running node the target names, on ids
+// (or all, with ch.all). ran is false when no node runs there: the caller
+// then changes the store itself. dir is the node's data directory.
+func (t *storeTarget) changeNode(ids []handler.ExchangeID, all bool, ch nodeChange) (done []handler.ExchangeID, dir string, ran bool, err error) {
+	c, err := t.node()
+	if err != nil || c == nil {
+		return nil, "", false, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	raw := make([]uint64, len(ids))
+	for i, id := range ids {
+		raw[i] = uint64(id)
+	}
+	if all {
+		if raw, err = ch.all(ctx, c); err != nil {
+			return nil, "", true, nodeStoreErr(err)
+		}
+		if len(raw) == 0 {
+			st, err := c.Status(ctx)
+			if err != nil {
+				return nil, "", true, err
+			}
+			return nil, st.DataDir, true, nil
+		}
+	}
+	res, err := ch.call(ctx, c, raw)
+	switch {
+	case errors.Is(err, control.ErrInvalid):
+		return nil, "", true, errors.New(remoteText(err, control.ErrInvalid))
+	case err != nil:
+		return nil, "", true, nodeStoreErr(err)
+	}
+	for _, id := range res.Ids {
+		done = append(done, handler.ExchangeID(id))
+	}
+	return done, res.DataDir, true, nil
 }
 
 // nodeStoreErr rewords the error of a node without a store.

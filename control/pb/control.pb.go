@@ -1279,6 +1279,221 @@ func (x *Stored) GetError() string {
 	return ""
 }
 
+type SubmitMembershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The document in its canonical encoding (the bytes of a .pb file).
+	Document      []byte `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitMembershipRequest) Reset() {
+	*x = SubmitMembershipRequest{}
+	mi := &file_control_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitMembershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitMembershipRequest) ProtoMessage() {}
+
+func (x *SubmitMembershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitMembershipRequest.ProtoReflect.Descriptor instead.
+func (*SubmitMembershipRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SubmitMembershipRequest) GetDocument() []byte {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+type SubmitMembershipResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version now in force and its hash, in hex.
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Hash    string `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	// The signers whose signatures counted, and how many were needed (the
+	// threshold of the version replaced).
+	Counted       []string `protobuf:"bytes,3,rep,name=counted,proto3" json:"counted,omitempty"`
+	Needed        int32    `protobuf:"varint,4,opt,name=needed,proto3" json:"needed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitMembershipResponse) Reset() {
+	*x = SubmitMembershipResponse{}
+	mi := &file_control_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitMembershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitMembershipResponse) ProtoMessage() {}
+
+func (x *SubmitMembershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitMembershipResponse.ProtoReflect.Descriptor instead.
+func (*SubmitMembershipResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SubmitMembershipResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SubmitMembershipResponse) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *SubmitMembershipResponse) GetCounted() []string {
+	if x != nil {
+		return x.Counted
+	}
+	return nil
+}
+
+func (x *SubmitMembershipResponse) GetNeeded() int32 {
+	if x != nil {
+		return x.Needed
+	}
+	return 0
+}
+
+// ExchangesRequest names exchanges of the node's store. Every one must be
+// there, or nothing changes (InvalidArgument naming those missing).
+type ExchangesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []uint64               `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangesRequest) Reset() {
+	*x = ExchangesRequest{}
+	mi := &file_control_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangesRequest) ProtoMessage() {}
+
+func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangesRequest.ProtoReflect.Descriptor instead.
+func (*ExchangesRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ExchangesRequest) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type ExchangesResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	DataDir string                 `protobuf:"bytes,1,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
+	// The exchanges changed.
+	Ids           []uint64 `protobuf:"varint,2,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangesResponse) Reset() {
+	*x = ExchangesResponse{}
+	mi := &file_control_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangesResponse) ProtoMessage() {}
+
+func (x *ExchangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangesResponse.ProtoReflect.Descriptor instead.
+func (*ExchangesResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ExchangesResponse) GetDataDir() string {
+	if x != nil {
+		return x.DataDir
+	}
+	return ""
+}
+
+func (x *ExchangesResponse) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
@@ -1380,7 +1595,19 @@ const file_control_proto_rawDesc = "" +
 	"\rended_unix_ns\x18\t \x01(\x03R\vendedUnixNs\x12\x16\n" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12\x14\n" +
-	"\x05error\x18\v \x01(\tR\x05error2\xd8\x04\n" +
+	"\x05error\x18\v \x01(\tR\x05error\"5\n" +
+	"\x17SubmitMembershipRequest\x12\x1a\n" +
+	"\bdocument\x18\x01 \x01(\fR\bdocument\"z\n" +
+	"\x18SubmitMembershipResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\tR\x04hash\x12\x18\n" +
+	"\acounted\x18\x03 \x03(\tR\acounted\x12\x16\n" +
+	"\x06needed\x18\x04 \x01(\x05R\x06needed\"$\n" +
+	"\x10ExchangesRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x04R\x03ids\"@\n" +
+	"\x11ExchangesResponse\x12\x19\n" +
+	"\bdata_dir\x18\x01 \x01(\tR\adataDir\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\x04R\x03ids2\xfd\a\n" +
 	"\aControl\x12U\n" +
 	"\x06Status\x12$.bitvmx.p2p.control.v1.StatusRequest\x1a%.bitvmx.p2p.control.v1.StatusResponse\x12R\n" +
 	"\x05Peers\x12#.bitvmx.p2p.control.v1.PeersRequest\x1a$.bitvmx.p2p.control.v1.PeersResponse\x12[\n" +
@@ -1388,7 +1615,11 @@ const file_control_proto_rawDesc = "" +
 	"\x0fReloadAllowlist\x12-.bitvmx.p2p.control.v1.ReloadAllowlistRequest\x1a..bitvmx.p2p.control.v1.ReloadAllowlistResponse\x12a\n" +
 	"\n" +
 	"ListOutbox\x12(.bitvmx.p2p.control.v1.ListOutboxRequest\x1a).bitvmx.p2p.control.v1.ListOutboxResponse\x12p\n" +
-	"\x0fListDeadLetters\x12-.bitvmx.p2p.control.v1.ListDeadLettersRequest\x1a..bitvmx.p2p.control.v1.ListDeadLettersResponseB,Z*github.com/bitvmx/go-bitvmx-p2p/control/pbb\x06proto3"
+	"\x0fListDeadLetters\x12-.bitvmx.p2p.control.v1.ListDeadLettersRequest\x1a..bitvmx.p2p.control.v1.ListDeadLettersResponse\x12s\n" +
+	"\x10SubmitMembership\x12..bitvmx.p2p.control.v1.SubmitMembershipRequest\x1a/.bitvmx.p2p.control.v1.SubmitMembershipResponse\x12e\n" +
+	"\x10RetryDeadLetters\x12'.bitvmx.p2p.control.v1.ExchangesRequest\x1a(.bitvmx.p2p.control.v1.ExchangesResponse\x12d\n" +
+	"\x0fDropDeadLetters\x12'.bitvmx.p2p.control.v1.ExchangesRequest\x1a(.bitvmx.p2p.control.v1.ExchangesResponse\x12a\n" +
+	"\fCancelOutbox\x12'.bitvmx.p2p.control.v1.ExchangesRequest\x1a(.bitvmx.p2p.control.v1.ExchangesResponseB,Z*github.com/bitvmx/go-bitvmx-p2p/control/pbb\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -1402,26 +1633,30 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_control_proto_goTypes = []any{
-	(*StatusRequest)(nil),           // 0: bitvmx.p2p.control.v1.StatusRequest
-	(*StatusResponse)(nil),          // 1: bitvmx.p2p.control.v1.StatusResponse
-	(*HandlerStatus)(nil),           // 2: bitvmx.p2p.control.v1.HandlerStatus
-	(*StoreStatus)(nil),             // 3: bitvmx.p2p.control.v1.StoreStatus
-	(*AllowlistStatus)(nil),         // 4: bitvmx.p2p.control.v1.AllowlistStatus
-	(*DHTStatus)(nil),               // 5: bitvmx.p2p.control.v1.DHTStatus
-	(*PeersRequest)(nil),            // 6: bitvmx.p2p.control.v1.PeersRequest
-	(*PeersResponse)(nil),           // 7: bitvmx.p2p.control.v1.PeersResponse
-	(*PeerInfo)(nil),                // 8: bitvmx.p2p.control.v1.PeerInfo
-	(*ExchangeRequest)(nil),         // 9: bitvmx.p2p.control.v1.ExchangeRequest
-	(*ExchangeResponse)(nil),        // 10: bitvmx.p2p.control.v1.ExchangeResponse
-	(*ReloadAllowlistRequest)(nil),  // 11: bitvmx.p2p.control.v1.ReloadAllowlistRequest
-	(*ReloadAllowlistResponse)(nil), // 12: bitvmx.p2p.control.v1.ReloadAllowlistResponse
-	(*ListOutboxRequest)(nil),       // 13: bitvmx.p2p.control.v1.ListOutboxRequest
-	(*ListOutboxResponse)(nil),      // 14: bitvmx.p2p.control.v1.ListOutboxResponse
-	(*ListDeadLettersRequest)(nil),  // 15: bitvmx.p2p.control.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil), // 16: bitvmx.p2p.control.v1.ListDeadLettersResponse
-	(*Stored)(nil),                  // 17: bitvmx.p2p.control.v1.Stored
+	(*StatusRequest)(nil),            // 0: bitvmx.p2p.control.v1.StatusRequest
+	(*StatusResponse)(nil),           // 1: bitvmx.p2p.control.v1.StatusResponse
+	(*HandlerStatus)(nil),            // 2: bitvmx.p2p.control.v1.HandlerStatus
+	(*StoreStatus)(nil),              // 3: bitvmx.p2p.control.v1.StoreStatus
+	(*AllowlistStatus)(nil),          // 4: bitvmx.p2p.control.v1.AllowlistStatus
+	(*DHTStatus)(nil),                // 5: bitvmx.p2p.control.v1.DHTStatus
+	(*PeersRequest)(nil),             // 6: bitvmx.p2p.control.v1.PeersRequest
+	(*PeersResponse)(nil),            // 7: bitvmx.p2p.control.v1.PeersResponse
+	(*PeerInfo)(nil),                 // 8: bitvmx.p2p.control.v1.PeerInfo
+	(*ExchangeRequest)(nil),          // 9: bitvmx.p2p.control.v1.ExchangeRequest
+	(*ExchangeResponse)(nil),         // 10: bitvmx.p2p.control.v1.ExchangeResponse
+	(*ReloadAllowlistRequest)(nil),   // 11: bitvmx.p2p.control.v1.ReloadAllowlistRequest
+	(*ReloadAllowlistResponse)(nil),  // 12: bitvmx.p2p.control.v1.ReloadAllowlistResponse
+	(*ListOutboxRequest)(nil),        // 13: bitvmx.p2p.control.v1.ListOutboxRequest
+	(*ListOutboxResponse)(nil),       // 14: bitvmx.p2p.control.v1.ListOutboxResponse
+	(*ListDeadLettersRequest)(nil),   // 15: bitvmx.p2p.control.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),  // 16: bitvmx.p2p.control.v1.ListDeadLettersResponse
+	(*Stored)(nil),                   // 17: bitvmx.p2p.control.v1.Stored
+	(*SubmitMembershipRequest)(nil),  // 18: bitvmx.p2p.control.v1.SubmitMembershipRequest
+	(*SubmitMembershipResponse)(nil), // 19: bitvmx.p2p.control.v1.SubmitMembershipResponse
+	(*ExchangesRequest)(nil),         // 20: bitvmx.p2p.control.v1.ExchangesRequest
+	(*ExchangesResponse)(nil),        // 21: bitvmx.p2p.control.v1.ExchangesResponse
 }
 var file_control_proto_depIdxs = []int32{
 	2,  // 0: bitvmx.p2p.control.v1.StatusResponse.handler:type_name -> bitvmx.p2p.control.v1.HandlerStatus
@@ -1437,14 +1672,22 @@ var file_control_proto_depIdxs = []int32{
 	11, // 10: bitvmx.p2p.control.v1.Control.ReloadAllowlist:input_type -> bitvmx.p2p.control.v1.ReloadAllowlistRequest
 	13, // 11: bitvmx.p2p.control.v1.Control.ListOutbox:input_type -> bitvmx.p2p.control.v1.ListOutboxRequest
 	15, // 12: bitvmx.p2p.control.v1.Control.ListDeadLetters:input_type -> bitvmx.p2p.control.v1.ListDeadLettersRequest
-	1,  // 13: bitvmx.p2p.control.v1.Control.Status:output_type -> bitvmx.p2p.control.v1.StatusResponse
-	7,  // 14: bitvmx.p2p.control.v1.Control.Peers:output_type -> bitvmx.p2p.control.v1.PeersResponse
-	10, // 15: bitvmx.p2p.control.v1.Control.Exchange:output_type -> bitvmx.p2p.control.v1.ExchangeResponse
-	12, // 16: bitvmx.p2p.control.v1.Control.ReloadAllowlist:output_type -> bitvmx.p2p.control.v1.ReloadAllowlistResponse
-	14, // 17: bitvmx.p2p.control.v1.Control.ListOutbox:output_type -> bitvmx.p2p.control.v1.ListOutboxResponse
-	16, // 18: bitvmx.p2p.control.v1.Control.ListDeadLetters:output_type -> bitvmx.p2p.control.v1.ListDeadLettersResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
+	18, // 13: bitvmx.p2p.control.v1.Control.SubmitMembership:input_type -> bitvmx.p2p.control.v1.SubmitMembershipRequest
+	20, // 14: bitvmx.p2p.control.v1.Control.RetryDeadLetters:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
+	20, // 15: bitvmx.p2p.control.v1.Control.DropDeadLetters:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
+	20, // 16: bitvmx.p2p.control.v1.Control.CancelOutbox:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
+	1,  // 17: bitvmx.p2p.control.v1.Control.Status:output_type -> bitvmx.p2p.control.v1.StatusResponse
+	7,  // 18: bitvmx.p2p.control.v1.Control.Peers:output_type -> bitvmx.p2p.control.v1.PeersResponse
+	10, // 19: bitvmx.p2p.control.v1.Control.Exchange:output_type -> bitvmx.p2p.control.v1.ExchangeResponse
+	12, // 20: bitvmx.p2p.control.v1.Control.ReloadAllowlist:output_type -> bitvmx.p2p.control.v1.ReloadAllowlistResponse
+	14, // 21: bitvmx.p2p.control.v1.Control.ListOutbox:output_type -> bitvmx.p2p.control.v1.ListOutboxResponse
+	16, // 22: bitvmx.p2p.control.v1.Control.ListDeadLetters:output_type -> bitvmx.p2p.control.v1.ListDeadLettersResponse
+	19, // 23: bitvmx.p2p.control.v1.Control.SubmitMembership:output_type -> bitvmx.p2p.control.v1.SubmitMembershipResponse
+	21, // 24: bitvmx.p2p.control.v1.Control.RetryDeadLetters:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
+	21, // 25: bitvmx.p2p.control.v1.Control.DropDeadLetters:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
+	21, // 26: bitvmx.p2p.control.v1.Control.CancelOutbox:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
+	17, // [17:27] is the sub-list for method output_type
+	7,  // [7:17] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1461,7 +1704,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

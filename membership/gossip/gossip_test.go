@@ -239,8 +239,9 @@ func TestFiveMembers(t *testing.T) {
 	short := propose(t, v1, func(b *membership.Body) {
 		b.Members = append(b.Members, membership.Member{ID: ids[5].ID})
 	}, ids[0], ids[1])
-	if err := ms[0].svc.Submit(context.Background(), short); !errors.Is(err, membership.ErrThreshold) {
-		t.Fatalf("submit with 2 signatures: %v, want ErrThreshold", err)
+	if rep, err := ms[0].svc.SubmitReport(context.Background(), short); !errors.Is(err, membership.ErrThreshold) ||
+		len(rep.Counted) != 2 || rep.Threshold != 3 {
+		t.Fatalf("submit with 2 signatures: %+v, %v, want ErrThreshold with 2 counted of 3", rep, err)
 	}
 	inject(t, ids[4].Key, ms[0], v1, short)
 	r := waitRejected(t, ms[0], ids[4].ID)

@@ -165,17 +165,26 @@ func (s *Service) Current() *membership.Document {
 // applied or sent. The push happens in the background; Submit returns once
 // d is persisted and in force.
 func (s *Service) Submit(ctx context.Context, d *membership.Document) error {
+	_, err := s.SubmitReport(ctx, d)
+	return err
+}
+
+// SubmitReport is Submit, and also returns what the verification found:
+// the signatures that counted and those that did not, with the reason,
+// for an operator to read when d is refused.
+func (s *Service) SubmitReport(ctx context.Context, d *membership.Document) (membership.Report, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return membership.Report{}, err
 	}
 	if s.ctx.Err() != nil {
-		return ErrClosed
+		return membership.Report{}, ErrClosed
 	}
-	if _, err := s.apply(d, ""); err != nil {
-		return err
+	rep, err := s.apply(d, "")
+	if err != nil {
+		return rep, err
 	}
 	s.pushAll("")
-	return nil
+	return rep, nil
 }
 
 // Close stops answering and opening sessions, ends the running ones and

@@ -52,6 +52,16 @@ const (
 	ControlListOutboxProcedure = "/bitvmx.p2p.control.v1.Control/ListOutbox"
 	// ControlListDeadLettersProcedure is the fully-qualified name of the Control's ListDeadLetters RPC.
 	ControlListDeadLettersProcedure = "/bitvmx.p2p.control.v1.Control/ListDeadLetters"
+	// ControlSubmitMembershipProcedure is the fully-qualified name of the Control's SubmitMembership
+	// RPC.
+	ControlSubmitMembershipProcedure = "/bitvmx.p2p.control.v1.Control/SubmitMembership"
+	// ControlRetryDeadLettersProcedure is the fully-qualified name of the Control's RetryDeadLetters
+	// RPC.
+	ControlRetryDeadLettersProcedure = "/bitvmx.p2p.control.v1.Control/RetryDeadLetters"
+	// ControlDropDeadLettersProcedure is the fully-qualified name of the Control's DropDeadLetters RPC.
+	ControlDropDeadLettersProcedure = "/bitvmx.p2p.control.v1.Control/DropDeadLetters"
+	// ControlCancelOutboxProcedure is the fully-qualified name of the Control's CancelOutbox RPC.
+	ControlCancelOutboxProcedure = "/bitvmx.p2p.control.v1.Control/CancelOutbox"
 )
 
 // ControlClient is a client for the bitvmx.p2p.control.v1.Control service.
@@ -69,6 +79,18 @@ type ControlClient interface {
 	ListOutbox(context.Context, *pb.ListOutboxRequest) (*pb.ListOutboxResponse, error)
 	// ListDeadLetters lists the exchanges the node gave up on.
 	ListDeadLetters(context.Context, *pb.ListDeadLettersRequest) (*pb.ListDeadLettersResponse, error)
+	// SubmitMembership hands the node's membership service a new version
+	// (docs/membership.md): it applies it if it is the valid next version,
+	// and pushes it to the connected members.
+	SubmitMembership(context.Context, *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error)
+	// RetryDeadLetters starts dead letters again on the node, with their
+	// exchange ID and tag and attempts 0.
+	RetryDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
+	// DropDeadLetters forgets dead letters.
+	DropDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
+	// CancelOutbox ends exchanges of the outbox in progress, with the reason
+	// "cancelled", without dead-lettering them.
+	CancelOutbox(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
 }
 
 // NewControlClient constructs a client for the bitvmx.p2p.control.v1.Control service. By default,
@@ -118,17 +140,45 @@ func NewControlClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(controlMethods.ByName("ListDeadLetters")),
 			connect.WithClientOptions(opts...),
 		),
+		submitMembership: connect.NewClient[pb.SubmitMembershipRequest, pb.SubmitMembershipResponse](
+			httpClient,
+			baseURL+ControlSubmitMembershipProcedure,
+			connect.WithSchema(controlMethods.ByName("SubmitMembership")),
+			connect.WithClientOptions(opts...),
+		),
+		retryDeadLetters: connect.NewClient[pb.ExchangesRequest, pb.ExchangesResponse](
+			httpClient,
+			baseURL+ControlRetryDeadLettersProcedure,
+			connect.WithSchema(controlMethods.ByName("RetryDeadLetters")),
+			connect.WithClientOptions(opts...),
+		),
+		dropDeadLetters: connect.NewClient[pb.ExchangesRequest, pb.ExchangesResponse](
+			httpClient,
+			baseURL+ControlDropDeadLettersProcedure,
+			connect.WithSchema(controlMethods.ByName("DropDeadLetters")),
+			connect.WithClientOptions(opts...),
+		),
+		cancelOutbox: connect.NewClient[pb.ExchangesRequest, pb.ExchangesResponse](
+			httpClient,
+			baseURL+ControlCancelOutboxProcedure,
+			connect.WithSchema(controlMethods.ByName("CancelOutbox")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // controlClient implements ControlClient.
 type controlClient struct {
-	status          *connect.Client[pb.StatusRequest, pb.StatusResponse]
-	peers           *connect.Client[pb.PeersRequest, pb.PeersResponse]
-	exchange        *connect.Client[pb.ExchangeRequest, pb.ExchangeResponse]
-	reloadAllowlist *connect.Client[pb.ReloadAllowlistRequest, pb.ReloadAllowlistResponse]
-	listOutbox      *connect.Client[pb.ListOutboxRequest, pb.ListOutboxResponse]
-	listDeadLetters *connect.Client[pb.ListDeadLettersRequest, pb.ListDeadLettersResponse]
+	status           *connect.Client[pb.StatusRequest, pb.StatusResponse]
+	peers            *connect.Client[pb.PeersRequest, pb.PeersResponse]
+	exchange         *connect.Client[pb.ExchangeRequest, pb.ExchangeResponse]
+	reloadAllowlist  *connect.Client[pb.ReloadAllowlistRequest, pb.ReloadAllowlistResponse]
+	listOutbox       *connect.Client[pb.ListOutboxRequest, pb.ListOutboxResponse]
+	listDeadLetters  *connect.Client[pb.ListDeadLettersRequest, pb.ListDeadLettersResponse]
+	submitMembership *connect.Client[pb.SubmitMembershipRequest, pb.SubmitMembershipResponse]
+	retryDeadLetters *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
+	dropDeadLetters  *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
+	cancelOutbox     *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
 }
 
 // Status calls bitvmx.p2p.control.v1.Control.Status.
@@ -185,6 +235,42 @@ func (c *controlClient) ListDeadLetters(ctx context.Context, req *pb.ListDeadLet
 	return nil, err
 }
 
+// SubmitMembership calls bitvmx.p2p.control.v1.Control.SubmitMembership.
+func (c *controlClient) SubmitMembership(ctx context.Context, req *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error) {
+	response, err := c.submitMembership.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// RetryDeadLetters calls bitvmx.p2p.control.v1.Control.RetryDeadLetters.
+func (c *controlClient) RetryDeadLetters(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	response, err := c.retryDeadLetters.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DropDeadLetters calls bitvmx.p2p.control.v1.Control.DropDeadLetters.
+func (c *controlClient) DropDeadLetters(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	response, err := c.dropDeadLetters.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// CancelOutbox calls bitvmx.p2p.control.v1.Control.CancelOutbox.
+func (c *controlClient) CancelOutbox(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	response, err := c.cancelOutbox.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ControlHandler is an implementation of the bitvmx.p2p.control.v1.Control service.
 type ControlHandler interface {
 	// Status describes the node: identity, addresses, load, store, allowlist, DHT.
@@ -200,6 +286,18 @@ type ControlHandler interface {
 	ListOutbox(context.Context, *pb.ListOutboxRequest) (*pb.ListOutboxResponse, error)
 	// ListDeadLetters lists the exchanges the node gave up on.
 	ListDeadLetters(context.Context, *pb.ListDeadLettersRequest) (*pb.ListDeadLettersResponse, error)
+	// SubmitMembership hands the node's membership service a new version
+	// (docs/membership.md): it applies it if it is the valid next version,
+	// and pushes it to the connected members.
+	SubmitMembership(context.Context, *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error)
+	// RetryDeadLetters starts dead letters again on the node, with their
+	// exchange ID and tag and attempts 0.
+	RetryDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
+	// DropDeadLetters forgets dead letters.
+	DropDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
+	// CancelOutbox ends exchanges of the outbox in progress, with the reason
+	// "cancelled", without dead-lettering them.
+	CancelOutbox(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
 }
 
 // NewControlHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -245,6 +343,30 @@ func NewControlHandler(svc ControlHandler, opts ...connect.HandlerOption) (strin
 		connect.WithSchema(controlMethods.ByName("ListDeadLetters")),
 		connect.WithHandlerOptions(opts...),
 	)
+	controlSubmitMembershipHandler := connect.NewUnaryHandlerSimple(
+		ControlSubmitMembershipProcedure,
+		svc.SubmitMembership,
+		connect.WithSchema(controlMethods.ByName("SubmitMembership")),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlRetryDeadLettersHandler := connect.NewUnaryHandlerSimple(
+		ControlRetryDeadLettersProcedure,
+		svc.RetryDeadLetters,
+		connect.WithSchema(controlMethods.ByName("RetryDeadLetters")),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlDropDeadLettersHandler := connect.NewUnaryHandlerSimple(
+		ControlDropDeadLettersProcedure,
+		svc.DropDeadLetters,
+		connect.WithSchema(controlMethods.ByName("DropDeadLetters")),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlCancelOutboxHandler := connect.NewUnaryHandlerSimple(
+		ControlCancelOutboxProcedure,
+		svc.CancelOutbox,
+		connect.WithSchema(controlMethods.ByName("CancelOutbox")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bitvmx.p2p.control.v1.Control/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ControlStatusProcedure:
@@ -259,6 +381,14 @@ func NewControlHandler(svc ControlHandler, opts ...connect.HandlerOption) (strin
 			controlListOutboxHandler.ServeHTTP(w, r)
 		case ControlListDeadLettersProcedure:
 			controlListDeadLettersHandler.ServeHTTP(w, r)
+		case ControlSubmitMembershipProcedure:
+			controlSubmitMembershipHandler.ServeHTTP(w, r)
+		case ControlRetryDeadLettersProcedure:
+			controlRetryDeadLettersHandler.ServeHTTP(w, r)
+		case ControlDropDeadLettersProcedure:
+			controlDropDeadLettersHandler.ServeHTTP(w, r)
+		case ControlCancelOutboxProcedure:
+			controlCancelOutboxHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -290,4 +420,20 @@ func (UnimplementedControlHandler) ListOutbox(context.Context, *pb.ListOutboxReq
 
 func (UnimplementedControlHandler) ListDeadLetters(context.Context, *pb.ListDeadLettersRequest) (*pb.ListDeadLettersResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.ListDeadLetters is not implemented"))
+}
+
+func (UnimplementedControlHandler) SubmitMembership(context.Context, *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.SubmitMembership is not implemented"))
+}
+
+func (UnimplementedControlHandler) RetryDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.RetryDeadLetters is not implemented"))
+}
+
+func (UnimplementedControlHandler) DropDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.DropDeadLetters is not implemented"))
+}
+
+func (UnimplementedControlHandler) CancelOutbox(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.CancelOutbox is not implemented"))
 }

@@ -1,0 +1,201 @@
+package handler
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
+)
+
+// The operator's corrections to the handler's own exchanges while it runs:
+// cancel exchanges in progress, start dead letters again, forget them.
+// Each checks every ID first and changes nothing unless all are known.
+
+// Cancel ends outgoing exchanges in progress (queued, dialing, awaiting an
+// ack or a reply, backing off): each gets its Outcome with
+// ReasonCancelled, leaves the store's outbox and is not dead-lettered. A
+// peer may have received it already; a reply arriving later is ignored.
+// It fails with ErrUnknownExchange, cancelling nothing, when an ID names
+// no outgoing exchange in progress.
+func (h *Handler) Cancel(ids ...ExchangeID) error {
+	if h.closing.Load() {
+		return ErrClosed
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.exited {
+		return ErrClosed
+	}
+	exs := make([]*exchange, 0, len(ids))
+	var missing []ExchangeID
+	for _, id := range ids {
+		if ex := h.outboundExchange(id); ex != nil {
+			exs = append(exs, ex)
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: no outgoing exchange %s in progress", ErrUnknownExchange, idList(missing))
+	}
+	for _, ex := range exs {
+		h.end(ex, ReasonCancelled, ErrCancelled) // a repeated ID ends once
+	}
+	h.wakeLoop()
+	return nil
+}
+
+// RetryDeadLetters starts the dead letters ids again: each leaves the dead
+// letters for the outbox and runs as a new exchange with its old ID, tag,
+// peer, address and payload, and attempts 0. A peer that still remembers
+// the ID answers it from its memory. It needs a Config.Store (ErrNoStore)
+// and fails with ErrUnknownExchange, changing nothing, when an ID is not
+// a dead letter. Once the store has moved them, a handler closing
+// meanwhile leaves them in the outbox for the next start (ErrClosed).
+func (h *Handler) RetryDeadLetters(ids ...ExchangeID) error {
+	if !h.durable() {
+		return ErrNoStore
+	}
+	if h.closing.Load() {
+		return ErrClosed
+	}
+	h.deadMu.Lock()
+	defer h.deadMu.Unlock()
+	dls, err := h.deadLetters(ids)
+	if err != nil {
+		return err
+	}
+	type retry struct {
+		p  peer.ID
+		ex *exchange
+	}
+	retries := make([]retry, 0, len(dls))
+	var b store.Batch
+	for _, d := range dls {
+		p, err := peer.IDFromBytes([]byte(d.Peer))
+		if err != nil {
+			return fmt.Errorf("handler: dead letter %s to %q: %w", ExchangeID(d.ID), d.Peer, err)
+		}
+		if !h.cfg.Node.Allowlist.Contains(p) {
+			return fmt.Errorf("handler: dead letter %s: %s: %w", ExchangeID(d.ID), p, p2p.ErrNotAllowlisted)
+		}
+		kind := KindRequest
+		if d.Kind == store.KindMessage {
+			kind = KindMessage
+		}
+		wire, err := h.encode(wireKind(kind), ExchangeID(d.ID), d.Payload)
+		if err != nil {
+			return fmt.Errorf("handler: dead letter %s: %w", ExchangeID(d.ID), err)
+		}
+		ex := &exchange{id: ExchangeID(d.ID), role: Dialer, kind: kind, start: time.Now(), msg: d.Payload, tag: d.Tag, wire: wire}
+		if d.Addr != "" {
+			if a, err := ma.NewMultiaddr(d.Addr); err == nil {
+				ex.addr = a
+			}
+		}
+		b.PutOutgoing(outgoing(p, ex))
+		b.DeleteDeadLetter(d.ID)
+		retries = append(retries, retry{p, ex})
+	}
+	if err := h.commit(&b); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.exited {
+		return fmt.Errorf("%w: the exchanges moved to the outbox resume at the next start", ErrClosed)
+	}
+	for _, r := range retries {
+		h.submit(r.p, r.ex)
+	}
+	h.wakeLoop()
+	return nil
+}
+
+// DropDeadLetters forgets the dead letters ids. It needs a Config.Store
+// (ErrNoStore) and fails with ErrUnknownExchange, dropping nothing, when
+// an ID is not a dead letter.
+func (h *Handler) DropDeadLetters(ids ...ExchangeID) error {
+	if !h.durable() {
+		return ErrNoStore
+	}
+	h.deadMu.Lock()
+	defer h.deadMu.Unlock()
+	dls, err := h.deadLetters(ids)
+	if err != nil {
+		return err
+	}
+	var b store.Batch
+	for _, d := range dls {
+		b.DeleteDeadLetter(d.ID)
+	}
+	return h.commit(&b)
+}
+
+// deadLetters returns the dead letters ids, each once, or
+// ErrUnknownExchange naming those the store does not hold.
+func (h *Handler) deadLetters(ids []ExchangeID) ([]store.DeadLetter, error) {
+	st, err := h.cfg.Store.Load()
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[uint64]store.DeadLetter, len(st.DeadLetters))
+	for _, d := range st.DeadLetters {
+		byID[d.ID] = d
+	}
+	var (
+		out     []store.DeadLetter
+		missing []ExchangeID
+		seen    = make(map[ExchangeID]bool, len(ids))
+	)
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if d, ok := byID[uint64(id)]; ok {
+			out = append(out, d)
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: %s not in the dead letters", ErrUnknownExchange, idList(missing))
+	}
+	return out, nil
+}
+
+// outboundExchange is our exchange id in progress, or nil. The caller
+// holds mu.
+func (h *Handler) outboundExchange(id ExchangeID) *exchange {
+	for _, ps := range h.peers {
+		if ex := ps.outbound[id]; ex != nil && !ex.ended() {
+			return ex
+		}
+	}
+	return nil
+}
+
+// wakeLoop tells the loop to look at the state an API call changed, as
+// post does. The caller holds mu.
+func (h *Handler) wakeLoop() {
+	if h.afterInput() {
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func idList(ids []ExchangeID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = id.String()
+	}
+	return strings.Join(s, ", ")
+}
