@@ -131,9 +131,11 @@ func (net *testNet) publishAll(ms ...*member) {
 		// Under load a node can lose its last routing-table peer to a
 		// query timeout (kad-dht drops a peer that fails to answer) and
 		// must rejoin first (the DHT's rejoin loop does, from 1 s on):
-		// retry while the table is empty. There is no event for the table
-		// filling again, hence the poll, under a deadline that leaves room
-		// for one rejoin and one publication.
+		// retry while the table is empty. A sleep is the only way here:
+		// kad-dht gives no event for its table filling again (Ready fires
+		// once, and its RoutingTable.PeerAdded hook is kad-dht's own), so
+		// this polls, 50 ms apart, under a deadline that leaves room for
+		// one rejoin and one publication.
 		deadline := time.Now().Add(2 * opTimeout)
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
