@@ -17,9 +17,11 @@ build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/p2pnode ./cmd/p2pnode
 
 ## test: formatting, vet, the JS interop peer's dependencies, the race-enabled
-## test suite, and a short fuzz run
+## test suite, the allocation guards without the race detector (which
+## makes sync.Pool drop what it is given), and a short fuzz run
 test: lint interop-deps
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -run Allocations ./handler/ ./p2p/
 	$(MAKE) --no-print-directory fuzz
 
 ## lint: gofmt, go vet and go mod tidy must be clean

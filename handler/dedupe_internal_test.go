@@ -50,7 +50,7 @@ func TestDedupeCompacts(t *testing.T) {
 }
 
 func TestTimersOrderAndCancel(t *testing.T) {
-	ts := newTimers()
+	ts := newTimers(nil)
 	defer ts.stop()
 	var fired []int
 	e1 := ts.after(time.Millisecond, func() { fired = append(fired, 1) })

@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -22,7 +23,8 @@ type exchange struct {
 	kind  Kind
 	state State
 	start time.Time
-	timer *timerEntry // reply timeout or backoff
+	tm    timerEntry // its one deadline, of kind due: in the timers' heap while armed
+	due   deadline
 
 	addr  ma.Multiaddr   // where to dial; nil for a connected peer
 	extra []ma.Multiaddr // more addresses from the Resolver
@@ -39,17 +41,56 @@ type exchange struct {
 	tag     string     // the caller's WithTag label
 	resumed bool       // taken from the store at start
 	origin  p2p.Origin // where a responder's request came from: the reply goes back there
-	reply   *Reply     // the reply that completed a dialed request
+	replied bool       // a reply completed this dialed request: replyData
+	// replyData is the reply's payload; the Reply event is made only when
+	// it is handed out, so that it is boxed into an Event once.
+	replyData []byte
 }
 
 func (ex *exchange) ended() bool { return ex.state == StateDone || ex.state == StateFailed }
 
-func (h *Handler) setTimer(ex *exchange, d time.Duration, fire func()) {
-	h.timers.cancel(ex.timer)
-	ex.timer = h.timers.after(d, func() {
-		ex.timer = nil
-		fire()
-	})
+// deadline is what an exchange's timer does when it fires.
+type deadline uint8
+
+const (
+	dueReply  deadline = iota + 1 // a dialed request's reply is late
+	dueResend                     // a backoff is over: send again
+	dueParked                     // a parked reply's dialer never came back
+	dueAnswer                     // the application did not answer a request
+)
+
+// setTimer arms ex's one deadline, replacing the one armed before. The
+// entry lives in the exchange, and what to do is a kind rather than a
+// closure: arming it allocates nothing.
+func (h *Handler) setTimer(ex *exchange, d time.Duration, due deadline) {
+	ex.tm.ex, ex.due = ex, due
+	h.timers.schedule(&ex.tm, d)
+}
+
+// stopTimer disarms ex's deadline, if armed.
+func (h *Handler) stopTimer(ex *exchange) { h.timers.cancel(&ex.tm) }
+
+// exchangeDue runs the deadline of ex that fired.
+func (h *Handler) exchangeDue(ex *exchange) {
+	switch ex.due {
+	case dueReply:
+		h.replyLate(ex)
+	case dueResend:
+		if ex.role == Dialer {
+			h.begin(ex)
+		} else {
+			h.transmit(ex)
+		}
+	case dueParked:
+		h.end(ex, ex.lastReason, ex.lastErr)
+	case dueAnswer:
+		h.end(ex, ReasonReplyTimeout, fmt.Errorf("%w: the application did not respond within %s", ErrReplyTimeout, h.cfg.ReplyTimeout))
+	}
+}
+
+// replyLate ends a dialed request whose reply did not come in time.
+func (h *Handler) replyLate(ex *exchange) {
+	h.end(ex, ReasonReplyTimeout, fmt.Errorf("%w: none within %s", ErrReplyTimeout, h.cfg.ReplyTimeout))
 }
 
 // submit takes a new dialed exchange: Queued, then started at once if the
@@ -119,7 +160,7 @@ func (h *Handler) transmit(ex *exchange) {
 	}
 	msg := p2p.SendMsg{Peer: ex.p.id, Addr: ex.addr, ID: ex.msgID, Channel: h.cfg.Channel, FromChannel: h.cfg.Channel,
 		Data: ex.wire, LazyAck: h.lazyAck(ex), Via: ex.origin}
-	if err := h.send(msg); err != nil {
+	if err := h.node.SendMessage(context.Background(), msg); err != nil {
 		delete(h.inflight, ex.msgID)
 		h.end(ex, ReasonClosed, ErrClosed)
 	}
@@ -193,15 +234,12 @@ func (h *Handler) acked(ex *exchange) {
 			ex.replyBy = time.Now().Add(h.cfg.ReplyTimeout)
 		}
 		ex.state = StateAwaitReply
-		timeout := func() {
-			h.end(ex, ReasonReplyTimeout, fmt.Errorf("%w: none within %s", ErrReplyTimeout, h.cfg.ReplyTimeout))
-		}
 		left := time.Until(ex.replyBy)
 		if left <= 0 {
-			timeout()
+			h.replyLate(ex)
 			return
 		}
-		h.setTimer(ex, left, timeout)
+		h.setTimer(ex, left, dueReply)
 		return
 	}
 	h.end(ex, ReasonOK, nil)
@@ -226,13 +264,7 @@ func (h *Handler) backoff(ex *exchange) {
 		d = h.cfg.BackoffMax
 	}
 	d = d/2 + rand.N(d/2+1)
-	h.setTimer(ex, d, func() {
-		if ex.role == Dialer {
-			h.begin(ex)
-		} else {
-			h.transmit(ex)
-		}
-	})
+	h.setTimer(ex, d, dueResend)
 }
 
 // park holds a reply that reached a process which did not ask for it:
@@ -243,7 +275,7 @@ func (h *Handler) backoff(ex *exchange) {
 // the exchange ends when the dialer would have given up waiting.
 func (h *Handler) park(ex *exchange) {
 	ex.state = StateBackoff
-	h.setTimer(ex, h.cfg.ReplyTimeout, func() { h.end(ex, ex.lastReason, ex.lastErr) })
+	h.setTimer(ex, h.cfg.ReplyTimeout, dueParked)
 }
 
 // lost: the connection went down while a request awaited its reply. The
@@ -251,8 +283,7 @@ func (h *Handler) park(ex *exchange) {
 // resend it, which the responder recognises as a duplicate.
 func (h *Handler) lost(ex *exchange) {
 	ex.lastReason, ex.lastErr = ReasonDisconnected, ErrDisconnected
-	h.timers.cancel(ex.timer)
-	ex.timer = nil
+	h.stopTimer(ex)
 	h.retry(ex)
 }
 
@@ -275,7 +306,7 @@ func (h *Handler) onReply(from peer.ID, id ExchangeID, data []byte) {
 	// Normally in AwaitReply; in Dialing or AwaitAck the reply overtook the
 	// request's ack (it proves delivery); in Backoff or Resolving an
 	// earlier send was delivered after all.
-	ex.reply = &Reply{From: from, Exchange: id, Data: data, Tag: ex.tag}
+	ex.replied, ex.replyData = true, data
 	h.end(ex, ReasonOK, nil)
 }
 
@@ -289,8 +320,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	if reason == ReasonOK {
 		ex.state = StateDone
 	}
-	h.timers.cancel(ex.timer)
-	ex.timer = nil
+	h.stopTimer(ex)
 	ps := ex.p
 	if ex.role == Dialer {
 		delete(ps.outbound, ex.id)
@@ -333,11 +363,15 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		// A close suspends the exchange: it stays in the store and
 		// resumes, with its one Outcome, at the next start.
 		if reason != ReasonClosed {
-			h.finish(ex, o, ex.reply)
+			var r *Reply
+			if ex.replied {
+				r = &Reply{From: ps.id, Exchange: ex.id, Data: ex.replyData, Tag: ex.tag}
+			}
+			h.finish(ex, o, r)
 		}
 	case ex.role == Dialer:
-		if ex.reply != nil {
-			h.deliver(*ex.reply)
+		if ex.replied {
+			h.deliver(Reply{From: ps.id, Exchange: ex.id, Data: ex.replyData, Tag: ex.tag})
 		}
 		h.outcomes.Push(o, true)
 	default:

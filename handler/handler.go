@@ -35,6 +35,8 @@ type Handler struct {
 	self    peer.ID
 	pkh     string
 
+	lastAddr addrCache // Request's last address, split
+
 	cmds     chan any           // shutdown and test waits, to the loop
 	resolved chan resolveResult // Resolver answers, to the loop
 	wake     chan struct{}      // an API call left the loop something to check
@@ -134,13 +136,13 @@ func build(cfg Config) (*Handler, error) {
 		loopDone: make(chan struct{}),
 		peers:    make(map[peer.ID]*peerState),
 		inflight: make(map[uint64]*exchange),
-		timers:   newTimers(),
 		seen:     newDedupe(cfg.DedupeTTL, cfg.DedupePerPeer),
 		done:     newDedupe(cfg.DedupeTTL, cfg.DedupePerPeer),
 		addrs:    make(map[peer.ID]ma.Multiaddr),
 		resolver: cfg.Resolver,
 		dur:      newDurableState(),
 	}
+	h.timers = newTimers(h.exchangeDue)
 	if h.durable() {
 		h.seen.onEvict = h.forget
 	}
@@ -215,7 +217,7 @@ func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk 
 	case !h.cfg.Node.Allowlist.Contains(p):
 		return 0, fmt.Errorf("handler: %s: %w", p, p2p.ErrNotAllowlisted)
 	}
-	tpt, err := transportAddr(p, addr)
+	tpt, err := h.lastAddr.transport(p, addr)
 	if err != nil {
 		return 0, err
 	}
@@ -224,11 +226,15 @@ func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk 
 	if err != nil {
 		return 0, err
 	}
-	var c call
-	for _, o := range opts {
-		o(&c)
+	ex := &exchange{id: id, role: Dialer, kind: kind, addr: tpt, wire: wire, start: time.Now()}
+	if len(opts) > 0 {
+		// Only here, so that a call without options does not allocate c.
+		var c call
+		for _, o := range opts {
+			o(&c)
+		}
+		ex.tag = c.tag
 	}
-	ex := &exchange{id: id, role: Dialer, kind: kind, addr: tpt, wire: wire, start: time.Now(), tag: c.tag}
 	if h.durable() {
 		ex.msg = msg
 		var b store.Batch
@@ -237,7 +243,7 @@ func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk 
 			return 0, err
 		}
 	}
-	if err := h.post(submitCmd{peer: p, ex: ex}); err != nil {
+	if err := h.apply(false, func() { h.submit(p, ex) }); err != nil {
 		if h.durable() {
 			// Never started: it must not resume either.
 			var b store.Batch
@@ -276,7 +282,7 @@ func (h *Handler) Response(p peer.ID, exchange ExchangeID, msg []byte) error {
 			return err
 		}
 	}
-	return h.post(respondCmd{peer: p, id: exchange, wire: wire})
+	return h.apply(true, func() { h.respond(p, exchange, wire) })
 }
 
 // SetResolver replaces Config.Resolver, for a resolver that needs the
@@ -347,30 +353,15 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 }
 
 // post applies an API call to the state machine from the calling
-// goroutine, under mu. Shutdown and the tests' state waits still go through
-// the loop, which they steer.
+// goroutine, under mu (apply). Shutdown and the tests' state waits go
+// through the loop, which they steer.
 func (h *Handler) post(c any) error {
-	if h.closing.Load() {
-		if _, ok := c.(respondCmd); !ok {
-			return ErrClosed
-		}
-	}
 	switch c.(type) {
-	case submitCmd, respondCmd, resolverCmd, removedCmd:
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if h.exited {
-			return ErrClosed
-		}
-		h.command(c)
-		if h.afterInput() {
-			// Only the loop ends the loop: tell it to look.
-			select {
-			case h.wake <- struct{}{}:
-			default:
-			}
-		}
-		return nil
+	case resolverCmd, removedCmd:
+		return h.apply(false, func() { h.command(c) })
+	}
+	if h.closing.Load() {
+		return ErrClosed
 	}
 	select {
 	case h.cmds <- c:
@@ -378,6 +369,30 @@ func (h *Handler) post(c any) error {
 	case <-h.loopDone:
 		return ErrClosed
 	}
+}
+
+// apply runs do, an API call's change to the state machine, from the
+// calling goroutine under mu. Only a reply may still be given while the
+// handler closes. do does not escape: the exchange path's calls cost no
+// allocation for it.
+func (h *Handler) apply(whileClosing bool, do func()) error {
+	if h.closing.Load() && !whileClosing {
+		return ErrClosed
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.exited {
+		return ErrClosed
+	}
+	do()
+	if h.afterInput() {
+		// Only the loop ends the loop: tell it to look.
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
 }
 
 func (h *Handler) encode(k pb.Kind, id ExchangeID, msg []byte) ([]byte, error) {
@@ -400,15 +415,6 @@ func newExchangeID() ExchangeID {
 
 // API calls, as the loop receives them.
 type (
-	submitCmd struct {
-		peer peer.ID
-		ex   *exchange
-	}
-	respondCmd struct {
-		peer peer.ID
-		id   ExchangeID
-		wire []byte
-	}
 	resolverCmd struct{ r Resolver }
 	shutdownCmd struct{ deadline <-chan struct{} }
 )

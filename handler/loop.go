@@ -176,10 +176,6 @@ func (h *Handler) teardown() {
 
 func (h *Handler) command(c any) {
 	switch c := c.(type) {
-	case submitCmd:
-		h.submit(c.peer, c.ex)
-	case respondCmd:
-		h.respond(c.peer, c.id, c.wire)
 	case resolverCmd:
 		h.resolver = c.r
 	case removedCmd:

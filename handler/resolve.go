@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -72,6 +73,28 @@ func (h *Handler) onResolved(r resolveResult) {
 	ex.addr, ex.extra = addrs[0], addrs[1:]
 	h.addrs[ex.p.id] = addrs[0]
 	h.transmit(ex)
+}
+
+// addrCache remembers the last address transportAddr split: an
+// application that sends to the same /p2p address again and again (the
+// usual case) then costs no allocation to split it.
+type addrCache struct{ last atomic.Pointer[splitAddr] }
+
+type splitAddr struct {
+	p         peer.ID
+	full, tpt ma.Multiaddr
+}
+
+// transport is transportAddr, remembering its last answer.
+func (c *addrCache) transport(p peer.ID, a ma.Multiaddr) (ma.Multiaddr, error) {
+	if s := c.last.Load(); s != nil && s.p == p && s.full.Equal(a) {
+		return s.tpt, nil
+	}
+	tpt, err := transportAddr(p, a)
+	if err == nil && a != nil {
+		c.last.Store(&splitAddr{p: p, full: a, tpt: tpt})
+	}
+	return tpt, err
 }
 
 // transportAddr strips /p2p/<id> from a, which must name p if it names

@@ -1,7 +1,6 @@
 package handler
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -21,8 +20,7 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 		ex.origin = origin // the dialer's latest connection
 		if ex.state == StateBackoff {
 			// The dialer is back, so our reply can go now.
-			h.timers.cancel(ex.timer)
-			ex.timer = nil
+			h.stopTimer(ex)
 			h.transmit(ex)
 		}
 		return
@@ -56,9 +54,7 @@ func (h *Handler) receive(ps *peerState, id ExchangeID, origin p2p.Origin) {
 	ex := &exchange{id: id, p: ps, role: Responder, kind: KindRequest, state: StateDelivered, start: time.Now(), origin: origin}
 	ps.inbound[id] = ex
 	h.active++
-	h.setTimer(ex, h.cfg.ReplyTimeout, func() {
-		h.end(ex, ReasonReplyTimeout, fmt.Errorf("%w: the application did not respond within %s", ErrReplyTimeout, h.cfg.ReplyTimeout))
-	})
+	h.setTimer(ex, h.cfg.ReplyTimeout, dueAnswer)
 	h.pending.add(ps.id, id)
 }
 
@@ -98,8 +94,7 @@ func (h *Handler) respond(from peer.ID, id ExchangeID, wire []byte) {
 	if ex == nil || ex.state != StateDelivered {
 		return
 	}
-	h.timers.cancel(ex.timer)
-	ex.timer = nil
+	h.stopTimer(ex)
 	ex.wire = wire
 	if h.durable() {
 		h.dur.answered[inKey{from, id}] = true

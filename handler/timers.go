@@ -14,20 +14,26 @@ type timers struct {
 	h     timerHeap
 	t     *time.Timer
 	armed time.Time // the deadline t is set for; zero when stopped
+
+	exchangeDue func(*exchange)
 }
 
-// timerEntry is one scheduled call. index is its place in the heap, -1 once
-// it has fired or been cancelled.
+// timerEntry is one scheduled call: fire, or else the deadline of ex, which
+// the exchange keeps in itself (exchange.tm) so that arming it allocates
+// nothing. index is its place in the heap while it is there.
 type timerEntry struct {
 	at    time.Time
 	fire  func()
+	ex    *exchange
 	index int
 }
 
-func newTimers() *timers {
+// newTimers returns the handler's timers; exchangeDue runs an exchange's
+// deadline.
+func newTimers(exchangeDue func(*exchange)) *timers {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &timers{t: t}
+	return &timers{t: t, exchangeDue: exchangeDue}
 }
 
 // C is the channel the loop selects on; call expire when it fires.
@@ -36,16 +42,28 @@ func (ts *timers) C() <-chan time.Time { return ts.t.C }
 // after schedules fire in d and returns its entry, for cancel.
 func (ts *timers) after(d time.Duration, fire func()) *timerEntry {
 	e := &timerEntry{at: time.Now().Add(d), fire: fire}
+	ts.schedule(e, d)
+	return e
+}
+
+// schedule (re)arms e in d, cancelling its previous deadline.
+func (ts *timers) schedule(e *timerEntry, d time.Duration) {
+	ts.cancel(e)
+	e.at = time.Now().Add(d)
 	heap.Push(&ts.h, e)
 	ts.rearm()
-	return e
+}
+
+// scheduled reports whether e waits in the heap.
+func (ts *timers) scheduled(e *timerEntry) bool {
+	return e != nil && e.index >= 0 && e.index < len(ts.h) && ts.h[e.index] == e
 }
 
 // cancel unschedules e; cancelling nil or a spent entry does nothing. The
 // timer is left as it is: firing early costs one wake-up of the loop, while
 // re-arming on every cancel cost one timer update per exchange.
 func (ts *timers) cancel(e *timerEntry) {
-	if e == nil || e.index < 0 {
+	if !ts.scheduled(e) {
 		return
 	}
 	heap.Remove(&ts.h, e.index)
@@ -57,7 +75,11 @@ func (ts *timers) expire() {
 	now := time.Now()
 	for len(ts.h) > 0 && !ts.h[0].at.After(now) {
 		e := heap.Pop(&ts.h).(*timerEntry)
-		e.fire()
+		if e.ex != nil {
+			ts.exchangeDue(e.ex)
+		} else {
+			e.fire()
+		}
 	}
 	ts.rearm()
 }

@@ -27,5 +27,10 @@
 // settle.go waits for Config.Accept's verdicts, stream_write.go and
 // stream_out.go write to it, drain.go ends it without losing the acks it
 // owes (DisconnectFrom, Close), sender.go picks the stream and dials,
-// codec.go and frame.go put frames on the wire.
+// codec.go and frame.go put frames on the wire, buffers.go lends streams
+// their buffers.
+//
+// A stream borrows its 16 KiB read and write buffers from its node while it
+// has bytes in them, and gives them back when it goes idle: an idle
+// connection holds a 1 KiB array to wait in, and the goroutine reading it.
 package p2p

@@ -21,10 +21,6 @@ const ProtocolID = "/bitvmx/msg/2.0.0"
 // channels, lazy_ack, and the payload's tag and length.
 const frameOverhead = 3*(1+binary.MaxVarintLen64) + 2*(1+binary.MaxVarintLen32) + 2
 
-// streamBufSize is the read buffer per stream: large enough that a burst of
-// pipelined small frames is decoded without a syscall each.
-const streamBufSize = 16 << 10
-
 type readDeadliner interface {
 	SetReadDeadline(time.Time) error
 }

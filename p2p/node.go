@@ -60,6 +60,7 @@ type Node struct {
 	viaSend     atomic.Int64 // commands given to Send, not yet handled by the run loop
 	dirty       []*msgStream // written to by the run loop, not yet flushed
 	streams     streamSet
+	bufs        streamBuffers
 	draining    drainSet // peers whose DisconnectFrom is draining their streams
 	conns       connTracker
 	refusals    *refusals
@@ -148,6 +149,23 @@ func (n *Node) Send(ctx context.Context, cmd Command) error {
 	if m, ok := cmd.(SendMsg); ok && n.sendDirect(m) {
 		return nil
 	}
+	return n.enqueue(ctx, cmd)
+}
+
+// SendMessage is Send for one message. It saves Send's caller the boxing of
+// m into a Command (an allocation) when m takes the fast way.
+func (n *Node) SendMessage(ctx context.Context, m SendMsg) error {
+	if n.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if n.sendDirect(m) {
+		return nil
+	}
+	return n.enqueue(ctx, m)
+}
+
+// enqueue hands cmd to the node loop, as Send's slow way.
+func (n *Node) enqueue(ctx context.Context, cmd Command) error {
 	n.viaSend.Add(1)
 	select {
 	case n.sender <- sentCmd{cmd}:
@@ -184,7 +202,8 @@ func (n *Node) sendDirect(c SendMsg) bool {
 	if len(c.Addr) > 0 && c.Addr[len(c.Addr)-1].Code() == ma.P_P2P {
 		return false
 	}
-	return ps.trySend(&outMsg{SendMsg: c}, true) != nil
+	m := outMsg{SendMsg: c}
+	return ps.trySend(&m, true) != nil
 }
 
 // ID is the node's peer ID.
@@ -348,12 +367,10 @@ func (n *Node) send(c SendMsg) {
 		n.sendersMu.Lock()
 		n.senders[c.Peer] = ps
 		n.sendersMu.Unlock()
-		n.wg.Add(1)
-		go ps.run()
 	}
-	m := &outMsg{SendMsg: c}
-	if st := ps.trySend(m, false); st == nil {
-		ps.enqueue(m)
+	m := outMsg{SendMsg: c}
+	if st := ps.trySend(&m, false); st == nil {
+		ps.enqueue(&m)
 	} else if !slices.Contains(n.dirty, st) {
 		n.dirty = append(n.dirty, st)
 	}

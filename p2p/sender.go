@@ -40,31 +40,78 @@ const directBudget = 64 << 10
 // writes the frame itself (trySend), saving a goroutine handoff on every
 // message.
 type peerSender struct {
-	n     *Node
-	peer  peer.ID
-	queue chan *outMsg
+	n    *Node
+	peer peer.ID
 	// queued counts messages handed to the queue and not yet written; the
 	// node loop may write directly only when it is zero, so that no message
 	// overtakes an earlier one.
 	queued atomic.Int64
+
+	// The queue, and the goroutine that writes it: started when a message
+	// is queued, ended when the queue is empty, so that an idle peer costs
+	// neither.
+	qmu     sync.Mutex
+	q       []*outMsg // FIFO, at most Config.SendQueue
+	running bool      // a run goroutine owns the queue's head
 
 	mu sync.Mutex // guards st; trySend only TryLocks
 	st *msgStream
 }
 
 func newPeerSender(n *Node, p peer.ID) *peerSender {
-	return &peerSender{n: n, peer: p, queue: make(chan *outMsg, n.cfg.SendQueue)}
+	return &peerSender{n: n, peer: p}
 }
 
-// enqueue hands m to the peer's goroutine, or answers queue_full.
+// enqueue hands m to the peer's goroutine, starting it if none runs, or
+// answers queue_full. Only the node loop calls it, and the node's
+// WaitGroup counts that loop, so adding to it here cannot race its Wait.
 func (ps *peerSender) enqueue(m *outMsg) {
-	ps.queued.Add(1)
-	select {
-	case ps.queue <- m:
-	default:
-		ps.queued.Add(-1)
+	ps.qmu.Lock()
+	if len(ps.q) >= ps.n.cfg.SendQueue {
+		ps.qmu.Unlock()
 		ps.n.status(m.SendMsg, ReasonQueueFull, fmt.Errorf("%d messages already queued", ps.n.cfg.SendQueue))
+		return
 	}
+	ps.queued.Add(1)
+	m = ps.own(m)
+	ps.q = append(ps.q, m)
+	start := !ps.running
+	ps.running = true
+	ps.qmu.Unlock()
+	if start {
+		ps.n.wg.Add(1)
+		go ps.run()
+	}
+}
+
+// own returns m, or a copy on the heap if m is the caller's: the node loop
+// builds its outMsg on its stack, for the usual case that writes it at once.
+func (ps *peerSender) own(m *outMsg) *outMsg {
+	c := *m
+	return &c
+}
+
+// next takes the queue's head; ok is false, and the goroutine is to end,
+// when the queue is empty.
+func (ps *peerSender) next() (m *outMsg, ok bool) {
+	ps.qmu.Lock()
+	defer ps.qmu.Unlock()
+	if len(ps.q) == 0 {
+		ps.running = false
+		ps.q = nil // an idle peer keeps no queue
+		return nil, false
+	}
+	m = ps.q[0]
+	ps.q[0] = nil
+	ps.q = ps.q[1:]
+	return m, true
+}
+
+// backlog is how many messages wait behind the one being written.
+func (ps *peerSender) backlog() int {
+	ps.qmu.Lock()
+	defer ps.qmu.Unlock()
+	return len(ps.q)
 }
 
 // stream is the stream to write to: the current one while it lasts, then
@@ -105,41 +152,31 @@ func (ps *peerSender) trySend(m *outMsg, flush bool) *msgStream {
 	return st
 }
 
-// run writes queued messages until the node closes, then fails what is left.
+// run writes queued messages until the queue is empty. Once the node is
+// closing it fails them instead: the node loop, which queues them, has
+// stopped, so the queue only shrinks.
 func (ps *peerSender) run() {
 	defer ps.n.wg.Done()
-	defer func() {
-		ps.mu.Lock()
-		if ps.st != nil {
-			ps.st.fail(ReasonClosed, nil)
-		}
-		ps.mu.Unlock()
-		for {
-			select {
-			case m := <-ps.queue:
-				ps.n.status(m.SendMsg, ReasonClosed, nil)
-			default:
-				return
-			}
-		}
-	}()
 	for {
-		select {
-		case m := <-ps.queue:
-			ps.mu.Lock()
-			ps.deliver(m)
-			ps.queued.Add(-1)
-			ps.mu.Unlock()
-		case <-ps.n.ctx.Done():
+		m, ok := ps.next()
+		if !ok {
 			return
 		}
+		if ps.n.ctx.Err() != nil {
+			ps.n.status(m.SendMsg, ReasonClosed, nil)
+		} else {
+			ps.mu.Lock()
+			ps.deliver(m)
+			ps.mu.Unlock()
+		}
+		ps.queued.Add(-1)
 	}
 }
 
 // deliver writes one queued message, opening a stream (and dialing) first if
 // needed. The caller holds ps.mu.
 func (ps *peerSender) deliver(m *outMsg) {
-	if st := ps.via(m); st != nil && st.send(m, len(ps.queue) == 0) {
+	if st := ps.via(m); st != nil && st.send(m, ps.backlog() == 0) {
 		return
 	}
 	// A stream that died before m was written is replaced once; a second
@@ -153,7 +190,7 @@ func (ps *peerSender) deliver(m *outMsg) {
 			}
 			ps.st = st
 		}
-		if ps.st.send(m, len(ps.queue) == 0) {
+		if ps.st.send(m, ps.backlog() == 0) {
 			return
 		}
 		if attempt > 0 {

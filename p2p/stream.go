@@ -55,8 +55,9 @@ type msgStream struct {
 	answered atomic.Int64
 
 	// Write side, stream_write.go.
-	wmu          sync.Mutex // held for every write to bw
-	bw           *bufio.Writer
+	wmu          sync.Mutex    // held for every write to bw
+	bw           *bufio.Writer // borrowed while it holds bytes (writer); nil when idle
+	ww           wireWriter
 	wdeadline    time.Time
 	lazyBuffered bool // bw holds acks that may wait for AckDelay
 	delayArmed   bool
@@ -75,7 +76,7 @@ type msgStream struct {
 	slots   chan struct{} // one token per message awaiting its ack
 	timer   *time.Timer   // fires at the oldest pending message's ack deadline
 	mu      sync.Mutex
-	pending []*outMsg // awaiting ack, oldest first
+	pending []outMsg // awaiting ack, oldest first: copies, so a caller's outMsg can live on its stack
 	head    int
 	nextID  uint64
 	unacked int // payload bytes of pending
@@ -94,7 +95,7 @@ func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 		gone:    make(chan struct{}),
 		slots:   make(chan struct{}, n.cfg.MaxInFlight),
 	}
-	st.bw = bufio.NewWriterSize(wireWriter{st, s}, streamBufSize)
+	st.ww = wireWriter{st, s}
 	st.timer = time.AfterFunc(time.Hour, st.checkTimeout)
 	st.timer.Stop()
 	st.delay = time.AfterFunc(time.Hour, st.delayExpired)
@@ -123,7 +124,7 @@ func (st *msgStream) ended() bool {
 func (st *msgStream) serve() {
 	n := st.n
 	defer st.stopSettler()
-	br := bufio.NewReaderSize(st.s, streamBufSize)
+	rd := &lazyReader{s: st.s, bufs: &n.bufs}
 	maxFrame := n.cfg.MaxMessageSize + frameOverhead
 	var (
 		f      frame
@@ -131,13 +132,17 @@ func (st *msgStream) serve() {
 	)
 	for {
 		if st.draining.Load() {
-			st.finishDrain(br, maxFrame)
+			st.finishDrain(rd.buffer(), maxFrame)
 			return
 		}
-		if err := readFrame(br, st.s, maxFrame, n.cfg.ReadTimeout, &f); err != nil {
+		br, err := rd.next()
+		if err == nil {
+			err = readFrame(br, st.s, maxFrame, n.cfg.ReadTimeout, &f)
+		}
+		if err != nil {
 			if st.draining.Load() && !st.ended() {
 				// drain's deadline woke the reader.
-				st.finishDrain(br, maxFrame)
+				st.finishDrain(rd.buffer(), maxFrame)
 				return
 			}
 			st.stopSettler()
@@ -165,7 +170,7 @@ func (st *msgStream) serve() {
 			// through or its timeout ends the stream.
 			st.wmu.Lock()
 			st.unlockW()
-		case br.Buffered() == 0:
+		case rd.idle():
 			st.pushAcks()
 		}
 	}
@@ -268,7 +273,7 @@ func (st *msgStream) onAck(a *frame) bool {
 	m := st.pending[st.head]
 	st.n.metrics.acked(m.deadline.Add(-st.n.cfg.AckTimeout))
 	st.unacked -= len(m.Data)
-	st.pending[st.head] = nil
+	st.pending[st.head] = outMsg{}
 	st.head++
 	if st.head == len(st.pending) {
 		st.pending, st.head = st.pending[:0], 0
@@ -365,7 +370,7 @@ type wireWriter struct {
 	w  io.Writer // the stream
 }
 
-func (w wireWriter) Write(b []byte) (int, error) {
+func (w *wireWriter) Write(b []byte) (int, error) {
 	if w.st.bufAcks > 0 {
 		w.st.answered.Add(w.st.bufAcks)
 		w.st.bufAcks = 0

@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"bufio"
 	"bytes"
 	"testing"
 	"time"
@@ -62,8 +61,9 @@ func TestAckDelayBounds(t *testing.T) {
 // buffer still counts as unanswered.
 func TestAcksCountAnsweredAsTheyLeave(t *testing.T) {
 	var wire bytes.Buffer
-	st := &msgStream{}
-	st.bw = bufio.NewWriterSize(wireWriter{st, &wire}, 64)
+	st := &msgStream{n: &Node{}}
+	st.n.bufs.size = 64 // small, so that the acks below overflow it
+	st.ww = wireWriter{st, &wire}
 	st.queueAck(ackRec{id: 1}, true)
 	st.queueAck(ackRec{id: 2}, true)
 	st.writeAcksLocked()

@@ -83,7 +83,7 @@ func (st *msgStream) writeLocked(m *outMsg) bool {
 	st.nextID++
 	m.wireID = st.nextID
 	m.deadline = time.Now().Add(st.n.cfg.AckTimeout)
-	st.pending = append(st.pending, m)
+	st.pending = append(st.pending, *m)
 	if !st.armed {
 		st.armed = true
 		st.timer.Reset(st.n.cfg.AckTimeout)

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"bufio"
 	"time"
 
 	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
@@ -101,7 +102,7 @@ func (st *msgStream) writeAcksLocked() (urgent bool) {
 		// within this write (wireWriter).
 		st.bufAcks++
 		// A failed write shows again at the flush, which handles it.
-		_ = writeAckFrame(st.bw, a.id, a.reason)
+		_ = writeAckFrame(st.writer(), a.id, a.reason)
 	}
 	if len(st.wacks) > 0 {
 		// Until a Data frame of ours follows them and is acked, nothing
@@ -118,7 +119,7 @@ func (st *msgStream) writeAcksLocked() (urgent bool) {
 func (st *msgStream) writeDataLocked(m *outMsg) error {
 	// The acks before it are confirmed read with its own ack.
 	st.ackTail = false
-	return writeDataFrame(st.bw, m.wireID, m.Channel, m.FromChannel, m.LazyAck, m.Data)
+	return writeDataFrame(st.writer(), m.wireID, m.Channel, m.FromChannel, m.LazyAck, m.Data)
 }
 
 // flushLocked writes out the buffer under a write deadline, so a peer that
@@ -130,7 +131,11 @@ func (st *msgStream) flushLocked() error {
 		st.delayArmed = false
 		st.delay.Stop()
 	}
+	if st.bw == nil {
+		return nil
+	}
 	if st.bw.Buffered() == 0 {
+		st.releaseWriter()
 		return nil
 	}
 	// Re-arming the deadline on every flush costs a timer each time; doing
@@ -143,8 +148,27 @@ func (st *msgStream) flushLocked() error {
 			return err
 		}
 	}
-	err := st.bw.Flush()
-	return err
+	if err := st.bw.Flush(); err != nil {
+		return err
+	}
+	st.releaseWriter()
+	return nil
+}
+
+// writer is the write buffer, borrowed if the stream holds none. The
+// caller holds the write lock.
+func (st *msgStream) writer() *bufio.Writer {
+	if st.bw == nil {
+		st.bw = st.n.bufs.writer(&st.ww)
+	}
+	return st.bw
+}
+
+// releaseWriter gives back the write buffer, which holds nothing: an idle
+// stream keeps none. The caller holds the write lock.
+func (st *msgStream) releaseWriter() {
+	st.n.bufs.putWriter(st.bw)
+	st.bw = nil
 }
 
 // delayExpired flushes lazy acks that no message of ours carried in time.
