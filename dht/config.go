@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
 )
 
 // Defaults for the zero values of Config.
@@ -40,6 +41,15 @@ type Config struct {
 	// queried, and have their records stored or believed. Default: the p2p
 	// node's allowlist, which is what its gater enforces anyway.
 	Allowlist *allowlist.List
+	// Membership, when set, seals the node records to the members: it
+	// returns the membership document in force (gossip.Service.Current),
+	// and this node then publishes its record encrypted so that only that
+	// document's members can read it, and accepts sealed records only
+	// (docs/dht.md, "Sealed records"). It must return the new document by
+	// the time the allowlist reports a change of members: the node
+	// republishes then, sealed to the new members. Nil: plain signed
+	// records, readable by every DHT participant.
+	Membership func() *membership.Document
 	// RecordTTL is the lifetime of the records this node publishes: a node
 	// that has not republished for RecordTTL counts as inactive. Default
 	// 1h; at most MaxRecordLifetime.

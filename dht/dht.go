@@ -63,6 +63,12 @@ type DHT struct {
 	// addrChanged is signalled (without blocking) when the host's
 	// addresses change, for the publisher to republish.
 	addrChanged chan struct{}
+	// membersChanged is signalled when members join or leave, for the
+	// publisher to republish a record sealed to the new members.
+	membersChanged chan struct{}
+	// formatWarned holds the peers whose record of the other format was
+	// logged (allowlisted peers only: the validator checks first).
+	formatWarned sync.Map
 
 	pub   publisher
 	cache resolveCache
@@ -104,7 +110,9 @@ func New(node *p2p.Node, cfg Config) (*DHT, error) {
 		cache:       newResolveCache(),
 		stopWatchAL: func() {},
 	}
-	d.val = &validator{list: cfg.Allowlist, self: h.ID(), now: cfg.Now, retain: cfg.ExpiredRetention}
+	d.membersChanged = make(chan struct{}, 1)
+	d.val = &validator{list: cfg.Allowlist, self: h.ID(), now: cfg.Now, retain: cfg.ExpiredRetention,
+		sealed: cfg.Membership != nil, otherFormat: d.warnFormat}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 
 	// kad-dht's own subscriber uses 256 as well: a subscriber whose buffer

@@ -33,6 +33,18 @@
 // change up without a restart. A node whose newest record has expired counts
 // as inactive: Find returns that record with ErrExpired.
 //
+// # Sealed records
+//
+// With Config.Membership set, records are sealed (format 2,
+// SealedRecordPayloadType): the record is encrypted under a fresh key that
+// is wrapped for each member of the membership document in force
+// (membership/sealbox), and the envelope signs the result. Every node checks
+// the clear header (signer, limits, expiry, Seq) without decrypting; Find
+// decrypts, and fails with ErrNotRecipient for a record not sealed to this
+// node. The node republishes as soon as members join or leave, so a removed
+// member cannot read what is published after. Such a node accepts sealed
+// records only; a node without Config.Membership, plain ones only.
+//
 // # Finding peers
 //
 // Find returns a peer's verified record. Resolve returns its addresses, from

@@ -24,4 +24,9 @@ var (
 	// ErrNoBootstrap: a bootstrap address is malformed or names a peer
 	// the allowlist does not hold.
 	ErrNoBootstrap = errors.New("dht: bad bootstrap peer")
+	// ErrNotRecipient: a sealed record was not sealed to this node's key:
+	// the publisher sealed it for a membership version that does not list
+	// this node. A member added since reads the publisher's next record,
+	// which it makes as soon as it applies the new version.
+	ErrNotRecipient = errors.New("dht: sealed record not readable by this node")
 )

@@ -28,11 +28,15 @@ func (d *DHT) Evict(p peer.ID) {
 	d.cache.forget(p)
 }
 
-// onAllowlistChange evicts the peers the allowlist dropped.
+// onAllowlistChange evicts the peers the allowlist dropped and, when
+// records are sealed, has the node republish for the new members.
 func (d *DHT) onAllowlistChange(c allowlist.Change) {
 	for _, e := range c.Removed {
 		d.log.Info("peer left the allowlist: evicting", zap.Stringer("peer", e.ID))
 		d.Evict(e.ID)
+	}
+	if d.cfg.Membership != nil && len(c.Added)+len(c.Removed) > 0 {
+		signal(d.membersChanged)
 	}
 }
 

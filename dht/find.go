@@ -52,6 +52,12 @@ func (d *DHT) Find(ctx context.Context, p peer.ID) (Record, error) {
 		}
 		return Record{}, fmt.Errorf("dht: find %s: %w", p, err)
 	}
+	if d.cfg.Membership != nil {
+		var uerr error
+		if r, uerr = d.unseal(p, r, val); uerr != nil {
+			return Record{}, fmt.Errorf("dht: find %s: %w", p, uerr)
+		}
+	}
 	if now := d.cfg.Now(); r.Expired(now) {
 		d.log.Info("peer inactive: its record expired",
 			zap.Stringer("peer", p), zap.Time("expired", r.Expires), zap.Duration("age", r.Age(now)))

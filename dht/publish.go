@@ -28,8 +28,9 @@ type publisher struct {
 }
 
 // Publish signs a fresh record of this node (its current addresses, a new
-// Seq, expiring after Config.RecordTTL) and stores it on the nodes closest to
-// its key, and locally. The DHT also publishes on its own; call Publish to
+// Seq, expiring after Config.RecordTTL), sealed to the members when
+// Config.Membership is set, and stores it on the nodes closest to its key,
+// and locally. The DHT also publishes on its own; call Publish to
 // push a change at once. It fails with ErrNotReady while the routing table is
 // empty (the record is then stored locally only).
 func (d *DHT) Publish(ctx context.Context) (Record, error) {
@@ -50,7 +51,7 @@ func (d *DHT) Publish(ctx context.Context) (Record, error) {
 		Published: now,
 		Expires:   now.Add(d.cfg.RecordTTL),
 	}
-	data, err := sealRecord(r, d.node.Config().Key)
+	data, err := d.sealOwn(r)
 	if err != nil {
 		return Record{}, err
 	}
@@ -131,6 +132,9 @@ func (d *DHT) publishLoop() {
 			return
 		case <-d.addrChanged:
 			d.log.Info("addresses changed: republishing")
+			force = true
+		case <-d.membersChanged:
+			d.log.Info("members changed: republishing a record sealed to the new members")
 			force = true
 		case <-timer.C:
 		}

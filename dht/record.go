@@ -110,6 +110,19 @@ func (r *envelopeRecord) UnmarshalRecord(b []byte) error {
 
 // sealRecord signs r with key into a marshalled envelope.
 func sealRecord(r Record, key crypto.PrivKey) ([]byte, error) {
+	env, err := record.Seal(&envelopeRecord{msg: recordMsg(r)}, key)
+	if err != nil {
+		return nil, fmt.Errorf("dht: seal record: %w", err)
+	}
+	b, err := env.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("dht: marshal record: %w", err)
+	}
+	return b, nil
+}
+
+// recordMsg is r in its wire form.
+func recordMsg(r Record) *pb.NodeRecord {
 	msg := &pb.NodeRecord{
 		PeerId:            []byte(r.Peer),
 		Seq:               r.Seq,
@@ -119,15 +132,7 @@ func sealRecord(r Record, key crypto.PrivKey) ([]byte, error) {
 	for _, a := range r.Addrs {
 		msg.Addrs = append(msg.Addrs, a.Bytes())
 	}
-	env, err := record.Seal(&envelopeRecord{msg: msg}, key)
-	if err != nil {
-		return nil, fmt.Errorf("dht: seal record: %w", err)
-	}
-	b, err := env.Marshal()
-	if err != nil {
-		return nil, fmt.Errorf("dht: marshal record: %w", err)
-	}
-	return b, nil
+	return msg
 }
 
 // openRecord verifies data as p's record: the envelope's signature, domain
@@ -153,7 +158,12 @@ func openRecord(p peer.ID, data []byte) (Record, error) {
 	if signer != p {
 		return Record{}, fmt.Errorf("%w: signed by %s, not by %s", ErrInvalidRecord, signer, p)
 	}
-	m := er.msg
+	return recordFromMsg(p, er.msg)
+}
+
+// recordFromMsg checks the fields of m, a record said to be p's, and
+// returns them as a Record.
+func recordFromMsg(p peer.ID, m *pb.NodeRecord) (Record, error) {
 	if peer.ID(m.GetPeerId()) != p {
 		return Record{}, fmt.Errorf("%w: record is about another peer", ErrInvalidRecord)
 	}

@@ -32,8 +32,8 @@ var _ Resolver = (*DHT)(nil)
 
 // Resolve returns p's transport addresses (without /p2p). It answers from
 // its cache when it can; otherwise it looks p's record up (Find) and, when p
-// has no record at all, asks kad-dht's FindPeer, which connects to p
-// (unless Config.NoFindPeerFallback). The addresses found are cached until
+// has no record at all (or, sealed, none this node can read), asks kad-dht's
+// FindPeer, which connects to p (unless Config.NoFindPeerFallback). The addresses found are cached until
 // the record expires or Config.CacheTTL passes, whichever is first, and are
 // added to the node's peerstore for as long, so a p2p Dial or SendMsg to p
 // without an address works too.
@@ -89,7 +89,7 @@ func (d *DHT) resolve(c *resolveCall, p peer.ID) {
 		if r.Expires.Before(until) {
 			until = r.Expires
 		}
-	case errors.Is(err, ErrNotFound) && !d.cfg.NoFindPeerFallback:
+	case (errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotRecipient)) && !d.cfg.NoFindPeerFallback:
 		addrs, err = d.findPeer(ctx, p)
 	}
 	if err == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -27,6 +28,12 @@ type validator struct {
 	// retain is how long past its expiry a record is still stored and
 	// served, so that readers can tell an inactive node from an unknown one.
 	retain time.Duration
+	// sealed: the node runs with a membership document, so records are
+	// sealed (format 2) and plain ones are refused.
+	sealed bool
+	// otherFormat, if set, hears of an allowlisted peer's record refused
+	// for its format alone.
+	otherFormat func(peer.ID, error)
 	// opened remembers records whose signature verified: kad-dht validates
 	// the same bytes several times per store and per lookup, and a
 	// secp256k1 verification dominated the DHT's CPU profile.
@@ -54,6 +61,9 @@ func (v *validator) verify(key string, value []byte) (Record, error) {
 	}
 	r, err := v.open(p, value)
 	if err != nil {
+		if v.otherFormat != nil && errors.Is(err, errOtherFormat) {
+			v.otherFormat(p, err)
+		}
 		return Record{}, err
 	}
 	now := v.now()
@@ -99,7 +109,17 @@ func (v *validator) open(p peer.ID, value []byte) (Record, error) {
 	if r, ok := v.opened.get(h); ok {
 		return r, nil
 	}
-	r, err := openRecord(p, value)
+	var r Record
+	var err error
+	if v.sealed {
+		r, err = openSealedHeader(p, value)
+	} else if r, err = openRecord(p, value); err != nil {
+		// Say so when it is a sealed record, rather than what failed to
+		// parse.
+		if ferr := formatMismatch(value, RecordPayloadType); ferr != nil {
+			err = ferr
+		}
+	}
 	if err != nil {
 		return Record{}, err
 	}

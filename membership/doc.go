@@ -48,6 +48,7 @@
 // This package holds the document, its verification and its persistence
 // ([SaveNewer] never goes back to an older version). Package
 // membership/gossip exchanges versions between running members and applies
-// them to a node's allowlist. Member-only encrypted DHT records are a later
-// step (docs/membership.md).
+// them to a node's allowlist. Package membership/sealbox encrypts a payload
+// for the members' identity keys; the DHT seals its node records with it
+// (docs/dht.md, "Sealed records").
 package membership

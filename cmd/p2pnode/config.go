@@ -145,7 +145,7 @@ func bindIdentityFlags(fs *pflag.FlagSet, c *runConfig) {
 	fs.StringArrayVar(&c.Listen, "listen", c.Listen, "`MULTIADDR` to listen on, repeatable (default /ip4/127.0.0.1/tcp/0)")
 	fs.StringVar(&c.Allowlist, "allowlist", c.Allowlist, "allowlist YAML `FILE`: who may connect")
 	fs.StringVar(&c.Membership, "membership", c.Membership,
-		"membership document `FILE` (docs/membership.md), instead of --allowlist: who may connect, changed only by M of N operators")
+		"membership document `FILE` (docs/membership.md), instead of --allowlist: who may connect, changed only by M of N operators; with --dht, DHT records are sealed to the members")
 }
 
 // bindStoreFlags defines --data-dir and --ephemeral.

@@ -37,7 +37,7 @@ allowlist: allowlist.yaml
 # Or, instead of allowlist: a membership document (docs/membership.md), whose
 # members decide who may connect, M of N of them signing each change. The
 # node exchanges versions with the members and keeps the newest in its data
-# directory.
+# directory. With the DHT on, its record is sealed: only the members read it.
 # membership: membership-1.pb
 # Optional routing table: which peer channel may reach which local channel.
 # Without one, every allowlisted peer reaches every channel.

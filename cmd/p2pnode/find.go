@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/dht"
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
@@ -161,6 +162,15 @@ func joinDHT(ctx context.Context, node *p2p.Node, cfg runConfig, log *zap.Logger
 	// A tool only looks up: it must not publish a record for its key,
 	// which may be a running node's.
 	dcfg.NoPublish = true
+	if cfg.Membership != "" {
+		// The members' records are sealed to them: reading them takes the
+		// document (loadNodeConfig checked it already).
+		doc, err := loadMembership(cfg.Membership)
+		if err != nil {
+			return nil, err
+		}
+		dcfg.Membership = func() *membership.Document { return doc }
+	}
 	d, err := dht.New(node, dcfg)
 	if err != nil {
 		return nil, err

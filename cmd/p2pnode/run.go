@@ -275,19 +275,21 @@ func runNode(a *app, cfg runConfig) error {
 		return handlerErr(err)
 	}
 	r.node = r.h.Node()
-	if cfg.DHT.Enabled {
-		if err := r.startDHT(); err != nil {
-			_ = r.h.Close()
-			return err
-		}
-	}
+	// Membership before the DHT: the DHT seals its records to the members
+	// of the version the service holds.
 	if r.memDoc != nil {
 		var reg prometheus.Registerer
 		if metrics != nil {
 			reg = metrics.reg
 		}
 		if err := r.startMembership(reg); err != nil {
-			r.stopDHT()
+			_ = r.h.Close()
+			return err
+		}
+	}
+	if cfg.DHT.Enabled {
+		if err := r.startDHT(); err != nil {
+			r.stopMembership()
 			_ = r.h.Close()
 			return err
 		}

@@ -240,6 +240,10 @@ func (r *runner) startDHT() error {
 		return err
 	}
 	dcfg.Logger = r.log
+	if r.mem != nil {
+		// Records sealed to the members of the version in force.
+		dcfg.Membership = r.mem.Current
+	}
 	if r.dht, err = dht.New(r.node, dcfg); err != nil {
 		return err
 	}
