@@ -25,6 +25,30 @@ type publisher struct {
 	// last is the last record published; read without mu, which a
 	// publication holds for as long as the network takes.
 	last atomic.Pointer[Record]
+	// stored is closed, and replaced, when a record is published: a
+	// change to wait on (the tests; under notifyMu).
+	notifyMu sync.Mutex
+	stored   chan struct{}
+}
+
+// published returns a channel closed by the next publication.
+func (p *publisher) published() <-chan struct{} {
+	p.notifyMu.Lock()
+	defer p.notifyMu.Unlock()
+	if p.stored == nil {
+		p.stored = make(chan struct{})
+	}
+	return p.stored
+}
+
+// notify closes the channel of published.
+func (p *publisher) notify() {
+	p.notifyMu.Lock()
+	defer p.notifyMu.Unlock()
+	if p.stored != nil {
+		close(p.stored)
+		p.stored = nil
+	}
 }
 
 // Publish signs a fresh record of this node (its current addresses, a new
@@ -64,6 +88,7 @@ func (d *DHT) Publish(ctx context.Context) (Record, error) {
 		return Record{}, fmt.Errorf("dht: publish: %w", err)
 	}
 	d.pub.last.Store(&r)
+	d.pub.notify()
 	d.log.Debug("record published", zap.Uint64("seq", r.Seq), zap.Int("addrs", len(r.Addrs)))
 	return r, nil
 }
