@@ -2,12 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,7 +34,21 @@ baseline's, and their ratio: the number to compare across machines.
 
 Each workload runs for --duration (or --count operations). A progress line
 goes to stderr; stdout carries only the results. "p2pnode bench dht" (or
---dht) runs the DHT workload instead.`
+--dht) runs the DHT workload instead.
+
+The efficiency workloads run on their own, or after the four above with
+--all:
+
+  bench scaling   CPU per exchange with 1, 8 and 32 peers (--peers) against
+                  bare echo round trips. Target: <= 1.5x at 32 peers
+  bench memory    memory per idle connection that carried one message
+                  (--conns, default 64; --rounds). Target: <= 1.0x bare
+  bench grpc      exchanges against unary gRPC calls over mutual TLS 1.3.
+                  Targets: 1.66 on a kept connection, 1.0 with a new
+                  connection per call
+
+"p2pnode bench scaling --help" and the others say how each is measured;
+docs/performance.md how to re-measure every target.`
 
 // benchOptions are bench's flags.
 type benchOptions struct {
@@ -49,11 +58,15 @@ type benchOptions struct {
 	asJSON   bool
 	dht      bool
 	dhtOpts  dhtBenchOptions
+	all      bool  // the default workloads, then scaling, grpc and memory
+	peers    []int // bench scaling's peer counts
+	conns    int   // bench memory's idle connections
+	rounds   int   // bench memory's rounds
 }
 
 // newBenchCmd builds "bench" and "bench dht".
 func newBenchCmd(a *app) *cobra.Command {
-	o := benchOptions{duration: 2 * time.Second, payload: 256,
+	o := benchOptions{duration: 2 * time.Second, payload: 256, peers: []int{1, 8, 32}, conns: 64, rounds: 3,
 		dhtOpts: dhtBenchOptions{nodes: 100, lookups: 100, timeout: 5 * time.Minute}}
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -62,14 +75,23 @@ func newBenchCmd(a *app) *cobra.Command {
 		Example: `  p2pnode bench
   p2pnode bench --duration 10s --json
   p2pnode bench --count 500
+  p2pnode bench --all --json
+  p2pnode bench scaling --peers 1,8,32
+  p2pnode bench memory --conns 64
+  p2pnode bench grpc
   p2pnode bench dht --nodes 100 --lookups 200`,
 		Args: checkArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			if err := o.validate(); err != nil {
 				return err
 			}
-			if o.dht {
+			switch {
+			case o.dht && o.all:
+				return usageErrorf("--dht and --all are separate runs: give one")
+			case o.dht:
 				return runDHTBench(a, o)
+			case o.all:
+				return runWorkloads(a, o, workloadsDefault|workloadsScaling|workloadsGRPC|workloadsMemory)
 			}
 			return runBench(a, o)
 		},
@@ -81,6 +103,8 @@ func newBenchCmd(a *app) *cobra.Command {
 	cmd.Flags().IntVar(&o.payload, "payload", o.payload, "message size in `BYTES`")
 	cmd.Flags().BoolVar(&o.dht, "dht", false, `run the DHT workload (same as "p2pnode bench dht")`)
 	bindDHTBenchFlags(cmd.Flags(), &o.dhtOpts)
+	cmd.Flags().BoolVar(&o.all, "all", false, "run the four workloads above, then scaling, grpc and memory (not dht)")
+	bindEfficiencyFlags(cmd.Flags(), &o)
 
 	sub := &cobra.Command{
 		Use:   "dht",
@@ -98,6 +122,7 @@ func newBenchCmd(a *app) *cobra.Command {
 	}
 	bindDHTBenchFlags(sub.Flags(), &o.dhtOpts)
 	cmd.AddCommand(sub)
+	cmd.AddCommand(newEfficiencyCmds(a, &o)...)
 	return cmd
 }
 
@@ -109,6 +134,9 @@ func (o *benchOptions) validate() error {
 		return usageErrorf("--count must not be negative (got %d)", o.count)
 	case o.payload < 1 || o.payload > 1<<20:
 		return usageErrorf("--payload must be between 1 and 1048576 bytes (got %d)", o.payload)
+	}
+	if err := o.validateEfficiency(); err != nil {
+		return err
 	}
 	return o.dhtOpts.validate()
 }
@@ -173,51 +201,56 @@ type benchResult struct {
 	Rate     float64 `json:"rate"`
 	BareRate float64 `json:"bare_rate"`
 	Ratio    float64 `json:"ratio"`
-	Target   float64 `json:"target,omitempty"`
-	Met      *bool   `json:"met,omitempty"`
+	// CPU time per operation (process user + system, both ends), ours and
+	// the baseline's, and ours / the baseline's: it moves less than the
+	// rates when other jobs share the cores. Absent where the system does
+	// not report it.
+	CPUMicros     float64 `json:"cpu_us_per_op,omitempty"`
+	BareCPUMicros float64 `json:"bare_cpu_us_per_op,omitempty"`
+	CPURatio      float64 `json:"cpu_ratio,omitempty"`
+	Target        float64 `json:"target,omitempty"`
+	Met           *bool   `json:"met,omitempty"`
 }
 
+// runBench runs bench's own four workloads.
 func runBench(a *app, o benchOptions) error {
-	log, err := newLogger(a.log, a.err)
-	if err != nil {
-		return err
-	}
-	routeLibp2pLogs(log)
-	ctx := context.Background()
-	prog := newProgress(a.err)
-	cases := benchCases()
+	return runWorkloads(a, o, workloadsDefault)
+}
+
+// runCases measures every case against its baseline, one after the other;
+// name heads the progress line.
+func runCases(ctx context.Context, name string, cases []benchCase, o benchOptions, prog *progress) ([]benchResult, error) {
 	var results []benchResult
 	for i, c := range cases {
-		step := fmt.Sprintf("bench %d/%d: %s", i+1, len(cases), c.title)
+		step := fmt.Sprintf("%s %d/%d: %s", name, i+1, len(cases), c.title)
 		prog.set(step, "setting up")
 		w, err := c.setup(ctx, o.payload)
 		if err != nil {
-			prog.done()
-			return fmt.Errorf("bench %s: %w", c.title, err)
+			return nil, fmt.Errorf("bench %s: %w", c.title, err)
 		}
-		n, ours, base, err := measure(w, c.chunk, o.count, o.duration, func(n int) {
+		var oursCPU, baseCPU cpuTally
+		timed := &bench.Workload{Ours: oursCPU.wrap(w.Ours), Base: baseCPU.wrap(w.Base)}
+		n, ours, base, err := measure(timed, c.chunk, o.count, o.duration, func(n int) {
 			prog.set(step, fmt.Sprintf("%d operations", n))
 		})
 		w.Close()
 		if err != nil {
-			prog.done()
-			return fmt.Errorf("bench %s: %w", c.title, err)
+			return nil, fmt.Errorf("bench %s: %w", c.title, err)
 		}
 		r := benchResult{Name: c.name, Title: c.title, Baseline: c.baseline, Unit: c.unit, Ops: n,
 			Rate: bench.Rate(n, ours), BareRate: bench.Rate(n, base), Target: c.target}
 		r.Ratio = base.Seconds() / ours.Seconds()
+		if oursCPU.ok && baseCPU.ok && baseCPU.total > 0 {
+			r.CPUMicros, r.BareCPUMicros = micros(oursCPU.total)/float64(n), micros(baseCPU.total)/float64(n)
+			r.CPURatio = r.CPUMicros / r.BareCPUMicros
+		}
 		if c.target > 0 {
 			met := r.Ratio >= c.target
 			r.Met = &met
 		}
 		results = append(results, r)
 	}
-	prog.done()
-	if o.asJSON {
-		enc := json.NewEncoder(a.out)
-		return enc.Encode(map[string]any{"payload_bytes": o.payload, "workloads": results})
-	}
-	return printBenchTable(a.out, o, results)
+	return results, nil
 }
 
 // measure runs w in alternating chunks until count operations (count > 0)
@@ -242,69 +275,29 @@ func measure(w *bench.Workload, chunk, count int, duration time.Duration, progre
 	}
 }
 
-func printBenchTable(w io.Writer, o benchOptions, results []benchResult) error {
-	size := fmt.Sprintf("each workload for %s", o.duration)
-	if o.count > 0 {
-		size = fmt.Sprintf("%d operations each", o.count)
-	}
-	fmt.Fprintf(w, "p2pnode bench: %d-byte messages on 127.0.0.1, %s, interleaved with a bare go-libp2p baseline\n\n", o.payload, size)
-	const row = "%-28s %7s %10s %10s %6s  %-7s %-5s  %s\n"
-	fmt.Fprintf(w, row, "workload", "ops", "ours/s", "bare/s", "ratio", "target", "", "baseline")
-	for _, r := range results {
-		target, verdict := "", ""
-		if r.Met != nil {
-			target, verdict = fmt.Sprintf(">= %.1f", r.Target), "met"
-			if !*r.Met {
-				verdict = "BELOW"
-			}
+// cpuTally sums the process CPU time that a workload's calls use. ok
+// stays false where the system does not report CPU time.
+type cpuTally struct {
+	total time.Duration
+	ok    bool
+}
+
+// wrap returns run, timed as before, adding the CPU time of each call to
+// the tally.
+func (t *cpuTally) wrap(run func(k int) (time.Duration, error)) func(k int) (time.Duration, error) {
+	t.ok = true
+	return func(k int) (time.Duration, error) {
+		before, err := bench.ProcessCPU()
+		if err != nil {
+			t.ok = false
+			return run(k)
 		}
-		fmt.Fprintf(w, row, r.Title, strconv.Itoa(r.Ops), fmt.Sprintf("%.0f", r.Rate), fmt.Sprintf("%.0f", r.BareRate),
-			fmt.Sprintf("%.3f", r.Ratio), target, verdict, r.Baseline)
-	}
-	_, err := fmt.Fprintln(w, "\nratio = our rate / the baseline's, measured in this run; compare ratios, not rates, across machines.")
-	return err
-}
-
-// progress is the one line on stderr that says what bench is doing. On a
-// terminal it is rewritten in place; elsewhere (a log file, a pipe) each
-// step is a line of its own and the counts are left out, so as not to
-// flood it.
-type progress struct {
-	w        io.Writer
-	terminal bool
-	last     string // the step printed last
-	width    int
-}
-
-func newProgress(w io.Writer) *progress {
-	p := &progress{w: w}
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			p.terminal = true
+		d, err := run(k)
+		if after, cerr := bench.ProcessCPU(); cerr == nil {
+			t.total += after - before
+		} else {
+			t.ok = false
 		}
-	}
-	return p
-}
-
-// set shows what step is doing now (detail: a count, a stage).
-func (p *progress) set(step, detail string) {
-	s := step + ": " + detail
-	if p.terminal {
-		pad := max(p.width-len(s), 0)
-		fmt.Fprintf(p.w, "\r%s%s", s, strings.Repeat(" ", pad))
-		p.width = len(s)
-		return
-	}
-	if step != p.last {
-		fmt.Fprintln(p.w, s)
-		p.last = step
-	}
-}
-
-// done ends the progress line.
-func (p *progress) done() {
-	if p.terminal && p.width > 0 {
-		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", p.width))
-		p.width = 0
+		return d, err
 	}
 }

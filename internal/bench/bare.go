@@ -37,11 +37,14 @@ func NewBarePair() (*BarePair, error) {
 		c.Close()
 		return nil, err
 	}
-	s.SetStreamHandler(echoProtocol, func(st network.Stream) {
-		io.Copy(st, st)
-		st.Close()
-	})
+	s.SetStreamHandler(echoProtocol, echo)
 	return &BarePair{Client: c, Server: s}, nil
+}
+
+// echo writes back what it reads on st until the other end closes it.
+func echo(st network.Stream) {
+	io.Copy(st, st)
+	st.Close()
 }
 
 func bareHost() (host.Host, error) {
@@ -78,10 +81,15 @@ type EchoStream struct {
 
 // Stream connects and opens one echo stream, to be reused for many rounds.
 func (p *BarePair) Stream(ctx context.Context) (*EchoStream, error) {
-	if err := p.Client.Connect(ctx, p.serverInfo()); err != nil {
+	return openEcho(ctx, p.Client, p.serverInfo())
+}
+
+// openEcho connects c to the echoing host to and opens one echo stream.
+func openEcho(ctx context.Context, c host.Host, to peer.AddrInfo) (*EchoStream, error) {
+	if err := c.Connect(ctx, to); err != nil {
 		return nil, err
 	}
-	s, err := p.Client.NewStream(ctx, p.Server.ID(), echoProtocol)
+	s, err := c.NewStream(ctx, to.ID, echoProtocol)
 	if err != nil {
 		return nil, err
 	}

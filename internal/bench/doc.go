@@ -3,6 +3,9 @@
 // `p2pnode bench` run them, so the numbers in a benchmark run and in the CLI
 // come from one implementation.
 //
-// A workload returns how long n operations took; callers turn that into a
-// rate and divide by the baseline measured in the same run.
+// A workload returns how long n operations took (for ExchangeScaling, the
+// process CPU time they used: CPUCost); callers turn that into a rate or a
+// cost per operation and divide by the baseline measured in the same run.
+// IdleConnMemory measures memory per idle connection instead, and the gRPC
+// workloads use grpc-go over mutual TLS as the baseline.
 package bench

@@ -93,7 +93,17 @@ func NewHandlerPair(mutate func(*handler.Config)) (*HandlerPair, error) {
 // newHandlerPair is NewHandlerPair with responders goroutines answering
 // B's requests: an application that answers concurrently.
 func newHandlerPair(mutate func(*handler.Config), responders int) (*HandlerPair, error) {
-	ca, cb, err := pairConfigs(p2p.Ed25519)
+	return newKeyedHandlerPair(p2p.Ed25519, mutate, responders)
+}
+
+// NewHandlerPairOfType is NewHandlerPair with keys of type t: secp256k1,
+// p2pnode's default, costs the handshake more than ed25519.
+func NewHandlerPairOfType(t p2p.KeyType, mutate func(*handler.Config)) (*HandlerPair, error) {
+	return newKeyedHandlerPair(t, mutate, 1)
+}
+
+func newKeyedHandlerPair(t p2p.KeyType, mutate func(*handler.Config), responders int) (*HandlerPair, error) {
+	ca, cb, err := pairConfigs(t)
 	if err != nil {
 		return nil, err
 	}
@@ -115,13 +125,7 @@ func newHandlerPair(mutate func(*handler.Config), responders int) (*HandlerPair,
 	}
 	p := &HandlerPair{A: a, B: b}
 	for range responders {
-		p.wg.Go(func() {
-			for ev := range b.Events() {
-				if r, ok := ev.(handler.Request); ok {
-					_ = b.Response(r.From, r.Exchange, r.Data)
-				}
-			}
-		})
+		p.wg.Go(func() { answer(b) })
 	}
 	// B's outcomes are read so that none waits in its queue.
 	p.wg.Go(func() {

@@ -10,18 +10,34 @@ import (
 // pairConfigs makes two fresh identities of type t and node configurations
 // that allowlist each other: the start of every two-node workload.
 func pairConfigs(t p2p.KeyType) (a, b p2p.Config, err error) {
-	var ids [2]peer.ID
-	var keys [2]p2p.Config
-	for i := range keys {
-		if keys[i].Key, err = p2p.GenerateKey(t); err != nil {
-			return a, b, err
-		}
-		ids[i], _ = peer.IDFromPrivateKey(keys[i].Key)
-	}
-	list, err := allowlist.New(allowlist.Entry{ID: ids[0]}, allowlist.Entry{ID: ids[1]})
+	cs, err := groupConfigs(t, 2)
 	if err != nil {
 		return a, b, err
 	}
-	keys[0].Allowlist, keys[1].Allowlist = list, list
-	return keys[0], keys[1], nil
+	return cs[0], cs[1], nil
+}
+
+// groupConfigs makes n fresh identities of type t and node configurations
+// that all allowlist one another.
+func groupConfigs(t p2p.KeyType, n int) ([]p2p.Config, error) {
+	entries := make([]allowlist.Entry, n)
+	cs := make([]p2p.Config, n)
+	for i := range cs {
+		k, err := p2p.GenerateKey(t)
+		if err != nil {
+			return nil, err
+		}
+		cs[i].Key = k
+		if entries[i].ID, err = peer.IDFromPrivateKey(k); err != nil {
+			return nil, err
+		}
+	}
+	list, err := allowlist.New(entries...)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cs {
+		cs[i].Allowlist = list
+	}
+	return cs, nil
 }

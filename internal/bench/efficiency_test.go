@@ -1,0 +1,155 @@
+package bench_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	"github.com/bitvmx/go-bitvmx-p2p/internal/bench"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// The issue-13 workloads (peer scaling, gRPC) run against their baselines
+// and stop every goroutine they started. No speed is asserted.
+func TestEfficiencyWorkloads(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for name, setup := range map[string]func() (*bench.Workload, error){
+		"scaling 3":     func() (*bench.Workload, error) { return bench.ExchangeScaling(ctx, 3, 64) },
+		"grpc kept 1":   func() (*bench.Workload, error) { return bench.GRPCKeptConn(ctx, 64, 1) },
+		"grpc kept 4":   func() (*bench.Workload, error) { return bench.GRPCKeptConn(ctx, 64, 4) },
+		"grpc new conn": func() (*bench.Workload, error) { return bench.GRPCNewConn(ctx, 64) },
+	} {
+		w, err := setup()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		ours, base, err := bench.Interleave(8, 4, w.Ours, w.Base)
+		w.Close()
+		if err != nil || ours < 0 || base < 0 {
+			t.Fatalf("%s: %v, %v, %v", name, ours, base, err)
+		}
+	}
+}
+
+// Idle connections of every kind are measured, and cost something.
+func TestIdleConnMemory(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, kind := range []bench.IdleKind{bench.IdleExchange, bench.IdleAckedSend, bench.IdleBareEcho} {
+		m, err := bench.IdleConnMemory(ctx, kind, 3, 64)
+		if err != nil {
+			t.Fatalf("kind %d: %v", kind, err)
+		}
+		if m.Goroutines <= 0 {
+			t.Errorf("kind %d: %+v: connections that hold no goroutine", kind, m)
+		}
+	}
+	if _, err := bench.IdleConnMemory(ctx, bench.IdleBareEcho, 0, 64); err == nil {
+		t.Error("no error for zero connections")
+	}
+}
+
+// BenchmarkExchangeDialDisconnectOurs is an exchange that dials and closes
+// its own connection, with no baseline beside it: the workload to profile
+// for where a dialed exchange's CPU goes (docs/performance.md). Its keys
+// are ed25519, the baseline's; BenchmarkExchangeDialDisconnectOursSecp256k1
+// uses p2pnode's default key type.
+//
+//	go test -run '^$' -bench ExchangeDialDisconnectOurs -benchtime 1500x -cpuprofile cpu.out ./internal/bench/
+//	go tool pprof -top cpu.out
+func BenchmarkExchangeDialDisconnectOurs(b *testing.B) {
+	benchmarkDialExchange(b, p2p.Ed25519)
+}
+
+// BenchmarkExchangeDialDisconnectOursSecp256k1 is
+// BenchmarkExchangeDialDisconnectOurs with secp256k1 keys.
+func BenchmarkExchangeDialDisconnectOursSecp256k1(b *testing.B) {
+	benchmarkDialExchange(b, p2p.Secp256k1)
+}
+
+func benchmarkDialExchange(b *testing.B, keys p2p.KeyType) {
+	hp, err := bench.NewHandlerPairOfType(keys, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hp.Close()
+	ctx := context.Background()
+	if _, err := hp.Exchanges(ctx, 1, 256); err != nil {
+		b.Fatal(err)
+	}
+	cpu0, err := bench.ProcessCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	if _, err := hp.Exchanges(ctx, b.N, 256); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	cpu1, err := bench.ProcessCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/exchange")
+}
+
+// BenchmarkBareDialEchoClose is the bare go-libp2p counterpart of
+// BenchmarkExchangeDialDisconnectOurs, to profile beside it: connect,
+// stream, echo, close.
+func BenchmarkBareDialEchoClose(b *testing.B) {
+	bp, err := bench.NewBarePair()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bp.Close()
+	ctx := context.Background()
+	if _, err := bp.NewConnExchanges(ctx, 1, 256); err != nil {
+		b.Fatal(err)
+	}
+	cpu0, err := bench.ProcessCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	if _, err := bp.NewConnExchanges(ctx, b.N, 256); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	cpu1, err := bench.ProcessCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/exchange")
+}
+
+// BenchmarkHubExchanges32 is the scaling workload's side of ours at 32
+// peers, alone, to profile:
+//
+//	go test -run '^$' -bench HubExchanges32 -benchtime 40000x -cpuprofile hub.cpu ./internal/bench/
+func BenchmarkHubExchanges32(b *testing.B) {
+	hub, err := bench.NewHandlerHub(32, func(c *handler.Config) { c.KeepConnection = true })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hub.Close()
+	ctx := context.Background()
+	if _, err := hub.Exchanges(ctx, 32, 256); err != nil {
+		b.Fatal(err)
+	}
+	cpu0, err := bench.ProcessCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	if _, err := hub.Exchanges(ctx, b.N, 256); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	cpu1, err := bench.ProcessCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/exchange")
+}

@@ -1,0 +1,217 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// IdleKind says what each idle connection of IdleConnMemory carried.
+type IdleKind int
+
+const (
+	// IdleExchange is one exchange through the handler, both ends keeping
+	// the connection (KeepConnection, no idle timeout).
+	IdleExchange IdleKind = iota
+	// IdleAckedSend is one acked message between two p2p nodes.
+	IdleAckedSend
+	// IdleBareEcho is one echo round trip between bare go-libp2p hosts, on
+	// a stream closed afterwards: a connection with nothing open on it.
+	IdleBareEcho
+)
+
+// ConnMemory is what each idle connection holds in this process: both of
+// its ends, since both hosts run here.
+type ConnMemory struct {
+	// Bytes is heap in use plus goroutine stacks in use, after a garbage
+	// collection, per connection.
+	Bytes float64
+	// Goroutines per connection.
+	Goroutines float64
+}
+
+// IdleConnMemory starts one host and conns others of kind, measures the
+// process's memory, has the first exchange one message of size bytes with
+// each of the others (so that conns connections stay open and idle),
+// measures again and stops them all. The difference divided by conns is
+// the cost of an idle connection that has been used: the hosts' own memory
+// is in both measurements and cancels out.
+func IdleConnMemory(ctx context.Context, kind IdleKind, conns, size int) (ConnMemory, error) {
+	if conns < 1 {
+		return ConnMemory{}, fmt.Errorf("at least one connection needed (got %d)", conns)
+	}
+	var (
+		use  func() error
+		stop func()
+	)
+	switch kind {
+	case IdleExchange:
+		hub, err := NewHandlerHub(conns, func(c *handler.Config) { c.KeepConnection = true })
+		if err != nil {
+			return ConnMemory{}, err
+		}
+		use = func() error {
+			if _, err := hub.Exchanges(ctx, conns, size); err != nil {
+				return err
+			}
+			// The peers' side of an exchange ends when the hub's ack of the
+			// reply arrives, after the hub's own Outcome.
+			return hub.AwaitServed(ctx, conns)
+		}
+		stop = hub.Close
+	case IdleAckedSend:
+		hub, err := newNodeHub(conns)
+		if err != nil {
+			return ConnMemory{}, err
+		}
+		use = func() error { return hub.sendEach(ctx, size) }
+		stop = hub.close
+	case IdleBareEcho:
+		hub, err := NewBareHub(conns)
+		if err != nil {
+			return ConnMemory{}, err
+		}
+		use = func() error { return hub.echoEach(ctx, size) }
+		stop = hub.Close
+	default:
+		return ConnMemory{}, fmt.Errorf("unknown kind of idle connection %d", kind)
+	}
+	defer stop()
+	before := memorySnapshot()
+	if err := use(); err != nil {
+		return ConnMemory{}, err
+	}
+	after := memorySnapshot()
+	n := float64(conns)
+	return ConnMemory{
+		Bytes:      float64(after.bytes-before.bytes) / n,
+		Goroutines: float64(after.goroutines-before.goroutines) / n,
+	}, nil
+}
+
+type memSnapshot struct {
+	bytes      int64
+	goroutines int
+}
+
+// memorySnapshot collects garbage and reads heap and stack in use. Two
+// collections: the first frees what became garbage, the second what only
+// finalizers and cleanups released.
+func memorySnapshot() memSnapshot {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return memSnapshot{bytes: int64(ms.HeapInuse + ms.StackInuse), goroutines: runtime.NumGoroutine()}
+}
+
+// echoEach connects the client to every server, echoes one message of size
+// bytes on a stream of its own and closes the stream, leaving the
+// connection open.
+func (h *BareHub) echoEach(ctx context.Context, size int) error {
+	out, in := make([]byte, size), make([]byte, size)
+	for _, srv := range h.Servers {
+		e, err := openEcho(ctx, h.Client, peer.AddrInfo{ID: srv.ID(), Addrs: srv.Addrs()})
+		if err != nil {
+			return err
+		}
+		if _, err := e.s.Write(out); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(e.s, in); err != nil {
+			return fmt.Errorf("echo: %w", err)
+		}
+		if err := e.s.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeHub is one p2p node and others, all allowlisting one another; the
+// others' received data is drained by goroutines that close stops.
+type nodeHub struct {
+	hub   *p2p.Node
+	peers []*p2p.Node
+	done  chan struct{} // closed when every drain goroutine has returned
+}
+
+func newNodeHub(n int) (*nodeHub, error) {
+	cs, err := groupConfigs(p2p.Ed25519, n+1)
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]*p2p.Node, 0, n+1)
+	for _, c := range cs {
+		node, err := p2p.New(c)
+		if err != nil {
+			for _, started := range nodes {
+				started.Close()
+			}
+			return nil, err
+		}
+		nodes = append(nodes, node)
+	}
+	h := &nodeHub{hub: nodes[0], peers: nodes[1:], done: make(chan struct{})}
+	drained := make(chan struct{}, n)
+	for _, p := range h.peers {
+		go func() {
+			defer func() { drained <- struct{}{} }()
+			for range p.Receiver() {
+			}
+		}()
+	}
+	go func() {
+		defer close(h.done)
+		for range n {
+			<-drained
+		}
+	}()
+	return h, nil
+}
+
+func (h *nodeHub) close() {
+	h.hub.Close()
+	for _, p := range h.peers {
+		p.Close()
+	}
+	<-h.done
+}
+
+// sendEach sends one message of size bytes to every peer, all at once,
+// and waits for every ack.
+func (h *nodeHub) sendEach(ctx context.Context, size int) error {
+	data := make([]byte, size)
+	for i, p := range h.peers {
+		msg := p2p.SendMsg{Peer: p.ID(), Addr: p.Addrs()[0], ID: uint64(i), Data: data}
+		select {
+		case h.hub.Sender() <- msg:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for acked := 0; acked < len(h.peers); {
+		select {
+		case ev, ok := <-h.hub.Receiver():
+			if !ok {
+				return errors.New("node closed")
+			}
+			if st, ok := ev.(p2p.Status); ok {
+				if !st.OK {
+					return fmt.Errorf("message %d: %s: %v", st.MsgID, st.Reason, st.Err)
+				}
+				acked++
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
