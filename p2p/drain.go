@@ -56,8 +56,8 @@ func (n *Node) drainWait() time.Duration {
 }
 
 // disconnect closes the connections to p open now, once the acks this node
-// owes p have reached it: each message stream on them is drained, then
-// they close, without waiting for a peer that does not read or close
+// owes p have reached it and nothing holds them (Node.Hold): each message
+// stream on them is drained, then they close, without waiting for a peer that does not read or close
 // longer than a write timeout and the drain's wait. Streams p opens on
 // them meanwhile are reset. Its known addresses are kept, so a later
 // SendMsg without an address redials.
@@ -66,7 +66,7 @@ func (n *Node) disconnect(p peer.ID) {
 	streams := slices.DeleteFunc(n.streams.of(p), func(st *msgStream) bool {
 		return !slices.Contains(conns, st.s.Conn())
 	})
-	if len(streams) == 0 {
+	if len(streams) == 0 && !n.holds.held(p) {
 		n.closeConns(p, conns)
 		return
 	}
@@ -76,9 +76,11 @@ func (n *Node) disconnect(p peer.ID) {
 		defer n.wg.Done()
 		defer n.draining.remove(p, conns)
 		wait := n.drainWait()
-		if n.drainStreams(streams, wait, wait+n.cfg.WriteTimeout, n.ctx.Done()) {
-			n.closeConns(p, conns)
+		if !n.drainStreams(streams, wait, wait+n.cfg.WriteTimeout, n.ctx.Done()) {
+			return
 		}
+		n.holds.wait(p, maxHoldWait, n.ctx.Done())
+		n.closeConns(p, conns)
 	}()
 }
 

@@ -61,6 +61,7 @@ type Node struct {
 	dirty       []*msgStream // written to by the run loop, not yet flushed
 	streams     streamSet
 	bufs        streamBuffers
+	holds       holdSet  // Node.Hold
 	draining    drainSet // peers whose DisconnectFrom is draining their streams
 	conns       connTracker
 	refusals    *refusals

@@ -28,10 +28,10 @@ func TestMembershipRunPropagates(t *testing.T) {
 		t.Fatalf("--allowlist with --membership: %+v", r)
 	}
 
-	// --keep-connection: an exchange closes its connection once done,
-	// which can cut the membership session on it short (docs/membership.md).
+	// The handler's default: an exchange closes its connection once done,
+	// and the membership session on it holds it until the session is over.
 	start := func(name, key, doc string) (*proc, event) {
-		p := startProc(t, name, dir, true, "run", "--json", "--key", key, "--membership", doc, "--keep-connection",
+		p := startProc(t, name, dir, true, "run", "--json", "--key", key, "--membership", doc,
 			"--data-dir", filepath.Join(dir, name+"-data"), "--listen", "/ip4/127.0.0.1/tcp/0")
 		return p, p.expect("listening event", match("listening"))[0]
 	}

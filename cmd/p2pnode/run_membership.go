@@ -80,6 +80,7 @@ func (r *runner) startMembership(reg prometheus.Registerer) error {
 		Current:   r.memDoc,
 		Path:      r.memPath,
 		Charge:    r.node.Charge,
+		Hold:      r.node.Hold,
 		Logger:    r.log,
 	}
 	if reg != nil {

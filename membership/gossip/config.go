@@ -66,6 +66,11 @@ type Config struct {
 	// holds it), then each version before it takes effect. Empty: not
 	// persisted. Start the next run from what it holds.
 	Path string
+	// Hold keeps the exchange handler from closing the connections to a
+	// peer while a session with it runs (p2p.Node.Hold): its automatic
+	// disconnection after each exchange would cut the session short. Nil:
+	// sessions can be cut, and the next connection runs a new one.
+	Hold func(peer.ID) (release func())
 	// Charge spends a misbehaviour token from a peer (p2p.Node.Charge).
 	// Nil: misbehaviour is reported but costs nothing.
 	Charge func(peer.ID, ratelimit.Reason)

@@ -56,6 +56,7 @@ func start(t *testing.T, id tu.Identity, doc *membership.Document, history ...*m
 		History:   history,
 		Path:      m.path,
 		Metrics:   m.reg,
+		Hold:      m.node.Hold,
 		Charge: func(p peer.ID, r ratelimit.Reason) {
 			m.node.Charge(p, r)
 			m.charges <- charge{p, r}

@@ -313,9 +313,13 @@ func (s *Service) syncPeer(p peer.ID) {
 	}
 	o := &outSession{}
 	s.outbound[p] = o
+	// Held from here, inside the notification of the connection: before
+	// the handler can have finished an exchange on it and closed it.
+	release := s.hold(p)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer release()
 		for {
 			if s.isMember(p) {
 				s.openSession(p)

@@ -38,6 +38,15 @@ func (s *Service) openSession(p peer.ID) {
 	s.session(st)
 }
 
+// hold keeps the connections to p up until the returned release is called
+// (Config.Hold).
+func (s *Service) hold(p peer.ID) (release func()) {
+	if s.cfg.Hold == nil {
+		return func() {}
+	}
+	return s.cfg.Hold(p)
+}
+
 // handleStream runs a session a peer opened, if it is a member and has no
 // other session of its own running.
 func (s *Service) handleStream(st network.Stream) {
@@ -62,6 +71,7 @@ func (s *Service) handleStream(st network.Stream) {
 	s.inbound[p] = true
 	s.wg.Add(1)
 	s.sessMu.Unlock()
+	defer s.hold(p)()
 	defer func() {
 		s.sessMu.Lock()
 		delete(s.inbound, p)
@@ -110,9 +120,15 @@ func (s *Service) session(st network.Stream) {
 		st.Reset()
 		return
 	}
-	if err := st.CloseWrite(); err != nil {
-		st.Reset()
-		return
+	// The member behind closes its side only once it has read, and
+	// applied, what it was sent (at st.Close below): the member ahead,
+	// which reads until then, so knows its versions arrived, and holds
+	// the connection until they have (Config.Hold).
+	if behind := theirs.version > cur.Version(); !behind {
+		if err := st.CloseWrite(); err != nil {
+			st.Reset()
+			return
+		}
 	}
 
 	applied := false
