@@ -8,7 +8,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 # Packages the race-enabled test run covers; every package with tests.
 PKGS     ?= ./...
 
-.PHONY: all build test test-stress lint fuzz bench demo proto clean install install-systemd interop-deps
+.PHONY: all build test test-stress test-relay lint fuzz bench demo proto clean install install-systemd interop-deps netns-deps
 
 all: build
 
@@ -16,10 +16,11 @@ all: build
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/p2pnode ./cmd/p2pnode
 
-## test: formatting, vet, the JS interop peer's dependencies, the race-enabled
-## test suite, the allocation guards without the race detector (which
-## makes sync.Pool drop what it is given), and a short fuzz run
-test: lint interop-deps
+## test: formatting, vet, the JS interop peer's dependencies, the tools of
+## the network-namespace tests, the race-enabled test suite, the allocation
+## guards without the race detector (which makes sync.Pool drop what it is
+## given), and a short fuzz run
+test: lint interop-deps netns-deps
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -run Allocations ./handler/ ./p2p/
 	$(MAKE) --no-print-directory fuzz
@@ -75,6 +76,24 @@ interop-deps:
 			npm ci --prefix $(INTEROP) --no-audit --no-fund; \
 		fi; \
 	fi
+
+## netns-deps: iproute2 and iptables for the relay tests across network
+## namespaces (cmd/p2pnode/e2e_relay_test.go), from Debian's apt when they are
+## missing and this runs as root. Without them (or root) those tests skip,
+## and fail when the environment variable CI is set.
+netns-deps:
+	@if ! command -v ip >/dev/null 2>&1 || ! command -v iptables >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 iptables; \
+		else \
+			echo "netns-deps: ip or iptables missing and not root with apt-get: the network-namespace relay tests will skip (fail under CI)"; \
+		fi; \
+	fi
+
+## test-relay: the relay, NAT and hole-punching tests alone (the
+## network-namespace ones need root: see netns-deps)
+test-relay: netns-deps
+	$(GO) test -race -count=1 -timeout 5m -run 'Relay|HolePunch|CheckWays|MemberACL|AcrossNATs' ./allowlist/ ./p2p/ ./cmd/p2pnode/
 
 ## fuzz: each fuzz target for FUZZTIME (decoders of everything a peer or a file can send)
 fuzz:

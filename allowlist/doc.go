@@ -22,6 +22,7 @@
 //	  - id: 16Uiu2HAm...                 # libp2p peer ID
 //	    name: operator-2                 # optional
 //	    addrs: [127.0.0.2, 10.1.0.0/16]  # optional IP/CIDR binding
+//	    relay: true                      # optional: admit it over a circuit relay despite addrs
 //	allow_empty: false                   # optional: see Reload
 //
 // Parsing is strict because a typo in a security file must not go unnoticed:

@@ -20,6 +20,19 @@ type Entry struct {
 	// from an address inside one of them. Empty admits any IP. A single
 	// address is a /32 (IPv4) or /128 (IPv6) prefix.
 	Addrs []netip.Prefix
+	// Relay admits the peer over a circuit relay although Addrs binds it
+	// to IPs. A relayed connection shows the relay's IP, not the peer's,
+	// so the binding cannot be checked there: an IP-bound entry is refused
+	// over a relay unless it says so. An entry without Addrs is admitted
+	// over a relay anyway.
+	Relay bool
+}
+
+// AllowsRelayed reports whether the entry admits a connection that reached
+// this node through a circuit relay, where the peer's own IP is unknown:
+// when it has no IP binding, or when Relay waives it.
+func (e Entry) AllowsRelayed() bool {
+	return len(e.Addrs) == 0 || e.Relay
 }
 
 // AllowsIP reports whether the entry admits a connection from ip: always when
@@ -27,13 +40,15 @@ type Entry struct {
 //
 // An IPv4-mapped IPv6 address (::ffff:a.b.c.d), as dual-stack sockets report
 // IPv4 peers, is treated as the IPv4 address it carries, and a zone is
-// ignored. An invalid (zero) ip is admitted only by an unbound entry.
+// ignored. An invalid (zero) ip stands for an unknown one, as on a
+// connection through a circuit relay: it is admitted only when the entry
+// admits relayed connections (AllowsRelayed).
 func (e Entry) AllowsIP(ip netip.Addr) bool {
 	if len(e.Addrs) == 0 {
 		return true
 	}
 	if !ip.IsValid() {
-		return false
+		return e.Relay
 	}
 	ip = canonicalAddr(ip)
 	for _, p := range e.Addrs {
@@ -71,7 +86,7 @@ func (e Entry) normalize() (Entry, error) {
 	if err := validateID(e.ID); err != nil {
 		return Entry{}, err
 	}
-	out := Entry{ID: e.ID, Name: e.Name}
+	out := Entry{ID: e.ID, Name: e.Name, Relay: e.Relay}
 	if len(e.Addrs) == 0 {
 		return out, nil
 	}
@@ -93,7 +108,7 @@ func (e Entry) normalize() (Entry, error) {
 
 // equal reports whether a and b are the same normalized entry.
 func (e Entry) equal(o Entry) bool {
-	return e.ID == o.ID && e.Name == o.Name && slices.Equal(e.Addrs, o.Addrs)
+	return e.ID == o.ID && e.Name == o.Name && e.Relay == o.Relay && slices.Equal(e.Addrs, o.Addrs)
 }
 
 // clone returns a copy of e whose Addrs a caller may modify freely.

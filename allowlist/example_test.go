@@ -88,5 +88,5 @@ func ExampleParse_error() {
 `))
 	fmt.Println(err)
 	// Output:
-	// allowlist: line 3: unknown key "adrs" in peer entry (want id, name, addrs)
+	// allowlist: line 3: unknown key "adrs" in peer entry (want id, name, addrs, relay)
 }

@@ -16,6 +16,7 @@ const (
 	keyID         = "id"
 	keyName       = "name"
 	keyAddrs      = "addrs"
+	keyRelay      = "relay"
 )
 
 // Parse reads an allowlist document:
@@ -24,6 +25,7 @@ const (
 //	  - id: 16Uiu2HAm...
 //	    name: operator-2
 //	    addrs: [127.0.0.2, 10.1.0.0/16]
+//	    relay: true   # optional: admit it over a circuit relay despite addrs
 //
 // It returns the entries in file order. Every problem is reported as a
 // *[ParseError] naming its line; invalid IDs and addresses and repeated peers
@@ -103,7 +105,7 @@ func parsePeers(list *yaml.Node) ([]Entry, error) {
 // parseEntry reads one item of the peers list and returns it with the node
 // of its ID, where a duplicate is reported.
 func parseEntry(n *yaml.Node) (Entry, *yaml.Node, error) {
-	fs, err := fields(n, "peer entry", keyID, keyName, keyAddrs)
+	fs, err := fields(n, "peer entry", keyID, keyName, keyAddrs, keyRelay)
 	if err != nil {
 		return Entry{}, nil, err
 	}
@@ -142,6 +144,19 @@ func parseEntry(n *yaml.Node) (Entry, *yaml.Node, error) {
 			e.Addrs = append(e.Addrs, p)
 		}
 	}
+	if f, ok := fs[keyRelay]; ok && !isNull(f.value) {
+		s, err := scalar(f.value, keyRelay)
+		if err != nil {
+			return Entry{}, nil, err
+		}
+		switch s {
+		case "true":
+			e.Relay = true
+		case "false":
+		default:
+			return Entry{}, nil, nodeErrorf(f.value, "%s must be true or false, not %q", keyRelay, s)
+		}
+	}
 	// normalize also drops repeated prefixes, so two spellings of one
 	// binding compare equal across reloads.
 	e, err = e.normalize()
@@ -164,6 +179,9 @@ func marshalEntries(entries []Entry) ([]byte, error) {
 		}
 		if len(e.Addrs) > 0 {
 			item.Content = append(item.Content, stringNode(keyAddrs), prefixList(e.Addrs))
+		}
+		if e.Relay {
+			item.Content = append(item.Content, stringNode(keyRelay), &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
 		}
 		list.Content = append(list.Content, item)
 	}

@@ -289,3 +289,41 @@ func TestReloadEmpty(t *testing.T) {
 		t.Errorf("Reload(empty over empty) = %v", err)
 	}
 }
+
+func TestParseRelay(t *testing.T) {
+	ids := newIDs(t, 2)
+	doc := `peers:
+  - id: ` + ids[0].String() + `
+    addrs: [10.1.0.2]
+    relay: true
+  - id: ` + ids[1].String() + `
+    addrs: [10.1.0.3]
+    relay: false
+`
+	got, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got[0].Relay || !got[0].AllowsRelayed() || got[1].Relay || got[1].AllowsRelayed() {
+		t.Fatalf("Parse = %+v", got)
+	}
+	// The zero IP is the unknown one of a relayed connection.
+	if !got[0].AllowsIP(netip.Addr{}) || got[1].AllowsIP(netip.Addr{}) {
+		t.Fatal("the zero IP must be admitted exactly when relays are")
+	}
+	out, err := marshalEntries(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(back, got, Entry.equal) {
+		t.Fatalf("round trip:\n%s\ngave %+v", out, back)
+	}
+	if _, err := Parse([]byte("peers:\n  - id: " + ids[0].String() + "\n    relay: yes\n")); err == nil ||
+		!strings.Contains(err.Error(), "relay must be true or false") {
+		t.Fatalf("relay: yes gave %v", err)
+	}
+}

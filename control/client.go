@@ -163,3 +163,9 @@ func SocketExists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
 }
+
+// Check asks the node how it reaches peer: directly and through each of its
+// relays, with round trip times.
+func (c *Client) Check(ctx context.Context, peer string) (*pb.CheckResponse, error) {
+	return call(ctx, c.c.Check, &pb.CheckRequest{PeerId: peer})
+}

@@ -48,6 +48,10 @@ func (f *fakeNode) RetryDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.
 func (f *fakeNode) DropDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
 	return nil, f.err
 }
+func (f *fakeNode) Check(context.Context, *pb.CheckRequest) (*pb.CheckResponse, error) {
+	return nil, f.err
+}
+
 func (f *fakeNode) CancelOutbox(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
 	return nil, f.err
 }

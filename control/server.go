@@ -32,6 +32,7 @@ type Node interface {
 	RetryDeadLetters(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
 	DropDeadLetters(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
 	CancelOutbox(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
+	Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error)
 }
 
 // The errors a Node returns for the client to tell apart.
@@ -183,4 +184,9 @@ func connectErr(err error) error {
 		return connect.NewError(connect.CodeCanceled, err)
 	}
 	return connect.NewError(connect.CodeUnknown, fmt.Errorf("%w", err))
+}
+
+func (s *service) Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {
+	r, err := s.node.Check(ctx, req)
+	return r, connectErr(err)
 }

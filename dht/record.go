@@ -49,7 +49,8 @@ const (
 type Record struct {
 	// Peer is the node the record is about, and whose key signed it.
 	Peer peer.ID
-	// Addrs are Peer's transport addresses (no /p2p component).
+	// Addrs are Peer's transport addresses (no /p2p component), and its
+	// circuit relay addresses (<relay addr>/p2p/<relay>/p2p-circuit).
 	Addrs []ma.Multiaddr
 	// Seq orders Peer's records: the highest one is current.
 	Seq uint64
@@ -184,10 +185,22 @@ func recordFromMsg(p peer.ID, m *pb.NodeRecord) (Record, error) {
 		if err != nil {
 			return Record{}, fmt.Errorf("%w: address: %w", ErrInvalidRecord, err)
 		}
-		if _, err := a.ValueForProtocol(ma.P_P2P); err == nil {
+		if !recordAddrOK(a) {
 			return Record{}, fmt.Errorf("%w: address %s has a /p2p component", ErrInvalidRecord, a)
 		}
 		r.Addrs = append(r.Addrs, a)
 	}
 	return r, nil
+}
+
+// recordAddrOK reports whether a may stand in a record: a transport address
+// without /p2p, or a circuit relay address, whose only /p2p names the relay
+// right before /p2p-circuit (the peer's own ID is the record's).
+func recordAddrOK(a ma.Multiaddr) bool {
+	for i, c := range a {
+		if c.Code() == ma.P_P2P && (i+1 >= len(a) || a[i+1].Code() != ma.P_CIRCUIT) {
+			return false
+		}
+	}
+	return true
 }

@@ -120,6 +120,12 @@ func TestValidator(t *testing.T) {
 		{"address with /p2p", key, seal(t, with(func(r *Record) {
 			r.Addrs = []ma.Multiaddr{testAddr.Encapsulate(ma.StringCast("/p2p/" + victim.ID.String()))}
 		}), victim), ErrInvalidRecord},
+		{"circuit relay address", key, seal(t, with(func(r *Record) {
+			r.Addrs = []ma.Multiaddr{testAddr.Encapsulate(ma.StringCast("/p2p/" + mallory.ID.String() + "/p2p-circuit"))}
+		}), victim), nil},
+		{"circuit relay address with the peer's /p2p", key, seal(t, with(func(r *Record) {
+			r.Addrs = []ma.Multiaddr{testAddr.Encapsulate(ma.StringCast("/p2p/" + mallory.ID.String() + "/p2p-circuit/p2p/" + victim.ID.String()))}
+		}), victim), ErrInvalidRecord},
 		{"expires before published", key, seal(t, with(func(r *Record) { r.Expires = r.Published }), victim), ErrInvalidRecord},
 		{"lifetime too long", key, seal(t, with(func(r *Record) {
 			r.Expires = r.Published.Add(MaxRecordLifetime + time.Second)

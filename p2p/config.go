@@ -7,6 +7,8 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -122,10 +124,32 @@ type Config struct {
 	// stream.
 	Accept func(Data) (verdict Reason, wait func() Reason)
 
+	// Relay makes the node a circuit relay for its allowlisted peers
+	// (relay.go). Off by default.
+	Relay RelayService
+	// Relays are member relays this node holds reservations on (through
+	// go-libp2p's AutoRelay), so that peers can dial it through them when
+	// it cannot be dialed directly; and through which it dials the peers
+	// it has no direct address for. Each is a direct address ending in
+	// /p2p/<relay's peer ID>; several addresses of one relay may be given.
+	Relays []ma.Multiaddr
+	// Reachability is what the node assumes of itself when Relays are
+	// set: unknown (the default) or private makes it hold reservations on
+	// them; public makes it dial through them only. AutoNAT is not used
+	// to find out: its dial-back comes from a key no allowlist admits.
+	Reachability network.Reachability
+	// HolePunching turns on DCUtR: a relayed connection is upgraded to a
+	// direct one when both NATs allow it. It needs ReusePort (set for it)
+	// and learns the node's public address from what its peers observe.
+	HolePunching bool
+
 	// HostOptions are appended to the libp2p options the node builds, for
 	// what Config does not cover (for example libp2p.EnableRelay()). They can
 	// weaken the node's guarantees; use with care.
 	HostOptions []libp2p.Option
+
+	// relays are Relays parsed (withDefaults).
+	relays []peer.AddrInfo
 
 	// drainWait, when positive, replaces how long a disconnection waits
 	// for the peer to close its half of a stream (drain.go). Tests only:
@@ -171,6 +195,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Limiter == nil {
 		c.Limiter = ratelimit.New(c.RateLimit)
+	}
+	self, err := peer.IDFromPrivateKey(c.Key)
+	if err != nil {
+		return c, fmt.Errorf("p2p: identity key: %w", err)
+	}
+	if c.relays, err = staticRelays(self, c.Relays); err != nil {
+		return c, err
+	}
+	if c.HolePunching {
+		// A hole punch dials from the listening port, which the NAT has
+		// mapped for the connections that left from it.
+		c.ReusePort = true
 	}
 	return c, nil
 }

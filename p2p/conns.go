@@ -40,7 +40,8 @@ func (t *connTracker) Connected(_ network.Network, c network.Conn) {
 	// cannot overtake each other.
 	if first {
 		t.n.metrics.peerCount(1)
-		t.n.events.Push(Connected{Peer: p, Addr: c.RemoteMultiaddr(), Inbound: c.Stat().Direction == network.DirInbound}, true)
+		t.n.events.Push(Connected{Peer: p, Addr: c.RemoteMultiaddr(), Inbound: c.Stat().Direction == network.DirInbound,
+			Relayed: isRelayed(c.RemoteMultiaddr())}, true)
 	}
 	t.mu.Unlock()
 }

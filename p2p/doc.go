@@ -33,4 +33,14 @@
 // A stream borrows its 16 KiB read and write buffers from its node while it
 // has bytes in them, and gives them back when it goes idle: an idle
 // connection holds a 1 KiB array to wait in, and the goroutine reading it.
+//
+// Operators behind NAT (relay.go, relay_state.go, relay_tracers.go,
+// check.go): Config.Relay makes a node a circuit relay v2 for its
+// allowlisted peers; Config.Relays names member relays the node keeps
+// reservations on and dials through;
+// Config.HolePunching upgrades relayed connections to direct ones (DCUtR).
+// A relayed connection is gated by the relayed-connection policy (an
+// IP-bound entry needs Relay set) and never charges an IP. Node.Check tests
+// the ways to a peer; Node.RelayStatus and the RelayReservations, HolePunch
+// and HolePunchReady events report the rest.
 package p2p

@@ -108,6 +108,10 @@ type Connected struct {
 	Peer    peer.ID
 	Addr    ma.Multiaddr
 	Inbound bool
+	// Relayed says the connection goes through a circuit relay (Addr
+	// holds /p2p-circuit); a later direct one (a hole punch) raises no
+	// new Connected: Node.ConnectedPeers says which kinds are open.
+	Relayed bool
 }
 
 // Disconnected reports that the last connection to a peer closed.

@@ -46,6 +46,9 @@ func (g *gater) InterceptPeerDial(p peer.ID) bool {
 // InterceptAddrDial refuses to dial an address the peer's IP binding does not
 // allow: the key would be rejected there anyway.
 func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	if r, relayed := relayOf(a); relayed {
+		return g.relayAllowed(p, r)
+	}
 	ip, ok := ipOf(a)
 	if !ok {
 		return false
@@ -56,6 +59,13 @@ func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 // InterceptAccept refuses a connection from an IP that no entry admits or
 // that is being rate limited, before any handshake work is spent on it.
 func (g *gater) InterceptAccept(c network.ConnMultiaddrs) bool {
+	if r, relayed := relayOf(c.RemoteMultiaddr()); relayed {
+		// Only the relay is known yet, and it is a member (the node
+		// holds reservations only on its own static relays) unless the
+		// allowlist dropped it since; the IP is the relay's, not the
+		// peer's, so there is nothing to check or charge by IP.
+		return g.list.Contains(r) && !g.limiter.PeerBanned(string(r))
+	}
 	ip, ok := ipOf(c.RemoteMultiaddr())
 	if !ok {
 		return false
@@ -75,6 +85,9 @@ func (g *gater) InterceptAccept(c network.ConnMultiaddrs) bool {
 // its IP binding. An inbound stranger or a key from the wrong IP costs tokens
 // from both the IP and the claimed ID.
 func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, c network.ConnMultiaddrs) bool {
+	if r, relayed := relayOf(c.RemoteMultiaddr()); relayed {
+		return g.securedRelayed(dir, p, r)
+	}
 	ip, ok := ipOf(c.RemoteMultiaddr())
 	if !ok {
 		return false
@@ -112,6 +125,48 @@ func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, c network.Con
 		// is proven by now, so it alone pays: the IP may be shared.
 		g.charge(p, netip.Addr{}, ratelimit.ProtocolViolation)
 		return refuse(RefusedTooManyConnections)
+	}
+	return true
+}
+
+// relayAllowed decides a dial to p through relay r: both must be members,
+// neither cut off, and p's entry must admit relayed connections (an IP
+// binding cannot be checked through a relay).
+func (g *gater) relayAllowed(p, r peer.ID) bool {
+	e, ok := g.list.Get(p)
+	return ok && e.AllowsRelayed() && g.list.Contains(r) &&
+		!g.limiter.PeerBanned(string(p)) && !g.limiter.PeerBanned(string(r))
+}
+
+// securedRelayed is InterceptSecured for a connection through relay r. The
+// IP seen is the relay's, so refusals are charged to the proved key alone
+// and reported without an IP: charging the relay's IP would let any peer
+// behind it cut the relay off.
+func (g *gater) securedRelayed(dir network.Direction, p, r peer.ID) bool {
+	inbound := dir == network.DirInbound
+	refuse := func(reason RefusalReason, charge ratelimit.Reason) bool {
+		if inbound {
+			if charge != 0 {
+				g.charge(p, netip.Addr{}, charge)
+			}
+			g.refuse(Refused{Peer: p, Reason: reason})
+		}
+		return false
+	}
+	e, listed := g.list.Get(p)
+	switch {
+	case !listed:
+		return refuse(RefusedUnknownPeer, ratelimit.UnknownPeer)
+	case !e.AllowsRelayed():
+		return refuse(RefusedRelayNotAllowed, ratelimit.PeerIPMismatch)
+	case !g.list.Contains(r):
+		return refuse(RefusedRelayNotAllowed, 0)
+	case g.limiter.PeerBanned(string(p)):
+		return refuse(RefusedPeerBanned, 0)
+	}
+	if inbound && g.connsTo(p) >= limitPeerConns {
+		g.charge(p, netip.Addr{}, ratelimit.ProtocolViolation)
+		return refuse(RefusedTooManyConnections, 0)
 	}
 	return true
 }

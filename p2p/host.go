@@ -13,9 +13,9 @@ import (
 )
 
 // newHost builds the libp2p host: TCP only, Noise only, yamux, our gater and
-// resource limits; relay, hole punching, NAT port mapping and libp2p's own
-// metrics off.
-func newHost(cfg Config, g *gater) (host.Host, error) {
+// resource limits; relaying and hole punching as cfg asks (relay.go), NAT
+// port mapping off, libp2p's own metrics only with cfg.Metrics.
+func newHost(cfg Config, g *gater, rs *relayState) (host.Host, error) {
 	rm, err := newResourceManager(cfg)
 	if err != nil {
 		return nil, err
@@ -44,14 +44,11 @@ func newHost(cfg Config, g *gater) (host.Host, error) {
 		// nobody else), so trimming could only ever cut an operator off.
 		// The resource manager bounds how many there can be.
 		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
-		libp2p.DisableRelay(),
-		libp2p.Ping(false),
-		// Observed addresses only serve NAT traversal, which the node does
-		// not do; and go-libp2p v0.51's observed-address manager stops
-		// reading its identify subscription at shutdown, which can wedge
-		// the event bus and hang Host.Close (seen with 30 nodes closing).
-		libp2p.DisableIdentifyAddressDiscovery(),
+		// Ping answers "p2pnode check" (check.go); like every protocol,
+		// only for allowlisted peers.
+		libp2p.Ping(true),
 	}
+	opts = append(opts, relayHostOptions(cfg, rs)...)
 	if cfg.Metrics != nil {
 		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Metrics))
 	} else {

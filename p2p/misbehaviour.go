@@ -82,11 +82,22 @@ func (n *Node) enforceAllowlist() {
 		return
 	}
 	for _, c := range n.host.Network().Conns() {
-		if !n.cfg.Allowlist.Allowed(c.RemotePeer(), remoteIP(c)) {
+		if !n.admits(c) {
 			n.log.Info("peer no longer allowlisted: disconnecting", zap.Stringer("peer", c.RemotePeer()))
 			n.closeConnAsync(c)
 		}
 	}
+}
+
+// admits reports whether the allowlist admits c as it stands now: a direct
+// connection by its peer's entry and IP binding, a relayed one by the
+// relayed-connection policy (gater.go).
+func (n *Node) admits(c network.Conn) bool {
+	if r, relayed := relayOf(c.RemoteMultiaddr()); relayed {
+		e, ok := n.cfg.Allowlist.Get(c.RemotePeer())
+		return ok && e.AllowsRelayed() && n.cfg.Allowlist.Contains(r)
+	}
+	return n.cfg.Allowlist.Allowed(c.RemotePeer(), remoteIP(c))
 }
 
 func (n *Node) closeConnAsync(c network.Conn) {

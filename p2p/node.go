@@ -65,6 +65,7 @@ type Node struct {
 	draining    drainSet // peers whose DisconnectFrom is draining their streams
 	conns       connTracker
 	refusals    *refusals
+	relay       *relayState
 	stopWatchAL func()
 
 	closing   atomic.Bool // Close has begun: nothing more is delivered
@@ -106,7 +107,14 @@ func New(cfg Config) (*Node, error) {
 	}
 	g := &gater{list: cfg.Allowlist, limiter: n.limiter, charge: n.charge,
 		refuse: func(ev Refused) { n.refusals.refuse(ev, time.Now()) }}
-	h, err := newHost(cfg, g)
+	n.relay, err = newRelayState(cfg, n.Charge, func(ev Event) { n.events.Push(ev, true) }, n.relayedConns)
+	if err != nil {
+		cancel()
+		n.events.Close()
+		n.prio.Close()
+		return nil, fmt.Errorf("p2p: relay metrics: %w", err)
+	}
+	h, err := newHost(cfg, g, n.relay)
 	if err != nil {
 		cancel()
 		n.events.Close()
@@ -117,10 +125,18 @@ func New(cfg Config) (*Node, error) {
 	n.started.Store(true)
 	h.Network().Notify(&n.conns)
 	h.SetStreamHandler(ProtocolID, n.handleStream)
-	n.stopWatchAL = cfg.Allowlist.OnChange(func(allowlist.Change) { n.enforceAllowlist() })
+	n.addCircuitAddrs()
+	n.stopWatchAL = cfg.Allowlist.OnChange(func(allowlist.Change) {
+		n.enforceAllowlist()
+		n.addCircuitAddrs()
+	})
 	n.wg.Add(2)
 	go n.run()
 	go n.runRefusals()
+	if err := n.watchHolePunchReady(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -336,6 +352,8 @@ func (n *Node) dial(c Dial) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 		defer cancel()
+		// A relayed connection is a connection: Dial asks for one.
+		ctx = network.WithAllowLimitedConn(ctx, "relayed connections carry messages")
 		ai := peer.AddrInfo{ID: c.Peer}
 		if c.Addr != nil {
 			ai.Addrs = []ma.Multiaddr{c.Addr}
@@ -412,8 +430,15 @@ func transportAddr(p peer.ID, a ma.Multiaddr) (ma.Multiaddr, error) {
 	return tpt, nil
 }
 
+// remoteIP is the peer's IP on c, or the zero Addr when c goes through a
+// relay: the IP there is the relay's, and charging it or matching it
+// against the peer's binding would be charging and matching the relay.
 func remoteIP(c network.Conn) netip.Addr {
-	ip, _ := ipOf(c.RemoteMultiaddr())
+	a := c.RemoteMultiaddr()
+	if isRelayed(a) {
+		return netip.Addr{}
+	}
+	ip, _ := ipOf(a)
 	return ip
 }
 

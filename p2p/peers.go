@@ -16,6 +16,11 @@ type PeerConns struct {
 	// Inbound and Outbound say which way its connections were opened;
 	// both may be set.
 	Inbound, Outbound bool
+	// Direct and Relayed say whether its connections include direct ones
+	// and ones through a circuit relay; both may be set (a hole punch
+	// succeeded and the relayed connection has not closed yet). Streams
+	// open on a direct connection when there is one.
+	Direct, Relayed bool
 	// Since is when the oldest open connection was opened.
 	Since time.Time
 }
@@ -35,6 +40,11 @@ func (n *Node) ConnectedPeers() []PeerConns {
 		}
 		st := c.Stat()
 		pc.Addrs = append(pc.Addrs, c.RemoteMultiaddr())
+		if isRelayed(c.RemoteMultiaddr()) {
+			pc.Relayed = true
+		} else {
+			pc.Direct = true
+		}
 		if st.Direction == network.DirInbound {
 			pc.Inbound = true
 		} else {

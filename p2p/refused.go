@@ -32,12 +32,18 @@ const (
 	// RefusedTooManyConnections: the key already holds as many connections
 	// as a peer may.
 	RefusedTooManyConnections RefusalReason = "too_many_connections"
+	// RefusedRelayNotAllowed: the key came through a circuit relay, but
+	// its entry binds it to IPs without allowing relays ("relay: true"),
+	// or the relay is no longer a member. Charged as peer_ip_mismatch,
+	// to the key only.
+	RefusedRelayNotAllowed RefusalReason = "relay_not_allowed"
 )
 
 // refusalReasons lists every RefusalReason, for the metric's labels.
 var refusalReasons = []RefusalReason{
 	RefusedUnknownPeer, RefusedIPMismatch, RefusedIPNotAllowlisted,
 	RefusedPeerBanned, RefusedIPBanned, RefusedTooManyConnections,
+	RefusedRelayNotAllowed,
 }
 
 // Refused reports inbound connections the gater refused. Peer is the

@@ -195,7 +195,7 @@ func newResourceManager(cfg Config) (network.ResourceManager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
-	return rm, nil
+	return relayAwareRM{rm}, nil
 }
 
 // newConnRateLimiter limits new connections per source IP; a zero Limit is

@@ -208,8 +208,9 @@ func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 	n.draining.wait(ps.peer, n.ctx.Done())
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 	defer cancel()
+	ctx = network.WithAllowLimitedConn(ctx, "relayed connections carry messages") // relay.go
 	dialed := false
-	if n.host.Network().Connectedness(ps.peer) != network.Connected {
+	if c := n.host.Network().Connectedness(ps.peer); c != network.Connected && c != network.Limited {
 		if m.Addr != nil {
 			n.host.Peerstore().AddAddr(ps.peer, m.Addr, peerstore.TempAddrTTL)
 		}

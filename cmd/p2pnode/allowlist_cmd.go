@@ -74,12 +74,15 @@ func newAllowlistAddCmd(a *app) *cobra.Command {
 		id, name string
 		addrs    []string
 		asJSON   bool
+		relay    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "add FILE --id PEER [--name NAME] [--addr IP|CIDR]...",
+		Use:   "add FILE --id PEER [--name NAME] [--addr IP|CIDR]... [--relay]",
 		Short: "Add a peer to an allowlist file, or update its entry",
 		Long: `add adds a peer to FILE (creating the file if it does not exist), or
-replaces the name and addresses of a peer already listed.`,
+replaces the name and addresses of a peer already listed. --relay admits
+the peer over a circuit relay although --addr binds it to IPs (a relayed
+connection shows the relay's IP, not the peer's: docs/security.md §7).`,
 		Example: `  p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --name operator-2
   p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --addr 10.0.0.2 --addr 10.1.0.0/16`,
 		Args: checkArgs(cobra.ExactArgs(1)),
@@ -89,6 +92,7 @@ replaces the name and addresses of a peer already listed.`,
 			if err != nil {
 				return err
 			}
+			e.Relay = relay
 			list, err := loadOrEmpty(file)
 			if err != nil {
 				return err
@@ -109,6 +113,7 @@ replaces the name and addresses of a peer already listed.`,
 	cmd.Flags().StringVar(&id, "id", "", "`PEER` ID to allow (required)")
 	cmd.Flags().StringVar(&name, "name", "", "operator `NAME`, for people and logs")
 	cmd.Flags().StringArrayVar(&addrs, "addr", nil, "`IP|CIDR` the peer must connect from, repeatable (default any)")
+	cmd.Flags().BoolVar(&relay, "relay", false, "admit the peer over a circuit relay despite --addr")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -51,6 +51,11 @@ type runConfig struct {
 	Log         logConfig       `yaml:"log"`
 	Handler     handlerConfig   `yaml:"handler"`
 	DHT         dhtConfig       `yaml:"dht"`
+	// Relay, Relays, Reachability and HolePunching: config_relay.go.
+	Relay        relayConfig `yaml:"relay"`
+	Relays       []string    `yaml:"relays"`
+	Reachability string      `yaml:"reachability"`
+	HolePunching bool        `yaml:"hole_punching"`
 	// DataDir holds the node's store (exchanges in flight, received ones
 	// not yet handled, dead letters); empty: the default, under
 	// $XDG_STATE_HOME (or ~/.local/state)/p2pnode/<peer ID>.
@@ -97,6 +102,7 @@ func bindRunFlags(fs *pflag.FlagSet, c *runConfig) {
 	bindIdentityFlags(fs, c)
 	bindHandlerFlags(fs, &c.Handler)
 	bindDHTFlags(fs, &c.DHT)
+	bindRelayFlags(fs, c)
 	fs.StringVar(&c.Handler.AutoReply, "auto-reply", c.Handler.AutoReply, "answer every request by itself: echo (reply with its payload); default off")
 	bindStoreFlags(fs, c)
 	bindAPIFlag(fs, c)
@@ -325,6 +331,9 @@ func (c *runConfig) validateValues() error {
 	if _, err := parseListenAddrs(c.Listen); err != nil {
 		return err
 	}
+	if err := c.validateRelay(); err != nil {
+		return err
+	}
 	return c.DHT.validate()
 }
 
@@ -332,7 +341,7 @@ func (c *runConfig) validateValues() error {
 // allowlist, routes and logger are loaded by the caller; zero values are
 // left zero so that p2p applies its own defaults.
 func (c *runConfig) nodeConfig() p2p.Config {
-	return p2p.Config{
+	pc := p2p.Config{
 		RateLimit: ratelimit.Config{
 			Burst:       c.RateLimit.Burst,
 			Refill:      c.RateLimit.Refill,
@@ -352,4 +361,6 @@ func (c *runConfig) nodeConfig() p2p.Config {
 		SenderBuffer:   c.Buffers.Sender,
 		ReusePort:      c.ReusePort,
 	}
+	c.applyRelay(&pc)
+	return pc
 }

@@ -143,6 +143,7 @@ dht:
   # How often the record is republished; must be below record_ttl.
   refresh: 15m
 
+` + relayExample + `
 # Serve Prometheus metrics at http://HOST:PORT/metrics; empty is off.
 metrics_addr: ""
 

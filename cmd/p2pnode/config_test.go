@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/spf13/pflag"
 )
 
@@ -235,6 +236,12 @@ func TestConfigErrors(t *testing.T) {
 		{Key: "k"},
 		{Key: "k", Allowlist: "a", MaxMessage: -1},
 		{Key: "k", Allowlist: "a", Timeouts: timeoutsConfig{Dial: -time.Second}},
+		{Key: "k", Allowlist: "a", Relays: []string{"/ip4/10.0.0.1/tcp/4001"}}, // no peer ID
+		{Key: "k", Allowlist: "a", Relays: []string{"not an address"}},
+		{Key: "k", Allowlist: "a", Reachability: "public"}, // without relays
+		{Key: "k", Allowlist: "a", HolePunching: true},     // without relays
+		{Key: "k", Allowlist: "a", Relay: relayConfig{Enabled: true, MaxCircuits: -1}},
+		{Key: "k", Allowlist: "a", Relays: []string{testRelay}, Reachability: "sometimes"},
 	} {
 		if err := c.validate(); err == nil {
 			t.Errorf("%+v: no error", c)
@@ -291,5 +298,25 @@ func TestStoreSettings(t *testing.T) {
 		if d, err := defaultDataDir(id); err != nil || d != "/home/op/.local/state/p2pnode/"+testPeer {
 			t.Fatalf("XDG_STATE_HOME %q: %q, %v", xdg, d, err)
 		}
+	}
+}
+
+const testRelay = "/ip4/203.0.113.7/tcp/4001/p2p/16Uiu2HAmKFyP8eVv1Wq832sVky8BeFi27ZHdB9dj5cWu288vv2dH"
+
+// The relay keys reach p2p.Config.
+func TestRelaySettings(t *testing.T) {
+	c, err := parseConfig([]byte("relays: [" + testRelay + "]\nreachability: public\nhole_punching: true\n" +
+		"relay:\n  enabled: true\n  max_circuits: 4\n  circuit_duration: 10m\n  circuit_data: 1048576\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Key, c.Allowlist = "k", "a"
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	pc := c.nodeConfig()
+	if len(pc.Relays) != 1 || pc.Relays[0].String() != testRelay || pc.Reachability != network.ReachabilityPublic || !pc.HolePunching ||
+		!pc.Relay.Enabled || pc.Relay.MaxCircuits != 4 || pc.Relay.CircuitDuration != 10*time.Minute || pc.Relay.CircuitData != 1<<20 {
+		t.Fatalf("p2p config %+v", pc)
 	}
 }

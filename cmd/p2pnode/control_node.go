@@ -56,6 +56,7 @@ func (c *nodeControl) Status(context.Context) (*pb.StatusResponse, error) {
 	}
 	v := r.list.Version()
 	res.Allowlist = &pb.AllowlistStatus{File: absPath(r.cfg.Allowlist), Entries: int32(v.Len), Version: v.Number, Digest: v.Digest}
+	res.Relay = relayStatusPB(r.node.RelayStatus(), r.node.RelayAddrs())
 	res.Dht = &pb.DHTStatus{}
 	if d := r.dht; d != nil {
 		res.Dht.Enabled = true
@@ -115,6 +116,14 @@ func (c *nodeControl) Peers(context.Context) (*pb.PeersResponse, error) {
 		}
 		if !pc.Since.IsZero() {
 			p.ConnectedSinceUnixMs = pc.Since.UnixMilli()
+		}
+		switch {
+		case pc.Direct && pc.Relayed:
+			p.Connection = "both"
+		case pc.Relayed:
+			p.Connection = "relayed"
+		default:
+			p.Connection = "direct"
 		}
 	}
 	res := &pb.PeersResponse{}

@@ -85,6 +85,8 @@ type (
 		PeerName  string `json:"peer_name,omitempty"`
 		Addr      string `json:"addr,omitempty"`
 		Direction string `json:"direction"`
+		// Relayed: through a circuit relay (addr holds /p2p-circuit).
+		Relayed bool `json:"relayed,omitempty"`
 	}
 	jsonPeer struct {
 		Event    string `json:"event"`
@@ -151,7 +153,7 @@ func toJSON(ev any, names namer) any {
 	case p2p.Status:
 		return jsonStatus{"status", e.Peer.String(), names.of(e.Peer), e.MsgID, e.OK, string(e.Reason), errText(e.Err)}
 	case p2p.Connected:
-		j := jsonConnected{Event: "connected", Peer: e.Peer.String(), PeerName: names.of(e.Peer), Direction: direction(e.Inbound)}
+		j := jsonConnected{Event: "connected", Peer: e.Peer.String(), PeerName: names.of(e.Peer), Direction: direction(e.Inbound), Relayed: e.Relayed}
 		if e.Addr != nil {
 			j.Addr = e.Addr.String()
 		}
@@ -188,6 +190,9 @@ func toJSON(ev any, names namer) any {
 		return jsonReloaded{"reloaded", e.Kind, e.File, e.Count}
 	}
 	if j := membershipJSON(ev); j != nil {
+		return j
+	}
+	if j := relayJSON(ev, names); j != nil {
 		return j
 	}
 	return handlerJSON(ev, names)
@@ -238,7 +243,11 @@ func toText(ev any, names namer) string {
 		if e.Addr != nil {
 			addr = " " + e.Addr.String()
 		}
-		return fmt.Sprintf("connected %s, %s%s", names.text(e.Peer), direction(e.Inbound), addr)
+		via := ""
+		if e.Relayed {
+			via = ", relayed"
+		}
+		return fmt.Sprintf("connected %s, %s%s%s", names.text(e.Peer), direction(e.Inbound), via, addr)
 	case p2p.Disconnected:
 		return fmt.Sprintf("disconnected %s", names.text(e.Peer))
 	case p2p.ConnectionLimit:
@@ -264,6 +273,9 @@ func toText(ev any, names namer) string {
 		return fmt.Sprintf("reloaded %s %s: %d %s", e.Kind, e.File, e.Count, unit)
 	}
 	if s := membershipText(ev); s != "" {
+		return s
+	}
+	if s := relayText(ev, names); s != "" {
 		return s
 	}
 	if s := handlerText(ev, names); s != "" {
@@ -394,6 +406,8 @@ func refusedText(e p2p.Refused, names namer) string {
 		b.WriteString(" (its allowlist entry does not admit this IP)")
 	case p2p.RefusedIPNotAllowlisted:
 		b.WriteString(" (no allowlist entry admits this IP)")
+	case p2p.RefusedRelayNotAllowed:
+		b.WriteString(" (came through a relay; its allowlist entry binds it to IPs without relay: true)")
 	}
 	if e.Count > 1 {
 		fmt.Fprintf(&b, ", %d times", e.Count)

@@ -55,6 +55,13 @@ func TestRenderJSON(t *testing.T) {
 			`{"event":"status","peer":"` + testPeer + `","id":8,"ok":false,"reason":"dial_failed","error":"no route to host"}`},
 		{"connected", p2p.Connected{Peer: p, Addr: ma.StringCast("/ip4/127.0.0.1/tcp/5"), Inbound: true},
 			`{"event":"connected","peer":"` + testPeer + `","addr":"/ip4/127.0.0.1/tcp/5","direction":"inbound"}`},
+		{"connected relayed", p2p.Connected{Peer: p, Addr: ma.StringCast("/ip4/127.0.0.1/tcp/5/p2p/" + testPeer + "/p2p-circuit"), Relayed: true},
+			`{"event":"connected","peer":"` + testPeer + `","addr":"/ip4/127.0.0.1/tcp/5/p2p/` + testPeer + `/p2p-circuit","direction":"outbound","relayed":true}`},
+		{"relay reservations", p2p.RelayReservations{Count: 2}, `{"event":"relay_reservations","count":2}`},
+		{"hole punch ok", p2p.HolePunch{Peer: p, OK: true}, `{"event":"hole_punch","peer":"` + testPeer + `","ok":true}`},
+		{"hole punch failed", p2p.HolePunch{Peer: p, Err: "all retries failed"},
+			`{"event":"hole_punch","peer":"` + testPeer + `","ok":false,"error":"all retries failed"}`},
+		{"hole punch ready", p2p.HolePunchReady{}, `{"event":"hole_punch_ready"}`},
 		{"disconnected", p2p.Disconnected{Peer: p}, `{"event":"disconnected","peer":"` + testPeer + `"}`},
 		{"connection limit peer", p2p.ConnectionLimit{Peer: p, Reason: ratelimit.MalformedMessage, Until: until},
 			`{"event":"connection_limit","peer":"` + testPeer + `","reason":"malformed_message","until":"2026-01-02T03:04:05Z"}`},
@@ -108,6 +115,8 @@ func TestRenderText(t *testing.T) {
 		{p2p.Status{Peer: p, MsgID: 1, OK: true, Reason: p2p.ReasonOK}, "status " + testPeer + " #1: ok"},
 		{p2p.Status{Peer: p, MsgID: 2, Reason: p2p.ReasonBusy}, "status " + testPeer + " #2: failed: busy"},
 		{p2p.Disconnected{Peer: p}, "disconnected " + testPeer},
+		{p2p.RelayReservations{Count: 0}, "relay reservations: none (peers cannot dial this node through its relays now)"},
+		{p2p.HolePunch{Peer: p, OK: true}, "hole punch " + testPeer + ": ok, direct connection"},
 		{p2p.Error{Err: errors.New("a\nb")}, "error: a b"},
 	}
 	for _, tc := range cases {

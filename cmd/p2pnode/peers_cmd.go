@@ -23,7 +23,8 @@ func newPeersCmd(a *app) *cobra.Command {
 		Long: `peers asks the running node, through its control socket, for every peer
 that is connected or on its allowlist: the allowlist's name for it, whether
 it is listed and connected, the remote addresses and direction (inbound,
-outbound, both) of its connections, since when it is connected, when its
+outbound, both) of its connections, whether they are direct or go through
+a relay (VIA: direct, relayed, both), since when it is connected, when its
 last exchange ended, its exchanges in flight, and whether the rate limiter
 has cut it off (banned). Connected peers come first.
 
@@ -68,6 +69,7 @@ type peerView struct {
 	Connected      bool     `json:"connected"`
 	Addrs          []string `json:"addrs"`
 	Direction      string   `json:"direction,omitempty"`
+	Connection     string   `json:"connection,omitempty"`
 	ConnectedSince string   `json:"connected_since,omitempty"`
 	LastExchange   string   `json:"last_exchange,omitempty"`
 	Active         int32    `json:"active_exchanges"`
@@ -77,7 +79,7 @@ type peerView struct {
 
 func peerViewOf(p *pb.PeerInfo) peerView {
 	v := peerView{Peer: p.PeerId, Name: p.Name, Allowlisted: p.Allowlisted, Connected: p.Connected, Addrs: p.Addrs,
-		Direction: p.Direction, ConnectedSince: formatTime(unixMs(p.ConnectedSinceUnixMs)),
+		Direction: p.Direction, Connection: p.Connection, ConnectedSince: formatTime(unixMs(p.ConnectedSinceUnixMs)),
 		LastExchange: formatTime(unixMs(p.LastExchangeUnixMs)), Active: p.ActiveExchanges, Queued: p.QueuedExchanges, Banned: p.Banned}
 	if v.Addrs == nil {
 		v.Addrs = []string{}
@@ -91,7 +93,7 @@ func printPeers(a *app, peers []*pb.PeerInfo) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tNAME\tLISTED\tSTATE\tDIRECTION\tSINCE\tLAST EXCHANGE\tEXCHANGES\tADDRS")
+	fmt.Fprintln(tw, "PEER\tNAME\tLISTED\tSTATE\tDIRECTION\tVIA\tSINCE\tLAST EXCHANGE\tEXCHANGES\tADDRS")
 	for _, p := range peers {
 		state := "disconnected"
 		switch {
@@ -104,7 +106,7 @@ func printPeers(a *app, peers []*pb.PeerInfo) error {
 		if !p.Allowlisted {
 			listed = "no"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d+%d\t%s\n", p.PeerId, dash(p.Name), listed, state, dash(p.Direction),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d+%d\t%s\n", p.PeerId, dash(p.Name), listed, state, dash(p.Direction), dash(p.Connection),
 			tableTime(unixMs(p.ConnectedSinceUnixMs)), tableTime(unixMs(p.LastExchangeUnixMs)),
 			p.ActiveExchanges, p.QueuedExchanges, dash(strings.Join(p.Addrs, " ")))
 	}

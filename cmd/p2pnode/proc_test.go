@@ -126,8 +126,16 @@ type proc struct {
 // reads /dev/null. Cleanup kills it if the test did not stop it.
 func startProc(t *testing.T, name, dir string, withStdin bool, args ...string) *proc {
 	t.Helper()
+	return startCmd(t, name, dir, withStdin, exec.Command(binPath, args...))
+}
+
+// startCmd is startProc for a command of the caller's: p2pnode run by
+// another program that execs it (ip netns exec), so that its PID is
+// p2pnode's.
+func startCmd(t *testing.T, name, dir string, withStdin bool, cmd *exec.Cmd) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, lines: make(chan string, 256), exited: make(chan struct{})}
-	p.cmd = exec.Command(binPath, args...)
+	p.cmd = cmd
 	p.cmd.Dir = dir
 	p.cmd.Env = childEnv()
 	p.cmd.Stderr = lockedWriter{&p.stderrMu, &p.stderr}

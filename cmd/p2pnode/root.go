@@ -92,6 +92,7 @@ func commands(a *app) []*cobra.Command {
 		newSendCmd(a),
 		newStatusCmd(a),
 		newPeersCmd(a),
+		newCheckCmd(a),
 		newFindCmd(a),
 		newDemoCmd(a),
 		newBenchCmd(a),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/dht"
@@ -202,11 +203,11 @@ type observed struct {
 func newObserved() *observed { return &observed{wake: make(chan struct{}, 1)} }
 
 // observe is the handler's Config.Observe: it keeps the node events the
-// handler does not pass on (connections, refusals, and Dropped with its
-// message ID).
+// handler does not pass on (connections, refusals, Dropped with its
+// message ID, relay reservations and hole punches).
 func (o *observed) observe(ev p2p.Event) {
 	switch ev.(type) {
-	case p2p.Connected, p2p.Disconnected, p2p.Dropped, p2p.Refused:
+	case p2p.Connected, p2p.Disconnected, p2p.Dropped, p2p.Refused, p2p.RelayReservations, p2p.HolePunch, p2p.HolePunchReady:
 	default:
 		return
 	}
@@ -243,6 +244,11 @@ func (r *runner) startDHT() error {
 	if r.mem != nil {
 		// Records sealed to the members of the version in force.
 		dcfg.Membership = r.mem.Current
+	}
+	if relayed := r.node.RelayAddrs(); len(relayed) > 0 {
+		// A node behind NAT is found at its relays: its record says so.
+		host := r.node.Host()
+		dcfg.Addrs = func() []ma.Multiaddr { return ma.Unique(append(host.Addrs(), relayed...)) }
 	}
 	if r.dht, err = dht.New(r.node, dcfg); err != nil {
 		return err

@@ -29,7 +29,8 @@ listen addresses, version and uptime; the exchanges in flight (active,
 queued behind a peer's active ones, requests received and not answered yet,
 events not yet printed); its store (size on disk, outbox, dead letters);
 its allowlist (file, entries, version: 1 as loaded plus one per change, and
-the SHA-256 digest of the entries in force); and its DHT state.
+the SHA-256 digest of the entries in force); its DHT state; and its relays
+(static relays, reservations held, the relay service, hole punches).
 
 ` + controlLong,
 		Example: `  p2pnode status
@@ -101,6 +102,7 @@ type statusView struct {
 		RoutingTable int32  `json:"routing_table"`
 		Published    string `json:"published,omitempty"`
 	} `json:"dht"`
+	Relay relayView `json:"relay"`
 }
 
 func statusJSON(s *pb.StatusResponse, api string) statusView {
@@ -123,6 +125,7 @@ func statusJSON(s *pb.StatusResponse, api string) statusView {
 		j.DHT.Enabled, j.DHT.Ready, j.DHT.RoutingTable = d.Enabled, d.Ready, d.RoutingTable
 		j.DHT.Published = formatTime(unixMs(d.PublishedUnixMs))
 	}
+	j.Relay = relayViewOf(s.Relay)
 	return j
 }
 
@@ -158,6 +161,7 @@ func printStatus(a *app, s *pb.StatusResponse, api string) error {
 		}
 		fmt.Fprintf(tw, "dht\tready, %d peers in the routing table, %s\n", d.RoutingTable, pub)
 	}
+	printRelayStatus(tw, j.Relay)
 	return tw.Flush()
 }
 

@@ -78,6 +78,7 @@ type StatusResponse struct {
 	Allowlist      *AllowlistStatus `protobuf:"bytes,8,opt,name=allowlist,proto3" json:"allowlist,omitempty"`
 	Dht            *DHTStatus       `protobuf:"bytes,9,opt,name=dht,proto3" json:"dht,omitempty"`
 	ConnectedPeers int32            `protobuf:"varint,10,opt,name=connected_peers,json=connectedPeers,proto3" json:"connected_peers,omitempty"`
+	Relay          *RelayStatus     `protobuf:"bytes,11,opt,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -182,6 +183,394 @@ func (x *StatusResponse) GetConnectedPeers() int32 {
 	return 0
 }
 
+func (x *StatusResponse) GetRelay() *RelayStatus {
+	if x != nil {
+		return x.Relay
+	}
+	return nil
+}
+
+// RelayStatus: the node's static relays and reservations, its relay
+// service, and hole punching (docs/operations.md, "Relays and NAT").
+type RelayStatus struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Relays []*RelayPeer           `protobuf:"bytes,1,rep,name=relays,proto3" json:"relays,omitempty"`
+	// Reservations held on the static relays now.
+	Reservations int32 `protobuf:"varint,2,opt,name=reservations,proto3" json:"reservations,omitempty"`
+	// The node is a relay for its members.
+	Service bool `protobuf:"varint,3,opt,name=service,proto3" json:"service,omitempty"`
+	// As a relay: reservations held for members, circuits carried now, and
+	// reservation or circuit requests refused since the start.
+	ServedReservations int32  `protobuf:"varint,4,opt,name=served_reservations,json=servedReservations,proto3" json:"served_reservations,omitempty"`
+	Circuits           int32  `protobuf:"varint,5,opt,name=circuits,proto3" json:"circuits,omitempty"`
+	RefusedRequests    uint64 `protobuf:"varint,6,opt,name=refused_requests,json=refusedRequests,proto3" json:"refused_requests,omitempty"`
+	HolePunching       bool   `protobuf:"varint,7,opt,name=hole_punching,json=holePunching,proto3" json:"hole_punching,omitempty"`
+	// Hole punches this node started that ended direct, or did not.
+	HolePunchOk     uint64 `protobuf:"varint,8,opt,name=hole_punch_ok,json=holePunchOk,proto3" json:"hole_punch_ok,omitempty"`
+	HolePunchFailed uint64 `protobuf:"varint,9,opt,name=hole_punch_failed,json=holePunchFailed,proto3" json:"hole_punch_failed,omitempty"`
+	// Addresses peers can dial this node at through its relays.
+	RelayAddrs []string `protobuf:"bytes,10,rep,name=relay_addrs,json=relayAddrs,proto3" json:"relay_addrs,omitempty"`
+	// Hole punching can start: the node knows a public address of its own.
+	HolePunchReady bool `protobuf:"varint,11,opt,name=hole_punch_ready,json=holePunchReady,proto3" json:"hole_punch_ready,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RelayStatus) Reset() {
+	*x = RelayStatus{}
+	mi := &file_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayStatus) ProtoMessage() {}
+
+func (x *RelayStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayStatus.ProtoReflect.Descriptor instead.
+func (*RelayStatus) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RelayStatus) GetRelays() []*RelayPeer {
+	if x != nil {
+		return x.Relays
+	}
+	return nil
+}
+
+func (x *RelayStatus) GetReservations() int32 {
+	if x != nil {
+		return x.Reservations
+	}
+	return 0
+}
+
+func (x *RelayStatus) GetService() bool {
+	if x != nil {
+		return x.Service
+	}
+	return false
+}
+
+func (x *RelayStatus) GetServedReservations() int32 {
+	if x != nil {
+		return x.ServedReservations
+	}
+	return 0
+}
+
+func (x *RelayStatus) GetCircuits() int32 {
+	if x != nil {
+		return x.Circuits
+	}
+	return 0
+}
+
+func (x *RelayStatus) GetRefusedRequests() uint64 {
+	if x != nil {
+		return x.RefusedRequests
+	}
+	return 0
+}
+
+func (x *RelayStatus) GetHolePunching() bool {
+	if x != nil {
+		return x.HolePunching
+	}
+	return false
+}
+
+func (x *RelayStatus) GetHolePunchOk() uint64 {
+	if x != nil {
+		return x.HolePunchOk
+	}
+	return 0
+}
+
+func (x *RelayStatus) GetHolePunchFailed() uint64 {
+	if x != nil {
+		return x.HolePunchFailed
+	}
+	return 0
+}
+
+func (x *RelayStatus) GetRelayAddrs() []string {
+	if x != nil {
+		return x.RelayAddrs
+	}
+	return nil
+}
+
+func (x *RelayStatus) GetHolePunchReady() bool {
+	if x != nil {
+		return x.HolePunchReady
+	}
+	return false
+}
+
+type RelayPeer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PeerId        string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	Addrs         []string               `protobuf:"bytes,2,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	Connected     bool                   `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayPeer) Reset() {
+	*x = RelayPeer{}
+	mi := &file_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayPeer) ProtoMessage() {}
+
+func (x *RelayPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayPeer.ProtoReflect.Descriptor instead.
+func (*RelayPeer) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RelayPeer) GetPeerId() string {
+	if x != nil {
+		return x.PeerId
+	}
+	return ""
+}
+
+func (x *RelayPeer) GetAddrs() []string {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+func (x *RelayPeer) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+type CheckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PeerId        string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckRequest) Reset() {
+	*x = CheckRequest{}
+	mi := &file_control_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckRequest) ProtoMessage() {}
+
+func (x *CheckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
+func (*CheckRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CheckRequest) GetPeerId() string {
+	if x != nil {
+		return x.PeerId
+	}
+	return ""
+}
+
+type CheckResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The direct way: tried only when a direct address of the peer is known.
+	Direct *PathCheck `protobuf:"bytes,1,opt,name=direct,proto3" json:"direct,omitempty"`
+	// One per static relay, in the order of the configuration.
+	Relays        []*PathCheck `protobuf:"bytes,2,rep,name=relays,proto3" json:"relays,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckResponse) Reset() {
+	*x = CheckResponse{}
+	mi := &file_control_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckResponse) ProtoMessage() {}
+
+func (x *CheckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
+func (*CheckResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CheckResponse) GetDirect() *PathCheck {
+	if x != nil {
+		return x.Direct
+	}
+	return nil
+}
+
+func (x *CheckResponse) GetRelays() []*PathCheck {
+	if x != nil {
+		return x.Relays
+	}
+	return nil
+}
+
+// PathCheck is one way to the peer.
+type PathCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The relay's peer ID; empty for the direct way.
+	Relay string `protobuf:"bytes,1,opt,name=relay,proto3" json:"relay,omitempty"`
+	// The address tried.
+	Addr string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Ok   bool   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	// Why not, when not ok.
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// Round trip time of a ping over that way, in microseconds.
+	RttUs int64 `protobuf:"varint,5,opt,name=rtt_us,json=rttUs,proto3" json:"rtt_us,omitempty"`
+	// The way was tried: false when there was nothing to try (no address).
+	Tried         bool `protobuf:"varint,6,opt,name=tried,proto3" json:"tried,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathCheck) Reset() {
+	*x = PathCheck{}
+	mi := &file_control_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathCheck) ProtoMessage() {}
+
+func (x *PathCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathCheck.ProtoReflect.Descriptor instead.
+func (*PathCheck) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PathCheck) GetRelay() string {
+	if x != nil {
+		return x.Relay
+	}
+	return ""
+}
+
+func (x *PathCheck) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *PathCheck) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *PathCheck) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *PathCheck) GetRttUs() int64 {
+	if x != nil {
+		return x.RttUs
+	}
+	return 0
+}
+
+func (x *PathCheck) GetTried() bool {
+	if x != nil {
+		return x.Tried
+	}
+	return false
+}
+
 type HandlerStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Exchanges started (dialed or received) and not yet ended.
@@ -200,7 +589,7 @@ type HandlerStatus struct {
 
 func (x *HandlerStatus) Reset() {
 	*x = HandlerStatus{}
-	mi := &file_control_proto_msgTypes[2]
+	mi := &file_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -212,7 +601,7 @@ func (x *HandlerStatus) String() string {
 func (*HandlerStatus) ProtoMessage() {}
 
 func (x *HandlerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[2]
+	mi := &file_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -225,7 +614,7 @@ func (x *HandlerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandlerStatus.ProtoReflect.Descriptor instead.
 func (*HandlerStatus) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{2}
+	return file_control_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HandlerStatus) GetActive() int32 {
@@ -276,7 +665,7 @@ type StoreStatus struct {
 
 func (x *StoreStatus) Reset() {
 	*x = StoreStatus{}
-	mi := &file_control_proto_msgTypes[3]
+	mi := &file_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -288,7 +677,7 @@ func (x *StoreStatus) String() string {
 func (*StoreStatus) ProtoMessage() {}
 
 func (x *StoreStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[3]
+	mi := &file_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -301,7 +690,7 @@ func (x *StoreStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreStatus.ProtoReflect.Descriptor instead.
 func (*StoreStatus) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{3}
+	return file_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StoreStatus) GetEnabled() bool {
@@ -346,7 +735,7 @@ type AllowlistStatus struct {
 
 func (x *AllowlistStatus) Reset() {
 	*x = AllowlistStatus{}
-	mi := &file_control_proto_msgTypes[4]
+	mi := &file_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +747,7 @@ func (x *AllowlistStatus) String() string {
 func (*AllowlistStatus) ProtoMessage() {}
 
 func (x *AllowlistStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[4]
+	mi := &file_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +760,7 @@ func (x *AllowlistStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllowlistStatus.ProtoReflect.Descriptor instead.
 func (*AllowlistStatus) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{4}
+	return file_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AllowlistStatus) GetFile() string {
@@ -415,7 +804,7 @@ type DHTStatus struct {
 
 func (x *DHTStatus) Reset() {
 	*x = DHTStatus{}
-	mi := &file_control_proto_msgTypes[5]
+	mi := &file_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +816,7 @@ func (x *DHTStatus) String() string {
 func (*DHTStatus) ProtoMessage() {}
 
 func (x *DHTStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[5]
+	mi := &file_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +829,7 @@ func (x *DHTStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DHTStatus.ProtoReflect.Descriptor instead.
 func (*DHTStatus) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{5}
+	return file_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DHTStatus) GetEnabled() bool {
@@ -479,7 +868,7 @@ type PeersRequest struct {
 
 func (x *PeersRequest) Reset() {
 	*x = PeersRequest{}
-	mi := &file_control_proto_msgTypes[6]
+	mi := &file_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +880,7 @@ func (x *PeersRequest) String() string {
 func (*PeersRequest) ProtoMessage() {}
 
 func (x *PeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[6]
+	mi := &file_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +893,7 @@ func (x *PeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeersRequest.ProtoReflect.Descriptor instead.
 func (*PeersRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{6}
+	return file_control_proto_rawDescGZIP(), []int{11}
 }
 
 type PeersResponse struct {
@@ -516,7 +905,7 @@ type PeersResponse struct {
 
 func (x *PeersResponse) Reset() {
 	*x = PeersResponse{}
-	mi := &file_control_proto_msgTypes[7]
+	mi := &file_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +917,7 @@ func (x *PeersResponse) String() string {
 func (*PeersResponse) ProtoMessage() {}
 
 func (x *PeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[7]
+	mi := &file_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +930,7 @@ func (x *PeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeersResponse.ProtoReflect.Descriptor instead.
 func (*PeersResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{7}
+	return file_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PeersResponse) GetPeers() []*PeerInfo {
@@ -571,13 +960,16 @@ type PeerInfo struct {
 	Banned          bool  `protobuf:"varint,9,opt,name=banned,proto3" json:"banned,omitempty"`
 	ActiveExchanges int32 `protobuf:"varint,10,opt,name=active_exchanges,json=activeExchanges,proto3" json:"active_exchanges,omitempty"`
 	QueuedExchanges int32 `protobuf:"varint,11,opt,name=queued_exchanges,json=queuedExchanges,proto3" json:"queued_exchanges,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// "direct", "relayed" or "both" across its open connections; empty when
+	// not connected.
+	Connection    string `protobuf:"bytes,12,opt,name=connection,proto3" json:"connection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerInfo) Reset() {
 	*x = PeerInfo{}
-	mi := &file_control_proto_msgTypes[8]
+	mi := &file_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +981,7 @@ func (x *PeerInfo) String() string {
 func (*PeerInfo) ProtoMessage() {}
 
 func (x *PeerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[8]
+	mi := &file_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +994,7 @@ func (x *PeerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfo.ProtoReflect.Descriptor instead.
 func (*PeerInfo) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{8}
+	return file_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PeerInfo) GetPeerId() string {
@@ -682,6 +1074,13 @@ func (x *PeerInfo) GetQueuedExchanges() int32 {
 	return 0
 }
 
+func (x *PeerInfo) GetConnection() string {
+	if x != nil {
+		return x.Connection
+	}
+	return ""
+}
+
 type ExchangeRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	PeerId string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
@@ -696,7 +1095,7 @@ type ExchangeRequest struct {
 
 func (x *ExchangeRequest) Reset() {
 	*x = ExchangeRequest{}
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +1107,7 @@ func (x *ExchangeRequest) String() string {
 func (*ExchangeRequest) ProtoMessage() {}
 
 func (x *ExchangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +1120,7 @@ func (x *ExchangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeRequest.ProtoReflect.Descriptor instead.
 func (*ExchangeRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{9}
+	return file_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExchangeRequest) GetPeerId() string {
@@ -771,7 +1170,7 @@ type ExchangeResponse struct {
 
 func (x *ExchangeResponse) Reset() {
 	*x = ExchangeResponse{}
-	mi := &file_control_proto_msgTypes[10]
+	mi := &file_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +1182,7 @@ func (x *ExchangeResponse) String() string {
 func (*ExchangeResponse) ProtoMessage() {}
 
 func (x *ExchangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[10]
+	mi := &file_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +1195,7 @@ func (x *ExchangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeResponse.ProtoReflect.Descriptor instead.
 func (*ExchangeResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{10}
+	return file_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExchangeResponse) GetExchange() string {
@@ -870,7 +1269,7 @@ type ReloadAllowlistRequest struct {
 
 func (x *ReloadAllowlistRequest) Reset() {
 	*x = ReloadAllowlistRequest{}
-	mi := &file_control_proto_msgTypes[11]
+	mi := &file_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1281,7 @@ func (x *ReloadAllowlistRequest) String() string {
 func (*ReloadAllowlistRequest) ProtoMessage() {}
 
 func (x *ReloadAllowlistRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[11]
+	mi := &file_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1294,7 @@ func (x *ReloadAllowlistRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadAllowlistRequest.ProtoReflect.Descriptor instead.
 func (*ReloadAllowlistRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{11}
+	return file_control_proto_rawDescGZIP(), []int{16}
 }
 
 type ReloadAllowlistResponse struct {
@@ -912,7 +1311,7 @@ type ReloadAllowlistResponse struct {
 
 func (x *ReloadAllowlistResponse) Reset() {
 	*x = ReloadAllowlistResponse{}
-	mi := &file_control_proto_msgTypes[12]
+	mi := &file_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1323,7 @@ func (x *ReloadAllowlistResponse) String() string {
 func (*ReloadAllowlistResponse) ProtoMessage() {}
 
 func (x *ReloadAllowlistResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[12]
+	mi := &file_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1336,7 @@ func (x *ReloadAllowlistResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadAllowlistResponse.ProtoReflect.Descriptor instead.
 func (*ReloadAllowlistResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{12}
+	return file_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReloadAllowlistResponse) GetFile() string {
@@ -983,7 +1382,7 @@ type ListOutboxRequest struct {
 
 func (x *ListOutboxRequest) Reset() {
 	*x = ListOutboxRequest{}
-	mi := &file_control_proto_msgTypes[13]
+	mi := &file_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1394,7 @@ func (x *ListOutboxRequest) String() string {
 func (*ListOutboxRequest) ProtoMessage() {}
 
 func (x *ListOutboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[13]
+	mi := &file_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1407,7 @@ func (x *ListOutboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOutboxRequest.ProtoReflect.Descriptor instead.
 func (*ListOutboxRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{13}
+	return file_control_proto_rawDescGZIP(), []int{18}
 }
 
 type ListOutboxResponse struct {
@@ -1021,7 +1420,7 @@ type ListOutboxResponse struct {
 
 func (x *ListOutboxResponse) Reset() {
 	*x = ListOutboxResponse{}
-	mi := &file_control_proto_msgTypes[14]
+	mi := &file_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1432,7 @@ func (x *ListOutboxResponse) String() string {
 func (*ListOutboxResponse) ProtoMessage() {}
 
 func (x *ListOutboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[14]
+	mi := &file_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1445,7 @@ func (x *ListOutboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOutboxResponse.ProtoReflect.Descriptor instead.
 func (*ListOutboxResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{14}
+	return file_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListOutboxResponse) GetDataDir() string {
@@ -1071,7 +1470,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_control_proto_msgTypes[15]
+	mi := &file_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1482,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[15]
+	mi := &file_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1495,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{15}
+	return file_control_proto_rawDescGZIP(), []int{20}
 }
 
 type ListDeadLettersResponse struct {
@@ -1109,7 +1508,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_control_proto_msgTypes[16]
+	mi := &file_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1520,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[16]
+	mi := &file_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1533,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{16}
+	return file_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListDeadLettersResponse) GetDataDir() string {
@@ -1174,7 +1573,7 @@ type Stored struct {
 
 func (x *Stored) Reset() {
 	*x = Stored{}
-	mi := &file_control_proto_msgTypes[17]
+	mi := &file_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1585,7 @@ func (x *Stored) String() string {
 func (*Stored) ProtoMessage() {}
 
 func (x *Stored) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[17]
+	mi := &file_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1598,7 @@ func (x *Stored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stored.ProtoReflect.Descriptor instead.
 func (*Stored) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{17}
+	return file_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Stored) GetId() uint64 {
@@ -1289,7 +1688,7 @@ type SubmitMembershipRequest struct {
 
 func (x *SubmitMembershipRequest) Reset() {
 	*x = SubmitMembershipRequest{}
-	mi := &file_control_proto_msgTypes[18]
+	mi := &file_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1700,7 @@ func (x *SubmitMembershipRequest) String() string {
 func (*SubmitMembershipRequest) ProtoMessage() {}
 
 func (x *SubmitMembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[18]
+	mi := &file_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1713,7 @@ func (x *SubmitMembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitMembershipRequest.ProtoReflect.Descriptor instead.
 func (*SubmitMembershipRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{18}
+	return file_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubmitMembershipRequest) GetDocument() []byte {
@@ -1339,7 +1738,7 @@ type SubmitMembershipResponse struct {
 
 func (x *SubmitMembershipResponse) Reset() {
 	*x = SubmitMembershipResponse{}
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1750,7 @@ func (x *SubmitMembershipResponse) String() string {
 func (*SubmitMembershipResponse) ProtoMessage() {}
 
 func (x *SubmitMembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1763,7 @@ func (x *SubmitMembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitMembershipResponse.ProtoReflect.Descriptor instead.
 func (*SubmitMembershipResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{19}
+	return file_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SubmitMembershipResponse) GetVersion() uint64 {
@@ -1406,7 +1805,7 @@ type ExchangesRequest struct {
 
 func (x *ExchangesRequest) Reset() {
 	*x = ExchangesRequest{}
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1817,7 @@ func (x *ExchangesRequest) String() string {
 func (*ExchangesRequest) ProtoMessage() {}
 
 func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1830,7 @@ func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangesRequest.ProtoReflect.Descriptor instead.
 func (*ExchangesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{20}
+	return file_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExchangesRequest) GetIds() []uint64 {
@@ -1452,7 +1851,7 @@ type ExchangesResponse struct {
 
 func (x *ExchangesResponse) Reset() {
 	*x = ExchangesResponse{}
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1863,7 @@ func (x *ExchangesResponse) String() string {
 func (*ExchangesResponse) ProtoMessage() {}
 
 func (x *ExchangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1876,7 @@ func (x *ExchangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangesResponse.ProtoReflect.Descriptor instead.
 func (*ExchangesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{21}
+	return file_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExchangesResponse) GetDataDir() string {
@@ -1499,7 +1898,7 @@ var File_control_proto protoreflect.FileDescriptor
 const file_control_proto_rawDesc = "" +
 	"\n" +
 	"\rcontrol.proto\x12\x15bitvmx.p2p.control.v1\"\x0f\n" +
-	"\rStatusRequest\"\xc6\x03\n" +
+	"\rStatusRequest\"\x80\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12!\n" +
 	"\flisten_addrs\x18\x02 \x03(\tR\vlistenAddrs\x12\x18\n" +
@@ -1511,7 +1910,38 @@ const file_control_proto_rawDesc = "" +
 	"\tallowlist\x18\b \x01(\v2&.bitvmx.p2p.control.v1.AllowlistStatusR\tallowlist\x122\n" +
 	"\x03dht\x18\t \x01(\v2 .bitvmx.p2p.control.v1.DHTStatusR\x03dht\x12'\n" +
 	"\x0fconnected_peers\x18\n" +
-	" \x01(\x05R\x0econnectedPeers\"\xbc\x01\n" +
+	" \x01(\x05R\x0econnectedPeers\x128\n" +
+	"\x05relay\x18\v \x01(\v2\".bitvmx.p2p.control.v1.RelayStatusR\x05relay\"\xbd\x03\n" +
+	"\vRelayStatus\x128\n" +
+	"\x06relays\x18\x01 \x03(\v2 .bitvmx.p2p.control.v1.RelayPeerR\x06relays\x12\"\n" +
+	"\freservations\x18\x02 \x01(\x05R\freservations\x12\x18\n" +
+	"\aservice\x18\x03 \x01(\bR\aservice\x12/\n" +
+	"\x13served_reservations\x18\x04 \x01(\x05R\x12servedReservations\x12\x1a\n" +
+	"\bcircuits\x18\x05 \x01(\x05R\bcircuits\x12)\n" +
+	"\x10refused_requests\x18\x06 \x01(\x04R\x0frefusedRequests\x12#\n" +
+	"\rhole_punching\x18\a \x01(\bR\fholePunching\x12\"\n" +
+	"\rhole_punch_ok\x18\b \x01(\x04R\vholePunchOk\x12*\n" +
+	"\x11hole_punch_failed\x18\t \x01(\x04R\x0fholePunchFailed\x12\x1f\n" +
+	"\vrelay_addrs\x18\n" +
+	" \x03(\tR\n" +
+	"relayAddrs\x12(\n" +
+	"\x10hole_punch_ready\x18\v \x01(\bR\x0eholePunchReady\"X\n" +
+	"\tRelayPeer\x12\x17\n" +
+	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x14\n" +
+	"\x05addrs\x18\x02 \x03(\tR\x05addrs\x12\x1c\n" +
+	"\tconnected\x18\x03 \x01(\bR\tconnected\"'\n" +
+	"\fCheckRequest\x12\x17\n" +
+	"\apeer_id\x18\x01 \x01(\tR\x06peerId\"\x83\x01\n" +
+	"\rCheckResponse\x128\n" +
+	"\x06direct\x18\x01 \x01(\v2 .bitvmx.p2p.control.v1.PathCheckR\x06direct\x128\n" +
+	"\x06relays\x18\x02 \x03(\v2 .bitvmx.p2p.control.v1.PathCheckR\x06relays\"\x88\x01\n" +
+	"\tPathCheck\x12\x14\n" +
+	"\x05relay\x18\x01 \x01(\tR\x05relay\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x15\n" +
+	"\x06rtt_us\x18\x05 \x01(\x03R\x05rttUs\x12\x14\n" +
+	"\x05tried\x18\x06 \x01(\bR\x05tried\"\xbc\x01\n" +
 	"\rHandlerStatus\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\x05R\x06active\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\x05R\x06queued\x12)\n" +
@@ -1536,7 +1966,7 @@ const file_control_proto_rawDesc = "" +
 	"\x11published_unix_ms\x18\x04 \x01(\x03R\x0fpublishedUnixMs\"\x0e\n" +
 	"\fPeersRequest\"F\n" +
 	"\rPeersResponse\x125\n" +
-	"\x05peers\x18\x01 \x03(\v2\x1f.bitvmx.p2p.control.v1.PeerInfoR\x05peers\"\x83\x03\n" +
+	"\x05peers\x18\x01 \x03(\v2\x1f.bitvmx.p2p.control.v1.PeerInfoR\x05peers\"\xa3\x03\n" +
 	"\bPeerInfo\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -1549,7 +1979,10 @@ const file_control_proto_rawDesc = "" +
 	"\x06banned\x18\t \x01(\bR\x06banned\x12)\n" +
 	"\x10active_exchanges\x18\n" +
 	" \x01(\x05R\x0factiveExchanges\x12)\n" +
-	"\x10queued_exchanges\x18\v \x01(\x05R\x0fqueuedExchanges\"k\n" +
+	"\x10queued_exchanges\x18\v \x01(\x05R\x0fqueuedExchanges\x12\x1e\n" +
+	"\n" +
+	"connection\x18\f \x01(\tR\n" +
+	"connection\"k\n" +
 	"\x0fExchangeRequest\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
@@ -1607,7 +2040,7 @@ const file_control_proto_rawDesc = "" +
 	"\x03ids\x18\x01 \x03(\x04R\x03ids\"@\n" +
 	"\x11ExchangesResponse\x12\x19\n" +
 	"\bdata_dir\x18\x01 \x01(\tR\adataDir\x12\x10\n" +
-	"\x03ids\x18\x02 \x03(\x04R\x03ids2\xfd\a\n" +
+	"\x03ids\x18\x02 \x03(\x04R\x03ids2\xd1\b\n" +
 	"\aControl\x12U\n" +
 	"\x06Status\x12$.bitvmx.p2p.control.v1.StatusRequest\x1a%.bitvmx.p2p.control.v1.StatusResponse\x12R\n" +
 	"\x05Peers\x12#.bitvmx.p2p.control.v1.PeersRequest\x1a$.bitvmx.p2p.control.v1.PeersResponse\x12[\n" +
@@ -1619,7 +2052,8 @@ const file_control_proto_rawDesc = "" +
 	"\x10SubmitMembership\x12..bitvmx.p2p.control.v1.SubmitMembershipRequest\x1a/.bitvmx.p2p.control.v1.SubmitMembershipResponse\x12e\n" +
 	"\x10RetryDeadLetters\x12'.bitvmx.p2p.control.v1.ExchangesRequest\x1a(.bitvmx.p2p.control.v1.ExchangesResponse\x12d\n" +
 	"\x0fDropDeadLetters\x12'.bitvmx.p2p.control.v1.ExchangesRequest\x1a(.bitvmx.p2p.control.v1.ExchangesResponse\x12a\n" +
-	"\fCancelOutbox\x12'.bitvmx.p2p.control.v1.ExchangesRequest\x1a(.bitvmx.p2p.control.v1.ExchangesResponseB,Z*github.com/bitvmx/go-bitvmx-p2p/control/pbb\x06proto3"
+	"\fCancelOutbox\x12'.bitvmx.p2p.control.v1.ExchangesRequest\x1a(.bitvmx.p2p.control.v1.ExchangesResponse\x12R\n" +
+	"\x05Check\x12#.bitvmx.p2p.control.v1.CheckRequest\x1a$.bitvmx.p2p.control.v1.CheckResponseB,Z*github.com/bitvmx/go-bitvmx-p2p/control/pbb\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -1633,64 +2067,75 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_control_proto_goTypes = []any{
 	(*StatusRequest)(nil),            // 0: bitvmx.p2p.control.v1.StatusRequest
 	(*StatusResponse)(nil),           // 1: bitvmx.p2p.control.v1.StatusResponse
-	(*HandlerStatus)(nil),            // 2: bitvmx.p2p.control.v1.HandlerStatus
-	(*StoreStatus)(nil),              // 3: bitvmx.p2p.control.v1.StoreStatus
-	(*AllowlistStatus)(nil),          // 4: bitvmx.p2p.control.v1.AllowlistStatus
-	(*DHTStatus)(nil),                // 5: bitvmx.p2p.control.v1.DHTStatus
-	(*PeersRequest)(nil),             // 6: bitvmx.p2p.control.v1.PeersRequest
-	(*PeersResponse)(nil),            // 7: bitvmx.p2p.control.v1.PeersResponse
-	(*PeerInfo)(nil),                 // 8: bitvmx.p2p.control.v1.PeerInfo
-	(*ExchangeRequest)(nil),          // 9: bitvmx.p2p.control.v1.ExchangeRequest
-	(*ExchangeResponse)(nil),         // 10: bitvmx.p2p.control.v1.ExchangeResponse
-	(*ReloadAllowlistRequest)(nil),   // 11: bitvmx.p2p.control.v1.ReloadAllowlistRequest
-	(*ReloadAllowlistResponse)(nil),  // 12: bitvmx.p2p.control.v1.ReloadAllowlistResponse
-	(*ListOutboxRequest)(nil),        // 13: bitvmx.p2p.control.v1.ListOutboxRequest
-	(*ListOutboxResponse)(nil),       // 14: bitvmx.p2p.control.v1.ListOutboxResponse
-	(*ListDeadLettersRequest)(nil),   // 15: bitvmx.p2p.control.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),  // 16: bitvmx.p2p.control.v1.ListDeadLettersResponse
-	(*Stored)(nil),                   // 17: bitvmx.p2p.control.v1.Stored
-	(*SubmitMembershipRequest)(nil),  // 18: bitvmx.p2p.control.v1.SubmitMembershipRequest
-	(*SubmitMembershipResponse)(nil), // 19: bitvmx.p2p.control.v1.SubmitMembershipResponse
-	(*ExchangesRequest)(nil),         // 20: bitvmx.p2p.control.v1.ExchangesRequest
-	(*ExchangesResponse)(nil),        // 21: bitvmx.p2p.control.v1.ExchangesResponse
+	(*RelayStatus)(nil),              // 2: bitvmx.p2p.control.v1.RelayStatus
+	(*RelayPeer)(nil),                // 3: bitvmx.p2p.control.v1.RelayPeer
+	(*CheckRequest)(nil),             // 4: bitvmx.p2p.control.v1.CheckRequest
+	(*CheckResponse)(nil),            // 5: bitvmx.p2p.control.v1.CheckResponse
+	(*PathCheck)(nil),                // 6: bitvmx.p2p.control.v1.PathCheck
+	(*HandlerStatus)(nil),            // 7: bitvmx.p2p.control.v1.HandlerStatus
+	(*StoreStatus)(nil),              // 8: bitvmx.p2p.control.v1.StoreStatus
+	(*AllowlistStatus)(nil),          // 9: bitvmx.p2p.control.v1.AllowlistStatus
+	(*DHTStatus)(nil),                // 10: bitvmx.p2p.control.v1.DHTStatus
+	(*PeersRequest)(nil),             // 11: bitvmx.p2p.control.v1.PeersRequest
+	(*PeersResponse)(nil),            // 12: bitvmx.p2p.control.v1.PeersResponse
+	(*PeerInfo)(nil),                 // 13: bitvmx.p2p.control.v1.PeerInfo
+	(*ExchangeRequest)(nil),          // 14: bitvmx.p2p.control.v1.ExchangeRequest
+	(*ExchangeResponse)(nil),         // 15: bitvmx.p2p.control.v1.ExchangeResponse
+	(*ReloadAllowlistRequest)(nil),   // 16: bitvmx.p2p.control.v1.ReloadAllowlistRequest
+	(*ReloadAllowlistResponse)(nil),  // 17: bitvmx.p2p.control.v1.ReloadAllowlistResponse
+	(*ListOutboxRequest)(nil),        // 18: bitvmx.p2p.control.v1.ListOutboxRequest
+	(*ListOutboxResponse)(nil),       // 19: bitvmx.p2p.control.v1.ListOutboxResponse
+	(*ListDeadLettersRequest)(nil),   // 20: bitvmx.p2p.control.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),  // 21: bitvmx.p2p.control.v1.ListDeadLettersResponse
+	(*Stored)(nil),                   // 22: bitvmx.p2p.control.v1.Stored
+	(*SubmitMembershipRequest)(nil),  // 23: bitvmx.p2p.control.v1.SubmitMembershipRequest
+	(*SubmitMembershipResponse)(nil), // 24: bitvmx.p2p.control.v1.SubmitMembershipResponse
+	(*ExchangesRequest)(nil),         // 25: bitvmx.p2p.control.v1.ExchangesRequest
+	(*ExchangesResponse)(nil),        // 26: bitvmx.p2p.control.v1.ExchangesResponse
 }
 var file_control_proto_depIdxs = []int32{
-	2,  // 0: bitvmx.p2p.control.v1.StatusResponse.handler:type_name -> bitvmx.p2p.control.v1.HandlerStatus
-	3,  // 1: bitvmx.p2p.control.v1.StatusResponse.store:type_name -> bitvmx.p2p.control.v1.StoreStatus
-	4,  // 2: bitvmx.p2p.control.v1.StatusResponse.allowlist:type_name -> bitvmx.p2p.control.v1.AllowlistStatus
-	5,  // 3: bitvmx.p2p.control.v1.StatusResponse.dht:type_name -> bitvmx.p2p.control.v1.DHTStatus
-	8,  // 4: bitvmx.p2p.control.v1.PeersResponse.peers:type_name -> bitvmx.p2p.control.v1.PeerInfo
-	17, // 5: bitvmx.p2p.control.v1.ListOutboxResponse.outbox:type_name -> bitvmx.p2p.control.v1.Stored
-	17, // 6: bitvmx.p2p.control.v1.ListDeadLettersResponse.dead_letters:type_name -> bitvmx.p2p.control.v1.Stored
-	0,  // 7: bitvmx.p2p.control.v1.Control.Status:input_type -> bitvmx.p2p.control.v1.StatusRequest
-	6,  // 8: bitvmx.p2p.control.v1.Control.Peers:input_type -> bitvmx.p2p.control.v1.PeersRequest
-	9,  // 9: bitvmx.p2p.control.v1.Control.Exchange:input_type -> bitvmx.p2p.control.v1.ExchangeRequest
-	11, // 10: bitvmx.p2p.control.v1.Control.ReloadAllowlist:input_type -> bitvmx.p2p.control.v1.ReloadAllowlistRequest
-	13, // 11: bitvmx.p2p.control.v1.Control.ListOutbox:input_type -> bitvmx.p2p.control.v1.ListOutboxRequest
-	15, // 12: bitvmx.p2p.control.v1.Control.ListDeadLetters:input_type -> bitvmx.p2p.control.v1.ListDeadLettersRequest
-	18, // 13: bitvmx.p2p.control.v1.Control.SubmitMembership:input_type -> bitvmx.p2p.control.v1.SubmitMembershipRequest
-	20, // 14: bitvmx.p2p.control.v1.Control.RetryDeadLetters:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
-	20, // 15: bitvmx.p2p.control.v1.Control.DropDeadLetters:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
-	20, // 16: bitvmx.p2p.control.v1.Control.CancelOutbox:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
-	1,  // 17: bitvmx.p2p.control.v1.Control.Status:output_type -> bitvmx.p2p.control.v1.StatusResponse
-	7,  // 18: bitvmx.p2p.control.v1.Control.Peers:output_type -> bitvmx.p2p.control.v1.PeersResponse
-	10, // 19: bitvmx.p2p.control.v1.Control.Exchange:output_type -> bitvmx.p2p.control.v1.ExchangeResponse
-	12, // 20: bitvmx.p2p.control.v1.Control.ReloadAllowlist:output_type -> bitvmx.p2p.control.v1.ReloadAllowlistResponse
-	14, // 21: bitvmx.p2p.control.v1.Control.ListOutbox:output_type -> bitvmx.p2p.control.v1.ListOutboxResponse
-	16, // 22: bitvmx.p2p.control.v1.Control.ListDeadLetters:output_type -> bitvmx.p2p.control.v1.ListDeadLettersResponse
-	19, // 23: bitvmx.p2p.control.v1.Control.SubmitMembership:output_type -> bitvmx.p2p.control.v1.SubmitMembershipResponse
-	21, // 24: bitvmx.p2p.control.v1.Control.RetryDeadLetters:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
-	21, // 25: bitvmx.p2p.control.v1.Control.DropDeadLetters:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
-	21, // 26: bitvmx.p2p.control.v1.Control.CancelOutbox:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
-	17, // [17:27] is the sub-list for method output_type
-	7,  // [7:17] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	7,  // 0: bitvmx.p2p.control.v1.StatusResponse.handler:type_name -> bitvmx.p2p.control.v1.HandlerStatus
+	8,  // 1: bitvmx.p2p.control.v1.StatusResponse.store:type_name -> bitvmx.p2p.control.v1.StoreStatus
+	9,  // 2: bitvmx.p2p.control.v1.StatusResponse.allowlist:type_name -> bitvmx.p2p.control.v1.AllowlistStatus
+	10, // 3: bitvmx.p2p.control.v1.StatusResponse.dht:type_name -> bitvmx.p2p.control.v1.DHTStatus
+	2,  // 4: bitvmx.p2p.control.v1.StatusResponse.relay:type_name -> bitvmx.p2p.control.v1.RelayStatus
+	3,  // 5: bitvmx.p2p.control.v1.RelayStatus.relays:type_name -> bitvmx.p2p.control.v1.RelayPeer
+	6,  // 6: bitvmx.p2p.control.v1.CheckResponse.direct:type_name -> bitvmx.p2p.control.v1.PathCheck
+	6,  // 7: bitvmx.p2p.control.v1.CheckResponse.relays:type_name -> bitvmx.p2p.control.v1.PathCheck
+	13, // 8: bitvmx.p2p.control.v1.PeersResponse.peers:type_name -> bitvmx.p2p.control.v1.PeerInfo
+	22, // 9: bitvmx.p2p.control.v1.ListOutboxResponse.outbox:type_name -> bitvmx.p2p.control.v1.Stored
+	22, // 10: bitvmx.p2p.control.v1.ListDeadLettersResponse.dead_letters:type_name -> bitvmx.p2p.control.v1.Stored
+	0,  // 11: bitvmx.p2p.control.v1.Control.Status:input_type -> bitvmx.p2p.control.v1.StatusRequest
+	11, // 12: bitvmx.p2p.control.v1.Control.Peers:input_type -> bitvmx.p2p.control.v1.PeersRequest
+	14, // 13: bitvmx.p2p.control.v1.Control.Exchange:input_type -> bitvmx.p2p.control.v1.ExchangeRequest
+	16, // 14: bitvmx.p2p.control.v1.Control.ReloadAllowlist:input_type -> bitvmx.p2p.control.v1.ReloadAllowlistRequest
+	18, // 15: bitvmx.p2p.control.v1.Control.ListOutbox:input_type -> bitvmx.p2p.control.v1.ListOutboxRequest
+	20, // 16: bitvmx.p2p.control.v1.Control.ListDeadLetters:input_type -> bitvmx.p2p.control.v1.ListDeadLettersRequest
+	23, // 17: bitvmx.p2p.control.v1.Control.SubmitMembership:input_type -> bitvmx.p2p.control.v1.SubmitMembershipRequest
+	25, // 18: bitvmx.p2p.control.v1.Control.RetryDeadLetters:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
+	25, // 19: bitvmx.p2p.control.v1.Control.DropDeadLetters:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
+	25, // 20: bitvmx.p2p.control.v1.Control.CancelOutbox:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
+	4,  // 21: bitvmx.p2p.control.v1.Control.Check:input_type -> bitvmx.p2p.control.v1.CheckRequest
+	1,  // 22: bitvmx.p2p.control.v1.Control.Status:output_type -> bitvmx.p2p.control.v1.StatusResponse
+	12, // 23: bitvmx.p2p.control.v1.Control.Peers:output_type -> bitvmx.p2p.control.v1.PeersResponse
+	15, // 24: bitvmx.p2p.control.v1.Control.Exchange:output_type -> bitvmx.p2p.control.v1.ExchangeResponse
+	17, // 25: bitvmx.p2p.control.v1.Control.ReloadAllowlist:output_type -> bitvmx.p2p.control.v1.ReloadAllowlistResponse
+	19, // 26: bitvmx.p2p.control.v1.Control.ListOutbox:output_type -> bitvmx.p2p.control.v1.ListOutboxResponse
+	21, // 27: bitvmx.p2p.control.v1.Control.ListDeadLetters:output_type -> bitvmx.p2p.control.v1.ListDeadLettersResponse
+	24, // 28: bitvmx.p2p.control.v1.Control.SubmitMembership:output_type -> bitvmx.p2p.control.v1.SubmitMembershipResponse
+	26, // 29: bitvmx.p2p.control.v1.Control.RetryDeadLetters:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
+	26, // 30: bitvmx.p2p.control.v1.Control.DropDeadLetters:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
+	26, // 31: bitvmx.p2p.control.v1.Control.CancelOutbox:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
+	5,  // 32: bitvmx.p2p.control.v1.Control.Check:output_type -> bitvmx.p2p.control.v1.CheckResponse
+	22, // [22:33] is the sub-list for method output_type
+	11, // [11:22] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -1704,7 +2149,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,8 @@ const (
 func (s *Service) openSession(p peer.ID) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 	defer cancel()
+	// Members behind NAT are connected through a relay (p2p/relay.go).
+	ctx = network.WithAllowLimitedConn(ctx, "members talk over relays too")
 	st, err := s.cfg.Host.NewStream(ctx, p, ProtocolID)
 	if err != nil {
 		// Gone, or not speaking the protocol (a node on a YAML

@@ -62,6 +62,8 @@ const (
 	ControlDropDeadLettersProcedure = "/bitvmx.p2p.control.v1.Control/DropDeadLetters"
 	// ControlCancelOutboxProcedure is the fully-qualified name of the Control's CancelOutbox RPC.
 	ControlCancelOutboxProcedure = "/bitvmx.p2p.control.v1.Control/CancelOutbox"
+	// ControlCheckProcedure is the fully-qualified name of the Control's Check RPC.
+	ControlCheckProcedure = "/bitvmx.p2p.control.v1.Control/Check"
 )
 
 // ControlClient is a client for the bitvmx.p2p.control.v1.Control service.
@@ -91,6 +93,9 @@ type ControlClient interface {
 	// CancelOutbox ends exchanges of the outbox in progress, with the reason
 	// "cancelled", without dead-lettering them.
 	CancelOutbox(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
+	// Check tests how the node reaches a peer: directly, through each of its
+	// static relays, and the round trip time of each way.
+	Check(context.Context, *pb.CheckRequest) (*pb.CheckResponse, error)
 }
 
 // NewControlClient constructs a client for the bitvmx.p2p.control.v1.Control service. By default,
@@ -164,6 +169,12 @@ func NewControlClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(controlMethods.ByName("CancelOutbox")),
 			connect.WithClientOptions(opts...),
 		),
+		check: connect.NewClient[pb.CheckRequest, pb.CheckResponse](
+			httpClient,
+			baseURL+ControlCheckProcedure,
+			connect.WithSchema(controlMethods.ByName("Check")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -179,6 +190,7 @@ type controlClient struct {
 	retryDeadLetters *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
 	dropDeadLetters  *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
 	cancelOutbox     *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
+	check            *connect.Client[pb.CheckRequest, pb.CheckResponse]
 }
 
 // Status calls bitvmx.p2p.control.v1.Control.Status.
@@ -271,6 +283,15 @@ func (c *controlClient) CancelOutbox(ctx context.Context, req *pb.ExchangesReque
 	return nil, err
 }
 
+// Check calls bitvmx.p2p.control.v1.Control.Check.
+func (c *controlClient) Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {
+	response, err := c.check.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ControlHandler is an implementation of the bitvmx.p2p.control.v1.Control service.
 type ControlHandler interface {
 	// Status describes the node: identity, addresses, load, store, allowlist, DHT.
@@ -298,6 +319,9 @@ type ControlHandler interface {
 	// CancelOutbox ends exchanges of the outbox in progress, with the reason
 	// "cancelled", without dead-lettering them.
 	CancelOutbox(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
+	// Check tests how the node reaches a peer: directly, through each of its
+	// static relays, and the round trip time of each way.
+	Check(context.Context, *pb.CheckRequest) (*pb.CheckResponse, error)
 }
 
 // NewControlHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -367,6 +391,12 @@ func NewControlHandler(svc ControlHandler, opts ...connect.HandlerOption) (strin
 		connect.WithSchema(controlMethods.ByName("CancelOutbox")),
 		connect.WithHandlerOptions(opts...),
 	)
+	controlCheckHandler := connect.NewUnaryHandlerSimple(
+		ControlCheckProcedure,
+		svc.Check,
+		connect.WithSchema(controlMethods.ByName("Check")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bitvmx.p2p.control.v1.Control/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ControlStatusProcedure:
@@ -389,6 +419,8 @@ func NewControlHandler(svc ControlHandler, opts ...connect.HandlerOption) (strin
 			controlDropDeadLettersHandler.ServeHTTP(w, r)
 		case ControlCancelOutboxProcedure:
 			controlCancelOutboxHandler.ServeHTTP(w, r)
+		case ControlCheckProcedure:
+			controlCheckHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -436,4 +468,8 @@ func (UnimplementedControlHandler) DropDeadLetters(context.Context, *pb.Exchange
 
 func (UnimplementedControlHandler) CancelOutbox(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.CancelOutbox is not implemented"))
+}
+
+func (UnimplementedControlHandler) Check(context.Context, *pb.CheckRequest) (*pb.CheckResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.Check is not implemented"))
 }

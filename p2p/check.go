@@ -1,0 +1,189 @@
+package p2p
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/multiformats/go-multistream"
+)
+
+// A connectivity self-test: how does this node reach a peer, directly and
+// through each of its static relays, and how long is a round trip each way.
+// The peer answers with go-libp2p's ping protocol, which every node serves
+// (to its allowlisted peers only, as everything else).
+
+// PathCheck is one way to a peer.
+type PathCheck struct {
+	// Relay is the relay of a relayed way; empty for the direct one.
+	Relay peer.ID
+	// Addr is the address tried, or of the connection used.
+	Addr ma.Multiaddr
+	// Tried is false when there was nothing to try: no direct address
+	// known.
+	Tried bool
+	// Err says why the way does not work; nil when it does.
+	Err error
+	// RTT is the round trip of one ping over it.
+	RTT time.Duration
+}
+
+// CheckResult is what Check found.
+type CheckResult struct {
+	Direct PathCheck
+	Relays []PathCheck
+}
+
+// ErrNoDirectAddr is the error of a direct way that could not be tried:
+// the node knows no direct address of the peer.
+var ErrNoDirectAddr = errors.New("no direct address of the peer known")
+
+// Check tests the ways to p: its direct connection (dialing a known direct
+// address if there is none) and a circuit through each static relay, each
+// with a ping. Open connections are used as they are; a direct one it dials
+// stays open (it is better than a relayed one), a circuit it opens only for
+// the test is closed again. It returns ErrNotAllowlisted for a
+// peer not on the allowlist.
+func (n *Node) Check(ctx context.Context, p peer.ID) (CheckResult, error) {
+	if !n.cfg.Allowlist.Contains(p) {
+		return CheckResult{}, ErrNotAllowlisted
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
+	defer cancel()
+	res := CheckResult{Direct: n.checkDirect(ctx, p)}
+	for _, r := range n.relay.relays {
+		res.Relays = append(res.Relays, n.checkRelay(ctx, p, r))
+	}
+	return res, nil
+}
+
+func (n *Node) checkDirect(ctx context.Context, p peer.ID) PathCheck {
+	if c := n.conn(p, func(c network.Conn) bool { return !isRelayed(c.RemoteMultiaddr()) }); c != nil {
+		return n.pingConn(ctx, PathCheck{Addr: c.RemoteMultiaddr(), Tried: true}, c)
+	}
+	var direct []ma.Multiaddr
+	for _, a := range n.host.Peerstore().Addrs(p) {
+		if !isRelayed(a) {
+			direct = append(direct, a)
+		}
+	}
+	if len(direct) == 0 {
+		return PathCheck{Err: ErrNoDirectAddr}
+	}
+	pc := PathCheck{Addr: direct[0], Tried: true}
+	n.clearBackoff(p)
+	if err := n.host.Connect(network.WithForceDirectDial(ctx, "check"), peer.AddrInfo{ID: p}); err != nil {
+		pc.Err = err
+		return pc
+	}
+	c := n.conn(p, func(c network.Conn) bool { return !isRelayed(c.RemoteMultiaddr()) })
+	if c == nil {
+		pc.Err = errors.New("connected, but the connection closed at once: the peer may not allowlist this node")
+		return pc
+	}
+	pc.Addr = c.RemoteMultiaddr()
+	return n.pingConn(ctx, pc, c)
+}
+
+func (n *Node) checkRelay(ctx context.Context, p peer.ID, r peer.AddrInfo) PathCheck {
+	pc := PathCheck{Relay: r.ID, Tried: true}
+	if c := n.conn(p, func(c network.Conn) bool { id, ok := relayOf(c.RemoteMultiaddr()); return ok && id == r.ID }); c != nil {
+		pc.Addr = c.RemoteMultiaddr()
+		return n.pingConn(ctx, pc, c)
+	}
+	if len(r.Addrs) == 0 {
+		pc.Err = errors.New("no address of the relay")
+		return pc
+	}
+	pc.Addr = r.Addrs[0].Encapsulate(ma.StringCast("/p2p/" + r.ID.String() + "/p2p-circuit"))
+	sw, ok := n.host.Network().(*swarm.Swarm)
+	if !ok {
+		pc.Err = errors.New("relayed dial not supported by this host")
+		return pc
+	}
+	tpt := sw.TransportForDialing(pc.Addr)
+	if tpt == nil {
+		pc.Err = errors.New("the node has no relay transport")
+		return pc
+	}
+	// A circuit of its own, outside the swarm: the test must go through
+	// this relay even when the peer is connected another way.
+	cc, err := tpt.Dial(network.WithAllowLimitedConn(ctx, "check"), pc.Addr, p)
+	if err != nil {
+		pc.Err = err
+		return pc
+	}
+	defer cc.Close()
+	s, err := cc.OpenStream(ctx)
+	if err != nil {
+		pc.Err = err
+		return pc
+	}
+	defer s.Reset()
+	pc.RTT, pc.Err = pingStream(ctx, s)
+	return pc
+}
+
+// conn is an open connection to p that match accepts, or nil.
+func (n *Node) conn(p peer.ID, match func(network.Conn) bool) network.Conn {
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		if !c.IsClosed() && match(c) {
+			return c
+		}
+	}
+	return nil
+}
+
+// pingConn fills in pc with a ping over c.
+func (n *Node) pingConn(ctx context.Context, pc PathCheck, c network.Conn) PathCheck {
+	s, err := c.NewStream(network.WithAllowLimitedConn(ctx, "check"))
+	if err != nil {
+		pc.Err = err
+		return pc
+	}
+	defer s.Reset()
+	pc.RTT, pc.Err = pingStream(ctx, s)
+	return pc
+}
+
+// stream is what pingStream needs of a stream: network.Stream and a
+// transport's muxed stream both are one.
+type stream interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+}
+
+// pingStream negotiates the ping protocol on s and times one ping.
+func pingStream(ctx context.Context, s stream) (time.Duration, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	if err := multistream.SelectProtoOrFail(ping.ID, s); err != nil {
+		return 0, fmt.Errorf("ping: the peer does not answer (%w)", err)
+	}
+	buf := make([]byte, ping.PingSize)
+	if _, err := rand.Read(buf); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if _, err := s.Write(buf); err != nil {
+		return 0, fmt.Errorf("ping: %w", err)
+	}
+	got := make([]byte, ping.PingSize)
+	if _, err := io.ReadFull(s, got); err != nil {
+		return 0, fmt.Errorf("ping: %w", err)
+	}
+	rtt := time.Since(start)
+	if string(got) != string(buf) {
+		return 0, errors.New("ping: the peer answered with other bytes")
+	}
+	return rtt, nil
+}

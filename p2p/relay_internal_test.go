@@ -1,0 +1,97 @@
+package p2p
+
+import (
+	"crypto/rand"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+func newTestID(t *testing.T) peer.ID {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestMemberACL(t *testing.T) {
+	a, b, stranger := newTestID(t), newTestID(t), newTestID(t)
+	list, err := allowlist.New(allowlist.Entry{ID: a}, allowlist.Entry{ID: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var charged []peer.ID
+	acl := &memberACL{
+		cfg:    Config{Allowlist: list, Limiter: ratelimit.New(ratelimit.Config{})},
+		charge: func(p peer.ID, r ratelimit.Reason) { charged = append(charged, p) },
+	}
+	if !acl.AllowReserve(a, nil) || !acl.AllowConnect(a, nil, b) {
+		t.Fatal("members refused")
+	}
+	if len(charged) != 0 {
+		t.Fatalf("members charged: %v", charged)
+	}
+	if acl.AllowReserve(stranger, nil) {
+		t.Fatal("a stranger may reserve")
+	}
+	// A member may not use the relay to reach someone who is not one, and
+	// a stranger may not reach a member: the asker pays.
+	if acl.AllowConnect(a, nil, stranger) || acl.AllowConnect(stranger, nil, b) {
+		t.Fatal("a circuit with a stranger at one end was allowed")
+	}
+	if want := []peer.ID{stranger, a, stranger}; len(charged) != 3 || charged[0] != want[0] || charged[1] != want[1] || charged[2] != want[2] {
+		t.Fatalf("charged %v, want %v", charged, want)
+	}
+}
+
+func TestRelayOf(t *testing.T) {
+	r := newTestID(t)
+	direct := ma.StringCast("/ip4/10.0.0.1/tcp/4001")
+	if _, ok := relayOf(direct); ok || isRelayed(direct) {
+		t.Fatal("a direct address taken for a relayed one")
+	}
+	circuit := ma.StringCast("/ip4/10.0.0.1/tcp/4001/p2p/" + r.String() + "/p2p-circuit")
+	if got, ok := relayOf(circuit); !ok || got != r || !isRelayed(circuit) {
+		t.Fatalf("relayOf(%s) = %s, %v", circuit, got, ok)
+	}
+}
+
+// noIPRM records which of its openers relayAwareRM called.
+type noIPRM struct {
+	network.ResourceManager
+	withIP, noIP int
+}
+
+func (r *noIPRM) OpenConnection(network.Direction, bool, ma.Multiaddr) (network.ConnManagementScope, error) {
+	r.withIP++
+	return nil, nil
+}
+
+func (r *noIPRM) OpenConnectionNoIP(network.Direction, bool, ma.Multiaddr) (network.ConnManagementScope, error) {
+	r.noIP++
+	return nil, nil
+}
+
+// Relayed connections leave the per-IP limits alone: their IP is the relay's.
+func TestRelayAwareResourceManager(t *testing.T) {
+	inner := &noIPRM{}
+	rm := relayAwareRM{inner}
+	r := newTestID(t)
+	_, _ = rm.OpenConnection(network.DirInbound, true, ma.StringCast("/ip4/10.0.0.1/tcp/4001/p2p/"+r.String()+"/p2p-circuit"))
+	_, _ = rm.OpenConnection(network.DirInbound, true, ma.StringCast("/ip4/10.0.0.1/tcp/4001"))
+	if inner.noIP != 1 || inner.withIP != 1 {
+		t.Fatalf("relayed opened %d times without IP, direct %d times with IP; want 1 and 1", inner.noIP, inner.withIP)
+	}
+}
