@@ -19,11 +19,12 @@ baseline's, and their ratio: the number to compare across machines.
 
   acked send, 1 in flight        acked 256 B messages one at a time, over a
                                  warm connection; baseline: echo round trips
-                                 on one stream. Target: 0.8
+                                 on one stream. Target: 0.9
   acked send, 64 in flight       the same with 64 awaiting their ack. Target: 2
   exchange, kept connection      request and reply through the exchange
                                  handler over a connection both keep;
-                                 baseline: one echo round trip. Target: 0.5
+                                 baseline: one echo round trip. Target: 0.75
+                                 (0.65 on a loaded machine)
                                  (an exchange is two acked messages; lazy
                                  acks ride with the reply and the next
                                  request, so on the wire it is one round
@@ -153,11 +154,11 @@ func benchCases() []benchCase {
 	return []benchCase{
 		// The chunks of the sends are p2p/bench_test.go's, so that both
 		// report the same ratio.
-		{"send_acked_1", "acked send, 1 in flight", "echo round trip, one stream", "msg/s", 0.8, 1000,
+		{"send_acked_1", "acked send, 1 in flight", "echo round trip, one stream", "msg/s", 0.9, 1000,
 			func(ctx context.Context, size int) (*bench.Workload, error) { return sendAcked(ctx, 1, size) }},
 		{"send_acked_64", "acked send, 64 in flight", "echo round trip, one stream", "msg/s", 2, 1000,
 			func(ctx context.Context, size int) (*bench.Workload, error) { return sendAcked(ctx, 64, size) }},
-		{"exchange_kept_conn", "exchange, kept connection", "echo round trip, one stream", "exchanges/s", 0.5, 200,
+		{"exchange_kept_conn", "exchange, kept connection", "echo round trip, one stream", "exchanges/s", 0.75, 200,
 			bench.ExchangeKeptConn},
 		{"exchange_dial_disconnect", "exchange, dial + disconnect", "connect, echo, close", "exchanges/s", 0.9, 10,
 			bench.ExchangeDialDisconnect},
