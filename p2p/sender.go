@@ -84,8 +84,9 @@ func (ps *peerSender) enqueue(m *outMsg) {
 	}
 }
 
-// own returns m, or a copy on the heap if m is the caller's: the node loop
-// builds its outMsg on its stack, for the usual case that writes it at once.
+// own returns a copy of m on the heap, for the queue to keep: the node
+// loop builds its outMsg on its stack, for the usual case that writes it at
+// once and queues nothing.
 func (ps *peerSender) own(m *outMsg) *outMsg {
 	c := *m
 	return &c
