@@ -71,7 +71,7 @@ func TestControlAPICommands(t *testing.T) {
 	b, lb := startNode(t, "b", dir, keyB, list, "--auto-reply", "echo")
 	addrB := firstAddr(t, lb)
 	a, la := startNode(t, "a", dir, keyA, list, "--data-dir", data, "--metrics-addr", "127.0.0.1:0")
-	if la.str("api") != sock {
+	if la.Str("api") != sock {
 		t.Fatalf("listening event %v: want api %s", la, sock)
 	}
 	fi, err := os.Lstat(sock)
@@ -84,7 +84,7 @@ func TestControlAPICommands(t *testing.T) {
 	}
 
 	// Health.
-	metrics := "http://" + la.str("metrics")
+	metrics := "http://" + la.Str("metrics")
 	if code, body := httpGet(t, metrics+"/livez"); code != 200 || body != "ok\n" {
 		t.Fatalf("/livez: %d %q", code, body)
 	}

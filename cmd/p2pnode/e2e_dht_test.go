@@ -23,7 +23,7 @@ func TestDHTFindAndSend(t *testing.T) {
 	a, la := startNode(t, "a", dir, keyA, list, "--dht", "--metrics-addr", "127.0.0.1:0")
 	boot := firstAddr(t, la)
 	// Alone, the bootstrap node's routing table is empty: not ready.
-	readyz := "http://" + la.str("metrics") + "/readyz"
+	readyz := "http://" + la.Str("metrics") + "/readyz"
 	if code, body := httpGet(t, readyz); code != 503 || body != "not ready: dht: the routing table is empty\n" {
 		t.Fatalf("/readyz of a lone DHT node: %d %q", code, body)
 	}

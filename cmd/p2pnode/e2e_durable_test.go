@@ -44,7 +44,7 @@ func startNodeOn(t *testing.T, name, dir, key, allowlist string, port int, extra
 
 // errorWith matches an error event whose message contains s.
 func errorWith(s string) func(event) bool {
-	return func(e event) bool { return e.str("event") == "error" && strings.Contains(e.str("error"), s) }
+	return func(e event) bool { return e.Str("event") == "error" && strings.Contains(e.Str("error"), s) }
 }
 
 // barrier makes sure p has carried out every stdin line sent so far: the
@@ -101,7 +101,7 @@ func TestResumedRequestKeepsItsID(t *testing.T) {
 	argsA := []string{"--data-dir", dataA, "--max-attempts", "1000", "--backoff-base", "20ms", "--backoff-max", "100ms"}
 
 	a, la := startNode(t, "a", dir, keyA, list, argsA...)
-	if la.str("data_dir") != dataA {
+	if la.Str("data_dir") != dataA {
 		t.Fatalf("listening event %v: want data_dir %s", la, dataA)
 	}
 	a.send(map[string]any{"cmd": "request", "addr": addrB, "data": "are you there?", "id": 42})
@@ -118,24 +118,24 @@ func TestResumedRequestKeepsItsID(t *testing.T) {
 		match("exchange", "peer", idB, "id", 42, "kind", "request", "role", "dialer", "ok", true, "resumed", true),
 		match("status", "peer", idB, "id", 43, "ok", true, "reason", "ok"),
 		match("exchange", "peer", idB, "id", 43, "kind", "message", "role", "dialer", "ok", true, "resumed", true))
-	if ev[0].str("exchange") != ev[1].str("exchange") {
+	if ev[0].Str("exchange") != ev[1].Str("exchange") {
 		t.Fatalf("reply %v and exchange %v", ev[0], ev[1])
 	}
 	b.expect("the request and the message",
-		match("request", "from", idA, "exchange", ev[0].str("exchange"), "data", "are you there?"),
+		match("request", "from", idA, "exchange", ev[0].Str("exchange"), "data", "are you there?"),
 		match("data", "from", idA, "data", "note"))
 
 	// A new request without an id is numbered after the resumed ones.
 	a2.send(map[string]any{"cmd": "request", "peer": idB, "data": "again"})
 	ev2 := a2.expect("the new request's exchange", match("exchange", "peer", idB, "role", "dialer", "kind", "request", "ok", true))[0]
-	if ev2.str("id") != "44" || ev2.str("resumed") != "" {
+	if ev2.Str("id") != "44" || ev2.Str("resumed") != "" {
 		t.Fatalf("new exchange %v: want id 44, not resumed", ev2)
 	}
 
 	if again := stopAndCount(t, a2, func(e event) bool {
-		switch e.str("event") {
+		switch e.Str("event") {
 		case "reply", "exchange", "status":
-			return e.str("id") == "42" || e.str("id") == "43"
+			return e.Str("id") == "42" || e.Str("id") == "43"
 		}
 		return false
 	}); len(again) != 0 {
@@ -170,7 +170,7 @@ func TestUnansweredRequestRedelivered(t *testing.T) {
 	if _, ok := r1["redelivered"]; ok {
 		t.Fatalf("first delivery marked redelivered: %v", r1)
 	}
-	ex := r1.str("exchange")
+	ex := r1.Str("exchange")
 	b.kill()
 
 	b2, _ := startNodeOn(t, "b2", dir, keyB, list, portB, "--data-dir", dataB)
@@ -271,7 +271,7 @@ func TestDeadLettersCommands(t *testing.T) {
 	a, _ := startNode(t, "a", dir, keyA, list, "--data-dir", data, "--max-attempts", "1")
 	a.send(map[string]any{"cmd": "request", "addr": down, "data": "lost?", "id": 9})
 	failed := a.expect("the failed exchange", match("exchange", "peer", idB, "id", 9, "ok", false, "dead_lettered", true))[0]
-	ex, reason := failed.str("exchange"), failed.str("reason")
+	ex, reason := failed.Str("exchange"), failed.Str("reason")
 	if reason == "" || reason == "ok" {
 		t.Fatalf("exchange %v", failed)
 	}
@@ -344,7 +344,7 @@ func TestDeadLettersCommands(t *testing.T) {
 	// Back once more, to see outbox retry and drop.
 	a3, _ := startNode(t, "a3", dir, keyA, list, "--data-dir", data, "--max-attempts", "1")
 	a3.send(map[string]any{"cmd": "request", "addr": down, "data": "lost again", "id": 10})
-	ex2 := a3.expect("the failed exchange", match("exchange", "id", 10, "dead_lettered", true))[0].str("exchange")
+	ex2 := a3.expect("the failed exchange", match("exchange", "id", 10, "dead_lettered", true))[0].Str("exchange")
 	stopAll(t, a3)
 	mustRun(t, dir, append([]string{"deadletters", "retry", "--all"}, at...)...)
 	mustRun(t, dir, append([]string{"outbox", "retry", ex2}, at...)...)
@@ -384,7 +384,7 @@ func TestEphemeralAndDefaultDataDir(t *testing.T) {
 	}
 
 	a, l = startNode(t, "a", dir, key, list)
-	if l.str("data_dir") != def {
+	if l.Str("data_dir") != def {
 		t.Fatalf("listening event %v: want data_dir %s", l, def)
 	}
 	stopAll(t, a)

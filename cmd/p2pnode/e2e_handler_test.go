@@ -56,7 +56,7 @@ func TestSendCommandGetsEchoedReply(t *testing.T) {
 	ev := b.expect("request and its exchange",
 		match("request", "from", idS, "data", "hello, echo"),
 		match("exchange", "peer", idS, "kind", "request", "role", "responder", "ok", true, "reason", "ok"))
-	if ev[0].str("exchange") != ev[1].str("exchange") || len(ev[0].str("exchange")) != 16 {
+	if ev[0].Str("exchange") != ev[1].Str("exchange") || len(ev[0].Str("exchange")) != 16 {
 		t.Fatalf("request %v and exchange %v", ev[0], ev[1])
 	}
 
@@ -130,7 +130,7 @@ func TestStdinRequestRespond(t *testing.T) {
 
 	a.send(map[string]any{"cmd": "request", "addr": firstAddr(t, lb), "data": "what is your nonce?", "id": 5})
 	req := b.expect("request", match("request", "from", idA, "data", "what is your nonce?"))[0]
-	ex := req.str("exchange")
+	ex := req.Str("exchange")
 	b.send(map[string]any{"cmd": "respond", "peer": idA, "exchange": ex, "data": "42"})
 	// A second answer is refused with an error event, and the node goes on.
 	b.send(map[string]any{"cmd": "respond", "peer": idA, "exchange": ex, "data": "43"})
@@ -142,10 +142,10 @@ func TestStdinRequestRespond(t *testing.T) {
 	b.expect("exchange and errors",
 		match("exchange", "peer", idA, "exchange", ex, "role", "responder", "ok", true),
 		func(e event) bool {
-			return e.str("event") == "error" && strings.Contains(e.str("error"), "already responded")
+			return e.Str("event") == "error" && strings.Contains(e.Str("error"), "already responded")
 		},
 		func(e event) bool {
-			return e.str("event") == "error" && strings.Contains(e.str("error"), `respond needs "exchange"`)
+			return e.Str("event") == "error" && strings.Contains(e.Str("error"), `respond needs "exchange"`)
 		})
 
 	stopAll(t, a, b)
@@ -162,7 +162,7 @@ func TestRunServesAllMetrics(t *testing.T) {
 	p := startProc(t, "a", dir, false, "run", "--json", "--no-stdin", "--key", key, "--allowlist", list,
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--metrics-addr", "127.0.0.1:0", "--dht")
 	l := p.expect("listening event", match("listening"))[0]
-	resp, err := (&http.Client{Timeout: waitTimeout}).Get("http://" + l.str("metrics") + "/metrics")
+	resp, err := (&http.Client{Timeout: waitTimeout}).Get("http://" + l.Str("metrics") + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

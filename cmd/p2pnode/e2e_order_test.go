@@ -57,15 +57,15 @@ func TestReplyBeforeExchangeOver1000(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("not JSON: %q", line)
 		}
-		id, _ := strconv.Atoi(e.str("id"))
-		switch e.str("event") {
+		id, _ := strconv.Atoi(e.Str("id"))
+		switch e.Str("event") {
 		case "reply":
-			if id < 1 || id > n || replied[id] || e.str("from") != idB || e.str("from_name") != "bob" || e.str("data") != "q"+e.str("id") {
+			if id < 1 || id > n || replied[id] || e.Str("from") != idB || e.Str("from_name") != "bob" || e.Str("data") != "q"+e.Str("id") {
 				t.Fatalf("reply %v", e)
 			}
 			replied[id] = true
 		case "exchange":
-			if !replied[id] || e.str("ok") != "true" || e.str("peer_name") != "bob" {
+			if !replied[id] || e.Str("ok") != "true" || e.Str("peer_name") != "bob" {
 				t.Fatalf("exchange event before its reply, or failed: %v", e)
 			}
 			ended++

@@ -43,13 +43,13 @@ func TestRefusalSeenOnBothSides(t *testing.T) {
 			"--max-attempts", "3", "--backoff-base", "10ms", "hello?")
 		oneErrorLine(t, res, "send to "+idR+": the peer closed the connection during the handshake: it may not allowlist "+who.id)
 		e := r.expect("refused event", match("refused", "peer", who.id, "ip", "127.0.0.1", "reason", who.reason))[0]
-		if e.str("count") != "1" || e.str("peer_name") != who.name {
+		if e.Str("count") != "1" || e.Str("peer_name") != who.name {
 			t.Fatalf("refused event %v: want count 1, peer_name %q", e, who.name)
 		}
 		counts[who.reason]++
 	}
 
-	resp, err := (&http.Client{Timeout: waitTimeout}).Get("http://" + lr.str("metrics") + "/metrics")
+	resp, err := (&http.Client{Timeout: waitTimeout}).Get("http://" + lr.Str("metrics") + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +63,9 @@ func TestRefusalSeenOnBothSides(t *testing.T) {
 	}
 	for _, l := range rest {
 		var e event
-		if json.Unmarshal([]byte(l), &e) == nil && e.str("event") == "refused" {
-			n, _ := strconv.Atoi(e.str("count"))
-			counts[e.str("reason")] += n
+		if json.Unmarshal([]byte(l), &e) == nil && e.Str("event") == "refused" {
+			n, _ := strconv.Atoi(e.Str("count"))
+			counts[e.Str("reason")] += n
 		}
 	}
 	for _, reason := range []string{"unknown_peer", "peer_ip_mismatch"} {

@@ -27,7 +27,7 @@ func TestStoreChangesThroughNode(t *testing.T) {
 
 	a, _ := startNode(t, "a", dir, keyA, list, "--data-dir", data, "--max-attempts", "1")
 	a.send(map[string]any{"cmd": "request", "addr": downB, "data": "lost?", "id": 9})
-	ex := a.expect("the failed exchange", match("exchange", "peer", idB, "id", 9, "dead_lettered", true))[0].str("exchange")
+	ex := a.expect("the failed exchange", match("exchange", "peer", idB, "id", 9, "dead_lettered", true))[0].Str("exchange")
 
 	r := runCLI(t, dir, append([]string{"deadletters", "retry", ex, "00000000000000ab"}, at...)...)
 	oneErrorLine(t, r, "00000000000000ab not in the dead letters: nothing changed")

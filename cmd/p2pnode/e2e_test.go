@@ -55,7 +55,7 @@ func firstAddr(t *testing.T, l event) string {
 		t.Fatalf("listening event without addrs: %v", l)
 	}
 	a := addrs[0].(string)
-	if !strings.HasPrefix(a, "/ip4/127.0.0.1/tcp/") || !strings.HasSuffix(a, "/p2p/"+l.str("peer")) {
+	if !strings.HasPrefix(a, "/ip4/127.0.0.1/tcp/") || !strings.HasSuffix(a, "/p2p/"+l.Str("peer")) {
 		t.Fatalf("listening address %q", a)
 	}
 	return a
@@ -103,13 +103,13 @@ func TestSendBetweenTwoNodes(t *testing.T) {
 
 	a, la := startNode(t, "a", dir, keyA, list)
 	b, lb := startNode(t, "b", dir, keyB, list)
-	if la.str("peer") != idA || lb.str("peer") != idB {
-		t.Fatalf("listening as %s and %s, want %s and %s", la.str("peer"), lb.str("peer"), idA, idB)
+	if la.Str("peer") != idA || lb.Str("peer") != idB {
+		t.Fatalf("listening as %s and %s, want %s and %s", la.Str("peer"), lb.Str("peer"), idA, idB)
 	}
 	addrB := firstAddr(t, lb)
 
 	a.send("this is not json")
-	if e := a.expect("error event", match("error"))[0]; !strings.Contains(e.str("error"), "stdin line 1") {
+	if e := a.expect("error event", match("error"))[0]; !strings.Contains(e.Str("error"), "stdin line 1") {
 		t.Fatalf("error event %v", e)
 	}
 
@@ -143,7 +143,7 @@ func TestSIGTERMAndMetrics(t *testing.T) {
 	p := startProc(t, "a", dir, false, "run", "--json", "--no-stdin", "--key", key, "--allowlist", list,
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--metrics-addr", "127.0.0.1:0")
 	l := p.expect("listening event", match("listening"))[0]
-	metrics := l.str("metrics")
+	metrics := l.Str("metrics")
 	if !strings.HasPrefix(metrics, "127.0.0.1:") {
 		t.Fatalf("listening event without metrics address: %v", l)
 	}
@@ -447,7 +447,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 	r.signal(syscall.SIGHUP)
 	e := r.expect("reload error", match("error"))[0]
-	if msg := e.str("error"); !strings.Contains(msg, listR) || !strings.Contains(msg, "line 3") {
+	if msg := e.Str("error"); !strings.Contains(msg, listR) || !strings.Contains(msg, "line 3") {
 		t.Fatalf("reload error does not name file and line: %q", msg)
 	}
 
@@ -481,7 +481,7 @@ func TestWatchReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := p.expect("reload error", match("error"))[0]
-	if msg := e.str("error"); !strings.Contains(msg, "lists no peers: keeping the 2 peers in force") || !strings.Contains(msg, "allow_empty: true") {
+	if msg := e.Str("error"); !strings.Contains(msg, "lists no peers: keeping the 2 peers in force") || !strings.Contains(msg, "allow_empty: true") {
 		t.Fatalf("reload error %q", msg)
 	}
 	// Emptied on purpose.

@@ -37,7 +37,7 @@ func TestMembershipRunPropagates(t *testing.T) {
 	}
 	a, la := start("a", keyA, v2)
 	b, lb := start("b", keyB, v1)
-	if la.str("membership_version") != "2" || lb.str("membership_version") != "1" {
+	if la.Str("membership_version") != "2" || lb.Str("membership_version") != "1" {
 		t.Fatalf("listening: %v, %v", la, lb)
 	}
 	a.send(map[string]any{"cmd": "send", "peer": idB, "addr": firstAddr(t, lb), "data": "hello"})
@@ -49,7 +49,7 @@ func TestMembershipRunPropagates(t *testing.T) {
 	stopAll(t, a, b)
 
 	b, lb = start("b", keyB, v1)
-	if lb.str("membership_version") != "2" {
+	if lb.Str("membership_version") != "2" {
 		t.Fatalf("restarted on its data directory at %v", lb)
 	}
 	stopAll(t, b)

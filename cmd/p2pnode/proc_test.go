@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 )
 
 // waitTimeout bounds every wait for a line or an exit. Generous: the race
@@ -183,36 +185,11 @@ func (p *proc) errOutput() string {
 	return p.stderr.String()
 }
 
-// event is one parsed --json output line.
-type event map[string]any
+// event is one parsed --json output line; match builds a predicate on one
+// (internal/testutil, shared with the other end-to-end tests).
+type event = tu.Event
 
-// str returns a field as a string ("" when absent).
-func (e event) str(k string) string {
-	v, ok := e[k]
-	if !ok {
-		return ""
-	}
-	if s, ok := v.(string); ok {
-		return s
-	}
-	return fmt.Sprint(v)
-}
-
-// match builds a predicate: the event is called name and its fields have
-// the given values (compared in their printed form), given as key, value.
-func match(name string, kv ...any) func(event) bool {
-	return func(e event) bool {
-		if e.str("event") != name {
-			return false
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if e.str(kv[i].(string)) != fmt.Sprint(kv[i+1]) {
-				return false
-			}
-		}
-		return true
-	}
-}
+var match = tu.Match
 
 // nextLine returns the next stdout line, failing the test at the deadline
 // or at the end of the output.
@@ -244,7 +221,7 @@ func (p *proc) expect(what string, preds ...func(event) bool) []event {
 	for left > 0 {
 		line := p.nextLine(deadline, what, skipped...)
 		var e event
-		if err := json.Unmarshal([]byte(line), &e); err != nil || e.str("event") == "" {
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.Str("event") == "" {
 			p.t.Fatalf("%s: output line is not a JSON event: %q", p.name, line)
 		}
 		matched := false

@@ -70,7 +70,7 @@ func TestJSPeerInterop(t *testing.T) {
 	js := startProc(t, "js peer", ".", append(env, "DEBUG=libp2p:*:error"), nodeJS, "peer.mjs", "--expect-peer", goID,
 		"--key-type", "secp256k1", "--timeout-ms", "45000", "--lifetime-ms", "900000")
 	jl := js.expectWithin(t, startTimeout, "listening event", match("listening"))[0]
-	jsID := jl.str("peer")
+	jsID := jl.Str("peer")
 	jsAddr := firstAddr(t, jl, jsID)
 
 	list := filepath.Join(dir, "allowlist.yaml")
@@ -110,7 +110,7 @@ func TestJSPeerInterop(t *testing.T) {
 	step("JSRequests", func(t *testing.T) {
 		js.send(t, map[string]any{"cmd": "request", "addr": goAddr, "data": "what is your nonce?", "id": 2})
 		req := gon.expect(t, "the request", match("request", "from", jsID, "data", "what is your nonce?"))[0]
-		ex := req.str("exchange")
+		ex := req.Str("exchange")
 		js.expect(t, "ack of the request", match("acked", "id", 2, "kind", "KIND_REQUEST", "reason", "OK", "exchange", ex))
 		gon.send(t, map[string]any{"cmd": "respond", "peer": jsID, "exchange": ex, "data": "42"})
 		js.expect(t, "the reply", match("reply", "id", 2, "exchange", ex, "data", "42"), match("closed", "id", 2))
@@ -126,8 +126,8 @@ func TestJSPeerInterop(t *testing.T) {
 		ev := js.expect(t, "the request and the ack of its reply",
 			match("request", "from", goID, "data", "and yours?", "lazy_ack", true),
 			match("replied", "reason", "OK"))
-		ex := ev[0].str("exchange")
-		if ev[1].str("exchange") != ex {
+		ex := ev[0].Str("exchange")
+		if ev[1].Str("exchange") != ex {
 			t.Fatalf("request %v, replied %v", ev[0], ev[1])
 		}
 		gon.expect(t, "the reply and the exchange",

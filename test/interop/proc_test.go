@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 )
 
 // waitTimeout bounds every wait for an event or an exit, and startTimeout
@@ -113,36 +114,11 @@ func (p *proc) errOutput() string {
 	return p.stderr.String()
 }
 
-// event is one parsed output line.
-type event map[string]any
+// event is one parsed --json output line; match builds a predicate on one
+// (internal/testutil, shared with the other end-to-end tests).
+type event = tu.Event
 
-// str returns a field in its printed form ("" when absent).
-func (e event) str(k string) string {
-	v, ok := e[k]
-	if !ok {
-		return ""
-	}
-	if s, ok := v.(string); ok {
-		return s
-	}
-	return fmt.Sprint(v)
-}
-
-// match builds a predicate: the event is called name and its fields have
-// the given values (compared in their printed form), given as key, value.
-func match(name string, kv ...any) func(event) bool {
-	return func(e event) bool {
-		if e.str("event") != name {
-			return false
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if e.str(kv[i].(string)) != fmt.Sprint(kv[i+1]) {
-				return false
-			}
-		}
-		return true
-	}
-}
+var match = tu.Match
 
 // expect reads events until one satisfies each of preds, in any order, and
 // returns the matches in the order of preds. Other events are skipped, but
@@ -175,10 +151,10 @@ func (p *proc) expectWithin(t *testing.T, d time.Duration, what string, preds ..
 		}
 		p.seen = append(p.seen, line)
 		var e event
-		if err := json.Unmarshal([]byte(line), &e); err != nil || e.str("event") == "" {
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.Str("event") == "" {
 			t.Fatalf("%s: output line is not a JSON event: %q", p.name, line)
 		}
-		if e.str("event") == "error" {
+		if e.Str("event") == "error" {
 			t.Fatalf("%s: error event while waiting for %s: %s\nskipped:\n%s\nstderr:\n%s",
 				p.name, what, line, strings.Join(skipped, "\n"), p.errOutput())
 		}
