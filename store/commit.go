@@ -13,9 +13,9 @@ import (
 // Group commit. One committer goroutine per Store takes every batch queued
 // so far and writes them as one pebble batch applied with pebble.Sync: one
 // write-ahead log append and one fsync, however many callers are waiting.
-// Batches that arrive while a commit is running wait for the next one. There
-// is no timer: a lone writer is committed at once instead of waiting for
-// company.
+// Batches that arrive while a commit is running wait for the next one. A
+// lone writer is committed at once; under concurrency the committer may
+// wait up to one commit's duration for the next group to fill (pace.go).
 
 // pending is a queued batch and its callback.
 type pending struct {
@@ -60,8 +60,19 @@ func (s *Store) CommitAsync(b *Batch, done func(error)) {
 		return
 	}
 	s.queue = append(s.queue, p)
-	s.cond.Signal()
+	if len(s.queue) >= s.want {
+		s.wakeCommitter()
+	}
 	s.mu.Unlock()
+}
+
+// wakeCommitter tells the committer to look at the queue again, without
+// blocking: a token already waiting says the same.
+func (s *Store) wakeCommitter() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // run is the committer. It exits once Close has been called and the queue
@@ -69,23 +80,60 @@ func (s *Store) CommitAsync(b *Batch, done func(error)) {
 func (s *Store) run() {
 	defer close(s.stopped)
 	var spare []pending
+	pace := pacer{lingerFor: s.lingerFor}
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
-		s.mu.Lock()
-		for len(s.queue) == 0 && !s.closing {
-			s.cond.Wait()
-		}
-		group := s.queue
-		s.queue = spare[:0]
-		s.mu.Unlock()
+		group := s.next(&pace, linger, spare)
 		if len(group) == 0 {
 			return
 		}
+		start := time.Now()
 		s.commitGroup(group)
+		pace.committed(len(group), time.Since(start))
 		clear(group) // drop payloads and callbacks now, not at the next group
 		spare = nil
 		if cap(group) <= maxSpare {
 			spare = group
 		}
+	}
+}
+
+// next waits for the next group and takes it from the queue, leaving spare
+// as the queue's buffer; it returns an empty group once the store closes
+// with nothing queued.
+func (s *Store) next(pace *pacer, linger *time.Timer, spare []pending) []pending {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.queue) == 0 && !s.closing {
+		s.await(nil)
+	}
+	if pace.waits(len(s.queue)) && !s.closing {
+		s.want = pace.want
+		linger.Reset(pace.linger)
+		for len(s.queue) < pace.want && !s.closing {
+			if !s.await(linger.C) {
+				break
+			}
+		}
+		linger.Stop()
+	}
+	s.want = 1
+	group := s.queue
+	s.queue = spare[:0]
+	return group
+}
+
+// await releases mu until the committer is woken, or until timeout fires
+// (then it reports false). The caller holds mu.
+func (s *Store) await(timeout <-chan time.Time) bool {
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	select {
+	case <-s.wake:
+		return true
+	case <-timeout:
+		return false
 	}
 }
 
@@ -283,14 +331,18 @@ func (st *stager) exists(k []byte) (bool, error) {
 	if p, ok := st.present[string(k)]; ok {
 		return p, nil
 	}
-	_, closer, err := st.s.db.Get(k)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-		return false, nil
-	case err != nil:
+	// Not db.Get: it skips the bloom filters of the last level, where a
+	// small store keeps nearly everything, and so reads its blocks for a
+	// key that is nearly always absent.
+	it, err := st.s.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
+	if err != nil {
 		return false, pebbleError(st.s.path, "read", err)
 	}
-	return true, closer.Close()
+	found := it.SeekPrefixGE(k)
+	if err := it.Close(); err != nil {
+		return false, pebbleError(st.s.path, "read", err)
+	}
+	return found, nil
 }
 
 // commit applies the pebble batch durably and starts afresh.

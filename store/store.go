@@ -38,6 +38,11 @@ type Options struct {
 	// Logger receives open, close and commit-failure events, and pebble's
 	// own log lines (its chatter at debug level). Default: none.
 	Logger *zap.Logger
+
+	// lingerFor is how long the committer waits for a group to fill after
+	// a commit that took took (pace.go); tests lengthen it to observe the
+	// wait. Default: lingerFor.
+	lingerFor func(took time.Duration) time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -49,6 +54,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.lingerFor == nil {
+		o.lingerFor = lingerFor
 	}
 	return o
 }
@@ -71,10 +79,13 @@ type Store struct {
 	failed atomic.Pointer[fatalError] // pebble reported it cannot go on
 
 	mu      sync.Mutex
-	cond    *sync.Cond // signals the committer: queue grew or closing set
 	queue   []pending
+	want    int           // queue length worth waking the committer for
+	wake    chan struct{} // wakes the committer, capacity 1
 	closing bool
 	stopped chan struct{} // closed when the committer has exited
+
+	lingerFor func(time.Duration) time.Duration // the pacer's (Options.lingerFor)
 
 	// Committer-only state.
 	scratch    []byte // key buffer
@@ -105,11 +116,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		path:        path,
 		log:         opts.Logger.With(zap.String("path", path)),
 		maxBytes:    opts.MaxBytes,
+		want:        1,
+		wake:        make(chan struct{}, 1),
+		lingerFor:   opts.lingerFor,
 		stopped:     make(chan struct{}),
 		reclaimKick: make(chan struct{}, 1),
 		reclaimDone: make(chan struct{}),
 	}
-	s.cond = sync.NewCond(&s.mu)
 	created, err := s.open(opts)
 	if err != nil {
 		return nil, err
@@ -514,7 +527,7 @@ func (s *Store) Close() error {
 		return closedError(s.path)
 	}
 	s.closing = true
-	s.cond.Signal()
+	s.wakeCommitter()
 	s.mu.Unlock()
 	<-s.stopped
 	s.reclaimCancel()
