@@ -451,3 +451,33 @@ func TestLargeGroupIsCommittedInParts(t *testing.T) {
 		t.Errorf("%d outgoing, incoming %+v", len(state.Outgoing), state.Incoming)
 	}
 }
+
+func TestBlockCacheHoldsBlocks(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	closeT(t, s)
+	// 12 MB of records: pebble's memtables grow to their full size.
+	for k := range 40 {
+		var b Batch
+		for i := range 1000 {
+			b.AddIncoming(Incoming{Peer: "16Uiu2HAmPeerOne", ID: uint64(k*1000+i+1) * 0x9e3779b97f4a7c15, Kind: KindRequest,
+				State: InPending, Payload: make([]byte, 256), Received: ts(1), Updated: ts(1)})
+		}
+		if err := s.Commit(&b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Look-ups that reach the table leave its blocks in the cache.
+	for range 2 {
+		for i := range 100 {
+			if _, ok, err := s.Incoming("16Uiu2HAmPeerOne", uint64(i+1)*0x9e3779b97f4a7c15); err != nil || !ok {
+				t.Fatalf("Incoming %d: %v %v", i, ok, err)
+			}
+		}
+	}
+	if m := s.db.Metrics().BlockCache; m.Count == 0 {
+		t.Errorf("the block cache holds no blocks after %d look-ups: pebble's memtable reservations leave it no room", 200)
+	}
+}

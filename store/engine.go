@@ -31,6 +31,10 @@ const (
 	// pebble keeps up to two in memory while one is flushed.
 	memTableSize = 4 << 20
 	// cacheSize is the block cache for reads: Load and dedupe look-ups.
+	// Pebble charges its memtables to the block cache (Cache.Reserve, one
+	// memTableSize each, and there are two while one is flushed): the
+	// cache is made that much larger, or it would hold nothing, and every
+	// look-up would read and decompress its blocks from the files again.
 	cacheSize = 8 << 20
 	// maxOpenFiles caps pebble's file descriptors, well below a node's
 	// usual limit of 1024, which its connections share.
@@ -53,7 +57,7 @@ func pebbleOptions(log *zap.Logger, fs vfs.FS, lock *pebble.Lock, fatal func(err
 		Lock:                lock,
 		FormatMajorVersion:  storeFormat,
 		MemTableSize:        memTableSize,
-		CacheSize:           cacheSize,
+		CacheSize:           cacheSize + 2*memTableSize,
 		MaxOpenFiles:        maxOpenFiles,
 		MaxManifestFileSize: maxManifestSize,
 		Logger:              lg,
