@@ -61,7 +61,8 @@ type Config struct {
 	// queued and later exchanges, until IdleTimeout. By default (false)
 	// each exchange gets its own connection, closed when it completes, as
 	// the BitVMX handler's design has it. Both ends must keep the
-	// connection for it to be kept.
+	// connection for it to be kept. Its message stream still closes once
+	// idle for Node.StreamIdleTimeout; the next exchange opens another.
 	KeepConnection bool
 	// Linger is how long the side that received an exchange's last
 	// message (the dialer receiving the reply, the receiver of a one-way

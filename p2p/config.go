@@ -31,6 +31,8 @@ const (
 	DefaultSenderBuffer   = 64
 	DefaultStreamsPerPeer = 4
 	DefaultAckDelay       = 2 * time.Millisecond
+	// DefaultStreamIdleTimeout is Config.StreamIdleTimeout's default.
+	DefaultStreamIdleTimeout = time.Minute
 	// MaxAckDelay bounds Config.AckDelay well under any sensible ack
 	// timeout of the peers.
 	MaxAckDelay = 100 * time.Millisecond
@@ -85,6 +87,13 @@ type Config struct {
 	// StreamsPerPeer caps the inbound message streams one peer may hold
 	// open. Default 4.
 	StreamsPerPeer int
+	// StreamIdleTimeout is how long a message stream may carry nothing
+	// before the node closes it, gracefully (docs/PROTOCOL.md §4.1): it
+	// closes between one and two timeouts after its last message, and the
+	// connection stays open; the next message opens a new stream. An idle
+	// stream costs a goroutine at each end and its buffers. Default 1m;
+	// negative: never.
+	StreamIdleTimeout time.Duration
 
 	// ReceiverBuffer, PriorityBuffer and SenderBuffer size the three
 	// channels. Defaults 1024, 64, 64.
@@ -187,6 +196,9 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&c.SendQueue, DefaultSendQueue)
 	setDefault(&c.StreamsPerPeer, DefaultStreamsPerPeer)
+	if c.StreamIdleTimeout == 0 {
+		c.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
 	setDefault(&c.ReceiverBuffer, DefaultReceiverBuffer)
 	setDefault(&c.PriorityBuffer, DefaultPriorityBuffer)
 	setDefault(&c.SenderBuffer, DefaultSenderBuffer)

@@ -82,6 +82,9 @@ type msgStream struct {
 	unacked int // payload bytes of pending
 	armed   bool
 	closed  bool
+
+	idle     *time.Timer // looks for a stream that carries nothing, stream_idle.go
+	lastMark idleMark    // what it had carried at the last look, under mu
 }
 
 func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
@@ -100,6 +103,9 @@ func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 	st.timer.Stop()
 	st.delay = time.AfterFunc(time.Hour, st.delayExpired)
 	st.delay.Stop()
+	st.idle = time.AfterFunc(time.Hour, st.checkIdle)
+	st.idle.Stop()
+	st.lastMark = unseen
 	return st
 }
 
@@ -124,6 +130,7 @@ func (st *msgStream) ended() bool {
 func (st *msgStream) serve() {
 	n := st.n
 	defer st.stopSettler()
+	st.watchIdle()
 	rd := &lazyReader{s: st.s, bufs: &n.bufs}
 	maxFrame := n.cfg.MaxMessageSize + frameOverhead
 	var (
@@ -345,6 +352,7 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 	close(st.dead)
 	st.timer.Stop()
 	st.delay.Stop()
+	st.idle.Stop()
 	if graceful && st.flushAll() == nil {
 		st.s.Close()
 	} else {

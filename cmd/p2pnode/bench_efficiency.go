@@ -33,9 +33,10 @@ plus goroutine stacks in use is read after a garbage collection, the first
 host exchanges one message with each of the others, and the memory is read
 again. The difference divided by --conns is the cost per connection (both
 of its ends: every host runs in this process). Ours: one exchange through
-the handler, both sides keeping the connection; and one acked message
-between two p2p nodes. Baseline: one echo between bare go-libp2p hosts, on
-a stream then closed. Each round measures every kind; --rounds sets the
+the handler, both sides keeping the connection, read at once and again
+once the idle stream has closed (quiet: --stream-idle-timeout, shortened
+to 20ms here); and one acked message between two p2p nodes. Baseline: one
+echo between bare go-libp2p hosts, on a stream then closed. Each round measures every kind; --rounds sets the
 rounds and the results are their means (--duration and --count do not
 apply). Target: ours <= 1.0x.`
 
@@ -293,6 +294,7 @@ type idleKind struct {
 func idleKinds() []idleKind {
 	return []idleKind{
 		{bench.IdleExchange, "idle_conn_exchange", "idle conn, 1 exchange"},
+		{bench.IdleExchangeQuiet, "idle_conn_exchange_quiet", "idle conn, 1 exchange, quiet"},
 		{bench.IdleAckedSend, "idle_conn_acked_send", "idle conn, 1 acked send"},
 	}
 }

@@ -81,6 +81,8 @@ type timeoutsConfig struct {
 	Dial  time.Duration `yaml:"dial"`
 	// AckDelay may be negative: acks are then never held.
 	AckDelay time.Duration `yaml:"ack_delay"`
+	// StreamIdle may be negative: streams are then never closed for idling.
+	StreamIdle time.Duration `yaml:"stream_idle"`
 }
 
 type buffersConfig struct {
@@ -127,6 +129,8 @@ func bindRunFlags(fs *pflag.FlagSet, c *runConfig) {
 		fmt.Sprintf("how long connecting to a peer may take (default %s)", p2p.DefaultDialTimeout))
 	fs.DurationVar(&c.Timeouts.AckDelay, "ack-delay", c.Timeouts.AckDelay,
 		fmt.Sprintf("how long the ack of a request may wait to leave with its reply (default %s, at most %s; negative: never)", p2p.DefaultAckDelay, p2p.MaxAckDelay))
+	fs.DurationVar(&c.Timeouts.StreamIdle, "stream-idle-timeout", c.Timeouts.StreamIdle,
+		fmt.Sprintf("how long a message stream may carry nothing before it is closed; the connection stays (default %s; negative: never)", p2p.DefaultStreamIdleTimeout))
 	fs.IntVar(&c.MaxMessage, "max-message-size", c.MaxMessage,
 		fmt.Sprintf("largest message sent or accepted, in bytes (default %d)", p2p.DefaultMaxMessageSize))
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight,
@@ -347,19 +351,20 @@ func (c *runConfig) nodeConfig() p2p.Config {
 			Refill:      c.RateLimit.Refill,
 			BanDuration: c.RateLimit.Ban,
 		},
-		MaxMessageSize: c.MaxMessage,
-		AckTimeout:     c.Timeouts.Ack,
-		ReadTimeout:    c.Timeouts.Read,
-		WriteTimeout:   c.Timeouts.Write,
-		DialTimeout:    c.Timeouts.Dial,
-		AckDelay:       c.Timeouts.AckDelay,
-		MaxInFlight:    c.MaxInFlight,
-		SendQueue:      c.SendQueue,
-		StreamsPerPeer: c.StreamsPer,
-		ReceiverBuffer: c.Buffers.Receiver,
-		PriorityBuffer: c.Buffers.Priority,
-		SenderBuffer:   c.Buffers.Sender,
-		ReusePort:      c.ReusePort,
+		MaxMessageSize:    c.MaxMessage,
+		AckTimeout:        c.Timeouts.Ack,
+		ReadTimeout:       c.Timeouts.Read,
+		WriteTimeout:      c.Timeouts.Write,
+		DialTimeout:       c.Timeouts.Dial,
+		AckDelay:          c.Timeouts.AckDelay,
+		MaxInFlight:       c.MaxInFlight,
+		StreamIdleTimeout: c.Timeouts.StreamIdle,
+		SendQueue:         c.SendQueue,
+		StreamsPerPeer:    c.StreamsPer,
+		ReceiverBuffer:    c.Buffers.Receiver,
+		PriorityBuffer:    c.Buffers.Priority,
+		SenderBuffer:      c.Buffers.Sender,
+		ReusePort:         c.ReusePort,
 	}
 	c.applyRelay(&pc)
 	return pc

@@ -89,6 +89,7 @@ timeouts:
   write: 10s  # one write to a peer
   dial: 10s   # connecting to a peer and opening a stream
   ack_delay: 2ms  # the ack of a request may wait this long to leave with its reply
+  stream_idle: 1m # a message stream that carries nothing this long is closed (the connection stays)
 
 max_message_size: 1048576   # bytes, sent or accepted
 max_in_flight: 64           # sent messages per peer awaiting their ack

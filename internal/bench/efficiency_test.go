@@ -37,7 +37,7 @@ func TestEfficiencyWorkloads(t *testing.T) {
 func TestIdleConnMemory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for _, kind := range []bench.IdleKind{bench.IdleExchange, bench.IdleAckedSend, bench.IdleBareEcho} {
+	for _, kind := range []bench.IdleKind{bench.IdleExchange, bench.IdleExchangeQuiet, bench.IdleAckedSend, bench.IdleBareEcho} {
 		m, err := bench.IdleConnMemory(ctx, kind, 3, 64)
 		if err != nil {
 			t.Fatalf("kind %d: %v", kind, err)

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -25,7 +28,15 @@ const (
 	// IdleBareEcho is one echo round trip between bare go-libp2p hosts, on
 	// a stream closed afterwards: a connection with nothing open on it.
 	IdleBareEcho
+	// IdleExchangeQuiet is IdleExchange measured once the connection has
+	// been idle long enough for its message stream to close
+	// (p2p.Config.StreamIdleTimeout, shortened here to idleStreamTimeout).
+	IdleExchangeQuiet
 )
+
+// idleStreamTimeout is IdleExchangeQuiet's StreamIdleTimeout: short, so
+// that the measurement waits a fraction of a second, not minutes.
+const idleStreamTimeout = 20 * time.Millisecond
 
 // ConnMemory is what each idle connection holds in this process: both of
 // its ends, since both hosts run here.
@@ -52,8 +63,14 @@ func IdleConnMemory(ctx context.Context, kind IdleKind, conns, size int) (ConnMe
 		stop func()
 	)
 	switch kind {
-	case IdleExchange:
-		hub, err := NewHandlerHub(conns, func(c *handler.Config) { c.KeepConnection = true })
+	case IdleExchange, IdleExchangeQuiet:
+		quiet := kind == IdleExchangeQuiet
+		hub, err := NewHandlerHub(conns, func(c *handler.Config) {
+			c.KeepConnection = true
+			if quiet {
+				c.Node.StreamIdleTimeout = idleStreamTimeout
+			}
+		})
 		if err != nil {
 			return ConnMemory{}, err
 		}
@@ -63,7 +80,14 @@ func IdleConnMemory(ctx context.Context, kind IdleKind, conns, size int) (ConnMe
 			}
 			// The peers' side of an exchange ends when the hub's ack of the
 			// reply arrives, after the hub's own Outcome.
-			return hub.AwaitServed(ctx, conns)
+			if err := hub.AwaitServed(ctx, conns); err != nil || !quiet {
+				return err
+			}
+			hosts := []host.Host{hub.Hub.Node().Host()}
+			for _, p := range hub.Peers {
+				hosts = append(hosts, p.Node().Host())
+			}
+			return awaitNoStreams(ctx, hosts, 2*conns)
 		}
 		stop = hub.Close
 	case IdleAckedSend:
@@ -214,4 +238,36 @@ func (h *nodeHub) sendEach(ctx context.Context, size int) error {
 		}
 	}
 	return nil
+}
+
+// awaitNoStreams waits until hosts have no message stream open, and fails
+// if fewer than conns connection ends remain open. There is no event for a
+// stream's end to wait on, so it looks every few milliseconds.
+func awaitNoStreams(ctx context.Context, hosts []host.Host, conns int) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		open, streams := 0, 0
+		for _, h := range hosts {
+			for _, c := range h.Network().Conns() {
+				open++
+				for _, s := range c.GetStreams() {
+					if s.Protocol() == p2p.ProtocolID {
+						streams++
+					}
+				}
+			}
+		}
+		switch {
+		case open < conns:
+			return fmt.Errorf("%d of %d connection ends closed while idle", conns-open, conns)
+		case streams == 0:
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("%d message streams still open: %w", streams, ctx.Err())
+		}
+	}
 }
