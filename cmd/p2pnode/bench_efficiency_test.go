@@ -92,7 +92,7 @@ func TestBenchAllJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("%v: %q", err, r.stdout)
 	}
-	if len(res.Workloads) != 4 || len(res.Scaling) != 1 || len(res.GRPC) != 3 || len(res.Memory) != 2 {
+	if len(res.Workloads) != 4 || len(res.Scaling) != 1 || len(res.GRPC) != 3 || len(res.Memory) != 3 {
 		t.Fatalf("tables %+v", res)
 	}
 	for _, w := range append(append(res.Workloads, res.Scaling...), res.GRPC...) {

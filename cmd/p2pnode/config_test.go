@@ -26,7 +26,7 @@ func TestExampleConfigParses(t *testing.T) {
 		t.Errorf("listen: %v", c.Listen)
 	case c.RateLimit != rateLimitConfig{Burst: 20, Refill: time.Second, Ban: 30 * time.Second}:
 		t.Errorf("rate limit: %+v", c.RateLimit)
-	case c.Timeouts != timeoutsConfig{Ack: 10 * time.Second, Read: 10 * time.Second, Write: 10 * time.Second, Dial: 10 * time.Second, AckDelay: 2 * time.Millisecond}:
+	case c.Timeouts != timeoutsConfig{Ack: 10 * time.Second, Read: 10 * time.Second, Write: 10 * time.Second, Dial: 10 * time.Second, AckDelay: 2 * time.Millisecond, StreamIdle: time.Minute}:
 		t.Errorf("timeouts: %+v", c.Timeouts)
 	case c.MaxMessage != 1<<20 || c.MaxInFlight != 64 || c.SendQueue != 1024 || c.StreamsPer != 4:
 		t.Errorf("limits: %+v", c)
