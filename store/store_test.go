@@ -510,3 +510,25 @@ func TestPebbleFatalFailsLaterCommits(t *testing.T) {
 		t.Errorf("Load after a fatal error: %d records, want 1", len(got))
 	}
 }
+
+// AddIncoming finds a record that has left the memtable for the last level
+// of the tree, where its look-up goes through the tables' bloom filters.
+func TestAddIncomingSeesRecordsInTables(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	closeT(t, s)
+	answered := incoming("peer", 5)
+	answered.Kind, answered.State, answered.Payload, answered.Reply = KindRequest, InAnswered, nil, []byte("reply")
+	commitT(t, s, func(b *Batch) { b.AddIncoming(answered) })
+	if err := s.db.Compact(t.Context(), []byte{0}, []byte{0xff}, true); err != nil {
+		t.Fatal(err)
+	}
+	if m := s.db.Metrics(); m.Levels[6].TablesCount == 0 {
+		t.Fatalf("no table in the last level after a compaction: %s", m)
+	}
+	resent := incoming("peer", 5)
+	resent.Kind = KindRequest
+	commitT(t, s, func(b *Batch) { b.AddIncoming(resent) })
+	if got := loadT(t, s).Incoming; !reflect.DeepEqual(got, []Incoming{answered}) {
+		t.Fatalf("AddIncoming overwrote a record in a table: %+v", got)
+	}
+}
