@@ -24,6 +24,7 @@ type metrics struct {
 	limitIP      map[ratelimit.Reason]prometheus.Counter
 	dropped      prometheus.Counter
 	refusedBy    map[RefusalReason]prometheus.Counter
+	idleClosed   prometheus.Counter
 }
 
 // allReasons lists every Reason a Status or an ack can carry.
@@ -59,7 +60,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		bytesRecv: prometheus.NewCounter(prometheus.CounterOpts(opts("payload_bytes_received_total", "Payload bytes of messages delivered to the application."))),
 		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "ack_latency_seconds",
 			Help: "Time from writing a message to reading its ack.", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18)}),
-		dropped:      prometheus.NewCounter(prometheus.CounterOpts(opts("dropped_total", "Received messages dropped because the Receiver buffer was full."))),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts(opts("dropped_total", "Received messages dropped because the Receiver buffer was full."))),
+		idleClosed: prometheus.NewCounter(prometheus.CounterOpts(opts("streams_idle_closed_total",
+			"Message streams this node closed after they carried nothing for StreamIdleTimeout (their connection stays)."))),
 		sent:         make(map[Reason]prometheus.Counter),
 		received:     make(map[Reason]prometheus.Counter),
 		misbehaviour: make(map[ratelimit.Reason]prometheus.Counter),
@@ -79,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.limitPeer[r] = limitVec.WithLabelValues("peer", r.String())
 		m.limitIP[r] = limitVec.WithLabelValues("ip", r.String())
 	}
-	for _, c := range []prometheus.Collector{m.peers, sentVec, recvVec, m.bytesSent, m.bytesRecv, m.ackLatency, misVec, limitVec, refusedVec, m.dropped} {
+	for _, c := range []prometheus.Collector{m.peers, sentVec, recvVec, m.bytesSent, m.bytesRecv, m.ackLatency, misVec, limitVec, refusedVec, m.dropped, m.idleClosed} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("p2p: register metrics (one node per registry, or wrap it with prometheus.WrapRegistererWith): %w", err)
 		}
@@ -154,5 +157,11 @@ func (m *metrics) refused(r RefusalReason) {
 		if c := m.refusedBy[r]; c != nil {
 			c.Inc()
 		}
+	}
+}
+
+func (m *metrics) streamIdleClosed() {
+	if m != nil {
+		m.idleClosed.Inc()
 	}
 }

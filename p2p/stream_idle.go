@@ -49,5 +49,6 @@ func (st *msgStream) checkIdle() {
 		st.idle.Reset(st.n.cfg.StreamIdleTimeout)
 		return
 	}
+	st.n.metrics.streamIdleClosed()
 	st.drain(st.n.drainWait())
 }

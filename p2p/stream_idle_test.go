@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protodelim"
 
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
@@ -22,7 +23,8 @@ import (
 func TestIdleStreamClosed(t *testing.T) {
 	ia, ir := tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ir)
-	a := tu.Node(t, ia, list, func(c *p2p.Config) { c.StreamIdleTimeout = 20 * time.Millisecond })
+	reg := prometheus.NewRegistry()
+	a := tu.Node(t, ia, list, func(c *p2p.Config) { c.StreamIdleTimeout = 20 * time.Millisecond; c.Metrics = reg })
 	raw := tu.RawHost(t, ir.Key, "127.0.0.1")
 	ended := make(chan error, 4)
 	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) {
@@ -60,6 +62,9 @@ func TestIdleStreamClosed(t *testing.T) {
 		if len(raw.Network().ConnsToPeer(ia.ID)) == 0 {
 			t.Fatal("the connection closed with the idle stream")
 		}
+	}
+	if got := metricValue(t, reg, "bitvmx_p2p_streams_idle_closed_total", nil); got != 2 {
+		t.Errorf("bitvmx_p2p_streams_idle_closed_total = %v, want 2", got)
 	}
 }
 
