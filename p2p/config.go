@@ -36,6 +36,9 @@ const (
 	// MaxAckDelay bounds Config.AckDelay well under any sensible ack
 	// timeout of the peers.
 	MaxAckDelay = 100 * time.Millisecond
+	// MinStreamIdleTimeout bounds a positive Config.StreamIdleTimeout from
+	// below: a stream must outlive the writes that open it.
+	MinStreamIdleTimeout = 10 * time.Millisecond
 )
 
 // Config configures a Node. Only Key and Allowlist are required; every other
@@ -91,8 +94,8 @@ type Config struct {
 	// before the node closes it, gracefully (docs/PROTOCOL.md §4.1): it
 	// closes between one and two timeouts after its last message, and the
 	// connection stays open; the next message opens a new stream. An idle
-	// stream costs a goroutine at each end and its buffers. Default 1m;
-	// negative: never.
+	// stream costs a goroutine at each end and its buffers. Default 1m,
+	// at least MinStreamIdleTimeout; negative: never.
 	StreamIdleTimeout time.Duration
 
 	// ReceiverBuffer, PriorityBuffer and SenderBuffer size the three
@@ -196,8 +199,11 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&c.SendQueue, DefaultSendQueue)
 	setDefault(&c.StreamsPerPeer, DefaultStreamsPerPeer)
-	if c.StreamIdleTimeout == 0 {
+	switch {
+	case c.StreamIdleTimeout == 0:
 		c.StreamIdleTimeout = DefaultStreamIdleTimeout
+	case c.StreamIdleTimeout > 0 && c.StreamIdleTimeout < MinStreamIdleTimeout:
+		return c, fmt.Errorf("p2p: StreamIdleTimeout %s is under the minimum of %s", c.StreamIdleTimeout, MinStreamIdleTimeout)
 	}
 	setDefault(&c.ReceiverBuffer, DefaultReceiverBuffer)
 	setDefault(&c.PriorityBuffer, DefaultPriorityBuffer)

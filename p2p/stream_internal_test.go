@@ -56,6 +56,34 @@ func TestAckDelayBounds(t *testing.T) {
 	}
 }
 
+func TestStreamIdleTimeoutBounds(t *testing.T) {
+	key, err := GenerateKey(Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := allowlist.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		set, want time.Duration
+		ok        bool
+	}{
+		{0, DefaultStreamIdleTimeout, true},
+		{-1, -1, true},
+		{MinStreamIdleTimeout, MinStreamIdleTimeout, true},
+		{time.Millisecond, 0, false},
+	} {
+		got, err := Config{Key: key, Allowlist: list, StreamIdleTimeout: c.set}.withDefaults()
+		switch {
+		case c.ok && (err != nil || got.StreamIdleTimeout != c.want):
+			t.Errorf("StreamIdleTimeout %s: %s, %v; want %s", c.set, got.StreamIdleTimeout, err, c.want)
+		case !c.ok && err == nil:
+			t.Errorf("StreamIdleTimeout %s was accepted, under the minimum", c.set)
+		}
+	}
+}
+
 // Acks count as answered (for the in-flight limit on receipt) as their
 // bytes are handed to the stream, and not before: a lazy ack held in the
 // buffer still counts as unanswered.

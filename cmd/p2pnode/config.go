@@ -315,6 +315,9 @@ func (c *runConfig) validateValues() error {
 	if c.Timeouts.AckDelay > p2p.MaxAckDelay {
 		return usageErrorf("ack-delay must be at most %s (got %s)", p2p.MaxAckDelay, c.Timeouts.AckDelay)
 	}
+	if v := c.Timeouts.StreamIdle; v > 0 && v < p2p.MinStreamIdleTimeout {
+		return usageErrorf("stream-idle-timeout must be at least %s, or negative for never (got %s)", p2p.MinStreamIdleTimeout, v)
+	}
 	if c.Handler.MaxAttempts < 0 {
 		return usageErrorf("max-attempts must not be negative (got %d)", c.Handler.MaxAttempts)
 	}

@@ -323,6 +323,7 @@ func TestUserErrors(t *testing.T) {
 		{"run negative size", append(run, "--max-message-size", "-1"), "must not be negative"},
 		{"run bad duration", append(run, "--ack-timeout", "soon"), "--ack-timeout"},
 		{"run ack delay too long", append(run, "--ack-delay", "1s"), "ack-delay must be at most 100ms"},
+		{"run stream idle too short", append(run, "--stream-idle-timeout", "1ms"), "stream-idle-timeout must be at least 10ms"},
 		{"run bad log level", append(run, "--log-level", "loud"), `"loud"`},
 		{"allowlist check bad line", []string{"allowlist", "check", bad}, "line 3:"},
 		{"allowlist add bad id", []string{"allowlist", "add", list, "--id", "nope"}, `"nope" is not a peer ID`},
