@@ -47,11 +47,12 @@ type msgStream struct {
 	unsettled atomic.Int32     // frames handed to the settler and not yet acked
 
 	// The peer's frames unanswered, for the in-flight limit on receipt
-	// (docs/PROTOCOL.md §4.6): received counts the Data frames read (reader
-	// only), answered the acks handed to the wire. A frame is unanswered
-	// from its arrival until its ack may have reached the peer: while it is
-	// judged, staged for the settler, queued, or held lazily in bw.
-	received int64
+	// (docs/PROTOCOL.md §4.6): received counts the Data frames read (only
+	// the reader adds; the idle timer reads it), answered the acks handed
+	// to the wire. A frame is unanswered from its arrival until its ack may
+	// have reached the peer: while it is judged, staged for the settler,
+	// queued, or held lazily in bw.
+	received atomic.Int64
 	answered atomic.Int64
 
 	// Write side, stream_write.go.
@@ -199,8 +200,8 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 		return false
 	}
 	*lastID = d.id
-	unanswered := st.received - st.answered.Load()
-	st.received++
+	unanswered := st.received.Load() - st.answered.Load()
+	st.received.Add(1)
 	var (
 		r    pb.Reason
 		wait func() Reason

@@ -11,8 +11,8 @@ package p2p
 // stream.
 //
 // A timer per stream looks every StreamIdleTimeout at what the stream has
-// carried: if neither end wrote a message nor we an ack since the previous
-// look, and no message of ours awaits its ack, the stream is drained. So a
+// carried: if no message went either way since the previous look, and no
+// message of ours awaits its ack, the stream is drained. So a
 // stream closes between one and two timeouts after its last message, and
 // the hot path pays nothing for it (no deadline set per read).
 
@@ -20,7 +20,7 @@ package p2p
 // over a whole timeout, the stream was idle for that long.
 type idleMark struct {
 	sent     uint64 // our Data frames written (nextID)
-	answered int64  // acks we handed to the wire: the peer's frames answered
+	received int64  // the peer's Data frames read
 }
 
 // unseen is the mark before the first look, which no stream matches: a
@@ -41,7 +41,7 @@ func (st *msgStream) checkIdle() {
 		return
 	}
 	st.mu.Lock()
-	mark := idleMark{sent: st.nextID, answered: st.answered.Load()}
+	mark := idleMark{sent: st.nextID, received: st.received.Load()}
 	quiet := mark == st.lastMark && st.head == len(st.pending) && st.unsettled.Load() == 0
 	st.lastMark = mark
 	st.mu.Unlock()

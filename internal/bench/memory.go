@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
-
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
