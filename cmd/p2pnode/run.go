@@ -111,6 +111,10 @@ something the previous run received and never handled has
 one that failed and is kept in the dead letters "dead_lettered":true. A
 data event is printed before the message is marked handled: a crash in
 between prints it again, redelivered, at the next start (at least once).
+A peer's connected event comes before the events of the messages its
+connection carries; its disconnected event may come before the exchange
+event of the exchange that connection ended with (they come from separate
+queues), and a reply before or after its exchange event.
 
 With --dht the node joins the experimental DHT through the --bootstrap
 peers (none: it is a bootstrap node, which others join), publishes its
