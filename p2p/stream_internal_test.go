@@ -32,7 +32,10 @@ func TestHoldsAck(t *testing.T) {
 	}
 }
 
-func TestAckDelayBounds(t *testing.T) {
+// minimalConfig is a Config with only what is required set: a key and an
+// (empty) allowlist.
+func minimalConfig(t *testing.T) Config {
+	t.Helper()
 	key, err := GenerateKey(Ed25519)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +44,11 @@ func TestAckDelayBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := Config{Key: key, Allowlist: list}
+	return Config{Key: key, Allowlist: list}
+}
+
+func TestAckDelayBounds(t *testing.T) {
+	base := minimalConfig(t)
 	c, err := base.withDefaults()
 	if err != nil || c.AckDelay != DefaultAckDelay {
 		t.Fatalf("default: %v, %v", c.AckDelay, err)
@@ -57,14 +64,7 @@ func TestAckDelayBounds(t *testing.T) {
 }
 
 func TestStreamIdleTimeoutBounds(t *testing.T) {
-	key, err := GenerateKey(Ed25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	list, err := allowlist.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := minimalConfig(t)
 	for _, c := range []struct {
 		set, want time.Duration
 		ok        bool
@@ -74,7 +74,9 @@ func TestStreamIdleTimeoutBounds(t *testing.T) {
 		{MinStreamIdleTimeout, MinStreamIdleTimeout, true},
 		{time.Millisecond, 0, false},
 	} {
-		got, err := Config{Key: key, Allowlist: list, StreamIdleTimeout: c.set}.withDefaults()
+		cfg := base
+		cfg.StreamIdleTimeout = c.set
+		got, err := cfg.withDefaults()
 		switch {
 		case c.ok && (err != nil || got.StreamIdleTimeout != c.want):
 			t.Errorf("StreamIdleTimeout %s: %s, %v; want %s", c.set, got.StreamIdleTimeout, err, c.want)
