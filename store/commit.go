@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -168,7 +167,7 @@ func (s *Store) write(group []pending, errs []error) {
 		failAll(fmt.Errorf("store: %s: %w", s.path, fe))
 		return
 	}
-	used, err := s.used()
+	used, err := s.inUse()
 	if err != nil {
 		s.log.Error("commit failed", zap.Error(err))
 		failAll(err)
@@ -180,6 +179,7 @@ func (s *Store) write(group []pending, errs []error) {
 		st := stager{s: s}
 		u := used
 		var part []int // batches in the current pebble batch
+		var partSize int64
 		retry := false
 		for i := range group {
 			b := &group[i].b
@@ -195,7 +195,8 @@ func (s *Store) write(group []pending, errs []error) {
 					failAll(err)
 					return
 				}
-				part = part[:0]
+				s.added(partSize)
+				part, partSize = part[:0], 0
 				used = u // a retry starts from what is committed
 			}
 			if err := st.stage(b.ops); err != nil {
@@ -204,6 +205,7 @@ func (s *Store) write(group []pending, errs []error) {
 				break
 			}
 			part = append(part, i)
+			partSize += b.size
 			u += b.size
 		}
 		if retry {
@@ -215,6 +217,7 @@ func (s *Store) write(group []pending, errs []error) {
 				failAll(err)
 				return
 			}
+			s.added(partSize)
 		}
 		st.close()
 		break
@@ -260,10 +263,13 @@ func (s *Store) commitPart(st *stager, part []int, written []bool) error {
 
 // stager builds the pebble batch of (part of) a group. present tracks the
 // incoming keys earlier batches of the group wrote (true) or deleted
-// (false), which AddIncoming must see as well as the committed state.
+// (false), which AddIncoming must see as well as the committed state; it
+// reads that state through one iterator per pebble batch, since nothing
+// else writes to the store while the committer stages.
 type stager struct {
 	s       *Store
 	b       *pebble.Batch
+	it      *pebble.Iterator
 	present map[string]bool
 }
 
@@ -331,23 +337,40 @@ func (st *stager) exists(k []byte) (bool, error) {
 	if p, ok := st.present[string(k)]; ok {
 		return p, nil
 	}
-	// Not db.Get: it skips the bloom filters of the last level, where a
-	// small store keeps nearly everything, and so reads its blocks for a
-	// key that is nearly always absent.
-	it, err := st.s.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
-	if err != nil {
-		return false, pebbleError(st.s.path, "read", err)
+	if st.it == nil {
+		// Not db.Get: it skips the bloom filters of the last level, where
+		// a small store keeps nearly everything, and so reads its blocks
+		// for a key that is nearly always absent.
+		it, err := st.s.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
+		if err != nil {
+			return false, pebbleError(st.s.path, "read", err)
+		}
+		st.it = it
 	}
-	found := it.SeekPrefixGE(k)
-	if err := it.Close(); err != nil {
+	found := st.it.SeekPrefixGE(k)
+	if err := st.it.Error(); err != nil {
 		return false, pebbleError(st.s.path, "read", err)
 	}
 	return found, nil
 }
 
+// closeIter ends the stager's view of the committed state: a commit changes
+// it.
+func (st *stager) closeIter() error {
+	if st.it == nil {
+		return nil
+	}
+	err := st.it.Close()
+	st.it = nil
+	return err
+}
+
 // commit applies the pebble batch durably and starts afresh.
 func (st *stager) commit() (err error) {
 	defer recoverPebble(st.s.path, &err)
+	if err := st.closeIter(); err != nil {
+		return pebbleError(st.s.path, "read", err)
+	}
 	b := st.b
 	st.b = nil
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -358,6 +381,7 @@ func (st *stager) commit() (err error) {
 
 // close discards what is staged and not committed.
 func (st *stager) close() {
+	_ = st.closeIter()
 	if st.b != nil {
 		_ = st.b.Close()
 		st.b = nil
@@ -368,77 +392,6 @@ func (st *stager) close() {
 // panicked half way through it): left to the garbage collector rather than
 // returned to pebble's pool.
 func (st *stager) drop() {
+	_ = st.closeIter()
 	st.b = nil
-}
-
-// used estimates the bytes of disk the store uses: pebble's files, counting
-// the write-ahead logs by their live records (pebble's WAL.Size, which the
-// files' sizes lag behind) rather than by size, and leaving out the logs it
-// keeps for reuse. The committer is the only writer, so this is the state
-// the group starts from.
-func (s *Store) used() (n int64, err error) {
-	defer recoverPebble(s.path, &err)
-	m := s.db.Metrics()
-	return int64(m.DiskSpaceUsage() - m.WAL.PhysicalSize - m.WAL.ObsoletePhysicalSize + m.WAL.Size), nil
-}
-
-func (s *Store) fullError(used int64) error {
-	return &fileError{kind: ErrFull, path: s.path, phrase: "is full",
-		detail: fmt.Sprintf("%d bytes in use, limit %d", used, s.maxBytes)}
-}
-
-// Reclaiming. Deleted records free disk space only once a compaction drops
-// them with their tombstones; pebble compacts on its own as writes go on,
-// but a full store takes no writes but deletes, which alone may never fill
-// a memtable. So the committer wakes the reclaimer when the store is full
-// and records were deleted since the last reclaim (or, for a store that was
-// not new at Open, once): it flushes the memtable and compacts every key.
-// Reclaims are spaced by four times the previous one's duration, so that a
-// store full of live records spends at most a fifth of its disk time on
-// them.
-
-// kickReclaim asks the reclaimer for a reclaim, without waiting.
-func (s *Store) kickReclaim() {
-	select {
-	case s.reclaimKick <- struct{}{}:
-	default: // one is pending already
-	}
-}
-
-// reclaimer runs reclaims when kicked, until ctx is cancelled (by Close,
-// once the committer has stopped).
-func (s *Store) reclaimer(ctx context.Context) {
-	defer close(s.reclaimDone)
-	var next time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.reclaimKick:
-		}
-		if wait := time.Until(next); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		start := time.Now()
-		err := s.reclaim(ctx)
-		took := time.Since(start)
-		next = time.Now().Add(4 * took)
-		switch {
-		case err == nil:
-			s.log.Info("store compacted to reclaim deleted records", zap.Duration("took", took))
-		case ctx.Err() == nil:
-			s.log.Error("reclaim failed", zap.Error(err))
-		}
-	}
-}
-
-func (s *Store) reclaim(ctx context.Context) (err error) {
-	defer recoverPebble(s.path, &err)
-	return s.db.Compact(ctx, []byte{0}, []byte{0xff}, false)
 }

@@ -89,6 +89,7 @@ type Store struct {
 
 	// Committer-only state.
 	scratch    []byte // key buffer
+	usage      usage  // the disk in use, for the size cap (usage.go)
 	reclaimDue bool   // records were deleted since the last reclaim
 
 	reclaimKick   chan struct{}      // wakes the reclaimer, capacity 1
@@ -117,6 +118,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		log:         opts.Logger.With(zap.String("path", path)),
 		maxBytes:    opts.MaxBytes,
 		want:        1,
+		usage:       usage{maxAge: usageMaxAge},
 		wake:        make(chan struct{}, 1),
 		lingerFor:   opts.lingerFor,
 		stopped:     make(chan struct{}),
