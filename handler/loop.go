@@ -87,6 +87,7 @@ func (h *Handler) step(in *inputs) bool {
 		h.observe(ev)
 		h.mu.Lock()
 		h.nodeEvent(ev)
+		return h.drainData(in)
 	case ev, ok := <-in.prio:
 		if !ok {
 			in.prio = nil
@@ -122,6 +123,50 @@ func (h *Handler) step(in *inputs) bool {
 		return false
 	}
 	defer h.mu.Unlock()
+	if h.afterInput() {
+		h.exited = true
+		return false
+	}
+	return true
+}
+
+// maxDrain bounds the node events one wake of the loop takes, so that
+// timers and commands are not kept waiting behind a busy node.
+const maxDrain = 64
+
+// drainData applies the node events already waiting after the one step
+// took, without going back to the select for each: under load the events
+// queue up, and a select over every input for each one costs more than the
+// event. It stops at maxDrain, when the channel is empty, and when the
+// application falls behind (paused). The caller holds mu; drainData
+// releases it.
+func (h *Handler) drainData(in *inputs) bool {
+	defer h.mu.Unlock()
+	for range maxDrain {
+		if h.afterInput() {
+			h.exited = true
+			return false
+		}
+		if h.paused {
+			return true
+		}
+		var ev p2p.Event
+		select {
+		case e, ok := <-in.data:
+			if !ok {
+				return true // step sees it closed next time
+			}
+			ev = e
+		default:
+			return true
+		}
+		if h.cfg.Observe != nil {
+			h.mu.Unlock()
+			h.observe(ev)
+			h.mu.Lock()
+		}
+		h.nodeEvent(ev)
+	}
 	if h.afterInput() {
 		h.exited = true
 		return false
