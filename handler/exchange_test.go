@@ -88,11 +88,14 @@ func TestAllToAll(t *testing.T) {
 	hs := make([]*handler.Handler, n)
 	for i := range hs {
 		// The default attempts and base backoff, not the test's fast ones:
-		// 90 simultaneous two-way exchanges make each pair close
-		// connections the other is about to use, and resends 10-50 ms
-		// apart could all land in one such close on a loaded machine
-		// (test-stress failed so, 5 attempts in 21 s, all reset). The
-		// maximum is kept short so a failure still shows within the wait.
+		// on a loaded machine a request can take longer than the peer's
+		// linger to arrive, the peer then closes the connection it is
+		// about to use, and resends 10-50 ms apart could all land in such
+		// closes (test-stress failed so, 5 attempts in 21 s, all reset).
+		// The maximum is kept short so a failure still shows within the
+		// wait. On an idle machine no exchange needs a resend: about one
+		// in four did while a queued message could stay unflushed (p2p's
+		// TestQueuedMessageFlushedBeforeOneOnAnotherStream).
 		hs[i] = newHandler(t, ids[i], list, handler.WithRetry(handler.DefaultMaxAttempts, handler.DefaultBackoffBase, time.Second))
 	}
 	// Each node answers with "<its index>:<request>", records what it saw,

@@ -108,11 +108,28 @@ func (ps *peerSender) next() (m *outMsg, ok bool) {
 	return m, true
 }
 
-// backlog is how many messages wait behind the one being written.
-func (ps *peerSender) backlog() int {
+// lastOn reports whether the message about to be written on st must be
+// flushed with it: nothing waits behind it, or the next message goes on
+// another stream (its SendMsg.Via, a reply on its request's stream, or
+// ours when this one went by Via), whose flush would leave st's buffer
+// unwritten. Otherwise the next message's write flushes both. Only the
+// peer's goroutine takes from the queue, so the head it sees is the next
+// message it writes. The caller holds ps.mu.
+func (ps *peerSender) lastOn(st *msgStream) bool {
 	ps.qmu.Lock()
-	defer ps.qmu.Unlock()
-	return len(ps.q)
+	var head *outMsg
+	if len(ps.q) > 0 {
+		head = ps.q[0]
+	}
+	ps.qmu.Unlock()
+	if head == nil {
+		return true
+	}
+	next := ps.via(head)
+	if next == nil {
+		next = ps.stream()
+	}
+	return next != st
 }
 
 // stream is the stream to write to: the current one while it lasts, then
@@ -177,7 +194,7 @@ func (ps *peerSender) run() {
 // deliver writes one queued message, opening a stream (and dialing) first if
 // needed. The caller holds ps.mu.
 func (ps *peerSender) deliver(m *outMsg) {
-	if st := ps.via(m); st != nil && st.send(m, ps.backlog() == 0) {
+	if st := ps.via(m); st != nil && st.send(m, ps.lastOn(st)) {
 		return
 	}
 	// A stream that died before m was written is replaced once; a second
@@ -191,7 +208,7 @@ func (ps *peerSender) deliver(m *outMsg) {
 			}
 			ps.st = st
 		}
-		if ps.st.send(m, ps.backlog() == 0) {
+		if ps.st.send(m, ps.lastOn(ps.st)) {
 			return
 		}
 		if attempt > 0 {
