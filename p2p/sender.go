@@ -227,27 +227,34 @@ func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 	defer cancel()
 	ctx = network.WithAllowLimitedConn(ctx, "relayed connections carry messages") // relay.go
-	dialed := false
-	if c := n.host.Network().Connectedness(ps.peer); c != network.Connected && c != network.Limited {
+	dial := func() error {
 		if m.Addr != nil {
 			n.host.Peerstore().AddAddr(ps.peer, m.Addr, peerstore.TempAddrTTL)
 		}
 		if len(n.host.Peerstore().Addrs(ps.peer)) == 0 {
-			return nil, errNotConnected
+			return errNotConnected
 		}
 		n.clearBackoff(ps.peer)
-		if err := n.host.Connect(ctx, peer.AddrInfo{ID: ps.peer}); err != nil {
+		return n.dialPeer(ctx, ps.peer)
+	}
+	dialed := false
+	if c := n.host.Network().Connectedness(ps.peer); c != network.Connected && c != network.Limited {
+		if err := dial(); err != nil {
 			return nil, err
 		}
 		dialed = true
 	}
-	sctx := ctx
-	if dialed {
-		// NewStream would dial again if the peer has closed the connection
-		// just made, and a peer refusing us would be charged twice.
-		sctx = network.WithNoDial(ctx, "just dialed")
+	s, err := n.openStream(ctx, ps.peer)
+	if err != nil && !dialed && errors.Is(err, network.ErrNoConn) && ctx.Err() == nil {
+		// The connection closed since we looked: dial once. Not after a
+		// dial of our own: a peer closing the connection just made is
+		// refusing us, and a second dial would be charged twice.
+		if err := dial(); err != nil {
+			return nil, err
+		}
+		dialed = true
+		s, err = n.openStream(ctx, ps.peer)
 	}
-	s, err := n.host.NewStream(sctx, ps.peer, ProtocolID)
 	if err != nil {
 		if dialed && ctx.Err() == nil && closedByPeer(n, ps.peer, err) {
 			return nil, &ClosedAtHandshakeError{Self: n.ID(), Peer: ps.peer, Err: err}
@@ -255,6 +262,7 @@ func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 		return nil, err
 	}
 	st := n.newMsgStream(s, false)
+	st.dialed = dialed
 	n.streams.add(st, 0)
 	n.wg.Add(1)
 	go func() {

@@ -32,6 +32,7 @@ type msgStream struct {
 	ip      netip.Addr
 	s       network.Stream
 	inbound bool          // the peer opened it
+	dialed  bool          // opened on a connection dialed for it (stream_open.go)
 	dead    chan struct{} // closed when the stream ends
 	gone    chan struct{} // closed once it has ended: acks flushed, stream closed or reset
 
@@ -308,6 +309,15 @@ func (st *msgStream) readFailed(err error) {
 		// failed because of it, not because of the peer.
 	case errors.Is(err, io.EOF):
 		st.end(ReasonConnectionLost, errors.New("peer closed the stream"), true)
+	case errNotSpoken(err):
+		// Our proposal of the protocol, refused (stream_open.go): as a
+		// failed dial, and no misbehaviour.
+		st.fail(ReasonDialFailed, fmt.Errorf("the peer does not speak %s: %w", ProtocolID, err))
+	case st.dialed && unanswered(err) && closedByPeer(n, st.peer, err):
+		// The connection dialed for this stream closed before the peer
+		// answered the proposal: what a peer whose gater refuses us does
+		// once the handshake is over.
+		st.fail(ReasonDialFailed, &ClosedAtHandshakeError{Self: n.ID(), Peer: st.peer, Err: err})
 	case frameTooLarge(err):
 		// The body is not read: it may be as large as the prefix claims.
 		st.refuse(ratelimit.OversizedMessage, pb.Reason_TOO_LARGE, err)

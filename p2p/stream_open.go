@@ -1,0 +1,160 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
+)
+
+// Dialing and opening a message stream. go-libp2p's Host.Connect and
+// Host.NewStream both wait for identify to finish on the connection (a
+// round trip, and the check of the peer's signed record), NewStream to
+// learn whether the peer speaks the protocol before it proposes it with
+// the stream's first bytes. Nothing here needs what identify tells, so the
+// node dials the network directly and proposes at once: the first frame
+// leaves with the proposal, as soon as the connection is up. Identify still
+// runs, beside it. A peer that does not speak the protocol refuses it, and
+// the stream's first read fails with errNotSpoken (readFailed).
+
+// proposalTimeout bounds Close's wait for the peer's answer to a proposal
+// that nothing read (go-libp2p's own figure for the same wait).
+const proposalTimeout = 10 * time.Second
+
+// dialPeer connects to p at the addresses in the peerstore, unless a
+// connection is up already.
+func (n *Node) dialPeer(ctx context.Context, p peer.ID) error {
+	if _, err := n.host.Network().DialPeer(ctx, p); err != nil {
+		return fmt.Errorf("failed to dial: %w", err)
+	}
+	return nil
+}
+
+// openStream opens a message stream on a connection to p that is already
+// up; it does not dial.
+func (n *Node) openStream(ctx context.Context, p peer.ID) (network.Stream, error) {
+	s, err := n.host.Network().NewStream(network.WithNoDial(ctx, "connected already"), p)
+	if err != nil {
+		return nil, fmt.Errorf("open a stream: %w", err)
+	}
+	if err := s.SetProtocol(ProtocolID); err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("open a stream: %w", err)
+	}
+	return &proposedStream{Stream: s, rw: msmux.NewMSSelect(s, protocol.ID(ProtocolID)), written: make(chan struct{})}, nil
+}
+
+// proposedStream is a stream whose protocol proposal leaves with its first
+// write and whose answer is read by its first read.
+type proposedStream struct {
+	network.Stream
+	rw       io.ReadWriteCloser
+	answered bool // the peer accepted the proposal; only the reader uses it
+	// written is closed by the first write, or the end of the stream: the
+	// reader, which starts with the stream, waits for it, since a read
+	// before any write would send the proposal alone.
+	written   chan struct{}
+	writeOnce sync.Once
+}
+
+// Read reads the answer to the proposal first: a read that fails before
+// it is answered returns an unansweredError.
+func (s *proposedStream) Read(b []byte) (int, error) {
+	if !s.answered {
+		<-s.written
+		// A read of nothing reads the answer alone (go-multistream).
+		if _, err := s.rw.Read(nil); err != nil {
+			return 0, &unansweredError{err}
+		}
+		s.answered = true
+	}
+	return s.rw.Read(b)
+}
+
+func (s *proposedStream) Write(b []byte) (int, error) {
+	n, err := s.rw.Write(b)
+	s.wrote()
+	return n, err
+}
+
+func (s *proposedStream) wrote() { s.writeOnce.Do(func() { close(s.written) }) }
+
+// SetReadDeadline also releases a reader waiting for the first write: a
+// drain wakes the reader with a deadline (drain.go).
+func (s *proposedStream) SetReadDeadline(t time.Time) error {
+	err := s.Stream.SetReadDeadline(t)
+	s.wrote()
+	return err
+}
+
+// SetDeadline, like SetReadDeadline.
+func (s *proposedStream) SetDeadline(t time.Time) error {
+	err := s.Stream.SetDeadline(t)
+	s.wrote()
+	return err
+}
+
+// Reset also releases a reader waiting for the first write.
+func (s *proposedStream) Reset() error {
+	err := s.Stream.Reset()
+	s.wrote()
+	return err
+}
+
+// ResetWithError also releases a reader waiting for the first write.
+func (s *proposedStream) ResetWithError(code network.StreamErrorCode) error {
+	err := s.Stream.ResetWithError(code)
+	s.wrote()
+	return err
+}
+
+// Close reads the answer to the proposal if nothing has, as the protocol
+// needs; the deadline bounds that wait.
+func (s *proposedStream) Close() error {
+	_ = s.Stream.SetReadDeadline(time.Now().Add(proposalTimeout))
+	err := s.rw.Close()
+	s.wrote()
+	return err
+}
+
+// CloseWrite sends the proposal first if nothing was written.
+func (s *proposedStream) CloseWrite() error {
+	if f, ok := s.rw.(interface{ Flush() error }); ok {
+		_ = f.Flush()
+	}
+	s.wrote()
+	return s.Stream.CloseWrite()
+}
+
+// errNotSpoken reports a peer that refused the message protocol on a stream
+// this node opened: it does not speak /bitvmx/msg/2.0.0 (another program on
+// the peer's key and address, or a future version without this one). The
+// refusal reads as multistream-select's "na", or, when the peer's
+// go-libp2p took the frame after the proposal for a second proposal, as
+// its reset of the stream with the code for a failed negotiation.
+func errNotSpoken(err error) bool {
+	var se *network.StreamError
+	return errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}) ||
+		errors.As(err, &se) && se.Remote && se.ErrorCode == network.StreamProtocolNegotiationFailed
+}
+
+// unansweredError is a stream's read that failed before the peer answered
+// the proposal of the protocol: the peer never handed the stream to a
+// protocol handler.
+type unansweredError struct{ err error }
+
+func (e *unansweredError) Error() string { return e.err.Error() }
+func (e *unansweredError) Unwrap() error { return e.err }
+
+// unanswered reports an error read before the proposal was answered.
+func unanswered(err error) bool {
+	var u *unansweredError
+	return errors.As(err, &u)
+}

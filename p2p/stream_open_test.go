@@ -1,0 +1,65 @@
+package p2p_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
+	"github.com/prometheus/client_golang/prometheus"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// §1, §4.1: the node proposes the message protocol with its stream's first
+// frame, without waiting for identify. A peer whose identify never answers
+// (it reads the request and holds the stream) still gets the message at
+// once; go-libp2p's Host.NewStream would wait for that identify until the
+// dial timeout and fail the message.
+func TestFirstMessageDoesNotWaitForIdentify(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	// The dial timeout is shorter than the test's wait, so a node that
+	// waited for identify would fail the message within it.
+	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib), func(c *p2p.Config) { c.DialTimeout = tu.Timeout / 3 })
+	raw := newRawAcker(t, ia, nil)
+	var mu sync.Mutex
+	var held []network.Stream
+	raw.host.SetStreamHandler(identify.ID, func(s network.Stream) {
+		mu.Lock()
+		defer mu.Unlock()
+		held = append(held, s)
+	})
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range held {
+			s.Reset()
+		}
+	})
+
+	b.Sender() <- p2p.SendMsg{Peer: ia.ID, Addr: raw.host.Addrs()[0], ID: 1, Data: []byte("to you")}
+	if st := tu.Next[p2p.Status](t, b.Receiver()); !st.OK {
+		t.Fatalf("status %+v: the message waited for identify", st)
+	}
+}
+
+// A peer that refuses the message protocol (it speaks libp2p but not
+// /bitvmx/msg/2.0.0) fails the message as a failed dial, read from the
+// answer to the proposal, and is charged nothing.
+func TestPeerNotSpeakingTheProtocol(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	reg := prometheus.NewRegistry()
+	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib), func(c *p2p.Config) { c.Metrics = reg })
+	raw := tu.RawHost(t, ia.Key, "127.0.0.1") // serves identify, not the message protocol
+
+	b.Sender() <- p2p.SendMsg{Peer: ia.ID, Addr: raw.Addrs()[0], ID: 1, Data: []byte("to you")}
+	st := tu.Next[p2p.Status](t, b.Receiver())
+	if st.Reason != p2p.ReasonDialFailed || st.Err == nil || !strings.Contains(st.Err.Error(), "does not speak") {
+		t.Fatalf("status %+v (%v), want dial_failed: the peer does not speak the protocol", st, st.Err)
+	}
+	if got := metricValue(t, reg, "bitvmx_p2p_misbehaviour_total", nil); got != 0 {
+		t.Errorf("the peer was charged %v tokens", got)
+	}
+}
