@@ -153,3 +153,30 @@ func BenchmarkHubExchanges32(b *testing.B) {
 	}
 	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/exchange")
 }
+
+// The round-trip workload runs and stops everything it started; no speed
+// is asserted.
+func TestDialedRoundTrips(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ours, bare, err := bench.DialedRoundTrips(ctx, 2, time.Millisecond)
+	if err != nil || ours <= 0 || bare <= 0 {
+		t.Fatalf("%v, %v, %v", ours, bare, err)
+	}
+}
+
+// BenchmarkDialedRoundTrips counts the round trips a dialed exchange waits
+// for (the handler's default), against go-libp2p's connect and echo,
+// through a proxy that delays each direction by 5 ms (loopback has no
+// delay to speak of). The proxy's own TCP handshake is not delayed: on a
+// real network add one round trip to both.
+//
+//	go test -run '^$' -bench DialedRoundTrips -benchtime 20x ./internal/bench/
+func BenchmarkDialedRoundTrips(b *testing.B) {
+	ours, bare, err := bench.DialedRoundTrips(context.Background(), b.N, 5*time.Millisecond)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(ours, "round-trips/exchange")
+	b.ReportMetric(bare, "bare-round-trips/exchange")
+}
