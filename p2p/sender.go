@@ -227,34 +227,34 @@ func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 	defer cancel()
 	ctx = network.WithAllowLimitedConn(ctx, "relayed connections carry messages") // relay.go
-	dial := func() error {
+	dial := func() (network.Conn, error) {
 		if m.Addr != nil {
 			n.host.Peerstore().AddAddr(ps.peer, m.Addr, peerstore.TempAddrTTL)
 		}
 		if len(n.host.Peerstore().Addrs(ps.peer)) == 0 {
-			return errNotConnected
+			return nil, errNotConnected
 		}
 		n.clearBackoff(ps.peer)
 		return n.dialPeer(ctx, ps.peer)
 	}
-	dialed := false
+	var conn network.Conn // the connection dialed for this stream, if any
 	if c := n.host.Network().Connectedness(ps.peer); c != network.Connected && c != network.Limited {
-		if err := dial(); err != nil {
+		var err error
+		if conn, err = dial(); err != nil {
 			return nil, err
 		}
-		dialed = true
 	}
-	s, err := n.openStream(ctx, ps.peer)
-	if err != nil && !dialed && errors.Is(err, network.ErrNoConn) && ctx.Err() == nil {
+	s, err := n.openStream(ctx, ps.peer, conn)
+	if err != nil && conn == nil && errors.Is(err, network.ErrNoConn) && ctx.Err() == nil {
 		// The connection closed since we looked: dial once. Not after a
 		// dial of our own: a peer closing the connection just made is
 		// refusing us, and a second dial would be charged twice.
-		if err := dial(); err != nil {
+		if conn, err = dial(); err != nil {
 			return nil, err
 		}
-		dialed = true
-		s, err = n.openStream(ctx, ps.peer)
+		s, err = n.openStream(ctx, ps.peer, conn)
 	}
+	dialed := conn != nil
 	if err != nil {
 		if dialed && ctx.Err() == nil && closedByPeer(n, ps.peer, err) {
 			return nil, &ClosedAtHandshakeError{Self: n.ID(), Peer: ps.peer, Err: err}

@@ -313,10 +313,11 @@ func (st *msgStream) readFailed(err error) {
 		// Our proposal of the protocol, refused (stream_open.go): as a
 		// failed dial, and no misbehaviour.
 		st.fail(ReasonDialFailed, fmt.Errorf("the peer does not speak %s: %w", ProtocolID, err))
-	case st.dialed && unanswered(err) && closedByPeer(n, st.peer, err):
+	case st.dialed && unanswered(err) && st.s.Conn().IsClosed():
 		// The connection dialed for this stream closed before the peer
 		// answered the proposal: what a peer whose gater refuses us does
-		// once the handshake is over.
+		// once the handshake is over. (A peer that resets only the stream
+		// may do it before its answer reaches us: that is a stream lost.)
 		st.fail(ReasonDialFailed, &ClosedAtHandshakeError{Self: n.ID(), Peer: st.peer, Err: err})
 	case frameTooLarge(err):
 		// The body is not read: it may be as large as the prefix claims.

@@ -29,18 +29,27 @@ import (
 const proposalTimeout = 10 * time.Second
 
 // dialPeer connects to p at the addresses in the peerstore, unless a
-// connection is up already.
-func (n *Node) dialPeer(ctx context.Context, p peer.ID) error {
-	if _, err := n.host.Network().DialPeer(ctx, p); err != nil {
-		return fmt.Errorf("failed to dial: %w", err)
+// connection is up already, and returns the connection.
+func (n *Node) dialPeer(ctx context.Context, p peer.ID) (network.Conn, error) {
+	c, err := n.host.Network().DialPeer(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("failed to dial: %w", err)
 	}
-	return nil
+	return c, nil
 }
 
-// openStream opens a message stream on a connection to p that is already
-// up; it does not dial.
-func (n *Node) openStream(ctx context.Context, p peer.ID) (network.Stream, error) {
-	s, err := n.host.Network().NewStream(network.WithNoDial(ctx, "connected already"), p)
+// openStream opens a message stream on c, the connection just dialed, or
+// with c nil on the best connection to p that is already up; it does not
+// dial. The dialed connection, not another one the peer may have dialed
+// meanwhile: the peer's end of it is up once the first frame is acked.
+func (n *Node) openStream(ctx context.Context, p peer.ID, c network.Conn) (network.Stream, error) {
+	var s network.Stream
+	var err error
+	if c != nil {
+		s, err = c.NewStream(ctx)
+	} else {
+		s, err = n.host.Network().NewStream(network.WithNoDial(ctx, "connected already"), p)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open a stream: %w", err)
 	}
