@@ -307,18 +307,19 @@ func (st *msgStream) readFailed(err error) {
 	case st.ended():
 		// Ended here (an ack timeout, a failed write, Close): the read
 		// failed because of it, not because of the peer.
-	case errors.Is(err, io.EOF):
-		st.end(ReasonConnectionLost, errors.New("peer closed the stream"), true)
 	case errNotSpoken(err):
 		// Our proposal of the protocol, refused (stream_open.go): as a
 		// failed dial, and no misbehaviour.
 		st.fail(ReasonDialFailed, fmt.Errorf("the peer does not speak %s: %w", ProtocolID, err))
 	case st.dialed && unanswered(err) && st.s.Conn().IsClosed():
-		// The connection dialed for this stream closed before the peer
-		// answered the proposal: what a peer whose gater refuses us does
-		// once the handshake is over. (A peer that resets only the stream
-		// may do it before its answer reaches us: that is a stream lost.)
+		// The connection dialed for this stream closed (its end read, or a
+		// reset) before the peer answered the proposal: what a peer whose
+		// gater refuses us does once the handshake is over. (A peer that
+		// resets only the stream may do it before its answer reaches us:
+		// that is a stream lost, below.)
 		st.fail(ReasonDialFailed, &ClosedAtHandshakeError{Self: n.ID(), Peer: st.peer, Err: err})
+	case errors.Is(err, io.EOF):
+		st.end(ReasonConnectionLost, errors.New("peer closed the stream"), true)
 	case frameTooLarge(err):
 		// The body is not read: it may be as large as the prefix claims.
 		st.refuse(ratelimit.OversizedMessage, pb.Reason_TOO_LARGE, err)
