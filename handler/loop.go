@@ -136,10 +136,10 @@ const maxDrain = 64
 
 // drainData applies the node events already waiting after the one step
 // took, without going back to the select for each: under load the events
-// queue up, and a select over every input for each one costs more than the
-// event. It stops at maxDrain, when the channel is empty, and when the
-// application falls behind (paused). The caller holds mu; drainData
-// releases it.
+// queue up, and a select over every input (locking each channel) for each
+// one was a few per cent of the CPU per exchange with 32 peers. It stops at
+// maxDrain, when the channel is empty, and when the application falls
+// behind (paused). The caller holds mu; drainData releases it.
 func (h *Handler) drainData(in *inputs) bool {
 	defer h.mu.Unlock()
 	for range maxDrain {
