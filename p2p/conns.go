@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -24,6 +25,29 @@ type connTracker struct {
 	mu    sync.Mutex
 	count map[peer.ID]int
 	seen  map[network.Conn]struct{}
+	acc   map[network.Conn]*atomic.Bool // accepted, for open connections
+}
+
+// accepted returns the flag that says whether the peer has accepted c: it
+// opened a stream on it, or answered one of ours. A connection this node
+// dialed that closes before that was refused at the handshake (its
+// gater), which readFailed reports as such. Streams keep the flag; it
+// leaves the tracker with the connection.
+func (t *connTracker) accepted(c network.Conn) *atomic.Bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.IsClosed() {
+		return new(atomic.Bool) // its Disconnected may have come already
+	}
+	if t.acc == nil {
+		t.acc = make(map[network.Conn]*atomic.Bool)
+	}
+	a := t.acc[c]
+	if a == nil {
+		a = new(atomic.Bool)
+		t.acc[c] = a
+	}
+	return a
 }
 
 func (t *connTracker) Connected(_ network.Network, c network.Conn) {
@@ -49,6 +73,7 @@ func (t *connTracker) Connected(_ network.Network, c network.Conn) {
 func (t *connTracker) Disconnected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
 	t.mu.Lock()
+	delete(t.acc, c)
 	if _, ok := t.seen[c]; !ok {
 		t.mu.Unlock()
 		return

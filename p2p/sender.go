@@ -262,7 +262,6 @@ func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 		return nil, err
 	}
 	st := n.newMsgStream(s, false)
-	st.dialed = dialed
 	n.streams.add(st, 0)
 	n.wg.Add(1)
 	go func() {

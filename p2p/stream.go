@@ -31,10 +31,12 @@ type msgStream struct {
 	peer    peer.ID
 	ip      netip.Addr
 	s       network.Stream
-	inbound bool          // the peer opened it
-	dialed  bool          // opened on a connection dialed for it (stream_open.go)
-	dead    chan struct{} // closed when the stream ends
-	gone    chan struct{} // closed once it has ended: acks flushed, stream closed or reset
+	inbound bool // the peer opened it
+	// accepted says whether the peer has accepted the stream's connection
+	// (connTracker.accepted), shared by its streams.
+	accepted *atomic.Bool
+	dead     chan struct{} // closed when the stream ends
+	gone     chan struct{} // closed once it has ended: acks flushed, stream closed or reset
 
 	// Ending the stream for a DisconnectFrom or Close, drain.go.
 	draining  atomic.Bool
@@ -91,14 +93,15 @@ type msgStream struct {
 
 func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 	st := &msgStream{
-		n:       n,
-		peer:    s.Conn().RemotePeer(),
-		ip:      remoteIP(s.Conn()),
-		s:       s,
-		inbound: inbound,
-		dead:    make(chan struct{}),
-		gone:    make(chan struct{}),
-		slots:   make(chan struct{}, n.cfg.MaxInFlight),
+		n:        n,
+		peer:     s.Conn().RemotePeer(),
+		ip:       remoteIP(s.Conn()),
+		s:        s,
+		inbound:  inbound,
+		accepted: n.conns.accepted(s.Conn()),
+		dead:     make(chan struct{}),
+		gone:     make(chan struct{}),
+		slots:    make(chan struct{}, n.cfg.MaxInFlight),
 	}
 	st.ww = wireWriter{st, s}
 	st.timer = time.AfterFunc(time.Hour, st.checkTimeout)
@@ -136,9 +139,13 @@ func (st *msgStream) serve() {
 	rd := &lazyReader{s: st.s, bufs: &n.bufs}
 	maxFrame := n.cfg.MaxMessageSize + frameOverhead
 	var (
-		f      frame
-		lastID uint64
+		f        frame
+		lastID   uint64
+		accepted = st.inbound // the peer opened it: accepted already
 	)
+	if accepted {
+		st.accepted.Store(true)
+	}
 	for {
 		if st.draining.Load() {
 			st.finishDrain(rd.buffer(), maxFrame)
@@ -146,6 +153,11 @@ func (st *msgStream) serve() {
 		}
 		br, err := rd.next()
 		if err == nil {
+			if !accepted {
+				// Bytes from the peer: it accepted the connection.
+				accepted = true
+				st.accepted.Store(true)
+			}
 			err = readFrame(br, st.s, maxFrame, n.cfg.ReadTimeout, &f)
 		}
 		if err != nil {
@@ -311,12 +323,13 @@ func (st *msgStream) readFailed(err error) {
 		// Our proposal of the protocol, refused (stream_open.go): as a
 		// failed dial, and no misbehaviour.
 		st.fail(ReasonDialFailed, fmt.Errorf("the peer does not speak %s: %w", ProtocolID, err))
-	case st.dialed && unanswered(err) && st.s.Conn().IsClosed():
-		// The connection dialed for this stream closed (its end read, or a
-		// reset) before the peer answered the proposal: what a peer whose
-		// gater refuses us does once the handshake is over. (A peer that
-		// resets only the stream may do it before its answer reaches us:
-		// that is a stream lost, below.)
+	case unanswered(err) && st.s.Conn().IsClosed() && !st.accepted.Load() &&
+		st.s.Conn().Stat().Direction == network.DirOutbound:
+		// A connection this node dialed closed (its end read, or a reset)
+		// before the peer accepted anything on it: what a peer whose gater
+		// refuses us does once the handshake is over. (A peer that resets
+		// only the stream may do it before its answer reaches us: that is
+		// a stream lost, below.)
 		st.fail(ReasonDialFailed, &ClosedAtHandshakeError{Self: n.ID(), Peer: st.peer, Err: err})
 	case errors.Is(err, io.EOF):
 		st.end(ReasonConnectionLost, errors.New("peer closed the stream"), true)
