@@ -142,12 +142,12 @@ const maxDrain = 64
 // behind (paused). The caller holds mu; drainData releases it.
 func (h *Handler) drainData(in *inputs) bool {
 	defer h.mu.Unlock()
-	for range maxDrain {
+	for taken := 0; ; taken++ {
 		if h.afterInput() {
 			h.exited = true
 			return false
 		}
-		if h.paused {
+		if taken == maxDrain || h.paused {
 			return true
 		}
 		var ev p2p.Event
@@ -167,11 +167,6 @@ func (h *Handler) drainData(in *inputs) bool {
 		}
 		h.nodeEvent(ev)
 	}
-	if h.afterInput() {
-		h.exited = true
-		return false
-	}
-	return true
 }
 
 // afterInput releases the tests' state waits an input satisfied and reports

@@ -18,9 +18,11 @@ import (
 // that meets it is reported ReasonDialFailed, which callers retry.
 var ErrClosedAtHandshake = errors.New("the peer closed the connection during the handshake")
 
-// ClosedAtHandshakeError is the error of a send whose fresh connection the
-// peer closed before a stream could be opened on it. It says what the
-// operator can do about it, naming this node's ID.
+// ClosedAtHandshakeError is the error of a send whose connection, dialed
+// by this node, the peer closed before it accepted anything on it: before a
+// stream could be opened, or before it answered the proposal of ours
+// (stream_open.go). It says what the operator can do about it, naming this
+// node's ID.
 type ClosedAtHandshakeError struct {
 	Self peer.ID // this node
 	Peer peer.ID

@@ -66,9 +66,11 @@ type proposedStream struct {
 	network.Stream
 	rw       io.ReadWriteCloser
 	answered bool // the peer accepted the proposal; only the reader uses it
-	// written is closed by the first write, or the end of the stream: the
-	// reader, which starts with the stream, waits for it, since a read
-	// before any write would send the proposal alone.
+	// written is closed by the first write, or by what ends or wakes the
+	// stream's reader (Close, CloseWrite, Reset, SetReadDeadline: the
+	// calls msgStream makes): the reader, which starts with the stream,
+	// waits for it, since a read before any write would send the proposal
+	// alone.
 	written   chan struct{}
 	writeOnce sync.Once
 }
@@ -103,23 +105,9 @@ func (s *proposedStream) SetReadDeadline(t time.Time) error {
 	return err
 }
 
-// SetDeadline, like SetReadDeadline.
-func (s *proposedStream) SetDeadline(t time.Time) error {
-	err := s.Stream.SetDeadline(t)
-	s.wrote()
-	return err
-}
-
 // Reset also releases a reader waiting for the first write.
 func (s *proposedStream) Reset() error {
 	err := s.Stream.Reset()
-	s.wrote()
-	return err
-}
-
-// ResetWithError also releases a reader waiting for the first write.
-func (s *proposedStream) ResetWithError(code network.StreamErrorCode) error {
-	err := s.Stream.ResetWithError(code)
 	s.wrote()
 	return err
 }

@@ -1,6 +1,7 @@
 package p2p_test
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -61,5 +62,23 @@ func TestPeerNotSpeakingTheProtocol(t *testing.T) {
 	}
 	if got := metricValue(t, reg, "bitvmx_p2p_misbehaviour_total", nil); got != 0 {
 		t.Errorf("the peer was charged %v tokens", got)
+	}
+}
+
+// A peer whose allowlist lacks this node closes the connection once the
+// Noise handshake is over, before it accepts anything on it. The first
+// frame left with the proposal, so the refusal reads on the stream: it is
+// reported dial_failed with ErrClosedAtHandshake (what the CLI explains),
+// not as a stream lost, on every attempt.
+func TestRefusedAtHandshakeSeenOnTheStream(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	a := tu.Node(t, ia, tu.Allowlist(t, ia, ib))
+	b := tu.Node(t, ib, tu.Allowlist(t, ib)) // does not list a
+	for id := uint64(1); id <= 3; id++ {
+		a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: b.Addrs()[0], ID: id, Data: []byte("let me in")}
+		st := nextOf(t, a, statusOf(id))
+		if st.Reason != p2p.ReasonDialFailed || !errors.Is(st.Err, p2p.ErrClosedAtHandshake) {
+			t.Fatalf("attempt %d: status %+v (%v), want dial_failed: %v", id, st, st.Err, p2p.ErrClosedAtHandshake)
+		}
 	}
 }

@@ -33,7 +33,7 @@ func NewDelayProxy(target string, oneWay time.Duration) (*DelayProxy, error) {
 	return p, nil
 }
 
-// Addr is the proxy's address, host:port.
+// Addr is the address the proxy listens on.
 func (p *DelayProxy) Addr() *net.TCPAddr { return p.ln.Addr().(*net.TCPAddr) }
 
 // Close stops the proxy and every connection through it.
