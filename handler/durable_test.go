@@ -195,6 +195,30 @@ func TestDeadLetters(t *testing.T) {
 	tu.None[handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
 }
 
+// TestCallerMayReuseItsBuffer: Request keeps its own copy of the payload.
+// A caller that reuses its buffer once Request returned changes neither
+// what is resent nor what the store keeps: the attempt count written with
+// the second attempt and the dead letter hold the payload as it was.
+func TestCallerMayReuseItsBuffer(t *testing.T) {
+	a, b := durablePair(t, handler.WithRetry(2, time.Millisecond, time.Millisecond))
+	bAddr := b.addr()
+	b.stop()
+	buf := []byte("lost")
+	id, err := a.h.Request(b.id.ID, bAddr, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "XXXX")
+	expect(t, outcome(t, a.h, id), false, handler.ReasonDialFailed)
+	dls, err := a.st.DeadLetters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || !bytes.Equal(dls[0].Payload, []byte("lost")) {
+		t.Fatalf("dead letters %+v: want the payload \"lost\"", dls)
+	}
+}
+
 // TestFullStoreRefusesRequests: a full store is backpressure: Request fails
 // with an error naming it, instead of accepting what it cannot keep.
 func TestFullStoreRefusesRequests(t *testing.T) {

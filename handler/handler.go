@@ -178,6 +178,8 @@ func build(cfg Config) (*Handler, error) {
 // exchanges in progress, resends it as Config allows, and delivers p's Reply
 // on Events and the exchange's Outcome on Outcomes. It fails only for a
 // request that cannot be sent at all: bad arguments, or a closed handler.
+// The handler keeps its own copy of msg: the caller may reuse it once
+// Request returns.
 //
 // With a Config.Store, Request returns once the exchange is on disk: a
 // crash at any later moment resumes it at the next start instead of losing
@@ -236,7 +238,11 @@ func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk 
 		ex.tag = c.tag
 	}
 	if h.durable() {
-		ex.msg = msg
+		// The envelope's copy, which ends with the payload: msg is the
+		// caller's, who may reuse it once we return, and the outbox
+		// record is written again later (attempts, the end, a dead
+		// letter) from ex.msg.
+		ex.msg = wire[len(wire)-len(msg):]
 		var b store.Batch
 		b.PutOutgoing(outgoing(p, ex))
 		if err := h.commit(&b); err != nil {
