@@ -57,7 +57,12 @@ bytes and its answer echoes them; so do the exchange's request and reply.
   new connection per call        each exchange dials and closes its own
                                  connection (the handler's default); gRPC:
                                  dial, TLS handshake, call, close.
-                                 Target: 1.0`
+                                 Target: 1.0
+
+Each of the three has a reference row, "libp2p alone": bare go-libp2p
+(echo round trips on kept streams; connect, echo, close) in place of the
+handler, against the same gRPC calls. The handler rides on go-libp2p, so
+its ratio can reach at most the reference's.`
 
 // bindEfficiencyFlags binds the flags of every efficiency workload, for
 // bench --all.
@@ -202,7 +207,7 @@ func runWorkloads(a *app, o benchOptions, which int) error {
 		tables = append(tables, func(w io.Writer) {
 			fmt.Fprintf(w, "p2pnode bench grpc: %d-byte messages on 127.0.0.1, %s, interleaved with grpc-go over mutual TLS 1.3\n\n", o.payload, o.size())
 			printRateRows(w, res, "grpc/s")
-			fmt.Fprintln(w, "\nratio = our rate / gRPC's, measured in this run.\n"+cpuFootnote)
+			fmt.Fprintln(w, "\nratio = our rate / gRPC's, measured in this run. libp2p alone = bare go-libp2p in place of ours:\nthe handler rides on it, so its ratio can reach at most that row's.\n"+cpuFootnote)
 		})
 	}
 	if which&workloadsMemory != 0 {
@@ -281,6 +286,19 @@ func grpcCases() []benchCase {
 			func(ctx context.Context, size int) (*bench.Workload, error) { return bench.GRPCKeptConn(ctx, size, 64) }},
 		{"grpc_new_conn", "new connection per call", "dial, TLS 1.3 handshake, unary call, close", "ops/s", 1.0, 10,
 			bench.GRPCNewConn},
+		// The references: bare go-libp2p in place of ours, against the same
+		// calls. The handler rides on go-libp2p, so each row above can reach
+		// at most its reference's ratio.
+		{"grpc_kept_conn_1_libp2p", "libp2p alone, 1 in flight", "unary call on one kept connection", "ops/s", 0, 200,
+			func(ctx context.Context, size int) (*bench.Workload, error) {
+				return bench.GRPCBareKeptConn(ctx, size, 1)
+			}},
+		{"grpc_kept_conn_64_libp2p", "libp2p alone, 64 in flight", "unary calls, 64 outstanding, one connection", "ops/s", 0, 1000,
+			func(ctx context.Context, size int) (*bench.Workload, error) {
+				return bench.GRPCBareKeptConn(ctx, size, 64)
+			}},
+		{"grpc_new_conn_libp2p", "libp2p alone, new connection", "dial, TLS 1.3 handshake, unary call, close", "ops/s", 0, 10,
+			bench.GRPCBareNewConn},
 	}
 }
 

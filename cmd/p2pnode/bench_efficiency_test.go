@@ -48,7 +48,8 @@ func TestBenchEfficiencyTiny(t *testing.T) {
 		{[]string{"bench", "memory", "--conns", "2", "--rounds", "1"},
 			[]string{"idle conn, 1 exchange", "idle conn, 1 acked send"}},
 		{[]string{"bench", "grpc", "--count", "4", "--payload", "64"},
-			[]string{"kept connection, 1 in flight", "kept connection, 64 in flight", "new connection per call"}},
+			[]string{"kept connection, 1 in flight", "kept connection, 64 in flight", "new connection per call",
+				"libp2p alone, 1 in flight", "libp2p alone, 64 in flight", "libp2p alone, new connection"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.args[1], func(t *testing.T) {
@@ -92,7 +93,7 @@ func TestBenchAllJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("%v: %q", err, r.stdout)
 	}
-	if len(res.Workloads) != 4 || len(res.Scaling) != 1 || len(res.GRPC) != 3 || len(res.Memory) != 3 {
+	if len(res.Workloads) != 4 || len(res.Scaling) != 1 || len(res.GRPC) != 6 || len(res.Memory) != 3 {
 		t.Fatalf("tables %+v", res)
 	}
 	for _, w := range append(append(res.Workloads, res.Scaling...), res.GRPC...) {

@@ -247,6 +247,64 @@ func GRPCNewConn(ctx context.Context, size int) (*Workload, error) {
 	return warm(w, 1)
 }
 
+// GRPCBareKeptConn is GRPCKeptConn's reference: bare go-libp2p echo round
+// trips on a kept connection (inFlight streams, one round trip outstanding
+// on each) in place of the handler's exchanges, against the same gRPC
+// calls. Its ratio is the most GRPCKeptConn's can reach: the handler's
+// exchange costs at least a round trip on go-libp2p.
+func GRPCBareKeptConn(ctx context.Context, size, inFlight int) (*Workload, error) {
+	bp, err := NewBarePair()
+	if err != nil {
+		return nil, err
+	}
+	streams := make([]*EchoStream, inFlight)
+	for i := range streams {
+		if streams[i], err = bp.Stream(ctx); err != nil {
+			bp.Close()
+			return nil, err
+		}
+	}
+	gp, err := NewGRPCPair()
+	if err != nil {
+		bp.Close()
+		return nil, err
+	}
+	cc, err := gp.Dial()
+	if err != nil {
+		bp.Close()
+		gp.Close()
+		return nil, err
+	}
+	w := &Workload{
+		Ours:  func(k int) (time.Duration, error) { return RoundTripsOn(streams, k, size) },
+		Base:  func(k int) (time.Duration, error) { return GRPCCalls(ctx, cc, k, size, inFlight) },
+		Close: func() { bp.Close(); cc.Close(); gp.Close() },
+	}
+	return warm(w, inFlight)
+}
+
+// GRPCBareNewConn is GRPCNewConn's reference: bare go-libp2p connect, echo,
+// close in place of the handler's dialed exchange, against the same gRPC
+// calls on connections of their own. Its ratio is what go-libp2p's
+// connection set-up (Noise XX, yamux, identify) allows against TLS 1.3's.
+func GRPCBareNewConn(ctx context.Context, size int) (*Workload, error) {
+	bp, err := NewBarePair()
+	if err != nil {
+		return nil, err
+	}
+	gp, err := NewGRPCPair()
+	if err != nil {
+		bp.Close()
+		return nil, err
+	}
+	w := &Workload{
+		Ours:  func(k int) (time.Duration, error) { return bp.NewConnExchanges(ctx, k, size) },
+		Base:  func(k int) (time.Duration, error) { return gp.NewConnCalls(ctx, k, size) },
+		Close: func() { bp.Close(); gp.Close() },
+	}
+	return warm(w, 1)
+}
+
 // warm runs n operations of each side of w, untimed, so that connections
 // kept for the timed work are up and one-time set-up is done; on failure
 // it closes w.
