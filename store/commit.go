@@ -1,7 +1,6 @@
 package store
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -156,9 +155,13 @@ func (s *Store) commitGroup(group []pending) {
 // data, and a batch that cannot be staged (which validation should prevent)
 // is dropped and the group staged again without it.
 func (s *Store) write(group []pending, errs []error) {
+	written := make([]bool, len(group)) // committed
+	// failAll fails every batch not failed or committed already: a batch
+	// of a part committed before the failure is durable, and its callback
+	// must say so.
 	failAll := func(err error) {
 		for i := range errs {
-			if errs[i] == nil {
+			if errs[i] == nil && !written[i] {
 				errs[i] = err
 			}
 		}
@@ -174,7 +177,6 @@ func (s *Store) write(group []pending, errs []error) {
 		return
 	}
 	full := used >= s.maxBytes
-	written := make([]bool, len(group)) // committed
 	for {
 		st := stager{s: s}
 		u := used
@@ -246,10 +248,7 @@ func (s *Store) commitPart(st *stager, part []int, written []bool) error {
 		s.batches.Add(uint64(len(part)))
 		return nil
 	}
-	if err := st.commit(); err != nil {
-		if !errors.Is(err, ErrCorrupt) {
-			err = fmt.Errorf("store: commit to %s: %w", s.path, err)
-		}
+	if err := st.commit(); err != nil { // it names the store already
 		s.log.Error("commit failed", zap.Int("batches", len(part)), zap.Error(err))
 		return err
 	}
@@ -376,7 +375,10 @@ func (st *stager) commit() (err error) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return pebbleError(st.s.path, "commit", err)
 	}
-	return b.Close()
+	if err := b.Close(); err != nil {
+		return pebbleError(st.s.path, "commit", err)
+	}
+	return nil
 }
 
 // close discards what is staged and not committed.
