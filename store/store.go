@@ -202,6 +202,11 @@ func inspect(path string) (storeKind, error) {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		// A link to nothing is no absent store: its target (a disk not
+		// mounted?) may hold one, which a new store here would hide.
+		if target, lerr := os.Readlink(path); lerr == nil {
+			return 0, fmt.Errorf("store: %s links to %s, which does not exist: %w", path, target, err)
+		}
 		return kindAbsent, nil
 	case err != nil:
 		return 0, fmt.Errorf("store: %w", err)

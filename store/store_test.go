@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -325,6 +326,29 @@ func TestOpenTreatsEmptyDirAsNew(t *testing.T) {
 				t.Errorf("%d records, want 1", len(got))
 			}
 		})
+	}
+}
+
+// TestOpenRefusesLinkToNothing: a store directory that is a symbolic link
+// to something missing (a disk not mounted) is refused, not replaced by a
+// new, empty store that would hide the real one once the disk is back.
+func TestOpenRefusesLinkToNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, DirName)
+	target := filepath.Join(dir, "unmounted", DirName)
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("opened a store through a link to nothing")
+	}
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), target) {
+		t.Fatalf("error %v: want one naming %s, wrapping fs.ErrNotExist", err, target)
+	}
+	if got, err := os.Readlink(path); err != nil || got != target {
+		t.Fatalf("the link is now %q (%v)", got, err)
 	}
 }
 
