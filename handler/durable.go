@@ -305,25 +305,36 @@ func (h *Handler) finish(ex *exchange, o Outcome, reply *Reply) {
 // exchange leaves the store, and a restart no longer hands them out again.
 // It returns once that is on disk. Without a store or AckOutcomes it does
 // nothing. It fails with ErrUnknownExchange for an exchange whose Outcome
-// is not awaiting its ack.
+// is not awaiting its ack (among them one that RetryDeadLetters started
+// again: the retry replaced it), and with ErrNotDurable when the store
+// failed.
 func (h *Handler) AckOutcome(exchange ExchangeID) error {
 	if !h.durable() || !h.cfg.AckOutcomes {
 		return nil
 	}
 	h.mu.Lock()
 	p, ok := h.dur.unconfirmed[exchange]
-	delete(h.dur.unconfirmed, exchange)
-	h.mu.Unlock()
 	if !ok {
+		h.mu.Unlock()
 		return fmt.Errorf("%w: no outcome of %s awaits its ack", ErrUnknownExchange, exchange)
 	}
+	delete(h.dur.unconfirmed, exchange)
+	// Queued under mu: RetryDeadLetters takes the exchange out of
+	// unconfirmed under mu before it writes the exchange again, so this
+	// delete is never applied after that write (it would drop the retried
+	// exchange, running, from the outbox).
 	var b store.Batch
 	b.DeleteOutgoing(uint64(exchange))
-	if err := h.commit(&b); err != nil {
+	done := make(chan error, 1)
+	h.cfg.Store.CommitAsync(&b, func(err error) { done <- err })
+	h.mu.Unlock()
+	if err := <-done; err != nil {
 		h.mu.Lock()
-		h.dur.unconfirmed[exchange] = p
+		if h.outboundExchange(exchange) == nil {
+			h.dur.unconfirmed[exchange] = p
+		}
 		h.mu.Unlock()
-		return err
+		return fmt.Errorf("%w: %w", ErrNotDurable, err)
 	}
 	return nil
 }
@@ -412,7 +423,8 @@ func (h *Handler) redeliverOutcome(p peer.ID, kind Kind, rec store.Outgoing) {
 	if !o.OK {
 		o.State, o.Stage = StateFailed, StateFailed
 		o.Err = fmt.Errorf("%s", rec.Error)
-		o.DeadLettered = true
+		// As finish decided: a cancelled exchange is not dead-lettered.
+		o.DeadLettered = reason != ReasonCancelled
 	}
 	if o.OK && kind == KindRequest {
 		h.events.Push(Reply{From: p, Exchange: id, Data: rec.Reply, Tag: rec.Tag, Redelivered: true}, true)

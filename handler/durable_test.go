@@ -502,3 +502,81 @@ func TestInboxBoundedPerPeer(t *testing.T) {
 	}
 	expect(t, outcome(t, a, id), true, handler.ReasonOK)
 }
+
+// TestAckOutcomeAfterRetryKeepsTheRetry: with AckOutcomes, an
+// application that deals with a dead-lettered Outcome by retrying the dead
+// letter, and then acknowledges the Outcome, must not lose the retried
+// exchange: it runs, so it must stay in the outbox (promise 1), and resume
+// after a crash.
+func TestAckOutcomeAfterRetryKeepsTheRetry(t *testing.T) {
+	a, b := durablePair(t, handler.WithRetry(2, time.Millisecond, time.Millisecond),
+		func(c *handler.Config) { c.AckOutcomes = true })
+	bAddr := b.addr()
+	b.stop()
+	id, err := a.h.Request(b.id.ID, bAddr, []byte("retry me"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := outcome(t, a.h, id)
+	if o.OK || !o.DeadLettered {
+		t.Fatalf("outcome %+v", o)
+	}
+	b.start()
+	if err := a.h.RetryDeadLetters(id); err != nil {
+		t.Fatal(err)
+	}
+	// The retried request reached b, whose application has not answered:
+	// a's exchange is running, awaiting its reply.
+	if r := nextRequest(t, b.h); r.Exchange != id {
+		t.Fatalf("request %+v", r)
+	}
+	if !a.h.WaitState(id, handler.StateAwaitReply, tu.Timeout) {
+		t.Fatal("the retried request does not await its reply")
+	}
+	// Now the application acknowledges the first Outcome.
+	if err := a.h.AckOutcome(id); err != nil && !errors.Is(err, handler.ErrUnknownExchange) {
+		t.Fatal(err)
+	}
+	out, err := a.st.OutgoingList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, rec := range out {
+		found = found || rec.ID == uint64(id)
+	}
+	if !found {
+		t.Fatalf("the retried exchange %s, still running, is no longer in the outbox (%d records): a crash loses it", id, len(out))
+	}
+}
+
+// TestRedeliveredCancelledOutcomeNotDeadLettered: a cancelled
+// exchange is not dead-lettered; its Outcome handed out again after a
+// restart (AckOutcomes) must not say it was.
+func TestRedeliveredCancelledOutcomeNotDeadLettered(t *testing.T) {
+	a, b := durablePair(t, func(c *handler.Config) { c.AckOutcomes = true })
+	bAddr := b.addr()
+	b.stop()
+	id, err := a.h.Request(b.id.ID, bAddr, []byte("cancel me"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.h.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	o := outcome(t, a.h, id)
+	expect(t, o, false, handler.ReasonCancelled)
+	if o.DeadLettered {
+		t.Fatalf("outcome %+v: dead-lettered", o)
+	}
+	a.restart(true) // before AckOutcome
+	o = outcome(t, a.h, id)
+	expect(t, o, false, handler.ReasonCancelled)
+	dls, err := a.st.DeadLetters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Redelivered || o.DeadLettered {
+		t.Fatalf("redelivered outcome %+v: DeadLettered=%v, the dead letters hold %d", o, o.DeadLettered, len(dls))
+	}
+}

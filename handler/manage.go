@@ -56,7 +56,9 @@ func (h *Handler) Cancel(ids ...ExchangeID) error {
 // the ID answers it from its memory. It needs a Config.Store (ErrNoStore)
 // and fails with ErrUnknownExchange, changing nothing, when an ID is not
 // a dead letter. Once the store has moved them, a handler closing
-// meanwhile leaves them in the outbox for the next start (ErrClosed).
+// meanwhile leaves them in the outbox for the next start (ErrClosed). With
+// Config.AckOutcomes, the failed Outcome of a retried exchange no longer
+// awaits AckOutcome: the retry ends in an Outcome of its own.
 func (h *Handler) RetryDeadLetters(ids ...ExchangeID) error {
 	if !h.durable() {
 		return ErrNoStore
@@ -102,7 +104,26 @@ func (h *Handler) RetryDeadLetters(ids ...ExchangeID) error {
 		b.DeleteDeadLetter(d.ID)
 		retries = append(retries, retry{p, ex})
 	}
+	// A retried exchange whose last Outcome awaits AckOutcome: the retry
+	// replaces its ended record, and that Outcome is not handed out again,
+	// so it awaits no ack any more. Forgotten before the write, under mu:
+	// an AckOutcome deleting the record is then queued before the write,
+	// never after it (it would drop the retried exchange from the outbox).
+	superseded := make(map[ExchangeID]peer.ID)
+	h.mu.Lock()
+	for _, r := range retries {
+		if p, ok := h.dur.unconfirmed[r.ex.id]; ok {
+			superseded[r.ex.id] = p
+			delete(h.dur.unconfirmed, r.ex.id)
+		}
+	}
+	h.mu.Unlock()
 	if err := h.commit(&b); err != nil {
+		h.mu.Lock()
+		for id, p := range superseded {
+			h.dur.unconfirmed[id] = p
+		}
+		h.mu.Unlock()
 		return err
 	}
 	h.mu.Lock()
