@@ -2,6 +2,7 @@ package p2p_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net/netip"
@@ -368,5 +369,86 @@ func TestChargeCutsOffAtExhaustion(t *testing.T) {
 	}
 	if !b.Limiter().PeerBanned(string(a.ID())) {
 		t.Fatal("charged peer not banned")
+	}
+}
+
+// An allowlisted peer must not be able to crash the node. Here it stops
+// reading the node's stream while the node writes a large message to it
+// (m2), acks m1, and sends enough Data frames to fill the node's queue of
+// acks (maxQueuedAcks, 4096): the stream's reader then waits for the
+// write lock, with the peer's next frames, ack(2) among them, already in
+// its buffer. The writer's timeout ends the stream (pending emptied, head
+// left at 1), and the reader, going on with its buffer, met ack(2) with
+// st.pending[st.head] out of range: a panic, which kills the process.
+func TestAckAfterStreamEndedByWriter(t *testing.T) {
+	const maxQueuedAcks = 4096 // stream.go
+	ia, ir := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ir)
+	a := tu.Node(t, ia, list, func(c *p2p.Config) { c.WriteTimeout = 2 * time.Second })
+	raw := tu.RawHost(t, ir.Key, "127.0.0.1")
+	type got struct {
+		s  network.Stream
+		br *bufio.Reader
+	}
+	m1 := make(chan got, 1)
+	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) {
+		br := bufio.NewReaderSize(s, 64)
+		var f pb.Frame
+		if err := protodelim.UnmarshalFrom(br, &f); err != nil || f.GetData().GetId() != 1 {
+			t.Errorf("first frame %v, %v", &f, err)
+			s.Reset()
+			return
+		}
+		m1 <- got{s, br}
+	})
+
+	a.Sender() <- p2p.SendMsg{Peer: ir.ID, Addr: raw.Addrs()[0], ID: 1, Data: []byte("m1")}
+	var g got
+	select {
+	case g = <-m1:
+	case <-time.After(tu.Timeout):
+		t.Fatal("m1 did not arrive")
+	}
+	// m2 is larger than the stream's window (256 KiB): with the peer not
+	// reading, its writer holds the write lock until WriteTimeout.
+	a.Sender() <- p2p.SendMsg{Peer: ir.ID, ID: 2, Data: bytes.Repeat([]byte{1}, 600<<10)}
+	// Its first bytes here: the writer is in its write.
+	_ = g.s.SetReadDeadline(time.Now().Add(tu.Timeout))
+	if _, err := g.br.Peek(1); err != nil {
+		t.Fatalf("m2 did not start: %v", err)
+	}
+
+	var batch []byte
+	batch = append(batch, delimited(pb.AckFrame(&pb.Ack{Id: 1}))...)
+	for id := uint64(1); id <= maxQueuedAcks; id++ {
+		batch = append(batch, delimited(pb.DataFrame(&pb.Data{Id: id, Payload: []byte("x")}))...)
+	}
+	batch = append(batch, delimited(pb.AckFrame(&pb.Ack{Id: 2}))...)
+	if _, err := g.s.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	if st := nextOf(t, a, statusOf(1)); !st.OK {
+		t.Fatalf("m1: %+v", st)
+	}
+	st := nextOf(t, a, statusOf(2))
+	t.Logf("m2: %s %v", st.Reason, st.Err)
+	// The node is still up: a further message gets its Status.
+	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) {
+		br := bufio.NewReader(s)
+		for {
+			var f pb.Frame
+			if err := protodelim.UnmarshalFrom(br, &f); err != nil {
+				return
+			}
+			if d := f.GetData(); d != nil {
+				if _, err := s.Write(delimited(pb.AckFrame(&pb.Ack{Id: d.Id}))); err != nil {
+					return
+				}
+			}
+		}
+	})
+	a.Sender() <- p2p.SendMsg{Peer: ir.ID, ID: 3, Data: []byte("m3")}
+	if st := nextOf(t, a, statusOf(3)); !st.OK {
+		t.Fatalf("m3: %+v", st)
 	}
 }

@@ -133,6 +133,17 @@ func (st *msgStream) drain(wait time.Duration) {
 	st.drainWait = wait
 	// The flag first: a reader that the deadline wakes finds it set.
 	st.draining.Store(true)
+	if ps, ok := st.s.(*proposedStream); ok && !ps.answered.Load() && st.awaitsAcks() {
+		// The reader waits for the answer to our proposal (stream_open.go),
+		// and a deadline that fails that read fails it for good
+		// (go-multistream keeps the error): the acks of our messages could
+		// no longer be read. Nothing can be owed to the peer before its
+		// answer, so the reader need not be woken: the answer and the acks
+		// get the drain's wait, and the reader, reading them, finds the
+		// flag set.
+		_ = st.s.SetReadDeadline(time.Now().Add(wait))
+		return
+	}
 	_ = st.s.SetReadDeadline(time.Unix(1, 0))
 }
 

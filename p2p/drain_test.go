@@ -10,8 +10,11 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"google.golang.org/protobuf/encoding/protodelim"
 
+	"github.com/bitvmx/go-bitvmx-p2p/internal/bench"
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
@@ -175,4 +178,39 @@ func TestEndOfStreamAnsweredWithAcksThenEnd(t *testing.T) {
 		t.Fatalf("ack %v", ack)
 	}
 	readEOF(t, s, br)
+}
+
+// A DisconnectFrom drains the stream a message of ours went on, and waits
+// (drainWait) for the peer's ack of it (drain.go, step 4). On a stream
+// just opened, whose proposal the peer has not answered yet, the drain's
+// read deadline in the past failed go-multistream's read of the answer,
+// which keeps that error for good: the drain's reads then failed at once,
+// and the message, which the peer had delivered and acked, was reported
+// connection_lost. A 150 ms delay each way puts the drain between the
+// peer's delivery and its answer's arrival.
+func TestDrainBeforeProposalAnswered(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	a := tu.Node(t, ia, list, p2p.WithDrainWait(tu.Timeout/2))
+	b := tu.Node(t, ib, list)
+	tcp, err := manet.ToNetAddr(b.Addrs()[0].Decapsulate(ma.StringCast("/p2p/" + ib.ID.String())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := bench.NewDelayProxy(tcp.String(), 150*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	via, err := manet.FromNetAddr(proxy.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: via, ID: 1, Data: []byte("m1")}
+	tu.Next[p2p.Data](t, b.Receiver()) // delivered: its ack is on its way
+	a.Sender() <- p2p.DisconnectFrom{Peer: ib.ID}
+	if st := nextOf(t, a, statusOf(1)); !st.OK {
+		t.Fatalf("m1, delivered and acked by the peer during the drain: %+v (err %v)", st, st.Err)
+	}
 }

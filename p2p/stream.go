@@ -147,6 +147,12 @@ func (st *msgStream) serve() {
 		st.accepted.Store(true)
 	}
 	for {
+		if st.ended() {
+			// Ended by another goroutine (a failed write, an ack timeout,
+			// Close): what is still buffered is neither delivered nor
+			// matched, as a reset would have dropped it on its way.
+			return
+		}
 		if st.draining.Load() {
 			st.finishDrain(rd.buffer(), maxFrame)
 			return
@@ -285,6 +291,14 @@ func holdsAck(d *frame, r pb.Reason, delay time.Duration) bool {
 // whether the stream goes on.
 func (st *msgStream) onAck(a *frame) bool {
 	st.mu.Lock()
+	if st.closed {
+		// Ended by another goroutine (a failed write, an ack timeout,
+		// Close) while the ack waited in the read buffer: its messages
+		// have had their Status, and pending is gone. Not the peer's
+		// fault, and nothing left to match.
+		st.mu.Unlock()
+		return false
+	}
 	if st.head == len(st.pending) || (a.id != 0 && a.id != st.pending[st.head].wireID) {
 		st.mu.Unlock()
 		st.n.charge(st.peer, st.ip, ratelimit.ProtocolViolation)
@@ -373,7 +387,7 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 	}
 	st.closed = true
 	pending := st.pending[st.head:]
-	st.pending = nil
+	st.pending, st.head = nil, 0
 	st.mu.Unlock()
 	close(st.dead)
 	st.timer.Stop()
@@ -394,8 +408,9 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 	}
 }
 
-// wireWriter is what bw writes to: the stream, counting the acks in the
-// buffer answered as their bytes leave (docs/PROTOCOL.md §4.6). Counting
+// wireWriter is what bw writes to: the stream, under a write deadline
+// (armWriteDeadline), counting the acks in the buffer answered as their
+// bytes leave (docs/PROTOCOL.md §4.6). Counting
 // them before the write, never after, keeps the receiver's count of a
 // peer's unanswered frames at or below the peer's own count of its frames
 // in flight: a peer that keeps the limit is never refused.
@@ -405,6 +420,11 @@ type wireWriter struct {
 }
 
 func (w *wireWriter) Write(b []byte) (int, error) {
+	if d, ok := w.w.(writeDeadliner); ok {
+		if err := w.st.armWriteDeadline(d); err != nil {
+			return 0, err
+		}
+	}
 	if w.st.bufAcks > 0 {
 		w.st.answered.Add(w.st.bufAcks)
 		w.st.bufAcks = 0

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -64,8 +65,10 @@ func (n *Node) openStream(ctx context.Context, p peer.ID, c network.Conn) (netwo
 // write and whose answer is read by its first read.
 type proposedStream struct {
 	network.Stream
-	rw       io.ReadWriteCloser
-	answered bool // the peer accepted the proposal; only the reader uses it
+	rw io.ReadWriteCloser
+	// answered: the peer accepted the proposal. Set by the reader; a
+	// drain reads it too.
+	answered atomic.Bool
 	// written is closed by the first write, or by what ends or wakes the
 	// stream's reader (Close, CloseWrite, Reset, SetReadDeadline: the
 	// calls msgStream makes): the reader, which starts with the stream,
@@ -78,13 +81,13 @@ type proposedStream struct {
 // Read reads the answer to the proposal first: a read that fails before
 // it is answered returns an unansweredError.
 func (s *proposedStream) Read(b []byte) (int, error) {
-	if !s.answered {
+	if !s.answered.Load() {
 		<-s.written
 		// A read of nothing reads the answer alone (go-multistream).
 		if _, err := s.rw.Read(nil); err != nil {
 			return 0, &unansweredError{err}
 		}
-		s.answered = true
+		s.answered.Store(true)
 	}
 	return s.rw.Read(b)
 }

@@ -122,8 +122,9 @@ func (st *msgStream) writeDataLocked(m *outMsg) error {
 	return writeDataFrame(st.writer(), m.wireID, m.Channel, m.FromChannel, m.LazyAck, m.Data)
 }
 
-// flushLocked writes out the buffer under a write deadline, so a peer that
-// stops reading cannot hold a writer for longer than Config.WriteTimeout.
+// flushLocked writes out the buffer, under a write deadline (wireWriter), so
+// a peer that stops reading cannot hold a writer for longer than
+// Config.WriteTimeout.
 func (st *msgStream) flushLocked() error {
 	st.lazyBuffered = false
 	if st.delayArmed {
@@ -138,21 +139,33 @@ func (st *msgStream) flushLocked() error {
 		st.releaseWriter()
 		return nil
 	}
-	// Re-arming the deadline on every flush costs a timer each time; doing
-	// it only when less than half of it is left still bounds every write to
-	// between half and all of the timeout.
-	timeout := st.n.cfg.WriteTimeout
-	if now := time.Now(); st.wdeadline.Sub(now) < timeout/2 {
-		st.wdeadline = now.Add(timeout)
-		if err := st.s.SetWriteDeadline(st.wdeadline); err != nil {
-			return err
-		}
-	}
 	if err := st.bw.Flush(); err != nil {
 		return err
 	}
 	st.releaseWriter()
 	return nil
+}
+
+// armWriteDeadline makes sure the stream's write deadline is at least half
+// a WriteTimeout away, before anything reaches the stream: a flush, and
+// also the writes bufio makes by itself when a frame does not fit in what
+// is left of the buffer (a large payload), which a deadline armed only at
+// flushes would meet expired once the stream had been quiet for longer
+// than WriteTimeout. Re-arming it on every write costs a timer each time;
+// doing it only when less than half of it is left still bounds every
+// write to between half and all of the timeout. The caller holds the
+// write lock.
+func (st *msgStream) armWriteDeadline(s writeDeadliner) error {
+	timeout := st.n.cfg.WriteTimeout
+	if now := time.Now(); st.wdeadline.Sub(now) < timeout/2 {
+		st.wdeadline = now.Add(timeout)
+		return s.SetWriteDeadline(st.wdeadline)
+	}
+	return nil
+}
+
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
 }
 
 // writer is the write buffer, borrowed if the stream holds none. The
