@@ -114,7 +114,10 @@
 // stops reading the node, whose own buffer then fills, and the node
 // answers its peers "busy". They resend later. Backpressure thus reaches
 // the senders through the p2p layer, the one place it can be expressed
-// without losing anything. Meanwhile acks and outcomes of the handler's own
+// without losing anything. With a Config.Store, what the inbox holds
+// already is not refused: it is delivered from the store once the
+// application has room, and a peer hears "busy" only past
+// Config.MaxInboxPerPeer of them. Meanwhile acks and outcomes of the handler's own
 // exchanges wait too; an application that reads its events keeps them
 // flowing.
 //

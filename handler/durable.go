@@ -58,6 +58,8 @@ type durableState struct {
 	expired     []inKey            // dedupe records forgotten, to delete from the store
 	finished    chan struct{}      // a finish committed: the loop has completions to hand out
 	done        []completion       // finishes committed, in commit order; under Handler.doneMu
+	overflow    []overflowed       // stored, not yet delivered for want of room (overflow.go)
+	more        chan struct{}      // overflow grew: the loop looks
 }
 
 // completion is what a dialer's finished exchange hands the application once
@@ -76,6 +78,7 @@ func newDurableState() durableState {
 		unconfirmed: make(map[ExchangeID]peer.ID),
 		storing:     make(map[inKey]*storing),
 		finished:    make(chan struct{}, 1),
+		more:        make(chan struct{}, 1),
 	}
 }
 

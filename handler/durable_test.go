@@ -580,3 +580,86 @@ func TestRedeliveredCancelledOutcomeNotDeadLettered(t *testing.T) {
 		t.Fatalf("redelivered outcome %+v: DeadLettered=%v, the dead letters hold %d", o, o.DeadLettered, len(dls))
 	}
 }
+
+// behindReceiver starts a durable receiver whose application channel,
+// backlog and node Receiver hold one item each, so that an application
+// that does not read leaves no room after the first, and a sender with one
+// attempt per exchange (a busy answer would fail its Outcome) and up to 8
+// exchanges in flight.
+func behindReceiver(t *testing.T) (sender *handler.Handler, b *node) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	b = newNode(t, ib, list, func(c *handler.Config) {
+		c.EventBuffer, c.MaxBacklog, c.Node.ReceiverBuffer = 1, 1, 1
+	})
+	return newHandler(t, ia, list, handler.WithRetry(1, time.Millisecond, time.Millisecond),
+		func(c *handler.Config) { c.MaxConcurrentPerPeer = 8 }), b
+}
+
+// TestStoredMessageNotRefusedWhenBehind: a message the inbox holds is
+// taken, however far behind the application is: its sender hears OK, not
+// busy (which would say it was refused, and the next start would deliver
+// it anyway), and the application gets every one, once, when it catches
+// up; a restart then delivers none again.
+func TestStoredMessageNotRefusedWhenBehind(t *testing.T) {
+	a, b := behindReceiver(t)
+	const n = 8
+	sent := map[handler.ExchangeID]bool{}
+	for i := range n {
+		id, err := a.Send(b.id.ID, b.addr(), fmt.Appendf(nil, "m%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(t, outcome(t, a, id), true, handler.ReasonOK)
+		sent[id] = true
+	}
+	// The application catches up.
+	for range n {
+		m := tu.Next[handler.Message](t, b.h.Events())
+		if !sent[m.Exchange] || m.Redelivered {
+			t.Fatalf("message %+v: not one of %v once", m, sent)
+		}
+		delete(sent, m.Exchange)
+		if err := b.h.Ack(m.From, m.Exchange); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.restart(false)
+	tu.None[handler.Message](t, b.h.Events(), 100*time.Millisecond)
+}
+
+// TestStoredRequestNotRefusedWhenBehind: the same for requests, answered
+// once the application catches up, on the streams they came on.
+func TestStoredRequestNotRefusedWhenBehind(t *testing.T) {
+	a, b := behindReceiver(t)
+	const n = 8
+	ids := make([]handler.ExchangeID, n)
+	for i := range ids {
+		id, err := a.Request(b.id.ID, b.addr(), fmt.Appendf(nil, "r%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+	}
+	for range n {
+		r := nextRequest(t, b.h)
+		if r.Redelivered {
+			t.Fatalf("request %+v", r)
+		}
+		if err := b.h.Response(r.From, r.Exchange, append([]byte("re:"), r.Data...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[handler.ExchangeID]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	for range n {
+		o := tu.Next[handler.Outcome](t, a.Outcomes())
+		if !want[o.Exchange] {
+			t.Fatalf("outcome %+v: not one of %v once", o, want)
+		}
+		delete(want, o.Exchange)
+		expect(t, o, true, handler.ReasonOK)
+	}
+}

@@ -157,6 +157,9 @@ func build(cfg Config) (*Handler, error) {
 	// The node judges every message by the handler's rules before acking
 	// it (accept); everything accept reads exists already.
 	cfg.Node.Accept = h.accept
+	if h.durable() {
+		cfg.Node.Overflow = h.overflow
+	}
 	node, err := p2p.New(cfg.Node)
 	if err != nil {
 		return fail(fmt.Errorf("handler: %w", err))

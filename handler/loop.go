@@ -115,6 +115,8 @@ func (h *Handler) step(in *inputs) bool {
 	case <-h.dur.finished:
 		h.mu.Lock()
 		h.handOut()
+	case <-h.dur.more:
+		h.mu.Lock() // afterInput delivers them
 	case <-in.deadline:
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -173,6 +175,9 @@ func (h *Handler) drainData(in *inputs) bool {
 // whether the loop should end: stopping, with no exchange left. The caller
 // holds mu.
 func (h *Handler) afterInput() bool {
+	if len(h.dur.overflow) > 0 {
+		h.deliverOverflow()
+	}
 	if len(h.waits) > 0 {
 		h.checkWaits()
 	}

@@ -69,6 +69,53 @@ func TestAcceptWaitsBeforeAcking(t *testing.T) {
 	}
 }
 
+// TestOverflowTakesWhatAcceptTook: with the Receiver full, a message that
+// Accept took through a wait is acked OK and handed to Overflow, not
+// refused busy; one judged at once is refused busy, as without Overflow.
+func TestOverflowTakesWhatAcceptTook(t *testing.T) {
+	accept := func(d p2p.Data) (p2p.Reason, func() p2p.Reason) {
+		if bytes.HasPrefix(d.Bytes, []byte("stored")) {
+			return "", func() p2p.Reason { return p2p.ReasonOK }
+		}
+		return p2p.ReasonOK, nil
+	}
+	overflowed := make(chan string, 4)
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	a := tu.Node(t, ia, list)
+	b := tu.Node(t, ib, list, func(c *p2p.Config) {
+		c.Accept = accept
+		c.ReceiverBuffer = 2 // the Connected event, then one message
+		c.Overflow = func(d p2p.Data) { overflowed <- string(d.Bytes) }
+	})
+	send := func(id uint64, data string) p2p.Status {
+		t.Helper()
+		a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: id, Data: []byte(data)}
+		return nextOf(t, a, statusOf(id))
+	}
+	if st := send(1, "plain"); !st.OK { // fills the Receiver: nobody reads it
+		t.Fatalf("first: %+v", st)
+	}
+	if st := send(2, "stored"); !st.OK {
+		t.Fatalf("taken by Accept, Receiver full: %+v, want OK", st)
+	}
+	select {
+	case got := <-overflowed:
+		if got != "stored" {
+			t.Fatalf("overflowed %q", got)
+		}
+	case <-time.After(tu.Timeout):
+		t.Fatal("not handed to Overflow")
+	}
+	if st := send(3, "plain again"); st.Reason != p2p.ReasonBusy {
+		t.Fatalf("judged at once, Receiver full: %+v, want busy", st)
+	}
+	if d := tu.Next[p2p.Data](t, b.Receiver()); string(d.Bytes) != "plain" {
+		t.Fatalf("delivered %q", d.Bytes)
+	}
+	tu.None[p2p.Data](t, b.Receiver(), 50*time.Millisecond)
+}
+
 // TestViaAnswersOnTheStreamOfTheQuestion: two nodes with one key connect to
 // a third; its answer sent Via the question's origin reaches the node that
 // asked, not the newest connection.

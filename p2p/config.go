@@ -126,15 +126,24 @@ type Config struct {
 	// write in flight): the node calls wait once no further frame of
 	// the peer is buffered, so the messages a peer pipelines are judged
 	// together (one disk write for them all), and acks them in order.
-	// Messages judged ReasonOK are delivered (or refused busy when the
-	// Receiver is full); others are answered with the verdict as their
-	// ack: ReasonBusy, ReasonMalformed, ReasonShuttingDown, ReasonTooLarge
+	// Messages judged ReasonOK are delivered, or refused busy when the
+	// Receiver is full (but see Overflow); others are answered with the
+	// verdict as their ack: ReasonBusy, ReasonMalformed, ReasonShuttingDown, ReasonTooLarge
 	// or ReasonUnknownExchange (any other reason is sent as busy). A
 	// ReasonMalformed or ReasonTooLarge verdict costs the peer a
 	// misbehaviour token (malformed_message, oversized_message), as the
 	// node's own refusals do; the others cost nothing. None ends the
 	// stream.
 	Accept func(Data) (verdict Reason, wait func() Reason)
+
+	// Overflow, when set, takes the messages that Accept admitted through
+	// a wait (it wrote them down) and that the Receiver has no room for:
+	// the caller has them, so the node acks them OK and hands them here
+	// instead of answering busy, which would tell the sender a message was
+	// not taken that is. It runs on the stream's goroutines, after the ack
+	// is queued and outside the node's locks, and must not block. Without
+	// it such a message is answered busy, as any other.
+	Overflow func(Data)
 
 	// Relay makes the node a circuit relay for its allowlisted peers
 	// (relay.go). Off by default.

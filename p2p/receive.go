@@ -89,13 +89,18 @@ func (n *Node) admit(p peer.ID, ip netip.Addr, f *frame) pb.Reason {
 }
 
 // offer delivers an admitted frame, or answers busy when the Receiver
-// buffer is full.
-func (n *Node) offer(st *msgStream, f *frame) pb.Reason {
-	if !n.events.Offer(n.data(st, f)) {
-		n.prio.Push(Dropped{Peer: st.peer, MsgID: f.id, Count: 1}, false)
-		return pb.Reason_BUSY
+// buffer is full. A frame Config.Accept took (through a wait) is not
+// refused when there is a Config.Overflow: offer reports it overflowed,
+// for the caller to hand over once outside its lock.
+func (n *Node) offer(st *msgStream, f *frame, taken bool) (r pb.Reason, overflowed bool) {
+	if n.events.Offer(n.data(st, f)) {
+		return pb.Reason_OK, false
 	}
-	return pb.Reason_OK
+	if taken && n.cfg.Overflow != nil {
+		return pb.Reason_OK, true
+	}
+	n.prio.Push(Dropped{Peer: st.peer, MsgID: f.id, Count: 1}, false)
+	return pb.Reason_BUSY, false
 }
 
 func (n *Node) data(st *msgStream, f *frame) Data {

@@ -41,7 +41,7 @@ func (st *msgStream) settle(q <-chan stagedFrame) {
 		if sf.wait != nil {
 			sf.reason = reasonToWire(sf.wait())
 		}
-		st.ack(&sf.f, sf.reason)
+		st.ack(&sf.f, sf.reason, sf.wait != nil)
 		st.unsettled.Add(-1)
 		if len(q) == 0 {
 			st.pushAcks()

@@ -245,13 +245,14 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 		st.stage(stagedFrame{f: *d, reason: r, wait: wait})
 		return true
 	}
-	st.ack(d, r)
+	st.ack(d, r, false)
 	return true
 }
 
 // ack delivers a frame judged OK, and owes the peer its ack: OK, busy when
-// the Receiver is full, or the refusal r.
-func (st *msgStream) ack(d *frame, r pb.Reason) {
+// the Receiver is full, or the refusal r. taken says Config.Accept took the
+// frame through a wait (offer).
+func (st *msgStream) ack(d *frame, r pb.Reason, taken bool) {
 	n := st.n
 	// Refusals that cost the peer a token are charged before the ack can
 	// leave: by the time the peer reads it, the token is spent.
@@ -271,11 +272,17 @@ func (st *msgStream) ack(d *frame, r pb.Reason) {
 	// takes the queued acks first (writeLocked), so the ack always
 	// precedes the answer on the stream, and leaves with it.
 	st.amu.Lock()
+	overflowed := false
 	if r == pb.Reason_OK {
-		ack.reason = n.offer(st, d)
+		ack.reason, overflowed = n.offer(st, d, taken)
 	}
 	st.queueAckLocked(ack, holdsAck(d, ack.reason, n.cfg.AckDelay))
 	st.amu.Unlock()
+	if overflowed {
+		// Outside amu: the taker may answer at once, and a write takes
+		// amu.
+		n.cfg.Overflow(n.data(st, d))
+	}
 	n.metrics.frameReceived(reasonFromWire(ack.reason), len(d.payload))
 }
 
