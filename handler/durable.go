@@ -197,7 +197,7 @@ func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.
 	key := inKey{from, id}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.seen.has(from, id, now) {
+	if h.seen.has(from, id, now) || h.holds(from, id) {
 		return p2p.ReasonOK, nil // on disk already; the loop answers the resend
 	}
 	if st, ok := h.dur.storing[key]; ok {
@@ -239,6 +239,18 @@ func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.
 		st.stored = true
 		return p2p.ReasonOK
 	}
+}
+
+// holds reports whether the application holds exchange id from p: a
+// request it has not seen through (its exchange runs), or a message it has
+// not acknowledged. A resend of one is no new arrival, even once its
+// dedupe record is gone (DedupePerPeer), so it takes no second inbox slot
+// and is not delivered twice. The caller holds mu.
+func (h *Handler) holds(p peer.ID, id ExchangeID) bool {
+	if ps := h.peers[p]; ps != nil && ps.inbound[id] != nil {
+		return true
+	}
+	return h.dur.unacked[inKey{p, id}]
 }
 
 // storing is a received exchange being written to the inbox: counted in

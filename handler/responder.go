@@ -63,7 +63,7 @@ func (h *Handler) onMessage(from peer.ID, id ExchangeID, data []byte) {
 	ps := h.peer(from)
 	h.activity(ps)
 	now := time.Now()
-	if !h.seen.has(from, id, now) {
+	if !h.seen.has(from, id, now) && !(h.durable() && h.holds(from, id)) {
 		h.seen.add(from, id, now)
 		if h.durable() {
 			if !h.arrived(from, id) {
