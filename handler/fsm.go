@@ -274,6 +274,12 @@ func (h *Handler) backoff(ex *exchange) {
 // and the reply goes then (onRequest); one that never does is gone, and
 // the exchange ends when the dialer would have given up waiting.
 func (h *Handler) park(ex *exchange) {
+	if ex.attempts >= h.cfg.MaxAttempts {
+		// Sent as often as any message may be: a peer that refuses
+		// every reply and asks again must not keep it going for ever.
+		h.end(ex, ex.lastReason, ex.lastErr)
+		return
+	}
 	ex.state = StateBackoff
 	h.setTimer(ex, h.cfg.ReplyTimeout, dueParked)
 }
@@ -299,13 +305,17 @@ func (h *Handler) onReply(from peer.ID, id ExchangeID, data []byte) {
 		// the others): nothing to do, and nothing wrong.
 		return
 	}
-	if ex.kind != KindRequest || ex.attempts == 0 {
+	if ex.kind != KindRequest {
 		h.unexpected(from, fmt.Errorf("%w: reply to %s exchange %s in state %s", ErrUnexpectedMessage, ex.kind, id, ex.state))
 		return
 	}
 	// Normally in AwaitReply; in Dialing or AwaitAck the reply overtook the
 	// request's ack (it proves delivery); in Backoff or Resolving an
-	// earlier send was delivered after all.
+	// earlier send was delivered after all. Even with no send counted
+	// (Queued, Resolving): a resumed exchange sent once before a restart
+	// is stored with attempts 0, and a retried dead letter starts at 0,
+	// yet the peer has the request. Exchange IDs are random, so only a
+	// peer that received the request can name it.
 	ex.replied, ex.replyData = true, data
 	h.end(ex, ReasonOK, nil)
 }
@@ -328,7 +338,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 			ps.started--
 			h.active--
 		}
-		if ex.kind == KindRequest && ex.attempts > 0 {
+		if ex.kind == KindRequest && (ex.attempts > 0 || ex.replied) {
 			h.done.add(ps.id, ex.id, time.Now())
 		}
 	} else {

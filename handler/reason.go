@@ -68,7 +68,7 @@ const (
 	// p2p Status protocol_error): the exchange fails, the p2p layer has
 	// reset the stream and charged the peer, and the connection stays.
 	// Or the peer's handler sent what no exchange allows (a reply to a
-	// request not yet sent): the peer is judged faulty and disconnected,
+	// one-way message): the peer is judged faulty and disconnected,
 	// and its active exchanges fail. (A payload that is not an envelope
 	// never gets this far: our node refuses it malformed.)
 	ReasonUnexpectedMessage Reason = "unexpected_message"
