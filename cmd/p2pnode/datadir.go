@@ -97,13 +97,21 @@ func openToolStore(dir string) (*store.Store, error) {
 	return nil, err
 }
 
-// maxStdinTag is the largest stdin id among the tags of the outbox of st:
-// run numbers the stdin commands without an id from the next one, so that
-// a resumed exchange and a new one never share an id.
+// maxStdinTag is the largest stdin id among the tags of the outbox and the
+// dead letters of st: run numbers the stdin commands without an id from
+// the next one, so that an exchange the store gives back (resumed, or a
+// dead letter retried) and a new one never share an id.
 func maxStdinTag(st *store.Store) (uint64, error) {
 	out, err := st.OutgoingList()
 	if err != nil {
 		return 0, err
+	}
+	dls, err := st.DeadLetters()
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range dls {
+		out = append(out, d.Outgoing)
 	}
 	var m uint64
 	for _, o := range out {

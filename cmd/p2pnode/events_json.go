@@ -105,7 +105,9 @@ type (
 		Event    string `json:"event"`
 		Peer     string `json:"peer,omitempty"`
 		PeerName string `json:"peer_name,omitempty"`
-		Error    string `json:"error"`
+		// ID: the stdin id of a request refused at once (commandError).
+		ID    *uint64 `json:"id,omitempty"`
+		Error string  `json:"error"`
 	}
 	jsonDropped struct {
 		Event    string `json:"event"`
@@ -354,13 +356,20 @@ type printer struct {
 	names  namer // the allowlist's names beside peer IDs; nil: none
 }
 
-func (p *printer) emit(ev any) {
+// emit writes the line of ev. A failed write (stdout closed, a full disk)
+// cannot be reported anywhere useful; the node keeps running. Where a
+// line not written must change what follows, print says so.
+func (p *printer) emit(ev any) { _ = p.print(ev) }
+
+// print writes the line of ev and returns the write's error: an event not
+// written was not delivered, and what depends on its delivery (marking a
+// message handled, acknowledging an outcome) must not follow.
+func (p *printer) print(ev any) error {
 	line := renderNamed(ev, p.asJSON, p.names)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	// A failed write (stdout closed) cannot be reported anywhere useful;
-	// the node keeps running, as it would with its output discarded.
-	_, _ = p.w.Write(line)
+	_, err := p.w.Write(line)
+	return err
 }
 
 // namer gives the allowlist's name of a peer ("" when it has none, or is

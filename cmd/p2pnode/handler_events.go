@@ -34,6 +34,15 @@ type exchangeEvent struct {
 	ID uint64
 }
 
+// requestRefusedEvent is the error event of a stdin request the handler
+// refused outright: it gets no reply and no exchange event, so its error
+// carries the request's id, as a refused send's status does.
+type requestRefusedEvent struct {
+	Peer peer.ID
+	ID   uint64
+	Err  error
+}
+
 // dhtReadyEvent says the DHT's routing table has its first peer: lookups
 // can start.
 type dhtReadyEvent struct{ Peers int }
@@ -117,6 +126,9 @@ func handlerJSON(ev any, names namer) any {
 			j.Stage, j.Error = string(e.Stage), errText(e.Err)
 		}
 		return j
+	case requestRefusedEvent:
+		id := e.ID
+		return jsonError{Event: "error", Peer: e.Peer.String(), PeerName: names.of(e.Peer), ID: &id, Error: errText(e.Err)}
 	case dhtReadyEvent:
 		return jsonDHTReady{"dht_ready", e.Peers}
 	case publishedEvent:
@@ -156,6 +168,8 @@ func handlerText(ev any, names namer) string {
 			s += "; kept in the dead letters"
 		}
 		return s
+	case requestRefusedEvent:
+		return fmt.Sprintf("error: %s: %s", names.text(e.Peer), errText(e.Err))
 	case dhtReadyEvent:
 		return fmt.Sprintf("dht ready: %d peers in the routing table", e.Peers)
 	case publishedEvent:

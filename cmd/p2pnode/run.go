@@ -72,7 +72,9 @@ exactly one status event carrying its "id" (numbered by p2pnode when the
 line has none), and an exchange event. A request gets a reply event and an
 exchange event carrying its "id". A request received is printed as a
 request event: answer it with respond, or start run with --auto-reply echo.
-A bad line gets an error event and the node carries on. With a store, a
+A request refused at once (a peer not allowlisted, a payload too large)
+gets neither: its error event carries its "id". A bad line gets an error
+event and the node carries on. With a store, a
 send or request still running when the node stops gets its events from
 the next run on the directory, which resumes it.
 
@@ -110,7 +112,8 @@ something the previous run received and never handled has
 "redelivered":true; an exchange a previous run started has "resumed":true;
 one that failed and is kept in the dead letters "dead_lettered":true. A
 data event is printed before the message is marked handled: a crash in
-between prints it again, redelivered, at the next start (at least once).
+between prints it again, redelivered, at the next start (at least once);
+so does a print that fails (stdout on a full disk, a broken pipe).
 A peer's connected event comes before the events of the messages its
 connection carries; its disconnected event may come before the exchange
 event of the exchange that connection ended with (they come from separate
@@ -211,6 +214,10 @@ type runner struct {
 	// handler hands out on another channel: run prints the reply first.
 	replies replyOrder
 	ops     opsState // control API and health (control_server.go)
+	// unprintedReplies are the replies stdout refused, whose outcomes are
+	// then not acknowledged; stdoutFailed: the failure was logged.
+	unprintedReplies map[handler.ExchangeID]bool
+	stdoutFailed     bool
 }
 
 // runNode runs a node with cfg until stdin closes or a signal stops it.

@@ -35,7 +35,7 @@ func (r *runner) command(cmd any) bool {
 		}
 	case requestCmd:
 		if _, err := r.h.Request(c.Peer, c.Addr, c.Data, stdinTag(c.ID)); err != nil {
-			r.out.emit(p2p.Error{Peer: c.Peer, Err: fmt.Errorf("request %d: %w", c.ID, err)})
+			r.out.emit(requestRefusedEvent{Peer: c.Peer, ID: c.ID, Err: fmt.Errorf("request %d: %w", c.ID, err)})
 			return !errors.Is(err, handler.ErrClosed)
 		}
 	case respondCmd:
@@ -64,7 +64,12 @@ func (r *runner) handlerEvent(ev handler.Event) {
 		// again after a restart until its Ack is on disk, so a crash
 		// between the two prints it again (marked redelivered) rather than
 		// never. Without a store Ack does nothing.
-		r.out.emit(e)
+		if err := r.out.print(e); err != nil {
+			// Not printed, so not handled: the next run on the data
+			// directory delivers it again.
+			r.notPrinted(err)
+			return
+		}
 		if err := r.h.Ack(e.From, e.Exchange); err != nil {
 			r.out.emit(p2p.Error{Peer: e.From, Err: fmt.Errorf("ack %s: %w", e.Exchange, err)})
 		}
@@ -105,27 +110,64 @@ func (r *runner) handlerEvent(ev handler.Event) {
 // tag carries.
 func (r *runner) printReply(e handler.Reply) {
 	id, _ := tagID(e.Tag)
-	r.out.emit(replyEvent{Reply: e, ID: id})
+	if err := r.out.print(replyEvent{Reply: e, ID: id}); err != nil {
+		// Its outcome is then not acknowledged: both come again at the
+		// next start.
+		r.notPrinted(err)
+		if r.unprintedReplies == nil {
+			r.unprintedReplies = make(map[handler.ExchangeID]bool)
+		}
+		r.unprintedReplies[e.Exchange] = true
+	}
 	r.ops.ctl.replied(e)
+}
+
+// notPrinted logs, once, that stdout refuses events: what was not printed
+// is not acknowledged, and the next run on the data directory delivers it
+// again.
+func (r *runner) notPrinted(err error) {
+	if r.stdoutFailed {
+		return
+	}
+	r.stdoutFailed = true
+	r.log.Warn("writing an event to stdout failed: events not printed are not marked handled, the next run on the data directory delivers them again",
+		zap.Error(err))
 }
 
 // printOutcome prints how an exchange ended, and acknowledges our own
 // exchange's outcome once printed: with a store, one killed in between is
 // printed again at the next start, marked redelivered, rather than never.
 func (r *runner) printOutcome(e handler.Outcome) {
-	var id uint64
+	var (
+		id      uint64
+		failed  error
+		printed = func(err error) {
+			if err != nil && failed == nil {
+				failed = err
+			}
+		}
+	)
 	if e.Role == handler.Dialer {
 		id, _ = tagID(e.Tag)
 		// Every message run sends comes from a stdin send, which gets a
 		// status event as sends had before the handler, also when it
 		// resumed after a restart.
 		if e.Kind == handler.KindMessage {
-			r.out.emit(sendStatus(e, id))
+			printed(r.out.print(sendStatus(e, id)))
 		}
 	}
-	r.out.emit(exchangeEvent{Outcome: e, ID: id})
+	printed(r.out.print(exchangeEvent{Outcome: e, ID: id}))
+	if r.unprintedReplies[e.Exchange] {
+		delete(r.unprintedReplies, e.Exchange)
+		printed(errors.New("its reply was not printed"))
+	}
 	r.ops.ctl.ended(e)
 	if e.Role == handler.Dialer {
+		if failed != nil {
+			// Not acknowledged: the next start prints it again.
+			r.notPrinted(failed)
+			return
+		}
 		if err := r.h.AckOutcome(e.Exchange); err != nil {
 			r.out.emit(p2p.Error{Peer: e.Peer, Err: fmt.Errorf("ack outcome %s: %w", e.Exchange, err)})
 		}
