@@ -179,11 +179,13 @@ func knownKind(k pb.Kind) bool {
 }
 
 // expectsReply reports whether a reply to id from p is one this process
-// can take: its exchange is running, or ended lately (a resent reply). The
-// caller holds mu.
+// can take: its exchange is running, or ended lately (a resent reply). A
+// running exchange is marked: our node acks the reply, so the exchange
+// waits for the loop to take it (replyLate). The caller holds mu.
 func (h *Handler) expectsReply(p peer.ID, id ExchangeID) bool {
 	if ps := h.peers[p]; ps != nil {
 		if ex := ps.outbound[id]; ex != nil && ex.kind == KindRequest {
+			ex.replyAccepted = true
 			return true
 		}
 	}

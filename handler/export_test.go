@@ -17,3 +17,36 @@ func (h *Handler) WaitState(id ExchangeID, s State, timeout time.Duration) bool 
 		return false
 	}
 }
+
+// FireDeadline runs the armed deadline of dialed exchange id now, as its
+// timer would when it fires, and reports whether there was one. Tests use
+// it to put a deadline at a chosen point of a race.
+func (h *Handler) FireDeadline(id ExchangeID) bool {
+	fired := false
+	_ = h.apply(true, func() {
+		for _, ps := range h.peers {
+			if ex := ps.outbound[id]; ex != nil && h.timers.scheduled(&ex.tm) {
+				h.stopTimer(ex)
+				h.exchangeDue(ex)
+				fired = true
+			}
+		}
+	})
+	return fired
+}
+
+// WaitPaused waits until the loop has stopped taking data from the node
+// because the application fell behind (MaxBacklog), and reports whether
+// it did within timeout.
+func (h *Handler) WaitPaused(timeout time.Duration) bool {
+	w := stateWait{paused: true, done: make(chan struct{})}
+	if h.post(w) != nil {
+		return false
+	}
+	select {
+	case <-w.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}

@@ -42,6 +42,9 @@ type exchange struct {
 	resumed bool       // taken from the store at start
 	origin  p2p.Origin // where a responder's request came from: the reply goes back there
 	replied bool       // a reply completed this dialed request: replyData
+	// replyAccepted: our node took a reply to this dialed request (accept)
+	// that the loop has not seen yet, since the deadline last looked.
+	replyAccepted bool
 	// replyData is the reply's payload; the Reply event is made only when
 	// it is handed out, so that it is boxed into an Event once.
 	replyData []byte
@@ -88,8 +91,20 @@ func (h *Handler) exchangeDue(ex *exchange) {
 	}
 }
 
-// replyLate ends a dialed request whose reply did not come in time.
+// replyLate ends a dialed request whose reply did not come in time. One
+// whose reply our node has acked, but which waits for the loop (behind an
+// application that fell behind, or a busy loop), is not late: ending it
+// would drop a reply the peer was told we took, and leave the two sides
+// with opposite Outcomes. It gets one more ReplyTimeout for the loop to
+// take it (or, if the node refused it busy after all, for the peer to
+// resend it).
 func (h *Handler) replyLate(ex *exchange) {
+	if ex.replyAccepted {
+		ex.replyAccepted = false
+		ex.state = StateAwaitReply
+		h.setTimer(ex, h.cfg.ReplyTimeout, dueReply)
+		return
+	}
 	h.end(ex, ReasonReplyTimeout, fmt.Errorf("%w: none within %s", ErrReplyTimeout, h.cfg.ReplyTimeout))
 }
 
@@ -249,6 +264,12 @@ func (h *Handler) acked(ex *exchange) {
 // MaxAttempts sends have been made.
 func (h *Handler) retry(ex *exchange) {
 	if ex.attempts >= h.cfg.MaxAttempts {
+		if ex.kind == KindRequest && ex.replyAccepted {
+			// A reply came after all (the request's ack was lost): wait
+			// for the loop to take it, as replyLate does.
+			h.replyLate(ex)
+			return
+		}
 		h.end(ex, ex.lastReason, ex.lastErr)
 		return
 	}

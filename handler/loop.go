@@ -336,19 +336,22 @@ func (h *Handler) send(c p2p.Command) error {
 	return h.node.Send(context.Background(), c)
 }
 
-// stateWait asks the loop to close done once exchange id is in state (for
-// tests, which must reach a state before injecting a fault).
+// stateWait asks the loop to close done once exchange id is in state, or,
+// with paused, once the loop stops taking data for an application that
+// fell behind (for tests, which must reach a state before injecting a
+// fault).
 type stateWait struct {
-	id    ExchangeID
-	state State
-	done  chan struct{}
+	id     ExchangeID
+	state  State
+	paused bool
+	done   chan struct{}
 }
 
 // checkWaits releases the stateWaits whose exchange reached its state.
 func (h *Handler) checkWaits() {
 	kept := h.waits[:0]
 	for _, w := range h.waits {
-		if h.stateOf(w.id) == w.state {
+		if (w.paused && h.paused) || (!w.paused && h.stateOf(w.id) == w.state) {
 			close(w.done)
 		} else {
 			kept = append(kept, w)
