@@ -123,19 +123,20 @@ func TestInvalidBodies(t *testing.T) {
 	rsaID, _ := peer.IDFromPrivateKey(rsa)
 	ms := members(ops)
 	cases := map[string]Body{
-		"version 0":          {Version: 0, Threshold: 1, Members: ms},
-		"no members":         {Version: 1, Threshold: 1},
-		"threshold 0":        {Version: 1, Threshold: 0, Members: ms},
-		"threshold > N":      {Version: 1, Threshold: 3, Members: ms},
-		"duplicate member":   {Version: 1, Threshold: 1, Members: []Member{ms[0], ms[1], ms[0]}},
-		"genesis with prev":  {Version: 1, Threshold: 1, Members: ms, Prev: Hash{1}},
-		"v2 without prev":    {Version: 2, Threshold: 1, Members: ms},
-		"RSA member":         {Version: 1, Threshold: 1, Members: []Member{{ID: rsaID}}},
-		"text as ID":         {Version: 1, Threshold: 1, Members: []Member{{ID: peer.ID(ops[0].id.String())}}},
-		"control in name":    {Version: 1, Threshold: 1, Members: []Member{{ID: ops[0].id, Name: "a\x1b[2Kb"}}},
-		"long role":          {Version: 1, Threshold: 1, Members: []Member{{ID: ops[0].id, Role: strings.Repeat("r", MaxRoleLen+1)}}},
-		"invalid prefix":     {Version: 1, Threshold: 1, Members: []Member{{ID: ops[0].id, Addrs: []netip.Prefix{{}}}}},
-		"expiry before 1970": {Version: 1, Threshold: 1, Members: ms, Expires: time.Unix(-5, 0)},
+		"version 0":             {Version: 0, Threshold: 1, Members: ms},
+		"no members":            {Version: 1, Threshold: 1},
+		"threshold 0":           {Version: 1, Threshold: 0, Members: ms},
+		"threshold > N":         {Version: 1, Threshold: 3, Members: ms},
+		"duplicate member":      {Version: 1, Threshold: 1, Members: []Member{ms[0], ms[1], ms[0]}},
+		"genesis with prev":     {Version: 1, Threshold: 1, Members: ms, Prev: Hash{1}},
+		"v2 without prev":       {Version: 2, Threshold: 1, Members: ms},
+		"RSA member":            {Version: 1, Threshold: 1, Members: []Member{{ID: rsaID}}},
+		"text as ID":            {Version: 1, Threshold: 1, Members: []Member{{ID: peer.ID(ops[0].id.String())}}},
+		"control in name":       {Version: 1, Threshold: 1, Members: []Member{{ID: ops[0].id, Name: "a\x1b[2Kb"}}},
+		"bidi override in name": {Version: 1, Threshold: 1, Members: []Member{{ID: ops[0].id, Name: "a\u202eb"}}},
+		"long role":             {Version: 1, Threshold: 1, Members: []Member{{ID: ops[0].id, Role: strings.Repeat("r", MaxRoleLen+1)}}},
+		"invalid prefix":        {Version: 1, Threshold: 1, Members: []Member{{ID: ops[0].id, Addrs: []netip.Prefix{{}}}}},
+		"expiry before 1970":    {Version: 1, Threshold: 1, Members: ms, Expires: time.Unix(-5, 0)},
 	}
 	for name, b := range cases {
 		if _, err := NewDocument(b); err == nil {

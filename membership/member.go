@@ -97,6 +97,13 @@ func memberKey(id peer.ID) (crypto.PubKey, error) {
 	if t := pk.Type(); t != crypto.Secp256k1 && t != crypto.Ed25519 {
 		return nil, newError(fmt.Sprintf("peer %s: %s key; members use secp256k1 or ed25519", id, t), ErrInvalid)
 	}
+	// One key has several IDs that embed it (its protobuf with the fields
+	// swapped, repeated or followed by unknown ones): only the one libp2p
+	// derives from the key, which the handshake proves, names a member,
+	// else one operator could be listed, and counted, twice.
+	if canon, err := peer.IDFromPublicKey(pk); err != nil || canon != id {
+		return nil, newError(fmt.Sprintf("peer %s: not the canonical ID of its key (%s)", id, canon), ErrInvalid)
+	}
 	return pk, nil
 }
 
@@ -110,8 +117,11 @@ func checkLabel(what, s string, limit int) error {
 	if !utf8.ValidString(s) {
 		return newError(what+" is not valid UTF-8", ErrInvalid)
 	}
-	if strings.ContainsFunc(s, unicode.IsControl) {
-		return newError(fmt.Sprintf("%s %q holds a control character", what, s), ErrInvalid)
+	// Format characters too (bidi overrides, zero-width ones): printed
+	// after an ID, they could make a terminal show another name, role or
+	// address than the one the members signed.
+	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
+		return newError(fmt.Sprintf("%s %q holds a control or format character", what, s), ErrInvalid)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/zap"
 )
 
 // connTracker turns libp2p's per-connection notifications into one
@@ -52,6 +53,15 @@ func (t *connTracker) accepted(c network.Conn) *atomic.Bool {
 
 func (t *connTracker) Connected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
+	// The gater admitted c before its muxer was negotiated; an allowlist
+	// change in between (a membership version applied, a reload) was
+	// enforced on Network().Conns(), which did not hold c yet. c is in
+	// them now, so a change from here on closes it: check once more.
+	if !t.n.admits(c) {
+		t.n.log.Info("peer no longer allowlisted: disconnecting", zap.Stringer("peer", p))
+		t.n.closeConnAsync(c)
+		return
+	}
 	t.mu.Lock()
 	if t.count == nil {
 		t.count = make(map[peer.ID]int)
