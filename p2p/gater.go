@@ -27,6 +27,9 @@ type gater struct {
 	// conns counts a peer's open connections. newHost sets it once the
 	// host exists; before that nobody is connected.
 	conns atomic.Pointer[func(peer.ID) int]
+	// pending bounds inbound relayed handshakes (relay_admission.go); the
+	// resource manager counts them, InterceptAccept tells it the source.
+	pending *relayPending
 }
 
 var _ interface {
@@ -60,11 +63,7 @@ func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 // that is being rate limited, before any handshake work is spent on it.
 func (g *gater) InterceptAccept(c network.ConnMultiaddrs) bool {
 	if r, relayed := relayOf(c.RemoteMultiaddr()); relayed {
-		// Only the relay is known yet, and it is a member (the node
-		// holds reservations only on its own static relays) unless the
-		// allowlist dropped it since; the IP is the relay's, not the
-		// peer's, so there is nothing to check or charge by IP.
-		return g.list.Contains(r) && !g.limiter.PeerBanned(string(r))
+		return g.acceptRelayed(c, r)
 	}
 	ip, ok := ipOf(c.RemoteMultiaddr())
 	if !ok {
@@ -81,12 +80,36 @@ func (g *gater) InterceptAccept(c network.ConnMultiaddrs) bool {
 	return true
 }
 
+// acceptRelayed is InterceptAccept for a circuit connection through relay
+// r. Only the relay is proven yet (it opened the circuit on its own
+// connection), and it must be a member, not cut off: the node holds
+// reservations only on its own static relays, but any member could open a
+// circuit to it. The IP is the relay's, so there is nothing to check or
+// charge by IP, and nothing is charged to the relay (section 7 of
+// docs/security.md). The source the relay announces is not proven until
+// Noise (securedRelayed checks it and says why it refuses); here it is
+// only noted, for the bound on pending relayed handshakes
+// (relay_admission.go).
+func (g *gater) acceptRelayed(c network.ConnMultiaddrs, r peer.ID) bool {
+	if !g.list.Contains(r) || g.limiter.PeerBanned(string(r)) {
+		return false
+	}
+	src, ok := announcedSource(c)
+	if !ok {
+		// Not go-libp2p's circuit connection: there is no source to
+		// hold Noise's key to, so securedRelayed would refuse it.
+		return false
+	}
+	g.pending.noted(r, src)
+	return true
+}
+
 // InterceptSecured checks the Noise-proved peer ID against the allowlist and
 // its IP binding. An inbound stranger or a key from the wrong IP costs tokens
 // from both the IP and the claimed ID.
 func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, c network.ConnMultiaddrs) bool {
 	if r, relayed := relayOf(c.RemoteMultiaddr()); relayed {
-		return g.securedRelayed(dir, p, r)
+		return g.securedRelayed(dir, p, r, c)
 	}
 	ip, ok := ipOf(c.RemoteMultiaddr())
 	if !ok {
@@ -142,8 +165,27 @@ func (g *gater) relayAllowed(p, r peer.ID) bool {
 // IP seen is the relay's, so refusals are charged to the proved key alone
 // and reported without an IP: charging the relay's IP would let any peer
 // behind it cut the relay off.
-func (g *gater) securedRelayed(dir network.Direction, p, r peer.ID) bool {
+//
+// An inbound connection's key must be the source the relay announced. An
+// honest relay announces the key that asked it for the circuit (proven on
+// that peer's connection to it), so a different key means the circuit's
+// far end ran Noise with a key other than its own: a member minting
+// throwaway keys to make the node run handshakes through a relay, or a
+// hostile relay splicing someone else's handshake into a circuit it made
+// up. Neither is charged to anyone: not the relay (a member can do this
+// through an honest relay), not the announced source (a hostile relay can
+// name any member), not the proved key (a hostile relay can forward an
+// honest member's handshake under another source's name). The refusal is
+// reported with the proved key; relay_admission.go bounds how many such
+// handshakes can be in progress at once.
+func (g *gater) securedRelayed(dir network.Direction, p, r peer.ID, c network.ConnMultiaddrs) bool {
 	inbound := dir == network.DirInbound
+	if inbound {
+		if src, ok := announcedSource(c); !ok || src != p {
+			g.refuse(Refused{Peer: p, Reason: RefusedRelaySourceMismatch})
+			return false
+		}
+	}
 	refuse := func(reason RefusalReason, charge ratelimit.Reason) bool {
 		if inbound {
 			if charge != 0 {

@@ -16,7 +16,7 @@ import (
 // resource limits; relaying and hole punching as cfg asks (relay.go), NAT
 // port mapping off, libp2p's own metrics only with cfg.Metrics.
 func newHost(cfg Config, g *gater, rs *relayState) (host.Host, error) {
-	rm, err := newResourceManager(cfg)
+	rm, err := newResourceManager(cfg, g.pending)
 	if err != nil {
 		return nil, err
 	}

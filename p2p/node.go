@@ -105,8 +105,9 @@ func New(cfg Config) (*Node, error) {
 		metrics: m,
 		name:    func(p peer.ID) string { e, _ := cfg.Allowlist.Get(p); return e.Name },
 	}
+	refuse := func(ev Refused) { n.refusals.refuse(ev, time.Now()) }
 	g := &gater{list: cfg.Allowlist, limiter: n.limiter, charge: n.charge,
-		refuse: func(ev Refused) { n.refusals.refuse(ev, time.Now()) }}
+		refuse: refuse, pending: &relayPending{refuse: refuse}}
 	n.relay, err = newRelayState(cfg, n.Charge, func(ev Event) { n.events.Push(ev, true) }, n.relayedConns)
 	if err != nil {
 		cancel()
@@ -130,6 +131,11 @@ func New(cfg Config) (*Node, error) {
 		n.enforceAllowlist()
 		n.addCircuitAddrs()
 	})
+	// The host has listened (and may have admitted connections) since
+	// newHost, before the subscription above: a peer removed from the
+	// allowlist in that window was told to no one. Checking every
+	// connection once now, after subscribing, leaves no gap.
+	n.enforceAllowlist()
 	n.wg.Add(2)
 	go n.run()
 	go n.runRefusals()

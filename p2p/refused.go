@@ -37,18 +37,28 @@ const (
 	// or the relay is no longer a member. Charged as peer_ip_mismatch,
 	// to the key only.
 	RefusedRelayNotAllowed RefusalReason = "relay_not_allowed"
+	// RefusedRelaySourceMismatch: the key Noise proved on a relayed
+	// connection is not the source the relay announced for it. Charged to
+	// nobody (docs/security.md §7); Peer is the proved key.
+	RefusedRelaySourceMismatch RefusalReason = "relay_source_mismatch"
+	// RefusedRelayBusy: as many relayed handshakes as the node allows are
+	// in progress, from the announced source through that relay, through
+	// that relay, or in total (relay_admission.go). Refused before any
+	// handshake and charged to nobody; Peer is the relay.
+	RefusedRelayBusy RefusalReason = "relay_busy"
 )
 
 // refusalReasons lists every RefusalReason, for the metric's labels.
 var refusalReasons = []RefusalReason{
 	RefusedUnknownPeer, RefusedIPMismatch, RefusedIPNotAllowlisted,
 	RefusedPeerBanned, RefusedIPBanned, RefusedTooManyConnections,
-	RefusedRelayNotAllowed,
+	RefusedRelayNotAllowed, RefusedRelaySourceMismatch, RefusedRelayBusy,
 }
 
 // Refused reports inbound connections the gater refused. Peer is the
 // Noise-proved key, empty when the connection was refused at accept
-// (RefusedIPNotAllowlisted, or RefusedIPBanned before the handshake).
+// (RefusedIPNotAllowlisted, or RefusedIPBanned before the handshake), and
+// the relay for RefusedRelayBusy.
 //
 // One event may stand for several refusals of the same peer, IP and reason:
 // the first is reported at once, later ones within RefusalInterval are

@@ -230,18 +230,43 @@ func IsRelayed(a ma.Multiaddr) bool { return isRelayed(a) }
 // every member's connections to a node come through one relay, so the
 // per-IP connection cap and rate would cap the whole committee at what one
 // host may have. They are bounded per peer, by the relay's circuit limits
-// and by the system and transient limits instead.
+// and by the system and transient limits instead; and while an inbound one
+// is still in its handshake, by pending (relay_admission.go).
 type relayAwareRM struct {
 	network.ResourceManager
+	// pending bounds inbound relayed handshakes; nil bounds nothing.
+	pending *relayPending
 }
 
 func (r relayAwareRM) OpenConnection(dir network.Direction, usefd bool, endpoint ma.Multiaddr) (network.ConnManagementScope, error) {
-	if isRelayed(endpoint) {
-		if noIP, ok := r.ResourceManager.(interface {
-			OpenConnectionNoIP(network.Direction, bool, ma.Multiaddr) (network.ConnManagementScope, error)
-		}); ok {
-			return noIP.OpenConnectionNoIP(dir, usefd, endpoint)
+	if !isRelayed(endpoint) {
+		return r.ResourceManager.OpenConnection(dir, usefd, endpoint)
+	}
+	var release func()
+	if dir == network.DirInbound && r.pending != nil {
+		// An address without the relay's ID (which go-libp2p always
+		// writes) is counted under the empty ID: still in the total.
+		relay, _ := relayOf(endpoint)
+		var err error
+		if release, err = r.pending.open(relay); err != nil {
+			return nil, err
 		}
 	}
-	return r.ResourceManager.OpenConnection(dir, usefd, endpoint)
+	var scope network.ConnManagementScope
+	var err error
+	if noIP, ok := r.ResourceManager.(interface {
+		OpenConnectionNoIP(network.Direction, bool, ma.Multiaddr) (network.ConnManagementScope, error)
+	}); ok {
+		scope, err = noIP.OpenConnectionNoIP(dir, usefd, endpoint)
+	} else {
+		scope, err = r.ResourceManager.OpenConnection(dir, usefd, endpoint)
+	}
+	switch {
+	case release == nil:
+		return scope, err
+	case err != nil:
+		release()
+		return nil, err
+	}
+	return &pendingScope{ConnManagementScope: scope, release: release}, nil
 }

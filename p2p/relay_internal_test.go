@@ -87,7 +87,7 @@ func (r *noIPRM) OpenConnectionNoIP(network.Direction, bool, ma.Multiaddr) (netw
 // Relayed connections leave the per-IP limits alone: their IP is the relay's.
 func TestRelayAwareResourceManager(t *testing.T) {
 	inner := &noIPRM{}
-	rm := relayAwareRM{inner}
+	rm := relayAwareRM{ResourceManager: inner}
 	r := newTestID(t)
 	_, _ = rm.OpenConnection(network.DirInbound, true, ma.StringCast("/ip4/10.0.0.1/tcp/4001/p2p/"+r.String()+"/p2p-circuit"))
 	_, _ = rm.OpenConnection(network.DirInbound, true, ma.StringCast("/ip4/10.0.0.1/tcp/4001"))

@@ -177,7 +177,9 @@ var (
 	loopbackV6 = netip.MustParsePrefix("::1/128")
 )
 
-func newResourceManager(cfg Config) (network.ResourceManager, error) {
+// newResourceManager builds the resource manager for cfg; pending bounds
+// inbound relayed handshakes (nil: unbounded, for tests of the limits).
+func newResourceManager(cfg Config, pending *relayPending) (network.ResourceManager, error) {
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limitConfig(cfg)),
 		rcmgr.WithLimitPerSubnet(
 			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: limitConnsPerIP}},
@@ -195,7 +197,7 @@ func newResourceManager(cfg Config) (network.ResourceManager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
-	return relayAwareRM{rm}, nil
+	return relayAwareRM{ResourceManager: rm, pending: pending}, nil
 }
 
 // newConnRateLimiter limits new connections per source IP; a zero Limit is

@@ -15,7 +15,7 @@ import (
 
 func newTestRM(t *testing.T) network.ResourceManager {
 	t.Helper()
-	rm, err := newResourceManager(Config{StreamsPerPeer: DefaultStreamsPerPeer})
+	rm, err := newResourceManager(Config{StreamsPerPeer: DefaultStreamsPerPeer}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,11 +138,14 @@ func (s *proposedStream) CloseWrite() error {
 // the peer's key and address, or a future version without this one). The
 // refusal reads as multistream-select's "na", or, when the peer's
 // go-libp2p took the frame after the proposal for a second proposal, as
-// its reset of the stream with the code for a failed negotiation.
+// its reset of the stream with the code for a failed negotiation. Either
+// comes before the proposal is answered (unanswered): a peer that accepted
+// the stream, and so may have taken our frames, and then resets it with
+// that code is a stream lost, not a message never delivered.
 func errNotSpoken(err error) bool {
 	var se *network.StreamError
-	return errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}) ||
-		errors.As(err, &se) && se.Remote && se.ErrorCode == network.StreamProtocolNegotiationFailed
+	return unanswered(err) && (errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}) ||
+		errors.As(err, &se) && se.Remote && se.ErrorCode == network.StreamProtocolNegotiationFailed)
 }
 
 // unansweredError is a stream's read that failed before the peer answered

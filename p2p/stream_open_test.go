@@ -1,6 +1,7 @@
 package p2p_test
 
 import (
+	"bufio"
 	"errors"
 	"strings"
 	"sync"
@@ -9,9 +10,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protodelim"
 
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
 )
 
 // §1, §4.1: the node proposes the message protocol with its stream's first
@@ -80,5 +83,47 @@ func TestRefusedAtHandshakeSeenOnTheStream(t *testing.T) {
 		if st.Reason != p2p.ReasonDialFailed || !errors.Is(st.Err, p2p.ErrClosedAtHandshake) {
 			t.Fatalf("attempt %d: status %+v (%v), want dial_failed: %v", id, st, st.Err, p2p.ErrClosedAtHandshake)
 		}
+	}
+}
+
+// A peer that accepted the message stream, and acked on it, then resets it
+// with the code go-libp2p uses for a failed protocol negotiation has not
+// refused the protocol: the message it took before the reset may have been
+// delivered, so it is reported connection_lost (the handler retries it),
+// never dial_failed ("not delivered").
+func TestNegotiationFailedResetAfterAnswerIsStreamLost(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib))
+	raw := tu.RawHost(t, ia.Key, "127.0.0.1")
+	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) {
+		br := bufio.NewReader(s)
+		for {
+			var f pb.Frame
+			if err := protodelim.UnmarshalFrom(br, &f); err != nil {
+				s.Reset()
+				return
+			}
+			d := f.GetData()
+			switch {
+			case d == nil:
+			case d.Id == 1:
+				if _, err := s.Write(delimited(pb.AckFrame(&pb.Ack{Id: d.Id}))); err != nil {
+					return
+				}
+			default:
+				s.ResetWithError(network.StreamProtocolNegotiationFailed)
+				return
+			}
+		}
+	})
+
+	b.Sender() <- p2p.SendMsg{Peer: ia.ID, Addr: raw.Addrs()[0], ID: 1, Data: []byte("first")}
+	// Acked: the node has read the answer to its proposal.
+	if st := nextOf(t, b, statusOf(1)); !st.OK {
+		t.Fatalf("status %+v", st)
+	}
+	b.Sender() <- p2p.SendMsg{Peer: ia.ID, ID: 2, Data: []byte("second")}
+	if st := nextOf(t, b, statusOf(2)); st.OK || st.Reason == p2p.ReasonDialFailed {
+		t.Fatalf("status %+v (%v), want a stream lost, not dial_failed", st, st.Err)
 	}
 }

@@ -417,6 +417,10 @@ func refusedText(e p2p.Refused, names namer) string {
 		b.WriteString(" (no allowlist entry admits this IP)")
 	case p2p.RefusedRelayNotAllowed:
 		b.WriteString(" (came through a relay; its allowlist entry binds it to IPs without relay: true)")
+	case p2p.RefusedRelaySourceMismatch:
+		b.WriteString(" (came through a relay that announced another peer as the source)")
+	case p2p.RefusedRelayBusy:
+		b.WriteString(" (too many handshakes through this relay in progress)")
 	}
 	if e.Count > 1 {
 		fmt.Fprintf(&b, ", %d times", e.Count)
