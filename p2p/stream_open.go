@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	basichost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	msmux "github.com/multiformats/go-multistream"
 )
 
@@ -24,10 +25,6 @@ import (
 // leaves with the proposal, as soon as the connection is up. Identify still
 // runs, beside it. A peer that does not speak the protocol refuses it, and
 // the stream's first read fails with errNotSpoken (readFailed).
-
-// proposalTimeout bounds Close's wait for the peer's answer to a proposal
-// that nothing read (go-libp2p's own figure for the same wait).
-const proposalTimeout = 10 * time.Second
 
 // dialPeer connects to p at the addresses in the peerstore, unless a
 // connection is up already, and returns the connection.
@@ -118,7 +115,9 @@ func (s *proposedStream) Reset() error {
 // Close reads the answer to the proposal if nothing has, as the protocol
 // needs; the deadline bounds that wait.
 func (s *proposedStream) Close() error {
-	_ = s.Stream.SetReadDeadline(time.Now().Add(proposalTimeout))
+	// The wait go-libp2p's host gives a stream's negotiation, which the
+	// host would have made in NewStream.
+	_ = s.Stream.SetReadDeadline(time.Now().Add(basichost.DefaultNegotiationTimeout))
 	err := s.rw.Close()
 	s.wrote()
 	return err
