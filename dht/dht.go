@@ -134,7 +134,11 @@ func New(node *p2p.Node, cfg Config) (*DHT, error) {
 		// only node records can be stored.
 		kad.Validator(record.NamespacedValidator{Namespace: d.val}),
 		kad.DisableProviders(),
-		kad.MaxRecordAge(cfg.RecordTTL+cfg.ExpiredRetention),
+		// How long a stored record is kept after it was received: as long
+		// as any valid record can last (the publisher's RecordTTL, not
+		// this node's, sets its expiry) plus the retention. The validator
+		// refuses a record expired for longer whatever kad-dht keeps.
+		kad.MaxRecordAge(MaxRecordLifetime+cfg.ExpiredRetention),
 		kad.RoutingTableFilter(func(_ any, p peer.ID) bool { return d.admits(p) }),
 		kad.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return d.admits(ai.ID) }),
 		kad.BootstrapPeersFunc(d.bootstrapPeers),

@@ -126,6 +126,16 @@ func (o *Outbox[T]) Push(ev T, essential bool) int {
 	if !essential && o.queuedLocked() >= o.opts.Limit {
 		return o.queuedLocked()
 	}
+	if len(o.q) == cap(o.q) && o.head > 0 && o.head >= len(o.q)/2 {
+		// Reuse the delivered prefix instead of growing: a queue that
+		// never empties (a caller always a little behind) would otherwise
+		// keep a slot for every event that ever passed through it. At
+		// least half the slice is delivered, so the copy is amortized;
+		// the pump finds the event it may be sending at the new head.
+		n := copy(o.q, o.q[o.head:])
+		clear(o.q[n:])
+		o.q, o.head = o.q[:n], 0
+	}
 	o.q = append(o.q, ev)
 	select {
 	case o.wake <- struct{}{}:
