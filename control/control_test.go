@@ -167,6 +167,28 @@ func TestListenStaleAndInUse(t *testing.T) {
 	if b, err := os.ReadFile(file); err != nil || string(b) != "keep" {
 		t.Fatalf("the file after a refused Serve: %q, %v", b, err)
 	}
+
+	// Nor is a symlink, even to a stale socket: Listen looks at the link.
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	link := filepath.Join(dir, "link.sock")
+	if err := os.Symlink(stale, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := control.Serve(link, &fakeNode{}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Serve on a symlink: %v", err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode().Type() != os.ModeSymlink {
+		t.Fatalf("the symlink after a refused Serve: %v, %v", fi, err)
+	}
+	if fi, err := os.Lstat(stale); err != nil || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("the symlink's socket after a refused Serve: %v, %v", fi, err)
+	}
 }
 
 // A path longer than a socket address holds still works (Linux).

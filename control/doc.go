@@ -5,5 +5,6 @@
 //
 // The node side implements Node and starts a Server; the CLI side opens a
 // Client on the socket. The socket's file mode is the only access control:
-// only the node's user (and root) can connect to it.
+// only the node's user (and root) can connect to it, and Listen gives the
+// socket that mode before it appears at its path.
 package control

@@ -35,7 +35,12 @@ func SocketPath(dir string) string { return filepath.Join(dir, SocketName) }
 // removes the socket file after closing the listener. A socket
 // left at path by a node that is gone (nothing accepts on it) is replaced;
 // one that a live process serves fails with ErrInUse, and a file that is
-// not a socket is never removed.
+// not a socket (a symlink included) is never removed.
+//
+// The socket never exists at path with another mode than SocketMode:
+// others cannot connect to it, even in a directory they can enter (an
+// --api path outside the data directory) and with a permissive umask. The
+// listener's Addr names where it was bound (see bindPrivate), not path.
 func Listen(path string) (*net.UnixListener, error) {
 	fi, err := os.Lstat(path)
 	switch {
@@ -57,7 +62,38 @@ func Listen(path string) (*net.UnixListener, error) {
 			return nil, fmt.Errorf("control socket %s: removing the stale socket: %w", path, err)
 		}
 	}
-	addr, done, err := sockaddrPath(path)
+	return bindPrivate(path)
+}
+
+// tmpDirPattern names the private directory bindPrivate creates beside the
+// socket (os.MkdirTemp's pattern): a dot file, out of the way of listings.
+const tmpDirPattern = ".control-socket-*"
+
+// tmpSocketName is the socket's name in that directory: short, so that
+// sockaddrPath's /proc/self/fd form of a long path fits an address.
+const tmpSocketName = "s"
+
+// testHookBound, set by tests only, is called with the temporary path of
+// the socket just bound, before its mode is set and it is moved to path.
+var testHookBound func(tmp string)
+
+// bindPrivate binds the socket at path without a moment in which others
+// can reach it. bind gives a socket the mode the process umask leaves, and
+// changing the umask would race every goroutine creating files; so the
+// socket is bound inside a fresh directory of mode 0700 next to path,
+// which nobody else can enter, given SocketMode there, and only then
+// renamed to path. The rename never replaces: a file or socket that
+// appeared at path since Listen looked is left alone, and Listen fails.
+func bindPrivate(path string) (_ *net.UnixListener, err error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), tmpDirPattern)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	// Empty after the rename, or holding the bound socket if anything
+	// failed (or a second name of it, after linkNoReplace).
+	defer func() { _ = os.RemoveAll(dir) }()
+	tmp := filepath.Join(dir, tmpSocketName)
+	addr, done, err := sockaddrPath(tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -67,15 +103,34 @@ func Listen(path string) (*net.UnixListener, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	// The address may be a /proc/self/fd name that means nothing once
-	// done closed the directory: the Server removes the socket by path.
+	// done closed the directory, and the socket moves to path anyway: the
+	// Server removes it by path.
 	ln.SetUnlinkOnClose(false)
-	// Until this chmod the socket has the umask's mode; the data directory
-	// (0700) is what keeps others out of that moment.
-	if err := os.Chmod(path, SocketMode); err != nil {
-		_ = ln.Close()
+	defer func() {
+		if err != nil {
+			_ = ln.Close()
+		}
+	}()
+	if testHookBound != nil {
+		testHookBound(tmp)
+	}
+	if err := os.Chmod(tmp, SocketMode); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := moveNoReplace(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("%w: %s was created by another process while this one bound it (not replaced)", ErrInUse, path)
+		}
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return ln, nil
+}
+
+// linkNoReplace gives the file at oldpath the name newpath, failing with
+// an error matching fs.ErrExist if newpath exists: link(2) never replaces.
+// oldpath stays a second name of the file, for the caller to remove.
+func linkNoReplace(oldpath, newpath string) error {
+	return os.Link(oldpath, newpath)
 }
 
 // probe reports whether a process accepts connections on the socket at

@@ -22,6 +22,12 @@ and version now in force. A peer no longer listed is disconnected at once.
 A file that does not parse fails the command (exit 1) and leaves the old
 list in force; the node prints an error event too.
 
+A node run with --membership has no allowlist file: its allowlist is the
+members of its membership version, changed by p2pnode membership submit.
+reload then reads its routes file alone and says that the allowlist was
+not reloaded ("file" empty and "membership_version" with --json); without
+--routes it has nothing to reload and fails (exit 1).
+
 ` + controlLong,
 		Example: `  p2pnode allowlist add /etc/p2pnode/allowlist.yaml --id 16Uiu2HAm... --name operator-3
   p2pnode allowlist reload --config /etc/p2pnode/p2pnode.yaml`,
@@ -45,10 +51,19 @@ list in force; the node prints an error event too.
 					Version    uint64 `json:"version"`
 					RoutesFile string `json:"routes_file,omitempty"`
 					Routes     int32  `json:"routes,omitempty"`
-				}{res.File, res.Entries, res.Version, res.RoutesFile, res.Routes}
+					// Set by a membership node: file is then empty, as no
+					// allowlist file was read.
+					MembershipVersion uint64 `json:"membership_version,omitempty"`
+				}{res.File, res.Entries, res.Version, res.RoutesFile, res.Routes, res.MembershipVersion}
 				return encodeJSON(a.out, j)
 			}
-			if _, err := fmt.Fprintf(a.out, "reloaded %s: %d entries, version %d\n", res.File, res.Entries, res.Version); err != nil {
+			if res.MembershipVersion != 0 {
+				_, err = fmt.Fprintf(a.out, "allowlist not reloaded: it is the members of membership version %d (%d entries, version %d); "+
+					"change them with p2pnode membership submit\n", res.MembershipVersion, res.Entries, res.Version)
+			} else {
+				_, err = fmt.Fprintf(a.out, "reloaded %s: %d entries, version %d\n", res.File, res.Entries, res.Version)
+			}
+			if err != nil {
 				return err
 			}
 			if res.RoutesFile != "" {

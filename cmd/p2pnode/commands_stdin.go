@@ -28,8 +28,10 @@ import (
 //
 // "addr" may end in /p2p/<id>, and then "peer" may be left out. The "id" of
 // a send or request is optional (the CLI numbers those without one) and
-// comes back in its status and exchange events; "channel" and
-// "from_channel" are optional too.
+// comes back in its status and exchange events; it is positive, as 0 is
+// what the events of an exchange not started on stdin carry (or, in reply
+// and exchange events, no "id" at all). "channel" and "from_channel" are
+// optional too.
 type stdinCommand struct {
 	Cmd         string  `json:"cmd"`
 	Peer        string  `json:"peer"`
@@ -111,6 +113,9 @@ func (p *commandParser) decode(line []byte) (any, error) {
 		if err := c.only("send", "exchange"); err != nil {
 			return nil, err
 		}
+		if err := c.checkID(); err != nil {
+			return nil, err
+		}
 		data, err := c.payload()
 		if err != nil {
 			return nil, err
@@ -120,6 +125,9 @@ func (p *commandParser) decode(line []byte) (any, error) {
 		return msg, nil
 	case "request":
 		if err := c.only("request", "channel", "exchange"); err != nil {
+			return nil, err
+		}
+		if err := c.checkID(); err != nil {
 			return nil, err
 		}
 		data, err := c.payload()
@@ -223,6 +231,18 @@ func (c *stdinCommand) only(cmd string, unused ...string) error {
 		if set[f] {
 			return fmt.Errorf("%s takes no %q", cmd, f)
 		}
+	}
+	return nil
+}
+
+// checkID refuses an explicit "id" of 0. Zero is the id of the exchanges
+// that did not come from stdin (control API sends, whose status event says
+// "id":0 and whose reply and exchange events have no "id"): a stdin
+// command given it could not be told from them, and its reply and
+// exchange events would lose the id the script matches them by.
+func (c *stdinCommand) checkID() error {
+	if c.ID != nil && *c.ID == 0 {
+		return errors.New(`"id" must be positive (0 is no id: leave "id" out and p2pnode numbers the command)`)
 	}
 	return nil
 }

@@ -66,6 +66,9 @@ func TestParseBadCommands(t *testing.T) {
 		{`{"cmd":"send","peer":"` + testPeer + `","data":"x","data_b64":"eA=="}`, "not both"},
 		{`{"cmd":"send","peer":"` + testPeer + `","data_b64":"!!"}`, "not base64"},
 		{`{"cmd":"send","peer":"` + testPeer + `","data":"x","id":-1}`, `"id": wrong type`},
+		// 0 is what events say for an exchange not started on stdin.
+		{`{"cmd":"send","peer":"` + testPeer + `","data":"x","id":0}`, `"id" must be positive`},
+		{`{"cmd":"request","peer":"` + testPeer + `","data":"x","id":0}`, `"id" must be positive`},
 		{`{"cmd":"send","peer":"` + testPeer + `","data":5}`, `"data": wrong type`},
 		{`{"cmd":"dial","peer":"` + testPeer + `"}`, `dial needs "addr"`},
 		{`{"cmd":"dial","addr":"/ip4/127.0.0.1/tcp/1/p2p/` + testPeer + `","data":"x"}`, `dial takes no "data"`},

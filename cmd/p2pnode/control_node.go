@@ -55,7 +55,13 @@ func (c *nodeControl) Status(context.Context) (*pb.StatusResponse, error) {
 			Outbox: int32(len(out)), DeadLetters: int32(len(dls))}
 	}
 	v := r.list.Version()
-	res.Allowlist = &pb.AllowlistStatus{File: absPath(r.cfg.Allowlist), Entries: int32(v.Len), Version: v.Number, Digest: v.Digest}
+	res.Allowlist = &pb.AllowlistStatus{Entries: int32(v.Len), Version: v.Number, Digest: v.Digest}
+	if doc := r.membershipInForce(); doc != nil {
+		// No file: absPath("") would name the working directory.
+		res.Allowlist.MembershipVersion, res.Allowlist.MembershipHash = doc.Version(), doc.Hash().String()
+	} else {
+		res.Allowlist.File = absPath(r.cfg.Allowlist)
+	}
 	res.Relay = relayStatusPB(r.node.RelayStatus(), r.node.RelayAddrs())
 	res.Dht = &pb.DHTStatus{}
 	if d := r.dht; d != nil {
@@ -220,13 +226,30 @@ func exchangeResponse(o handler.Outcome, reply *handler.Reply) *pb.ExchangeRespo
 
 // ReloadAllowlist implements control.Node: the reload SIGHUP does, with
 // the same events, and its first error.
+//
+// A node run with --membership has no allowlist file: its members are the
+// list. It reloads its routes alone and says so (MembershipVersion, no
+// File); without routes there is nothing to reload, and the call fails
+// rather than report a reload that read nothing.
 func (c *nodeControl) ReloadAllowlist(context.Context) (*pb.ReloadAllowlistResponse, error) {
 	r := c.r
+	doc := r.membershipInForce()
+	if doc != nil && r.routes == nil {
+		return nil, fmt.Errorf("%w: a node run with --membership has no allowlist file to reload: its allowlist is the members of membership version %d "+
+			"(change them with p2pnode membership submit), and it has no --routes file", control.ErrUnsupported, doc.Version())
+	}
 	if err := r.reload(); err != nil {
 		return nil, err
 	}
 	v := r.list.Version()
-	res := &pb.ReloadAllowlistResponse{File: absPath(r.cfg.Allowlist), Entries: int32(v.Len), Version: v.Number}
+	res := &pb.ReloadAllowlistResponse{Entries: int32(v.Len), Version: v.Number}
+	if doc != nil {
+		// The version as it stands after the reload (one may have been
+		// applied meanwhile).
+		res.MembershipVersion = r.membershipInForce().Version()
+	} else {
+		res.File = absPath(r.cfg.Allowlist)
+	}
 	if r.routes != nil {
 		res.RoutesFile, res.Routes = absPath(r.cfg.Routes), int32(len(r.routes.Rules()))
 	}

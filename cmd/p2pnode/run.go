@@ -69,7 +69,10 @@ Commands are read from stdin, one JSON object per line:
 "addr" is optional for a connected peer, a peer addressed before, or with
 --dht; "peer" may be left out when "addr" ends in /p2p/<id>. A send gets
 exactly one status event carrying its "id" (numbered by p2pnode when the
-line has none), and an exchange event. A request gets a reply event and an
+line has none), and an exchange event. An "id" is positive: 0 is a bad
+line, as 0 stands for no stdin id (an exchange started through the control
+API: its status event says "id":0, its reply and exchange events have no
+"id"). A request gets a reply event and an
 exchange event carrying its "id". A request received is printed as a
 request event: answer it with respond, or start run with --auto-reply echo.
 A request refused at once (a peer not allowlisted, a payload too large)
@@ -139,7 +142,11 @@ later one. The node exchanges versions with every member it connects to
 members admitted, removed ones disconnected), saves it in the data
 directory and starts from the newest saved one next time (not with
 --ephemeral). The listening event then carries "membership_version";
-membership_* events report what was applied or refused.`
+membership_* events report what was applied or refused. Such a node has no
+allowlist file: SIGHUP, --watch and p2pnode allowlist reload read the
+routes file alone (allowlist reload fails without --routes: nothing to
+reload), and p2pnode status shows the membership version in place of a
+file.`
 
 // newRunCmd builds "run".
 func newRunCmd(a *app) *cobra.Command {

@@ -72,6 +72,16 @@ func (r *runner) chooseMembership() error {
 	return r.list.Replace(r.memDoc.Entries())
 }
 
+// membershipInForce is the membership version whose members are the
+// allowlist, nil when the node runs on an allowlist file (no --membership).
+// Safe for the control API's goroutines: the service guards its chain.
+func (r *runner) membershipInForce() *membership.Document {
+	if r.mem == nil {
+		return nil
+	}
+	return r.mem.Current()
+}
+
 // startMembership starts the membership protocol on the running node.
 func (r *runner) startMembership(reg prometheus.Registerer) error {
 	cfg := gossip.Config{

@@ -29,8 +29,10 @@ listen addresses, version and uptime; the exchanges in flight (active,
 queued behind a peer's active ones, requests received and not answered yet,
 events not yet printed); its store (size on disk, outbox, dead letters);
 its allowlist (file, entries, version: 1 as loaded plus one per change, and
-the SHA-256 digest of the entries in force); its DHT state; and its relays
-(static relays, reservations held, the relay service, hole punches).
+the SHA-256 digest of the entries in force; on a node run with --membership,
+which has no file, the membership version and hash whose members are the
+list); its DHT state; and its relays (static relays, reservations held, the
+relay service, hole punches).
 
 ` + controlLong,
 		Example: `  p2pnode status
@@ -91,10 +93,13 @@ type statusView struct {
 		DeadLetters int32 `json:"dead_letters"`
 	} `json:"store"`
 	Allowlist struct {
-		File    string `json:"file"`
+		File    string `json:"file"` // empty with --membership: no file
 		Entries int32  `json:"entries"`
 		Version uint64 `json:"version"`
 		Digest  string `json:"digest"`
+		// With --membership: the version whose members are the list.
+		MembershipVersion uint64 `json:"membership_version,omitempty"`
+		MembershipHash    string `json:"membership_hash,omitempty"`
 	} `json:"allowlist"`
 	DHT struct {
 		Enabled      bool   `json:"enabled"`
@@ -120,6 +125,7 @@ func statusJSON(s *pb.StatusResponse, api string) statusView {
 	}
 	if al := s.Allowlist; al != nil {
 		j.Allowlist.File, j.Allowlist.Entries, j.Allowlist.Version, j.Allowlist.Digest = al.File, al.Entries, al.Version, al.Digest
+		j.Allowlist.MembershipVersion, j.Allowlist.MembershipHash = al.MembershipVersion, al.MembershipHash
 	}
 	if d := s.Dht; d != nil {
 		j.DHT.Enabled, j.DHT.Ready, j.DHT.RoutingTable = d.Enabled, d.Ready, d.RoutingTable
@@ -148,7 +154,11 @@ func printStatus(a *app, s *pb.StatusResponse, api string) error {
 		fmt.Fprintf(tw, "store\tnone (ephemeral)\n")
 	}
 	al := j.Allowlist
-	fmt.Fprintf(tw, "allowlist\t%s: %d entries, version %d, digest %s\n", al.File, al.Entries, al.Version, shortDigest(al.Digest))
+	source := al.File
+	if al.MembershipVersion != 0 {
+		source = fmt.Sprintf("membership version %d (%s)", al.MembershipVersion, shortDigest(al.MembershipHash))
+	}
+	fmt.Fprintf(tw, "allowlist\t%s: %d entries, version %d, digest %s\n", source, al.Entries, al.Version, shortDigest(al.Digest))
 	switch d := j.DHT; {
 	case !d.Enabled:
 		fmt.Fprintf(tw, "dht\toff\n")

@@ -722,15 +722,20 @@ func (x *StoreStatus) GetDeadLetters() int32 {
 }
 
 type AllowlistStatus struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	File    string                 `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
-	Entries int32                  `protobuf:"varint,2,opt,name=entries,proto3" json:"entries,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The allowlist file; empty on a node run with --membership, which has none.
+	File    string `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	Entries int32  `protobuf:"varint,2,opt,name=entries,proto3" json:"entries,omitempty"`
 	// Counts the changes of the list in force since the node started (1: as loaded).
 	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// SHA-256 of the entries in force, in hex: equal lists, equal digests.
-	Digest        string `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Digest string `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Set on a node run with --membership: the list is the members of this
+	// membership version, whose hash (hex) follows.
+	MembershipVersion uint64 `protobuf:"varint,5,opt,name=membership_version,json=membershipVersion,proto3" json:"membership_version,omitempty"`
+	MembershipHash    string `protobuf:"bytes,6,opt,name=membership_hash,json=membershipHash,proto3" json:"membership_hash,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AllowlistStatus) Reset() {
@@ -787,6 +792,20 @@ func (x *AllowlistStatus) GetVersion() uint64 {
 func (x *AllowlistStatus) GetDigest() string {
 	if x != nil {
 		return x.Digest
+	}
+	return ""
+}
+
+func (x *AllowlistStatus) GetMembershipVersion() uint64 {
+	if x != nil {
+		return x.MembershipVersion
+	}
+	return 0
+}
+
+func (x *AllowlistStatus) GetMembershipHash() string {
+	if x != nil {
+		return x.MembershipHash
 	}
 	return ""
 }
@@ -1298,15 +1317,20 @@ func (*ReloadAllowlistRequest) Descriptor() ([]byte, []int) {
 }
 
 type ReloadAllowlistResponse struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	File    string                 `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
-	Entries int32                  `protobuf:"varint,2,opt,name=entries,proto3" json:"entries,omitempty"`
-	Version uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The allowlist file read; empty on a node run with --membership, whose
+	// list is its members: no file was read, only the routes.
+	File    string `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	Entries int32  `protobuf:"varint,2,opt,name=entries,proto3" json:"entries,omitempty"`
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// Set when routes are configured.
-	RoutesFile    string `protobuf:"bytes,4,opt,name=routes_file,json=routesFile,proto3" json:"routes_file,omitempty"`
-	Routes        int32  `protobuf:"varint,5,opt,name=routes,proto3" json:"routes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RoutesFile string `protobuf:"bytes,4,opt,name=routes_file,json=routesFile,proto3" json:"routes_file,omitempty"`
+	Routes     int32  `protobuf:"varint,5,opt,name=routes,proto3" json:"routes,omitempty"`
+	// Set on a node run with --membership: the membership version whose
+	// members are the list in force (not reloaded).
+	MembershipVersion uint64 `protobuf:"varint,6,opt,name=membership_version,json=membershipVersion,proto3" json:"membership_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ReloadAllowlistResponse) Reset() {
@@ -1370,6 +1394,13 @@ func (x *ReloadAllowlistResponse) GetRoutesFile() string {
 func (x *ReloadAllowlistResponse) GetRoutes() int32 {
 	if x != nil {
 		return x.Routes
+	}
+	return 0
+}
+
+func (x *ReloadAllowlistResponse) GetMembershipVersion() uint64 {
+	if x != nil {
+		return x.MembershipVersion
 	}
 	return 0
 }
@@ -1953,12 +1984,14 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\x12\x16\n" +
 	"\x06outbox\x18\x03 \x01(\x05R\x06outbox\x12!\n" +
-	"\fdead_letters\x18\x04 \x01(\x05R\vdeadLetters\"q\n" +
+	"\fdead_letters\x18\x04 \x01(\x05R\vdeadLetters\"\xc9\x01\n" +
 	"\x0fAllowlistStatus\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x18\n" +
 	"\aentries\x18\x02 \x01(\x05R\aentries\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\tR\x06digest\"\x8c\x01\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\x12-\n" +
+	"\x12membership_version\x18\x05 \x01(\x04R\x11membershipVersion\x12'\n" +
+	"\x0fmembership_hash\x18\x06 \x01(\tR\x0emembershipHash\"\x8c\x01\n" +
 	"\tDHTStatus\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x14\n" +
 	"\x05ready\x18\x02 \x01(\bR\x05ready\x12#\n" +
@@ -2000,14 +2033,15 @@ const file_control_proto_rawDesc = "" +
 	"\thas_reply\x18\b \x01(\bR\bhasReply\x12\x1d\n" +
 	"\n" +
 	"reply_from\x18\t \x01(\tR\treplyFrom\"\x18\n" +
-	"\x16ReloadAllowlistRequest\"\x9a\x01\n" +
+	"\x16ReloadAllowlistRequest\"\xc9\x01\n" +
 	"\x17ReloadAllowlistResponse\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x18\n" +
 	"\aentries\x18\x02 \x01(\x05R\aentries\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x1f\n" +
 	"\vroutes_file\x18\x04 \x01(\tR\n" +
 	"routesFile\x12\x16\n" +
-	"\x06routes\x18\x05 \x01(\x05R\x06routes\"\x13\n" +
+	"\x06routes\x18\x05 \x01(\x05R\x06routes\x12-\n" +
+	"\x12membership_version\x18\x06 \x01(\x04R\x11membershipVersion\"\x13\n" +
 	"\x11ListOutboxRequest\"f\n" +
 	"\x12ListOutboxResponse\x12\x19\n" +
 	"\bdata_dir\x18\x01 \x01(\tR\adataDir\x125\n" +

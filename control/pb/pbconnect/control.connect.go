@@ -76,6 +76,8 @@ type ControlClient interface {
 	// handler and waits for its outcome, or until the call's deadline.
 	Exchange(context.Context, *pb.ExchangeRequest) (*pb.ExchangeResponse, error)
 	// ReloadAllowlist reads the allowlist (and routes) files again, as SIGHUP does.
+	// A node run with --membership has no allowlist file: it reads its routes
+	// file alone, and without one fails (FailedPrecondition).
 	ReloadAllowlist(context.Context, *pb.ReloadAllowlistRequest) (*pb.ReloadAllowlistResponse, error)
 	// ListOutbox lists the exchanges the node started and has not finished.
 	ListOutbox(context.Context, *pb.ListOutboxRequest) (*pb.ListOutboxResponse, error)
@@ -302,6 +304,8 @@ type ControlHandler interface {
 	// handler and waits for its outcome, or until the call's deadline.
 	Exchange(context.Context, *pb.ExchangeRequest) (*pb.ExchangeResponse, error)
 	// ReloadAllowlist reads the allowlist (and routes) files again, as SIGHUP does.
+	// A node run with --membership has no allowlist file: it reads its routes
+	// file alone, and without one fails (FailedPrecondition).
 	ReloadAllowlist(context.Context, *pb.ReloadAllowlistRequest) (*pb.ReloadAllowlistResponse, error)
 	// ListOutbox lists the exchanges the node started and has not finished.
 	ListOutbox(context.Context, *pb.ListOutboxRequest) (*pb.ListOutboxResponse, error)
