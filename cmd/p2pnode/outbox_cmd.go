@@ -140,6 +140,11 @@ resumes them with the full --max-attempts. An ended exchange runs again
 				o.Attempts = 0
 				o.Ended, o.Reason, o.Error, o.Reply = time.Time{}, "", "", nil
 				b.PutOutgoing(o)
+				// An ended exchange that failed is a dead letter too (its
+				// outcome was not printed yet): it runs again now, and a
+				// dead letter left behind would let deadletters retry
+				// start it a second time.
+				b.DeleteDeadLetter(o.ID)
 			})
 		},
 	}

@@ -102,14 +102,41 @@ func (e *EchoStream) RoundTrips(n, size int) (time.Duration, error) {
 	out, in := make([]byte, size), make([]byte, size)
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		if _, err := e.s.Write(out); err != nil {
-			return 0, err
-		}
-		if _, err := io.ReadFull(e.s, in); err != nil {
+		if err := echoRound(e.s, out, in); err != nil {
 			return 0, err
 		}
 	}
 	return time.Since(start), nil
+}
+
+// sequentialEcho is the largest message echoRound writes before it starts
+// reading the echo: well below what yamux buffers each way (its initial
+// window is 256 KiB), so that the echo cannot fill our receive window
+// while we are still writing.
+const sequentialEcho = 64 << 10
+
+// echoRound writes out on s and reads its echo into in. A larger message
+// is written while the echo is read: written whole first, the echoing host
+// blocks on our full receive window, stops reading, and both ends wait on
+// each other for ever.
+func echoRound(s io.ReadWriter, out, in []byte) error {
+	if len(out) <= sequentialEcho {
+		if _, err := s.Write(out); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(s, in)
+		return err
+	}
+	werr := make(chan error, 1)
+	go func() {
+		_, err := s.Write(out)
+		werr <- err
+	}()
+	_, rerr := io.ReadFull(s, in)
+	if err := <-werr; err != nil {
+		return err
+	}
+	return rerr
 }
 
 // RoundTrips opens a stream and times n round trips on it.
@@ -135,10 +162,7 @@ func (p *BarePair) NewConnExchanges(ctx context.Context, n, size int) (time.Dura
 		if err != nil {
 			return 0, err
 		}
-		if _, err := s.Write(out); err != nil {
-			return 0, err
-		}
-		if _, err := io.ReadFull(s, in); err != nil {
+		if err := echoRound(s, out, in); err != nil {
 			return 0, fmt.Errorf("echo: %w", err)
 		}
 		s.Close()

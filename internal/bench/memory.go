@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"runtime"
 	"time"
 
@@ -145,10 +144,7 @@ func (h *BareHub) echoEach(ctx context.Context, size int) error {
 		if err != nil {
 			return err
 		}
-		if _, err := e.s.Write(out); err != nil {
-			return err
-		}
-		if _, err := io.ReadFull(e.s, in); err != nil {
+		if err := echoRound(e.s, out, in); err != nil {
 			return fmt.Errorf("echo: %w", err)
 		}
 		if err := e.s.Close(); err != nil {

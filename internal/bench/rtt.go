@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -100,10 +99,7 @@ func bareDialedEcho(ctx context.Context, c host.Host, to peer.ID, addr ma.Multia
 	if err != nil {
 		return 0, err
 	}
-	if _, err := s.Write(msg); err != nil {
-		return 0, err
-	}
-	if _, err := io.ReadFull(s, in); err != nil {
+	if err := echoRound(s, msg, in); err != nil {
 		return 0, err
 	}
 	d := time.Since(start)
