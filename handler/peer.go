@@ -42,6 +42,12 @@ type peerState struct {
 	// reused: the peer started an exchange while we were closing, on a
 	// connection opened meanwhile (see disconnectCheckIn).
 	reused bool
+	// spent: in automatic mode, an exchange ended on the current
+	// connection. The peer may close it the moment its own last exchange
+	// ends, which it may learn (from our node's ack) before our handler
+	// does: a new exchange of ours starts on it only while the peer is
+	// sure to keep it (startable).
+	spent bool
 }
 
 func (h *Handler) peer(p peer.ID) *peerState {
@@ -90,8 +96,7 @@ func (h *Handler) setPeerTimer(ps *peerState, e *timerEntry) {
 // than MaxConcurrentPerPeer active, and a connection that is not being
 // closed (one that is gets replaced by a fresh one once it is gone).
 func (h *Handler) pump(ps *peerState) {
-	for ps.queue.len() > 0 && ps.started < h.cfg.MaxConcurrentPerPeer && !h.stopping &&
-		(ps.conn == connDown || ps.conn == connUp) {
+	for ps.queue.len() > 0 && ps.started < h.cfg.MaxConcurrentPerPeer && !h.stopping && ps.startable() {
 		ex := ps.queue.pop()
 		if ex.ended() {
 			continue // completed while queued: a reply to a resumed request
@@ -105,11 +110,39 @@ func (h *Handler) pump(ps *peerState) {
 	}
 }
 
+// startable reports whether a queued exchange may start now: on a new
+// connection (dialing one), or on the current one unless it is spent. A
+// spent connection still takes one while a request of the peer's awaits
+// our reply: the peer keeps the connection for it, and learns of the new
+// exchange before its own ends (the reply is sent after the new request;
+// should it overtake it on another stream, the peer, which had the last
+// word, lingers). Otherwise queued exchanges wait for the connection to
+// close and dial a fresh one.
+func (ps *peerState) startable() bool {
+	switch ps.conn {
+	case connDown:
+		return true
+	case connUp:
+		if !ps.spent {
+			return true
+		}
+		for _, ex := range ps.inbound {
+			if ex.state == StateDelivered {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // settle decides what becomes of a peer's connection after one of its
 // exchanges ended. theirsLast says the peer sent the exchange's last
 // message (a reply we received), so the peer's node may still be waiting for
 // our node's ack of it.
 func (h *Handler) settle(ps *peerState, theirsLast bool) {
+	if ps.conn == connUp && !h.cfg.KeepConnection {
+		ps.spent = true
+	}
 	// Automatic disconnection: one exchange per connection. A peer that
 	// reused a connection while we were closing is closed again.
 	if ps.busy() == 0 && (ps.conn == connUp || ps.conn == connClosing && ps.reused) && !h.cfg.KeepConnection {
@@ -177,7 +210,7 @@ func (h *Handler) disconnectCheckIn(ps *peerState) {
 		}
 		// The close went through long ago: this is a connection opened
 		// since.
-		ps.conn = connUp
+		ps.conn, ps.spent = connUp, false
 		h.pump(ps)
 		h.idle(ps)
 	}))
@@ -206,7 +239,7 @@ func (h *Handler) onConnected(p peer.ID) {
 		h.onDisconnected(p)
 		ps = h.peer(p)
 	}
-	ps.conn = connUp
+	ps.conn, ps.spent = connUp, false
 	h.pump(ps)
 	h.idle(ps)
 }
@@ -219,7 +252,7 @@ func (h *Handler) onDisconnected(p peer.ID) {
 	if ps == nil {
 		return
 	}
-	ps.conn, ps.reused = connDown, false
+	ps.conn, ps.reused, ps.spent = connDown, false, false
 	h.setPeerTimer(ps, nil)
 	for _, ex := range ps.exchanges() {
 		if ex.role == Dialer && ex.state == StateAwaitReply {
