@@ -6,7 +6,11 @@ import "time"
 // reports whether it got there within timeout. Tests use it to reach a
 // state before injecting a fault.
 func (h *Handler) WaitState(id ExchangeID, s State, timeout time.Duration) bool {
-	w := stateWait{id: id, state: s, done: make(chan struct{})}
+	return h.await(stateWait{id: id, state: s, done: make(chan struct{})}, timeout)
+}
+
+// await posts w to the loop and waits for it to be released.
+func (h *Handler) await(w stateWait, timeout time.Duration) bool {
 	if h.post(w) != nil {
 		return false
 	}
@@ -39,14 +43,5 @@ func (h *Handler) FireDeadline(id ExchangeID) bool {
 // because the application fell behind (MaxBacklog), and reports whether
 // it did within timeout.
 func (h *Handler) WaitPaused(timeout time.Duration) bool {
-	w := stateWait{paused: true, done: make(chan struct{})}
-	if h.post(w) != nil {
-		return false
-	}
-	select {
-	case <-w.done:
-		return true
-	case <-time.After(timeout):
-		return false
-	}
+	return h.await(stateWait{paused: true, done: make(chan struct{})}, timeout)
 }
