@@ -24,20 +24,13 @@ import (
 // frame read. The raw host writes no Data, so the node has nothing to ack.
 func silentHandler(got chan<- struct{}) network.StreamHandler {
 	return func(s network.Stream) {
-		br := bufio.NewReader(s)
-		for {
-			var f pb.Frame
-			if err := protodelim.UnmarshalFrom(br, &f); err != nil {
-				return
-			}
-			if f.GetData() == nil {
-				continue
-			}
+		_ = readData(s, func(*pb.Data) error {
 			select {
 			case got <- struct{}{}:
 			default:
 			}
-		}
+			return nil
+		})
 	}
 }
 
@@ -433,20 +426,7 @@ func TestAckAfterStreamEndedByWriter(t *testing.T) {
 	st := nextOf(t, a, statusOf(2))
 	t.Logf("m2: %s %v", st.Reason, st.Err)
 	// The node is still up: a further message gets its Status.
-	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) {
-		br := bufio.NewReader(s)
-		for {
-			var f pb.Frame
-			if err := protodelim.UnmarshalFrom(br, &f); err != nil {
-				return
-			}
-			if d := f.GetData(); d != nil {
-				if _, err := s.Write(delimited(pb.AckFrame(&pb.Ack{Id: d.Id}))); err != nil {
-					return
-				}
-			}
-		}
-	})
+	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) { _ = readData(s, ackEach(s)) })
 	a.Sender() <- p2p.SendMsg{Peer: ir.ID, ID: 3, Data: []byte("m3")}
 	if st := nextOf(t, a, statusOf(3)); !st.OK {
 		t.Fatalf("m3: %+v", st)

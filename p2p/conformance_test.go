@@ -3,6 +3,7 @@ package p2p_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -53,17 +54,7 @@ func (r *rawAcker) serve(s network.Stream) {
 	r.mu.Lock()
 	r.conns = append(r.conns, s.Conn())
 	r.mu.Unlock()
-	br := bufio.NewReader(s)
-	for {
-		var f pb.Frame
-		if err := protodelim.UnmarshalFrom(br, &f); err != nil {
-			s.Reset()
-			return
-		}
-		d := f.GetData()
-		if d == nil {
-			continue
-		}
+	err := readData(s, func(d *pb.Data) error {
 		var out []byte
 		if r.answer != nil {
 			out = r.answer(n, d)
@@ -71,9 +62,45 @@ func (r *rawAcker) serve(s network.Stream) {
 		if out == nil {
 			out = delimited(pb.AckFrame(&pb.Ack{Id: d.Id}))
 		}
-		if _, err := s.Write(out); err != nil {
-			return
+		_, err := s.Write(out)
+		return err
+	})
+	if errors.Is(err, errReadFrame) {
+		s.Reset()
+	}
+}
+
+// errReadFrame marks readData's end at a frame it could not read (the
+// stream ended, or was cut), as against one its callback chose.
+var errReadFrame = errors.New("reading a frame")
+
+// errStopReading is what a readData callback returns to end the reading.
+var errStopReading = errors.New("stop reading")
+
+// readData reads the frames a raw peer gets on s, as a test's stand-in for
+// a node, and hands each Data frame to each, until a frame cannot be read
+// (an error wrapping errReadFrame) or each returns an error (returned as
+// it is).
+func readData(s network.Stream, each func(*pb.Data) error) error {
+	br := bufio.NewReader(s)
+	for {
+		var f pb.Frame
+		if err := protodelim.UnmarshalFrom(br, &f); err != nil {
+			return fmt.Errorf("%w: %w", errReadFrame, err)
 		}
+		if d := f.GetData(); d != nil {
+			if err := each(d); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ackEach acks every Data frame read on s (readData's callback).
+func ackEach(s network.Stream) func(*pb.Data) error {
+	return func(d *pb.Data) error {
+		_, err := s.Write(delimited(pb.AckFrame(&pb.Ack{Id: d.Id})))
+		return err
 	}
 }
 

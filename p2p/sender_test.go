@@ -36,16 +36,7 @@ func TestQueuedMessageFlushedBeforeOneOnAnotherStream(t *testing.T) {
 	}
 	onOurs := make(chan received, 4) // Data frames on the stream the node opened
 	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) {
-		br := bufio.NewReader(s)
-		for {
-			var f pb.Frame
-			if err := protodelim.UnmarshalFrom(br, &f); err != nil {
-				return
-			}
-			if d := f.GetData(); d != nil {
-				onOurs <- received{s, d.Id}
-			}
-		}
+		_ = readData(s, func(d *pb.Data) error { onOurs <- received{s, d.Id}; return nil })
 	})
 
 	// 1. m1 opens the node's stream and stays unacked: the stream is full.

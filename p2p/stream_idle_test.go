@@ -28,21 +28,11 @@ func TestIdleStreamClosed(t *testing.T) {
 	raw := tu.RawHost(t, ir.Key, "127.0.0.1")
 	ended := make(chan error, 4)
 	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) {
-		br := bufio.NewReader(s)
-		for {
-			var f pb.Frame
-			if err := protodelim.UnmarshalFrom(br, &f); err != nil {
-				ended <- err
-				s.Close()
-				return
-			}
-			if d := f.GetData(); d != nil {
-				if _, err := s.Write(delimited(pb.AckFrame(&pb.Ack{Id: d.Id}))); err != nil {
-					ended <- err
-					return
-				}
-			}
+		err := readData(s, ackEach(s))
+		if errors.Is(err, errReadFrame) {
+			s.Close()
 		}
+		ended <- err
 	})
 
 	for id := range uint64(2) {

@@ -1,7 +1,6 @@
 package p2p_test
 
 import (
-	"bufio"
 	"errors"
 	"strings"
 	"sync"
@@ -10,7 +9,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/encoding/protodelim"
 
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
@@ -96,24 +94,16 @@ func TestNegotiationFailedResetAfterAnswerIsStreamLost(t *testing.T) {
 	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib))
 	raw := tu.RawHost(t, ia.Key, "127.0.0.1")
 	raw.SetStreamHandler(p2p.ProtocolID, func(s network.Stream) {
-		br := bufio.NewReader(s)
-		for {
-			var f pb.Frame
-			if err := protodelim.UnmarshalFrom(br, &f); err != nil {
-				s.Reset()
-				return
+		ack := ackEach(s)
+		err := readData(s, func(d *pb.Data) error {
+			if d.Id == 1 {
+				return ack(d)
 			}
-			d := f.GetData()
-			switch {
-			case d == nil:
-			case d.Id == 1:
-				if _, err := s.Write(delimited(pb.AckFrame(&pb.Ack{Id: d.Id}))); err != nil {
-					return
-				}
-			default:
-				s.ResetWithError(network.StreamProtocolNegotiationFailed)
-				return
-			}
+			_ = s.ResetWithError(network.StreamProtocolNegotiationFailed)
+			return errStopReading
+		})
+		if errors.Is(err, errReadFrame) {
+			s.Reset()
 		}
 	})
 
