@@ -239,7 +239,8 @@ func runNode(a *app, cfg runConfig) error {
 	r := &runner{cfg: cfg, log: log, out: &printer{w: a.out, asJSON: cfg.JSON}, seen: newObserved()}
 	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	defer r.bgCancel()
-	pcfg, err := loadNodeConfig(&cfg, log)
+	// The membership document's own checks are chooseMembership's.
+	pcfg, err := loadNodeFiles(&cfg, log, membership.ReadFile)
 	if err != nil {
 		return err
 	}
@@ -368,6 +369,14 @@ func runNode(a *app, cfg runConfig) error {
 // loadNodeConfig loads the files a node needs (key, allowlist, routes) and
 // returns its p2p configuration.
 func loadNodeConfig(cfg *runConfig, log *zap.Logger) (p2p.Config, error) {
+	return loadNodeFiles(cfg, log, loadMembership)
+}
+
+// loadNodeFiles is loadNodeConfig reading the membership document with
+// loadDoc: run reads it without the genesis check, which chooseMembership
+// makes only if version 1 is the version in force (a newer saved version
+// may have replaced an expired version 1).
+func loadNodeFiles(cfg *runConfig, log *zap.Logger, loadDoc func(string) (*membership.Document, error)) (p2p.Config, error) {
 	pcfg := cfg.nodeConfig()
 	pcfg.Logger = log
 	var err error
@@ -375,7 +384,7 @@ func loadNodeConfig(cfg *runConfig, log *zap.Logger) (p2p.Config, error) {
 		return pcfg, err
 	}
 	if cfg.Membership != "" {
-		d, err := loadMembership(cfg.Membership)
+		d, err := loadDoc(cfg.Membership)
 		if err != nil {
 			return pcfg, err
 		}

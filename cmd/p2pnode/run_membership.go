@@ -40,9 +40,12 @@ func loadMembership(path string) (*membership.Document, error) {
 // file given that is exactly the next version after the saved one must be
 // valid against it (an unsigned proposal given by mistake is refused); one
 // further ahead cannot be checked and is trusted, as version 1 is. The
-// allowlist takes its members before the node starts.
+// allowlist takes its members before the node starts. The file given is
+// checked as a genesis document only if it is the version put in force: a
+// version 1 that a saved version replaced may have expired since, which
+// does not matter.
 func (r *runner) chooseMembership() error {
-	given, err := loadMembership(r.cfg.Membership)
+	given, err := membership.ReadFile(r.cfg.Membership)
 	if err != nil {
 		return err
 	}
@@ -67,6 +70,11 @@ func (r *runner) chooseMembership() error {
 		default:
 			r.log.Warn("the membership file given is several versions ahead of the saved one: trusted without a check",
 				zap.String("file", r.cfg.Membership), zap.Uint64("version", given.Version()), zap.Uint64("saved", saved.Version()))
+		}
+	}
+	if r.memDoc.Version() == 1 {
+		if _, err := membership.VerifyGenesis(r.memDoc, time.Now()); err != nil {
+			return fmt.Errorf("%s: %w", r.cfg.Membership, err)
 		}
 	}
 	return r.list.Replace(r.memDoc.Entries())
