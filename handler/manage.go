@@ -18,30 +18,58 @@ import (
 
 // Cancel ends outgoing exchanges in progress (queued, dialing, awaiting an
 // ack or a reply, backing off): each gets its Outcome with
-// ReasonCancelled, leaves the store's outbox and is not dead-lettered. A
-// peer may have received it already; a reply arriving later is ignored.
+// ReasonCancelled, leaves the store's outbox (on disk when Cancel
+// returns) and is not dead-lettered. A peer may have received it already;
+// a reply arriving later is ignored.
 // It fails with ErrUnknownExchange, cancelling nothing, when an ID names
-// no outgoing exchange in progress.
+// no outgoing exchange in progress, or a request whose reply our node has
+// already taken (it completes with that reply).
 func (h *Handler) Cancel(ids ...ExchangeID) error {
 	if h.closing.Load() {
 		return ErrClosed
 	}
+	if err := h.cancelExchanges(ids); err != nil {
+		return err
+	}
+	if h.durable() {
+		// end wrote each exchange's removal from the outbox without
+		// waiting (finish): wait for it, so that a crash after Cancel
+		// returned does not resume an exchange reported cancelled. The
+		// store commits in order: an empty batch is through once they
+		// are.
+		var b store.Batch
+		return h.commit(&b)
+	}
+	return nil
+}
+
+// cancelExchanges is Cancel's change to the state machine, under mu.
+func (h *Handler) cancelExchanges(ids []ExchangeID) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.exited {
 		return ErrClosed
 	}
 	exs := make([]*exchange, 0, len(ids))
-	var missing []ExchangeID
+	var missing, replied []ExchangeID
 	for _, id := range ids {
-		if ex := h.outboundExchange(id); ex != nil {
-			exs = append(exs, ex)
-		} else {
+		switch ex := h.outboundExchange(id); {
+		case ex == nil:
 			missing = append(missing, id)
+		case ex.replyAccepted:
+			// Our node acked its reply, which waits for the loop: the
+			// peer's Outcome says ok, and so will ours (as replyLate).
+			replied = append(replied, id)
+		default:
+			exs = append(exs, ex)
 		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: no outgoing exchange %s in progress", ErrUnknownExchange, idList(missing))
+	}
+	if len(replied) > 0 {
+		return fmt.Errorf("%w: exchange %s has its reply (our node took it, the peer's exchange ended ok): it completes, not cancelled",
+			ErrUnknownExchange, idList(replied))
 	}
 	for _, ex := range exs {
 		h.end(ex, ReasonCancelled, ErrCancelled) // a repeated ID ends once

@@ -45,7 +45,11 @@ func (h *Handler) Snapshot() Snapshot {
 	h.mu.Lock()
 	s.Active = h.active
 	for id, ps := range h.peers {
-		q := ps.queue.len()
+		// Not ps.queue.len(): the queue keeps an exchange that ended
+		// while queued (cancelled, or a resumed request answered) until
+		// pump pops it. outbound holds the dialed exchanges not ended,
+		// started ones included.
+		q := len(ps.outbound) - ps.started
 		s.Queued += q
 		s.Peers[id] = PeerSnapshot{Conn: ps.conn.String(), Active: ps.busy(), Queued: q}
 	}
