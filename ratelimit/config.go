@@ -46,15 +46,16 @@ type Config struct {
 
 	// Refill is the time to earn one token back, up to Burst. A key that
 	// misbehaves no more often than once per Refill is never exhausted.
-	// Default DefaultRefill.
+	// A Refill so long that Burst tokens would take more than about 73
+	// years to earn is shortened to that. Default DefaultRefill.
 	Refill time.Duration
 
 	// BanDuration is the least time an exhausted key stays refused. The ban
 	// lasts until the later of BanDuration and the moment its bucket holds
 	// one whole token again (so that the first spend after a ban never
 	// bans again at once); with Refill <= BanDuration that is simply
-	// BanDuration. Spends on a banned key do not extend the ban. Default
-	// DefaultBanDuration.
+	// BanDuration. Spends on a banned key do not extend the ban. A longer
+	// ban than about 73 years is cut to that. Default DefaultBanDuration.
 	BanDuration time.Duration
 
 	// MaxKeys caps the keys tracked in each table (peers and IPs
@@ -114,17 +115,24 @@ func newPolicy(c Config) *policy {
 		now:    c.Now,
 		epoch:  c.Now(),
 	}
-	// Saturate rather than overflow for absurd configurations: a bucket
-	// that takes a century to fill is full in any practical sense.
-	if p.refill > maxCapacity/int64(p.burst) {
-		p.capacity = maxCapacity
-	} else {
-		p.capacity = int64(p.burst) * p.refill
-	}
+	// Saturate rather than overflow for absurd configurations, keeping
+	// Burst: a bucket must still hold Burst tokens (cutting its capacity
+	// instead left fewer, none at all once Refill alone passed the cap,
+	// and the first spend banned). So a refill that would take more than
+	// maxCapacity to fill Burst tokens is shortened to what fits, which
+	// only ever forgives sooner than asked, and only after more than 73
+	// years. A ban longer than maxCapacity is as good as for ever; capped,
+	// its end cannot overflow (it wrapped negative and ended the ban at
+	// the next token).
+	p.burst = int(min(int64(p.burst), maxCapacity))
+	p.refill = max(1, min(p.refill, maxCapacity/int64(p.burst)))
+	p.capacity = int64(p.burst) * p.refill
+	p.ban = min(p.ban, maxCapacity)
 	return p
 }
 
-// maxCapacity leaves headroom below MaxInt64 for the arithmetic on instants.
+// maxCapacity bounds a bucket's capacity and a ban's length (about 73
+// years), leaving headroom below MaxInt64 for the arithmetic on instants.
 const maxCapacity = 1 << 61
 
 // tick returns the current instant on the policy's clock.

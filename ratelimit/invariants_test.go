@@ -28,6 +28,9 @@ func checkTable[K comparable](t *testing.T, tb *table[K], maxKeys int) {
 				if banned != e.banned {
 					t.Fatalf("shard %d: entry %v on the wrong list", i, e.key)
 				}
+				if banned && prev != nil && prev.until > e.until {
+					t.Fatalf("shard %d: banned list out of order at %v", i, e.key)
+				}
 				if s.entries[e.key] != e {
 					t.Fatalf("shard %d: listed entry %v not in the map", i, e.key)
 				}
@@ -71,37 +74,45 @@ func TestShardingSplitsMaxKeysExactly(t *testing.T) {
 // TestRandomOperationsKeepInvariants drives a limiter with random spends,
 // forgives and clock steps, checking the bookkeeping after each step.
 func TestRandomOperationsKeepInvariants(t *testing.T) {
-	for _, maxKeys := range []int{5, 200, 2000} {
-		t.Run(fmt.Sprint("MaxKeys=", maxKeys), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(1, uint64(maxKeys)))
-			now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-			l := New(Config{
-				Burst: 3, Refill: time.Second, BanDuration: 5 * time.Second, MaxKeys: maxKeys,
-				Now: func() time.Time { return now },
-			})
-			keys := 3 * maxKeys
-			for step := range 20_000 {
-				k := rng.IntN(keys)
-				ip := netip.AddrFrom4([4]byte{10, 0, byte(k >> 8), byte(k)})
-				switch op := rng.IntN(100); {
-				case op < 45:
-					l.SpendPeer(fmt.Sprint(k), Reason(rng.IntN(10)))
-				case op < 90:
-					l.SpendIP(ip, FailedHandshake)
-				case op < 93:
-					l.Forgive(fmt.Sprint(k))
-				case op < 96:
-					l.ForgiveIP(ip)
-				default:
-					now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
-				}
-				if step%97 == 0 {
-					checkTable(t, &l.peers, maxKeys)
-					checkTable(t, &l.ips, maxKeys)
-				}
-			}
-			checkTable(t, &l.peers, maxKeys)
-			checkTable(t, &l.ips, maxKeys)
-		})
+	// A Refill longer than BanDuration makes bans end out of the order
+	// they began.
+	for _, refill := range []time.Duration{time.Second, 7 * time.Second} {
+		for _, maxKeys := range []int{5, 200, 2000} {
+			randomOperations(t, refill, maxKeys)
+		}
 	}
+}
+
+func randomOperations(t *testing.T, refill time.Duration, maxKeys int) {
+	t.Run(fmt.Sprint("Refill=", refill, "/MaxKeys=", maxKeys), func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(1, uint64(maxKeys)))
+		now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		l := New(Config{
+			Burst: 3, Refill: refill, BanDuration: 5 * time.Second, MaxKeys: maxKeys,
+			Now: func() time.Time { return now },
+		})
+		keys := 3 * maxKeys
+		for step := range 20_000 {
+			k := rng.IntN(keys)
+			ip := netip.AddrFrom4([4]byte{10, 0, byte(k >> 8), byte(k)})
+			switch op := rng.IntN(100); {
+			case op < 45:
+				l.SpendPeer(fmt.Sprint(k), Reason(rng.IntN(10)))
+			case op < 90:
+				l.SpendIP(ip, FailedHandshake)
+			case op < 93:
+				l.Forgive(fmt.Sprint(k))
+			case op < 96:
+				l.ForgiveIP(ip)
+			default:
+				now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+			}
+			if step%97 == 0 {
+				checkTable(t, &l.peers, maxKeys)
+				checkTable(t, &l.ips, maxKeys)
+			}
+		}
+		checkTable(t, &l.peers, maxKeys)
+		checkTable(t, &l.ips, maxKeys)
+	})
 }

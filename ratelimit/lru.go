@@ -20,7 +20,9 @@ type entry[K comparable] struct {
 
 // list is a doubly linked list of entries; the zero list is empty. A shard
 // keeps two: the active list in least-recently-used order (front is the most
-// recent) and the banned list in the order bans began (front is the oldest).
+// recent) and the banned list in the order bans end (front ends first; with
+// Refill longer than BanDuration a later ban can end sooner, so this is not
+// always the order they began).
 type list[K comparable] struct {
 	front, back *entry[K]
 }
@@ -43,6 +45,27 @@ func (l *list[K]) pushBack(e *entry[K]) {
 		l.front = e
 	}
 	l.back = e
+}
+
+// insertByUntil puts e into l, which is ordered by until, after every entry
+// whose ban ends no later than e's. Bans nearly always end in the order they
+// began, so the search from the back normally stops at once.
+func (l *list[K]) insertByUntil(e *entry[K]) {
+	at := l.back
+	for at != nil && at.until > e.until {
+		at = at.prev
+	}
+	if at == nil {
+		l.pushFront(e)
+		return
+	}
+	e.prev, e.next = at, at.next
+	if at.next != nil {
+		at.next.prev = e
+	} else {
+		l.back = e
+	}
+	at.next = e
 }
 
 func (l *list[K]) remove(e *entry[K]) {

@@ -31,7 +31,7 @@ type shard[K comparable] struct {
 	mu       sync.RWMutex
 	entries  map[K]*entry[K]
 	active   list[K] // not banned, least recently charged at the back
-	banned   list[K] // banned (or lapsed, not yet noticed), oldest ban at the front
+	banned   list[K] // banned (or lapsed, not yet noticed), the ban ending first at the front
 	capacity int
 
 	// nbanned counts the entries on the banned list. Read without the
@@ -120,7 +120,7 @@ func (t *table[K]) spend(h uint64, k K, r Reason) Verdict {
 	e.until = max(now+p.ban, e.b.refilled(now, p))
 	e.banned = true
 	s.active.remove(e)
-	s.banned.pushBack(e)
+	s.banned.insertByUntil(e)
 	s.nbanned.Add(1)
 	s.exhaustions.Add(1)
 	return Verdict{Exhausted: true, NewlyExhausted: true, Until: p.time(e.until), Remaining: left}
@@ -185,9 +185,9 @@ func (s *shard[K]) insert(k K, now int64) *entry[K] {
 // reap drops, or returns to the active list, entries that no longer need
 // tracking: a lapsed ban, and a key whose bucket has filled up again (such a
 // key behaves exactly as an untracked one). It looks at the two places
-// where such entries collect, the oldest ban and the least recently charged
-// keys, so each insert does a bounded amount of clean-up; memory then shrinks
-// back as new keys arrive, with no background goroutine.
+// where such entries collect, the ban ending first and the least recently
+// charged keys, so each insert does a bounded amount of clean-up; memory
+// then shrinks back as new keys arrive, with no background goroutine.
 // s.mu must be held.
 func (s *shard[K]) reap(now int64) {
 	if e := s.banned.front; e != nil && now >= e.until {
@@ -210,10 +210,11 @@ func (s *shard[K]) reap(now int64) {
 }
 
 // evict makes room for one entry: the least recently charged key that is not
-// banned, or, when every tracked key is banned, the oldest ban. Dropping a
-// ban early is the lesser evil: refusing to track a new key would leave it
-// unpunishable, and an attacker able to fill a shard with bans already holds
-// more addresses than the table could ever refuse. s.mu must be held.
+// banned, or, when every tracked key is banned, the ban ending first (had it
+// lapsed, reap would have taken it already). Dropping a ban early is the
+// lesser evil: refusing to track a new key would leave it unpunishable, and
+// an attacker able to fill a shard with bans already holds more addresses
+// than the table could ever refuse. s.mu must be held.
 func (s *shard[K]) evict(now int64) {
 	e := s.active.back
 	if e == nil {
