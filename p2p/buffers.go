@@ -121,6 +121,12 @@ func (r *lazyReader) idle() bool {
 	return true
 }
 
+// whole reports whether the next frame is all in the buffer, so that
+// reading it cannot block. The caller has found the buffer not idle.
+func (r *lazyReader) whole() bool {
+	return r.br != nil && len(r.head) == 0 && frameBuffered(r.br)
+}
+
 // Read is what the borrowed buffer reads: first the idle read's bytes, then
 // the stream.
 func (r *lazyReader) Read(b []byte) (int, error) {

@@ -123,9 +123,10 @@ type Config struct {
 	// before its sender may hear OK. It runs on the reader of the stream the
 	// message arrived on, in arrival order, and must not block. It returns
 	// its verdict, or a non-nil wait that gives the verdict later (a disk
-	// write in flight): the node calls wait once no further frame of
-	// the peer is buffered, so the messages a peer pipelines are judged
-	// together (one disk write for them all), and acks them in order.
+	// write in flight): the node calls wait from another goroutine, in
+	// arrival order, while the reader goes on judging the frames that
+	// follow, so the messages a peer pipelines share one disk write; it
+	// acks them in order.
 	// Messages judged ReasonOK are delivered, or refused busy when the
 	// Receiver is full (but see Overflow); others are answered with the
 	// verdict as their ack: ReasonBusy, ReasonMalformed, ReasonShuttingDown, ReasonTooLarge

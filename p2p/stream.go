@@ -131,7 +131,8 @@ func (st *msgStream) ended() bool {
 
 // serve reads the peer's frames until the stream ends: Data is delivered and
 // acked, Acks settle our messages. The acks it owes are written once no
-// further frame is buffered, so a pipelining peer gets them in batches.
+// further whole frame is buffered, so a pipelining peer gets them in
+// batches, and none waits behind a frame still on its way.
 func (st *msgStream) serve() {
 	n := st.n
 	defer st.stopSettler()
@@ -197,7 +198,10 @@ func (st *msgStream) serve() {
 			// through or its timeout ends the stream.
 			st.wmu.Lock()
 			st.unlockW()
-		case rd.idle():
+		case rd.idle() || !rd.whole():
+			// Nothing more to read, or the next frame is not all here:
+			// reading it may block (docs/PROTOCOL.md §4.4: acks are
+			// flushed before waiting for more input).
 			st.pushAcks()
 		}
 	}
