@@ -34,6 +34,7 @@ type exchange struct {
 	attempts   int       // sends of wire so far
 	msgID      uint64    // the p2p message in flight, 0 when none
 	reResolved bool      // the Resolver was asked again after a failed dial
+	lookups    int       // the Resolver's failed answers
 	lastReason Reason    // why the last send failed, for the Outcome
 	lastErr    error
 

@@ -61,7 +61,12 @@ func (h *Handler) onResolved(r resolveResult) {
 	}
 	if r.err != nil {
 		err := fmt.Errorf("handler: resolve %s: %w", ex.p.id, r.err)
-		if ex.attempts == 0 || ex.attempts >= h.cfg.MaxAttempts {
+		// With no address known (none was given, cached or resolved:
+		// the earlier sends went on a connection the peer opened), a
+		// backoff only asks the Resolver again, with no send counted:
+		// those lookups are bounded as sends are.
+		ex.lookups++
+		if ex.attempts == 0 || ex.attempts >= h.cfg.MaxAttempts || ex.addr == nil && ex.lookups >= h.cfg.MaxAttempts {
 			h.end(ex, ReasonDialFailed, err)
 			return
 		}

@@ -275,12 +275,44 @@ func (n *Node) Close() error {
 		for _, st := range n.streams.all() {
 			st.fail(ReasonClosed, nil)
 		}
+		n.failUnhandled()
 		n.events.Close()
 		n.prio.Close()
 		close(n.closed)
 	})
 	<-n.closed
 	return n.closeErr
+}
+
+// failUnhandled gives the SendMsgs left in the Sender channel, which the
+// stopped node loop will never handle, their Status (closed): Send
+// accepted them, and every SendMsg gets one. At most a channel's worth, so
+// that a caller still writing cannot keep Close here.
+func (n *Node) failUnhandled() {
+	for range cap(n.sender) {
+		var cmd Command
+		select {
+		case c, ok := <-n.sender:
+			if !ok {
+				return
+			}
+			cmd = c
+		default:
+			return
+		}
+		if sc, ok := cmd.(sentCmd); ok {
+			cmd = sc.Command
+			n.viaSend.Add(-1)
+		}
+		switch c := cmd.(type) {
+		case SendMsg:
+			n.status(c, ReasonClosed, nil)
+		case *SendMsg:
+			if c != nil {
+				n.status(*c, ReasonClosed, nil)
+			}
+		}
+	}
 }
 
 func (n *Node) run() {
@@ -356,6 +388,10 @@ func (n *Node) dial(c Dial) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		// A connection a DisconnectFrom is closing would pass for this
+		// Dial's success and close right after: connect once it is gone,
+		// as a SendMsg does (peerSender.open).
+		n.draining.wait(c.Peer, n.ctx.Done())
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 		defer cancel()
 		// A relayed connection is a connection: Dial asks for one.
