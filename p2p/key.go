@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/bitvmx/go-bitvmx-p2p/internal/atomicfile"
 )
 
 // KeyType names an identity key algorithm.
@@ -51,8 +54,8 @@ func GenerateKey(t KeyType) (crypto.PrivKey, error) {
 }
 
 // SaveKey writes k to path as libp2p's protobuf-marshalled private key, mode
-// 0600. It refuses to overwrite an existing file: losing an operator's
-// identity key is not recoverable.
+// 0600, and returns once it is on disk. It refuses to overwrite an existing
+// file: losing an operator's identity key is not recoverable.
 func SaveKey(path string, k crypto.PrivKey) error {
 	b, err := crypto.MarshalPrivateKey(k)
 	if err != nil {
@@ -62,11 +65,22 @@ func SaveKey(path string, k crypto.PrivKey) error {
 	if err != nil {
 		return fmt.Errorf("save key: %w", err)
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("save key %s: %w", path, err)
+	// Synced, file and directory entry, before the caller hands out the
+	// key's peer ID: after a power loss the ID must still have its key.
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Close(); err != nil {
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = atomicfile.SyncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		// The file is ours (O_EXCL): a half-written key would only make
+		// the next attempt refuse to overwrite it.
+		_ = os.Remove(path)
 		return fmt.Errorf("save key %s: %w", path, err)
 	}
 	return nil
