@@ -8,14 +8,16 @@ import (
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 )
 
-// TestAckedReplyNotDroppedWhileBehind: a reply our node acknowledged is
-// not dropped when the requester's application has fallen behind, so
-// that the loop does not take it before the reply deadline: the peer was
-// told we took it, and its Outcome says ok. The deadline waits for it.
-func TestAckedReplyNotDroppedWhileBehind(t *testing.T) {
+// replyAckedWhileBehind brings a requester a to the state both tests
+// below start from: its request id has been answered, its node has acked
+// the reply (b's exchange ended ok), and its loop, paused behind an
+// application that stopped reading after two messages from b, has not
+// taken the reply yet.
+func replyAckedWhileBehind(t *testing.T) (a *handler.Handler, id handler.ExchangeID) {
+	t.Helper()
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib)
-	a := newHandler(t, ia, list, func(c *handler.Config) { c.EventBuffer, c.MaxBacklog = 1, 1 })
+	a = newHandler(t, ia, list, func(c *handler.Config) { c.EventBuffer, c.MaxBacklog = 1, 1 })
 	b := newHandler(t, ib, list)
 	id, err := a.Request(ib.ID, addr(b), []byte("q"))
 	if err != nil {
@@ -39,11 +41,13 @@ func TestAckedReplyNotDroppedWhileBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, outcome(t, b, req.Exchange), true, handler.ReasonOK)
-	// a's reply deadline passes before its loop takes the reply.
-	if !a.FireDeadline(id) {
-		t.Fatal("a's request has no deadline armed")
-	}
-	// The application catches up: the reply, then an ok Outcome.
+	return a, id
+}
+
+// catchUp is a's application reading again: the two messages, then the
+// reply, then an ok Outcome for id.
+func catchUp(t *testing.T, a *handler.Handler, id handler.ExchangeID) {
+	t.Helper()
 	var got []string
 	for len(got) < 3 {
 		switch e := tu.Next[handler.Event](t, a.Events()).(type) {
@@ -57,4 +61,17 @@ func TestAckedReplyNotDroppedWhileBehind(t *testing.T) {
 		t.Fatalf("events %q", got)
 	}
 	expect(t, outcome(t, a, id), true, handler.ReasonOK)
+}
+
+// TestAckedReplyNotDroppedWhileBehind: a reply our node acknowledged is
+// not dropped when the requester's application has fallen behind, so
+// that the loop does not take it before the reply deadline: the peer was
+// told we took it, and its Outcome says ok. The deadline waits for it.
+func TestAckedReplyNotDroppedWhileBehind(t *testing.T) {
+	a, id := replyAckedWhileBehind(t)
+	// a's reply deadline passes before its loop takes the reply.
+	if !a.FireDeadline(id) {
+		t.Fatal("a's request has no deadline armed")
+	}
+	catchUp(t, a, id)
 }

@@ -22,6 +22,10 @@ func TestResendAfterDedupeEvictionCountedOnce(t *testing.T) {
 		c.DedupePerPeer = 1
 		c.MaxInboxPerPeer = 3
 		c.ReplyTimeout = time.Minute
+		// One connection throughout: with automatic disconnection the
+		// node may close it between the raw peer's connect and its new
+		// stream, which is not what this test is about.
+		c.KeepConnection = true
 	})
 	h := n.h
 	r := newRawPeer(t, ir, "127.0.0.1")

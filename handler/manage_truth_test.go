@@ -2,7 +2,6 @@ package handler_test
 
 import (
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -50,30 +49,7 @@ func TestSnapshotDoesNotCountCancelledQueued(t *testing.T) {
 // would hold opposite Outcomes, what replyLate and retry take care to
 // avoid. The reply waits for a loop paused behind the application.
 func TestCancelRefusesAcceptedReply(t *testing.T) {
-	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
-	list := tu.Allowlist(t, ia, ib)
-	a := newHandler(t, ia, list, func(c *handler.Config) { c.EventBuffer, c.MaxBacklog = 1, 1 })
-	b := newHandler(t, ib, list)
-	id, err := a.Request(ib.ID, addr(b), []byte("q"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := nextRequest(t, b)
-	for i := range 2 {
-		mid, err := b.Send(ia.ID, nil, fmt.Appendf(nil, "m%d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		expect(t, outcome(t, b, mid), true, handler.ReasonOK)
-	}
-	if !a.WaitPaused(tu.Timeout) {
-		t.Fatal("a's loop never paused")
-	}
-	if err := b.Response(req.From, req.Exchange, []byte("r")); err != nil {
-		t.Fatal(err)
-	}
-	expect(t, outcome(t, b, req.Exchange), true, handler.ReasonOK)
-
+	a, id := replyAckedWhileBehind(t)
 	cerr := a.Cancel(id)
 	if cerr == nil {
 		o := outcome(t, a, id)
@@ -82,19 +58,7 @@ func TestCancelRefusesAcceptedReply(t *testing.T) {
 	if !errors.Is(cerr, handler.ErrUnknownExchange) {
 		t.Fatalf("cancel: %v", cerr)
 	}
-	var got []string
-	for len(got) < 3 {
-		switch e := tu.Next[handler.Event](t, a.Events()).(type) {
-		case handler.Message:
-			got = append(got, string(e.Data))
-		case handler.Reply:
-			got = append(got, string(e.Data))
-		}
-	}
-	if got[2] != "r" {
-		t.Fatalf("events %q", got)
-	}
-	expect(t, outcome(t, a, id), true, handler.ReasonOK)
+	catchUp(t, a, id)
 }
 
 // gateStore holds the batches written while hold is set, in order, until

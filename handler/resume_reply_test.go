@@ -89,7 +89,12 @@ func TestParkedReplyBoundedByMaxAttempts(t *testing.T) {
 		if sent > maxAttempts {
 			t.Fatalf("reply sent %d times, MaxAttempts is %d", sent, maxAttempts)
 		}
-		// Refused unknown_exchange; the "dialer" asks again.
+		// Refused unknown_exchange; the "dialer" asks again, once the
+		// refusal has parked the reply (asked before, the request finds
+		// the reply still awaiting its ack, and the reply is not resent).
+		if sent < maxAttempts && !h.WaitState(x, handler.StateBackoff, tu.Timeout) {
+			t.Fatalf("reply %d not parked after its refusal", sent)
+		}
 		if r := raw.send(h, req); r != pb.Reason_OK {
 			t.Fatalf("request resent acked %v", r)
 		}
