@@ -2,6 +2,7 @@ package handler
 
 import (
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -61,6 +62,20 @@ func (h *Handler) deliverOverflow() {
 			h.outcomes.Push(Error{Peer: o.key.peer, Err: fmt.Errorf("%w: exchange %s was stored but could not be read back (the next start delivers it): %w",
 				ErrNotDurable, o.key.id, err)}, false)
 			continue
+		}
+		if in.State != store.InPending {
+			// A resend of one the application handled, after the memory
+			// of it was dropped (DedupePerPeer) but not the inbox's
+			// record, which the resend did not replace (AddIncoming): the
+			// record has no payload to deliver, and says it is a
+			// duplicate. Dedupe it as the inbox says (an answered request
+			// gets its stored reply again) and free its slot.
+			delete(h.dur.storing, o.key)
+			h.dur.unhandled[o.key.peer]--
+			h.seen.add(o.key.peer, o.key.id, time.Now())
+			if in.State == store.InAnswered {
+				h.dur.answered[o.key] = true
+			}
 		}
 		switch in.Kind {
 		case store.KindRequest:
