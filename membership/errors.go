@@ -39,8 +39,9 @@ var (
 	// ErrNotMember says a signature does not count because its signer is
 	// not a member of the previous version.
 	ErrNotMember = errors.New("signer is not a member of the previous version")
-	// ErrDuplicateSigner says a signature does not count because its
-	// signer's signature was already counted.
+	// ErrDuplicateSigner says a signature does not count because an
+	// earlier signature names the same signer: only the first one is
+	// verified, whether it counted or not.
 	ErrDuplicateSigner = errors.New("signer already signed")
 	// ErrBadSignature says a signature does not verify with its signer's key
 	// over the document's signed bytes.

@@ -65,7 +65,10 @@ func VerifyGenesis(d *Document, now time.Time) (Report, error) {
 //     threshold of cur's members ([ErrThreshold]).
 //
 // A signature counts once per signer, and only if its signer is a member of
-// cur and it verifies with that member's key; the others are reported in
+// cur and it verifies with that member's key. Only the first signature
+// naming a signer is verified: a later one is a duplicate even when the
+// first did not verify, so a document costs at most one verification per
+// member of cur. The others are reported in
 // [Report.Rejected] with [ErrNotMember], [ErrDuplicateSigner] or
 // [ErrBadSignature]. Because signers are cur's members, a member that next
 // removes still counts toward its own removal, and no later version.
@@ -87,17 +90,22 @@ func VerifyNext(cur, next *Document, now time.Time) (Report, error) {
 		return r, fmt.Errorf("membership: %w", newError(fmt.Sprintf("version %d expired at %s", next.body.Version, next.body.Expires.Format(time.RFC3339)), ErrExpired))
 	}
 	msg := next.SignedBytes()
-	counted := make(map[peer.ID]bool, len(next.sigs))
+	// Only a signer's first signature is verified, whether it counts or
+	// not: else a document of a thousand bad signatures in one member's
+	// name would cost a thousand verifications, where the members bound
+	// the work.
+	checked := make(map[peer.ID]bool, len(next.sigs))
 	for i, s := range next.sigs {
 		rej := func(err error) { r.Rejected = append(r.Rejected, Rejection{Index: i, Signer: s.Signer, Err: err}) }
 		if _, ok := cur.body.Member(s.Signer); !ok {
 			rej(newError(fmt.Sprintf("signature %d: %s is not a member of version %d", i, s.Signer, cur.body.Version), ErrNotMember))
 			continue
 		}
-		if counted[s.Signer] {
+		if checked[s.Signer] {
 			rej(newError(fmt.Sprintf("signature %d: %s already signed", i, s.Signer), ErrDuplicateSigner))
 			continue
 		}
+		checked[s.Signer] = true
 		// The key comes from the member's ID in cur, which equals the
 		// signer: it was checked when cur was built or decoded.
 		pk, err := memberKey(s.Signer)
@@ -111,7 +119,6 @@ func VerifyNext(cur, next *Document, now time.Time) (Report, error) {
 			rej(newError(fmt.Sprintf("signature %d: by %s does not verify: %v", i, s.Signer, err), ErrBadSignature))
 			continue
 		}
-		counted[s.Signer] = true
 		r.Counted = append(r.Counted, s.Signer)
 	}
 	slices.SortFunc(r.Counted, func(a, b peer.ID) int { return strings.Compare(string(a), string(b)) })

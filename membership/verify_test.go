@@ -202,3 +202,36 @@ func TestVerifyGenesis(t *testing.T) {
 	_, err := VerifyGenesis(v2, now)
 	wantErr(t, err, ErrNotGenesis)
 }
+
+// Only a signer's first signature is verified: a document holding a
+// thousand bad signatures in one member's name costs one verification, not
+// a thousand. A later signature by the same signer is a duplicate even
+// when the first did not verify.
+func TestOnlyFirstSignatureOfSignerVerified(t *testing.T) {
+	ops := newOperators(t, 3, false)
+	g := mustGenesis(t, ops, 2)
+	d := propose(t, g, nil, ops[1])
+	// A well-formed signature by ops[0], over other bytes, then its
+	// valid one.
+	wrong := signOf(t, propose(t, g, func(b *Body) { b.Threshold = 1 }, ops[0]), ops[0].id)
+	good := signOf(t, propose(t, g, nil, ops[0]), ops[0].id)
+	for _, sig := range [][]byte{wrong, wrong, good} {
+		if err := d.AddSignature(Signature{Signer: ops[0].id, Sig: sig}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := VerifyNext(g, roundTrip(t, d), now)
+	wantErr(t, err, ErrThreshold)
+	if !slices.Equal(r.Counted, []peer.ID{ops[1].id}) {
+		t.Fatalf("counted %v, want only %s", r.Counted, ops[1].id)
+	}
+	want := []error{ErrBadSignature, ErrDuplicateSigner, ErrDuplicateSigner}
+	if len(r.Rejected) != len(want) {
+		t.Fatalf("rejected %+v", r.Rejected)
+	}
+	for i, w := range want {
+		if got := r.Rejected[i]; got.Index != i+1 || !errors.Is(got.Err, w) {
+			t.Errorf("rejection %d: %+v, want %v", i, got, w)
+		}
+	}
+}

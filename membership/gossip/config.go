@@ -37,8 +37,8 @@ const (
 	// DefaultMaxHistory is how many versions, the current one included,
 	// the service keeps to hand a member that is behind.
 	DefaultMaxHistory = 32
-	// maxDocsPerSession bounds the documents one session may carry, so a
-	// member cannot keep a session busy with stale versions.
+	// maxDocsPerSession bounds the documents one session may carry (their
+	// versions must also go up: session.go).
 	maxDocsPerSession = 256
 	// eventLimit caps the events waiting for a caller that does not read.
 	eventLimit = 1024
@@ -87,6 +87,11 @@ type Config struct {
 	Now func() time.Time
 	// EventBuffer sizes the Events channel. Default 64.
 	EventBuffer int
+
+	// verify checks a received or submitted version against the current
+	// one: membership.VerifyNext, or a test's stand-in that controls when
+	// it returns.
+	verify func(cur, next *membership.Document, now time.Time) (membership.Report, error)
 }
 
 // ErrConfig is wrapped by the errors of New for an incomplete Config.
@@ -115,6 +120,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.EventBuffer <= 0 {
 		c.EventBuffer = 64
+	}
+	if c.verify == nil {
+		c.verify = membership.VerifyNext
 	}
 	if c.Charge == nil {
 		c.Charge = func(peer.ID, ratelimit.Reason) {}

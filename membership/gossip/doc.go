@@ -24,9 +24,11 @@
 //
 // A version that does not decode, links to another history or lacks the
 // threshold of signatures is refused, reported ([Rejected], a metric) and
-// costs its sender a misbehaviour token through [Config.Charge]. An older
-// or equal version, an expired one, or a gap is reported but not charged: an
-// honest peer can send them.
+// costs its sender a misbehaviour token through [Config.Charge]; so does a
+// version not newer than the Hello this node sent, or than the version sent
+// before it in the session, which no honest peer sends. A version applied
+// meanwhile from another session, an expired one, or a gap is reported but
+// not charged: an honest peer can send them.
 //
 // # Imports
 //

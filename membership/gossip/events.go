@@ -64,8 +64,9 @@ type Reason string
 // The reasons.
 const (
 	// ReasonMalformed: a frame or document that does not decode, is too
-	// large, is out of order in the session, or breaks the body rules.
-	// Charged.
+	// large, is out of order in the session (a version not newer than our
+	// Hello's or the one sent before it included), or breaks the body
+	// rules. Charged.
 	ReasonMalformed Reason = "malformed"
 	// ReasonBadLink: a next version that does not link to the current
 	// one. Charged.
@@ -74,7 +75,8 @@ const (
 	// the threshold (bad, forged, duplicated or non-member signatures do
 	// not count). Charged.
 	ReasonThreshold Reason = "threshold"
-	// ReasonStale: a version at or below the current one. Not charged.
+	// ReasonStale: a version at or below the current one, applied
+	// meanwhile from another session (or submitted locally). Not charged.
 	ReasonStale Reason = "stale"
 	// ReasonGap: a version beyond the next one. Not charged.
 	ReasonGap Reason = "gap"

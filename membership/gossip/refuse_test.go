@@ -9,12 +9,14 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 	"github.com/bitvmx/go-bitvmx-p2p/membership"
 	"github.com/bitvmx/go-bitvmx-p2p/membership/gossip"
 	"github.com/bitvmx/go-bitvmx-p2p/membership/gossip/pb"
+	mpb "github.com/bitvmx/go-bitvmx-p2p/membership/pb"
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
 
@@ -135,5 +137,68 @@ func TestNewRefusesOlderThanSaved(t *testing.T) {
 	s.Close()
 	if saved, err := membership.ReadFile(fresh); err != nil || saved.Hash() != docs[0].Hash() {
 		t.Fatalf("saved at start: %v, %v", saved, err)
+	}
+}
+
+// A member sends the versions after the one in the other's Hello, oldest
+// first. An old document, which would be decoded and skipped as stale at no
+// cost, hundreds of times per session, is out of order: refused and
+// charged.
+func TestDocumentNotAfterHelloCharged(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	v2 := propose(t, v1, nil, b)
+	ma := start(t, a, v2, v1)
+	data, err := v1.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &pb.Frame{Kind: &pb.Frame_Document{Document: data}}
+	rawSession(t, b, ma, v2, old, old, old)
+	if r := waitRejected(t, ma, b.ID); r.Reason != gossip.ReasonMalformed || !r.Charged {
+		t.Fatalf("rejected %+v, want malformed and charged", r)
+	}
+	if c := nextCharge(t, ma); c.peer != b.ID || c.reason != ratelimit.MalformedMessage {
+		t.Fatalf("charge %+v", c)
+	}
+	wantCurrent(t, ma, v2)
+}
+
+// A version that would be refused without a charge (a gap, an expired
+// version) is refused before the document is decoded: decoding parses
+// every member's key, a thousand of which take milliseconds, and a member
+// must not get that for free. A body whose member is no key shows it: the
+// document is refused for its version, uncharged, not decoded and found
+// malformed.
+func TestFreeRefusalBeforeDecoding(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	expired := time.Now().Add(-time.Hour).Unix()
+	for _, tc := range []struct {
+		name    string
+		body    *mpb.Body
+		version uint64
+		reason  gossip.Reason
+	}{
+		{"gap", &mpb.Body{Version: 3, Threshold: 1, Prev: make([]byte, 32)}, 3, gossip.ReasonGap},
+		{"expired", &mpb.Body{Version: 2, Threshold: 1, Prev: hashBytes(v1), Expires: expired}, 2, gossip.ReasonExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ma := start(t, a, v1)
+			tc.body.Members = []*mpb.Member{{Id: []byte("not a peer ID")}}
+			body, err := proto.Marshal(tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := proto.Marshal(&mpb.Document{Body: body})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rawSession(t, b, ma, v1, &pb.Frame{Kind: &pb.Frame_Document{Document: data}})
+			if r := waitRejected(t, ma, b.ID); r.Reason != tc.reason || r.Charged || r.Version != tc.version {
+				t.Fatalf("rejected %+v, want %s, version %d, not charged", r, tc.reason, tc.version)
+			}
+			wantCurrent(t, ma, v1)
+		})
 	}
 }

@@ -36,8 +36,11 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // sessions and pushes
 
-	// mu guards the document and its history, and serializes applying:
-	// verify, persist and replace happen as one step.
+	// mu guards the document and its history, and serializes installing
+	// a version: the check that it still follows the current one, persist
+	// and replace happen as one step. Signatures are verified before it is
+	// taken, so that a member sending documents does not hold up Current,
+	// which admission and every session read.
 	mu    sync.Mutex
 	chain []*membership.Document // oldest first, contiguous, last = current
 
@@ -209,12 +212,21 @@ func (s *Service) Close() error {
 // next one, persists it and puts it in force. The error matches the
 // membership sentinels for an invalid d, ErrPersist for a local failure.
 func (s *Service) apply(d *membership.Document, from peer.ID) (membership.Report, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur := s.chain[len(s.chain)-1]
-	rep, err := membership.VerifyNext(cur, d, s.cfg.Now())
+	// Verified without the lock: the signature checks take up to a
+	// thousand verifications, and any member can send a document.
+	cur := s.Current()
+	rep, err := s.cfg.verify(cur, d, s.cfg.Now())
 	if err != nil {
 		return rep, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now := s.chain[len(s.chain)-1]; now != cur {
+		// Another version was installed during the verification. Versions
+		// only go forward and d is cur+1, so d is at or below it: applying
+		// d would go back, or fork.
+		return rep, fmt.Errorf("gossip: version %d was verified against version %d, replaced by version %d meanwhile: %w, %w",
+			d.Version(), cur.Version(), now.Version(), membership.ErrStale, membership.ErrNotNext)
 	}
 	if s.cfg.Path != "" {
 		if err := membership.SaveNewer(s.cfg.Path, d); err != nil {

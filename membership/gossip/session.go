@@ -134,6 +134,7 @@ func (s *Service) session(st network.Stream) {
 	}
 
 	applied := false
+	last := cur.Version()
 	for n := 0; ; n++ {
 		f, err := readFrame(br, tr)
 		if errors.Is(err, io.EOF) {
@@ -150,15 +151,9 @@ func (s *Service) session(st network.Stream) {
 			s.pushIf(applied, p)
 			return
 		}
-		rep, err := s.apply(f.doc, p)
-		if err == nil {
-			applied = true
-			continue
-		}
-		reason := classify(err)
-		s.report(Rejected{From: p, Version: f.doc.Version(), Reason: reason, Report: rep, Err: err})
-		if reason != ReasonStale {
-			st.Reset()
+		ok, end := s.receive(st, p, f.doc, &last)
+		applied = applied || ok
+		if end {
 			s.pushIf(applied, p)
 			return
 		}
@@ -170,6 +165,62 @@ func (s *Service) session(st network.Stream) {
 		s.events.Push(Behind{Peer: p, PeerVersion: theirs.version, Version: now}, false)
 	}
 	s.pushIf(applied, p)
+}
+
+// receive handles one document a session brought: it reports whether the
+// document was applied, and whether the session ended (st reset). last is
+// the version of the previous document, or of our Hello.
+func (s *Service) receive(st network.Stream, p peer.ID, data []byte, last *uint64) (applied, end bool) {
+	// An honest peer sends the versions after the one in our Hello, oldest
+	// first (serve): one at or below the last we were sent or announced is
+	// out of order, and costs a token. Without it a member could make a
+	// session skip hundreds of old documents for free.
+	v, expires, err := peekDocument(data)
+	if err == nil && v <= *last {
+		err = fmt.Errorf("%w: version %d sent after version %d (versions must follow the hello's, oldest first)", errFrame, v, *last)
+	}
+	if err != nil {
+		s.fail(st, p, err)
+		return false, true
+	}
+	*last = v
+	var rep membership.Report
+	err = s.precheck(v, expires)
+	if err == nil {
+		var d *membership.Document
+		if d, err = decodeDocument(data); err != nil {
+			s.fail(st, p, err)
+			return false, true
+		}
+		if rep, err = s.apply(d, p); err == nil {
+			return true, false
+		}
+	}
+	reason := classify(err)
+	s.report(Rejected{From: p, Version: v, Reason: reason, Report: rep, Err: err})
+	if reason != ReasonStale {
+		st.Reset()
+		return false, true
+	}
+	return false, false
+}
+
+// precheck refuses, from the version and expiry a document states, what
+// apply would refuse without charging the sender: a version not newer than
+// the current one, a gap, an expired version. Decoding a document parses
+// every member's key (a thousand of them cost milliseconds): a member must
+// not get that for free. What passes is decoded and verified in full.
+func (s *Service) precheck(v uint64, expires int64) error {
+	c := s.Current().Version()
+	switch {
+	case v <= c:
+		return fmt.Errorf("gossip: version %d is not newer than the current version %d: %w, %w", v, c, membership.ErrStale, membership.ErrNotNext)
+	case v != c+1:
+		return fmt.Errorf("gossip: version %d does not follow the current version %d (versions in between are missing): %w", v, c, membership.ErrNotNext)
+	case expires > 0 && !s.cfg.Now().Before(time.Unix(expires, 0)):
+		return fmt.Errorf("gossip: version %d expired at %s: %w", v, time.Unix(expires, 0).UTC().Format(time.RFC3339), membership.ErrExpired)
+	}
+	return nil
 }
 
 // serve writes the versions a peer at theirs lacks, if we hold them all

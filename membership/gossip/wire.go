@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bitvmx/go-bitvmx-p2p/membership"
@@ -22,11 +23,12 @@ const MaxFrameSize = membership.MaxDocumentSize + 16
 // peer broke the protocol.
 var errFrame = errors.New("bad membership frame")
 
-// frame is one decoded frame: a hello or a document, never both.
+// frame is one decoded frame: a hello or a document, never both. A
+// document is left encoded: decoding it parses every member's key, which
+// the session pays only for a version it may apply (peekDocument).
 type frame struct {
-	hello   *hello
-	doc     *membership.Document
-	docSize int
+	hello *hello
+	doc   []byte
 }
 
 type hello struct {
@@ -36,10 +38,9 @@ type hello struct {
 
 // readFrame reads one uvarint-delimited Frame of at most MaxFrameSize
 // bytes from br, which reads from tr. It returns io.EOF at a clean end of
-// stream; an error wrapping errFrame (and, for a document, the
-// membership sentinel) when the peer got the frame wrong, a truncated
-// frame included; any other error comes from the transport (a reset, a
-// deadline).
+// stream; an error wrapping errFrame when the peer got the frame wrong, a
+// truncated frame included; any other error comes from the transport (a
+// reset, a deadline).
 func readFrame(br *bufio.Reader, tr *transportReader) (frame, error) {
 	size, err := binary.ReadUvarint(br)
 	switch {
@@ -78,14 +79,88 @@ func decodeFrame(buf []byte) (frame, error) {
 		copy(h.hash[:], k.Hello.GetHash())
 		return frame{hello: h}, nil
 	case *pb.Frame_Document:
-		d, err := membership.Decode(k.Document)
-		if err != nil {
-			return frame{docSize: len(k.Document)}, fmt.Errorf("%w: %w", errFrame, err)
+		if k.Document == nil {
+			// Present but empty: still a document frame.
+			k.Document = []byte{}
 		}
-		return frame{doc: d, docSize: len(k.Document)}, nil
+		return frame{doc: k.Document}, nil
 	default:
 		return frame{}, fmt.Errorf("%w: empty frame", errFrame)
 	}
+}
+
+// decodeDocument decodes the document of a frame; its error wraps errFrame
+// and the membership sentinel.
+func decodeDocument(data []byte) (*membership.Document, error) {
+	d, err := membership.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errFrame, err)
+	}
+	return d, nil
+}
+
+// peekDocument returns the version and expiry (Unix seconds, 0 for none)
+// that an encoded document's body states, without checking anything else:
+// no member key is parsed, so it costs a small part of a decoding. The
+// session uses it to refuse, before decoding, the versions it would refuse
+// anyway and does not charge for. It reads the fields as proto3 does (the
+// last occurrence wins); an error wraps errFrame.
+func peekDocument(data []byte) (version uint64, expires int64, err error) {
+	body, err := lastBytes(data, 1)
+	if err != nil {
+		return 0, 0, err
+	}
+	for b := body; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, 0, fmt.Errorf("%w: body: %v", errFrame, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if typ == protowire.VarintType && (num == 1 || num == 4) {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return 0, 0, fmt.Errorf("%w: body: %v", errFrame, protowire.ParseError(n))
+			}
+			if num == 1 {
+				version = v
+			} else {
+				expires = int64(v)
+			}
+			b = b[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return 0, 0, fmt.Errorf("%w: body: %v", errFrame, protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return version, expires, nil
+}
+
+// lastBytes returns the last occurrence of the bytes field num of the
+// message msg (empty if there is none).
+func lastBytes(msg []byte, num protowire.Number) ([]byte, error) {
+	var out []byte
+	for len(msg) > 0 {
+		n, typ, l := protowire.ConsumeTag(msg)
+		if l < 0 {
+			return nil, fmt.Errorf("%w: document: %v", errFrame, protowire.ParseError(l))
+		}
+		msg = msg[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(msg)
+			if l < 0 {
+				return nil, fmt.Errorf("%w: document: %v", errFrame, protowire.ParseError(l))
+			}
+			out, msg = v, msg[l:]
+			continue
+		}
+		if l = protowire.ConsumeFieldValue(n, typ, msg); l < 0 {
+			return nil, fmt.Errorf("%w: document: %v", errFrame, protowire.ParseError(l))
+		}
+		msg = msg[l:]
+	}
+	return out, nil
 }
 
 // transportReader remembers the first error of the stream other than

@@ -1,0 +1,15 @@
+package gossip
+
+import (
+	"time"
+
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
+)
+
+// WithVerify returns c whose service checks versions with verify instead
+// of membership.VerifyNext, so that a test can hold a verification in
+// progress.
+func WithVerify(c Config, verify func(cur, next *membership.Document, now time.Time) (membership.Report, error)) Config {
+	c.verify = verify
+	return c
+}
