@@ -22,8 +22,11 @@ type Store interface {
 	Commit(b *store.Batch) error
 	// CommitAsync applies b durably and then calls done, in queue order.
 	CommitAsync(b *store.Batch, done func(error))
-	// Load returns everything on disk.
+	// Load returns everything on disk; the handler reads it once, when
+	// it starts.
 	Load() (store.State, error)
+	// DeadLetter returns one dead letter; ok is false when there is none.
+	DeadLetter(id uint64) (d store.DeadLetter, ok bool, err error)
 	// Incoming returns one received exchange's record.
 	Incoming(peer string, id uint64) (store.Incoming, bool, error)
 }
@@ -51,9 +54,9 @@ type durableState struct {
 	answered  map[inKey]bool  // answered requests whose reply is in the store
 	unacked   map[inKey]bool  // messages delivered, awaiting Ack
 	unhandled map[peer.ID]int // requests and messages of each peer not yet handled
-	// unconfirmed are our ended exchanges whose Outcome awaits AckOutcome
-	// (Config.AckOutcomes), and their peers.
-	unconfirmed map[ExchangeID]peer.ID
+	// unconfirmed are our exchanges whose Outcomes await AckOutcome
+	// (Config.AckOutcomes; outcome_ack.go).
+	unconfirmed map[ExchangeID]*awaitingAck
 	storing     map[inKey]*storing // received, being written or not yet taken by the loop
 	expired     []inKey            // dedupe records forgotten, to delete from the store
 	finished    chan struct{}      // a finish committed: the loop has completions to hand out
@@ -75,7 +78,7 @@ func newDurableState() durableState {
 		answered:    make(map[inKey]bool),
 		unacked:     make(map[inKey]bool),
 		unhandled:   make(map[peer.ID]int),
-		unconfirmed: make(map[ExchangeID]peer.ID),
+		unconfirmed: make(map[ExchangeID]*awaitingAck),
 		storing:     make(map[inKey]*storing),
 		finished:    make(chan struct{}, 1),
 		more:        make(chan struct{}, 1),
@@ -298,7 +301,7 @@ func (h *Handler) finish(ex *exchange, o Outcome, reply *Reply) {
 			rec.Reply = reply.Data
 		}
 		b.PutOutgoing(rec)
-		h.dur.unconfirmed[ex.id] = o.Peer
+		h.dur.handedOut(ex.id, o.Peer)
 	} else {
 		b.DeleteOutgoing(uint64(ex.id))
 	}
@@ -315,45 +318,6 @@ func (h *Handler) finish(ex *exchange, o Outcome, reply *Reply) {
 		default:
 		}
 	})
-}
-
-// AckOutcome tells the handler that the application has dealt with the
-// Outcome (and Reply) of its exchange: with Config.AckOutcomes, the
-// exchange leaves the store, and a restart no longer hands them out again.
-// It returns once that is on disk. Without a store or AckOutcomes it does
-// nothing. It fails with ErrUnknownExchange for an exchange whose Outcome
-// is not awaiting its ack (among them one that RetryDeadLetters started
-// again: the retry replaced it), and with ErrNotDurable when the store
-// failed.
-func (h *Handler) AckOutcome(exchange ExchangeID) error {
-	if !h.durable() || !h.cfg.AckOutcomes {
-		return nil
-	}
-	h.mu.Lock()
-	p, ok := h.dur.unconfirmed[exchange]
-	if !ok {
-		h.mu.Unlock()
-		return fmt.Errorf("%w: no outcome of %s awaits its ack", ErrUnknownExchange, exchange)
-	}
-	delete(h.dur.unconfirmed, exchange)
-	// Queued under mu: RetryDeadLetters takes the exchange out of
-	// unconfirmed under mu before it writes the exchange again, so this
-	// delete is never applied after that write (it would drop the retried
-	// exchange, running, from the outbox).
-	var b store.Batch
-	b.DeleteOutgoing(uint64(exchange))
-	done := make(chan error, 1)
-	h.cfg.Store.CommitAsync(&b, func(err error) { done <- err })
-	h.mu.Unlock()
-	if err := <-done; err != nil {
-		h.mu.Lock()
-		if h.outboundExchange(exchange) == nil {
-			h.dur.unconfirmed[exchange] = p
-		}
-		h.mu.Unlock()
-		return fmt.Errorf("%w: %w", ErrNotDurable, err)
-	}
-	return nil
 }
 
 // handOut gives the application the completions the store has recorded.
@@ -447,7 +411,7 @@ func (h *Handler) redeliverOutcome(p peer.ID, kind Kind, rec store.Outgoing) {
 		h.events.Push(Reply{From: p, Exchange: id, Data: rec.Reply, Tag: rec.Tag, Redelivered: true}, true)
 	}
 	h.outcomes.Push(o, true)
-	h.dur.unconfirmed[id] = p
+	h.dur.handedOut(id, p)
 }
 
 // storedReply is the envelope of the reply to a request answered before,

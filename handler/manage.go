@@ -84,9 +84,14 @@ func (h *Handler) cancelExchanges(ids []ExchangeID) error {
 // the ID answers it from its memory. It needs a Config.Store (ErrNoStore)
 // and fails with ErrUnknownExchange, changing nothing, when an ID is not
 // a dead letter. Once the store has moved them, a handler closing
-// meanwhile leaves them in the outbox for the next start (ErrClosed). With
-// Config.AckOutcomes, the failed Outcome of a retried exchange no longer
-// awaits AckOutcome: the retry ends in an Outcome of its own.
+// meanwhile leaves them in the outbox for the next start (ErrClosed). It
+// reads only the dead letters named, not the whole store.
+//
+// With Config.AckOutcomes, a retried exchange whose failed Outcome still
+// awaits AckOutcome has two Outcomes under its ID, that one and the
+// retry's, and needs an AckOutcome for each (see AckOutcome): the ack of
+// the failed one never removes the retry from the store. A restart before
+// the last ack hands out only the retry's Outcome, or resumes the retry.
 func (h *Handler) RetryDeadLetters(ids ...ExchangeID) error {
 	if !h.durable() {
 		return ErrNoStore
@@ -133,24 +138,20 @@ func (h *Handler) RetryDeadLetters(ids ...ExchangeID) error {
 		retries = append(retries, retry{p, ex})
 	}
 	// A retried exchange whose last Outcome awaits AckOutcome: the retry
-	// replaces its ended record, and that Outcome is not handed out again,
-	// so it awaits no ack any more. Forgotten before the write, under mu:
-	// an AckOutcome deleting the record is then queued before the write,
-	// never after it (it would drop the retried exchange from the outbox).
-	superseded := make(map[ExchangeID]peer.ID)
-	h.mu.Lock()
-	for _, r := range retries {
-		if p, ok := h.dur.unconfirmed[r.ex.id]; ok {
-			superseded[r.ex.id] = p
-			delete(h.dur.unconfirmed, r.ex.id)
-		}
+	// replaces its ended record, which that Outcome's ack must then leave
+	// alone. Marked before the write, under mu: an AckOutcome deleting the
+	// record is then queued before the write, never after it (it would
+	// drop the retried exchange from the outbox).
+	retried := make([]ExchangeID, len(retries))
+	for i, r := range retries {
+		retried[i] = r.ex.id
 	}
+	h.mu.Lock()
+	marked := h.dur.markRetried(retried)
 	h.mu.Unlock()
 	if err := h.commit(&b); err != nil {
 		h.mu.Lock()
-		for id, p := range superseded {
-			h.dur.unconfirmed[id] = p
-		}
+		h.unmarkRetried(marked)
 		h.mu.Unlock()
 		return err
 	}
@@ -168,7 +169,7 @@ func (h *Handler) RetryDeadLetters(ids ...ExchangeID) error {
 
 // DropDeadLetters forgets the dead letters ids. It needs a Config.Store
 // (ErrNoStore) and fails with ErrUnknownExchange, dropping nothing, when
-// an ID is not a dead letter.
+// an ID is not a dead letter. It reads only the dead letters named.
 func (h *Handler) DropDeadLetters(ids ...ExchangeID) error {
 	if !h.durable() {
 		return ErrNoStore
@@ -187,16 +188,12 @@ func (h *Handler) DropDeadLetters(ids ...ExchangeID) error {
 }
 
 // deadLetters returns the dead letters ids, each once, or
-// ErrUnknownExchange naming those the store does not hold.
+// ErrUnknownExchange naming those the store does not hold. It looks each
+// up: Load would decode the whole store (the inbox, dedupe records and
+// replies included) to find a few records. The lookups need no snapshot:
+// the caller holds deadMu, so no other retry or drop changes the dead
+// letters meanwhile.
 func (h *Handler) deadLetters(ids []ExchangeID) ([]store.DeadLetter, error) {
-	st, err := h.cfg.Store.Load()
-	if err != nil {
-		return nil, err
-	}
-	byID := make(map[uint64]store.DeadLetter, len(st.DeadLetters))
-	for _, d := range st.DeadLetters {
-		byID[d.ID] = d
-	}
 	var (
 		out     []store.DeadLetter
 		missing []ExchangeID
@@ -207,7 +204,11 @@ func (h *Handler) deadLetters(ids []ExchangeID) ([]store.DeadLetter, error) {
 			continue
 		}
 		seen[id] = true
-		if d, ok := byID[uint64(id)]; ok {
+		d, ok, err := h.cfg.Store.DeadLetter(uint64(id))
+		if err != nil {
+			return nil, fmt.Errorf("handler: reading dead letter %s: %w", id, err)
+		}
+		if ok {
 			out = append(out, d)
 		} else {
 			missing = append(missing, id)

@@ -18,7 +18,8 @@
 //
 // Writes are grouped in a Batch that is applied atomically and durably by
 // Commit or CommitAsync; writers that commit at the same time share one disk
-// flush. Load returns everything at start.
+// flush. Load returns everything at start; Incoming and DeadLetter look up
+// one record while the handler runs.
 //
 // One process owns a data directory at a time: a second Open, from another
 // process or the same one, fails with ErrLocked. A store that is not valid

@@ -55,6 +55,29 @@ func (s *Store) DeadLetters() ([]DeadLetter, error) {
 	return out, err
 }
 
+// DeadLetter returns the dead letter with exchange ID id; ok is false when
+// there is none. The handler looks up the dead letters an operator names
+// this way (retry, drop) rather than decode the whole store with Load.
+func (s *Store) DeadLetter(id uint64) (d DeadLetter, ok bool, err error) {
+	err = s.view(false, func(r pebble.Reader) error {
+		k := idKey(id)
+		v, closer, err := r.Get(tableDeadLetters.key(k))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return pebbleError(s.path, "read", err)
+		}
+		defer closer.Close()
+		if d, err = deadLetterKV(k, v); err != nil {
+			return corruptError(s.path, fmt.Sprintf("table %q key %x", tableDeadLetters, k), err)
+		}
+		ok = true
+		return nil
+	})
+	return d, ok, err
+}
+
 // OutgoingList returns the outbox, by ID.
 func (s *Store) OutgoingList() ([]Outgoing, error) {
 	var out []Outgoing
