@@ -55,31 +55,58 @@ func GenerateKey(t KeyType) (crypto.PrivKey, error) {
 
 // SaveKey writes k to path as libp2p's protobuf-marshalled private key, mode
 // 0600, and returns once it is on disk. It refuses to overwrite an existing
-// file: losing an operator's identity key is not recoverable.
+// file (an error matching fs.ErrExist): losing an operator's identity key
+// is not recoverable. The key is written whole under a temporary name in
+// the same directory first, so that a crash never leaves an empty or
+// partial file at path.
 func SaveKey(path string, k crypto.PrivKey) error {
+	return saveKey(path, k, nil)
+}
+
+// saveKey is SaveKey; beforeSync, if not nil, runs once the key's bytes
+// are written to the temporary file and before they are synced, and an
+// error from it fails the save as a failed write would (tests).
+func saveKey(path string, k crypto.PrivKey, beforeSync func() error) error {
 	b, err := crypto.MarshalPrivateKey(k)
 	if err != nil {
 		return fmt.Errorf("marshal key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // mode 0600
 	if err != nil {
 		return fmt.Errorf("save key: %w", err)
 	}
-	// Synced, file and directory entry, before the caller hands out the
-	// key's peer ID: after a power loss the ID must still have its key.
+	tmp := f.Name()
+	// Once linked, the temporary name is a second name of the key: it
+	// goes either way.
+	defer os.Remove(tmp)
 	_, err = f.Write(b)
+	if err == nil && beforeSync != nil {
+		err = beforeSync()
+	}
 	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = atomicfile.SyncDir(filepath.Dir(path))
-	}
 	if err != nil {
-		// The file is ours (O_EXCL): a half-written key would only make
-		// the next attempt refuse to overwrite it.
+		return fmt.Errorf("save key %s: %w", path, err)
+	}
+	// link(2), unlike rename, never replaces path: an existing key (or
+	// one another keygen wrote meanwhile) stays, and the caller gets
+	// EEXIST, which matches fs.ErrExist.
+	if err := os.Link(tmp, path); err != nil {
+		return fmt.Errorf("save key: %w", err)
+	}
+	// Synced, file and directory entry, before the caller hands out the
+	// key's peer ID: after a power loss the ID must still have its key.
+	// The temporary name goes before the sync, so that the sync makes its
+	// removal durable too.
+	_ = os.Remove(tmp)
+	if err := atomicfile.SyncDir(dir); err != nil {
+		// The file is ours (the link made it): a key that may not
+		// survive a power loss must not be taken for saved.
 		_ = os.Remove(path)
 		return fmt.Errorf("save key %s: %w", path, err)
 	}

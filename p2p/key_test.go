@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -113,5 +115,98 @@ func TestPubKeyHashKnownAnswers(t *testing.T) {
 	sum := sha256.Sum256(der)
 	if got, err := p2p.PubKeyHash(ek.GetPublic()); err != nil || got != hex.EncodeToString(sum[:]) {
 		t.Fatalf("ed25519: %s, %v", got, err)
+	}
+}
+
+// A save that fails, or a crash, before the key is on disk leaves nothing
+// at the key's path: an empty or partial file there would make the next
+// keygen refuse to overwrite it, and LoadKey refuse it as no key. Written
+// in place, the file exists from before its bytes are written until they
+// are synced.
+func TestSaveKeyFailedWriteLeavesNoFile(t *testing.T) {
+	k, _ := p2p.GenerateKey(p2p.Secp256k1)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node.key")
+	boom := errors.New("disk failed")
+	err := p2p.SaveKeyHooked(path, k, func() error {
+		// A crash here, the bytes written and not yet synced.
+		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s exists before the key is synced (%v): a crash now leaves it empty or partial", path, err)
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("save: %v, want %v", err, boom)
+	}
+	assertDir(t, dir)
+	// And nothing is in the way of trying again.
+	if err := p2p.SaveKey(path, k); err != nil {
+		t.Fatal(err)
+	}
+	assertDir(t, dir, "node.key")
+	if got, err := p2p.LoadKey(path); err != nil || !got.Equals(k) {
+		t.Fatalf("loaded %v, %v", got, err)
+	}
+}
+
+// An existing file is never replaced, whether it was there before SaveKey
+// began or appeared while SaveKey wrote (another keygen writing the same
+// path): SaveKey fails with fs.ErrExist and leaves it as it was.
+func TestSaveKeyNeverReplaces(t *testing.T) {
+	k, _ := p2p.GenerateKey(p2p.Secp256k1)
+	const other = "another operator's key"
+	t.Run("before", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "node.key")
+		if err := os.WriteFile(path, []byte(other), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := p2p.SaveKey(path, k); !errors.Is(err, fs.ErrExist) {
+			t.Fatalf("save over an existing file: %v", err)
+		}
+		assertContent(t, path, other)
+		assertDir(t, dir, "node.key")
+	})
+	t.Run("meanwhile", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "node.key")
+		err := p2p.SaveKeyHooked(path, k, func() error {
+			// As the other keygen would: never over an existing file.
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				t.Errorf("the path is taken before the key is on disk: %v", err)
+				return nil
+			}
+			_, err = f.WriteString(other)
+			return errors.Join(err, f.Close())
+		})
+		if !errors.Is(err, fs.ErrExist) {
+			t.Fatalf("save over a file written meanwhile: %v", err)
+		}
+		assertContent(t, path, other)
+		assertDir(t, dir, "node.key")
+	})
+}
+
+func assertContent(t *testing.T, path, want string) {
+	t.Helper()
+	if b, err := os.ReadFile(path); err != nil || string(b) != want {
+		t.Fatalf("%s holds %q, %v; want %q", path, b, err, want)
+	}
+}
+
+// assertDir fails unless dir holds exactly names: no temporary file left.
+func assertDir(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	if !slices.Equal(got, names) {
+		t.Fatalf("%s holds %q, want %q", dir, got, names)
 	}
 }

@@ -68,6 +68,13 @@ type Node struct {
 	relay       *relayState
 	stopWatchAL func()
 
+	// enqueueMu is the barrier between Send's slow way and Close: enqueue
+	// holds it for reading from its closed check to its handoff, and Close
+	// takes it once after cancelling, so that every enqueue has then
+	// either failed or left its command for failUnhandled to find.
+	enqueueMu sync.RWMutex
+	hooks     testHooks
+
 	closing   atomic.Bool // Close has begun: nothing more is delivered
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -165,6 +172,9 @@ func (n *Node) Priority() <-chan Event { return n.prio.C() }
 // given to Send before it still waits for the node, saving a handoff to
 // the node's goroutine. Commands given to Send keep their order with one
 // another; with commands written straight to Sender they have none.
+//
+// A SendMsg that Send accepted (nil) gets its Status even if Close runs
+// meanwhile; one it refused (ErrClosed) gets none.
 func (n *Node) Send(ctx context.Context, cmd Command) error {
 	if n.ctx.Err() != nil {
 		return ErrClosed
@@ -187,8 +197,19 @@ func (n *Node) SendMessage(ctx context.Context, m SendMsg) error {
 	return n.enqueue(ctx, m)
 }
 
-// enqueue hands cmd to the node loop, as Send's slow way.
+// enqueue hands cmd to the node loop, as Send's slow way. The select may
+// take the Sender channel even once the node is closed (Go picks among
+// ready cases at random): only Close's barrier (enqueueMu) makes sure
+// failUnhandled finds what it left there.
 func (n *Node) enqueue(ctx context.Context, cmd Command) error {
+	n.enqueueMu.RLock()
+	defer n.enqueueMu.RUnlock()
+	if n.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if n.hooks.enqueue != nil {
+		n.hooks.enqueue()
+	}
 	n.viaSend.Add(1)
 	select {
 	case n.sender <- sentCmd{cmd}:
@@ -200,6 +221,13 @@ func (n *Node) enqueue(ctx context.Context, cmd Command) error {
 		n.viaSend.Add(-1)
 		return ctx.Err()
 	}
+}
+
+// testHooks let tests stop the node at a point of a race they reproduce
+// (export_test.go). Nil outside tests.
+type testHooks struct {
+	enqueue      func() // in enqueue, between its closed check and its handoff
+	closeBarrier func() // in Close, just before it takes enqueueMu
 }
 
 // sentCmd is a command given to Send: the node loop counts it off viaSend
@@ -275,6 +303,17 @@ func (n *Node) Close() error {
 		for _, st := range n.streams.all() {
 			st.fail(ReasonClosed, nil)
 		}
+		// The barrier: an enqueue that checked before cancel may still
+		// be about to write to Sender. Once it is through, every enqueue
+		// has returned ErrClosed or left its command for failUnhandled.
+		// (Send's fast way needs none: a stream's end and a write to it
+		// are ordered by the stream's lock, and a write to an ended
+		// stream fails over to enqueue.)
+		if n.hooks.closeBarrier != nil {
+			n.hooks.closeBarrier()
+		}
+		n.enqueueMu.Lock()
+		n.enqueueMu.Unlock() // nothing to do inside: waiting for the readers is the point
 		n.failUnhandled()
 		n.events.Close()
 		n.prio.Close()
