@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -155,7 +156,7 @@ func decodeBody(raw []byte) (Body, error) {
 	if m.Expires != 0 {
 		b.Expires = time.Unix(m.Expires, 0).UTC()
 	}
-	for _, pm := range m.Members {
+	for i, pm := range m.Members {
 		if len(pm.Addrs) > MaxAddrs {
 			return Body{}, newError(fmt.Sprintf("body: member with %d addresses, at most %d", len(pm.Addrs), MaxAddrs), ErrMalformed)
 		}
@@ -163,7 +164,11 @@ func decodeBody(raw []byte) (Body, error) {
 		for _, s := range pm.Addrs {
 			p, err := netip.ParsePrefix(s)
 			if err != nil {
-				return Body{}, newError(fmt.Sprintf("body: member %s: %q is not an IP prefix", mem.ID, s), ErrMalformed)
+				// By index and cut short: the ID is not checked yet, and
+				// neither is bounded but by the document's size, which a
+				// sender would otherwise have copied, escaped up to four
+				// times larger, into every event and log line.
+				return Body{}, newError(fmt.Sprintf("body: member %d: %s is not an IP prefix", i, quoteInput(s)), ErrMalformed)
 			}
 			mem.Addrs = append(mem.Addrs, p)
 		}
@@ -184,4 +189,16 @@ func decodeBody(raw []byte) (Body, error) {
 		return Body{}, newError("body is not in canonical form", ErrMalformed)
 	}
 	return c, nil
+}
+
+// maxQuoted bounds what quoteInput keeps of a string.
+const maxQuoted = 64
+
+// quoteInput quotes s, a string from a document being decoded, cut to
+// maxQuoted bytes, so that an error does not grow with what a sender put in.
+func quoteInput(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:maxQuoted], len(s))
 }

@@ -42,6 +42,11 @@ const (
 	maxDocsPerSession = 256
 	// eventLimit caps the events waiting for a caller that does not read.
 	eventLimit = 1024
+	// maxEventRejections bounds the rejections a Rejected event keeps. A
+	// document holds up to 1024 bad signatures, each with its error: kept
+	// whole, the eventLimit events waiting for a caller that does not read
+	// would hold hundreds of megabytes, all sent by one member.
+	maxEventRejections = 16
 )
 
 // Config configures a [Service].

@@ -28,9 +28,13 @@ type Rejected struct {
 	// Charged says whether it cost From a misbehaviour token.
 	Charged bool
 	// Report lists the signatures that counted and those that did not,
-	// when the checks got that far.
+	// when the checks got that far. Its Rejected keeps only the first 16
+	// rejections in document order: a sender's document may hold a
+	// thousand, and every event is held until read.
 	Report membership.Report
-	Err    error
+	// Omitted counts the rejections left out of Report.Rejected.
+	Omitted int
+	Err     error
 }
 
 // Behind reports a member holding a newer version than this node that

@@ -202,3 +202,72 @@ func TestFreeRefusalBeforeDecoding(t *testing.T) {
 		})
 	}
 }
+
+// A document of many bad signatures yields an event of a bounded size: the
+// first rejections, and how many were left out.
+func TestRejectedEventCapsRejections(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 2, a, b)
+	next := propose(t, v1, nil)
+	const sigs = 200
+	for i := 0; i < sigs; i++ {
+		// The first does not verify, the others repeat its signer.
+		if err := next.AddSignature(membership.Signature{Signer: b.ID, Sig: []byte("not a signature")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := next.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ma := start(t, a, v1)
+	rawSession(t, b, ma, v1, &pb.Frame{Kind: &pb.Frame_Document{Document: data}})
+	r := waitRejected(t, ma, b.ID)
+	if r.Reason != gossip.ReasonThreshold || !r.Charged {
+		t.Fatalf("rejected %+v", r)
+	}
+	const kept = 16
+	if got := r.Report.Rejected; len(got) != kept || cap(got) != kept {
+		t.Fatalf("event keeps %d rejections (capacity %d), want %d", len(got), cap(got), kept)
+	}
+	if r.Omitted != sigs-kept {
+		t.Fatalf("omitted %d, want %d", r.Omitted, sigs-kept)
+	}
+	for i, x := range r.Report.Rejected {
+		want := membership.ErrDuplicateSigner
+		if i == 0 {
+			want = membership.ErrBadSignature
+		}
+		if x.Index != i || !errors.Is(x.Err, want) {
+			t.Fatalf("rejection %d: %+v, want index %d, %v", i, x, i, want)
+		}
+	}
+	wantCurrent(t, ma, v1)
+}
+
+// A malformed document's error does not copy what the sender put in it:
+// here a long unchecked ID and a long address of bytes %q escapes.
+func TestMalformedErrorBounded(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	long := string(make([]byte, 200<<10))
+	body, err := proto.Marshal(&mpb.Body{Version: 2, Threshold: 1, Prev: hashBytes(v1),
+		Members: []*mpb.Member{{Id: []byte(long), Addrs: []string{long}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := proto.Marshal(&mpb.Document{Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ma := start(t, a, v1)
+	rawSession(t, b, ma, v1, &pb.Frame{Kind: &pb.Frame_Document{Document: data}})
+	r := waitRejected(t, ma, b.ID)
+	if r.Reason != gossip.ReasonMalformed || !r.Charged || r.Err == nil {
+		t.Fatalf("rejected %+v", r)
+	}
+	if n := len(r.Err.Error()); n > 1024 {
+		t.Fatalf("error of %d bytes for a document of %d", n, len(data))
+	}
+	wantCurrent(t, ma, v1)
+}

@@ -350,8 +350,15 @@ func (s *Service) syncPeer(p peer.ID) {
 }
 
 // report emits a Rejected event, counts it and charges the sender if the
-// reason is misbehaviour.
+// reason is misbehaviour. It keeps the first maxEventRejections
+// rejections of the report, in a copy so the event does not keep the
+// others alive.
 func (s *Service) report(ev Rejected) {
+	if n := len(ev.Report.Rejected); n > maxEventRejections {
+		kept := make([]membership.Rejection, maxEventRejections)
+		copy(kept, ev.Report.Rejected)
+		ev.Report.Rejected, ev.Omitted = kept, n-maxEventRejections
+	}
 	switch ev.Reason {
 	case ReasonMalformed:
 		ev.Charged = true
