@@ -129,7 +129,7 @@ func (h *Handler) write(b *store.Batch) {
 	})
 }
 
-// accept is the node's Config.Accept: it judges each message before the
+// accept is the node's Config.AcceptReady: it judges each message before the
 // node acknowledges it, so that an ack never says OK for something the
 // handler then rejects. A payload on the handler's channel that is not a
 // valid envelope (it does not decode, its kind is unspecified or unknown,
@@ -140,16 +140,16 @@ func (h *Handler) write(b *store.Batch) {
 // process's previous life, or another process sharing our key). With a
 // store, a new request or message is written to disk first, and acked once
 // it is there.
-func (h *Handler) accept(d p2p.Data) (p2p.Reason, func() p2p.Reason) {
+func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Reason) {
 	if d.Channel != h.cfg.Channel {
-		return p2p.ReasonOK, nil // the loop reports it
+		return p2p.ReasonOK, nil, nil // the loop reports it
 	}
 	env, err := decodeEnvelope(d.Bytes)
 	if err != nil || env.exchange == 0 || !knownKind(env.kind) {
 		if ce := h.log.Check(zap.DebugLevel, "refused a payload that is not an envelope"); ce != nil {
 			ce.Write(zap.Stringer("peer", d.From), zap.Int("size", len(d.Bytes)), zap.Error(err))
 		}
-		return p2p.ReasonMalformed, nil
+		return p2p.ReasonMalformed, nil, nil
 	}
 	id := ExchangeID(env.exchange)
 	switch env.kind {
@@ -162,14 +162,14 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, func() p2p.Reason) {
 			if ce := h.log.Check(zap.DebugLevel, "reply to an unknown exchange"); ce != nil {
 				ce.Write(zap.Stringer("peer", d.From), zap.Stringer("exchange", id))
 			}
-			return p2p.ReasonUnknownExchange, nil
+			return p2p.ReasonUnknownExchange, nil, nil
 		}
 	case pb.Kind_KIND_REQUEST, pb.Kind_KIND_MESSAGE:
 		if h.durable() {
 			return h.storeReceived(d.From, id, env)
 		}
 	}
-	return p2p.ReasonOK, nil
+	return p2p.ReasonOK, nil, nil
 }
 
 // knownKind reports whether k is a kind of envelope this handler takes.
@@ -196,27 +196,29 @@ func (h *Handler) expectsReply(p peer.ID, id ExchangeID) bool {
 }
 
 // storeReceived writes a received request or message to the inbox, unless it is
-// there already (a resend), and gives the verdict once it is on disk.
-func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.Reason, func() p2p.Reason) {
+// there already (a resend), and gives the verdict once it is on disk; its
+// ready is closed then, so that the node need not wait for it to write the
+// acks of the messages before (p2p.Config.AcceptReady).
+func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.Reason, <-chan struct{}, func() p2p.Reason) {
 	now := time.Now()
 	key := inKey{from, id}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.seen.has(from, id, now) || h.holds(from, id) {
-		return p2p.ReasonOK, nil // on disk already; the loop answers the resend
+		return p2p.ReasonOK, nil, nil // on disk already; the loop answers the resend
 	}
 	if st, ok := h.dur.storing[key]; ok {
 		// A copy of one being written (a resend on another stream): OK
 		// once the first is on disk, busy until then.
 		if st.stored {
-			return p2p.ReasonOK, nil
+			return p2p.ReasonOK, nil, nil
 		}
-		return p2p.ReasonBusy, nil
+		return p2p.ReasonBusy, nil, nil
 	}
 	// The slot is taken here, not when the loop delivers: the messages a
 	// peer pipelines are all judged before the first reaches the loop.
 	if h.dur.unhandled[from] >= h.cfg.MaxInboxPerPeer {
-		return p2p.ReasonBusy, nil
+		return p2p.ReasonBusy, nil, nil
 	}
 	h.dur.unhandled[from]++
 	st := &storing{}
@@ -228,10 +230,11 @@ func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.
 	var b store.Batch
 	b.AddIncoming(store.Incoming{Peer: string(from), ID: uint64(id), Kind: kind, State: store.InPending,
 		Payload: env.payload, Received: now, Updated: now})
-	done := make(chan error, 1)
-	h.cfg.Store.CommitAsync(&b, func(err error) { done <- err })
-	return p2p.ReasonOK, func() p2p.Reason {
-		err := <-done
+	var err error // the commit's, read once ready is closed
+	ready := make(chan struct{})
+	h.cfg.Store.CommitAsync(&b, func(e error) { err = e; close(ready) })
+	return p2p.ReasonOK, ready, func() p2p.Reason {
+		<-ready
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if err != nil {

@@ -156,7 +156,7 @@ func build(cfg Config) (*Handler, error) {
 	}
 	// The node judges every message by the handler's rules before acking
 	// it (accept); everything accept reads exists already.
-	cfg.Node.Accept = h.accept
+	cfg.Node.Accept, cfg.Node.AcceptReady = nil, h.accept
 	if h.durable() {
 		cfg.Node.Overflow = h.overflow
 	}

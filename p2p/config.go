@@ -135,10 +135,24 @@ type Config struct {
 	// misbehaviour token (malformed_message, oversized_message), as the
 	// node's own refusals do; the others cost nothing. None ends the
 	// stream.
+	//
+	// The node cannot tell whether a wait will block, so it writes the
+	// acks it owes before calling each one; AcceptReady lets it keep them
+	// for one write while the verdicts behind them are known already.
 	Accept func(Data) (verdict Reason, wait func() Reason)
 
-	// Overflow, when set, takes the messages that Accept admitted through
-	// a wait (it wrote them down) and that the Receiver has no room for:
+	// AcceptReady, when set, is used in place of Accept (set one of them,
+	// not both): the same judgement, except that a wait comes with ready, a
+	// channel that is closed once wait's verdict is known (wait then
+	// returns at once). The node writes the acks it owes as soon as the
+	// next frame's verdict is not ready, so an ack never waits for a later
+	// verdict, and the acks of frames judged together (one disk write)
+	// still leave in one write. A nil ready is a verdict whose readiness
+	// is unknown, as with Accept.
+	AcceptReady func(Data) (verdict Reason, ready <-chan struct{}, wait func() Reason)
+
+	// Overflow, when set, takes the messages that Accept (or AcceptReady)
+	// admitted through a wait (it wrote them down) and that the Receiver has no room for:
 	// the caller has them, so the node acks them OK and hands them here
 	// instead of answering busy, which would tell the sender a message was
 	// not taken that is. It runs on the stream's goroutines, after the ack
@@ -170,6 +184,9 @@ type Config struct {
 	// weaken the node's guarantees; use with care.
 	HostOptions []libp2p.Option
 
+	// accept is AcceptReady, or Accept with no ready (withDefaults).
+	accept func(Data) (Reason, <-chan struct{}, func() Reason)
+
 	// relays are Relays parsed (withDefaults).
 	relays []peer.AddrInfo
 
@@ -177,12 +194,18 @@ type Config struct {
 	// for the peer to close its half of a stream (drain.go). Tests only:
 	// export_test.go.
 	drainWait time.Duration
+	// disconnectHook, when set, runs inside disconnect between marking the
+	// peer's connections closing and taking the list of streams to drain.
+	// Tests only: export_test.go.
+	disconnectHook func()
 }
 
-// ErrNoKey and ErrNoAllowlist report a Config missing a required field.
+// ErrNoKey and ErrNoAllowlist report a Config missing a required field;
+// ErrTwoAccepts one with both Accept and AcceptReady set.
 var (
 	ErrNoKey       = errors.New("p2p: config has no identity key")
 	ErrNoAllowlist = errors.New("p2p: config has no allowlist")
+	ErrTwoAccepts  = errors.New("p2p: config sets both Accept and AcceptReady")
 )
 
 func (c Config) withDefaults() (Config, error) {
@@ -191,6 +214,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Allowlist == nil {
 		return c, ErrNoAllowlist
+	}
+	switch {
+	case c.Accept != nil && c.AcceptReady != nil:
+		return c, ErrTwoAccepts
+	case c.AcceptReady != nil:
+		c.accept = c.AcceptReady
+	case c.Accept != nil:
+		accept := c.Accept
+		c.accept = func(d Data) (Reason, <-chan struct{}, func() Reason) {
+			verdict, wait := accept(d)
+			return verdict, nil, wait
+		}
 	}
 	if len(c.ListenAddrs) == 0 {
 		c.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}

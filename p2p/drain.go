@@ -59,18 +59,27 @@ func (n *Node) drainWait() time.Duration {
 // owes p have reached it and nothing holds them (Node.Hold): each message
 // stream on them is drained, then they close, without waiting for a peer that does not read or close
 // longer than a write timeout and the drain's wait. Streams p opens on
-// them meanwhile are reset. Its known addresses are kept, so a later
+// them meanwhile are reset (handleStream). Its known addresses are kept, so a later
 // SendMsg without an address redials.
 func (n *Node) disconnect(p peer.ID) {
 	conns := n.host.Network().ConnsToPeer(p)
+	// The connections are marked closing before their streams are listed,
+	// never after: a stream the peer opens between the two would be on no
+	// list, served, and closed with its acks unwritten. Marked first, it
+	// is either listed, or added after the listing and refused by
+	// handleStream's second look, before anything on it is judged.
+	n.draining.add(p, conns)
+	if n.cfg.disconnectHook != nil {
+		n.cfg.disconnectHook()
+	}
 	streams := slices.DeleteFunc(n.streams.of(p), func(st *msgStream) bool {
 		return !slices.Contains(conns, st.s.Conn())
 	})
 	if len(streams) == 0 && !n.holds.held(p) {
 		n.closeConns(p, conns)
+		n.draining.remove(p, conns)
 		return
 	}
-	n.draining.add(p, conns)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

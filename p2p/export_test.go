@@ -28,3 +28,11 @@ func SetSendCloseHooks(n *Node, enqueue, barrier func()) {
 func SaveKeyHooked(path string, k crypto.PrivKey, beforeSync func() error) error {
 	return saveKey(path, k, beforeSync)
 }
+
+// WithDisconnectHook has f run inside each DisconnectFrom between marking
+// the peer's connections closing and taking the list of its streams to
+// drain: a test opens a stream there, in what was once a window in which
+// it was neither drained nor refused.
+func WithDisconnectHook(f func()) func(*Config) {
+	return func(c *Config) { c.disconnectHook = f }
+}

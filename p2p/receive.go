@@ -51,20 +51,21 @@ func (n *Node) closingConn(st *msgStream) bool {
 }
 
 // judge decides whether a frame may be delivered: the node's own checks,
-// then Config.Accept's verdict, or the wait that will give it. OK frames are
+// then Config.Accept's (or AcceptReady's) verdict, or the wait that will
+// give it. OK frames are
 // then offered to the Receiver (msgStream.ack).
-func (n *Node) judge(st *msgStream, f *frame) (pb.Reason, func() Reason) {
+func (n *Node) judge(st *msgStream, f *frame) (pb.Reason, later) {
 	if r := n.admit(st.peer, st.ip, f); r != pb.Reason_OK {
-		return r, nil
+		return r, later{}
 	}
-	if n.cfg.Accept != nil {
-		verdict, wait := n.cfg.Accept(n.data(st, f))
+	if n.cfg.accept != nil {
+		verdict, ready, wait := n.cfg.accept(n.data(st, f))
 		if wait != nil {
-			return pb.Reason_OK, wait
+			return pb.Reason_OK, later{ready, wait}
 		}
-		return reasonToWire(verdict), nil
+		return reasonToWire(verdict), later{}
 	}
-	return pb.Reason_OK, nil
+	return pb.Reason_OK, later{}
 }
 
 // admit applies the node's own checks to a frame from p at ip.

@@ -9,6 +9,12 @@ import "github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
 // write, instead of each waiting for the previous one's. The settler
 // delivers or refuses them, and owes their acks, in arrival order; the
 // reader acks a frame itself only when nothing waits in the settler.
+//
+// The settler writes the acks it owes before it may block: when nothing
+// more is queued, and before a wait whose verdict is not known to be ready.
+// An ack whose verdict is known so never waits for a later frame's (a disk
+// write still in flight), and the acks of frames judged together, whose
+// verdicts come at once, still leave in one write.
 
 // maxStaged bounds the frames waiting for the settler: past it the reader
 // stops reading the peer until the settler catches up.
@@ -18,7 +24,28 @@ const maxStaged = 256
 type stagedFrame struct {
 	f      frame
 	reason pb.Reason
-	wait   func() Reason // nil: reason is the verdict
+	later  later // no wait: reason is the verdict
+}
+
+// later is a verdict Config.Accept gives later: wait returns it, and ready,
+// when not nil, is closed once it is known (Config.AcceptReady).
+type later struct {
+	ready <-chan struct{}
+	wait  func() Reason
+}
+
+// known reports whether wait would return at once; a verdict without a
+// ready channel is never known to be.
+func (l later) known() bool {
+	if l.ready == nil {
+		return false
+	}
+	select {
+	case <-l.ready:
+		return true
+	default:
+		return false
+	}
 }
 
 // stage hands sf to the settler, starting it on first use. Only the reader
@@ -34,14 +61,17 @@ func (st *msgStream) stage(sf stagedFrame) {
 }
 
 // settle is the settler: it waits for each frame's verdict, then delivers
-// or refuses it, and writes the acks owed once nothing more is queued.
+// or refuses it, and writes the acks owed before it may block (above).
 func (st *msgStream) settle(q <-chan stagedFrame) {
 	defer close(st.settled)
 	for sf := range q {
-		if sf.wait != nil {
-			sf.reason = reasonToWire(sf.wait())
+		if w := sf.later.wait; w != nil {
+			if st.nacks.Load() > 0 && !sf.later.known() {
+				st.pushAcks()
+			}
+			sf.reason = reasonToWire(w())
 		}
-		st.ack(&sf.f, sf.reason, sf.wait != nil)
+		st.ack(&sf.f, sf.reason, sf.later.wait != nil)
 		st.unsettled.Add(-1)
 		if len(q) == 0 {
 			st.pushAcks()

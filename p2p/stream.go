@@ -226,8 +226,8 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 	unanswered := st.received.Load() - st.answered.Load()
 	st.received.Add(1)
 	var (
-		r    pb.Reason
-		wait func() Reason
+		r     pb.Reason
+		later later
 	)
 	switch {
 	case unanswered >= int64(n.cfg.MaxInFlight):
@@ -241,12 +241,12 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 		// and the stream goes on.
 		r = pb.Reason_TOO_LARGE
 	default:
-		r, wait = n.judge(st, d)
+		r, later = n.judge(st, d)
 	}
-	if wait != nil || st.unsettled.Load() > 0 {
+	if later.wait != nil || st.unsettled.Load() > 0 {
 		// Judged later (Config.Accept is writing it down), or behind one
 		// that is: acks leave in arrival order.
-		st.stage(stagedFrame{f: *d, reason: r, wait: wait})
+		st.stage(stagedFrame{f: *d, reason: r, later: later})
 		return true
 	}
 	st.ack(d, r, false)
