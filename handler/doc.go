@@ -26,8 +26,9 @@
 //
 // # Six channels
 //
-// The handler sits on the node's three channels (Sender, Receiver,
-// Priority) and gives the application three of its own:
+// The handler sits on the node's three channels (Sender, Deliveries: the
+// Receiver's events with Data and Status unboxed, and Priority) and gives
+// the application three of its own:
 //
 //   - Events: Request, Reply and Message, the data peers sent.
 //   - Outcomes: one Outcome per exchange, dialed or answered, and Error for
@@ -142,13 +143,14 @@
 // # Costs
 //
 // An exchange over a kept connection (request, reply, both acked, the ack
-// of the request riding with the reply) makes 18 heap allocations, both
+// of the request riding with the reply) makes 14 heap allocations, both
 // ends together; a bare go-libp2p echo round trip makes 4, Noise's nonces,
-// which the exchange makes too. The other 14: the two payloads handed to
+// which the exchange makes too. The other 10: the two payloads handed to
 // the applications, the two envelopes (kept for resends until acked), the
-// two exchanges' state, the four events given to the applications
-// (Request, Reply, and an Outcome each side) and the four events the nodes
-// give the handlers (Data and Status), each an interface value.
+// two exchanges' state, and the four events
+// given to the applications (Request, Reply, and an Outcome each side),
+// each an interface value. The nodes give the handlers their Data and
+// Status unboxed (p2p.Config.Deliveries), so those cost nothing.
 // TestExchangeAllocations keeps the count from growing.
 //
 // Each message wakes five goroutines on its way, where a bare stream's

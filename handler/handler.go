@@ -160,6 +160,9 @@ func build(cfg Config) (*Handler, error) {
 	if h.durable() {
 		cfg.Node.Overflow = h.overflow
 	}
+	// The node's Data and Status unboxed: an allocation less each, four
+	// per exchange.
+	cfg.Node.Deliveries = true
 	node, err := p2p.New(cfg.Node)
 	if err != nil {
 		return fail(fmt.Errorf("handler: %w", err))
@@ -336,7 +339,8 @@ func (h *Handler) Addrs() []ma.Multiaddr { return h.node.Addrs() }
 func (h *Handler) PubKeyHash() string { return h.pkh }
 
 // Node is the handler's p2p node, for layers that share its host (a DHT).
-// Sending on its channels or reading them would break the handler.
+// Sending on its channels or reading them would break the handler; its
+// Receiver is nil (the handler reads Deliveries, p2p.Config.Deliveries).
 func (h *Handler) Node() *p2p.Node { return h.node }
 
 // Close shuts the handler down gracefully: no exchange starts any more,

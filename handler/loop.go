@@ -35,7 +35,7 @@ func (h *Handler) run() {
 	h.mu.Unlock()
 
 	in := inputs{prio: h.node.Priority()}
-	recv := h.node.Receiver()
+	recv := h.node.Deliveries()
 	for {
 		// A nil channel is never selected, and costs the select nothing:
 		// the loop listens only for what can matter in its state, which
@@ -59,11 +59,11 @@ func (h *Handler) run() {
 // inputs are the channels the loop waits on, besides its commands, the
 // timers and the Resolver's answers.
 type inputs struct {
-	data     <-chan p2p.Event // the node's Receiver; nil while paused
-	prio     <-chan p2p.Event // the node's Priority; nil once closed
-	drained  <-chan struct{}  // while paused
-	wake     <-chan struct{}  // while stopping
-	deadline <-chan struct{}  // once shutting down
+	data     <-chan p2p.Delivery // the node's Deliveries; nil while paused
+	prio     <-chan p2p.Event    // the node's Priority; nil once closed
+	drained  <-chan struct{}     // while paused
+	wake     <-chan struct{}     // while stopping
+	deadline <-chan struct{}     // once shutting down
 }
 
 // step waits for one input and applies it. It reports false once the loop
@@ -84,7 +84,7 @@ func (h *Handler) step(in *inputs) bool {
 			return false
 		}
 		// Outside mu: the hook may call the handler.
-		h.observe(ev)
+		h.observeDelivery(ev)
 		h.mu.Lock()
 		h.nodeEvent(ev)
 		return h.drainData(in)
@@ -152,7 +152,7 @@ func (h *Handler) drainData(in *inputs) bool {
 		if taken == maxDrain || h.paused {
 			return true
 		}
-		var ev p2p.Event
+		var ev p2p.Delivery
 		select {
 		case e, ok := <-in.data:
 			if !ok {
@@ -164,7 +164,7 @@ func (h *Handler) drainData(in *inputs) bool {
 		}
 		if h.cfg.Observe != nil {
 			h.mu.Unlock()
-			h.observe(ev)
+			h.observeDelivery(ev)
 			h.mu.Lock()
 		}
 		h.nodeEvent(ev)
@@ -195,8 +195,8 @@ func (h *Handler) teardown() {
 	// The node reports the refusals it was still counting as it closes
 	// (p2p.Refused): shown to Observe, so that their counts add up to its
 	// refusal metric. The rest of what is left no longer matters.
-	for ev := range h.node.Receiver() {
-		if r, ok := ev.(p2p.Refused); ok {
+	for d := range h.node.Deliveries() {
+		if r, ok := d.Event.(p2p.Refused); ok {
 			h.observe(r)
 		}
 	}
@@ -267,12 +267,24 @@ func (h *Handler) observe(ev p2p.Event) {
 	}
 }
 
-func (h *Handler) nodeEvent(ev p2p.Event) {
-	switch e := ev.(type) {
-	case p2p.Data:
-		h.onData(e)
-	case p2p.Status:
-		h.onStatus(e)
+// observeDelivery is observe for an event of the node's Deliveries, which
+// it boxes only for an Observe hook.
+func (h *Handler) observeDelivery(d p2p.Delivery) {
+	if h.cfg.Observe != nil {
+		h.cfg.Observe(d.AsEvent())
+	}
+}
+
+func (h *Handler) nodeEvent(d p2p.Delivery) {
+	switch d.Kind {
+	case p2p.DeliveredData:
+		h.onData(d.Data)
+		return
+	case p2p.DeliveredStatus:
+		h.onStatus(d.Status)
+		return
+	}
+	switch e := d.Event.(type) {
 	case p2p.Connected:
 		h.onConnected(e.Peer)
 	case p2p.Disconnected:

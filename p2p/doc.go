@@ -12,6 +12,11 @@
 //   - Priority (node -> caller): Dropped, when a received message could not be
 //     delivered because the Receiver buffer was full.
 //
+// Config.Deliveries replaces Receiver with Deliveries, which carries the
+// same events in the same order with Data and Status unboxed (a Delivery
+// struct rather than an Event interface): an allocation less per message
+// and per Status, for a caller that takes many (the handler).
+//
 // Nothing is lost silently: every SendMsg gets exactly one Status, and every
 // received message is either delivered on Receiver or reported on Priority
 // (and its sender told "busy").
@@ -28,7 +33,7 @@
 // stream_out.go write to it, drain.go ends it without losing the acks it
 // owes (DisconnectFrom, Close), sender.go picks the stream and dials,
 // codec.go and frame.go put frames on the wire, buffers.go lends streams
-// their buffers.
+// their buffers, deliveries.go feeds Receiver (or Deliveries).
 //
 // A stream borrows its 16 KiB read and write buffers from its node while it
 // has bytes in them, and gives them back when it goes idle: an idle

@@ -48,7 +48,7 @@ type Node struct {
 	limiter *ratelimit.Limiter
 
 	sender chan Command
-	events *outbox.Outbox[Event] // Receiver
+	events *receiver             // Receiver, or Deliveries
 	prio   *outbox.Outbox[Event] // Priority
 
 	ctx    context.Context
@@ -98,7 +98,7 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger,
 		limiter: cfg.Limiter,
 		sender:  make(chan Command, cfg.SenderBuffer),
-		events:  outbox.New(cfg.ReceiverBuffer, outbox.Options[Event]{Limit: maxQueuedEvents}),
+		events:  newReceiver(cfg),
 		prio:    outbox.New(cfg.PriorityBuffer, outbox.Options[Event]{Limit: maxQueuedEvents, Merge: mergeDropped}),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -157,8 +157,13 @@ func New(cfg Config) (*Node, error) {
 func (n *Node) Sender() chan<- Command { return n.sender }
 
 // Receiver is the channel of data and events from the node. It is closed
-// after Close.
-func (n *Node) Receiver() <-chan Event { return n.events.C() }
+// after Close. With Config.Deliveries it is nil: read Deliveries instead.
+func (n *Node) Receiver() <-chan Event {
+	if n.events.boxed == nil {
+		return nil
+	}
+	return n.events.boxed.C()
+}
 
 // Priority is the channel of alerts that must not wait behind data: Dropped.
 // It is closed after Close.
@@ -479,7 +484,7 @@ func (n *Node) send(c SendMsg) {
 // status emits the one Status a SendMsg gets.
 func (n *Node) status(m SendMsg, r Reason, err error) {
 	n.metrics.statusSent(r)
-	n.events.Push(Status{Peer: m.Peer, MsgID: m.ID, OK: r == ReasonOK, Reason: r, Err: err}, true)
+	n.events.pushStatus(Status{Peer: m.Peer, MsgID: m.ID, OK: r == ReasonOK, Reason: r, Err: err})
 }
 
 // clearBackoff forgets go-libp2p's dial backoff for p. The swarm refuses to

@@ -94,7 +94,7 @@ func (n *Node) admit(p peer.ID, ip netip.Addr, f *frame) pb.Reason {
 // refused when there is a Config.Overflow: offer reports it overflowed,
 // for the caller to hand over once outside its lock.
 func (n *Node) offer(st *msgStream, f *frame, taken bool) (r pb.Reason, overflowed bool) {
-	if n.events.Offer(n.data(st, f)) {
+	if n.events.offerData(n.data(st, f)) {
 		return pb.Reason_OK, false
 	}
 	if taken && n.cfg.Overflow != nil {
