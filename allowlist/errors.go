@@ -2,6 +2,7 @@ package allowlist
 
 import (
 	"errors"
+	"io/fs"
 	"strconv"
 	"strings"
 )
@@ -25,7 +26,28 @@ var (
 	// peers, without "allow_empty: true", over a non-empty list: the list
 	// keeps its entries.
 	ErrEmptyReload = errors.New("the file lists no peers")
+	// ErrDanglingLink reports a file path that is a symbolic link to
+	// nothing (see [LinkError]).
+	ErrDanglingLink = errors.New("symbolic link to a file that does not exist")
 )
+
+// LinkError reports a list or routes file that is a symbolic link whose
+// destination does not exist: Load and Reload cannot read it, and Save
+// refuses to write a file in the link's place. It matches [ErrDanglingLink]
+// and [fs.ErrNotExist].
+type LinkError struct {
+	// Path is the link; Dest is what it points to, as written in the link.
+	Path, Dest string
+}
+
+func (e *LinkError) Error() string {
+	return e.Path + " is a symbolic link to " + strconv.Quote(e.Dest) + ", which does not exist"
+}
+
+// Is matches ErrDanglingLink and fs.ErrNotExist.
+func (e *LinkError) Is(target error) bool {
+	return target == ErrDanglingLink || target == fs.ErrNotExist
+}
 
 // ParseError reports a problem in an allowlist or routes document and where
 // it is, so an operator can fix the file without guessing.

@@ -3,7 +3,9 @@ package allowlist
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/bitvmx/go-bitvmx-p2p/internal/atomicfile"
 )
@@ -61,8 +63,13 @@ func (l *List) reloadLocked(path string) (Change, error) {
 // Save writes the list to path in the format Load reads, sorted by peer ID.
 // It writes a temporary file in the same directory and renames it over
 // path, so a crash or a concurrent Load or Watch never sees a half-written
-// file. The file gets mode 0644. Comments of a hand-written file are not
-// preserved.
+// file. An existing file keeps its mode; a new one gets mode 0644. Comments
+// of a hand-written file are not preserved.
+//
+// A path that is a symbolic link stays one: the file it points to is
+// replaced, next to it, since operators keep the list in a checkout of their
+// configuration and link it into place. A link to nothing is an error
+// ([ErrDanglingLink]), not a new file where the link was.
 func (l *List) Save(path string) error {
 	data, err := marshalEntries(l.load().sorted())
 	if err != nil {
@@ -76,6 +83,13 @@ func readFile[T any](path string, parse func([]byte) (T, error)) (T, error) {
 	var zero T
 	data, err := os.ReadFile(path)
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// "no such file" about a name ls shows would send the
+			// operator looking in the wrong place.
+			if lerr := danglingLink(path); lerr != nil {
+				return zero, fmt.Errorf("allowlist: %w", lerr)
+			}
+		}
 		// The *PathError already names the file and still matches
 		// fs.ErrNotExist and friends.
 		return zero, fmt.Errorf("allowlist: %w", err)
@@ -91,10 +105,58 @@ func readFile[T any](path string, parse func([]byte) (T, error)) (T, error) {
 	return v, nil
 }
 
-// writeFileAtomic replaces path with data in one rename.
+// writeFileAtomic replaces the file at path with data in one rename. When
+// path is a symbolic link, the file it resolves to is replaced and the link
+// kept: renamed over, the link would become a plain file that no longer
+// follows the configuration it pointed into. An existing file keeps its
+// mode (a list kept 0640 stays so); perm is the mode of a new file.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	if err := atomicfile.Write(path, data, perm); err != nil {
+	target, err := saveTarget(path)
+	if err != nil {
+		return fmt.Errorf("allowlist: save %s: %w", path, err)
+	}
+	if fi, err := os.Stat(target); err == nil {
+		perm = fi.Mode().Perm()
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("allowlist: save %s: %w", path, err)
+	}
+	if err := atomicfile.Write(target, data, perm); err != nil {
 		return fmt.Errorf("allowlist: save %s: %w", path, err)
 	}
 	return nil
+}
+
+// saveTarget is the file a save to path replaces: path itself, or the file
+// a symbolic link at path resolves to.
+func saveTarget(path string) (string, error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return path, nil // a new file
+	case err != nil:
+		return "", err
+	case fi.Mode()&fs.ModeSymlink == 0:
+		return path, nil
+	}
+	target, err := filepath.EvalSymlinks(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if lerr := danglingLink(path); lerr != nil {
+			return "", lerr
+		}
+	}
+	return target, err
+}
+
+// danglingLink is a *LinkError naming where path points when path is a
+// symbolic link to a file that does not exist, and nil otherwise.
+func danglingLink(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return nil
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	dest, _ := os.Readlink(path)
+	return &LinkError{Path: path, Dest: dest}
 }

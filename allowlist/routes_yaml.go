@@ -166,8 +166,8 @@ func (r *Routes) Reload(path string) error {
 }
 
 // Save writes the table to path in the format LoadRoutes reads, sorted as
-// Rules is, replacing the file atomically with mode 0644 as [List.Save]
-// does.
+// Rules is, replacing the file atomically, keeping its mode and following a
+// symbolic link, as [List.Save] does.
 //
 // A nil *Routes cannot be saved: written out, "no table" would become an
 // empty table, which permits nothing.

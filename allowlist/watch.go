@@ -3,6 +3,8 @@ package allowlist
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -41,6 +43,11 @@ type Watcher struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// link is the path watched; target, when that is a symbolic link, the
+	// file it resolves to. target is written by retarget, before the
+	// goroutine starts and then on it only.
+	link, target watched
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -54,6 +61,11 @@ type Watcher struct {
 // would silently end a watch on the old file. The directory must exist; the
 // file need not, and is loaded when it appears. Watch does not load the
 // file itself: call Load or Reload first.
+//
+// When path is a symbolic link, the directory of the file it resolves to is
+// observed as well (a change there leaves the link's own directory
+// untouched), and the link is resolved again at each reload, so a link
+// pointed elsewhere is followed.
 //
 // For the safest updates, write the new file elsewhere in the same
 // directory and rename it over path, as Save does.
@@ -84,14 +96,62 @@ func watchFile(path string, opts WatchOptions, reload func() (Change, error)) (*
 		fsw:  fsw,
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
+		link: watched{dir: absDir(path), name: filepath.Base(path)},
+	}
+	if err := w.retarget(path); err != nil {
+		fsw.Close()
+		return nil, fmt.Errorf("allowlist: watch %s: %w", path, err)
 	}
 	go w.run(path, opts, reload)
 	return w, nil
 }
 
+// watched is a file the watcher reloads for: its directory, absolute, and
+// its name.
+type watched struct{ dir, name string }
+
+func (f watched) is(dir, name string) bool { return f.dir != "" && f.dir == dir && f.name == name }
+
+// absDir is the absolute directory of path (path's own directory when it
+// cannot be made absolute).
+func absDir(path string) string {
+	dir := filepath.Dir(path)
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return filepath.Clean(dir)
+}
+
+// retarget resolves path again and, when it is a symbolic link to a file in
+// another directory than the link's, watches that directory instead of the
+// previous target's. A link that does not resolve has no target: the
+// reload reports it.
+func (w *Watcher) retarget(path string) error {
+	var next watched
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if t, err := filepath.EvalSymlinks(path); err == nil {
+			next = watched{dir: absDir(t), name: filepath.Base(t)}
+		}
+	}
+	if next.dir == w.target.dir {
+		w.target = next
+		return nil
+	}
+	if w.target.dir != "" && w.target.dir != w.link.dir {
+		_ = w.fsw.Remove(w.target.dir) // gone with its directory, maybe
+	}
+	w.target = next
+	if next.dir != "" && next.dir != w.link.dir {
+		if err := w.fsw.Add(next.dir); err != nil {
+			w.target = watched{}
+			return err
+		}
+	}
+	return nil
+}
+
 func (w *Watcher) run(path string, opts WatchOptions, reload func() (Change, error)) {
 	defer close(w.done)
-	dir, name := filepath.Dir(path), filepath.Base(path)
 	// One timer, re-armed by every event: the reload runs once the file
 	// has been quiet for the debounce period.
 	timer := time.NewTimer(opts.Debounce)
@@ -105,19 +165,25 @@ func (w *Watcher) run(path string, opts WatchOptions, reload func() (Change, err
 			if !ok {
 				return
 			}
-			if filepath.Clean(ev.Name) == dir && ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
+			evPath := filepath.Clean(ev.Name)
+			if abs, err := filepath.Abs(evPath); err == nil {
+				evPath = abs
+			}
+			if (evPath == w.link.dir || evPath == w.target.dir) && ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
 				// The kernel drops the watch with the directory; without
 				// this report the list would silently stop following
 				// the file.
 				if opts.OnError != nil {
-					opts.OnError(fmt.Errorf("allowlist: watch %s: directory %s was removed or renamed; changes are no longer seen", path, dir))
+					opts.OnError(fmt.Errorf("allowlist: watch %s: directory %s was removed or renamed; changes are no longer seen", path, evPath))
 				}
 				continue
 			}
 			// Chmod alone does not change the content. Rename and Remove
 			// of the file do count: if nothing replaces it, the reload
 			// reports the file missing, so the operator learns of it.
-			if filepath.Base(ev.Name) != name || ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) == 0 {
+			dir, name := filepath.Split(evPath)
+			dir = filepath.Clean(dir)
+			if !w.link.is(dir, name) && !w.target.is(dir, name) || ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) == 0 {
 				continue
 			}
 			timer.Reset(opts.Debounce)
@@ -134,6 +200,10 @@ func (w *Watcher) run(path string, opts WatchOptions, reload func() (Change, err
 				opts.OnError(fmt.Errorf("allowlist: watch %s: %w", path, err))
 			}
 		case <-timer.C:
+			// The link may point elsewhere now (a checkout switched).
+			if err := w.retarget(path); err != nil && opts.OnError != nil {
+				opts.OnError(fmt.Errorf("allowlist: watch %s: %w", path, err))
+			}
 			c, err := reload()
 			switch {
 			case err != nil:

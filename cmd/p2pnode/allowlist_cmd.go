@@ -54,8 +54,9 @@ func newAllowlistCmd(a *app) *cobra.Command {
 Every ID must hold a valid public key: one whose key does not decode (most
 mistyped characters) is refused, naming its line.
 
-add and remove rewrite the file atomically, sorted by peer ID; comments in
-it are not kept. A running node picks the change up with "p2pnode allowlist
+add and remove rewrite the file atomically, sorted by peer ID, keeping its
+mode; comments in it are not kept. A FILE that is a symbolic link stays one:
+the file it points to is rewritten (a link to nothing is an error). A running node picks the change up with "p2pnode allowlist
 reload", on SIGHUP, or at once with run --watch. A reload to a file listing
 no peers keeps the old list and reports an error, unless the file says
 allow_empty: true (remove writes it when it removes the last peer).`,
@@ -93,6 +94,11 @@ connection shows the relay's IP, not the peer's: docs/security.md §7).`,
 				return err
 			}
 			e.Relay = relay
+			// An ID that decodes but holds no valid key is a bad --id
+			// too (exit 2), found before the file is read or written.
+			if _, err := allowlist.New(e); err != nil {
+				return usageError{err}
+			}
 			list, err := loadOrEmpty(file)
 			if err != nil {
 				return err
@@ -277,11 +283,12 @@ func parseEntryFlags(id, name string, addrs []string) (allowlist.Entry, error) {
 }
 
 // loadOrEmpty loads an allowlist file, or starts an empty list when the
-// file does not exist yet. Any other problem (a file that does not parse)
-// is an error: add must not replace a broken file with a one-peer list.
+// file does not exist yet. Any other problem (a file that does not parse,
+// a symbolic link to nothing) is an error: add must not replace a broken
+// file with a one-peer list, nor put a file where a link was.
 func loadOrEmpty(file string) (*allowlist.List, error) {
 	l, err := allowlist.Load(file)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, allowlist.ErrDanglingLink) {
 		return &allowlist.List{}, nil
 	}
 	return l, err

@@ -7,11 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
@@ -183,8 +185,11 @@ everything run checks before it starts, with the same code: every value
 (numbers, durations, listen addresses, metrics address, log settings, DHT
 bootstrap peers), the key file (it must exist, hold a key and have mode
 0600), the allowlist and routes files (they must parse) and the data
-directory (if it exists, it must be a directory). It reports the first
-problem, with its line for a file that does not parse. It does not bind
+directory (if it exists, it must be a directory). With a membership
+document, it checks the version run would start from (the newer of the
+file given and the one saved in the data directory) and names it: an
+expired version 1 is refused only when no newer version replaces it. It
+reports the first problem, with its line for a file that does not parse. It does not bind
 any port and does not open the store, which a running node holds.`,
 		Example: `  p2pnode config check p2pnode.yaml
   p2pnode config check --json /etc/p2pnode/p2pnode.yaml`,
@@ -194,21 +199,22 @@ any port and does not open the store, which a running node holds.`,
 			if err != nil {
 				return err
 			}
-			pcfg, err := checkConfig(&c)
+			res, err := checkConfig(&c)
 			if err != nil {
 				return fmt.Errorf("config %s: %w", args[0], err)
 			}
-			id, err := peer.IDFromPrivateKey(pcfg.Key)
-			if err != nil {
-				return fmt.Errorf("config %s: %w", args[0], err)
-			}
+			n := res.pcfg.Allowlist.Len()
 			if asJSON {
-				res := map[string]any{"file": args[0], "ok": true, "peer": id.String(), "peers": pcfg.Allowlist.Len(),
+				out := map[string]any{"file": args[0], "ok": true, "peer": res.id.String(), "peers": n,
 					"ephemeral": c.Ephemeral}
 				if c.DataDir != "" {
-					res["data_dir"] = c.DataDir
+					out["data_dir"] = c.DataDir
 				}
-				return json.NewEncoder(a.out).Encode(res)
+				if res.mem.doc != nil {
+					out["membership_version"] = res.mem.doc.Version()
+					out["membership_file"] = res.mem.source(c.Membership)
+				}
+				return json.NewEncoder(a.out).Encode(out)
 			}
 			store := "data dir " + strconv.Quote(c.DataDir)
 			switch {
@@ -217,12 +223,13 @@ any port and does not open the store, which a running node holds.`,
 			case c.DataDir == "":
 				store = "data dir: the default of the key's peer ID"
 			}
-			members := fmt.Sprintf("allowlist %q with %d peers", c.Allowlist, pcfg.Allowlist.Len())
-			if c.Membership != "" {
-				members = fmt.Sprintf("membership %q with %d members", c.Membership, pcfg.Allowlist.Len())
+			members := fmt.Sprintf("allowlist %q with %d peers", c.Allowlist, n)
+			if res.mem.doc != nil {
+				members = fmt.Sprintf("membership version %d from %q with %d members", res.mem.doc.Version(),
+					res.mem.source(c.Membership), n)
 			}
 			_, err = fmt.Fprintf(a.out, "%s: ok (peer %s, key %q, %s, %d listen addresses, %s)\n",
-				args[0], id, c.Key, members, len(c.Listen), store)
+				args[0], res.id, c.Key, members, len(c.Listen), store)
 			return err
 		},
 	}
@@ -231,26 +238,57 @@ any port and does not open the store, which a running node holds.`,
 	return cmd
 }
 
+// checkedConfig is what "config check" found: the node's configuration,
+// and with --membership the version run would start from.
+type checkedConfig struct {
+	pcfg p2p.Config
+	id   peer.ID
+	mem  membershipChoice // zero without --membership
+}
+
 // checkConfig checks c as run does before it starts, with run's own
-// functions: the values (validate), the files (loadNodeConfig), the DHT
-// settings; and the data directory, which run opens later.
-func checkConfig(c *runConfig) (p2p.Config, error) {
+// functions: the values (validate), the files (loadNodeFiles), the DHT
+// settings, the data directory, which run opens later, and with
+// --membership the version run would put in force (chooseMembership): a
+// version 1 that has expired is refused only when no newer version saved
+// in the data directory replaces it.
+func checkConfig(c *runConfig) (checkedConfig, error) {
 	if err := c.validate(); err != nil {
-		return p2p.Config{}, err
+		return checkedConfig{}, err
 	}
-	pcfg, err := loadNodeConfig(c, zap.NewNop())
+	// The membership document's own checks are chooseMembership's, as in
+	// run.
+	pcfg, err := loadNodeFiles(c, zap.NewNop(), membership.ReadFile)
 	if err != nil {
-		return p2p.Config{}, err
+		return checkedConfig{}, err
+	}
+	res := checkedConfig{pcfg: pcfg}
+	if res.id, err = peer.IDFromPrivateKey(pcfg.Key); err != nil {
+		return checkedConfig{}, err
 	}
 	if _, err := c.DHT.dhtConfig(); err != nil {
-		return p2p.Config{}, usageError{err}
+		return checkedConfig{}, usageError{err}
 	}
 	if c.DataDir != "" {
 		if st, err := os.Stat(c.DataDir); err == nil && !st.IsDir() {
-			return p2p.Config{}, fmt.Errorf("data dir %s is not a directory", c.DataDir)
+			return checkedConfig{}, fmt.Errorf("data dir %s is not a directory", c.DataDir)
 		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return p2p.Config{}, fmt.Errorf("data dir: %w", err)
+			return checkedConfig{}, fmt.Errorf("data dir: %w", err)
 		}
 	}
-	return pcfg, nil
+	if c.Membership != "" {
+		dataDir := ""
+		if !c.Ephemeral {
+			if dataDir, err = c.dataDir(res.id); err != nil {
+				return checkedConfig{}, err
+			}
+		}
+		if res.mem, err = chooseMembership(c.Membership, dataDir, time.Now(), zap.NewNop()); err != nil {
+			return checkedConfig{}, err
+		}
+		if res.pcfg.Allowlist, err = res.mem.doc.Allowlist(); err != nil {
+			return checkedConfig{}, err
+		}
+	}
+	return res, nil
 }

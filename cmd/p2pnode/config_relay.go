@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -77,6 +78,26 @@ func (c *runConfig) relayAddrs() ([]ma.Multiaddr, error) {
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// relaysNotSelf refuses a relay that is the node itself, the peer of key:
+// known only once the key is read, so validate cannot, and the node
+// refused it only as it started, after "config check" had passed it.
+func (c *runConfig) relaysNotSelf(key crypto.PrivKey) error {
+	self, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	addrs, err := c.relayAddrs()
+	if err != nil {
+		return err
+	}
+	for i, a := range addrs {
+		if _, id := peer.SplitAddr(a); id == self {
+			return usageErrorf("relay %q is this node itself (the peer ID of key %s)", c.Relays[i], c.Key)
+		}
+	}
+	return nil
 }
 
 // reachability parses the reachability setting.

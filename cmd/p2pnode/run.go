@@ -383,6 +383,9 @@ func loadNodeFiles(cfg *runConfig, log *zap.Logger, loadDoc func(string) (*membe
 	if pcfg.Key, err = loadKey(cfg.Key); err != nil {
 		return pcfg, err
 	}
+	if err := cfg.relaysNotSelf(pcfg.Key); err != nil {
+		return pcfg, err
+	}
 	if cfg.Membership != "" {
 		d, err := loadDoc(cfg.Membership)
 		if err != nil {

@@ -34,49 +34,90 @@ func loadMembership(path string) (*membership.Document, error) {
 	return d, nil
 }
 
-// chooseMembership picks the version a node with --membership starts
-// from: the newer of the file given and the one saved in the data
-// directory by an earlier run, which may hold versions received since. A
-// file given that is exactly the next version after the saved one must be
-// valid against it (an unsigned proposal given by mistake is refused); one
-// further ahead cannot be checked and is trusted, as version 1 is. The
-// allowlist takes its members before the node starts. The file given is
-// checked as a genesis document only if it is the version put in force: a
-// version 1 that a saved version replaced may have expired since, which
-// does not matter.
-func (r *runner) chooseMembership() error {
-	given, err := membership.ReadFile(r.cfg.Membership)
-	if err != nil {
-		return err
+// membershipChoice is the membership version a node with --membership
+// starts from, and where run keeps the versions it receives.
+type membershipChoice struct {
+	doc  *membership.Document
+	path string // membershipFile in the data directory; empty when ephemeral
+	// saved: doc is the version saved in path, not the file given.
+	saved bool
+}
+
+// source names where the version in force comes from, for people.
+func (c membershipChoice) source(given string) string {
+	if c.saved {
+		return c.path
 	}
-	r.memDoc = given
-	if r.dataDir == "" {
-		r.log.Warn("--ephemeral: membership versions received are not saved; a restart goes back to the file given")
+	return given
+}
+
+// chooseMembership picks the version a node with --membership file starts
+// from: the newer of the file given and the one saved in dataDir by an
+// earlier run (empty dataDir: none, ephemeral), which may hold versions
+// received since. A file given that is exactly the next version after the
+// saved one must be valid against it (an unsigned proposal given by
+// mistake is refused); one further ahead cannot be checked and is trusted,
+// as version 1 is. Version 1 is checked as a genesis document only if it
+// is the version put in force: a version 1 that a saved version replaced
+// may have expired since, which does not matter. run and "config check"
+// both decide with this function, so that the check judges the version run
+// would use.
+func chooseMembership(file, dataDir string, now time.Time, log *zap.Logger) (membershipChoice, error) {
+	given, err := membership.ReadFile(file)
+	if err != nil {
+		return membershipChoice{}, err
+	}
+	c := membershipChoice{doc: given}
+	if dataDir == "" {
+		log.Warn("--ephemeral: membership versions received are not saved; a restart goes back to the file given")
 	} else {
-		r.memPath = filepath.Join(r.dataDir, membershipFile)
-		saved, err := membership.ReadFile(r.memPath)
+		c.path = filepath.Join(dataDir, membershipFile)
+		saved, err := membership.ReadFile(c.path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
-			return err
+			return membershipChoice{}, err
 		case saved.Version() == given.Version() && saved.Hash() != given.Hash():
-			return fmt.Errorf("membership: %s holds another version %d than %s", r.memPath, saved.Version(), r.cfg.Membership)
+			return membershipChoice{}, fmt.Errorf("membership: %s holds another version %d than %s", c.path, saved.Version(), file)
 		case saved.Version() >= given.Version():
-			r.memDoc = saved
+			c.doc, c.saved = saved, true
 		case given.Version() == saved.Version()+1:
-			if _, err := membership.VerifyNext(saved, given, time.Now()); err != nil {
-				return fmt.Errorf("%s is not a valid successor of the version saved in %s: %w", r.cfg.Membership, r.memPath, err)
+			if _, err := membership.VerifyNext(saved, given, now); err != nil {
+				return membershipChoice{}, fmt.Errorf("%s is not a valid successor of the version saved in %s: %w", file, c.path, err)
 			}
 		default:
-			r.log.Warn("the membership file given is several versions ahead of the saved one: trusted without a check",
-				zap.String("file", r.cfg.Membership), zap.Uint64("version", given.Version()), zap.Uint64("saved", saved.Version()))
+			log.Warn("the membership file given is several versions ahead of the saved one: trusted without a check",
+				zap.String("file", file), zap.Uint64("version", given.Version()), zap.Uint64("saved", saved.Version()))
 		}
 	}
-	if r.memDoc.Version() == 1 {
-		if _, err := membership.VerifyGenesis(r.memDoc, time.Now()); err != nil {
-			return fmt.Errorf("%s: %w", r.cfg.Membership, err)
+	if c.doc.Version() == 1 {
+		if _, err := membership.VerifyGenesis(c.doc, now); errors.Is(err, membership.ErrExpired) {
+			return membershipChoice{}, fmt.Errorf("%s: %w (%s)", c.source(file), err, noNewerVersion(c.path))
+		} else if err != nil {
+			return membershipChoice{}, fmt.Errorf("%s: %w", c.source(file), err)
 		}
 	}
+	return c, nil
+}
+
+// noNewerVersion says why an expired version 1 is the version in force,
+// for the error that refuses it: what the operator must give instead.
+func noNewerVersion(savedPath string) string {
+	if savedPath == "" {
+		return "an ephemeral node has no saved version to start from: give the version in force with --membership (config key membership)"
+	}
+	return "no newer version is saved in " + savedPath + ": give the version in force with --membership (config key membership)"
+}
+
+// chooseMembership puts in force the version the node starts from (see
+// the function of that name); the allowlist takes its members before the
+// node starts.
+func (r *runner) chooseMembership() error {
+	c, err := chooseMembership(r.cfg.Membership, r.dataDir, time.Now(), r.log)
+	if err != nil {
+		return err
+	}
+	r.memDoc, r.memPath = c.doc, c.path
 	return r.list.Replace(r.memDoc.Entries())
 }
 

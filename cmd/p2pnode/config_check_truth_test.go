@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// config check judges the membership version run would start from: with
+// an expired version 1 given and a newer valid version saved in the data
+// directory, it passes and names the saved version (it refused the
+// configuration, though run starts from it); with no newer version saved,
+// or ephemeral, it fails as run does, saying that nothing replaces the
+// expired version.
+func TestConfigCheckMembershipAsRun(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyB, idB := newKey(t, dir, "b.key")
+	_, idC := newKey(t, dir, "c.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA, idB)
+	v1 := filepath.Join(dir, "membership-1.pb")
+	exp := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	mustRun(t, dir, "membership", "init", "--allowlist", list, "--threshold", "2", "--expires", exp, "--out", v1)
+	v2 := filepath.Join(dir, "membership-2.pb")
+	mustRun(t, dir, "membership", "propose", "--current", v1, "--out", v2, "--expires", "never", "--add", idC+",carol")
+	mustRun(t, dir, "membership", "sign", v2, "--key", keyA)
+	mustRun(t, dir, "membership", "sign", v2, "--key", keyB)
+
+	withSaved, empty := filepath.Join(dir, "data-saved"), filepath.Join(dir, "data-empty")
+	for _, d := range []string{withSaved, empty} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc, err := os.ReadFile(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := filepath.Join(withSaved, membershipFile)
+	if err := os.WriteFile(saved, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeConfig := func(name, extra string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		body := "key: " + keyA + "\nmembership: " + v1 + "\nlisten: [/ip4/127.0.0.1/tcp/0]\n" + extra
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+
+	good := writeConfig("saved.yaml", "data_dir: "+withSaved+"\n")
+	r := runInProc("config", "check", good)
+	want := `membership version 2 from "` + saved + `" with 3 members`
+	if r.code != 0 || !strings.Contains(r.stdout, want) {
+		t.Fatalf("config check with a newer saved version: %+v; want exit 0 and %q", r, want)
+	}
+	r = runInProc("config", "check", "--json", good)
+	var res struct {
+		OK      bool   `json:"ok"`
+		Peers   int    `json:"peers"`
+		Version uint64 `json:"membership_version"`
+		File    string `json:"membership_file"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || r.code != 0 || !res.OK || res.Peers != 3 ||
+		res.Version != 2 || res.File != saved {
+		t.Fatalf("config check --json: %+v (%v): %+v", res, err, r)
+	}
+
+	for _, tc := range []struct{ name, extra, want string }{
+		{"no saved version", "data_dir: " + empty + "\n", "no newer version is saved in " + filepath.Join(empty, membershipFile)},
+		{"ephemeral", "ephemeral: true\n", "an ephemeral node has no saved version"},
+	} {
+		path := writeConfig(strings.ReplaceAll(tc.name, " ", "-")+".yaml", tc.extra)
+		for _, args := range [][]string{{"config", "check", path}, {"run", "--config", path}} {
+			r := runInProc(args...)
+			if r.code != exitError || !strings.Contains(r.stderr, "expired") || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("%s: %v: %+v; want exit %d, expired and %q", tc.name, args[:2], r, exitError, tc.want)
+			}
+		}
+	}
+}
+
+// A relay that is the node itself (its own peer ID) fails config check as
+// it fails run, a usage mistake (exit 2) named in one line, before the
+// node starts. config check passed it, and run refused it only once the
+// node was being built, with exit 1.
+func TestConfigCheckRelayIsSelf(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "node.key")
+	r := runInProc("keygen", "--out", key)
+	if r.code != 0 {
+		t.Fatalf("keygen: %+v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, testPeer)
+	relay := "/ip4/127.0.0.1/tcp/4001/p2p/" + id
+	path := filepath.Join(dir, "node.yaml")
+	body := "key: node.key\nallowlist: allowlist.yaml\nephemeral: true\nlisten: [/ip4/127.0.0.1/tcp/0]\nrelays: [" + relay + "]\n"
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := `relay "` + relay + `" is this node itself`
+	for _, args := range [][]string{{"config", "check", path}, {"run", "--config", path}} {
+		r := runInProc(args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%v: %+v; want exit %d and %q", args[:2], r, exitUsage, want)
+		}
+	}
+}
