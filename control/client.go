@@ -76,6 +76,10 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext:        func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 		DisableCompression: true,
+		// Before the server closes it (idleTimeout): a call is never
+		// sent on a connection the server is closing, which would fail
+		// it, as calls are not retried.
+		IdleConnTimeout: idleTimeout / 2,
 	}}
 	// The host is a placeholder: every connection goes to the socket.
 	return &Client{path: path, hc: hc, c: pbconnect.NewControlClient(hc, "http://p2pnode")}, nil

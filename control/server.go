@@ -50,6 +50,35 @@ var (
 // cancelling them.
 const shutdownGrace = 3 * time.Second
 
+// DefaultMaxRequestSize bounds the body of a request (its encoded
+// message) when Serve is not given WithMaxRequestSize: room for a
+// membership document or a message of the default size, with their
+// fields.
+const DefaultMaxRequestSize = 4 << 20
+
+// idleTimeout closes a connection that has carried its calls and then
+// stays idle: a client that keeps it open for ever (one never closed in a
+// long-running program) must not hold a file descriptor and a goroutine
+// of the node for ever.
+const idleTimeout = 2 * time.Minute
+
+// ServeOption configures Serve.
+type ServeOption func(*serveConfig)
+
+// serveConfig is what the ServeOptions set.
+type serveConfig struct {
+	maxRequest int
+	idle       time.Duration
+}
+
+// WithMaxRequestSize bounds the body of a request to n bytes: a larger one
+// fails (Connect's resource_exhausted) after at most n+1 bytes were read,
+// whatever it says its length is, and never reaches the Node. Give it room
+// for the node's largest message: an Exchange carries one.
+func WithMaxRequestSize(n int) ServeOption {
+	return func(c *serveConfig) { c.maxRequest = n }
+}
+
 // Server serves the Control service of a Node on a unix socket.
 type Server struct {
 	path   string
@@ -61,15 +90,22 @@ type Server struct {
 }
 
 // Serve binds the socket at path (see Listen) and serves node on it until
-// Close.
-func Serve(path string, node Node, log *zap.Logger) (*Server, error) {
+// Close. A request's body is bounded (DefaultMaxRequestSize, or
+// WithMaxRequestSize), and a connection idle between calls is closed
+// after a while: no client makes the node hold memory or descriptors
+// without bound.
+func Serve(path string, node Node, log *zap.Logger, opts ...ServeOption) (*Server, error) {
+	cfg := serveConfig{maxRequest: DefaultMaxRequestSize, idle: idleTimeout}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	ln, err := Listen(path)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	mux := http.NewServeMux()
-	mux.Handle(pbconnect.NewControlHandler(&service{node: node}))
+	mux.Handle(pbconnect.NewControlHandler(&service{node: node}, connect.WithReadMaxBytes(cfg.maxRequest)))
 	s := &Server{
 		path:   path,
 		ln:     ln,
@@ -78,7 +114,11 @@ func Serve(path string, node Node, log *zap.Logger) (*Server, error) {
 		srv: &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          zap.NewStdLog(log),
+			// Not ReadTimeout: its deadline would end an Exchange
+			// waiting for its reply, through the server's read that
+			// watches for the client hanging up.
+			IdleTimeout: cfg.idle,
+			ErrorLog:    zap.NewStdLog(log),
 			// Calls end when the server closes, an exchange's wait too.
 			BaseContext: func(net.Listener) context.Context { return ctx },
 		},

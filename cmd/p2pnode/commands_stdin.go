@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -85,6 +87,12 @@ func (p *commandParser) parse(line []byte) (any, error) {
 }
 
 func (p *commandParser) decode(line []byte) (any, error) {
+	// encoding/json would replace each invalid byte of a string with
+	// U+FFFD: a "data" written in Latin-1, say, would reach the peer as
+	// other bytes than the script wrote, without a word.
+	if !utf8.Valid(line) {
+		return nil, errors.New(`not UTF-8 (JSON text is UTF-8; send bytes that are not as "data_b64")`)
+	}
 	var c stdinCommand
 	dec := json.NewDecoder(bytes.NewReader(line))
 	// A misspelt key ("peerid", "payload") must be an error, not an
@@ -93,7 +101,9 @@ func (p *commandParser) decode(line []byte) (any, error) {
 	if err := dec.Decode(&c); err != nil {
 		return nil, jsonErr(err)
 	}
-	if dec.More() {
+	// More is false before a "}" or "]": only the end of the line may
+	// follow the object.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("one JSON object per line: unexpected text after the object")
 	}
 	id, addr, err := c.target()
@@ -240,12 +250,24 @@ func (c *stdinCommand) only(cmd string, unused ...string) error {
 // "id":0 and whose reply and exchange events have no "id"): a stdin
 // command given it could not be told from them, and its reply and
 // exchange events would lose the id the script matches them by.
+//
+// Ids stop at maxStdinID: numbering continues after the largest id given,
+// and after 2^64-1 it would wrap around to 1 and repeat ids in use.
 func (c *stdinCommand) checkID() error {
-	if c.ID != nil && *c.ID == 0 {
+	switch {
+	case c.ID == nil:
+	case *c.ID == 0:
 		return errors.New(`"id" must be positive (0 is no id: leave "id" out and p2pnode numbers the command)`)
+	case *c.ID > maxStdinID:
+		return fmt.Errorf(`"id" must be at most %d`, uint64(maxStdinID))
 	}
 	return nil
 }
+
+// maxStdinID is the largest stdin id: the largest int64, which scripts
+// in most languages read back exactly, and far enough from 2^64 that the
+// numbering after it never wraps around.
+const maxStdinID = math.MaxInt64
 
 // assignID returns the id of a send: the one given, or the next number.
 // Numbering continues after the largest id given, so that an automatic id

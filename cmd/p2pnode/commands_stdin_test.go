@@ -146,3 +146,56 @@ func TestStdinReader(t *testing.T) {
 	}
 	pw.Close()
 }
+
+// A line is one JSON object and nothing else: a stray "}" or "]" after
+// it (which json.Decoder.More does not see) fails the line, as any other
+// text after the object does, instead of running the command.
+func TestParseRefusesCloserAfterObject(t *testing.T) {
+	send := `{"cmd":"send","peer":"` + testPeer + `","data":"x"}`
+	for _, line := range []string{send + `}`, send + `]`, send + ` }`} {
+		var parser commandParser
+		cmd, err := parser.parse([]byte(line))
+		if err == nil || !strings.Contains(err.Error(), "one JSON object per line") {
+			t.Errorf("%s: got %#v, %v; want the one-object error", line, cmd, err)
+		}
+	}
+}
+
+// Text that is not UTF-8 is refused: encoding/json would send U+FFFD in
+// place of each bad byte, a payload other than the one written.
+func TestParseRefusesInvalidUTF8(t *testing.T) {
+	line := []byte(`{"cmd":"send","peer":"` + testPeer + `","data":"caf` + "\xe9" + `"}`)
+	var parser commandParser
+	cmd, err := parser.parse(line)
+	if err == nil || !strings.Contains(err.Error(), "not UTF-8") {
+		t.Fatalf("got %#v, %v; want a not UTF-8 error", cmd, err)
+	}
+}
+
+// An automatic id never repeats one in use: an id so large that the
+// numbering after it would wrap around to 1 is refused.
+func TestAutoIDNeverWrapsAround(t *testing.T) {
+	var parser commandParser
+	seen := map[uint64]string{}
+	for _, line := range []string{
+		`{"cmd":"send","peer":"` + testPeer + `","data":"a"}`,
+		`{"cmd":"send","peer":"` + testPeer + `","data":"b","id":18446744073709551615}`,
+		`{"cmd":"send","peer":"` + testPeer + `","data":"c"}`,
+	} {
+		cmd, err := parser.parse([]byte(line))
+		if err != nil {
+			if !strings.Contains(err.Error(), `"id" must be at most`) {
+				t.Errorf("%s: %v", line, err)
+			}
+			continue
+		}
+		id := cmd.(p2p.SendMsg).ID
+		if prev, ok := seen[id]; ok {
+			t.Fatalf("id %d given to %s and to %s", id, prev, line)
+		}
+		seen[id] = line
+	}
+	if _, err := parser.parse([]byte(`{"cmd":"request","peer":"` + testPeer + `","data":"d","id":9223372036854775807}`)); err != nil {
+		t.Fatalf("the largest id: %v", err)
+	}
+}

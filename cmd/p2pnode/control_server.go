@@ -12,6 +12,7 @@ import (
 
 	"github.com/bitvmx/go-bitvmx-p2p/control"
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
@@ -79,7 +80,7 @@ func (r *runner) startOps(m *metricsServer, listening *listeningEvent) (stop fun
 	if path := r.cfg.controlSocket(r.dataDir); path != "" {
 		now := time.Now()
 		c := &nodeControl{r: r, st: r.store, started: now, tagPrefix: fmt.Sprintf("api-%x-", now.UnixNano())}
-		srv, err := control.Serve(path, c, r.log)
+		srv, err := control.Serve(path, c, r.log, control.WithMaxRequestSize(maxControlRequest(r.node.Config().MaxMessageSize)))
 		if err != nil {
 			return nil, err
 		}
@@ -94,6 +95,13 @@ func (r *runner) startOps(m *metricsServer, listening *listeningEvent) (stop fun
 		m.setReady(r.ready)
 	}
 	return stop, nil
+}
+
+// maxControlRequest bounds a control request of a node whose largest
+// message is maxMessage bytes: an Exchange carries one, a membership
+// submission a document; 64 KiB is room for the other fields.
+func maxControlRequest(maxMessage int) int {
+	return max(control.DefaultMaxRequestSize, maxMessage+64<<10, membership.MaxDocumentSize+64<<10)
 }
 
 // ready reports whether the node is ready for work (/readyz): it

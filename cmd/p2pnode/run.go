@@ -72,7 +72,8 @@ exactly one status event carrying its "id" (numbered by p2pnode when the
 line has none), and an exchange event. An "id" is positive: 0 is a bad
 line, as 0 stands for no stdin id (an exchange started through the control
 API: its status event says "id":0, its reply and exchange events have no
-"id"). A request gets a reply event and an
+"id"), and at most 9223372036854775807 (2^63-1). A line must be UTF-8
+(bytes that are not go in "data_b64"). A request gets a reply event and an
 exchange event carrying its "id". A request received is printed as a
 request event: answer it with respond, or start run with --auto-reply echo.
 A request refused at once (a peer not allowlisted, a payload too large)
@@ -268,6 +269,12 @@ func runNode(a *app, cfg runConfig) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	// A write to a stdout whose reader is gone must fail, for the printer
+	// to report (what it did not print is delivered again): by default Go
+	// dies of SIGPIPE on it, even when the parent ignores SIGPIPE, with no
+	// orderly shutdown, and systemd counts that death as a clean exit that
+	// Restart=on-failure does not restart.
+	signal.Ignore(syscall.SIGPIPE)
 
 	var metrics *metricsServer
 	if cfg.MetricsAddr != "" {

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bitvmx/go-bitvmx-p2p/control/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
+)
+
+// The control server's bound on a request lets through an exchange of the
+// node's largest message and a membership document of the largest size,
+// whatever --max-message-size says.
+func TestControlRequestFitsLargestMessage(t *testing.T) {
+	for _, maxMessage := range []int{1 << 10, 1 << 20, 16 << 20} {
+		limit := maxControlRequest(maxMessage)
+		ex := &pb.ExchangeRequest{PeerId: testPeer, Addr: "/dns4/" + strings.Repeat("a", 253) + "/tcp/65535/p2p/" + testPeer,
+			Data: make([]byte, maxMessage), OneWay: true}
+		if n := proto.Size(ex); n > limit {
+			t.Errorf("max message %d: an exchange request of %d bytes, over the bound %d", maxMessage, n, limit)
+		}
+		doc := &pb.SubmitMembershipRequest{Document: make([]byte, membership.MaxDocumentSize)}
+		if n := proto.Size(doc); n > limit {
+			t.Errorf("max message %d: a membership request of %d bytes, over the bound %d", maxMessage, n, limit)
+		}
+	}
+}
