@@ -206,6 +206,21 @@ type Config struct {
 	// peer's connections closing and taking the list of streams to drain.
 	// Tests only: export_test.go.
 	disconnectHook func()
+	// streamAddedHook, when set, runs in handleStream between adding an
+	// inbound stream to the node's set and looking again whether its
+	// connection is closing. Tests only: export_test.go.
+	streamAddedHook func()
+	// endHook, when set, runs as a stream's end begins (msgStream.end), in
+	// the goroutine ending it. Tests only: export_test.go.
+	endHook func(inbound bool)
+	// closeWaitHook, when set, runs in Close before it waits for the end
+	// of a stream it failed, which another goroutine may be finishing.
+	// Tests only: export_test.go.
+	closeWaitHook func()
+	// openHook, when set, runs in peerSender.open once no DisconnectFrom
+	// closes the peer's connections, before it opens a stream. Tests only:
+	// export_test.go.
+	openHook func()
 }
 
 // ErrNoKey and ErrNoAllowlist report a Config missing a required field;

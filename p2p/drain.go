@@ -59,7 +59,8 @@ func (n *Node) drainWait() time.Duration {
 // owes p have reached it and nothing holds them (Node.Hold): each message
 // stream on them is drained, then they close, without waiting for a peer that does not read or close
 // longer than a write timeout and the drain's wait. Streams p opens on
-// them meanwhile are reset (handleStream). Its known addresses are kept, so a later
+// them meanwhile are ended before they are read (handleStream), and ours
+// are not opened on them (peerSender.open). Its known addresses are kept, so a later
 // SendMsg without an address redials.
 func (n *Node) disconnect(p peer.ID) {
 	conns := n.host.Network().ConnsToPeer(p)

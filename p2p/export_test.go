@@ -36,3 +36,31 @@ func SaveKeyHooked(path string, k crypto.PrivKey, beforeSync func() error) error
 func WithDisconnectHook(f func()) func(*Config) {
 	return func(c *Config) { c.disconnectHook = f }
 }
+
+// WithStreamAddedHook has f run in the handling of each inbound stream
+// between its addition to the node's set of streams and the second look
+// at whether its connection is closing: a test writes to the stream and
+// marks the connection closing there.
+func WithStreamAddedHook(f func()) func(*Config) {
+	return func(c *Config) { c.streamAddedHook = f }
+}
+
+// WithEndHook has f run as each stream's end begins, in the goroutine
+// ending it (for an inbound stream's reader, one of go-libp2p's), before
+// any of the end's work: inbound says whether the peer opened the stream.
+func WithEndHook(f func(inbound bool)) func(*Config) {
+	return func(c *Config) { c.endHook = f }
+}
+
+// WithCloseWaitHook has f run in Close each time, having failed a
+// stream, it is about to wait for that stream's end to finish.
+func WithCloseWaitHook(f func()) func(*Config) {
+	return func(c *Config) { c.closeWaitHook = f }
+}
+
+// WithOpenHook has f run each time the node is about to open a message
+// stream to a peer, once no DisconnectFrom is closing the connections to
+// it: a test disconnects the peer there.
+func WithOpenHook(f func()) func(*Config) {
+	return func(c *Config) { c.openHook = f }
+}

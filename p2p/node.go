@@ -304,9 +304,19 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		// Streams the peers opened are read by go-libp2p's goroutines, not
 		// ours; ending them here gives our messages on them their Status
-		// before the Receiver closes.
-		for _, st := range n.streams.all() {
+		// before the Receiver closes. Such a goroutine may be ending one
+		// itself, and fail then returns at once: its Statuses are pushed
+		// when gone closes (msgStream.end), a moment away (the
+		// connections are closed, so its last flush fails fast).
+		left := n.streams.all()
+		for _, st := range left {
 			st.fail(ReasonClosed, nil)
+		}
+		for _, st := range left {
+			if n.cfg.closeWaitHook != nil {
+				n.cfg.closeWaitHook()
+			}
+			<-st.gone
 		}
 		// The barrier: an enqueue that checked before cancel may still
 		// be about to write to Sender. Once it is through, every enqueue

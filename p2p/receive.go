@@ -34,11 +34,18 @@ func (n *Node) handleStream(s network.Stream) {
 		s.Reset()
 		return
 	}
+	if n.cfg.streamAddedHook != nil {
+		n.cfg.streamAddedHook()
+	}
 	if n.closingConn(st) {
 		// A DisconnectFrom took its list of streams to drain between the
-		// check above and the add: this one is not on it.
-		n.streams.remove(st)
-		s.Reset()
+		// check above and the add (this one is not on it), or Close began.
+		// A message of ours may have been written to it since the add (the
+		// node loop and Send's fast path write to the newest stream): the
+		// end gives it its Status now, as to the connection's other
+		// streams, rather than leave it to an ack timeout charged to the
+		// peer, or to no one once Close has passed.
+		st.fail(ReasonConnectionLost, errDraining)
 		return
 	}
 	st.serve()

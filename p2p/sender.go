@@ -218,12 +218,56 @@ func (ps *peerSender) deliver(m *outMsg) {
 	}
 }
 
+// maxOpenAttempts bounds the streams open refuses because a
+// DisconnectFrom began closing their connection as they were opened: each
+// needs a new DisconnectFrom of the peer in that window.
+const maxOpenAttempts = 3
+
 // open connects to the peer if needed, then opens a message stream.
+//
+// A connection being closed (DisconnectFrom) takes no new stream: the
+// message goes on a fresh one once it is gone. A DisconnectFrom that
+// begins after the wait for that, and lists the connection's streams to
+// drain before this one joins them, would not drain it: a reply the peer
+// wrote on it could be taken and then closed with the connection without
+// its ack. So, as for a stream the peer opens (handleStream), the
+// connection is looked at again once the stream is in the set; nothing
+// has been written to it yet, and it is ended and opened anew.
 func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 	n := ps.n
-	// A connection being closed (DisconnectFrom) takes no new stream: the
-	// message goes on a fresh one once it is gone.
-	n.draining.wait(ps.peer, n.ctx.Done())
+	for attempt := 1; ; attempt++ {
+		n.draining.wait(ps.peer, n.ctx.Done())
+		if n.cfg.openHook != nil {
+			n.cfg.openHook()
+		}
+		st, err := ps.openOnce(m)
+		if err != nil {
+			return nil, err
+		}
+		n.streams.add(st, 0)
+		if !n.draining.closing(ps.peer, st.s.Conn()) {
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				st.serve()
+			}()
+			return st, nil
+		}
+		st.fail(ReasonConnectionLost, errDraining)
+		if attempt == maxOpenAttempts {
+			return nil, fmt.Errorf("open a stream: %w (%d times)", errKeptClosing, attempt)
+		}
+	}
+}
+
+// errKeptClosing fails a message whose streams were opened each time on
+// a connection a DisconnectFrom had just begun to close.
+var errKeptClosing = errors.New("the connection was being closed")
+
+// openOnce is one attempt of open: it returns a stream not yet in the
+// node's set, nor served.
+func (ps *peerSender) openOnce(m *outMsg) (*msgStream, error) {
+	n := ps.n
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 	defer cancel()
 	ctx = network.WithAllowLimitedConn(ctx, "relayed connections carry messages") // relay.go
@@ -261,14 +305,7 @@ func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 		}
 		return nil, err
 	}
-	st := n.newMsgStream(s, false)
-	n.streams.add(st, 0)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		st.serve()
-	}()
-	return st, nil
+	return n.newMsgStream(s, false), nil
 }
 
 var errNotConnected = errors.New("not connected and no address known")

@@ -400,6 +400,9 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 	pending := st.pending[st.head:]
 	st.pending, st.head = nil, 0
 	st.mu.Unlock()
+	if st.n.cfg.endHook != nil {
+		st.n.cfg.endHook(st.inbound)
+	}
 	close(st.dead)
 	st.timer.Stop()
 	st.delay.Stop()
@@ -409,14 +412,18 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 	} else {
 		st.s.Reset()
 	}
-	st.n.streams.remove(st)
-	close(st.gone)
 	if st.n.closing.Load() || st.n.ctx.Err() != nil {
 		r = ReasonClosed
 	}
+	// The Statuses before the stream leaves the set and gone closes: Close
+	// ends the streams it finds in the set and waits for their gone before
+	// it closes the Receiver, so a Status pushed later could be dropped.
+	// (status never blocks: the Receiver queues what it cannot hold.)
 	for _, m := range pending {
 		st.n.status(m.SendMsg, r, err)
 	}
+	st.n.streams.remove(st)
+	close(st.gone)
 }
 
 // wireWriter is what bw writes to: the stream, under a write deadline
