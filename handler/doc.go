@@ -118,7 +118,10 @@
 // without losing anything. With a Config.Store, what the inbox holds
 // already is not refused: it is delivered from the store once the
 // application has room, and a peer hears "busy" only past
-// Config.MaxInboxPerPeer of them. Meanwhile acks and outcomes of the handler's own
+// Config.MaxInboxPerPeer of them. A reply to a request of ours still
+// running is never refused busy either: it is held in memory (one per
+// request) until the application has room, so that the responder's
+// Outcome and ours agree. Meanwhile acks and outcomes of the handler's own
 // exchanges wait too; an application that reads its events keeps them
 // flowing.
 //

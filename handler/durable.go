@@ -61,7 +61,10 @@ type durableState struct {
 	expired     []inKey            // dedupe records forgotten, to delete from the store
 	finished    chan struct{}      // a finish committed: the loop has completions to hand out
 	done        []completion       // finishes committed, in commit order; under Handler.doneMu
-	overflow    []overflowed       // stored, not yet delivered for want of room (overflow.go)
+	overflow    []overflowed       // stored, or replies, not yet delivered for want of room (overflow.go)
+	heldReply   map[inKey]bool     // the replies in overflow
+	reread      []overflowed       // overflowed whose read back failed, to read again
+	rereadAt    *timerEntry        // when reread goes back to overflow
 	more        chan struct{}      // overflow grew: the loop looks
 }
 
@@ -80,6 +83,7 @@ func newDurableState() durableState {
 		unhandled:   make(map[peer.ID]int),
 		unconfirmed: make(map[ExchangeID]*awaitingAck),
 		storing:     make(map[inKey]*storing),
+		heldReply:   make(map[inKey]bool),
 		finished:    make(chan struct{}, 1),
 		more:        make(chan struct{}, 1),
 	}
@@ -139,7 +143,8 @@ func (h *Handler) write(b *store.Batch) {
 // refused with unknown_exchange: it is no misbehaviour (it answers this
 // process's previous life, or another process sharing our key). With a
 // store, a new request or message is written to disk first, and acked once
-// it is there.
+// it is there. A reply to a request of ours still running is taken: acked
+// OK even when the node's Receiver is full (overflow.go).
 func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Reason) {
 	if d.Channel != h.cfg.Channel {
 		return p2p.ReasonOK, nil, nil // the loop reports it
@@ -155,7 +160,7 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 	switch env.kind {
 	case pb.Kind_KIND_REPLY:
 		h.mu.Lock()
-		known := h.expectsReply(d.From, id)
+		running, known := h.expectsReply(d.From, id)
 		h.mu.Unlock()
 		if !known {
 			h.metrics.unknownExchange()
@@ -163,6 +168,12 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 				ce.Write(zap.Stringer("peer", d.From), zap.Stringer("exchange", id))
 			}
 			return p2p.ReasonUnknownExchange, nil, nil
+		}
+		if running {
+			// Taken (a verdict given through a wait): the node acks it
+			// OK even when its Receiver is full, and hands it to
+			// overflow then, as expectsReply's mark says.
+			return p2p.ReasonOK, h.known, verdictOK
 		}
 	case pb.Kind_KIND_REQUEST, pb.Kind_KIND_MESSAGE:
 		if h.durable() {
@@ -182,18 +193,23 @@ func knownKind(k pb.Kind) bool {
 }
 
 // expectsReply reports whether a reply to id from p is one this process
-// can take: its exchange is running, or ended lately (a resent reply). A
-// running exchange is marked: our node acks the reply, so the exchange
-// waits for the loop to take it (replyLate). The caller holds mu.
-func (h *Handler) expectsReply(p peer.ID, id ExchangeID) bool {
+// can take (known): its exchange is running, or ended lately (a resent
+// reply). A running exchange is marked: our node acks the reply OK,
+// delivered or, when the Receiver is full, held by overflow (accept makes
+// sure of it), so the exchange waits for the loop to take it (replyLate).
+// The caller holds mu.
+func (h *Handler) expectsReply(p peer.ID, id ExchangeID) (running, known bool) {
 	if ps := h.peers[p]; ps != nil {
 		if ex := ps.outbound[id]; ex != nil && ex.kind == KindRequest {
 			ex.replyAccepted = true
-			return true
+			return true, true
 		}
 	}
-	return h.done.has(p, id, time.Now())
+	return false, h.done.has(p, id, time.Now())
 }
+
+// verdictOK is the wait of a verdict known at once to be OK.
+func verdictOK() p2p.Reason { return p2p.ReasonOK }
 
 // storeReceived writes a received request or message to the inbox, unless it is
 // there already (a resend), and gives the verdict once it is on disk; its

@@ -43,8 +43,9 @@ type exchange struct {
 	resumed bool       // taken from the store at start
 	origin  p2p.Origin // where a responder's request came from: the reply goes back there
 	replied bool       // a reply completed this dialed request: replyData
-	// replyAccepted: our node took a reply to this dialed request (accept)
-	// that the loop has not seen yet, since the deadline last looked.
+	// replyAccepted: our node took a reply to this dialed request (accept:
+	// acked OK, delivered or held by overflow) that the loop has not seen
+	// yet, since the deadline last looked.
 	replyAccepted bool
 	// replyData is the reply's payload; the Reply event is made only when
 	// it is handed out, so that it is boxed into an Event once.
@@ -97,8 +98,8 @@ func (h *Handler) exchangeDue(ex *exchange) {
 // application that fell behind, or a busy loop), is not late: ending it
 // would drop a reply the peer was told we took, and leave the two sides
 // with opposite Outcomes. It gets one more ReplyTimeout for the loop to
-// take it (or, if the node refused it busy after all, for the peer to
-// resend it).
+// take it, from the node's Receiver or from overflow: accept makes sure
+// the node never refuses it busy.
 func (h *Handler) replyLate(ex *exchange) {
 	if ex.replyAccepted {
 		ex.replyAccepted = false

@@ -40,6 +40,7 @@ type Handler struct {
 	cmds     chan any           // shutdown and test waits, to the loop
 	resolved chan resolveResult // Resolver answers, to the loop
 	wake     chan struct{}      // an API call left the loop something to check
+	known    chan struct{}      // closed: the ready of a verdict given at once (accept)
 
 	events   *outbox.Outbox[Event] // Request, Reply, Message
 	outcomes *outbox.Outbox[Event] // Outcome, Error
@@ -141,7 +142,9 @@ func build(cfg Config) (*Handler, error) {
 		addrs:    make(map[peer.ID]ma.Multiaddr),
 		resolver: cfg.Resolver,
 		dur:      newDurableState(),
+		known:    make(chan struct{}),
 	}
+	close(h.known)
 	h.timers = newTimers(h.exchangeDue)
 	if h.durable() {
 		h.seen.onEvict = h.forget
@@ -157,9 +160,7 @@ func build(cfg Config) (*Handler, error) {
 	// The node judges every message by the handler's rules before acking
 	// it (accept); everything accept reads exists already.
 	cfg.Node.Accept, cfg.Node.AcceptReady = nil, h.accept
-	if h.durable() {
-		cfg.Node.Overflow = h.overflow
-	}
+	cfg.Node.Overflow = h.overflow
 	// The node's Data and Status unboxed: an allocation less each, four
 	// per exchange.
 	cfg.Node.Deliveries = true

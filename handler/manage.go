@@ -21,35 +21,50 @@ import (
 // ReasonCancelled, leaves the store's outbox (on disk when Cancel
 // returns) and is not dead-lettered. A peer may have received it already;
 // a reply arriving later is ignored.
-// It fails with ErrUnknownExchange, cancelling nothing, when an ID names
+// It fails, cancelling nothing, with ErrUnknownExchange when an ID names
 // no outgoing exchange in progress, or a request whose reply our node has
-// already taken (it completes with that reply).
+// already taken (it completes with that reply); and with ErrNotDurable
+// when the store cannot record the cancellation: the exchanges then go on
+// as if Cancel had not been called.
 func (h *Handler) Cancel(ids ...ExchangeID) error {
 	if h.closing.Load() {
 		return ErrClosed
 	}
-	if err := h.cancelExchanges(ids); err != nil {
-		return err
-	}
-	if h.durable() {
-		// end wrote each exchange's removal from the outbox without
-		// waiting (finish): wait for it, so that a crash after Cancel
-		// returned does not resume an exchange reported cancelled. The
-		// store commits in order: an empty batch is through once they
-		// are.
-		var b store.Batch
-		return h.commit(&b)
-	}
-	return nil
-}
-
-// cancelExchanges is Cancel's change to the state machine, under mu.
-func (h *Handler) cancelExchanges(ids []ExchangeID) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.exited {
 		return ErrClosed
 	}
+	exs, err := h.cancellable(ids)
+	if err != nil {
+		return err
+	}
+	if h.durable() {
+		// On disk before anything changes in memory: a failed write
+		// leaves the exchanges running, as Cancel says, rather than
+		// reported cancelled yet resumed by the next start. mu is held
+		// across the write (one sync, for an operator's rare call) so
+		// that nothing ends these exchanges meanwhile (a reply, a
+		// deadline) and no later write of theirs is queued before this
+		// one. finish writes the same records again once they end.
+		var b store.Batch
+		for _, ex := range exs {
+			h.cancelRecord(&b, ex)
+		}
+		if err := h.commit(&b); err != nil {
+			return fmt.Errorf("handler: cancelling %s: %w", idList(ids), err)
+		}
+	}
+	for _, ex := range exs {
+		h.end(ex, ReasonCancelled, ErrCancelled) // a repeated ID ends once
+	}
+	h.wakeLoop()
+	return nil
+}
+
+// cancellable returns the exchanges ids that Cancel may end, or why it may
+// not end them all. The caller holds mu.
+func (h *Handler) cancellable(ids []ExchangeID) ([]*exchange, error) {
 	exs := make([]*exchange, 0, len(ids))
 	var missing, replied []ExchangeID
 	for _, id := range ids {
@@ -65,17 +80,25 @@ func (h *Handler) cancelExchanges(ids []ExchangeID) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: no outgoing exchange %s in progress", ErrUnknownExchange, idList(missing))
+		return nil, fmt.Errorf("%w: no outgoing exchange %s in progress", ErrUnknownExchange, idList(missing))
 	}
 	if len(replied) > 0 {
-		return fmt.Errorf("%w: exchange %s has its reply (our node took it, the peer's exchange ended ok): it completes, not cancelled",
+		return nil, fmt.Errorf("%w: exchange %s has its reply (our node took it, the peer's exchange ended ok): it completes, not cancelled",
 			ErrUnknownExchange, idList(replied))
 	}
-	for _, ex := range exs {
-		h.end(ex, ReasonCancelled, ErrCancelled) // a repeated ID ends once
+	return exs, nil
+}
+
+// cancelRecord adds to b what finish writes for ex cancelled: its removal
+// from the outbox, or with Config.AckOutcomes its record marked ended.
+func (h *Handler) cancelRecord(b *store.Batch, ex *exchange) {
+	if !h.cfg.AckOutcomes {
+		b.DeleteOutgoing(uint64(ex.id))
+		return
 	}
-	h.wakeLoop()
-	return nil
+	rec := outgoing(ex.p.id, ex)
+	rec.Ended, rec.Reason, rec.Error = time.Now(), string(ReasonCancelled), ErrCancelled.Error()
+	b.PutOutgoing(rec)
 }
 
 // RetryDeadLetters starts the dead letters ids again: each leaves the dead

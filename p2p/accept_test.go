@@ -116,6 +116,53 @@ func TestOverflowTakesWhatAcceptTook(t *testing.T) {
 	tu.None[p2p.Data](t, b.Receiver(), 50*time.Millisecond)
 }
 
+// TestOverflowTakesKnownVerdict: a message AcceptReady takes through a
+// wait whose ready is closed already (a verdict known at once: the
+// handler's replies) is settled by the stream's reader without the
+// settler, and is still one the caller took: with the Receiver full it
+// is acked OK and handed to Overflow, not answered busy.
+func TestOverflowTakesKnownVerdict(t *testing.T) {
+	known := make(chan struct{})
+	close(known)
+	accept := func(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Reason) {
+		if bytes.HasPrefix(d.Bytes, []byte("taken")) {
+			return p2p.ReasonOK, known, func() p2p.Reason { return p2p.ReasonOK }
+		}
+		return p2p.ReasonOK, nil, nil
+	}
+	overflowed := make(chan string, 4)
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	a := tu.Node(t, ia, list)
+	b := tu.Node(t, ib, list, func(c *p2p.Config) {
+		c.AcceptReady = accept
+		c.ReceiverBuffer = 2 // the Connected event, then one message
+		c.Overflow = func(d p2p.Data) { overflowed <- string(d.Bytes) }
+	})
+	send := func(id uint64, data string) p2p.Status {
+		t.Helper()
+		a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: id, Data: []byte(data)}
+		return nextOf(t, a, statusOf(id))
+	}
+	if st := send(1, "plain"); !st.OK { // fills the Receiver: nobody reads it
+		t.Fatalf("first: %+v", st)
+	}
+	if st := send(2, "taken"); !st.OK {
+		t.Fatalf("taken with a known verdict, Receiver full: %+v, want OK", st)
+	}
+	select {
+	case got := <-overflowed:
+		if got != "taken" {
+			t.Fatalf("overflowed %q", got)
+		}
+	case <-time.After(tu.Timeout):
+		t.Fatal("not handed to Overflow")
+	}
+	if st := send(3, "plain again"); st.Reason != p2p.ReasonBusy {
+		t.Fatalf("judged at once, Receiver full: %+v, want busy", st)
+	}
+}
+
 // TestViaAnswersOnTheStreamOfTheQuestion: two nodes with one key connect to
 // a third; its answer sent Via the question's origin reaches the node that
 // asked, not the newest connection.

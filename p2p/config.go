@@ -156,7 +156,11 @@ type Config struct {
 	// next frame's verdict is not ready, so an ack never waits for a later
 	// verdict, and the acks of frames judged together (one disk write)
 	// still leave in one write. A nil ready is a verdict whose readiness
-	// is unknown, as with Accept.
+	// is unknown, as with Accept. A wait whose ready is closed already
+	// when AcceptReady returns, with no earlier frame of the stream
+	// waiting, is called at once by the reader (no hop to another
+	// goroutine); its message is still one the caller took (Overflow):
+	// the way to take a message without a disk write.
 	AcceptReady func(Data) (verdict Reason, ready <-chan struct{}, wait func() Reason)
 
 	// Overflow, when set, takes the messages that Accept (or AcceptReady)

@@ -243,6 +243,14 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 	default:
 		r, later = n.judge(st, d)
 	}
+	if later.wait != nil && st.unsettled.Load() == 0 && later.known() {
+		// Judged through a wait whose verdict is known already
+		// (Config.AcceptReady's ready is closed), and nothing before it
+		// waits: settled here, as the settler would, without the hop
+		// to it. Still a message the caller took (Overflow).
+		st.ack(d, reasonToWire(later.wait()), true)
+		return true
+	}
 	if later.wait != nil || st.unsettled.Load() > 0 {
 		// Judged later (Config.Accept is writing it down), or behind one
 		// that is: acks leave in arrival order.
