@@ -119,11 +119,13 @@ func printCheck(w io.Writer, v checkView) error {
 	fmt.Fprintln(tw, "WAY\tRESULT\tRTT\tADDR")
 	line := func(way string, p pathView) {
 		result, rtt := "ok", fmt.Sprintf("%.2f ms", p.RTTms)
+		// libp2p's dial errors span lines ("all dials failed\n  * [addr]
+		// ..."): one row per way keeps the table a table.
 		switch {
 		case !p.Tried:
-			result, rtt = "not tried: "+p.Error, "-"
+			result, rtt = "not tried: "+oneLine(p.Error), "-"
 		case !p.OK:
-			result, rtt = "failed: "+p.Error, "-"
+			result, rtt = "failed: "+oneLine(p.Error), "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", way, result, rtt, dash(p.Addr))
 	}

@@ -106,6 +106,14 @@ func (p *commandParser) decode(line []byte) (any, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("one JSON object per line: unexpected text after the object")
 	}
+	// The command first: a line without one is wrong for that reason.
+	switch c.Cmd {
+	case "dial", "send", "request", "respond", "disconnect":
+	case "":
+		return nil, errors.New(`no "cmd" (want ` + stdinCommands + `)`)
+	default:
+		return nil, fmt.Errorf(`unknown cmd %q (want `+stdinCommands+`)`, c.Cmd)
+	}
 	id, addr, err := c.target()
 	if err != nil {
 		return nil, err
@@ -166,11 +174,8 @@ func (p *commandParser) decode(line []byte) (any, error) {
 			return nil, err
 		}
 		return p2p.DisconnectFrom{Peer: id}, nil
-	case "":
-		return nil, errors.New(`no "cmd" (want ` + stdinCommands + `)`)
-	default:
-		return nil, fmt.Errorf(`unknown cmd %q (want `+stdinCommands+`)`, c.Cmd)
 	}
+	return nil, fmt.Errorf(`unknown cmd %q (want `+stdinCommands+`)`, c.Cmd) // checked above
 }
 
 // stdinCommands names the commands, for errors.

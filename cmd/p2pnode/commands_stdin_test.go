@@ -55,7 +55,11 @@ func TestParseBadCommands(t *testing.T) {
 		{`[1,2]`, "want a JSON object"},
 		{`"send"`, "want a JSON object"},
 		{`{"cmd":"send","peer":"` + testPeer + `","data":"x"} {}`, "one JSON object per line"},
-		{`{}`, `no "peer"`},
+		// The command is judged first: a line missing both is told of the
+		// command, and a misspelt one is named even without a peer.
+		{`{}`, `no "cmd"`},
+		{`{"cmd":"fly"}`, `unknown cmd "fly"`},
+		{`{"cmd":"send","data":"x"}`, `no "peer"`},
 		{`{"peer":"` + testPeer + `"}`, `no "cmd"`},
 		{`{"cmd":"fly","peer":"` + testPeer + `"}`, `unknown cmd "fly"`},
 		{`{"cmd":"send","peer":"` + testPeer + `","payload":"x"}`, `unknown field "payload"`},

@@ -47,7 +47,7 @@ func newDeadLettersListCmd(a *app) *cobra.Command {
 		Use:   "list (--data-dir DIR | --key FILE | --config FILE | --api SOCKET)",
 		Short: "List the exchanges a node gave up on (running or stopped)",
 		Long: `list prints the dead letters: each exchange's ID, peer, kind, tag (run's
-stdin id), attempts, the reason and error it failed with, when it was
+stdin id; api-<hex>-N for one started through the control API), attempts, the reason and error it failed with, when it was
 started and when it failed; --json adds the address and the payload.`,
 		Example: `  p2pnode deadletters list --key node.key
   p2pnode deadletters list --data-dir /var/lib/p2pnode --json`,
@@ -81,7 +81,7 @@ started and when it failed; --json adds the address and the payload.`,
 			return tw.Flush()
 		},
 	}
-	bindStoreTarget(cmd.Flags(), &t)
+	bindStoreTarget(cmd.Flags(), &t, true)
 	return cmd
 }
 
@@ -114,7 +114,7 @@ resumes them and prints their events, marked "resumed".`,
 			})
 		},
 	}
-	bindStoreTarget(cmd.Flags(), &t)
+	bindStoreTarget(cmd.Flags(), &t, true)
 	cmd.Flags().BoolVar(&all, "all", false, "every dead letter")
 	return cmd
 }
@@ -140,7 +140,7 @@ func newDeadLettersDropCmd(a *app) *cobra.Command {
 			})
 		},
 	}
-	bindStoreTarget(cmd.Flags(), &t)
+	bindStoreTarget(cmd.Flags(), &t, true)
 	cmd.Flags().BoolVar(&all, "all", false, "every dead letter")
 	return cmd
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
@@ -53,6 +55,11 @@ overwrites an existing file: a lost identity key cannot be recovered.`,
 				if errors.Is(err, fs.ErrExist) {
 					return fmt.Errorf("%s already exists; not overwriting an identity key", out)
 				}
+				// The key is written under a temporary name beside out:
+				// its error would name that file, not the missing directory.
+				if dir := filepath.Dir(out); errors.Is(err, fs.ErrNotExist) && !dirExists(dir) {
+					return fmt.Errorf("cannot write %s: directory %s does not exist (create it first)", out, dir)
+				}
 				return err
 			}
 			id, err := peer.IDFromPrivateKey(k)
@@ -80,4 +87,10 @@ func printKeyInfo(a *app, info keyInfo, asJSON bool) error {
 	}
 	_, err := fmt.Fprintln(a.out, info.Peer)
 	return err
+}
+
+// dirExists reports whether path is a directory.
+func dirExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }

@@ -41,7 +41,8 @@ func newOutboxListCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list (--data-dir DIR | --key FILE | --config FILE | --api SOCKET)",
 		Short: "List the exchanges a node will resume (running or stopped)",
-		Long: `list prints the outbox: each exchange's ID, peer, kind, tag (run's stdin id),
+		Long: `list prints the outbox: each exchange's ID, peer, kind, tag (run's stdin id;
+api-<hex>-N for one started through the control API, by p2pnode send),
 attempts so far, when it was started, its state, and its payload (size and
 start; all of it with --json). An exchange is running (the next run
 resumes it), or ended with an outcome the node had not printed yet when it
@@ -82,7 +83,7 @@ stopped (the next run prints it, marked redelivered).`,
 			return tw.Flush()
 		},
 	}
-	bindStoreTarget(cmd.Flags(), &t)
+	bindStoreTarget(cmd.Flags(), &t, true)
 	return cmd
 }
 
@@ -120,7 +121,7 @@ already.`,
 			})
 		},
 	}
-	bindStoreTarget(cmd.Flags(), &t)
+	bindStoreTarget(cmd.Flags(), &t, true)
 	return cmd
 }
 
@@ -148,7 +149,7 @@ resumes them with the full --max-attempts. An ended exchange runs again
 			})
 		},
 	}
-	bindStoreTarget(cmd.Flags(), &t)
+	bindStoreTarget(cmd.Flags(), &t, false) // it opens the store: no running node to ask
 	return cmd
 }
 

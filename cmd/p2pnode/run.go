@@ -49,8 +49,8 @@ ID>). A send or request is on disk before the next stdin line is read;
 a request or message received is on disk before its sender is told OK, and
 stays there until it is answered (respond, --auto-reply) or its reply
 timeout passes, or, for a message, until it is printed. After a crash or a stop, the next run on the same
-directory resumes the exchanges this node had started (their events say
-"resumed", and keep their stdin "id") and prints again what it had received
+directory resumes the exchanges this node had started (their exchange
+events say "resumed", and keep their stdin "id") and prints again what it had received
 and not handled ("redelivered"). A send or request that fails for good is
 kept in the dead letters ("dead_lettered"): see p2pnode deadletters --help,
 and p2pnode outbox --help for the exchanges waiting to resume. One node per

@@ -34,6 +34,12 @@ The peer is reached at --addr, or at the address the node knows for it
 text goes as a one-way message and send waits for its acknowledgment
 instead of a reply.
 
+It prints the reply's payload (or "acknowledged by PEER in DURATION"), or
+with --json one object:
+
+  {"event":"reply","from":"<id>","exchange":"<exchange>","data":"<text>","data_b64":"<base64>","duration_ms":7.2}
+  {"event":"acked","peer":"<id>","exchange":"<exchange>","attempts":1,"duration_ms":6.3}   --no-reply
+
 --standalone starts a node of its own instead, for this one exchange, with
 --key and --allowlist (or a --config file: its key, allowlist, limits,
 handler and DHT settings; not its listen addresses, send listens on a free

@@ -32,7 +32,8 @@ nothing is changed.
 list, deadletters retry and drop, and outbox drop work on a running node
 too: they ask the node, through its control socket (control.sock in the
 data directory, or --api), and open the store themselves only when no node
-runs. outbox retry refuses a running node's data directory: stop the node
+runs. Given none of --data-dir, --key, --config and --api, they ask the one
+node running with a default data directory. outbox retry refuses a running node's data directory: stop the node
 (SIGTERM), run it, start the node again.`
 
 // storeTarget is how a store command finds its data directory.
@@ -41,8 +42,13 @@ type storeTarget struct {
 	asJSON                    bool
 }
 
-func bindStoreTarget(fs *pflag.FlagSet, t *storeTarget) {
-	fs.StringVar(&t.api, "api", "", "a running node's control `SOCKET` (not outbox retry; default control.sock in the data directory)")
+// bindStoreTarget defines the flags that find the store, and with withAPI
+// --api, for the commands that may ask a running node (all but outbox
+// retry, which a flag it ignored would mislead).
+func bindStoreTarget(fs *pflag.FlagSet, t *storeTarget, withAPI bool) {
+	if withAPI {
+		fs.StringVar(&t.api, "api", "", "a running node's control `SOCKET` (default control.sock in the data directory)")
+	}
 	fs.StringVar(&t.dataDir, "data-dir", "", "the node's data `DIR`")
 	fs.StringVar(&t.key, "key", "", "the node's identity key `FILE`: its default data directory")
 	fs.StringVar(&t.config, "config", "", "the node's run configuration `FILE`: its data_dir, or its key's default")
@@ -70,7 +76,7 @@ func (t *storeTarget) dir(fs *pflag.FlagSet) (string, error) {
 	case cfg.Ephemeral:
 		return "", usageErrorf("%s runs the node ephemeral: it has no data directory", t.config)
 	case cfg.Key == "":
-		return "", usageErrorf("no data directory: give --data-dir DIR, or --key FILE for its default")
+		return "", usageErrorf("no data directory: give --data-dir DIR, --key FILE (its default) or --config FILE")
 	}
 	k, err := loadKey(cfg.Key)
 	if err != nil {

@@ -17,11 +17,20 @@ import (
 
 // node returns a client of the running node the target names, or nil when
 // no node runs there (the caller then opens the store, which is free). An
-// --api that names no running node is an error.
+// --api that names no running node is an error. With no target at all it
+// is the one node running with a default data directory, as for status;
+// several are an error that names them.
 func (t *storeTarget) node() (*control.Client, error) {
 	nt := nodeTarget{api: t.api, dataDir: t.dataDir, config: t.config, key: t.key}
 	if !nt.given() {
-		return nil, nil // t.open says what is missing
+		path, err := findDefaultSocket()
+		switch {
+		case errors.Is(err, control.ErrNoNode):
+			return nil, nil // t.open says what is missing
+		case err != nil:
+			return nil, err
+		}
+		nt.api = path
 	}
 	c, err := nt.dial()
 	switch {
