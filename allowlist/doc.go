@@ -27,7 +27,8 @@
 //
 // Parsing is strict because a typo in a security file must not go unnoticed:
 // unknown keys, malformed peer IDs or prefixes, IDs that hold no valid
-// public key, and duplicate peers are errors that name the line. An empty
+// public key, names with control or format characters ([ErrInvalidName]),
+// and duplicate peers are errors that name the line. An empty
 // file, or "peers: []", is an empty list that admits nobody; a file that is
 // missing or does not parse is always an error, never an empty list. A
 // reload to an empty list over a non-empty one fails with [ErrEmptyReload]

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -86,6 +88,9 @@ func (e Entry) normalize() (Entry, error) {
 	if err := validateID(e.ID); err != nil {
 		return Entry{}, err
 	}
+	if err := checkName(e.ID, e.Name); err != nil {
+		return Entry{}, err
+	}
 	out := Entry{ID: e.ID, Name: e.Name, Relay: e.Relay}
 	if len(e.Addrs) == 0 {
 		return out, nil
@@ -115,6 +120,21 @@ func (e Entry) equal(o Entry) bool {
 func (e Entry) clone() Entry {
 	e.Addrs = slices.Clone(e.Addrs)
 	return e
+}
+
+// checkName refuses a name that is not valid UTF-8 or holds a control or
+// format character (a newline, a bidi override, a zero-width one): the
+// CLI and the logs print names beside peer IDs, and such a name could
+// make a terminal show another name, or another line, than the file
+// holds. Membership names refuse them too.
+func checkName(id peer.ID, name string) error {
+	if !utf8.ValidString(name) {
+		return newDetail(ErrInvalidName, fmt.Sprintf("peer %s: the name is not valid UTF-8", id), nil)
+	}
+	if strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
+		return newDetail(ErrInvalidName, fmt.Sprintf("peer %s: name %q holds a control or format character", id, name), nil)
+	}
+	return nil
 }
 
 // validateID checks that id is a well-formed peer ID: its bytes must be a

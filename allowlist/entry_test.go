@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -146,6 +147,39 @@ func TestParsePrefix(t *testing.T) {
 		}
 		if err != nil || p.String() != tt.want {
 			t.Errorf("parsePrefix(%q) = %v, %v; want %s", tt.in, p, err, tt.want)
+		}
+	}
+}
+
+// A name with a control or format character (a newline, a bidi override,
+// a zero-width space) or invalid UTF-8 is refused, in a file (naming the
+// name's line) and through New and Add, as membership names are: printed
+// beside an ID, it could make a terminal show another name, or a line the
+// file does not hold. They were written and loaded.
+func TestNameRefusesControlAndFormat(t *testing.T) {
+	id := newID(t)
+	for _, name := range []string{"op\nfake line", "op\u202eevil", "op\u200b", "op\tx", "op\x1b[2K", "op\x85"} {
+		doc := "peers:\n  - id: " + id.String() + "\n    name: " + strconv.Quote(name) + "\n"
+		_, err := Parse([]byte(doc))
+		var pe *ParseError
+		if !errors.Is(err, ErrInvalidName) || !errors.As(err, &pe) || pe.Line != 3 ||
+			!strings.Contains(err.Error(), "control or format character") {
+			t.Errorf("Parse of name %q: %v; want ErrInvalidName at line 3", name, err)
+		}
+		if _, err := New(Entry{ID: id, Name: name}); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("New with name %q: %v; want ErrInvalidName", name, err)
+		}
+		var l List
+		if err := l.Add(Entry{ID: id, Name: name}); !errors.Is(err, ErrInvalidName) || l.Len() != 0 {
+			t.Errorf("Add with name %q: %v (%d entries); want ErrInvalidName", name, err, l.Len())
+		}
+	}
+	if _, err := New(Entry{ID: id, Name: "op\xff"}); !errors.Is(err, ErrInvalidName) || !strings.Contains(err.Error(), "UTF-8") {
+		t.Errorf("New with a name of invalid UTF-8: %v; want ErrInvalidName", err)
+	}
+	for _, name := range []string{"opérateur 2", "needs: quoting # really", "東京"} {
+		if _, err := New(Entry{ID: id, Name: name}); err != nil {
+			t.Errorf("New with name %q: %v", name, err)
 		}
 	}
 }

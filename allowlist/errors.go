@@ -17,6 +17,9 @@ var (
 	// ErrInvalidAddr reports an IP address or prefix that does not parse or
 	// is not valid.
 	ErrInvalidAddr = errors.New("invalid address")
+	// ErrInvalidName reports an entry name that is not valid UTF-8 or holds
+	// a control or format character.
+	ErrInvalidName = errors.New("invalid name")
 	// ErrInvalidChannel reports a channel outside 0..[MaxChannel] that is not
 	// [AnyChannel].
 	ErrInvalidChannel = errors.New("invalid channel")

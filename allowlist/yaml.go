@@ -126,6 +126,9 @@ func parseEntry(n *yaml.Node) (Entry, *yaml.Node, error) {
 		if e.Name, err = scalar(f.value, keyName); err != nil {
 			return Entry{}, nil, err
 		}
+		if err := checkName(id, e.Name); err != nil {
+			return Entry{}, nil, nodeError(f.value, err)
+		}
 	}
 	if f, ok := fs[keyAddrs]; ok {
 		items, err := sequence(f.value, keyAddrs)

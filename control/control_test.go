@@ -213,3 +213,51 @@ func TestLongPath(t *testing.T) {
 		t.Fatalf("the socket is not at its path: %v", err)
 	}
 }
+
+// A socket bound and not served yet already holds its path: a second
+// node is refused at once, and a client's call made meanwhile is answered
+// once the socket is served. Closed unserved, the socket goes; served,
+// closing the Socket leaves the server alone.
+func TestBindHoldsPathUntilServed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), control.SocketName)
+	s, err := control.Bind(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := control.Bind(path); !errors.Is(err, control.ErrInUse) {
+		t.Fatalf("Bind on a socket bound but not served: %v, want ErrInUse", err)
+	}
+	s.Close()
+	s.Close()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a bound socket after Close: %v, want it removed", err)
+	}
+	if _, err := s.Serve(&fakeNode{}, zap.NewNop()); err == nil {
+		t.Fatal("Serve after Close succeeded")
+	}
+
+	if s, err = control.Bind(path); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, path)
+	got := make(chan error, 1)
+	go func() {
+		st, err := c.Status(context.Background())
+		if err == nil && st.PeerId != "late" {
+			err = fmt.Errorf("status from %q", st.PeerId)
+		}
+		got <- err
+	}()
+	srv, err := s.Serve(&fakeNode{id: "late"}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	if err := <-got; err != nil {
+		t.Fatalf("a call made before Serve: %v", err)
+	}
+	s.Close()
+	if st, err := dial(t, path).Status(context.Background()); err != nil || st.PeerId != "late" {
+		t.Fatalf("the server after closing its Socket: %v, %v", st, err)
+	}
+}

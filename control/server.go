@@ -90,24 +90,72 @@ type Server struct {
 }
 
 // Serve binds the socket at path (see Listen) and serves node on it until
-// Close. A request's body is bounded (DefaultMaxRequestSize, or
-// WithMaxRequestSize), and a connection idle between calls is closed
-// after a while: no client makes the node hold memory or descriptors
-// without bound.
+// Close: Bind, then Socket.Serve. A request's body is bounded
+// (DefaultMaxRequestSize, or WithMaxRequestSize), and a connection idle
+// between calls is closed after a while: no client makes the node hold
+// memory or descriptors without bound.
 func Serve(path string, node Node, log *zap.Logger, opts ...ServeOption) (*Server, error) {
-	cfg := serveConfig{maxRequest: DefaultMaxRequestSize, idle: idleTimeout}
-	for _, o := range opts {
-		o(&cfg)
+	s, err := Bind(path)
+	if err != nil {
+		return nil, err
 	}
+	return s.Serve(node, log, opts...)
+}
+
+// Socket is a control socket that Bind bound and nobody serves yet. It
+// holds its path from the moment it is bound: another node's Bind or
+// Serve on the path fails with ErrInUse, and a client's connection waits
+// until Serve. Its owner serves it (Serve) or closes it (Close).
+type Socket struct {
+	path string
+	ln   *net.UnixListener // nil once served or closed
+}
+
+// Bind binds the socket at path (see Listen) without serving it: a node
+// binds its socket before it starts anything else, so that a second node
+// given the same path is refused before it has done anything, rather than
+// after it has resumed its own work.
+func Bind(path string) (*Socket, error) {
 	ln, err := Listen(path)
 	if err != nil {
 		return nil, err
 	}
+	return &Socket{path: path, ln: ln}, nil
+}
+
+// Path is the socket's path.
+func (s *Socket) Path() string { return s.path }
+
+// Close unbinds a socket that is not served: it closes the listener and
+// removes the socket. It does nothing after Serve (the Server's Close
+// does that) and may be called more than once.
+func (s *Socket) Close() {
+	if s.ln == nil {
+		return
+	}
+	_ = s.ln.Close()
+	s.ln = nil
+	// Ours: Listen refuses to bind while another process serves it.
+	_ = os.Remove(s.path)
+}
+
+// Serve serves node on s until the Server's Close, which then owns the
+// socket (see Serve). It fails if s was served or closed already.
+func (s *Socket) Serve(node Node, log *zap.Logger, opts ...ServeOption) (*Server, error) {
+	if s.ln == nil {
+		return nil, fmt.Errorf("control socket %s: served or closed already", s.path)
+	}
+	cfg := serveConfig{maxRequest: DefaultMaxRequestSize, idle: idleTimeout}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	ln := s.ln
+	s.ln = nil
 	ctx, cancel := context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.Handle(pbconnect.NewControlHandler(&service{node: node}, connect.WithReadMaxBytes(cfg.maxRequest)))
-	s := &Server{
-		path:   path,
+	srv := &Server{
+		path:   s.path,
 		ln:     ln,
 		cancel: cancel,
 		done:   make(chan struct{}),
@@ -124,12 +172,12 @@ func Serve(path string, node Node, log *zap.Logger, opts ...ServeOption) (*Serve
 		},
 	}
 	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(srv.done)
+		if err := srv.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("control server stopped", zap.Error(err))
 		}
 	}()
-	return s, nil
+	return srv, nil
 }
 
 // Path is the socket's path.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -52,10 +53,12 @@ func newAllowlistCmd(a *app) *cobra.Command {
   allow_empty: false                   # optional; see below
 
 Every ID must hold a valid public key: one whose key does not decode (most
-mistyped characters) is refused, naming its line.
+mistyped characters) is refused, naming its line. A name must not hold
+control or format characters (a newline, a bidi override).
 
 add and remove rewrite the file atomically, sorted by peer ID, keeping its
-mode; comments in it are not kept. A FILE that is a symbolic link stays one:
+mode; comments in it are not kept (an add that changes nothing leaves the
+file alone and says unchanged). A FILE that is a symbolic link stays one:
 the file it points to is rewritten (a link to nothing is an error). A running node picks the change up with "p2pnode allowlist
 reload", on SIGHUP, or at once with run --watch. A reload to a file listing
 no peers keeps the old list and reports an error, unless the file says
@@ -81,7 +84,9 @@ func newAllowlistAddCmd(a *app) *cobra.Command {
 		Use:   "add FILE --id PEER [--name NAME] [--addr IP|CIDR]... [--relay]",
 		Short: "Add a peer to an allowlist file, or update its entry",
 		Long: `add adds a peer to FILE (creating the file if it does not exist), or
-replaces the name and addresses of a peer already listed. --relay admits
+replaces the name and addresses of a peer already listed. A peer already
+listed with the same name, addresses and --relay is reported unchanged
+(exit 0) and the file is not rewritten. --relay admits
 the peer over a circuit relay although --addr binds it to IPs (a relayed
 connection shows the relay's IP, not the peer's: docs/security.md §7).`,
 		Example: `  p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --name operator-2
@@ -94,9 +99,11 @@ connection shows the relay's IP, not the peer's: docs/security.md §7).`,
 				return err
 			}
 			e.Relay = relay
-			// An ID that decodes but holds no valid key is a bad --id
-			// too (exit 2), found before the file is read or written.
-			if _, err := allowlist.New(e); err != nil {
+			// An ID that decodes but holds no valid key, or a name that
+			// holds a control character, is a bad flag too (exit 2),
+			// found before the file is read or written.
+			one, err := allowlist.New(e)
+			if err != nil {
 				return usageError{err}
 			}
 			list, err := loadOrEmpty(file)
@@ -104,7 +111,11 @@ connection shows the relay's IP, not the peer's: docs/security.md §7).`,
 				return err
 			}
 			action := "added"
-			if list.Contains(e.ID) {
+			if old, ok := list.Get(e.ID); ok {
+				// The file stays as it is, hand-written comments and all.
+				if n, _ := one.Get(e.ID); sameEntry(old, n) {
+					return printEdit(a, asJSON, "unchanged", file, e.ID, list.Len())
+				}
 				action = "updated"
 			}
 			if err := list.Add(e); err != nil {
@@ -294,12 +305,31 @@ func loadOrEmpty(file string) (*allowlist.List, error) {
 	return l, err
 }
 
+// sameEntry reports whether two entries, as the list holds them, admit the
+// same peer under the same name in the same way: the order of the
+// addresses does not matter.
+func sameEntry(a, b allowlist.Entry) bool {
+	if a.ID != b.ID || a.Name != b.Name || a.Relay != b.Relay || len(a.Addrs) != len(b.Addrs) {
+		return false
+	}
+	for _, p := range a.Addrs {
+		if !slices.Contains(b.Addrs, p) {
+			return false
+		}
+	}
+	return true
+}
+
 // printEdit reports what add or remove did.
 func printEdit(a *app, asJSON bool, action, file string, id peer.ID, count int) error {
 	if asJSON {
 		return json.NewEncoder(a.out).Encode(map[string]any{
 			"action": action, "file": file, "peer": id.String(), "peers": count,
 		})
+	}
+	if action == "unchanged" {
+		_, err := fmt.Fprintf(a.out, "unchanged: %s is already in %s as given (%s)\n", id, file, plural(count, "peer"))
+		return err
 	}
 	prep := map[string]string{"added": "to", "updated": "in", "removed": "from"}[action]
 	_, err := fmt.Fprintf(a.out, "%s %s %s %s (%s)\n", action, id, prep, file, plural(count, "peer"))

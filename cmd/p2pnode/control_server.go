@@ -66,26 +66,55 @@ type nodeControl struct {
 // opsState is what the runner keeps for its operator interfaces: the
 // control API and the health endpoints.
 type opsState struct {
+	// sock is the control socket, bound before the handler starts and
+	// served by startOps; nil: no control socket.
+	sock     *control.Socket
 	ctl      *nodeControl // nil: no control socket
 	stopping atomic.Bool  // shutdown began: not ready, no new control calls
 }
 
-// startOps serves the control API when the node has a socket, names it in
-// the listening event, and makes /readyz answer from r.ready. It returns
-// the function that stops them (idempotent). It runs after the store is
-// open and before the listening event is printed: a script that saw the
-// event can use the socket.
+// bindControl binds the control socket, if the node has one, before the
+// handler starts: a socket another node serves (the same --api with
+// another data directory) stops run before its handler resumes the
+// exchanges of its store or prints anything. The caller defers
+// unbindControl.
+func (r *runner) bindControl() error {
+	path := r.cfg.controlSocket(r.dataDir)
+	if path == "" {
+		return nil
+	}
+	s, err := control.Bind(path)
+	if err != nil {
+		return err
+	}
+	r.ops.sock = s
+	return nil
+}
+
+// unbindControl removes the control socket if startOps did not serve it
+// (run failed before): once served, the server's stop removes it.
+func (r *runner) unbindControl() {
+	if r.ops.sock != nil {
+		r.ops.sock.Close()
+	}
+}
+
+// startOps serves the control API on the socket bindControl bound, names
+// it in the listening event, and makes /readyz answer from r.ready. It
+// returns the function that stops them (idempotent). It runs after the
+// store is open and before the listening event is printed: a script that
+// saw the event can use the socket.
 func (r *runner) startOps(m *metricsServer, listening *listeningEvent) (stop func(), err error) {
 	stop = func() { r.ops.stopping.Store(true) }
-	if path := r.cfg.controlSocket(r.dataDir); path != "" {
+	if sock := r.ops.sock; sock != nil {
 		now := time.Now()
 		c := &nodeControl{r: r, st: r.store, started: now, tagPrefix: fmt.Sprintf("api-%x-", now.UnixNano())}
-		srv, err := control.Serve(path, c, r.log, control.WithMaxRequestSize(maxControlRequest(r.node.Config().MaxMessageSize)))
+		srv, err := sock.Serve(c, r.log, control.WithMaxRequestSize(maxControlRequest(r.node.Config().MaxMessageSize)))
 		if err != nil {
 			return nil, err
 		}
-		r.ops.ctl, listening.API = c, path
-		r.log.Info("control API", zap.String("socket", path))
+		r.ops.ctl, listening.API = c, sock.Path()
+		r.log.Info("control API", zap.String("socket", sock.Path()))
 		stop = func() {
 			r.ops.stopping.Store(true)
 			srv.Close()

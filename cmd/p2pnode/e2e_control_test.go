@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -226,4 +229,52 @@ func TestControlSocketInUseAndStale(t *testing.T) {
 		t.Fatalf("outbox list of an ephemeral node: exit %d, %q", r.code, r.stderr)
 	}
 	stopAll(t, b)
+}
+
+// A second run given the --api socket another node serves is refused
+// before it starts anything: before its listen address and metrics port
+// are bound, so before its handler could resume the exchanges of its own
+// data directory. It was refused only once its handler ran (here: the
+// busy port failed it first). The socket is the other node's and stays;
+// a run that bound the socket and then failed removes it.
+func TestControlSocketRefusedBeforeStart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, id := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, id)
+	// Another node's socket: connections to it succeed (the backlog),
+	// which is what tells a live socket from a stale one.
+	sock := filepath.Join(dir, "p2p.sock")
+	other, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() })
+	busyListen := "/ip4/127.0.0.1/tcp/" + itoa(busy.Addr().(*net.TCPAddr).Port)
+	data := filepath.Join(dir, "data-b")
+
+	r := runCLI(t, dir, "run", "--key", key, "--allowlist", list, "--data-dir", data, "--api", sock, "--no-stdin",
+		"--listen", busyListen, "--metrics-addr", busy.Addr().String())
+	oneErrorLine(t, r, "control socket in use: another p2pnode serves "+sock)
+	if r.code != exitError || r.stdout != "" {
+		t.Fatalf("refused run: exit %d, stdout %q; want exit %d and nothing printed", r.code, r.stdout, exitError)
+	}
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("the other node's socket after the refusal: %v, %v", fi, err)
+	}
+
+	// The socket bound, the node fails to start: the socket goes.
+	own := filepath.Join(dir, "own.sock")
+	r = runCLI(t, dir, "run", "--key", key, "--allowlist", list, "--data-dir", data, "--api", own, "--no-stdin",
+		"--listen", busyListen)
+	oneErrorLine(t, r, "address already in use")
+	if _, err := os.Lstat(own); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the socket of a run that failed to start: %v, want it removed", err)
+	}
 }

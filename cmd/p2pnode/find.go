@@ -28,10 +28,14 @@ without a record.
 Each address is printed with /p2p/<id>, ready for "p2pnode send --addr".
 
 --config reads key, allowlist and the DHT bootstrap list from a run
-configuration file; its listen addresses are not used. find joins the DHT
-only to look up: it publishes no record of its own. Still, prefer a key of
-its own (allowlisted like any node) to a running node's: peers would see
-two hosts with one identity.`
+configuration file; its listen addresses are not used. With --membership
+(config key membership), find admits the members of the version run would
+start from: the newer of the file given and the one saved in the data
+directory (data_dir, or the default of the key), which it only reads.
+
+find joins the DHT only to look up: it publishes no record of its own.
+Still, prefer a key of its own (allowlisted like any node) to a running
+node's: peers would see two hosts with one identity.`
 
 // newFindCmd builds "find".
 func newFindCmd(a *app) *cobra.Command {
@@ -96,7 +100,7 @@ func runFind(a *app, cfg runConfig, p peer.ID, timeout time.Duration) error {
 	}
 	defer func() { _ = log.Sync() }()
 	routeLibp2pLogs(log)
-	pcfg, err := loadNodeConfig(&cfg, log)
+	pcfg, doc, err := loadToolConfig(&cfg, log)
 	if err != nil {
 		return err
 	}
@@ -112,7 +116,7 @@ func runFind(a *app, cfg runConfig, p peer.ID, timeout time.Duration) error {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	d, err := joinDHT(ctx, node, cfg, log, timeout)
+	d, err := joinDHT(ctx, node, cfg, doc, log, timeout)
 	if err != nil {
 		return err
 	}
@@ -149,8 +153,9 @@ func runFind(a *app, cfg runConfig, p peer.ID, timeout time.Duration) error {
 }
 
 // joinDHT starts a DHT on node with cfg's bootstrap peers and waits until
-// it can look peers up.
-func joinDHT(ctx context.Context, node *p2p.Node, cfg runConfig, log *zap.Logger, timeout time.Duration) (*dht.DHT, error) {
+// it can look peers up. doc is the membership version in force
+// (loadToolConfig), nil without --membership.
+func joinDHT(ctx context.Context, node *p2p.Node, cfg runConfig, doc *membership.Document, log *zap.Logger, timeout time.Duration) (*dht.DHT, error) {
 	if len(cfg.DHT.Bootstrap) == 0 {
 		return nil, usageErrorf("--dht needs --bootstrap: a DHT member to join through")
 	}
@@ -162,13 +167,9 @@ func joinDHT(ctx context.Context, node *p2p.Node, cfg runConfig, log *zap.Logger
 	// A tool only looks up: it must not publish a record for its key,
 	// which may be a running node's.
 	dcfg.NoPublish = true
-	if cfg.Membership != "" {
+	if doc != nil {
 		// The members' records are sealed to them: reading them takes the
-		// document (loadNodeConfig checked it already).
-		doc, err := loadMembership(cfg.Membership)
-		if err != nil {
-			return nil, err
-		}
+		// version in force.
 		dcfg.Membership = func() *membership.Document { return doc }
 	}
 	d, err := dht.New(node, dcfg)

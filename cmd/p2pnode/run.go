@@ -263,6 +263,11 @@ func runNode(a *app, cfg runConfig) error {
 			return err
 		}
 	}
+	// Before anything starts: see bindControl.
+	if err := r.bindControl(); err != nil {
+		return err
+	}
+	defer r.unbindControl()
 
 	// Catch signals before anything is printed: a SIGHUP sent as soon as
 	// the node says it listens must reload, not kill it (the default).
@@ -373,16 +378,12 @@ func runNode(a *app, cfg runConfig) error {
 	return r.shutdown()
 }
 
-// loadNodeConfig loads the files a node needs (key, allowlist, routes) and
-// returns its p2p configuration.
-func loadNodeConfig(cfg *runConfig, log *zap.Logger) (p2p.Config, error) {
-	return loadNodeFiles(cfg, log, loadMembership)
-}
-
-// loadNodeFiles is loadNodeConfig reading the membership document with
-// loadDoc: run reads it without the genesis check, which chooseMembership
-// makes only if version 1 is the version in force (a newer saved version
-// may have replaced an expired version 1).
+// loadNodeFiles loads the files a node needs (key, allowlist or membership
+// document, routes) and returns its p2p configuration, reading the
+// membership document with loadDoc. Its own checks (version 1 as a genesis
+// document) are chooseMembership's, which makes them only if version 1 is
+// the version in force: a newer version saved in the data directory may
+// have replaced an expired version 1.
 func loadNodeFiles(cfg *runConfig, log *zap.Logger, loadDoc func(string) (*membership.Document, error)) (p2p.Config, error) {
 	pcfg := cfg.nodeConfig()
 	pcfg.Logger = log

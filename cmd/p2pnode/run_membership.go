@@ -7,32 +7,18 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/membership"
 	"github.com/bitvmx/go-bitvmx-p2p/membership/gossip"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
 // membershipFile is where run keeps the membership version in force, in
 // the data directory.
 const membershipFile = "membership.pb"
-
-// loadMembership reads the document --membership names. Version 1 is
-// checked as a genesis document; a later version installed by hand is
-// trusted as the operator's choice, as genesis is.
-func loadMembership(path string) (*membership.Document, error) {
-	d, err := membership.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if d.Version() == 1 {
-		if _, err := membership.VerifyGenesis(d, time.Now()); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	return d, nil
-}
 
 // membershipChoice is the membership version a node with --membership
 // starts from, and where run keeps the versions it receives.
@@ -59,18 +45,16 @@ func (c membershipChoice) source(given string) string {
 // mistake is refused); one further ahead cannot be checked and is trusted,
 // as version 1 is. Version 1 is checked as a genesis document only if it
 // is the version put in force: a version 1 that a saved version replaced
-// may have expired since, which does not matter. run and "config check"
-// both decide with this function, so that the check judges the version run
-// would use.
+// may have expired since, which does not matter. run, "config check", find
+// and send --standalone all decide with this function, so that the check
+// judges the version run would use, and the tools use it too.
 func chooseMembership(file, dataDir string, now time.Time, log *zap.Logger) (membershipChoice, error) {
 	given, err := membership.ReadFile(file)
 	if err != nil {
 		return membershipChoice{}, err
 	}
 	c := membershipChoice{doc: given}
-	if dataDir == "" {
-		log.Warn("--ephemeral: membership versions received are not saved; a restart goes back to the file given")
-	} else {
+	if dataDir != "" {
 		c.path = filepath.Join(dataDir, membershipFile)
 		saved, err := membership.ReadFile(c.path)
 		switch {
@@ -113,12 +97,53 @@ func noNewerVersion(savedPath string) string {
 // the function of that name); the allowlist takes its members before the
 // node starts.
 func (r *runner) chooseMembership() error {
+	if r.dataDir == "" {
+		r.log.Warn("--ephemeral: membership versions received are not saved; a restart goes back to the file given")
+	}
 	c, err := chooseMembership(r.cfg.Membership, r.dataDir, time.Now(), r.log)
 	if err != nil {
 		return err
 	}
 	r.memDoc, r.memPath = c.doc, c.path
 	return r.list.Replace(r.memDoc.Entries())
+}
+
+// loadToolConfig loads the files of a command that starts a node of its
+// own for one job (find, send --standalone) and returns its p2p
+// configuration and, with --membership, the version in force (nil
+// without). That version is the one run would start from with the same
+// configuration (chooseMembership): the newer of the file given and the
+// one saved in the data directory run would use (data_dir, or the
+// default of the key), which the tool only reads. An expired version 1 is
+// refused only when no newer version saved there replaces it; with
+// ephemeral set there is none, and the error says so.
+func loadToolConfig(cfg *runConfig, log *zap.Logger) (p2p.Config, *membership.Document, error) {
+	pcfg, err := loadNodeFiles(cfg, log, membership.ReadFile)
+	if err != nil || cfg.Membership == "" {
+		return pcfg, nil, err
+	}
+	dataDir := ""
+	if !cfg.Ephemeral {
+		id, err := peer.IDFromPrivateKey(pcfg.Key)
+		if err != nil {
+			return pcfg, nil, err
+		}
+		if dataDir, err = cfg.dataDir(id); err != nil {
+			return pcfg, nil, err
+		}
+	}
+	c, err := chooseMembership(cfg.Membership, dataDir, time.Now(), log)
+	if err != nil {
+		return pcfg, nil, err
+	}
+	if pcfg.Allowlist, err = c.doc.Allowlist(); err != nil {
+		return pcfg, nil, err
+	}
+	if c.saved {
+		log.Info("membership: the version saved in the data directory replaces the file given",
+			zap.String("file", c.path), zap.Uint64("version", c.doc.Version()))
+	}
+	return pcfg, c.doc, nil
 }
 
 // membershipInForce is the membership version whose members are the

@@ -44,7 +44,9 @@ with --json one object:
 --key and --allowlist (or a --config file: its key, allowlist, limits,
 handler and DHT settings; not its listen addresses, send listens on a free
 loopback port unless --listen says otherwise). Peers must allowlist that
-key. Standalone, send keeps no store: if it is stopped first, nothing
+key. With --membership, it admits the members of the version run would
+start from: the newer of the file given and the one saved in the data
+directory (data_dir, or the default of the key), which it only reads. Standalone, send keeps no store: if it is stopped first, nothing
 resumes the exchange. With --dht, it joins the DHT through the --bootstrap
 peers only to look the peer up, and publishes no record of its own; prefer
 a key of its own to a running node's: peers would see two hosts with one
@@ -208,7 +210,7 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 	}
 	defer func() { _ = log.Sync() }()
 	routeLibp2pLogs(log)
-	pcfg, err := loadNodeConfig(&cfg, log)
+	pcfg, doc, err := loadToolConfig(&cfg, log)
 	if err != nil {
 		return err
 	}
@@ -246,7 +248,7 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	if cfg.DHT.Enabled {
-		if d, err = joinDHT(ctx, h.Node(), cfg, log, o.timeout); err != nil {
+		if d, err = joinDHT(ctx, h.Node(), cfg, doc, log, o.timeout); err != nil {
 			return err
 		}
 		if err := h.SetResolver(d); err != nil {
