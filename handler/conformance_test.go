@@ -86,6 +86,34 @@ func TestUnknownAckReasonFailsExchangeOnly(t *testing.T) {
 	}
 }
 
+// PROTOCOL.md §4.3, §4.4: a request refused UNANSWERED (the peer's
+// application left it unanswered before) ends at once, not resent, with
+// ReasonUnanswered and ErrUnanswered; it is a refusal and nothing more: no
+// Error, no fault, no disconnection, no token.
+func TestUnansweredAckEndsExchangeAtOnce(t *testing.T) {
+	h, raw := rawPair(t, handler.WithKeepConnection(true))
+	w := watch(t, h, raw.id.ID)
+	raw.setPolicy(func(*hpb.Envelope, int) pb.Reason { return pb.Reason_UNANSWERED })
+	id, _ := h.Request(raw.id.ID, raw.addr(), []byte("q"))
+	o := outcome(t, h, id)
+	ackFailure(t, o, handler.ReasonUnanswered, p2p.ReasonUnanswered)
+	if o.Attempts != 1 || !errors.Is(o.Err, handler.ErrUnanswered) {
+		t.Fatalf("outcome %+v: want one send, ErrUnanswered", o)
+	}
+	raw.setPolicy(nil)
+	id, _ = h.Send(raw.id.ID, nil, []byte("again"))
+	expect(t, outcome(t, h, id), true, handler.ReasonOK)
+	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
+	select {
+	case <-w.down:
+		t.Fatal("the handler disconnected the peer")
+	default:
+	}
+	if keys := h.Node().Limiter().Stats().Peers.Keys; keys != 0 {
+		t.Fatalf("%d peers charged", keys)
+	}
+}
+
 // PROTOCOL.md §4.6: a message refused TOO_MANY_IN_FLIGHT (the peer's limit
 // is below ours) is resent, like one refused busy.
 func TestTooManyInFlightIsResent(t *testing.T) {

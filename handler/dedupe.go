@@ -24,7 +24,9 @@ type dedupe struct {
 }
 
 type seenSet struct {
-	ids   map[ExchangeID]struct{}
+	// ids maps each ID to whether it was marked unanswered (a request
+	// whose application ended it without a reply).
+	ids   map[ExchangeID]bool
 	order []seenEntry // oldest first, from head
 	head  int
 }
@@ -42,13 +44,13 @@ func newDedupe(ttl time.Duration, perPeer int) *dedupe {
 func (d *dedupe) add(p peer.ID, id ExchangeID, now time.Time) {
 	s := d.peers[p]
 	if s == nil {
-		s = &seenSet{ids: make(map[ExchangeID]struct{})}
+		s = &seenSet{ids: make(map[ExchangeID]bool)}
 		d.peers[p] = s
 	}
 	if _, ok := s.ids[id]; ok {
 		return
 	}
-	s.ids[id] = struct{}{}
+	s.ids[id] = false
 	s.order = append(s.order, seenEntry{id: id, at: now})
 	for len(s.ids) > d.perPeer {
 		d.popOldest(p, s)
@@ -65,6 +67,28 @@ func (d *dedupe) has(p peer.ID, id ExchangeID, now time.Time) bool {
 	d.expire(p, s, now)
 	_, ok := s.ids[id]
 	return ok
+}
+
+// markUnanswered records that the request id from p, already recorded,
+// ended without its application's reply: a resend of it is refused as
+// unanswered (accept), for as long as the ID is remembered.
+func (d *dedupe) markUnanswered(p peer.ID, id ExchangeID) {
+	if s := d.peers[p]; s != nil {
+		if _, ok := s.ids[id]; ok {
+			s.ids[id] = true
+		}
+	}
+}
+
+// unanswered reports whether id from p is recorded, within ttl, and marked
+// unanswered.
+func (d *dedupe) unanswered(p peer.ID, id ExchangeID, now time.Time) bool {
+	s := d.peers[p]
+	if s == nil {
+		return false
+	}
+	d.expire(p, s, now)
+	return s.ids[id]
 }
 
 // sweep forgets expired IDs of every peer, for peers that went quiet.

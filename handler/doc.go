@@ -49,7 +49,7 @@
 // automatically), delivered to the application, Response, await the ack of
 // the reply, done. Every error path ends in StateFailed with a Reason:
 // dial failure, disconnection mid-exchange, a refused ack, ack timeout,
-// reply timeout, an unexpected message, a peer cut off by the rate limiter,
+// reply timeout, a request the peer left unanswered, an unexpected message, a peer cut off by the rate limiter,
 // or the handler closing.
 //
 // A message refused "busy", lost with its connection, or not sent because a
@@ -58,7 +58,9 @@
 // and the responder remembers the IDs it has seen (for Config.DedupeTTL),
 // so its application does not see a resent request again. A request whose
 // connection drops while it awaits its reply is resent too: the responder
-// needs a connection to reply on.
+// needs a connection to reply on. A resend of a request the responder's
+// application left unanswered is refused: the exchange ends at once with
+// ReasonUnanswered (ErrUnanswered), since no reply will ever come.
 //
 // # Restarts
 //

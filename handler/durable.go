@@ -144,7 +144,10 @@ func (h *Handler) write(b *store.Batch) {
 // process's previous life, or another process sharing our key). With a
 // store, a new request or message is written to disk first, and acked once
 // it is there. A reply to a request of ours still running is taken: acked
-// OK even when the node's Receiver is full (overflow.go).
+// OK even when the node's Receiver is full (overflow.go). A resent request
+// that our application left unanswered is refused unanswered: it will be
+// neither delivered again nor answered, and its dialer must know that now
+// rather than at its reply timeout.
 func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Reason) {
 	if d.Channel != h.cfg.Channel {
 		return p2p.ReasonOK, nil, nil // the loop reports it
@@ -179,8 +182,27 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 		if h.durable() {
 			return h.storeReceived(d.From, id, env)
 		}
+		if env.kind == pb.Kind_KIND_REQUEST {
+			h.mu.Lock()
+			left := h.seen.unanswered(d.From, id, time.Now())
+			h.mu.Unlock()
+			if left {
+				return h.refuseUnanswered(d.From, id)
+			}
+		}
 	}
 	return p2p.ReasonOK, nil, nil
+}
+
+// refuseUnanswered is the verdict on a resend of a request that ended
+// without our application's reply (reply timeout): delivering it again
+// would break effectively-once, and acking it OK would leave its dialer
+// waiting for a reply that never comes (docs/PROTOCOL.md §4.4).
+func (h *Handler) refuseUnanswered(from peer.ID, id ExchangeID) (p2p.Reason, <-chan struct{}, func() p2p.Reason) {
+	if ce := h.log.Check(zap.DebugLevel, "refused a resent request left unanswered"); ce != nil {
+		ce.Write(zap.Stringer("peer", from), zap.Stringer("exchange", id))
+	}
+	return p2p.ReasonUnanswered, nil, nil
 }
 
 // knownKind reports whether k is a kind of envelope this handler takes.
@@ -220,6 +242,9 @@ func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.
 	key := inKey{from, id}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if env.kind == pb.Kind_KIND_REQUEST && h.seen.unanswered(from, id, now) {
+		return h.refuseUnanswered(from, id)
+	}
 	if h.seen.has(from, id, now) || h.holds(from, id) {
 		return p2p.ReasonOK, nil, nil // on disk already; the loop answers the resend
 	}
@@ -508,8 +533,13 @@ func (h *Handler) resume() error {
 				continue
 			}
 			h.seen.add(p, id, in.Updated)
-			if in.State == store.InAnswered {
+			switch {
+			case in.State == store.InAnswered:
 				h.dur.answered[key] = true
+			case kind == KindRequest:
+				// A request is handled without an answer only when it
+				// ended unanswered (unanswered).
+				h.seen.markUnanswered(p, id)
 			}
 			continue
 		}
@@ -546,8 +576,10 @@ func (h *Handler) resume() error {
 		}
 		ex := &exchange{id: ExchangeID(o.ID), role: Dialer, kind: kind, start: o.Created, msg: o.Payload,
 			tag: o.Tag, resumed: true, wire: appendEnvelope(nil, wireKind(kind), o.ID, o.Payload),
-			// At least one send in this life, whatever the last one used.
-			attempts: min(o.Attempts, h.cfg.MaxAttempts-1)}
+			// The sends of its previous lives count (at least one, once
+			// sent: start's record counts the first); at least one send
+			// in this life, whatever the last one used.
+			attempts: min(o.Attempts, h.cfg.MaxAttempts-1), recorded: o.Attempts}
 		if o.Addr != "" {
 			if a, err := ma.NewMultiaddr(o.Addr); err == nil {
 				ex.addr = a

@@ -168,10 +168,15 @@ type Outcome struct {
 	// sentinel errors, or is an *AckError for a refused message.
 	Err error
 	// Attempts is how many times the last message of the exchange (the
-	// request, the message or the reply) was sent.
+	// request, the message or the reply) was sent. A resumed exchange
+	// counts the sends of its previous lives (with a Config.Store, the
+	// first send is counted when Request or Send stores the exchange); a
+	// retried dead letter counts from 0 again. A dialed request whose
+	// reply came counts at least one.
 	Attempts int
 	// Duration runs from Request or Send (or from receiving the request,
-	// for a responder) to the outcome.
+	// for a responder) to the outcome, across restarts and dead-letter
+	// retries (the original Request's time is kept).
 	Duration time.Duration
 	// Tag is the WithTag label of the Request or Send, kept across
 	// restarts with a Config.Store.

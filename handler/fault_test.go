@@ -14,9 +14,15 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
 
-// No reply within ReplyTimeout fails the exchange on both sides.
+// No reply within ReplyTimeout fails the exchange on both sides. The
+// responder's deadline comes last: when it comes first, the responder
+// closes the connection, and the dialer's resend is refused unanswered
+// (TestRetryOfUnansweredRequestEndsAtOnce).
 func TestReplyTimeout(t *testing.T) {
-	a, b := pair(t, handler.WithReplyTimeout(300*time.Millisecond))
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	a := newHandler(t, ia, list, handler.WithReplyTimeout(300*time.Millisecond))
+	b := newHandler(t, ib, list, handler.WithReplyTimeout(600*time.Millisecond))
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
 	req := tu.Next[handler.Request](t, b.Events())
 

@@ -30,12 +30,15 @@ type exchange struct {
 	extra []ma.Multiaddr // more addresses from the Resolver
 	wire  []byte         // the envelope this side sends: request, message or reply
 
-	replyBy    time.Time // a dialed request's reply deadline, set by its first ack
-	attempts   int       // sends of wire so far
-	msgID      uint64    // the p2p message in flight, 0 when none
-	reResolved bool      // the Resolver was asked again after a failed dial
-	lookups    int       // the Resolver's failed answers
-	lastReason Reason    // why the last send failed, for the Outcome
+	replyBy  time.Time // a dialed request's reply deadline, set by its first ack
+	attempts int       // sends of wire so far
+	// recorded is the attempt count the outbox record holds (a dialer's,
+	// with a Store): a send past it writes the count (transmit).
+	recorded   int
+	msgID      uint64 // the p2p message in flight, 0 when none
+	reResolved bool   // the Resolver was asked again after a failed dial
+	lookups    int    // the Resolver's failed answers
+	lastReason Reason // why the last send failed, for the Outcome
 	lastErr    error
 
 	msg     []byte     // a dialer's payload, for its outbox record (with a Store)
@@ -169,8 +172,11 @@ func (h *Handler) transmit(ex *exchange) {
 			h.node.AddAddr(ex.p.id, a, 0)
 		}
 	}
-	if ex.role == Dialer && ex.attempts > 1 && h.durable() {
-		// The count survives a restart, give or take this write.
+	if ex.role == Dialer && ex.attempts > ex.recorded && h.durable() {
+		// The count survives a restart, give or take this write. A new
+		// exchange's record counts its first send already (start), so
+		// that the common exchange, sent once, writes nothing here.
+		ex.recorded = ex.attempts
 		var b store.Batch
 		b.PutOutgoing(outgoing(ex.p.id, ex))
 		h.write(&b)
@@ -211,7 +217,10 @@ func (h *Handler) onStatus(st p2p.Status) {
 		return
 	}
 	reason, policy := classify(st.Reason)
-	err := &AckError{Reason: st.Reason, Err: st.Err}
+	var err error = &AckError{Reason: st.Reason, Err: st.Err}
+	if reason == ReasonUnanswered {
+		err = fmt.Errorf("%w (%w)", ErrUnanswered, err)
+	}
 	if ce := h.log.Check(zap.DebugLevel, "send refused"); ce != nil {
 		ce.Write(zap.Stringer("peer", ex.p.id), zap.Stringer("exchange", ex.id), zap.Int("attempt", ex.attempts), zap.Error(err))
 	}
@@ -336,10 +345,13 @@ func (h *Handler) onReply(from peer.ID, id ExchangeID, data []byte) {
 	// request's ack (it proves delivery); in Backoff or Resolving an
 	// earlier send was delivered after all. Even with no send counted
 	// (Queued, Resolving): a resumed exchange sent once before a restart
-	// is stored with attempts 0, and a retried dead letter starts at 0,
+	// may be stored with attempts 0 (an older store, or a dead letter
+	// retried on a stopped node), and a retried dead letter starts at 0,
 	// yet the peer has the request. Exchange IDs are random, so only a
-	// peer that received the request can name it.
+	// peer that received the request can name it: the reply proves a
+	// send, which the Outcome counts.
 	ex.replied, ex.replyData = true, data
+	ex.attempts = max(ex.attempts, 1)
 	h.end(ex, ReasonOK, nil)
 }
 
@@ -408,7 +420,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		}
 		h.outcomes.Push(o, true)
 	default:
-		if h.durable() && ex.wire == nil {
+		if ex.wire == nil {
 			h.unanswered(ps.id, ex.id, reason)
 		}
 		// A dialer's outcomes are bounded by its own calls and always

@@ -250,8 +250,14 @@ func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk 
 		// record is written again later (attempts, the end, a dead
 		// letter) from ex.msg.
 		ex.msg = wire[len(wire)-len(msg):]
+		// The record counts the first send, which follows at once: the
+		// count is then true without a write of its own (transmit
+		// writes from the second send on). A crash before that send
+		// resumes the exchange with one send counted that was not made.
+		rec := outgoing(p, ex)
+		rec.Attempts, ex.recorded = 1, 1
 		var b store.Batch
-		b.PutOutgoing(outgoing(p, ex))
+		b.PutOutgoing(rec)
 		if err := h.commit(&b); err != nil {
 			return 0, err
 		}

@@ -103,8 +103,12 @@ func (h *Handler) cancelRecord(b *store.Batch, ex *exchange) {
 
 // RetryDeadLetters starts the dead letters ids again: each leaves the dead
 // letters for the outbox and runs as a new exchange with its old ID, tag,
-// peer, address and payload, and attempts 0. A peer that still remembers
-// the ID answers it from its memory. It needs a Config.Store (ErrNoStore)
+// peer, address, payload and creation time (as a retry on a stopped
+// node's store keeps it), and attempts 0. A peer that still remembers the
+// ID (its Config.DedupeTTL) answers with the reply it stored; if its
+// application left the request unanswered, it refuses it, and the
+// exchange ends at once with ReasonUnanswered, dead-lettered again: the
+// request must be sent anew (Request). It needs a Config.Store (ErrNoStore)
 // and fails with ErrUnknownExchange, changing nothing, when an ID is not
 // a dead letter. Once the store has moved them, a handler closing
 // meanwhile leaves them in the outbox for the next start (ErrClosed). It
@@ -150,7 +154,10 @@ func (h *Handler) RetryDeadLetters(ids ...ExchangeID) error {
 		if err != nil {
 			return fmt.Errorf("handler: dead letter %s: %w", ExchangeID(d.ID), err)
 		}
-		ex := &exchange{id: ExchangeID(d.ID), role: Dialer, kind: kind, start: time.Now(), msg: d.Payload, tag: d.Tag, wire: wire}
+		// Created stays the original Request's, as a retry on a stopped
+		// node's store keeps it (p2pnode deadletters retry); the record
+		// says attempts 0 until the retry's first send writes 1.
+		ex := &exchange{id: ExchangeID(d.ID), role: Dialer, kind: kind, start: d.Created, msg: d.Payload, tag: d.Tag, wire: wire}
 		if d.Addr != "" {
 			if a, err := ma.NewMultiaddr(d.Addr); err == nil {
 				ex.addr = a

@@ -39,7 +39,7 @@ const (
 var allReasons = []Reason{
 	ReasonOK, ReasonDialFailed, ReasonDisconnected, ReasonNotAcked, ReasonAckTimeout,
 	ReasonReplyTimeout, ReasonUnexpectedMessage, ReasonRateLimited, ReasonClosed, ReasonUnknownExchange,
-	ReasonPeerRemoved, ReasonCancelled,
+	ReasonPeerRemoved, ReasonCancelled, ReasonUnanswered,
 }
 
 // newMetrics registers the handler's collectors in reg; nil reg means no

@@ -91,6 +91,13 @@ const (
 	// ReasonCancelled: the application ended the exchange (Cancel). It is
 	// not kept in the dead letters. The peer may have received it.
 	ReasonCancelled Reason = "cancelled"
+	// ReasonUnanswered: the peer's handler received this request before
+	// (from an earlier send, before a restart or a dead letter's retry) and
+	// its application left it unanswered (it ended there, its reply
+	// timeout passed): the peer will neither deliver it again nor answer
+	// it. The exchange ends at once; to ask again, send a new Request.
+	// Outcome.Err wraps ErrUnanswered and an *AckError (p2p unanswered).
+	ReasonUnanswered Reason = "unanswered"
 )
 
 // Errors returned by the API, and wrapped by Outcome.Err and Error.Err.
@@ -122,6 +129,8 @@ var (
 	ErrPeerRemoved = errors.New("handler: peer removed from the allowlist")
 	// ErrCancelled: see ReasonCancelled.
 	ErrCancelled = errors.New("handler: exchange cancelled")
+	// ErrUnanswered: see ReasonUnanswered.
+	ErrUnanswered = errors.New("handler: the peer's application left this exchange unanswered and will not get it again: send it anew as a new request")
 	// ErrNoStore: the call needs a Config.Store and the handler has none.
 	ErrNoStore = errors.New("handler: no store")
 	// ErrNotDurable: the Config.Store failed to record something: the call
@@ -200,6 +209,10 @@ func classify(r p2p.Reason) (Reason, ackPolicy) {
 		return ReasonNotAcked, retry
 	case p2p.ReasonUnknownExchange:
 		return ReasonUnknownExchange, terminal
+	case p2p.ReasonUnanswered:
+		// The peer's application ended this request unanswered: a resend
+		// is neither delivered nor answered (effectively once).
+		return ReasonUnanswered, terminal
 	default:
 		// too_large, malformed, not_routed: the same message would be
 		// refused again.

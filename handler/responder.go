@@ -104,12 +104,17 @@ func (h *Handler) respond(from peer.ID, id ExchangeID, wire []byte) {
 }
 
 // unanswered: a received request ended without the application's reply.
-// Unless the handler is closing (the request is then delivered again at
-// the next start), it counts as handled. The caller holds mu.
+// Unless the handler is closing (with a store, the request is then
+// delivered again at the next start), it counts as handled, and a resend
+// of it is refused unanswered while its ID is remembered (accept): it is
+// not delivered again, and no reply will come. The caller holds mu.
 func (h *Handler) unanswered(p peer.ID, id ExchangeID, reason Reason) {
 	if reason == ReasonClosed {
 		return
 	}
-	h.dur.unhandled[p]--
-	h.handled(p, id, KindRequest)
+	h.seen.markUnanswered(p, id)
+	if h.durable() {
+		h.dur.unhandled[p]--
+		h.handled(p, id, KindRequest)
+	}
 }

@@ -137,8 +137,9 @@ type Config struct {
 	// acks them in order.
 	// Messages judged ReasonOK are delivered, or refused busy when the
 	// Receiver is full (but see Overflow); others are answered with the
-	// verdict as their ack: ReasonBusy, ReasonMalformed, ReasonShuttingDown, ReasonTooLarge
-	// or ReasonUnknownExchange (any other reason is sent as busy). A
+	// verdict as their ack: ReasonBusy, ReasonMalformed, ReasonShuttingDown, ReasonTooLarge,
+	// ReasonUnknownExchange or ReasonUnanswered (any other reason is sent
+	// as busy). A
 	// ReasonMalformed or ReasonTooLarge verdict costs the peer a
 	// misbehaviour token (malformed_message, oversized_message), as the
 	// node's own refusals do; the others cost nothing. None ends the

@@ -33,7 +33,7 @@ var allReasons = []Reason{
 	ReasonNotRouted, ReasonShuttingDown, ReasonNotConnected, ReasonDialFailed,
 	ReasonRejected, ReasonAckTimeout, ReasonConnectionLost, ReasonQueueFull,
 	ReasonClosed, ReasonProtocolError, ReasonUnknownExchange, ReasonTooManyInFlight,
-	ReasonRefused,
+	ReasonUnanswered, ReasonRefused,
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

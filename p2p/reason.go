@@ -22,6 +22,11 @@ const (
 	// had its Config.MaxInFlight of our messages unanswered on the stream
 	// (docs/PROTOCOL.md §4.6). Not delivered; it may be sent again.
 	ReasonTooManyInFlight Reason = "too_many_in_flight"
+	// ReasonUnanswered: the message is a request the peer's application
+	// received before and ended without answering; the peer will neither
+	// deliver it again nor answer it (docs/PROTOCOL.md §4.4). It must be
+	// sent anew, as a new request. Config.Accept may give it as a verdict.
+	ReasonUnanswered Reason = "unanswered"
 	// ReasonRefused: an ack reason this node does not know, from a newer
 	// peer. The message was not delivered; nothing else is implied: it is
 	// neither an error nor misbehaviour (docs/PROTOCOL.md §9).
@@ -71,6 +76,8 @@ func reasonFromWire(r pb.Reason) Reason {
 		return ReasonUnknownExchange
 	case pb.Reason_TOO_MANY_IN_FLIGHT:
 		return ReasonTooManyInFlight
+	case pb.Reason_UNANSWERED:
+		return ReasonUnanswered
 	default:
 		// A newer peer's reason we do not know is a refusal, and only
 		// that: reporting or punishing it would cut off every peer of a
@@ -94,6 +101,8 @@ func reasonToWire(r Reason) pb.Reason {
 		return pb.Reason_UNKNOWN_EXCHANGE
 	case ReasonTooLarge:
 		return pb.Reason_TOO_LARGE
+	case ReasonUnanswered:
+		return pb.Reason_UNANSWERED
 	default:
 		return pb.Reason_BUSY
 	}

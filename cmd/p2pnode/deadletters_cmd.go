@@ -22,11 +22,13 @@ func newDeadLettersCmd(a *app) *cobra.Command {
 		Long: `A node keeps in its dead letters every exchange it started that failed for
 good (its exchange event has "dead_lettered": true): the request or
 message, its peer, tag (run's stdin id), attempts, and why it failed.
-retry moves them back to the outbox, with their exchange ID and attempts 0:
-a running node starts them again at once, a stopped node's next "p2pnode
-run" resumes them. A peer that still remembers the exchange (by default
-for 10 minutes) answers it from its memory; after that it handles it as
-new. drop forgets them. retry and drop go through the running node's
+retry moves them back to the outbox, with their exchange ID, creation time
+and attempts 0: a running node starts them again at once, a stopped node's
+next "p2pnode run" resumes them. A peer that still remembers the exchange
+(by default for 10 minutes) answers a request with the reply it stored;
+one its application left unanswered it refuses, and the exchange fails
+again at once with the reason "unanswered" (send it anew); after that it
+handles it as new. drop forgets them. retry and drop go through the running node's
 control socket when it runs, and change the store itself when it does
 not.
 

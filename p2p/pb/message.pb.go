@@ -65,21 +65,27 @@ const (
 	// sender broke the in-flight limit. Not delivered; the sender may send it
 	// again once acks have come back.
 	Reason_TOO_MANY_IN_FLIGHT Reason = 9
+	// The frame is a request that the receiving application received before
+	// and ended without answering (it left it unanswered past its reply
+	// timeout); it will not be delivered again, nor answered (docs/PROTOCOL.md
+	// §4.4). The sender must send it anew, as a new request.
+	Reason_UNANSWERED Reason = 10
 )
 
 // Enum value maps for Reason.
 var (
 	Reason_name = map[int32]string{
-		0: "OK",
-		1: "TOO_LARGE",
-		2: "MALFORMED",
-		3: "RATE_LIMITED",
-		4: "BUSY",
-		5: "NOT_ROUTED",
-		6: "SHUTTING_DOWN",
-		7: "NOT_ALLOWLISTED",
-		8: "UNKNOWN_EXCHANGE",
-		9: "TOO_MANY_IN_FLIGHT",
+		0:  "OK",
+		1:  "TOO_LARGE",
+		2:  "MALFORMED",
+		3:  "RATE_LIMITED",
+		4:  "BUSY",
+		5:  "NOT_ROUTED",
+		6:  "SHUTTING_DOWN",
+		7:  "NOT_ALLOWLISTED",
+		8:  "UNKNOWN_EXCHANGE",
+		9:  "TOO_MANY_IN_FLIGHT",
+		10: "UNANSWERED",
 	}
 	Reason_value = map[string]int32{
 		"OK":                 0,
@@ -92,6 +98,7 @@ var (
 		"NOT_ALLOWLISTED":    7,
 		"UNKNOWN_EXCHANGE":   8,
 		"TOO_MANY_IN_FLIGHT": 9,
+		"UNANSWERED":         10,
 	}
 )
 
@@ -370,7 +377,7 @@ const file_message_proto_rawDesc = "" +
 	"\blazy_ack\x18\x05 \x01(\bR\alazyAck\"D\n" +
 	"\x03Ack\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x15.bitvmx.p2p.v2.ReasonR\x06reason*\xb0\x01\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x15.bitvmx.p2p.v2.ReasonR\x06reason*\xc0\x01\n" +
 	"\x06Reason\x12\x06\n" +
 	"\x02OK\x10\x00\x12\r\n" +
 	"\tTOO_LARGE\x10\x01\x12\r\n" +
@@ -382,7 +389,10 @@ const file_message_proto_rawDesc = "" +
 	"\rSHUTTING_DOWN\x10\x06\x12\x13\n" +
 	"\x0fNOT_ALLOWLISTED\x10\a\x12\x14\n" +
 	"\x10UNKNOWN_EXCHANGE\x10\b\x12\x16\n" +
-	"\x12TOO_MANY_IN_FLIGHT\x10\tB(Z&github.com/bitvmx/go-bitvmx-p2p/p2p/pbb\x06proto3"
+	"\x12TOO_MANY_IN_FLIGHT\x10\t\x12\x0e\n" +
+	"\n" +
+	"UNANSWERED\x10\n" +
+	"B(Z&github.com/bitvmx/go-bitvmx-p2p/p2p/pbb\x06proto3"
 
 var (
 	file_message_proto_rawDescOnce sync.Once
