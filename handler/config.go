@@ -141,8 +141,9 @@ type Config struct {
 	Logger *zap.Logger
 
 	// Metrics, when set, receives the handler's Prometheus collectors:
-	// bitvmx_p2p_exchanges_total{kind,role,result} and
-	// bitvmx_p2p_exchange_duration_seconds{kind,role} (docs/operations.md).
+	// bitvmx_p2p_exchanges_total{kind,role,result},
+	// bitvmx_p2p_exchange_duration_seconds{kind,role} and
+	// bitvmx_p2p_unknown_exchange_replies_total (docs/operations.md).
 	// Nil records nothing. It may be the registry of Node.Metrics: the
 	// names do not collide. One handler per registry.
 	Metrics prometheus.Registerer

@@ -355,6 +355,13 @@ func (h *Handler) onReply(from peer.ID, id ExchangeID, data []byte) {
 	h.end(ex, ReasonOK, nil)
 }
 
+// suspends reports whether ending ex for reason only suspends it: a
+// durable dialer's exchange stopped by Close stays in the store, and
+// resumes at the next start, where it gets its one Outcome.
+func (h *Handler) suspends(ex *exchange, reason Reason) bool {
+	return ex.role == Dialer && h.durable() && reason == ReasonClosed
+}
+
 // end is every exchange's last transition: Done or Failed, one Outcome.
 func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	if ex.ended() {
@@ -387,7 +394,12 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	}
 	dur := time.Since(ex.start)
 	h.noteEnded(ps.id)
-	h.metrics.ended(ex.kind, ex.role, reason, dur)
+	if !h.suspends(ex, reason) {
+		// A suspended exchange is counted when it ends, in the life that
+		// resumes it: counted closed here too, it would be counted twice,
+		// once as a failure it never had.
+		h.metrics.ended(ex.kind, ex.role, reason, dur)
+	}
 	o := Outcome{
 		Peer:     ps.id,
 		Exchange: ex.id,
@@ -407,7 +419,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	case ex.role == Dialer && h.durable():
 		// A close suspends the exchange: it stays in the store and
 		// resumes, with its one Outcome, at the next start.
-		if reason != ReasonClosed {
+		if !h.suspends(ex, reason) {
 			var r *Reply
 			if ex.replied {
 				r = &Reply{From: ps.id, Exchange: ex.id, Data: ex.replyData, Tag: ex.tag}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,4 +135,26 @@ func deadAddr(t *testing.T) ma.Multiaddr {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	return ma.StringCast("/ip4/127.0.0.1/tcp/" + strconv.Itoa(port))
+}
+
+// TestMetricsCloseSuspendsNoCount: with a store, Close suspends a running
+// request rather than ending it (it resumes at the next start, and is
+// counted when it ends then): it is not counted as an exchange ended
+// closed.
+func TestMetricsCloseSuspendsNoCount(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	reg := prometheus.NewRegistry()
+	a := newNode(t, ia, list, handler.WithRetry(1000, 10*time.Millisecond, 50*time.Millisecond), handler.WithMetrics(reg))
+	if _, err := a.h.Request(ib.ID, deadAddr(t), []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	labels := map[string]string{"kind": "request", "role": "dialer", "result": "closed"}
+	if got := sample(t, reg, "bitvmx_p2p_exchanges_total", labels); got != 0 {
+		t.Errorf("exchanges_total%v = %v, want 0: the exchange was suspended, not ended", labels, got)
+	}
+	if got := sample(t, reg, "bitvmx_p2p_exchange_duration_seconds", map[string]string{"kind": "request", "role": "dialer"}); got != 0 {
+		t.Errorf("request dialer durations: %v samples, want 0", got)
+	}
 }

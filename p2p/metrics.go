@@ -25,6 +25,9 @@ type metrics struct {
 	dropped      prometheus.Counter
 	refusedBy    map[RefusalReason]prometheus.Counter
 	idleClosed   prometheus.Counter
+
+	reg  prometheus.Registerer
+	cols []prometheus.Collector // registered in reg
 }
 
 // allReasons lists every Reason a Status or an ack can carry.
@@ -82,12 +85,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.limitPeer[r] = limitVec.WithLabelValues("peer", r.String())
 		m.limitIP[r] = limitVec.WithLabelValues("ip", r.String())
 	}
+	m.reg = reg
 	for _, c := range []prometheus.Collector{m.peers, sentVec, recvVec, m.bytesSent, m.bytesRecv, m.ackLatency, misVec, limitVec, refusedVec, m.dropped, m.idleClosed} {
 		if err := reg.Register(c); err != nil {
+			m.unregister()
 			return nil, fmt.Errorf("p2p: register metrics (one node per registry, or wrap it with prometheus.WrapRegistererWith): %w", err)
 		}
+		m.cols = append(m.cols, c)
 	}
 	return m, nil
+}
+
+// unregister removes the collectors registered so far, when the node could
+// not be built after all: the registry is left free for the next try.
+func (m *metrics) unregister() {
+	if m == nil {
+		return
+	}
+	for _, c := range m.cols {
+		m.reg.Unregister(c)
+	}
+	m.cols = nil
 }
 
 func (m *metrics) statusSent(r Reason) {
@@ -117,10 +135,16 @@ func (m *metrics) frameReceived(r Reason, size int) {
 	if c := m.received[r]; c != nil {
 		c.Inc()
 	}
-	switch r {
-	case ReasonOK:
+	if r == ReasonOK {
 		m.bytesRecv.Add(float64(size))
-	case ReasonBusy:
+	}
+}
+
+// droppedOne counts a message refused busy because the Receiver was full,
+// as a Dropped event reports it; a busy verdict of Config.Accept is not
+// one.
+func (m *metrics) droppedOne() {
+	if m != nil {
 		m.dropped.Inc()
 	}
 }

@@ -115,3 +115,64 @@ func TestMetricsRegistryShared(t *testing.T) {
 		})
 	}
 }
+
+// TestMetricsBusyVerdictIsNoDrop: a message Config.Accept answers busy is
+// counted as received busy, not as dropped: dropped_total counts what the
+// Dropped events report, messages refused because the Receiver was full.
+func TestMetricsBusyVerdictIsNoDrop(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	reg := prometheus.NewRegistry()
+	a := tu.Node(t, ia, list)
+	b := tu.Node(t, ib, list, func(c *p2p.Config) {
+		c.Metrics = reg
+		c.Accept = func(p2p.Data) (p2p.Reason, func() p2p.Reason) { return p2p.ReasonBusy, nil }
+	})
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 1, Data: []byte("x")}
+	if st := tu.Next[p2p.Status](t, a.Receiver()); st.Reason != p2p.ReasonBusy {
+		t.Fatalf("status %+v, want busy", st)
+	}
+	if got := metricValue(t, reg, "bitvmx_p2p_messages_received_total", map[string]string{"result": "busy"}); got != 1 {
+		t.Errorf("messages_received_total{busy} = %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "bitvmx_p2p_dropped_total", nil); got != 0 {
+		t.Errorf("dropped_total = %v, want 0: the Receiver had room and no Dropped was reported", got)
+	}
+}
+
+// TestMetricsUnreadableFrameCounted: a frame refused before its body is
+// read (its length prefix is over the limit) got an ack, too_large, and is
+// counted in messages_received_total as such.
+func TestMetricsUnreadableFrameCounted(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	reg := prometheus.NewRegistry()
+	a := tu.Node(t, ia, list)
+	b := tu.Node(t, ib, list, func(c *p2p.Config) { c.Metrics = reg; c.MaxMessageSize = 10 })
+	a.Sender() <- p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 1, Data: make([]byte, 64<<10)}
+	if st := tu.Next[p2p.Status](t, a.Receiver()); st.Reason != p2p.ReasonTooLarge {
+		t.Fatalf("status %+v, want too_large", st)
+	}
+	if got := metricValue(t, reg, "bitvmx_p2p_messages_received_total", map[string]string{"result": "too_large"}); got != 1 {
+		t.Errorf("messages_received_total{too_large} = %v, want 1", got)
+	}
+}
+
+// TestMetricsFreedWhenNewFails: a node that could not start (here its
+// relay metrics collide with a collector already in the registry) leaves
+// none of its collectors behind, so the next try on the registry starts.
+func TestMetricsFreedWhenNewFails(t *testing.T) {
+	ia := tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia)
+	reg := prometheus.NewRegistry()
+	// The node's own name and help: a registry keeps a name's shape for
+	// good, even once its collector is unregistered.
+	taken := prometheus.NewGauge(prometheus.GaugeOpts{Name: "bitvmx_p2p_relay_circuits", Help: "Circuits this relay carries between members now."})
+	reg.MustRegister(taken)
+	if n, err := p2p.New(p2p.Config{Key: ia.Key, Allowlist: list, Metrics: reg}); err == nil {
+		n.Close()
+		t.Fatal("a node registered a metric already in the registry")
+	}
+	reg.Unregister(taken)
+	tu.Node(t, ia, list, func(c *p2p.Config) { c.Metrics = reg })
+}

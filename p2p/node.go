@@ -120,6 +120,7 @@ func New(cfg Config) (*Node, error) {
 		cancel()
 		n.events.Close()
 		n.prio.Close()
+		m.unregister()
 		return nil, fmt.Errorf("p2p: relay metrics: %w", err)
 	}
 	h, err := newHost(cfg, g, n.relay)
@@ -127,6 +128,8 @@ func New(cfg Config) (*Node, error) {
 		cancel()
 		n.events.Close()
 		n.prio.Close()
+		m.unregister()
+		n.relay.unregister()
 		return nil, err
 	}
 	n.host = h

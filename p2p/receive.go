@@ -107,6 +107,7 @@ func (n *Node) offer(st *msgStream, f *frame, taken bool) (r pb.Reason, overflow
 	if taken && n.cfg.Overflow != nil {
 		return pb.Reason_OK, true
 	}
+	n.metrics.droppedOne()
 	n.prio.Push(Dropped{Peer: st.peer, MsgID: f.id, Count: 1}, false)
 	return pb.Reason_BUSY, false
 }

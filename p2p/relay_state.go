@@ -33,8 +33,8 @@ type RelayStatus struct {
 	Circuits int
 	Refused  uint64
 	// HolePunching is whether DCUtR is on; HolePunchOK and HolePunchFailed
-	// count the attempts this node started that ended in a direct
-	// connection or did not.
+	// count the attempts this node made, at either end of a punch (the
+	// HolePunch events), that ended in a direct connection or did not.
 	HolePunching    bool
 	HolePunchReady  bool
 	HolePunchOK     uint64
@@ -58,9 +58,11 @@ type RelayReservations struct {
 
 func (RelayReservations) event() {}
 
-// HolePunch reports the end of a hole punch this node started on a relayed
-// connection from Peer: OK when a direct connection now exists beside the
-// relayed one, otherwise Err says why not.
+// HolePunch reports the end of a hole punch attempt on a relayed
+// connection with Peer, by either end (the one that received the relayed
+// connection starts the punch, the other answers it; go-libp2p tries a
+// failed punch up to 3 times, one event each): OK when a direct connection
+// now exists beside the relayed one, otherwise Err says why not.
 type HolePunch struct {
 	Peer peer.ID
 	OK   bool
@@ -96,7 +98,8 @@ type relayState struct {
 	hpOK, hpFail atomic.Uint64
 	hpReady      atomic.Bool
 
-	m *relayMetrics
+	m    *relayMetrics
+	cols []prometheus.Collector // registered in metrics
 }
 
 type relayMetrics struct {
@@ -127,7 +130,7 @@ func newRelayState(cfg Config, charge func(peer.ID, ratelimit.Reason), push func
 		return prometheus.Opts{Namespace: ns, Subsystem: sub, Name: name, Help: help}
 	}
 	hp := prometheus.NewCounterVec(prometheus.CounterOpts(opts("holepunch_total",
-		"Hole punches this node started, by result: ok (a direct connection replaced the relayed one) or failed.")), []string{"result"})
+		"Hole punch attempts, by either end, by result: ok (a direct connection opened beside the relayed one) or failed.")), []string{"result"})
 	m := &relayMetrics{
 		reservations: prometheus.NewGauge(prometheus.GaugeOpts(opts("relay_reservations",
 			"Reservations this node holds on its static relays."))),
@@ -143,11 +146,22 @@ func newRelayState(cfg Config, charge func(peer.ID, ratelimit.Reason), push func
 		"Open connections of this node that go through a circuit relay.")), func() float64 { return float64(relayedConns()) })
 	for _, c := range []prometheus.Collector{m.reservations, m.served, m.circuits, m.requests, hp, relayed} {
 		if err := cfg.Metrics.Register(c); err != nil {
+			rs.unregister()
 			return nil, err
 		}
+		rs.cols = append(rs.cols, c)
 	}
 	rs.m = m
 	return rs, nil
+}
+
+// unregister removes the collectors registered so far, when the node could
+// not be built after all.
+func (rs *relayState) unregister() {
+	for _, c := range rs.cols {
+		rs.metrics.Unregister(c)
+	}
+	rs.cols = nil
 }
 
 func (rs *relayState) addGauge(v *atomic.Int64, g func(*relayMetrics) prometheus.Gauge, d int64) {

@@ -218,7 +218,6 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 	n := st.n
 	if d.id <= *lastID {
 		// Ids must grow: a replayed or zero id is not a message.
-		n.metrics.frameReceived(ReasonMalformed, len(d.payload))
 		st.refuse(ratelimit.MalformedMessage, pb.Reason_MALFORMED, fmt.Errorf("message id %d after %d", d.id, *lastID))
 		return false
 	}
@@ -288,6 +287,9 @@ func (st *msgStream) ack(d *frame, r pb.Reason, taken bool) {
 	if r == pb.Reason_OK {
 		ack.reason, overflowed = n.offer(st, d, taken)
 	}
+	// Counted before the ack can leave: a peer that has it finds the
+	// frame counted.
+	n.metrics.frameReceived(reasonFromWire(ack.reason), len(d.payload))
 	st.queueAckLocked(ack, holdsAck(d, ack.reason, n.cfg.AckDelay))
 	st.amu.Unlock()
 	if overflowed {
@@ -295,7 +297,6 @@ func (st *msgStream) ack(d *frame, r pb.Reason, taken bool) {
 		// amu.
 		n.cfg.Overflow(n.data(st, d))
 	}
-	n.metrics.frameReceived(reasonFromWire(ack.reason), len(d.payload))
 }
 
 // holdsAck reports whether the ack of d, judged r, may wait for a write to
@@ -381,9 +382,11 @@ func (st *msgStream) readFailed(err error) {
 
 // refuse answers a frame that cannot be read or accepted with an id-0 ack
 // (it answers the peer's oldest unanswered message), charges the peer, and
-// closes the stream.
+// closes the stream. The frame is counted as received with that ack,
+// whether or not it could be read.
 func (st *msgStream) refuse(o ratelimit.Reason, r pb.Reason, err error) {
 	st.stopSettler() // their acks come first: the id-0 ack answers the oldest unanswered frame
+	st.n.metrics.frameReceived(reasonFromWire(r), 0)
 	st.n.charge(st.peer, st.ip, o)
 	st.queueAck(ackRec{reason: r}, false)
 	st.end(ReasonConnectionLost, fmt.Errorf("peer sent an unacceptable frame: %w", err), true)
