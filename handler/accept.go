@@ -1,0 +1,197 @@
+package handler
+
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"go.uber.org/zap"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
+)
+
+// accept is the node's Config.AcceptReady: it judges each message before the
+// node acknowledges it, so that an ack never says OK for something the
+// handler then rejects. A payload on the handler's channel that is not a
+// valid envelope (it does not decode, its kind is unspecified or unknown,
+// its exchange is 0) is refused malformed: the node charges the peer one
+// malformed_message token for it, and that is all (no Error, no fault, no
+// disconnection). A reply to an exchange this process does not know is
+// refused with unknown_exchange: it is no misbehaviour (it answers this
+// process's previous life, or another process sharing our key). With a
+// store, a new request or message is written to disk first, and acked once
+// it is there. A reply to a request of ours still running is taken: acked
+// OK even when the node's Receiver is full (overflow.go). A resent request
+// that our application left unanswered is refused unanswered: it will be
+// neither delivered again nor answered, and its dialer must know that now
+// rather than at its reply timeout.
+func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Reason) {
+	if d.Channel != h.cfg.Channel {
+		return p2p.ReasonOK, nil, nil // the loop reports it
+	}
+	env, err := decodeEnvelope(d.Bytes)
+	if err != nil || env.exchange == 0 || !knownKind(env.kind) {
+		if ce := h.log.Check(zap.DebugLevel, "refused a payload that is not an envelope"); ce != nil {
+			ce.Write(zap.Stringer("peer", d.From), zap.Int("size", len(d.Bytes)), zap.Error(err))
+		}
+		return p2p.ReasonMalformed, nil, nil
+	}
+	id := ExchangeID(env.exchange)
+	switch env.kind {
+	case pb.Kind_KIND_REPLY:
+		h.mu.Lock()
+		running, known := h.expectsReply(d.From, id)
+		h.mu.Unlock()
+		if !known {
+			h.metrics.unknownExchange()
+			if ce := h.log.Check(zap.DebugLevel, "reply to an unknown exchange"); ce != nil {
+				ce.Write(zap.Stringer("peer", d.From), zap.Stringer("exchange", id))
+			}
+			return p2p.ReasonUnknownExchange, nil, nil
+		}
+		if running {
+			// Taken (a verdict given through a wait): the node acks it
+			// OK even when its Receiver is full, and hands it to
+			// overflow then, as expectsReply's mark says.
+			return p2p.ReasonOK, h.known, verdictOK
+		}
+	case pb.Kind_KIND_REQUEST, pb.Kind_KIND_MESSAGE:
+		if h.durable() {
+			return h.storeReceived(d.From, id, env)
+		}
+		if env.kind == pb.Kind_KIND_REQUEST {
+			h.mu.Lock()
+			left := h.seen.unanswered(d.From, id, time.Now())
+			h.mu.Unlock()
+			if left {
+				return h.refuseUnanswered(d.From, id)
+			}
+		}
+	}
+	return p2p.ReasonOK, nil, nil
+}
+
+// refuseUnanswered is the verdict on a resend of a request that ended
+// without our application's reply (reply timeout): delivering it again
+// would break effectively-once, and acking it OK would leave its dialer
+// waiting for a reply that never comes (docs/PROTOCOL.md §4.4).
+func (h *Handler) refuseUnanswered(from peer.ID, id ExchangeID) (p2p.Reason, <-chan struct{}, func() p2p.Reason) {
+	if ce := h.log.Check(zap.DebugLevel, "refused a resent request left unanswered"); ce != nil {
+		ce.Write(zap.Stringer("peer", from), zap.Stringer("exchange", id))
+	}
+	return p2p.ReasonUnanswered, nil, nil
+}
+
+// knownKind reports whether k is a kind of envelope this handler takes.
+func knownKind(k pb.Kind) bool {
+	switch k {
+	case pb.Kind_KIND_REQUEST, pb.Kind_KIND_REPLY, pb.Kind_KIND_MESSAGE:
+		return true
+	}
+	return false
+}
+
+// expectsReply reports whether a reply to id from p is one this process
+// can take (known): its exchange is running, or ended lately (a resent
+// reply). A running exchange is marked: our node acks the reply OK,
+// delivered or, when the Receiver is full, held by overflow (accept makes
+// sure of it), so the exchange waits for the loop to take it (replyLate).
+// The caller holds mu.
+func (h *Handler) expectsReply(p peer.ID, id ExchangeID) (running, known bool) {
+	if ps := h.peers[p]; ps != nil {
+		if ex := ps.outbound[id]; ex != nil && ex.kind == KindRequest {
+			ex.replyAccepted = true
+			return true, true
+		}
+	}
+	return false, h.done.has(p, id, time.Now())
+}
+
+// verdictOK is the wait of a verdict known at once to be OK.
+func verdictOK() p2p.Reason { return p2p.ReasonOK }
+
+// storeReceived writes a received request or message to the inbox, unless it is
+// there already (a resend), and gives the verdict once it is on disk; its
+// ready is closed then, so that the node need not wait for it to write the
+// acks of the messages before (p2p.Config.AcceptReady).
+func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.Reason, <-chan struct{}, func() p2p.Reason) {
+	now := time.Now()
+	key := inKey{from, id}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if env.kind == pb.Kind_KIND_REQUEST && h.seen.unanswered(from, id, now) {
+		return h.refuseUnanswered(from, id)
+	}
+	if h.seen.has(from, id, now) || h.holds(from, id) {
+		return p2p.ReasonOK, nil, nil // on disk already; the loop answers the resend
+	}
+	if st, ok := h.dur.storing[key]; ok {
+		// A copy of one being written (a resend on another stream): OK
+		// once the first is on disk, busy until then.
+		if st.stored {
+			return p2p.ReasonOK, nil, nil
+		}
+		return p2p.ReasonBusy, nil, nil
+	}
+	// The slot is taken here, not when the loop delivers: the messages a
+	// peer pipelines are all judged before the first reaches the loop.
+	if h.dur.unhandled[from] >= h.cfg.MaxInboxPerPeer {
+		return p2p.ReasonBusy, nil, nil
+	}
+	h.dur.unhandled[from]++
+	st := &storing{}
+	h.dur.storing[key] = st
+	kind := store.KindRequest
+	if env.kind == pb.Kind_KIND_MESSAGE {
+		kind = store.KindMessage
+	}
+	var b store.Batch
+	b.AddIncoming(store.Incoming{Peer: string(from), ID: uint64(id), Kind: kind, State: store.InPending,
+		Payload: env.payload, Received: now, Updated: now})
+	var err error // the commit's, read once ready is closed
+	ready := make(chan struct{})
+	h.cfg.Store.CommitAsync(&b, func(e error) { err = e; close(ready) })
+	return p2p.ReasonOK, ready, func() p2p.Reason {
+		<-ready
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if err != nil {
+			// Refused, not lost: the sender resends.
+			delete(h.dur.storing, key)
+			h.dur.unhandled[from]--
+			h.log.Warn("could not store a received message: answering busy", zap.Stringer("peer", from), zap.Error(err))
+			return p2p.ReasonBusy
+		}
+		st.stored = true
+		return p2p.ReasonOK
+	}
+}
+
+// holds reports whether the application holds exchange id from p: a
+// request it has not seen through (its exchange runs), or a message it has
+// not acknowledged. A resend of one is no new arrival, even once its
+// dedupe record is gone (DedupePerPeer), so it takes no second inbox slot
+// and is not delivered twice. The caller holds mu.
+func (h *Handler) holds(p peer.ID, id ExchangeID) bool {
+	if ps := h.peers[p]; ps != nil && ps.inbound[id] != nil {
+		return true
+	}
+	return h.dur.unacked[inKey{p, id}]
+}
+
+// storing is a received exchange being written to the inbox: counted in
+// unhandled from then on, until the loop takes it (arrived).
+type storing struct{ stored bool }
+
+// arrived tells whether a request or message reaching the loop is one
+// accept stored (and counted) for this process; it forgets it as storing.
+// The caller holds mu.
+func (h *Handler) arrived(p peer.ID, id ExchangeID) bool {
+	key := inKey{p, id}
+	if _, ok := h.dur.storing[key]; !ok {
+		return false
+	}
+	delete(h.dur.storing, key)
+	return true
+}

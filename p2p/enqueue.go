@@ -1,0 +1,100 @@
+package p2p
+
+import (
+	"context"
+
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Send queues cmd like writing to Sender, but gives up when ctx is done or
+// the node is closed, instead of blocking.
+//
+// It is also the fast way to send: a SendMsg to a peer with an open stream
+// is written from the calling goroutine when that cannot block and nothing
+// given to Send before it still waits for the node, saving a handoff to
+// the node's goroutine. Commands given to Send keep their order with one
+// another; with commands written straight to Sender they have none.
+//
+// A SendMsg that Send accepted (nil) gets its Status even if Close runs
+// meanwhile; one it refused (ErrClosed) gets none.
+func (n *Node) Send(ctx context.Context, cmd Command) error {
+	if n.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if m, ok := cmd.(SendMsg); ok && n.sendDirect(m) {
+		return nil
+	}
+	return n.enqueue(ctx, cmd)
+}
+
+// SendMessage is Send for one message. It saves Send's caller the boxing of
+// m into a Command (an allocation) when m takes the fast way.
+func (n *Node) SendMessage(ctx context.Context, m SendMsg) error {
+	if n.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if n.sendDirect(m) {
+		return nil
+	}
+	return n.enqueue(ctx, m)
+}
+
+// enqueue hands cmd to the node loop, as Send's slow way. The select may
+// take the Sender channel even once the node is closed (Go picks among
+// ready cases at random): only Close's barrier (enqueueMu) makes sure
+// failUnhandled finds what it left there.
+func (n *Node) enqueue(ctx context.Context, cmd Command) error {
+	n.enqueueMu.RLock()
+	defer n.enqueueMu.RUnlock()
+	if n.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if n.hooks.enqueue != nil {
+		n.hooks.enqueue()
+	}
+	n.viaSend.Add(1)
+	select {
+	case n.sender <- sentCmd{cmd}:
+		return nil
+	case <-n.ctx.Done():
+		n.viaSend.Add(-1)
+		return ErrClosed
+	case <-ctx.Done():
+		n.viaSend.Add(-1)
+		return ctx.Err()
+	}
+}
+
+// testHooks let tests stop the node at a point of a race they reproduce
+// (export_test.go). Nil outside tests.
+type testHooks struct {
+	enqueue      func() // in enqueue, between its closed check and its handoff
+	closeBarrier func() // in Close, just before it takes enqueueMu
+}
+
+// sentCmd is a command given to Send: the node loop counts it off viaSend
+// once handled, so that Send's fast path never overtakes it.
+type sentCmd struct{ Command }
+
+// sendDirect writes c from the calling goroutine and flushes it, if the
+// node loop has nothing of Send's pending and the peer's stream can take c
+// at once. Anything unusual (errors to report, dialing, queueing) is left to
+// the node loop.
+func (n *Node) sendDirect(c SendMsg) bool {
+	if n.viaSend.Load() != 0 || len(c.Data) > n.cfg.MaxMessageSize || !n.cfg.Allowlist.Contains(c.Peer) {
+		return false
+	}
+	n.sendersMu.Lock()
+	ps := n.senders[c.Peer]
+	n.sendersMu.Unlock()
+	if ps == nil {
+		return false
+	}
+	// The stream is open, so c.Addr is not needed; but one naming a peer
+	// (/p2p/...) must be checked against c.Peer, which the node loop does.
+	if len(c.Addr) > 0 && c.Addr[len(c.Addr)-1].Code() == ma.P_P2P {
+		return false
+	}
+	m := outMsg{SendMsg: c}
+	return ps.trySend(&m, true) != nil
+}
