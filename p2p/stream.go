@@ -344,6 +344,26 @@ func (st *msgStream) onAck(a *frame) bool {
 	return true
 }
 
+// refusedAtHandshake reports whether the stream's connection, dialed by
+// this node, closed before the peer sent anything on it: what a peer whose
+// gater refuses us does once the Noise handshake is over. Nothing of ours
+// on it can have been delivered.
+func (st *msgStream) refusedAtHandshake() bool {
+	return !st.accepted.Load() && st.s.Conn().IsClosed() &&
+		st.s.Conn().Stat().Direction == network.DirOutbound
+}
+
+// failWrite ends the stream after a write failed: as a refusal at the
+// handshake when it is one (the writer may meet the closed connection
+// before the reader does), else as a connection lost.
+func (st *msgStream) failWrite(err error) {
+	if st.refusedAtHandshake() {
+		st.fail(ReasonDialFailed, &ClosedAtHandshakeError{Self: st.n.ID(), Peer: st.peer, Err: err})
+		return
+	}
+	st.fail(ReasonConnectionLost, err)
+}
+
 // readFailed ends a stream whose next frame could not be read: a clean end,
 // a frame over the size limit, a frame that is not protobuf, or a frame that
 // did not arrive in time.
@@ -357,8 +377,7 @@ func (st *msgStream) readFailed(err error) {
 		// Our proposal of the protocol, refused (stream_open.go): as a
 		// failed dial, and no misbehaviour.
 		st.fail(ReasonDialFailed, fmt.Errorf("the peer does not speak %s: %w", ProtocolID, err))
-	case unanswered(err) && st.s.Conn().IsClosed() && !st.accepted.Load() &&
-		st.s.Conn().Stat().Direction == network.DirOutbound:
+	case unanswered(err) && st.refusedAtHandshake():
 		// A connection this node dialed closed (its end read, or a reset)
 		// before the peer accepted anything on it: what a peer whose gater
 		// refuses us does once the handshake is over. (A peer that resets

@@ -97,7 +97,7 @@ func (st *msgStream) writeLocked(m *outMsg) bool {
 	}
 	st.n.metrics.written(len(m.Data))
 	if err := st.writeDataLocked(m); err != nil {
-		st.fail(ReasonConnectionLost, err)
+		st.failWrite(err)
 	}
 	return true
 }

@@ -78,7 +78,7 @@ func (st *msgStream) settleLocked() {
 	urgent := st.writeAcksLocked()
 	if st.flushReq.Swap(false) || urgent {
 		if err := st.flushLocked(); err != nil {
-			st.fail(ReasonConnectionLost, err)
+			st.failWrite(err)
 		}
 		return
 	}
@@ -190,7 +190,7 @@ func (st *msgStream) delayExpired() {
 	st.delayArmed = false
 	if st.lazyBuffered {
 		if err := st.flushLocked(); err != nil {
-			st.fail(ReasonConnectionLost, err)
+			st.failWrite(err)
 		}
 	}
 	st.unlockW()
