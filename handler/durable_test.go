@@ -317,7 +317,20 @@ func TestProcessesSharingAKey(t *testing.T) {
 			want[id] = true
 		}
 		for len(want) > 0 {
-			o := tu.Next[handler.Outcome](t, a.Outcomes())
+			var o handler.Outcome
+			select {
+			case ev := <-a.Outcomes():
+				var ok bool
+				if o, ok = ev.(handler.Outcome); !ok {
+					t.Logf("process %d: %T %+v", who, ev, ev) // an Error: it may tell why
+					continue
+				}
+			case <-time.After(tu.Timeout):
+				// Seen once in a loaded run, not reproduced since: what
+				// each side still holds says where an exchange stalled.
+				t.Fatalf("process %d: no Outcome within %s for %d exchanges; process 0 %+v, process 1 %+v, responder %+v",
+					who, tu.Timeout, len(want), hs[0].Snapshot(), hs[1].Snapshot(), b.Snapshot())
+			}
 			if !want[o.Exchange] {
 				t.Fatalf("process %d: outcome of another's exchange: %+v", who, o)
 			}
