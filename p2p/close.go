@@ -1,8 +1,8 @@
 package p2p
 
 // Close disconnects every peer and stops the node. Messages not yet acked get
-// a Status with ReasonClosed if the Receiver buffer has room for it; then the
-// Receiver and Priority channels are closed. Close returns once every
+// their Status, ReasonClosed (the Receiver queues it, whatever its buffer
+// holds); then the Receiver and Priority channels are closed. Close returns once every
 // goroutine the node started has ended.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {

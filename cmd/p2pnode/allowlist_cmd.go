@@ -336,10 +336,13 @@ func printEdit(a *app, asJSON bool, action, file string, id peer.ID, count int) 
 	return err
 }
 
-// plural writes "1 peer", "2 peers".
+// plural writes "1 peer", "2 peers"; "1 address", "2 addresses".
 func plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "s") {
+		return fmt.Sprintf("%d %ses", n, noun)
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }

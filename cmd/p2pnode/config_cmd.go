@@ -223,13 +223,13 @@ any port and does not open the store, which a running node holds.`,
 			case c.DataDir == "":
 				store = "data dir: the default of the key's peer ID"
 			}
-			members := fmt.Sprintf("allowlist %q with %d peers", c.Allowlist, n)
+			members := fmt.Sprintf("allowlist %q with %s", c.Allowlist, plural(n, "peer"))
 			if res.mem.doc != nil {
-				members = fmt.Sprintf("membership version %d from %q with %d members", res.mem.doc.Version(),
-					res.mem.source(c.Membership), n)
+				members = fmt.Sprintf("membership version %d from %q with %s", res.mem.doc.Version(),
+					res.mem.source(c.Membership), plural(n, "member"))
 			}
-			_, err = fmt.Fprintf(a.out, "%s: ok (peer %s, key %q, %s, %d listen addresses, %s)\n",
-				args[0], res.id, c.Key, members, len(c.Listen), store)
+			_, err = fmt.Fprintf(a.out, "%s: ok (peer %s, key %q, %s, %s, %s)\n",
+				args[0], res.id, c.Key, members, plural(len(c.Listen), "listen address"), store)
 			return err
 		},
 	}

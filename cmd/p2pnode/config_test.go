@@ -80,7 +80,7 @@ func TestConfigExampleCommand(t *testing.T) {
 	if code := execute([]string{"config", "check", path}, stdio{out: &out, err: &errOut}); code != 0 {
 		t.Fatalf("config check: exit %d: %s", code, errOut.String())
 	}
-	if !strings.Contains(out.String(), ": ok (peer 16Uiu2") || !strings.Contains(out.String(), "with 1 peers") {
+	if !strings.Contains(out.String(), ": ok (peer 16Uiu2") || !strings.Contains(out.String(), "with 1 peer,") {
 		t.Fatalf("config check printed %q", out.String())
 	}
 }

@@ -111,7 +111,7 @@ func (p *demoPrinter) message(t time.Duration, kind, from, to, data string) {
 func (p *demoPrinter) outcome(t time.Duration, from, to string, o handler.Outcome) {
 	verdict := "ok in " + fmtMillis(o.Duration)
 	if !o.OK {
-		verdict = fmt.Sprintf("FAILED: %s after %d attempts (%s)", o.Reason, o.Attempts, errText(o.Err))
+		verdict = fmt.Sprintf("FAILED: %s after %s (%s)", o.Reason, plural(o.Attempts, "attempt"), errText(o.Err))
 	}
 	j := jsonDemoExchange{"exchange", millis(t), from, to, o.OK, string(o.Reason), errText(o.Err), o.Attempts, millis(o.Duration)}
 	p.line(fmt.Sprintf("  %8s  %-8s == %-8s exchange %s", fmtMillis(t), from, to, verdict), j)

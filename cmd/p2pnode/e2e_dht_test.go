@@ -36,7 +36,7 @@ func TestDHTFindAndSend(t *testing.T) {
 	}
 
 	out := mustRun(t, dir, "find", "--key", keyF, "--allowlist", list, "--bootstrap", boot, "--peer", idB)
-	if l := lines(out); len(l) != 2 || !strings.HasPrefix(l[0], idB+": 1 addresses, record ") || l[1] != addrB {
+	if l := lines(out); len(l) != 2 || !strings.HasPrefix(l[0], idB+": 1 address, record ") || l[1] != addrB {
 		t.Fatalf("find printed %q, want %s", out, addrB)
 	}
 	var found findResult

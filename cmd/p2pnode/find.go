@@ -203,12 +203,12 @@ func printFindResult(a *app, asJSON bool, res findResult, rec dht.Record, now ti
 	var b strings.Builder
 	switch {
 	case res.Source == "findpeer":
-		fmt.Fprintf(&b, "%s: %d addresses (no signed record; found by FindPeer)\n", res.Peer, len(res.Addrs))
+		fmt.Fprintf(&b, "%s: %s (no signed record; found by FindPeer)\n", res.Peer, plural(len(res.Addrs), "address"))
 	case res.Expired:
-		fmt.Fprintf(&b, "%s: %d addresses, record %s old, INACTIVE: expired %s ago\n", res.Peer, len(res.Addrs),
+		fmt.Fprintf(&b, "%s: %s, record %s old, INACTIVE: expired %s ago\n", res.Peer, plural(len(res.Addrs), "address"),
 			rec.Age(now).Round(time.Millisecond), now.Sub(rec.Expires).Round(time.Second))
 	default:
-		fmt.Fprintf(&b, "%s: %d addresses, record %s old, expires in %s\n", res.Peer, len(res.Addrs),
+		fmt.Fprintf(&b, "%s: %s, record %s old, expires in %s\n", res.Peer, plural(len(res.Addrs), "address"),
 			rec.Age(now).Round(time.Millisecond), rec.Expires.Sub(now).Round(time.Second))
 	}
 	for _, s := range res.Addrs {

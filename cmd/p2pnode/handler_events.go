@@ -160,7 +160,7 @@ func handlerText(ev any, names namer) string {
 		if e.OK {
 			return s + fmt.Sprintf("ok in %s", e.Duration.Round(10*time.Microsecond))
 		}
-		s += fmt.Sprintf("failed: %s in %s after %d attempts", e.Reason, e.Stage, e.Attempts)
+		s += fmt.Sprintf("failed: %s in %s after %s", e.Reason, e.Stage, plural(e.Attempts, "attempt"))
 		if e.Err != nil {
 			s += " (" + errText(e.Err) + ")"
 		}

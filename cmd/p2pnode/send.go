@@ -294,7 +294,7 @@ func outcomeError(to peer.ID, out handler.Outcome) error {
 	if ce, ok := errors.AsType[*p2p.ClosedAtHandshakeError](out.Err); ok {
 		return fmt.Errorf("send to %s: %w", to, ce)
 	}
-	return fmt.Errorf("send to %s failed: %s after %d attempts (%s)", to, out.Reason, out.Attempts, errText(out.Err))
+	return fmt.Errorf("send to %s failed: %s after %s (%s)", to, out.Reason, plural(out.Attempts, "attempt"), errText(out.Err))
 }
 
 // awaitOutcome waits for exchange id's outcome and, for a request that

@@ -68,7 +68,7 @@ func sendThroughNode(a *app, fs *pflag.FlagSet, t nodeTarget, o sendOptions, asJ
 		return err
 	}
 	if !out.OK {
-		return fmt.Errorf("send to %s failed: %s after %d attempts (%s)", to, out.Reason, out.Attempts, errText(out.Err))
+		return fmt.Errorf("send to %s failed: %s after %s (%s)", to, out.Reason, plural(out.Attempts, "attempt"), errText(out.Err))
 	}
 	if !o.oneWay && reply == nil {
 		return fmt.Errorf("send to %s: the node reported success without a reply", to)
