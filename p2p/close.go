@@ -39,8 +39,8 @@ func (n *Node) Close() error {
 		// (Send's fast way needs none: a stream's end and a write to it
 		// are ordered by the stream's lock, and a write to an ended
 		// stream fails over to enqueue.)
-		if n.hooks.closeBarrier != nil {
-			n.hooks.closeBarrier()
+		if n.cfg.closeBarrierHook != nil {
+			n.cfg.closeBarrierHook()
 		}
 		n.enqueueMu.Lock()
 		n.enqueueMu.Unlock() // nothing to do inside: waiting for the readers is the point

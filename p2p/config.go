@@ -226,6 +226,10 @@ type Config struct {
 	// closes the peer's connections, before it opens a stream. Tests only:
 	// export_test.go.
 	openHook func()
+	// enqueueHook, when set, runs in Send's slow way between its closed
+	// check and its handoff to the node loop; closeBarrierHook in Close just
+	// before Close waits for those handoffs. Tests only: export_test.go.
+	enqueueHook, closeBarrierHook func()
 }
 
 // ErrNoKey and ErrNoAllowlist report a Config missing a required field;

@@ -49,8 +49,8 @@ func (n *Node) enqueue(ctx context.Context, cmd Command) error {
 	if n.ctx.Err() != nil {
 		return ErrClosed
 	}
-	if n.hooks.enqueue != nil {
-		n.hooks.enqueue()
+	if n.cfg.enqueueHook != nil {
+		n.cfg.enqueueHook()
 	}
 	n.viaSend.Add(1)
 	select {
@@ -63,13 +63,6 @@ func (n *Node) enqueue(ctx context.Context, cmd Command) error {
 		n.viaSend.Add(-1)
 		return ctx.Err()
 	}
-}
-
-// testHooks let tests stop the node at a point of a race they reproduce
-// (export_test.go). Nil outside tests.
-type testHooks struct {
-	enqueue      func() // in enqueue, between its closed check and its handoff
-	closeBarrier func() // in Close, just before it takes enqueueMu
 }
 
 // sentCmd is a command given to Send: the node loop counts it off viaSend

@@ -13,13 +13,12 @@ func WithDrainWait(d time.Duration) func(*Config) {
 	return func(c *Config) { c.drainWait = d }
 }
 
-// SetSendCloseHooks stops n at the two sides of the race between Send and
-// Close: enqueue runs in Send's slow way between its closed check and its
-// handoff to the node loop, barrier in Close just before Close waits for
-// those handoffs. Set them before the node is used.
-func SetSendCloseHooks(n *Node, enqueue, barrier func()) {
-	n.hooks.enqueue = enqueue
-	n.hooks.closeBarrier = barrier
+// WithSendCloseHooks stops the node at the two sides of the race between
+// Send and Close: enqueue runs in Send's slow way between its closed check
+// and its handoff to the node loop, barrier in Close just before Close
+// waits for those handoffs.
+func WithSendCloseHooks(enqueue, barrier func()) func(*Config) {
+	return func(c *Config) { c.enqueueHook, c.closeBarrierHook = enqueue, barrier }
 }
 
 // SaveKeyHooked is SaveKey calling beforeSync once the key's bytes are

@@ -73,7 +73,6 @@ type Node struct {
 	// takes it once after cancelling, so that every enqueue has then
 	// either failed or left its command for failUnhandled to find.
 	enqueueMu sync.RWMutex
-	hooks     testHooks
 
 	closing   atomic.Bool // Close has begun: nothing more is delivered
 	closeOnce sync.Once

@@ -21,20 +21,19 @@ import (
 func TestSendRacingCloseStatusOrErrClosed(t *testing.T) {
 	const senders = 32
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
-	a := tu.Node(t, ia, tu.Allowlist(t, ia, ib), func(c *p2p.Config) {
-		c.SenderBuffer = senders
-		c.ReceiverBuffer = 4 * senders
-	})
 	paused := make(chan struct{}, senders)
 	release := make(chan struct{})
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }
 	// The Sends go on once Close is at its barrier, or, were there none,
 	// once Close has returned.
-	p2p.SetSendCloseHooks(a, func() {
+	a := tu.Node(t, ia, tu.Allowlist(t, ia, ib), func(c *p2p.Config) {
+		c.SenderBuffer = senders
+		c.ReceiverBuffer = 4 * senders
+	}, p2p.WithSendCloseHooks(func() {
 		paused <- struct{}{}
 		<-release
-	}, free)
+	}, free))
 
 	type result struct {
 		id  uint64
