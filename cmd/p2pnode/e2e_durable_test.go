@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/bitvmx/go-bitvmx-p2p/store"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
 // End-to-end tests of durable exchanges: run's data directory, what a

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -22,34 +21,17 @@ import (
 func TestMembershipRunStartsFromSavedAfterGenesisExpired(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	keyA, idA := newKey(t, dir, "a.key")
-	keyB, idB := newKey(t, dir, "b.key")
-	list := filepath.Join(dir, "allowlist.yaml")
-	writeAllowlist(t, list, idA, idB)
 	// Version 1 has expired (an hour ago: as it would a year after its
 	// installation); version 2, which replaced it, never expires.
-	v1 := filepath.Join(dir, "membership-1.pb")
-	exp := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
-	mustRun(t, dir, "membership", "init", "--allowlist", list, "--threshold", "2", "--expires", exp, "--out", v1)
-	v2 := filepath.Join(dir, "membership-2.pb")
-	mustRun(t, dir, "membership", "propose", "--current", v1, "--out", v2, "--expires", "never", "--edit", idB+":name=bob")
-	mustRun(t, dir, "membership", "sign", v2, "--key", keyA)
-	mustRun(t, dir, "membership", "sign", v2, "--key", keyB)
-	mustRun(t, dir, "membership", "verify", v2, "--current", v1)
+	_, idC := newKey(t, dir, "c.key")
+	g := newExpiredGenesis(t, dir, "--add", idC+",carol")
+	keyA, v1 := g.KeyA, g.V1
+	mustRun(t, dir, "membership", "verify", g.V2, "--current", v1)
 
 	// The data directory holds version 2, as an earlier run that applied
 	// it leaves it.
 	data := filepath.Join(dir, "a-data")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	doc, err := os.ReadFile(v2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(data, membershipFile), doc, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	g.saveV2(t, data)
 	if r := runCLI(t, dir, "membership", "verify", v1); r.code != exitError || !strings.Contains(r.stderr, "expired") {
 		t.Fatalf("version 1 should have expired: %+v", r)
 	}

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // find and send --standalone take the membership version run would start
@@ -19,32 +18,13 @@ import (
 func TestToolsMembershipAsRun(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	keyA, idA := newKey(t, dir, "a.key")
-	keyB, idB := newKey(t, dir, "b.key")
 	keyC, idC := newKey(t, dir, "c.key")
 	keyD, idD := newKey(t, dir, "d.key")
-	list := filepath.Join(dir, "allowlist.yaml")
-	writeAllowlist(t, list, idA, idB)
-	v1 := filepath.Join(dir, "membership-1.pb")
-	exp := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
-	mustRun(t, dir, "membership", "init", "--allowlist", list, "--threshold", "2", "--expires", exp, "--out", v1)
-	v2 := filepath.Join(dir, "membership-2.pb")
-	mustRun(t, dir, "membership", "propose", "--current", v1, "--out", v2, "--expires", "never",
-		"--add", idC+",carol", "--add", idD+",dave")
-	mustRun(t, dir, "membership", "sign", v2, "--key", keyA)
-	mustRun(t, dir, "membership", "sign", v2, "--key", keyB)
-
+	g := newExpiredGenesis(t, dir, "--add", idC+",carol", "--add", idD+",dave")
+	v1, v2 := g.V1, g.V2
 	withSaved, empty := filepath.Join(dir, "data-saved"), filepath.Join(dir, "data-empty")
-	for _, d := range []string{withSaved, empty} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	doc, err := os.ReadFile(v2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(withSaved, membershipFile), doc, 0o644); err != nil {
+	g.saveV2(t, withSaved)
+	if err := os.Mkdir(empty, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	writeConfig := func(name, extra string) string {
