@@ -3,8 +3,6 @@ package p2p
 import (
 	"errors"
 	"fmt"
-	"io"
-	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -42,13 +40,25 @@ func (e *ClosedAtHandshakeError) Is(target error) bool { return target == ErrClo
 // Unwrap returns the stream error.
 func (e *ClosedAtHandshakeError) Unwrap() error { return e.Err }
 
-// closedByPeer tells, after a connection to p has just been made and
-// opening a stream on it failed, whether the peer closed it: the
-// connection is gone, or the stream failed on a reset or an end of file.
-// A refusal by the peer's gater looks exactly like this, since go-libp2p's
-// dial returns once the handshake completes and the listener's gater
-// decides after it.
-func closedByPeer(n *Node, p peer.ID, err error) bool {
-	return n.host.Network().Connectedness(p) != network.Connected ||
-		errors.Is(err, network.ErrReset) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)
+// refusedAtHandshake reports whether c, a connection that failed a send
+// of ours (opening a stream on it, or a read or write of the stream's
+// first frames), reads as the peer's refusal at the handshake rather than
+// a connection lost: this node dialed it, it is closed, the peer never
+// accepted anything on it (cs: it opened no message stream on it and
+// answered no proposal of ours), and this node did not close it itself.
+//
+// That is all a refusal shows: go-libp2p's dial returns once the Noise
+// handshake completes, and the listener's gater decides after it and
+// closes the connection without a word. Nothing of ours on such a
+// connection can have been delivered: the peer's protocol handler never
+// took a stream. A connection the peer accepted may have carried our
+// messages before it closed, and one this node closed was not refused by
+// the peer: both are connections lost, which the caller reports as such.
+//
+// Which goroutine meets the closed connection first (the sender opening
+// the stream, the stream's writer or its reader) is up to the scheduler,
+// so each of them asks this, and all report the same.
+func refusedAtHandshake(c network.Conn, cs *connState) bool {
+	return c.IsClosed() && c.Stat().Direction == network.DirOutbound &&
+		!cs.accepted.Load() && !cs.closedHere.Load()
 }

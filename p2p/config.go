@@ -230,6 +230,12 @@ type Config struct {
 	// check and its handoff to the node loop; closeBarrierHook in Close just
 	// before Close waits for those handoffs. Tests only: export_test.go.
 	enqueueHook, closeBarrierHook func()
+	// writeHook, when set, runs before each write to a message stream this
+	// node opened; readHook on the stream's reader after it read the
+	// answer to the proposal (err nil) and after each read that failed
+	// (proposedStream). Tests only: export_test.go.
+	writeHook func()
+	readHook  func(err error)
 }
 
 // ErrNoKey and ErrNoAllowlist report a Config missing a required field;

@@ -26,29 +26,38 @@ type connTracker struct {
 	mu    sync.Mutex
 	count map[peer.ID]int
 	seen  map[network.Conn]struct{}
-	acc   map[network.Conn]*atomic.Bool // accepted, for open connections
+	state map[network.Conn]*connState // for open connections
 }
 
-// accepted returns the flag that says whether the peer has accepted c: it
-// opened a stream on it, or answered one of ours. A connection this node
-// dialed that closes before that was refused at the handshake (its
-// gater), which readFailed reports as such. Streams keep the flag; it
-// leaves the tracker with the connection.
-func (t *connTracker) accepted(c network.Conn) *atomic.Bool {
+// connState is what the node learns of one of its connections that tells
+// a refusal at the handshake from a connection lost (refusedAtHandshake).
+// Streams keep it; it leaves the tracker with the connection.
+type connState struct {
+	// accepted: the peer accepted the connection: it opened a message
+	// stream on it, or answered the proposal of one of ours.
+	accepted atomic.Bool
+	// closedHere: this node closed it (closeConnAsync, closeConns).
+	closedHere atomic.Bool
+}
+
+// of returns the state of c. A connection already closed whose state has
+// left the tracker (its Disconnected may have come already) gets a new
+// one, which the tracker does not keep.
+func (t *connTracker) of(c network.Conn) *connState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if cs := t.state[c]; cs != nil {
+		return cs
+	}
+	cs := new(connState)
 	if c.IsClosed() {
-		return new(atomic.Bool) // its Disconnected may have come already
+		return cs
 	}
-	if t.acc == nil {
-		t.acc = make(map[network.Conn]*atomic.Bool)
+	if t.state == nil {
+		t.state = make(map[network.Conn]*connState)
 	}
-	a := t.acc[c]
-	if a == nil {
-		a = new(atomic.Bool)
-		t.acc[c] = a
-	}
-	return a
+	t.state[c] = cs
+	return cs
 }
 
 func (t *connTracker) Connected(_ network.Network, c network.Conn) {
@@ -83,7 +92,7 @@ func (t *connTracker) Connected(_ network.Network, c network.Conn) {
 func (t *connTracker) Disconnected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
 	t.mu.Lock()
-	delete(t.acc, c)
+	delete(t.state, c)
 	if _, ok := t.seen[c]; !ok {
 		t.mu.Unlock()
 		return

@@ -98,6 +98,7 @@ func (n *Node) disconnect(p peer.ID) {
 func (n *Node) closeConns(p peer.ID, conns []network.Conn) {
 	var errs []error
 	for _, c := range conns {
+		n.conns.of(c).closedHere.Store(true)
 		if err := c.Close(); err != nil {
 			errs = append(errs, err)
 		}

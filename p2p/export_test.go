@@ -63,3 +63,14 @@ func WithCloseWaitHook(f func()) func(*Config) {
 func WithOpenHook(f func()) func(*Config) {
 	return func(c *Config) { c.openHook = f }
 }
+
+// WithOpenedStreamHooks stops the node in the streams it opens: write
+// runs before each write to one (the first carries the proposal of the
+// protocol and the first frame), read in the stream's reader once it has
+// read the peer's answer to the proposal (err nil) and after each read
+// that failed (err), before the reader sees either. A test holds the
+// writer and the reader there, to order which meets a closed connection
+// first.
+func WithOpenedStreamHooks(write func(), read func(err error)) func(*Config) {
+	return func(c *Config) { c.writeHook, c.readHook = write, read }
+}

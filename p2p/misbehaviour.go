@@ -104,6 +104,7 @@ func (n *Node) closeConnAsync(c network.Conn) {
 	if n.ctx.Err() != nil {
 		return
 	}
+	n.conns.of(c).closedHere.Store(true)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -281,12 +281,16 @@ func (ps *peerSender) openOnce(m *outMsg) (*msgStream, error) {
 		n.clearBackoff(ps.peer)
 		return n.dialPeer(ctx, ps.peer)
 	}
-	var conn network.Conn // the connection dialed for this stream, if any
+	var (
+		conn network.Conn // the connection dialed for this stream, if any
+		cs   *connState   // conn's state, taken before the stream's opening
+	)
 	if c := n.host.Network().Connectedness(ps.peer); c != network.Connected && c != network.Limited {
 		var err error
 		if conn, err = dial(); err != nil {
 			return nil, err
 		}
+		cs = n.conns.of(conn)
 	}
 	s, err := n.openStream(ctx, ps.peer, conn)
 	if err != nil && conn == nil && errors.Is(err, network.ErrNoConn) && ctx.Err() == nil {
@@ -296,11 +300,11 @@ func (ps *peerSender) openOnce(m *outMsg) (*msgStream, error) {
 		if conn, err = dial(); err != nil {
 			return nil, err
 		}
+		cs = n.conns.of(conn)
 		s, err = n.openStream(ctx, ps.peer, conn)
 	}
-	dialed := conn != nil
 	if err != nil {
-		if dialed && ctx.Err() == nil && closedByPeer(n, ps.peer, err) {
+		if conn != nil && ctx.Err() == nil && refusedAtHandshake(conn, cs) {
 			return nil, &ClosedAtHandshakeError{Self: n.ID(), Peer: ps.peer, Err: err}
 		}
 		return nil, err

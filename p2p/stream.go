@@ -32,11 +32,12 @@ type msgStream struct {
 	ip      netip.Addr
 	s       network.Stream
 	inbound bool // the peer opened it
-	// accepted says whether the peer has accepted the stream's connection
-	// (connTracker.accepted), shared by its streams.
-	accepted *atomic.Bool
-	dead     chan struct{} // closed when the stream ends
-	gone     chan struct{} // closed once it has ended: acks flushed, stream closed or reset
+	// cs is what the node knows of the stream's connection (whether the
+	// peer accepted it, whether this node closed it), shared by its
+	// streams: refusedAtHandshake asks it.
+	cs   *connState
+	dead chan struct{} // closed when the stream ends
+	gone chan struct{} // closed once it has ended: acks flushed, stream closed or reset
 
 	// Ending the stream for a DisconnectFrom or Close, drain.go.
 	draining  atomic.Bool
@@ -93,15 +94,15 @@ type msgStream struct {
 
 func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 	st := &msgStream{
-		n:        n,
-		peer:     s.Conn().RemotePeer(),
-		ip:       remoteIP(s.Conn()),
-		s:        s,
-		inbound:  inbound,
-		accepted: n.conns.accepted(s.Conn()),
-		dead:     make(chan struct{}),
-		gone:     make(chan struct{}),
-		slots:    make(chan struct{}, n.cfg.MaxInFlight),
+		n:       n,
+		peer:    s.Conn().RemotePeer(),
+		ip:      remoteIP(s.Conn()),
+		s:       s,
+		inbound: inbound,
+		cs:      n.conns.of(s.Conn()),
+		dead:    make(chan struct{}),
+		gone:    make(chan struct{}),
+		slots:   make(chan struct{}, n.cfg.MaxInFlight),
 	}
 	st.ww = wireWriter{st, s}
 	st.timer = time.AfterFunc(time.Hour, st.checkTimeout)
@@ -145,7 +146,7 @@ func (st *msgStream) serve() {
 		accepted = st.inbound // the peer opened it: accepted already
 	)
 	if accepted {
-		st.accepted.Store(true)
+		st.cs.accepted.Store(true)
 	}
 	for {
 		if st.ended() {
@@ -163,7 +164,7 @@ func (st *msgStream) serve() {
 			if !accepted {
 				// Bytes from the peer: it accepted the connection.
 				accepted = true
-				st.accepted.Store(true)
+				st.cs.accepted.Store(true)
 			}
 			err = readFrame(br, st.s, maxFrame, n.cfg.ReadTimeout, &f)
 		}
@@ -344,20 +345,11 @@ func (st *msgStream) onAck(a *frame) bool {
 	return true
 }
 
-// refusedAtHandshake reports whether the stream's connection, dialed by
-// this node, closed before the peer sent anything on it: what a peer whose
-// gater refuses us does once the Noise handshake is over. Nothing of ours
-// on it can have been delivered.
-func (st *msgStream) refusedAtHandshake() bool {
-	return !st.accepted.Load() && st.s.Conn().IsClosed() &&
-		st.s.Conn().Stat().Direction == network.DirOutbound
-}
-
 // failWrite ends the stream after a write failed: as a refusal at the
 // handshake when it is one (the writer may meet the closed connection
 // before the reader does), else as a connection lost.
 func (st *msgStream) failWrite(err error) {
-	if st.refusedAtHandshake() {
+	if refusedAtHandshake(st.s.Conn(), st.cs) {
 		st.fail(ReasonDialFailed, &ClosedAtHandshakeError{Self: st.n.ID(), Peer: st.peer, Err: err})
 		return
 	}
@@ -377,10 +369,9 @@ func (st *msgStream) readFailed(err error) {
 		// Our proposal of the protocol, refused (stream_open.go): as a
 		// failed dial, and no misbehaviour.
 		st.fail(ReasonDialFailed, fmt.Errorf("the peer does not speak %s: %w", ProtocolID, err))
-	case unanswered(err) && st.refusedAtHandshake():
+	case refusedAtHandshake(st.s.Conn(), st.cs):
 		// A connection this node dialed closed (its end read, or a reset)
-		// before the peer accepted anything on it: what a peer whose gater
-		// refuses us does once the handshake is over. (A peer that resets
+		// before the peer accepted anything on it. (A peer that resets
 		// only the stream may do it before its answer reaches us: that is
 		// a stream lost, below.)
 		st.fail(ReasonDialFailed, &ClosedAtHandshakeError{Self: n.ID(), Peer: st.peer, Err: err})

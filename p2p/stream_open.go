@@ -55,7 +55,8 @@ func (n *Node) openStream(ctx context.Context, p peer.ID, c network.Conn) (netwo
 		s.Reset()
 		return nil, fmt.Errorf("open a stream: %w", err)
 	}
-	return &proposedStream{Stream: s, rw: msmux.NewMSSelect(s, protocol.ID(ProtocolID)), written: make(chan struct{})}, nil
+	return &proposedStream{Stream: s, rw: msmux.NewMSSelect(s, protocol.ID(ProtocolID)), written: make(chan struct{}),
+		cs: n.conns.of(s.Conn()), writeHook: n.cfg.writeHook, readHook: n.cfg.readHook}, nil
 }
 
 // proposedStream is a stream whose protocol proposal leaves with its first
@@ -66,6 +67,11 @@ type proposedStream struct {
 	// answered: the peer accepted the proposal. Set by the reader; a
 	// drain reads it too.
 	answered atomic.Bool
+	// cs is the connection's state: an answer is the peer accepting
+	// the connection, and the stream's writer must know it as its reader
+	// does (refusedAtHandshake). A peer that answered may have taken our
+	// first frame: its connection closing after is a connection lost.
+	cs *connState
 	// written is closed by the first write, or by what ends or wakes the
 	// stream's reader (Close, CloseWrite, Reset, SetReadDeadline: the
 	// calls msgStream makes): the reader, which starts with the stream,
@@ -73,6 +79,9 @@ type proposedStream struct {
 	// alone.
 	written   chan struct{}
 	writeOnce sync.Once
+
+	writeHook func()          // Config.writeHook, tests only
+	readHook  func(err error) // Config.readHook, tests only
 }
 
 // Read reads the answer to the proposal first: a read that fails before
@@ -82,14 +91,28 @@ func (s *proposedStream) Read(b []byte) (int, error) {
 		<-s.written
 		// A read of nothing reads the answer alone (go-multistream).
 		if _, err := s.rw.Read(nil); err != nil {
+			if s.readHook != nil {
+				s.readHook(err)
+			}
 			return 0, &unansweredError{err}
 		}
+		s.cs.accepted.Store(true)
 		s.answered.Store(true)
+		if s.readHook != nil {
+			s.readHook(nil)
+		}
 	}
-	return s.rw.Read(b)
+	n, err := s.rw.Read(b)
+	if err != nil && s.readHook != nil {
+		s.readHook(err)
+	}
+	return n, err
 }
 
 func (s *proposedStream) Write(b []byte) (int, error) {
+	if s.writeHook != nil {
+		s.writeHook()
+	}
 	n, err := s.rw.Write(b)
 	s.wrote()
 	return n, err
