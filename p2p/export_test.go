@@ -1,9 +1,13 @@
 package p2p
 
 import (
+	"bufio"
+	"bytes"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
 )
 
 // WithDrainWait sets how long a disconnection waits for the peer to close
@@ -73,4 +77,28 @@ func WithOpenHook(f func()) func(*Config) {
 // first.
 func WithOpenedStreamHooks(write func(), read func(err error)) func(*Config) {
 	return func(c *Config) { c.writeHook, c.readHook = write, read }
+}
+
+// EncodeDataFrame is what the node writes for one Data frame, length
+// prefix included.
+func EncodeDataFrame(id uint64, channel, from uint32, lazy bool, payload []byte) []byte {
+	var b bytes.Buffer
+	bw := bufio.NewWriter(&b)
+	if err := writeDataFrame(bw, id, channel, from, lazy, payload); err != nil {
+		panic(err)
+	}
+	bw.Flush()
+	return b.Bytes()
+}
+
+// EncodeAckFrame is what the node writes for one Ack frame, length prefix
+// included.
+func EncodeAckFrame(id uint64, reason pb.Reason) []byte {
+	var b bytes.Buffer
+	bw := bufio.NewWriter(&b)
+	if err := writeAckFrame(bw, id, reason); err != nil {
+		panic(err)
+	}
+	bw.Flush()
+	return b.Bytes()
 }

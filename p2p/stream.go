@@ -377,13 +377,20 @@ func (st *msgStream) readFailed(err error) {
 		st.fail(ReasonDialFailed, &ClosedAtHandshakeError{Self: n.ID(), Peer: st.peer, Err: err})
 	case errors.Is(err, io.EOF):
 		st.end(ReasonConnectionLost, errors.New("peer closed the stream"), true)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The peer closed its write half within a frame (docs/PROTOCOL.md
+		// §4.2): the cut frame is lost, as on a close between frames, and
+		// the acks owed for the frames before it still go, as they do
+		// there. A reset would drop them, and leave the fate of messages
+		// already delivered unknown to their sender.
+		st.end(ReasonConnectionLost, fmt.Errorf("peer closed the stream within a frame: %w", err), true)
 	case frameTooLarge(err):
 		// The body is not read: it may be as large as the prefix claims.
 		st.refuse(ratelimit.OversizedMessage, pb.Reason_TOO_LARGE, err)
 	case isTimeout(err):
 		n.charge(st.peer, st.ip, ratelimit.ProtocolViolation)
 		st.fail(ReasonConnectionLost, err)
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, network.ErrReset) || n.ctx.Err() != nil:
+	case errors.Is(err, network.ErrReset) || n.ctx.Err() != nil:
 		st.fail(ReasonConnectionLost, err)
 	default:
 		st.refuse(ratelimit.MalformedMessage, pb.Reason_MALFORMED, err)
