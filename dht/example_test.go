@@ -37,9 +37,13 @@ func Example() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := dhtA.WaitReady(ctx); err != nil {
-		fmt.Println(err)
-		return
+	// Each waits until its routing table holds the other: B's learns A
+	// through B's own bootstrap, which may end after A has heard of B.
+	for _, d := range []*dht.DHT{dhtA, dhtB} {
+		if err := d.WaitReady(ctx); err != nil {
+			fmt.Println(err)
+			return
+		}
 	}
 	// Each node publishes its record on its own once ready; publishing
 	// explicitly makes the example independent of that timing.

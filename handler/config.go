@@ -97,7 +97,10 @@ type Config struct {
 	// DedupeTTL and DedupePerPeer bound the memory of exchanges already
 	// received from each peer, which is what keeps a resent request from
 	// being delivered twice. TTL must exceed the longest a dialer may keep
-	// resending. Defaults 10 minutes and 4096.
+	// resending. Defaults 10 minutes and 4096. The TTL runs on the
+	// monotonic clock, and, for the records a Store holds at the start,
+	// from the start: a process cannot tell how long it was down from a
+	// wall clock that may have been stepped since.
 	DedupeTTL     time.Duration
 	DedupePerPeer int
 

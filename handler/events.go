@@ -176,7 +176,9 @@ type Outcome struct {
 	Attempts int
 	// Duration runs from Request or Send (or from receiving the request,
 	// for a responder) to the outcome, across restarts and dead-letter
-	// retries (the original Request's time is kept).
+	// retries (the original Request's time is kept). Across restarts it is
+	// measured by the wall clock, so a clock step between two lives is in
+	// it; a clock set back by more than the exchange took makes it 0.
 	Duration time.Duration
 	// Tag is the WithTag label of the Request or Send, kept across
 	// restarts with a Config.Store.

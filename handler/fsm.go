@@ -392,7 +392,10 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		ce.Write(zap.Stringer("peer", ps.id), zap.Stringer("exchange", ex.id), zap.Stringer("role", ex.role),
 			zap.String("stage", string(stage)), zap.String("reason", string(reason)), zap.Error(err))
 	}
-	dur := time.Since(ex.start)
+	// A resumed or retried exchange's start is a stored wall-clock time,
+	// so its duration is by the wall clock, and a clock set back since
+	// made it negative.
+	dur := max(time.Since(ex.start), 0)
 	h.noteEnded(ps.id)
 	if !h.suspends(ex, reason) {
 		// A suspended exchange is counted when it ends, in the life that

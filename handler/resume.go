@@ -20,7 +20,7 @@ func (h *Handler) redeliverOutcome(p peer.ID, kind Kind, rec store.Outgoing) {
 	id := ExchangeID(rec.ID)
 	reason := Reason(rec.Reason)
 	o := Outcome{Peer: p, Exchange: id, Role: Dialer, Kind: kind, OK: reason == ReasonOK, State: StateDone,
-		Stage: StateDone, Reason: reason, Attempts: rec.Attempts, Duration: rec.Ended.Sub(rec.Created),
+		Stage: StateDone, Reason: reason, Attempts: rec.Attempts, Duration: max(rec.Ended.Sub(rec.Created), 0),
 		Tag: rec.Tag, Resumed: true, Redelivered: true}
 	if !o.OK {
 		o.State, o.Stage = StateFailed, StateFailed
@@ -61,11 +61,15 @@ func (h *Handler) resume() error {
 			kind = KindMessage
 		}
 		if in.State != store.InPending {
-			if now.Sub(in.Updated) > h.cfg.DedupeTTL {
-				h.dur.expired = append(h.dur.expired, key)
-				continue
-			}
-			h.seen.add(p, id, in.Updated)
+			// A record's age is counted from now, not from its stored
+			// time: that came from the previous life's wall clock, and
+			// the process cannot tell downtime from a clock step. Aged
+			// by it, a step forward forgot answered requests early (a
+			// resend delivered twice), and a step back kept them, and
+			// every later one of the peer, until the clock caught up
+			// (seen is a FIFO). Kept for DedupeTTL after the start
+			// instead, at most DedupePerPeer per peer.
+			h.seen.add(p, id, now)
 			switch {
 			case in.State == store.InAnswered:
 				h.dur.answered[key] = true
@@ -92,7 +96,7 @@ func (h *Handler) resume() error {
 		h.receive(ps, id, p2p.Origin{})
 		h.events.Push(Request{From: p, Exchange: id, Data: in.Payload, Redelivered: true}, true)
 	}
-	h.flushExpired()
+	h.flushExpired() // the records beyond DedupePerPeer
 	slices.SortStableFunc(st.Outgoing, func(a, b store.Outgoing) int { return a.Created.Compare(b.Created) })
 	for _, o := range st.Outgoing {
 		p, err := peer.IDFromBytes([]byte(o.Peer))

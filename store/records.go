@@ -93,7 +93,7 @@ type Incoming struct {
 	Payload  []byte    // kept while InPending; the caller clears it when the state moves on
 	Reply    []byte    // InAnswered only
 	Received time.Time // when it was first received
-	Updated  time.Time // last state change: dedupe records expire from here
+	Updated  time.Time // last state change, by the wall clock: orders the dedupe records loaded at a start
 }
 
 // DeadLetter is an outgoing exchange that failed finally, kept for the
