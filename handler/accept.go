@@ -60,7 +60,20 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 		if h.durable() {
 			return h.storeReceived(d.From, id, env)
 		}
-		if env.kind == pb.Kind_KIND_REQUEST {
+		// The mutex only for a handler holding unanswered marks: they are
+		// rare (an application that let a request time out), requests are
+		// not. Skipping it cannot deliver a resend twice. A mark is set by
+		// the loop, under mu, as the request's exchange ends unanswered
+		// (end), and the count is raised in the same critical section
+		// (dedupe.markUnanswered): an accept that begins after the mark
+		// sees the count, takes mu and refuses. One that reads 0 runs
+		// before or alongside the marking, which is what taking mu first
+		// would have made of it: acked OK, its request reaches the loop
+		// after the exchange ended, and the dedupe record written when the
+		// request was first delivered (onRequest) keeps it from the
+		// application; its dialer waits out its reply timeout, as for a
+		// resend that came a moment earlier.
+		if env.kind == pb.Kind_KIND_REQUEST && h.seen.anyUnanswered() {
 			h.mu.Lock()
 			left := h.seen.unanswered(d.From, id, time.Now())
 			h.mu.Unlock()

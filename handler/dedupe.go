@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -21,6 +22,10 @@ type dedupe struct {
 	// onEvict, if set, hears of every ID forgotten: a durable handler
 	// deletes its stored record then.
 	onEvict func(peer.ID, ExchangeID)
+	// marked counts the IDs marked unanswered. It changes under the
+	// handler's mutex, with the marks, and is read without it
+	// (anyUnanswered): accept skips the mutex while no mark exists.
+	marked atomic.Int64
 }
 
 type seenSet struct {
@@ -74,11 +79,17 @@ func (d *dedupe) has(p peer.ID, id ExchangeID, now time.Time) bool {
 // unanswered (accept), for as long as the ID is remembered.
 func (d *dedupe) markUnanswered(p peer.ID, id ExchangeID) {
 	if s := d.peers[p]; s != nil {
-		if _, ok := s.ids[id]; ok {
+		if marked, ok := s.ids[id]; ok && !marked {
 			s.ids[id] = true
+			d.marked.Add(1)
 		}
 	}
 }
+
+// anyUnanswered reports whether some ID is marked unanswered. Unlike the
+// other methods it may be called without the handler's mutex: a mark set
+// before the call began is seen, since the count is raised with it.
+func (d *dedupe) anyUnanswered() bool { return d.marked.Load() > 0 }
 
 // unanswered reports whether id from p is recorded, within ttl, and marked
 // unanswered.
@@ -112,6 +123,9 @@ func (d *dedupe) popOldest(p peer.ID, s *seenSet) {
 	id := s.order[s.head].id
 	if d.onEvict != nil {
 		d.onEvict(p, id)
+	}
+	if s.ids[id] {
+		d.marked.Add(-1)
 	}
 	delete(s.ids, id)
 	s.order[s.head] = seenEntry{}

@@ -37,6 +37,39 @@ func TestDedupeBoundsAndExpiry(t *testing.T) {
 	}
 }
 
+// TestDedupeCountsUnansweredMarks: accept skips the handler's mutex while
+// the count of unanswered marks is 0, so the count must follow the marks
+// exactly: one per ID marked (twice is once; an ID not recorded is not
+// marked), and down again as each marked ID is forgotten, by the per-peer
+// cap or by the TTL. A count too low would let a resend of an unanswered
+// request through; one that never falls would keep accept on the mutex.
+func TestDedupeCountsUnansweredMarks(t *testing.T) {
+	d := newDedupe(time.Minute, 3)
+	now := time.Now()
+	if d.anyUnanswered() {
+		t.Fatal("marks in an empty dedupe")
+	}
+	d.add("a", 1, now)
+	d.add("a", 2, now.Add(time.Second))
+	d.add("b", 1, now.Add(time.Second))
+	d.markUnanswered("a", 1)
+	d.markUnanswered("a", 1)
+	d.markUnanswered("a", 9) // not recorded: not marked
+	d.markUnanswered("b", 1)
+	if n := d.marked.Load(); n != 2 || !d.unanswered("a", 1, now) || d.unanswered("a", 9, now) {
+		t.Fatalf("%d marks, want 2", n)
+	}
+	d.add("a", 3, now.Add(time.Second))
+	d.add("a", 4, now.Add(time.Second)) // a's 1 evicted by the cap
+	if n := d.marked.Load(); n != 1 {
+		t.Fatalf("%d marks after a's marked ID was evicted, want 1", n)
+	}
+	d.sweep(now.Add(2 * time.Minute)) // b's 1 expired
+	if d.anyUnanswered() || len(d.peers) != 0 {
+		t.Fatalf("%d marks, %d peers after the TTL", d.marked.Load(), len(d.peers))
+	}
+}
+
 func TestDedupeCompacts(t *testing.T) {
 	d := newDedupe(time.Minute, 10)
 	now := time.Now()

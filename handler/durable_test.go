@@ -326,8 +326,10 @@ func TestProcessesSharingAKey(t *testing.T) {
 					continue
 				}
 			case <-time.After(tu.Timeout):
-				// Seen once in a loaded run, not reproduced since: what
-				// each side still holds says where an exchange stalled.
+				// What each side still holds says where an exchange
+				// stalled. Seen under load before replies refused by the
+				// other process were resent to a dialer that had asked
+				// again meanwhile (TestRequestAgainWhileReplyAstray).
 				t.Fatalf("process %d: no Outcome within %s for %d exchanges; process 0 %+v, process 1 %+v, responder %+v",
 					who, tu.Timeout, len(want), hs[0].Snapshot(), hs[1].Snapshot(), b.Snapshot())
 			}

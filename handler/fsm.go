@@ -53,6 +53,13 @@ type exchange struct {
 	// replyData is the reply's payload; the Reply event is made only when
 	// it is handed out, so that it is boxed into an Event once.
 	replyData []byte
+	// askedAgain: a responder's request came again while its reply was on
+	// its way (onRequest). The reply left by the request's old stream, or
+	// by whatever stream the peer had if that one was gone; a refusal
+	// unknown_exchange then means it reached another process with the
+	// peer's key, and the dialer, which has asked again already, will not
+	// ask once more: park sends the reply at once instead.
+	askedAgain bool
 }
 
 func (ex *exchange) ended() bool { return ex.state == StateDone || ex.state == StateFailed }
@@ -161,6 +168,7 @@ func (h *Handler) clearDialBackoff(p peer.ID) {
 // is not connected (the node dials first), AwaitAck when it is.
 func (h *Handler) transmit(ex *exchange) {
 	ex.attempts++
+	ex.askedAgain = false
 	h.lastMsg++
 	ex.msgID = h.lastMsg
 	h.inflight[ex.msgID] = ex
@@ -304,12 +312,19 @@ func (h *Handler) backoff(ex *exchange) {
 // connection that has since closed, or from the dialer's previous life.
 // A dialer that lost its connection resends its request when it is back,
 // and the reply goes then (onRequest); one that never does is gone, and
-// the exchange ends when the dialer would have given up waiting.
+// the exchange ends when the dialer would have given up waiting. One that
+// came back while the reply was on its way (askedAgain) gets it now, on
+// the stream of its latest request: it waits for that reply and will not
+// ask again, so parked the reply would wait ReplyTimeout for nothing.
 func (h *Handler) park(ex *exchange) {
 	if ex.attempts >= h.cfg.MaxAttempts {
 		// Sent as often as any message may be: a peer that refuses
 		// every reply and asks again must not keep it going for ever.
 		h.end(ex, ex.lastReason, ex.lastErr)
+		return
+	}
+	if ex.askedAgain {
+		h.transmit(ex)
 		return
 	}
 	ex.state = StateBackoff

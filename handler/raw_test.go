@@ -26,12 +26,14 @@ import (
 )
 
 // Ack policy answers that are not reasons: never acknowledge, acknowledge
-// OK once the test sends on rawPeer.hold, and acknowledge with an id the
-// handler's node never sent (a protocol violation).
+// OK (holdAck) or refuse unknown_exchange (holdUnknown) once the test sends
+// on rawPeer.hold, and acknowledge with an id the handler's node never sent
+// (a protocol violation).
 const (
-	noAck   pb.Reason = -1
-	holdAck pb.Reason = -2
-	wrongID pb.Reason = -3
+	noAck       pb.Reason = -1
+	holdAck     pb.Reason = -2
+	wrongID     pb.Reason = -3
+	holdUnknown pb.Reason = -4
 )
 
 // rawPeer is a bare go-libp2p host speaking the p2p message protocol and the
@@ -47,7 +49,7 @@ type rawPeer struct {
 	id   tu.Identity
 	host host.Host
 	got  chan *hpb.Envelope // every envelope received, before it is acked
-	hold chan struct{}      // releases a holdAck
+	hold chan struct{}      // releases a holdAck or holdUnknown
 	lazy sync.Map           // *hpb.Envelope received -> its Data frame's lazy_ack
 	data sync.Map           // *hpb.Envelope received -> the *pb.Data that carried it
 
@@ -185,7 +187,7 @@ func (rs *rawStream) answer() {
 		case wrongID:
 			rs.write(frameBytes(pb.AckFrame(&pb.Ack{Id: f.Id + 1000})))
 			continue
-		case holdAck:
+		case holdAck, holdUnknown:
 			select {
 			case <-r.hold:
 			case <-rs.done:
@@ -193,7 +195,11 @@ func (rs *rawStream) answer() {
 			case <-time.After(tu.Timeout):
 				return
 			}
-			reason = pb.Reason_OK
+			if reason == holdAck {
+				reason = pb.Reason_OK
+			} else {
+				reason = pb.Reason_UNKNOWN_EXCHANGE
+			}
 		}
 		if err := rs.write(frameBytes(pb.AckFrame(&pb.Ack{Id: f.Id, Reason: reason}))); err != nil {
 			return

@@ -18,10 +18,15 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 	h.activity(ps)
 	if ex := ps.inbound[id]; ex != nil {
 		ex.origin = origin // the dialer's latest connection
-		if ex.state == StateBackoff {
+		switch {
+		case ex.state == StateBackoff:
 			// The dialer is back, so our reply can go now.
 			h.stopTimer(ex)
 			h.transmit(ex)
+		case ex.wire != nil:
+			// The reply is on its way, maybe to a process that did not
+			// ask (park): should it be refused, it goes again at once.
+			ex.askedAgain = true
 		}
 		return
 	}

@@ -90,8 +90,9 @@ func TestParkedReplyBoundedByMaxAttempts(t *testing.T) {
 			t.Fatalf("reply sent %d times, MaxAttempts is %d", sent, maxAttempts)
 		}
 		// Refused unknown_exchange; the "dialer" asks again, once the
-		// refusal has parked the reply (asked before, the request finds
-		// the reply still awaiting its ack, and the reply is not resent).
+		// refusal has parked the reply (asked before, while the reply
+		// awaits its ack, the request has the reply sent again as soon as
+		// it is refused: the same count, in another order).
 		if sent < maxAttempts && !h.WaitState(x, handler.StateBackoff, tu.Timeout) {
 			t.Fatalf("reply %d not parked after its refusal", sent)
 		}
