@@ -236,6 +236,10 @@ type Config struct {
 	// (proposedStream). Tests only: export_test.go.
 	writeHook func()
 	readHook  func(err error)
+	// openedHook, when set, runs in peerSender.deliver once a stream has
+	// been opened for a queued message, before the message is written.
+	// Tests only: export_test.go.
+	openedHook func()
 }
 
 // ErrNoKey and ErrNoAllowlist report a Config missing a required field;

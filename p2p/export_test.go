@@ -79,6 +79,13 @@ func WithOpenedStreamHooks(write func(), read func(err error)) func(*Config) {
 	return func(c *Config) { c.writeHook, c.readHook = write, read }
 }
 
+// WithOpenedHook has f run each time the node has opened a stream for a
+// queued message, before it writes the message: a test closes the
+// connection there.
+func WithOpenedHook(f func()) func(*Config) {
+	return func(c *Config) { c.openedHook = f }
+}
+
 // EncodeDataFrame is what the node writes for one Data frame, length
 // prefix included.
 func EncodeDataFrame(id uint64, channel, from uint32, lazy bool, payload []byte) []byte {

@@ -200,15 +200,22 @@ func (ps *peerSender) deliver(m *outMsg) {
 	// A stream that died before m was written is replaced once; a second
 	// failure is reported rather than retried forever.
 	for attempt := 0; ; attempt++ {
-		if ps.stream() == nil {
-			st, err := ps.open(m)
-			if err != nil {
+		st := ps.stream()
+		if st == nil {
+			var err error
+			if st, err = ps.open(m); err != nil {
 				ps.n.status(m.SendMsg, dialReason(ps.n.ctx, err), err)
 				return
 			}
 			ps.st = st
+			if ps.n.cfg.openedHook != nil {
+				ps.n.cfg.openedHook()
+			}
 		}
-		if ps.st.send(m, ps.lastOn(ps.st)) {
+		// st, not ps.st: lastOn may replace ps.st (with nil, when the
+		// stream has just died), and the order in which a call's receiver
+		// and arguments are read is not the language's to keep.
+		if st.send(m, ps.lastOn(st)) {
 			return
 		}
 		if attempt > 0 {

@@ -1,0 +1,65 @@
+package p2p_test
+
+import (
+	"sync"
+	"testing"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// A stream opened for a queued message whose connection closes before the
+// message is written, while another message waits behind it: the first
+// message fails with that connection (which the node cannot tell from the
+// peer's refusal at the handshake), and the second goes on a new one. The
+// peer's goroutine asked whether the next message shares the stream
+// (lastOn), which found the stream dead and forgot it, and then wrote to
+// the stream it had just forgotten: a nil stream, and the node died of a
+// nil pointer (met once in a loaded run, when a connection closed just
+// after it was dialed).
+func TestStreamDeadBeforeFirstWrite(t *testing.T) {
+	ia, ib, stranger := tu.NewIdentity(t), tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	b := tu.Node(t, ib, list)
+	go func() {
+		for range b.Receiver() { // b's application: takes what it is given
+		}
+	}()
+
+	entered, proceed := make(chan struct{}), make(chan struct{})
+	enter, release := closeOnce(entered), closeOnce(proceed)
+	t.Cleanup(release) // before the node's Close
+	var once sync.Once
+	a := tu.Node(t, ia, list, p2p.WithOpenedHook(func() {
+		once.Do(func() {
+			enter()
+			within(proceed)
+		})
+	}))
+
+	a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: b.Addrs()[0], ID: 1, Data: []byte("first")}
+	if !within(entered) {
+		t.Fatal("no stream was opened for the first message")
+	}
+	// The second message queues behind the first, whose stream is open and
+	// not written yet. A send to a stranger is refused at once, in the
+	// node loop, after the second message was queued: its Status says the
+	// queue holds it.
+	a.Sender() <- p2p.SendMsg{Peer: ib.ID, ID: 2, Data: []byte("second")}
+	a.Sender() <- p2p.SendMsg{Peer: stranger.ID, ID: 3, Data: []byte("probe")}
+	if st := tu.NextMatch(t, a.Receiver(), statusOf(3)); st.OK {
+		t.Fatalf("a message to a stranger was acked: %+v", st)
+	}
+	// The stream's connection closes before its first write.
+	if err := a.Host().Network().ClosePeer(ib.ID); err != nil {
+		t.Fatal(err)
+	}
+	release()
+
+	if st := tu.NextMatch(t, a.Receiver(), statusOf(1)); !st.OK && st.Reason != p2p.ReasonDialFailed {
+		t.Errorf("message 1: %s: %v; want ok or dial_failed", st.Reason, st.Err)
+	}
+	if st := tu.NextMatch(t, a.Receiver(), statusOf(2)); !st.OK {
+		t.Errorf("message 2: %s: %v", st.Reason, st.Err)
+	}
+}
