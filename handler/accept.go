@@ -60,11 +60,15 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 		if h.durable() {
 			return h.storeReceived(d.From, id, env)
 		}
-		// The mutex only for a handler holding unanswered marks: they are
-		// rare (an application that let a request time out), requests are
-		// not. Skipping it cannot deliver a resend twice. A mark is set by
-		// the loop, under mu, as the request's exchange ends unanswered
-		// (end), and the count is raised in the same critical section
+		// The mutex only when its answer can be no: some request is marked
+		// unanswered (rare: an application that let a request time out),
+		// or the handler holds as many requests as one peer may (only then
+		// can a peer be at its bound). Requests are not rare, and every
+		// peer's stream readers would queue on it.
+		//
+		// Skipping it cannot deliver a resend twice. A mark is set by the
+		// loop, under mu, as the request's exchange ends unanswered (end),
+		// and the count is raised in the same critical section
 		// (dedupe.markUnanswered): an accept that begins after the mark
 		// sees the count, takes mu and refuses. One that reads 0 runs
 		// before or alongside the marking, which is what taking mu first
@@ -72,17 +76,39 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 		// after the exchange ended, and the dedupe record written when the
 		// request was first delivered (onRequest) keeps it from the
 		// application; its dialer waits out its reply timeout, as for a
-		// resend that came a moment earlier.
-		if env.kind == pb.Kind_KIND_REQUEST && h.seen.anyUnanswered() {
+		// resend that came a moment earlier. The inbox bound is loose
+		// anyway (inboxFull).
+		if env.kind == pb.Kind_KIND_REQUEST &&
+			(h.seen.anyUnanswered() || h.held.Load() >= int64(h.cfg.MaxInboxPerPeer)) {
+			now := time.Now()
 			h.mu.Lock()
-			left := h.seen.unanswered(d.From, id, time.Now())
+			left := h.seen.unanswered(d.From, id, now)
+			full := !left && h.inboxFull(d.From, id, now)
 			h.mu.Unlock()
 			if left {
 				return h.refuseUnanswered(d.From, id)
 			}
+			if full {
+				return p2p.ReasonBusy, nil, nil
+			}
 		}
 	}
 	return p2p.ReasonOK, nil, nil
+}
+
+// inboxFull reports whether a new request id from p finds the peer with
+// MaxInboxPerPeer requests already held unanswered, for a handler without a
+// store (with one, storeReceived counts them). Each held request is an
+// exchange, a reply timer and its payload until the application answers or
+// ReplyTimeout ends it; without this bound a peer sending fresh requests
+// as fast as they are acked would grow our memory with its rate. A resend
+// of one held or seen is no new request. Counted from the exchanges the
+// loop has started, so the requests a peer pipelines before the loop takes
+// the first may pass the bound by what it can have in flight (p2p's
+// MaxInFlight per stream, StreamsPerPeer streams). The caller holds mu.
+func (h *Handler) inboxFull(p peer.ID, id ExchangeID, now time.Time) bool {
+	ps := h.peers[p]
+	return ps != nil && len(ps.inbound) >= h.cfg.MaxInboxPerPeer && ps.inbound[id] == nil && !h.seen.has(p, id, now)
 }
 
 // refuseUnanswered is the verdict on a resend of a request that ended

@@ -130,7 +130,11 @@ type Config struct {
 	// MaxInboxPerPeer bounds the requests and messages received from one
 	// peer and not yet handled by the application; past it the peer is
 	// answered "busy" and resends later, so one peer cannot fill the disk
-	// or the memory that others need. Default 1024.
+	// or the memory that others need. Without a Store it counts the
+	// requests the application holds unanswered (a message is handled
+	// once delivered); requests the peer pipelines before the first
+	// reaches the handler's loop may pass it by what the peer can have in
+	// flight. Default 1024.
 	MaxInboxPerPeer int
 
 	// Resolver, if set, finds addresses for a peer that Request or Send was

@@ -400,6 +400,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		}
 	} else {
 		delete(ps.inbound, ex.id)
+		h.held.Add(-1)
 		h.pending.remove(ps.id, ex.id)
 		h.active--
 	}

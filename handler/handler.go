@@ -53,6 +53,12 @@ type Handler struct {
 	pending  pending        // requests the application may answer
 	loopDone chan struct{}  // the loop ended and everything is torn down
 	closeErr error          // the node's, set before loopDone is closed
+
+	// held counts the requests received and not yet ended (every peer's
+	// inbound exchanges), changed under mu and read without it: accept
+	// takes mu for a peer's inbox bound only when some peer can be at it.
+	held atomic.Int64
+
 	// stopWatchAL ends the subscription to the allowlist's changes.
 	stopWatchAL func()
 

@@ -38,6 +38,7 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 			ex := &exchange{id: id, p: ps, role: Responder, kind: KindRequest, state: StateDelivered,
 				start: now, wire: wire, origin: origin}
 			ps.inbound[id] = ex
+			h.held.Add(1)
 			h.active++
 			h.transmit(ex)
 			return
@@ -58,6 +59,7 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 func (h *Handler) receive(ps *peerState, id ExchangeID, origin p2p.Origin) {
 	ex := &exchange{id: id, p: ps, role: Responder, kind: KindRequest, state: StateDelivered, start: time.Now(), origin: origin}
 	ps.inbound[id] = ex
+	h.held.Add(1)
 	h.active++
 	h.setTimer(ex, h.cfg.ReplyTimeout, dueAnswer)
 	h.pending.add(ps.id, id)

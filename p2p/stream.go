@@ -69,6 +69,14 @@ type msgStream struct {
 	delay        *time.Timer  // flushes lazy acks nothing else carried
 	wacks        []ackRec     // acks being written, under wmu
 	bufAcks      int64        // acks in bw not yet counted answered, under wmu
+	nowait       bool         // the holder of wmu may not wait for the peer (stream_spill.go)
+	spill        []byte       // bytes a nowait holder handed the stream that it could not take at once, under wmu
+	spillArmed   bool         // spiller is due to write spill, under wmu
+	spiller      *time.Timer  // writes spill, waiting as long as it must (stream_spill.go)
+	watchdog     *time.Timer  // wakes a nowait write past directWriteWait
+	nwMu         sync.Mutex   // guards nwWriting, nwFired: the watchdog against the writer
+	nwWriting    bool         // a nowait write is on its way to the stream
+	nwFired      bool         // the watchdog woke it
 	wclosed      bool         // the write half is closed (drain), under wmu
 	ackTail      bool         // acks were written after our last Data frame, under wmu
 	flushReq     atomic.Bool  // a writer asked for bw to be flushed
@@ -111,6 +119,10 @@ func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 	st.delay.Stop()
 	st.idle = time.AfterFunc(time.Hour, st.checkIdle)
 	st.idle.Stop()
+	st.spiller = time.AfterFunc(time.Hour, st.writeSpilled)
+	st.spiller.Stop()
+	st.watchdog = time.AfterFunc(time.Hour, st.nowaitExpired)
+	st.watchdog.Stop()
 	st.lastMark = unseen
 	return st
 }
@@ -435,6 +447,8 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 	st.timer.Stop()
 	st.delay.Stop()
 	st.idle.Stop()
+	st.spiller.Stop()
+	st.watchdog.Stop()
 	if graceful && st.flushAll() == nil {
 		st.s.Close()
 	} else {
@@ -452,28 +466,4 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 	}
 	st.n.streams.remove(st)
 	close(st.gone)
-}
-
-// wireWriter is what bw writes to: the stream, under a write deadline
-// (armWriteDeadline), counting the acks in the buffer answered as their
-// bytes leave (docs/PROTOCOL.md §4.6). Counting
-// them before the write, never after, keeps the receiver's count of a
-// peer's unanswered frames at or below the peer's own count of its frames
-// in flight: a peer that keeps the limit is never refused.
-type wireWriter struct {
-	st *msgStream
-	w  io.Writer // the stream
-}
-
-func (w *wireWriter) Write(b []byte) (int, error) {
-	if d, ok := w.w.(writeDeadliner); ok {
-		if err := w.st.armWriteDeadline(d); err != nil {
-			return 0, err
-		}
-	}
-	if w.st.bufAcks > 0 {
-		w.st.answered.Add(w.st.bufAcks)
-		w.st.bufAcks = 0
-	}
-	return w.w.Write(b)
 }

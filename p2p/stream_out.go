@@ -35,8 +35,9 @@ func (st *msgStream) trySend(m *outMsg, flush bool) bool {
 	if !st.wmu.TryLock() {
 		return false
 	}
-	defer st.unlockW()
-	if !st.tryReserve(len(m.Data)) || !st.writeLocked(m) {
+	st.nowait = true
+	defer st.unlockNoWait()
+	if len(st.spill) > 0 || !st.tryReserve(len(m.Data)) || !st.writeLocked(m) {
 		return false
 	}
 	if flush {

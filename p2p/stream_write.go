@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"bufio"
+	"io"
 	"time"
 
 	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
@@ -53,7 +54,8 @@ func (st *msgStream) pushAcks() {
 func (st *msgStream) requestFlush() {
 	st.flushReq.Store(true)
 	if st.wmu.TryLock() {
-		st.unlockW()
+		st.nowait = true
+		st.unlockNoWait()
 	}
 }
 
@@ -132,12 +134,14 @@ func (st *msgStream) flushLocked() error {
 		st.delayArmed = false
 		st.delay.Stop()
 	}
-	if st.bw == nil {
-		return nil
-	}
-	if st.bw.Buffered() == 0 {
-		st.releaseWriter()
-		return nil
+	if st.bw == nil || st.bw.Buffered() == 0 {
+		if st.bw != nil {
+			st.releaseWriter()
+		}
+		if st.nowait {
+			return nil // the spiller writes what is spilled
+		}
+		return st.ww.writeSpill()
 	}
 	if err := st.bw.Flush(); err != nil {
 		return err
@@ -203,4 +207,34 @@ func (st *msgStream) flushAll() error {
 	defer st.wmu.Unlock()
 	st.writeAcksLocked()
 	return st.flushLocked()
+}
+
+// wireWriter is what bw writes to: the stream, under a write deadline
+// (armWriteDeadline), counting the acks in the buffer answered as their
+// bytes leave (docs/PROTOCOL.md §4.6). Counting
+// them before the write, never after, keeps the receiver's count of a
+// peer's unanswered frames at or below the peer's own count of its frames
+// in flight: a peer that keeps the limit is never refused.
+type wireWriter struct {
+	st *msgStream
+	w  io.Writer // the stream
+}
+
+func (w *wireWriter) Write(b []byte) (int, error) {
+	if w.st.bufAcks > 0 {
+		w.st.answered.Add(w.st.bufAcks)
+		w.st.bufAcks = 0
+	}
+	if w.st.nowait {
+		return w.writeNoWait(b)
+	}
+	if err := w.writeSpill(); err != nil {
+		return 0, err
+	}
+	if d, ok := w.w.(writeDeadliner); ok {
+		if err := w.st.armWriteDeadline(d); err != nil {
+			return 0, err
+		}
+	}
+	return w.w.Write(b)
 }
