@@ -601,15 +601,19 @@ func TestRedeliveredCancelledOutcomeNotDeadLettered(t *testing.T) {
 // backlog and node Receiver hold one item each, so that an application
 // that does not read leaves no room after the first, and a sender with one
 // attempt per exchange (a busy answer would fail its Outcome) and up to 8
-// exchanges in flight.
+// exchanges in flight. Both keep their connection: with one attempt, a
+// new connection of the sender's that the receiver's automatic
+// disconnection (after the exchange before) closes as it comes up would
+// fail an exchange for a reason that is not this test's.
 func behindReceiver(t *testing.T) (sender *handler.Handler, b *node) {
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib)
 	b = newNode(t, ib, list, func(c *handler.Config) {
 		c.EventBuffer, c.MaxBacklog, c.Node.ReceiverBuffer = 1, 1, 1
+		c.KeepConnection = true
 	})
 	return newHandler(t, ia, list, handler.WithRetry(1, time.Millisecond, time.Millisecond),
-		func(c *handler.Config) { c.MaxConcurrentPerPeer = 8 }), b
+		func(c *handler.Config) { c.MaxConcurrentPerPeer, c.KeepConnection = 8, true }), b
 }
 
 // TestStoredMessageNotRefusedWhenBehind: a message the inbox holds is
