@@ -14,6 +14,9 @@ func (n *Node) Close() error {
 		n.stopWatchAL()
 		wait := n.drainWait()
 		n.drainStreams(n.streams.all(), wait, 2*wait, nil)
+		if n.cfg.closeDrainedHook != nil {
+			n.cfg.closeDrainedHook()
+		}
 		n.cancel()
 		n.closeErr = n.host.Close()
 		n.wg.Wait()

@@ -2,6 +2,8 @@ package p2p_test
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,4 +96,56 @@ func TestDialDuringDisconnectConnects(t *testing.T) {
 	case <-time.After(tu.Timeout):
 		t.Fatalf("the Dial made no connection; connected now: %v", a.Host().Network().Connectedness(ib.ID))
 	}
+}
+
+// A stream this node opens while Close is under way, after Close listed
+// the streams it drains, has its connection closed by the host's close,
+// before the peer answered anything on it. This node closed it, the peer
+// refused nothing: the message is reported closed, and its Err must not
+// match ErrClosedAtHandshake, whose text tells the operator that the peer
+// may not allowlist them. Only the reason used to be rewritten.
+func TestStreamOpenedDuringCloseIsNotARefusal(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	o := newOrderedStream(1)
+	opening, listed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	opts := append(o.options(),
+		p2p.WithOpenHook(func() {
+			once.Do(func() {
+				close(opening)
+				waitFor(listed)
+			})
+		}),
+		// Close lets the stream be opened once its drain is done, and
+		// closes the host once the stream's first write is held.
+		p2p.WithCloseDrainedHook(func() {
+			close(listed)
+			waitFor(o.writing)
+		}))
+	a := tu.Node(t, ia, tu.Allowlist(t, ia, ib), opts...)
+	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib))
+	defer o.unblock()
+	lost := make(chan struct{})
+	var lostOnce sync.Once
+	a.Host().Network().Notify(&network.NotifyBundle{DisconnectedF: func(_ network.Network, c network.Conn) {
+		if c.RemotePeer() == ib.ID {
+			lostOnce.Do(func() { close(lost) })
+		}
+	}})
+
+	a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: b.Addrs()[0], ID: 1, Data: []byte("late")}
+	await(t, opening, "the stream's opening")
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		a.Close()
+	}()
+	await(t, o.writing, "the first write held")
+	await(t, lost, "the host's close of the connection")
+	o.letGo()
+	st := nextOf(t, a, statusOf(1))
+	if st.Reason != p2p.ReasonClosed || errors.Is(st.Err, p2p.ErrClosedAtHandshake) {
+		t.Fatalf("status %+v (%v), want closed, not %v", st, st.Err, p2p.ErrClosedAtHandshake)
+	}
+	await(t, closed, "Close")
 }

@@ -45,7 +45,11 @@ func (e *ClosedAtHandshakeError) Unwrap() error { return e.Err }
 // first frames), reads as the peer's refusal at the handshake rather than
 // a connection lost: this node dialed it, it is closed, the peer never
 // accepted anything on it (cs: it opened no message stream on it and
-// answered no proposal of ours), and this node did not close it itself.
+// answered no proposal of ours), and this node did not close it itself:
+// neither that connection (cs.closedHere) nor all of them (Close, which
+// marks the node closing before its host closes them: a stream opened
+// after Close listed the streams it drains meets its connection closed by
+// the host, and the peer refused nothing).
 //
 // That is all a refusal shows: go-libp2p's dial returns once the Noise
 // handshake completes, and the listener's gater decides after it and
@@ -58,7 +62,7 @@ func (e *ClosedAtHandshakeError) Unwrap() error { return e.Err }
 // Which goroutine meets the closed connection first (the sender opening
 // the stream, the stream's writer or its reader) is up to the scheduler,
 // so each of them asks this, and all report the same.
-func refusedAtHandshake(c network.Conn, cs *connState) bool {
+func (n *Node) refusedAtHandshake(c network.Conn, cs *connState) bool {
 	return c.IsClosed() && c.Stat().Direction == network.DirOutbound &&
-		!cs.accepted.Load() && !cs.closedHere.Load()
+		!cs.accepted.Load() && !cs.closedHere.Load() && !n.closing.Load()
 }

@@ -222,6 +222,10 @@ type Config struct {
 	// of a stream it failed, which another goroutine may be finishing.
 	// Tests only: export_test.go.
 	closeWaitHook func()
+	// closeDrainedHook, when set, runs in Close once it has drained the
+	// streams it listed, before it cancels the node and closes the host.
+	// Tests only: export_test.go.
+	closeDrainedHook func()
 	// openHook, when set, runs in peerSender.open once no DisconnectFrom
 	// closes the peer's connections, before it opens a stream. Tests only:
 	// export_test.go.

@@ -61,6 +61,13 @@ func WithCloseWaitHook(f func()) func(*Config) {
 	return func(c *Config) { c.closeWaitHook = f }
 }
 
+// WithCloseDrainedHook has f run in Close once the streams it listed
+// are drained, before it cancels the node and closes its host: a test
+// opens a stream there, one that Close's drain did not list.
+func WithCloseDrainedHook(f func()) func(*Config) {
+	return func(c *Config) { c.closeDrainedHook = f }
+}
+
 // WithOpenHook has f run each time the node is about to open a message
 // stream to a peer, once no DisconnectFrom is closing the connections to
 // it: a test disconnects the peer there.

@@ -27,6 +27,12 @@ import (
 // on the allowlist.
 var ErrNotAllowlisted = errors.New("p2p: peer is not on the allowlist")
 
+// ErrPeerCutOff is matched (errors.Is) by the error of a SendMsg
+// reported ReasonRejected because this node's rate limiter has cut the
+// peer off (ConnectionLimit): the peer is on the allowlist and refused
+// nothing, and this node dials it again once the ban ends.
+var ErrPeerCutOff = errors.New("p2p: peer is cut off by this node's rate limiter")
+
 // ErrClosed is returned by Send once the node is closed.
 var ErrClosed = errors.New("p2p: node closed")
 

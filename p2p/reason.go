@@ -39,7 +39,9 @@ const (
 	ReasonNotConnected Reason = "not_connected"
 	// ReasonDialFailed: the dial or the stream opening failed.
 	ReasonDialFailed Reason = "dial_failed"
-	// ReasonRejected: the peer is not on the local allowlist, or refused us.
+	// ReasonRejected: the peer is not on the local allowlist, or refused us
+	// (its ack said not allowlisted), or this node's rate limiter has cut
+	// it off (the error matches ErrPeerCutOff).
 	ReasonRejected Reason = "rejected"
 	// ReasonAckTimeout: no ack within Config.AckTimeout.
 	ReasonAckTimeout Reason = "ack_timeout"

@@ -286,7 +286,14 @@ func (ps *peerSender) openOnce(m *outMsg) (*msgStream, error) {
 			return nil, errNotConnected
 		}
 		n.clearBackoff(ps.peer)
-		return n.dialPeer(ctx, ps.peer)
+		c, err := n.dialPeer(ctx, ps.peer)
+		if err != nil && errors.Is(err, swarm.ErrGaterDisallowedConnection) && n.limiter.PeerBanned(string(ps.peer)) {
+			// Our own gater refused a listed peer (InterceptPeerDial):
+			// the Status says rejected, and its error must not leave the
+			// operator looking for a missing entry or a refusal by the peer.
+			err = fmt.Errorf("%w: %w", ErrPeerCutOff, err)
+		}
+		return c, err
 	}
 	var (
 		conn network.Conn // the connection dialed for this stream, if any
@@ -311,7 +318,7 @@ func (ps *peerSender) openOnce(m *outMsg) (*msgStream, error) {
 		s, err = n.openStream(ctx, ps.peer, conn)
 	}
 	if err != nil {
-		if conn != nil && ctx.Err() == nil && refusedAtHandshake(conn, cs) {
+		if conn != nil && ctx.Err() == nil && n.refusedAtHandshake(conn, cs) {
 			return nil, &ClosedAtHandshakeError{Self: n.ID(), Peer: ps.peer, Err: err}
 		}
 		return nil, err
