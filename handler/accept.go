@@ -175,10 +175,10 @@ func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.
 	}
 	// The slot is taken here, not when the loop delivers: the messages a
 	// peer pipelines are all judged before the first reaches the loop.
-	if h.dur.unhandled[from] >= h.cfg.MaxInboxPerPeer {
+	if h.durableInboxFull(from, len(env.payload)) {
 		return p2p.ReasonBusy, nil, nil
 	}
-	h.dur.unhandled[from]++
+	h.dur.take(key, len(env.payload))
 	st := &storing{}
 	h.dur.storing[key] = st
 	kind := store.KindRequest
@@ -198,7 +198,7 @@ func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.
 		if err != nil {
 			// Refused, not lost: the sender resends.
 			delete(h.dur.storing, key)
-			h.dur.unhandled[from]--
+			h.dur.release(key)
 			h.log.Warn("could not store a received message: answering busy", zap.Stringer("peer", from), zap.Error(err))
 			return p2p.ReasonBusy
 		}
@@ -220,7 +220,8 @@ func (h *Handler) holds(p peer.ID, id ExchangeID) bool {
 }
 
 // storing is a received exchange being written to the inbox: counted in
-// unhandled from then on, until the loop takes it (arrived).
+// its peer's inbox (durableState.take) from then on, until the loop takes
+// it (arrived).
 type storing struct{ stored bool }
 
 // arrived tells whether a request or message reaching the loop is one

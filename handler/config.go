@@ -25,6 +25,7 @@ const (
 	DefaultDedupePerPeer        = 4096
 	DefaultResolveTimeout       = 10 * time.Second
 	DefaultMaxInboxPerPeer      = 1024
+	DefaultMaxInboxBytesPerPeer = 64 << 20
 )
 
 // Config configures a Handler. Only Node.Key and Node.Allowlist are
@@ -36,7 +37,8 @@ type Config struct {
 
 	// Channel is the p2p channel the handler's envelopes travel on, at both
 	// ends. Default 0, the p2p default. Data arriving on other channels is
-	// reported as an Error and otherwise ignored.
+	// reported as an Error, costs its sender an unauthorized token
+	// (nothing on the handler's node reads it) and is otherwise ignored.
 	Channel uint32
 
 	// ReplyTimeout bounds the wait for a reply once the request is
@@ -136,6 +138,16 @@ type Config struct {
 	// reaches the handler's loop may pass it by what the peer can have in
 	// flight. Default 1024.
 	MaxInboxPerPeer int
+	// MaxInboxBytesPerPeer bounds, with a Store, the payload bytes of those
+	// requests and messages of one peer on disk: past it a new one is
+	// answered "busy" as past MaxInboxPerPeer, which alone would let one
+	// peer hold MaxInboxPerPeer messages of up to the node's
+	// MaxMessageSize (1 GiB by default). One message is always taken into
+	// an empty inbox, whatever its size. The count survives a restart (the
+	// pending records are counted as they are loaded). Default 64 MiB.
+	// Without a Store the application holds what it was given, and this
+	// does not apply.
+	MaxInboxBytesPerPeer int
 
 	// Resolver, if set, finds addresses for a peer that Request or Send was
 	// given no address for and that is not connected. It is asked again
@@ -185,6 +197,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.DedupePerPeer, DefaultDedupePerPeer)
 	setDefault(&c.ResolveTimeout, DefaultResolveTimeout)
 	setDefault(&c.MaxInboxPerPeer, DefaultMaxInboxPerPeer)
+	setDefault(&c.MaxInboxBytesPerPeer, DefaultMaxInboxBytesPerPeer)
 	if c.BackoffMax < c.BackoffBase {
 		c.BackoffMax = c.BackoffBase
 	}

@@ -102,7 +102,13 @@
 // the node, before anything is delivered, and costs the peer one token of
 // its misbehaviour budget in the node's rate limiter; an ack out of
 // protocol fails the exchange its message carried and costs one too. Both
-// leave the connection up.
+// leave the connection up. Data on another channel than Config.Channel,
+// which nothing on the handler's node reads, costs an unauthorized token
+// and is reported as an Error; Errors about one peer that wait for the
+// application fold into one (Error.Repeats), so that they cannot crowd the
+// others out of Outcomes. With a store, a resend of an answered request
+// gets the stored reply again, and past Config.MaxAttempts of those for
+// one exchange each costs a protocol_violation token.
 //
 // Without an address, Request and Send use the peer's connection, the last
 // address the handler was given for it, or Config.Resolver (a DHT), which
@@ -120,7 +126,8 @@
 // without losing anything. With a Config.Store, what the inbox holds
 // already is not refused: it is delivered from the store once the
 // application has room, and a peer hears "busy" only past
-// Config.MaxInboxPerPeer of them. A reply to a request of ours still
+// Config.MaxInboxPerPeer of them, or Config.MaxInboxBytesPerPeer of their
+// payloads. A reply to a request of ours still
 // running is never refused busy either: it is held in memory (one per
 // request) until the application has room, so that the responder's
 // Outcome and ours agree. Meanwhile acks and outcomes of the handler's own

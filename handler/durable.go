@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
@@ -48,9 +49,13 @@ type inKey = pendingKey
 
 // durableState is the handler's memory of its store, under Handler.mu.
 type durableState struct {
-	answered  map[inKey]bool  // answered requests whose reply is in the store
-	unacked   map[inKey]bool  // messages delivered, awaiting Ack
-	unhandled map[peer.ID]int // requests and messages of each peer not yet handled
+	answered map[inKey]bool // answered requests whose reply is in the store
+	replayed map[inKey]int  // times an answered request's stored reply was read and sent again
+	unacked  map[inKey]bool // messages delivered, awaiting Ack
+	// inbox is what each peer's requests and messages not yet handled
+	// hold, counted and in bytes; counted names each one and its size.
+	inbox   map[peer.ID]inboxUse
+	counted map[inKey]int
 	// unconfirmed are our exchanges whose Outcomes await AckOutcome
 	// (Config.AckOutcomes; outcome_ack.go).
 	unconfirmed map[ExchangeID]*awaitingAck
@@ -76,8 +81,10 @@ type completion struct {
 func newDurableState() durableState {
 	return durableState{
 		answered:    make(map[inKey]bool),
+		replayed:    make(map[inKey]int),
 		unacked:     make(map[inKey]bool),
-		unhandled:   make(map[peer.ID]int),
+		inbox:       make(map[peer.ID]inboxUse),
+		counted:     make(map[inKey]int),
 		unconfirmed: make(map[ExchangeID]*awaitingAck),
 		storing:     make(map[inKey]*storing),
 		heldReply:   make(map[inKey]bool),
@@ -87,6 +94,51 @@ func newDurableState() durableState {
 }
 
 func (h *Handler) durable() bool { return h.cfg.Store != nil }
+
+// inboxUse is what one peer's unhandled requests and messages hold.
+type inboxUse struct {
+	n     int
+	bytes int
+}
+
+// take counts received exchange k, whose payload is size bytes, against
+// its peer's inbox until release; counting one twice does nothing.
+func (d *durableState) take(k inKey, size int) {
+	if _, ok := d.counted[k]; ok {
+		return
+	}
+	d.counted[k] = size
+	u := d.inbox[k.peer]
+	u.n++
+	u.bytes += size
+	d.inbox[k.peer] = u
+}
+
+// release stops counting k: it was handled, or not stored after all.
+func (d *durableState) release(k inKey) {
+	size, ok := d.counted[k]
+	if !ok {
+		return
+	}
+	delete(d.counted, k)
+	u := d.inbox[k.peer]
+	u.n--
+	u.bytes -= size
+	if u.n <= 0 {
+		delete(d.inbox, k.peer)
+		return
+	}
+	d.inbox[k.peer] = u
+}
+
+// durableInboxFull reports whether a new exchange of size bytes from p
+// would pass MaxInboxPerPeer or MaxInboxBytesPerPeer. One alone never
+// passes the byte bound: a message of any size the node takes fits an empty
+// inbox. The caller holds mu.
+func (h *Handler) durableInboxFull(p peer.ID, size int) bool {
+	u := h.dur.inbox[p]
+	return u.n >= h.cfg.MaxInboxPerPeer || (u.n > 0 && u.bytes+size > h.cfg.MaxInboxBytesPerPeer)
+}
 
 func storeKind(k Kind) store.Kind {
 	if k == KindMessage {
@@ -244,15 +296,30 @@ func (h *Handler) Ack(p peer.ID, exchange ExchangeID) error {
 		h.dur.unacked[key] = true // still the application's to ack
 		return err
 	}
-	h.dur.unhandled[p]--
+	h.dur.release(key)
 	return nil
 }
 
 // storedReply is the envelope of the reply to a request answered before,
 // read back from the store; nil when there is none. The caller holds mu.
+//
+// Each call is a store read under mu and a whole reply sent again for a
+// resend that may be a few bytes, so a peer asking again and again for one
+// answered exchange is charged: an honest dialer sends a request at most
+// MaxAttempts times in a life, the first of which was answered the usual
+// way, so MaxAttempts replays of one exchange cover a dialer that lost its
+// reply every time and restarted once. Each replay past them costs the
+// peer a protocol_violation token; it is still answered, since a dialer
+// that restarts over and over may honestly need it.
 func (h *Handler) storedReply(p peer.ID, id ExchangeID) []byte {
-	if !h.dur.answered[inKey{p, id}] {
+	key := inKey{p, id}
+	if !h.dur.answered[key] {
 		return nil
+	}
+	if n := h.dur.replayed[key]; n >= h.cfg.MaxAttempts {
+		h.node.Charge(p, ratelimit.ProtocolViolation)
+	} else {
+		h.dur.replayed[key] = n + 1
 	}
 	in, ok, err := h.cfg.Store.Incoming(string(p), uint64(id))
 	if err != nil || !ok || in.State != store.InAnswered {
@@ -273,6 +340,7 @@ func (h *Handler) forget(p peer.ID, id ExchangeID) {
 		return
 	}
 	delete(h.dur.answered, key)
+	delete(h.dur.replayed, key)
 	h.dur.expired = append(h.dur.expired, key)
 	if len(h.dur.expired) >= 256 {
 		h.flushExpired()

@@ -203,6 +203,12 @@ type Error struct {
 	Err  error
 	// Disconnected says the handler judged Peer faulty and disconnected it.
 	Disconnected bool
+	// Repeats counts the further Errors about Peer (none of them a
+	// disconnection) folded into this one while they waited for an
+	// application not reading Outcomes; Err is the first one's. Folding
+	// keeps one peer's stream of errors from crowding the alerts about
+	// others out of the queue, whose length is bounded.
+	Repeats int
 }
 
 // Dropped is passed through from the p2p node's Priority channel: Count
@@ -244,6 +250,27 @@ func mergeDropped(last *Event, ev Event) bool {
 		return false
 	}
 	l.Count += d.Count
+	*last = l
+	return true
+}
+
+// mergeErrors folds an Error into the queued tail when both are about the
+// same peer and neither is a disconnection, so that one peer's repeated
+// errors (data it keeps sending on a channel the handler does not take)
+// hold one slot of the Outcomes queue, not all of them: past the queue's
+// limit the Errors about other peers would be dropped. Only the tail is
+// looked at, as mergeDropped does: a peer whose errors alternate with other
+// events holds at most one slot per event queued among them.
+func mergeErrors(last *Event, ev Event) bool {
+	e, ok := ev.(Error)
+	if !ok || e.Disconnected {
+		return false
+	}
+	l, ok := (*last).(Error)
+	if !ok || l.Disconnected || l.Peer != e.Peer {
+		return false
+	}
+	l.Repeats += 1 + e.Repeats
 	*last = l
 	return true
 }

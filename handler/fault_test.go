@@ -330,8 +330,9 @@ func TestFaultFailsResponderExchange(t *testing.T) {
 	}
 }
 
-// Data on another p2p channel is not the handler's: reported, not held
-// against the peer.
+// Data on another p2p channel is not the handler's: reported, not
+// delivered, and acked OK (the routing table let it through); it costs the
+// peer a token (TestOtherChannelCharged).
 func TestDataOnAnotherChannel(t *testing.T) {
 	h, raw := rawPair(t)
 	frame := frameBytes(pb.DataFrame(&pb.Data{Id: 1, Channel: 5, Payload: []byte("x")}))

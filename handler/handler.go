@@ -136,7 +136,7 @@ func build(cfg Config) (*Handler, error) {
 		wake:     make(chan struct{}, 1),
 		resolved: make(chan resolveResult),
 		events:   outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: cfg.MaxBacklog, LowWater: cfg.MaxBacklog / 2}),
-		outcomes: outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts}),
+		outcomes: outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts, Merge: mergeErrors}),
 		prio:     outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts, Merge: mergeDropped}),
 		ctx:      ctx,
 		cancel:   cancel,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler/pb"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
@@ -302,8 +303,14 @@ func (h *Handler) nodeEvent(d p2p.Delivery) {
 // onData decodes an envelope and hands it to its exchange.
 func (h *Handler) onData(d p2p.Data) {
 	if d.Channel != h.cfg.Channel {
-		// Another component's traffic, permitted by the routing table:
-		// not a protocol violation, but nothing the handler can deliver.
+		// Permitted by the routing table, but the handler owns its node
+		// and takes one channel: nothing will ever read this. It costs
+		// the peer an unauthorized token, as data the routing table
+		// refuses does, and its Errors fold into one while queued
+		// (mergeErrors): a peer sending it as fast as it is acked would
+		// otherwise push an Error each time, crowding the alerts about
+		// other peers out of Outcomes past its limit.
+		h.node.Charge(d.From, ratelimit.Unauthorized)
 		h.outcomes.Push(Error{Peer: d.From, Err: fmt.Errorf("%w: data on channel %d, the handler's is %d", ErrUnexpectedMessage, d.Channel, h.cfg.Channel)}, false)
 		return
 	}

@@ -100,7 +100,7 @@ func (h *Handler) deliverOverflow() {
 			// ago, most likely. Nothing is left to deliver, nor to
 			// count against the peer's inbox.
 			delete(h.dur.storing, o.key)
-			h.dur.unhandled[o.key.peer]--
+			h.dur.release(o.key)
 			h.log.Warn("a stored message is no longer in the store", zap.Stringer("peer", o.key.peer), zap.Stringer("exchange", o.key.id))
 			h.outcomes.Push(Error{Peer: o.key.peer, Err: fmt.Errorf("%w: exchange %s was stored but is no longer in the store",
 				ErrNotDurable, o.key.id)}, false)
@@ -114,7 +114,7 @@ func (h *Handler) deliverOverflow() {
 			// duplicate. Dedupe it as the inbox says (an answered request
 			// gets its stored reply again) and free its slot.
 			delete(h.dur.storing, o.key)
-			h.dur.unhandled[o.key.peer]--
+			h.dur.release(o.key)
 			h.seen.add(o.key.peer, o.key.id, time.Now())
 			if in.State == store.InAnswered {
 				h.dur.answered[o.key] = true

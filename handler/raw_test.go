@@ -280,6 +280,11 @@ func (r *rawPeer) send(h *handler.Handler, payload []byte) pb.Reason {
 }
 
 func (r *rawPeer) trySend(h *handler.Handler, payload []byte) (pb.Reason, error) {
+	return r.trySendOn(h, 0, payload)
+}
+
+// trySendOn is trySend to p2p channel ch. The caller holds sendMu.
+func (r *rawPeer) trySendOn(h *handler.Handler, ch uint32, payload []byte) (pb.Reason, error) {
 	if r.out == nil || r.out.closed() || r.out.s.Conn().IsClosed() {
 		ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
 		defer cancel()
@@ -294,7 +299,7 @@ func (r *rawPeer) trySend(h *handler.Handler, payload []byte) (pb.Reason, error)
 		go r.out.read()
 	}
 	r.lastID++
-	return r.out.send(r.lastID, frameBytes(pb.DataFrame(&pb.Data{Id: r.lastID, Payload: payload})))
+	return r.out.send(r.lastID, frameBytes(pb.DataFrame(&pb.Data{Id: r.lastID, Channel: ch, Payload: payload})))
 }
 
 // envelope encodes a handler envelope.

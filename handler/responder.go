@@ -48,7 +48,7 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 	}
 	h.seen.add(from, id, now)
 	if h.durable() && !h.arrived(from, id) {
-		h.dur.unhandled[from]++ // not counted by accept (it raced a resend)
+		h.dur.take(inKey{from, id}, len(data)) // not counted by accept (it raced a resend)
 	}
 	h.receive(ps, id, origin)
 	h.deliver(Request{From: from, Exchange: id, Data: data})
@@ -74,10 +74,10 @@ func (h *Handler) onMessage(from peer.ID, id ExchangeID, data []byte) {
 		h.seen.add(from, id, now)
 		if h.durable() {
 			if !h.arrived(from, id) {
-				h.dur.unhandled[from]++
+				h.dur.take(inKey{from, id}, len(data))
 			}
 			if h.cfg.AutoAck {
-				h.dur.unhandled[from]--
+				h.dur.release(inKey{from, id})
 				h.handled(from, id, KindMessage)
 			} else {
 				h.dur.unacked[inKey{from, id}] = true
@@ -105,7 +105,7 @@ func (h *Handler) respond(from peer.ID, id ExchangeID, wire []byte) {
 	ex.wire = wire
 	if h.durable() {
 		h.dur.answered[inKey{from, id}] = true
-		h.dur.unhandled[from]--
+		h.dur.release(inKey{from, id})
 	}
 	h.transmit(ex)
 }
@@ -121,7 +121,7 @@ func (h *Handler) unanswered(p peer.ID, id ExchangeID, reason Reason) {
 	}
 	h.seen.markUnanswered(p, id)
 	if h.durable() {
-		h.dur.unhandled[p]--
+		h.dur.release(inKey{p, id})
 		h.handled(p, id, KindRequest)
 	}
 }

@@ -81,12 +81,12 @@ func (h *Handler) resume() error {
 			continue
 		}
 		h.seen.add(p, id, now)
-		h.dur.unhandled[p]++
+		h.dur.take(key, len(in.Payload))
 		ps := h.peer(p)
 		if kind == KindMessage {
 			h.events.Push(Message{From: p, Exchange: id, Data: in.Payload, Redelivered: true}, true)
 			if h.cfg.AutoAck {
-				h.dur.unhandled[p]--
+				h.dur.release(key)
 				h.handled(p, id, kind)
 			} else {
 				h.dur.unacked[key] = true

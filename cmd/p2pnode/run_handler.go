@@ -94,7 +94,11 @@ func (r *runner) handlerEvent(ev handler.Event) {
 		}
 		r.printOutcome(e)
 	case handler.Error:
-		r.out.emit(p2p.Error{Peer: e.Peer, Err: e.Err})
+		err := e.Err
+		if e.Repeats > 0 {
+			err = fmt.Errorf("%w (and %d more errors about this peer, folded)", err, e.Repeats)
+		}
+		r.out.emit(p2p.Error{Peer: e.Peer, Err: err})
 	case handler.ConnectionLimit:
 		r.out.emit(p2p.ConnectionLimit{Peer: e.Peer, IP: e.IP, Reason: e.Reason, Until: e.Until})
 		if r.dht != nil && e.Peer != "" {
