@@ -2,7 +2,6 @@ package dht
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -11,7 +10,6 @@ import (
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/routing"
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/zap"
 )
@@ -24,9 +22,6 @@ type publisher struct {
 	// mu serializes publications, so that seqs reach the DHT in order.
 	mu  sync.Mutex
 	seq uint64
-	// seqKnown: seq is at least the Seq of every record of this node the
-	// DHT held when this life first looked (learnSeq).
-	seqKnown bool
 	// last is the last record published; read without mu, which a
 	// publication holds for as long as the network takes.
 	last atomic.Pointer[Record]
@@ -61,16 +56,13 @@ func (p *publisher) notify() {
 // Config.Membership is set, and stores it on the nodes closest to its key,
 // and locally. The DHT also publishes on its own; call Publish to
 // push a change at once. It fails with ErrNotReady while the routing table is
-// empty (the record is then stored locally only). The first publication
-// of a DHT first looks up the node's own record, so that its Seq exceeds
-// a previous life's even when the clock has been set back since.
+// empty (the record is then stored locally only).
 func (d *DHT) Publish(ctx context.Context) (Record, error) {
 	if d.ctx.Err() != nil {
 		return Record{}, ErrClosed
 	}
 	d.pub.mu.Lock()
 	defer d.pub.mu.Unlock()
-	d.learnSeq(ctx)
 	now := d.cfg.Now()
 	seq := d.pub.seq + 1
 	if n := now.UnixNano(); n > 0 && uint64(n) > d.pub.seq {
@@ -99,39 +91,6 @@ func (d *DHT) Publish(ctx context.Context) (Record, error) {
 	d.pub.notify()
 	d.log.Debug("record published", zap.Uint64("seq", r.Seq), zap.Int("addrs", len(r.Addrs)))
 	return r, nil
-}
-
-// learnSeq raises pub.seq to the highest Seq of this node's records that
-// the DHT holds, once per life. Seq is the publication time, and a
-// previous life's clock may have been ahead of this one's (by up to
-// MaxClockSkew its records are stored): the storers keep the record with
-// the highest Seq, so a lower one would not replace it, and lookups would
-// return the previous life's addresses until that record's expiry and
-// retention passed. A lookup that fails is tried again at the next
-// publication, which goes ahead meanwhile. The caller holds pub.mu.
-func (d *DHT) learnSeq(ctx context.Context) {
-	if d.pub.seqKnown || d.kad.RoutingTable().Size() == 0 {
-		return
-	}
-	self := d.host.ID()
-	// Bounded apart from the publication, which must keep time of its own.
-	ctx, cancel := context.WithTimeout(ctx, publishTimeout/3)
-	defer cancel()
-	val, err := d.kad.GetValue(ctx, RecordKey(self))
-	if errors.Is(err, routing.ErrNotFound) {
-		d.pub.seqKnown = true
-		return
-	}
-	if err != nil {
-		d.log.Debug("looking up this node's previous record failed", zap.Error(err))
-		return
-	}
-	d.pub.seqKnown = true
-	if r, err := d.val.open(self, val); err == nil && r.Seq > d.pub.seq {
-		d.log.Info("a previous record of this node has a higher seq than the clock gives: continuing from it",
-			zap.Uint64("seq", r.Seq), zap.Time("published", r.Published))
-		d.pub.seq = r.Seq
-	}
 }
 
 // Published returns the last record this node published, if any.
