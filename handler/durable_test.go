@@ -256,11 +256,14 @@ func TestStaleReplyIsNoMisbehaviour(t *testing.T) {
 	// A reply refused as unknown waits for a resend of its request until
 	// the reply timeout.
 	b := newHandler(t, ib, list, keep, handler.WithReplyTimeout(3*time.Second))
+	// b reaches the restarted process at the address identify told it.
+	identifiedA := identified(t, b, ia.ID)
 	a1 := newHandler(t, ia, list, keep)
 	if _, err := a1.Request(ib.ID, addr(b), []byte("old")); err != nil {
 		t.Fatal(err)
 	}
 	old := nextRequest(t, b)
+	identifiedA()
 	listen := addr(a1).Decapsulate(addr(a1)[len(addr(a1))-1:])
 	a1.Close()
 	a2, err := handler.New(listen, ia.Key, list, fast, keep)

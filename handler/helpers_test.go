@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -121,3 +122,32 @@ func signal(ch chan struct{}) {
 }
 
 func allowEntry(id tu.Identity) allowlist.Entry { return allowlist.Entry{ID: id.ID} }
+
+// identified returns a wait for h's node to have identified p. A peer that
+// dialed h is known at an address h can dial back only from identify, and
+// its first message leaves before identify is done (p2p/stream_open.go):
+// a test that needs h to redial p after p's connection is gone waits for it
+// first. Call identified before p connects.
+func identified(t testing.TB, h *handler.Handler, p peer.ID) (wait func()) {
+	t.Helper()
+	sub, err := h.Node().Host().EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	return func() {
+		t.Helper()
+		deadline := time.NewTimer(tu.Timeout)
+		defer deadline.Stop()
+		for {
+			select {
+			case ev := <-sub.Out():
+				if ev.(event.EvtPeerIdentificationCompleted).Peer == p {
+					return
+				}
+			case <-deadline.C:
+				t.Fatalf("%s was not identified within %s", p, tu.Timeout)
+			}
+		}
+	}
+}

@@ -77,7 +77,9 @@ type Config struct {
 	// for a message of ours to the same peer to carry it. Default 2ms, at
 	// most MaxAckDelay; negative acks every message at once.
 	AckDelay time.Duration
-	// DialTimeout bounds connecting to a peer and opening a stream. Default 10s.
+	// DialTimeout bounds connecting to a peer and opening a stream, to any
+	// address: go-libp2p's shorter limit for loopback and private
+	// addresses (5s) does not apply. Default 10s.
 	DialTimeout time.Duration
 	// MaxInFlight is how many sent messages to one peer may await their ack
 	// at once on a stream. It is enforced on receipt too: a message that

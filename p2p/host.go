@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 )
@@ -47,6 +48,11 @@ func newHost(cfg Config, g *gater, rs *relayState) (host.Host, error) {
 		// Ping answers "p2pnode check" (check.go); like every protocol,
 		// only for allowlisted peers.
 		libp2p.Ping(true),
+		// Config.DialTimeout bounds each dial, whatever the address: the
+		// swarm's own limit is 15 s, and 5 s for loopback and private
+		// addresses (a LAN, a VPN), which cut a handshake slowed by load
+		// short of the DialTimeout a caller set.
+		libp2p.SwarmOpts(swarm.WithDialTimeout(cfg.DialTimeout), swarm.WithDialTimeoutLocal(cfg.DialTimeout)),
 	}
 	opts = append(opts, relayHostOptions(cfg, rs)...)
 	if cfg.Metrics != nil {
