@@ -1,0 +1,394 @@
+package store
+
+// Opening a data directory: finding what is there (a store, an empty or
+// half-built directory, something else), creating a store in it, and
+// checking the one found before trusting it.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+)
+
+// errAbsent means there is no store at the path yet.
+var errAbsent = errors.New("no store")
+
+// open opens the store at s.path, creating it if there is none, and retrying
+// while another Open holds it, until opts.LockTimeout. It reports whether
+// this call created the store.
+func (s *Store) open(opts Options) (created bool, err error) {
+	deadline := time.Now().Add(opts.LockTimeout)
+	creations := 0
+	for {
+		err := s.tryOpen(opts)
+		if errors.Is(err, errAbsent) {
+			if creations == 3 {
+				// Created, then gone again before it could be opened, three times.
+				return false, fmt.Errorf("store: %s keeps disappearing after creation", s.path)
+			}
+			var made bool
+			made, err = create(s.path, opts)
+			if err == nil {
+				if made {
+					creations++
+					created = true
+				}
+				continue
+			}
+		}
+		if !errors.Is(err, errBusy) {
+			return created, err
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return false, lockedError(s.path, nil)
+		}
+		time.Sleep(min(wait, 5*time.Millisecond))
+	}
+}
+
+// storeKind is what inspect found at a store path.
+type storeKind int
+
+const (
+	kindAbsent storeKind = iota // nothing, or an empty directory
+	kindPebble                  // a directory with a pebble MANIFEST marker
+)
+
+// manifestMarker starts the name of the file by which pebble records its
+// current MANIFEST (format major versions 2 and up: all this pebble writes).
+const manifestMarker = "marker.manifest."
+
+// inspect tells what is at path without changing anything: no store, a
+// pebble directory, or (ErrCorrupt) something else. A directory is only
+// taken for absent if it is empty, but for a LOCK file.
+func inspect(path string) (storeKind, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// A link to nothing is no absent store: its target (a disk not
+		// mounted?) may hold one, which a new store here would hide.
+		if target, lerr := os.Readlink(path); lerr == nil {
+			return 0, fmt.Errorf("store: %s links to %s, which does not exist: %w", path, target, err)
+		}
+		return kindAbsent, nil
+	case err != nil:
+		return 0, fmt.Errorf("store: %w", err)
+	case !fi.IsDir():
+		return 0, corruptError(path, "not a directory", nil)
+	}
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	others := 0
+	for _, e := range ents {
+		switch name := e.Name(); {
+		case strings.HasPrefix(name, manifestMarker):
+			return kindPebble, nil
+		case name != "LOCK":
+			others++
+		}
+	}
+	if others == 0 {
+		return kindAbsent, nil
+	}
+	return 0, corruptError(path, "no pebble MANIFEST marker: not a store directory", nil)
+}
+
+// tryOpen makes one attempt at opening the store at s.path. It fails with
+// errAbsent if there is none, and with errBusy if another Open holds it.
+func (s *Store) tryOpen(opts Options) error {
+	kind, err := inspect(s.path)
+	if err != nil {
+		return err
+	}
+	if kind == kindAbsent {
+		return checkLegacy(filepath.Dir(s.path))
+	}
+	lock, err := lockDir(s.path)
+	switch {
+	case errors.Is(err, errBusy):
+		return errBusy
+	case errors.Is(err, fs.ErrNotExist):
+		return errAbsent // gone since inspect: look again
+	case err != nil:
+		return fmt.Errorf("store: lock %s: %w", s.path, err)
+	}
+	// Pebble would take damage in the middle of the last write-ahead log
+	// block for a torn tail: see checkWAL.
+	if err := checkWAL(s.path); err != nil {
+		lock.release()
+		return err
+	}
+	fsys, fsc := newFS(s.log)
+	// First read-only, which changes nothing: a read-write open replays the
+	// write-ahead log into sstables and deletes the files the MANIFEST does
+	// not name, which a damaged MANIFEST (pebble reads one cut short as far
+	// as it goes) could make the files the store's records are in.
+	err = s.verify(fsys, lock)
+	var db *pebble.DB
+	if err == nil {
+		db, err = openPebble(s.path, s.pebbleOptions(fsys, lock, false))
+	}
+	if err == nil {
+		if err = checkLayout(db, s.path); err != nil {
+			closePebble(db, s.path)
+		}
+	}
+	if err != nil {
+		_ = fsc.Close()
+		lock.release()
+		return err
+	}
+	s.db, s.lock, s.fsc = db, lock, fsc
+	return nil
+}
+
+// verify opens the store read-only and checks its layout and that every
+// sstable opens (their data blocks are checked as they are read).
+func (s *Store) verify(fsys vfs.FS, lock *dirLock) error {
+	o := s.pebbleOptions(fsys, lock, false)
+	o.ReadOnly = true
+	o.FormatMajorVersion = pebble.FormatDefault // the store's own: no ratchet
+	db, err := openPebble(s.path, o)
+	if err != nil {
+		return err
+	}
+	err = checkLayout(db, s.path)
+	if err == nil {
+		err = checkTables(db, s.path)
+	}
+	if cerr := closeErr(db, s.path); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// checkTables opens every sstable's footer, index and properties.
+func checkTables(db *pebble.DB, path string) (err error) {
+	defer recoverPebble(path, &err)
+	if _, err := db.SSTables(pebble.WithProperties()); err != nil {
+		return pebbleError(path, "read", err)
+	}
+	return nil
+}
+
+// checkLegacy refuses to start a new store beside a store file of the earlier
+// bbolt layout: its exchanges would be silently dropped. An empty file, which
+// holds nothing, does not count.
+func checkLegacy(dir string) error {
+	legacy := filepath.Join(dir, FileName)
+	if fi, err := os.Stat(legacy); err == nil && fi.Size() > 0 {
+		return &fileError{kind: ErrCorrupt, path: legacy, phrase: "is corrupt",
+			detail: "a store file of an earlier release (bbolt), which this release does not read; " +
+				"it keeps its store in " + filepath.Join(dir, DirName) + " and will not start empty beside it"}
+	}
+	return errAbsent
+}
+
+// pebbleOptions returns the options of s's pebble database.
+func (s *Store) pebbleOptions(fsys vfs.FS, lock *dirLock, create bool) *pebble.Options {
+	o := pebbleOptions(s.log.Named("pebble"), fsys, lock.pebble, s.fail)
+	if create {
+		o.ErrorIfExists = true
+	} else {
+		// Never create a database where one should be: inspect saw a
+		// MANIFEST marker; if pebble finds no MANIFEST, that is damage.
+		o.ErrorIfNotExists = true
+	}
+	return o
+}
+
+// fail records that pebble cannot go on (Logger.Fatalf): every later commit
+// fails with err.
+func (s *Store) fail(err error) {
+	var fe *fatalError
+	if errors.As(err, &fe) {
+		s.failed.CompareAndSwap(nil, fe)
+	}
+}
+
+// openPebble opens the pebble database at path, turning its panics and
+// refusals into the store's errors.
+func openPebble(path string, o *pebble.Options) (db *pebble.DB, err error) {
+	defer recoverPebble(path, &err)
+	db, err = pebble.Open(path, o)
+	if err != nil {
+		db = nil
+		if errors.Is(err, pebble.ErrDBDoesNotExist) {
+			return nil, corruptError(path, "pebble finds no MANIFEST", err)
+		}
+		return nil, pebbleError(path, "open", err)
+	}
+	return db, nil
+}
+
+// pebbleError classifies an error pebble returned about the store at path:
+// the operating system's refusals are passed on as they are, and anything
+// else (pebble's corruption errors, malformed or missing files) is
+// ErrCorrupt.
+func pebbleError(path, op string, err error) error {
+	if isSystemError(err) && !pebble.IsCorruptionError(err) {
+		return fmt.Errorf("store: %s %s: %w", op, path, err)
+	}
+	return corruptError(path, "", err)
+}
+
+// closePebble closes db after a failed check, ignoring what it says.
+func closePebble(db *pebble.DB, path string) {
+	var err error
+	defer recoverPebble(path, &err)
+	_ = db.Close()
+}
+
+// checkLayout verifies that db is a store this code can read.
+func checkLayout(db *pebble.DB, path string) (err error) {
+	defer recoverPebble(path, &err)
+	v, closer, err := db.Get(tableMeta.key([]byte(metaVersion)))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return corruptError(path, "no layout version: not a store", nil)
+	}
+	if err != nil {
+		return pebbleError(path, "read", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return corruptError(path, fmt.Sprintf("layout version is %d bytes, want 8", len(v)), nil)
+	}
+	switch version := binary.BigEndian.Uint64(v); {
+	case version == 0:
+		return corruptError(path, "layout version 0", nil)
+	case version > LayoutVersion:
+		return &fileError{kind: ErrVersion, path: path,
+			phrase: fmt.Sprintf("has layout version %d, newer than this code's %d", version, LayoutVersion)}
+	}
+	return nil
+}
+
+// create makes a new store at path, for open to open, and reports whether it
+// did (false: another Open created it meanwhile). It builds the store in
+// path+".new" and renames that into place once its meta is durable, so a
+// crash while creating leaves no store (at most the temporary directory,
+// removed by the next creation), never a store without its meta, which Open
+// would refuse as corrupt. The temporary directory's lock keeps two creators
+// apart; one that finds it held fails with errBusy.
+func create(path string, opts Options) (bool, error) {
+	tmp := path + ".new"
+	if fi, err := os.Lstat(tmp); err == nil && !fi.IsDir() {
+		// Not something a creation leaves; nothing to keep in it either.
+		if err := os.Remove(tmp); err != nil {
+			return false, fmt.Errorf("store: remove leftover: %w", err)
+		}
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	lock, err := lockDir(tmp)
+	switch {
+	case errors.Is(err, errBusy):
+		return false, errBusy // another Open is creating the store
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil // renamed into place by another creator: look again
+	case err != nil:
+		return false, fmt.Errorf("store: lock %s: %w", tmp, err)
+	}
+	defer lock.release()
+	// Holding the temporary directory's lock, look again: another creator
+	// may have finished while this one waited.
+	if kind, err := inspect(path); err != nil || kind != kindAbsent {
+		return false, nil
+	}
+	// The leftover of a creation that crashed holds nothing (records are
+	// only written after the rename): it goes, but for the LOCK file whose
+	// lock is held.
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	for _, e := range ents {
+		if e.Name() != "LOCK" {
+			if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
+				return false, fmt.Errorf("store: remove leftover: %w", err)
+			}
+		}
+	}
+	log := opts.Logger.With(zap.String("path", tmp))
+	fsys, fsc := newFS(log)
+	defer fsc.Close()
+	o := pebbleOptions(log.Named("pebble"), fsys, lock.pebble, nil)
+	o.ErrorIfExists = true
+	db, err := openPebble(tmp, o)
+	if err != nil {
+		return false, err
+	}
+	err = initLayout(db, tmp)
+	if cerr := closeErr(db, tmp); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, err
+	}
+	// An empty directory at path (all inspect allows, but for a LOCK file)
+	// is replaced.
+	for _, p := range []string{filepath.Join(path, "LOCK"), path} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("store: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	return true, syncDir(filepath.Dir(path))
+}
+
+// initLayout writes the meta in one synced batch.
+func initLayout(db *pebble.DB, path string) (err error) {
+	defer recoverPebble(path, &err)
+	b := db.NewBatch()
+	defer b.Close()
+	if err := b.Set(tableMeta.key([]byte(metaVersion)), idKey(LayoutVersion), nil); err != nil {
+		return err
+	}
+	created := []byte(time.Now().UTC().Format(time.RFC3339))
+	if err := b.Set(tableMeta.key([]byte(metaCreated)), created, nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store: initialise %s: %w", path, err)
+	}
+	return nil
+}
+
+func closeErr(db *pebble.DB, path string) (err error) {
+	defer recoverPebble(path, &err)
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", path, err)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("store: sync directory %s: %w", dir, err)
+	}
+	return nil
+}
