@@ -23,7 +23,7 @@ func (h *Handler) fault(ps *peerState, reason Reason, err error) {
 		e, _ := h.cfg.Node.Allowlist.Get(ps.id)
 		h.log.Info("faulty peer: disconnecting", zap.Stringer("peer", ps.id), zap.String("peer_name", e.Name),
 			zap.String("reason", string(reason)), zap.Error(err))
-		h.disconnect(ps)
+		h.disconnect(ps, time.Time{}) // every connection: the peer is faulty
 	}
 	for _, ex := range ps.exchanges() {
 		h.end(ex, reason, err)

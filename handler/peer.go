@@ -1,6 +1,8 @@
 package handler
 
 import (
+	"time"
+
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
@@ -149,7 +151,7 @@ func (h *Handler) settle(ps *peerState, theirsLast bool) {
 		if theirsLast {
 			h.linger(ps)
 		} else {
-			h.disconnect(ps)
+			h.disconnect(ps, time.Now())
 		}
 	}
 	h.pump(ps)
@@ -162,11 +164,12 @@ func (h *Handler) idle(ps *peerState) {
 	if ps.conn != connUp || ps.busy() > 0 || h.cfg.IdleTimeout < 0 || ps.timer != nil {
 		return
 	}
+	since := time.Now()
 	ps.timer = h.timers.after(h.cfg.IdleTimeout, func() {
 		ps.timer = nil
 		if ps.conn == connUp && ps.busy() == 0 {
 			h.log.Debug("idle timeout: disconnecting", zap.Stringer("peer", ps.id))
-			h.disconnect(ps)
+			h.disconnect(ps, since)
 		}
 	})
 }
@@ -175,19 +178,29 @@ func (h *Handler) idle(ps *peerState) {
 // does not.
 func (h *Handler) linger(ps *peerState) {
 	ps.conn = connLinger
+	since := time.Now()
 	h.setPeerTimer(ps, h.timers.after(h.cfg.Linger, func() {
 		ps.timer = nil
 		if ps.conn == connLinger {
-			h.disconnect(ps)
+			h.disconnect(ps, since)
 		}
 	}))
 }
 
-// disconnect closes the peer's connections. The Disconnected event ends the
-// closing; should it never come, a check after Linger looks at the host.
-func (h *Handler) disconnect(ps *peerState) {
+// disconnect closes the peer's connections opened before idleSince (all of
+// them if it is zero). The Disconnected event ends the closing; should it
+// never come, a check after Linger looks at the host.
+//
+// idleSince is when the handler found the peer idle. A connection opened
+// since is the peer's, for new work: it may have seen our connection go
+// and dialed again, and our node may not have answered its first stream
+// yet, so the handler has not seen the work. Closing it would fail the
+// peer's dial as if we refused it (p2p.ErrClosedAtHandshake), which costs
+// an attempt. It stays, and the peer is connected again: activity or the
+// close check (disconnectCheckIn) finds it.
+func (h *Handler) disconnect(ps *peerState, idleSince time.Time) {
 	ps.conn, ps.reused = connClosing, false
-	if err := h.send(p2p.DisconnectFrom{Peer: ps.id}); err != nil {
+	if err := h.send(p2p.DisconnectFrom{Peer: ps.id, OpenedBefore: idleSince}); err != nil {
 		return // the node is closing: so is every connection
 	}
 	h.disconnectCheckIn(ps)

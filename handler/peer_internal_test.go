@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -48,7 +49,7 @@ func TestClosingCheckFindsNoConnection(t *testing.T) {
 	h, other := idle(t)
 	ps := h.peer(other.ID)
 	ps.conn = connUp
-	h.disconnect(ps)
+	h.disconnect(ps, time.Time{})
 	if ps.conn != connClosing {
 		t.Fatalf("state %s", ps.conn)
 	}
@@ -93,4 +94,47 @@ func TestClosingPeerClosedAgainAfterExchange(t *testing.T) {
 	if o := (<-h.outcomes.C()).(Outcome); !o.OK {
 		t.Fatalf("outcome %+v", o)
 	}
+}
+
+// The linger's close spares a connection the peer opened after the linger
+// began: the peer saw its old connection go and dialed again for new work,
+// which our handler cannot see until our node answers the peer's first
+// stream. Closing it would fail the peer's dial as a refusal at the
+// handshake (p2p.ErrClosedAtHandshake) and cost it an attempt.
+func TestLingerCloseSparesNewerConnection(t *testing.T) {
+	h, other := idle(t)
+	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
+	defer cancel()
+	connect := func() host.Host {
+		t.Helper()
+		raw := tu.RawHost(t, other.Key, "127.0.0.1")
+		if err := raw.Connect(ctx, peer.AddrInfo{ID: h.node.ID(), Addrs: h.node.Host().Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	gone := make(chan struct{})
+	connect().Network().Notify(&network.NotifyBundle{DisconnectedF: func(network.Network, network.Conn) { close(gone) }})
+	ps := h.peer(other.ID)
+	ps.conn = connUp
+	h.linger(ps) // the exchange on the old connection ended with the peer's reply
+	newer := connect()
+	fire(t, h, func() bool { return ps.conn == connClosing })
+	select {
+	case <-gone:
+	case <-time.After(tu.Timeout):
+		t.Fatal("the lingering connection stayed open")
+	}
+	// The node closes a DisconnectFrom's connections one after the other
+	// in its loop: by the time the peer sees the old one go, the newer one
+	// would be closed too, on the node's side first.
+	if n := len(h.node.Host().Network().ConnsToPeer(other.ID)); n != 1 {
+		t.Fatalf("%d connections to the peer, want the newer one", n)
+	}
+	if newer.Network().Connectedness(h.node.ID()) != network.Connected {
+		t.Fatal("the newer connection was closed")
+	}
+	// Its Connected event folded into the old connection's: the close
+	// check finds it, and the peer is connected again.
+	fire(t, h, func() bool { return ps.conn == connUp })
 }

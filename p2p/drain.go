@@ -55,15 +55,21 @@ func (n *Node) drainWait() time.Duration {
 	return min(n.cfg.WriteTimeout, maxDrainWait)
 }
 
-// disconnect closes the connections to p open now, once the acks this node
+// disconnect closes the connections to p open now (those opened before
+// openedBefore, unless it is zero), once the acks this node
 // owes p have reached it and nothing holds them (Node.Hold): each message
 // stream on them is drained, then they close, without waiting for a peer that does not read or close
 // longer than a write timeout and the drain's wait. Streams p opens on
 // them meanwhile are ended before they are read (handleStream), and ours
 // are not opened on them (peerSender.open). Its known addresses are kept, so a later
 // SendMsg without an address redials.
-func (n *Node) disconnect(p peer.ID) {
+func (n *Node) disconnect(p peer.ID, openedBefore time.Time) {
 	conns := n.host.Network().ConnsToPeer(p)
+	if !openedBefore.IsZero() {
+		conns = slices.DeleteFunc(conns, func(c network.Conn) bool {
+			return !c.Stat().Opened.Before(openedBefore)
+		})
+	}
 	// The connections are marked closing before their streams are listed,
 	// never after: a stream the peer opens between the two would be on no
 	// list, served, and closed with its acks unwritten. Marked first, it

@@ -49,8 +49,9 @@ type SendMsg struct {
 }
 
 // DisconnectFrom closes every connection to Peer open when the node
-// handles it. With no Peer it disconnects from all peers and stops the
-// node, like Close.
+// handles it (or, with OpenedBefore, those of them opened before it).
+// With no Peer it disconnects from all peers and stops the node, like
+// Close.
 //
 // The acks this node owes Peer go out first: from the command on, nothing
 // more Peer sends is delivered; the messages already delivered (and those
@@ -68,6 +69,13 @@ type SendMsg struct {
 // meanwhile are reset; a connection it opens meanwhile is left open.
 type DisconnectFrom struct {
 	Peer peer.ID
+	// OpenedBefore, when set, spares the connections opened at or after
+	// it (as this node's clock records their opening): a caller closing
+	// Peer for idleness passes the moment Peer became idle, so that a
+	// connection Peer opened since, for new work, is not cut before its
+	// first stream is answered (Peer would take that for a refusal). Zero
+	// closes every connection. Ignored without Peer.
+	OpenedBefore time.Time
 }
 
 func (Dial) command()           {}

@@ -247,7 +247,7 @@ func (n *Node) handle(cmd Command) {
 			n.shutdown()
 			return
 		}
-		n.disconnect(c.Peer)
+		n.disconnect(c.Peer, c.OpenedBefore)
 	case *Dial:
 		n.handle(*c)
 	case *SendMsg:
