@@ -30,8 +30,10 @@
 // and acks both ways) is specified in docs/PROTOCOL.md; its schema is
 // pb/message.proto. The files follow it: stream.go holds a stream and ends
 // it, stream_read.go reads it, settle.go waits for Config.Accept's
-// verdicts, stream_write.go and stream_out.go write to it, drain.go ends it without losing the acks it
-// owes (DisconnectFrom, Close), sender.go picks the stream and dials,
+// verdicts, stream_write.go and stream_out.go write to it (stream_spill.go
+// keeps a writer that may not wait from waiting on a peer that does not
+// read), drain.go ends it without losing the acks it owes (DisconnectFrom,
+// Close), sender.go picks the stream and dials,
 // codec.go and frame.go put frames on the wire, buffers.go lends streams
 // their buffers, deliveries.go feeds Receiver (or Deliveries).
 //
