@@ -31,6 +31,27 @@ func ackFailure(t *testing.T, o handler.Outcome, reason handler.Reason, r p2p.Re
 	}
 }
 
+// refusalOnly checks that the failure just seen was all the peer's refusal
+// did: with the peer acking normally again, the next message goes through
+// on the same connection, no Error was reported, the handler did not
+// disconnect the peer and, unless the refusal cost a token (uncharged
+// false), nobody was charged.
+func refusalOnly(t *testing.T, h *handler.Handler, raw *rawPeer, w *connWatch, uncharged bool) {
+	t.Helper()
+	raw.setPolicy(nil)
+	id, _ := h.Send(raw.id.ID, nil, []byte("again"))
+	expect(t, outcome(t, h, id), true, handler.ReasonOK)
+	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
+	select {
+	case <-w.down:
+		t.Fatal("the handler disconnected the peer")
+	default:
+	}
+	if keys := h.Node().Limiter().Stats().Peers.Keys; uncharged && keys != 0 {
+		t.Fatalf("%d peers charged", keys)
+	}
+}
+
 // PROTOCOL.md §4.4: an ack with the wrong id fails the message (the
 // exchange ends unexpected_message) and resets the stream; the peer is
 // charged one protocol_violation token, and that is all: no Error, no
@@ -48,15 +69,7 @@ func TestWrongAckIDFailsExchangeOnly(t *testing.T) {
 	if n := h.Node().Limiter().Stats().Peers.Spent[ratelimit.ProtocolViolation]; n != 1 {
 		t.Fatalf("%d protocol_violation tokens spent, want 1", n)
 	}
-	raw.setPolicy(nil)
-	id, _ = h.Send(raw.id.ID, nil, []byte("again"))
-	expect(t, outcome(t, h, id), true, handler.ReasonOK)
-	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
-	select {
-	case <-w.down:
-		t.Fatal("the handler disconnected the peer")
-	default:
-	}
+	refusalOnly(t, h, raw, w, false)
 }
 
 // PROTOCOL.md §4.3, §9: an ack reason this node does not know ends the
@@ -72,18 +85,7 @@ func TestUnknownAckReasonFailsExchangeOnly(t *testing.T) {
 	if o.Attempts != 1 {
 		t.Fatalf("attempts %d", o.Attempts)
 	}
-	raw.setPolicy(nil)
-	id, _ = h.Send(raw.id.ID, nil, []byte("again"))
-	expect(t, outcome(t, h, id), true, handler.ReasonOK)
-	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
-	select {
-	case <-w.down:
-		t.Fatal("the handler disconnected the peer")
-	default:
-	}
-	if keys := h.Node().Limiter().Stats().Peers.Keys; keys != 0 {
-		t.Fatalf("%d peers charged", keys)
-	}
+	refusalOnly(t, h, raw, w, true)
 }
 
 // PROTOCOL.md §4.3, §4.4: a request refused UNANSWERED (the peer's
@@ -100,18 +102,7 @@ func TestUnansweredAckEndsExchangeAtOnce(t *testing.T) {
 	if o.Attempts != 1 || !errors.Is(o.Err, handler.ErrUnanswered) {
 		t.Fatalf("outcome %+v: want one send, ErrUnanswered", o)
 	}
-	raw.setPolicy(nil)
-	id, _ = h.Send(raw.id.ID, nil, []byte("again"))
-	expect(t, outcome(t, h, id), true, handler.ReasonOK)
-	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
-	select {
-	case <-w.down:
-		t.Fatal("the handler disconnected the peer")
-	default:
-	}
-	if keys := h.Node().Limiter().Stats().Peers.Keys; keys != 0 {
-		t.Fatalf("%d peers charged", keys)
-	}
+	refusalOnly(t, h, raw, w, true)
 }
 
 // PROTOCOL.md §4.6: a message refused TOO_MANY_IN_FLIGHT (the peer's limit

@@ -154,3 +154,21 @@ func (n *node) restart(crash bool) {
 }
 
 func (n *node) addr() ma.Multiaddr { return n.h.Addrs()[0] }
+
+// requestWithoutAddr has a send b "ping" as a request given no address,
+// once a has b's address cached from a message before: the stored request
+// has no address, so a resumed one waits for the Resolver. It returns the
+// request's ID and the Request b received.
+func requestWithoutAddr(t *testing.T, a, b *node) (handler.ExchangeID, handler.Request) {
+	t.Helper()
+	sid, err := a.h.Send(b.id.ID, b.addr(), []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, a.h, sid), true, handler.ReasonOK)
+	id, err := a.h.Request(b.id.ID, nil, []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, nextRequest(t, b.h)
+}

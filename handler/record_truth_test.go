@@ -35,18 +35,7 @@ func outboxRecord(t *testing.T, a *node, id handler.ExchangeID) store.Outgoing {
 // one attempt even when its reply comes before it sends again.
 func TestAttemptsCountTheFirstSend(t *testing.T) {
 	a, b := durablePair(t)
-	// Cache b's address in a without storing it with the request: the
-	// resumed request then has no address and waits for the Resolver.
-	sid, err := a.h.Send(b.id.ID, b.addr(), []byte("hello"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	expect(t, outcome(t, a.h, sid), true, handler.ReasonOK)
-	id, err := a.h.Request(b.id.ID, nil, []byte("ping"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := nextRequest(t, b.h)
+	id, req := requestWithoutAddr(t, a, b)
 	if !a.h.WaitState(id, handler.StateAwaitReply, tu.Timeout) {
 		t.Fatal("the request is not awaiting its reply")
 	}

@@ -32,18 +32,7 @@ func (blockingResolver) Resolve(ctx context.Context, _ peer.ID) ([]ma.Multiaddr,
 // peer, charges it a protocol violation and fails the exchange.
 func TestReplyToResumedRequestIsNoFault(t *testing.T) {
 	a, b := durablePair(t)
-	// Cache b's address in a without storing it with the request: the
-	// resumed request then has no address and asks the Resolver.
-	sid, err := a.h.Send(b.id.ID, b.addr(), []byte("hello"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	expect(t, outcome(t, a.h, sid), true, handler.ReasonOK)
-	id, err := a.h.Request(b.id.ID, nil, []byte("ping"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := nextRequest(t, b.h)
+	id, req := requestWithoutAddr(t, a, b)
 	if req.Exchange != id {
 		t.Fatalf("request %+v, want exchange %s", req, id)
 	}
