@@ -44,12 +44,12 @@ func TestOtherChannelErrorsDoNotCrowdOutOthers(t *testing.T) {
 	// A message on the handler's channel, on the same stream: once it is
 	// delivered, the loop has taken every frame before it.
 	a.send(h, envelope(hpb.Kind_KIND_MESSAGE, 1, []byte("m")))
-	tu.Next[handler.Message](t, h.Events())
+	tu.Next[*handler.Message](t, h.Events())
 	if r, err := b.sendOn(h, 5, []byte("y")); err != nil || r != pb.Reason_OK {
 		t.Fatalf("b: ack %v, %v", r, err)
 	}
 	fromA := 0
-	tu.NextMatch(t, h.Outcomes(), func(e handler.Error) bool {
+	tu.NextMatch(t, h.Outcomes(), func(e *handler.Error) bool {
 		if !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
 			t.Fatalf("error %+v", e)
 		}
@@ -78,7 +78,7 @@ func TestOtherChannelCharged(t *testing.T) {
 			}
 		}
 	}
-	cl := tu.NextMatch(t, h.Priority(), func(c handler.ConnectionLimit) bool { return c.Peer == ir.ID })
+	cl := tu.NextMatch(t, h.Priority(), func(c *handler.ConnectionLimit) bool { return c.Peer == ir.ID })
 	if cl.Reason != ratelimit.Unauthorized || cl.Until.IsZero() {
 		t.Fatalf("limit %+v", cl)
 	}

@@ -51,9 +51,9 @@ func catchUp(t *testing.T, a *handler.Handler, id handler.ExchangeID) {
 	var got []string
 	for len(got) < 3 {
 		switch e := tu.Next[handler.Event](t, a.Events()).(type) {
-		case handler.Message:
+		case *handler.Message:
 			got = append(got, string(e.Data))
-		case handler.Reply:
+		case *handler.Reply:
 			got = append(got, string(e.Data))
 		}
 	}

@@ -69,12 +69,12 @@ func TestDedupeSurvivesClockStepForward(t *testing.T) {
 	shiftStored(t, b.dir, -(handler.DefaultDedupeTTL + time.Hour), false)
 	b.start()
 	a.start()
-	rep := tu.Next[handler.Reply](t, a.h.Events())
+	rep := tu.Next[*handler.Reply](t, a.h.Events())
 	if rep.Exchange != id || string(rep.Data) != "pong" {
 		t.Fatalf("reply %+v", rep)
 	}
 	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
-	tu.None[handler.Request](t, b.h.Events(), 100*time.Millisecond)
+	tu.None[*handler.Request](t, b.h.Events(), 100*time.Millisecond)
 }
 
 // goneStore is a store that closes gone once the incoming record (peer, id)

@@ -18,7 +18,7 @@ func TestCloseFailsExchangesInFlight(t *testing.T) {
 	b := newHandler(t, ib, list)
 	active, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
 	queued, _ := a.Request(b.PeerID(), addr(b), []byte("q2"))
-	tu.Next[handler.Request](t, b.Events()) // never answered
+	tu.Next[*handler.Request](t, b.Events()) // never answered
 	if !a.WaitState(active, handler.StateAwaitReply, tu.Timeout) {
 		t.Fatal("request never acknowledged")
 	}
@@ -32,7 +32,7 @@ func TestCloseFailsExchangesInFlight(t *testing.T) {
 	}
 	stages := map[handler.ExchangeID]handler.State{}
 	for ev := range a.Outcomes() {
-		if o, ok := ev.(handler.Outcome); ok {
+		if o, ok := ev.(*handler.Outcome); ok {
 			expect(t, o, false, handler.ReasonClosed)
 			if !errors.Is(o.Err, handler.ErrClosed) {
 				t.Fatalf("outcome %+v", o)
@@ -59,7 +59,7 @@ func TestCloseFailsExchangesInFlight(t *testing.T) {
 func TestCloseWaitsForExchangeInFlight(t *testing.T) {
 	a, b := pair(t, func(c *handler.Config) { c.CloseTimeout = tu.Timeout })
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
-	req := tu.Next[handler.Request](t, b.Events())
+	req := tu.Next[*handler.Request](t, b.Events())
 	closed := make(chan error, 1)
 	go func() { closed <- a.Close() }()
 	// Close has begun once new requests are refused.
@@ -76,9 +76,9 @@ func TestCloseWaitsForExchangeInFlight(t *testing.T) {
 	case <-time.After(tu.Timeout):
 		t.Fatal("Close did not return")
 	}
-	var got handler.Outcome
+	var got *handler.Outcome
 	for ev := range a.Outcomes() {
-		if o, ok := ev.(handler.Outcome); ok && o.Exchange == id {
+		if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id {
 			got = o
 		}
 	}
@@ -89,7 +89,7 @@ func TestCloseWaitsForExchangeInFlight(t *testing.T) {
 func TestNodeStopped(t *testing.T) {
 	a, b := pair(t)
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
-	tu.Next[handler.Request](t, b.Events())
+	tu.Next[*handler.Request](t, b.Events())
 	a.Node().Close()
 	o := outcome(t, a, id)
 	expect(t, o, false, handler.ReasonClosed)

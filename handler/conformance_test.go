@@ -22,7 +22,7 @@ import (
 
 // ackFailure checks that an outcome failed with reason, its AckError with the p2p
 // reason r.
-func ackFailure(t *testing.T, o handler.Outcome, reason handler.Reason, r p2p.Reason) {
+func ackFailure(t *testing.T, o *handler.Outcome, reason handler.Reason, r p2p.Reason) {
 	t.Helper()
 	expect(t, o, false, reason)
 	var ae *handler.AckError
@@ -41,7 +41,7 @@ func refusalOnly(t *testing.T, h *handler.Handler, raw *rawPeer, w *connWatch, u
 	raw.setPolicy(nil)
 	id, _ := h.Send(raw.id.ID, nil, []byte("again"))
 	expect(t, outcome(t, h, id), true, handler.ReasonOK)
-	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
+	tu.None[*handler.Error](t, h.Outcomes(), 50*time.Millisecond)
 	select {
 	case <-w.down:
 		t.Fatal("the handler disconnected the peer")
@@ -136,7 +136,7 @@ func TestCloseWritesTheReplysAck(t *testing.T) {
 	responder := newHandler(t, ib, list, handler.WithKeepConnection(true))
 	down := watch(t, dialer, ib.ID).down
 	id, _ := dialer.Request(ib.ID, addr(responder), []byte("q"))
-	req := tu.Next[handler.Request](t, responder.Events())
+	req := tu.Next[*handler.Request](t, responder.Events())
 	if err := responder.Response(req.From, req.Exchange, []byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestEnvelopeChannels(t *testing.T) {
 	if r, err := raw.sendFrame(h, frame); err != nil || r != pb.Reason_OK {
 		t.Fatalf("ack %v, %v", r, err)
 	}
-	if m := tu.Next[handler.Message](t, h.Events()); m.Exchange != 42 {
+	if m := tu.Next[*handler.Message](t, h.Events()); m.Exchange != 42 {
 		t.Fatalf("message %+v", m)
 	}
 }

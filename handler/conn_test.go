@@ -19,7 +19,7 @@ func exchange(t *testing.T, a, b *handler.Handler) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := tu.Next[handler.Request](t, b.Events())
+	req := tu.Next[*handler.Request](t, b.Events())
 	if err := b.Response(req.From, req.Exchange, []byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestDialerClosesAfterLinger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := tu.Next[handler.Request](t, b.Events())
+	req := tu.Next[*handler.Request](t, b.Events())
 	// The dialer's exchange ends after this (when the reply arrives), and
 	// its linger starts then: the disconnection cannot come sooner than a
 	// linger after it, however slowly this goroutine runs. (Measured from
@@ -108,13 +108,13 @@ func TestIdleInboundConnection(t *testing.T) {
 func TestFollowUpExchange(t *testing.T) {
 	a, b := pair(t)
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
-	req := tu.Next[handler.Request](t, b.Events())
+	req := tu.Next[*handler.Request](t, b.Events())
 	b.Response(req.From, req.Exchange, []byte("a"))
 	back, err := b.Request(a.PeerID(), addr(a), []byte("q2"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req2 := tu.Next[handler.Request](t, a.Events())
+	req2 := tu.Next[*handler.Request](t, a.Events())
 	a.Response(req2.From, req2.Exchange, []byte("a2"))
 	expect(t, outcome(t, a, id), true, handler.ReasonOK)
 	expect(t, outcome(t, b, back), true, handler.ReasonOK)
@@ -128,22 +128,22 @@ func TestConcurrentExchangesSamePeer(t *testing.T) {
 		id, _ := a.Request(b.PeerID(), addr(b), []byte{byte(i)})
 		ids = append(ids, id)
 	}
-	var reqs []handler.Request
+	var reqs []*handler.Request
 	for range 3 {
-		reqs = append(reqs, tu.Next[handler.Request](t, b.Events()))
+		reqs = append(reqs, tu.Next[*handler.Request](t, b.Events()))
 	}
-	tu.None[handler.Request](t, b.Events(), 50*time.Millisecond)
+	tu.None[*handler.Request](t, b.Events(), 50*time.Millisecond)
 	b.Response(reqs[0].From, reqs[0].Exchange, nil)
-	reqs = append(reqs, tu.Next[handler.Request](t, b.Events()))
-	tu.None[handler.Request](t, b.Events(), 50*time.Millisecond)
+	reqs = append(reqs, tu.Next[*handler.Request](t, b.Events()))
+	tu.None[*handler.Request](t, b.Events(), 50*time.Millisecond)
 	for _, r := range reqs[1:] {
 		b.Response(r.From, r.Exchange, nil)
 	}
-	last := tu.Next[handler.Request](t, b.Events())
+	last := tu.Next[*handler.Request](t, b.Events())
 	b.Response(last.From, last.Exchange, nil)
 	got := map[handler.ExchangeID]bool{}
 	for range 5 {
-		o := tu.NextMatch(t, a.Outcomes(), func(handler.Outcome) bool { return true })
+		o := tu.NextMatch(t, a.Outcomes(), func(*handler.Outcome) bool { return true })
 		if !o.OK {
 			t.Fatalf("outcome %+v", o)
 		}
@@ -167,7 +167,7 @@ func TestLingerEndsWhenPeerReusesConnection(t *testing.T) {
 	w := watch(t, a, ib.ID)
 	exchange(t, a, b) // a lingers: b keeps connections and will not close
 	back, _ := b.Request(ia.ID, nil, []byte("q2"))
-	req := tu.Next[handler.Request](t, a.Events())
+	req := tu.Next[*handler.Request](t, a.Events())
 	a.Response(req.From, req.Exchange, []byte("a2"))
 	expect(t, outcome(t, b, back), true, handler.ReasonOK)
 	wait(t, w.down, "the disconnection after the follow-up exchange")

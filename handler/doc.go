@@ -155,14 +155,15 @@
 // # Costs
 //
 // An exchange over a kept connection (request, reply, both acked, the ack
-// of the request riding with the reply) makes 14 heap allocations, both
+// of the request riding with the reply) makes 10 heap allocations, both
 // ends together; a bare go-libp2p echo round trip makes 4, Noise's nonces,
-// which the exchange makes too. The other 10: the two payloads handed to
-// the applications, the two envelopes (kept for resends until acked), the
-// two exchanges' state, and the four events
-// given to the applications (Request, Reply, and an Outcome each side),
-// each an interface value. The nodes give the handlers their Data and
-// Status unboxed (p2p.Config.Deliveries), so those cost nothing.
+// which the exchange makes too. The other 6: the two payloads handed to
+// the applications (theirs to keep), the two envelopes (kept for resends
+// until acked), and the two exchanges' state. The events given to the
+// applications (Request, Reply, an Outcome each side) live in their
+// exchange's state, which is why they are pointers, and the nodes give the
+// handlers their Data and Status unboxed (p2p.Config.Deliveries): none of
+// them costs an allocation of its own.
 // TestExchangeAllocations keeps the count from growing.
 //
 // Each message wakes five goroutines on its way, where a bare stream's

@@ -74,7 +74,7 @@ type durableState struct {
 // the store has recorded its end.
 type completion struct {
 	reply   *Reply
-	outcome Outcome
+	outcome *Outcome
 	err     error
 }
 
@@ -188,7 +188,7 @@ func (h *Handler) write(b *store.Batch) {
 // Config.AckOutcomes, stays marked ended until AckOutcome. A failed
 // exchange, unless cancelled, is also kept in the dead letters. The
 // caller holds mu.
-func (h *Handler) finish(ex *exchange, o Outcome, reply *Reply) {
+func (h *Handler) finish(ex *exchange, o *Outcome, reply *Reply) {
 	var b store.Batch
 	now := time.Now()
 	rec := outgoing(o.Peer, ex)
@@ -214,10 +214,10 @@ func (h *Handler) finish(ex *exchange, o Outcome, reply *Reply) {
 		b.DeleteOutgoing(uint64(ex.id))
 	}
 	h.cfg.Store.CommitAsync(&b, func(err error) {
-		c := completion{reply: reply, outcome: o, err: err}
 		if err != nil {
-			c.outcome.DeadLettered = false
+			o.DeadLettered = false
 		}
+		c := completion{reply: reply, outcome: o, err: err}
 		h.doneMu.Lock()
 		h.dur.done = append(h.dur.done, c)
 		h.doneMu.Unlock()
@@ -237,11 +237,11 @@ func (h *Handler) handOut() {
 	h.doneMu.Unlock()
 	for _, c := range done {
 		if c.err != nil {
-			h.outcomes.Push(Error{Peer: c.outcome.Peer, Err: fmt.Errorf("%w: the end of exchange %s: %w (a restart may resume it)",
+			h.outcomes.Push(&Error{Peer: c.outcome.Peer, Err: fmt.Errorf("%w: the end of exchange %s: %w (a restart may resume it)",
 				ErrNotDurable, c.outcome.Exchange, c.err)}, false)
 		}
 		if c.reply != nil {
-			h.deliver(*c.reply)
+			h.deliver(c.reply)
 		}
 		h.outcomes.Push(c.outcome, true)
 	}

@@ -159,7 +159,7 @@ func (n *node) addr() ma.Multiaddr { return n.h.Addrs()[0] }
 // once a has b's address cached from a message before: the stored request
 // has no address, so a resumed one waits for the Resolver. It returns the
 // request's ID and the Request b received.
-func requestWithoutAddr(t *testing.T, a, b *node) (handler.ExchangeID, handler.Request) {
+func requestWithoutAddr(t *testing.T, a, b *node) (handler.ExchangeID, *handler.Request) {
 	t.Helper()
 	sid, err := a.h.Send(b.id.ID, b.addr(), []byte("hello"))
 	if err != nil {

@@ -39,9 +39,9 @@ func TestResendAfterDedupeEvictionCountedOnce(t *testing.T) {
 		t.Helper()
 		var err error
 		switch e := ev.(type) {
-		case handler.Request:
+		case *handler.Request:
 			err = h.Response(e.From, e.Exchange, []byte("re"))
-		case handler.Message:
+		case *handler.Message:
 			err = h.Ack(e.From, e.Exchange)
 		}
 		if err != nil {

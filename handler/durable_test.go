@@ -24,9 +24,9 @@ func durablePair(t *testing.T, opts ...handler.Option) (a, b *node) {
 }
 
 // nextRequest waits for the next Request event.
-func nextRequest(t *testing.T, h *handler.Handler) handler.Request {
+func nextRequest(t *testing.T, h *handler.Handler) *handler.Request {
 	t.Helper()
-	return tu.Next[handler.Request](t, h.Events())
+	return tu.Next[*handler.Request](t, h.Events())
 }
 
 // TestRequestSurvivesRequesterCrash: a request accepted by Request is on
@@ -51,7 +51,7 @@ func TestRequestSurvivesRequesterCrash(t *testing.T) {
 	if err := b.h.Response(req.From, req.Exchange, []byte("pong")); err != nil {
 		t.Fatal(err)
 	}
-	rep := tu.Next[handler.Reply](t, a.h.Events())
+	rep := tu.Next[*handler.Reply](t, a.h.Events())
 	if rep.Exchange != id || string(rep.Data) != "pong" || rep.Tag != "7" {
 		t.Fatalf("reply %+v", rep)
 	}
@@ -62,7 +62,7 @@ func TestRequestSurvivesRequesterCrash(t *testing.T) {
 	}
 	// It ended: a third life has nothing to resume.
 	a.restart(false)
-	tu.None[handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
+	tu.None[*handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
 }
 
 // TestCloseSuspendsDurableExchanges: with a store, Close is no end: an
@@ -79,7 +79,7 @@ func TestCloseSuspendsDurableExchanges(t *testing.T) {
 	h := a.h
 	a.stop()
 	for ev := range h.Outcomes() {
-		if o, ok := ev.(handler.Outcome); ok {
+		if o, ok := ev.(*handler.Outcome); ok {
 			t.Fatalf("outcome at close: %+v", o)
 		}
 	}
@@ -110,7 +110,7 @@ func TestRedeliveryAfterResponderCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
-	tu.None[handler.Request](t, b.h.Events(), 100*time.Millisecond)
+	tu.None[*handler.Request](t, b.h.Events(), 100*time.Millisecond)
 }
 
 // TestAnsweredRequestNotDeliveredAgain: once Response returned, neither a
@@ -130,12 +130,12 @@ func TestAnsweredRequestNotDeliveredAgain(t *testing.T) {
 	}
 	b.restart(true)
 	a.start()
-	rep := tu.Next[handler.Reply](t, a.h.Events())
+	rep := tu.Next[*handler.Reply](t, a.h.Events())
 	if rep.Exchange != id || string(rep.Data) != "pong" {
 		t.Fatalf("reply %+v", rep)
 	}
 	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
-	tu.None[handler.Request](t, b.h.Events(), 100*time.Millisecond)
+	tu.None[*handler.Request](t, b.h.Events(), 100*time.Millisecond)
 }
 
 // TestMessageKeptUntilAcked: a one-way message stays in the store until the
@@ -147,13 +147,13 @@ func TestMessageKeptUntilAcked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := tu.Next[handler.Message](t, b.h.Events())
+	m := tu.Next[*handler.Message](t, b.h.Events())
 	if m.Exchange != id || m.Redelivered {
 		t.Fatalf("message %+v", m)
 	}
 	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
 	b.restart(true)
-	m = tu.Next[handler.Message](t, b.h.Events())
+	m = tu.Next[*handler.Message](t, b.h.Events())
 	if m.Exchange != id || !m.Redelivered || string(m.Data) != "note" {
 		t.Fatalf("redelivered %+v", m)
 	}
@@ -164,7 +164,7 @@ func TestMessageKeptUntilAcked(t *testing.T) {
 		t.Fatalf("second ack: %v", err)
 	}
 	b.restart(true)
-	tu.None[handler.Message](t, b.h.Events(), 100*time.Millisecond)
+	tu.None[*handler.Message](t, b.h.Events(), 100*time.Millisecond)
 }
 
 // TestDeadLetters: an exchange that fails finally is kept in the store's
@@ -192,7 +192,7 @@ func TestDeadLetters(t *testing.T) {
 	}
 	// Nothing left to resume.
 	a.restart(false)
-	tu.None[handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
+	tu.None[*handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
 }
 
 // TestCallerMayReuseItsBuffer: Request keeps its own copy of the payload.
@@ -285,7 +285,7 @@ func TestStaleReplyIsNoMisbehaviour(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, outcome(t, a2, id), true, handler.ReasonOK)
-	tu.None[handler.Error](t, a2.Outcomes(), 50*time.Millisecond)
+	tu.None[*handler.Error](t, a2.Outcomes(), 50*time.Millisecond)
 	if keys := a2.Node().Limiter().Stats().Peers.Keys; keys != 0 {
 		t.Fatalf("the honest responder was charged (%d keys)", keys)
 	}
@@ -320,11 +320,11 @@ func TestProcessesSharingAKey(t *testing.T) {
 			want[id] = true
 		}
 		for len(want) > 0 {
-			var o handler.Outcome
+			var o *handler.Outcome
 			select {
 			case ev := <-a.Outcomes():
 				var ok bool
-				if o, ok = ev.(handler.Outcome); !ok {
+				if o, ok = ev.(*handler.Outcome); !ok {
 					t.Logf("process %d: %T %+v", who, ev, ev) // an Error: it may tell why
 					continue
 				}
@@ -380,13 +380,13 @@ func crashPoint(t *testing.T, requester bool, at int) {
 	if err != nil {
 		if requester && at == 1 && errors.Is(err, handler.ErrNotDurable) {
 			// Not accepted, so not sent: nothing may arrive.
-			tu.None[handler.Request](t, b.h.Events(), 100*time.Millisecond)
+			tu.None[*handler.Request](t, b.h.Events(), 100*time.Millisecond)
 			return
 		}
 		t.Fatal(err)
 	}
 	var (
-		outcomes  []handler.Outcome
+		outcomes  []*handler.Outcome
 		answered  bool // a Response to the request returned nil
 		delivered int  // deliveries in b's current life
 		restarted bool
@@ -404,7 +404,7 @@ func crashPoint(t *testing.T, requester bool, at int) {
 				delivered = 0
 			}
 		case ev := <-b.h.Events():
-			r, ok := ev.(handler.Request)
+			r, ok := ev.(*handler.Request)
 			if !ok || b.st.isDead() {
 				continue // after the crash: as if it never happened
 			}
@@ -425,7 +425,7 @@ func crashPoint(t *testing.T, requester bool, at int) {
 				answered = true
 			}
 		case ev := <-a.h.Outcomes():
-			if o, ok := ev.(handler.Outcome); ok && o.Exchange == id && !a.st.isDead() {
+			if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id && !a.st.isDead() {
 				outcomes = append(outcomes, o)
 			}
 		case <-deadline:
@@ -437,9 +437,9 @@ func crashPoint(t *testing.T, requester bool, at int) {
 		t.Fatal("the crash point was never reached")
 	}
 	// Exactly one: neither this life nor the next has another.
-	tu.None[handler.Outcome](t, a.h.Outcomes(), 50*time.Millisecond)
+	tu.None[*handler.Outcome](t, a.h.Outcomes(), 50*time.Millisecond)
 	a.restart(false)
-	tu.None[handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
+	tu.None[*handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
 }
 
 // TestOutcomeKeptUntilAcked: with AckOutcomes, an exchange's Reply and
@@ -455,7 +455,7 @@ func TestOutcomeKeptUntilAcked(t *testing.T) {
 	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
 	// The application dies before it has dealt with the outcome.
 	a.restart(true)
-	rep := tu.Next[handler.Reply](t, a.h.Events())
+	rep := tu.Next[*handler.Reply](t, a.h.Events())
 	if rep.Exchange != id || string(rep.Data) != "ping" || !rep.Redelivered || rep.Tag != "3" {
 		t.Fatalf("reply %+v", rep)
 	}
@@ -471,7 +471,7 @@ func TestOutcomeKeptUntilAcked(t *testing.T) {
 		t.Fatalf("second ack: %v", err)
 	}
 	a.restart(true)
-	tu.None[handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
+	tu.None[*handler.Outcome](t, a.h.Outcomes(), 100*time.Millisecond)
 }
 
 // TestInboxBoundedPerPeer: a peer whose messages the application has not
@@ -510,7 +510,7 @@ func TestInboxBoundedPerPeer(t *testing.T) {
 	}
 	expect(t, outcome(t, c, id), true, handler.ReasonOK)
 	// Handling one makes room for the peer again.
-	m := tu.NextMatch(t, b.h.Events(), func(m handler.Message) bool { return m.From == ia.ID })
+	m := tu.NextMatch(t, b.h.Events(), func(m *handler.Message) bool { return m.From == ia.ID })
 	if err := b.h.Ack(m.From, m.Exchange); err != nil {
 		t.Fatal(err)
 	}
@@ -638,7 +638,7 @@ func TestStoredMessageNotRefusedWhenBehind(t *testing.T) {
 	}
 	// The application catches up.
 	for range n {
-		m := tu.Next[handler.Message](t, b.h.Events())
+		m := tu.Next[*handler.Message](t, b.h.Events())
 		if !sent[m.Exchange] || m.Redelivered {
 			t.Fatalf("message %+v: not one of %v once", m, sent)
 		}
@@ -648,7 +648,7 @@ func TestStoredMessageNotRefusedWhenBehind(t *testing.T) {
 		}
 	}
 	b.restart(false)
-	tu.None[handler.Message](t, b.h.Events(), 100*time.Millisecond)
+	tu.None[*handler.Message](t, b.h.Events(), 100*time.Millisecond)
 }
 
 // TestStoredRequestNotRefusedWhenBehind: the same for requests, answered
@@ -678,7 +678,7 @@ func TestStoredRequestNotRefusedWhenBehind(t *testing.T) {
 		want[id] = true
 	}
 	for range n {
-		o := tu.Next[handler.Outcome](t, a.Outcomes())
+		o := tu.Next[*handler.Outcome](t, a.Outcomes())
 		if !want[o.Exchange] {
 			t.Fatalf("outcome %+v: not one of %v once", o, want)
 		}

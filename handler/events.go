@@ -94,11 +94,16 @@ func (k Kind) String() string {
 }
 
 // Event is what the handler delivers to the application on its three
-// channels:
+// channels, always as a pointer:
 //
-//   - Events: Request, Reply, Message (data from peers).
-//   - Outcomes: Outcome (one per exchange) and Error.
-//   - Priority: Dropped and ConnectionLimit.
+//   - Events: *Request, *Reply, *Message (data from peers).
+//   - Outcomes: *Outcome (one per exchange) and *Error.
+//   - Priority: *Dropped and *ConnectionLimit.
+//
+// An event handed out is the application's: the handler keeps no reference
+// to it and never reads or changes it again. Pointers rather than values,
+// so that an event is not copied into a heap allocation of its own: the
+// events of an exchange live in its state, which is allocated anyway.
 type Event interface{ handlerEvent() }
 
 // Request is a peer's request. Answer it with Handler.Response(From,
@@ -230,27 +235,28 @@ type ConnectionLimit struct {
 	Until  time.Time
 }
 
-func (Request) handlerEvent()         {}
-func (Reply) handlerEvent()           {}
-func (Message) handlerEvent()         {}
-func (Outcome) handlerEvent()         {}
-func (Error) handlerEvent()           {}
-func (Dropped) handlerEvent()         {}
-func (ConnectionLimit) handlerEvent() {}
+func (*Request) handlerEvent()         {}
+func (*Reply) handlerEvent()           {}
+func (*Message) handlerEvent()         {}
+func (*Outcome) handlerEvent()         {}
+func (*Error) handlerEvent()           {}
+func (*Dropped) handlerEvent()         {}
+func (*ConnectionLimit) handlerEvent() {}
 
 // mergeDropped folds consecutive Dropped events of one peer into one, so that
 // a flood of drops cannot grow the Priority queue.
 func mergeDropped(last *Event, ev Event) bool {
-	d, ok := ev.(Dropped)
+	d, ok := ev.(*Dropped)
 	if !ok {
 		return false
 	}
-	l, ok := (*last).(Dropped)
+	l, ok := (*last).(*Dropped)
 	if !ok || l.Peer != d.Peer {
 		return false
 	}
+	// The tail is still the queue's (the outbox never merges into the
+	// event it is handing out), so it may change in place.
 	l.Count += d.Count
-	*last = l
 	return true
 }
 
@@ -262,15 +268,14 @@ func mergeDropped(last *Event, ev Event) bool {
 // looked at, as mergeDropped does: a peer whose errors alternate with other
 // events holds at most one slot per event queued among them.
 func mergeErrors(last *Event, ev Event) bool {
-	e, ok := ev.(Error)
+	e, ok := ev.(*Error)
 	if !ok || e.Disconnected {
 		return false
 	}
-	l, ok := (*last).(Error)
+	l, ok := (*last).(*Error)
 	if !ok || l.Disconnected || l.Peer != e.Peer {
 		return false
 	}
 	l.Repeats += 1 + e.Repeats
-	*last = l
 	return true
 }

@@ -35,7 +35,7 @@ func ExampleHandler() {
 	// Bob answers every request with its reverse.
 	go func() {
 		for ev := range bob.Events() {
-			if req, ok := ev.(handler.Request); ok {
+			if req, ok := ev.(*handler.Request); ok {
 				reply := []byte(string(req.Data))
 				for i, j := 0, len(reply)-1; i < j; i, j = i+1, j-1 {
 					reply[i], reply[j] = reply[j], reply[i]
@@ -53,12 +53,12 @@ func ExampleHandler() {
 	for replied, ended := false, false; !replied || !ended; {
 		select {
 		case ev := <-alice.Events():
-			if rep, ok := ev.(handler.Reply); ok && rep.Exchange == id {
+			if rep, ok := ev.(*handler.Reply); ok && rep.Exchange == id {
 				fmt.Printf("reply: %s\n", rep.Data)
 				replied = true
 			}
 		case ev := <-alice.Outcomes():
-			if o, ok := ev.(handler.Outcome); ok && o.Exchange == id {
+			if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id {
 				fmt.Printf("outcome: %s\n", o.Reason)
 				ended = true
 				replied = replied || !o.OK // no reply comes after a failure

@@ -24,14 +24,14 @@ func TestHappyPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := tu.Next[handler.Request](t, b.Events())
+	req := tu.Next[*handler.Request](t, b.Events())
 	if req.From != a.PeerID() || req.Exchange != id || string(req.Data) != "ping" {
 		t.Fatalf("request %+v", req)
 	}
 	if err := b.Response(req.From, req.Exchange, []byte("pong")); err != nil {
 		t.Fatal(err)
 	}
-	rep := tu.Next[handler.Reply](t, a.Events())
+	rep := tu.Next[*handler.Reply](t, a.Events())
 	if rep.From != b.PeerID() || rep.Exchange != id || string(rep.Data) != "pong" {
 		t.Fatalf("reply %+v", rep)
 	}
@@ -62,7 +62,7 @@ func TestSendMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := tu.Next[handler.Message](t, b.Events())
+	m := tu.Next[*handler.Message](t, b.Events())
 	if m.From != a.PeerID() || m.Exchange != id || string(m.Data) != "note" {
 		t.Fatalf("message %+v", m)
 	}
@@ -73,7 +73,7 @@ func TestSendMessage(t *testing.T) {
 	}
 	// The sender disconnects at once; the receiver has no outcome.
 	wait(t, down, "disconnection after the message")
-	tu.None[handler.Outcome](t, b.Outcomes(), 50*time.Millisecond)
+	tu.None[*handler.Outcome](t, b.Outcomes(), 50*time.Millisecond)
 }
 
 // Ten handlers, every one requesting every other at once: 90 exchanges,
@@ -102,21 +102,21 @@ func TestAllToAll(t *testing.T) {
 	// and passes replies on.
 	var mu sync.Mutex
 	seen := make(map[string]int)
-	replies := make([]chan handler.Reply, n)
+	replies := make([]chan *handler.Reply, n)
 	var wg sync.WaitGroup
 	for i, h := range hs {
-		replies[i] = make(chan handler.Reply, n)
+		replies[i] = make(chan *handler.Reply, n)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ev := range h.Events() {
 				switch e := ev.(type) {
-				case handler.Request:
+				case *handler.Request:
 					mu.Lock()
 					seen[fmt.Sprintf("%d<-%s", i, e.Data)]++
 					mu.Unlock()
 					h.Response(e.From, e.Exchange, []byte(fmt.Sprintf("%d:%s", i, e.Data)))
-				case handler.Reply:
+				case *handler.Reply:
 					replies[i] <- e
 				}
 			}
@@ -148,7 +148,7 @@ func TestAllToAll(t *testing.T) {
 	resends := 0
 	for i, h := range hs {
 		for k := 0; k < n-1; k++ {
-			o := tu.NextMatch(t, h.Outcomes(), func(o handler.Outcome) bool { return o.Role == handler.Dialer })
+			o := tu.NextMatch(t, h.Outcomes(), func(o *handler.Outcome) bool { return o.Role == handler.Dialer })
 			if !o.OK || owner[o.Exchange] != i {
 				t.Fatalf("node %d: outcome %+v (err %v)", i, o, o.Err)
 			}
@@ -159,7 +159,7 @@ func TestAllToAll(t *testing.T) {
 	// Replies, each once.
 	for i := range hs {
 		for k := 0; k < n-1; k++ {
-			var rep handler.Reply
+			var rep *handler.Reply
 			select {
 			case rep = <-replies[i]:
 			case <-time.After(tu.Timeout):
@@ -203,17 +203,17 @@ func TestBusyPeerInOrder(t *testing.T) {
 			}
 			conns := 0
 			for i := range 5 {
-				req := tu.Next[handler.Request](t, b.Events())
+				req := tu.Next[*handler.Request](t, b.Events())
 				if req.Exchange != ids[i] || req.Data[0] != byte(i) {
 					t.Fatalf("request %d out of order: %+v", i, req)
 				}
 				// One exchange per peer: the next is not sent before
 				// this one completes.
-				tu.None[handler.Request](t, b.Events(), 20*time.Millisecond)
+				tu.None[*handler.Request](t, b.Events(), 20*time.Millisecond)
 				if err := b.Response(req.From, req.Exchange, req.Data); err != nil {
 					t.Fatal(err)
 				}
-				if rep := tu.Next[handler.Reply](t, a.Events()); rep.Exchange != ids[i] {
+				if rep := tu.Next[*handler.Reply](t, a.Events()); rep.Exchange != ids[i] {
 					t.Fatalf("reply %d out of order: %+v", i, rep)
 				}
 				expect(t, outcome(t, a, ids[i]), true, handler.ReasonOK)

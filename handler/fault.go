@@ -18,7 +18,7 @@ import (
 // It is reported and disconnected, and its active exchanges fail with the
 // reason; queued ones will start on a fresh connection.
 func (h *Handler) fault(ps *peerState, reason Reason, err error) {
-	h.outcomes.Push(Error{Peer: ps.id, Err: err, Disconnected: true}, false)
+	h.outcomes.Push(&Error{Peer: ps.id, Err: err, Disconnected: true}, false)
 	if ps.conn != connClosing {
 		e, _ := h.cfg.Node.Allowlist.Get(ps.id)
 		h.log.Info("faulty peer: disconnecting", zap.Stringer("peer", ps.id), zap.String("peer_name", e.Name),
@@ -38,7 +38,7 @@ func (h *Handler) unexpected(from peer.ID, err error) {
 	ps := h.peer(from)
 	h.fault(ps, ReasonUnexpectedMessage, err)
 	if v.Exhausted {
-		h.prio.Push(ConnectionLimit{Peer: from, Reason: ratelimit.ProtocolViolation, Until: v.Until}, false)
+		h.prio.Push(&ConnectionLimit{Peer: from, Reason: ratelimit.ProtocolViolation, Until: v.Until}, false)
 		h.cutOff(ps, fmt.Errorf("%w until %s", ErrRateLimited, v.Until.Format(time.RFC3339)))
 	}
 	h.gc(ps)

@@ -24,7 +24,7 @@ func TestReplyTimeout(t *testing.T) {
 	a := newHandler(t, ia, list, handler.WithReplyTimeout(300*time.Millisecond))
 	b := newHandler(t, ib, list, handler.WithReplyTimeout(600*time.Millisecond))
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
-	req := tu.Next[handler.Request](t, b.Events())
+	req := tu.Next[*handler.Request](t, b.Events())
 
 	o := outcome(t, a, id)
 	expect(t, o, false, handler.ReasonReplyTimeout)
@@ -49,7 +49,7 @@ func TestAckTimeout(t *testing.T) {
 	down := watch(t, h, raw.id.ID).down
 	id, _ := h.Request(raw.id.ID, raw.addr(), []byte("q"))
 	// The Error comes first: the peer is judged faulty, then its exchanges fail.
-	if e := tu.Next[handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !e.Disconnected {
+	if e := tu.Next[*handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !e.Disconnected {
 		t.Fatalf("error %+v", e)
 	}
 	o := outcome(t, h, id)
@@ -77,7 +77,7 @@ func TestUnknownReply(t *testing.T) {
 		t.Fatalf("reply acked %v", r)
 	}
 	expect(t, outcome(t, h, id), true, handler.ReasonOK)
-	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
+	tu.None[*handler.Error](t, h.Outcomes(), 50*time.Millisecond)
 	if keys := h.Node().Limiter().Stats().Peers.Keys; keys != 0 {
 		t.Fatalf("%d peers charged", keys)
 	}
@@ -125,13 +125,13 @@ func TestMalformedAndMisplacedEnvelopes(t *testing.T) {
 	if r := raw.send(h, envelope(hpb.Kind_KIND_REQUEST, 77, []byte("q"))); r != pb.Reason_OK {
 		t.Fatalf("request acked %v", r)
 	}
-	if req := tu.Next[handler.Request](t, h.Events()); req.Exchange != 77 {
+	if req := tu.Next[*handler.Request](t, h.Events()); req.Exchange != 77 {
 		t.Fatalf("request %+v", req)
 	}
 	if raw.out != stream {
 		t.Fatal("the raw peer had to open another stream")
 	}
-	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
+	tu.None[*handler.Error](t, h.Outcomes(), 50*time.Millisecond)
 	select {
 	case <-w.down:
 		t.Fatal("the handler disconnected the peer")
@@ -148,7 +148,7 @@ func TestReplyBeforeAck(t *testing.T) {
 	if r := raw.send(h, envelope(hpb.Kind_KIND_REPLY, id, []byte("a"))); r != pb.Reason_OK {
 		t.Fatalf("reply acked %v", r)
 	}
-	if rep := tu.Next[handler.Reply](t, h.Events()); rep.Exchange != id || string(rep.Data) != "a" {
+	if rep := tu.Next[*handler.Reply](t, h.Events()); rep.Exchange != id || string(rep.Data) != "a" {
 		t.Fatalf("reply %+v", rep)
 	}
 	o := outcome(t, h, id)
@@ -157,7 +157,7 @@ func TestReplyBeforeAck(t *testing.T) {
 		t.Fatalf("outcome %+v", o)
 	}
 	raw.hold <- struct{}{} // the late ack is ignored
-	tu.None[handler.Outcome](t, h.Outcomes(), 50*time.Millisecond)
+	tu.None[*handler.Outcome](t, h.Outcomes(), 50*time.Millisecond)
 }
 
 // A peer cut off by the rate limiter fails its exchanges, active and queued.
@@ -171,19 +171,19 @@ func TestRateLimitedPeer(t *testing.T) {
 	queued, _ := h.Request(ir.ID, raw.addr(), []byte("q2"))
 	raw.next()
 	raw.send(h, envelope(hpb.Kind_KIND_REQUEST, 77, []byte("q")))
-	tu.Next[handler.Request](t, h.Events())
+	tu.Next[*handler.Request](t, h.Events())
 	notProtobuf := []byte{0x05, 0xff, 0xff, 0xff, 0xff, 0xff}
 	if r, err := raw.sendFrame(h, notProtobuf); err != nil || r != pb.Reason_MALFORMED {
 		t.Fatalf("ack %v, %v", r, err)
 	}
 	raw.sendFrame(h, notProtobuf) // its ack may be cut off with the peer
-	cl := tu.NextMatch(t, h.Priority(), func(c handler.ConnectionLimit) bool { return c.Peer == ir.ID })
+	cl := tu.NextMatch(t, h.Priority(), func(c *handler.ConnectionLimit) bool { return c.Peer == ir.ID })
 	if cl.Reason != ratelimit.MalformedMessage || cl.Until.IsZero() {
 		t.Fatalf("limit %+v", cl)
 	}
 	stages := map[handler.ExchangeID]handler.State{}
 	for range 3 {
-		o := tu.Next[handler.Outcome](t, h.Outcomes())
+		o := tu.Next[*handler.Outcome](t, h.Outcomes())
 		expect(t, o, false, handler.ReasonRateLimited)
 		if !errors.Is(o.Err, handler.ErrRateLimited) {
 			t.Fatalf("outcome %+v", o)
@@ -202,7 +202,7 @@ func TestDisconnectAwaitingReplyResends(t *testing.T) {
 	a, b := pair(t)
 	wb := watch(t, b, a.PeerID())
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
-	req := tu.Next[handler.Request](t, b.Events())
+	req := tu.Next[*handler.Request](t, b.Events())
 	wait(t, wb.up, "connection")
 	if !a.WaitState(id, handler.StateAwaitReply, tu.Timeout) {
 		t.Fatal("request never acknowledged")
@@ -210,7 +210,7 @@ func TestDisconnectAwaitingReplyResends(t *testing.T) {
 	b.Node().Host().Network().ClosePeer(a.PeerID())
 	wait(t, wb.down, "disconnection")
 	wait(t, wb.up, "the dialer reconnecting to resend")
-	tu.None[handler.Request](t, b.Events(), 50*time.Millisecond)
+	tu.None[*handler.Request](t, b.Events(), 50*time.Millisecond)
 	if err := b.Response(req.From, req.Exchange, []byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestDisconnectAwaitingReplyFails(t *testing.T) {
 func TestPeerKilledMidExchange(t *testing.T) {
 	a, b := pair(t, handler.WithRetry(3, 5*time.Millisecond, 20*time.Millisecond))
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
-	tu.Next[handler.Request](t, b.Events())
+	tu.Next[*handler.Request](t, b.Events())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	b.Shutdown(ctx) // no grace: the responder's exchange fails at once
@@ -278,7 +278,7 @@ func TestLateReplyDuringBackoff(t *testing.T) {
 		t.Fatalf("outcome %+v", o)
 	}
 	raw.send(h, reply)
-	tu.None[handler.Error](t, h.Outcomes(), 50*time.Millisecond)
+	tu.None[*handler.Error](t, h.Outcomes(), 50*time.Millisecond)
 }
 
 // A responder whose reply waits to be resent sends it as soon as the dialer
@@ -288,7 +288,7 @@ func TestDuplicateRequestHurriesReply(t *testing.T) {
 	raw.setPolicy(busyFirst(1))
 	req := envelope(hpb.Kind_KIND_REQUEST, 9, []byte("q"))
 	raw.send(h, req)
-	got := tu.Next[handler.Request](t, h.Events())
+	got := tu.Next[*handler.Request](t, h.Events())
 	h.Response(got.From, got.Exchange, []byte("a"))
 	raw.next() // refused busy: the reply backs off for a minute
 	if !h.WaitState(9, handler.StateBackoff, tu.Timeout) {
@@ -310,16 +310,16 @@ func TestDuplicateRequestHurriesReply(t *testing.T) {
 func TestFaultFailsResponderExchange(t *testing.T) {
 	h, raw := rawPair(t, handler.WithNode(func(c *p2p.Config) { c.AckTimeout = 300 * time.Millisecond }))
 	raw.send(h, envelope(hpb.Kind_KIND_REQUEST, 5, []byte("q")))
-	tu.Next[handler.Request](t, h.Events())
+	tu.Next[*handler.Request](t, h.Events())
 	raw.setPolicy(func(*hpb.Envelope, int) pb.Reason { return noAck })
 	id, _ := h.Request(raw.id.ID, raw.addr(), []byte("q"))
 	raw.next()
-	if e := tu.Next[handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !e.Disconnected {
+	if e := tu.Next[*handler.Error](t, h.Outcomes()); e.Peer != raw.id.ID || !e.Disconnected {
 		t.Fatalf("error %+v", e)
 	}
-	got := map[handler.ExchangeID]handler.Outcome{}
+	got := map[handler.ExchangeID]*handler.Outcome{}
 	for len(got) < 2 {
-		o := tu.Next[handler.Outcome](t, h.Outcomes())
+		o := tu.Next[*handler.Outcome](t, h.Outcomes())
 		got[o.Exchange] = o
 	}
 	expect(t, got[id], false, handler.ReasonAckTimeout)
@@ -340,7 +340,7 @@ func TestDataOnAnotherChannel(t *testing.T) {
 	if r, err := raw.sendFrame(h, frame); err != nil || r != pb.Reason_OK {
 		t.Fatalf("ack %v, %v", r, err)
 	}
-	e := tu.Next[handler.Error](t, h.Outcomes())
+	e := tu.Next[*handler.Error](t, h.Outcomes())
 	if e.Peer != raw.id.ID || e.Disconnected || !errors.Is(e.Err, handler.ErrUnexpectedMessage) {
 		t.Fatalf("error %+v", e)
 	}
@@ -360,18 +360,18 @@ func TestPeerRemovedEndsItsExchanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tu.Next[handler.Request](t, b.Events())
+	tu.Next[*handler.Request](t, b.Events())
 	theirs, err := b.Request(a.PeerID(), addr(a), []byte("q2"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := tu.Next[handler.Request](t, a.Events()); r.Exchange != theirs {
+	if r := tu.Next[*handler.Request](t, a.Events()); r.Exchange != theirs {
 		t.Fatalf("request %+v", r)
 	}
 
 	listA.Remove(b.PeerID())
 	for range 2 {
-		o := tu.Next[handler.Outcome](t, a.Outcomes())
+		o := tu.Next[*handler.Outcome](t, a.Outcomes())
 		expect(t, o, false, handler.ReasonPeerRemoved)
 		if !errors.Is(o.Err, handler.ErrPeerRemoved) || (o.Exchange != ours && o.Exchange != theirs) {
 			t.Fatalf("outcome %+v", o)

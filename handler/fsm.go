@@ -49,8 +49,7 @@ type exchange struct {
 	// acked OK, delivered or held by overflow) that the loop has not seen
 	// yet, since the deadline last looked.
 	replyAccepted bool
-	// replyData is the reply's payload; the Reply event is made only when
-	// it is handed out, so that it is boxed into an Event once.
+	// replyData is the reply's payload, handed out in reply.
 	replyData []byte
 	// askedAgain: a responder's request came again while its reply was on
 	// its way (onRequest). The reply left by the request's old stream, or
@@ -59,6 +58,15 @@ type exchange struct {
 	// peer's key, and the dialer, which has asked again already, will not
 	// ask once more: park sends the reply at once instead.
 	askedAgain bool
+
+	// The events the application gets of this exchange live in its state,
+	// so that handing one out allocates nothing (Event): the responder's
+	// request, the dialer's reply, either side's outcome. Each is filled in
+	// just before it is handed out and is the application's from then on:
+	// the handler never reads or writes it again.
+	request Request
+	reply   Reply
+	outcome Outcome
 }
 
 func (ex *exchange) ended() bool { return ex.state == StateDone || ex.state == StateFailed }
@@ -287,7 +295,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		// once as a failure it never had.
 		h.metrics.ended(ex.kind, ex.role, reason, dur)
 	}
-	o := Outcome{
+	ex.outcome = Outcome{
 		Peer:     ps.id,
 		Exchange: ex.id,
 		Role:     ex.role,
@@ -302,20 +310,22 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		Tag:      ex.tag,
 		Resumed:  ex.resumed,
 	}
+	o := &ex.outcome
+	var r *Reply
+	if ex.replied {
+		ex.reply = Reply{From: ps.id, Exchange: ex.id, Data: ex.replyData, Tag: ex.tag}
+		r = &ex.reply
+	}
 	switch {
 	case ex.role == Dialer && h.durable():
 		// A close suspends the exchange: it stays in the store and
 		// resumes, with its one Outcome, at the next start.
 		if !h.suspends(ex, reason) {
-			var r *Reply
-			if ex.replied {
-				r = &Reply{From: ps.id, Exchange: ex.id, Data: ex.replyData, Tag: ex.tag}
-			}
 			h.finish(ex, o, r)
 		}
 	case ex.role == Dialer:
-		if ex.replied {
-			h.deliver(Reply{From: ps.id, Exchange: ex.id, Data: ex.replyData, Tag: ex.tag})
+		if r != nil {
+			h.deliver(r)
 		}
 		h.outcomes.Push(o, true)
 	default:

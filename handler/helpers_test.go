@@ -43,13 +43,13 @@ func pair(t testing.TB, opts ...handler.Option) (a, b *handler.Handler) {
 func addr(h *handler.Handler) ma.Multiaddr { return h.Addrs()[0] }
 
 // outcome waits for the Outcome of exchange id.
-func outcome(t testing.TB, h *handler.Handler, id handler.ExchangeID) handler.Outcome {
+func outcome(t testing.TB, h *handler.Handler, id handler.ExchangeID) *handler.Outcome {
 	t.Helper()
-	return tu.NextMatch(t, h.Outcomes(), func(o handler.Outcome) bool { return o.Exchange == id })
+	return tu.NextMatch(t, h.Outcomes(), func(o *handler.Outcome) bool { return o.Exchange == id })
 }
 
 // expect checks an outcome's verdict.
-func expect(t testing.TB, o handler.Outcome, ok bool, r handler.Reason) {
+func expect(t testing.TB, o *handler.Outcome, ok bool, r handler.Reason) {
 	t.Helper()
 	if o.OK != ok || o.Reason != r {
 		t.Fatalf("outcome %+v, want ok=%v reason=%s", o, ok, r)
@@ -65,7 +65,7 @@ func echo(t testing.TB, h *handler.Handler) {
 	go func() {
 		defer wg.Done()
 		for ev := range h.Events() {
-			if r, ok := ev.(handler.Request); ok {
+			if r, ok := ev.(*handler.Request); ok {
 				h.Response(r.From, r.Exchange, r.Data)
 			}
 		}

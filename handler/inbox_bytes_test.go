@@ -37,7 +37,7 @@ func TestInboxBytesBoundedPerPeer(t *testing.T) {
 	if r := raw.send(b.h, envelope(hpb.Kind_KIND_MESSAGE, 5, payload)); r != pb.Reason_BUSY {
 		t.Fatalf("after a restart: %v, want busy", r)
 	}
-	m := tu.Next[handler.Message](t, b.h.Events())
+	m := tu.Next[*handler.Message](t, b.h.Events())
 	if !m.Redelivered {
 		t.Fatalf("message %+v", m)
 	}

@@ -31,7 +31,7 @@ func TestEphemeralInboxBoundedPerPeer(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i < 2 {
-			tu.NextMatch(t, b.Events(), func(r handler.Request) bool { return r.From == ia.ID && r.Exchange == id })
+			tu.NextMatch(t, b.Events(), func(r *handler.Request) bool { return r.From == ia.ID && r.Exchange == id })
 			continue
 		}
 		expect(t, outcome(t, a, id), false, handler.ReasonNotAcked)
@@ -40,7 +40,7 @@ func TestEphemeralInboxBoundedPerPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := tu.NextMatch(t, b.Events(), func(r handler.Request) bool { return r.From == ic.ID })
+	r := tu.NextMatch(t, b.Events(), func(r *handler.Request) bool { return r.From == ic.ID })
 	if err := b.Response(r.From, r.Exchange, []byte("for c")); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func TestLazyAckPolicy(t *testing.T) {
 			if lazy(raw.next(), hpb.Kind_KIND_MESSAGE) {
 				t.Error("a one-way message asked for a lazy ack")
 			}
-			tu.Next[handler.Outcome](t, h.Outcomes())
+			tu.Next[*handler.Outcome](t, h.Outcomes())
 
 			if _, err := h.Request(raw.id.ID, raw.addr(), []byte("q")); err != nil {
 				t.Fatal(err)
@@ -45,7 +45,7 @@ func TestLazyAckPolicy(t *testing.T) {
 			if r := raw.send(h, envelope(hpb.Kind_KIND_REQUEST, 77, []byte("x"))); r != pb.Reason_OK {
 				t.Fatalf("request ack %v", r)
 			}
-			req := tu.Next[handler.Request](t, h.Events())
+			req := tu.Next[*handler.Request](t, h.Events())
 			if err := h.Response(req.From, req.Exchange, []byte("a")); err != nil {
 				t.Fatal(err)
 			}

@@ -96,7 +96,7 @@ func (h *Handler) step(in *inputs) bool {
 		}
 		h.observe(ev)
 		if d, ok := ev.(p2p.Dropped); ok {
-			h.prio.Push(Dropped{Peer: d.Peer, Count: d.Count}, false)
+			h.prio.Push(&Dropped{Peer: d.Peer, Count: d.Count}, false)
 		}
 		return true
 	case <-h.timers.C():
@@ -291,12 +291,12 @@ func (h *Handler) nodeEvent(d p2p.Delivery) {
 	case p2p.Disconnected:
 		h.onDisconnected(e.Peer)
 	case p2p.ConnectionLimit:
-		h.prio.Push(ConnectionLimit{Peer: e.Peer, IP: e.IP, Reason: e.Reason, Until: e.Until}, false)
+		h.prio.Push(&ConnectionLimit{Peer: e.Peer, IP: e.IP, Reason: e.Reason, Until: e.Until}, false)
 		if ps := h.peers[e.Peer]; e.Peer != "" && ps != nil {
 			h.cutOff(ps, fmt.Errorf("%w until %s (%s)", ErrRateLimited, e.Until.Format(time.RFC3339), e.Reason))
 		}
 	case p2p.Error:
-		h.outcomes.Push(Error{Peer: e.Peer, Err: e.Err}, false)
+		h.outcomes.Push(&Error{Peer: e.Peer, Err: e.Err}, false)
 	}
 }
 
@@ -311,7 +311,7 @@ func (h *Handler) onData(d p2p.Data) {
 		// otherwise push an Error each time, crowding the alerts about
 		// other peers out of Outcomes past its limit.
 		h.node.Charge(d.From, ratelimit.Unauthorized)
-		h.outcomes.Push(Error{Peer: d.From, Err: fmt.Errorf("%w: data on channel %d, the handler's is %d", ErrUnexpectedMessage, d.Channel, h.cfg.Channel)}, false)
+		h.outcomes.Push(&Error{Peer: d.From, Err: fmt.Errorf("%w: data on channel %d, the handler's is %d", ErrUnexpectedMessage, d.Channel, h.cfg.Channel)}, false)
 		return
 	}
 	// accept has refused (MALFORMED) every payload on our channel that is

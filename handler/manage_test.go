@@ -41,7 +41,7 @@ func TestRetryDeadLetters(t *testing.T) {
 	if err := a.h.RetryDeadLetters(id); err != nil {
 		t.Fatal(err)
 	}
-	rep := tu.Next[handler.Reply](t, a.h.Events())
+	rep := tu.Next[*handler.Reply](t, a.h.Events())
 	if rep.Exchange != id || string(rep.Data) != "again" || rep.Tag != "7" {
 		t.Fatalf("reply %+v", rep)
 	}
@@ -130,7 +130,7 @@ func TestCancel(t *testing.T) {
 	}
 	expect(t, outcome(t, a.h, awaiting), false, handler.ReasonCancelled)
 	_ = b.h.Response(req.From, req.Exchange, []byte("late"))
-	tu.None[handler.Reply](t, a.h.Events(), 100*time.Millisecond)
+	tu.None[*handler.Reply](t, a.h.Events(), 100*time.Millisecond)
 
 	if dls, _ := a.st.DeadLetters(); len(dls) != 0 {
 		t.Fatalf("cancelled exchanges dead-lettered: %+v", dls)

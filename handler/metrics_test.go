@@ -100,7 +100,7 @@ func TestMetrics(t *testing.T) {
 	}
 	// The responder's outcome ends once a acks the reply: wait for it
 	// rather than for the count.
-	tu.NextMatch(t, b.Outcomes(), func(o handler.Outcome) bool { return o.Role == handler.Responder })
+	tu.NextMatch(t, b.Outcomes(), func(o *handler.Outcome) bool { return o.Role == handler.Responder })
 	if got := sample(t, regB, "bitvmx_p2p_exchanges_total", map[string]string{"kind": "request", "role": "responder", "result": "ok"}); got != 1 {
 		t.Errorf("responder ok = %v, want 1", got)
 	}

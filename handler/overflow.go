@@ -102,7 +102,7 @@ func (h *Handler) deliverOverflow() {
 			delete(h.dur.storing, o.key)
 			h.dur.release(o.key)
 			h.log.Warn("a stored message is no longer in the store", zap.Stringer("peer", o.key.peer), zap.Stringer("exchange", o.key.id))
-			h.outcomes.Push(Error{Peer: o.key.peer, Err: fmt.Errorf("%w: exchange %s was stored but is no longer in the store",
+			h.outcomes.Push(&Error{Peer: o.key.peer, Err: fmt.Errorf("%w: exchange %s was stored but is no longer in the store",
 				ErrNotDurable, o.key.id)}, false)
 			continue
 		}
@@ -139,7 +139,7 @@ func (h *Handler) rereadLater(o overflowed, err error) {
 	h.log.Warn("reading back a stored message", zap.Stringer("peer", o.key.peer), zap.Stringer("exchange", o.key.id), zap.Error(err))
 	if !o.failed {
 		o.failed = true
-		h.outcomes.Push(Error{Peer: o.key.peer, Err: fmt.Errorf("%w: exchange %s was stored but could not be read back (tried again every %s): %w",
+		h.outcomes.Push(&Error{Peer: o.key.peer, Err: fmt.Errorf("%w: exchange %s was stored but could not be read back (tried again every %s): %w",
 			ErrNotDurable, o.key.id, h.cfg.BackoffMax, err)}, false)
 	}
 	h.dur.reread = append(h.dur.reread, o)

@@ -50,10 +50,10 @@ func overflowedResendOfHandled(t *testing.T, k hpb.Kind) {
 			err  error
 		)
 		switch e := ev.(type) {
-		case handler.Request:
+		case *handler.Request:
 			id, data = e.Exchange, e.Data
 			err = h.Response(e.From, e.Exchange, []byte("re"))
-		case handler.Message:
+		case *handler.Message:
 			id, data = e.Exchange, e.Data
 			err = h.Ack(e.From, e.Exchange)
 		default:
@@ -83,7 +83,7 @@ func overflowedResendOfHandled(t *testing.T, k hpb.Kind) {
 		r.next()
 		ended := map[handler.ExchangeID]bool{}
 		for len(ended) < 2 {
-			o := tu.NextMatch(t, h.Outcomes(), func(o handler.Outcome) bool { return o.Role == handler.Responder })
+			o := tu.NextMatch(t, h.Outcomes(), func(o *handler.Outcome) bool { return o.Role == handler.Responder })
 			ended[o.Exchange] = true
 		}
 	}

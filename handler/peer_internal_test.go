@@ -91,7 +91,7 @@ func TestClosingPeerClosedAgainAfterExchange(t *testing.T) {
 	if ps.conn != connClosing || ps.reused || ps.timer == nil {
 		t.Fatalf("state %s, reused %v, timer %v", ps.conn, ps.reused, ps.timer)
 	}
-	if o := (<-h.outcomes.C()).(Outcome); !o.OK {
+	if o := (<-h.outcomes.C()).(*Outcome); !o.OK {
 		t.Fatalf("outcome %+v", o)
 	}
 }

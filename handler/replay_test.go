@@ -58,7 +58,7 @@ func TestReplayedReplyCharged(t *testing.T) {
 		replay("replay")
 	}
 	raw.post(b.h, req, false) // its ack may be cut off with the peer
-	cl := tu.NextMatch(t, b.h.Priority(), func(c handler.ConnectionLimit) bool { return c.Peer == ir.ID })
+	cl := tu.NextMatch(t, b.h.Priority(), func(c *handler.ConnectionLimit) bool { return c.Peer == ir.ID })
 	if cl.Reason != ratelimit.ProtocolViolation {
 		t.Fatalf("limit %+v", cl)
 	}

@@ -67,7 +67,7 @@ func TestReplyNotRefusedWhenReceiverFull(t *testing.T) {
 			a, b, id := replyBehindFullReceiver(t, opts...)
 			// b's exchange: its reply is acked OK, not answered busy
 			// until b gives up.
-			o := tu.NextMatch(t, b.Outcomes(), func(o handler.Outcome) bool { return o.Role == handler.Responder })
+			o := tu.NextMatch(t, b.Outcomes(), func(o *handler.Outcome) bool { return o.Role == handler.Responder })
 			expect(t, o, true, handler.ReasonOK)
 			// So Cancel's refusal ("our node took the reply") is true.
 			if err := a.Cancel(id); !errors.Is(err, handler.ErrUnknownExchange) {
@@ -86,12 +86,12 @@ func catchUpAfter(t *testing.T, a *handler.Handler, id handler.ExchangeID, want 
 	var got []string
 	for len(got) < len(want) {
 		switch e := tu.Next[handler.Event](t, a.Events()).(type) {
-		case handler.Message:
+		case *handler.Message:
 			got = append(got, string(e.Data))
 			if err := a.Ack(e.From, e.Exchange); err != nil {
 				t.Fatal(err)
 			}
-		case handler.Reply:
+		case *handler.Reply:
 			got = append(got, string(e.Data))
 		}
 	}

@@ -40,7 +40,7 @@ func TestFailedResolveWithoutAddressEnds(t *testing.T) {
 	if _, err := b.Request(a.PeerID(), addr(a), []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
-	tu.Next[handler.Request](t, a.Events()) // not answered: the connection stays
+	tu.Next[*handler.Request](t, a.Events()) // not answered: the connection stays
 
 	id, err := a.Request(b.PeerID(), nil, []byte("q"))
 	if err != nil {
@@ -57,7 +57,7 @@ func TestFailedResolveWithoutAddressEnds(t *testing.T) {
 	for {
 		select {
 		case ev := <-a.Outcomes():
-			if o, ok := ev.(handler.Outcome); ok && o.Exchange == id {
+			if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id {
 				expect(t, o, false, handler.ReasonDialFailed)
 				return
 			}

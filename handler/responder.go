@@ -50,19 +50,21 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 	if h.durable() && !h.arrived(from, id) {
 		h.dur.take(inKey{from, id}, len(data)) // not counted by accept (it raced a resend)
 	}
-	h.receive(ps, id, origin)
-	h.deliver(Request{From: from, Exchange: id, Data: data})
+	ex := h.receive(ps, id, origin)
+	ex.request = Request{From: from, Exchange: id, Data: data}
+	h.deliver(&ex.request)
 }
 
 // receive starts the responder exchange of a request given to the
 // application, which has Config.ReplyTimeout to answer it.
-func (h *Handler) receive(ps *peerState, id ExchangeID, origin p2p.Origin) {
+func (h *Handler) receive(ps *peerState, id ExchangeID, origin p2p.Origin) *exchange {
 	ex := &exchange{id: id, p: ps, role: Responder, kind: KindRequest, state: StateDelivered, start: time.Now(), origin: origin}
 	ps.inbound[id] = ex
 	h.held.Add(1)
 	h.active++
 	h.setTimer(ex, h.cfg.ReplyTimeout, dueAnswer)
 	h.pending.add(ps.id, id)
+	return ex
 }
 
 // onMessage delivers a one-way message once.
@@ -83,7 +85,7 @@ func (h *Handler) onMessage(from peer.ID, id ExchangeID, data []byte) {
 				h.dur.unacked[inKey{from, id}] = true
 			}
 		}
-		h.deliver(Message{From: from, Exchange: id, Data: data})
+		h.deliver(&Message{From: from, Exchange: id, Data: data})
 	}
 	// The sender learns last that the message arrived (from our node's
 	// ack), so it is the one to disconnect.

@@ -29,9 +29,9 @@ func (h *Handler) redeliverOutcome(p peer.ID, kind Kind, rec store.Outgoing) {
 		o.DeadLettered = reason != ReasonCancelled
 	}
 	if o.OK && kind == KindRequest {
-		h.events.Push(Reply{From: p, Exchange: id, Data: rec.Reply, Tag: rec.Tag, Redelivered: true}, true)
+		h.events.Push(&Reply{From: p, Exchange: id, Data: rec.Reply, Tag: rec.Tag, Redelivered: true}, true)
 	}
-	h.outcomes.Push(o, true)
+	h.outcomes.Push(&o, true)
 	h.dur.handedOut(id, p)
 }
 
@@ -84,7 +84,7 @@ func (h *Handler) resume() error {
 		h.dur.take(key, len(in.Payload))
 		ps := h.peer(p)
 		if kind == KindMessage {
-			h.events.Push(Message{From: p, Exchange: id, Data: in.Payload, Redelivered: true}, true)
+			h.events.Push(&Message{From: p, Exchange: id, Data: in.Payload, Redelivered: true}, true)
 			if h.cfg.AutoAck {
 				h.dur.release(key)
 				h.handled(p, id, kind)
@@ -93,8 +93,9 @@ func (h *Handler) resume() error {
 			}
 			continue
 		}
-		h.receive(ps, id, p2p.Origin{})
-		h.events.Push(Request{From: p, Exchange: id, Data: in.Payload, Redelivered: true}, true)
+		ex := h.receive(ps, id, p2p.Origin{})
+		ex.request = Request{From: p, Exchange: id, Data: in.Payload, Redelivered: true}
+		h.events.Push(&ex.request, true)
 	}
 	h.flushExpired() // the records beyond DedupePerPeer
 	slices.SortStableFunc(st.Outgoing, func(a, b store.Outgoing) int { return a.Created.Compare(b.Created) })

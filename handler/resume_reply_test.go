@@ -66,7 +66,7 @@ func TestParkedReplyBoundedByMaxAttempts(t *testing.T) {
 	if r := raw.send(h, req); r != pb.Reason_OK {
 		t.Fatalf("request acked %v", r)
 	}
-	ev := tu.Next[handler.Request](t, h.Events())
+	ev := tu.Next[*handler.Request](t, h.Events())
 	if err := h.Response(ev.From, ev.Exchange, []byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestParkedReplyBoundedByMaxAttempts(t *testing.T) {
 	case env := <-raw.got:
 		t.Fatalf("reply sent %d times, MaxAttempts is %d: %v", maxAttempts+1, maxAttempts, env)
 	case ev := <-h.Outcomes():
-		o, ok := ev.(handler.Outcome)
+		o, ok := ev.(*handler.Outcome)
 		if !ok || o.Exchange != x || o.OK {
 			t.Fatalf("event %+v", ev)
 		}

@@ -52,7 +52,7 @@ func TestAckOfFirstOutcomeKeepsRetrysOutcome(t *testing.T) {
 	if err := a.h.RetryDeadLetters(id); err != nil {
 		t.Fatal(err)
 	}
-	if rep := tu.Next[handler.Reply](t, a.h.Events()); rep.Exchange != id {
+	if rep := tu.Next[*handler.Reply](t, a.h.Events()); rep.Exchange != id {
 		t.Fatalf("reply %+v", rep)
 	}
 	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
@@ -65,7 +65,7 @@ func TestAckOfFirstOutcomeKeepsRetrysOutcome(t *testing.T) {
 		t.Fatalf("the ack of %s's first Outcome deleted the retry's ended record, whose Outcome awaits its own ack: a crash now loses it", id)
 	}
 	a.restart(true) // before the retry's Outcome is acknowledged
-	rep := tu.Next[handler.Reply](t, a.h.Events())
+	rep := tu.Next[*handler.Reply](t, a.h.Events())
 	if rep.Exchange != id || string(rep.Data) != "retry me" || !rep.Redelivered {
 		t.Fatalf("reply after the restart %+v", rep)
 	}

@@ -66,16 +66,16 @@ func TestResendBetweenHandlers(t *testing.T) {
 		ids = append(ids, id)
 	}
 	// Backpressure reaches the p2p layer: b's node drops and answers busy.
-	tu.Next[handler.Dropped](t, b.Priority())
+	tu.Next[*handler.Dropped](t, b.Priority())
 	got := map[byte]int{}
 	for range 4 {
-		m := tu.Next[handler.Message](t, b.Events())
+		m := tu.Next[*handler.Message](t, b.Events())
 		got[m.Data[0]]++
 	}
 	for _, id := range ids {
 		expect(t, outcome(t, a, id), true, handler.ReasonOK)
 	}
-	tu.None[handler.Message](t, b.Events(), 50*time.Millisecond)
+	tu.None[*handler.Message](t, b.Events(), 50*time.Millisecond)
 	for i := range 4 {
 		if got[byte(i)] != 1 {
 			t.Fatalf("message %d delivered %d times", i, got[byte(i)])
@@ -149,7 +149,7 @@ func TestResponderResendsReply(t *testing.T) {
 		if r := raw.send(h, envelope(hpb.Kind_KIND_REQUEST, id, []byte("q"))); r != pb.Reason_OK {
 			t.Fatalf("request acked %v", r)
 		}
-		req := tu.Next[handler.Request](t, h.Events())
+		req := tu.Next[*handler.Request](t, h.Events())
 		if err := h.Response(req.From, req.Exchange, []byte("a")); err != nil {
 			t.Fatal(err)
 		}
@@ -184,8 +184,8 @@ func TestDuplicateRequestDeliveredOnce(t *testing.T) {
 	req := envelope(hpb.Kind_KIND_REQUEST, 7, []byte("q"))
 	raw.send(h, req)
 	raw.send(h, req)
-	got := tu.Next[handler.Request](t, h.Events())
-	tu.None[handler.Request](t, h.Events(), 50*time.Millisecond)
+	got := tu.Next[*handler.Request](t, h.Events())
+	tu.None[*handler.Request](t, h.Events(), 50*time.Millisecond)
 	h.Response(got.From, got.Exchange, []byte("a"))
 	expect(t, outcome(t, h, 7), true, handler.ReasonOK)
 	// Still a duplicate after the exchange completed.
@@ -193,7 +193,7 @@ func TestDuplicateRequestDeliveredOnce(t *testing.T) {
 	msg := envelope(hpb.Kind_KIND_MESSAGE, 8, []byte("m"))
 	raw.send(h, msg)
 	raw.send(h, msg)
-	if m := tu.Next[handler.Message](t, h.Events()); m.Exchange != 8 {
+	if m := tu.Next[*handler.Message](t, h.Events()); m.Exchange != 8 {
 		t.Fatalf("message %+v", m)
 	}
 	tu.None[handler.Event](t, h.Events(), 50*time.Millisecond)

@@ -39,14 +39,14 @@ func TestRequestAgainWhileReplyAstray(t *testing.T) {
 	if r := p0.send(h, envelope(hpb.Kind_KIND_MESSAGE, 1, []byte("m"))); r != pb.Reason_OK {
 		t.Fatalf("message acked %v", r)
 	}
-	tu.Next[handler.Message](t, h.Events())
+	tu.Next[*handler.Message](t, h.Events())
 
 	const x = handler.ExchangeID(0xa57a)
 	req := envelope(hpb.Kind_KIND_REQUEST, x, []byte("q"))
 	if r := p1.send(h, req); r != pb.Reason_OK {
 		t.Fatalf("request acked %v", r)
 	}
-	got := tu.Next[handler.Request](t, h.Events())
+	got := tu.Next[*handler.Request](t, h.Events())
 
 	// Process 1's connection drops; h must have seen it go before the
 	// reply leaves, or the reply would be written to it and fail.

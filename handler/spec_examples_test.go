@@ -29,7 +29,7 @@ func TestEnvelopeExamples(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for ev := range h.Events() {
-			if r, ok := ev.(handler.Request); ok && string(r.Data) == "ping" {
+			if r, ok := ev.(*handler.Request); ok && string(r.Data) == "ping" {
 				h.Response(r.From, r.Exchange, []byte("pong"))
 			}
 		}
@@ -61,7 +61,7 @@ func TestEnvelopeExamples(t *testing.T) {
 	if _, err := s.Write(doc["ack-ok"]); err != nil {
 		t.Fatal(err)
 	}
-	o := tu.NextMatch(t, h.Outcomes(), func(o handler.Outcome) bool { return o.Exchange == 0x0123456789abcdef })
+	o := tu.NextMatch(t, h.Outcomes(), func(o *handler.Outcome) bool { return o.Exchange == 0x0123456789abcdef })
 	expect(t, o, true, handler.ReasonOK)
 }
 
@@ -78,7 +78,7 @@ func TestExchangeIDIsTheSendersWhateverTheKind(t *testing.T) {
 	if reason := r.send(h, envelope(hpb.Kind_KIND_MESSAGE, x, []byte("message"))); reason != pb.Reason_OK {
 		t.Fatalf("message acked %s", reason)
 	}
-	if m := tu.NextMatch(t, h.Events(), func(handler.Message) bool { return true }); m.Exchange != x {
+	if m := tu.NextMatch(t, h.Events(), func(*handler.Message) bool { return true }); m.Exchange != x {
 		t.Fatalf("message %+v", m)
 	}
 	if reason := r.send(h, envelope(hpb.Kind_KIND_REQUEST, x, []byte("request"))); reason != pb.Reason_OK {
@@ -91,12 +91,12 @@ func TestExchangeIDIsTheSendersWhateverTheKind(t *testing.T) {
 	// sent before it, was not delivered.
 	ev := tu.NextMatch(t, h.Events(), func(ev handler.Event) bool {
 		switch ev.(type) {
-		case handler.Request, handler.Message:
+		case *handler.Request, *handler.Message:
 			return true
 		}
 		return false
 	})
-	if req, ok := ev.(handler.Request); !ok || req.From != other.id.ID || string(req.Data) != "other's request" {
+	if req, ok := ev.(*handler.Request); !ok || req.From != other.id.ID || string(req.Data) != "other's request" {
 		t.Fatalf("delivered %+v, want the other peer's request only", ev)
 	}
 }

@@ -151,7 +151,7 @@ func overflowReadBack(t *testing.T, fault, heal func(*faultStore), kept bool) {
 	got := map[handler.ExchangeID]bool{}
 	take := func() {
 		t.Helper()
-		m := tu.Next[handler.Message](t, h.Events())
+		m := tu.Next[*handler.Message](t, h.Events())
 		if want := fmt.Sprintf("d%d", m.Exchange); string(m.Data) != want {
 			t.Fatalf("message %s delivered with %q, want %q", m.Exchange, m.Data, want)
 		}
@@ -163,7 +163,7 @@ func overflowReadBack(t *testing.T, fault, heal func(*faultStore), kept bool) {
 	for range 3 {
 		take()
 	}
-	e := tu.Next[handler.Error](t, h.Outcomes())
+	e := tu.Next[*handler.Error](t, h.Outcomes())
 	if !errors.Is(e.Err, handler.ErrNotDurable) {
 		t.Fatalf("error %v", e.Err)
 	}

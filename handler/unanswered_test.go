@@ -78,7 +78,7 @@ func TestRetryOfUnansweredRequestEndsAtOnce(t *testing.T) {
 			if err != nil || len(dls) != 1 || dls[0].Reason != string(handler.ReasonUnanswered) || dls[0].Error != o.Err.Error() {
 				t.Fatalf("dead letters %+v, %v", dls, err)
 			}
-			tu.None[handler.Request](t, b.Events(), 50*time.Millisecond)
+			tu.None[*handler.Request](t, b.Events(), 50*time.Millisecond)
 		})
 	}
 }

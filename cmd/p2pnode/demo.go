@@ -192,13 +192,13 @@ func (d *demo) serve(n *demoNode) {
 				continue
 			}
 			switch e := ev.(type) {
-			case handler.Request:
+			case *handler.Request:
 				from := d.name(e.From)
 				d.out.message(d.since(), "request", from, n.name, string(e.Data))
 				reply := strings.Replace(string(e.Data), "nonce commitment", "partial signature", 1)
 				reply = strings.Replace(reply, "from "+from, "from "+n.name, 1)
 				_ = n.h.Response(e.From, e.Exchange, []byte(reply))
-			case handler.Reply:
+			case *handler.Reply:
 				d.out.message(d.since(), "reply", d.name(e.From), n.name, string(e.Data))
 			}
 		case ev, ok := <-outcomes:
@@ -206,12 +206,12 @@ func (d *demo) serve(n *demoNode) {
 				outcomes = nil
 				continue
 			}
-			if o, ok := ev.(handler.Outcome); ok {
+			if o, ok := ev.(*handler.Outcome); ok {
 				if o.Role == handler.Dialer {
-					d.out.outcome(d.since(), n.name, d.name(o.Peer), o)
-					n.dialed <- o
+					d.out.outcome(d.since(), n.name, d.name(o.Peer), *o)
+					n.dialed <- *o
 				} else {
-					n.answered <- o
+					n.answered <- *o
 				}
 			}
 		}

@@ -109,10 +109,10 @@ type (
 // handlerJSON is toJSON for the events of this file; nil for others.
 func handlerJSON(ev any, names namer) any {
 	switch e := ev.(type) {
-	case handler.Request:
+	case *handler.Request:
 		text, b64 := payloadJSON(e.Data)
 		return jsonRequest{"request", e.From.String(), names.of(e.From), e.Exchange.String(), text, b64, e.Redelivered}
-	case handler.Message:
+	case *handler.Message:
 		text, b64 := payloadJSON(e.Data)
 		return jsonData{Event: "data", From: e.From.String(), FromName: names.of(e.From), Data: text, DataB64: b64, Redelivered: e.Redelivered}
 	case replyEvent:
@@ -140,9 +140,9 @@ func handlerJSON(ev any, names namer) any {
 // handlerText is toText for the events of this file; "" for others.
 func handlerText(ev any, names namer) string {
 	switch e := ev.(type) {
-	case handler.Request:
+	case *handler.Request:
 		return fmt.Sprintf("request from %s #%s%s: %s", names.text(e.From), e.Exchange, redeliveredText(e.Redelivered), payloadText(e.Data))
-	case handler.Message:
+	case *handler.Message:
 		return fmt.Sprintf("data from %s%s: %s", names.text(e.From), redeliveredText(e.Redelivered), payloadText(e.Data))
 	case replyEvent:
 		return fmt.Sprintf("reply from %s #%s%s%s: %s", names.text(e.From), e.Exchange, idText(e.ID), redeliveredText(e.Redelivered), payloadText(e.Data))

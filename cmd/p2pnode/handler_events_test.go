@@ -71,16 +71,16 @@ func TestRenderHandlerEvents(t *testing.T) {
 		json string
 		text string
 	}{
-		{"request", handler.Request{From: p, Exchange: 0xab, Data: []byte("q")},
+		{"request", &handler.Request{From: p, Exchange: 0xab, Data: []byte("q")},
 			`{"event":"request","from":"` + testPeer + `","exchange":"00000000000000ab","data":"q","data_b64":"cQ=="}`,
 			"request from " + testPeer + " #00000000000000ab: q"},
-		{"request redelivered", handler.Request{From: p, Exchange: 0xab, Data: []byte("q"), Redelivered: true},
+		{"request redelivered", &handler.Request{From: p, Exchange: 0xab, Data: []byte("q"), Redelivered: true},
 			`{"event":"request","from":"` + testPeer + `","exchange":"00000000000000ab","data":"q","data_b64":"cQ==","redelivered":true}`,
 			"request from " + testPeer + " #00000000000000ab (redelivered): q"},
-		{"message", handler.Message{From: p, Exchange: 0xab, Data: []byte("m")},
+		{"message", &handler.Message{From: p, Exchange: 0xab, Data: []byte("m")},
 			`{"event":"data","from":"` + testPeer + `","data":"m","data_b64":"bQ=="}`,
 			"data from " + testPeer + ": m"},
-		{"message redelivered", handler.Message{From: p, Exchange: 0xab, Data: []byte{0xff}, Redelivered: true},
+		{"message redelivered", &handler.Message{From: p, Exchange: 0xab, Data: []byte{0xff}, Redelivered: true},
 			`{"event":"data","from":"` + testPeer + `","data_b64":"/w==","redelivered":true}`,
 			"data from " + testPeer + " (redelivered): (1 bytes, base64) /w=="},
 		{"reply", replyEvent{Reply: handler.Reply{From: p, Exchange: 0xab, Data: []byte{0xff}}, ID: 4},

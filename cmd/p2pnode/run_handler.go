@@ -59,7 +59,7 @@ func (r *runner) command(cmd any) bool {
 // handlerEvent prints one event of the handler's channels.
 func (r *runner) handlerEvent(ev handler.Event) {
 	switch e := ev.(type) {
-	case handler.Message:
+	case *handler.Message:
 		// Printed, then acknowledged: with a store, a message is delivered
 		// again after a restart until its Ack is on disk, so a crash
 		// between the two prints it again (marked redelivered) rather than
@@ -73,38 +73,38 @@ func (r *runner) handlerEvent(ev handler.Event) {
 		if err := r.h.Ack(e.From, e.Exchange); err != nil {
 			r.out.emit(p2p.Error{Peer: e.From, Err: fmt.Errorf("ack %s: %w", e.Exchange, err)})
 		}
-	case handler.Request:
+	case *handler.Request:
 		r.out.emit(e)
 		if r.cfg.Handler.AutoReply == "echo" && !r.closing {
 			if err := r.h.Response(e.From, e.Exchange, e.Data); err != nil {
 				r.out.emit(p2p.Error{Peer: e.From, Err: fmt.Errorf("auto-reply %s: %w", e.Exchange, err)})
 			}
 		}
-	case handler.Reply:
-		r.printReply(e)
+	case *handler.Reply:
+		r.printReply(*e)
 		if o, ok := r.replies.replied(e.Exchange); ok {
 			r.printOutcome(o)
 		}
-	case handler.Outcome:
+	case *handler.Outcome:
 		// The handler gives a request's Reply before its Outcome, but on
 		// another channel: an outcome whose reply is still on its way is
 		// printed after it, so that a script sees the reply first.
-		if e.Role == handler.Dialer && e.Kind == handler.KindRequest && e.OK && !r.replies.ended(e) {
+		if e.Role == handler.Dialer && e.Kind == handler.KindRequest && e.OK && !r.replies.ended(*e) {
 			return
 		}
-		r.printOutcome(e)
-	case handler.Error:
+		r.printOutcome(*e)
+	case *handler.Error:
 		err := e.Err
 		if e.Repeats > 0 {
 			err = fmt.Errorf("%w (and %d more errors about this peer, folded)", err, e.Repeats)
 		}
 		r.out.emit(p2p.Error{Peer: e.Peer, Err: err})
-	case handler.ConnectionLimit:
+	case *handler.ConnectionLimit:
 		r.out.emit(p2p.ConnectionLimit{Peer: e.Peer, IP: e.IP, Reason: e.Reason, Until: e.Until})
 		if r.dht != nil && e.Peer != "" {
 			r.dht.Evict(e.Peer)
 		}
-	case handler.Dropped:
+	case *handler.Dropped:
 		// Printed from the node's own Dropped, which the observer passes
 		// on with the message ID that the handler's leaves out.
 	}

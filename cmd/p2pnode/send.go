@@ -307,26 +307,26 @@ func awaitOutcome(ctx context.Context, h *handler.Handler, id handler.ExchangeID
 			if !ok {
 				return nil, handler.Outcome{}, handler.ErrClosed
 			}
-			if r, ok := ev.(handler.Reply); ok && r.Exchange == id {
-				reply = &r
+			if r, ok := ev.(*handler.Reply); ok && r.Exchange == id {
+				reply = r
 			}
 		case ev, ok := <-h.Outcomes():
 			if !ok {
 				return nil, handler.Outcome{}, handler.ErrClosed
 			}
-			if o, ok := ev.(handler.Outcome); ok && o.Exchange == id {
+			if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id {
 				if o.OK && o.Kind == handler.KindRequest && reply == nil {
 					// Delivered first, but on another channel: take it.
 					select {
 					case ev := <-h.Events():
-						if r, ok := ev.(handler.Reply); ok && r.Exchange == id {
-							reply = &r
+						if r, ok := ev.(*handler.Reply); ok && r.Exchange == id {
+							reply = r
 						}
 					case <-ctx.Done():
-						return nil, o, ctx.Err()
+						return nil, *o, ctx.Err()
 					}
 				}
-				return reply, o, nil
+				return reply, *o, nil
 			}
 		case <-ctx.Done():
 			return nil, handler.Outcome{}, ctx.Err()

@@ -123,14 +123,14 @@ func (p *HandlerPair) Window(ctx context.Context, n, size, inFlight int) (time.D
 			if !ok {
 				return 0, errors.New("handler closed")
 			}
-			if _, isReply := ev.(handler.Reply); isReply {
+			if _, isReply := ev.(*handler.Reply); isReply {
 				replies++
 			}
 		case ev, ok := <-outcomes:
 			if !ok {
 				return 0, errors.New("handler closed")
 			}
-			if o, isOutcome := ev.(handler.Outcome); isOutcome {
+			if o, isOutcome := ev.(*handler.Outcome); isOutcome {
 				if !o.OK {
 					return 0, fmt.Errorf("exchange %s: %s: %v", o.Exchange, o.Reason, o.Err)
 				}

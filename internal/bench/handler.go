@@ -170,14 +170,14 @@ func awaitExchange(ctx context.Context, h *handler.Handler, id handler.ExchangeI
 			if !ok {
 				return errors.New("handler closed")
 			}
-			if r, ok := ev.(handler.Reply); ok && r.Exchange == id {
+			if r, ok := ev.(*handler.Reply); ok && r.Exchange == id {
 				replied = true
 			}
 		case ev, ok := <-outcomes:
 			if !ok {
 				return errors.New("handler closed")
 			}
-			o, isOutcome := ev.(handler.Outcome)
+			o, isOutcome := ev.(*handler.Outcome)
 			if !isOutcome || o.Exchange != id {
 				continue
 			}

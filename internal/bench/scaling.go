@@ -139,7 +139,7 @@ func (h *HandlerHub) AwaitServed(ctx context.Context, n int) error {
 // closes.
 func answer(h *handler.Handler) {
 	for ev := range h.Events() {
-		if r, ok := ev.(handler.Request); ok {
+		if r, ok := ev.(*handler.Request); ok {
 			_ = h.Response(r.From, r.Exchange, r.Data)
 		}
 	}
@@ -184,14 +184,14 @@ func (h *HandlerHub) Exchanges(ctx context.Context, n, size int) (time.Duration,
 			if !ok {
 				return 0, errors.New("handler closed")
 			}
-			if _, isReply := ev.(handler.Reply); isReply {
+			if _, isReply := ev.(*handler.Reply); isReply {
 				replies++
 			}
 		case ev, ok := <-outcomes:
 			if !ok {
 				return 0, errors.New("handler closed")
 			}
-			o, isOutcome := ev.(handler.Outcome)
+			o, isOutcome := ev.(*handler.Outcome)
 			if !isOutcome {
 				continue
 			}

@@ -5,6 +5,7 @@ package testutil
 
 import (
 	"crypto/rand"
+	"reflect"
 	"testing"
 	"time"
 
@@ -126,6 +127,7 @@ func Next[T, E any](t testing.TB, ch <-chan E) T {
 // NextMatch waits for the next event of type T that match accepts.
 func NextMatch[T, E any](t testing.TB, ch <-chan E, match func(T) bool) T {
 	t.Helper()
+	mustCarry[T, E](t)
 	deadline := time.NewTimer(Timeout)
 	defer deadline.Stop()
 	for {
@@ -149,6 +151,7 @@ func NextMatch[T, E any](t testing.TB, ch <-chan E, match func(T) bool) T {
 // proving an absence, the one place a test must wait a fixed time.
 func None[T, E any](t testing.TB, ch <-chan E, d time.Duration) {
 	t.Helper()
+	mustCarry[T, E](t)
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
@@ -163,5 +166,16 @@ func None[T, E any](t testing.TB, ch <-chan E, d time.Duration) {
 		case <-timer.C:
 			return
 		}
+	}
+}
+
+// mustCarry fails the test when no value of type T can arrive on a channel
+// of E: waiting for one would time out, and proving its absence with None
+// would pass whatever the code did (handler.Request where the handler
+// sends *handler.Request).
+func mustCarry[T, E any](t testing.TB) {
+	t.Helper()
+	if e := reflect.TypeFor[E](); e.Kind() == reflect.Interface && !reflect.TypeFor[T]().Implements(e) {
+		t.Fatalf("a channel of %v never carries %v", e, reflect.TypeFor[T]())
 	}
 }
