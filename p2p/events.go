@@ -33,7 +33,14 @@ type SendMsg struct {
 	// receiver's routing table.
 	Channel     uint32
 	FromChannel uint32
-	Data        []byte
+	// Data must not change until the message's Status. Once a Status
+	// that answers the peer's ack (OK or a refusal) is reported, the node
+	// holds no reference to Data, and the caller may reuse it: such a
+	// Status waits until the node has finished writing Data, even for a
+	// peer that acks before it has read. A Status of a failure (a lost
+	// connection, an ack timeout) may come while a write of Data is still
+	// unwinding.
+	Data []byte
 	// LazyAck lets the receiver hold its ack for up to its AckDelay, so
 	// that the ack can travel with the receiver's next message to this
 	// node instead of in a write of its own. Set it when the receiver is

@@ -89,6 +89,11 @@ type msgStream struct {
 	unacked int // payload bytes of pending
 	armed   bool
 	closed  bool
+	// writing is the wire ID of our frame being written, 0 when none; an
+	// ack of it read meanwhile leaves its Status in early for the writer
+	// to report (onAck, wrote).
+	writing uint64
+	early   earlyStatus
 
 	idle     *time.Timer // looks for a stream that carries nothing, stream_idle.go
 	lastMark idleMark    // what it had carried at the last look, under mu

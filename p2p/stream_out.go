@@ -83,6 +83,7 @@ func (st *msgStream) writeLocked(m *outMsg) bool {
 	st.unacked += len(m.Data)
 	st.nextID++
 	m.wireID = st.nextID
+	st.writing = m.wireID
 	m.deadline = time.Now().Add(st.n.cfg.AckTimeout)
 	st.pending = append(st.pending, *m)
 	if !st.armed {
@@ -97,10 +98,37 @@ func (st *msgStream) writeLocked(m *outMsg) bool {
 		st.flushReq.Store(true)
 	}
 	st.n.metrics.written(len(m.Data))
-	if err := st.writeDataLocked(m); err != nil {
+	err := st.writeDataLocked(m)
+	st.wrote()
+	if err != nil {
 		st.failWrite(err)
 	}
 	return true
+}
+
+// earlyStatus is the Status of an ack that the reader matched while the
+// frame it acks was still being written.
+type earlyStatus struct {
+	msg    SendMsg
+	reason Reason
+	set    bool
+}
+
+// wrote ends the write of our frame (writeLocked) and reports the Status
+// its ack brought meanwhile, if one did. A conforming peer acks a frame
+// only once it has read all of it, so that happens only when the goroutine
+// that wrote was slow to come back; but a peer can ack blind (our wire IDs
+// are 1, 2, 3...), and a Status reported while the write still reads Data
+// would tell the caller that Data is free when it is not (SendMsg.Data).
+func (st *msgStream) wrote() {
+	st.mu.Lock()
+	st.writing = 0
+	e := st.early
+	st.early = earlyStatus{}
+	st.mu.Unlock()
+	if e.set {
+		st.n.status(e.msg, e.reason, nil)
+	}
 }
 
 // checkTimeout runs when the oldest pending message's ack may be overdue.

@@ -220,9 +220,16 @@ func (st *msgStream) onAck(a *frame) bool {
 	if st.head == len(st.pending) {
 		st.pending, st.head = st.pending[:0], 0
 	}
+	// Still being written: its writer reports the Status once done (wrote).
+	early := m.wireID == st.writing
+	if early {
+		st.early = earlyStatus{m.SendMsg, reasonFromWire(a.reason), true}
+	}
 	st.mu.Unlock()
 	<-st.slots
-	st.n.status(m.SendMsg, reasonFromWire(a.reason), nil)
+	if !early {
+		st.n.status(m.SendMsg, reasonFromWire(a.reason), nil)
+	}
 	if a.id == 0 {
 		// The peer could not read a frame of ours and closes the stream.
 		st.fail(ReasonConnectionLost, errors.New("peer closed the stream after an unreadable frame"))
