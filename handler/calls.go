@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	pool "github.com/libp2p/go-buffer-pool"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -146,7 +147,9 @@ func (h *Handler) encode(k pb.Kind, id ExchangeID, msg []byte) ([]byte, error) {
 	if max := h.node.Config().MaxMessageSize; size > max {
 		return nil, fmt.Errorf("%w: %d bytes with its envelope, the limit is %d", ErrTooLarge, size, max)
 	}
-	return appendEnvelope(make([]byte, 0, size), k, uint64(id), msg), nil
+	// From the pool that go-libp2p's yamux and Noise share: an ephemeral
+	// exchange done after one acked send puts it back (freeWire).
+	return appendEnvelope(pool.Get(size)[:0], k, uint64(id), msg), nil
 }
 
 // newExchangeID draws a random non-zero ID. Random rather than counted, so

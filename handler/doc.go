@@ -155,15 +155,17 @@
 // # Costs
 //
 // An exchange over a kept connection (request, reply, both acked, the ack
-// of the request riding with the reply) makes 10 heap allocations, both
+// of the request riding with the reply) makes 8 heap allocations, both
 // ends together; a bare go-libp2p echo round trip makes 4, Noise's nonces,
-// which the exchange makes too. The other 6: the two payloads handed to
-// the applications (theirs to keep), the two envelopes (kept for resends
-// until acked), and the two exchanges' state. The events given to the
-// applications (Request, Reply, an Outcome each side) live in their
-// exchange's state, which is why they are pointers, and the nodes give the
-// handlers their Data and Status unboxed (p2p.Config.Deliveries): none of
-// them costs an allocation of its own.
+// which the exchange makes too. The other 4: the two payloads handed to
+// the applications (theirs to keep) and the two exchanges' state. The
+// events given to the applications (Request, Reply, an Outcome each side)
+// live in their exchange's state, which is why they are pointers; the
+// nodes give the handlers their Data and Status unboxed
+// (p2p.Config.Deliveries); and the envelopes come from the buffer pool
+// that go-libp2p's yamux and Noise use, and go back to it when the
+// exchange is done after one acked send (a durable handler's stay with
+// the garbage collector: the store may hold them).
 // TestExchangeAllocations keeps the count from growing.
 //
 // Each message wakes five goroutines on its way, where a bare stream's

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	pool "github.com/libp2p/go-buffer-pool"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
@@ -35,6 +36,7 @@ type exchange struct {
 	// with a Store): a send past it writes the count (transmit).
 	recorded   int
 	msgID      uint64 // the p2p message in flight, 0 when none
+	sentOK     bool   // a send of wire was acked OK
 	reResolved bool   // the Resolver was asked again after a failed dial
 	lookups    int    // the Resolver's failed answers
 	lastReason Reason // why the last send failed, for the Outcome
@@ -338,6 +340,21 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		// queue forever.
 		h.outcomes.Push(o, false)
 	}
+	h.freeWire(ex)
 	theirsLast := reason == ReasonOK && ex.role == Dialer && ex.kind == KindRequest
 	h.settle(ps, theirsLast)
+}
+
+// freeWire puts the envelope of an ephemeral exchange back in the pool
+// (encode) when nothing can read it any more: the exchange is done, after
+// one send, which the peer acked, and whose Status came, so the node has
+// finished writing it (p2p.SendMsg.Data). Any other envelope is left to the
+// garbage collector: an earlier send that failed may still be unwinding in
+// the node, and a durable handler's store may hold it.
+func (h *Handler) freeWire(ex *exchange) {
+	if ex.state != StateDone || ex.attempts != 1 || !ex.sentOK || ex.msgID != 0 || ex.wire == nil || h.durable() {
+		return
+	}
+	pool.Put(ex.wire)
+	ex.wire = nil
 }

@@ -26,6 +26,7 @@ func (h *Handler) onStatus(st p2p.Status) {
 	}
 	ex.msgID = 0
 	if st.OK {
+		ex.sentOK = true
 		h.acked(ex)
 		return
 	}
