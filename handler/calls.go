@@ -147,10 +147,24 @@ func (h *Handler) encode(k pb.Kind, id ExchangeID, msg []byte) ([]byte, error) {
 	if max := h.node.Config().MaxMessageSize; size > max {
 		return nil, fmt.Errorf("%w: %d bytes with its envelope, the limit is %d", ErrTooLarge, size, max)
 	}
-	// From the pool that go-libp2p's yamux and Noise share: an ephemeral
-	// exchange done after one acked send puts it back (freeWire).
-	return appendEnvelope(pool.Get(size)[:0], k, uint64(id), msg), nil
+	var buf []byte
+	if h.durable() || size > maxPooledEnvelope {
+		buf = make([]byte, 0, size)
+	} else {
+		// From the pool that go-libp2p's yamux and Noise share: an
+		// ephemeral exchange done after one acked send puts it back
+		// (freeWire).
+		buf = pool.Get(size)[:0]
+	}
+	return appendEnvelope(buf, k, uint64(id), msg), nil
 }
+
+// maxPooledEnvelope bounds the envelopes taken from the pool. The pool
+// rounds sizes up to a power of two, which costs little on the small
+// messages most exchanges carry, where an allocation saved matters, and
+// up to twice the bytes on a large one waiting in a queue, where it does
+// not.
+const maxPooledEnvelope = 64 << 10
 
 // newExchangeID draws a random non-zero ID. Random rather than counted, so
 // that a restarted dialer never reuses an ID its peers still remember.

@@ -162,10 +162,10 @@
 // events given to the applications (Request, Reply, an Outcome each side)
 // live in their exchange's state, which is why they are pointers; the
 // nodes give the handlers their Data and Status unboxed
-// (p2p.Config.Deliveries); and the envelopes come from the buffer pool
-// that go-libp2p's yamux and Noise use, and go back to it when the
-// exchange is done after one acked send (a durable handler's stay with
-// the garbage collector: the store may hold them).
+// (p2p.Config.Deliveries); and envelopes up to 64 KiB come from the
+// buffer pool that go-libp2p's yamux and Noise use, and go back to it when
+// the exchange is done after one acked send (a durable handler allocates
+// its own: the store may hold them).
 // TestExchangeAllocations keeps the count from growing.
 //
 // Each message wakes five goroutines on its way, where a bare stream's

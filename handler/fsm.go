@@ -345,14 +345,15 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	h.settle(ps, theirsLast)
 }
 
-// freeWire puts the envelope of an ephemeral exchange back in the pool
-// (encode) when nothing can read it any more: the exchange is done, after
-// one send, which the peer acked, and whose Status came, so the node has
-// finished writing it (p2p.SendMsg.Data). Any other envelope is left to the
-// garbage collector: an earlier send that failed may still be unwinding in
-// the node, and a durable handler's store may hold it.
+// freeWire puts the envelope of an ephemeral exchange back in the pool it
+// came from (encode) when nothing can read it any more: the exchange is
+// done, after one send, which the peer acked, and whose Status came, so
+// the node has finished writing it (p2p.SendMsg.Data). Any other envelope
+// is left to the garbage collector: an earlier send that failed may still
+// be unwinding in the node, and a durable handler's store may hold it.
 func (h *Handler) freeWire(ex *exchange) {
-	if ex.state != StateDone || ex.attempts != 1 || !ex.sentOK || ex.msgID != 0 || ex.wire == nil || h.durable() {
+	if ex.state != StateDone || ex.attempts != 1 || !ex.sentOK || ex.msgID != 0 || h.durable() ||
+		ex.wire == nil || cap(ex.wire) > maxPooledEnvelope {
 		return
 	}
 	pool.Put(ex.wire)

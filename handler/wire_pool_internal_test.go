@@ -33,6 +33,8 @@ func TestFreeWireOnlyWhenNothingReadsIt(t *testing.T) {
 		{"a Status still to come", func(ex *exchange) { ex.msgID = 7 }, false, false},
 		// The store's batch may still hold the bytes.
 		{"durable", func(*exchange) {}, true, false},
+		// Not from the pool (encode): it would land in a smaller class.
+		{"large", func(ex *exchange) { ex.wire = make([]byte, maxPooledEnvelope+1) }, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h.cfg.Store = nil
