@@ -68,7 +68,14 @@ func TestDialerClosesAfterLinger(t *testing.T) {
 // With KeepConnection on both sides, exchanges share one connection, which
 // the idle timeout closes.
 func TestIdleTimeout(t *testing.T) {
-	a, b := pair(t, handler.WithKeepConnection(true), handler.WithIdleTimeout(300*time.Millisecond))
+	// Between the two exchanges the connection is idle while the first
+	// one's ack, Outcomes and this goroutine take turns before the second
+	// request arrives: no event can close that gap, so the timeout must
+	// outlast it. 300 ms did not on a loaded two-core machine with the
+	// race detector (the connection closed, the second exchange dialed a
+	// new one).
+	const idle = 3 * time.Second
+	a, b := pair(t, handler.WithKeepConnection(true), handler.WithIdleTimeout(idle))
 	w := watch(t, a, b.PeerID())
 	exchange(t, a, b)
 	// The last activity is after this, so the idle close cannot come
@@ -76,7 +83,7 @@ func TestIdleTimeout(t *testing.T) {
 	last := time.Now()
 	exchange(t, b, a)
 	wait(t, w.down, "the idle disconnection")
-	if d := time.Since(last); d < 300*time.Millisecond {
+	if d := time.Since(last); d < idle {
 		t.Fatalf("disconnected %s after the last exchange began, before the idle timeout", d)
 	}
 	select {
