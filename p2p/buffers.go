@@ -121,6 +121,15 @@ func (r *lazyReader) idle() bool {
 	return true
 }
 
+// release gives the buffer back when the stream's reading is over,
+// whatever it still holds: nothing will read it.
+func (r *lazyReader) release() {
+	if r.br != nil {
+		r.bufs.putReader(r.br)
+		r.br = nil
+	}
+}
+
 // whole reports whether the next frame is all in the buffer, so that
 // reading it cannot block. The caller has found the buffer not idle.
 func (r *lazyReader) whole() bool {

@@ -3,6 +3,7 @@ package p2p
 import (
 	"bufio"
 	"bytes"
+	"runtime"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -115,4 +116,17 @@ func EncodeAckFrame(id uint64, reason pb.Reason) []byte {
 	}
 	bw.Flush()
 	return b.Bytes()
+}
+
+// StreamsOf returns, for each open message stream of n, a channel closed
+// once the stream has ended and one closed once the garbage collector has
+// freed it. Neither keeps the stream.
+func StreamsOf(n *Node) (gone, freed []<-chan struct{}) {
+	for _, st := range n.streams.all() {
+		gone = append(gone, st.gone)
+		f := make(chan struct{})
+		runtime.AddCleanup(st, func(f chan struct{}) { close(f) }, f)
+		freed = append(freed, f)
+	}
+	return gone, freed
 }

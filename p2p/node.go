@@ -220,6 +220,9 @@ func (n *Node) run() {
 				for _, st := range n.dirty {
 					st.requestFlush()
 				}
+				// Cleared, not only cut: the array would keep ended
+				// streams, and what they hold, until overwritten.
+				clear(n.dirty)
 				n.dirty = n.dirty[:0]
 			}
 		case <-n.ctx.Done():

@@ -132,6 +132,24 @@ func (ps *peerSender) lastOn(st *msgStream) bool {
 	return next != st
 }
 
+// forgetStream drops an ended stream from its peer's sender, which would
+// otherwise keep it, with its timers and any buffer it held, until the next
+// message to the peer: for a quiet peer, for ever. A sender busy meanwhile
+// (its lock held, maybe by the writer whose failure ended st) replaces st
+// itself, being unusable, when it next looks.
+func (n *Node) forgetStream(st *msgStream) {
+	n.sendersMu.Lock()
+	ps := n.senders[st.peer]
+	n.sendersMu.Unlock()
+	if ps == nil || !ps.mu.TryLock() {
+		return
+	}
+	if ps.st == st {
+		ps.st = nil
+	}
+	ps.mu.Unlock()
+}
+
 // stream is the stream to write to: the current one while it lasts, then
 // any other open with the peer. The caller holds ps.mu.
 func (ps *peerSender) stream() *msgStream {

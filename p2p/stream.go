@@ -196,5 +196,6 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 		st.n.status(m.SendMsg, r, err)
 	}
 	st.n.streams.remove(st)
+	st.n.forgetStream(st)
 	close(st.gone)
 }

@@ -25,6 +25,7 @@ func (st *msgStream) serve() {
 	defer st.stopSettler()
 	st.watchIdle()
 	rd := &lazyReader{s: st.s, bufs: &n.bufs}
+	defer rd.release()
 	maxFrame := n.cfg.MaxMessageSize + frameOverhead
 	var (
 		f        frame
