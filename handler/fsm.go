@@ -341,6 +341,10 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		h.outcomes.Push(o, false)
 	}
 	h.freeWire(ex)
+	// The application may keep this exchange's events, and the state
+	// they live in with them: nothing else of it is needed any more, the
+	// stream its request came on least of all.
+	ex.wire, ex.msg, ex.origin, ex.addr, ex.extra = nil, nil, p2p.Origin{}, nil, nil
 	theirsLast := reason == ReasonOK && ex.role == Dialer && ex.kind == KindRequest
 	h.settle(ps, theirsLast)
 }
