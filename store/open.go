@@ -52,6 +52,9 @@ func (s *Store) open(opts Options) (created bool, err error) {
 		if wait <= 0 {
 			return false, lockedError(s.path, nil)
 		}
+		if opts.busy != nil {
+			opts.busy()
+		}
 		time.Sleep(min(wait, 5*time.Millisecond))
 	}
 }

@@ -235,14 +235,23 @@ func TestOpenWaitsLockTimeoutForAnotherProcess(t *testing.T) {
 	h := startHelper(t, "hold", dir)
 	h.expect("ready")
 	opened := make(chan error, 1)
+	waiting := make(chan struct{})
+	var once sync.Once
+	busy := func() { once.Do(func() { close(waiting) }) }
 	go func() {
-		s, err := Open(dir, Options{LockTimeout: 30 * time.Second})
+		s, err := Open(dir, Options{LockTimeout: 30 * time.Second, busy: busy})
 		if err == nil {
 			err = s.Close()
 		}
 		opened <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// Open found the store held and waits: only now does the other
+	// process let go, so that the test is of the wait.
+	select {
+	case <-waiting:
+	case err := <-opened:
+		t.Fatalf("Open returned %v while the other process held the store", err)
+	}
 	h.stop()
 	if err := recv(t, opened, "Open"); err != nil {
 		t.Fatalf("Open after the other process let go: %v", err)

@@ -38,6 +38,10 @@ type Options struct {
 	// a commit that took took (pace.go); tests lengthen it to observe the
 	// wait. Default: lingerFor.
 	lingerFor func(took time.Duration) time.Duration
+	// busy, if set, runs each time Open finds another process holding
+	// the store and is about to wait: tests let go of the lock then, and
+	// so know that Open waited.
+	busy func()
 }
 
 func (o Options) withDefaults() Options {
