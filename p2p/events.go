@@ -37,7 +37,7 @@ type SendMsg struct {
 	// that answers the peer's ack (OK or a refusal) is reported, the node
 	// holds no reference to Data, and the caller may reuse it: such a
 	// Status waits until the node has finished writing Data, even for a
-	// peer that acks before it has read, unless the stream fails first
+	// peer that acks before it has read, unless the node closes first
 	// (then it comes once the stream is reset, which stops the write). A
 	// Status of a failure (a lost connection, an ack timeout) may come
 	// while a write of Data is still unwinding.

@@ -199,13 +199,16 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 	// writer's to report (wrote), once the write returns; but Close
 	// waits for this stream's gone, not for a writer outside the node's
 	// goroutines (Node.Send's caller), and closes the Receiver after it.
-	// Reported here, after the reset, it cannot be lost.
-	st.mu.Lock()
-	e := st.early
-	st.early = earlyStatus{}
-	st.mu.Unlock()
-	if e.set {
-		st.n.status(e.msg, e.reason, nil)
+	// While closing, it is reported here, after the reset, so that it
+	// cannot be lost.
+	if st.n.closing.Load() {
+		st.mu.Lock()
+		e := st.early
+		st.early = earlyStatus{}
+		st.mu.Unlock()
+		if e.set {
+			st.n.status(e.msg, e.reason, nil)
+		}
 	}
 	st.n.streams.remove(st)
 	st.n.forgetStream(st)
