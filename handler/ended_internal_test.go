@@ -3,6 +3,9 @@ package handler
 import (
 	"testing"
 
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
@@ -63,4 +66,21 @@ func (nopStore) DeadLetter(uint64) (store.DeadLetter, bool, error) {
 }
 func (nopStore) Incoming(string, uint64) (store.Incoming, bool, error) {
 	return store.Incoming{}, false, nil
+}
+
+// An ended exchange keeps only what its events need: an application may
+// keep an Outcome, and with it the state it lives in, for as long as it
+// likes.
+func TestEndedExchangeLetsGo(t *testing.T) {
+	h, other := idle(t)
+	ex := h.receive(h.peer(other.ID), 7, p2p.Origin{})
+	ex.wire, ex.msg = []byte("reply envelope"), []byte("payload")
+	ex.addr, ex.extra = ma.StringCast("/ip4/127.0.0.1/tcp/1"), []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/2")}
+	h.end(ex, ReasonReplyTimeout, nil)
+	if ex.wire != nil || ex.msg != nil || ex.addr != nil || ex.extra != nil || ex.origin != (p2p.Origin{}) {
+		t.Fatalf("ended exchange still holds wire %v, msg %v, addr %v, extra %v", ex.wire, ex.msg, ex.addr, ex.extra)
+	}
+	if ex.outcome.Reason != ReasonReplyTimeout {
+		t.Fatalf("outcome %+v", ex.outcome)
+	}
 }
