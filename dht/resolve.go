@@ -87,7 +87,10 @@ func (d *DHT) resolve(c *resolveCall, p peer.ID) {
 	case err == nil:
 		addrs = r.Addrs
 		if r.Expires.Before(until) {
-			until = r.Expires
+			// now plus what is left, not r.Expires itself: a decoded
+			// time has no monotonic reading, so a wall clock set back
+			// would keep the entry cached past CacheTTL.
+			until = now.Add(r.Expires.Sub(now))
 		}
 	case (errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotRecipient)) && !d.cfg.NoFindPeerFallback:
 		addrs, err = d.findPeer(ctx, p)
