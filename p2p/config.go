@@ -242,6 +242,10 @@ type Config struct {
 	// (proposedStream). Tests only: export_test.go.
 	writeHook func()
 	readHook  func(err error)
+	// refusedHook, when set, runs in onAck between the Status of the
+	// frame an id-0 ack answered and the end of its stream. Tests only:
+	// export_test.go.
+	refusedHook func()
 	// openedHook, when set, runs in peerSender.deliver once a stream has
 	// been opened for a queued message, before the message is written.
 	// Tests only: export_test.go.

@@ -130,3 +130,10 @@ func StreamsOf(n *Node) (gone, freed []<-chan struct{}) {
 	}
 	return gone, freed
 }
+
+// WithRefusedHook has f run in the reader of a stream whose peer answered
+// a frame with an id-0 ack, once that frame's Status is out and before
+// the stream ends: a test sends its next message there.
+func WithRefusedHook(f func()) func(*Config) {
+	return func(c *Config) { c.refusedHook = f }
+}

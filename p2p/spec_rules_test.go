@@ -3,6 +3,7 @@ package p2p_test
 import (
 	"bufio"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,7 +65,8 @@ func TestFrameCutAtStreamEnd(t *testing.T) {
 // §4.4: an id-0 ack answers the sender's oldest unanswered frame with its
 // reason, whatever the reason is, and says the peer closes the stream: the
 // frame gets its Status from that reason, the stream ends, nothing is
-// charged, and the next message goes on a new stream.
+// charged, and the next message goes on a new stream, also when it is sent
+// the moment that Status is out, before the stream has ended.
 func TestIDZeroAckSettlesTheOldestFrame(t *testing.T) {
 	for _, tc := range []struct {
 		reason pb.Reason
@@ -76,7 +78,32 @@ func TestIDZeroAckSettlesTheOldestFrame(t *testing.T) {
 	} {
 		t.Run(tc.reason.String(), func(t *testing.T) {
 			ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
-			a := tu.Node(t, ia, tu.Allowlist(t, ia, ib))
+			var (
+				a       *p2p.Node
+				armed   atomic.Bool
+				written = make(chan struct{}, 1)
+			)
+			onWrite := func() {
+				if armed.Load() {
+					select {
+					case written <- struct{}{}:
+					default:
+					}
+				}
+			}
+			// Message 2 leaves while the reader that settled message 1
+			// has yet to end the stream, and the stream's end waits until
+			// message 2 is written somewhere: on the first stream, it
+			// would fail with it.
+			sendNext := func() {
+				armed.Store(true)
+				a.Sender() <- p2p.SendMsg{Peer: ib.ID, ID: 2, Data: []byte("y")}
+				select {
+				case <-written:
+				case <-time.After(tu.Timeout):
+				}
+			}
+			a = tu.Node(t, ia, tu.Allowlist(t, ia, ib), p2p.WithOpenedStreamHooks(onWrite, nil), p2p.WithRefusedHook(sendNext))
 			raw := newRawAcker(t, ib, func(stream int, d *pb.Data) []byte {
 				if stream == 1 {
 					return delimited(pb.AckFrame(&pb.Ack{Id: 0, Reason: tc.reason}))
@@ -87,7 +114,6 @@ func TestIDZeroAckSettlesTheOldestFrame(t *testing.T) {
 			if st := nextOf(t, a, statusOf(1), isDisconnected); st.Reason != tc.want {
 				t.Fatalf("status %+v, want %s", st, tc.want)
 			}
-			a.Sender() <- p2p.SendMsg{Peer: ib.ID, ID: 2, Data: []byte("y")}
 			if st := nextOf(t, a, statusOf(2), isDisconnected); !st.OK {
 				t.Fatalf("status %+v of the next message", st)
 			}

@@ -33,6 +33,12 @@ type msgStream struct {
 	dead chan struct{} // closed when the stream ends
 	gone chan struct{} // closed once it has ended: acks flushed, stream closed or reset
 
+	// refused: the peer answered a frame of ours with an id-0 ack and
+	// closes the stream; set under mu (onAck), before the frame's Status.
+	// Nothing of ours is written to it after that (writeLocked), and no
+	// sender picks it (usable).
+	refused atomic.Bool
+
 	// Ending the stream for a DisconnectFrom or Close, drain.go.
 	draining  atomic.Bool
 	drainMu   sync.Mutex    // orders drain's read deadline before the reader's
@@ -129,7 +135,7 @@ func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 // usable reports whether our messages can be written to the stream: it has
 // not ended and is not being drained, nor has its connection closed.
 func (st *msgStream) usable() bool {
-	return !st.ended() && !st.draining.Load() && !st.s.Conn().IsClosed()
+	return !st.ended() && !st.draining.Load() && !st.refused.Load() && !st.s.Conn().IsClosed()
 }
 
 func (st *msgStream) ended() bool {

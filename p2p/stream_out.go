@@ -76,7 +76,7 @@ func (st *msgStream) send(m *outMsg, flush bool) bool {
 // and a slot.
 func (st *msgStream) writeLocked(m *outMsg) bool {
 	st.mu.Lock()
-	if st.closed || st.wclosed {
+	if st.closed || st.wclosed || st.refused.Load() {
 		st.mu.Unlock()
 		return false
 	}

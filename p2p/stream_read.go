@@ -226,13 +226,23 @@ func (st *msgStream) onAck(a *frame) bool {
 	if early {
 		st.early = earlyStatus{m.SendMsg, reasonFromWire(a.reason), true}
 	}
+	if a.id == 0 {
+		// The peer could not read a frame of ours and closes the stream.
+		// Nothing more goes on it from here, before m's Status: its
+		// caller may send the next message the moment it has it, and
+		// that one must go on a new stream (docs/PROTOCOL.md §4.4), not
+		// fail with this one.
+		st.refused.Store(true)
+	}
 	st.mu.Unlock()
 	<-st.slots
 	if !early {
 		st.n.status(m.SendMsg, reasonFromWire(a.reason), nil)
 	}
 	if a.id == 0 {
-		// The peer could not read a frame of ours and closes the stream.
+		if st.n.cfg.refusedHook != nil {
+			st.n.cfg.refusedHook()
+		}
 		st.fail(ReasonConnectionLost, errors.New("peer closed the stream after an unreadable frame"))
 		return false
 	}
