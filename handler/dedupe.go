@@ -19,6 +19,11 @@ type dedupe struct {
 	ttl     time.Duration
 	perPeer int
 	peers   map[peer.ID]*seenSet
+	// base is when the dedupe was made: each ID records its time as the
+	// time since base, which keeps an entry to 16 bytes and its queue free
+	// of pointers for the garbage collector to scan (a time.Time holds
+	// one), where a busy peer keeps perPeer of them.
+	base time.Time
 	// onEvict, if set, hears of every ID forgotten: a durable handler
 	// deletes its stored record then.
 	onEvict func(peer.ID, ExchangeID)
@@ -38,11 +43,11 @@ type seenSet struct {
 
 type seenEntry struct {
 	id ExchangeID
-	at time.Time
+	at time.Duration // since dedupe.base
 }
 
 func newDedupe(ttl time.Duration, perPeer int) *dedupe {
-	return &dedupe{ttl: ttl, perPeer: perPeer, peers: make(map[peer.ID]*seenSet)}
+	return &dedupe{ttl: ttl, perPeer: perPeer, peers: make(map[peer.ID]*seenSet), base: time.Now()}
 }
 
 // add records id from p.
@@ -56,7 +61,7 @@ func (d *dedupe) add(p peer.ID, id ExchangeID, now time.Time) {
 		return
 	}
 	s.ids[id] = false
-	s.order = append(s.order, seenEntry{id: id, at: now})
+	s.order = append(s.order, seenEntry{id: id, at: now.Sub(d.base)})
 	for len(s.ids) > d.perPeer {
 		d.popOldest(p, s)
 	}
@@ -110,8 +115,8 @@ func (d *dedupe) sweep(now time.Time) {
 }
 
 func (d *dedupe) expire(p peer.ID, s *seenSet, now time.Time) {
-	cutoff := now.Add(-d.ttl)
-	for s.head < len(s.order) && s.order[s.head].at.Before(cutoff) {
+	cutoff := now.Sub(d.base) - d.ttl
+	for s.head < len(s.order) && s.order[s.head].at < cutoff {
 		d.popOldest(p, s)
 	}
 	if len(s.ids) == 0 {
