@@ -108,6 +108,7 @@ func New(node *p2p.Node, cfg Config) (*DHT, error) {
 		ready:       make(chan struct{}),
 		addrChanged: make(chan struct{}, 1),
 		cache:       newResolveCache(),
+		pub:         publisher{turn: make(chan struct{}, 1)},
 		stopWatchAL: func() {},
 	}
 	d.membersChanged = make(chan struct{}, 1)

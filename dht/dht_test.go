@@ -102,6 +102,35 @@ func TestTwoBootstrapNodesOneDown(t *testing.T) {
 	}
 }
 
+// A Publish waits for the publication under way (the DHT's own, say,
+// which may take the network's 30 seconds) only as long as its context
+// allows.
+func TestPublishWaitsOnlyAsLongAsItsContext(t *testing.T) {
+	a := tu.NewIdentity(t)
+	net := &testNet{t: t, list: tu.Allowlist(t, a)}
+	m := net.start(a, net.list, Config{})
+	m.dht.pub.turn <- struct{}{} // a publication under way
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.dht.Publish(ctx)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("publish while another holds the turn: %v, want its context's error", err)
+		}
+	case <-time.After(tu.Timeout):
+		t.Fatal("publish with a cancelled context still waiting for the publication under way")
+	}
+	<-m.dht.pub.turn
+	if _, err := m.dht.Publish(timeout(t)); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("publish once the turn is free: %v, want ErrNotReady (a lone node)", err)
+	}
+}
+
 func TestReady(t *testing.T) {
 	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
 	net := &testNet{t: t, list: tu.Allowlist(t, a, b)}

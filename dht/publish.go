@@ -19,11 +19,12 @@ const publishTimeout = 30 * time.Second
 
 // publisher is the state of the node's own record.
 type publisher struct {
-	// mu serializes publications, so that seqs reach the DHT in order.
-	mu  sync.Mutex
-	seq uint64
-	// last is the last record published; read without mu, which a
-	// publication holds for as long as the network takes.
+	// turn serializes publications, so that seqs reach the DHT in order:
+	// one slot, held for as long as the network takes, so a caller waits
+	// for it only as long as its context allows (a channel, not a mutex).
+	turn chan struct{}
+	seq  uint64 // under turn
+	// last is the last record published; read without turn.
 	last atomic.Pointer[Record]
 	// stored is closed, and replaced, when a record is published: a
 	// change to wait on (the tests; under notifyMu).
@@ -61,8 +62,12 @@ func (d *DHT) Publish(ctx context.Context) (Record, error) {
 	if d.ctx.Err() != nil {
 		return Record{}, ErrClosed
 	}
-	d.pub.mu.Lock()
-	defer d.pub.mu.Unlock()
+	select {
+	case d.pub.turn <- struct{}{}:
+	case <-ctx.Done():
+		return Record{}, fmt.Errorf("dht: publish: waiting for the publication under way: %w", ctx.Err())
+	}
+	defer func() { <-d.pub.turn }()
 	now := d.cfg.Now()
 	seq := d.pub.seq + 1
 	if n := now.UnixNano(); n > 0 && uint64(n) > d.pub.seq {
