@@ -56,7 +56,9 @@ func (p *publisher) notify() {
 // Seq, expiring after Config.RecordTTL), sealed to the members when
 // Config.Membership is set, and stores it on the nodes closest to its key,
 // and locally. The DHT also publishes on its own; call Publish to
-// push a change at once. It fails with ErrNotReady while the routing table is
+// push a change at once. Publications run one at a time, so that their Seqs
+// reach the DHT in order: Publish first waits for one under way, for as
+// long as ctx allows. It fails with ErrNotReady while the routing table is
 // empty (the record is then stored locally only).
 func (d *DHT) Publish(ctx context.Context) (Record, error) {
 	if d.ctx.Err() != nil {
