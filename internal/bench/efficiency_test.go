@@ -92,7 +92,7 @@ func benchmarkDialExchange(b *testing.B, keys p2p.KeyType) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/exchange")
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 // BenchmarkBareDialEchoClose is the bare go-libp2p counterpart of
@@ -121,29 +121,70 @@ func BenchmarkBareDialEchoClose(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/exchange")
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 // BenchmarkHubExchanges32 is the scaling workload's side of ours at 32
-// peers, alone, to profile:
+// peers, alone, to profile; BenchmarkBareRoundTrips32 is its baseline's,
+// and the ...1 pair the same at one peer (docs/performance.md, Stop 25):
 //
-//	go test -run '^$' -bench HubExchanges32 -benchtime 40000x -cpuprofile hub.cpu ./internal/bench/
-func BenchmarkHubExchanges32(b *testing.B) {
-	hub, err := bench.NewHandlerHub(32, func(c *handler.Config) { c.KeepConnection = true })
+//	go test -run '^$' -bench HubExchanges32 -benchtime 200000x -cpuprofile hub.cpu ./internal/bench/
+//	go test -run '^$' -bench BareRoundTrips32 -benchtime 200000x -cpuprofile bare.cpu ./internal/bench/
+func BenchmarkHubExchanges32(b *testing.B) { hubExchanges(b, 32) }
+
+// BenchmarkHubExchanges1 is BenchmarkHubExchanges32 at one peer.
+func BenchmarkHubExchanges1(b *testing.B) { hubExchanges(b, 1) }
+
+// BenchmarkBareRoundTrips32 is the scaling workload's baseline at 32 peers.
+func BenchmarkBareRoundTrips32(b *testing.B) { bareRoundTrips(b, 32) }
+
+// BenchmarkBareRoundTrips1 is BenchmarkBareRoundTrips32 at one peer.
+func BenchmarkBareRoundTrips1(b *testing.B) { bareRoundTrips(b, 1) }
+
+func hubExchanges(b *testing.B, peers int) {
+	hub, err := bench.NewHandlerHub(peers, func(c *handler.Config) { c.KeepConnection = true })
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer hub.Close()
 	ctx := context.Background()
-	if _, err := hub.Exchanges(ctx, 32, 256); err != nil {
+	if _, err := hub.Exchanges(ctx, peers, 256); err != nil {
 		b.Fatal(err)
 	}
+	cpuPerOp(b, func() error {
+		_, err := hub.Exchanges(ctx, b.N, 256)
+		return err
+	})
+}
+
+func bareRoundTrips(b *testing.B, peers int) {
+	hub, err := bench.NewBareHub(peers)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hub.Close()
+	streams, err := hub.Streams(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := bench.RoundTripsOn(streams, peers, 256); err != nil {
+		b.Fatal(err)
+	}
+	cpuPerOp(b, func() error {
+		_, err := bench.RoundTripsOn(streams, b.N, 256)
+		return err
+	})
+}
+
+// cpuPerOp times run, which makes b.N operations, and reports the process's
+// CPU per operation beside the wall time.
+func cpuPerOp(b *testing.B, run func() error) {
 	cpu0, err := bench.ProcessCPU()
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	if _, err := hub.Exchanges(ctx, b.N, 256); err != nil {
+	if err := run(); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
@@ -151,7 +192,7 @@ func BenchmarkHubExchanges32(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/exchange")
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 // The round-trip workload runs and stops everything it started; no speed
