@@ -40,9 +40,11 @@ func TestMalformedMembershipFrames(t *testing.T) {
 			if _, err := st.Write(frame); err != nil {
 				t.Fatal(err)
 			}
-			if err := st.CloseWrite(); err != nil {
-				t.Fatal(err)
-			}
+			// A whole frame is judged on its bytes: the node may read it,
+			// refuse it and reset the stream before this close, which then
+			// fails with the reset; what the node did is checked below. The
+			// cut frame needs the close to be refused at all.
+			_ = st.CloseWrite()
 			if r := waitRejected(t, ma, b.ID); r.Reason != gossip.ReasonMalformed || !r.Charged {
 				t.Fatalf("rejected %+v, want malformed and charged", r)
 			}
