@@ -156,6 +156,7 @@ func (net *testNet) publishAll(ms ...*member) {
 			}
 			switch {
 			case errors.Is(errs[i], ErrNotReady):
+				// No event says the table filled again (above): poll.
 				time.Sleep(50 * time.Millisecond)
 			case errors.Is(errs[i], context.DeadlineExceeded):
 				net.t.Logf("publish %d: %v: retrying", i, errs[i])
