@@ -36,9 +36,17 @@ of its ends: every host runs in this process). Ours: one exchange through
 the handler, both sides keeping the connection, read at once and again
 once the idle stream has closed (quiet: --stream-idle-timeout, shortened
 to 20ms here); and one acked message between two p2p nodes. Baseline: one
-echo between bare go-libp2p hosts, on a stream then closed. Each round measures every kind; --rounds sets the
-rounds and the results are their means (--duration and --count do not
-apply). Target: ours <= 1.0x.`
+echo between bare go-libp2p hosts, on a stream then closed.
+
+The first rows use the connections one after another, each once the one
+before is done: what an idle connection keeps. Target: ours <= 1.0x. The
+"at once" rows send every connection's message at the same time, ours and
+the baseline alike; they add what such a burst leaves behind (the runtime
+keeps heap and stack spans that the burst's short-lived objects and
+goroutines left partly used, and reuses them later) and have no target.
+
+Each round measures every kind; --rounds sets the rounds and the results
+are their means (--duration and --count do not apply).`
 
 const grpcBenchLong = `bench grpc compares the exchange with a unary gRPC call (grpc-go) over
 mutual TLS 1.3 on 127.0.0.1: each side has a self-signed certificate made
@@ -302,49 +310,59 @@ func grpcCases() []benchCase {
 	}
 }
 
-// idleKind is a kind of idle connection of ours that bench memory
-// compares with the bare one.
-type idleKind struct {
+// idleRow is a row of bench memory: a kind of idle connection of ours,
+// used as the baseline's is.
+type idleRow struct {
 	kind        bench.IdleKind
+	use         bench.IdleUse
 	name, title string
 }
 
-func idleKinds() []idleKind {
-	return []idleKind{
-		{bench.IdleExchange, "idle_conn_exchange", "idle conn, 1 exchange"},
-		{bench.IdleExchangeQuiet, "idle_conn_exchange_quiet", "idle conn, 1 exchange, quiet"},
-		{bench.IdleAckedSend, "idle_conn_acked_send", "idle conn, 1 acked send"},
+func idleRows() []idleRow {
+	return []idleRow{
+		{bench.IdleExchange, bench.OneAtATime, "idle_conn_exchange", "idle conn, 1 exchange"},
+		{bench.IdleExchangeQuiet, bench.OneAtATime, "idle_conn_exchange_quiet", "idle conn, 1 exchange, quiet"},
+		{bench.IdleAckedSend, bench.OneAtATime, "idle_conn_acked_send", "idle conn, 1 acked send"},
+		{bench.IdleExchange, bench.AllAtOnce, "idle_conn_exchange_at_once", "at once: 1 exchange"},
+		{bench.IdleExchangeQuiet, bench.AllAtOnce, "idle_conn_exchange_quiet_at_once", "at once: 1 exchange, quiet"},
+		{bench.IdleAckedSend, bench.AllAtOnce, "idle_conn_acked_send_at_once", "at once: 1 acked send"},
 	}
 }
 
 // runMemory measures memory per idle connection, ours and bare, in
-// rounds.
+// rounds. The target is judged on connections used one at a time, what an
+// idle connection keeps; the rows of connections all used at once add
+// what such a burst leaves behind, against a baseline used the same way.
 func runMemory(ctx context.Context, o benchOptions, prog *progress) ([]costResult, error) {
 	rounds := o.rounds
+	rows := idleRows()
+	type measured struct {
+		kind bench.IdleKind
+		use  bench.IdleUse
+	}
+	all := []measured{{bench.IdleBareEcho, bench.OneAtATime}, {bench.IdleBareEcho, bench.AllAtOnce}}
+	for _, r := range rows {
+		all = append(all, measured{r.kind, r.use})
+	}
 	// A small untimed round first: the libraries' one-time state (pools,
 	// caches, registries) is then not charged to whichever kind runs first.
 	prog.set("bench memory: warming up", "2 connections of each kind")
-	ourKinds := idleKinds()
-	kinds := []bench.IdleKind{bench.IdleBareEcho}
-	for _, k := range ourKinds {
-		kinds = append(kinds, k.kind)
-	}
-	for _, k := range kinds {
-		if _, err := bench.IdleConnMemory(ctx, k, 2, o.payload); err != nil {
+	for _, m := range all {
+		if _, err := bench.IdleConnMemory(ctx, m.kind, m.use, 2, o.payload); err != nil {
 			return nil, fmt.Errorf("bench memory: warm-up: %w", err)
 		}
 	}
-	sums := make([]bench.ConnMemory, len(kinds))
+	sums := make([]bench.ConnMemory, len(all))
 	for r := range rounds {
 		step := fmt.Sprintf("bench memory: round %d/%d", r+1, rounds)
 		prog.set(step, fmt.Sprintf("%d connections", o.conns))
-		for i := range kinds {
+		for i := range all {
 			// Every other round in reverse order, so that neither side always
 			// follows the other.
 			if r%2 == 1 {
-				i = len(kinds) - 1 - i
+				i = len(all) - 1 - i
 			}
-			m, err := bench.IdleConnMemory(ctx, kinds[i], o.conns, o.payload)
+			m, err := bench.IdleConnMemory(ctx, all[i].kind, all[i].use, o.conns, o.payload)
 			if err != nil {
 				return nil, fmt.Errorf("bench memory: %w", err)
 			}
@@ -353,14 +371,16 @@ func runMemory(ctx context.Context, o benchOptions, prog *progress) ([]costResul
 		}
 	}
 	n := float64(rounds)
-	bare := sums[0]
 	var results []costResult
-	for i, k := range ourKinds {
-		ours := sums[i+1]
-		r := costResult{Name: k.name, Title: k.title, Baseline: "1 echo, bare go-libp2p", Unit: "KiB/conn", Ops: rounds,
+	for i, row := range rows {
+		ours, bare, baseline, target := sums[i+2], sums[0], "1 echo, bare go-libp2p", 1.0
+		if row.use == bench.AllAtOnce {
+			bare, baseline, target = sums[1], "1 echo each, all at once", 0
+		}
+		r := costResult{Name: row.name, Title: row.title, Baseline: baseline, Unit: "KiB/conn", Ops: rounds,
 			Ours: ours.Bytes / n / 1024, Bare: bare.Bytes / n / 1024,
 			OursGoroutines: ours.Goroutines / n, BareGoroutines: bare.Goroutines / n}
-		r.judge(1.0)
+		r.judge(target)
 		results = append(results, r)
 	}
 	return results, nil

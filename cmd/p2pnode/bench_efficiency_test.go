@@ -46,7 +46,8 @@ func TestBenchEfficiencyTiny(t *testing.T) {
 		{[]string{"bench", "scaling", "--count", "4", "--peers", "1,2"},
 			[]string{"exchange CPU, 1 peer", "exchange CPU, 2 peers"}},
 		{[]string{"bench", "memory", "--conns", "2", "--rounds", "1"},
-			[]string{"idle conn, 1 exchange", "idle conn, 1 acked send"}},
+			[]string{"idle conn, 1 exchange", "idle conn, 1 exchange, quiet", "idle conn, 1 acked send",
+				"at once: 1 exchange", "at once: 1 exchange, quiet", "at once: 1 acked send"}},
 		{[]string{"bench", "grpc", "--count", "4", "--payload", "64"},
 			[]string{"kept connection, 1 in flight", "kept connection, 64 in flight", "new connection per call",
 				"libp2p alone, 1 in flight", "libp2p alone, 64 in flight", "libp2p alone, new connection"}},
@@ -93,7 +94,7 @@ func TestBenchAllJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("%v: %q", err, r.stdout)
 	}
-	if len(res.Workloads) != 4 || len(res.Scaling) != 1 || len(res.GRPC) != 6 || len(res.Memory) != 3 {
+	if len(res.Workloads) != 4 || len(res.Scaling) != 1 || len(res.GRPC) != 6 || len(res.Memory) != 6 {
 		t.Fatalf("tables %+v", res)
 	}
 	for _, w := range append(append(res.Workloads, res.Scaling...), res.GRPC...) {

@@ -33,21 +33,27 @@ func TestEfficiencyWorkloads(t *testing.T) {
 	}
 }
 
-// Idle connections of every kind are measured, and cost something.
+// Idle connections of every kind are measured, used either way, and cost
+// something.
 func TestIdleConnMemory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, kind := range []bench.IdleKind{bench.IdleExchange, bench.IdleExchangeQuiet, bench.IdleAckedSend, bench.IdleBareEcho} {
-		m, err := bench.IdleConnMemory(ctx, kind, 3, 64)
-		if err != nil {
-			t.Fatalf("kind %d: %v", kind, err)
-		}
-		if m.Goroutines <= 0 {
-			t.Errorf("kind %d: %+v: connections that hold no goroutine", kind, m)
+		for _, use := range []bench.IdleUse{bench.OneAtATime, bench.AllAtOnce} {
+			m, err := bench.IdleConnMemory(ctx, kind, use, 3, 64)
+			if err != nil {
+				t.Fatalf("kind %d, use %d: %v", kind, use, err)
+			}
+			if m.Goroutines <= 0 {
+				t.Errorf("kind %d, use %d: %+v: connections that hold no goroutine", kind, use, m)
+			}
 		}
 	}
-	if _, err := bench.IdleConnMemory(ctx, bench.IdleBareEcho, 0, 64); err == nil {
+	if _, err := bench.IdleConnMemory(ctx, bench.IdleBareEcho, bench.OneAtATime, 0, 64); err == nil {
 		t.Error("no error for zero connections")
+	}
+	if _, err := bench.IdleConnMemory(ctx, bench.IdleBareEcho, bench.IdleUse(7), 1, 64); err == nil {
+		t.Error("no error for an unknown use")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -36,6 +37,22 @@ const (
 // that the measurement waits a fraction of a second, not minutes.
 const idleStreamTimeout = 20 * time.Millisecond
 
+// IdleUse says how IdleConnMemory's connections carry their one message.
+// The same for ours and the baseline, so that both pay the same transient
+// costs.
+type IdleUse int
+
+const (
+	// OneAtATime uses each connection once its predecessor's message is
+	// done: what stays is what an idle connection keeps.
+	OneAtATime IdleUse = iota
+	// AllAtOnce sends every connection's message at the same time. What
+	// the burst allocated and freed can leave the runtime's heap and
+	// stack spans partly used afterwards (counted in use, reused by later
+	// allocations), so this measures the burst's aftermath as well.
+	AllAtOnce
+)
+
 // ConnMemory is what each idle connection holds in this process: both of
 // its ends, since both hosts run here.
 type ConnMemory struct {
@@ -48,17 +65,21 @@ type ConnMemory struct {
 
 // IdleConnMemory starts one host and conns others of kind, measures the
 // process's memory, has the first exchange one message of size bytes with
-// each of the others (so that conns connections stay open and idle),
-// measures again and stops them all. The difference divided by conns is
-// the cost of an idle connection that has been used: the hosts' own memory
-// is in both measurements and cancels out.
-func IdleConnMemory(ctx context.Context, kind IdleKind, conns, size int) (ConnMemory, error) {
+// each of the others as use says (so that conns connections stay open and
+// idle), measures again and stops them all. The difference divided by
+// conns is the cost of an idle connection that has been used: the hosts'
+// own memory is in both measurements and cancels out.
+func IdleConnMemory(ctx context.Context, kind IdleKind, use IdleUse, conns, size int) (ConnMemory, error) {
 	if conns < 1 {
 		return ConnMemory{}, fmt.Errorf("at least one connection needed (got %d)", conns)
 	}
+	if use != OneAtATime && use != AllAtOnce {
+		return ConnMemory{}, fmt.Errorf("unknown use of idle connections %d", use)
+	}
+	atOnce := use == AllAtOnce
 	var (
-		use  func() error
-		stop func()
+		carry func() error
+		stop  func()
 	)
 	switch kind {
 	case IdleExchange, IdleExchangeQuiet:
@@ -72,8 +93,8 @@ func IdleConnMemory(ctx context.Context, kind IdleKind, conns, size int) (ConnMe
 		if err != nil {
 			return ConnMemory{}, err
 		}
-		use = func() error {
-			if _, err := hub.Exchanges(ctx, conns, size); err != nil {
+		carry = func() error {
+			if err := hub.exchangeEach(ctx, size, atOnce); err != nil {
 				return err
 			}
 			// The peers' side of an exchange ends when the hub's ack of the
@@ -93,21 +114,21 @@ func IdleConnMemory(ctx context.Context, kind IdleKind, conns, size int) (ConnMe
 		if err != nil {
 			return ConnMemory{}, err
 		}
-		use = func() error { return hub.sendEach(ctx, size) }
+		carry = func() error { return hub.sendEach(ctx, size, atOnce) }
 		stop = hub.close
 	case IdleBareEcho:
 		hub, err := NewBareHub(conns)
 		if err != nil {
 			return ConnMemory{}, err
 		}
-		use = func() error { return hub.echoEach(ctx, size) }
+		carry = func() error { return hub.echoEach(ctx, size, atOnce) }
 		stop = hub.Close
 	default:
 		return ConnMemory{}, fmt.Errorf("unknown kind of idle connection %d", kind)
 	}
 	defer stop()
 	before := memorySnapshot()
-	if err := use(); err != nil {
+	if err := carry(); err != nil {
 		return ConnMemory{}, err
 	}
 	after := memorySnapshot()
@@ -134,12 +155,27 @@ func memorySnapshot() memSnapshot {
 	return memSnapshot{bytes: int64(ms.HeapInuse + ms.StackInuse), goroutines: runtime.NumGoroutine()}
 }
 
+// exchangeEach has the hub exchange one message of size bytes with each
+// of its peers: all at once, or each once the previous exchange has ended.
+func (h *HandlerHub) exchangeEach(ctx context.Context, size int, atOnce bool) error {
+	if atOnce {
+		_, err := h.Exchanges(ctx, len(h.Peers), size)
+		return err
+	}
+	for i := range h.Peers {
+		if _, err := h.exchanges(ctx, h.to[i:i+1], 1, size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // echoEach connects the client to every server, echoes one message of size
 // bytes on a stream of its own and closes the stream, leaving the
-// connection open.
-func (h *BareHub) echoEach(ctx context.Context, size int) error {
-	out, in := make([]byte, size), make([]byte, size)
-	for _, srv := range h.Servers {
+// connection open: all at once, or one server after another.
+func (h *BareHub) echoEach(ctx context.Context, size int, atOnce bool) error {
+	echo := func(srv host.Host) error {
+		out, in := make([]byte, size), make([]byte, size)
 		e, err := openEcho(ctx, h.Client, peer.AddrInfo{ID: srv.ID(), Addrs: srv.Addrs()})
 		if err != nil {
 			return err
@@ -147,11 +183,23 @@ func (h *BareHub) echoEach(ctx context.Context, size int) error {
 		if err := echoRound(e.s, out, in); err != nil {
 			return fmt.Errorf("echo: %w", err)
 		}
-		if err := e.s.Close(); err != nil {
-			return err
-		}
+		return e.s.Close()
 	}
-	return nil
+	if !atOnce {
+		for _, srv := range h.Servers {
+			if err := echo(srv); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(h.Servers))
+	for i, srv := range h.Servers {
+		wg.Go(func() { errs[i] = echo(srv) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // nodeHub is one p2p node and others, all allowlisting one another; the
@@ -204,19 +252,42 @@ func (h *nodeHub) close() {
 	<-h.done
 }
 
-// sendEach sends one message of size bytes to every peer, all at once,
-// and waits for every ack.
-func (h *nodeHub) sendEach(ctx context.Context, size int) error {
+// sendEach sends one message of size bytes to every peer and waits for
+// every ack: all at once, or each once the previous one is acked.
+func (h *nodeHub) sendEach(ctx context.Context, size int, atOnce bool) error {
 	data := make([]byte, size)
-	for i, p := range h.peers {
+	send := func(i int) error {
+		p := h.peers[i]
 		msg := p2p.SendMsg{Peer: p.ID(), Addr: p.Addrs()[0], ID: uint64(i), Data: data}
 		select {
 		case h.hub.Sender() <- msg:
+			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	for acked := 0; acked < len(h.peers); {
+	if !atOnce {
+		for i := range h.peers {
+			if err := send(i); err != nil {
+				return err
+			}
+			if err := h.awaitAcks(ctx, 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i := range h.peers {
+		if err := send(i); err != nil {
+			return err
+		}
+	}
+	return h.awaitAcks(ctx, len(h.peers))
+}
+
+// awaitAcks waits for n Statuses, each of which must be OK.
+func (h *nodeHub) awaitAcks(ctx context.Context, n int) error {
+	for acked := 0; acked < n; {
 		select {
 		case ev, ok := <-h.hub.Receiver():
 			if !ok {

@@ -159,12 +159,17 @@ func (h *HandlerHub) Close() {
 // when its previous one has ended. Every exchange must end OK and its Reply
 // be read. It returns the wall-clock time taken.
 func (h *HandlerHub) Exchanges(ctx context.Context, n, size int) (time.Duration, error) {
+	return h.exchanges(ctx, h.to, n, size)
+}
+
+// exchanges is Exchanges with the peers of to only.
+func (h *HandlerHub) exchanges(ctx context.Context, to []target, n, size int) (time.Duration, error) {
 	msg := make([]byte, size)
 	events, outcomes := h.Hub.Events(), h.Hub.Outcomes()
-	owner := make(map[handler.ExchangeID]int, len(h.Peers)) // exchange -> index of its peer
+	owner := make(map[handler.ExchangeID]int, len(to)) // exchange -> index of its peer
 	issued := 0
 	issue := func(i int) error {
-		id, err := h.Hub.Request(h.to[i].id, h.to[i].addr, msg)
+		id, err := h.Hub.Request(to[i].id, to[i].addr, msg)
 		if err != nil {
 			return err
 		}
@@ -173,7 +178,7 @@ func (h *HandlerHub) Exchanges(ctx context.Context, n, size int) (time.Duration,
 		return nil
 	}
 	start := time.Now()
-	for i := range min(n, len(h.Peers)) {
+	for i := range min(n, len(to)) {
 		if err := issue(i); err != nil {
 			return 0, err
 		}
