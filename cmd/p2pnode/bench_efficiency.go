@@ -84,7 +84,7 @@ func bindScalingFlags(fs *pflag.FlagSet, o *benchOptions) {
 }
 
 func bindMemoryFlags(fs *pflag.FlagSet, o *benchOptions) {
-	fs.IntVar(&o.conns, "conns", o.conns, "idle connections for the memory workload (1 to 512)")
+	fs.IntVar(&o.conns, "conns", o.conns, fmt.Sprintf("idle connections for the memory workload (1 to %d)", bench.MaxIdleConns))
 	fs.IntVar(&o.rounds, "rounds", o.rounds, "rounds of the memory workload, whose mean it prints (1 to 100)")
 }
 
@@ -127,8 +127,8 @@ func (o *benchOptions) validateEfficiency() error {
 			return usageErrorf("--peers must be between 1 and 128 each (got %d)", n)
 		}
 	}
-	if o.conns < 1 || o.conns > 512 {
-		return usageErrorf("--conns must be between 1 and 512 (got %d)", o.conns)
+	if o.conns < 1 || o.conns > bench.MaxIdleConns {
+		return usageErrorf("--conns must be between 1 and %d (got %d)", bench.MaxIdleConns, o.conns)
 	}
 	if o.rounds < 1 || o.rounds > 100 {
 		return usageErrorf("--rounds must be between 1 and 100 (got %d)", o.rounds)

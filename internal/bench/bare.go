@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -52,6 +53,10 @@ func bareHost() (host.Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	rm, err := bareResourceManager()
+	if err != nil {
+		return nil, err
+	}
 	return libp2p.New(
 		libp2p.Identity(k),
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
@@ -61,7 +66,33 @@ func bareHost() (host.Host, error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
+		libp2p.ResourceManager(rm),
 	)
+}
+
+// bareResourceManager is the resource manager libp2p.New would build by
+// default, its limits scaled to this machine, with room for the
+// connections the workloads make (bareLimits). Its scopes are the
+// default's, so each connection costs what it would by default.
+func bareResourceManager() (network.ResourceManager, error) {
+	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(bareLimits()))
+}
+
+// bareLimits is go-libp2p's default limits scaled to this machine, with
+// the system and transient connection limits raised so that one host can
+// make MaxIdleConns connections (IdleConnMemory, all at once too): the
+// scaled defaults refuse that on a small machine, and a baseline that
+// cannot make its connections measures nothing.
+func bareLimits() rcmgr.ConcreteLimitConfig {
+	base := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&base)
+	room := rcmgr.ResourceLimits{
+		Conns:         rcmgr.LimitVal(2 * MaxIdleConns),
+		ConnsInbound:  rcmgr.LimitVal(2 * MaxIdleConns),
+		ConnsOutbound: rcmgr.LimitVal(2 * MaxIdleConns),
+		FD:            rcmgr.LimitVal(4 * MaxIdleConns),
+	}
+	return rcmgr.PartialLimitConfig{System: room, Transient: room}.Build(base.AutoScale())
 }
 
 // Close stops both hosts.

@@ -52,6 +52,9 @@ func TestIdleConnMemory(t *testing.T) {
 	if _, err := bench.IdleConnMemory(ctx, bench.IdleBareEcho, bench.OneAtATime, 0, 64); err == nil {
 		t.Error("no error for zero connections")
 	}
+	if _, err := bench.IdleConnMemory(ctx, bench.IdleBareEcho, bench.OneAtATime, bench.MaxIdleConns+1, 64); err == nil {
+		t.Error("no error for more than MaxIdleConns connections")
+	}
 	if _, err := bench.IdleConnMemory(ctx, bench.IdleBareEcho, bench.IdleUse(7), 1, 64); err == nil {
 		t.Error("no error for an unknown use")
 	}

@@ -33,6 +33,9 @@ const (
 	IdleExchangeQuiet
 )
 
+// MaxIdleConns is the most connections IdleConnMemory makes in one run.
+const MaxIdleConns = 512
+
 // idleStreamTimeout is IdleExchangeQuiet's StreamIdleTimeout: short, so
 // that the measurement waits a fraction of a second, not minutes.
 const idleStreamTimeout = 20 * time.Millisecond
@@ -70,8 +73,8 @@ type ConnMemory struct {
 // conns is the cost of an idle connection that has been used: the hosts'
 // own memory is in both measurements and cancels out.
 func IdleConnMemory(ctx context.Context, kind IdleKind, use IdleUse, conns, size int) (ConnMemory, error) {
-	if conns < 1 {
-		return ConnMemory{}, fmt.Errorf("at least one connection needed (got %d)", conns)
+	if conns < 1 || conns > MaxIdleConns {
+		return ConnMemory{}, fmt.Errorf("between 1 and %d connections needed (got %d)", MaxIdleConns, conns)
 	}
 	if use != OneAtATime && use != AllAtOnce {
 		return ConnMemory{}, fmt.Errorf("unknown use of idle connections %d", use)
