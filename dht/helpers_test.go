@@ -156,7 +156,8 @@ func (net *testNet) publishAll(ms ...*member) {
 			}
 			switch {
 			case errors.Is(errs[i], ErrNotReady):
-				// No event says the table filled again (above): poll.
+				// A sleep is the only way to wait here: no event says
+				// the table filled again (kad-dht's, above), so poll.
 				time.Sleep(50 * time.Millisecond)
 			case errors.Is(errs[i], context.DeadlineExceeded):
 				net.t.Logf("publish %d: %v: retrying", i, errs[i])
