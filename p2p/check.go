@@ -80,7 +80,7 @@ func (n *Node) checkDirect(ctx context.Context, p peer.ID) PathCheck {
 	}
 	pc := PathCheck{Addr: direct[0], Tried: true}
 	n.clearBackoff(p)
-	if err := n.host.Connect(network.WithForceDirectDial(ctx, "check"), peer.AddrInfo{ID: p}); err != nil {
+	if _, err := n.dialPeer(network.WithForceDirectDial(ctx, "check"), p); err != nil {
 		pc.Err = err
 		return pc
 	}

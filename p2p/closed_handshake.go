@@ -45,8 +45,9 @@ func (e *ClosedAtHandshakeError) Unwrap() error { return e.Err }
 // first frames), reads as the peer's refusal at the handshake rather than
 // a connection lost: this node dialed it, it is closed, the peer never
 // accepted anything on it (cs: it opened no message stream on it and
-// answered no proposal of ours), and this node did not close it itself:
-// neither that connection (cs.closedHere) nor all of them (Close, which
+// answered no proposal of ours; dialPeer never hands out a connection
+// closed before its dial began, dial.go), and this node did not close it
+// itself: neither that connection (cs.closedHere) nor all of them (Close, which
 // marks the node closing before its host closes them: a stream opened
 // after Close listed the streams it drains meets its connection closed by
 // the host, and the peer refused nothing).

@@ -250,6 +250,10 @@ type Config struct {
 	// been opened for a queued message, before the message is written.
 	// Tests only: export_test.go.
 	openedHook func()
+	// dialHook, when set, may replace the connection each of dialPeer's
+	// dials got from go-libp2p: a test hands back a closed one, as
+	// go-libp2p's dial worker can. Tests only: export_test.go.
+	dialHook func(network.Conn) network.Conn
 }
 
 // ErrNoKey and ErrNoAllowlist report a Config missing a required field;

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
 )
@@ -137,3 +138,14 @@ func StreamsOf(n *Node) (gone, freed []<-chan struct{}) {
 func WithRefusedHook(f func()) func(*Config) {
 	return func(c *Config) { c.refusedHook = f }
 }
+
+// WithDialHook has f look at, and maybe replace, the connection each of
+// the node's dials got from go-libp2p: a test hands back a closed one, as
+// go-libp2p's dial worker can (dial.go).
+func WithDialHook(f func(network.Conn) network.Conn) func(*Config) {
+	return func(c *Config) { c.dialHook = f }
+}
+
+// ErrStaleConn fails a dial answered each time with a connection closed
+// before it began.
+var ErrStaleConn = errStaleConn

@@ -70,6 +70,7 @@ type Node struct {
 	holds       holdSet  // Node.Hold
 	draining    drainSet // peers whose DisconnectFrom is draining their streams
 	conns       connTracker
+	dialTurns   dialTurns // dialPeer
 	refusals    *refusals
 	relay       *relayState
 	stopWatchAL func()
@@ -284,12 +285,14 @@ func (n *Node) dial(c Dial) {
 		defer cancel()
 		// A relayed connection is a connection: Dial asks for one.
 		ctx = network.WithAllowLimitedConn(ctx, "relayed connections carry messages")
-		ai := peer.AddrInfo{ID: c.Peer}
 		if c.Addr != nil {
-			ai.Addrs = []ma.Multiaddr{c.Addr}
+			n.host.Peerstore().AddAddr(c.Peer, c.Addr, peerstore.TempAddrTTL)
 		}
 		n.clearBackoff(c.Peer)
-		if err := n.host.Connect(ctx, ai); err != nil && n.ctx.Err() == nil {
+		// dialPeer, not Host.Connect: Connect waits for identify, which
+		// nothing here needs (stream_open.go), and the node's dials of a
+		// peer take turns (dial.go).
+		if _, err := n.dialPeer(ctx, c.Peer); err != nil && n.ctx.Err() == nil {
 			n.events.Push(Error{Peer: c.Peer, Err: fmt.Errorf("dial: %w", err)}, false)
 		}
 	}()

@@ -26,16 +26,6 @@ import (
 // runs, beside it. A peer that does not speak the protocol refuses it, and
 // the stream's first read fails with errNotSpoken (readFailed).
 
-// dialPeer connects to p at the addresses in the peerstore, unless a
-// connection is up already, and returns the connection.
-func (n *Node) dialPeer(ctx context.Context, p peer.ID) (network.Conn, error) {
-	c, err := n.host.Network().DialPeer(ctx, p)
-	if err != nil {
-		return nil, fmt.Errorf("failed to dial: %w", err)
-	}
-	return c, nil
-}
-
 // openStream opens a message stream on c, the connection just dialed, or
 // with c nil on the best connection to p that is already up; it does not
 // dial. The dialed connection, not another one the peer may have dialed

@@ -1,0 +1,98 @@
+package p2p_test
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+)
+
+// staleDials hands back, in place of what a dial got, the connection a
+// test closed earlier, as many times as it is armed for: what go-libp2p's
+// dial worker does for a dial that joins another one whose connection has
+// closed since (dial.go).
+type staleDials struct {
+	old   atomic.Pointer[network.Conn]
+	armed atomic.Int32
+}
+
+func (s *staleDials) hook(c network.Conn) network.Conn {
+	if s.armed.Add(-1) >= 0 {
+		return *s.old.Load()
+	}
+	return c
+}
+
+// closedConn connects b to a, then disconnects them, and returns the
+// connection b had.
+func closedConn(t *testing.T, b, a *p2p.Node) network.Conn {
+	t.Helper()
+	b.Sender() <- p2p.Dial{Peer: a.ID(), Addr: a.Addrs()[0]}
+	tu.Next[p2p.Connected](t, b.Receiver())
+	conns := b.Host().Network().ConnsToPeer(a.ID())
+	if len(conns) != 1 {
+		t.Fatalf("%d connections to the peer, want 1", len(conns))
+	}
+	b.Sender() <- p2p.DisconnectFrom{Peer: a.ID()}
+	tu.Next[p2p.Disconnected](t, b.Receiver())
+	if !conns[0].IsClosed() {
+		t.Fatal("the connection is still open after Disconnected")
+	}
+	return conns[0]
+}
+
+// A dial handed a connection that this node closed before the dial began
+// was taken for the dial's own: closed, dialed by us, and its state (which
+// said that we closed it) gone with its Disconnected, it read as the
+// peer's refusal at the handshake, and the message failed dial_failed,
+// blaming the peer's allowlist. It must dial again and deliver.
+func TestDialHandedClosedConnDialsAgain(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	var stale staleDials
+	a := tu.Node(t, ia, list)
+	b := tu.Node(t, ib, list, p2p.WithDialHook(stale.hook))
+	old := closedConn(t, b, a)
+	stale.old.Store(&old)
+	stale.armed.Store(1)
+
+	b.Sender() <- p2p.SendMsg{Peer: a.ID(), Addr: a.Addrs()[0], ID: 1, Data: []byte("m")}
+	st := tu.Next[p2p.Status](t, b.Receiver())
+	if !st.OK {
+		t.Fatalf("Status %s (%v), want ok", st.Reason, st.Err)
+	}
+	if d := tu.Next[p2p.Data](t, a.Receiver()); string(d.Bytes) != "m" {
+		t.Fatalf("the peer got %q, want %q", d.Bytes, "m")
+	}
+	if n := stale.armed.Load(); n >= 0 {
+		t.Fatalf("the stale connection was never handed out (armed %d)", n)
+	}
+}
+
+// A dial handed such a connection every time gives up, and says so
+// without blaming the peer.
+func TestDialHandedClosedConnGivesUp(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	var stale staleDials
+	a := tu.Node(t, ia, list)
+	b := tu.Node(t, ib, list, p2p.WithDialHook(stale.hook))
+	old := closedConn(t, b, a)
+	stale.old.Store(&old)
+	stale.armed.Store(1 << 20)
+
+	b.Sender() <- p2p.SendMsg{Peer: a.ID(), Addr: a.Addrs()[0], ID: 1, Data: []byte("m")}
+	st := tu.Next[p2p.Status](t, b.Receiver())
+	switch {
+	case st.OK || st.Reason != p2p.ReasonDialFailed:
+		t.Fatalf("Status %s (%v), want %s", st.Reason, st.Err, p2p.ReasonDialFailed)
+	case errors.Is(st.Err, p2p.ErrClosedAtHandshake):
+		t.Fatalf("the error blames the peer: %v", st.Err)
+	case !errors.Is(st.Err, p2p.ErrStaleConn):
+		t.Fatalf("error %v, want %v", st.Err, p2p.ErrStaleConn)
+	}
+}
