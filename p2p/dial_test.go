@@ -27,6 +27,21 @@ func (s *staleDials) hook(c network.Conn) network.Conn {
 	return c
 }
 
+// withStaleDials starts a and b, connects b to a and disconnects them,
+// then has b's next armed dials handed the closed connection.
+func withStaleDials(t *testing.T, armed int32) (a, b *p2p.Node, stale *staleDials) {
+	t.Helper()
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	stale = new(staleDials)
+	a = tu.Node(t, ia, list)
+	b = tu.Node(t, ib, list, p2p.WithDialHook(stale.hook))
+	old := closedConn(t, b, a)
+	stale.old.Store(&old)
+	stale.armed.Store(armed)
+	return a, b, stale
+}
+
 // closedConn connects b to a, then disconnects them, and returns the
 // connection b had.
 func closedConn(t *testing.T, b, a *p2p.Node) network.Conn {
@@ -51,14 +66,7 @@ func closedConn(t *testing.T, b, a *p2p.Node) network.Conn {
 // peer's refusal at the handshake, and the message failed dial_failed,
 // blaming the peer's allowlist. It must dial again and deliver.
 func TestDialHandedClosedConnDialsAgain(t *testing.T) {
-	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
-	list := tu.Allowlist(t, ia, ib)
-	var stale staleDials
-	a := tu.Node(t, ia, list)
-	b := tu.Node(t, ib, list, p2p.WithDialHook(stale.hook))
-	old := closedConn(t, b, a)
-	stale.old.Store(&old)
-	stale.armed.Store(1)
+	a, b, stale := withStaleDials(t, 1)
 
 	b.Sender() <- p2p.SendMsg{Peer: a.ID(), Addr: a.Addrs()[0], ID: 1, Data: []byte("m")}
 	st := tu.Next[p2p.Status](t, b.Receiver())
@@ -76,14 +84,7 @@ func TestDialHandedClosedConnDialsAgain(t *testing.T) {
 // A dial handed such a connection every time gives up, and says so
 // without blaming the peer.
 func TestDialHandedClosedConnGivesUp(t *testing.T) {
-	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
-	list := tu.Allowlist(t, ia, ib)
-	var stale staleDials
-	a := tu.Node(t, ia, list)
-	b := tu.Node(t, ib, list, p2p.WithDialHook(stale.hook))
-	old := closedConn(t, b, a)
-	stale.old.Store(&old)
-	stale.armed.Store(1 << 20)
+	a, b, _ := withStaleDials(t, 1<<20)
 
 	b.Sender() <- p2p.SendMsg{Peer: a.ID(), Addr: a.Addrs()[0], ID: 1, Data: []byte("m")}
 	st := tu.Next[p2p.Status](t, b.Receiver())
