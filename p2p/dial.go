@@ -31,7 +31,7 @@ import (
 
 // errStaleConn fails a dial that go-libp2p kept answering with a
 // connection closed before the dial began.
-var errStaleConn = errors.New("go-libp2p returned a connection closed before the dial began (made by another dial of the peer)")
+var errStaleConn = errors.New("go-libp2p returned a connection closed before the dial began")
 
 // maxStaleDials bounds how many times dialPeer dials when each dial is
 // answered with a closed connection another dial made: that dial returns

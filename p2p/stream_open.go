@@ -20,10 +20,10 @@ import (
 // Host.NewStream both wait for identify to finish on the connection (a
 // round trip, and the check of the peer's signed record), NewStream to
 // learn whether the peer speaks the protocol before it proposes it with
-// the stream's first bytes. Nothing here needs what identify tells, so the
-// node dials the network directly and proposes at once: the first frame
-// leaves with the proposal, as soon as the connection is up. Identify still
-// runs, beside it. A peer that does not speak the protocol refuses it, and
+// the stream's first bytes. Nothing here needs what identify tells, so
+// the node dials the network directly (dial.go) and proposes at once: the
+// first frame leaves with the proposal, as soon as the connection is up.
+// Identify still runs, beside it. A peer that does not speak the protocol refuses it, and
 // the stream's first read fails with errNotSpoken (readFailed).
 
 // openStream opens a message stream on c, the connection just dialed, or
