@@ -27,6 +27,25 @@ type connTracker struct {
 	count map[peer.ID]int
 	seen  map[network.Conn]struct{}
 	state map[network.Conn]*connState // for open connections
+	// closed holds the states of the last connections that closed, by
+	// connection ID (keeping the connections would keep their memory),
+	// next being where the next one goes.
+	closed [closedKept]closedState
+	next   int
+}
+
+// closedKept is how many closed connections' states the tracker keeps.
+// A sender can open a stream on a connection just before it closes and
+// ask for its state (of) once its Disconnected has come; a new state
+// would then have forgotten that the peer accepted the connection, or
+// that this node closed it, and the connection lost would read as the
+// peer's refusal at the handshake (refusedAtHandshake). A window that
+// short needs few.
+const closedKept = 64
+
+type closedState struct {
+	id string
+	cs *connState
 }
 
 // connState is what the node learns of one of its connections that tells
@@ -41,18 +60,25 @@ type connState struct {
 }
 
 // of returns the state of c. A connection already closed whose state has
-// left the tracker (its Disconnected may have come already) gets a new
-// one, which the tracker does not keep.
+// left the tracker (with its Disconnected) gets the state it had if it is
+// among the last closedKept to close, and otherwise a new one, which the
+// tracker does not keep.
 func (t *connTracker) of(c network.Conn) *connState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if cs := t.state[c]; cs != nil {
 		return cs
 	}
-	cs := new(connState)
 	if c.IsClosed() {
-		return cs
+		id := c.ID()
+		for _, k := range t.closed {
+			if k.cs != nil && k.id == id {
+				return k.cs
+			}
+		}
+		return new(connState)
 	}
+	cs := new(connState)
 	if t.state == nil {
 		t.state = make(map[network.Conn]*connState)
 	}
@@ -92,7 +118,11 @@ func (t *connTracker) Connected(_ network.Network, c network.Conn) {
 func (t *connTracker) Disconnected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
 	t.mu.Lock()
-	delete(t.state, c)
+	if cs := t.state[c]; cs != nil {
+		t.closed[t.next] = closedState{id: c.ID(), cs: cs}
+		t.next = (t.next + 1) % closedKept
+		delete(t.state, c)
+	}
 	if _, ok := t.seen[c]; !ok {
 		t.mu.Unlock()
 		return
