@@ -16,11 +16,11 @@ import (
 // is in progress, and keeps the connections it made until the last of
 // those dials has returned. A dial joining late is handed such a
 // connection without a look at whether it is still open: one this node
-// may have closed since (DisconnectFrom), which the dial's caller would
-// take for the peer's refusal at the handshake (refusedAtHandshake: the
-// connection is closed, dialed by us, and its state, which said "closed
-// here", left with its Disconnected). A message was then failed
-// dial_failed, its error blaming the peer's allowlist.
+// may have closed since (DisconnectFrom). Its caller took it for the
+// dial's own connection, closed at once with nothing accepted on it: the
+// peer's refusal at the handshake (refusedAtHandshake). A message was
+// failed dial_failed, its error blaming the peer's allowlist, and not
+// sent on the new connection a dial of its own would have made.
 //
 // So the node's own dials of a peer take turns (dialTurns): each starts
 // once the one before has returned, when the swarm's worker has let go
@@ -34,8 +34,10 @@ import (
 var errStaleConn = errors.New("go-libp2p returned a connection closed before the dial began")
 
 // maxStaleDials bounds how many times dialPeer dials when each dial is
-// answered with a closed connection another dial made: that dial returns
-// within a scheduling round once served, so a few more are plenty.
+// answered with a closed connection another dial made. Each new dial
+// lets the goroutine of that other dial, served already, return and let
+// go; one starved for longer costs this dial a dial_failed, which the
+// exchange handler retries.
 const maxStaleDials = 3
 
 // dialPeer connects to p at the addresses in the peerstore, unless a
