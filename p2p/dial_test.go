@@ -61,10 +61,10 @@ func closedConn(t *testing.T, b, a *p2p.Node) network.Conn {
 }
 
 // A dial handed a connection that this node closed before the dial began
-// was taken for the dial's own: closed, dialed by us, and its state (which
-// said that we closed it) gone with its Disconnected, it read as the
-// peer's refusal at the handshake, and the message failed dial_failed,
-// blaming the peer's allowlist. It must dial again and deliver.
+// took it for its own, and the message failed dial_failed, at first as
+// the peer's refusal at the handshake (the connection's state, saying
+// that we closed it, had gone with its Disconnected; the tracker keeps it
+// now). The message must go on a new connection instead.
 func TestDialHandedClosedConnDialsAgain(t *testing.T) {
 	a, b, stale := withStaleDials(t, 1)
 
