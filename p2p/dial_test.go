@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -95,5 +96,49 @@ func TestDialHandedClosedConnGivesUp(t *testing.T) {
 		t.Fatalf("the error blames the peer: %v", st.Err)
 	case !errors.Is(st.Err, p2p.ErrStaleConn):
 		t.Fatalf("error %v, want %v", st.Err, p2p.ErrStaleConn)
+	}
+}
+
+// The node's dials of a peer take turns: a second Dial while the first
+// is still returning would join it in go-libp2p's dial worker, which can
+// hand it that dial's connection closed. The first is held in its hook;
+// the second must not reach the swarm until it is let go.
+func TestDialsOfAPeerTakeTurns(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	var calls atomic.Int32
+	firstIn, release, secondIn := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	hook := func(c network.Conn) network.Conn {
+		switch calls.Add(1) {
+		case 1:
+			close(firstIn)
+			waitFor(release)
+		case 2:
+			close(secondIn)
+		}
+		return c
+	}
+	a := tu.Node(t, ia, list)
+	b := tu.Node(t, ib, list, p2p.WithDialHook(hook))
+	letGo := closeOnce(release)
+	defer letGo() // before the nodes' Close, which waits for the dial
+	b.Sender() <- p2p.Dial{Peer: a.ID(), Addr: a.Addrs()[0]}
+	if !within(firstIn) {
+		t.Fatal("the first dial never got a connection")
+	}
+	b.Sender() <- p2p.Dial{Peer: a.ID(), Addr: a.Addrs()[0]}
+	// Proving an absence: the one place a test waits a fixed time. Without
+	// the turns the second dial gets the first's connection within
+	// microseconds.
+	select {
+	case <-secondIn:
+		t.Fatal("a second dial of the peer ran while the first had not returned")
+	case <-time.After(200 * time.Millisecond):
+	}
+	letGo()
+	select {
+	case <-secondIn:
+	case <-time.After(tu.Timeout):
+		t.Fatal("the second dial never ran")
 	}
 }
