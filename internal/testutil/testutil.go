@@ -5,7 +5,9 @@ package testutil
 
 import (
 	"crypto/rand"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,27 +126,65 @@ func Next[T, E any](t testing.TB, ch <-chan E) T {
 	return NextMatch(t, ch, func(T) bool { return true })
 }
 
-// NextMatch waits for the next event of type T that match accepts.
+// NextMatch waits for the next event of type T that match accepts. When it
+// fails it names the last events it skipped: an event a test skips (a
+// failed Status, say) is often the reason the one it waits for never came.
 func NextMatch[T, E any](t testing.TB, ch <-chan E, match func(T) bool) T {
 	t.Helper()
 	mustCarry[T, E](t)
 	deadline := time.NewTimer(Timeout)
 	defer deadline.Stop()
+	var skipped skips[E]
 	for {
 		select {
 		case ev, ok := <-ch:
 			if !ok {
 				var zero T
-				t.Fatalf("channel closed while waiting for %T", zero)
+				t.Fatalf("channel closed while waiting for %T%s", zero, skipped)
 			}
 			if e, ok := any(ev).(T); ok && match(e) {
 				return e
 			}
+			skipped.add(ev)
 		case <-deadline.C:
 			var zero T
-			t.Fatalf("no %T within %s", zero, Timeout)
+			t.Fatalf("no %T within %s%s", zero, Timeout, skipped)
 		}
 	}
+}
+
+// skips keeps the last events NextMatch passed over, for its failure
+// message; formatted only then.
+type skips[E any] struct {
+	last  [8]E
+	count int
+}
+
+func (s *skips[E]) add(ev E) {
+	s.last[s.count%len(s.last)] = ev
+	s.count++
+}
+
+// String lists the events kept, oldest first, each cut to a line's length.
+func (s skips[E]) String() string {
+	if s.count == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "; skipped %d events", s.count)
+	if s.count > len(s.last) {
+		fmt.Fprintf(&b, ", the last %d", len(s.last))
+	}
+	b.WriteString(":")
+	for i := max(0, s.count-len(s.last)); i < s.count; i++ {
+		line := fmt.Sprintf("%T %+v", s.last[i%len(s.last)], s.last[i%len(s.last)])
+		if len(line) > 300 {
+			line = line[:300] + "..."
+		}
+		b.WriteString("\n\t")
+		b.WriteString(line)
+	}
+	return b.String()
 }
 
 // None asserts that no event of type T arrives on ch within d. It is for
