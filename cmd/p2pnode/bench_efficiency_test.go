@@ -44,7 +44,7 @@ func TestBenchEfficiencyTiny(t *testing.T) {
 		rows []string
 	}{
 		{[]string{"bench", "scaling", "--count", "4", "--peers", "1,2"},
-			[]string{"exchange CPU, 1 peer", "exchange CPU, 2 peers"}},
+			[]string{"exchange CPU, 1 peer", "exchange CPU, 2 peers", "p2p alone, 1 peer", "p2p alone, 2 peers"}},
 		{[]string{"bench", "memory", "--conns", "2", "--rounds", "1"},
 			[]string{"idle conn, 1 exchange", "idle conn, 1 exchange, quiet", "idle conn, 1 acked send",
 				"at once: 1 exchange", "at once: 1 exchange, quiet", "at once: 1 acked send"}},
@@ -94,7 +94,7 @@ func TestBenchAllJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("%v: %q", err, r.stdout)
 	}
-	if len(res.Workloads) != 4 || len(res.Scaling) != 1 || len(res.GRPC) != 6 || len(res.Memory) != 6 {
+	if len(res.Workloads) != 4 || len(res.Scaling) != 2 || len(res.GRPC) != 6 || len(res.Memory) != 6 {
 		t.Fatalf("tables %+v", res)
 	}
 	for _, w := range append(append(res.Workloads, res.Scaling...), res.GRPC...) {

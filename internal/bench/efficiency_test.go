@@ -17,6 +17,7 @@ func TestEfficiencyWorkloads(t *testing.T) {
 	defer cancel()
 	for name, setup := range map[string]func() (*bench.Workload, error){
 		"scaling 3":     func() (*bench.Workload, error) { return bench.ExchangeScaling(ctx, 3, 64) },
+		"scaling 3 p2p": func() (*bench.Workload, error) { return bench.NodeExchangeScaling(ctx, 3, 64) },
 		"grpc kept 1":   func() (*bench.Workload, error) { return bench.GRPCKeptConn(ctx, 64, 1) },
 		"grpc kept 4":   func() (*bench.Workload, error) { return bench.GRPCKeptConn(ctx, 64, 4) },
 		"grpc new conn": func() (*bench.Workload, error) { return bench.GRPCNewConn(ctx, 64) },
