@@ -91,7 +91,8 @@ func runDemo(a *app, o demoOptions) error {
 	}
 	defer func() { _ = log.Sync() }()
 	routeLibp2pLogs(log)
-	d := &demo{out: &demoPrinter{w: a.out, asJSON: o.asJSON}, byID: make(map[peer.ID]*demoNode)}
+	d := &demo{byID: make(map[peer.ID]*demoNode)}
+	d.out = &demoPrinter{w: a.out, asJSON: o.asJSON, since: d.since}
 	defer d.close()
 	if err := d.startNodes(o.nodes, o.rounds*(o.nodes-1), log); err != nil {
 		return err
@@ -184,38 +185,103 @@ func (d *demo) startNodes(n, answers int, log *zap.Logger) error {
 // replies and outcomes, until the handler closes.
 func (d *demo) serve(n *demoNode) {
 	events, outcomes := n.h.Events(), n.h.Outcomes()
+	var order replyFirst
+	dialed := func(o *handler.Outcome) {
+		d.out.outcome(n.name, d.name(o.Peer), *o)
+		n.dialed <- *o
+	}
 	for events != nil || outcomes != nil {
 		select {
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
+				for _, o := range order.noMoreReplies() {
+					dialed(o)
+				}
 				continue
 			}
 			switch e := ev.(type) {
 			case *handler.Request:
 				from := d.name(e.From)
-				d.out.message(d.since(), "request", from, n.name, string(e.Data))
+				d.out.message("request", from, n.name, string(e.Data))
 				reply := strings.Replace(string(e.Data), "nonce commitment", "partial signature", 1)
 				reply = strings.Replace(reply, "from "+from, "from "+n.name, 1)
 				_ = n.h.Response(e.From, e.Exchange, []byte(reply))
 			case *handler.Reply:
-				d.out.message(d.since(), "reply", d.name(e.From), n.name, string(e.Data))
+				d.out.message("reply", d.name(e.From), n.name, string(e.Data))
+				if o := order.reported(e.Exchange); o != nil {
+					dialed(o)
+				}
 			}
 		case ev, ok := <-outcomes:
 			if !ok {
 				outcomes = nil
 				continue
 			}
-			if o, ok := ev.(*handler.Outcome); ok {
-				if o.Role == handler.Dialer {
-					d.out.outcome(d.since(), n.name, d.name(o.Peer), *o)
-					n.dialed <- *o
-				} else {
-					n.answered <- *o
-				}
+			o, ok := ev.(*handler.Outcome)
+			switch {
+			case !ok:
+			case o.Role != handler.Dialer:
+				n.answered <- *o
+			case order.due(o):
+				dialed(o)
 			}
 		}
 	}
+}
+
+// replyFirst holds back the Outcome of an exchange until its reply has
+// been reported. The handler hands out a reply before its exchange's
+// Outcome, but on two channels, and a select takes whichever of those
+// ready it likes: without it the transcript could show an exchange done
+// before its reply. The zero value is ready to use.
+type replyFirst struct {
+	waiting map[handler.ExchangeID]*handler.Outcome // OK, their reply not reported yet
+	replied map[handler.ExchangeID]bool             // replies reported, their Outcome not come
+	closed  bool                                    // no reply comes any more
+}
+
+// due reports whether o may be reported now; if not, reported hands it
+// back once its reply has been.
+func (r *replyFirst) due(o *handler.Outcome) bool {
+	if r.replied[o.Exchange] {
+		delete(r.replied, o.Exchange)
+		return true
+	}
+	if !o.OK || r.closed { // a failed exchange has no reply to wait for
+		return true
+	}
+	if r.waiting == nil {
+		r.waiting = make(map[handler.ExchangeID]*handler.Outcome)
+	}
+	r.waiting[o.Exchange] = o
+	return false
+}
+
+// reported notes that the reply of exchange id has been reported, and
+// returns its Outcome if that was held back.
+func (r *replyFirst) reported(id handler.ExchangeID) *handler.Outcome {
+	if o, ok := r.waiting[id]; ok {
+		delete(r.waiting, id)
+		return o
+	}
+	if r.replied == nil {
+		r.replied = make(map[handler.ExchangeID]bool)
+	}
+	r.replied[id] = true
+	return nil
+}
+
+// noMoreReplies returns the Outcomes held back, whose replies will not
+// come now (the handler closed), and holds back no more.
+func (r *replyFirst) noMoreReplies() []*handler.Outcome {
+	r.closed = true
+	var out []*handler.Outcome
+	for id, o := range r.waiting {
+		delete(r.waiting, id)
+		out = append(out, o)
+	}
+	return out
 }
 
 // runPhase has each node i of the phase ask node to[i], all at once, and

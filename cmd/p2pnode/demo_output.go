@@ -71,11 +71,26 @@ type demoPrinter struct {
 	mu     sync.Mutex
 	w      io.Writer
 	asJSON bool
+	// since is the time into the run. Read under mu, so that the times
+	// of the transcript only grow, line after line, whichever goroutine
+	// prints.
+	since func() time.Duration
 }
 
 func (p *demoPrinter) line(text string, j any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.write(text, j)
+}
+
+// timedLine prints the line f makes of the time it is printed at.
+func (p *demoPrinter) timedLine(f func(t time.Duration) (string, any)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.write(f(p.since()))
+}
+
+func (p *demoPrinter) write(text string, j any) {
 	if !p.asJSON {
 		_, _ = fmt.Fprintln(p.w, text)
 		return
@@ -103,18 +118,22 @@ func (p *demoPrinter) round(r, exchanges int) {
 		jsonDemoRound{"round", r, exchanges})
 }
 
-func (p *demoPrinter) message(t time.Duration, kind, from, to, data string) {
-	p.line(fmt.Sprintf("  %8s  %-8s -> %-8s %-8s %q", fmtMillis(t), from, to, kind, data),
-		jsonDemoMessage{kind, millis(t), from, to, data})
+func (p *demoPrinter) message(kind, from, to, data string) {
+	p.timedLine(func(t time.Duration) (string, any) {
+		return fmt.Sprintf("  %8s  %-8s -> %-8s %-8s %q", fmtMillis(t), from, to, kind, data),
+			jsonDemoMessage{kind, millis(t), from, to, data}
+	})
 }
 
-func (p *demoPrinter) outcome(t time.Duration, from, to string, o handler.Outcome) {
+func (p *demoPrinter) outcome(from, to string, o handler.Outcome) {
 	verdict := "ok in " + fmtMillis(o.Duration)
 	if !o.OK {
 		verdict = fmt.Sprintf("FAILED: %s after %s (%s)", o.Reason, plural(o.Attempts, "attempt"), errText(o.Err))
 	}
-	j := jsonDemoExchange{"exchange", millis(t), from, to, o.OK, string(o.Reason), errText(o.Err), o.Attempts, millis(o.Duration)}
-	p.line(fmt.Sprintf("  %8s  %-8s == %-8s exchange %s", fmtMillis(t), from, to, verdict), j)
+	p.timedLine(func(t time.Duration) (string, any) {
+		return fmt.Sprintf("  %8s  %-8s == %-8s exchange %s", fmtMillis(t), from, to, verdict),
+			jsonDemoExchange{"exchange", millis(t), from, to, o.OK, string(o.Reason), errText(o.Err), o.Attempts, millis(o.Duration)}
+	})
 }
 
 func (p *demoPrinter) summary(s demoSummary) {

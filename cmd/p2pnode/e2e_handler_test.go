@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -196,13 +197,39 @@ func TestDemo(t *testing.T) {
 	out = lines(mustRun(t, dir, "demo", "--json", "--nodes", "4", "--rounds", "1"))
 	seen := map[string]int{}
 	var sum map[string]any
+	// The transcript is in the order things happened: a request before
+	// its reply, a reply before its exchange's end, and times that only
+	// grow.
+	said := map[string]bool{} // "request A B", "reply B A"
+	prev := 0.0
 	for _, l := range out {
 		var e map[string]any
 		if err := json.Unmarshal([]byte(l), &e); err != nil {
 			t.Fatalf("line %q: %v", l, err)
 		}
-		seen[e["event"].(string)]++
+		ev := e["event"].(string)
+		seen[ev]++
 		sum = e
+		if tm, ok := e["t_ms"].(float64); ok {
+			if tm < prev {
+				t.Errorf("line %q: time %.3f after %.3f", l, tm, prev)
+			}
+			prev = tm
+		}
+		from, to := fmt.Sprint(e["from"]), fmt.Sprint(e["to"])
+		switch ev {
+		case "request":
+			said["request "+from+" "+to] = true
+		case "reply":
+			if !said["request "+to+" "+from] {
+				t.Errorf("line %q: a reply before its request", l)
+			}
+			said["reply "+from+" "+to] = true
+		case "exchange":
+			if !said["reply "+to+" "+from] {
+				t.Errorf("line %q: an exchange done before its reply was printed", l)
+			}
+		}
 	}
 	if sum["event"] != "summary" || sum["exchanges"] != 12.0 || sum["ok"] != 12.0 || sum["failed"] != 0.0 || sum["acks"] != 24.0 {
 		t.Fatalf("summary %v", sum)
