@@ -185,19 +185,20 @@ func (d *demo) startNodes(n, answers int, log *zap.Logger) error {
 // replies and outcomes, until the handler closes.
 func (d *demo) serve(n *demoNode) {
 	events, outcomes := n.h.Events(), n.h.Outcomes()
-	var order replyFirst
-	dialed := func(o *handler.Outcome) {
-		d.out.outcome(n.name, d.name(o.Peer), *o)
-		n.dialed <- *o
+	// The handler gives a request's Reply before its Outcome, but on
+	// another channel, and a select takes whichever is ready: an Outcome
+	// whose reply is still on its way waits for it, so that the
+	// transcript never shows an exchange done before its reply.
+	var order replyOrder
+	dialed := func(o handler.Outcome) {
+		d.out.outcome(n.name, d.name(o.Peer), o)
+		n.dialed <- o
 	}
 	for events != nil || outcomes != nil {
 		select {
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
-				for _, o := range order.noMoreReplies() {
-					dialed(o)
-				}
 				continue
 			}
 			switch e := ev.(type) {
@@ -209,7 +210,7 @@ func (d *demo) serve(n *demoNode) {
 				_ = n.h.Response(e.From, e.Exchange, []byte(reply))
 			case *handler.Reply:
 				d.out.message("reply", d.name(e.From), n.name, string(e.Data))
-				if o := order.reported(e.Exchange); o != nil {
+				if o, ok := order.replied(e.Exchange); ok {
 					dialed(o)
 				}
 			}
@@ -223,65 +224,13 @@ func (d *demo) serve(n *demoNode) {
 			case !ok:
 			case o.Role != handler.Dialer:
 				n.answered <- *o
-			case order.due(o):
-				dialed(o)
+			case o.Kind == handler.KindRequest && o.OK && !order.ended(*o):
+				// Printed once its reply is.
+			default:
+				dialed(*o)
 			}
 		}
 	}
-}
-
-// replyFirst holds back the Outcome of an exchange until its reply has
-// been reported. The handler hands out a reply before its exchange's
-// Outcome, but on two channels, and a select takes whichever of those
-// ready it likes: without it the transcript could show an exchange done
-// before its reply. The zero value is ready to use.
-type replyFirst struct {
-	waiting map[handler.ExchangeID]*handler.Outcome // OK, their reply not reported yet
-	replied map[handler.ExchangeID]bool             // replies reported, their Outcome not come
-	closed  bool                                    // no reply comes any more
-}
-
-// due reports whether o may be reported now; if not, reported hands it
-// back once its reply has been.
-func (r *replyFirst) due(o *handler.Outcome) bool {
-	if r.replied[o.Exchange] {
-		delete(r.replied, o.Exchange)
-		return true
-	}
-	if !o.OK || r.closed { // a failed exchange has no reply to wait for
-		return true
-	}
-	if r.waiting == nil {
-		r.waiting = make(map[handler.ExchangeID]*handler.Outcome)
-	}
-	r.waiting[o.Exchange] = o
-	return false
-}
-
-// reported notes that the reply of exchange id has been reported, and
-// returns its Outcome if that was held back.
-func (r *replyFirst) reported(id handler.ExchangeID) *handler.Outcome {
-	if o, ok := r.waiting[id]; ok {
-		delete(r.waiting, id)
-		return o
-	}
-	if r.replied == nil {
-		r.replied = make(map[handler.ExchangeID]bool)
-	}
-	r.replied[id] = true
-	return nil
-}
-
-// noMoreReplies returns the Outcomes held back, whose replies will not
-// come now (the handler closed), and holds back no more.
-func (r *replyFirst) noMoreReplies() []*handler.Outcome {
-	r.closed = true
-	var out []*handler.Outcome
-	for id, o := range r.waiting {
-		delete(r.waiting, id)
-		out = append(out, o)
-	}
-	return out
 }
 
 // runPhase has each node i of the phase ask node to[i], all at once, and
