@@ -27,21 +27,30 @@ func ExchangeScaling(ctx context.Context, peers, size int) (*Workload, error) {
 	if err != nil {
 		return nil, err
 	}
+	return againstBareHub(ctx, peers, size, hub.Exchanges, hub.Close)
+}
+
+// againstBareHub is the scaling workload of ours (exchanges of size bytes
+// with peers, one in flight each; closeOurs stops what it runs on) against
+// echo round trips between bare hosts, as many. Both report their CPU
+// time.
+func againstBareHub(ctx context.Context, peers, size int,
+	ours func(ctx context.Context, n, size int) (time.Duration, error), closeOurs func()) (*Workload, error) {
 	bare, err := NewBareHub(peers)
 	if err != nil {
-		hub.Close()
+		closeOurs()
 		return nil, err
 	}
 	streams, err := bare.Streams(ctx)
 	if err != nil {
-		hub.Close()
+		closeOurs()
 		bare.Close()
 		return nil, err
 	}
 	w := &Workload{
-		Ours:  CPUCost(func(k int) (time.Duration, error) { return hub.Exchanges(ctx, k, size) }),
+		Ours:  CPUCost(func(k int) (time.Duration, error) { return ours(ctx, k, size) }),
 		Base:  CPUCost(func(k int) (time.Duration, error) { return RoundTripsOn(streams, k, size) }),
-		Close: func() { hub.Close(); bare.Close() },
+		Close: func() { closeOurs(); bare.Close() },
 	}
 	// One exchange with every peer before timing: the connections and
 	// their identify are set up, not measured.

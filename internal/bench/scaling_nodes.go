@@ -27,31 +27,7 @@ func NodeExchangeScaling(ctx context.Context, peers, size int) (*Workload, error
 	if err != nil {
 		return nil, err
 	}
-	bare, err := NewBareHub(peers)
-	if err != nil {
-		hub.close()
-		return nil, err
-	}
-	streams, err := bare.Streams(ctx)
-	if err != nil {
-		hub.close()
-		bare.Close()
-		return nil, err
-	}
-	w := &Workload{
-		Ours:  CPUCost(func(k int) (time.Duration, error) { return hub.exchanges(ctx, k, size) }),
-		Base:  CPUCost(func(k int) (time.Duration, error) { return RoundTripsOn(streams, k, size) }),
-		Close: func() { hub.close(); bare.Close() },
-	}
-	if _, err := w.Ours(peers); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("warm-up exchanges: %w", err)
-	}
-	if _, err := w.Base(peers); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("warm-up round trips: %w", err)
-	}
-	return w, nil
+	return againstBareHub(ctx, peers, size, hub.exchanges, hub.close)
 }
 
 // nodeExchangeHub is one p2p node (hub) and others that answer every
