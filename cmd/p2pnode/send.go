@@ -315,10 +315,14 @@ func awaitOutcome(ctx context.Context, h *handler.Handler, id handler.ExchangeID
 				return nil, handler.Outcome{}, handler.ErrClosed
 			}
 			if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id {
-				if o.OK && o.Kind == handler.KindRequest && reply == nil {
-					// Delivered first, but on another channel: take it.
+				// The reply was delivered first, but on another channel,
+				// maybe behind other events: take it.
+				for o.OK && o.Kind == handler.KindRequest && reply == nil {
 					select {
-					case ev := <-h.Events():
+					case ev, ok := <-h.Events():
+						if !ok {
+							return nil, *o, handler.ErrClosed
+						}
 						if r, ok := ev.(*handler.Reply); ok && r.Exchange == id {
 							reply = r
 						}
