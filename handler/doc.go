@@ -36,6 +36,15 @@
 //   - Priority: Dropped and ConnectionLimit, alerts passed through from the
 //     node.
 //
+// Each channel keeps its own order; between channels there is none that
+// a reader can rely on. A request's Reply is handed out before its
+// Outcome, but a select over Events and Outcomes (or CheckReceive, while
+// the Reply still waits behind events the application has not read) may
+// take the Outcome first: an application that needs the Reply with the
+// Outcome matches them by ExchangeID, and waits for the Reply of an OK
+// request's Outcome, which always comes (the p2pnode CLI's run and demo
+// print such an Outcome once its Reply is printed).
+//
 // Everything else the node reports (acks, connections coming and going) is
 // the handler's business, not the application's; Config.Observe lets an
 // application watch it anyway (the p2pnode CLI prints connections).

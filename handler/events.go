@@ -121,7 +121,9 @@ type Request struct {
 }
 
 // Reply is the answer to one of the handler's own requests. It is delivered
-// before that exchange's Outcome is emitted.
+// before that exchange's Outcome is emitted, on Events where the Outcome
+// goes on Outcomes: a reader of both may take the Outcome first (see the
+// package documentation, "Six channels").
 type Reply struct {
 	From     peer.ID
 	Exchange ExchangeID
