@@ -171,7 +171,11 @@ func (s skips[E]) String() string {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "; skipped %d events", s.count)
+	noun := "events"
+	if s.count == 1 {
+		noun = "event"
+	}
+	fmt.Fprintf(&b, "; skipped %d %s", s.count, noun)
 	if s.count > len(s.last) {
 		fmt.Fprintf(&b, ", the last %d", len(s.last))
 	}
