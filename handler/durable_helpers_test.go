@@ -97,7 +97,8 @@ type node struct {
 }
 
 func newNode(t *testing.T, id tu.Identity, list *allowlist.List, opts ...handler.Option) *node {
-	n := &node{t: t, id: id, list: list, dir: t.TempDir(), opts: opts}
+	// A port of its own, which no other socket takes while it restarts.
+	n := &node{t: t, id: id, list: list, dir: t.TempDir(), opts: opts, listen: tu.LoopbackAddr(t)}
 	n.start()
 	t.Cleanup(n.stop)
 	return n
@@ -118,9 +119,6 @@ func (n *node) start() {
 		n.t.Fatal(err)
 	}
 	n.h = h
-	if n.listen == nil {
-		n.listen = h.Addrs()[0].Decapsulate(ma.StringCast("/p2p/" + h.PeerID().String()))
-	}
 }
 
 // stop closes the handler, then its store.

@@ -258,13 +258,17 @@ func TestStaleReplyIsNoMisbehaviour(t *testing.T) {
 	b := newHandler(t, ib, list, keep, handler.WithReplyTimeout(3*time.Second))
 	// b reaches the restarted process at the address identify told it.
 	identifiedA := identified(t, b, ia.ID)
-	a1 := newHandler(t, ia, list, keep)
+	listen := tu.LoopbackAddr(t) // a2 comes up on it again
+	a1, err := handler.New(listen, ia.Key, list, fast, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a1.Close() })
 	if _, err := a1.Request(ib.ID, addr(b), []byte("old")); err != nil {
 		t.Fatal(err)
 	}
 	old := nextRequest(t, b)
 	identifiedA()
-	listen := addr(a1).Decapsulate(addr(a1)[len(addr(a1))-1:])
 	a1.Close()
 	a2, err := handler.New(listen, ia.Key, list, fast, keep)
 	if err != nil {

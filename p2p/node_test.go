@@ -262,9 +262,7 @@ func TestRedialRightAfterFailedDial(t *testing.T) {
 	a := tu.Node(t, ia, list, func(c *p2p.Config) { c.DialTimeout = 2 * time.Second })
 	// A port nobody listens on yet; the peer comes up there after the
 	// first dial failed.
-	probe := tu.Node(t, tu.NewIdentity(t), list)
-	addr := tpt(probe.Addrs()[0])
-	probe.Close()
+	addr := tu.LoopbackAddr(t)
 
 	a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: addr, ID: 1}
 	if st := tu.Next[p2p.Status](t, a.Receiver()); st.Reason != p2p.ReasonDialFailed {

@@ -244,7 +244,9 @@ func TestCheckWays(t *testing.T) {
 func TestReservationRenewedAfterRelayRestart(t *testing.T) {
 	ir, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	relayList := tu.Allowlist(t, ib)
-	r, err := p2p.New(p2p.Config{Key: ir.Key, Allowlist: relayList, Relay: p2p.RelayService{Enabled: true}})
+	// A port of its own: the relay comes back on it.
+	r, err := p2p.New(p2p.Config{Key: ir.Key, Allowlist: relayList, Relay: p2p.RelayService{Enabled: true},
+		ListenAddrs: []ma.Multiaddr{tu.LoopbackAddr(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
@@ -18,20 +19,6 @@ import (
 // End-to-end tests of durable exchanges: run's data directory, what a
 // restart on it resumes and delivers again, and the outbox and deadletters
 // commands. Crashes are SIGKILLs of real processes.
-
-// durFreePort picks a free loopback port, for a node that must come back
-// on the same address after a restart (or for an address nobody listens
-// on). It is closed again before use: a tiny race with other tests, which
-// listen on port 0.
-func durFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // startNodeOn is startNode on a given loopback port.
 func startNodeOn(t *testing.T, name, dir, key, allowlist string, port int, extra ...string) (*proc, event) {
@@ -96,7 +83,7 @@ func TestResumedRequestKeepsItsID(t *testing.T) {
 	keyB, idB := newKey(t, dir, "b.key")
 	list := filepath.Join(dir, "allowlist.yaml")
 	writeAllowlist(t, list, idA, idB)
-	portB := durFreePort(t)
+	portB := tu.LoopbackPort(t)
 	addrB := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", portB, idB)
 	dataA := filepath.Join(dir, "a-data")
 	argsA := []string{"--data-dir", dataA, "--max-attempts", "1000", "--backoff-base", "20ms", "--backoff-max", "100ms"}
@@ -160,7 +147,7 @@ func TestUnansweredRequestRedelivered(t *testing.T) {
 	keyB, idB := newKey(t, dir, "b.key")
 	list := filepath.Join(dir, "allowlist.yaml")
 	writeAllowlist(t, list, idA, idB)
-	portB := durFreePort(t)
+	portB := tu.LoopbackPort(t)
 	dataB := filepath.Join(dir, "b-data")
 
 	b, lb := startNodeOn(t, "b", dir, keyB, list, portB, "--data-dir", dataB)
@@ -266,7 +253,7 @@ func TestDeadLettersCommands(t *testing.T) {
 	list := filepath.Join(dir, "allowlist.yaml")
 	writeAllowlist(t, list, idA, idB)
 	data := filepath.Join(dir, "data")
-	down := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", durFreePort(t), idB)
+	down := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", tu.LoopbackPort(t), idB)
 	at := []string{"--data-dir", data}
 
 	a, _ := startNode(t, "a", dir, keyA, list, "--data-dir", data, "--max-attempts", "1")

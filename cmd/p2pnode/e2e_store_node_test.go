@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 )
 
 // deadletters retry and drop and outbox drop change a running node's
@@ -22,7 +24,7 @@ func TestStoreChangesThroughNode(t *testing.T) {
 	writeAllowlist(t, list, idA, idB, idC)
 	data := filepath.Join(dir, "data")
 	at := []string{"--data-dir", data}
-	portB := durFreePort(t)
+	portB := tu.LoopbackPort(t)
 	downB := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", portB, idB)
 
 	a, _ := startNode(t, "a", dir, keyA, list, "--data-dir", data, "--max-attempts", "1")
@@ -46,7 +48,7 @@ func TestStoreChangesThroughNode(t *testing.T) {
 	}
 
 	// C is down: a dead letter to drop.
-	a.send(map[string]any{"cmd": "send", "peer": idC, "addr": fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", durFreePort(t), idC),
+	a.send(map[string]any{"cmd": "send", "peer": idC, "addr": fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", tu.LoopbackPort(t), idC),
 		"data": "x", "id": 10})
 	a.expect("the failed message", match("exchange", "id", 10, "dead_lettered", true))
 	mustRun(t, dir, append([]string{"deadletters", "drop", "--all"}, at...)...)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 )
 
 // A stdin request the handler refuses at once (here: a peer the allowlist
@@ -53,7 +55,7 @@ func TestAutoIDsSkipDeadLetterIDs(t *testing.T) {
 	_, idB := newKey(t, dir, "b.key")
 	list := filepath.Join(dir, "allowlist.yaml")
 	writeAllowlist(t, list, idA, idB)
-	dead := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", durFreePort(t), idB)
+	dead := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", tu.LoopbackPort(t), idB)
 	args := []string{"--data-dir", filepath.Join(dir, "a-data"), "--max-attempts", "1"}
 
 	a, _ := startNode(t, "a", dir, keyA, list, args...)
@@ -122,7 +124,7 @@ func TestMessageNotPrintedIsNotMarkedHandled(t *testing.T) {
 	keyB, idB := newKey(t, dir, "b.key")
 	list := filepath.Join(dir, "allowlist.yaml")
 	writeAllowlist(t, list, idA, idB)
-	portB := durFreePort(t)
+	portB := tu.LoopbackPort(t)
 	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", portB)
 	dataB := filepath.Join(dir, "b-data")
 	runB := []string{"run", "--json", "--key", keyB, "--allowlist", list, "--listen", listen, "--data-dir", dataB}

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +28,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 )
 
 // soakEvent is one --json line, with the fields the soak test reads.
@@ -340,27 +341,6 @@ func (h *soakHarness) harnessError(format string, args ...any) {
 	h.notify()
 }
 
-// freePorts picks n free loopback ports. Each is closed again before the
-// node that gets it listens there: a tiny race with other tests, which
-// pick port 0.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // newSoakHarness makes the nodes' keys, allowlist, ports and data
 // directories, and registers the cleanup that kills every process instance
 // still running, by PID.
@@ -377,7 +357,7 @@ func newSoakHarness(t *testing.T, p soakParams) *soakHarness {
 		}
 		t.Logf("SOAK_LOG_DIR: events of every process in %s", h.logDir)
 	}
-	ports := freePorts(t, p.Nodes)
+	ports := tu.LoopbackPorts(t, p.Nodes)
 	var ids []string
 	for i := range p.Nodes {
 		nd := &soakNode{idx: i, name: "n" + strconv.Itoa(i), port: ports[i], inflight: map[int]bool{}}
