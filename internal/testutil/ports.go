@@ -14,21 +14,22 @@ import (
 )
 
 // Ports for nodes that must come back on the same address after a restart
-// (or for an address nobody listens on). Such a port is picked free, closed
-// again, and listened on later by a node (a p2pnode process, a handler),
-// which may be stopped or killed and started again on it. Picked from the kernel's ephemeral range (port
-// 0), it could be taken in between by any socket that asks for a port:
-// every outbound connection of every process on the machine takes its
-// source port from that range, and the suite's other packages make
-// thousands. Seen in CI: a soak node's first start failed with "bind:
-// address already in use". So the ports come from below the ephemeral
-// range, which only a socket naming its port uses; and, since parallel
-// tests of a package pick from there too, each port is handed out once
-// per test process. (Another package's test process may pick the same
-// port: 1 in 16384, and only while neither has listened on it yet.) The
-// registry is package state, which the project's
-// code otherwise avoids: it stands for the machine's ports, which every
-// test of the process shares.
+// (or for an address nobody listens on). Such a port is picked free,
+// closed again, and listened on later by a node (a p2pnode process, a
+// handler), which may be stopped or killed and started again on it.
+// Picked from the kernel's ephemeral range (port 0), it could be taken in
+// between by any socket that asks for a port: every outbound connection of
+// every process on the machine takes its source port from that range, and
+// the suite's other packages make thousands. Seen in CI: a soak node's
+// first start failed with "bind: address already in use".
+//
+// So the ports come from below the ephemeral range, which only a socket
+// naming its port uses; and, since parallel tests of a package pick from
+// there too, each port is handed out once per test process. (Another
+// package's test process may pick the same port: 1 in 16384, and only
+// while neither has listened on it yet.) The registry is package state,
+// which the project's code otherwise avoids: it stands for the machine's
+// ports, which every test of the process shares.
 var loopback struct {
 	mu    sync.Mutex
 	given map[int]bool
