@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
-
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
