@@ -278,8 +278,8 @@ func runScaling(ctx context.Context, o benchOptions, prog *progress) ([]costResu
 			}
 			// Chunks long enough that each holds many garbage collections,
 			// whose cost then falls on the side that made the garbage.
-			ops, ours, base, err := measure(w, max(200, 40*n), o.count, o.duration, func(k int) {
-				prog.set(step, fmt.Sprintf("%d operations", k))
+			ops, ours, base, err := measure(w, max(200, 40*n), o.count, o.duration, func(done int) {
+				prog.set(step, fmt.Sprintf("%d operations", done))
 			})
 			w.Close()
 			if err != nil {
