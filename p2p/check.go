@@ -79,7 +79,6 @@ func (n *Node) checkDirect(ctx context.Context, p peer.ID) PathCheck {
 		return PathCheck{Err: ErrNoDirectAddr}
 	}
 	pc := PathCheck{Addr: direct[0], Tried: true}
-	n.clearBackoff(p)
 	if _, err := n.dialPeer(network.WithForceDirectDial(ctx, "check"), p); err != nil {
 		pc.Err = err
 		return pc

@@ -49,6 +49,9 @@ func (n *Node) dialPeer(ctx context.Context, p peer.ID) (network.Conn, error) {
 		return nil, fmt.Errorf("failed to dial: %w", err)
 	}
 	defer done()
+	// Once the turn has come: a dial of p that failed while this one
+	// waited has just set the backoff.
+	n.clearBackoff(p)
 	for attempt := 1; ; attempt++ {
 		began := time.Now()
 		c, err := n.host.Network().DialPeer(ctx, p)

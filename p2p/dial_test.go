@@ -2,6 +2,7 @@ package p2p_test
 
 import (
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -140,5 +141,26 @@ func TestDialsOfAPeerTakeTurns(t *testing.T) {
 	case <-secondIn:
 	case <-time.After(tu.Timeout):
 		t.Fatal("the second dial never ran")
+	}
+}
+
+// A dial that waited its turn behind one that failed is a dial of its own:
+// go-libp2p's backoff, which the failure behind it set, does not refuse
+// it. The node clears that backoff before every dial (clearBackoff); it
+// must clear it once its turn has come, not before it waits.
+func TestDialAfterItsTurnIgnoresBackoff(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	b := tu.Node(t, ib, list)
+	down := tu.LoopbackAddr(t) // nobody listens there
+	const dials = 4
+	for range dials {
+		b.Sender() <- p2p.Dial{Peer: ia.ID, Addr: down}
+	}
+	for range dials {
+		ev := tu.Next[p2p.Error](t, b.Receiver())
+		if strings.Contains(ev.Err.Error(), "backoff") {
+			t.Fatalf("a dial after its turn was refused by the backoff of the one before: %v", ev.Err)
+		}
 	}
 }

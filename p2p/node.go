@@ -288,7 +288,6 @@ func (n *Node) dial(c Dial) {
 		if c.Addr != nil {
 			n.host.Peerstore().AddAddr(c.Peer, c.Addr, peerstore.TempAddrTTL)
 		}
-		n.clearBackoff(c.Peer)
 		// dialPeer, not Host.Connect: Connect waits for identify, which
 		// nothing here needs (stream_open.go), and the node's dials of a
 		// peer take turns (dial.go).
@@ -336,8 +335,9 @@ func (n *Node) status(m SendMsg, r Reason, err error) {
 
 // clearBackoff forgets go-libp2p's dial backoff for p. The swarm refuses to
 // redial a peer for seconds after a failed dial; here every dial is asked
-// for by a caller (a SendMsg, a Dial, the handler's redial) that owns its
-// retry policy, and a refusal it did not ask for would only fail it.
+// for by a caller (a SendMsg, a Dial, the handler's redial, Check) that
+// owns its retry policy, and a refusal it did not ask for would only fail
+// it. dialPeer clears it before each dial.
 func (n *Node) clearBackoff(p peer.ID) {
 	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
 		sw.Backoff().Clear(p)

@@ -303,7 +303,6 @@ func (ps *peerSender) openOnce(m *outMsg) (*msgStream, error) {
 		if len(n.host.Peerstore().Addrs(ps.peer)) == 0 {
 			return nil, errNotConnected
 		}
-		n.clearBackoff(ps.peer)
 		c, err := n.dialPeer(ctx, ps.peer)
 		if err != nil && errors.Is(err, swarm.ErrGaterDisallowedConnection) && n.limiter.PeerBanned(string(ps.peer)) {
 			// Our own gater refused a listed peer (InterceptPeerDial):
