@@ -47,10 +47,10 @@ func (e *ClosedAtHandshakeError) Unwrap() error { return e.Err }
 // accepted anything on it (cs: it opened no message stream on it and
 // answered no proposal of ours; dialPeer never hands out a connection
 // closed before its dial began, dial.go), and this node did not close it
-// itself: neither that connection (cs.closedHere) nor all of them (Close, which
-// marks the node closing before its host closes them: a stream opened
-// after Close listed the streams it drains meets its connection closed by
-// the host, and the peer refused nothing).
+// itself: neither that connection (cs.closedHere) nor all of them (Close,
+// which marks the node closing before its host closes them: a stream
+// opened after Close listed the streams it drains meets its connection
+// closed by the host, and the peer refused nothing).
 //
 // That is all a refusal shows: go-libp2p's dial returns once the Noise
 // handshake completes, and the listener's gater decides after it and

@@ -23,8 +23,9 @@ import (
 // the stream's first bytes. Nothing here needs what identify tells, so
 // the node dials the network directly (dial.go) and proposes at once: the
 // first frame leaves with the proposal, as soon as the connection is up.
-// Identify still runs, beside it. A peer that does not speak the protocol refuses it, and
-// the stream's first read fails with errNotSpoken (readFailed).
+// Identify still runs, beside it. A peer that does not speak the protocol
+// refuses it, and the stream's first read fails with errNotSpoken
+// (readFailed).
 
 // openStream opens a message stream on c, the connection just dialed, or
 // with c nil on the best connection to p that is already up; it does not

@@ -264,7 +264,7 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 	if err != nil {
 		return err
 	}
-	reply, out, err := awaitOutcome(ctx, h, id)
+	reply, out, err := awaitOutcome(ctx, h.Events(), h.Outcomes(), id)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("send to %s: no answer within %s", to, o.timeout)
@@ -298,44 +298,35 @@ func outcomeError(to peer.ID, out handler.Outcome) error {
 }
 
 // awaitOutcome waits for exchange id's outcome and, for a request that
-// succeeded, its reply (delivered before the outcome).
-func awaitOutcome(ctx context.Context, h *handler.Handler, id handler.ExchangeID) (*handler.Reply, handler.Outcome, error) {
-	var reply *handler.Reply
-	for {
+// succeeded, its reply. The reply is handed out before the outcome, but on
+// events, where other events may come before it, and the outcome on
+// outcomes: either may be read first.
+func awaitOutcome(ctx context.Context, events, outcomes <-chan handler.Event, id handler.ExchangeID) (*handler.Reply, handler.Outcome, error) {
+	var (
+		reply *handler.Reply
+		out   *handler.Outcome
+	)
+	for out == nil || out.OK && out.Kind == handler.KindRequest && reply == nil {
 		select {
-		case ev, ok := <-h.Events():
+		case ev, ok := <-events:
 			if !ok {
 				return nil, handler.Outcome{}, handler.ErrClosed
 			}
 			if r, ok := ev.(*handler.Reply); ok && r.Exchange == id {
 				reply = r
 			}
-		case ev, ok := <-h.Outcomes():
+		case ev, ok := <-outcomes:
 			if !ok {
 				return nil, handler.Outcome{}, handler.ErrClosed
 			}
 			if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id {
-				// The reply was delivered first, but on another channel,
-				// maybe behind other events: take it.
-				for o.OK && o.Kind == handler.KindRequest && reply == nil {
-					select {
-					case ev, ok := <-h.Events():
-						if !ok {
-							return nil, *o, handler.ErrClosed
-						}
-						if r, ok := ev.(*handler.Reply); ok && r.Exchange == id {
-							reply = r
-						}
-					case <-ctx.Done():
-						return nil, *o, ctx.Err()
-					}
-				}
-				return reply, *o, nil
+				out, outcomes = o, nil // only its reply is still to come
 			}
 		case <-ctx.Done():
 			return nil, handler.Outcome{}, ctx.Err()
 		}
 	}
+	return reply, *out, nil
 }
 
 // printSendResult prints the reply (or the acknowledgment of a one-way

@@ -145,6 +145,22 @@ func BenchmarkHubExchanges32(b *testing.B) { hubExchanges(b, 32) }
 // BenchmarkHubExchanges1 is BenchmarkHubExchanges32 at one peer.
 func BenchmarkHubExchanges1(b *testing.B) { hubExchanges(b, 1) }
 
+// BenchmarkNodeExchanges32 is the scaling workload's "p2p alone" side at
+// 32 peers, the same messages between p2p nodes without the handlers, to
+// profile beside BenchmarkHubExchanges32. (Its bare hosts are set up too,
+// and sit idle.)
+func BenchmarkNodeExchanges32(b *testing.B) {
+	w, err := bench.NodeExchangeScaling(context.Background(), 32, 256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	cpuPerOp(b, func() error {
+		_, err := w.Ours(b.N)
+		return err
+	})
+}
+
 // BenchmarkBareRoundTrips32 is the scaling workload's baseline at 32 peers.
 func BenchmarkBareRoundTrips32(b *testing.B) { bareRoundTrips(b, 32) }
 

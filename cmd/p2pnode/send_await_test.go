@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+)
+
+// A request's reply comes with its outcome however the two channels are
+// read: here the outcome and, on events, another event before the reply
+// are all waiting, and a select takes either channel first.
+func TestAwaitOutcomeFindsReplyBehindOtherEvents(t *testing.T) {
+	const id = handler.ExchangeID(7)
+	for range 32 {
+		events := make(chan handler.Event, 2)
+		outcomes := make(chan handler.Event, 1)
+		events <- &handler.Message{Exchange: 9}
+		events <- &handler.Reply{Exchange: id, Data: []byte("answer")}
+		outcomes <- &handler.Outcome{Exchange: id, Role: handler.Dialer, Kind: handler.KindRequest, OK: true}
+		reply, out, err := awaitOutcome(context.Background(), events, outcomes, id)
+		if err != nil || !out.OK || out.Exchange != id {
+			t.Fatalf("outcome %+v, %v", out, err)
+		}
+		if reply == nil || string(reply.Data) != "answer" {
+			t.Fatalf("reply %+v: a request that got one printed as acked", reply)
+		}
+	}
+	// A one-way message has no reply to wait for.
+	outcomes := make(chan handler.Event, 1)
+	outcomes <- &handler.Outcome{Exchange: id, Role: handler.Dialer, Kind: handler.KindMessage, OK: true}
+	if reply, out, err := awaitOutcome(context.Background(), make(chan handler.Event), outcomes, id); err != nil || reply != nil || !out.OK {
+		t.Fatalf("one-way: %+v, %+v, %v", reply, out, err)
+	}
+}
