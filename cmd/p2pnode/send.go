@@ -300,11 +300,15 @@ func outcomeError(to peer.ID, out handler.Outcome) error {
 // awaitOutcome waits for exchange id's outcome and, for a request that
 // succeeded, its reply. The reply is handed out before the outcome, but on
 // events, where other events may come before it, and the outcome on
-// outcomes: either may be read first.
+// outcomes: either may be read first. Once an OK request's outcome is in,
+// ctx no longer counts: its reply is already queued on events, and a
+// deadline that passed while it was read must not turn an answered request
+// into "no answer".
 func awaitOutcome(ctx context.Context, events, outcomes <-chan handler.Event, id handler.ExchangeID) (*handler.Reply, handler.Outcome, error) {
 	var (
 		reply *handler.Reply
 		out   *handler.Outcome
+		done  = ctx.Done()
 	)
 	for out == nil || out.OK && out.Kind == handler.KindRequest && reply == nil {
 		select {
@@ -320,9 +324,9 @@ func awaitOutcome(ctx context.Context, events, outcomes <-chan handler.Event, id
 				return nil, handler.Outcome{}, handler.ErrClosed
 			}
 			if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id {
-				out, outcomes = o, nil // only its reply is still to come
+				out, outcomes, done = o, nil, nil // only its reply is still to come
 			}
-		case <-ctx.Done():
+		case <-done:
 			return nil, handler.Outcome{}, ctx.Err()
 		}
 	}

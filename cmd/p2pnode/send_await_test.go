@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
@@ -31,5 +32,42 @@ func TestAwaitOutcomeFindsReplyBehindOtherEvents(t *testing.T) {
 	outcomes <- &handler.Outcome{Exchange: id, Role: handler.Dialer, Kind: handler.KindMessage, OK: true}
 	if reply, out, err := awaitOutcome(context.Background(), make(chan handler.Event), outcomes, id); err != nil || reply != nil || !out.OK {
 		t.Fatalf("one-way: %+v, %+v, %v", reply, out, err)
+	}
+}
+
+// TestAwaitOutcomeTakesReplyAfterDeadline: an OK request's reply is queued
+// before its outcome is handed out, so a deadline that passes once the
+// outcome is read must not report the request unanswered.
+func TestAwaitOutcomeTakesReplyAfterDeadline(t *testing.T) {
+	const id = handler.ExchangeID(7)
+	for range 32 {
+		ctx, cancel := context.WithCancel(context.Background())
+		events, outcomes := make(chan handler.Event), make(chan handler.Event)
+		type result struct {
+			reply *handler.Reply
+			err   error
+		}
+		got := make(chan result, 1)
+		go func() {
+			reply, _, err := awaitOutcome(ctx, events, outcomes, id)
+			got <- result{reply, err}
+		}()
+		// Unbuffered: each send returns once awaitOutcome has taken it.
+		outcomes <- &handler.Outcome{Exchange: id, Role: handler.Dialer, Kind: handler.KindRequest, OK: true}
+		cancel()
+		select {
+		case events <- &handler.Reply{Exchange: id, Data: []byte("answer")}:
+		case r := <-got:
+			t.Fatalf("gave up on the reply after its outcome: %+v, %v", r.reply, r.err)
+		}
+		if r := <-got; r.err != nil || r.reply == nil {
+			t.Fatalf("reply %+v, %v", r.reply, r.err)
+		}
+	}
+	// Before the outcome, the deadline still ends the wait.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := awaitOutcome(ctx, make(chan handler.Event), make(chan handler.Event), id); !errors.Is(err, context.Canceled) {
+		t.Fatalf("no outcome before the deadline: %v", err)
 	}
 }
