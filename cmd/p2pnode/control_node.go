@@ -197,13 +197,17 @@ func (c *nodeControl) Exchange(ctx context.Context, req *pb.ExchangeRequest) (*p
 	}
 }
 
-// abandoned says what became of an exchange whose caller stopped waiting.
+// abandoned says what became of an exchange whose caller stopped waiting:
+// the caller gave up (the exchange goes on in the node, even one that is
+// stopping: it may still end within the handler's CloseTimeout), or the
+// node closed its socket once its handler had closed, the exchange still
+// unfinished.
 func (c *nodeControl) abandoned(id handler.ExchangeID, err error) error {
 	switch {
-	case c.r.ops.stopping.Load() && c.st != nil:
+	case c.r.ops.closed.Load() && c.st != nil:
 		return fmt.Errorf("%w before exchange %s ended: it stays in the outbox and resumes at the next start (p2pnode outbox list)",
 			control.ErrStopping, id)
-	case c.r.ops.stopping.Load():
+	case c.r.ops.closed.Load():
 		return fmt.Errorf("%w before exchange %s ended (ephemeral: it is abandoned)", control.ErrStopping, id)
 	}
 	return fmt.Errorf("exchange %s still running in the node: %w", id, err)

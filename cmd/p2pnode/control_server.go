@@ -71,6 +71,10 @@ type opsState struct {
 	sock     *control.Socket
 	ctl      *nodeControl // nil: no control socket
 	stopping atomic.Bool  // shutdown began: not ready, no new control calls
+	// closed: the handler has closed and the control socket is closing:
+	// what a waiting call's exchange has not ended by now, it never will
+	// in this process.
+	closed atomic.Bool
 }
 
 // bindControl binds the control socket, if the node has one, before the
@@ -117,6 +121,7 @@ func (r *runner) startOps(m *metricsServer, listening *listeningEvent) (stop fun
 		r.log.Info("control API", zap.String("socket", sock.Path()))
 		stop = func() {
 			r.ops.stopping.Store(true)
+			r.ops.closed.Store(true)
 			srv.Close()
 		}
 	}

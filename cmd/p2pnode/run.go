@@ -368,13 +368,19 @@ func runNode(a *app, cfg runConfig) error {
 		lines = in.lines
 	}
 	r.loop(lines, sigs)
-	stopOps()
+	// No new control calls from here, but the socket stays open while the
+	// handler closes: a send waiting for its exchange hears how it ended,
+	// since the exchange may still end within the handler's CloseTimeout.
+	// Only what is still unfinished after that stays in the outbox.
+	r.ops.stopping.Store(true)
 	// From here a second SIGINT or SIGTERM kills the process at once, in
 	// case stopping hangs; SIGHUP stays caught (and ignored) until exit.
 	signal.Reset(syscall.SIGINT, syscall.SIGTERM)
 
 	stopWatch()
-	return r.shutdown()
+	err = r.shutdown()
+	stopOps()
+	return err
 }
 
 // handlerErr drops the "handler: " prefix from an error of the node the

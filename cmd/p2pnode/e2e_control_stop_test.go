@@ -1,0 +1,106 @@
+package main
+
+import (
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A send waiting through the control socket when its node stops hears how
+// its exchange ended, since the exchange may still end while the handler
+// closes: here its reply comes once the stop has begun. (The socket used to
+// close first, and send said the exchange stayed in the outbox, exit 1,
+// while the node printed it ok.)
+func TestControlSendEndsDuringStop(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyB, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA, idB)
+	data := filepath.Join(dir, "data")
+
+	b, lb := startNode(t, "b", dir, keyB, list) // answers by stdin commands
+	a, la := startNode(t, "a", dir, keyA, list, "--data-dir", data, "--metrics-addr", "127.0.0.1:0")
+	send := startProc(t, "send", dir, false, "send", "--data-dir", data, "--to", idB, "--addr", firstAddr(t, lb),
+		"--timeout", "60s", "sign this")
+	ex := b.expect("the request", match("request", "from", idA, "data", "sign this"))[0].Str("exchange")
+
+	a.signal(syscall.SIGTERM)
+	awaitNotReady(t, "http://"+la.Str("metrics")+"/readyz")
+	b.send(map[string]any{"cmd": "respond", "peer": idA, "exchange": ex, "data": "signed"})
+
+	code, out := send.wait()
+	if code != 0 || strings.Join(out, "\n") != "signed" {
+		t.Fatalf("send: exit %d, stdout %q, stderr %q", code, out, send.errOutput())
+	}
+	code, rest := a.wait()
+	if code != 0 {
+		t.Fatalf("a exited %d: %s", code, a.errOutput())
+	}
+	if len(matching(t, rest, match("exchange", "peer", idB, "exchange", ex, "ok", true))) != 1 {
+		t.Fatalf("a's output while stopping: %q", rest)
+	}
+	if ob := storeList(t, dir, "outbox", "--data-dir", data); len(ob) != 0 {
+		t.Fatalf("outbox after the exchange ended: %v", ob)
+	}
+	stopAll(t, b)
+}
+
+// An exchange still unfinished when its node has stopped stays in the
+// outbox, and the send waiting for it says so, once the handler has closed
+// (its CloseTimeout): not before, when it could still have ended.
+func TestControlSendUnfinishedAtStop(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyB, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA, idB)
+	data := filepath.Join(dir, "data")
+
+	b, lb := startNode(t, "b", dir, keyB, list) // never answers
+	a, _ := startNode(t, "a", dir, keyA, list, "--data-dir", data)
+	send := startProc(t, "send", dir, false, "send", "--data-dir", data, "--to", idB, "--addr", firstAddr(t, lb),
+		"--timeout", "60s", "sign this")
+	ex := b.expect("the request", match("request", "from", idA, "data", "sign this"))[0].Str("exchange")
+	a.signal(syscall.SIGTERM)
+
+	code, _ := send.wait()
+	want := "before exchange " + ex + " ended: it stays in the outbox and resumes at the next start"
+	if code != exitError || !strings.Contains(send.errOutput(), want) {
+		t.Fatalf("send: exit %d, stderr %q; want %q", code, send.errOutput(), want)
+	}
+	if code, _ := a.wait(); code != 0 {
+		t.Fatalf("a exited %d: %s", code, a.errOutput())
+	}
+	ob := storeList(t, dir, "outbox", "--data-dir", data)
+	if len(ob) != 1 || ob[0]["exchange"] != ex {
+		t.Fatalf("outbox after the stop: %v; want exchange %s", ob, ex)
+	}
+	stopAll(t, b)
+}
+
+// awaitNotReady waits until url (a node's /readyz) answers 503: the node
+// has begun to stop. There is no event to wait on: a stop prints nothing
+// until it is done.
+func awaitNotReady(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		res, err := http.Get(url)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusServiceUnavailable {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not turn unready within %s (last: %v)", url, waitTimeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
