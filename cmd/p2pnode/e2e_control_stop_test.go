@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -82,6 +83,45 @@ func TestControlSendUnfinishedAtStop(t *testing.T) {
 		t.Fatalf("outbox after the stop: %v; want exchange %s", ob, ex)
 	}
 	stopAll(t, b)
+}
+
+// Ctrl-C on a waiting send ends it with one line and exit 1 that say what
+// became of the exchange: through a node it goes on there (and does end
+// there), with send's own node it is abandoned. (send used to die of the
+// signal, printing nothing, status 130.)
+func TestSendInterrupted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyB, idB := newKey(t, dir, "b.key")
+	keyS, idS := newKey(t, dir, "s.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA, idB, idS)
+	data := filepath.Join(dir, "data")
+
+	b, lb := startNode(t, "b", dir, keyB, list) // answers by stdin commands
+	addrB := firstAddr(t, lb)
+	a, _ := startNode(t, "a", dir, keyA, list, "--data-dir", data)
+
+	send := startProc(t, "send", dir, false, "send", "--data-dir", data, "--to", idB, "--addr", addrB, "--timeout", "60s", "one")
+	ex := b.expect("the request through a", match("request", "from", idA, "data", "one"))[0].Str("exchange")
+	send.signal(os.Interrupt)
+	code, _ := send.wait()
+	if want := "send to " + idB + ": interrupted; the exchange goes on in the node"; code != exitError || !strings.Contains(send.errOutput(), want) {
+		t.Fatalf("send through a node, interrupted: exit %d, stderr %q; want %q", code, send.errOutput(), want)
+	}
+	b.send(map[string]any{"cmd": "respond", "peer": idA, "exchange": ex, "data": "late"})
+	a.expect("the exchange, ended in the node", match("exchange", "peer", idB, "exchange", ex, "ok", true))
+
+	alone := startProc(t, "send-standalone", dir, false, "send", "--standalone", "--key", keyS, "--allowlist", list,
+		"--to", idB, "--addr", addrB, "--timeout", "60s", "two")
+	b.expect("the request from send's own node", match("request", "from", idS, "data", "two"))
+	alone.signal(os.Interrupt)
+	code, _ = alone.wait()
+	if want := "send to " + idB + ": interrupted; the exchange is abandoned with send's own node"; code != exitError || !strings.Contains(alone.errOutput(), want) {
+		t.Fatalf("standalone send, interrupted: exit %d, stderr %q; want %q", code, alone.errOutput(), want)
+	}
+	stopAll(t, a, b)
 }
 
 // awaitNotReady waits until url (a node's /readyz) answers 503: the node

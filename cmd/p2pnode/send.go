@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -27,7 +30,8 @@ The node is found through its control socket (see the end of this help).
 send needs no key or allowlist of its own: the
 exchange is the node's, printed by the node like one from its stdin, kept
 in its store and resumed after a restart. If send stops waiting (--timeout,
-Ctrl-C), the exchange goes on in the node.
+Ctrl-C or SIGTERM: one line, exit status 1), the exchange goes on in the
+node.
 
 The peer is reached at --addr, or at the address the node knows for it
 (connected, addressed before, or found in its DHT). With --no-reply the
@@ -46,8 +50,8 @@ handler and DHT settings; not its listen addresses, send listens on a free
 loopback port unless --listen says otherwise). Peers must allowlist that
 key. With --membership, it admits the members of the version run would
 start from: the newer of the file given and the one saved in the data
-directory (data_dir, or the default of the key), which it only reads. Standalone, send keeps no store: if it is stopped first, nothing
-resumes the exchange. With --dht, it joins the DHT through the --bootstrap
+directory (data_dir, or the default of the key), which it only reads. Standalone, send keeps no store: if it is stopped first (--timeout,
+Ctrl-C), nothing resumes the exchange. With --dht, it joins the DHT through the --bootstrap
 peers only to look the peer up, and publishes no record of its own; prefer
 a key of its own to a running node's: peers would see two hosts with one
 identity.
@@ -245,8 +249,10 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 		_ = h.Shutdown(ctx)
 	}()
 
-	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	timeout, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
+	ctx, stop := interruptible(timeout)
+	defer stop()
 	if cfg.DHT.Enabled {
 		if d, err = joinDHT(ctx, h.Node(), cfg, doc, log, o.timeout); err != nil {
 			return err
@@ -265,10 +271,12 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 		return err
 	}
 	reply, out, err := awaitOutcome(ctx, h.Events(), h.Outcomes(), id)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("send to %s: no answer within %s", to, o.timeout)
-		}
+	switch {
+	case err != nil && timeout.Err() != nil:
+		return fmt.Errorf("send to %s: no answer within %s", to, o.timeout)
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("send to %s: interrupted; the exchange is abandoned with send's own node", to)
+	case err != nil:
 		return fmt.Errorf("send to %s: %w", to, err)
 	}
 	if !out.OK {
@@ -361,4 +369,12 @@ func printSendResult(a *app, asJSON bool, to peer.ID, reply *handler.Reply, o ha
 	}
 	_, err := fmt.Fprintln(a.out, payloadText(reply.Data))
 	return err
+}
+
+// interruptible is ctx ended also by SIGINT or SIGTERM (Ctrl-C), so that a
+// command waiting on the network stops waiting with its one line and exit
+// status 1, saying what became of its work, rather than being killed by
+// the signal in silence. stop restores the signals' default.
+func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }

@@ -52,12 +52,16 @@ func sendThroughNode(a *app, fs *pflag.FlagSet, t nodeTarget, o sendOptions, asJ
 	if addr != nil {
 		req.Addr = addr.String()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	timeout, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
+	ctx, stop := interruptible(timeout)
+	defer stop()
 	res, err := c.Exchange(ctx, req)
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case err != nil && timeout.Err() != nil:
 		return fmt.Errorf("send to %s: no answer within %s; the exchange goes on in the node (its events say how it ends)", to, o.timeout)
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("send to %s: interrupted; the exchange goes on in the node (its events say how it ends)", to)
 	case errors.Is(err, control.ErrInvalid):
 		return usageError{err}
 	case err != nil:
