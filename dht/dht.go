@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kad "github.com/libp2p/go-libp2p-kad-dht"
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
@@ -66,6 +68,9 @@ type DHT struct {
 	// membersChanged is signalled when members join or leave, for the
 	// publisher to republish a record sealed to the new members.
 	membersChanged chan struct{}
+	// bootErr is why the latest try to join through a bootstrap peer
+	// failed (BootstrapError).
+	bootErr atomic.Pointer[BootstrapError]
 	// formatWarned holds the peers whose record of the other format was
 	// logged (allowlisted peers only: the validator checks first).
 	formatWarned sync.Map
@@ -302,7 +307,11 @@ func (d *DHT) rejoinLoop() {
 // peer is asked a DHT request here, and added to the table if it answers,
 // as kad-dht does with a peer that answers a query.
 func (d *DHT) connectBootstrap() {
-	for _, ai := range d.bootstrapPeers() {
+	boot := d.bootstrapPeers()
+	if len(boot) == 0 {
+		d.bootErr.Store(&BootstrapError{Err: errNoBootstrapAdmitted})
+	}
+	for _, ai := range boot {
 		if d.kad.RoutingTable().Size() > 0 {
 			return
 		}
@@ -310,6 +319,12 @@ func (d *DHT) connectBootstrap() {
 		err := d.host.Connect(ctx, ai)
 		if err == nil {
 			err = d.kad.Ping(ctx, ai.ID)
+			if err != nil && d.host.Network().Connectedness(ai.ID) != network.Connected {
+				// Dialed, then closed before it answered: how a peer whose
+				// gater refuses us looks from here (the refusal travels
+				// as a closed connection, docs/PROTOCOL.md).
+				err = &p2p.ClosedAtHandshakeError{Self: d.host.ID(), Peer: ai.ID, Err: err}
+			}
 			if err == nil {
 				var added bool
 				if added, err = d.kad.RoutingTable().TryAddPeer(ai.ID, true, true); added {
@@ -322,9 +337,44 @@ func (d *DHT) connectBootstrap() {
 			return
 		}
 		if err != nil {
+			d.bootErr.Store(&BootstrapError{Peer: ai.ID, Err: err})
 			d.log.Debug("bootstrap peer unreachable", zap.Stringer("peer", ai.ID), zap.Error(err))
 		}
 	}
+}
+
+// errNoBootstrapAdmitted: every configured bootstrap peer is off the
+// allowlist, so none is tried.
+var errNoBootstrapAdmitted = errors.New("no bootstrap peer is on the allowlist")
+
+// BootstrapError says why a try to join the DHT through a bootstrap peer
+// failed.
+type BootstrapError struct {
+	Peer peer.ID // "": no bootstrap peer could be tried
+	Err  error
+}
+
+// Error names the bootstrap peer and what failed.
+func (e *BootstrapError) Error() string {
+	if e.Peer == "" {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("bootstrap peer %s: %v", e.Peer, e.Err)
+}
+
+// Unwrap returns the failure.
+func (e *BootstrapError) Unwrap() error { return e.Err }
+
+// BootstrapError returns why the latest try to join through a bootstrap
+// peer failed, nil if none has failed: for a caller whose WaitReady gave
+// up to say why, rather than only that no peer answered. A DHT that is
+// ready may still return the failure of a peer tried before another
+// answered.
+func (d *DHT) BootstrapError() error {
+	if e := d.bootErr.Load(); e != nil {
+		return e
+	}
+	return nil
 }
 
 // bootstrapPeers are the configured bootstrap peers the allowlist still

@@ -61,6 +61,23 @@ func TestDHTFindAndSend(t *testing.T) {
 	}
 	b.expect("request from a", match("request", "from", idA, "data", "via a"))
 
+	// Looking up find's own key would find find itself.
+	r := runCLI(t, dir, "find", "--key", keyF, "--allowlist", list, "--bootstrap", boot, "--peer", idF)
+	oneErrorLine(t, r, "--peer "+idF+" is find's own key")
+	if r.code != exitUsage {
+		t.Fatalf("find of its own key: exit %d", r.code)
+	}
+	// A key the bootstrap node does not allowlist: find says what the
+	// last try met, not only that no one answered.
+	keyX, idX := newKey(t, dir, "x.key")
+	listX := filepath.Join(dir, "allowlist-x.yaml")
+	writeAllowlist(t, listX, idA, idB, idX)
+	r = runCLI(t, dir, "find", "--key", keyX, "--allowlist", listX, "--bootstrap", boot, "--peer", idB, "--timeout", "3s")
+	oneErrorLine(t, r, "dht: no bootstrap peer answered within 3s; the last try: bootstrap peer "+idA+": the peer closed the connection during the handshake: it may not allowlist "+idX)
+	if r.code != exitError {
+		t.Fatalf("find with a key the bootstrap refuses: exit %d", r.code)
+	}
+
 	// One at a time, the bootstrap node first.
 	stopAll(t, a)
 	stopAll(t, b)

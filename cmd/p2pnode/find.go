@@ -104,6 +104,9 @@ func runFind(a *app, cfg runConfig, p peer.ID, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
+	if self, err := peer.IDFromPrivateKey(pcfg.Key); err == nil && p == self {
+		return usageErrorf("--peer %s is find's own key: it would find itself; give another peer's ID, or another --key", p)
+	}
 	node, err := p2p.New(pcfg)
 	if err != nil {
 		return err
@@ -177,7 +180,11 @@ func joinDHT(ctx context.Context, node *p2p.Node, cfg runConfig, doc *membership
 		return nil, err
 	}
 	if err := d.WaitReady(ctx); err != nil {
+		why := d.BootstrapError()
 		_ = d.Close()
+		if why != nil {
+			return nil, fmt.Errorf("dht: no bootstrap peer answered within %s; the last try: %w", timeout, why)
+		}
 		return nil, fmt.Errorf("dht: no bootstrap peer answered within %s", timeout)
 	}
 	return d, nil
