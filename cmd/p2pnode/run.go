@@ -105,6 +105,10 @@ Events, with --json (one object per line, "event" first):
   {"event":"dht_ready","peers":1}                                           with --dht
   {"event":"published","addrs":["/ip4/..."],"seq":N,"expires":"<RFC 3339>"}  with --dht
 
+"published" is printed once, for the node's first record; the DHT then
+republishes by itself (on a new address, a membership change, before the
+record expires) without an event: status shows when it last did.
+
 A peer the allowlist names has its name beside its ID: "peer_name" after
 "peer", "from_name" after "from" (in text: ID (name)). A refused event
 stands for "count" refusals of one peer, IP and reason: the first at once,
