@@ -21,8 +21,9 @@
 //   - Snapshot copies the handler's load (exchanges active and queued, per
 //     peer, and when each peer's last exchange ended) for status displays.
 //   - Close waits for the exchanges in flight, up to Config.CloseTimeout,
-//     then fails them with ReasonClosed (with a store: leaves them to
-//     resume at the next start) and stops everything.
+//     then fails them with ReasonClosed (with a store: leaves them, and
+//     the requests received and not yet answered, to resume at the next
+//     start, without an Outcome) and stops everything.
 //
 // # Six channels
 //

@@ -89,6 +89,39 @@ func TestCloseSuspendsDurableExchanges(t *testing.T) {
 	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
 }
 
+// TestCloseSuspendsUnansweredRequests: with a store, a request received
+// and not yet answered when the responder closes gets no Outcome "closed":
+// it stays pending, is delivered again at the next start, and its one
+// Outcome comes once it is answered there. (Its responder used to report
+// it failed "closed", then ok after the restart: two ends of one exchange.)
+func TestCloseSuspendsUnansweredRequests(t *testing.T) {
+	a, b := durablePair(t)
+	id, err := a.h.Request(b.id.ID, b.addr(), []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := nextRequest(t, b.h); r.Exchange != id {
+		t.Fatalf("request %+v", r)
+	}
+	h := b.h
+	b.stop()
+	for ev := range h.Outcomes() {
+		if o, ok := ev.(*handler.Outcome); ok {
+			t.Fatalf("responder outcome at close: %+v", o)
+		}
+	}
+	b.start()
+	r := nextRequest(t, b.h)
+	if r.Exchange != id || !r.Redelivered {
+		t.Fatalf("after the restart: %+v", r)
+	}
+	if err := b.h.Response(r.From, r.Exchange, []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
+	expect(t, outcome(t, b.h, id), true, handler.ReasonOK)
+}
+
 // TestRedeliveryAfterResponderCrash: a request stored and acknowledged,
 // whose application died before answering, is delivered again after the
 // restart, marked redelivered, and the requester gets its one reply.

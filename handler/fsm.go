@@ -248,11 +248,18 @@ func (h *Handler) onReply(from peer.ID, id ExchangeID, data []byte) {
 	h.end(ex, ReasonOK, nil)
 }
 
-// suspends reports whether ending ex for reason only suspends it: a
-// durable dialer's exchange stopped by Close stays in the store, and
-// resumes at the next start, where it gets its one Outcome.
-func (h *Handler) suspends(ex *exchange, reason Reason) bool {
-	return ex.role == Dialer && h.durable() && reason == ReasonClosed
+// suspends reports whether ending ex for reason only suspends it, with a
+// store, when Close stops it: a dialer's exchange stays in the store and
+// resumes at the next start, and a request our application has not
+// answered stays pending there and is delivered again; either gets its one
+// Outcome in that life. claimed: Response had claimed the request when its
+// exchange ended (pending.remove), so the answer may be on disk already,
+// and the request is not delivered again.
+func (h *Handler) suspends(ex *exchange, reason Reason, claimed bool) bool {
+	if !h.durable() || reason != ReasonClosed {
+		return false
+	}
+	return ex.role == Dialer || ex.kind == KindRequest && ex.wire == nil && !claimed
 }
 
 // end is every exchange's last transition: Done or Failed, one Outcome.
@@ -267,6 +274,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	}
 	h.stopTimer(ex)
 	ps := ex.p
+	claimed := false
 	if ex.role == Dialer {
 		delete(ps.outbound, ex.id)
 		if stage != StateQueued {
@@ -279,9 +287,10 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	} else {
 		delete(ps.inbound, ex.id)
 		h.held.Add(-1)
-		h.pending.remove(ps.id, ex.id)
+		claimed = h.pending.remove(ps.id, ex.id)
 		h.active--
 	}
+	suspended := h.suspends(ex, reason, claimed)
 	if ce := h.log.Check(zap.DebugLevel, "exchange ended"); ce != nil {
 		ce.Write(zap.Stringer("peer", ps.id), zap.Stringer("exchange", ex.id), zap.Stringer("role", ex.role),
 			zap.String("stage", string(stage)), zap.String("reason", string(reason)), zap.Error(err))
@@ -291,7 +300,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	// made it negative.
 	dur := max(time.Since(ex.start), 0)
 	h.noteEnded(ps.id)
-	if !h.suspends(ex, reason) {
+	if !suspended {
 		// A suspended exchange is counted when it ends, in the life that
 		// resumes it: counted closed here too, it would be counted twice,
 		// once as a failure it never had.
@@ -322,7 +331,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	case ex.role == Dialer && h.durable():
 		// A close suspends the exchange: it stays in the store and
 		// resumes, with its one Outcome, at the next start.
-		if !h.suspends(ex, reason) {
+		if !suspended {
 			h.finish(ex, o, r)
 		}
 	case ex.role == Dialer:
@@ -330,6 +339,9 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 			h.deliver(r)
 		}
 		h.outcomes.Push(o, true)
+	case suspended:
+		// Pending in the store: its one Outcome comes in the life that
+		// delivers it again.
 	default:
 		if ex.wire == nil {
 			h.unanswered(ps.id, ex.id, reason)

@@ -44,14 +44,19 @@ func (s *pending) add(p peer.ID, id ExchangeID) {
 	s.m[pendingKey{p, id}] = false
 }
 
-func (s *pending) remove(p peer.ID, id ExchangeID) {
+// remove ends the request's wait for an answer and reports whether
+// Response had claimed it: from here a Response fails, so an unclaimed
+// request is never answered in this life.
+func (s *pending) remove(p peer.ID, id ExchangeID) (claimed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := pendingKey{p, id}
-	if s.m[k] {
+	claimed = s.m[k]
+	if claimed {
 		s.rememberAnswered(k)
 	}
 	delete(s.m, k)
+	return claimed
 }
 
 func (s *pending) rememberAnswered(k pendingKey) {
