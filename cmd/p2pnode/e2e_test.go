@@ -317,6 +317,7 @@ func TestUserErrors(t *testing.T) {
 		{"outbox list no store", []string{"outbox", "list", "--data-dir", filepath.Join(dir, "nothing")}, "no store in"},
 		{"outbox drop no id", []string{"outbox", "drop", "--data-dir", dir}, "requires at least 1 arg"},
 		{"outbox drop bad id", []string{"outbox", "drop", "--data-dir", dir, "xyz"}, `"xyz" is not an exchange ID`},
+		{"deadletters retry short id", []string{"deadletters", "retry", "--data-dir", dir, "123"}, `"123" is not an exchange ID (want the 16 hex digits`},
 		{"deadletters retry ids and all", []string{"deadletters", "retry", "--data-dir", dir, "--all", "00000000000000ab"}, "not both"},
 		{"deadletters drop nothing", []string{"deadletters", "drop", "--data-dir", dir}, "or --all"},
 		{"deadletters list extra argument", []string{"deadletters", "list", "--data-dir", dir, "x"}, "unknown command"},

@@ -147,9 +147,11 @@ func storedPeer(s string) string {
 func parseExchangeArgs(args []string) ([]handler.ExchangeID, error) {
 	var ids []handler.ExchangeID
 	for _, a := range args {
+		// All 16 digits, though ParseExchangeID takes fewer: a short one is
+		// more likely a stdin "id" (7, 123) than an exchange's.
 		id, err := handler.ParseExchangeID(a)
-		if err != nil {
-			return nil, usageErrorf("%q is not an exchange ID (want the 16 hex digits of an exchange event)", a)
+		if err != nil || len(a) != 16 {
+			return nil, usageErrorf("%q is not an exchange ID (want the 16 hex digits of an exchange event, not its stdin \"id\")", a)
 		}
 		if !slices.Contains(ids, id) {
 			ids = append(ids, id)
