@@ -397,3 +397,27 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 		return bytes.TrimRight(line, "\r\n"), nil
 	}
 }
+
+// badLineEvent is the error event of a stdin line that is no valid
+// command but names its "id": the event carries the id, so that a script
+// can tell which of its commands failed.
+type badLineEvent struct {
+	ID  uint64
+	Err error
+}
+
+// lineID is the "id" a stdin line names, however wrong the rest of it: 0
+// when it names none, or none that is valid.
+func lineID(line []byte) uint64 {
+	var probe struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(line, &probe) != nil || len(probe.ID) == 0 {
+		return 0
+	}
+	var id uint64
+	if json.Unmarshal(probe.ID, &id) != nil || id > math.MaxInt64 {
+		return 0
+	}
+	return id
+}

@@ -203,3 +203,23 @@ func TestAutoIDNeverWrapsAround(t *testing.T) {
 		t.Fatalf("the largest id: %v", err)
 	}
 }
+
+// lineID finds the id of a line that is no valid command, and nothing
+// else.
+func TestLineID(t *testing.T) {
+	for line, want := range map[string]uint64{
+		`{"cmd":"request","data":"x","id":9}`: 9,
+		`{"cmd":"fly","id":12,"extra":true}`:  12,
+		`{"id":0}`:                            0,
+		`{"id":-3}`:                           0,
+		`{"id":"7"}`:                          0,
+		`{"id":9223372036854775808}`:          0,
+		`{"cmd":"send","data":"no id"}`:       0,
+		`not json, "id":5`:                    0,
+		`{"id":9223372036854775807,"peer":1}`: 9223372036854775807,
+	} {
+		if got := lineID([]byte(line)); got != want {
+			t.Errorf("lineID(%s) = %d, want %d", line, got, want)
+		}
+	}
+}

@@ -112,6 +112,11 @@ func TestSendBetweenTwoNodes(t *testing.T) {
 	if e := a.expect("error event", match("error"))[0]; !strings.Contains(e.Str("error"), "stdin line 1") {
 		t.Fatalf("error event %v", e)
 	}
+	// A bad line that names its id: the error carries it.
+	a.send(map[string]any{"cmd": "request", "data": "to whom?", "id": 9})
+	if e := a.expect("error event of line 2", match("error", "id", 9))[0]; !strings.Contains(e.Str("error"), "stdin line 2") {
+		t.Fatalf("error event %v", e)
+	}
 
 	a.send(map[string]any{"cmd": "send", "peer": idB, "addr": addrB, "data": "hello"})
 	a.send(map[string]any{"cmd": "send", "peer": idB, "data_b64": "/wA=", "id": 42})

@@ -184,6 +184,9 @@ func toJSON(ev any, names namer) any {
 			j.Peer, j.PeerName = e.Peer.String(), names.of(e.Peer)
 		}
 		return j
+	case badLineEvent:
+		id := e.ID
+		return jsonError{Event: "error", ID: &id, Error: errText(e.Err)}
 	case p2p.Dropped:
 		return jsonDropped{"dropped", e.Peer.String(), names.of(e.Peer), e.MsgID, e.Count}
 	case reloadedEvent:
@@ -263,6 +266,8 @@ func toText(ev any, names namer) string {
 			return fmt.Sprintf("error: %s: %s", names.text(e.Peer), errText(e.Err))
 		}
 		return "error: " + errText(e.Err)
+	case badLineEvent:
+		return fmt.Sprintf("error: id %d: %s", e.ID, errText(e.Err))
 	case p2p.Dropped:
 		return fmt.Sprintf("dropped %d messages from %s (receiver buffer full; last id %d)", e.Count, names.text(e.Peer), e.MsgID)
 	case reloadedEvent:

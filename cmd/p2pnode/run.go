@@ -77,7 +77,8 @@ exchange event carrying its "id". A request received is printed as a
 request event: answer it with respond, or start run with --auto-reply echo.
 A request refused at once (a peer not allowlisted, a payload too large)
 gets neither: its error event carries its "id". A bad line gets an error
-event and the node carries on. With a store, a
+event (carrying the line's "id", if it names a valid one) and the node
+carries on. With a store, a
 send or request still running when the node stops gets its events from
 the next run on the directory, which resumes it.
 

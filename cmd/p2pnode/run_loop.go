@@ -87,7 +87,11 @@ func (r *runner) handleLine(l stdinLine) bool {
 	}
 	cmd, err := r.parser.parse(l.text)
 	if err != nil {
-		r.out.emit(p2p.Error{Err: err})
+		if id := lineID(l.text); id != 0 {
+			r.out.emit(badLineEvent{ID: id, Err: err})
+		} else {
+			r.out.emit(p2p.Error{Err: err})
+		}
 		return true
 	}
 	if cmd == nil {
