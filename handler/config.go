@@ -57,7 +57,11 @@ type Config struct {
 	BackoffMax  time.Duration
 
 	// IdleTimeout disconnects a peer with which no exchange has been
-	// active for that long. Default 30s; negative disables it.
+	// active for that long. Default 30s; negative disables it. A peer
+	// whose connections relaying needs (p2p.Node.Relaying: a relay
+	// reservation either way, or a circuit over them) is not disconnected,
+	// for idleness nor after an exchange; it is looked at again after
+	// another IdleTimeout.
 	IdleTimeout time.Duration
 	// KeepConnection keeps a peer's connection after an exchange, for
 	// queued and later exchanges, until IdleTimeout. By default (false)

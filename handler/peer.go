@@ -142,12 +142,15 @@ func (ps *peerState) startable() bool {
 // message (a reply we received), so the peer's node may still be waiting for
 // our node's ack of it.
 func (h *Handler) settle(ps *peerState, theirsLast bool) {
-	if ps.conn == connUp && !h.cfg.KeepConnection {
+	// A connection that relaying needs stays, as with KeepConnection; the
+	// peer, which relays with us, keeps it too, so it is not spent.
+	keep := h.cfg.KeepConnection || h.relaying(ps)
+	if ps.conn == connUp && !keep {
 		ps.spent = true
 	}
 	// Automatic disconnection: one exchange per connection. A peer that
 	// reused a connection while we were closing is closed again.
-	if ps.busy() == 0 && (ps.conn == connUp || ps.conn == connClosing && ps.reused) && !h.cfg.KeepConnection {
+	if ps.busy() == 0 && (ps.conn == connUp || ps.conn == connClosing && ps.reused) && !keep {
 		if theirsLast {
 			h.linger(ps)
 		} else {
@@ -167,12 +170,27 @@ func (h *Handler) idle(ps *peerState) {
 	since := time.Now()
 	ps.timer = h.timers.after(h.cfg.IdleTimeout, func() {
 		ps.timer = nil
-		if ps.conn == connUp && ps.busy() == 0 {
-			h.log.Debug("idle timeout: disconnecting", zap.Stringer("peer", ps.id))
-			h.disconnect(ps, since)
+		if ps.conn != connUp || ps.busy() > 0 {
+			return
 		}
+		if h.relaying(ps) {
+			// Idle, but closing it would cut a reservation or a circuit.
+			// Both end by themselves, unannounced: look again later.
+			h.log.Debug("idle timeout: kept for relaying", zap.Stringer("peer", ps.id))
+			h.idle(ps)
+			return
+		}
+		h.log.Debug("idle timeout: disconnecting", zap.Stringer("peer", ps.id))
+		h.disconnect(ps, since)
 	})
 }
+
+// relaying reports whether the peer's connections serve relaying (a
+// reservation either way, or a circuit over them: p2p.Node.Relaying):
+// closing them for idleness or after an exchange would make a member behind
+// NAT unreachable through its relay until it reserved again, and cut the
+// circuits.
+func (h *Handler) relaying(ps *peerState) bool { return h.node.Relaying(ps.id) }
 
 // linger waits for the peer to close, and closes after Config.Linger if it
 // does not.
@@ -181,9 +199,18 @@ func (h *Handler) linger(ps *peerState) {
 	since := time.Now()
 	h.setPeerTimer(ps, h.timers.after(h.cfg.Linger, func() {
 		ps.timer = nil
-		if ps.conn == connLinger {
-			h.disconnect(ps, since)
+		if ps.conn != connLinger {
+			return
 		}
+		if h.relaying(ps) {
+			// Relaying began while we lingered (a circuit over it): the
+			// peer keeps the connection, and so do we.
+			ps.conn, ps.spent = connUp, false
+			h.pump(ps)
+			h.idle(ps)
+			return
+		}
+		h.disconnect(ps, since)
 	}))
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
@@ -43,8 +42,9 @@ func newHost(cfg Config, g *gater, rs *relayState) (host.Host, error) {
 		libp2p.ResourceManager(rm),
 		// Every connection is allowlisted by construction (the gater admits
 		// nobody else), so trimming could only ever cut an operator off.
-		// The resource manager bounds how many there can be.
-		libp2p.ConnectionManager(connmgr.NullConnMgr{}),
+		// The resource manager bounds how many there can be. The manager
+		// only records reservations, for Node.Relaying (relay_keep.go).
+		libp2p.ConnectionManager(rs.marks),
 		// Ping answers "p2pnode check" (check.go); like every protocol,
 		// only for allowlisted peers.
 		libp2p.Ping(true),

@@ -89,6 +89,9 @@ type relayState struct {
 	charge       func(peer.ID, ratelimit.Reason)
 	push         func(Event)
 	metrics      prometheus.Registerer
+	// marks is the host's connection manager, which learns the
+	// reservations (relay_keep.go).
+	marks *relayConnMgr
 
 	mu           sync.Mutex // orders RelayReservations events
 	reservations atomic.Int64
@@ -121,6 +124,7 @@ func newRelayState(cfg Config, charge func(peer.ID, ratelimit.Reason), push func
 		charge:       charge,
 		push:         push,
 		metrics:      cfg.Metrics,
+		marks:        newRelayConnMgr(),
 	}
 	if cfg.Metrics == nil {
 		return rs, nil

@@ -263,3 +263,26 @@ func TestReservationRenewedAfterRelayRestart(t *testing.T) {
 	})
 	tu.NextMatch(t, b.Receiver(), func(ev p2p.RelayReservations) bool { return ev.Count == 1 })
 }
+
+// Relaying names the peers whose connections carry a reservation or a
+// circuit, at each end, and no other.
+func TestRelayingPeers(t *testing.T) {
+	h := newHub(t)
+	if !h.r.Relaying(h.ib.ID) || !h.b.Relaying(h.ir.ID) {
+		t.Fatal("the reservation's connection is not relaying at both ends")
+	}
+	if h.r.Relaying(h.ia.ID) || h.a.Relaying(h.ir.ID) || h.a.Relaying(h.ib.ID) {
+		t.Fatal("relaying before any circuit")
+	}
+	h.a.Sender() <- p2p.SendMsg{Peer: h.ib.ID, ID: 1, Data: []byte("hi")}
+	if st := tu.Next[p2p.Status](t, h.a.Receiver()); !st.OK {
+		t.Fatalf("a's status: %+v", st)
+	}
+	if !h.a.Relaying(h.ir.ID) || !h.r.Relaying(h.ia.ID) {
+		t.Fatal("the connection carrying the circuit is not relaying at both ends")
+	}
+	// The relayed connection is no relay's: closing it cuts nothing else.
+	if h.a.Relaying(h.ib.ID) || h.b.Relaying(h.ia.ID) {
+		t.Fatal("the relayed connection itself counts as relaying")
+	}
+}

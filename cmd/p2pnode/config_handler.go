@@ -47,7 +47,7 @@ func bindHandlerFlags(fs *pflag.FlagSet, c *handlerConfig) {
 		fmt.Sprintf("how long a request waits for its reply once acked, and the application has to answer one (default %s)", handler.DefaultReplyTimeout))
 	bindRetryFlags(fs, c)
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout,
-		fmt.Sprintf("disconnect a peer after this long without an exchange; negative: never (default %s)", handler.DefaultIdleTimeout))
+		fmt.Sprintf("disconnect a peer after this long without an exchange (not a relay or member holding a reservation, nor a connection carrying relayed circuits); negative: never (default %s)", handler.DefaultIdleTimeout))
 	fs.BoolVar(&c.KeepConnection, "keep-connection", c.KeepConnection,
 		"keep a connection after its exchange, for the next ones (default: one connection per exchange)")
 	fs.DurationVar(&c.Linger, "linger", c.Linger,
