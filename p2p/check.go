@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
@@ -80,7 +84,7 @@ func (n *Node) checkDirect(ctx context.Context, p peer.ID) PathCheck {
 	}
 	pc := PathCheck{Addr: direct[0], Tried: true}
 	if _, err := n.dialPeer(network.WithForceDirectDial(ctx, "check"), p); err != nil {
-		pc.Err = err
+		pc.Err = n.ownRefusal(err, p, "")
 		return pc
 	}
 	c := n.conn(p, func(c network.Conn) bool { return !isRelayed(c.RemoteMultiaddr()) })
@@ -103,6 +107,13 @@ func (n *Node) checkRelay(ctx context.Context, p peer.ID, r peer.AddrInfo) PathC
 		return pc
 	}
 	pc.Addr = r.Addrs[0].Encapsulate(ma.StringCast("/p2p/" + r.ID.String() + "/p2p-circuit"))
+	if err := n.relayRefusal(p, r.ID); err != nil {
+		// The dial below bypasses the swarm, whose gater would refuse it
+		// before dialing: it would fail after the handshake with
+		// go-libp2p's "gater rejected connection ... direction 2".
+		pc.Tried, pc.Err = false, err
+		return pc
+	}
 	sw, ok := n.host.Network().(*swarm.Swarm)
 	if !ok {
 		pc.Err = errors.New("relayed dial not supported by this host")
@@ -117,7 +128,7 @@ func (n *Node) checkRelay(ctx context.Context, p peer.ID, r peer.AddrInfo) PathC
 	// this relay even when the peer is connected another way.
 	cc, err := tpt.Dial(network.WithAllowLimitedConn(ctx, "check"), pc.Addr, p)
 	if err != nil {
-		pc.Err = err
+		pc.Err = n.ownRefusal(err, p, r.ID)
 		return pc
 	}
 	defer cc.Close()
@@ -166,7 +177,7 @@ func pingStream(ctx context.Context, s stream) (time.Duration, error) {
 		_ = s.SetDeadline(dl)
 	}
 	if err := multistream.SelectProtoOrFail(ping.ID, s); err != nil {
-		return 0, fmt.Errorf("ping: the peer does not answer (%w)", err)
+		return 0, pingFailed(err)
 	}
 	buf := make([]byte, ping.PingSize)
 	if _, err := rand.Read(buf); err != nil {
@@ -174,15 +185,84 @@ func pingStream(ctx context.Context, s stream) (time.Duration, error) {
 	}
 	start := time.Now()
 	if _, err := s.Write(buf); err != nil {
-		return 0, fmt.Errorf("ping: %w", err)
+		return 0, pingFailed(err)
 	}
 	got := make([]byte, ping.PingSize)
 	if _, err := io.ReadFull(s, got); err != nil {
-		return 0, fmt.Errorf("ping: %w", err)
+		return 0, pingFailed(err)
 	}
 	rtt := time.Since(start)
 	if string(got) != string(buf) {
 		return 0, errors.New("ping: the peer answered with other bytes")
 	}
 	return rtt, nil
+}
+
+// pingFailed says what a failed ping shows of the peer. Only a timeout is
+// silence. A reset or an end from the far side is an answer: the peer
+// refused the connection (its gater closes it once Noise has proved our
+// key, so it shows as a reset of our first stream) or closed it; on a
+// relayed way the relay may have dropped the circuit instead.
+func pingFailed(err error) error {
+	var se *network.StreamError
+	var ne net.Error
+	var unsupported multistream.ErrNotSupported[protocol.ID]
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("ping: the peer does not answer: no reply before the dial timeout (%w)", err)
+	case errors.As(err, &unsupported):
+		return fmt.Errorf("ping: the peer does not serve ping (%w)", err)
+	case errors.As(err, &se) && se.Remote, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("ping: the far end closed the connection, which is an answer, not silence: "+
+			"the peer refused this node (its refused events say why) or closed the connection, "+
+			"or the relay of a relayed way dropped the circuit (%w)", err)
+	case errors.As(err, &se):
+		return fmt.Errorf("ping: the stream was reset on this node's side (%w)", err)
+	}
+	return fmt.Errorf("ping: %w", err)
+}
+
+// relayRefusal is why this node's own gater refuses a connection to p
+// through relay r (gater.securedRelayed, outbound), in plain words; nil if
+// it admits it.
+func (n *Node) relayRefusal(p, r peer.ID) error {
+	e, listed := n.cfg.Allowlist.Get(p)
+	switch {
+	case !listed:
+		return errors.New("this node's allowlist refuses it: the peer is not on it")
+	case !e.AllowsRelayed():
+		return errors.New("this node's allowlist refuses it: the peer's entry is bound to IP addresses " +
+			"(addrs) without relay: true, and through a relay the connection shows the relay's IP")
+	case !n.cfg.Allowlist.Contains(r):
+		return errors.New("this node's allowlist refuses it: the relay is not on it")
+	case n.limiter.PeerBanned(string(p)):
+		return errors.New("this node refuses it: the peer is cut off by its rate limiter for now")
+	case n.limiter.PeerBanned(string(r)):
+		return errors.New("this node refuses it: the relay is cut off by its rate limiter for now")
+	}
+	return nil
+}
+
+// ownRefusal puts a refusal by this node's own gater, which go-libp2p
+// reports in its internal words ("gater rejected connection with peer ...
+// with direction 2", "gater disallows connection to peer"), in plain
+// ones. relay is the relay of a relayed way, empty for the direct one.
+// Other errors are returned as they are.
+func (n *Node) ownRefusal(err error, p, relay peer.ID) error {
+	// The upgrader's refusal has no sentinel error, only this text.
+	if !errors.Is(err, swarm.ErrGaterDisallowedConnection) && !strings.Contains(err.Error(), "gater rejected connection") {
+		return err
+	}
+	if relay != "" {
+		if why := n.relayRefusal(p, relay); why != nil {
+			return why
+		}
+	} else if n.limiter.PeerBanned(string(p)) {
+		return errors.New("this node refuses it: the peer is cut off by its rate limiter for now")
+	} else if e, listed := n.cfg.Allowlist.Get(p); listed && len(e.Addrs) > 0 {
+		return errors.New("this node refuses it: the peer's allowlist entry binds it to IP addresses (addrs), " +
+			"and the one dialed is not among them or is cut off by the rate limiter")
+	}
+	return errors.New("this node's own allowlist or rate limiter refuses the connection")
 }

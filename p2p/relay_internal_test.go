@@ -1,13 +1,23 @@
 package p2p
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/multiformats/go-multistream"
 
 	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
@@ -93,5 +103,61 @@ func TestRelayAwareResourceManager(t *testing.T) {
 	_, _ = rm.OpenConnection(network.DirInbound, true, ma.StringCast("/ip4/10.0.0.1/tcp/4001"))
 	if inner.noIP != 1 || inner.withIP != 1 {
 		t.Fatalf("relayed opened %d times without IP, direct %d times with IP; want 1 and 1", inner.noIP, inner.withIP)
+	}
+}
+
+// pingFailed calls only a timeout silence.
+func TestPingFailed(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{os.ErrDeadlineExceeded, "the peer does not answer"},
+		{fmt.Errorf("read: %w", context.DeadlineExceeded), "the peer does not answer"},
+		{&network.StreamError{Remote: true, TransportError: errors.New("stream reset by remote")}, "the peer refused this node"},
+		{io.EOF, "the peer refused this node"},
+		{&network.StreamError{}, "reset on this node's side"},
+		{multistream.ErrNotSupported[protocol.ID]{}, "does not serve ping"},
+		{errors.New("something else"), "ping: something else"},
+	} {
+		got := pingFailed(tc.err).Error()
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("pingFailed(%v) = %q, want it to say %q", tc.err, got, tc.want)
+		}
+		if tc.want != "the peer does not answer" && strings.Contains(got, "does not answer") {
+			t.Errorf("pingFailed(%v) = %q calls it silence", tc.err, got)
+		}
+		if !errors.Is(pingFailed(tc.err), tc.err) {
+			t.Errorf("pingFailed(%v) does not wrap it", tc.err)
+		}
+	}
+}
+
+// ownRefusal puts go-libp2p's words for this node's own gater refusal in
+// plain ones, and leaves every other error alone.
+func TestOwnRefusal(t *testing.T) {
+	p, bound, r := newTestID(t), newTestID(t), newTestID(t)
+	list, err := allowlist.New(allowlist.Entry{ID: p}, allowlist.Entry{ID: r},
+		allowlist.Entry{ID: bound, Addrs: []netip.Prefix{netip.MustParsePrefix("10.9.9.9/32")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{cfg: Config{Allowlist: list}, limiter: ratelimit.New(ratelimit.Config{})}
+	upgrader := fmt.Errorf("failed to dial: gater rejected connection with peer %s and addr /ip4/127.0.0.1/tcp/1 with direction 2", bound)
+	for _, tc := range []struct {
+		name     string
+		err      error
+		p, relay peer.ID
+		want     string
+	}{
+		{"relayed, IP-bound entry", upgrader, bound, r, "relay: true"},
+		{"direct, IP-bound entry", fmt.Errorf("dial: %w", swarm.ErrGaterDisallowedConnection), bound, "", "binds it to IP addresses"},
+		{"relayed, admitted now", upgrader, p, r, "this node's own allowlist or rate limiter refuses"},
+		{"not a gater refusal", errors.New("NO_RESERVATION (204)"), p, r, "NO_RESERVATION (204)"},
+	} {
+		got := n.ownRefusal(tc.err, tc.p, tc.relay).Error()
+		if !strings.Contains(got, tc.want) || tc.want != "NO_RESERVATION (204)" && strings.Contains(got, "gater") {
+			t.Errorf("%s: %q, want it to say %q", tc.name, got, tc.want)
+		}
 	}
 }

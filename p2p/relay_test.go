@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -285,4 +286,59 @@ func TestRelayingPeers(t *testing.T) {
 	if h.a.Relaying(h.ib.ID) || h.b.Relaying(h.ia.ID) {
 		t.Fatal("the relayed connection itself counts as relaying")
 	}
+}
+
+// A relayed way that the peer refuses was reported as "the peer does not
+// answer": its refusal resets our first stream, which is an answer. One
+// that this node's own allowlist refuses was reported in go-libp2p's words
+// ("gater rejected connection ... with direction 2").
+func TestCheckSaysWhoRefused(t *testing.T) {
+	bound := netip.MustParsePrefix("10.9.9.9/32")
+	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
+	defer cancel()
+
+	t.Run("the peer", func(t *testing.T) {
+		h := newHubFor(t, func(a peer.ID) allowlist.Entry { return allowlist.Entry{ID: a, Addrs: []netip.Prefix{bound}} })
+		res, err := h.a.Check(ctx, h.ib.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev := tu.NextMatch(t, h.b.Receiver(), func(r p2p.Refused) bool { return r.Peer == h.ia.ID }); ev.Reason != p2p.RefusedRelayNotAllowed {
+			t.Fatalf("b refused a with %+v", ev)
+		}
+		if len(res.Relays) != 1 || res.Relays[0].Err == nil {
+			t.Fatalf("relayed ways %+v, want one that fails", res.Relays)
+		}
+		msg := res.Relays[0].Err.Error()
+		if strings.Contains(msg, "does not answer") || !strings.Contains(msg, "the peer refused this node") {
+			t.Fatalf("the peer's refusal reported as %q", msg)
+		}
+	})
+
+	t.Run("this node", func(t *testing.T) {
+		ir, ia, ib := tu.NewIdentity(t), tu.NewIdentity(t), tu.NewIdentity(t)
+		r := tu.Node(t, ir, tu.Allowlist(t, ia, ib), func(c *p2p.Config) { c.Relay.Enabled = true })
+		b := tu.Node(t, ib, tu.Allowlist(t, ir, ia), func(c *p2p.Config) { c.Relays = []ma.Multiaddr{r.Addrs()[0]} })
+		tu.NextMatch(t, b.Receiver(), func(ev p2p.RelayReservations) bool { return ev.Count == 1 })
+		listA, err := allowlist.New(allowlist.Entry{ID: ir.ID}, allowlist.Entry{ID: ib.ID, Addrs: []netip.Prefix{bound}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := tu.Node(t, ia, listA, func(c *p2p.Config) {
+			c.Relays = []ma.Multiaddr{r.Addrs()[0]}
+			c.Reachability = network.ReachabilityPublic
+		})
+		res, err := a.Check(ctx, ib.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Relays) != 1 || res.Relays[0].Err == nil {
+			t.Fatalf("relayed ways %+v, want one that fails", res.Relays)
+		}
+		pc := res.Relays[0]
+		if msg := pc.Err.Error(); pc.Tried || strings.Contains(msg, "gater") ||
+			!strings.Contains(msg, "this node's allowlist refuses it") || !strings.Contains(msg, "relay: true") {
+			t.Fatalf("a's own refusal reported as tried=%v %q", pc.Tried, msg)
+		}
+	})
 }

@@ -34,7 +34,11 @@ func newCheckCmd(a *app) *cobra.Command {
 to a peer: the direct one (its direct connection, or a dial to a direct
 address the node knows) and a circuit through each of its static relays,
 each with a ping. It prints, per way, whether it works, the address used,
-the round trip time, or why it does not work. It exits 1 when no way works.
+the round trip time, or why it does not work: "does not answer" only when
+no reply came in time; a peer that refuses the node (its refused events say
+why) or closes the connection is reported as closing it, and a way the
+node's own allowlist refuses is not tried, with the reason. It exits 1 when
+no way works.
 
 ` + controlLong,
 		Example: `  p2pnode check --peer 16Uiu2HAm...
