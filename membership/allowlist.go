@@ -8,7 +8,7 @@ import (
 )
 
 // Entries returns the allowlist entries the document admits, sorted by peer
-// ID: each member's ID, name and IP binding. Roles have no allowlist
+// ID: each member's ID, name, IP binding and relay permission. Roles have no allowlist
 // counterpart and are left out. A node applies a new version by handing
 // these to [allowlist.List.Replace], the call a live reload of the YAML
 // file makes, so that removed members are disconnected the same way.
@@ -16,7 +16,7 @@ func (d *Document) Entries() []allowlist.Entry {
 	out := make([]allowlist.Entry, 0, len(d.body.Members))
 	for _, m := range d.body.Members {
 		m = m.clone()
-		out = append(out, allowlist.Entry{ID: m.ID, Name: m.Name, Addrs: m.Addrs})
+		out = append(out, allowlist.Entry{ID: m.ID, Name: m.Name, Addrs: m.Addrs, Relay: m.Relay})
 	}
 	return out
 }
@@ -38,7 +38,7 @@ func (d *Document) Allowlist() (*allowlist.List, error) {
 func MembersFromAllowlist(entries []allowlist.Entry) []Member {
 	out := make([]Member, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, Member{ID: e.ID, Name: e.Name, Addrs: append([]netip.Prefix(nil), e.Addrs...)})
+		out = append(out, Member{ID: e.ID, Name: e.Name, Addrs: append([]netip.Prefix(nil), e.Addrs...), Relay: e.Relay})
 	}
 	return out
 }

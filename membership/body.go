@@ -124,7 +124,7 @@ func encodeBody(b Body) ([]byte, error) {
 		m.Expires = b.Expires.Unix()
 	}
 	for _, mem := range b.Members {
-		pm := &pb.Member{Id: []byte(mem.ID), Name: mem.Name, Role: mem.Role}
+		pm := &pb.Member{Id: []byte(mem.ID), Name: mem.Name, Role: mem.Role, Relay: mem.Relay}
 		for _, p := range mem.Addrs {
 			pm.Addrs = append(pm.Addrs, p.String())
 		}
@@ -160,7 +160,7 @@ func decodeBody(raw []byte) (Body, error) {
 		if len(pm.Addrs) > MaxAddrs {
 			return Body{}, newError(fmt.Sprintf("body: member with %d addresses, at most %d", len(pm.Addrs), MaxAddrs), ErrMalformed)
 		}
-		mem := Member{ID: peer.ID(pm.Id), Name: pm.Name, Role: pm.Role}
+		mem := Member{ID: peer.ID(pm.Id), Name: pm.Name, Role: pm.Role, Relay: pm.Relay}
 		for _, s := range pm.Addrs {
 			p, err := netip.ParsePrefix(s)
 			if err != nil {

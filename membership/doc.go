@@ -1,6 +1,6 @@
 // Package membership is the allowlist as a versioned object that changes
 // only by consensus: each version lists the members (peer ID, name,
-// optional IP binding, optional role) and a threshold M, and a later
+// optional IP binding, optional relay permission, optional role) and a threshold M, and a later
 // version is valid only if at least M members of the version before it
 // signed it. docs/membership.md describes the format, the exact signed
 // bytes, the threat model and the operators' signing flow.

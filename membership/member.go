@@ -48,6 +48,12 @@ type Member struct {
 	Addrs []netip.Prefix
 	// Role is an optional application-defined role.
 	Role string
+	// Relay admits the member over a circuit relay although Addrs binds it
+	// to IPs, as [allowlist.Entry.Relay] does: a relayed connection shows
+	// the relay's IP, not the member's, so the binding cannot be checked
+	// there. Without it an IP-bound member behind a NAT cannot reach the
+	// others through a relay. Members sign it like every other field.
+	Relay bool
 }
 
 // canonical validates m and returns a copy in canonical form (prefixes
@@ -66,7 +72,7 @@ func (m Member) canonical() (Member, error) {
 	if len(m.Addrs) > MaxAddrs {
 		return Member{}, newError(fmt.Sprintf("member %s: %d addresses, at most %d", m.ID, len(m.Addrs), MaxAddrs), ErrInvalid)
 	}
-	out := Member{ID: m.ID, Name: m.Name, Role: m.Role}
+	out := Member{ID: m.ID, Name: m.Name, Role: m.Role, Relay: m.Relay}
 	for _, p := range m.Addrs {
 		if !p.IsValid() {
 			return Member{}, newError(fmt.Sprintf("member %s: %q is not a valid IP prefix", m.ID, p), ErrInvalid)
@@ -154,5 +160,5 @@ func (m Member) clone() Member {
 
 // equal reports whether two canonical members are the same.
 func (m Member) equal(o Member) bool {
-	return m.ID == o.ID && m.Name == o.Name && m.Role == o.Role && slices.Equal(m.Addrs, o.Addrs)
+	return m.ID == o.ID && m.Name == o.Name && m.Role == o.Role && m.Relay == o.Relay && slices.Equal(m.Addrs, o.Addrs)
 }

@@ -49,7 +49,13 @@ type Member struct {
 	// IPv4), sorted and without repeats. Empty admits any IP.
 	Addrs []string `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
 	// role is an optional application-defined role ("verifier", ...).
-	Role          string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// relay admits the member over a circuit relay although addrs binds it
+	// to IPs (a relayed connection shows the relay's IP, not the member's),
+	// as "relay: true" does in an allowlist YAML entry; omitted when false.
+	// Nodes older than this field refuse a body that sets it: they re-encode
+	// what they parsed without it, and the bytes differ.
+	Relay         bool `protobuf:"varint,5,opt,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -110,6 +116,13 @@ func (x *Member) GetRole() string {
 		return x.Role
 	}
 	return ""
+}
+
+func (x *Member) GetRelay() bool {
+	if x != nil {
+		return x.Relay
+	}
+	return false
 }
 
 // Body is what the members sign.
@@ -309,12 +322,13 @@ var File_membership_proto protoreflect.FileDescriptor
 
 const file_membership_proto_rawDesc = "" +
 	"\n" +
-	"\x10membership.proto\x12\x14bitvmx.membership.v1\"V\n" +
+	"\x10membership.proto\x12\x14bitvmx.membership.v1\"l\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05addrs\x18\x03 \x03(\tR\x05addrs\x12\x12\n" +
-	"\x04role\x18\x04 \x01(\tR\x04role\"\xa4\x01\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x14\n" +
+	"\x05relay\x18\x05 \x01(\bR\x05relay\"\xa4\x01\n" +
 	"\x04Body\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1c\n" +
 	"\tthreshold\x18\x02 \x01(\rR\tthreshold\x12\x12\n" +
