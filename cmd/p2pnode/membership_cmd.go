@@ -63,8 +63,9 @@ func newMembershipInitCmd(a *app) *cobra.Command {
 		Short: "Create version 1 (genesis) from an allowlist file",
 		Long: `init turns the peers of an allowlist YAML file into version 1 of a membership
 document, with threshold M: at least M of these members must sign version 2.
-Every operator installs the same version 1 (compare its hash). The member
-identities must be secp256k1 or ed25519 keys. init never overwrites a file.`,
+Every operator installs the same version 1 (compare its hash). Each member
+keeps its entry's name, addrs and relay setting. The member identities must
+be secp256k1 or ed25519 keys. init never overwrites a file.`,
 		Example: `  p2pnode membership init --allowlist allowlist.yaml --threshold 2 --out membership-1.pb
   p2pnode membership init --allowlist allowlist.yaml --threshold 3 --expires 8760h --out membership-1.pb`,
 		Args: checkArgs(cobra.NoArgs),
@@ -110,14 +111,17 @@ func newMembershipProposeCmd(a *app) *cobra.Command {
 		Short: "Write an unsigned proposal for the version after the current one",
 		Long: `propose reads the current document and writes the next version, unsigned, to
 --out: the same members, threshold and expiry, changed by the flags. --edit
-sets one field of a member: name, role, or addrs (comma-separated IPs and
-CIDR prefixes; empty means any IP). Edits apply after additions, so a new
+sets one field of a member: name, role, addrs (comma-separated IPs and
+CIDR prefixes; empty means any IP), or relay (true admits the member over a
+circuit relay although addrs binds it to IPs, as "relay: true" does in an
+allowlist file; false refuses an IP-bound member there). Edits apply after additions, so a new
 member can be given addresses in the same command. Removing members can
 leave the threshold above the number of members: then give --threshold.
 The signatures this proposal needs are M members of the CURRENT version.`,
 		Example: `  p2pnode membership propose --current membership-1.pb --out membership-2.pb --add 16Uiu2HAm...,operator-4
   p2pnode membership propose --current membership-2.pb --out membership-3.pb --remove 16Uiu2HAm... --threshold 2
-  p2pnode membership propose --current membership-3.pb --out membership-4.pb --edit '16Uiu2HAm...:addrs=10.0.0.2,10.1.0.0/16'`,
+  p2pnode membership propose --current membership-3.pb --out membership-4.pb --edit '16Uiu2HAm...:addrs=10.0.0.2,10.1.0.0/16'
+  p2pnode membership propose --current membership-4.pb --out membership-5.pb --edit 16Uiu2HAm...:relay=true`,
 		Args: checkArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if current == "" || out == "" {
@@ -159,7 +163,7 @@ The signatures this proposal needs are M members of the CURRENT version.`,
 	cmd.Flags().StringVar(&out, "out", "", "`FILE` to write the proposal to (must not exist)")
 	cmd.Flags().StringArrayVar(&adds, "add", nil, "add a member: `ID[,NAME]`, repeatable")
 	cmd.Flags().StringArrayVar(&removes, "remove", nil, "remove the member with peer `ID`, repeatable")
-	cmd.Flags().StringArrayVar(&edits, "edit", nil, "set a member's field: `ID:FIELD=VALUE` with FIELD name, role or addrs; repeatable")
+	cmd.Flags().StringArrayVar(&edits, "edit", nil, "set a member's field: `ID:FIELD=VALUE` with FIELD name, role, addrs or relay; repeatable")
 	cmd.Flags().IntVar(&threshold, "threshold", 0, "new threshold `M` (default unchanged)")
 	cmd.Flags().StringVar(&expires, "expires", "", "new expiry: a duration from now, an RFC 3339 `TIME`, or \"never\" (default unchanged)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the proposal as JSON")
@@ -219,8 +223,18 @@ func applyChanges(b *membership.Body, adds, removes, edits []string) error {
 				return usageErrorf("--edit %q: %w", s, err)
 			}
 			b.Members[i].Addrs = addrs
+		case "relay":
+			// The spelling an allowlist file takes for the same setting.
+			switch value {
+			case "true":
+				b.Members[i].Relay = true
+			case "false":
+				b.Members[i].Relay = false
+			default:
+				return usageErrorf("--edit %q: relay must be true or false", s)
+			}
 		default:
-			return usageErrorf("--edit %q: unknown field %q (want name, role or addrs)", s, field)
+			return usageErrorf("--edit %q: unknown field %q (want name, role, addrs or relay)", s, field)
 		}
 	}
 	return nil
@@ -256,7 +270,7 @@ func sameContent(cur, next *membership.Document) bool {
 	a, b := cur.Body(), next.Body()
 	return a.Threshold == b.Threshold && a.Expires.Equal(b.Expires) &&
 		slices.EqualFunc(a.Members, b.Members, func(x, y membership.Member) bool {
-			return x.ID == y.ID && x.Name == y.Name && x.Role == y.Role && slices.Equal(x.Addrs, y.Addrs)
+			return x.ID == y.ID && x.Name == y.Name && x.Role == y.Role && x.Relay == y.Relay && slices.Equal(x.Addrs, y.Addrs)
 		})
 }
 

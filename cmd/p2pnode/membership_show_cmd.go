@@ -122,6 +122,9 @@ func newMembershipShowCmd(a *app) *cobra.Command {
 		Short: "Print a membership document: version, hash, members, signers",
 		Long: `show prints everything a signature covers (version, previous hash,
 threshold, expiry, members) and the document's hash, then who signed it.
+A member's RELAY column says whether it is admitted over a circuit relay
+although its addrs bind it to IPs ("-": it has no addrs, and is admitted
+over a relay anyway).
 Signatures are listed as the file holds them; "verify" checks them.`,
 		Example: `  p2pnode membership show membership-2.pb
   p2pnode membership show membership-2.pb --json`,
@@ -144,6 +147,7 @@ type jsonMember struct {
 	Name  string   `json:"name,omitempty"`
 	Role  string   `json:"role,omitempty"`
 	Addrs []string `json:"addrs"` // empty: any IP
+	Relay bool     `json:"relay,omitempty"`
 }
 
 // jsonDocument is a document as the membership commands print it.
@@ -170,7 +174,7 @@ func documentJSON(file string, d *membership.Document) jsonDocument {
 		j.Expires = b.Expires.Format(time.RFC3339)
 	}
 	for _, m := range b.Members {
-		jm := jsonMember{ID: m.ID.String(), Name: m.Name, Role: m.Role, Addrs: []string{}}
+		jm := jsonMember{ID: m.ID.String(), Name: m.Name, Role: m.Role, Addrs: []string{}, Relay: m.Relay}
 		for _, p := range m.Addrs {
 			jm.Addrs = append(jm.Addrs, prefixText(p))
 		}
@@ -214,13 +218,13 @@ func printDocument(a *app, asJSON bool, file string, d *membership.Document) err
 		return err
 	}
 	tw = tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nID\tNAME\tROLE\tADDRS")
+	fmt.Fprintln(tw, "\nID\tNAME\tROLE\tADDRS\tRELAY")
 	for _, m := range j.Members {
 		addrs := "any"
 		if len(m.Addrs) > 0 {
 			addrs = strings.Join(m.Addrs, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.ID, dash(m.Name), dash(m.Role), addrs)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, dash(m.Name), dash(m.Role), addrs, memberRelayText(m))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -232,4 +236,17 @@ func printDocument(a *app, asJSON bool, file string, d *membership.Document) err
 		fmt.Fprintf(a.out, "  %s\n", s)
 	}
 	return nil
+}
+
+// memberRelayText says whether a member is admitted over a circuit relay, for
+// show's RELAY column. A member without addrs is admitted there anyway, so
+// its setting changes nothing and is not printed as a refusal.
+func memberRelayText(m jsonMember) string {
+	switch {
+	case m.Relay:
+		return "yes"
+	case len(m.Addrs) == 0:
+		return "-"
+	}
+	return "no"
 }
