@@ -134,3 +134,64 @@ func TestMembershipSignReplacesForgedOwnSignature(t *testing.T) {
 		t.Fatalf("verify after sign: %+v", r)
 	}
 }
+
+// sign repairs a copy holding [B valid, A corrupt, A valid]: the help says
+// a signature naming the key that does not verify is replaced, but sign
+// dropped it in memory, then refused ("already signed", exit 1) because a
+// valid one remained, and left the corrupt one in the file.
+func TestMembershipSignDropsForgedBesideValidOwn(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyB, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA, idB)
+	v1 := filepath.Join(dir, "membership-1.pb")
+	mustRun(t, dir, "membership", "init", "--allowlist", list, "--threshold", "2", "--out", v1)
+	prop := filepath.Join(dir, "proposal.pb")
+	mustRun(t, dir, "membership", "propose", "--current", v1, "--out", prop, "--edit", idB+":name=bob")
+	mustRun(t, dir, "membership", "sign", prop, "--key", keyB)
+	mustRun(t, dir, "membership", "sign", prop, "--key", keyA)
+	signed, err := membership.ReadFile(prop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := peer.Decode(idA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := membership.NewDocument(signed.Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := signed.Signatures()
+	for _, s := range []membership.Signature{sigs[0], {Signer: pid, Sig: []byte("not a signature")}, sigs[1]} {
+		if err := d.AddSignature(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := membership.WriteFile(prop, d); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runCLI(t, dir, "membership", "sign", prop, "--key", keyA)
+	if r.code != 0 || !strings.Contains(r.stdout, "removed 1 signature by "+idA) || !strings.Contains(r.stdout, "already holds a valid signature") {
+		t.Fatalf("sign: %+v", r)
+	}
+	after, err := membership.ReadFile(prop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.Signatures(); len(got) != 2 || got[0].Signer.String() != idB || got[1].Signer != pid {
+		t.Fatalf("signatures after sign: %v", got)
+	}
+	v := mustRun(t, dir, "membership", "verify", prop, "--current", v1)
+	if strings.Contains(v, "does not count") {
+		t.Errorf("verify after sign:\n%s", v)
+	}
+
+	// Signing again: nothing bad left to remove, already signed.
+	if r := runCLI(t, dir, "membership", "sign", prop, "--key", keyA); r.code != exitError || !strings.Contains(r.stderr, "already signed") {
+		t.Errorf("sign again: %+v", r)
+	}
+}

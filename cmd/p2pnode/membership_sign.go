@@ -29,9 +29,12 @@ func newMembershipSignCmd(a *app) *cobra.Command {
 rewrites FILE atomically. Review the proposal with "show" first and compare
 its hash with the proposer's over another channel: the signature covers
 exactly the version, threshold, expiry, previous hash and members shown
-there. A key that already signed FILE is refused; a signature in FILE that
-names the key but does not verify with it is replaced. Whether the signer is a
-member of the current version is checked by "verify".`,
+there. A signature in FILE that names the key but does not verify with it
+is removed, and replaced by a new one unless FILE also holds a valid
+signature by the key: then FILE is rewritten without the bad ones and
+nothing is added. A key that already signed FILE, with no bad signature
+to remove, is refused. Whether the signer is a member of the current
+version is checked by "verify".`,
 		Example: `  p2pnode membership show membership-2.pb
   p2pnode membership sign membership-2.pb --key node.key`,
 		Args: checkArgs(cobra.ExactArgs(1)),
@@ -45,19 +48,35 @@ member of the current version is checked by "verify".`,
 			if err != nil {
 				return err
 			}
-			if d, err = dropForgedOwn(d, k); err != nil {
+			d, removed, err := dropForgedOwn(d, k)
+			if err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
-			if err := d.Sign(k); err != nil {
-				return fmt.Errorf("%s: %w", file, err)
+			id, _ := peer.IDFromPrivateKey(k)
+			// A valid signature by the key left after the bad ones went:
+			// the copy is signed already, and what it needs is to lose
+			// the bad ones, which Sign alone would refuse to write.
+			added := removed == 0 || !d.SignedBy(id)
+			if added {
+				if err := d.Sign(k); err != nil {
+					return fmt.Errorf("%s: %w", file, err)
+				}
 			}
 			if err := membership.WriteFile(file, d); err != nil {
 				return err
 			}
-			id, _ := peer.IDFromPrivateKey(k)
 			if asJSON {
 				return encodeJSON(a.out, map[string]any{"file": file, "signer": id.String(), "version": d.Version(),
-					"hash": d.Hash().String(), "signatures": len(d.Signatures())})
+					"hash": d.Hash().String(), "signatures": len(d.Signatures()), "added": added, "removed": removed})
+			}
+			if removed > 0 {
+				fmt.Fprintf(a.out, "removed %s by %s that did not verify from %s\n",
+					plural(removed, "signature"), id, file)
+			}
+			if !added {
+				_, err = fmt.Fprintf(a.out, "version %d (hash %s) of %s already holds a valid signature by %s: %s\n",
+					d.Version(), d.Hash(), file, id, plural(len(d.Signatures()), "signature"))
+				return err
 			}
 			_, err = fmt.Fprintf(a.out, "signed version %d (hash %s) of %s as %s: %s\n",
 				d.Version(), d.Hash(), file, id, plural(len(d.Signatures()), "signature"))
@@ -165,13 +184,13 @@ func existingOut(out string, copies []string, proposal *membership.Document) (*m
 }
 
 // dropForgedOwn returns d without the signatures that name k's peer ID but
-// do not verify with k: a copy carrying one (a corrupt copy, or a proposer
-// who put it there) is not signed by k, and Sign would refuse it as
-// "already signed". A valid signature by k is kept, and Sign then refuses.
-func dropForgedOwn(d *membership.Document, k crypto.PrivKey) (*membership.Document, error) {
+// do not verify with k, and how many it dropped: a copy carrying one (a
+// corrupt copy, or a proposer who put it there) is not signed by k, and
+// Sign would refuse it as "already signed". A valid signature by k is kept.
+func dropForgedOwn(d *membership.Document, k crypto.PrivKey) (*membership.Document, int, error) {
 	id, err := peer.IDFromPrivateKey(k)
 	if err != nil || !d.SignedBy(id) {
-		return d, nil // Sign reports a bad key
+		return d, 0, nil // Sign reports a bad key
 	}
 	sigs := d.Signatures()
 	forged := func(s membership.Signature) bool {
@@ -179,21 +198,24 @@ func dropForgedOwn(d *membership.Document, k crypto.PrivKey) (*membership.Docume
 		return s.Signer == id && (err != nil || !ok)
 	}
 	if !slices.ContainsFunc(sigs, forged) {
-		return d, nil
+		return d, 0, nil
 	}
 	out, err := membership.NewDocument(d.Body())
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if out.Hash() != d.Hash() {
-		return nil, fmt.Errorf("membership: the body does not encode back to the same bytes") // cannot happen: decoded bodies are canonical
+		return nil, 0, fmt.Errorf("membership: the body does not encode back to the same bytes") // cannot happen: decoded bodies are canonical
 	}
+	removed := 0
 	for _, s := range sigs {
-		if !forged(s) {
-			if err := out.AddSignature(s); err != nil {
-				return nil, err
-			}
+		if forged(s) {
+			removed++
+			continue
+		}
+		if err := out.AddSignature(s); err != nil {
+			return nil, 0, err
 		}
 	}
-	return out, nil
+	return out, removed, nil
 }
