@@ -69,8 +69,8 @@ be secp256k1 or ed25519 keys. init never overwrites a file.`,
 		Example: `  p2pnode membership init --allowlist allowlist.yaml --threshold 2 --out membership-1.pb
   p2pnode membership init --allowlist allowlist.yaml --threshold 3 --expires 8760h --out membership-1.pb`,
 		Args: checkArgs(cobra.NoArgs),
-		RunE: func(*cobra.Command, []string) error {
-			if listFile == "" || out == "" || threshold == 0 {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if listFile == "" || out == "" || !cmd.Flags().Changed("threshold") {
 				return usageErrorf("init needs --allowlist FILE, --threshold M and --out FILE")
 			}
 			exp, err := parseExpiry(expires, time.Time{})
@@ -80,6 +80,14 @@ be secp256k1 or ed25519 keys. init never overwrites a file.`,
 			list, err := allowlist.Load(listFile)
 			if err != nil {
 				return err
+			}
+			// Checked here, not left to Genesis: a threshold out of range
+			// is a mistake in the command line (exit 2), which only the
+			// allowlist's size can tell.
+			if n := list.Len(); n == 0 {
+				return fmt.Errorf("%s has no peers: a document needs members", listFile)
+			} else if threshold < 1 || threshold > n {
+				return usageErrorf("--threshold %d is out of range: 1..%d (the peers of %s)", threshold, n, listFile)
 			}
 			d, err := membership.Genesis(membership.MembersFromAllowlist(list.Entries()), threshold, exp)
 			if err != nil {
@@ -143,8 +151,13 @@ The signatures this proposal needs are M members of the CURRENT version.`,
 					return err
 				}
 			}
-			if b.Threshold > len(b.Members) {
-				return usageErrorf("threshold %d is more than the %s left: give --threshold", b.Threshold, plural(len(b.Members), "member"))
+			switch n := len(b.Members); {
+			case n == 0:
+				return usageErrorf("the proposal removes every member: a document needs members")
+			case cmd.Flags().Changed("threshold") && (threshold < 1 || threshold > n):
+				return usageErrorf("--threshold %d is out of range: 1..%d (the %s of the proposal)", threshold, n, plural(n, "member"))
+			case b.Threshold > n:
+				return usageErrorf("the current threshold %d is more than the %s left: give --threshold", b.Threshold, plural(n, "member"))
 			}
 			d, err := membership.NewDocument(b)
 			if err != nil {
