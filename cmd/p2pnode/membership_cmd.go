@@ -288,7 +288,8 @@ func sameContent(cur, next *membership.Document) bool {
 }
 
 // parseExpiry reads --expires: empty gives def, "never" no expiry, a Go
-// duration that long from now, else an RFC 3339 time.
+// duration that long from now, else an RFC 3339 time, which must be in the
+// future: a version that has expired already is refused by every node.
 func parseExpiry(s string, def time.Time) (time.Time, error) {
 	switch s {
 	case "":
@@ -305,6 +306,11 @@ func parseExpiry(s string, def time.Time) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
 		return time.Time{}, usageErrorf("--expires %q: want a duration (8760h), an RFC 3339 time or never", s)
+	}
+	// Documents keep whole seconds: a time within the current second
+	// would be stored as already past.
+	if t.Unix() <= time.Now().Unix() {
+		return time.Time{}, usageErrorf("--expires %q is not in the future", s)
 	}
 	return t, nil
 }

@@ -5,6 +5,10 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
 )
 
 // expiredGenesis is a membership whose version 1 has expired and whose
@@ -29,8 +33,23 @@ func newExpiredGenesis(t *testing.T, dir string, changes ...string) expiredGenes
 	list := filepath.Join(dir, "allowlist.yaml")
 	writeAllowlist(t, list, g.IDA, g.IDB)
 	g.V1 = filepath.Join(dir, "membership-1.pb")
-	exp := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
-	mustRun(t, dir, "membership", "init", "--allowlist", list, "--threshold", "2", "--expires", exp, "--out", g.V1)
+	// Written here, not by "membership init", which refuses an expiry in
+	// the past.
+	var members []membership.Member
+	for _, s := range []string{g.IDA, g.IDB} {
+		id, err := peer.Decode(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, membership.Member{ID: id})
+	}
+	v1, err := membership.Genesis(members, 2, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := membership.WriteFile(g.V1, v1); err != nil {
+		t.Fatal(err)
+	}
 	g.V2 = filepath.Join(dir, "membership-2.pb")
 	propose := append([]string{"membership", "propose", "--current", g.V1, "--out", g.V2, "--expires", "never"}, changes...)
 	mustRun(t, dir, propose...)

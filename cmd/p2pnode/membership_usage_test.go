@@ -52,3 +52,28 @@ func TestMembershipThresholdOutOfRange(t *testing.T) {
 		{propose("--remove", idA, "--remove", idB), exitUsage, "the current threshold 2 is more than the 1 member left: give --threshold"},
 	})
 }
+
+// An expiry in the past is an invalid value, as a negative duration is:
+// propose --expires 2001-01-01T00:00:00Z wrote a proposal no node would
+// ever accept, exit 0, without a word.
+func TestMembershipExpiryInThePast(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, idA := newKey(t, dir, "a.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA)
+	out := filepath.Join(dir, "x.pb")
+	v1 := filepath.Join(dir, "membership-1.pb")
+	mustRun(t, dir, "membership", "init", "--allowlist", list, "--threshold", "1", "--out", v1)
+	const past = "2001-01-01T00:00:00Z"
+	checkUsage(t, dir, []usageCase{
+		{[]string{"membership", "propose", "--current", v1, "--out", out, "--expires", past}, exitUsage, `--expires "` + past + `" is not in the future`},
+		{[]string{"membership", "propose", "--current", v1, "--out", out, "--expires", "-5h"}, exitUsage, "must be positive"},
+		{[]string{"membership", "init", "--allowlist", list, "--threshold", "1", "--out", out, "--expires", past}, exitUsage, "is not in the future"},
+	})
+	if r := runCLI(t, dir, "membership", "show", out); r.code == 0 {
+		t.Errorf("a refused command wrote %s", out)
+	}
+	// A time to come is still taken.
+	mustRun(t, dir, "membership", "propose", "--current", v1, "--out", out, "--expires", "2999-01-01T00:00:00Z")
+}
