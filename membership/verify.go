@@ -123,8 +123,12 @@ func VerifyNext(cur, next *Document, now time.Time) (Report, error) {
 	}
 	slices.SortFunc(r.Counted, func(a, b peer.ID) int { return strings.Compare(string(a), string(b)) })
 	if len(r.Counted) < cur.body.Threshold {
-		return r, fmt.Errorf("membership: %w", newError(fmt.Sprintf("version %d has %d valid signatures by members of version %d, needs %d",
-			next.body.Version, len(r.Counted), cur.body.Version, cur.body.Threshold), ErrThreshold))
+		sigs := "signatures"
+		if len(r.Counted) == 1 {
+			sigs = "signature"
+		}
+		return r, fmt.Errorf("membership: %w", newError(fmt.Sprintf("version %d has %d valid %s by members of version %d, needs %d",
+			next.body.Version, len(r.Counted), sigs, cur.body.Version, cur.body.Threshold), ErrThreshold))
 	}
 	return r, nil
 }

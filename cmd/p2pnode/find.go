@@ -76,6 +76,9 @@ func newFindCmd(a *app) *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&configPath, "config", "", "run configuration `FILE` for key, allowlist and bootstrap peers; flags override it")
 	bindClientFlags(fs, &flags)
+	// find has no --dht (it always uses the DHT), and reads records
+	// rather than publishing one: the shared text would misdescribe it.
+	fs.Lookup("membership").Usage = "membership document `FILE` (docs/membership.md), instead of --allowlist: admit its members and read the DHT records sealed to them"
 	fs.StringVar(&target, "peer", "", "the peer `ID` to look up")
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long, joining included")
 	return cmd

@@ -20,11 +20,13 @@ func newMembershipExportCmd(a *app) *cobra.Command {
 		Short: "Write the members of a verified document as an allowlist YAML file",
 		Long: `export verifies FILE as verify does (against --current, or as version 1
 without it) and, only if it is valid, writes its members to the allowlist
-YAML file --out (atomically; roles are left out). A node reading that file
-picks the change up on SIGHUP or with run --watch: until nodes apply
-membership documents themselves, this is how a verified version reaches
-them. Keep the previous document: export does not remember which version
-the file came from, so it cannot refuse an older one.`,
+YAML file --out (atomically; roles are left out, relay settings kept). A
+node run on that file (--allowlist) picks the change up on SIGHUP or with
+run --watch: this is how a node that does not run with --membership
+follows the membership (one that does applies versions itself, and
+"submit" hands it one). Keep the previous document: export does not
+remember which version the file came from, so it cannot refuse an older
+one.`,
 		Example: `  p2pnode membership export membership-2.pb --current membership-1.pb --out allowlist.yaml`,
 		Args:    checkArgs(cobra.ExactArgs(1)),
 		RunE: func(_ *cobra.Command, args []string) error {

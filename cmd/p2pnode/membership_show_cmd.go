@@ -93,6 +93,18 @@ func printVerdict(a *app, asJSON bool, file, curFile string, cur, d *membership.
 		}
 		return encodeJSON(a.out, out)
 	}
+	// The signers that count first, by name where the current version
+	// gives one: what an operator checks against the people who said they
+	// signed.
+	for _, id := range r.Counted {
+		name := ""
+		if cur != nil {
+			if m, ok := cur.Body().Member(id); ok && m.Name != "" {
+				name = " (" + m.Name + ")"
+			}
+		}
+		fmt.Fprintf(a.out, "counts: %s%s\n", id, name)
+	}
 	for _, x := range rejected {
 		fmt.Fprintf(a.out, "does not count: %s\n", x.Reason)
 	}
@@ -104,7 +116,7 @@ func printVerdict(a *app, asJSON bool, file, curFile string, cur, d *membership.
 		// Signatures are checked last: a replayed or unlinked version was
 		// refused before any was counted, and "0 valid" would mislead.
 		if verr == nil || errors.Is(verr, membership.ErrThreshold) {
-			what += fmt.Sprintf(": %d valid signatures by its members, %d needed", len(counted), r.Threshold)
+			what += fmt.Sprintf(": %s by its members, %d needed", plural(len(counted), "valid signature"), r.Threshold)
 		}
 	}
 	verdict := "valid"

@@ -79,8 +79,8 @@ without --membership; nothing changed.
 				}
 				return encodeJSON(a.out, j)
 			}
-			_, err = fmt.Fprintf(a.out, "applied membership version %d (hash %s): %d valid signatures, %d needed\n",
-				res.Version, res.Hash, len(res.Counted), res.Needed)
+			_, err = fmt.Fprintf(a.out, "applied membership version %d (hash %s): %s, %d needed\n",
+				res.Version, res.Hash, plural(len(res.Counted), "valid signature"), res.Needed)
 			return err
 		},
 	}

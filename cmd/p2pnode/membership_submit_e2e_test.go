@@ -49,7 +49,7 @@ func TestMembershipSubmit(t *testing.T) {
 	a.expect("status", match("status", "peer", idB, "ok", true))
 
 	r := runCLI(t, dir, "membership", "submit", v2, "--data-dir", dataA)
-	if r.code != exitError || !strings.Contains(r.stderr, "1 valid signatures by members of version 1, needs 2") ||
+	if r.code != exitError || !strings.Contains(r.stderr, "1 valid signature by members of version 1, needs 2") ||
 		!strings.Contains(r.stderr, "refused") || !strings.Contains(r.stderr, idD+" is not a member of version 1") {
 		t.Fatalf("submit with 1 signature of 2: %+v", r)
 	}
