@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/asn1"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	pb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bitvmx/go-bitvmx-p2p/internal/atomicfile"
 )
@@ -147,6 +150,9 @@ func LoadKey(path string) (crypto.PrivKey, error) {
 		return nil, fmt.Errorf("load key: %w", err)
 	}
 	k, err := ParseKey(b)
+	if errors.Is(err, ErrInvalidKey) {
+		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load key %s: %w: %v", path, ErrNotKeyFile, err)
 	}
@@ -156,12 +162,18 @@ func LoadKey(path string) (crypto.PrivKey, error) {
 	return k, nil
 }
 
+// ErrInvalidKey is returned by ParseKey and LoadKey for content that has
+// the form of a key but holds none a node can use: a secp256k1 secret
+// outside 1..n-1, an ed25519 key whose public half is not its seed's.
+var ErrInvalidKey = errors.New("not a valid key")
+
 // ParseKey decodes a private key from libp2p's protobuf encoding, from the
 // hex form of that encoding (as BitVMX configuration files hold it, with or
 // without a 0x prefix), or from 64 hex digits of a raw secp256k1 secret.
+// A key no node can use is refused with ErrInvalidKey.
 func ParseKey(b []byte) (crypto.PrivKey, error) {
 	if k, err := crypto.UnmarshalPrivateKey(b); err == nil {
-		return k, nil
+		return checkKey(k, b)
 	}
 	s := strings.TrimPrefix(string(bytes.TrimSpace(b)), "0x")
 	raw, err := hex.DecodeString(s)
@@ -169,12 +181,85 @@ func ParseKey(b []byte) (crypto.PrivKey, error) {
 		return nil, errors.New("not a libp2p private key, in binary or hex")
 	}
 	if k, err := crypto.UnmarshalPrivateKey(raw); err == nil {
-		return k, nil
+		return checkKey(k, raw)
 	}
 	if len(raw) == 32 {
-		return crypto.UnmarshalSecp256k1PrivateKey(raw)
+		if err := checkSecp256k1Secret(raw); err != nil {
+			return nil, err
+		}
+		k, err := crypto.UnmarshalSecp256k1PrivateKey(raw)
+		if err != nil {
+			return nil, err
+		}
+		return checkKey(k, nil)
 	}
 	return nil, errors.New("hex does not hold a libp2p private key or a 32-byte secp256k1 secret")
+}
+
+// checkKey refuses a key that libp2p decoded from the protobuf encoding
+// enc (nil for a raw secret, checked before) but no node can use. libp2p
+// takes any 32 bytes as a secp256k1 secret, reducing them modulo n: 0 (or
+// n) gives the point at infinity, whose peer ID no allowlist can hold and
+// whose public key no peer can parse; n+1 silently becomes 1, another
+// operator's key for all anyone can tell.
+func checkKey(k crypto.PrivKey, enc []byte) (crypto.PrivKey, error) {
+	if enc != nil {
+		var m pb.PrivateKey
+		if err := proto.Unmarshal(enc, &m); err != nil {
+			// libp2p decoded it just now.
+			return nil, fmt.Errorf("decode key: %w", err)
+		}
+		switch m.GetType() {
+		case pb.KeyType_Secp256k1:
+			if err := checkSecp256k1Secret(m.GetData()); err != nil {
+				return nil, err
+			}
+		case pb.KeyType_Ed25519:
+			if err := checkEd25519(m.GetData()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if _, err := peer.IDFromPrivateKey(k); err != nil {
+		return nil, fmt.Errorf("%w: no peer ID: %v", ErrInvalidKey, err)
+	}
+	if k.Type() == crypto.Secp256k1 || k.Type() == crypto.Ed25519 {
+		// What id --json prints and peers parse in the handshake.
+		if _, err := PubKeyHash(k.GetPublic()); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+		}
+	}
+	return k, nil
+}
+
+// checkSecp256k1Secret refuses a secret outside 1..n-1, which libp2p
+// would take and reduce.
+func checkSecp256k1Secret(raw []byte) error {
+	var s secp256k1.ModNScalar
+	if len(raw) != secp256k1.PrivKeyBytesLen {
+		return fmt.Errorf("%w: secp256k1 secret of %d bytes (want %d)", ErrInvalidKey, len(raw), secp256k1.PrivKeyBytesLen)
+	}
+	if s.SetByteSlice(raw) {
+		return fmt.Errorf("%w: secp256k1 secret is not below the curve order n (want 1..n-1)", ErrInvalidKey)
+	}
+	if s.IsZero() {
+		return fmt.Errorf("%w: secp256k1 secret is 0 (want 1..n-1)", ErrInvalidKey)
+	}
+	return nil
+}
+
+// checkEd25519 refuses an ed25519 key (seed and public key, as libp2p
+// stores it) whose public half is not the seed's: its peer ID would name
+// a key the node cannot sign for, and every handshake would fail.
+func checkEd25519(data []byte) error {
+	if len(data) < ed25519.PrivateKeySize {
+		return nil // libp2p refused it already
+	}
+	want := ed25519.NewKeyFromSeed(data[:ed25519.SeedSize])
+	if !bytes.Equal(want[ed25519.SeedSize:], data[ed25519.SeedSize:ed25519.PrivateKeySize]) {
+		return fmt.Errorf("%w: ed25519 public key does not match its seed", ErrInvalidKey)
+	}
+	return nil
 }
 
 // PeerIDFromKeyFile loads a key file and returns the peer ID it stands for.

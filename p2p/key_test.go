@@ -10,10 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	cryptopb "github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
@@ -208,5 +211,67 @@ func assertDir(t *testing.T, dir string, names ...string) {
 	}
 	if !slices.Equal(got, names) {
 		t.Fatalf("%s holds %q, want %q", dir, got, names)
+	}
+}
+
+// TestParseKeyRefusesUnusableKeys: libp2p takes any 32 bytes as a
+// secp256k1 secret, reducing them modulo n, so 0 gave a node whose peer
+// ID no allowlist can hold and n+1 gave key 1 under another name.
+func TestParseKeyRefusesUnusableKeys(t *testing.T) {
+	const n = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+	secrets := map[string]string{
+		"zero":  strings.Repeat("0", 64),
+		"n":     n,
+		"n+1":   n[:63] + "2",
+		"all f": strings.Repeat("f", 64),
+	}
+	pbSecp := func(secret []byte) []byte {
+		b, err := proto.Marshal(&cryptopb.PrivateKey{Type: cryptopb.KeyType_Secp256k1.Enum(), Data: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for name, s := range secrets {
+		secret, _ := hex.DecodeString(s)
+		forms := map[string][]byte{
+			"raw hex":      []byte(s),
+			"protobuf":     pbSecp(secret),
+			"protobuf hex": []byte(hex.EncodeToString(pbSecp(secret))),
+		}
+		for form, in := range forms {
+			if _, err := p2p.ParseKey(in); !errors.Is(err, p2p.ErrInvalidKey) {
+				t.Errorf("%s as %s: %v (want ErrInvalidKey)", name, form, err)
+			}
+		}
+	}
+	// The largest secret there is, n-1, is a key.
+	if _, err := p2p.ParseKey([]byte(n[:63] + "0")); err != nil {
+		t.Errorf("n-1: %v", err)
+	}
+
+	// An ed25519 key whose public half is not its seed's.
+	_, priv, _ := ed25519.GenerateKey(nil)
+	_, other, _ := ed25519.GenerateKey(nil)
+	mixed := append(append([]byte{}, priv.Seed()...), other.Public().(ed25519.PublicKey)...)
+	b, _ := proto.Marshal(&cryptopb.PrivateKey{Type: cryptopb.KeyType_Ed25519.Enum(), Data: mixed})
+	if _, err := p2p.ParseKey(b); !errors.Is(err, p2p.ErrInvalidKey) {
+		t.Errorf("mismatched ed25519: %v", err)
+	}
+}
+
+// TestLoadKeyNamesFileOfUnusableKey: the refusal names the file, for
+// run, config check and id alike (they all load through LoadKey).
+func TestLoadKeyNamesFileOfUnusableKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "zero.key")
+	if err := os.WriteFile(path, []byte(strings.Repeat("0", 64)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p2p.LoadKey(path)
+	if !errors.Is(err, p2p.ErrInvalidKey) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("LoadKey: %v (want ErrInvalidKey naming %s)", err, path)
+	}
+	if _, err := p2p.PeerIDFromKeyFile(path); !errors.Is(err, p2p.ErrInvalidKey) {
+		t.Fatalf("PeerIDFromKeyFile: %v", err)
 	}
 }
