@@ -21,6 +21,28 @@ func Load(path string) (*List, error) {
 	return New(entries...)
 }
 
+// Check loads the file at path as Load does, and refuses, as Reload
+// refuses it over a non-empty list, a file that lists no peers without
+// "allow_empty: true" (an error matching ErrEmptyReload): a file checked
+// before a reload must not pass where the reload then fails.
+func Check(path string) (*List, error) {
+	d, err := readFile(path, parseDocument)
+	if err != nil {
+		return nil, err
+	}
+	m, err := buildEntries(d.entries)
+	if err != nil {
+		return nil, fmt.Errorf("allowlist: %s: %w", path, err)
+	}
+	if len(m) == 0 && !d.allowEmpty {
+		return nil, fmt.Errorf("allowlist: %s: %w: a node reloading it keeps the peers in force (write \"%s: true\" in the file to empty the list on purpose)",
+			path, ErrEmptyReload, keyAllowEmpty)
+	}
+	l := &List{}
+	l.snap.Store(newSnapshot(m))
+	return l, nil
+}
+
 // Reload reads the file at path and replaces the list with it in one step,
 // as Replace does. On any error the list keeps its entries and the error
 // names the path and line.

@@ -290,6 +290,26 @@ func TestReloadEmpty(t *testing.T) {
 	}
 }
 
+// Check refuses what Reload refuses over a non-empty list, so that a file
+// checked before a reload does not pass where the reload then fails.
+func TestCheckEmptyAsReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peers.yaml")
+	for _, doc := range []string{"", "peers: []\n", "peers: []\nallow_empty: false\n"} {
+		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Check(path); !errors.Is(err, ErrEmptyReload) || !strings.Contains(err.Error(), path) {
+			t.Errorf("Check(%q) = %v; want ErrEmptyReload naming the file", doc, err)
+		}
+	}
+	if err := os.WriteFile(path, []byte("allow_empty: true\npeers: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := Check(path); err != nil || l.Len() != 0 {
+		t.Errorf("Check(allow_empty) = %v", err)
+	}
+}
+
 func TestParseRelay(t *testing.T) {
 	ids := newIDs(t, 2)
 	doc := `peers:

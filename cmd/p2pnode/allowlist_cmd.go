@@ -222,31 +222,39 @@ func newAllowlistCheckCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check FILE",
 		Short: "Check an allowlist (or routes) file and count its entries",
-		Long: `check parses FILE as a node would and prints how many peers it holds. A file
-with a problem fails with the file, line and problem on stderr. With --routes,
-FILE is a routing table ("routes:" rules) instead.`,
+		Long: `check parses FILE as a node would and prints how many peers it holds and the
+digest of its entries, the one "p2pnode status" shows for a node enforcing
+them. A file with a problem fails with the file, line and problem on stderr,
+and so does a file listing no peers, which a node's reload refuses, unless it
+says allow_empty: true. With --routes, FILE is a routing table ("routes:"
+rules) instead.`,
 		Example: `  p2pnode allowlist check allowlist.yaml
   p2pnode allowlist check --routes routes.yaml --json`,
 		Args: checkArgs(cobra.ExactArgs(1)),
 		RunE: func(_ *cobra.Command, args []string) error {
-			file, kind, n := args[0], "peers", 0
+			file := args[0]
 			if routes {
 				r, err := allowlist.LoadRoutes(file)
 				if err != nil {
 					return err
 				}
-				kind, n = "routes", len(r.Rules())
-			} else {
-				l, err := allowlist.Load(file)
-				if err != nil {
-					return err
+				n := len(r.Rules())
+				if asJSON {
+					return json.NewEncoder(a.out).Encode(map[string]any{"file": file, "ok": true, "routes": n})
 				}
-				n = l.Len()
+				_, err = fmt.Fprintf(a.out, "%s: ok, %s\n", file, plural(n, "route"))
+				return err
 			}
+			l, err := allowlist.Check(file)
+			if err != nil {
+				return err
+			}
+			v := l.Version()
 			if asJSON {
-				return json.NewEncoder(a.out).Encode(map[string]any{"file": file, "ok": true, kind: n})
+				return json.NewEncoder(a.out).Encode(map[string]any{"file": file, "ok": true, "peers": v.Len, "digest": v.Digest})
 			}
-			_, err := fmt.Fprintf(a.out, "%s: ok, %s\n", file, plural(n, strings.TrimSuffix(kind, "s")))
+			// The short digest, as status prints it.
+			_, err = fmt.Fprintf(a.out, "%s: ok, %s, digest %s\n", file, plural(v.Len, "peer"), shortDigest(v.Digest))
 			return err
 		},
 	}
