@@ -46,7 +46,7 @@ const (
 type Config struct {
 	// Key is the node's identity. Its peer ID is what others allowlist.
 	Key crypto.PrivKey
-	// ListenAddrs are TCP multiaddrs to listen on. Default /ip4/127.0.0.1/tcp/0.
+	// ListenAddrs are TCP multiaddrs to listen on. Default DefaultListenAddr.
 	ListenAddrs []ma.Multiaddr
 	// Allowlist decides who may connect, and from which IPs. It is consulted
 	// live: entries added or removed take effect at once, and a removed peer
@@ -256,6 +256,11 @@ type Config struct {
 	dialHook func(network.Conn) network.Conn
 }
 
+// DefaultListenAddr is where a node listens when Config.ListenAddrs is
+// empty: loopback only, on a port the system picks, so that a node nobody
+// configured is not reachable from other hosts.
+const DefaultListenAddr = "/ip4/127.0.0.1/tcp/0"
+
 // ErrNoKey and ErrNoAllowlist report a Config missing a required field;
 // ErrTwoAccepts one with both Accept and AcceptReady set.
 var (
@@ -284,7 +289,7 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	if len(c.ListenAddrs) == 0 {
-		c.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}
+		c.ListenAddrs = []ma.Multiaddr{ma.StringCast(DefaultListenAddr)}
 	}
 	setDefault(&c.MaxMessageSize, DefaultMaxMessageSize)
 	setDefault(&c.AckTimeout, DefaultAckTimeout)

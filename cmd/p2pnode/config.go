@@ -152,7 +152,7 @@ func bindRunFlags(fs *pflag.FlagSet, c *runConfig) {
 // who it is, whom it admits, where it listens.
 func bindIdentityFlags(fs *pflag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.Key, "key", c.Key, "identity key `FILE` (mode 0600), from p2pnode keygen")
-	fs.StringArrayVar(&c.Listen, "listen", c.Listen, "`MULTIADDR` to listen on, repeatable (default /ip4/127.0.0.1/tcp/0)")
+	fs.StringArrayVar(&c.Listen, "listen", c.Listen, "`MULTIADDR` to listen on, repeatable (default "+p2p.DefaultListenAddr+")")
 	fs.StringVar(&c.Allowlist, "allowlist", c.Allowlist, "allowlist YAML `FILE`: who may connect")
 	fs.StringVar(&c.Membership, "membership", c.Membership,
 		"membership document `FILE` (docs/membership.md), instead of --allowlist: who may connect, changed only by M of N operators; with --dht, DHT records are sealed to the members")

@@ -96,3 +96,43 @@ func TestConfigCheckRelayIsSelf(t *testing.T) {
 		}
 	}
 }
+
+// config check reports the listen addresses run will use: with no listen:
+// key, p2p's default, which run then listens on. It said "0 listen
+// addresses".
+func TestConfigCheckDefaultListen(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, id := newKey(t, dir, "node.key")
+	al := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, al, id)
+	conf := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(conf, []byte("key: "+key+"\nallowlist: "+al+"\nephemeral: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const def = "/ip4/127.0.0.1/tcp/0"
+	if r := runInProc("config", "check", conf); r.code != 0 || !strings.Contains(r.stdout, "listen address "+def+" (the default)") {
+		t.Fatalf("config check: %+v; want the default listen address", r)
+	}
+	r := runInProc("config", "check", "--json", conf)
+	var res struct {
+		Listen []string `json:"listen"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || r.code != 0 || len(res.Listen) != 1 || res.Listen[0] != def {
+		t.Fatalf("config check --json: %+v (%v): %+v", res, err, r)
+	}
+	p := startProc(t, "node", dir, true, "run", "--json", "--config", conf)
+	l := p.expect("listening event", match("listening"))[0]
+	if addr := firstAddr(t, l); !strings.HasPrefix(addr, "/ip4/127.0.0.1/tcp/") {
+		t.Fatalf("run listens on %s, not on what config check reported (%s)", addr, def)
+	}
+	stopAll(t, p)
+
+	// A file that names its addresses gets them counted, as before.
+	if err := os.WriteFile(conf, []byte("key: "+key+"\nallowlist: "+al+"\nephemeral: true\nlisten: [/ip4/127.0.0.1/tcp/0, /ip4/127.0.0.2/tcp/0]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := runInProc("config", "check", conf); r.code != 0 || !strings.Contains(r.stdout, "2 listen addresses") {
+		t.Fatalf("config check with two: %+v", r)
+	}
+}

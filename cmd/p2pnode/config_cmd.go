@@ -188,8 +188,9 @@ bootstrap peers), the key file (it must exist, hold a key and have mode
 directory (if it exists, it must be a directory). With a membership
 document, it checks the version run would start from (the newer of the
 file given and the one saved in the data directory) and names it: an
-expired version 1 is refused only when no newer version replaces it. It
-reports the first problem, with its line for a file that does not parse. It does not bind
+expired version 1 is refused only when no newer version replaces it. The
+listen addresses it reports are those run will use (the default with no
+listen: key). It reports the first problem, with its line for a file that does not parse. It does not bind
 any port and does not open the store, which a running node holds.`,
 		Example: `  p2pnode config check p2pnode.yaml
   p2pnode config check --json /etc/p2pnode/p2pnode.yaml`,
@@ -204,9 +205,15 @@ any port and does not open the store, which a running node holds.`,
 				return fmt.Errorf("config %s: %w", args[0], err)
 			}
 			n := res.pcfg.Allowlist.Len()
+			// What run listens on: p2p's default when the file names none.
+			listen, listenText := c.Listen, plural(len(c.Listen), "listen address")
+			if len(listen) == 0 {
+				listen = []string{p2p.DefaultListenAddr}
+				listenText = "listen address " + p2p.DefaultListenAddr + " (the default)"
+			}
 			if asJSON {
 				out := map[string]any{"file": args[0], "ok": true, "peer": res.id.String(), "peers": n,
-					"ephemeral": c.Ephemeral}
+					"listen": listen, "ephemeral": c.Ephemeral}
 				if c.DataDir != "" {
 					out["data_dir"] = c.DataDir
 				}
@@ -229,7 +236,7 @@ any port and does not open the store, which a running node holds.`,
 					res.mem.source(c.Membership), plural(n, "member"))
 			}
 			_, err = fmt.Fprintf(a.out, "%s: ok (peer %s, key %q, %s, %s, %s)\n",
-				args[0], res.id, c.Key, members, plural(len(c.Listen), "listen address"), store)
+				args[0], res.id, c.Key, members, listenText, store)
 			return err
 		},
 	}
