@@ -278,3 +278,46 @@ func TestControlSocketRefusedBeforeStart(t *testing.T) {
 		t.Fatalf("the socket of a run that failed to start: %v, want it removed", err)
 	}
 }
+
+// A node run with relative allowlist and routes paths names them absolute
+// in every reload message: the control API's reply, ok or failed, and the
+// node's events. A failed reload said "allowlist: al.yaml: line 3", relative
+// to the node's working directory, while a successful one said "reloaded
+// /abs/al.yaml"; the node's reloaded event said "al.yaml".
+func TestReloadNamesFilesAbsolute(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, id := newKey(t, dir, "a.key")
+	list, routes := filepath.Join(dir, "al.yaml"), filepath.Join(dir, "routes.yaml")
+	writeAllowlist(t, list, id)
+	if err := os.WriteFile(routes, []byte("routes:\n  - from: \"*\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "a.sock")
+	a, _ := startNode(t, "a", dir, key, "al.yaml", "--routes", "routes.yaml", "--ephemeral", "--api", sock)
+	// The CLI runs elsewhere: a relative name would point nowhere from there.
+	elsewhere := filepath.Join(dir, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	if out := mustRun(t, elsewhere, "allowlist", "reload", "--api", sock); !strings.Contains(out, "reloaded "+list+":") ||
+		!strings.Contains(out, "reloaded "+routes+":") {
+		t.Fatalf("allowlist reload: %q; want %s and %s named", out, list, routes)
+	}
+	a.expect("the reloaded events", match("reloaded", "kind", "allowlist", "file", list),
+		match("reloaded", "kind", "routes", "file", routes))
+
+	if err := os.WriteFile(list, []byte("peers:\n  - id: "+id+"\n  - name: no id\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, elsewhere, "allowlist", "reload", "--api", sock)
+	if r.code != exitError || !strings.Contains(r.stderr, "allowlist: "+list+": line 3") {
+		t.Fatalf("failed allowlist reload: exit %d, stderr %q; want exit %d naming %s: line 3", r.code, r.stderr, exitError, list)
+	}
+	e := a.expect("the reload error", match("error"))[0]
+	if msg := e.Str("error"); !strings.Contains(msg, "allowlist: "+list+": line 3") {
+		t.Fatalf("reload error event %q does not name %s", msg, list)
+	}
+	stopAll(t, a)
+}

@@ -98,7 +98,7 @@ Events, with --json (one object per line, "event" first):
   {"event":"dropped","peer":"<id>","id":9,"count":3}
   {"event":"refused","peer":"<id>","ip":"<ip>","reason":"unknown_peer","count":1}   an inbound connection the allowlist refused
   {"event":"error","peer":"<id>","error":"<message>"}
-  {"event":"reloaded","kind":"allowlist","file":"<path>","count":4}
+  {"event":"reloaded","kind":"allowlist","file":"<absolute path>","count":4}
   {"event":"membership_applied","version":2,"hash":"<sha256>","from":"<id>","added":["<id>"],"removed":["<id>"]}   no "from": membership submit
   {"event":"membership_rejected","from":"<id>","version":2,"reason":"threshold","charged":true,"error":"..."}
   {"event":"membership_behind","peer":"<id>","peer_version":5,"version":2}
@@ -241,6 +241,14 @@ func runNode(a *app, cfg runConfig) error {
 	defer func() { _ = log.Sync() }()
 	routeLibp2pLogs(log)
 
+	// The node reads these files again on every reload and names them in
+	// its events and log and in the control API's replies, which give an
+	// absolute path: resolved once, they are named the same way in all.
+	for _, p := range []*string{&cfg.Allowlist, &cfg.Routes} {
+		if *p != "" {
+			*p = absPath(*p)
+		}
+	}
 	r := &runner{cfg: cfg, log: log, out: &printer{w: a.out, asJSON: cfg.JSON}, seen: newObserved()}
 	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	defer r.bgCancel()
