@@ -149,9 +149,14 @@ func (c *nodeControl) Check(ctx context.Context, req *pb.CheckRequest) (*pb.Chec
 	if err != nil {
 		return nil, fmt.Errorf("%w: peer %q: %v", control.ErrInvalid, req.PeerId, err)
 	}
+	// A well-formed ID the node cannot check is not a malformed request:
+	// not ErrInvalid, which the CLI takes for a usage mistake.
 	res, err := c.r.node.Check(ctx, p)
-	if errors.Is(err, p2p.ErrNotAllowlisted) {
-		return nil, fmt.Errorf("%w: %s is not on the allowlist", control.ErrInvalid, p)
+	switch {
+	case errors.Is(err, p2p.ErrCheckSelf):
+		return nil, fmt.Errorf("peer %s is this node: check tests the ways to another peer", p)
+	case errors.Is(err, p2p.ErrNotAllowlisted):
+		return nil, fmt.Errorf("peer %s is not on the node's allowlist: it cannot connect", p)
 	}
 	if err != nil {
 		return nil, err

@@ -321,3 +321,32 @@ func TestReloadNamesFilesAbsolute(t *testing.T) {
 	}
 	stopAll(t, a)
 }
+
+// check --peer with a well-formed ID the node cannot check fails with exit
+// 1, saying why: a peer not on the allowlist (as send to it does), or the
+// node itself, even when its shared allowlist lists it. Both were exit 2,
+// "invalid request: ... is not on the allowlist"; a malformed ID stays a
+// usage mistake.
+func TestCheckPeerNotCheckable(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, id := newKey(t, dir, "a.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, id)
+	sock := filepath.Join(dir, "a.sock")
+	a, _ := startNode(t, "a", dir, key, list, "--ephemeral", "--api", sock)
+	for _, tc := range []struct {
+		peer, want string
+		code       int
+	}{
+		{testPeer, "p2pnode: peer " + testPeer + " is not on the node's allowlist", exitError},
+		{id, "p2pnode: peer " + id + " is this node", exitError},
+		{"16Uiu2HAmNotAPeer", `--peer "16Uiu2HAmNotAPeer" is not a peer ID`, exitUsage},
+	} {
+		r := runCLI(t, dir, "check", "--api", sock, "--peer", tc.peer)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) || strings.Count(r.stderr, "\n") != 1 || r.stdout != "" {
+			t.Errorf("check --peer %s: %+v; want exit %d and one line with %q", tc.peer, r, tc.code, tc.want)
+		}
+	}
+	stopAll(t, a)
+}
