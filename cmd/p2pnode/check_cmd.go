@@ -204,34 +204,39 @@ func relayStatusPB(st p2p.RelayStatus, relayAddrs []ma.Multiaddr) *pb.RelayStatu
 
 // relayView is the relay part of status --json.
 type relayView struct {
-	Relays []struct {
-		Peer      string   `json:"peer"`
-		Addrs     []string `json:"addrs"`
-		Connected bool     `json:"connected"`
-	} `json:"relays"`
-	Reservations    int32    `json:"reservations"`
-	RelayAddrs      []string `json:"relay_addrs"`
-	Service         bool     `json:"service"`
-	Served          int32    `json:"served_reservations"`
-	Circuits        int32    `json:"circuits"`
-	Refused         uint64   `json:"refused_requests"`
-	HolePunching    bool     `json:"hole_punching"`
-	HolePunchReady  bool     `json:"hole_punch_ready"`
-	HolePunchOK     uint64   `json:"hole_punch_ok"`
-	HolePunchFailed uint64   `json:"hole_punch_failed"`
+	Relays          []relayPeerView `json:"relays"`
+	Reservations    int32           `json:"reservations"`
+	RelayAddrs      []string        `json:"relay_addrs"`
+	Service         bool            `json:"service"`
+	Served          int32           `json:"served_reservations"`
+	Circuits        int32           `json:"circuits"`
+	Refused         uint64          `json:"refused_requests"`
+	HolePunching    bool            `json:"hole_punching"`
+	HolePunchReady  bool            `json:"hole_punch_ready"`
+	HolePunchOK     uint64          `json:"hole_punch_ok"`
+	HolePunchFailed uint64          `json:"hole_punch_failed"`
 }
 
+// relayPeerView is one static relay in status --json.
+type relayPeerView struct {
+	Peer      string   `json:"peer"`
+	Addrs     []string `json:"addrs"`
+	Connected bool     `json:"connected"`
+}
+
+// relayViewOf gives every list, empty too, as [] ("relays":null beside
+// "relay_addrs":[] made a script tell nil from empty).
 func relayViewOf(r *pb.RelayStatus) relayView {
-	v := relayView{RelayAddrs: []string{}}
+	v := relayView{Relays: []relayPeerView{}, RelayAddrs: []string{}}
 	if r == nil {
 		return v
 	}
 	for _, p := range r.Relays {
-		v.Relays = append(v.Relays, struct {
-			Peer      string   `json:"peer"`
-			Addrs     []string `json:"addrs"`
-			Connected bool     `json:"connected"`
-		}{p.PeerId, p.Addrs, p.Connected})
+		addrs := p.Addrs
+		if addrs == nil {
+			addrs = []string{}
+		}
+		v.Relays = append(v.Relays, relayPeerView{p.PeerId, addrs, p.Connected})
 	}
 	if r.RelayAddrs != nil {
 		v.RelayAddrs = r.RelayAddrs
