@@ -54,7 +54,8 @@ benchmarks the library.
 Results are readable text by default and JSON with --json. A failure prints
 one line, "p2pnode: <message>", on stderr and exits with status 1 (2 for a
 usage mistake: an unknown flag or command, a missing argument, an invalid
-value of a flag or configuration key).`,
+value of a flag or configuration key, a flag that takes one value given
+twice).`,
 		Example: `  p2pnode demo
   p2pnode keygen --out node.key
   p2pnode allowlist add allowlist.yaml --id 16Uiu2HAm... --name operator-2
@@ -78,6 +79,7 @@ value of a flag or configuration key).`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	bindLogFlags(root.PersistentFlags(), &a.log)
 	root.AddCommand(commands(a)...)
+	refuseRepeatedFlags(root)
 	return root
 }
 
