@@ -28,8 +28,8 @@ func newStatusCmd(a *app) *cobra.Command {
 listen addresses, version and uptime; the exchanges in flight (active,
 queued behind a peer's active ones, requests received and not answered yet,
 events not yet printed); its store (size on disk, outbox, dead letters);
-its allowlist (file, entries, version: 1 as loaded plus one per change, and
-the SHA-256 digest of the entries in force; on a node run with --membership,
+its allowlist (file, entries, revision: 1 as loaded plus one per change in
+this run, "version" in JSON, and the SHA-256 digest of the entries in force; on a node run with --membership,
 which has no file, the membership version and hash whose members are the
 list); its DHT state; and its relays (static relays, reservations held, the
 relay service, hole punches).
@@ -158,7 +158,9 @@ func printStatus(a *app, s *pb.StatusResponse, api string) error {
 	if al.MembershipVersion != 0 {
 		source = fmt.Sprintf("membership version %d (%s)", al.MembershipVersion, shortDigest(al.MembershipHash))
 	}
-	fmt.Fprintf(tw, "allowlist\t%s: %d entries, version %d, digest %s\n", source, al.Entries, al.Version, shortDigest(al.Digest))
+	// "revision", not "version": beside a membership version, two
+	// versions read as one thing.
+	fmt.Fprintf(tw, "allowlist\t%s: %d entries, revision %d in this run, digest %s\n", source, al.Entries, al.Version, shortDigest(al.Digest))
 	switch d := j.DHT; {
 	case !d.Enabled:
 		fmt.Fprintf(tw, "dht\toff\n")
