@@ -22,6 +22,11 @@ var (
 	// ErrVersion means the store's layout version is newer than this code
 	// knows: a newer release wrote it, and downgrading is not supported.
 	ErrVersion = errors.New("store: unsupported layout version")
+	// ErrWrongPeer means the store belongs to another node: it records a
+	// peer ID other than Options.PeerID. Its exchanges were started and
+	// received under that identity; resumed under another, peers would see
+	// them come from a node they never dealt with.
+	ErrWrongPeer = errors.New("store: belongs to another peer")
 	// ErrFull means a batch that adds data was refused because the store
 	// holds Options.MaxBytes or more. Deletes are never refused.
 	ErrFull = errors.New("store: full")

@@ -10,6 +10,7 @@ import (
 //
 //	'm' meta         "version" -> LayoutVersion, 8-byte big-endian uint64
 //	                 "created" -> creation time, RFC 3339 text (informational)
+//	                 "peer"    -> the owner's peer ID, text (Options.PeerID)
 //	'o' outgoing     8-byte big-endian exchange ID            -> Outgoing record
 //	'i' incoming     len(peer) (1 byte), peer, 8-byte BE ID   -> Incoming record
 //	'd' deadletters  8-byte big-endian exchange ID            -> DeadLetter record
@@ -95,6 +96,9 @@ func (t tableID) bounds() (lower, upper []byte) {
 const (
 	metaVersion = "version"
 	metaCreated = "created"
+	// metaPeer was added to layout 1 without a new version: older code
+	// never reads it, and a store without it is adopted (see checkPeer).
+	metaPeer = "peer"
 )
 
 func idKey(id uint64) []byte {

@@ -138,13 +138,17 @@ func (s *Store) tryOpen(opts Options) error {
 	// write-ahead log into sstables and deletes the files the MANIFEST does
 	// not name, which a damaged MANIFEST (pebble reads one cut short as far
 	// as it goes) could make the files the store's records are in.
-	err = s.verify(fsys, lock)
+	adopt, err := s.verify(fsys, lock, opts.PeerID)
 	var db *pebble.DB
 	if err == nil {
 		db, err = openPebble(s.path, s.pebbleOptions(fsys, lock, false))
 	}
 	if err == nil {
-		if err = checkLayout(db, s.path); err != nil {
+		err = checkLayout(db, s.path)
+		if err == nil && adopt {
+			err = setMeta(db, s.path, metaPeer, []byte(opts.PeerID))
+		}
+		if err != nil {
 			closePebble(db, s.path)
 		}
 	}
@@ -157,24 +161,80 @@ func (s *Store) tryOpen(opts Options) error {
 	return nil
 }
 
-// verify opens the store read-only and checks its layout and that every
-// sstable opens (their data blocks are checked as they are read).
-func (s *Store) verify(fsys vfs.FS, lock *dirLock) error {
+// verify opens the store read-only and checks its layout, its owner (see
+// checkPeer) and that every sstable opens (their data blocks are checked as
+// they are read). It reports whether the store is to record peer as its
+// owner.
+func (s *Store) verify(fsys vfs.FS, lock *dirLock, peer string) (adopt bool, err error) {
 	o := s.pebbleOptions(fsys, lock, false)
 	o.ReadOnly = true
 	o.FormatMajorVersion = pebble.FormatDefault // the store's own: no ratchet
 	db, err := openPebble(s.path, o)
 	if err != nil {
-		return err
+		return false, err
 	}
 	err = checkLayout(db, s.path)
+	if err == nil {
+		adopt, err = checkPeer(db, s.path, peer)
+	}
 	if err == nil {
 		err = checkTables(db, s.path)
 	}
 	if cerr := closeErr(db, s.path); err == nil {
 		err = cerr
 	}
-	return err
+	return adopt, err
+}
+
+// checkPeer refuses a store that records an owner other than peer
+// (ErrWrongPeer), and reports whether a store that records none is to
+// record peer: a store made before stores recorded their owner is taken
+// over by the first node that opens it with its key, which is the node
+// that made it unless the operator pointed another at it meanwhile (the
+// layout does not change: older code never reads the key). An empty peer
+// (a tool without the node's key) checks nothing.
+func checkPeer(db *pebble.DB, path, peer string) (adopt bool, err error) {
+	if peer == "" {
+		return false, nil
+	}
+	defer recoverPebble(path, &err)
+	v, closer, err := db.Get(tableMeta.key([]byte(metaPeer)))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, pebbleError(path, "read", err)
+	}
+	defer closer.Close()
+	if !printable(v) {
+		return false, corruptError(path, fmt.Sprintf("meta %q is not a peer ID: %x", metaPeer, v), nil)
+	}
+	if owner := string(v); owner != peer {
+		return false, &fileError{kind: ErrWrongPeer, path: path,
+			phrase: fmt.Sprintf("belongs to peer %s, not %s", owner, peer)}
+	}
+	return false, nil
+}
+
+// printable reports whether b is non-empty printable ASCII, as the text
+// form of a peer ID is: anything else is not printed as it is.
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// setMeta writes the meta key k, synced: Open must not report a store as
+// its caller's until that is durable.
+func setMeta(db *pebble.DB, path, k string, v []byte) (err error) {
+	defer recoverPebble(path, &err)
+	if err := db.Set(tableMeta.key([]byte(k)), v, pebble.Sync); err != nil {
+		return fmt.Errorf("store: write %s: %w", path, err)
+	}
+	return nil
 }
 
 // checkTables opens every sstable's footer, index and properties.
@@ -334,7 +394,7 @@ func create(path string, opts Options) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	err = initLayout(db, tmp)
+	err = initLayout(db, tmp, opts.PeerID)
 	if cerr := closeErr(db, tmp); err == nil {
 		err = cerr
 	}
@@ -354,8 +414,9 @@ func create(path string, opts Options) (bool, error) {
 	return true, syncDir(filepath.Dir(path))
 }
 
-// initLayout writes the meta in one synced batch.
-func initLayout(db *pebble.DB, path string) (err error) {
+// initLayout writes the meta, with peer as the owner unless it is empty,
+// in one synced batch.
+func initLayout(db *pebble.DB, path, peer string) (err error) {
 	defer recoverPebble(path, &err)
 	b := db.NewBatch()
 	defer b.Close()
@@ -365,6 +426,11 @@ func initLayout(db *pebble.DB, path string) (err error) {
 	created := []byte(time.Now().UTC().Format(time.RFC3339))
 	if err := b.Set(tableMeta.key([]byte(metaCreated)), created, nil); err != nil {
 		return err
+	}
+	if peer != "" {
+		if err := b.Set(tableMeta.key([]byte(metaPeer)), []byte(peer), nil); err != nil {
+			return err
+		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("store: initialise %s: %w", path, err)

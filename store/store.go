@@ -27,6 +27,15 @@ type Options struct {
 	// keeps for reuse (a few MiB) are not counted. Default (0 or less):
 	// 1 GiB.
 	MaxBytes int64
+	// PeerID is the peer ID, in text form, of the node that uses the
+	// store. A store records the peer ID of the first Open that gives one
+	// (when it is created, or later for a store made without one, such as
+	// by a release that did not record it), and Open refuses it with
+	// ErrWrongPeer for any other: the outbox holds exchanges started by
+	// that peer, which another identity must not resume. Empty: nothing is
+	// checked or recorded, for tools that inspect a stopped node's store
+	// without its key.
+	PeerID string
 	// LockTimeout is how long Open waits for another process's lock on the
 	// store before failing with ErrLocked. Default (0 or less): 100ms.
 	LockTimeout time.Duration
@@ -102,12 +111,17 @@ type Store struct {
 // directory dir/store (DirName, 0700, pebble's files inside) if needed. It
 // fails with ErrLocked if another process (or another Open in this process)
 // has the store open, with ErrCorrupt if dir/store is not a valid store, and
-// with ErrVersion if a newer layout wrote it; those errors name the
+// with ErrVersion if a newer layout wrote it, and with ErrWrongPeer if it
+// belongs to a peer other than opts.PeerID; those errors name the
 // directory. A data directory holding a store file of the earlier bbolt
 // layout (FileName) and no dir/store is refused with ErrCorrupt naming that
 // file, rather than started empty beside it.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
+	if opts.PeerID != "" && !printable([]byte(opts.PeerID)) {
+		// It could not be read back as one (checkPeer).
+		return nil, fmt.Errorf("store: peer ID %q is not the text form of a peer ID", opts.PeerID)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: create data directory: %w", err)
 	}

@@ -53,15 +53,18 @@ func absPath(p string) string {
 	return p
 }
 
-// openRunStore opens the store of a node about to run in dir. The errors
-// an operator meets are rewritten to say what to do: a directory in use
-// (another p2pnode on it), a file that is not a store (never replaced by
-// an empty one).
-func openRunStore(dir string, log *zap.Logger) (*store.Store, error) {
-	st, err := store.Open(dir, store.Options{Logger: log.Named("store")})
+// openRunStore opens the store of the node with peer ID id, about to run
+// in dir. The errors an operator meets are rewritten to say what to do: a
+// directory in use (another p2pnode on it), a store of another node's key
+// (its exchanges must not go out under this one), a file that is not a
+// store (never replaced by an empty one).
+func openRunStore(dir string, id peer.ID, log *zap.Logger) (*store.Store, error) {
+	st, err := store.Open(dir, store.Options{PeerID: id.String(), Logger: log.Named("store")})
 	switch {
 	case err == nil:
 		return st, nil
+	case errors.Is(err, store.ErrWrongPeer):
+		return nil, fmt.Errorf("%w: data directory %s is another node's (give that node's --key, or this key its own --data-dir)", err, dir)
 	case errors.Is(err, store.ErrLocked):
 		return nil, fmt.Errorf("data directory %s is in use: another p2pnode is probably running on it (give each node its own --data-dir)", dir)
 	case errors.Is(err, store.ErrCorrupt):

@@ -220,6 +220,45 @@ func TestDataDirInUseAndCorrupt(t *testing.T) {
 	oneErrorLine(t, runCLI(t, dir, "outbox", "list", "--data-dir", data), storeDir+" is corrupt")
 }
 
+// A store belongs to the key that made it (or, made before stores recorded
+// it, to the first key run on it): run with another key on its data
+// directory refuses to start, naming the directory and both peer IDs,
+// rather than send that node's outbox under its own identity. The tools,
+// which open a stopped store without a key, still read it.
+func TestDataDirOfAnotherKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyB, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA, idB)
+	for _, old := range []bool{false, true} {
+		data := filepath.Join(dir, fmt.Sprintf("data-%v", old))
+		if old {
+			// A store as an earlier release made it: no peer recorded.
+			st, err := store.Open(data, store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a, _ := startNode(t, "a", dir, keyA, list, "--data-dir", data)
+		stopAll(t, a)
+		r := runCLI(t, dir, "run", "--json", "--key", keyB, "--allowlist", list,
+			"--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir", data)
+		oneErrorLine(t, r, filepath.Join(data, store.DirName)+" belongs to peer "+idA+", not "+idB)
+		oneErrorLine(t, r, "give that node's --key, or this key its own --data-dir")
+		if r.code != exitError || r.stdout != "" {
+			t.Fatalf("run with another key (old store %v): exit %d, stdout %q", old, r.code, r.stdout)
+		}
+		storeList(t, dir, "outbox", "--data-dir", data)
+		a, _ = startNode(t, "a", dir, keyA, list, "--data-dir", data)
+		stopAll(t, a)
+	}
+}
+
 // storeList runs "outbox list" or "deadletters list" with --json and
 // returns its entries.
 func storeList(t *testing.T, dir, what string, target ...string) []map[string]any {

@@ -53,7 +53,8 @@ events say "resumed", and keep their stdin "id") and prints again what it had re
 and not handled ("redelivered"). A send or request that fails for good is
 kept in the dead letters ("dead_lettered"): see p2pnode deadletters --help,
 and p2pnode outbox --help for the exchanges waiting to resume. One node per
-directory: a second run on it fails. --ephemeral runs without a store, and
+directory: a second run on it fails, and so does a run with another key
+than the one whose store it holds. --ephemeral runs without a store, and
 a restart forgets everything in flight.
 
 Commands are read from stdin, one JSON object per line:
