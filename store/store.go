@@ -14,6 +14,10 @@ import (
 	"go.uber.org/zap"
 )
 
+// DefaultMaxBytes is the size cap of a store whose Options.MaxBytes is not
+// set: 1 GiB.
+const DefaultMaxBytes = 1 << 30
+
 // Options configure a Store. The zero value gives the defaults.
 type Options struct {
 	// MaxBytes caps the store's disk use. While the bytes in use (pebble's
@@ -25,7 +29,7 @@ type Options struct {
 	// that receives deletes compacts at once, in the background. The cap
 	// is soft: one group may overshoot it. Write-ahead log files pebble
 	// keeps for reuse (a few MiB) are not counted. Default (0 or less):
-	// 1 GiB.
+	// DefaultMaxBytes.
 	MaxBytes int64
 	// PeerID is the peer ID, in text form, of the node that uses the
 	// store. A store records the peer ID of the first Open that gives one
@@ -55,7 +59,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.MaxBytes <= 0 {
-		o.MaxBytes = 1 << 30
+		o.MaxBytes = DefaultMaxBytes
 	}
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = 100 * time.Millisecond

@@ -16,7 +16,13 @@ import (
 
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
+
+// minStoreSize is the least max_store_size: below it the store's own files
+// (tens of KiB) and one message of the default max_message_size would fill
+// it, and every exchange would be refused as the store being full.
+const minStoreSize = 1 << 20
 
 // runConfig is everything "p2pnode run" takes. It is read from the --config
 // file, then every flag given on the command line overrides its field. A
@@ -60,6 +66,9 @@ type runConfig struct {
 	// not yet handled, dead letters); empty: the default, under
 	// $XDG_STATE_HOME (or ~/.local/state)/p2pnode/<peer ID>.
 	DataDir string `yaml:"data_dir"`
+	// MaxStoreSize caps the store's disk use, in bytes
+	// (store.Options.MaxBytes); 0: store.DefaultMaxBytes.
+	MaxStoreSize int64 `yaml:"max_store_size"`
 	// Ephemeral runs without a store: a restart forgets everything in
 	// flight.
 	Ephemeral bool `yaml:"ephemeral"`
@@ -158,10 +167,12 @@ func bindIdentityFlags(fs *pflag.FlagSet, c *runConfig) {
 		"membership document `FILE` (docs/membership.md), instead of --allowlist: who may connect, changed only by M of N operators; with --dht, DHT records are sealed to the members")
 }
 
-// bindStoreFlags defines --data-dir and --ephemeral.
+// bindStoreFlags defines --data-dir, --max-store-size and --ephemeral.
 func bindStoreFlags(fs *pflag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir,
 		"`DIR` of the node's store, kept across restarts (default $XDG_STATE_HOME/p2pnode/<peer ID>, or ~/.local/state/p2pnode/<peer ID>)")
+	fs.Int64Var(&c.MaxStoreSize, "max-store-size", c.MaxStoreSize,
+		fmt.Sprintf("most disk the store may use, in bytes: when full, new sends and requests fail and received messages are answered busy (default %d, at least %d)", store.DefaultMaxBytes, minStoreSize))
 	fs.BoolVar(&c.Ephemeral, "ephemeral", c.Ephemeral, "run without a store: a restart forgets the exchanges in flight")
 }
 
@@ -323,6 +334,14 @@ func (c *runConfig) validateValues() error {
 	}
 	if c.Ephemeral && c.DataDir != "" {
 		return usageErrorf("data-dir %q given but ephemeral is set: give one of --data-dir and --ephemeral", c.DataDir)
+	}
+	switch v := c.MaxStoreSize; {
+	case v < 0:
+		return usageErrorf("max-store-size must not be negative (got %d)", v)
+	case v > 0 && v < minStoreSize:
+		return usageErrorf("max-store-size must be at least %d bytes (1 MiB), or 0 for the default (got %d)", minStoreSize, v)
+	case v > 0 && c.Ephemeral:
+		return usageErrorf("max-store-size given but ephemeral is set: an ephemeral node has no store")
 	}
 	switch c.Handler.AutoReply {
 	case "", "echo":

@@ -55,6 +55,10 @@ watch: false
 # $XDG_STATE_HOME/p2pnode/<peer ID>, or ~/.local/state/p2pnode/<peer ID>.
 # One running node per directory.
 data_dir: ""
+# Most disk the store may use, in bytes (at least 1048576). When it is full,
+# new sends and requests fail and received messages are answered busy (their
+# senders resend later) until exchanges end and free room.
+max_store_size: 1073741824
 # The control socket "p2pnode status", "peers", "send" and the other
 # commands use to reach this node (mode 0600: this user only). Empty:
 # control.sock in the data directory; "off": none. An ephemeral node has
@@ -217,6 +221,9 @@ any port and does not open the store, which a running node holds.`,
 				if c.DataDir != "" {
 					out["data_dir"] = c.DataDir
 				}
+				if !c.Ephemeral {
+					out["max_store_size"] = c.storeCap()
+				}
 				if res.mem.doc != nil {
 					out["membership_version"] = res.mem.doc.Version()
 					out["membership_file"] = res.mem.source(c.Membership)
@@ -229,6 +236,9 @@ any port and does not open the store, which a running node holds.`,
 				store = "ephemeral: no store"
 			case c.DataDir == "":
 				store = "data dir: the default of the key's peer ID"
+			}
+			if !c.Ephemeral {
+				store += fmt.Sprintf(", store at most %d bytes", c.storeCap())
 			}
 			members := fmt.Sprintf("allowlist %q with %s", c.Allowlist, plural(n, "peer"))
 			if res.mem.doc != nil {

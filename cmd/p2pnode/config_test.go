@@ -11,6 +11,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/spf13/pflag"
+
+	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
 func TestExampleConfigParses(t *testing.T) {
@@ -34,10 +36,10 @@ func TestExampleConfigParses(t *testing.T) {
 		t.Errorf("buffers: %+v", c.Buffers)
 	case c.Log != logConfig{Level: "warn", Format: "console"}:
 		t.Errorf("log: %+v", c.Log)
-	case c.DataDir != "" || c.Ephemeral:
-		t.Errorf("store: data_dir %q, ephemeral %v", c.DataDir, c.Ephemeral)
+	case c.DataDir != "" || c.Ephemeral || c.MaxStoreSize != store.DefaultMaxBytes:
+		t.Errorf("store: data_dir %q, ephemeral %v, max_store_size %d", c.DataDir, c.Ephemeral, c.MaxStoreSize)
 	}
-	for _, k := range []string{"\ndata_dir:", "\nephemeral:"} {
+	for _, k := range []string{"\ndata_dir:", "\nephemeral:", "\nmax_store_size:"} {
 		if !strings.Contains(exampleConfig, k) {
 			t.Errorf("the example has no %s", k[1:])
 		}
@@ -80,7 +82,8 @@ func TestConfigExampleCommand(t *testing.T) {
 	if code := execute([]string{"config", "check", path}, stdio{out: &out, err: &errOut}); code != 0 {
 		t.Fatalf("config check: exit %d: %s", code, errOut.String())
 	}
-	if !strings.Contains(out.String(), ": ok (peer 16Uiu2") || !strings.Contains(out.String(), "with 1 peer,") {
+	if !strings.Contains(out.String(), ": ok (peer 16Uiu2") || !strings.Contains(out.String(), "with 1 peer,") ||
+		!strings.Contains(out.String(), ", store at most 1073741824 bytes)") {
 		t.Fatalf("config check printed %q", out.String())
 	}
 }
@@ -115,6 +118,9 @@ func TestConfigCheckAsRun(t *testing.T) {
 		{"listen host:port", "listen: [\"127.0.0.1:4200\"]\n", "write it as /ip4/127.0.0.1/tcp/4200", exitUsage},
 		{"listen quic", "listen: [/ip4/0.0.0.0/udp/4001/quic-v1]\n", "TCP only", exitUsage},
 		{"bootstrap", "dht: {enabled: true, bootstrap: [/ip4/1.2.3.4/tcp/1]}\n", "bootstrap", exitUsage},
+		{"store size negative", "max_store_size: -1\n", "max-store-size must not be negative (got -1)", exitUsage},
+		{"store size small", "max_store_size: 1000\n", "max-store-size must be at least 1048576 bytes", exitUsage},
+		{"store size ephemeral", "max_store_size: 1048576\n", "an ephemeral node has no store", exitUsage},
 		{"missing key", "key: missing.key\n", "no such file", exitError},
 		{"allowlist as key", "key: allowlist.yaml\n", "not a key file", exitError},
 		{"directory as key", "key: .\n", "not a key file (a directory)", exitError},
@@ -285,6 +291,27 @@ func TestStoreSettings(t *testing.T) {
 	}
 	if err := c.validate(); err != nil || !c.Ephemeral || c.DataDir != "" {
 		t.Fatalf("--ephemeral --data-dir '': %+v, %v", c, err)
+	}
+
+	// max_store_size is a byte count, the flag overriding the file; 0 is
+	// the store's default.
+	if err := os.WriteFile(path, []byte("key: k\nallowlist: a\nmax_store_size: 2097152\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = loadConfigFile(path); err != nil || c.MaxStoreSize != 2<<20 || c.storeCap() != 2<<20 {
+		t.Fatalf("max_store_size: %+v, %v", c, err)
+	}
+	if err := overlayFlags(&c, parseRunFlags(t, "--max-store-size", "3145728")); err != nil || c.MaxStoreSize != 3<<20 {
+		t.Fatalf("--max-store-size: %d, %v", c.MaxStoreSize, err)
+	}
+	if err := (&runConfig{Key: "k", Allowlist: "a"}).validate(); err != nil || (&runConfig{}).storeCap() != store.DefaultMaxBytes {
+		t.Fatalf("default store cap: %v", err)
+	}
+	for _, v := range []int64{-1, 1, minStoreSize - 1} {
+		bad := runConfig{Key: "k", Allowlist: "a", MaxStoreSize: v}
+		if err := bad.validate(); err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "max-store-size") {
+			t.Errorf("max_store_size %d: %v", v, err)
+		}
 	}
 
 	id := mustPeer(t, testPeer)

@@ -45,6 +45,15 @@ func (c *runConfig) dataDir(id peer.ID) (string, error) {
 	return defaultDataDir(id)
 }
 
+// storeCap is the size cap of the node's store, in bytes: max_store_size,
+// or the store's default.
+func (c *runConfig) storeCap() int64 {
+	if c.MaxStoreSize > 0 {
+		return c.MaxStoreSize
+	}
+	return store.DefaultMaxBytes
+}
+
 // absPath makes a path absolute, or leaves it as it is if it cannot.
 func absPath(p string) string {
 	if abs, err := filepath.Abs(p); err == nil {
@@ -54,12 +63,12 @@ func absPath(p string) string {
 }
 
 // openRunStore opens the store of the node with peer ID id, about to run
-// in dir. The errors an operator meets are rewritten to say what to do: a
+// in dir, capped at maxBytes (0: the store's default). The errors an operator meets are rewritten to say what to do: a
 // directory in use (another p2pnode on it), a store of another node's key
 // (its exchanges must not go out under this one), a file that is not a
 // store (never replaced by an empty one).
-func openRunStore(dir string, id peer.ID, log *zap.Logger) (*store.Store, error) {
-	st, err := store.Open(dir, store.Options{PeerID: id.String(), Logger: log.Named("store")})
+func openRunStore(dir string, id peer.ID, maxBytes int64, log *zap.Logger) (*store.Store, error) {
+	st, err := store.Open(dir, store.Options{PeerID: id.String(), MaxBytes: maxBytes, Logger: log.Named("store")})
 	switch {
 	case err == nil:
 		return st, nil

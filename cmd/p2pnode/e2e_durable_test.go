@@ -428,3 +428,28 @@ func TestEphemeralAndDefaultDataDir(t *testing.T) {
 		t.Fatalf("deadletters list --key: %q", out)
 	}
 }
+
+// --max-store-size caps the store: a node whose outbox holds more than the
+// cap refuses the next send as the store being full (it accepted it under
+// the default of 1 GiB).
+func TestMaxStoreSize(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, id := newKey(t, dir, "a.key")
+	_, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, id, idB)
+	down := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", tu.LoopbackPort(t), idB)
+	a, _ := startNode(t, "a", dir, key, list, "--data-dir", filepath.Join(dir, "data"),
+		"--max-store-size", "1048576", "--max-attempts", "1000", "--backoff-base", "1m", "--backoff-max", "1m")
+	payload := strings.Repeat("x", 600<<10)
+	for i := 1; i <= 2; i++ {
+		a.send(map[string]any{"cmd": "send", "addr": down, "data": payload, "id": i})
+		barrier(a, 2*i)
+	}
+	a.send(map[string]any{"cmd": "send", "addr": down, "data": payload, "id": 3})
+	a.expect("the send refused", func(e event) bool {
+		return e.Str("event") == "status" && e["id"] == float64(3) && strings.Contains(e.Str("error"), "is full") && strings.Contains(e.Str("error"), "limit 1048576")
+	})
+	a.kill()
+}

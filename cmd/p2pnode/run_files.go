@@ -62,7 +62,7 @@ func (r *runner) openStore(pcfg p2p.Config) error {
 	if r.dataDir, err = r.cfg.dataDir(id); err != nil {
 		return err
 	}
-	if r.store, err = openRunStore(r.dataDir, id, r.log); err != nil {
+	if r.store, err = openRunStore(r.dataDir, id, r.cfg.MaxStoreSize, r.log); err != nil {
 		return err
 	}
 	last, err := maxStdinTag(r.store)
