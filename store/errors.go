@@ -14,8 +14,11 @@ var (
 	ErrLocked = errors.New("store: in use by another process")
 	// ErrCorrupt means the store exists but is not a valid store: a
 	// directory that is not a pebble database or lacks the store's meta, a
-	// damaged MANIFEST, OPTIONS, sstable or write-ahead log, or a record that
-	// does not decode. The store never starts empty over such a directory
+	// damaged MANIFEST, OPTIONS or sstable, a write-ahead log damaged before
+	// records that prove the damaged one was synced, or a record that does
+	// not decode. A write-ahead log cut at a record boundary, emptied or
+	// removed cannot be told from one a crash ended there, and opens as the
+	// shorter store it holds (docs/durability.md). The store never starts empty over such a directory
 	// (nor beside a store file of the earlier bbolt layout): an operator
 	// must look.
 	ErrCorrupt = errors.New("store: corrupt")
