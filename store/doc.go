@@ -25,7 +25,8 @@
 // process or the same one, fails with ErrLocked. A store that is not valid
 // (damaged files, or a directory that is not a store) fails with ErrCorrupt
 // and is never replaced by an empty store; a store written by a newer layout
-// fails with ErrVersion. After a crash, every batch whose Commit returned is
+// fails with ErrVersion, and one that belongs to another peer
+// (Options.PeerID) with ErrWrongPeer. After a crash, every batch whose Commit returned is
 // there; a batch still being committed is there whole or not at all.
 //
 // The directory (store) is a pebble database (github.com/cockroachdb/pebble)
