@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"syscall"
 
@@ -42,6 +43,23 @@ func (e *RemoteError) Is(target error) bool {
 	}
 	return false
 }
+
+// ConnectionError is a call that failed because the connection to the node
+// broke before the node answered: the node stopped or was killed while it
+// worked on the call, or closed the connection. The node said nothing, so
+// it is not a RemoteError; what became of the call is not known (an
+// Exchange may have been accepted, and a node with a store resumes it).
+type ConnectionError struct {
+	Path string // the control socket
+	Err  error  // the transport's error (unexpected EOF, connection reset...)
+}
+
+func (e *ConnectionError) Error() string {
+	return fmt.Sprintf("the connection to the node (%s) broke before it answered: %v; the node may have stopped or died", e.Path, e.Err)
+}
+
+// Unwrap returns the transport's error.
+func (e *ConnectionError) Unwrap() error { return e.Err }
 
 // Client calls the Control service of the node at one socket.
 type Client struct {
@@ -93,72 +111,110 @@ func (c *Client) Path() string { return c.path }
 
 // Status asks the node for its status.
 func (c *Client) Status(ctx context.Context) (*pb.StatusResponse, error) {
-	return call(ctx, c.c.Status, &pb.StatusRequest{})
+	return call(ctx, c, c.c.Status, &pb.StatusRequest{})
 }
 
 // Peers asks the node for its peers.
 func (c *Client) Peers(ctx context.Context) (*pb.PeersResponse, error) {
-	return call(ctx, c.c.Peers, &pb.PeersRequest{})
+	return call(ctx, c, c.c.Peers, &pb.PeersRequest{})
 }
 
 // Exchange runs one exchange through the node and waits for its outcome
 // until ctx ends.
 func (c *Client) Exchange(ctx context.Context, req *pb.ExchangeRequest) (*pb.ExchangeResponse, error) {
-	return call(ctx, c.c.Exchange, req)
+	return call(ctx, c, c.c.Exchange, req)
 }
 
 // ReloadAllowlist makes the node read its allowlist and routes files again.
 func (c *Client) ReloadAllowlist(ctx context.Context) (*pb.ReloadAllowlistResponse, error) {
-	return call(ctx, c.c.ReloadAllowlist, &pb.ReloadAllowlistRequest{})
+	return call(ctx, c, c.c.ReloadAllowlist, &pb.ReloadAllowlistRequest{})
 }
 
 // ListOutbox lists the node's outbox.
 func (c *Client) ListOutbox(ctx context.Context) (*pb.ListOutboxResponse, error) {
-	return call(ctx, c.c.ListOutbox, &pb.ListOutboxRequest{})
+	return call(ctx, c, c.c.ListOutbox, &pb.ListOutboxRequest{})
 }
 
 // ListDeadLetters lists the node's dead letters.
 func (c *Client) ListDeadLetters(ctx context.Context) (*pb.ListDeadLettersResponse, error) {
-	return call(ctx, c.c.ListDeadLetters, &pb.ListDeadLettersRequest{})
+	return call(ctx, c, c.c.ListDeadLetters, &pb.ListDeadLettersRequest{})
 }
 
 // SubmitMembership hands the node a new membership version, the encoded
 // document; a refusal is a RemoteError matching ErrInvalid (not a valid
 // next version) or ErrUnsupported (the node runs no membership).
 func (c *Client) SubmitMembership(ctx context.Context, doc []byte) (*pb.SubmitMembershipResponse, error) {
-	return call(ctx, c.c.SubmitMembership, &pb.SubmitMembershipRequest{Document: doc})
+	return call(ctx, c, c.c.SubmitMembership, &pb.SubmitMembershipRequest{Document: doc})
 }
 
 // RetryDeadLetters starts the node's dead letters ids again.
 func (c *Client) RetryDeadLetters(ctx context.Context, ids []uint64) (*pb.ExchangesResponse, error) {
-	return call(ctx, c.c.RetryDeadLetters, &pb.ExchangesRequest{Ids: ids})
+	return call(ctx, c, c.c.RetryDeadLetters, &pb.ExchangesRequest{Ids: ids})
 }
 
 // DropDeadLetters makes the node forget its dead letters ids.
 func (c *Client) DropDeadLetters(ctx context.Context, ids []uint64) (*pb.ExchangesResponse, error) {
-	return call(ctx, c.c.DropDeadLetters, &pb.ExchangesRequest{Ids: ids})
+	return call(ctx, c, c.c.DropDeadLetters, &pb.ExchangesRequest{Ids: ids})
 }
 
 // CancelOutbox ends the node's exchanges ids in progress.
 func (c *Client) CancelOutbox(ctx context.Context, ids []uint64) (*pb.ExchangesResponse, error) {
-	return call(ctx, c.c.CancelOutbox, &pb.ExchangesRequest{Ids: ids})
+	return call(ctx, c, c.c.CancelOutbox, &pb.ExchangesRequest{Ids: ids})
 }
 
-// call makes one unary call and turns a Connect error into a RemoteError
-// that prints as the node's message alone.
-func call[Req, Res any](ctx context.Context, f func(context.Context, *Req) (*Res, error), req *Req) (*Res, error) {
+// call makes one unary call and words its error (callErr).
+func call[Req, Res any](ctx context.Context, c *Client, f func(context.Context, *Req) (*Res, error), req *Req) (*Res, error) {
 	res, err := f(ctx, req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		var ce *connect.Error
-		if errors.As(err, &ce) {
-			return nil, &RemoteError{Code: ce.Code(), Msg: ce.Message()}
-		}
-		return nil, err
+		return nil, c.callErr(ctx, err)
 	}
 	return res, nil
+}
+
+// callErr turns the error of a call into what its caller branches on: ctx's
+// own error once ctx has ended; a RemoteError, printing as the node's
+// message alone, for an error the node sent; a ConnectionError for a
+// connection that broke, which Connect reports as an error of its own
+// (connect.IsWireError tells the two apart: a node killed mid-call must not
+// read as a node that answered "unexpected EOF").
+func (c *Client) callErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ce *connect.Error
+	switch {
+	case !errors.As(err, &ce):
+		return err
+	case connect.IsWireError(ce):
+		return &RemoteError{Code: ce.Code(), Msg: ce.Message()}
+	case ce.Code() == connect.CodeResourceExhausted:
+		// The client's own bound on what it reads: the connection is fine.
+		return err
+	}
+	return &ConnectionError{Path: c.path, Err: unwrapConnect(ce)}
+}
+
+// unwrapConnect is the transport's error inside a Connect error made by
+// the client, without the wrappers that only repeat the socket and the
+// call (Connect's code, the URL, the net.OpError): "unexpected EOF" or
+// "read: connection reset by peer" is what the user can read.
+func unwrapConnect(ce *connect.Error) error {
+	err := ce.Unwrap()
+	if err == nil {
+		return ce
+	}
+	for {
+		var ue *url.Error
+		var oe *net.OpError
+		switch {
+		case errors.As(err, &ue) && ue.Err != nil:
+			err = ue.Err
+		case errors.As(err, &oe) && oe.Err != nil:
+			err = oe.Err
+		default:
+			return err
+		}
+	}
 }
 
 // SocketExists reports whether something is at path, for error messages
@@ -171,5 +227,5 @@ func SocketExists(path string) bool {
 // Check asks the node how it reaches peer: directly and through each of its
 // relays, with round trip times.
 func (c *Client) Check(ctx context.Context, peer string) (*pb.CheckResponse, error) {
-	return call(ctx, c.c.Check, &pb.CheckRequest{PeerId: peer})
+	return call(ctx, c, c.c.Check, &pb.CheckRequest{PeerId: peer})
 }

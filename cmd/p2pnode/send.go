@@ -31,7 +31,9 @@ send needs no key or allowlist of its own: the
 exchange is the node's, printed by the node like one from its stdin, kept
 in its store and resumed after a restart. If send stops waiting (--timeout,
 Ctrl-C or SIGTERM: one line, exit status 1), the exchange goes on in the
-node.
+node. If the node goes away first (killed, or crashed), send says so (exit
+status 1): a node with a store resumes the exchange at its next start, if
+it had taken it (p2pnode outbox list shows it).
 
 The peer is reached at --addr, or at the address the node knows for it
 (connected, addressed before, or found in its DHT). With --no-reply the

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/bitvmx/go-bitvmx-p2p/control"
@@ -144,6 +145,8 @@ func (t *storeTarget) changeNode(ids []handler.ExchangeID, all bool, ch nodeChan
 	switch {
 	case errors.Is(err, control.ErrInvalid):
 		return nil, "", true, errors.New(remoteText(err, control.ErrInvalid))
+	case errors.As(err, new(*control.ConnectionError)):
+		return nil, "", true, fmt.Errorf("%w; whether it made the change first is not known: list the outbox or dead letters to see", err)
 	case err != nil:
 		return nil, "", true, nodeStoreErr(err)
 	}
