@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -68,9 +71,28 @@ type Client struct {
 	c    pbconnect.ControlClient
 }
 
+// DialOption configures Dial.
+type DialOption func(*dialConfig)
+
+type dialConfig struct {
+	maxResponse int
+}
+
+// WithMaxResponseSize bounds each message the client reads from the node
+// to n bytes: a larger one fails its call (Connect's resource_exhausted)
+// without being read whole. Without it a message is not bounded (the node
+// sends at most one exchange in one, and bounds exchanges itself).
+func WithMaxResponseSize(n int) DialOption {
+	return func(c *dialConfig) { c.maxResponse = n }
+}
+
 // Dial checks that a node serves the socket at path and returns a client
 // for it. The error wraps ErrNoNode when none does.
-func Dial(ctx context.Context, path string) (*Client, error) {
+func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error) {
+	var cfg dialConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	var d net.Dialer
 	dial := func(ctx context.Context) (net.Conn, error) {
 		addr, done, err := sockaddrPath(path)
@@ -100,7 +122,11 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 		IdleConnTimeout: idleTimeout / 2,
 	}}
 	// The host is a placeholder: every connection goes to the socket.
-	return &Client{path: path, hc: hc, c: pbconnect.NewControlClient(hc, "http://p2pnode")}, nil
+	var copts []connect.ClientOption
+	if cfg.maxResponse > 0 {
+		copts = append(copts, connect.WithReadMaxBytes(cfg.maxResponse))
+	}
+	return &Client{path: path, hc: hc, c: pbconnect.NewControlClient(hc, "http://p2pnode", copts...)}, nil
 }
 
 // Close closes the client's idle connections to the socket.
@@ -130,14 +156,116 @@ func (c *Client) ReloadAllowlist(ctx context.Context) (*pb.ReloadAllowlistRespon
 	return call(ctx, c, c.c.ReloadAllowlist, &pb.ReloadAllowlistRequest{})
 }
 
-// ListOutbox lists the node's outbox.
-func (c *Client) ListOutbox(ctx context.Context) (*pb.ListOutboxResponse, error) {
-	return call(ctx, c, c.c.ListOutbox, &pb.ListOutboxRequest{})
+// ListOutbox starts the listing of the node's outbox, oldest first, and
+// returns once the node has sent its data directory; Next reads the
+// exchanges one by one. With payloads each carries its whole payload,
+// without only its start (see pb.ListStoredRequest). A list that makes
+// progress is never cut short: idle (0: none) bounds the wait for each
+// message, and a node silent for longer fails the list with ErrStalled.
+// ctx bounds the whole list. The caller closes the list.
+func (c *Client) ListOutbox(ctx context.Context, payloads bool, idle time.Duration) (*StoredList, error) {
+	return c.listStored(ctx, c.c.StreamOutbox, &pb.ListStoredRequest{Payloads: payloads}, idle)
 }
 
-// ListDeadLetters lists the node's dead letters.
-func (c *Client) ListDeadLetters(ctx context.Context) (*pb.ListDeadLettersResponse, error) {
-	return call(ctx, c, c.c.ListDeadLetters, &pb.ListDeadLettersRequest{})
+// ListDeadLetters lists the node's dead letters, by the time they failed,
+// as ListOutbox lists the outbox.
+func (c *Client) ListDeadLetters(ctx context.Context, payloads bool, idle time.Duration) (*StoredList, error) {
+	return c.listStored(ctx, c.c.StreamDeadLetters, &pb.ListStoredRequest{Payloads: payloads}, idle)
+}
+
+// ErrStalled fails a list whose node sent nothing for the idle time the
+// caller gave: it is busy or stuck, not gone.
+var ErrStalled = errors.New("the node stopped sending")
+
+// StoredList is a list the node streams: ListOutbox or ListDeadLetters.
+// It holds one exchange at a time.
+type StoredList struct {
+	// DataDir is the node's data directory, the list's first message.
+	DataDir string
+
+	c       *Client
+	ctx     context.Context // the caller's
+	cancel  context.CancelFunc
+	stream  *connect.ServerStreamForClient[pb.ListStoredResponse]
+	idle    time.Duration
+	timer   *time.Timer // cancels the call when the node is silent for idle
+	stalled atomic.Bool
+}
+
+func (c *Client) listStored(ctx context.Context,
+	f func(context.Context, *pb.ListStoredRequest) (*connect.ServerStreamForClient[pb.ListStoredResponse], error),
+	req *pb.ListStoredRequest, idle time.Duration) (*StoredList, error) {
+	lctx, cancel := context.WithCancel(ctx)
+	l := &StoredList{c: c, ctx: ctx, cancel: cancel, idle: idle}
+	if idle > 0 {
+		l.timer = time.AfterFunc(idle, func() {
+			l.stalled.Store(true)
+			cancel()
+		})
+	}
+	stream, err := f(lctx, req)
+	if err != nil {
+		l.Close()
+		return nil, l.err(err)
+	}
+	l.stream = stream
+	first, err := l.receive()
+	switch {
+	case errors.Is(err, io.EOF):
+		err = errors.New("the node ended the list without a word")
+	case err == nil && first.Item != nil:
+		err = errors.New("the node's list began with an exchange, not its data directory")
+	}
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	l.DataDir = first.DataDir
+	return l, nil
+}
+
+// Next returns the list's next exchange, io.EOF once the list is over, or
+// why it failed: ErrStalled, a ConnectionError, a RemoteError, ctx's error.
+func (l *StoredList) Next() (*pb.Stored, error) {
+	m, err := l.receive()
+	if err != nil {
+		return nil, err
+	}
+	if m.Item == nil {
+		return nil, errors.New("the node sent a list message without an exchange")
+	}
+	return m.Item, nil
+}
+
+func (l *StoredList) receive() (*pb.ListStoredResponse, error) {
+	if l.timer != nil {
+		l.timer.Reset(l.idle)
+	}
+	if l.stream.Receive() {
+		return l.stream.Msg(), nil
+	}
+	if err := l.stream.Err(); err != nil {
+		return nil, l.err(err)
+	}
+	return nil, io.EOF
+}
+
+func (l *StoredList) err(err error) error {
+	if l.stalled.Load() {
+		return fmt.Errorf("%w: it sent nothing for %s (control socket %s)", ErrStalled, l.idle, l.c.path)
+	}
+	return l.c.callErr(l.ctx, err)
+}
+
+// Close ends the list: the node stops reading its store for it.
+func (l *StoredList) Close() {
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.cancel()
+	if l.stream != nil {
+		_ = l.stream.Close()
+	}
 }
 
 // SubmitMembership hands the node a new membership version, the encoded
@@ -185,7 +313,9 @@ func (c *Client) callErr(ctx context.Context, err error) error {
 	switch {
 	case !errors.As(err, &ce):
 		return err
-	case connect.IsWireError(ce):
+	case connect.IsWireError(ce), ce.Code() == connect.CodeUnimplemented:
+		// Unimplemented: an older node without the procedure (HTTP 404),
+		// which Connect reports as its own error.
 		return &RemoteError{Code: ce.Code(), Msg: ce.Message()}
 	case ce.Code() == connect.CodeResourceExhausted:
 		// The client's own bound on what it reads: the connection is fine.

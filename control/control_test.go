@@ -38,9 +38,11 @@ func (f *fakeNode) Exchange(ctx context.Context, _ *pb.ExchangeRequest) (*pb.Exc
 func (f *fakeNode) ReloadAllowlist(context.Context) (*pb.ReloadAllowlistResponse, error) {
 	return nil, f.err
 }
-func (f *fakeNode) ListOutbox(context.Context) (*pb.ListOutboxResponse, error) { return nil, f.err }
-func (f *fakeNode) ListDeadLetters(context.Context) (*pb.ListDeadLettersResponse, error) {
-	return nil, f.err
+func (f *fakeNode) ListOutbox(context.Context, *pb.ListStoredRequest, func(*pb.ListStoredResponse) error) error {
+	return f.err
+}
+func (f *fakeNode) ListDeadLetters(context.Context, *pb.ListStoredRequest, func(*pb.ListStoredResponse) error) error {
+	return f.err
 }
 func (f *fakeNode) RetryDeadLetters(context.Context, *pb.ExchangesRequest) (*pb.ExchangesResponse, error) {
 	return nil, f.err
@@ -96,7 +98,7 @@ func TestServeAndCall(t *testing.T) {
 	if err != nil || st.PeerId != "me" {
 		t.Fatalf("Status: %v, %v", st, err)
 	}
-	_, err = c.ListOutbox(context.Background())
+	_, err = c.ListOutbox(context.Background(), false, 0)
 	if !errors.Is(err, control.ErrUnsupported) || err.Error() != "not supported by this node: no store" {
 		t.Fatalf("ListOutbox error %q (%T), want ErrUnsupported with the node's text", err, err)
 	}

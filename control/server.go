@@ -26,8 +26,12 @@ type Node interface {
 	Peers(ctx context.Context) (*pb.PeersResponse, error)
 	Exchange(ctx context.Context, req *pb.ExchangeRequest) (*pb.ExchangeResponse, error)
 	ReloadAllowlist(ctx context.Context) (*pb.ReloadAllowlistResponse, error)
-	ListOutbox(ctx context.Context) (*pb.ListOutboxResponse, error)
-	ListDeadLetters(ctx context.Context) (*pb.ListDeadLettersResponse, error)
+	// ListOutbox and ListDeadLetters send the list in messages (see
+	// pb.ListStoredResponse: data_dir first, then one exchange each) until
+	// the list ends, ctx ends or send fails (the client went away), and
+	// return then; the node never holds the whole list.
+	ListOutbox(ctx context.Context, req *pb.ListStoredRequest, send func(*pb.ListStoredResponse) error) error
+	ListDeadLetters(ctx context.Context, req *pb.ListStoredRequest, send func(*pb.ListStoredResponse) error) error
 	SubmitMembership(ctx context.Context, req *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error)
 	RetryDeadLetters(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
 	DropDeadLetters(ctx context.Context, req *pb.ExchangesRequest) (*pb.ExchangesResponse, error)
@@ -225,14 +229,12 @@ func (s *service) ReloadAllowlist(ctx context.Context, _ *pb.ReloadAllowlistRequ
 	return r, connectErr(err)
 }
 
-func (s *service) ListOutbox(ctx context.Context, _ *pb.ListOutboxRequest) (*pb.ListOutboxResponse, error) {
-	r, err := s.node.ListOutbox(ctx)
-	return r, connectErr(err)
+func (s *service) StreamOutbox(ctx context.Context, req *pb.ListStoredRequest, stream *connect.ServerStream[pb.ListStoredResponse]) error {
+	return connectErr(s.node.ListOutbox(ctx, req, stream.Send))
 }
 
-func (s *service) ListDeadLetters(ctx context.Context, _ *pb.ListDeadLettersRequest) (*pb.ListDeadLettersResponse, error) {
-	r, err := s.node.ListDeadLetters(ctx)
-	return r, connectErr(err)
+func (s *service) StreamDeadLetters(ctx context.Context, req *pb.ListStoredRequest, stream *connect.ServerStream[pb.ListStoredResponse]) error {
+	return connectErr(s.node.ListDeadLetters(ctx, req, stream.Send))
 }
 
 func (s *service) SubmitMembership(ctx context.Context, req *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error) {

@@ -18,8 +18,10 @@
 //
 // Writes are grouped in a Batch that is applied atomically and durably by
 // Commit or CommitAsync; writers that commit at the same time share one disk
-// flush. Load returns everything at start; Incoming and DeadLetter look up
-// one record while the handler runs.
+// flush. Load returns everything at start; Incoming, Outgoing and
+// DeadLetter look up one record while the handler runs; EachOutgoing and
+// EachDeadLetter walk the outbox and the dead letters a page at a time
+// (memory bounded however large they are), and Count counts them.
 //
 // One process owns a data directory at a time: a second Open, from another
 // process or the same one, fails with ErrLocked. A store that is not valid

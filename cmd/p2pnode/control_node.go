@@ -43,16 +43,14 @@ func (c *nodeControl) Status(context.Context) (*pb.StatusResponse, error) {
 		ConnectedPeers: int32(len(r.node.ConnectedPeers())),
 	}
 	if st := c.st; st != nil {
-		out, err := st.OutgoingList()
-		if err != nil {
-			return nil, err
-		}
-		dls, err := st.DeadLetters()
+		// Counted from the keys: loading the lists made a status cost as
+		// much memory as the payloads in the store.
+		n, err := st.Count()
 		if err != nil {
 			return nil, err
 		}
 		res.Store = &pb.StoreStatus{Enabled: true, SizeBytes: dirSize(filepath.Join(r.dataDir, store.DirName)),
-			Outbox: int32(len(out)), DeadLetters: int32(len(dls))}
+			Outbox: int32(n.Outgoing), DeadLetters: int32(n.DeadLetters)}
 	}
 	v := r.list.Version()
 	res.Allowlist = &pb.AllowlistStatus{Entries: int32(v.Len), Version: v.Number, Digest: v.Digest}
@@ -260,44 +258,34 @@ func (c *nodeControl) ReloadAllowlist(context.Context) (*pb.ReloadAllowlistRespo
 	return res, nil
 }
 
-// ListOutbox implements control.Node.
-func (c *nodeControl) ListOutbox(context.Context) (*pb.ListOutboxResponse, error) {
+// ListOutbox implements control.Node: the outbox oldest first, one
+// exchange a message as it is read from the store (walkOutbox), stopping
+// when the client goes away.
+func (c *nodeControl) ListOutbox(ctx context.Context, req *pb.ListStoredRequest, send func(*pb.ListStoredResponse) error) error {
 	st, err := c.store()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out, err := st.OutgoingList()
-	if err != nil {
-		return nil, err
+	if err := send(&pb.ListStoredResponse{DataDir: c.r.dataDir}); err != nil {
+		return err
 	}
-	res := &pb.ListOutboxResponse{DataDir: c.r.dataDir}
-	for _, o := range out {
-		s := storedPB(o)
-		if !o.Ended.IsZero() {
-			s.EndedUnixNs, s.Reason, s.Error = o.Ended.UnixNano(), o.Reason, o.Error
-		}
-		res.Outbox = append(res.Outbox, s)
-	}
-	return res, nil
+	return walkOutbox(ctx, st, func(o store.Outgoing) error {
+		return send(&pb.ListStoredResponse{Item: outboxPB(o, req.Payloads)})
+	})
 }
 
-// ListDeadLetters implements control.Node.
-func (c *nodeControl) ListDeadLetters(context.Context) (*pb.ListDeadLettersResponse, error) {
+// ListDeadLetters implements control.Node, as ListOutbox.
+func (c *nodeControl) ListDeadLetters(ctx context.Context, req *pb.ListStoredRequest, send func(*pb.ListStoredResponse) error) error {
 	st, err := c.store()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	dls, err := st.DeadLetters()
-	if err != nil {
-		return nil, err
+	if err := send(&pb.ListStoredResponse{DataDir: c.r.dataDir}); err != nil {
+		return err
 	}
-	res := &pb.ListDeadLettersResponse{DataDir: c.r.dataDir}
-	for _, d := range dls {
-		s := storedPB(d.Outgoing)
-		s.EndedUnixNs, s.Reason, s.Error = d.Failed.UnixNano(), d.Reason, d.Error
-		res.DeadLetters = append(res.DeadLetters, s)
-	}
-	return res, nil
+	return walkDeadLetters(ctx, st, func(d store.DeadLetter) error {
+		return send(&pb.ListStoredResponse{Item: deadLetterPB(d, req.Payloads)})
+	})
 }
 
 func (c *nodeControl) store() (*store.Store, error) {
@@ -305,11 +293,6 @@ func (c *nodeControl) store() (*store.Store, error) {
 		return nil, fmt.Errorf("%w: the node is ephemeral: it has no store", control.ErrUnsupported)
 	}
 	return c.st, nil
-}
-
-func storedPB(o store.Outgoing) *pb.Stored {
-	return &pb.Stored{Id: o.ID, Peer: []byte(o.Peer), Addr: o.Addr, Kind: uint32(o.Kind), Tag: o.Tag,
-		Attempts: int32(o.Attempts), CreatedUnixNs: o.Created.UnixNano(), Payload: o.Payload}
 }
 
 func multiaddrStrings(as []ma.Multiaddr) []string {

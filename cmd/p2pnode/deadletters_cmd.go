@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"slices"
+	"io"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -50,37 +51,42 @@ func newDeadLettersListCmd(a *app) *cobra.Command {
 		Short: "List the exchanges a node gave up on (running or stopped)",
 		Long: `list prints the dead letters: each exchange's ID, peer, kind, tag (run's
 stdin id; api-<hex>-N for one started through the control API), attempts, the reason and error it failed with, when it was
-started and when it failed; --json adds the address and the payload.`,
+started and when it failed; --json adds the address and the payload. By
+the time they failed; read one exchange at a time, as outbox list.`,
 		Example: `  p2pnode deadletters list --key node.key
   p2pnode deadletters list --data-dir /var/lib/p2pnode --json`,
 		Args: checkArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dls, dir, err := t.listDeadLetters(func() (*store.Store, string, error) { return t.open(cmd) })
-			if err != nil {
-				return err
-			}
-			slices.SortStableFunc(dls, func(x, y store.DeadLetter) int { return x.Failed.Compare(y.Failed) })
+			open := func() (*store.Store, string, error) { return t.open(cmd) }
 			if t.asJSON {
-				j := struct {
-					DataDir     string       `json:"data_dir"`
-					DeadLetters []jsonStored `json:"dead_letters"`
-				}{dir, []jsonStored{}}
-				for _, d := range dls {
-					j.DeadLetters = append(j.DeadLetters, deadJSON(d))
-				}
-				return encodeJSON(a.out, j)
+				return t.listStored(true, true, open, jsonListSink(a.out, "dead_letters", func(s *pb.Stored) jsonStored {
+					return deadJSON(deadLetterOf(s))
+				}))
 			}
-			if len(dls) == 0 {
-				_, err := fmt.Fprintf(a.out, "%s: no dead letters\n", dir)
-				return err
-			}
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "EXCHANGE\tPEER\tKIND\tTAG\tATTEMPTS\tREASON\tCREATED\tFAILED\tERROR")
-			for _, d := range dls {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", handler.ExchangeID(d.ID), storedPeer(d.Peer), d.Kind,
-					dash(d.Tag), d.Attempts, d.Reason, tableTime(d.Created), tableTime(d.Failed), dash(oneLine(d.Error)))
-			}
-			return tw.Flush()
+			var (
+				dir string
+				tw  *tabwriter.Writer
+			)
+			return t.listStored(true, false, open, listSink{
+				begin: func(d string) error { dir = d; return nil },
+				item: func(s *pb.Stored) error {
+					if tw == nil {
+						tw = tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+						fmt.Fprintln(tw, "EXCHANGE\tPEER\tKIND\tTAG\tATTEMPTS\tREASON\tCREATED\tFAILED\tERROR")
+					}
+					_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", handler.ExchangeID(s.Id), storedPeer(string(s.Peer)),
+						store.Kind(s.Kind), dash(s.Tag), s.Attempts, s.Reason, tableTime(unixNs(s.CreatedUnixNs)),
+						tableTime(unixNs(s.EndedUnixNs)), dash(oneLine(s.Error)))
+					return err
+				},
+				end: func() error {
+					if tw == nil {
+						_, err := fmt.Fprintf(a.out, "%s: no dead letters\n", dir)
+						return err
+					}
+					return tw.Flush()
+				},
+			})
 		},
 	}
 	bindStoreTarget(cmd.Flags(), &t, true)
@@ -202,15 +208,23 @@ func changeDeadLetters(a *app, cmd *cobra.Command, t *storeTarget, args []string
 	return c.print(a.out, t.asJSON, dir, ids)
 }
 
-// nodeDeadLetterIDs lists the running node's dead letters, for --all.
+// nodeDeadLetterIDs lists the IDs of the running node's dead letters, for
+// --all (without their payloads: only the IDs are kept).
 func nodeDeadLetterIDs(ctx context.Context, c *control.Client) ([]uint64, error) {
-	res, err := c.ListDeadLetters(ctx)
+	l, err := c.ListDeadLetters(ctx, false, callTimeout)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]uint64, len(res.DeadLetters))
-	for i, d := range res.DeadLetters {
-		ids[i] = d.Id
+	defer l.Close()
+	var ids []uint64
+	for {
+		d, err := l.Next()
+		if errors.Is(err, io.EOF) {
+			return ids, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, d.Id)
 	}
-	return ids, nil
 }

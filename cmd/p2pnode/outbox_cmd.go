@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -46,41 +45,47 @@ api-<hex>-N for one started through the control API, by p2pnode send),
 attempts so far, when it was started, its state, and its payload (size and
 start; all of it with --json). An exchange is running (the next run
 resumes it), or ended with an outcome the node had not printed yet when it
-stopped (the next run prints it, marked redelivered).`,
+stopped (the next run prints it, marked redelivered). Oldest first; the
+list is read one exchange at a time, so a large outbox needs little
+memory, and it fails only if a running node sends nothing for 30 s.`,
 		Example: `  p2pnode outbox list --key node.key
   p2pnode outbox list --data-dir /var/lib/p2pnode --json`,
 		Args: checkArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, dir, err := t.listOutbox(func() (*store.Store, string, error) { return t.open(cmd) })
-			if err != nil {
-				return err
-			}
-			slices.SortStableFunc(out, func(x, y store.Outgoing) int { return x.Created.Compare(y.Created) })
+			open := func() (*store.Store, string, error) { return t.open(cmd) }
 			if t.asJSON {
-				j := struct {
-					DataDir string       `json:"data_dir"`
-					Outbox  []jsonStored `json:"outbox"`
-				}{dir, []jsonStored{}}
-				for _, o := range out {
-					j.Outbox = append(j.Outbox, storedJSON(o))
-				}
-				return encodeJSON(a.out, j)
+				return t.listStored(false, true, open, jsonListSink(a.out, "outbox", func(s *pb.Stored) jsonStored {
+					return storedJSON(outboxOf(s))
+				}))
 			}
-			if len(out) == 0 {
-				_, err := fmt.Fprintf(a.out, "%s: the outbox is empty\n", dir)
-				return err
-			}
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "EXCHANGE\tPEER\tKIND\tTAG\tATTEMPTS\tCREATED\tSTATE\tSIZE\tPAYLOAD")
-			for _, o := range out {
-				state := "running"
-				if !o.Ended.IsZero() {
-					state = "ended " + o.Reason + ", outcome not yet printed"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", handler.ExchangeID(o.ID), storedPeer(o.Peer), o.Kind,
-					dash(o.Tag), o.Attempts, tableTime(o.Created), state, len(o.Payload), preview(o.Payload))
-			}
-			return tw.Flush()
+			var (
+				dir string
+				tw  *tabwriter.Writer
+			)
+			return t.listStored(false, false, open, listSink{
+				begin: func(d string) error { dir = d; return nil },
+				item: func(s *pb.Stored) error {
+					if tw == nil {
+						tw = tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+						fmt.Fprintln(tw, "EXCHANGE\tPEER\tKIND\tTAG\tATTEMPTS\tCREATED\tSTATE\tSIZE\tPAYLOAD")
+					}
+					state := "running"
+					if s.EndedUnixNs != 0 {
+						state = "ended " + s.Reason + ", outcome not yet printed"
+					}
+					_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", handler.ExchangeID(s.Id), storedPeer(string(s.Peer)),
+						store.Kind(s.Kind), dash(s.Tag), s.Attempts, tableTime(unixNs(s.CreatedUnixNs)), state, s.PayloadSize,
+						preview(s.Payload, s.PayloadSize, s.PayloadUtf8))
+					return err
+				},
+				end: func() error {
+					if tw == nil {
+						_, err := fmt.Fprintf(a.out, "%s: the outbox is empty\n", dir)
+						return err
+					}
+					return tw.Flush()
+				},
+			})
 		},
 	}
 	bindStoreTarget(cmd.Flags(), &t, true)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,12 +10,12 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/bitvmx/go-bitvmx-p2p/control/pb"
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
@@ -227,20 +228,25 @@ func tableTime(t time.Time) string {
 // previewRunes bounds the payload shown in a table.
 const previewRunes = 32
 
-// preview shows the start of a payload on one table cell: text quoted
-// (so that spaces and tabs cannot break the columns), binary as its size.
-func preview(b []byte) string {
-	if len(b) == 0 {
+// preview shows the start of a payload on one table cell, from its first
+// bytes (head: all of it, or at least headBytes), its size and whether it
+// is all UTF-8: text quoted (so that spaces and tabs cannot break the
+// columns), binary as such. A list sends only the head when the table is
+// all it feeds.
+func preview(head []byte, size int64, isText bool) string {
+	if size == 0 {
 		return "-"
 	}
-	if !utf8.Valid(b) {
+	if !isText {
 		return "(binary)"
 	}
-	s := string(b)
-	cut := false
-	if utf8.RuneCountInString(s) > previewRunes {
-		s, cut = string([]rune(s)[:previewRunes]), true
+	// A head cut inside a rune ends in RuneError, past the runes kept.
+	runes := []rune(string(head))
+	cut := size > int64(len(head)) || len(runes) > previewRunes
+	if len(runes) > previewRunes {
+		runes = runes[:previewRunes]
 	}
+	s := string(runes)
 	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) || cut {
 		s = strconv.Quote(s)
 	}
@@ -248,4 +254,41 @@ func preview(b []byte) string {
 		s += "..."
 	}
 	return s
+}
+
+// jsonListSink prints a list as one JSON object, {"data_dir":..., key:[...]},
+// an entry at a time as the list comes (entry makes each): the bytes that
+// encodeJSON prints for the whole object, without holding it.
+func jsonListSink(w io.Writer, key string, entry func(*pb.Stored) jsonStored) listSink {
+	n := 0
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	write := func(v any, before string) error {
+		buf.Reset()
+		buf.WriteString(before)
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		_, err := w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+		return err
+	}
+	return listSink{
+		begin: func(dir string) error { return write(dir, `{"data_dir":`) },
+		item: func(s *pb.Stored) error {
+			sep := ","
+			if n++; n == 1 {
+				sep = `,"` + key + `":[`
+			}
+			return write(entry(s), sep)
+		},
+		end: func() error {
+			end := "]}\n"
+			if n == 0 {
+				end = `,"` + key + `":[]}` + "\n"
+			}
+			_, err := io.WriteString(w, end)
+			return err
+		},
+	}
 }

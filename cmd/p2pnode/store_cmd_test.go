@@ -3,6 +3,9 @@ package main
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
 // run's stdin ids travel as decimal tags; anything else is no id.
@@ -31,8 +34,14 @@ func TestPreview(t *testing.T) {
 		"\xff\x00":   "(binary)",
 		long:         `"` + long[:previewRunes] + `"...`,
 	} {
-		if got := preview([]byte(in)); got != want {
+		if got := preview([]byte(in), int64(len(in)), utf8.ValidString(in)); got != want {
 			t.Errorf("preview(%q) = %q, want %q", in, got, want)
+		}
+		// A list without payloads sends the head alone: the same cell.
+		head := storedPB(store.Outgoing{Payload: []byte(in + strings.Repeat("é", 200))}, false)
+		whole := []byte(in + strings.Repeat("é", 200))
+		if got, want := preview(head.Payload, head.PayloadSize, head.PayloadUtf8), preview(whole, int64(len(whole)), utf8.Valid(whole)); got != want {
+			t.Errorf("preview of the %d-byte head of %q = %q, of the whole %q", len(head.Payload), in, got, want)
 		}
 	}
 }

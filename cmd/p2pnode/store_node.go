@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
+
+	"connectrpc.com/connect"
 
 	"github.com/bitvmx/go-bitvmx-p2p/control"
 	"github.com/bitvmx/go-bitvmx-p2p/control/pb"
@@ -45,66 +48,87 @@ func (t *storeTarget) node() (*control.Client, error) {
 	return nil, nil
 }
 
-// listOutbox is the outbox of the target's node, running or not, and its
-// data directory.
-func (t *storeTarget) listOutbox(open func() (*store.Store, string, error)) ([]store.Outgoing, string, error) {
-	c, err := t.node()
-	if err != nil {
-		return nil, "", err
-	}
-	if c != nil {
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		defer cancel()
-		res, err := c.ListOutbox(ctx)
-		if err != nil {
-			return nil, "", nodeStoreErr(err)
-		}
-		out := make([]store.Outgoing, 0, len(res.Outbox))
-		for _, s := range res.Outbox {
-			o := outgoingOf(s)
-			o.Ended, o.Reason, o.Error = unixNs(s.EndedUnixNs), s.Reason, s.Error
-			out = append(out, o)
-		}
-		return out, res.DataDir, nil
-	}
-	st, dir, err := open()
-	if err != nil {
-		return nil, "", err
-	}
-	defer st.Close()
-	out, err := st.OutgoingList()
-	return out, dir, err
+// listSink prints a list as it comes: begin with the data directory,
+// item with each exchange, end once the list is over.
+type listSink struct {
+	begin func(dir string) error
+	item  func(*pb.Stored) error
+	end   func() error
 }
 
-// listDeadLetters is the dead letters of the target's node, running or
-// not, and its data directory.
-func (t *storeTarget) listDeadLetters(open func() (*store.Store, string, error)) ([]store.DeadLetter, string, error) {
+// listStored prints the outbox (or with dead the dead letters) of the
+// target's node, running or not, to sink, one exchange at a time: from the
+// running node's stream, or from the stopped node's store (open). payloads
+// says whether sink needs whole payloads or only their start. A list that
+// makes progress runs as long as it needs: only a node silent for
+// callTimeout fails it.
+func (t *storeTarget) listStored(dead, payloads bool, open func() (*store.Store, string, error), sink listSink) error {
+	what := "outbox"
+	if dead {
+		what = "dead letters"
+	}
 	c, err := t.node()
 	if err != nil {
-		return nil, "", err
+		return err
 	}
 	if c != nil {
 		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		defer cancel()
-		res, err := c.ListDeadLetters(ctx)
+		list := c.ListOutbox
+		if dead {
+			list = c.ListDeadLetters
+		}
+		l, err := list(context.Background(), payloads, callTimeout)
 		if err != nil {
-			return nil, "", nodeStoreErr(err)
+			return nodeListErr(err, what)
 		}
-		dls := make([]store.DeadLetter, 0, len(res.DeadLetters))
-		for _, s := range res.DeadLetters {
-			dls = append(dls, store.DeadLetter{Outgoing: outgoingOf(s), Reason: s.Reason, Error: s.Error, Failed: unixNs(s.EndedUnixNs)})
+		defer l.Close()
+		if err := sink.begin(l.DataDir); err != nil {
+			return err
 		}
-		return dls, res.DataDir, nil
+		for {
+			s, err := l.Next()
+			if errors.Is(err, io.EOF) {
+				return sink.end()
+			}
+			if err != nil {
+				return nodeListErr(err, what)
+			}
+			if err := sink.item(s); err != nil {
+				return err
+			}
+		}
 	}
 	st, dir, err := open()
 	if err != nil {
-		return nil, "", err
+		return err
 	}
 	defer st.Close()
-	dls, err := st.DeadLetters()
-	return dls, dir, err
+	if err := sink.begin(dir); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if dead {
+		err = walkDeadLetters(ctx, st, func(d store.DeadLetter) error { return sink.item(deadLetterPB(d, payloads)) })
+	} else {
+		err = walkOutbox(ctx, st, func(o store.Outgoing) error { return sink.item(outboxPB(o, payloads)) })
+	}
+	if err != nil {
+		return err
+	}
+	return sink.end()
+}
+
+// nodeListErr words the failure of a list the running node was sending.
+func nodeListErr(err error, what string) error {
+	var re *control.RemoteError
+	switch {
+	case errors.Is(err, control.ErrStalled):
+		return fmt.Errorf("listing the %s: %w; the node may be overloaded: try again, or stop it (SIGTERM) and list its store", what, err)
+	case errors.As(err, &re) && re.Code == connect.CodeUnimplemented:
+		return fmt.Errorf("the running node is an older p2pnode that cannot stream its %s to this one: restart it on this version, "+
+			"or stop it and list its store", what)
+	}
+	return nodeStoreErr(err)
 }
 
 // nodeChange is a change to the exchanges of a running node's store: its
@@ -131,7 +155,7 @@ func (t *storeTarget) changeNode(ids []handler.ExchangeID, all bool, ch nodeChan
 	}
 	if all {
 		if raw, err = ch.all(ctx, c); err != nil {
-			return nil, "", true, nodeStoreErr(err)
+			return nil, "", true, nodeListErr(err, "dead letters")
 		}
 		if len(raw) == 0 {
 			st, err := c.Status(ctx)
@@ -164,9 +188,19 @@ func nodeStoreErr(err error) error {
 	return err
 }
 
-func outgoingOf(s *pb.Stored) store.Outgoing {
+// outboxOf is an exchange of a list as the outbox's record (its payload
+// as the list carried it).
+func outboxOf(s *pb.Stored) store.Outgoing {
 	return store.Outgoing{ID: s.Id, Peer: string(s.Peer), Kind: store.Kind(s.Kind), Addr: s.Addr, Payload: s.Payload,
-		Tag: s.Tag, Attempts: int(s.Attempts), Created: unixNs(s.CreatedUnixNs)}
+		Tag: s.Tag, Attempts: int(s.Attempts), Created: unixNs(s.CreatedUnixNs),
+		Ended: unixNs(s.EndedUnixNs), Reason: s.Reason, Error: s.Error}
+}
+
+// deadLetterOf is an exchange of a list as the dead letter's record.
+func deadLetterOf(s *pb.Stored) store.DeadLetter {
+	o := outboxOf(s)
+	o.Ended, o.Reason, o.Error = time.Time{}, "", ""
+	return store.DeadLetter{Outgoing: o, Reason: s.Reason, Error: s.Error, Failed: unixNs(s.EndedUnixNs)}
 }
 
 // unixNs is a time from Unix nanoseconds; 0 is the zero time.

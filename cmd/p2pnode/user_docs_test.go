@@ -61,12 +61,15 @@ type listNode struct {
 	dir          string
 }
 
-func (n listNode) ListOutbox(context.Context) (*pb.ListOutboxResponse, error) {
-	return &pb.ListOutboxResponse{DataDir: n.dir, Outbox: []*pb.Stored{{Id: 7, Peer: []byte("p"), Kind: 1, Tag: "3"}}}, nil
+func (n listNode) ListOutbox(_ context.Context, _ *pb.ListStoredRequest, send func(*pb.ListStoredResponse) error) error {
+	if err := send(&pb.ListStoredResponse{DataDir: n.dir}); err != nil {
+		return err
+	}
+	return send(&pb.ListStoredResponse{Item: &pb.Stored{Id: 7, Peer: []byte("p"), Kind: 1, Tag: "3"}})
 }
 
-func (n listNode) ListDeadLetters(context.Context) (*pb.ListDeadLettersResponse, error) {
-	return &pb.ListDeadLettersResponse{DataDir: n.dir}, nil
+func (n listNode) ListDeadLetters(_ context.Context, _ *pb.ListStoredRequest, send func(*pb.ListStoredResponse) error) error {
+	return send(&pb.ListStoredResponse{DataDir: n.dir})
 }
 
 // Like status, the store commands given no --data-dir, --key, --config or

@@ -1405,26 +1405,30 @@ func (x *ReloadAllowlistResponse) GetMembershipVersion() uint64 {
 	return 0
 }
 
-type ListOutboxRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+type ListStoredRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Send each exchange's whole payload. Without it, Stored.payload holds
+	// the payload's first 132 bytes at most (enough for a preview of 32
+	// characters), and payload_size and payload_utf8 describe the whole.
+	Payloads      bool `protobuf:"varint,1,opt,name=payloads,proto3" json:"payloads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ListOutboxRequest) Reset() {
-	*x = ListOutboxRequest{}
+func (x *ListStoredRequest) Reset() {
+	*x = ListStoredRequest{}
 	mi := &file_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ListOutboxRequest) String() string {
+func (x *ListStoredRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ListOutboxRequest) ProtoMessage() {}
+func (*ListStoredRequest) ProtoMessage() {}
 
-func (x *ListOutboxRequest) ProtoReflect() protoreflect.Message {
+func (x *ListStoredRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1436,33 +1440,43 @@ func (x *ListOutboxRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ListOutboxRequest.ProtoReflect.Descriptor instead.
-func (*ListOutboxRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use ListStoredRequest.ProtoReflect.Descriptor instead.
+func (*ListStoredRequest) Descriptor() ([]byte, []int) {
 	return file_control_proto_rawDescGZIP(), []int{18}
 }
 
-type ListOutboxResponse struct {
+func (x *ListStoredRequest) GetPayloads() bool {
+	if x != nil {
+		return x.Payloads
+	}
+	return false
+}
+
+// ListStoredResponse is one message of a list's stream: the first carries
+// data_dir alone (sent at once, even for an empty list), each following
+// one exchange.
+type ListStoredResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DataDir       string                 `protobuf:"bytes,1,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
-	Outbox        []*Stored              `protobuf:"bytes,2,rep,name=outbox,proto3" json:"outbox,omitempty"`
+	Item          *Stored                `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ListOutboxResponse) Reset() {
-	*x = ListOutboxResponse{}
+func (x *ListStoredResponse) Reset() {
+	*x = ListStoredResponse{}
 	mi := &file_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ListOutboxResponse) String() string {
+func (x *ListStoredResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ListOutboxResponse) ProtoMessage() {}
+func (*ListStoredResponse) ProtoMessage() {}
 
-func (x *ListOutboxResponse) ProtoReflect() protoreflect.Message {
+func (x *ListStoredResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1474,109 +1488,21 @@ func (x *ListOutboxResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ListOutboxResponse.ProtoReflect.Descriptor instead.
-func (*ListOutboxResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use ListStoredResponse.ProtoReflect.Descriptor instead.
+func (*ListStoredResponse) Descriptor() ([]byte, []int) {
 	return file_control_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *ListOutboxResponse) GetDataDir() string {
+func (x *ListStoredResponse) GetDataDir() string {
 	if x != nil {
 		return x.DataDir
 	}
 	return ""
 }
 
-func (x *ListOutboxResponse) GetOutbox() []*Stored {
+func (x *ListStoredResponse) GetItem() *Stored {
 	if x != nil {
-		return x.Outbox
-	}
-	return nil
-}
-
-type ListDeadLettersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ListDeadLettersRequest) Reset() {
-	*x = ListDeadLettersRequest{}
-	mi := &file_control_proto_msgTypes[20]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ListDeadLettersRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ListDeadLettersRequest) ProtoMessage() {}
-
-func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[20]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
-func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{20}
-}
-
-type ListDeadLettersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DataDir       string                 `protobuf:"bytes,1,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
-	DeadLetters   []*Stored              `protobuf:"bytes,2,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ListDeadLettersResponse) Reset() {
-	*x = ListDeadLettersResponse{}
-	mi := &file_control_proto_msgTypes[21]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ListDeadLettersResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ListDeadLettersResponse) ProtoMessage() {}
-
-func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[21]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
-func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{21}
-}
-
-func (x *ListDeadLettersResponse) GetDataDir() string {
-	if x != nil {
-		return x.DataDir
-	}
-	return ""
-}
-
-func (x *ListDeadLettersResponse) GetDeadLetters() []*Stored {
-	if x != nil {
-		return x.DeadLetters
+		return x.Item
 	}
 	return nil
 }
@@ -1595,16 +1521,20 @@ type Stored struct {
 	CreatedUnixNs int64  `protobuf:"varint,7,opt,name=created_unix_ns,json=createdUnixNs,proto3" json:"created_unix_ns,omitempty"`
 	Payload       []byte `protobuf:"bytes,8,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Set once the exchange ended (outbox) or failed (dead letters).
-	EndedUnixNs   int64  `protobuf:"varint,9,opt,name=ended_unix_ns,json=endedUnixNs,proto3" json:"ended_unix_ns,omitempty"`
-	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
-	Error         string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	EndedUnixNs int64  `protobuf:"varint,9,opt,name=ended_unix_ns,json=endedUnixNs,proto3" json:"ended_unix_ns,omitempty"`
+	Reason      string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	Error       string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	// The length of the whole payload, and whether it is valid UTF-8 (set
+	// by StreamOutbox and StreamDeadLetters, whatever payload holds).
+	PayloadSize   int64 `protobuf:"varint,12,opt,name=payload_size,json=payloadSize,proto3" json:"payload_size,omitempty"`
+	PayloadUtf8   bool  `protobuf:"varint,13,opt,name=payload_utf8,json=payloadUtf8,proto3" json:"payload_utf8,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Stored) Reset() {
 	*x = Stored{}
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1546,7 @@ func (x *Stored) String() string {
 func (*Stored) ProtoMessage() {}
 
 func (x *Stored) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1559,7 @@ func (x *Stored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stored.ProtoReflect.Descriptor instead.
 func (*Stored) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{22}
+	return file_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Stored) GetId() uint64 {
@@ -1709,6 +1639,20 @@ func (x *Stored) GetError() string {
 	return ""
 }
 
+func (x *Stored) GetPayloadSize() int64 {
+	if x != nil {
+		return x.PayloadSize
+	}
+	return 0
+}
+
+func (x *Stored) GetPayloadUtf8() bool {
+	if x != nil {
+		return x.PayloadUtf8
+	}
+	return false
+}
+
 type SubmitMembershipRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The document in its canonical encoding (the bytes of a .pb file).
@@ -1719,7 +1663,7 @@ type SubmitMembershipRequest struct {
 
 func (x *SubmitMembershipRequest) Reset() {
 	*x = SubmitMembershipRequest{}
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1675,7 @@ func (x *SubmitMembershipRequest) String() string {
 func (*SubmitMembershipRequest) ProtoMessage() {}
 
 func (x *SubmitMembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1688,7 @@ func (x *SubmitMembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitMembershipRequest.ProtoReflect.Descriptor instead.
 func (*SubmitMembershipRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{23}
+	return file_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubmitMembershipRequest) GetDocument() []byte {
@@ -1769,7 +1713,7 @@ type SubmitMembershipResponse struct {
 
 func (x *SubmitMembershipResponse) Reset() {
 	*x = SubmitMembershipResponse{}
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1725,7 @@ func (x *SubmitMembershipResponse) String() string {
 func (*SubmitMembershipResponse) ProtoMessage() {}
 
 func (x *SubmitMembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1738,7 @@ func (x *SubmitMembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitMembershipResponse.ProtoReflect.Descriptor instead.
 func (*SubmitMembershipResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{24}
+	return file_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubmitMembershipResponse) GetVersion() uint64 {
@@ -1836,7 +1780,7 @@ type ExchangesRequest struct {
 
 func (x *ExchangesRequest) Reset() {
 	*x = ExchangesRequest{}
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +1792,7 @@ func (x *ExchangesRequest) String() string {
 func (*ExchangesRequest) ProtoMessage() {}
 
 func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +1805,7 @@ func (x *ExchangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangesRequest.ProtoReflect.Descriptor instead.
 func (*ExchangesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{25}
+	return file_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ExchangesRequest) GetIds() []uint64 {
@@ -1882,7 +1826,7 @@ type ExchangesResponse struct {
 
 func (x *ExchangesResponse) Reset() {
 	*x = ExchangesResponse{}
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +1838,7 @@ func (x *ExchangesResponse) String() string {
 func (*ExchangesResponse) ProtoMessage() {}
 
 func (x *ExchangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +1851,7 @@ func (x *ExchangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangesResponse.ProtoReflect.Descriptor instead.
 func (*ExchangesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{26}
+	return file_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ExchangesResponse) GetDataDir() string {
@@ -2041,15 +1985,12 @@ const file_control_proto_rawDesc = "" +
 	"\vroutes_file\x18\x04 \x01(\tR\n" +
 	"routesFile\x12\x16\n" +
 	"\x06routes\x18\x05 \x01(\x05R\x06routes\x12-\n" +
-	"\x12membership_version\x18\x06 \x01(\x04R\x11membershipVersion\"\x13\n" +
-	"\x11ListOutboxRequest\"f\n" +
-	"\x12ListOutboxResponse\x12\x19\n" +
-	"\bdata_dir\x18\x01 \x01(\tR\adataDir\x125\n" +
-	"\x06outbox\x18\x02 \x03(\v2\x1d.bitvmx.p2p.control.v1.StoredR\x06outbox\"\x18\n" +
-	"\x16ListDeadLettersRequest\"v\n" +
-	"\x17ListDeadLettersResponse\x12\x19\n" +
-	"\bdata_dir\x18\x01 \x01(\tR\adataDir\x12@\n" +
-	"\fdead_letters\x18\x02 \x03(\v2\x1d.bitvmx.p2p.control.v1.StoredR\vdeadLetters\"\x96\x02\n" +
+	"\x12membership_version\x18\x06 \x01(\x04R\x11membershipVersion\"/\n" +
+	"\x11ListStoredRequest\x12\x1a\n" +
+	"\bpayloads\x18\x01 \x01(\bR\bpayloads\"b\n" +
+	"\x12ListStoredResponse\x12\x19\n" +
+	"\bdata_dir\x18\x01 \x01(\tR\adataDir\x121\n" +
+	"\x04item\x18\x02 \x01(\v2\x1d.bitvmx.p2p.control.v1.StoredR\x04item\"\xdc\x02\n" +
 	"\x06Stored\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04peer\x18\x02 \x01(\fR\x04peer\x12\x12\n" +
@@ -2062,7 +2003,9 @@ const file_control_proto_rawDesc = "" +
 	"\rended_unix_ns\x18\t \x01(\x03R\vendedUnixNs\x12\x16\n" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12\x14\n" +
-	"\x05error\x18\v \x01(\tR\x05error\"5\n" +
+	"\x05error\x18\v \x01(\tR\x05error\x12!\n" +
+	"\fpayload_size\x18\f \x01(\x03R\vpayloadSize\x12!\n" +
+	"\fpayload_utf8\x18\r \x01(\bR\vpayloadUtf8\"5\n" +
 	"\x17SubmitMembershipRequest\x12\x1a\n" +
 	"\bdocument\x18\x01 \x01(\fR\bdocument\"z\n" +
 	"\x18SubmitMembershipResponse\x12\x18\n" +
@@ -2074,15 +2017,14 @@ const file_control_proto_rawDesc = "" +
 	"\x03ids\x18\x01 \x03(\x04R\x03ids\"@\n" +
 	"\x11ExchangesResponse\x12\x19\n" +
 	"\bdata_dir\x18\x01 \x01(\tR\adataDir\x12\x10\n" +
-	"\x03ids\x18\x02 \x03(\x04R\x03ids2\xd1\b\n" +
+	"\x03ids\x18\x02 \x03(\x04R\x03ids2\xcf\b\n" +
 	"\aControl\x12U\n" +
 	"\x06Status\x12$.bitvmx.p2p.control.v1.StatusRequest\x1a%.bitvmx.p2p.control.v1.StatusResponse\x12R\n" +
 	"\x05Peers\x12#.bitvmx.p2p.control.v1.PeersRequest\x1a$.bitvmx.p2p.control.v1.PeersResponse\x12[\n" +
 	"\bExchange\x12&.bitvmx.p2p.control.v1.ExchangeRequest\x1a'.bitvmx.p2p.control.v1.ExchangeResponse\x12p\n" +
-	"\x0fReloadAllowlist\x12-.bitvmx.p2p.control.v1.ReloadAllowlistRequest\x1a..bitvmx.p2p.control.v1.ReloadAllowlistResponse\x12a\n" +
-	"\n" +
-	"ListOutbox\x12(.bitvmx.p2p.control.v1.ListOutboxRequest\x1a).bitvmx.p2p.control.v1.ListOutboxResponse\x12p\n" +
-	"\x0fListDeadLetters\x12-.bitvmx.p2p.control.v1.ListDeadLettersRequest\x1a..bitvmx.p2p.control.v1.ListDeadLettersResponse\x12s\n" +
+	"\x0fReloadAllowlist\x12-.bitvmx.p2p.control.v1.ReloadAllowlistRequest\x1a..bitvmx.p2p.control.v1.ReloadAllowlistResponse\x12e\n" +
+	"\fStreamOutbox\x12(.bitvmx.p2p.control.v1.ListStoredRequest\x1a).bitvmx.p2p.control.v1.ListStoredResponse0\x01\x12j\n" +
+	"\x11StreamDeadLetters\x12(.bitvmx.p2p.control.v1.ListStoredRequest\x1a).bitvmx.p2p.control.v1.ListStoredResponse0\x01\x12s\n" +
 	"\x10SubmitMembership\x12..bitvmx.p2p.control.v1.SubmitMembershipRequest\x1a/.bitvmx.p2p.control.v1.SubmitMembershipResponse\x12e\n" +
 	"\x10RetryDeadLetters\x12'.bitvmx.p2p.control.v1.ExchangesRequest\x1a(.bitvmx.p2p.control.v1.ExchangesResponse\x12d\n" +
 	"\x0fDropDeadLetters\x12'.bitvmx.p2p.control.v1.ExchangesRequest\x1a(.bitvmx.p2p.control.v1.ExchangesResponse\x12a\n" +
@@ -2101,7 +2043,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_control_proto_goTypes = []any{
 	(*StatusRequest)(nil),            // 0: bitvmx.p2p.control.v1.StatusRequest
 	(*StatusResponse)(nil),           // 1: bitvmx.p2p.control.v1.StatusResponse
@@ -2121,15 +2063,13 @@ var file_control_proto_goTypes = []any{
 	(*ExchangeResponse)(nil),         // 15: bitvmx.p2p.control.v1.ExchangeResponse
 	(*ReloadAllowlistRequest)(nil),   // 16: bitvmx.p2p.control.v1.ReloadAllowlistRequest
 	(*ReloadAllowlistResponse)(nil),  // 17: bitvmx.p2p.control.v1.ReloadAllowlistResponse
-	(*ListOutboxRequest)(nil),        // 18: bitvmx.p2p.control.v1.ListOutboxRequest
-	(*ListOutboxResponse)(nil),       // 19: bitvmx.p2p.control.v1.ListOutboxResponse
-	(*ListDeadLettersRequest)(nil),   // 20: bitvmx.p2p.control.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),  // 21: bitvmx.p2p.control.v1.ListDeadLettersResponse
-	(*Stored)(nil),                   // 22: bitvmx.p2p.control.v1.Stored
-	(*SubmitMembershipRequest)(nil),  // 23: bitvmx.p2p.control.v1.SubmitMembershipRequest
-	(*SubmitMembershipResponse)(nil), // 24: bitvmx.p2p.control.v1.SubmitMembershipResponse
-	(*ExchangesRequest)(nil),         // 25: bitvmx.p2p.control.v1.ExchangesRequest
-	(*ExchangesResponse)(nil),        // 26: bitvmx.p2p.control.v1.ExchangesResponse
+	(*ListStoredRequest)(nil),        // 18: bitvmx.p2p.control.v1.ListStoredRequest
+	(*ListStoredResponse)(nil),       // 19: bitvmx.p2p.control.v1.ListStoredResponse
+	(*Stored)(nil),                   // 20: bitvmx.p2p.control.v1.Stored
+	(*SubmitMembershipRequest)(nil),  // 21: bitvmx.p2p.control.v1.SubmitMembershipRequest
+	(*SubmitMembershipResponse)(nil), // 22: bitvmx.p2p.control.v1.SubmitMembershipResponse
+	(*ExchangesRequest)(nil),         // 23: bitvmx.p2p.control.v1.ExchangesRequest
+	(*ExchangesResponse)(nil),        // 24: bitvmx.p2p.control.v1.ExchangesResponse
 }
 var file_control_proto_depIdxs = []int32{
 	7,  // 0: bitvmx.p2p.control.v1.StatusResponse.handler:type_name -> bitvmx.p2p.control.v1.HandlerStatus
@@ -2141,35 +2081,34 @@ var file_control_proto_depIdxs = []int32{
 	6,  // 6: bitvmx.p2p.control.v1.CheckResponse.direct:type_name -> bitvmx.p2p.control.v1.PathCheck
 	6,  // 7: bitvmx.p2p.control.v1.CheckResponse.relays:type_name -> bitvmx.p2p.control.v1.PathCheck
 	13, // 8: bitvmx.p2p.control.v1.PeersResponse.peers:type_name -> bitvmx.p2p.control.v1.PeerInfo
-	22, // 9: bitvmx.p2p.control.v1.ListOutboxResponse.outbox:type_name -> bitvmx.p2p.control.v1.Stored
-	22, // 10: bitvmx.p2p.control.v1.ListDeadLettersResponse.dead_letters:type_name -> bitvmx.p2p.control.v1.Stored
-	0,  // 11: bitvmx.p2p.control.v1.Control.Status:input_type -> bitvmx.p2p.control.v1.StatusRequest
-	11, // 12: bitvmx.p2p.control.v1.Control.Peers:input_type -> bitvmx.p2p.control.v1.PeersRequest
-	14, // 13: bitvmx.p2p.control.v1.Control.Exchange:input_type -> bitvmx.p2p.control.v1.ExchangeRequest
-	16, // 14: bitvmx.p2p.control.v1.Control.ReloadAllowlist:input_type -> bitvmx.p2p.control.v1.ReloadAllowlistRequest
-	18, // 15: bitvmx.p2p.control.v1.Control.ListOutbox:input_type -> bitvmx.p2p.control.v1.ListOutboxRequest
-	20, // 16: bitvmx.p2p.control.v1.Control.ListDeadLetters:input_type -> bitvmx.p2p.control.v1.ListDeadLettersRequest
-	23, // 17: bitvmx.p2p.control.v1.Control.SubmitMembership:input_type -> bitvmx.p2p.control.v1.SubmitMembershipRequest
-	25, // 18: bitvmx.p2p.control.v1.Control.RetryDeadLetters:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
-	25, // 19: bitvmx.p2p.control.v1.Control.DropDeadLetters:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
-	25, // 20: bitvmx.p2p.control.v1.Control.CancelOutbox:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
-	4,  // 21: bitvmx.p2p.control.v1.Control.Check:input_type -> bitvmx.p2p.control.v1.CheckRequest
-	1,  // 22: bitvmx.p2p.control.v1.Control.Status:output_type -> bitvmx.p2p.control.v1.StatusResponse
-	12, // 23: bitvmx.p2p.control.v1.Control.Peers:output_type -> bitvmx.p2p.control.v1.PeersResponse
-	15, // 24: bitvmx.p2p.control.v1.Control.Exchange:output_type -> bitvmx.p2p.control.v1.ExchangeResponse
-	17, // 25: bitvmx.p2p.control.v1.Control.ReloadAllowlist:output_type -> bitvmx.p2p.control.v1.ReloadAllowlistResponse
-	19, // 26: bitvmx.p2p.control.v1.Control.ListOutbox:output_type -> bitvmx.p2p.control.v1.ListOutboxResponse
-	21, // 27: bitvmx.p2p.control.v1.Control.ListDeadLetters:output_type -> bitvmx.p2p.control.v1.ListDeadLettersResponse
-	24, // 28: bitvmx.p2p.control.v1.Control.SubmitMembership:output_type -> bitvmx.p2p.control.v1.SubmitMembershipResponse
-	26, // 29: bitvmx.p2p.control.v1.Control.RetryDeadLetters:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
-	26, // 30: bitvmx.p2p.control.v1.Control.DropDeadLetters:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
-	26, // 31: bitvmx.p2p.control.v1.Control.CancelOutbox:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
-	5,  // 32: bitvmx.p2p.control.v1.Control.Check:output_type -> bitvmx.p2p.control.v1.CheckResponse
-	22, // [22:33] is the sub-list for method output_type
-	11, // [11:22] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	20, // 9: bitvmx.p2p.control.v1.ListStoredResponse.item:type_name -> bitvmx.p2p.control.v1.Stored
+	0,  // 10: bitvmx.p2p.control.v1.Control.Status:input_type -> bitvmx.p2p.control.v1.StatusRequest
+	11, // 11: bitvmx.p2p.control.v1.Control.Peers:input_type -> bitvmx.p2p.control.v1.PeersRequest
+	14, // 12: bitvmx.p2p.control.v1.Control.Exchange:input_type -> bitvmx.p2p.control.v1.ExchangeRequest
+	16, // 13: bitvmx.p2p.control.v1.Control.ReloadAllowlist:input_type -> bitvmx.p2p.control.v1.ReloadAllowlistRequest
+	18, // 14: bitvmx.p2p.control.v1.Control.StreamOutbox:input_type -> bitvmx.p2p.control.v1.ListStoredRequest
+	18, // 15: bitvmx.p2p.control.v1.Control.StreamDeadLetters:input_type -> bitvmx.p2p.control.v1.ListStoredRequest
+	21, // 16: bitvmx.p2p.control.v1.Control.SubmitMembership:input_type -> bitvmx.p2p.control.v1.SubmitMembershipRequest
+	23, // 17: bitvmx.p2p.control.v1.Control.RetryDeadLetters:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
+	23, // 18: bitvmx.p2p.control.v1.Control.DropDeadLetters:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
+	23, // 19: bitvmx.p2p.control.v1.Control.CancelOutbox:input_type -> bitvmx.p2p.control.v1.ExchangesRequest
+	4,  // 20: bitvmx.p2p.control.v1.Control.Check:input_type -> bitvmx.p2p.control.v1.CheckRequest
+	1,  // 21: bitvmx.p2p.control.v1.Control.Status:output_type -> bitvmx.p2p.control.v1.StatusResponse
+	12, // 22: bitvmx.p2p.control.v1.Control.Peers:output_type -> bitvmx.p2p.control.v1.PeersResponse
+	15, // 23: bitvmx.p2p.control.v1.Control.Exchange:output_type -> bitvmx.p2p.control.v1.ExchangeResponse
+	17, // 24: bitvmx.p2p.control.v1.Control.ReloadAllowlist:output_type -> bitvmx.p2p.control.v1.ReloadAllowlistResponse
+	19, // 25: bitvmx.p2p.control.v1.Control.StreamOutbox:output_type -> bitvmx.p2p.control.v1.ListStoredResponse
+	19, // 26: bitvmx.p2p.control.v1.Control.StreamDeadLetters:output_type -> bitvmx.p2p.control.v1.ListStoredResponse
+	22, // 27: bitvmx.p2p.control.v1.Control.SubmitMembership:output_type -> bitvmx.p2p.control.v1.SubmitMembershipResponse
+	24, // 28: bitvmx.p2p.control.v1.Control.RetryDeadLetters:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
+	24, // 29: bitvmx.p2p.control.v1.Control.DropDeadLetters:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
+	24, // 30: bitvmx.p2p.control.v1.Control.CancelOutbox:output_type -> bitvmx.p2p.control.v1.ExchangesResponse
+	5,  // 31: bitvmx.p2p.control.v1.Control.Check:output_type -> bitvmx.p2p.control.v1.CheckResponse
+	21, // [21:32] is the sub-list for method output_type
+	10, // [10:21] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -2183,7 +2122,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

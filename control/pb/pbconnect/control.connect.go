@@ -48,10 +48,11 @@ const (
 	ControlExchangeProcedure = "/bitvmx.p2p.control.v1.Control/Exchange"
 	// ControlReloadAllowlistProcedure is the fully-qualified name of the Control's ReloadAllowlist RPC.
 	ControlReloadAllowlistProcedure = "/bitvmx.p2p.control.v1.Control/ReloadAllowlist"
-	// ControlListOutboxProcedure is the fully-qualified name of the Control's ListOutbox RPC.
-	ControlListOutboxProcedure = "/bitvmx.p2p.control.v1.Control/ListOutbox"
-	// ControlListDeadLettersProcedure is the fully-qualified name of the Control's ListDeadLetters RPC.
-	ControlListDeadLettersProcedure = "/bitvmx.p2p.control.v1.Control/ListDeadLetters"
+	// ControlStreamOutboxProcedure is the fully-qualified name of the Control's StreamOutbox RPC.
+	ControlStreamOutboxProcedure = "/bitvmx.p2p.control.v1.Control/StreamOutbox"
+	// ControlStreamDeadLettersProcedure is the fully-qualified name of the Control's StreamDeadLetters
+	// RPC.
+	ControlStreamDeadLettersProcedure = "/bitvmx.p2p.control.v1.Control/StreamDeadLetters"
 	// ControlSubmitMembershipProcedure is the fully-qualified name of the Control's SubmitMembership
 	// RPC.
 	ControlSubmitMembershipProcedure = "/bitvmx.p2p.control.v1.Control/SubmitMembership"
@@ -79,10 +80,15 @@ type ControlClient interface {
 	// A node run with --membership has no allowlist file: it reads its routes
 	// file alone, and without one fails (FailedPrecondition).
 	ReloadAllowlist(context.Context, *pb.ReloadAllowlistRequest) (*pb.ReloadAllowlistResponse, error)
-	// ListOutbox lists the exchanges the node started and has not finished.
-	ListOutbox(context.Context, *pb.ListOutboxRequest) (*pb.ListOutboxResponse, error)
-	// ListDeadLetters lists the exchanges the node gave up on.
-	ListDeadLetters(context.Context, *pb.ListDeadLettersRequest) (*pb.ListDeadLettersResponse, error)
+	// StreamOutbox lists the exchanges the node started and has not
+	// finished, oldest first (by creation), one message each, as it reads
+	// them from its store: neither end holds the whole list, however large.
+	// (It replaces the unary ListOutbox, whose one response held every
+	// payload.)
+	StreamOutbox(context.Context, *pb.ListStoredRequest) (*connect.ServerStreamForClient[pb.ListStoredResponse], error)
+	// StreamDeadLetters lists the exchanges the node gave up on, by the time
+	// they failed, as StreamOutbox does.
+	StreamDeadLetters(context.Context, *pb.ListStoredRequest) (*connect.ServerStreamForClient[pb.ListStoredResponse], error)
 	// SubmitMembership hands the node's membership service a new version
 	// (docs/membership.md): it applies it if it is the valid next version,
 	// and pushes it to the connected members.
@@ -135,16 +141,16 @@ func NewControlClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(controlMethods.ByName("ReloadAllowlist")),
 			connect.WithClientOptions(opts...),
 		),
-		listOutbox: connect.NewClient[pb.ListOutboxRequest, pb.ListOutboxResponse](
+		streamOutbox: connect.NewClient[pb.ListStoredRequest, pb.ListStoredResponse](
 			httpClient,
-			baseURL+ControlListOutboxProcedure,
-			connect.WithSchema(controlMethods.ByName("ListOutbox")),
+			baseURL+ControlStreamOutboxProcedure,
+			connect.WithSchema(controlMethods.ByName("StreamOutbox")),
 			connect.WithClientOptions(opts...),
 		),
-		listDeadLetters: connect.NewClient[pb.ListDeadLettersRequest, pb.ListDeadLettersResponse](
+		streamDeadLetters: connect.NewClient[pb.ListStoredRequest, pb.ListStoredResponse](
 			httpClient,
-			baseURL+ControlListDeadLettersProcedure,
-			connect.WithSchema(controlMethods.ByName("ListDeadLetters")),
+			baseURL+ControlStreamDeadLettersProcedure,
+			connect.WithSchema(controlMethods.ByName("StreamDeadLetters")),
 			connect.WithClientOptions(opts...),
 		),
 		submitMembership: connect.NewClient[pb.SubmitMembershipRequest, pb.SubmitMembershipResponse](
@@ -182,17 +188,17 @@ func NewControlClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 
 // controlClient implements ControlClient.
 type controlClient struct {
-	status           *connect.Client[pb.StatusRequest, pb.StatusResponse]
-	peers            *connect.Client[pb.PeersRequest, pb.PeersResponse]
-	exchange         *connect.Client[pb.ExchangeRequest, pb.ExchangeResponse]
-	reloadAllowlist  *connect.Client[pb.ReloadAllowlistRequest, pb.ReloadAllowlistResponse]
-	listOutbox       *connect.Client[pb.ListOutboxRequest, pb.ListOutboxResponse]
-	listDeadLetters  *connect.Client[pb.ListDeadLettersRequest, pb.ListDeadLettersResponse]
-	submitMembership *connect.Client[pb.SubmitMembershipRequest, pb.SubmitMembershipResponse]
-	retryDeadLetters *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
-	dropDeadLetters  *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
-	cancelOutbox     *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
-	check            *connect.Client[pb.CheckRequest, pb.CheckResponse]
+	status            *connect.Client[pb.StatusRequest, pb.StatusResponse]
+	peers             *connect.Client[pb.PeersRequest, pb.PeersResponse]
+	exchange          *connect.Client[pb.ExchangeRequest, pb.ExchangeResponse]
+	reloadAllowlist   *connect.Client[pb.ReloadAllowlistRequest, pb.ReloadAllowlistResponse]
+	streamOutbox      *connect.Client[pb.ListStoredRequest, pb.ListStoredResponse]
+	streamDeadLetters *connect.Client[pb.ListStoredRequest, pb.ListStoredResponse]
+	submitMembership  *connect.Client[pb.SubmitMembershipRequest, pb.SubmitMembershipResponse]
+	retryDeadLetters  *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
+	dropDeadLetters   *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
+	cancelOutbox      *connect.Client[pb.ExchangesRequest, pb.ExchangesResponse]
+	check             *connect.Client[pb.CheckRequest, pb.CheckResponse]
 }
 
 // Status calls bitvmx.p2p.control.v1.Control.Status.
@@ -231,22 +237,14 @@ func (c *controlClient) ReloadAllowlist(ctx context.Context, req *pb.ReloadAllow
 	return nil, err
 }
 
-// ListOutbox calls bitvmx.p2p.control.v1.Control.ListOutbox.
-func (c *controlClient) ListOutbox(ctx context.Context, req *pb.ListOutboxRequest) (*pb.ListOutboxResponse, error) {
-	response, err := c.listOutbox.CallUnary(ctx, connect.NewRequest(req))
-	if response != nil {
-		return response.Msg, err
-	}
-	return nil, err
+// StreamOutbox calls bitvmx.p2p.control.v1.Control.StreamOutbox.
+func (c *controlClient) StreamOutbox(ctx context.Context, req *pb.ListStoredRequest) (*connect.ServerStreamForClient[pb.ListStoredResponse], error) {
+	return c.streamOutbox.CallServerStream(ctx, connect.NewRequest(req))
 }
 
-// ListDeadLetters calls bitvmx.p2p.control.v1.Control.ListDeadLetters.
-func (c *controlClient) ListDeadLetters(ctx context.Context, req *pb.ListDeadLettersRequest) (*pb.ListDeadLettersResponse, error) {
-	response, err := c.listDeadLetters.CallUnary(ctx, connect.NewRequest(req))
-	if response != nil {
-		return response.Msg, err
-	}
-	return nil, err
+// StreamDeadLetters calls bitvmx.p2p.control.v1.Control.StreamDeadLetters.
+func (c *controlClient) StreamDeadLetters(ctx context.Context, req *pb.ListStoredRequest) (*connect.ServerStreamForClient[pb.ListStoredResponse], error) {
+	return c.streamDeadLetters.CallServerStream(ctx, connect.NewRequest(req))
 }
 
 // SubmitMembership calls bitvmx.p2p.control.v1.Control.SubmitMembership.
@@ -307,10 +305,15 @@ type ControlHandler interface {
 	// A node run with --membership has no allowlist file: it reads its routes
 	// file alone, and without one fails (FailedPrecondition).
 	ReloadAllowlist(context.Context, *pb.ReloadAllowlistRequest) (*pb.ReloadAllowlistResponse, error)
-	// ListOutbox lists the exchanges the node started and has not finished.
-	ListOutbox(context.Context, *pb.ListOutboxRequest) (*pb.ListOutboxResponse, error)
-	// ListDeadLetters lists the exchanges the node gave up on.
-	ListDeadLetters(context.Context, *pb.ListDeadLettersRequest) (*pb.ListDeadLettersResponse, error)
+	// StreamOutbox lists the exchanges the node started and has not
+	// finished, oldest first (by creation), one message each, as it reads
+	// them from its store: neither end holds the whole list, however large.
+	// (It replaces the unary ListOutbox, whose one response held every
+	// payload.)
+	StreamOutbox(context.Context, *pb.ListStoredRequest, *connect.ServerStream[pb.ListStoredResponse]) error
+	// StreamDeadLetters lists the exchanges the node gave up on, by the time
+	// they failed, as StreamOutbox does.
+	StreamDeadLetters(context.Context, *pb.ListStoredRequest, *connect.ServerStream[pb.ListStoredResponse]) error
 	// SubmitMembership hands the node's membership service a new version
 	// (docs/membership.md): it applies it if it is the valid next version,
 	// and pushes it to the connected members.
@@ -359,16 +362,16 @@ func NewControlHandler(svc ControlHandler, opts ...connect.HandlerOption) (strin
 		connect.WithSchema(controlMethods.ByName("ReloadAllowlist")),
 		connect.WithHandlerOptions(opts...),
 	)
-	controlListOutboxHandler := connect.NewUnaryHandlerSimple(
-		ControlListOutboxProcedure,
-		svc.ListOutbox,
-		connect.WithSchema(controlMethods.ByName("ListOutbox")),
+	controlStreamOutboxHandler := connect.NewServerStreamHandlerSimple(
+		ControlStreamOutboxProcedure,
+		svc.StreamOutbox,
+		connect.WithSchema(controlMethods.ByName("StreamOutbox")),
 		connect.WithHandlerOptions(opts...),
 	)
-	controlListDeadLettersHandler := connect.NewUnaryHandlerSimple(
-		ControlListDeadLettersProcedure,
-		svc.ListDeadLetters,
-		connect.WithSchema(controlMethods.ByName("ListDeadLetters")),
+	controlStreamDeadLettersHandler := connect.NewServerStreamHandlerSimple(
+		ControlStreamDeadLettersProcedure,
+		svc.StreamDeadLetters,
+		connect.WithSchema(controlMethods.ByName("StreamDeadLetters")),
 		connect.WithHandlerOptions(opts...),
 	)
 	controlSubmitMembershipHandler := connect.NewUnaryHandlerSimple(
@@ -411,10 +414,10 @@ func NewControlHandler(svc ControlHandler, opts ...connect.HandlerOption) (strin
 			controlExchangeHandler.ServeHTTP(w, r)
 		case ControlReloadAllowlistProcedure:
 			controlReloadAllowlistHandler.ServeHTTP(w, r)
-		case ControlListOutboxProcedure:
-			controlListOutboxHandler.ServeHTTP(w, r)
-		case ControlListDeadLettersProcedure:
-			controlListDeadLettersHandler.ServeHTTP(w, r)
+		case ControlStreamOutboxProcedure:
+			controlStreamOutboxHandler.ServeHTTP(w, r)
+		case ControlStreamDeadLettersProcedure:
+			controlStreamDeadLettersHandler.ServeHTTP(w, r)
 		case ControlSubmitMembershipProcedure:
 			controlSubmitMembershipHandler.ServeHTTP(w, r)
 		case ControlRetryDeadLettersProcedure:
@@ -450,12 +453,12 @@ func (UnimplementedControlHandler) ReloadAllowlist(context.Context, *pb.ReloadAl
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.ReloadAllowlist is not implemented"))
 }
 
-func (UnimplementedControlHandler) ListOutbox(context.Context, *pb.ListOutboxRequest) (*pb.ListOutboxResponse, error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.ListOutbox is not implemented"))
+func (UnimplementedControlHandler) StreamOutbox(context.Context, *pb.ListStoredRequest, *connect.ServerStream[pb.ListStoredResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.StreamOutbox is not implemented"))
 }
 
-func (UnimplementedControlHandler) ListDeadLetters(context.Context, *pb.ListDeadLettersRequest) (*pb.ListDeadLettersResponse, error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.ListDeadLetters is not implemented"))
+func (UnimplementedControlHandler) StreamDeadLetters(context.Context, *pb.ListStoredRequest, *connect.ServerStream[pb.ListStoredResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("bitvmx.p2p.control.v1.Control.StreamDeadLetters is not implemented"))
 }
 
 func (UnimplementedControlHandler) SubmitMembership(context.Context, *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error) {
