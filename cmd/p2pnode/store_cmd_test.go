@@ -49,11 +49,12 @@ func TestPreview(t *testing.T) {
 // Exchange IDs on the command line: the 16 hex digits, each once; a bad
 // one is a usage error.
 func TestParseExchangeArgs(t *testing.T) {
-	ids, err := parseExchangeArgs([]string{"00000000000000ab", "ab", "3f2a9c0d4e5b6a71"})
+	ids, err := parseExchangeArgs([]string{"00000000000000ab", "00000000000000AB", "3f2a9c0d4e5b6a71"})
 	if err != nil || len(ids) != 2 || ids[0] != 0xab || ids[1] != 0x3f2a9c0d4e5b6a71 {
 		t.Fatalf("%v, %v", ids, err)
 	}
-	for _, bad := range []string{"", "0", "xyz", "1234567890abcdef0"} {
+	// Fewer digits: more likely a stdin id than an exchange's.
+	for _, bad := range []string{"", "0", "ab", "123", "xyz", "1234567890abcdef0", "0000000000000000"} {
 		if _, err := parseExchangeArgs([]string{bad}); err == nil || exitCode(err) != exitUsage {
 			t.Errorf("%q: %v", bad, err)
 		}
