@@ -17,38 +17,26 @@ import (
 // while the node printed it ok.)
 func TestControlSendEndsDuringStop(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	keyA, idA := newKey(t, dir, "a.key")
-	keyB, idB := newKey(t, dir, "b.key")
-	list := filepath.Join(dir, "allowlist.yaml")
-	writeAllowlist(t, list, idA, idB)
-	data := filepath.Join(dir, "data")
+	w := startSendWaiting(t, "--metrics-addr", "127.0.0.1:0")
+	w.a.signal(syscall.SIGTERM)
+	awaitNotReady(t, "http://"+w.la.Str("metrics")+"/readyz")
+	w.b.send(map[string]any{"cmd": "respond", "peer": w.idA, "exchange": w.ex, "data": "signed"})
 
-	b, lb := startNode(t, "b", dir, keyB, list) // answers by stdin commands
-	a, la := startNode(t, "a", dir, keyA, list, "--data-dir", data, "--metrics-addr", "127.0.0.1:0")
-	send := startProc(t, "send", dir, false, "send", "--data-dir", data, "--to", idB, "--addr", firstAddr(t, lb),
-		"--timeout", "60s", "sign this")
-	ex := b.expect("the request", match("request", "from", idA, "data", "sign this"))[0].Str("exchange")
-
-	a.signal(syscall.SIGTERM)
-	awaitNotReady(t, "http://"+la.Str("metrics")+"/readyz")
-	b.send(map[string]any{"cmd": "respond", "peer": idA, "exchange": ex, "data": "signed"})
-
-	code, out := send.wait()
+	code, out := w.send.wait()
 	if code != 0 || strings.Join(out, "\n") != "signed" {
-		t.Fatalf("send: exit %d, stdout %q, stderr %q", code, out, send.errOutput())
+		t.Fatalf("send: exit %d, stdout %q, stderr %q", code, out, w.send.errOutput())
 	}
-	code, rest := a.wait()
+	code, rest := w.a.wait()
 	if code != 0 {
-		t.Fatalf("a exited %d: %s", code, a.errOutput())
+		t.Fatalf("a exited %d: %s", code, w.a.errOutput())
 	}
-	if len(matching(t, rest, match("exchange", "peer", idB, "exchange", ex, "ok", true))) != 1 {
+	if len(matching(t, rest, match("exchange", "peer", w.idB, "exchange", w.ex, "ok", true))) != 1 {
 		t.Fatalf("a's output while stopping: %q", rest)
 	}
-	if ob := storeList(t, dir, "outbox", "--data-dir", data); len(ob) != 0 {
+	if ob := storeList(t, w.dir, "outbox", "--data-dir", w.data); len(ob) != 0 {
 		t.Fatalf("outbox after the exchange ended: %v", ob)
 	}
-	stopAll(t, b)
+	stopAll(t, w.b)
 }
 
 // An exchange still unfinished when its node has stopped stays in the
@@ -56,33 +44,52 @@ func TestControlSendEndsDuringStop(t *testing.T) {
 // (its CloseTimeout): not before, when it could still have ended.
 func TestControlSendUnfinishedAtStop(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	keyA, idA := newKey(t, dir, "a.key")
-	keyB, idB := newKey(t, dir, "b.key")
-	list := filepath.Join(dir, "allowlist.yaml")
+	w := startSendWaiting(t) // b never answers
+	w.a.signal(syscall.SIGTERM)
+
+	code, _ := w.send.wait()
+	want := "before exchange " + w.ex + " ended: it stays in the outbox and resumes at the next start"
+	if code != exitError || !strings.Contains(w.send.errOutput(), want) {
+		t.Fatalf("send: exit %d, stderr %q; want %q", code, w.send.errOutput(), want)
+	}
+	if code, _ := w.a.wait(); code != 0 {
+		t.Fatalf("a exited %d: %s", code, w.a.errOutput())
+	}
+	ob := storeList(t, w.dir, "outbox", "--data-dir", w.data)
+	if len(ob) != 1 || ob[0]["exchange"] != w.ex {
+		t.Fatalf("outbox after the stop: %v; want exchange %s", ob, w.ex)
+	}
+	stopAll(t, w.b)
+}
+
+// sendWaiting is a send through node a, with a store in data, waiting for
+// the reply of b, which answers only by stdin commands: the request ex has
+// reached b.
+type sendWaiting struct {
+	dir, data, idA, idB, ex string
+	a, b, send              *proc
+	la                      event
+}
+
+// startSendWaiting starts b, then a with a store and aFlags, then a send
+// through a to b, and waits for the request to reach b.
+func startSendWaiting(t *testing.T, aFlags ...string) *sendWaiting {
+	t.Helper()
+	w := &sendWaiting{dir: t.TempDir()}
+	keyA, idA := newKey(t, w.dir, "a.key")
+	keyB, idB := newKey(t, w.dir, "b.key")
+	w.idA, w.idB = idA, idB
+	list := filepath.Join(w.dir, "allowlist.yaml")
 	writeAllowlist(t, list, idA, idB)
-	data := filepath.Join(dir, "data")
+	w.data = filepath.Join(w.dir, "data")
 
-	b, lb := startNode(t, "b", dir, keyB, list) // never answers
-	a, _ := startNode(t, "a", dir, keyA, list, "--data-dir", data)
-	send := startProc(t, "send", dir, false, "send", "--data-dir", data, "--to", idB, "--addr", firstAddr(t, lb),
+	b, lb := startNode(t, "b", w.dir, keyB, list)
+	w.b = b
+	w.a, w.la = startNode(t, "a", w.dir, keyA, list, append([]string{"--data-dir", w.data}, aFlags...)...)
+	w.send = startProc(t, "send", w.dir, false, "send", "--data-dir", w.data, "--to", idB, "--addr", firstAddr(t, lb),
 		"--timeout", "60s", "sign this")
-	ex := b.expect("the request", match("request", "from", idA, "data", "sign this"))[0].Str("exchange")
-	a.signal(syscall.SIGTERM)
-
-	code, _ := send.wait()
-	want := "before exchange " + ex + " ended: it stays in the outbox and resumes at the next start"
-	if code != exitError || !strings.Contains(send.errOutput(), want) {
-		t.Fatalf("send: exit %d, stderr %q; want %q", code, send.errOutput(), want)
-	}
-	if code, _ := a.wait(); code != 0 {
-		t.Fatalf("a exited %d: %s", code, a.errOutput())
-	}
-	ob := storeList(t, dir, "outbox", "--data-dir", data)
-	if len(ob) != 1 || ob[0]["exchange"] != ex {
-		t.Fatalf("outbox after the stop: %v; want exchange %s", ob, ex)
-	}
-	stopAll(t, b)
+	w.ex = b.expect("the request", match("request", "from", idA, "data", "sign this"))[0].Str("exchange")
+	return w
 }
 
 // Ctrl-C on a waiting send ends it with one line and exit 1 that say what
