@@ -38,6 +38,12 @@ func refuseRepeatedFlags(cmd *cobra.Command) {
 		}
 		if _, done := f.Value.(*onceValue); !done {
 			f.Value = &onceValue{Value: f.Value, name: f.Name}
+			// pflag leaves a zero default out of the help by the value's
+			// concrete type, which the wrapper hides; its fallback knows
+			// "0" but not a duration's "0s", and printed "(default 0s)".
+			if f.DefValue == "0s" {
+				f.DefValue = "0"
+			}
 		}
 	}
 	cmd.Flags().VisitAll(wrap)

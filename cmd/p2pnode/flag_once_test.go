@@ -55,6 +55,20 @@ func TestEverySingleFlagRefusesRepeat(t *testing.T) {
 		}
 	}
 	walk(root)
+	// The wrapper leaves the help as it was: a zero default is not shown,
+	// and no flag shows two defaults.
+	var help func(*cobra.Command)
+	help = func(c *cobra.Command) {
+		for _, l := range strings.Split(c.Flags().FlagUsages()+c.PersistentFlags().FlagUsages(), "\n") {
+			if strings.Contains(l, "(default 0s)") || strings.Count(l, "(default ") > 1 {
+				t.Errorf("%s: %q", c.CommandPath(), strings.TrimSpace(l))
+			}
+		}
+		for _, sub := range c.Commands() {
+			help(sub)
+		}
+	}
+	help(root)
 	if r := runInProc("allowlist", "add", t.TempDir()+"/a.yaml", "--id", testPeer, "--addr", "10.0.0.1", "--addr", "10.0.0.2"); r.code != 0 {
 		t.Fatalf("--addr twice: %+v", r)
 	}
