@@ -36,13 +36,19 @@ func TestExampleConfigParses(t *testing.T) {
 		t.Errorf("buffers: %+v", c.Buffers)
 	case c.Log != logConfig{Level: "warn", Format: "console"}:
 		t.Errorf("log: %+v", c.Log)
-	case c.DataDir != "" || c.Ephemeral || c.MaxStoreSize != store.DefaultMaxBytes:
+	case c.DataDir != "" || c.Ephemeral || c.MaxStoreSize != 0 || c.storeCap() != store.DefaultMaxBytes:
 		t.Errorf("store: data_dir %q, ephemeral %v, max_store_size %d", c.DataDir, c.Ephemeral, c.MaxStoreSize)
 	}
 	for _, k := range []string{"\ndata_dir:", "\nephemeral:", "\nmax_store_size:"} {
 		if !strings.Contains(exampleConfig, k) {
 			t.Errorf("the example has no %s", k[1:])
 		}
+	}
+	// As it is, and made ephemeral (a store setting it gives would refuse).
+	eph := c
+	eph.Ephemeral = true
+	if err := eph.validate(); err != nil {
+		t.Errorf("validate, ephemeral: %v", err)
 	}
 	if err := c.validate(); err != nil {
 		t.Errorf("validate: %v", err)
