@@ -298,8 +298,10 @@ func parseExpiry(s string, def time.Time) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	if d, err := time.ParseDuration(s); err == nil {
-		if d <= 0 {
-			return time.Time{}, usageErrorf("--expires %q: a duration must be positive", s)
+		// Documents keep whole seconds: under a second from now would be
+		// stored as the current second, already past.
+		if d < time.Second {
+			return time.Time{}, usageErrorf("--expires %q: a duration must be at least 1s", s)
 		}
 		return time.Now().Add(d), nil
 	}

@@ -68,7 +68,9 @@ func TestMembershipExpiryInThePast(t *testing.T) {
 	const past = "2001-01-01T00:00:00Z"
 	checkUsage(t, dir, []usageCase{
 		{[]string{"membership", "propose", "--current", v1, "--out", out, "--expires", past}, exitUsage, `--expires "` + past + `" is not in the future`},
-		{[]string{"membership", "propose", "--current", v1, "--out", out, "--expires", "-5h"}, exitUsage, "must be positive"},
+		{[]string{"membership", "propose", "--current", v1, "--out", out, "--expires", "-5h"}, exitUsage, "must be at least 1s"},
+		// Whole seconds are kept: 1ms from now is stored as now, past.
+		{[]string{"membership", "propose", "--current", v1, "--out", out, "--expires", "1ms"}, exitUsage, "must be at least 1s"},
 		{[]string{"membership", "init", "--allowlist", list, "--threshold", "1", "--out", out, "--expires", past}, exitUsage, "is not in the future"},
 	})
 	if r := runCLI(t, dir, "membership", "show", out); r.code == 0 {
