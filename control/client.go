@@ -241,7 +241,13 @@ func (l *StoredList) receive() (*pb.ListStoredResponse, error) {
 	if l.timer != nil {
 		l.timer.Reset(l.idle)
 	}
-	if l.stream.Receive() {
+	got := l.stream.Receive()
+	if l.timer != nil {
+		// Only the node's silence counts: the time the caller takes
+		// between two Next calls (a slow reader of its output) does not.
+		l.timer.Stop()
+	}
+	if got {
 		return l.stream.Msg(), nil
 	}
 	if err := l.stream.Err(); err != nil {

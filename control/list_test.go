@@ -161,3 +161,27 @@ func TestListStalled(t *testing.T) {
 		t.Fatalf("the node's ListOutbox: %v, want context.Canceled", err)
 	}
 }
+
+// The idle bound is the node's silence, not the caller's: a caller that
+// takes longer than it between two Next calls (its output piped to a slow
+// reader) still gets the rest. (The bound ran on while the caller worked,
+// and such a list failed ErrStalled, blaming the node.)
+func TestListSlowReaderIsNoStall(t *testing.T) {
+	n := &listNode{n: 3, size: 10, done: make(chan error, 1)}
+	c := listServe(t, n)
+	const idle = 100 * time.Millisecond
+	l, err := c.ListOutbox(context.Background(), false, idle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := range 3 {
+		if _, err := l.Next(); err != nil {
+			t.Fatalf("item %d: %v", i+1, err)
+		}
+		time.Sleep(3 * idle) // the caller's own work, not a wait for the node
+	}
+	if _, err := l.Next(); err != io.EOF {
+		t.Fatalf("after the last item: %v, want io.EOF", err)
+	}
+}
