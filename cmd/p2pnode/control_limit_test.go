@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bitvmx/go-bitvmx-p2p/control"
 	"github.com/bitvmx/go-bitvmx-p2p/control/pb"
 	"github.com/bitvmx/go-bitvmx-p2p/membership"
 )
@@ -25,5 +28,22 @@ func TestControlRequestFitsLargestMessage(t *testing.T) {
 		if n := proto.Size(doc); n > limit {
 			t.Errorf("max message %d: a membership request of %d bytes, over the bound %d", maxMessage, n, limit)
 		}
+	}
+}
+
+// A list the node's stop cut short says so, not "context canceled".
+func TestListCutByStopSaysSo(t *testing.T) {
+	c := &nodeControl{r: &runner{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.listErr(ctx, ctx.Err()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a list its caller left: %v, want context.Canceled", err)
+	}
+	c.r.ops.stopping.Store(true)
+	if err := c.listErr(ctx, ctx.Err()); !errors.Is(err, control.ErrStopping) {
+		t.Fatalf("a list the stop cut: %v, want ErrStopping", err)
+	}
+	if err := c.listErr(context.Background(), nil); err != nil {
+		t.Fatalf("a list done: %v", err)
 	}
 }

@@ -269,9 +269,9 @@ func (c *nodeControl) ListOutbox(ctx context.Context, req *pb.ListStoredRequest,
 	if err := send(&pb.ListStoredResponse{DataDir: c.r.dataDir}); err != nil {
 		return err
 	}
-	return walkOutbox(ctx, st, func(o store.Outgoing) error {
+	return c.listErr(ctx, walkOutbox(ctx, st, func(o store.Outgoing) error {
 		return send(&pb.ListStoredResponse{Item: outboxPB(o, req.Payloads)})
-	})
+	}))
 }
 
 // ListDeadLetters implements control.Node, as ListOutbox.
@@ -283,9 +283,19 @@ func (c *nodeControl) ListDeadLetters(ctx context.Context, req *pb.ListStoredReq
 	if err := send(&pb.ListStoredResponse{DataDir: c.r.dataDir}); err != nil {
 		return err
 	}
-	return walkDeadLetters(ctx, st, func(d store.DeadLetter) error {
+	return c.listErr(ctx, walkDeadLetters(ctx, st, func(d store.DeadLetter) error {
 		return send(&pb.ListStoredResponse{Item: deadLetterPB(d, req.Payloads)})
-	})
+	}))
+}
+
+// listErr is the error a list ends with: ErrStopping when the node's stop
+// ended it (the socket closing cancels the calls), rather than a bare
+// "context canceled" the caller could take for its own doing.
+func (c *nodeControl) listErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && c.r.ops.stopping.Load() {
+		return fmt.Errorf("%w: the list was cut short", control.ErrStopping)
+	}
+	return err
 }
 
 func (c *nodeControl) store() (*store.Store, error) {
