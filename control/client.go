@@ -57,6 +57,7 @@ type ConnectionError struct {
 	Err  error  // the transport's error (unexpected EOF, connection reset...)
 }
 
+// Error names the socket and the transport's error.
 func (e *ConnectionError) Error() string {
 	return fmt.Sprintf("the connection to the node (%s) broke before it answered: %v; the node may have stopped or died", e.Path, e.Err)
 }

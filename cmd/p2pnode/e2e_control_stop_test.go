@@ -158,31 +158,20 @@ func awaitNotReady(t *testing.T, url string) {
 // "unexpected EOF", the broken connection read as the node's answer.)
 func TestSendNodeKilled(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	keyA, idA := newKey(t, dir, "a.key")
-	keyB, idB := newKey(t, dir, "b.key")
-	list := filepath.Join(dir, "allowlist.yaml")
-	writeAllowlist(t, list, idA, idB)
-	data := filepath.Join(dir, "data")
+	w := startSendWaiting(t)
+	w.a.kill()
 
-	b, lb := startNode(t, "b", dir, keyB, list) // answers by stdin commands
-	a, _ := startNode(t, "a", dir, keyA, list, "--data-dir", data)
-	send := startProc(t, "send", dir, false, "send", "--data-dir", data, "--to", idB, "--addr", firstAddr(t, lb),
-		"--timeout", "60s", "sign this")
-	ex := b.expect("the request", match("request", "from", idA, "data", "sign this"))[0].Str("exchange")
-	a.kill()
-
-	code, out := send.wait()
-	r := result{code: code, stdout: strings.Join(out, "\n"), stderr: send.errOutput()}
-	oneErrorLine(t, r, "send to "+idB+": the node went away before the exchange ended")
+	code, out := w.send.wait()
+	r := result{code: code, stdout: strings.Join(out, "\n"), stderr: w.send.errOutput()}
+	oneErrorLine(t, r, "send to "+w.idB+": the node went away before the exchange ended (the connection to the node")
 	if want := "a node with a store resumes it at its next start"; !strings.Contains(r.stderr, want) {
 		t.Fatalf("send's error %q does not say %q", r.stderr, want)
 	}
 	if code != exitError {
 		t.Fatalf("send exited %d, want %d", code, exitError)
 	}
-	if ob := storeList(t, dir, "outbox", "--data-dir", data); len(ob) != 1 || ob[0]["exchange"] != ex {
-		t.Fatalf("outbox of the killed node: %v; want exchange %s", ob, ex)
+	if ob := storeList(t, w.dir, "outbox", "--data-dir", w.data); len(ob) != 1 || ob[0]["exchange"] != w.ex {
+		t.Fatalf("outbox of the killed node: %v; want exchange %s", ob, w.ex)
 	}
-	stopAll(t, b)
+	stopAll(t, w.b)
 }

@@ -68,7 +68,7 @@ func sendThroughNode(a *app, fs *pflag.FlagSet, t nodeTarget, o sendOptions, asJ
 		// The node may have stored the exchange before it went: say
 		// where to look rather than guess.
 		return fmt.Errorf("send to %s: the node went away before the exchange ended (%w); if it had taken the exchange, "+
-			"a node with a store resumes it at its next start (p2pnode outbox list shows it), an ephemeral node has lost it", to, errors.Unwrap(err))
+			"a node with a store resumes it at its next start (p2pnode outbox list shows it), an ephemeral node has lost it", to, err)
 	case err != nil:
 		return fmt.Errorf("send to %s: %w", to, err)
 	}
