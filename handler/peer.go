@@ -142,19 +142,29 @@ func (ps *peerState) startable() bool {
 // message (a reply we received), so the peer's node may still be waiting for
 // our node's ack of it.
 func (h *Handler) settle(ps *peerState, theirsLast bool) {
-	// A connection that relaying needs stays, as with KeepConnection; the
-	// peer, which relays with us, keeps it too, so it is not spent.
-	keep := h.cfg.KeepConnection || h.relaying(ps)
-	if ps.conn == connUp && !keep {
-		ps.spent = true
-	}
-	// Automatic disconnection: one exchange per connection. A peer that
-	// reused a connection while we were closing is closed again.
-	if ps.busy() == 0 && (ps.conn == connUp || ps.conn == connClosing && ps.reused) && !keep {
-		if theirsLast {
-			h.linger(ps)
+	if !h.cfg.KeepConnection && (ps.conn == connUp || ps.conn == connClosing && ps.reused) {
+		// A connection that relaying needs stays, as with KeepConnection;
+		// the peer, which relays with us, keeps it too, so it is not spent
+		// (nor left spent by an exchange that ended before relaying began:
+		// the exchanges queued behind it would wait for a close that does
+		// not come). Asked only here, where the answer matters: settle
+		// runs after every exchange.
+		if h.relaying(ps) {
+			ps.spent = false
 		} else {
-			h.disconnect(ps, time.Now())
+			if ps.conn == connUp {
+				ps.spent = true
+			}
+			// Automatic disconnection: one exchange per connection. A
+			// peer that reused a connection while we were closing is
+			// closed again.
+			if ps.busy() == 0 {
+				if theirsLast {
+					h.linger(ps)
+				} else {
+					h.disconnect(ps, time.Now())
+				}
+			}
 		}
 	}
 	h.pump(ps)
@@ -175,8 +185,11 @@ func (h *Handler) idle(ps *peerState) {
 		}
 		if h.relaying(ps) {
 			// Idle, but closing it would cut a reservation or a circuit.
-			// Both end by themselves, unannounced: look again later.
+			// Both end by themselves, unannounced: look again later. Not
+			// spent meanwhile: exchanges may use it.
 			h.log.Debug("idle timeout: kept for relaying", zap.Stringer("peer", ps.id))
+			ps.spent = false
+			h.pump(ps)
 			h.idle(ps)
 			return
 		}
