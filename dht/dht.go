@@ -316,10 +316,11 @@ func (d *DHT) connectBootstrap() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(d.ctx, bootstrapDialTimeout)
+		had := d.host.Network().Connectedness(ai.ID) != network.NotConnected
 		err := d.host.Connect(ctx, ai)
 		if err == nil {
 			err = d.kad.Ping(ctx, ai.ID)
-			if err != nil && d.host.Network().Connectedness(ai.ID) != network.Connected {
+			if err != nil && !had && d.host.Network().Connectedness(ai.ID) == network.NotConnected {
 				// Dialed, then closed before it answered: how a peer whose
 				// gater refuses us looks from here (the refusal travels
 				// as a closed connection, docs/PROTOCOL.md).

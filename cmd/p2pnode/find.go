@@ -185,6 +185,9 @@ func joinDHT(ctx context.Context, node *p2p.Node, cfg runConfig, doc *membership
 	if err := d.WaitReady(ctx); err != nil {
 		why := d.BootstrapError()
 		_ = d.Close()
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, errors.New("interrupted while joining the DHT")
+		}
 		if why != nil {
 			return nil, fmt.Errorf("dht: no bootstrap peer answered within %s; the last try: %w", timeout, why)
 		}

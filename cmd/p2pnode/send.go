@@ -251,10 +251,10 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 		_ = h.Shutdown(ctx)
 	}()
 
-	timeout, cancel := context.WithTimeout(context.Background(), o.timeout)
-	defer cancel()
-	ctx, stop := interruptible(timeout)
+	intr, stop := interruptible(context.Background())
 	defer stop()
+	ctx, cancel := context.WithTimeout(intr, o.timeout)
+	defer cancel()
 	if cfg.DHT.Enabled {
 		if d, err = joinDHT(ctx, h.Node(), cfg, doc, log, o.timeout); err != nil {
 			return err
@@ -272,12 +272,12 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 	if err != nil {
 		return err
 	}
-	reply, out, err := awaitOutcome(ctx, h.Events(), h.Outcomes(), id)
+	reply, out, err := awaitOutcome(ctx, intr.Done(), h.Events(), h.Outcomes(), id)
 	switch {
-	case err != nil && timeout.Err() != nil:
-		return fmt.Errorf("send to %s: no answer within %s", to, o.timeout)
-	case err != nil && ctx.Err() != nil:
+	case err != nil && intr.Err() != nil:
 		return fmt.Errorf("send to %s: interrupted; the exchange is abandoned with send's own node", to)
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("send to %s: no answer within %s", to, o.timeout)
 	case err != nil:
 		return fmt.Errorf("send to %s: %w", to, err)
 	}
@@ -311,10 +311,10 @@ func outcomeError(to peer.ID, out handler.Outcome) error {
 // succeeded, its reply. The reply is handed out before the outcome, but on
 // events, where other events may come before it, and the outcome on
 // outcomes: either may be read first. Once an OK request's outcome is in,
-// ctx no longer counts: its reply is already queued on events, and a
-// deadline that passed while it was read must not turn an answered request
-// into "no answer".
-func awaitOutcome(ctx context.Context, events, outcomes <-chan handler.Event, id handler.ExchangeID) (*handler.Reply, handler.Outcome, error) {
+// only interrupt (Ctrl-C) still ends the wait, with ctx's error: the reply
+// is already queued on events, and a deadline that passed while it was
+// read must not turn an answered request into "no answer".
+func awaitOutcome(ctx context.Context, interrupt <-chan struct{}, events, outcomes <-chan handler.Event, id handler.ExchangeID) (*handler.Reply, handler.Outcome, error) {
 	var (
 		reply *handler.Reply
 		out   *handler.Outcome
@@ -334,7 +334,7 @@ func awaitOutcome(ctx context.Context, events, outcomes <-chan handler.Event, id
 				return nil, handler.Outcome{}, handler.ErrClosed
 			}
 			if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id {
-				out, outcomes, done = o, nil, nil // only its reply is still to come
+				out, outcomes, done = o, nil, interrupt // only its reply is still to come
 			}
 		case <-done:
 			return nil, handler.Outcome{}, ctx.Err()

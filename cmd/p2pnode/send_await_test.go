@@ -19,7 +19,7 @@ func TestAwaitOutcomeFindsReplyBehindOtherEvents(t *testing.T) {
 		events <- &handler.Message{Exchange: 9}
 		events <- &handler.Reply{Exchange: id, Data: []byte("answer")}
 		outcomes <- &handler.Outcome{Exchange: id, Role: handler.Dialer, Kind: handler.KindRequest, OK: true}
-		reply, out, err := awaitOutcome(context.Background(), events, outcomes, id)
+		reply, out, err := awaitOutcome(context.Background(), nil, events, outcomes, id)
 		if err != nil || !out.OK || out.Exchange != id {
 			t.Fatalf("outcome %+v, %v", out, err)
 		}
@@ -30,7 +30,7 @@ func TestAwaitOutcomeFindsReplyBehindOtherEvents(t *testing.T) {
 	// A one-way message has no reply to wait for.
 	outcomes := make(chan handler.Event, 1)
 	outcomes <- &handler.Outcome{Exchange: id, Role: handler.Dialer, Kind: handler.KindMessage, OK: true}
-	if reply, out, err := awaitOutcome(context.Background(), make(chan handler.Event), outcomes, id); err != nil || reply != nil || !out.OK {
+	if reply, out, err := awaitOutcome(context.Background(), nil, make(chan handler.Event), outcomes, id); err != nil || reply != nil || !out.OK {
 		t.Fatalf("one-way: %+v, %+v, %v", reply, out, err)
 	}
 }
@@ -49,7 +49,7 @@ func TestAwaitOutcomeTakesReplyAfterDeadline(t *testing.T) {
 		}
 		got := make(chan result, 1)
 		go func() {
-			reply, _, err := awaitOutcome(ctx, events, outcomes, id)
+			reply, _, err := awaitOutcome(ctx, nil, events, outcomes, id)
 			got <- result{reply, err}
 		}()
 		// Unbuffered: each send returns once awaitOutcome has taken it.
@@ -67,7 +67,27 @@ func TestAwaitOutcomeTakesReplyAfterDeadline(t *testing.T) {
 	// Before the outcome, the deadline still ends the wait.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := awaitOutcome(ctx, make(chan handler.Event), make(chan handler.Event), id); !errors.Is(err, context.Canceled) {
+	if _, _, err := awaitOutcome(ctx, nil, make(chan handler.Event), make(chan handler.Event), id); !errors.Is(err, context.Canceled) {
 		t.Fatalf("no outcome before the deadline: %v", err)
+	}
+}
+
+// After an OK request's outcome, Ctrl-C still ends the wait for its reply.
+func TestAwaitOutcomeInterruptedAfterOutcome(t *testing.T) {
+	const id = handler.ExchangeID(7)
+	ctx, cancel := context.WithCancel(context.Background())
+	interrupt := make(chan struct{})
+	outcomes := make(chan handler.Event)
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := awaitOutcome(ctx, interrupt, make(chan handler.Event), outcomes, id)
+		got <- err
+	}()
+	// Unbuffered: the send returns once awaitOutcome has the outcome.
+	outcomes <- &handler.Outcome{Exchange: id, Role: handler.Dialer, Kind: handler.KindRequest, OK: true}
+	cancel()
+	close(interrupt)
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted after the outcome: %v", err)
 	}
 }
