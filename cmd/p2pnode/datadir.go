@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -99,7 +101,10 @@ func openToolStore(dir string) (*store.Store, error) {
 	case !fi.IsDir():
 		return nil, fmt.Errorf("%s is not a store (a store is a directory)", path)
 	}
-	st, err := store.Open(dir, store.Options{})
+	// No cap of its own: the node's (--max-store-size) may be larger than
+	// the default, and a retry of its dead letters must not be refused as
+	// full by a cap the node does not have. The tools add a record or two.
+	st, err := store.Open(dir, store.Options{MaxBytes: math.MaxInt64})
 	switch {
 	case err == nil:
 		return st, nil
@@ -114,24 +119,20 @@ func openToolStore(dir string) (*store.Store, error) {
 // the next one, so that an exchange the store gives back (resumed, or a
 // dead letter retried) and a new one never share an id.
 func maxStdinTag(st *store.Store) (uint64, error) {
-	out, err := st.OutgoingList()
-	if err != nil {
-		return 0, err
-	}
-	dls, err := st.DeadLetters()
-	if err != nil {
-		return 0, err
-	}
-	for _, d := range dls {
-		out = append(out, d.Outgoing)
-	}
+	// A walk, not the lists: run starts with this, and the outbox may hold
+	// a gigabyte of payloads.
 	var m uint64
-	for _, o := range out {
-		if id, ok := tagID(o.Tag); ok && id > m {
+	note := func(tag string) {
+		if id, ok := tagID(tag); ok && id > m {
 			m = id
 		}
 	}
-	return m, nil
+	ctx := context.Background()
+	if err := st.EachOutgoing(ctx, func(o store.Outgoing) error { note(o.Tag); return nil }); err != nil {
+		return 0, err
+	}
+	err := st.EachDeadLetter(ctx, func(d store.DeadLetter) error { note(d.Tag); return nil })
+	return m, err
 }
 
 // tagID is the stdin id a tag carries: run tags every exchange it starts
