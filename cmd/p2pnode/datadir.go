@@ -77,7 +77,7 @@ func openRunStore(dir string, id peer.ID, maxBytes int64, log *zap.Logger) (*sto
 	case errors.Is(err, store.ErrWrongPeer):
 		return nil, fmt.Errorf("%w: data directory %s is another node's (give that node's --key, or this key its own --data-dir)", err, dir)
 	case errors.Is(err, store.ErrLocked):
-		return nil, fmt.Errorf("data directory %s is in use: another p2pnode is probably running on it (give each node its own --data-dir)", dir)
+		return nil, fmt.Errorf("data directory %s is in use: another p2pnode is probably running on it, or an outbox or deadletters command is reading it (give each node its own --data-dir)", dir)
 	case errors.Is(err, store.ErrCorrupt):
 		return nil, fmt.Errorf("%w (the node will not start over it: move the store directory away to start with an empty store, losing the exchanges it holds)", err)
 	case errors.Is(err, store.ErrVersion):
