@@ -25,9 +25,9 @@ var (
 	ErrInvalidChannel = errors.New("invalid channel")
 	// ErrDuplicateRoute reports a rule listed twice in one routing table.
 	ErrDuplicateRoute = errors.New("duplicate route")
-	// ErrEmptyReload reports a reload (Reload, Watch) of a file listing no
-	// peers, without "allow_empty: true", over a non-empty list: the list
-	// keeps its entries.
+	// ErrEmptyReload reports a file listing no peers, without
+	// "allow_empty: true": refused by a reload (Reload, Watch) over a
+	// non-empty list, which keeps its entries, and by Check.
 	ErrEmptyReload = errors.New("the file lists no peers")
 	// ErrDanglingLink reports a file path that is a symbolic link to
 	// nothing (see [LinkError]).

@@ -31,8 +31,8 @@ type PathCheck struct {
 	Relay peer.ID
 	// Addr is the address tried, or of the connection used.
 	Addr ma.Multiaddr
-	// Tried is false when there was nothing to try: no direct address
-	// known.
+	// Tried is false when the way was not tried: no direct address known,
+	// or this node's own allowlist refuses a relayed way (Err says why).
 	Tried bool
 	// Err says why the way does not work; nil when it does.
 	Err error
@@ -220,7 +220,7 @@ func pingFailed(err error) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
-		return fmt.Errorf("ping: the peer does not answer: no reply before the dial timeout (%w)", err)
+		return fmt.Errorf("ping: the peer does not answer: no reply before the check's deadline (%w)", err)
 	case errors.As(err, &unsupported):
 		return fmt.Errorf("ping: the peer does not serve ping (%w)", err)
 	case errors.As(err, &se) && se.Remote, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):

@@ -79,7 +79,9 @@ func (m *relayConnMgr) Unprotect(p peer.ID, tag string) bool {
 	return false
 }
 
-// IsProtected reports AutoRelay's protection of p.
+// IsProtected reports whether p holds a reservation either way (AutoRelay's
+// protection, or the relay service's grant), for the autorelay tag or any
+// tag (""): nothing in go-libp2p asks it today.
 func (m *relayConnMgr) IsProtected(p peer.ID, tag string) bool {
 	if tag != autorelayTag && tag != "" {
 		return false

@@ -58,10 +58,10 @@ not reloaded ("file" empty and "membership_version" with --json); without
 				return encodeJSON(a.out, j)
 			}
 			if res.MembershipVersion != 0 {
-				_, err = fmt.Fprintf(a.out, "allowlist not reloaded: it is the members of membership version %d (%d entries, version %d); "+
+				_, err = fmt.Fprintf(a.out, "allowlist not reloaded: it is the members of membership version %d (%d entries, revision %d); "+
 					"change them with p2pnode membership submit\n", res.MembershipVersion, res.Entries, res.Version)
 			} else {
-				_, err = fmt.Fprintf(a.out, "reloaded %s: %d entries, version %d\n", res.File, res.Entries, res.Version)
+				_, err = fmt.Fprintf(a.out, "reloaded %s: %d entries, revision %d\n", res.File, res.Entries, res.Version)
 			}
 			if err != nil {
 				return err

@@ -111,7 +111,7 @@ func TestMembershipNodeHasNoAllowlistFile(t *testing.T) {
 		"--data-dir", data, "--listen", "/ip4/127.0.0.1/tcp/0")
 	a.expect("listening event", match("listening", "membership_version", 1))
 	out := mustRun(t, dir, "allowlist", "reload", "--data-dir", data)
-	want := "allowlist not reloaded: it is the members of membership version 1 (2 entries, version 1); change them with p2pnode membership submit\n" +
+	want := "allowlist not reloaded: it is the members of membership version 1 (2 entries, revision 1); change them with p2pnode membership submit\n" +
 		"reloaded " + routes + ": 1 routes\n"
 	if out != want {
 		t.Fatalf("allowlist reload with routes:\n got  %q\n want %q", out, want)
