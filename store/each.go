@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // A walk (EachOutgoing, EachDeadLetter) reads its table in pages of at
@@ -166,4 +168,51 @@ func readPage[T any](r pebble.Reader, path string, table tableID, from, upper []
 		return nil, nil, pebbleError(path, "read", err)
 	}
 	return page, nil, nil
+}
+
+// Stamp is an exchange's ID and the time its record is ordered by: when an
+// outbox exchange was created, when a dead letter failed.
+type Stamp struct {
+	ID uint64
+	At time.Time
+}
+
+// EachOutgoingStamp calls fn with the ID and creation time of each exchange
+// of the outbox, by ID, as EachOutgoing does with the whole records, but
+// decoding nothing else: a caller that orders the outbox before it reads
+// the records one at a time (Outgoing) walks it without copying a payload.
+// The rest of a record is checked when it is read.
+func (s *Store) EachOutgoingStamp(ctx context.Context, fn func(Stamp) error) error {
+	return eachRecord(ctx, s, tableOutgoing, func(k, v []byte) (Stamp, error) {
+		return stamp(k, v, outCreated)
+	}, fn)
+}
+
+// EachDeadLetterStamp calls fn with the ID and failure time of each dead
+// letter, as EachOutgoingStamp does with the outbox.
+func (s *Store) EachDeadLetterStamp(ctx context.Context, fn func(Stamp) error) error {
+	return eachRecord(ctx, s, tableDeadLetters, func(k, v []byte) (Stamp, error) {
+		return stamp(k, v, deadFailed)
+	}, fn)
+}
+
+// stamp decodes the ID from a record's key and the time from its field
+// num, skipping the other fields.
+func stamp(k, v []byte, num protowire.Number) (Stamp, error) {
+	id, err := parseIDKey(k)
+	if err != nil {
+		return Stamp{}, err
+	}
+	b, err := body(v)
+	if err != nil {
+		return Stamp{}, err
+	}
+	st := Stamp{ID: id}
+	err = walkFields(b, func(f field) (err error) {
+		if f.num == num {
+			st.At, err = f.time()
+		}
+		return err
+	})
+	return st, err
 }

@@ -37,6 +37,25 @@ func TestEachRecord(t *testing.T) {
 	if want, err := s.DeadLetters(); err != nil || !reflect.DeepEqual(dls, want) {
 		t.Fatalf("EachDeadLetter saw %d records, DeadLetters %d (%v): not the same", len(dls), len(want), err)
 	}
+	// The stamps: each record's ID and time, in the same order.
+	var stamps []Stamp
+	if err := s.EachOutgoingStamp(context.Background(), func(st Stamp) error { stamps = append(stamps, st); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range out {
+		if i >= len(stamps) || stamps[i].ID != o.ID || !stamps[i].At.Equal(o.Created) {
+			t.Fatalf("outgoing stamp %d: %+v, record %d created %v (%d stamps for %d records)", i, stamps, o.ID, o.Created, len(stamps), len(out))
+		}
+	}
+	stamps = stamps[:0]
+	if err := s.EachDeadLetterStamp(context.Background(), func(st Stamp) error { stamps = append(stamps, st); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range dls {
+		if i >= len(stamps) || stamps[i].ID != d.ID || !stamps[i].At.Equal(d.Failed) {
+			t.Fatalf("dead letter stamp %d: %+v, record %d failed %v (%d stamps for %d records)", i, stamps[min(i, len(stamps)-1)], d.ID, d.Failed, len(stamps), len(dls))
+		}
+	}
 
 	stop := errors.New("stop")
 	seen := 0

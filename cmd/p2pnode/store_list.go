@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -30,13 +29,14 @@ type listKey struct {
 // walkOutbox calls fn with each exchange of st's outbox, oldest first (by
 // creation; exchange ID among equals), until fn fails or ctx ends. It
 // reads the store twice, a page at a time: the order first (IDs and
-// times), then each record by its ID, so it holds one record at a time
-// and not the payloads of all of them. An exchange that leaves the outbox
-// meanwhile (it ended) is skipped.
+// times, decoding nothing else, so no payload is copied), then each record
+// by its ID, so it holds one record at a time and not the payloads of all
+// of them. An exchange that leaves the outbox meanwhile (it ended) is
+// skipped.
 func walkOutbox(ctx context.Context, st *store.Store, fn func(store.Outgoing) error) error {
 	var keys []listKey
-	err := st.EachOutgoing(ctx, func(o store.Outgoing) error {
-		keys = append(keys, listKey{o.ID, o.Created})
+	err := st.EachOutgoingStamp(ctx, func(s store.Stamp) error {
+		keys = append(keys, listKey{s.ID, s.At})
 		return nil
 	})
 	if err != nil {
@@ -49,8 +49,8 @@ func walkOutbox(ctx context.Context, st *store.Store, fn func(store.Outgoing) er
 // failed, as walkOutbox does.
 func walkDeadLetters(ctx context.Context, st *store.Store, fn func(store.DeadLetter) error) error {
 	var keys []listKey
-	err := st.EachDeadLetter(ctx, func(d store.DeadLetter) error {
-		keys = append(keys, listKey{d.ID, d.Failed})
+	err := st.EachDeadLetterStamp(ctx, func(s store.Stamp) error {
+		keys = append(keys, listKey{s.ID, s.At})
 		return nil
 	})
 	if err != nil {
@@ -62,7 +62,7 @@ func walkDeadLetters(ctx context.Context, st *store.Store, fn func(store.DeadLet
 // walkKeys sorts keys by time (stable: the store's ID order among equals)
 // and calls fn with the record get finds for each.
 func walkKeys[T any](ctx context.Context, keys []listKey, get func(uint64) (T, bool, error), fn func(T) error) error {
-	slices.SortStableFunc(keys, func(a, b listKey) int { return cmp.Compare(a.at.UnixNano(), b.at.UnixNano()) })
+	slices.SortStableFunc(keys, func(a, b listKey) int { return a.at.Compare(b.at) })
 	for _, k := range keys {
 		if err := ctx.Err(); err != nil {
 			return err
