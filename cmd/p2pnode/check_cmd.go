@@ -145,6 +145,9 @@ func printCheck(w io.Writer, v checkView) error {
 
 // Check implements control.Node.
 func (c *nodeControl) Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {
+	if c.r.ops.stopping.Load() {
+		return nil, control.ErrStopping // its dials would race the host's close
+	}
 	p, err := peer.Decode(req.PeerId)
 	if err != nil {
 		return nil, fmt.Errorf("%w: peer %q: %v", control.ErrInvalid, req.PeerId, err)

@@ -47,3 +47,17 @@ func TestListCutByStopSaysSo(t *testing.T) {
 		t.Fatalf("a list done: %v", err)
 	}
 }
+
+// A stopping node refuses a reload and a check: the reload's event would
+// come amid the stop's output, after its watchers stopped; the check's
+// dials would race the host's close.
+func TestStoppingRefusesReloadAndCheck(t *testing.T) {
+	c := &nodeControl{r: &runner{}}
+	c.r.ops.stopping.Store(true)
+	if _, err := c.ReloadAllowlist(context.Background()); !errors.Is(err, control.ErrStopping) {
+		t.Errorf("reload while stopping: %v", err)
+	}
+	if _, err := c.Check(context.Background(), &pb.CheckRequest{PeerId: testPeer}); !errors.Is(err, control.ErrStopping) {
+		t.Errorf("check while stopping: %v", err)
+	}
+}

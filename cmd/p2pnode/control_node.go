@@ -235,6 +235,11 @@ func exchangeResponse(o handler.Outcome, reply *handler.Reply) *pb.ExchangeRespo
 // rather than report a reload that read nothing.
 func (c *nodeControl) ReloadAllowlist(context.Context) (*pb.ReloadAllowlistResponse, error) {
 	r := c.r
+	if r.ops.stopping.Load() {
+		// Its event would come after the watchers stopped, amid the
+		// stop's own output, on a list about to go.
+		return nil, control.ErrStopping
+	}
 	doc := r.membershipInForce()
 	if doc != nil && r.routes == nil {
 		return nil, fmt.Errorf("%w: a node run with --membership has no allowlist file to reload: its allowlist is the members of membership version %d "+
