@@ -122,6 +122,8 @@ func newSendCmd(a *app) *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&configPath, "config", "", "the running node's configuration `FILE`; with --standalone, key, allowlist and settings")
 	bindClientFlags(fs, &flags)
+	// send seals no record of its own: it only reads the members'.
+	fs.Lookup("membership").Usage = "membership document `FILE` (docs/membership.md), instead of --allowlist: admit its members and, with --dht, read the DHT records sealed to them"
 	fs.BoolVar(&standalone, "standalone", false, "send from a node of its own (--key, --allowlist), not through the running node")
 	fs.StringVar(&t.api, "api", "", "the running node's control `SOCKET` (default control.sock in its data directory)")
 	fs.StringVar(&t.dataDir, "data-dir", "", "the running node's data `DIR`")
