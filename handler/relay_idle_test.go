@@ -165,3 +165,55 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 		wait(t, w.down, "the relay's idle disconnection of b once the circuit ended")
 	})
 }
+
+// An exchange with the relay that ended before a circuit through it began
+// marked the connection spent (automatic disconnection: one exchange per
+// connection); once the circuit made it a relaying connection it was kept,
+// but still spent, and the next exchange with the relay waited for a close
+// that relaying prevented. A kept relaying connection is not spent.
+func TestRelayingConnectionIsNotSpent(t *testing.T) {
+	keep := handler.WithKeepConnection(true)
+	never := handler.WithIdleTimeout(-1)
+	n := newRelayNet(t, []handler.Option{never, keep}, []handler.Option{never, keep})
+	// b: automatic disconnection, two exchanges with r at once, r reached
+	// as a relay to d only.
+	b := newHandler(t, n.ib, n.list, never, handler.WithMaxConcurrentPerPeer(2), handler.WithNode(func(c *p2p.Config) {
+		c.Relays = []ma.Multiaddr{addr(n.r)}
+		c.Reachability = network.ReachabilityPublic
+	}))
+	one, err := b.Request(n.ir.ID, addr(n.r), []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := b.Request(n.ir.ID, addr(n.r), []byte("two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[string]*handler.Request{}
+	for len(held) < 2 {
+		r := nextRequest(t, n.r)
+		held[string(r.Data)] = r
+	}
+	if err := n.r.Response(n.ib.ID, held["one"].Exchange, []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, b, one), true, handler.ReasonOK) // "two" still runs: spent, not closed
+	// A request to d through r, which d holds: the circuit stays open.
+	if _, err := b.Request(n.id.ID, nil, []byte("hold")); err != nil {
+		t.Fatal(err)
+	}
+	nextRequest(t, n.d)
+	if !b.Node().Relaying(n.ir.ID) {
+		t.Fatal("b's connection to r carries no circuit")
+	}
+	if err := n.r.Response(n.ib.ID, held["two"].Exchange, []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, b, two), true, handler.ReasonOK)
+	// The next exchange with r runs on the relaying connection.
+	three, err := b.Send(n.ir.ID, addr(n.r), []byte("three"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, b, three), true, handler.ReasonOK)
+}
