@@ -179,7 +179,10 @@ func TestListSlowReaderIsNoStall(t *testing.T) {
 		if _, err := l.Next(); err != nil {
 			t.Fatalf("item %d: %v", i+1, err)
 		}
-		time.Sleep(3 * idle) // the caller's own work, not a wait for the node
+		// Not a wait for anything: the sleep is the behaviour under test,
+		// a caller busy for longer than the idle bound between two Next
+		// calls (its output piped to a slow reader).
+		time.Sleep(3 * idle)
 	}
 	if _, err := l.Next(); err != io.EOF {
 		t.Fatalf("after the last item: %v, want io.EOF", err)

@@ -148,6 +148,10 @@ func awaitNotReady(t *testing.T, url string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s did not turn unready within %s (last: %v)", url, waitTimeout, err)
 		}
+		// A poll, bounded by the deadline above: the stop's first sign
+		// outside the process is /readyz turning 503 (it prints nothing,
+		// and a control call would start work it refuses), so there is
+		// no event to block on.
 		time.Sleep(5 * time.Millisecond)
 	}
 }
