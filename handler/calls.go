@@ -114,8 +114,10 @@ func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk 
 
 // Response answers the request exchange from p with msg. It fails with
 // ErrUnknownExchange when no such request awaits an answer (it may have
-// timed out), and ErrAlreadyResponded on a second call, also after the
-// first answer's exchange has ended (for the last 4096 answered). The exchange's
+// timed out), ErrClosed when Close ended it unanswered (with a store it is
+// delivered again at the next start), and ErrAlreadyResponded on a second
+// call, also after the first answer's exchange has ended (for the last
+// 4096 answered). The exchange's
 // Outcome reports whether p acknowledged the reply; a reply that crosses
 // the request's timeout is dropped, and the Outcome says reply_timeout.
 func (h *Handler) Response(p peer.ID, exchange ExchangeID, msg []byte) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,6 +121,55 @@ func TestCloseSuspendsUnansweredRequests(t *testing.T) {
 	}
 	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
 	expect(t, outcome(t, b.h, id), true, handler.ReasonOK)
+}
+
+// TestResponseAfterCloseEndedRequest: a Response to a request that Close
+// ended unanswered fails ErrClosed, saying the request comes again, not
+// "unknown exchange" as if the application had named a wrong one; the
+// request is delivered again at the next start.
+func TestResponseAfterCloseEndedRequest(t *testing.T) {
+	a, b := durablePair(t)
+	id, err := a.h.Request(b.id.ID, b.addr(), []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := nextRequest(t, b.h)
+	if !b.h.EndClosed(r.From, r.Exchange) {
+		t.Fatal("no such request held")
+	}
+	err = b.h.Response(r.From, r.Exchange, []byte("pong"))
+	if !errors.Is(err, handler.ErrClosed) || errors.Is(err, handler.ErrUnknownExchange) ||
+		!strings.Contains(err.Error(), "delivered again at the next start") {
+		t.Fatalf("Response after Close ended the request: %v", err)
+	}
+	b.restart(false)
+	r = nextRequest(t, b.h)
+	if r.Exchange != id || !r.Redelivered {
+		t.Fatalf("after the restart: %+v", r)
+	}
+	if err := b.h.Response(r.From, r.Exchange, []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
+}
+
+// TestResponseAfterCloseEndedRequestEphemeral: without a store the
+// request ends there ("closed"), and Response says the close is why.
+func TestResponseAfterCloseEndedRequestEphemeral(t *testing.T) {
+	a, b := pair(t)
+	id, err := a.Request(b.PeerID(), addr(b), []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := nextRequest(t, b)
+	if !b.EndClosed(r.From, r.Exchange) {
+		t.Fatal("no such request held")
+	}
+	expect(t, outcome(t, b, id), false, handler.ReasonClosed)
+	err = b.Response(r.From, r.Exchange, []byte("pong"))
+	if !errors.Is(err, handler.ErrClosed) || strings.Contains(err.Error(), "delivered again") {
+		t.Fatalf("Response after Close ended the request: %v", err)
+	}
 }
 
 // TestRedeliveryAfterResponderCrash: a request stored and acknowledged,

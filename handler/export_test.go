@@ -1,6 +1,10 @@
 package handler
 
-import "time"
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
 
 // WaitState waits until exchange id (dialed or received) is in state s, and
 // reports whether it got there within timeout. Tests use it to reach a
@@ -44,4 +48,19 @@ func (h *Handler) FireDeadline(id ExchangeID) bool {
 // it did within timeout.
 func (h *Handler) WaitPaused(timeout time.Duration) bool {
 	return h.await(stateWait{paused: true, done: make(chan struct{})}, timeout)
+}
+
+// EndClosed ends the received request id from p as Close does when its
+// deadline passes with the request unanswered (abort), without closing:
+// tests use it to call Response between that end and the loop's exit, a
+// window too short to reach through Close.
+func (h *Handler) EndClosed(p peer.ID, id ExchangeID) bool {
+	ended := false
+	_ = h.apply(true, func() {
+		if ps := h.peers[p]; ps != nil && ps.inbound[id] != nil {
+			h.end(ps.inbound[id], ReasonClosed, ErrClosed)
+			ended = true
+		}
+	})
+	return ended
 }

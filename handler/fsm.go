@@ -291,6 +291,9 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		h.active--
 	}
 	suspended := h.suspends(ex, reason, claimed)
+	if ex.role != Dialer && reason == ReasonClosed && !claimed {
+		h.pending.closedUnanswered(ps.id, ex.id, suspended)
+	}
 	if ce := h.log.Check(zap.DebugLevel, "exchange ended"); ce != nil {
 		ce.Write(zap.Stringer("peer", ps.id), zap.Stringer("exchange", ex.id), zap.Stringer("role", ex.role),
 			zap.String("stage", string(stage)), zap.String("reason", string(reason)), zap.Error(err))

@@ -24,6 +24,10 @@ type pending struct {
 	answered map[pendingKey]struct{}
 	order    []pendingKey // ring of answered, oldest at next
 	next     int
+	// closed holds the requests that Close ended unanswered, so that a
+	// Response racing it says ErrClosed rather than "unknown exchange".
+	// It only grows while the handler closes, by the requests it held.
+	closed map[pendingKey]bool // true: with a store, delivered again at the next start
 }
 
 // answeredCap bounds pending.answered: a second Response comes moments
@@ -73,13 +77,29 @@ func (s *pending) rememberAnswered(k pendingKey) {
 	s.answered[k] = struct{}{}
 }
 
+// closedUnanswered records that Close ended the request unanswered;
+// again: with a store, it is delivered again at the next start.
+func (s *pending) closedUnanswered(p peer.ID, id ExchangeID, again bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed == nil {
+		s.closed = make(map[pendingKey]bool)
+	}
+	s.closed[pendingKey{p, id}] = again
+}
+
 // claim reserves the right to answer the request, once.
 func (s *pending) claim(p peer.ID, id ExchangeID) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	claimed, ok := s.m[pendingKey{p, id}]
 	_, ended := s.answered[pendingKey{p, id}]
+	again, closed := s.closed[pendingKey{p, id}]
 	switch {
+	case !ok && closed && again:
+		return fmt.Errorf("%w: %s from %s was not answered before Close; it is delivered again at the next start", ErrClosed, id, p)
+	case !ok && closed:
+		return fmt.Errorf("%w: %s from %s was not answered before Close", ErrClosed, id, p)
 	case !ok && ended:
 		return fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, id, p)
 	case !ok:
