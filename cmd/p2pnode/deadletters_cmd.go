@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -154,9 +155,9 @@ func newDeadLettersDropCmd(a *app) *cobra.Command {
 }
 
 // changeDeadLetters applies change to each dead letter named in args (or
-// all of them), in one batch, once all of them are known to be there:
-// through the running node (ch; nodeNote ends the report), or on the
-// store of a stopped one (apply).
+// all of them), once all of them are known to be there: through the
+// running node (ch; nodeNote ends the report), or on the store of a
+// stopped one (apply; changeStored).
 func changeDeadLetters(a *app, cmd *cobra.Command, t *storeTarget, args []string, all bool, c change,
 	ch nodeChange, nodeNote string, apply func(*store.Batch, store.DeadLetter)) error {
 	switch {
@@ -181,31 +182,82 @@ func changeDeadLetters(a *app, cmd *cobra.Command, t *storeTarget, args []string
 		return err
 	}
 	defer st.Close()
-	dls, err := st.DeadLetters()
-	if err != nil {
-		return err
-	}
-	byID := make(map[uint64]store.DeadLetter, len(dls))
-	for _, d := range dls {
-		byID[d.ID] = d
-		if all {
-			ids = append(ids, handler.ExchangeID(d.ID))
+	if all {
+		// The IDs alone: a dead letter's payload is read when it is
+		// changed, so that the whole table is never held at once.
+		err := st.EachDeadLetterStamp(cmd.Context(), func(s store.Stamp) error {
+			ids = append(ids, handler.ExchangeID(s.ID))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	} else {
+		var lookupErr error
+		has := func(id uint64) bool {
+			_, ok, err := st.DeadLetter(id)
+			lookupErr = cmp.Or(lookupErr, err)
+			return ok
+		}
+		err := missing(ids, has, "the dead letters of "+dir)
+		if lookupErr != nil {
+			return lookupErr
+		}
+		if err != nil {
+			return err
 		}
 	}
-	has := func(id uint64) bool { _, ok := byID[id]; return ok }
-	if err := missing(ids, has, "the dead letters of "+dir); err != nil {
-		return err
+	if done, err := changeStored(st, ids, apply, maxChangeBatch); err != nil {
+		if len(done) == 0 {
+			return err
+		}
+		_ = c.print(a.out, t.asJSON, dir, done)
+		return fmt.Errorf("%d of the %d dead letters changed (above), the rest not: %w", len(done), len(ids), err)
 	}
-	if len(ids) > 0 {
-		var b store.Batch
-		for _, id := range ids {
-			apply(&b, byID[uint64(id)])
+	return c.print(a.out, t.asJSON, dir, ids)
+}
+
+// maxChangeBatch bounds the payloads one batch of changeStored carries: a
+// retry of every dead letter of a large store commits in batches of about
+// this size rather than hold the whole table in memory.
+const maxChangeBatch = 64 << 20
+
+// changeStored applies change to the dead letters ids of a stopped node's
+// store, reading each when its turn comes, in batches of at most limit
+// payload bytes (or one dead letter, when it alone is larger). Each dead letter's change is atomic; a
+// failed batch leaves it and those after it unchanged, and done says
+// which were changed before it.
+func changeStored(st *store.Store, ids []handler.ExchangeID, apply func(*store.Batch, store.DeadLetter), limit int) (done []handler.ExchangeID, err error) {
+	var b store.Batch
+	size := 0 // the payload bytes in b
+	commit := func(to int) error {
+		if b.Len() == 0 {
+			return nil
 		}
 		if err := st.Commit(&b); err != nil {
 			return err
 		}
+		done = ids[:to]
+		b, size = store.Batch{}, 0
+		return nil
 	}
-	return c.print(a.out, t.asJSON, dir, ids)
+	for i, id := range ids {
+		d, ok, err := st.DeadLetter(uint64(id))
+		if err != nil {
+			return done, err
+		}
+		if !ok {
+			return done, fmt.Errorf("dead letter %s is gone", id)
+		}
+		if size > 0 && size+len(d.Payload) > limit {
+			if err := commit(i); err != nil {
+				return done, err
+			}
+		}
+		apply(&b, d)
+		size += len(d.Payload)
+	}
+	return done, commit(len(ids))
 }
 
 // nodeDeadLetterIDs lists the IDs of the running node's dead letters, for

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"text/tabwriter"
@@ -171,16 +172,22 @@ func changeOutbox(a *app, cmd *cobra.Command, t *storeTarget, args []string, c c
 		return err
 	}
 	defer st.Close()
-	out, err := st.OutgoingList()
+	// Only the exchanges named are read, not the whole outbox.
+	byID := make(map[uint64]store.Outgoing, len(ids))
+	var lookupErr error
+	has := func(id uint64) bool {
+		o, ok, err := st.Outgoing(id)
+		if ok {
+			byID[id] = o
+		}
+		lookupErr = cmp.Or(lookupErr, err)
+		return ok
+	}
+	err = missing(ids, has, "the outbox of "+dir)
+	if lookupErr != nil {
+		return lookupErr
+	}
 	if err != nil {
-		return err
-	}
-	byID := make(map[uint64]store.Outgoing, len(out))
-	for _, o := range out {
-		byID[o.ID] = o
-	}
-	has := func(id uint64) bool { _, ok := byID[id]; return ok }
-	if err := missing(ids, has, "the outbox of "+dir); err != nil {
 		return err
 	}
 	var b store.Batch
