@@ -70,6 +70,9 @@ type Client struct {
 	path string
 	hc   *http.Client
 	c    pbconnect.ControlClient
+	// readerStall is the server's ReaderStall, for the wording of a list
+	// it cut off (tests shorten both).
+	readerStall time.Duration
 }
 
 // DialOption configures Dial.
@@ -127,7 +130,7 @@ func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error)
 	if cfg.maxResponse > 0 {
 		copts = append(copts, connect.WithReadMaxBytes(cfg.maxResponse))
 	}
-	return &Client{path: path, hc: hc, c: pbconnect.NewControlClient(hc, "http://p2pnode", copts...)}, nil
+	return &Client{path: path, hc: hc, c: pbconnect.NewControlClient(hc, "http://p2pnode", copts...), readerStall: ReaderStall}, nil
 }
 
 // Close closes the client's idle connections to the socket.
@@ -178,6 +181,11 @@ func (c *Client) ListDeadLetters(ctx context.Context, payloads bool, idle time.D
 // caller gave: it is busy or stuck, not gone.
 var ErrStalled = errors.New("the node stopped sending")
 
+// ErrReaderStalled fails a list that the node cut off because its caller
+// took nothing for ReaderStall: the caller paused that long between two
+// Next calls, and the messages in flight filled up.
+var ErrReaderStalled = errors.New("the node cut the list off")
+
 // StoredList is a list the node streams: ListOutbox or ListDeadLetters.
 // It holds one exchange at a time.
 type StoredList struct {
@@ -191,6 +199,11 @@ type StoredList struct {
 	idle    time.Duration
 	timer   *time.Timer // cancels the call when the node is silent for idle
 	stalled atomic.Bool
+	// last is when the previous receive returned, and paused the longest
+	// the caller took from there to the next: the node cuts off a list
+	// whose caller pauses for ReaderStall.
+	last   time.Time
+	paused time.Duration
 }
 
 func (c *Client) listStored(ctx context.Context,
@@ -239,6 +252,10 @@ func (l *StoredList) Next() (*pb.Stored, error) {
 }
 
 func (l *StoredList) receive() (*pb.ListStoredResponse, error) {
+	if !l.last.IsZero() {
+		l.paused = max(l.paused, time.Since(l.last))
+	}
+	defer func() { l.last = time.Now() }()
 	if l.timer != nil {
 		l.timer.Reset(l.idle)
 	}
@@ -261,7 +278,13 @@ func (l *StoredList) err(err error) error {
 	if l.stalled.Load() {
 		return fmt.Errorf("%w: it sent nothing for %s (control socket %s)", ErrStalled, l.idle, l.c.path)
 	}
-	return l.c.callErr(l.ctx, err)
+	err = l.c.callErr(l.ctx, err)
+	var ce *ConnectionError
+	if l.paused >= l.c.readerStall && errors.As(err, &ce) {
+		return fmt.Errorf("%w: this program took nothing from it for %s, and the node waits %s for a list's reader (control socket %s: %w)",
+			ErrReaderStalled, l.paused.Round(time.Second), l.c.readerStall, l.c.path, ce.Err)
+	}
+	return err
 }
 
 // Close ends the list: the node stops reading its store for it.

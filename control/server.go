@@ -73,7 +73,18 @@ type ServeOption func(*serveConfig)
 type serveConfig struct {
 	maxRequest int
 	idle       time.Duration
+	stall      time.Duration // ReaderStall
 }
+
+// ReaderStall is how long the node waits for a list's client to take the
+// next message: a client that stops reading (its output piped to a pager
+// left open) has its list cut off then, rather than hold a goroutine of
+// the node and its page of records for as long as it lives.
+const ReaderStall = 2 * time.Minute
+
+// writeControllerKey is the request context's key for the call's
+// http.ResponseController: the lists set a write deadline through it.
+type writeControllerKey struct{}
 
 // WithMaxRequestSize bounds the body of a request to n bytes: a larger one
 // fails (Connect's resource_exhausted) after at most n+1 bytes were read,
@@ -149,7 +160,7 @@ func (s *Socket) Serve(node Node, log *zap.Logger, opts ...ServeOption) (*Server
 	if s.ln == nil {
 		return nil, fmt.Errorf("control socket %s: served or closed already", s.path)
 	}
-	cfg := serveConfig{maxRequest: DefaultMaxRequestSize, idle: idleTimeout}
+	cfg := serveConfig{maxRequest: DefaultMaxRequestSize, idle: idleTimeout, stall: ReaderStall}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -157,14 +168,20 @@ func (s *Socket) Serve(node Node, log *zap.Logger, opts ...ServeOption) (*Server
 	s.ln = nil
 	ctx, cancel := context.WithCancel(context.Background())
 	mux := http.NewServeMux()
-	mux.Handle(pbconnect.NewControlHandler(&service{node: node}, connect.WithReadMaxBytes(cfg.maxRequest)))
+	mux.Handle(pbconnect.NewControlHandler(&service{node: node, stall: cfg.stall}, connect.WithReadMaxBytes(cfg.maxRequest)))
+	// net/http clears a write deadline set by a call once its response
+	// is finished: the next call on the connection starts without one.
+	withController := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), writeControllerKey{}, http.NewResponseController(w))
+		mux.ServeHTTP(w, r.WithContext(ctx))
+	})
 	srv := &Server{
 		path:   s.path,
 		ln:     ln,
 		cancel: cancel,
 		done:   make(chan struct{}),
 		srv: &http.Server{
-			Handler:           mux,
+			Handler:           withController,
 			ReadHeaderTimeout: 10 * time.Second,
 			// Not ReadTimeout: its deadline would end an Exchange
 			// waiting for its reply, through the server's read that
@@ -206,7 +223,26 @@ func (s *Server) Close() {
 
 // service adapts a Node to the generated handler interface.
 type service struct {
-	node Node
+	node  Node
+	stall time.Duration // ReaderStall
+}
+
+// sender is a list's send: each message must leave within the stall
+// bound, or the send fails and the list ends (the client stopped reading).
+func (s *service) sender(ctx context.Context, stream *connect.ServerStream[pb.ListStoredResponse]) func(*pb.ListStoredResponse) error {
+	rc, _ := ctx.Value(writeControllerKey{}).(*http.ResponseController)
+	return func(m *pb.ListStoredResponse) error {
+		if rc != nil {
+			_ = rc.SetWriteDeadline(time.Now().Add(s.stall))
+		}
+		if err := stream.Send(m); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("the client read nothing for %s: %w", s.stall, err)
+			}
+			return err
+		}
+		return nil
+	}
 }
 
 func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
@@ -230,11 +266,11 @@ func (s *service) ReloadAllowlist(ctx context.Context, _ *pb.ReloadAllowlistRequ
 }
 
 func (s *service) StreamOutbox(ctx context.Context, req *pb.ListStoredRequest, stream *connect.ServerStream[pb.ListStoredResponse]) error {
-	return connectErr(s.node.ListOutbox(ctx, req, stream.Send))
+	return connectErr(s.node.ListOutbox(ctx, req, s.sender(ctx, stream)))
 }
 
 func (s *service) StreamDeadLetters(ctx context.Context, req *pb.ListStoredRequest, stream *connect.ServerStream[pb.ListStoredResponse]) error {
-	return connectErr(s.node.ListDeadLetters(ctx, req, stream.Send))
+	return connectErr(s.node.ListDeadLetters(ctx, req, s.sender(ctx, stream)))
 }
 
 func (s *service) SubmitMembership(ctx context.Context, req *pb.SubmitMembershipRequest) (*pb.SubmitMembershipResponse, error) {

@@ -124,6 +124,8 @@ func nodeListErr(err error, what string) error {
 	switch {
 	case errors.Is(err, control.ErrStalled):
 		return fmt.Errorf("listing the %s: %w; the node may be overloaded: try again, or stop it (SIGTERM) and list its store", what, err)
+	case errors.Is(err, control.ErrReaderStalled):
+		return fmt.Errorf("listing the %s: %w; list again, and read the output as it comes (a pager left open stops it)", what, err)
 	case errors.As(err, &re) && re.Code == connect.CodeUnimplemented:
 		return fmt.Errorf("the running node is an older p2pnode that cannot stream its %s to this one: restart it on this version, "+
 			"or stop it and list its store", what)
