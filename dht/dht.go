@@ -89,6 +89,9 @@ type DHT struct {
 	stopWatchAL func()
 	closeOnce   sync.Once
 	closeErr    error
+	// unregister removes the collectors RegisterMetrics added, at Close,
+	// under goMu (nil: none).
+	unregister func()
 }
 
 // New joins node to the DHT: it starts kad-dht on node's host in server mode
@@ -194,7 +197,14 @@ func (d *DHT) Close() error {
 	d.closeOnce.Do(func() {
 		d.goMu.Lock()
 		d.closed = true
+		unregister := d.unregister
+		d.unregister = nil
 		d.goMu.Unlock()
+		if unregister != nil {
+			// The gauges read the routing table, which is closing; and the
+			// registry is free again for a DHT made after this one.
+			unregister()
+		}
 		d.stopWatchAL()
 		d.cancel()
 		d.host.RemoveStreamHandler(ProtocolID)

@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +17,8 @@ import (
 //     drawing near the present means publishing keeps failing.
 //
 // Both are read when the registry is scraped, so the DHT pays nothing in
-// between. One DHT per registry: a second registration fails.
+// between. One DHT per registry: a second registration fails. Close
+// removes them, leaving the registry free for the next DHT.
 func (d *DHT) RegisterMetrics(reg prometheus.Registerer) error {
 	cols := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -34,12 +36,28 @@ func (d *DHT) RegisterMetrics(reg prometheus.Registerer) error {
 			return float64(r.Expires.UnixNano()) / 1e9
 		}),
 	}
+	unregister := func(cols []prometheus.Collector) {
+		for _, c := range cols {
+			reg.Unregister(c)
+		}
+	}
 	for i, c := range cols {
 		if err := reg.Register(c); err != nil {
-			for _, done := range cols[:i] {
-				reg.Unregister(done)
-			}
+			unregister(cols[:i])
 			return fmt.Errorf("dht: register metrics (one DHT per registry): %w", err)
+		}
+	}
+	d.goMu.Lock()
+	defer d.goMu.Unlock()
+	if d.closed {
+		unregister(cols)
+		return errors.New("dht: register metrics: the DHT is closed")
+	}
+	prev := d.unregister
+	d.unregister = func() {
+		unregister(cols)
+		if prev != nil {
+			prev()
 		}
 	}
 	return nil

@@ -46,4 +46,18 @@ func TestMetrics(t *testing.T) {
 	if got := gauge(t, reg, "bitvmx_p2p_dht_routing_table_peers"); got != 1 {
 		t.Errorf("routing table peers %v after a failed registration", got)
 	}
+	// Close takes them out (they read a closed routing table), and the
+	// registry takes the next DHT's.
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fams, err := reg.Gather(); err != nil || len(fams) != 0 {
+		t.Fatalf("after Close: %d families (%v)", len(fams), err)
+	}
+	if err := net.members[0].dht.RegisterMetrics(reg); err != nil {
+		t.Fatalf("a DHT after the first closed: %v", err)
+	}
+	if err := d.RegisterMetrics(prometheus.NewRegistry()); err == nil {
+		t.Fatal("a closed DHT registered its metrics")
+	}
 }

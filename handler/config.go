@@ -146,7 +146,7 @@ type Config struct {
 	// requests and messages of one peer on disk: past it a new one is
 	// answered "busy" as past MaxInboxPerPeer, which alone would let one
 	// peer hold MaxInboxPerPeer messages of up to the node's
-	// MaxMessageSize (1 GiB by default). One message is always taken into
+	// MaxMessageSize (1 MiB by default, p2p.DefaultMaxMessageSize). One message is always taken into
 	// an empty inbox, whatever its size. The count survives a restart (the
 	// pending records are counted as they are loaded). Default 64 MiB.
 	// Without a Store the application holds what it was given, and this

@@ -188,7 +188,8 @@ func TestExchangeIDTextForm(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range []string{"", "0", "0000000000000000", "10000000000000000", "xyz", "-1"} {
+	for _, s := range []string{"", "0", "0000000000000000", "10000000000000000", "xyz", "-1",
+		"000000000000000000ab", "+ab", "0x00000000000000ab"} {
 		if _, err := handler.ParseExchangeID(s); err == nil {
 			t.Errorf("ParseExchangeID(%q) accepted", s)
 		}

@@ -37,7 +37,9 @@ func (id *ExchangeID) UnmarshalText(b []byte) error {
 // digits).
 func ParseExchangeID(s string) (ExchangeID, error) {
 	v, err := strconv.ParseUint(s, 16, 64)
-	if err != nil || v == 0 {
+	// Not more than 16 digits, as said: ParseUint takes leading zeros
+	// without end, and "000...0ab" is no ID's text.
+	if err != nil || v == 0 || len(s) > 16 {
 		return 0, fmt.Errorf("handler: bad exchange ID %q", s)
 	}
 	return ExchangeID(v), nil

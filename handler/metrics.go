@@ -108,7 +108,7 @@ func (m *metrics) ended(k Kind, r Role, reason Reason, d time.Duration) {
 }
 
 // unregister removes the collectors registered so far, when the handler
-// could not be built after all.
+// could not be built after all or has closed.
 func (m *metrics) unregister() {
 	if m == nil {
 		return

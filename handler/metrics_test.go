@@ -158,3 +158,27 @@ func TestMetricsCloseSuspendsNoCount(t *testing.T) {
 		t.Errorf("request dialer durations: %v samples, want 0", got)
 	}
 }
+
+// TestMetricsFreedWhenClosed: a closed handler, and its node, leave none of
+// their collectors in the registry, so a handler made after it (a restart
+// in the same process) registers on it again.
+func TestMetricsFreedWhenClosed(t *testing.T) {
+	id := tu.NewIdentity(t)
+	list := tu.Allowlist(t, id)
+	reg := prometheus.NewRegistry()
+	for range 2 {
+		h := newHandler(t, id, list, handler.WithMetrics(reg), func(c *handler.Config) { c.Node.Metrics = reg })
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if strings.HasPrefix(f.GetName(), "bitvmx_p2p_") {
+				t.Fatalf("%s still registered after Close", f.GetName())
+			}
+		}
+	}
+}

@@ -50,6 +50,10 @@ func (n *Node) Close() error {
 		n.failUnhandled()
 		n.events.Close()
 		n.prio.Close()
+		// The registry is free again for a node made after this one
+		// (one node per registry), and no longer shows a closed node.
+		n.metrics.unregister()
+		n.relay.unregister()
 		close(n.closed)
 	})
 	<-n.closed

@@ -97,7 +97,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 // unregister removes the collectors registered so far, when the node could
-// not be built after all: the registry is left free for the next try.
+// not be built after all or has closed: the registry is left free for the
+// next node.
 func (m *metrics) unregister() {
 	if m == nil {
 		return

@@ -176,3 +176,27 @@ func TestMetricsFreedWhenNewFails(t *testing.T) {
 	reg.Unregister(taken)
 	tu.Node(t, ia, list, func(c *p2p.Config) { c.Metrics = reg })
 }
+
+// TestMetricsFreedWhenClosed: a closed node leaves none of its collectors
+// in the registry, so a node made after it (a restart in the same process)
+// registers on it again; the closed one's counts are no longer shown.
+func TestMetricsFreedWhenClosed(t *testing.T) {
+	ia := tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia)
+	reg := prometheus.NewRegistry()
+	for range 2 {
+		n := tu.Node(t, ia, list, func(c *p2p.Config) { c.Metrics = reg })
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if strings.HasPrefix(f.GetName(), "bitvmx_p2p_") {
+				t.Fatalf("%s still registered after Close", f.GetName())
+			}
+		}
+	}
+}
