@@ -148,7 +148,10 @@ type Config struct {
 	// peer hold MaxInboxPerPeer messages of up to the node's
 	// MaxMessageSize (1 MiB by default, p2p.DefaultMaxMessageSize). One message is always taken into
 	// an empty inbox, whatever its size. The count survives a restart (the
-	// pending records are counted as they are loaded). Default 64 MiB.
+	// pending records are counted as they are loaded). It bounds as much
+	// the replies the store keeps for resends of the peer's answered
+	// requests (DedupeTTL): past it the oldest lose their reply, and a
+	// resend of one gets none. Default 64 MiB.
 	// Without a Store the application holds what it was given, and this
 	// does not apply.
 	MaxInboxBytesPerPeer int

@@ -51,7 +51,11 @@ type inKey = pendingKey
 type durableState struct {
 	answered map[inKey]bool // answered requests whose reply is in the store
 	replayed map[inKey]int  // times an answered request's stored reply was read and sent again
-	unacked  map[inKey]bool // messages delivered, awaiting Ack
+	// replies are each peer's stored replies, oldest first, and
+	// replySize the size of each: bounded per peer (keepReply).
+	replies   map[peer.ID]*storedReplies
+	replySize map[inKey]int
+	unacked   map[inKey]bool // messages delivered, awaiting Ack
 	// inbox is what each peer's requests and messages not yet handled
 	// hold, counted and in bytes; counted names each one and its size.
 	inbox   map[peer.ID]inboxUse
@@ -82,6 +86,8 @@ func newDurableState() durableState {
 	return durableState{
 		answered:    make(map[inKey]bool),
 		replayed:    make(map[inKey]int),
+		replies:     make(map[peer.ID]*storedReplies),
+		replySize:   make(map[inKey]int),
 		unacked:     make(map[inKey]bool),
 		inbox:       make(map[peer.ID]inboxUse),
 		counted:     make(map[inKey]int),
@@ -331,6 +337,84 @@ func (h *Handler) storedReply(p peer.ID, id ExchangeID) []byte {
 	return appendEnvelope(nil, pb.Kind_KIND_REPLY, uint64(id), in.Reply)
 }
 
+// storedReplies are one peer's answered requests whose reply is in the
+// store, oldest first, with the bytes of those replies.
+type storedReplies struct {
+	q     []inKey // oldest at head; a key no longer in replySize is stale
+	head  int
+	bytes int
+}
+
+// keepReply notes that the reply to answered request k, of size bytes, is
+// in the store, where it stays for a resend until the dedupe record goes
+// (DedupeTTL, DedupePerPeer). A peer's stored replies are bounded by
+// MaxInboxBytesPerPeer too: without it, a peer sending fresh requests as
+// fast as they are answered would hold DedupePerPeer replies of up to
+// MaxMessageSize on disk, 4 GiB, more than the whole store, and the full
+// store would fail every peer's exchanges. Past the bound its oldest
+// replies are dropped (dropReply), the newest always kept. The caller
+// holds mu.
+func (h *Handler) keepReply(k inKey, size int) {
+	h.dur.answered[k] = true
+	if _, ok := h.dur.replySize[k]; ok {
+		return
+	}
+	size = max(size, 1)
+	r := h.dur.replies[k.peer]
+	if r == nil {
+		r = &storedReplies{}
+		h.dur.replies[k.peer] = r
+	}
+	h.dur.replySize[k] = size
+	r.q = append(r.q, k)
+	r.bytes += size
+	for r.bytes > h.cfg.MaxInboxBytesPerPeer && r.head < len(r.q)-1 {
+		old := r.q[r.head]
+		r.q[r.head] = inKey{}
+		r.head++
+		if n, ok := h.dur.replySize[old]; ok {
+			r.bytes -= n
+			delete(h.dur.replySize, old)
+			h.dropReply(old)
+		}
+	}
+	if r.head > len(r.q)/2 {
+		r.q = append(r.q[:0], r.q[r.head:]...)
+		r.head = 0
+	}
+}
+
+// dropReply forgets the stored reply of answered request k and keeps only
+// its dedupe record, marked answered: a resend of it is not delivered, and
+// gets no reply (its dialer's reply timeout ends it), as a resend of an
+// answered request does without a store. Replies go oldest first, and an
+// honest dialer resends within seconds, so a dropped reply is one its
+// dialer most likely has. The caller holds mu.
+func (h *Handler) dropReply(k inKey) {
+	delete(h.dur.answered, k)
+	delete(h.dur.replayed, k)
+	now := time.Now()
+	var b store.Batch
+	b.PutIncoming(store.Incoming{Peer: string(k.peer), ID: uint64(k.id), Kind: store.KindRequest, State: store.InHandled,
+		Answered: true, Received: now, Updated: now})
+	h.write(&b)
+	h.metrics.replyDropped()
+}
+
+// unkeepReply stops counting the stored reply of k, forgotten.
+func (h *Handler) unkeepReply(k inKey) {
+	n, ok := h.dur.replySize[k]
+	if !ok {
+		return
+	}
+	delete(h.dur.replySize, k)
+	r := h.dur.replies[k.peer]
+	if r.bytes -= n; r.bytes <= 0 {
+		// Every size is above 0 (an envelope at least): none is left.
+		delete(h.dur.replies, k.peer)
+	}
+}
+
 // forget is the seen dedupe's eviction hook: a record no longer needed
 // against resends leaves the store too, unless the application has still
 // to handle it. The caller holds mu.
@@ -341,6 +425,7 @@ func (h *Handler) forget(p peer.ID, id ExchangeID) {
 	}
 	delete(h.dur.answered, key)
 	delete(h.dur.replayed, key)
+	h.unkeepReply(key)
 	h.dur.expired = append(h.dur.expired, key)
 	if len(h.dur.expired) >= 256 {
 		h.flushExpired()

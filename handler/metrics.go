@@ -21,6 +21,8 @@ type metrics struct {
 	results *prometheus.CounterVec
 	// unknown counts replies refused as unknown_exchange.
 	unknown prometheus.Counter
+	// dropped counts stored replies dropped past a peer's bound.
+	dropped prometheus.Counter
 }
 
 // exchangeMetrics are the children of one (kind, role).
@@ -63,7 +65,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Namespace: "bitvmx", Subsystem: "p2p", Name: "unknown_exchange_replies_total",
 		Help: "Replies refused with unknown_exchange: they answer an exchange this process does not know (its previous life's, or another process's with the same key). Not misbehaviour.",
 	})
-	m := &metrics{reg: reg, results: results, unknown: unknown}
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "bitvmx", Subsystem: "p2p", Name: "stored_replies_dropped_total",
+		Help: "Replies kept in the store for resends of answered requests, dropped before their time because their peer's stored replies passed MaxInboxBytesPerPeer (oldest first).",
+	})
+	m := &metrics{reg: reg, results: results, unknown: unknown, dropped: dropped}
 	for _, k := range []Kind{KindRequest, KindMessage} {
 		for _, r := range []Role{Dialer, Responder} {
 			em := exchangeMetrics{
@@ -76,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			m.exchange[k][r] = em
 		}
 	}
-	for _, c := range []prometheus.Collector{results, durations, unknown} {
+	for _, c := range []prometheus.Collector{results, durations, unknown, dropped} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			return nil, fmt.Errorf("handler: register metrics (one handler per registry, or wrap it with prometheus.WrapRegistererWith): %w", err)
@@ -90,6 +96,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) unknownExchange() {
 	if m != nil {
 		m.unknown.Inc()
+	}
+}
+
+// replyDropped counts a stored reply dropped past its peer's bound.
+func (m *metrics) replyDropped() {
+	if m != nil {
+		m.dropped.Inc()
 	}
 }
 

@@ -145,7 +145,8 @@ func TestMetricsCloseSuspendsNoCount(t *testing.T) {
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib)
 	reg := prometheus.NewRegistry()
-	a := newNode(t, ia, list, handler.WithRetry(1000, 10*time.Millisecond, 50*time.Millisecond), handler.WithMetrics(reg))
+	a := newNode(t, ia, list, handler.WithRetry(1000, 10*time.Millisecond, 50*time.Millisecond),
+		handler.WithMetrics(keptRegistry{reg}))
 	if _, err := a.h.Request(ib.ID, deadAddr(t), []byte("ping")); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +159,12 @@ func TestMetricsCloseSuspendsNoCount(t *testing.T) {
 		t.Errorf("request dialer durations: %v samples, want 0", got)
 	}
 }
+
+// keptRegistry keeps the collectors a closed handler takes out, for a test
+// to read what the handler counted until it closed.
+type keptRegistry struct{ *prometheus.Registry }
+
+func (keptRegistry) Unregister(prometheus.Collector) bool { return true }
 
 // TestMetricsFreedWhenClosed: a closed handler, and its node, leave none of
 // their collectors in the registry, so a handler made after it (a restart

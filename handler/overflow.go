@@ -117,7 +117,7 @@ func (h *Handler) deliverOverflow() {
 			h.dur.release(o.key)
 			h.seen.add(o.key.peer, o.key.id, time.Now())
 			if in.State == store.InAnswered {
-				h.dur.answered[o.key] = true
+				h.keepReply(o.key, len(in.Reply))
 			}
 		}
 		switch in.Kind {

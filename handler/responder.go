@@ -106,7 +106,7 @@ func (h *Handler) respond(from peer.ID, id ExchangeID, wire []byte) {
 	h.stopTimer(ex)
 	ex.wire = wire
 	if h.durable() {
-		h.dur.answered[inKey{from, id}] = true
+		h.keepReply(inKey{from, id}, len(wire))
 		h.dur.release(inKey{from, id})
 	}
 	h.transmit(ex)

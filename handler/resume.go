@@ -72,7 +72,12 @@ func (h *Handler) resume() error {
 			h.seen.add(p, id, now)
 			switch {
 			case in.State == store.InAnswered:
-				h.dur.answered[key] = true
+				// In the order of their last change (Load): the
+				// oldest are the first dropped past the bound.
+				h.keepReply(key, len(in.Reply))
+			case in.Answered:
+				// Answered, its reply dropped: not delivered again, and
+				// no reply (dropReply).
 			case kind == KindRequest:
 				// A request is handled without an answer only when it
 				// ended unanswered (unanswered).

@@ -38,6 +38,10 @@ const (
 	inReply    protowire.Number = 6
 	inReceived protowire.Number = 7
 	inUpdated  protowire.Number = 8
+	// Added after layout 1 was released, which ignores it: old code reads
+	// such a record as a request ended unanswered, whose resend it
+	// refuses, never delivers.
+	inAnswered protowire.Number = 9
 
 	deadOutgoing protowire.Number = 1 // the Outgoing's fields, nested without a format byte
 	deadReason   protowire.Number = 2
@@ -114,7 +118,11 @@ func encodeIncoming(in *Incoming) []byte {
 	b = appendBytes(b, inPayload, in.Payload)
 	b = appendBytes(b, inReply, in.Reply)
 	b = appendTime(b, inReceived, in.Received)
-	return appendTime(b, inUpdated, in.Updated)
+	b = appendTime(b, inUpdated, in.Updated)
+	if in.Answered {
+		b = appendVarint(b, inAnswered, 1)
+	}
+	return b
 }
 
 func encodeDeadLetter(d *DeadLetter) []byte {
@@ -306,6 +314,9 @@ func decodeIncoming(b []byte) (Incoming, error) {
 			in.Received, err = f.time()
 		case inUpdated:
 			in.Updated, err = f.time()
+		case inAnswered:
+			v, err = f.small(1)
+			in.Answered = v == 1
 		}
 		return err
 	})

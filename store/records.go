@@ -94,6 +94,12 @@ type Incoming struct {
 	Reply    []byte    // InAnswered only
 	Received time.Time // when it was first received
 	Updated  time.Time // last state change, by the wall clock: orders the dedupe records loaded at a start
+	// Answered, on an InHandled request: the application answered it, and
+	// its reply was dropped to keep the peer's stored replies within their
+	// bound (handler.Config.MaxInboxBytesPerPeer). A resend of it is not
+	// delivered, and gets no reply. (Without it an InHandled request ended
+	// unanswered, and a resend is refused as such.)
+	Answered bool
 }
 
 // DeadLetter is an outgoing exchange that failed finally, kept for the
@@ -163,6 +169,9 @@ func (in *Incoming) validate() error {
 	}
 	if !in.State.valid() {
 		return fmt.Errorf("unknown state %d", uint8(in.State))
+	}
+	if in.Answered && (in.State != InHandled || in.Kind != KindRequest) {
+		return fmt.Errorf("answered on a %s %s", in.State, in.Kind)
 	}
 	if err := validTime("received", in.Received); err != nil {
 		return err

@@ -24,6 +24,7 @@ func sampleRecords() ([]Outgoing, []Incoming, []DeadLetter) {
 		incoming("peer", 1),
 		answered,
 		{Peer: "x", Kind: KindMessage, State: InHandled},
+		{Peer: "x", ID: 9, Kind: KindRequest, State: InHandled, Answered: true},
 	}
 	dls := []DeadLetter{
 		deadLetter(3),
@@ -112,6 +113,10 @@ func TestCodecRejects(t *testing.T) {
 		"unknown state": field(encodeIncoming(&in), inState, protowire.VarintType, 4),
 		"state 0":       field(append(append([]byte{}, v1...), encodeIncoming(&in)[1:]...), inState, protowire.VarintType, 0),
 		"long peer":     field(encodeIncoming(&in), inPeer, protowire.BytesType, maxPeerLen+1),
+		// Answered marks an InHandled request only; it is a bool.
+		"answered pending": field(encodeIncoming(&in), inAnswered, protowire.VarintType, 1),
+		"answered 2": field(encodeIncoming(&Incoming{Peer: "p", Kind: KindRequest, State: InHandled}),
+			inAnswered, protowire.VarintType, 2),
 	} {
 		if got, err := decodeIncoming(b); err == nil {
 			t.Errorf("incoming %s: decoded %+v", name, got)
