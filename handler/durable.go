@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -79,7 +80,8 @@ type durableState struct {
 type completion struct {
 	reply   *Reply
 	outcome *Outcome
-	err     error
+	err     error // the end is not on disk: nothing is handed out
+	partial error // the end is, without its dead letter or ended mark (a full store)
 }
 
 func newDurableState() durableState {
@@ -219,11 +221,7 @@ func (h *Handler) finish(ex *exchange, o *Outcome, reply *Reply) {
 	} else {
 		b.DeleteOutgoing(uint64(ex.id))
 	}
-	h.cfg.Store.CommitAsync(&b, func(err error) {
-		if err != nil {
-			o.DeadLettered = false
-		}
-		c := completion{reply: reply, outcome: o, err: err}
+	complete := func(c completion) {
 		h.doneMu.Lock()
 		h.dur.done = append(h.dur.done, c)
 		h.doneMu.Unlock()
@@ -231,6 +229,22 @@ func (h *Handler) finish(ex *exchange, o *Outcome, reply *Reply) {
 		case h.dur.finished <- struct{}{}:
 		default:
 		}
+	}
+	id := uint64(ex.id)
+	h.cfg.Store.CommitAsync(&b, func(err error) {
+		if err == nil || !errors.Is(err, store.ErrFull) || !b.Adds() {
+			complete(completion{reply: reply, outcome: o, err: err})
+			return
+		}
+		// A full store refuses the dead letter (and AckOutcomes' ended
+		// mark), not a delete: the exchange ends without them rather
+		// than not at all in this life.
+		o.DeadLettered = false
+		var del store.Batch
+		del.DeleteOutgoing(id)
+		h.cfg.Store.CommitAsync(&del, func(err2 error) {
+			complete(completion{reply: reply, outcome: o, err: err2, partial: err})
+		})
 	})
 }
 
@@ -243,14 +257,32 @@ func (h *Handler) handOut() {
 	h.doneMu.Unlock()
 	for _, c := range done {
 		if c.err != nil {
-			h.outcomes.Push(&Error{Peer: c.outcome.Peer, Err: fmt.Errorf("%w: the end of exchange %s: %w (a restart may resume it)",
+			// Its end is not on disk, so a restart resumes it and gives
+			// it its one Outcome then: handed out now too, it would end
+			// twice (and the store that refused the write refuses every
+			// later one, Store.Err).
+			h.outcomes.Push(&Error{Peer: c.outcome.Peer, Err: fmt.Errorf("%w: the end of exchange %s: %w; its Reply and Outcome are held back: the next start resumes it",
 				ErrNotDurable, c.outcome.Exchange, c.err)}, false)
+			continue
+		}
+		if c.partial != nil {
+			h.outcomes.Push(&Error{Peer: c.outcome.Peer, Err: fmt.Errorf("%w: exchange %s ended without its dead letter%s: %w",
+				ErrNotDurable, c.outcome.Exchange, ackMarkNote(h.cfg.AckOutcomes), c.partial)}, false)
 		}
 		if c.reply != nil {
 			h.deliver(c.reply)
 		}
 		h.outcomes.Push(c.outcome, true)
 	}
+}
+
+// ackMarkNote adds, with AckOutcomes, that the Outcome will not come again
+// after a restart: its mark was refused with the dead letter.
+func ackMarkNote(ackOutcomes bool) string {
+	if ackOutcomes {
+		return " or the mark that keeps its Outcome until AckOutcome"
+	}
+	return ""
 }
 
 // storeReply records the application's reply to a received request, before

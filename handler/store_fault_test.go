@@ -3,6 +3,7 @@ package handler_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ var errFault = errors.New("test: the disk failed")
 type faultStore struct {
 	*store.Store
 	failWrites atomic.Bool
+	full       atomic.Bool // refuses batches that add, as a full store does
 	failReads  atomic.Bool
 	missing    atomic.Bool // reads of received exchanges find none
 }
@@ -44,9 +46,15 @@ func (f *faultStore) Commit(b *store.Batch) error {
 	return f.Store.Commit(b)
 }
 
+// CommitAsync is the store's, failing while failWrites, and refusing the
+// batches that add while full (Commit does not look at full).
 func (f *faultStore) CommitAsync(b *store.Batch, done func(error)) {
 	if f.failWrites.Load() {
 		done(errFault)
+		return
+	}
+	if f.full.Load() && b.Adds() {
+		done(fmt.Errorf("test: %w", store.ErrFull))
 		return
 	}
 	f.Store.CommitAsync(b, done)
@@ -180,5 +188,82 @@ func overflowReadBack(t *testing.T, fault, heal func(*faultStore), kept bool) {
 	}
 	for range 5 {
 		take()
+	}
+}
+
+// TestEndNotDurableIsNotHandedOut: when the store fails to record the end of
+// a dialer's exchange, its Reply and Outcome are held back (an Error says
+// why): the exchange is still in the outbox, and the next start resumes it
+// and gives it its one Outcome. (They were handed out anyway, and the
+// restart gave the exchange a second end.)
+func TestEndNotDurableIsNotHandedOut(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	fs := newFaultStore(t)
+	a := newHandler(t, ia, list, handler.WithStore(fs))
+	b := newNode(t, ib, list)
+	id, err := a.Request(ib.ID, b.addr(), []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := nextRequest(t, b.h)
+	fs.failWrites.Store(true)
+	if err := b.h.Response(r.From, r.Exchange, []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	e := tu.Next[*handler.Error](t, a.Outcomes())
+	if !errors.Is(e.Err, handler.ErrNotDurable) || !errors.Is(e.Err, errFault) {
+		t.Fatalf("error %v", e.Err)
+	}
+	// handOut pushed them right after the Error, if at all.
+	if ev, ok := a.CheckReceive(); ok {
+		t.Fatalf("handed out with its end not on disk: %T %+v", ev, ev)
+	}
+	fs.failWrites.Store(false)
+	a.Close()
+	a2 := newHandler(t, ia, list, handler.WithStore(fs))
+	o := outcome(t, a2, id)
+	if !o.OK || !o.Resumed {
+		t.Fatalf("after the restart: %+v", o)
+	}
+	if rep := tu.Next[*handler.Reply](t, a2.Events()); rep.Exchange != id || string(rep.Data) != "pong" {
+		t.Fatalf("reply %+v", rep)
+	}
+}
+
+// TestEndOnFullStoreWithoutDeadLetter: a full store refuses the dead letter
+// of an exchange that failed (a write that adds), not the deletion of its
+// outbox record: the exchange ends in this life, its Outcome saying it was
+// not dead-lettered, and an Error saying why. (Its end was refused whole,
+// and the exchange never ended until a restart.)
+func TestEndOnFullStoreWithoutDeadLetter(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	fs := newFaultStore(t)
+	a := newHandler(t, ia, tu.Allowlist(t, ia, ib), handler.WithStore(fs),
+		handler.WithRetry(1, 10*time.Millisecond, 10*time.Millisecond))
+	// Full for what the handler writes without waiting (CommitAsync):
+	// the exchange's end. Request's own write (Commit) goes through.
+	fs.full.Store(true)
+	id, err := a.Request(ib.ID, deadAddr(t), []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := tu.Next[*handler.Error](t, a.Outcomes())
+	if !errors.Is(e.Err, store.ErrFull) || !strings.Contains(e.Err.Error(), "without its dead letter") {
+		t.Fatalf("error %v", e.Err)
+	}
+	o := outcome(t, a, id)
+	if o.OK || o.DeadLettered {
+		t.Fatalf("outcome %+v: want failed, not dead-lettered", o)
+	}
+	if err := fs.Commit(&store.Batch{}); err != nil { // the writes before it are through
+		t.Fatal(err)
+	}
+	st, err := fs.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Outgoing) != 0 || len(st.DeadLetters) != 0 {
+		t.Fatalf("store after the end: %d outgoing, %d dead letters", len(st.Outgoing), len(st.DeadLetters))
 	}
 }

@@ -126,3 +126,7 @@ func (b *Batch) DeleteDeadLetter(id uint64) {
 
 // Len returns the number of writes in the batch.
 func (b *Batch) Len() int { return len(b.ops) }
+
+// Adds reports whether the batch writes any record (a put), which a full
+// store refuses; a batch of deletes alone always goes through.
+func (b *Batch) Adds() bool { return b.adds }

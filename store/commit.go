@@ -166,8 +166,8 @@ func (s *Store) write(group []pending, errs []error) {
 			}
 		}
 	}
-	if fe := s.failed.Load(); fe != nil {
-		failAll(fmt.Errorf("store: %s: %w", s.path, fe))
+	if err := s.Err(); err != nil {
+		failAll(err)
 		return
 	}
 	used, err := s.inUse()

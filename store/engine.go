@@ -135,6 +135,10 @@ type fatalError struct{ msg string }
 
 func (e *fatalError) Error() string { return "pebble: fatal: " + e.msg }
 
+// Is makes every error that carries a fatalError match ErrFailed: the
+// commit that met it fails like every later one.
+func (e *fatalError) Is(target error) bool { return target == ErrFailed }
+
 // recoverPebble turns a panic in pebble (a damaged file it did not expect, or
 // a Fatalf) into an error about the store at path: ErrCorrupt unless it was
 // a fatal I/O failure. Use as: defer recoverPebble(path, &err).

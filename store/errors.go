@@ -35,6 +35,12 @@ var (
 	ErrFull = errors.New("store: full")
 	// ErrClosed means the store was closed before the call.
 	ErrClosed = errors.New("store: closed")
+	// ErrFailed means the store met an error it cannot go past (pebble
+	// failed to write its log or its MANIFEST: a full disk, an I/O error)
+	// and refuses every commit from then on; reading may show writes that
+	// did not become durable. Opening it again (a restart) recovers what
+	// is on disk. See Store.Err and Store.Failed.
+	ErrFailed = errors.New("store: failed")
 	// ErrInvalid means a batch held a record the store cannot keep (a zero
 	// outgoing ID, an empty or over-long peer, an unknown kind or state, a
 	// time outside the years 1678-2262). It is a caller bug, not a disk

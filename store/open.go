@@ -276,8 +276,8 @@ func (s *Store) pebbleOptions(fsys vfs.FS, lock *dirLock, create bool) *pebble.O
 // fails with err.
 func (s *Store) fail(err error) {
 	var fe *fatalError
-	if errors.As(err, &fe) {
-		s.failed.CompareAndSwap(nil, fe)
+	if errors.As(err, &fe) && s.failed.CompareAndSwap(nil, fe) {
+		close(s.failedCh)
 	}
 }
 

@@ -88,7 +88,8 @@ type Store struct {
 	rw       sync.RWMutex
 	dbClosed bool
 
-	failed atomic.Pointer[fatalError] // pebble reported it cannot go on
+	failed   atomic.Pointer[fatalError] // pebble reported it cannot go on
+	failedCh chan struct{}               // closed when failed is set (Failed)
 
 	mu      sync.Mutex
 	queue   []pending
@@ -141,6 +142,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		stopped:     make(chan struct{}),
 		reclaimKick: make(chan struct{}, 1),
 		reclaimDone: make(chan struct{}),
+		failedCh:    make(chan struct{}),
 	}
 	created, err := s.open(opts)
 	if err != nil {

@@ -513,21 +513,38 @@ func TestPebbleFatalFailsLaterCommits(t *testing.T) {
 	s := openT(t, t.TempDir(), Options{Logger: zap.New(core)})
 	closeT(t, s)
 	commitT(t, s, func(b *Batch) { b.PutOutgoing(outgoing(1)) })
+	if s.Err() != nil {
+		t.Fatalf("Err of a working store: %v", s.Err())
+	}
+	select {
+	case <-s.Failed():
+		t.Fatal("Failed closed on a working store")
+	default:
+	}
 	err := func() (err error) {
 		defer recoverPebble(s.path, &err)
 		lg := &pebbleLogger{log: s.log, fatal: s.fail}
 		lg.Fatalf("pebble: fatal commit error: %v", "no space left on device")
 		return nil
 	}()
-	if err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "no space left") {
-		t.Errorf("recovered %v, want the fatal error, not ErrCorrupt", err)
+	if err == nil || errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("recovered %v, want the fatal error (ErrFailed), not ErrCorrupt", err)
+	}
+	// A process learns of it at once, not at its next commit.
+	select {
+	case <-s.Failed():
+	default:
+		t.Fatal("Failed not closed after a fatal error")
+	}
+	if err := s.Err(); !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), s.path) {
+		t.Errorf("Err after a fatal error: %v", err)
 	}
 	if logs.FilterMessageSnippet("no space left").Len() == 0 {
 		t.Error("the fatal error was not logged")
 	}
 	var b Batch
 	b.PutOutgoing(outgoing(2))
-	if err := s.Commit(&b); err == nil || !strings.Contains(err.Error(), "no space left") {
+	if err := s.Commit(&b); !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "no space left") {
 		t.Errorf("Commit after a fatal error: %v", err)
 	}
 	if got := loadT(t, s).Outgoing; len(got) != 1 {
