@@ -89,7 +89,7 @@ type Store struct {
 	dbClosed bool
 
 	failed   atomic.Pointer[fatalError] // pebble reported it cannot go on
-	failedCh chan struct{}               // closed when failed is set (Failed)
+	failedCh chan struct{}              // closed when failed is set (Failed)
 
 	mu      sync.Mutex
 	queue   []pending
