@@ -62,9 +62,10 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 		}
 		// The mutex only when its answer can be no: some request is marked
 		// unanswered (rare: an application that let a request time out),
-		// or the handler holds as many requests as one peer may (only then
-		// can a peer be at its bound). Requests are not rare, and every
-		// peer's stream readers would queue on it.
+		// or the handler holds as many requests, or as many bytes with
+		// this one, as one peer may (only then can a peer be at its
+		// bounds: held and heldBytes are every peer's sums). Requests are
+		// not rare, and every peer's stream readers would queue on it.
 		//
 		// Skipping it cannot deliver a resend twice. A mark is set by the
 		// loop, under mu, as the request's exchange ends unanswered (end),
@@ -76,14 +77,15 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 		// after the exchange ended, and the dedupe record written when the
 		// request was first delivered (onRequest) keeps it from the
 		// application; its dialer waits out its reply timeout, as for a
-		// resend that came a moment earlier. The inbox bound is loose
+		// resend that came a moment earlier. The inbox bounds are loose
 		// anyway (inboxFull).
 		if env.kind == pb.Kind_KIND_REQUEST &&
-			(h.seen.anyUnanswered() || h.held.Load() >= int64(h.cfg.MaxInboxPerPeer)) {
+			(h.seen.anyUnanswered() || h.held.Load() >= int64(h.cfg.MaxInboxPerPeer) ||
+				h.heldBytes.Load()+int64(len(env.payload)) > int64(h.cfg.MaxInboxBytesPerPeer)) {
 			now := time.Now()
 			h.mu.Lock()
 			left := h.seen.unanswered(d.From, id, now)
-			full := !left && h.inboxFull(d.From, id, now)
+			full := !left && !h.heldOrSeen(d.From, id, now) && h.inboxFull(d.From, len(env.payload))
 			h.mu.Unlock()
 			if left {
 				return h.refuseUnanswered(d.From, id)
@@ -96,19 +98,47 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 	return p2p.ReasonOK, nil, nil
 }
 
-// inboxFull reports whether a new request id from p finds the peer with
-// MaxInboxPerPeer requests already held unanswered, for a handler without a
-// store (with one, storeReceived counts them). Each held request is an
-// exchange, a reply timer and its payload until the application answers or
-// ReplyTimeout ends it; without this bound a peer sending fresh requests
-// as fast as they are acked would grow our memory with its rate. A resend
-// of one held or seen is no new request. Counted from the exchanges the
-// loop has started, so the requests a peer pipelines before the loop takes
-// the first may pass the bound by what it can have in flight (p2p's
-// MaxInFlight per stream, StreamsPerPeer streams). The caller holds mu.
-func (h *Handler) inboxFull(p peer.ID, id ExchangeID, now time.Time) bool {
-	ps := h.peers[p]
-	return ps != nil && len(ps.inbound) >= h.cfg.MaxInboxPerPeer && ps.inbound[id] == nil && !h.seen.has(p, id, now)
+// heldOrSeen reports whether a request id from p is a resend, no new
+// request: its exchange runs, or its dedupe record is kept. The caller
+// holds mu.
+func (h *Handler) heldOrSeen(p peer.ID, id ExchangeID, now time.Time) bool {
+	if ps := h.peers[p]; ps != nil && ps.inbound[id] != nil {
+		return true
+	}
+	return h.seen.has(p, id, now)
+}
+
+// inboxFull reports whether a new request or message of size bytes from p
+// finds the peer at MaxInboxPerPeer or, holding anything, past
+// MaxInboxBytesPerPeer with it; one alone always fits, whatever its size
+// (the node bounds that). A peer's use is what its exchanges keep in
+// memory (hold): each request the application holds unanswered, and each
+// reply awaiting the peer's ack, with their payloads; with a store, also
+// what its inbox holds that no exchange counts (durableState.take): the
+// requests not yet answered and the messages not yet handled, on disk.
+// Without this bound a peer sending fresh requests as fast as they are
+// acked, and reading our replies slowly or never, would grow our memory
+// with its rate.
+//
+// Without a store, counted from the exchanges the loop has started, so the
+// requests a peer pipelines before the loop takes the first may pass the
+// bounds by what it can have in flight (p2p's MaxInFlight per stream,
+// StreamsPerPeer streams); with one, accept counts each as it is stored.
+// The caller holds mu.
+func (h *Handler) inboxFull(p peer.ID, size int) bool {
+	u := h.inboxUse(p)
+	return u.n >= h.cfg.MaxInboxPerPeer || (u.n > 0 && u.bytes+size > h.cfg.MaxInboxBytesPerPeer)
+}
+
+// inboxUse is what p holds against its inbox bounds (inboxFull). The
+// caller holds mu.
+func (h *Handler) inboxUse(p peer.ID) inboxUse {
+	u := h.dur.inbox[p] // none without a store
+	if ps := h.peers[p]; ps != nil {
+		u.n += ps.held.n
+		u.bytes += ps.held.bytes
+	}
+	return u
 }
 
 // refuseUnanswered is the verdict on a resend of a request that ended
@@ -175,7 +205,7 @@ func (h *Handler) storeReceived(from peer.ID, id ExchangeID, env envelope) (p2p.
 	}
 	// The slot is taken here, not when the loop delivers: the messages a
 	// peer pipelines are all judged before the first reaches the loop.
-	if h.durableInboxFull(from, len(env.payload)) {
+	if h.inboxFull(from, len(env.payload)) {
 		return p2p.ReasonBusy, nil, nil
 	}
 	h.dur.take(key, len(env.payload))

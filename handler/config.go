@@ -134,26 +134,29 @@ type Config struct {
 	// Only meaningful with a Store.
 	AckOutcomes bool
 	// MaxInboxPerPeer bounds the requests and messages received from one
-	// peer and not yet handled by the application; past it the peer is
-	// answered "busy" and resends later, so one peer cannot fill the disk
-	// or the memory that others need. Without a Store it counts the
-	// requests the application holds unanswered (a message is handled
-	// once delivered); requests the peer pipelines before the first
-	// reaches the handler's loop may pass it by what the peer can have in
-	// flight. Default 1024.
+	// peer that the handler holds: those not yet handled by the
+	// application, and the requests it answered whose replies await the
+	// peer's ack (each reply stays in memory until then); past it the peer
+	// is answered "busy" and resends later, so one peer cannot fill the
+	// disk or the memory that others need, not even by never reading our
+	// replies. Without a Store a message is handled once delivered, so it
+	// counts the requests held unanswered and those whose replies await
+	// their ack; requests the peer pipelines before the first reaches the
+	// handler's loop may pass it by what the peer can have in flight.
+	// Default 1024.
 	MaxInboxPerPeer int
-	// MaxInboxBytesPerPeer bounds, with a Store, the payload bytes of those
-	// requests and messages of one peer on disk: past it a new one is
-	// answered "busy" as past MaxInboxPerPeer, which alone would let one
-	// peer hold MaxInboxPerPeer messages of up to the node's
-	// MaxMessageSize (1 MiB by default, p2p.DefaultMaxMessageSize). One message is always taken into
-	// an empty inbox, whatever its size. The count survives a restart (the
-	// pending records are counted as they are loaded). It bounds as much
-	// the replies the store keeps for resends of the peer's answered
-	// requests (DedupeTTL): past it the oldest lose their reply, and a
-	// resend of one gets none. Default 64 MiB.
-	// Without a Store the application holds what it was given, and this
-	// does not apply.
+	// MaxInboxBytesPerPeer bounds the bytes those hold, with or without a
+	// Store: the payloads of the requests and messages, and the envelopes
+	// of the replies awaiting the peer's ack. Past it a new request or
+	// message is answered "busy" as past MaxInboxPerPeer, which alone
+	// would let one peer hold MaxInboxPerPeer messages of up to the node's
+	// MaxMessageSize (1 MiB by default, p2p.DefaultMaxMessageSize), and as
+	// many replies. One message is always taken into an empty inbox,
+	// whatever its size. With a Store the count of those on disk survives
+	// a restart (the pending records are counted as they are loaded), and
+	// it bounds as much the replies the store keeps for resends of the
+	// peer's answered requests (DedupeTTL): past it the oldest lose their
+	// reply, and a resend of one gets none. Default 64 MiB.
 	MaxInboxBytesPerPeer int
 
 	// Resolver, if set, finds addresses for a peer that Request or Send was

@@ -139,15 +139,6 @@ func (d *durableState) release(k inKey) {
 	d.inbox[k.peer] = u
 }
 
-// durableInboxFull reports whether a new exchange of size bytes from p
-// would pass MaxInboxPerPeer or MaxInboxBytesPerPeer. One alone never
-// passes the byte bound: a message of any size the node takes fits an empty
-// inbox. The caller holds mu.
-func (h *Handler) durableInboxFull(p peer.ID, size int) bool {
-	u := h.dur.inbox[p]
-	return u.n >= h.cfg.MaxInboxPerPeer || (u.n > 0 && u.bytes+size > h.cfg.MaxInboxBytesPerPeer)
-}
-
 func storeKind(k Kind) store.Kind {
 	if k == KindMessage {
 		return store.KindMessage

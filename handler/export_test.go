@@ -64,3 +64,15 @@ func (h *Handler) EndClosed(p peer.ID, id ExchangeID) bool {
 	})
 	return ended
 }
+
+// InboxUse is what p holds against its inbox bounds (MaxInboxPerPeer,
+// MaxInboxBytesPerPeer): requests and messages, and their bytes.
+func (h *Handler) InboxUse(p peer.ID) (n, bytes int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	u := h.inboxUse(p)
+	return u.n, u.bytes
+}
+
+// HeldBytes is what every peer's exchanges hold in memory (hold).
+func (h *Handler) HeldBytes() int64 { return h.heldBytes.Load() }

@@ -60,6 +60,10 @@ type exchange struct {
 	// peer's key, and the dialer, which has asked again already, will not
 	// ask once more: park sends the reply at once instead.
 	askedAgain bool
+	// holding: a responder's exchange counted in its peer's held, for
+	// holds bytes (hold).
+	holding bool
+	holds   int
 
 	// The events the application gets of this exchange live in its state,
 	// so that handing one out allocates nothing (Event): the responder's
@@ -287,6 +291,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	} else {
 		delete(ps.inbound, ex.id)
 		h.held.Add(-1)
+		h.unhold(ex)
 		claimed = h.pending.remove(ps.id, ex.id)
 		h.active--
 	}

@@ -52,9 +52,11 @@ type Handler struct {
 	closeErr error          // the node's, set before loopDone is closed
 
 	// held counts the requests received and not yet ended (every peer's
-	// inbound exchanges), changed under mu and read without it: accept
-	// takes mu for a peer's inbox bound only when some peer can be at it.
-	held atomic.Int64
+	// inbound exchanges), and heldBytes what every peer's hold counts
+	// (hold): changed under mu and read without it, so that accept takes
+	// mu for a peer's inbox bounds only when some peer can be at one.
+	held      atomic.Int64
+	heldBytes atomic.Int64
 
 	// stopWatchAL ends the subscription to the allowlist's changes.
 	stopWatchAL func()

@@ -50,6 +50,9 @@ type peerState struct {
 	// does: a new exchange of ours starts on it only while the peer is
 	// sure to keep it (startable).
 	spent bool
+	// held is what the inbound exchanges keep in memory that the store's
+	// inbox does not count (hold), against the peer's inbox bounds.
+	held inboxUse
 }
 
 func (h *Handler) peer(p peer.ID) *peerState {

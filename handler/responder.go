@@ -39,6 +39,7 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 				start: now, wire: wire, origin: origin}
 			ps.inbound[id] = ex
 			h.held.Add(1)
+			h.hold(ex, len(wire))
 			h.active++
 			h.transmit(ex)
 			return
@@ -52,6 +53,9 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 	}
 	ex := h.receive(ps, id, origin)
 	ex.request = Request{From: from, Exchange: id, Data: data}
+	if !h.durable() {
+		h.hold(ex, len(data)) // with a store, its inbox counts it until answered
+	}
 	h.deliver(&ex.request)
 }
 
@@ -105,6 +109,11 @@ func (h *Handler) respond(from peer.ID, id ExchangeID, wire []byte) {
 	}
 	h.stopTimer(ex)
 	ex.wire = wire
+	held := len(wire)
+	if h.durable() {
+		held += len(ex.request.Data) // the inbox's until now (release)
+	}
+	h.hold(ex, held)
 	if h.durable() {
 		h.keepReply(inKey{from, id}, len(wire))
 		h.dur.release(inKey{from, id})
@@ -126,4 +135,38 @@ func (h *Handler) unanswered(p peer.ID, id ExchangeID, reason Reason) {
 		h.dur.release(inKey{p, id})
 		h.handled(p, id, KindRequest)
 	}
+}
+
+// hold counts size more bytes that responder exchange ex keeps in memory
+// against its peer's inbox bounds (inboxFull), until it ends (unhold): the
+// request's payload, which its exchange keeps (ex.request), and, once
+// answered, the reply's envelope, which waits for the peer's ack, resent
+// until then (MaxAttempts) or parked. Without a store an exchange counts
+// from its start; with one the store's inbox counts a request until it is
+// answered, and its exchange from then on (respond), or from a stored
+// reply read back for a resend (onRequest). A peer whose node takes our
+// replies slowly or never, while it asks for more, thus holds at most
+// MaxInboxPerPeer of them, and about MaxInboxBytesPerPeer. The caller holds
+// mu.
+func (h *Handler) hold(ex *exchange, size int) {
+	ps := ex.p
+	if !ex.holding {
+		ex.holding = true
+		ps.held.n++
+	}
+	ex.holds += size
+	ps.held.bytes += size
+	h.heldBytes.Add(int64(size))
+}
+
+// unhold stops counting what ended exchange ex held. The caller holds mu.
+func (h *Handler) unhold(ex *exchange) {
+	if !ex.holding {
+		return
+	}
+	ps := ex.p
+	ps.held.n--
+	ps.held.bytes -= ex.holds
+	h.heldBytes.Add(-int64(ex.holds))
+	ex.holding, ex.holds = false, 0
 }
