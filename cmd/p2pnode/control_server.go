@@ -140,11 +140,16 @@ func maxControlRequest(maxMessage int) int {
 
 // ready reports whether the node is ready for work (/readyz): it
 // listens (ready is installed just before the listening event), its store
-// is open (it is until shutdown), and with --dht its routing table has a
-// peer.
+// is open (it is until shutdown) and has not failed, and with --dht its
+// routing table has a peer.
 func (r *runner) ready() error {
 	if r.ops.stopping.Load() {
 		return control.ErrStopping
+	}
+	if r.store != nil {
+		if err := r.store.Err(); err != nil {
+			return err
+		}
 	}
 	if r.dht != nil && len(r.dht.Peers()) == 0 {
 		return errors.New("dht: the routing table is empty")

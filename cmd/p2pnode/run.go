@@ -211,7 +211,10 @@ type runner struct {
 	parser commandParser
 	seen   *observed // node events the handler shows through Config.Observe
 	// store is the handler's store in dataDir; nil with --ephemeral.
-	store    *store.Store
+	store *store.Store
+	// stopErr is why the node stops on its own, with exit status 1 (the
+	// store failed for good); nil for a stop it was asked for.
+	stopErr  error
 	dataDir  string
 	closing  bool            // shutting down: requests are no longer answered
 	bgCtx    context.Context // cancelled at shutdown
@@ -394,6 +397,9 @@ func runNode(a *app, cfg runConfig) error {
 	stopWatch()
 	err = r.shutdown()
 	stopOps()
+	if r.stopErr != nil {
+		return r.stopErr
+	}
 	return err
 }
 

@@ -17,6 +17,10 @@ import (
 // commands and signals until it is time to stop.
 func (r *runner) loop(lines <-chan stdinLine, sigs <-chan os.Signal) {
 	events, outcomes, prio := r.h.Events(), r.h.Outcomes(), r.h.Priority()
+	var storeFailed <-chan struct{} // nil: ephemeral, never ready
+	if r.store != nil {
+		storeFailed = r.store.Failed()
+	}
 	for {
 		// Node events first: the handler observed them before it produced
 		// whatever is waiting on its own channels (a connection before
@@ -67,6 +71,15 @@ func (r *runner) loop(lines <-chan stdinLine, sigs <-chan os.Signal) {
 				continue
 			}
 			r.log.Info("signal: stopping", zap.Stringer("signal", s))
+			return
+		case <-storeFailed:
+			// Every later write would fail, the node would refuse all
+			// work and answer busy, and look alive: it stops instead,
+			// exit status 1, for its supervisor to start it again
+			// (which opens the store again and resumes what is on disk).
+			r.stopErr = fmt.Errorf("%w; stopping: a restart opens it again and resumes what it holds", r.store.Err())
+			r.out.emit(p2p.Error{Err: r.stopErr})
+			r.log.Error("store failed: stopping", zap.Error(r.store.Err()))
 			return
 		}
 	}
