@@ -3,17 +3,22 @@ package p2p
 import (
 	"errors"
 	"fmt"
+	"io"
+	"strings"
+	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // ErrClosedAtHandshake is matched (errors.Is) by the error of a send whose
-// connection the peer closed right after the Noise handshake: what a node
+// connection the peer closed right after the Noise handshake, what a node
 // whose gater refuses our key (not allowlisted, not from this IP, banned)
-// does. The wire says nothing more, so it may also be another cause, such
-// as the peer's connection limits, which a later attempt may pass: a send
-// that meets it is reported ReasonDialFailed, which callers retry.
+// does, or right before it, what its gater does to an IP that no entry
+// admits or that it bans (ClosedAtHandshakeError.Before). The wire says
+// nothing more, so it may also be another cause, such as the peer's
+// connection limits, which a later attempt may pass: a send that meets it
+// is reported ReasonDialFailed, which callers retry.
 var ErrClosedAtHandshake = errors.New("the peer closed the connection during the handshake")
 
 // ClosedAtHandshakeError is the error of a send whose connection, dialed
@@ -24,14 +29,30 @@ var ErrClosedAtHandshake = errors.New("the peer closed the connection during the
 type ClosedAtHandshakeError struct {
 	Self peer.ID // this node
 	Peer peer.ID
-	Err  error // what opening the stream failed with
+	Err  error // what opening the stream, or the dial, failed with
+	// Before: the peer closed the connection before the handshake, having
+	// seen only our IP (the dial failed negotiating the security protocol).
+	Before bool
 }
 
 // Error is one line an operator can act on. It says "may": the peer's
 // reason does not travel over the wire.
 func (e *ClosedAtHandshakeError) Error() string {
+	if e.Before {
+		return fmt.Sprintf("%s: it closed it before the handshake: it may not admit this node's IP "+
+			"(its allowlist binds %s to other IPs, or it bans this IP for a while)", ErrClosedAtHandshake, e.Self)
+	}
 	return fmt.Sprintf("%s: it may not allowlist %s (ask its operator to add it), or not from this IP",
 		ErrClosedAtHandshake, e.Self)
+}
+
+// closedBeforeHandshake reports whether err, a dial's, says the peer
+// closed the connection while the security protocol was being
+// negotiated: before any handshake, as a gater refusing the IP does.
+// go-libp2p gives that failure no type of its own, only its text.
+func closedBeforeHandshake(err error) bool {
+	closed := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+	return closed && strings.Contains(err.Error(), "failed to negotiate security protocol")
 }
 
 // Is makes errors.Is(err, ErrClosedAtHandshake) true.
