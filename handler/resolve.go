@@ -108,15 +108,32 @@ func transportAddr(p peer.ID, a ma.Multiaddr) (ma.Multiaddr, error) {
 	if a == nil {
 		return nil, nil
 	}
-	if last := len(a) - 1; last >= 0 && a[last].Code() != ma.P_P2P {
-		return a, nil // already a transport address: no copy to make
+	tpt := a
+	if last := len(a) - 1; last < 0 || a[last].Code() == ma.P_P2P {
+		var id peer.ID
+		tpt, id = peer.SplitAddr(a)
+		if id != "" && id != p {
+			return nil, fmt.Errorf("handler: address %s belongs to %s, not %s", a, id, p)
+		}
+		if tpt == nil {
+			return nil, fmt.Errorf("handler: address %s has no transport part", a)
+		}
 	}
-	tpt, id := peer.SplitAddr(a)
-	if id != "" && id != p {
-		return nil, fmt.Errorf("handler: address %s belongs to %s, not %s", a, id, p)
-	}
-	if tpt == nil {
-		return nil, fmt.Errorf("handler: address %s has no transport part", a)
+	if !dialable(tpt) {
+		// Refused here rather than dialed MaxAttempts times to fail
+		// dial_failed: no attempt could go through.
+		return nil, fmt.Errorf("handler: address %s: this node dials only TCP (/ip4, /ip6 or /dns.../tcp/PORT), or through a relay (/p2p-circuit)", a)
 	}
 	return tpt, nil
+}
+
+// dialable reports whether a transport address is one the node's host can
+// dial: it ends in /tcp/PORT, or goes through a circuit relay.
+func dialable(tpt ma.Multiaddr) bool {
+	for _, c := range tpt {
+		if c.Code() == ma.P_CIRCUIT {
+			return true
+		}
+	}
+	return len(tpt) > 0 && tpt[len(tpt)-1].Code() == ma.P_TCP
 }
