@@ -82,7 +82,10 @@
 // on disk before its sender hears OK, and is delivered again after a
 // restart (Request.Redelivered, Message.Redelivered) until the application
 // has handled it with Response or Ack; a resent request that was answered
-// gets the stored reply; exchanges that fail finally are kept as dead
+// gets the stored reply, with no second Outcome on the responder's side
+// (its one Outcome, from the exchange that answered, may say the reply did
+// not get through then, and the dialer's that it did later); exchanges
+// that fail finally are kept as dead
 // letters. Every Request and Send ends in exactly one Outcome, across any
 // number of restarts of either side; with Config.AckOutcomes that Outcome
 // is kept until AckOutcome, and handed out again (Outcome.Redelivered) if

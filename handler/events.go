@@ -153,7 +153,13 @@ type Message struct {
 
 // Outcome reports how an exchange ended: exactly one per exchange the
 // handler dialed (Request, Send) and one per request it responded to or
-// failed to respond to. Messages received carry no Outcome. A dialer's
+// failed to respond to. Messages received carry no Outcome. With a
+// Config.Store, a request answered before is answered again from the store
+// when its dialer sends it again (it lost the reply, or restarted); that
+// replay gives no second Outcome. So a responder's Outcome tells how its
+// reply fared in the exchange that answered: a failure (the dialer was
+// down: ReasonDialFailed) does not mean the dialer never gets the reply,
+// which the dialer's own Outcome tells. A dialer's
 // outcomes are always delivered; a responder's are dropped rather than
 // queued without bound when more than 1024 wait behind a full Outcomes
 // channel, so that an application answering requests need not read them.

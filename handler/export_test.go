@@ -26,6 +26,13 @@ func (h *Handler) await(w stateWait, timeout time.Duration) bool {
 	}
 }
 
+// WaitGone waits until no exchange id (dialed or received) is running, and
+// reports whether that happened within timeout: for an exchange that ends
+// without an Outcome to wait for (a replayed reply).
+func (h *Handler) WaitGone(id ExchangeID, timeout time.Duration) bool {
+	return h.WaitState(id, "", timeout)
+}
+
 // FireDeadline runs the armed deadline of dialed exchange id now, as its
 // timer would when it fires, and reports whether there was one. Tests use
 // it to put a deadline at a chosen point of a race.

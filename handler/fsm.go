@@ -64,6 +64,11 @@ type exchange struct {
 	// holds bytes (hold).
 	holding bool
 	holds   int
+	// replay: a responder's exchange that only sends a stored reply
+	// again, for a resend of a request answered before (onRequest). The
+	// request's own exchange had its Outcome when it ended, in this life
+	// or an earlier one, so a replay's end gives none and is not counted.
+	replay bool
 
 	// The events the application gets of this exchange live in its state,
 	// so that handing one out allocates nothing (Event): the responder's
@@ -296,7 +301,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		h.active--
 	}
 	suspended := h.suspends(ex, reason, claimed)
-	if ex.role != Dialer && reason == ReasonClosed && !claimed {
+	if ex.role != Dialer && reason == ReasonClosed && !claimed && !ex.replay {
 		h.pending.closedUnanswered(ps.id, ex.id, suspended)
 	}
 	if ce := h.log.Check(zap.DebugLevel, "exchange ended"); ce != nil {
@@ -308,10 +313,11 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	// made it negative.
 	dur := max(time.Since(ex.start), 0)
 	h.noteEnded(ps.id)
-	if !suspended {
+	if !suspended && !ex.replay {
 		// A suspended exchange is counted when it ends, in the life that
 		// resumes it: counted closed here too, it would be counted twice,
-		// once as a failure it never had.
+		// once as a failure it never had. A replay was counted with the
+		// request's exchange.
 		h.metrics.ended(ex.kind, ex.role, reason, dur)
 	}
 	ex.outcome = Outcome{
@@ -350,6 +356,9 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	case suspended:
 		// Pending in the store: its one Outcome comes in the life that
 		// delivers it again.
+	case ex.replay:
+		// The request's exchange gave its one Outcome when it ended; a
+		// stored reply served again is no new end of it.
 	default:
 		if ex.wire == nil {
 			h.unanswered(ps.id, ex.id, reason)

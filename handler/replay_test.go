@@ -39,17 +39,21 @@ func TestReplayedReplyCharged(t *testing.T) {
 		t.Fatal(err)
 	}
 	// replay waits for a reply envelope, which the raw peer acks OK, and
-	// for the responder's Outcome: the exchange is over, so the next
-	// resend reads the stored reply again.
+	// for the exchange that sent it to end, so that the next resend reads
+	// the stored reply again. The request's exchange ends with its
+	// Outcome; a replay of its reply ends with none.
 	replay := func(what string) {
 		t.Helper()
 		env := raw.next()
 		if env.Kind != hpb.Kind_KIND_REPLY || handler.ExchangeID(env.Exchange) != id || string(env.Payload) != "answer" {
 			t.Fatalf("%s: envelope %v", what, env)
 		}
-		expect(t, outcome(t, b.h, id), true, handler.ReasonOK)
+		if !b.h.WaitGone(id, tu.Timeout) {
+			t.Fatalf("%s: the exchange sending the reply did not end", what)
+		}
 	}
 	replay("answer")
+	expect(t, outcome(t, b.h, id), true, handler.ReasonOK)
 	// Free replays, then charged ones the budget still covers.
 	for i := range attempts + burst {
 		if r := raw.send(b.h, req); r != pb.Reason_OK {

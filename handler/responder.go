@@ -34,8 +34,10 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 	if h.seen.has(from, id, now) {
 		if wire := h.storedReply(from, id); wire != nil {
 			// Answered already (maybe by a previous process): the reply
-			// was lost on its way, or the dialer restarted. Send it again.
-			ex := &exchange{id: id, p: ps, role: Responder, kind: KindRequest, state: StateDelivered,
+			// was lost on its way, or the dialer restarted. Send it again,
+			// as a replay: the request's exchange has ended, with its
+			// Outcome, and this one ends with none (end).
+			ex := &exchange{id: id, p: ps, role: Responder, kind: KindRequest, state: StateDelivered, replay: true,
 				start: now, wire: wire, origin: origin}
 			ps.inbound[id] = ex
 			h.held.Add(1)
