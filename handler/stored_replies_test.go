@@ -31,13 +31,26 @@ func TestStoredRepliesBoundedPerPeer(t *testing.T) {
 			t.Fatalf("request %s: %v", id, r)
 		}
 	}
-	answered := func(id handler.ExchangeID) {
+	replied := func(id handler.ExchangeID) {
 		t.Helper()
 		env := raw.next()
 		if env.Kind != hpb.Kind_KIND_REPLY || handler.ExchangeID(env.Exchange) != id || !bytes.Equal(env.Payload, reply(id)) {
 			t.Fatalf("want the reply to %s, got %v %x (%d bytes)", id, env.Kind, env.Exchange, len(env.Payload))
 		}
+	}
+	answered := func(id handler.ExchangeID) {
+		t.Helper()
+		replied(id)
 		expect(t, outcome(t, b.h, id), true, handler.ReasonOK)
+	}
+	// A stored reply sent again ends with no Outcome (the request's
+	// exchange had its own): wait for the exchange sending it to end.
+	replayed := func(id handler.ExchangeID) {
+		t.Helper()
+		replied(id)
+		if !b.h.WaitGone(id, tu.Timeout) {
+			t.Fatalf("the replay of %s did not end", id)
+		}
 	}
 	for id := handler.ExchangeID(1); id <= 5; id++ {
 		request(id)
@@ -75,7 +88,7 @@ func TestStoredRepliesBoundedPerPeer(t *testing.T) {
 		t.Helper()
 		request(2)
 		request(5)
-		answered(5)
+		replayed(5)
 		if ev, ok := b.h.CheckReceive(); ok {
 			t.Fatalf("after the resends: %T %+v", ev, ev)
 		}
