@@ -10,7 +10,7 @@
 //
 //   - Request(peer, addr, msg) dials the peer if needed, sends a request and
 //     returns its ExchangeID at once. The reply arrives as a Reply event,
-//     and the exchange's end as an Outcome.
+//     and the exchange's end as an Outcome, which carries the Reply too.
 //   - Response(peer, exchange, msg) answers a Request event.
 //   - Send(peer, addr, msg) sends a one-way, acknowledged message.
 //   - CheckReceive polls for the next event; Events, Outcomes and Priority
@@ -41,10 +41,15 @@
 // a reader can rely on. A request's Reply is handed out before its
 // Outcome, but a select over Events and Outcomes (or CheckReceive, while
 // the Reply still waits behind events the application has not read) may
-// take the Outcome first: an application that needs the Reply with the
-// Outcome matches them by ExchangeID, and waits for the Reply of an OK
-// request's Outcome, which always comes (the p2pnode CLI's run and demo
-// print such an Outcome once its Reply is printed).
+// take the Outcome first. An OK request's Outcome carries its Reply
+// (Outcome.Reply, the same pointer as the event), so an application that
+// needs the reply with the Outcome takes it from there. One that matches
+// them by ExchangeID instead, waiting for the Reply of an OK Outcome on
+// Events, must stop waiting when Events closes: Close hands each channel
+// only what still fits in it, and drops a Reply still queued behind a full
+// Events channel while its Outcome may be out already. (The p2pnode CLI's
+// run and demo print such an Outcome once its Reply is printed; run prints
+// the Outcome's Reply for one whose Reply never came before Events closed.)
 //
 // Everything else the node reports (acks, connections coming and going) is
 // the handler's business, not the application's; Config.Observe lets an

@@ -124,8 +124,10 @@ type Request struct {
 
 // Reply is the answer to one of the handler's own requests. It is delivered
 // before that exchange's Outcome is emitted, on Events where the Outcome
-// goes on Outcomes: a reader of both may take the Outcome first (see the
-// package documentation, "Six channels").
+// goes on Outcomes: a reader of both may take the Outcome first, and Close
+// may drop a Reply still queued behind a full Events channel (see the
+// package documentation, "Six channels"). The OK Outcome carries it too
+// (Outcome.Reply).
 type Reply struct {
 	From     peer.ID
 	Exchange ExchangeID
@@ -182,6 +184,17 @@ type Outcome struct {
 	// Err carries detail on a failure. It wraps one of the package's
 	// sentinel errors, or is an *AckError for a refused message.
 	Err error
+	// Reply is the reply of a dialed request that got one (OK): the
+	// Reply event handed out before this Outcome on Events, the same
+	// pointer. The Outcome carries it so that an OK Outcome always comes
+	// with its reply: a reader of both channels may take the Outcome
+	// first, and Close hands each channel only what still fits in it,
+	// dropping Replies still queued behind events the application had not
+	// read (and, with a store, the exchange is over on disk: no later
+	// start hands them out again). Nil for every other Outcome. Events
+	// must be read all the same: Replies waiting there count against
+	// Config.MaxBacklog.
+	Reply *Reply
 	// Attempts is how many times the last message of the exchange (the
 	// request, the message or the reply) was sent. A resumed exchange
 	// counts the sends of its previous lives (with a Config.Store, the

@@ -320,6 +320,11 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		// request's exchange.
 		h.metrics.ended(ex.kind, ex.role, reason, dur)
 	}
+	var r *Reply
+	if ex.replied {
+		ex.reply = Reply{From: ps.id, Exchange: ex.id, Data: ex.replyData, Tag: ex.tag}
+		r = &ex.reply
+	}
 	ex.outcome = Outcome{
 		Peer:     ps.id,
 		Exchange: ex.id,
@@ -330,17 +335,13 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		Stage:    stage,
 		Reason:   reason,
 		Err:      err,
+		Reply:    r, // the Reply handed out before it, which Close may drop
 		Attempts: ex.attempts,
 		Duration: dur,
 		Tag:      ex.tag,
 		Resumed:  ex.resumed,
 	}
 	o := &ex.outcome
-	var r *Reply
-	if ex.replied {
-		ex.reply = Reply{From: ps.id, Exchange: ex.id, Data: ex.replyData, Tag: ex.tag}
-		r = &ex.reply
-	}
 	switch {
 	case ex.role == Dialer && h.durable():
 		// A close suspends the exchange: it stays in the store and

@@ -233,8 +233,11 @@ func (h *Handler) Node() *p2p.Node { return h.node }
 // Close shuts the handler down gracefully: no exchange starts any more,
 // queued ones fail at once, and those in flight get Config.CloseTimeout to
 // complete before they fail with ReasonClosed. Then the node is closed and
-// the three channels with it, after handing them what still fits. Close
-// returns once every goroutine the handler started has ended.
+// the three channels with it, after handing them what still fits: events
+// still queued behind a full channel are dropped (an OK request's Outcome
+// carries its Reply, Outcome.Reply, so that a Reply dropped so is not
+// lost with it). Close returns once every goroutine the handler started
+// has ended.
 func (h *Handler) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.CloseTimeout)
 	defer cancel()

@@ -29,7 +29,8 @@ func (h *Handler) redeliverOutcome(p peer.ID, kind Kind, rec store.Outgoing) {
 		o.DeadLettered = reason != ReasonCancelled
 	}
 	if o.OK && kind == KindRequest {
-		h.events.Push(&Reply{From: p, Exchange: id, Data: rec.Reply, Tag: rec.Tag, Redelivered: true}, true)
+		o.Reply = &Reply{From: p, Exchange: id, Data: rec.Reply, Tag: rec.Tag, Redelivered: true}
+		h.events.Push(o.Reply, true)
 	}
 	h.outcomes.Push(&o, true)
 	h.dur.handedOut(id, p)

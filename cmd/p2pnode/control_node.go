@@ -180,13 +180,10 @@ func (c *nodeControl) Exchange(ctx context.Context, req *pb.ExchangeRequest) (*p
 		case rep := <-w.reply:
 			reply = &rep
 		case o := <-w.outcome:
-			if o.OK && o.Kind == handler.KindRequest && reply == nil {
-				// The run loop hands the reply over first; be safe anyway.
-				select {
-				case rep := <-w.reply:
-					reply = &rep
-				case <-ctx.Done():
-				}
+			if o.OK && o.Kind == handler.KindRequest && reply == nil && o.Reply != nil {
+				// The run loop hands the reply over first; the outcome
+				// carries it anyway.
+				reply = o.Reply
 			}
 			return exchangeResponse(o, reply), nil
 		case <-ctx.Done():

@@ -27,3 +27,22 @@ func TestReplyOrder(t *testing.T) {
 		t.Fatalf("exchanges printed in full are still held: %v, %v", q.printed, q.waiting)
 	}
 }
+
+// An outcome whose reply the handler's Close dropped is handed back, with
+// the reply it carries, once Events has closed.
+func TestReplyOrderUnpaired(t *testing.T) {
+	var q replyOrder
+	for _, id := range []handler.ExchangeID{3, 1} {
+		r := &handler.Reply{Exchange: id, Data: []byte("answer")}
+		if q.ended(handler.Outcome{Exchange: id, Role: handler.Dialer, Kind: handler.KindRequest, OK: true, Reply: r}) {
+			t.Fatal("an outcome whose reply is not printed yet may be printed")
+		}
+	}
+	got := q.unpaired()
+	if len(got) != 2 || got[0].Exchange != 1 || got[1].Exchange != 3 || got[0].Reply == nil || got[0].Reply.Exchange != 1 {
+		t.Fatalf("unpaired %+v", got)
+	}
+	if len(q.waiting) != 0 || len(q.unpaired()) != 0 {
+		t.Fatalf("handed back twice: %v", q.waiting)
+	}
+}

@@ -88,7 +88,9 @@ func (r *runner) handlerEvent(ev handler.Event) {
 	case *handler.Outcome:
 		// The handler gives a request's Reply before its Outcome, but on
 		// another channel: an outcome whose reply is still on its way is
-		// printed after it, so that a script sees the reply first.
+		// printed after it, so that a script sees the reply first (or,
+		// when Close dropped the reply, at shutdown with the one it
+		// carries).
 		if e.Role == handler.Dialer && e.Kind == handler.KindRequest && e.OK && !r.replies.ended(*e) {
 			return
 		}

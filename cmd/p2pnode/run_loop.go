@@ -155,6 +155,14 @@ func (r *runner) shutdown() error {
 		}
 	}
 	err := <-done
+	// An OK outcome whose reply Close dropped (it did not fit in Events)
+	// waits for it still: it carries the reply, printed from there.
+	for _, o := range r.replies.unpaired() {
+		if o.Reply != nil {
+			r.printReply(*o.Reply)
+		}
+		r.printOutcome(o)
+	}
 	r.flushSeen()
 	if err != nil {
 		// Everything is stopped by now; a host that did not close cleanly

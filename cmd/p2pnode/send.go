@@ -325,6 +325,11 @@ func awaitOutcome(ctx context.Context, interrupt <-chan struct{}, events, outcom
 	for out == nil || out.OK && out.Kind == handler.KindRequest && reply == nil {
 		select {
 		case ev, ok := <-events:
+			if !ok && out != nil && out.Reply != nil {
+				// Closed without the Reply, which Close may drop: the
+				// outcome carries it.
+				return out.Reply, *out, nil
+			}
 			if !ok {
 				return nil, handler.Outcome{}, handler.ErrClosed
 			}

@@ -35,6 +35,30 @@ func TestAwaitOutcomeFindsReplyBehindOtherEvents(t *testing.T) {
 	}
 }
 
+// An OK request's outcome carries its reply: Events closing before the
+// Reply came (Close drops what does not fit) loses nothing.
+func TestAwaitOutcomeReplyFromOutcome(t *testing.T) {
+	const id = handler.ExchangeID(7)
+	events, outcomes := make(chan handler.Event), make(chan handler.Event)
+	r := &handler.Reply{Exchange: id, Data: []byte("answer")}
+	type result struct {
+		reply *handler.Reply
+		out   handler.Outcome
+		err   error
+	}
+	got := make(chan result, 1)
+	go func() {
+		reply, out, err := awaitOutcome(context.Background(), nil, events, outcomes, id)
+		got <- result{reply, out, err}
+	}()
+	// Unbuffered: the send returns once awaitOutcome has taken it.
+	outcomes <- &handler.Outcome{Exchange: id, Role: handler.Dialer, Kind: handler.KindRequest, OK: true, Reply: r}
+	close(events)
+	if res := <-got; res.err != nil || !res.out.OK || res.reply != r {
+		t.Fatalf("reply %+v, outcome %+v, %v", res.reply, res.out, res.err)
+	}
+}
+
 // TestAwaitOutcomeTakesReplyAfterDeadline: an OK request's reply is queued
 // before its outcome is handed out, so a deadline that passes once the
 // outcome is read must not report the request unanswered.
