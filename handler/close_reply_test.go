@@ -89,3 +89,75 @@ func TestRedeliveredOutcomeCarriesItsReply(t *testing.T) {
 		t.Fatalf("reply %+v is not its Outcome's %+v", r, o.Reply)
 	}
 }
+
+// TestUnreadOutcomesKeptAtClose: with a store, the Outcomes that Close
+// cannot hand over (the application had not read them) are kept, and the
+// next start hands them out, Redelivered, each once: every Request still
+// ends in exactly one Outcome the application gets. (They were dropped,
+// their exchanges over on disk: no later life had them.)
+func TestUnreadOutcomesKeptAtClose(t *testing.T) {
+	a, b := durablePair(t, func(c *handler.Config) { c.EventBuffer = 4 })
+	echo(t, b.h)
+	const n = 20
+	sent := make(map[handler.ExchangeID]string)
+	for i := range n {
+		data := fmt.Sprintf("ping %d", i)
+		id, err := a.h.Request(b.id.ID, b.addr(), []byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent[id] = data
+	}
+	// Every reply acked (the responder's Outcomes), none of A's Outcomes
+	// read; Close lets the exchanges whose replies are in end first.
+	for range n {
+		tu.Next[*handler.Outcome](t, b.h.Outcomes())
+	}
+	got := make(map[handler.ExchangeID]int)
+	take := func(h *handler.Handler, redelivered bool) {
+		t.Helper()
+		for ev := range h.Outcomes() {
+			o, ok := ev.(*handler.Outcome)
+			if !ok {
+				continue
+			}
+			if !o.OK || o.Reply == nil || string(o.Reply.Data) != sent[o.Exchange] || o.Redelivered != redelivered {
+				t.Errorf("outcome %+v (reply %+v), redelivered %v", o, o.Reply, redelivered)
+			}
+			got[o.Exchange]++
+		}
+	}
+	h := a.h
+	a.stop()
+	take(h, false)
+	kept := n - len(got)
+	if kept == 0 {
+		t.Fatal("every Outcome fitted: the test shows nothing")
+	}
+	a.start()
+	for range kept {
+		o := tu.Next[*handler.Outcome](t, a.h.Outcomes())
+		if !o.OK || o.Reply == nil || string(o.Reply.Data) != sent[o.Exchange] || !o.Redelivered {
+			t.Errorf("after the restart: outcome %+v (reply %+v)", o, o.Reply)
+		}
+		got[o.Exchange]++
+	}
+	h = a.h
+	a.stop()
+	take(h, true)
+	if len(got) != n {
+		t.Fatalf("%d of %d exchanges got an Outcome", len(got), n)
+	}
+	for id, k := range got {
+		if k != 1 {
+			t.Errorf("exchange %s: %d Outcomes", id, k)
+		}
+	}
+	// Handed out, they are gone from the store: the next start has none.
+	a.start()
+	h = a.h
+	a.stop()
+	for ev := range h.Outcomes() {
+		t.Errorf("third life: %T %+v", ev, ev)
+	}
+}

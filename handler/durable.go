@@ -267,6 +267,42 @@ func (h *Handler) handOut() {
 	}
 }
 
+// keepUnread puts back in the store the dialer Outcomes that Close could
+// not hand over (the application had not read the Outcomes channel): their
+// exchanges' ends are on disk, and lost with the process they would be
+// Outcomes never given. Each is kept as AckOutcomes keeps an Outcome
+// handed out (the record marked ended, with its reason and reply), so the
+// next start hands it out, Redelivered. With AckOutcomes the records are
+// there already. It runs after the loop, before the store is closed.
+func (h *Handler) keepUnread(left []Event) {
+	if h.cfg.AckOutcomes {
+		return
+	}
+	var b store.Batch
+	for _, ev := range left {
+		o, ok := ev.(*Outcome)
+		if !ok || o.Role != Dialer {
+			continue
+		}
+		ended := time.Now()
+		rec := store.Outgoing{ID: uint64(o.Exchange), Peer: string(o.Peer), Kind: storeKind(o.Kind), Tag: o.Tag,
+			Attempts: o.Attempts, Created: ended.Add(-o.Duration), Ended: ended, Reason: string(o.Reason)}
+		if o.Err != nil {
+			rec.Error = o.Err.Error()
+		}
+		if o.Reply != nil {
+			rec.Reply = o.Reply.Data
+		}
+		b.PutOutgoing(rec)
+	}
+	if b.Len() == 0 {
+		return
+	}
+	if err := h.cfg.Store.Commit(&b); err != nil {
+		h.log.Error("outcomes not read before Close are lost", zap.Int("outcomes", b.Len()), zap.Error(err))
+	}
+}
+
 // ackMarkNote adds, with AckOutcomes, that the Outcome will not come again
 // after a restart: its mark was refused with the dead letter.
 func ackMarkNote(ackOutcomes bool) string {

@@ -236,7 +236,9 @@ func (h *Handler) Node() *p2p.Node { return h.node }
 // the three channels with it, after handing them what still fits: events
 // still queued behind a full channel are dropped (an OK request's Outcome
 // carries its Reply, Outcome.Reply, so that a Reply dropped so is not
-// lost with it). Close returns once every goroutine the handler started
+// lost with it; with a Store, the Outcomes of this handler's exchanges
+// dropped so are kept in it, and the next start hands them out,
+// Redelivered). Close returns once every goroutine the handler started
 // has ended.
 func (h *Handler) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.CloseTimeout)

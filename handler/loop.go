@@ -217,6 +217,9 @@ func (h *Handler) teardown() {
 	h.events.Close()
 	h.outcomes.Close()
 	h.prio.Close()
+	if h.durable() {
+		h.keepUnread(h.outcomes.Left())
+	}
 	// The registry is free again for a handler made after this one (one
 	// handler per registry), and no longer shows a closed handler.
 	h.metrics.unregister()

@@ -33,7 +33,9 @@ func (h *Handler) redeliverOutcome(p peer.ID, kind Kind, rec store.Outgoing) {
 		h.events.Push(o.Reply, true)
 	}
 	h.outcomes.Push(&o, true)
-	h.dur.handedOut(id, p)
+	if h.cfg.AckOutcomes {
+		h.dur.handedOut(id, p)
+	}
 }
 
 // resume takes over what a previous process left in the store: received
@@ -116,6 +118,13 @@ func (h *Handler) resume() error {
 		}
 		if !o.Ended.IsZero() {
 			h.redeliverOutcome(p, kind, o)
+			if !h.cfg.AckOutcomes {
+				// Kept only for this (keepUnread, or a life with
+				// AckOutcomes): handed out, it is done with.
+				var b store.Batch
+				b.DeleteOutgoing(o.ID)
+				h.write(&b)
+			}
 			continue
 		}
 		ex := &exchange{id: ExchangeID(o.ID), role: Dialer, kind: kind, start: o.Created, msg: o.Payload,

@@ -41,6 +41,7 @@ type Outbox[T any] struct {
 	// into it, or the folded event would be lost).
 	sending bool
 	closed  bool
+	left    []T // what Close could not hand over (Left)
 	wake    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -205,8 +206,21 @@ func (o *Outbox[T]) finish() {
 		}
 		break
 	}
+	if o.head < len(o.q) {
+		o.left = append([]T(nil), o.q[o.head:]...)
+	}
 	o.q = nil
 	close(o.ch)
+}
+
+// Left returns, once Close has returned, the events it could not hand over
+// (they did not fit in the channel), oldest first, for an owner that must
+// not lose them to keep elsewhere.
+func (o *Outbox[T]) Left() []T {
+	<-o.done
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.left
 }
 
 // Close stops the pump and closes the channel, after handing over what

@@ -153,4 +153,8 @@ func TestCloseHandsOverWhatFitsThenCloses(t *testing.T) {
 	if len(got) != 2 || got[0] != 0 || got[1] != 1 {
 		t.Fatalf("got %v", got)
 	}
+	// What did not fit is the owner's to keep.
+	if left := o.Left(); len(left) != 3 || left[0] != 2 || left[2] != 4 {
+		t.Fatalf("left %v, want 2 3 4", left)
+	}
 }
