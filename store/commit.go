@@ -170,6 +170,14 @@ func (s *Store) write(group []pending, errs []error) {
 		failAll(err)
 		return
 	}
+	if s.readOnly {
+		for i := range group {
+			if errs[i] == nil && len(group[i].b.ops) > 0 {
+				errs[i] = readOnlyError(s.path)
+			}
+		}
+		return
+	}
 	used, err := s.inUse()
 	if err != nil {
 		s.log.Error("commit failed", zap.Error(err))

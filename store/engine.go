@@ -47,11 +47,27 @@ const (
 	diskSlowThreshold = 5 * time.Second
 )
 
+// pebbleHooks are what the store does with what pebble reports, beyond
+// logging it.
+type pebbleHooks struct {
+	// fatal records a Logger.Fatalf on the store; may be nil.
+	fatal func(error)
+	// background runs after a background error (a failed flush or
+	// compaction) is logged; may be nil.
+	background func(error)
+	// limit rate-limits pebble's error lines; nil: one of its own.
+	limit *logLimiter
+}
+
 // pebbleOptions returns the options every pebble open of a store uses. fs is
 // the file system, with disk health checks, that the caller closes after the
 // database; lock is the directory lock the caller holds and releases.
-func pebbleOptions(log *zap.Logger, fs vfs.FS, lock *pebble.Lock, fatal func(error)) *pebble.Options {
-	lg := &pebbleLogger{log: log.WithOptions(zap.AddCallerSkip(1)), fatal: fatal}
+func pebbleOptions(log *zap.Logger, fs vfs.FS, lock *pebble.Lock, hooks pebbleHooks) *pebble.Options {
+	limit := hooks.limit
+	if limit == nil {
+		limit = newLogLimiter(log)
+	}
+	lg := &pebbleLogger{log: log.WithOptions(zap.AddCallerSkip(1)), fatal: hooks.fatal, limit: limit}
 	o := &pebble.Options{
 		FS:                  fs,
 		Lock:                lock,
@@ -62,13 +78,18 @@ func pebbleOptions(log *zap.Logger, fs vfs.FS, lock *pebble.Lock, fatal func(err
 		MaxManifestFileSize: maxManifestSize,
 		Logger:              lg,
 		EventListener: &pebble.EventListener{
+			// Pebble retries a failed flush or compaction at once, and
+			// reports each failure: rate-limited (loglimit.go).
 			BackgroundError: func(err error) {
-				log.Error("pebble background error", zap.Error(err))
+				limit.error("pebble background error", err)
+				if hooks.background != nil {
+					hooks.background(err)
+				}
 			},
 			// Pebble's default calls Logger.Fatalf: here a damaged file
 			// fails the read that met it (ErrCorrupt), and is logged.
 			DataCorruption: func(info pebble.DataCorruptionInfo) {
-				log.Error("pebble found corrupt data", zap.String("file", info.Path), zap.Error(info.Details))
+				limit.error("pebble found corrupt data", info.Details, zap.String("file", info.Path))
 			},
 			DiskSlow: func(info pebble.DiskSlowInfo) {
 				log.Warn("disk slow", zap.String("file", info.Path),
@@ -109,6 +130,7 @@ func newFS(log *zap.Logger) (vfs.FS, io.Closer) {
 type pebbleLogger struct {
 	log   *zap.Logger
 	fatal func(error) // records the failure on the store; may be nil
+	limit *logLimiter // rate-limits Errorf's lines
 }
 
 func (l *pebbleLogger) Infof(format string, args ...any) {
@@ -118,7 +140,14 @@ func (l *pebbleLogger) Infof(format string, args ...any) {
 }
 
 func (l *pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if ok, held := l.limit.allow(msg); ok {
+		if held > 0 {
+			l.log.Error(msg, zap.Int("repeated", held))
+		} else {
+			l.log.Error(msg)
+		}
+	}
 }
 
 func (l *pebbleLogger) Fatalf(format string, args ...any) {
@@ -202,8 +231,9 @@ type dirLock struct {
 }
 
 // lockDir locks directory dir, which must exist. It fails with errBusy if
-// another Open holds it, in this process or another.
-func lockDir(dir string) (*dirLock, error) {
+// another Open holds it, in this process or another. With readOnly, the
+// lock in other processes is a shared one (readLock), which writes nothing.
+func lockDir(dir string, readOnly bool) (*dirLock, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return nil, err
@@ -218,7 +248,11 @@ func lockDir(dir string) (*dirLock, error) {
 	held.dirs = append(held.dirs, fi)
 	held.mu.Unlock()
 	l := &dirLock{fi: fi}
-	pl, err := pebble.LockDirectory(dir, vfs.Default)
+	var lockFS vfs.FS = vfs.Default
+	if readOnly {
+		lockFS = readLockFS{vfs.Default}
+	}
+	pl, err := pebble.LockDirectory(dir, lockFS)
 	if err != nil {
 		l.unhold()
 		if isLockConflict(err) {
@@ -229,6 +263,11 @@ func lockDir(dir string) (*dirLock, error) {
 	l.pebble = pl
 	return l, nil
 }
+
+// readLockFS is a file system whose locks are readLock's.
+type readLockFS struct{ vfs.FS }
+
+func (readLockFS) Lock(name string) (io.Closer, error) { return readLock(name) }
 
 // isLockConflict tells pebble's "someone holds the lock" from a failure to
 // create the LOCK file. fcntl reports a held lock as EAGAIN or EACCES with

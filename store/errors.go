@@ -41,6 +41,9 @@ var (
 	// did not become durable. Opening it again (a restart) recovers what
 	// is on disk. See Store.Err and Store.Failed.
 	ErrFailed = errors.New("store: failed")
+	// ErrReadOnly means a batch was committed to a store opened with
+	// Options.ReadOnly.
+	ErrReadOnly = errors.New("store: opened read-only")
 	// ErrInvalid means a batch held a record the store cannot keep (a zero
 	// outgoing ID, an empty or over-long peer, an unknown kind or state, a
 	// time outside the years 1678-2262). It is a caller bug, not a disk
@@ -95,4 +98,8 @@ func corruptError(path, detail string, cause error) error {
 
 func closedError(path string) error {
 	return &fileError{kind: ErrClosed, path: path, phrase: "is closed"}
+}
+
+func readOnlyError(path string) error {
+	return &fileError{kind: ErrReadOnly, path: path, phrase: "is open read-only"}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -30,6 +31,9 @@ func (s *Store) open(opts Options) (created bool, err error) {
 	creations := 0
 	for {
 		err := s.tryOpen(opts)
+		if errors.Is(err, errAbsent) && s.readOnly {
+			return false, fmt.Errorf("store: %s: no store to open read-only: %w", s.path, fs.ErrNotExist)
+		}
 		if errors.Is(err, errAbsent) {
 			if creations == 3 {
 				// Created, then gone again before it could be opened, three times.
@@ -118,7 +122,7 @@ func (s *Store) tryOpen(opts Options) error {
 	if kind == kindAbsent {
 		return checkLegacy(filepath.Dir(s.path))
 	}
-	lock, err := lockDir(s.path)
+	lock, err := lockDir(s.path, s.readOnly)
 	switch {
 	case errors.Is(err, errBusy):
 		return errBusy
@@ -134,18 +138,35 @@ func (s *Store) tryOpen(opts Options) error {
 		return err
 	}
 	fsys, fsc := newFS(s.log)
+	if opts.wrapFS != nil {
+		fsys = opts.wrapFS(fsys)
+	}
 	// First read-only, which changes nothing: a read-write open replays the
 	// write-ahead log into sstables and deletes the files the MANIFEST does
 	// not name, which a damaged MANIFEST (pebble reads one cut short as far
-	// as it goes) could make the files the store's records are in.
-	adopt, err := s.verify(fsys, lock, opts.PeerID)
+	// as it goes) could make the files the store's records are in. A
+	// read-only store keeps that database.
+	v, err := s.verify(fsys, lock, opts.PeerID)
+	if err == nil && s.readOnly {
+		s.db, s.lock, s.fsc = v.db, lock, fsc
+		return nil
+	}
 	var db *pebble.DB
 	if err == nil {
-		db, err = openPebble(s.path, s.pebbleOptions(fsys, lock, false))
+		// The read-write open writes the records of the write-ahead
+		// log into an sstable before it returns.
+		err = s.checkRoom(fsys, v.replay)
+	}
+	if err == nil {
+		var abandoned bool
+		db, abandoned, err = s.openWritable(fsys, lock, fsc, v.replay)
+		if abandoned {
+			return err // the abandoned open lets go of lock and fsc
+		}
 	}
 	if err == nil {
 		err = checkLayout(db, s.path)
-		if err == nil && adopt {
+		if err == nil && v.adopt {
 			err = setMeta(db, s.path, metaPeer, []byte(opts.PeerID))
 		}
 		if err != nil {
@@ -161,29 +182,44 @@ func (s *Store) tryOpen(opts Options) error {
 	return nil
 }
 
+// verified is what verify found.
+type verified struct {
+	adopt  bool       // the store is to record the peer as its owner
+	replay uint64     // bytes of write-ahead log not yet in sstables (logReadsFS)
+	db     *pebble.DB // the read-only database, kept for a read-only store
+}
+
 // verify opens the store read-only and checks its layout, its owner (see
 // checkPeer) and that every sstable opens (their data blocks are checked as
 // they are read). It reports whether the store is to record peer as its
-// owner.
-func (s *Store) verify(fsys vfs.FS, lock *dirLock, peer string) (adopt bool, err error) {
-	o := s.pebbleOptions(fsys, lock, false)
+// owner, and how much of the write-ahead log a read-write open replays. A
+// read-only store keeps the database; otherwise it is closed.
+func (s *Store) verify(fsys vfs.FS, lock *dirLock, peer string) (v verified, err error) {
+	var logBytes atomic.Uint64
+	o := s.pebbleOptions(logReadsFS{FS: fsys, n: &logBytes}, lock, false)
 	o.ReadOnly = true
 	o.FormatMajorVersion = pebble.FormatDefault // the store's own: no ratchet
 	db, err := openPebble(s.path, o)
 	if err != nil {
-		return false, err
+		return verified{}, err
 	}
+	v.replay = logBytes.Load()
 	err = checkLayout(db, s.path)
 	if err == nil {
-		adopt, err = checkPeer(db, s.path, peer)
+		v.adopt, err = checkPeer(db, s.path, peer)
+		v.adopt = v.adopt && !s.readOnly // checked, not recorded
 	}
 	if err == nil {
 		err = checkTables(db, s.path)
 	}
+	if err == nil && s.readOnly {
+		v.db = db
+		return v, nil
+	}
 	if cerr := closeErr(db, s.path); err == nil {
 		err = cerr
 	}
-	return adopt, err
+	return v, err
 }
 
 // checkPeer refuses a store that records an owner other than peer
@@ -261,7 +297,8 @@ func checkLegacy(dir string) error {
 
 // pebbleOptions returns the options of s's pebble database.
 func (s *Store) pebbleOptions(fsys vfs.FS, lock *dirLock, create bool) *pebble.Options {
-	o := pebbleOptions(s.log.Named("pebble"), fsys, lock.pebble, s.fail)
+	o := pebbleOptions(s.log.Named("pebble"), fsys, lock.pebble,
+		pebbleHooks{fatal: s.fail, background: s.backgroundError, limit: s.limit})
 	if create {
 		o.ErrorIfExists = true
 	} else {
@@ -356,7 +393,7 @@ func create(path string, opts Options) (bool, error) {
 	if err := os.Mkdir(tmp, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return false, fmt.Errorf("store: %w", err)
 	}
-	lock, err := lockDir(tmp)
+	lock, err := lockDir(tmp, false)
 	switch {
 	case errors.Is(err, errBusy):
 		return false, errBusy // another Open is creating the store
@@ -388,7 +425,7 @@ func create(path string, opts Options) (bool, error) {
 	log := opts.Logger.With(zap.String("path", tmp))
 	fsys, fsc := newFS(log)
 	defer fsc.Close()
-	o := pebbleOptions(log.Named("pebble"), fsys, lock.pebble, nil)
+	o := pebbleOptions(log.Named("pebble"), fsys, lock.pebble, pebbleHooks{})
 	o.ErrorIfExists = true
 	db, err := openPebble(tmp, o)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 )
 
@@ -44,8 +45,17 @@ type Options struct {
 	// store before failing with ErrLocked. Default (0 or less): 100ms.
 	LockTimeout time.Duration
 	// Logger receives open, close and commit-failure events, and pebble's
-	// own log lines (its chatter at debug level). Default: none.
+	// own log lines (its chatter at debug level; its errors at error level,
+	// each kind at most once every 30 seconds, with a count of those held
+	// back). Default: none.
 	Logger *zap.Logger
+	// ReadOnly opens an existing store to read it, writing nothing: no
+	// directory or store is created, the write-ahead log is replayed in
+	// memory only, and Commit fails with ErrReadOnly. It works on a full
+	// disk and on a read-only file system. It fails with ErrLocked while
+	// another process (or Open in this one) has the store open; another
+	// process may open it read-only meanwhile, but not to write.
+	ReadOnly bool
 
 	// lingerFor is how long the committer waits for a group to fill after
 	// a commit that took took (pace.go); tests lengthen it to observe the
@@ -55,6 +65,12 @@ type Options struct {
 	// the store and is about to wait: tests let go of the lock then, and
 	// so know that Open waited.
 	busy func()
+	// wrapFS, if set, wraps the file system pebble uses: tests inject
+	// errors.
+	wrapFS func(vfs.FS) vfs.FS
+	// diskFree, if set, replaces the file system's free space: tests
+	// play a full disk.
+	diskFree func(path string) (uint64, error)
 }
 
 func (o Options) withDefaults() Options {
@@ -78,6 +94,9 @@ type Store struct {
 	path     string
 	log      *zap.Logger
 	maxBytes int64
+	readOnly bool
+	limit    *logLimiter // pebble's error lines
+	diskFree func(path string) (uint64, error)
 
 	db   *pebble.DB
 	lock *dirLock  // held from Open to Close
@@ -90,6 +109,9 @@ type Store struct {
 
 	failed   atomic.Pointer[fatalError] // pebble reported it cannot go on
 	failedCh chan struct{}              // closed when failed is set (Failed)
+
+	opening atomic.Pointer[openWatch] // a read-write open under way (room.go)
+	fsys    vfs.FS                    // the file system of the read-write open
 
 	mu      sync.Mutex
 	queue   []pending
@@ -121,20 +143,31 @@ type Store struct {
 // directory. A data directory holding a store file of the earlier bbolt
 // layout (FileName) and no dir/store is refused with ErrCorrupt naming that
 // file, rather than started empty beside it.
+//
+// Opening writes the write-ahead log's records that are not in an sstable
+// yet into one (unless opts.ReadOnly). When the file system has no room for
+// that, Open fails at once with an error that wraps syscall.ENOSPC and says
+// how much room it needs and how much there is, rather than wait for room.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	if opts.PeerID != "" && !printable([]byte(opts.PeerID)) {
 		// It could not be read back as one (checkPeer).
 		return nil, fmt.Errorf("store: peer ID %q is not the text form of a peer ID", opts.PeerID)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("store: create data directory: %w", err)
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("store: create data directory: %w", err)
+		}
 	}
 	path := filepath.Join(dir, DirName)
+	log := opts.Logger.With(zap.String("path", path))
 	s := &Store{
 		path:        path,
-		log:         opts.Logger.With(zap.String("path", path)),
+		log:         log,
 		maxBytes:    opts.MaxBytes,
+		readOnly:    opts.ReadOnly,
+		limit:       newLogLimiter(log.Named("pebble")),
+		diskFree:    opts.diskFree,
 		want:        1,
 		usage:       usage{maxAge: usageMaxAge},
 		wake:        make(chan struct{}, 1),
@@ -150,7 +183,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	// An existing store may hold deleted records not yet compacted away (a
 	// crash before a reclaim): one reclaim is due if it fills up.
-	s.reclaimDue = !created
+	s.reclaimDue = !created && !s.readOnly
 	if s.reclaimDue {
 		if used, err := s.used(); err == nil && used >= s.maxBytes {
 			s.reclaimDue = false
@@ -191,6 +224,7 @@ func (s *Store) Close() error {
 	s.rw.Unlock()
 	_ = s.fsc.Close()
 	s.lock.release()
+	s.limit.flush()
 	if err != nil {
 		return err
 	}

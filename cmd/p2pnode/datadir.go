@@ -87,10 +87,12 @@ func openRunStore(dir string, id peer.ID, maxBytes int64, log *zap.Logger) (*sto
 }
 
 // openToolStore opens the store in dir for the outbox and deadletters
-// commands. It never creates one: a directory without a store is an error,
-// not an empty list. A running node holds the store; it is refused, and
-// nothing is touched.
-func openToolStore(dir string) (*store.Store, error) {
+// commands, with readOnly for those that only read it: they write nothing
+// (a read-write open replays the write-ahead log into an sstable, which a
+// full disk has no room for). It never creates one: a directory without a
+// store is an error, not an empty list. A running node holds the store; it
+// is refused, and nothing is touched.
+func openToolStore(dir string, readOnly bool) (*store.Store, error) {
 	path := filepath.Join(dir, store.DirName)
 	fi, err := os.Stat(path)
 	switch {
@@ -104,7 +106,7 @@ func openToolStore(dir string) (*store.Store, error) {
 	// No cap of its own: the node's (--max-store-size) may be larger than
 	// the default, and a retry of its dead letters must not be refused as
 	// full by a cap the node does not have. The tools add a record or two.
-	st, err := store.Open(dir, store.Options{MaxBytes: math.MaxInt64})
+	st, err := store.Open(dir, store.Options{MaxBytes: math.MaxInt64, ReadOnly: readOnly})
 	switch {
 	case err == nil:
 		return st, nil

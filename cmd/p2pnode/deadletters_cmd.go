@@ -58,7 +58,7 @@ the time they failed; read one exchange at a time, as outbox list.`,
   p2pnode deadletters list --data-dir /var/lib/p2pnode --json`,
 		Args: checkArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			open := func() (*store.Store, string, error) { return t.open(cmd) }
+			open := func() (*store.Store, string, error) { return t.open(cmd, true) }
 			if t.asJSON {
 				return t.listStored(true, true, open, jsonListSink(a.out, "dead_letters", func(s *pb.Stored) jsonStored {
 					return deadJSON(deadLetterOf(s))
@@ -177,7 +177,7 @@ func changeDeadLetters(a *app, cmd *cobra.Command, t *storeTarget, args []string
 		c.note = nodeNote
 		return c.print(a.out, t.asJSON, dir, done)
 	}
-	st, dir, err := t.open(cmd)
+	st, dir, err := t.open(cmd, false)
 	if err != nil {
 		return err
 	}

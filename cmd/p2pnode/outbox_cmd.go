@@ -53,7 +53,7 @@ memory, and it fails only if a running node sends nothing for 30 s.`,
   p2pnode outbox list --data-dir /var/lib/p2pnode --json`,
 		Args: checkArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			open := func() (*store.Store, string, error) { return t.open(cmd) }
+			open := func() (*store.Store, string, error) { return t.open(cmd, true) }
 			if t.asJSON {
 				return t.listStored(false, true, open, jsonListSink(a.out, "outbox", func(s *pb.Stored) jsonStored {
 					return storedJSON(outboxOf(s))
@@ -167,7 +167,7 @@ func changeOutbox(a *app, cmd *cobra.Command, t *storeTarget, args []string, c c
 	if err != nil {
 		return err
 	}
-	st, dir, err := t.open(cmd)
+	st, dir, err := t.open(cmd, false)
 	if err != nil {
 		return err
 	}

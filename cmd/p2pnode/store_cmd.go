@@ -90,13 +90,15 @@ func (t *storeTarget) dir(fs *pflag.FlagSet) (string, error) {
 	return defaultDataDir(id)
 }
 
-// open resolves the data directory and opens its store.
-func (t *storeTarget) open(cmd *cobra.Command) (*store.Store, string, error) {
+// open resolves the data directory and opens its store: read-only for a
+// command that only reads it (a list), which then writes nothing, and works
+// on a full disk or a read-only file system.
+func (t *storeTarget) open(cmd *cobra.Command, readOnly bool) (*store.Store, string, error) {
 	dir, err := t.dir(cmd.Flags())
 	if err != nil {
 		return nil, "", err
 	}
-	st, err := openToolStore(dir)
+	st, err := openToolStore(dir, readOnly)
 	return st, dir, err
 }
 
