@@ -233,7 +233,7 @@ func (s *Store) write(group []pending, errs []error) {
 		break
 	}
 	for i := range group {
-		if written[i] && group[i].b.dels {
+		if written[i] && len(group[i].b.ops) > 0 {
 			s.reclaimDue = true
 		}
 	}

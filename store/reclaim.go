@@ -7,15 +7,19 @@ import (
 	"go.uber.org/zap"
 )
 
-// Reclaiming. Deleted records free disk space only once a compaction drops
-// them with their tombstones; pebble compacts on its own as writes go on,
-// but a full store takes no writes but deletes, which alone may never fill
-// a memtable. So the committer wakes the reclaimer when the store is full
-// and records were deleted since the last reclaim (or, for a store that was
-// not new at Open, once): it flushes the memtable and compacts every key.
-// Reclaims are spaced by four times the previous one's duration, so that a
-// store full of live records spends at most a fifth of its disk time on
-// them.
+// Reclaiming. Deleted and overwritten records free disk space only once a
+// compaction drops them (with the tombstones), and the records of the
+// memtable count (in the write-ahead log) until a flush writes the latest
+// of them to an sstable; pebble flushes and compacts on its own as writes
+// go on, but a full store takes no writes but deletes, which alone may
+// never fill a memtable. A node whose received messages were all handled
+// (each handled record overwrites the received one) stayed full, refusing
+// everything, until it restarted. So the committer wakes the reclaimer when
+// a group finds the store full and records were written or deleted since
+// the last reclaim (or, for a store that was not new at Open, once): it
+// flushes the memtable and compacts every key. Reclaims are spaced by four
+// times the previous one's duration, so that a store full of live records
+// spends at most a fifth of its disk time on them.
 
 // kickReclaim asks the reclaimer for a reclaim, without waiting.
 func (s *Store) kickReclaim() {
@@ -51,9 +55,12 @@ func (s *Store) reclaimer(ctx context.Context) {
 		next = time.Now().Add(4 * took)
 		switch {
 		case err == nil:
-			s.log.Info("store compacted to reclaim deleted records", zap.Duration("took", took))
+			s.log.Info("store compacted to reclaim deleted and overwritten records", zap.Duration("took", took))
 		case ctx.Err() == nil:
 			s.log.Error("reclaim failed", zap.Error(err))
+		}
+		if s.reclaimed != nil {
+			s.reclaimed(err)
 		}
 	}
 }

@@ -26,8 +26,10 @@ type Options struct {
 	// records, plus what the current group of batches adds) are at or over
 	// MaxBytes, a batch that adds data (any Put or Add) fails with ErrFull;
 	// deletes always go through, so the handler can always drain. Deleted
-	// records free their space once pebble compacts them: a full store
-	// that receives deletes compacts at once, in the background. The cap
+	// and overwritten records free their space once pebble flushes and
+	// compacts them: a full store that refuses a batch or takes deletes
+	// does so at once, in the background, if anything was written since it
+	// last did (reclaim.go). The cap
 	// is soft: one group may overshoot it. Write-ahead log files pebble
 	// keeps for reuse (a few MiB) are not counted. Default (0 or less):
 	// DefaultMaxBytes.
@@ -57,6 +59,9 @@ type Options struct {
 	// process may open it read-only meanwhile, but not to write.
 	ReadOnly bool
 
+	// reclaimed, if set, runs after each reclaim with its error: tests
+	// wait for one.
+	reclaimed func(error)
 	// lingerFor is how long the committer waits for a group to fill after
 	// a commit that took took (pace.go); tests lengthen it to observe the
 	// wait. Default: lingerFor.
@@ -125,9 +130,10 @@ type Store struct {
 	// Committer-only state.
 	scratch    []byte // key buffer
 	usage      usage  // the disk in use, for the size cap (usage.go)
-	reclaimDue bool   // records were deleted since the last reclaim
+	reclaimDue bool   // records were written or deleted since the last reclaim
 
 	reclaimKick   chan struct{}      // wakes the reclaimer, capacity 1
+	reclaimed     func(error)        // Options.reclaimed
 	reclaimCancel context.CancelFunc // stops a reclaim at Close
 	reclaimDone   chan struct{}      // closed when the reclaimer has exited
 
@@ -174,6 +180,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		lingerFor:   opts.lingerFor,
 		stopped:     make(chan struct{}),
 		reclaimKick: make(chan struct{}, 1),
+		reclaimed:   opts.reclaimed,
 		reclaimDone: make(chan struct{}),
 		failedCh:    make(chan struct{}),
 	}
@@ -181,8 +188,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	// An existing store may hold deleted records not yet compacted away (a
-	// crash before a reclaim): one reclaim is due if it fills up.
+	// An existing store may hold deleted or overwritten records not yet
+	// compacted away (a crash before a reclaim): one reclaim is due if it
+	// fills up.
 	s.reclaimDue = !created && !s.readOnly
 	if s.reclaimDue {
 		if used, err := s.used(); err == nil && used >= s.maxBytes {
