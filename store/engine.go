@@ -28,8 +28,12 @@ const (
 	// in the middle of a WAL (ErrCorrupt).
 	storeFormat = pebble.FormatValueSeparation
 	// memTableSize bounds the memtable (and so the WAL between flushes);
-	// pebble keeps up to two in memory while one is flushed.
+	// pebble keeps up to two in memory while one is flushed. A store
+	// with a small cap has a smaller one (memTableFor).
 	memTableSize = 4 << 20
+	// minMemTableSize is the least memtable, that of a store capped at
+	// 16 MiB or less.
+	minMemTableSize = 256 << 10
 	// cacheSize is the block cache for reads: Load and dedupe look-ups.
 	// Pebble charges its memtables to the block cache (Cache.Reserve, one
 	// memTableSize each, and there are two while one is flushed): the
@@ -39,17 +43,28 @@ const (
 	// maxOpenFiles caps pebble's file descriptors, well below a node's
 	// usual limit of 1024, which its connections share.
 	maxOpenFiles = 128
-	// maxManifestSize rolls the MANIFEST over long before pebble's default
-	// 128 MiB, which would count against MaxBytes.
-	maxManifestSize = 4 << 20
 	// diskSlowThreshold is how long a disk operation may take before
 	// pebble reports the disk as slow (logged as a warning).
 	diskSlowThreshold = 5 * time.Second
 )
 
+// memTableFor is the memtable of a store capped at maxBytes: a 64th of it,
+// from minMemTableSize to memTableSize. The disk pebble takes beyond the
+// records (write-ahead logs preallocated to 110% of the memtable, one or
+// two in use and up to three kept for reuse, and a MANIFEST) follows it:
+// about 1.2 MB for a 256 KiB memtable, 17 MB for 4 MiB, as a fraction of
+// the cap at most 2/5 (the least cap, 16 MiB, with messages of 1 MiB,
+// which leave the logs kept for reuse at 1.1 MB each) and usually under
+// a tenth.
+func memTableFor(maxBytes int64) uint64 {
+	return uint64(min(max(maxBytes/64, minMemTableSize), memTableSize))
+}
+
 // pebbleHooks are what the store does with what pebble reports, beyond
-// logging it.
+// logging it, and the sizes that follow its cap.
 type pebbleHooks struct {
+	// memTable is the memtable's size (memTableFor); 0: memTableSize.
+	memTable uint64
 	// fatal records a Logger.Fatalf on the store; may be nil.
 	fatal func(error)
 	// background runs after a background error (a failed flush or
@@ -68,14 +83,20 @@ func pebbleOptions(log *zap.Logger, fs vfs.FS, lock *pebble.Lock, hooks pebbleHo
 		limit = newLogLimiter(log)
 	}
 	lg := &pebbleLogger{log: log.WithOptions(zap.AddCallerSkip(1)), fatal: hooks.fatal, limit: limit}
+	mem := hooks.memTable
+	if mem == 0 {
+		mem = memTableSize
+	}
 	o := &pebble.Options{
-		FS:                  fs,
-		Lock:                lock,
-		FormatMajorVersion:  storeFormat,
-		MemTableSize:        memTableSize,
-		CacheSize:           cacheSize + 2*memTableSize,
-		MaxOpenFiles:        maxOpenFiles,
-		MaxManifestFileSize: maxManifestSize,
+		FS:                 fs,
+		Lock:               lock,
+		FormatMajorVersion: storeFormat,
+		MemTableSize:       mem,
+		CacheSize:          cacheSize + 2*int64(mem),
+		MaxOpenFiles:       maxOpenFiles,
+		// The MANIFEST rolls over at the memtable's size, long before
+		// pebble's default 128 MiB, which would count against MaxBytes.
+		MaxManifestFileSize: int64(mem),
 		Logger:              lg,
 		EventListener: &pebble.EventListener{
 			// Pebble retries a failed flush or compaction at once, and

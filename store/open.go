@@ -298,7 +298,7 @@ func checkLegacy(dir string) error {
 // pebbleOptions returns the options of s's pebble database.
 func (s *Store) pebbleOptions(fsys vfs.FS, lock *dirLock, create bool) *pebble.Options {
 	o := pebbleOptions(s.log.Named("pebble"), fsys, lock.pebble,
-		pebbleHooks{fatal: s.fail, background: s.backgroundError, limit: s.limit})
+		pebbleHooks{fatal: s.fail, background: s.backgroundError, limit: s.limit, memTable: memTableFor(s.maxBytes)})
 	if create {
 		o.ErrorIfExists = true
 	} else {
@@ -425,7 +425,7 @@ func create(path string, opts Options) (bool, error) {
 	log := opts.Logger.With(zap.String("path", tmp))
 	fsys, fsc := newFS(log)
 	defer fsc.Close()
-	o := pebbleOptions(log.Named("pebble"), fsys, lock.pebble, pebbleHooks{})
+	o := pebbleOptions(log.Named("pebble"), fsys, lock.pebble, pebbleHooks{memTable: memTableFor(opts.MaxBytes)})
 	o.ErrorIfExists = true
 	db, err := openPebble(tmp, o)
 	if err != nil {

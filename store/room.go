@@ -139,6 +139,9 @@ func (s *Store) openWritable(fsys vfs.FS, lock *dirLock, fsc io.Closer, replay u
 	s.fsys = fsys
 	s.opening.Store(w)
 	o := s.pebbleOptions(fsys, lock, false)
+	if s.tune != nil {
+		s.tune(o)
+	}
 	done := make(chan opened, 1)
 	go func() {
 		db, err := openPebble(s.path, o)

@@ -21,18 +21,29 @@ const DefaultMaxBytes = 1 << 30
 
 // Options configure a Store. The zero value gives the defaults.
 type Options struct {
-	// MaxBytes caps the store's disk use. While the bytes in use (pebble's
-	// files: sstables, MANIFEST, OPTIONS, and the write-ahead log's live
-	// records, plus what the current group of batches adds) are at or over
-	// MaxBytes, a batch that adds data (any Put or Add) fails with ErrFull;
-	// deletes always go through, so the handler can always drain. Deleted
-	// and overwritten records free their space once pebble flushes and
-	// compacts them: a full store that refuses a batch or takes deletes
-	// does so at once, in the background, if anything was written since it
-	// last did (reclaim.go). The cap
-	// is soft: one group may overshoot it. Write-ahead log files pebble
-	// keeps for reuse (a few MiB) are not counted. Default (0 or less):
-	// DefaultMaxBytes.
+	// MaxBytes caps the store's disk use: the disk its directory's files
+	// take, as du counts it (their allocated blocks: sstables, MANIFEST,
+	// OPTIONS, and the write-ahead logs whole, preallocated and kept for
+	// reuse), plus what the current group of batches adds. While that is
+	// at or over MaxBytes, a batch that adds data (any Put or Add) fails
+	// with ErrFull; deletes always go through, so the handler can always
+	// drain. Deleted and overwritten records free their space once pebble
+	// flushes and compacts them: a full store that refuses a batch or
+	// takes deletes does so at once, in the background, if anything was
+	// written since it last did (reclaim.go).
+	//
+	// Pebble's own files take part of the cap: measured, 1.2 MB for a cap
+	// of 16 MiB or less (the memtable, and so each write-ahead log, is
+	// smaller for a small cap: memTableFor), 3.3 MB there after messages
+	// of 1 MB (the logs kept for reuse grow to hold them), 2.4 MB at 64 MiB,
+	// 14 MB at 1 GiB; a cap under a few MiB leaves no room for records.
+	// The cap is checked before each write, so the disk can go past it by
+	// one batch and the log it opens (a few hundred KiB to 4.4 MiB), and
+	// while pebble compacts, which writes the records it keeps before it
+	// deletes the files they were in: compacting a store full of live
+	// records (after deletes) took up to twice the cap (measured: 1.5 times
+	// at 16 MiB, 1.97 at 256 MiB). Give the disk twice MaxBytes. Default
+	// (0 or less): DefaultMaxBytes.
 	MaxBytes int64
 	// PeerID is the peer ID, in text form, of the node that uses the
 	// store. A store records the peer ID of the first Open that gives one
@@ -62,6 +73,9 @@ type Options struct {
 	// reclaimed, if set, runs after each reclaim with its error: tests
 	// wait for one.
 	reclaimed func(error)
+	// tune, if set, changes the options of the read-write pebble
+	// database: tests turn pebble's own compactions off.
+	tune func(*pebble.Options)
 	// lingerFor is how long the committer waits for a group to fill after
 	// a commit that took took (pace.go); tests lengthen it to observe the
 	// wait. Default: lingerFor.
@@ -102,6 +116,7 @@ type Store struct {
 	readOnly bool
 	limit    *logLimiter // pebble's error lines
 	diskFree func(path string) (uint64, error)
+	tune     func(*pebble.Options) // Options.tune
 
 	db   *pebble.DB
 	lock *dirLock  // held from Open to Close
@@ -174,6 +189,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		readOnly:    opts.ReadOnly,
 		limit:       newLogLimiter(log.Named("pebble")),
 		diskFree:    opts.diskFree,
+		tune:        opts.tune,
 		want:        1,
 		usage:       usage{maxAge: usageMaxAge},
 		wake:        make(chan struct{}, 1),

@@ -19,10 +19,13 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
-// minStoreSize is the least max_store_size: below it the store's own files
-// (tens of KiB) and one message of the default max_message_size would fill
-// it, and every exchange would be refused as the store being full.
-const minStoreSize = 1 << 20
+// minStoreSize is the least max_store_size, 16 MiB. The cap counts the
+// disk pebble's own files take (write-ahead logs preallocated and kept for
+// reuse, the MANIFEST): 1.2 MB to 3.3 MB at this size, measured; below it
+// they, and a few messages of the default max_message_size, would fill it.
+// (The least was 1 MiB when the cap did not count them, and a store capped
+// at 1 MiB took 13.5 MB.)
+const minStoreSize = 16 << 20
 
 // runConfig is everything "p2pnode run" takes. It is read from the --config
 // file, then every flag given on the command line overrides its field. A
@@ -172,7 +175,8 @@ func bindStoreFlags(fs *pflag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir,
 		"`DIR` of the node's store, kept across restarts (default $XDG_STATE_HOME/p2pnode/<peer ID>, or ~/.local/state/p2pnode/<peer ID>)")
 	fs.Int64Var(&c.MaxStoreSize, "max-store-size", c.MaxStoreSize,
-		fmt.Sprintf("most disk the store may use, in bytes: when full, new sends and requests fail and received messages are answered busy (default %d, at least %d)", store.DefaultMaxBytes, minStoreSize))
+		fmt.Sprintf("most disk the store may use, in bytes, as du counts its directory: when full, new sends and requests fail and received messages are answered busy; "+
+			"compacting a full store may take up to as much again for a while (default %d, at least %d)", store.DefaultMaxBytes, minStoreSize))
 	fs.BoolVar(&c.Ephemeral, "ephemeral", c.Ephemeral, "run without a store: a restart forgets the exchanges in flight")
 }
 
@@ -339,7 +343,7 @@ func (c *runConfig) validateValues() error {
 	case v < 0:
 		return usageErrorf("max-store-size must not be negative (got %d)", v)
 	case v > 0 && v < minStoreSize:
-		return usageErrorf("max-store-size must be at least %d bytes (1 MiB), or 0 for the default (got %d)", minStoreSize, v)
+		return usageErrorf("max-store-size must be at least %d bytes (16 MiB), or 0 for the default (got %d)", minStoreSize, v)
 	case v > 0 && c.Ephemeral:
 		return usageErrorf("max-store-size given but ephemeral is set: an ephemeral node has no store")
 	}

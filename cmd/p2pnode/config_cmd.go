@@ -55,10 +55,11 @@ watch: false
 # $XDG_STATE_HOME/p2pnode/<peer ID>, or ~/.local/state/p2pnode/<peer ID>.
 # One running node per directory.
 data_dir: ""
-# Most disk the store may use, in bytes (at least 1048576; 0: 1073741824,
-# 1 GiB). When it is full, new sends and requests fail and received messages
-# are answered busy (their senders resend later) until exchanges end and
-# free room.
+# Most disk the store may use, in bytes, as du counts its directory (at
+# least 16777216, 16 MiB; 0: 1073741824, 1 GiB). When it is full, new sends
+# and requests fail and received messages are answered busy (their senders
+# resend later) until exchanges end and free room. Compacting a full store
+# may take up to as much again for a while: give the disk twice this.
 max_store_size: 0
 # The control socket "p2pnode status", "peers", "send" and the other
 # commands use to reach this node (mode 0600: this user only). Empty:

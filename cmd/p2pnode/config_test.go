@@ -125,8 +125,8 @@ func TestConfigCheckAsRun(t *testing.T) {
 		{"listen quic", "listen: [/ip4/0.0.0.0/udp/4001/quic-v1]\n", "TCP only", exitUsage},
 		{"bootstrap", "dht: {enabled: true, bootstrap: [/ip4/1.2.3.4/tcp/1]}\n", "bootstrap", exitUsage},
 		{"store size negative", "max_store_size: -1\n", "max-store-size must not be negative (got -1)", exitUsage},
-		{"store size small", "max_store_size: 1000\n", "max-store-size must be at least 1048576 bytes", exitUsage},
-		{"store size ephemeral", "max_store_size: 1048576\n", "an ephemeral node has no store", exitUsage},
+		{"store size small", "max_store_size: 1048576\n", "max-store-size must be at least 16777216 bytes", exitUsage},
+		{"store size ephemeral", "max_store_size: 16777216\n", "an ephemeral node has no store", exitUsage},
 		{"missing key", "key: missing.key\n", "no such file", exitError},
 		{"allowlist as key", "key: allowlist.yaml\n", "not a key file", exitError},
 		{"directory as key", "key: .\n", "not a key file (a directory)", exitError},
@@ -301,13 +301,13 @@ func TestStoreSettings(t *testing.T) {
 
 	// max_store_size is a byte count, the flag overriding the file; 0 is
 	// the store's default.
-	if err := os.WriteFile(path, []byte("key: k\nallowlist: a\nmax_store_size: 2097152\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("key: k\nallowlist: a\nmax_store_size: 33554432\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if c, err = loadConfigFile(path); err != nil || c.MaxStoreSize != 2<<20 || c.storeCap() != 2<<20 {
+	if c, err = loadConfigFile(path); err != nil || c.MaxStoreSize != 32<<20 || c.storeCap() != 32<<20 {
 		t.Fatalf("max_store_size: %+v, %v", c, err)
 	}
-	if err := overlayFlags(&c, parseRunFlags(t, "--max-store-size", "3145728")); err != nil || c.MaxStoreSize != 3<<20 {
+	if err := overlayFlags(&c, parseRunFlags(t, "--max-store-size", "50331648")); err != nil || c.MaxStoreSize != 48<<20 {
 		t.Fatalf("--max-store-size: %d, %v", c.MaxStoreSize, err)
 	}
 	if err := (&runConfig{Key: "k", Allowlist: "a"}).validate(); err != nil || (&runConfig{}).storeCap() != store.DefaultMaxBytes {

@@ -3,10 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -49,7 +46,12 @@ func (c *nodeControl) Status(context.Context) (*pb.StatusResponse, error) {
 		if err != nil {
 			return nil, err
 		}
-		res.Store = &pb.StoreStatus{Enabled: true, SizeBytes: dirSize(filepath.Join(r.dataDir, store.DirName)),
+		// The disk it takes as its cap counts it (as du does).
+		size, err := st.DiskUsage()
+		if err != nil {
+			return nil, err
+		}
+		res.Store = &pb.StoreStatus{Enabled: true, SizeBytes: size,
 			Outbox: int32(n.Outgoing), DeadLetters: int32(n.DeadLetters)}
 	}
 	v := r.list.Version()
@@ -313,25 +315,4 @@ func multiaddrStrings(as []ma.Multiaddr) []string {
 		out[i] = a.String()
 	}
 	return out
-}
-
-// dirSize is the bytes of the regular files under dir; files that vanish
-// while it walks (pebble compacts) are skipped.
-func dirSize(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -431,7 +433,8 @@ func TestEphemeralAndDefaultDataDir(t *testing.T) {
 
 // --max-store-size caps the store: a node whose outbox holds more than the
 // cap refuses the next send as the store being full (it accepted it under
-// the default of 1 GiB).
+// the default of 1 GiB). The cap counts pebble's own files, but at the
+// least cap they leave room for more than a dozen messages of 900 kB.
 func TestMaxStoreSize(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -441,15 +444,20 @@ func TestMaxStoreSize(t *testing.T) {
 	writeAllowlist(t, list, id, idB)
 	down := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", tu.LoopbackPort(t), idB)
 	a, _ := startNode(t, "a", dir, key, list, "--data-dir", filepath.Join(dir, "data"),
-		"--max-store-size", "1048576", "--max-attempts", "1000", "--backoff-base", "1m", "--backoff-max", "1m")
-	payload := strings.Repeat("x", 600<<10)
-	for i := 1; i <= 2; i++ {
-		a.send(map[string]any{"cmd": "send", "addr": down, "data": payload, "id": i})
-		barrier(a, 2*i)
+		"--max-store-size", "16777216", "--max-attempts", "1000", "--backoff-base", "1m", "--backoff-max", "1m")
+	// Random bytes: the store's tables compress, and the cap counts
+	// what they take on disk.
+	payload := make([]byte, 900<<10)
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(payload)
+	const sends = 20 // 18 MB
+	for i := 1; i <= sends; i++ {
+		a.send(map[string]any{"cmd": "send", "addr": down, "data_b64": base64.StdEncoding.EncodeToString(payload), "id": i})
 	}
-	a.send(map[string]any{"cmd": "send", "addr": down, "data": payload, "id": 3})
-	a.expect("the send refused", func(e event) bool {
-		return e.Str("event") == "status" && e["id"] == float64(3) && strings.Contains(e.Str("error"), "is full") && strings.Contains(e.Str("error"), "limit 1048576")
-	})
+	refused := a.expect("a send refused", func(e event) bool {
+		return e.Str("event") == "status" && strings.Contains(e.Str("error"), "is full") && strings.Contains(e.Str("error"), "limit 16777216")
+	})[0]
+	if n, _ := refused["id"].(float64); n < 13 || n > sends {
+		t.Fatalf("send %v refused as the store being full: want the 13th at the earliest", refused["id"])
+	}
 	a.kill()
 }
