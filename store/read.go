@@ -120,11 +120,21 @@ func (s *Store) Incoming(peer string, id uint64) (in Incoming, ok bool, err erro
 // agree with each other; one iterator or Get is consistent by itself),
 // failing with ErrClosed once the store is closed and turning pebble's
 // panics on damaged files into ErrCorrupt.
+//
+// Once pebble has failed (a fatal commit error: see fail), reads fail
+// too: pebble applies a batch to its memtable before its write-ahead log
+// write is known to be durable, so a read would show the records of the
+// commit that failed, which its caller was told were not stored (and which
+// a restart may or may not find).
 func (s *Store) view(snapshot bool, fn func(pebble.Reader) error) (err error) {
 	s.rw.RLock()
 	defer s.rw.RUnlock()
 	if s.dbClosed {
 		return closedError(s.path)
+	}
+	if fe := s.failed.Load(); fe != nil {
+		return fmt.Errorf("store: %s failed, and reads no more (what it holds may include a commit that failed; "+
+			"a restart reads what is on disk): %w", s.path, fe)
 	}
 	defer recoverPebble(s.path, &err)
 	if !snapshot {
