@@ -37,9 +37,10 @@ var (
 	ErrClosed = errors.New("store: closed")
 	// ErrFailed means the store met an error it cannot go past (pebble
 	// failed to write its log or its MANIFEST: a full disk, an I/O error)
-	// and refuses every commit from then on; reading may show writes that
-	// did not become durable. Opening it again (a restart) recovers what
-	// is on disk. See Store.Err and Store.Failed.
+	// and refuses every commit and every read from then on (what pebble
+	// holds in memory may include the commit that failed). Opening it
+	// again (a restart) recovers what is on disk. See Store.Err and
+	// Store.Failed.
 	ErrFailed = errors.New("store: failed")
 	// ErrReadOnly means a batch was committed to a store opened with
 	// Options.ReadOnly.
