@@ -9,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // ErrClosedAtHandshake is matched (errors.Is) by the error of a send whose
@@ -24,8 +25,8 @@ var ErrClosedAtHandshake = errors.New("the peer closed the connection during the
 // ClosedAtHandshakeError is the error of a send whose connection, dialed
 // by this node, the peer closed before it accepted anything on it: before a
 // stream could be opened, or before it answered the proposal of ours
-// (stream_open.go). It says what the operator can do about it, naming this
-// node's ID.
+// (stream_open.go), or, Before, before the handshake itself. It says what
+// the operator can do about it, naming this node's ID.
 type ClosedAtHandshakeError struct {
 	Self peer.ID // this node
 	Peer peer.ID
@@ -39,26 +40,37 @@ type ClosedAtHandshakeError struct {
 // reason does not travel over the wire.
 func (e *ClosedAtHandshakeError) Error() string {
 	if e.Before {
-		return fmt.Sprintf("%s: it closed it before the handshake: it may not admit this node's IP "+
-			"(its allowlist binds %s to other IPs, or it bans this IP for a while)", ErrClosedAtHandshake, e.Self)
+		return fmt.Sprintf("the peer closed the connection before the handshake (%v): it may not admit this node's IP "+
+			"(no entry of its allowlist admits it, e.g. one binding %s to other IPs; or it bans this IP for a while, "+
+			"or is at its connection limits for it), or what listens there is not the peer's node", e.Err, e.Self)
 	}
 	return fmt.Sprintf("%s: it may not allowlist %s (ask its operator to add it), or not from this IP",
 		ErrClosedAtHandshake, e.Self)
 }
 
 // closedBeforeHandshake reports whether err, a dial's, says the peer
-// closed the connection while the security protocol was being
-// negotiated: before any handshake, as a gater refusing the IP does.
-// go-libp2p gives that failure no type of its own, only its text.
-func closedBeforeHandshake(err error) bool {
-	closed := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
-	return closed && strings.Contains(err.Error(), "failed to negotiate security protocol")
+// closed the connection while the security protocol was being negotiated,
+// before any handshake, as a gater refusing the IP does: some address's
+// error is that, closed (EOF) or reset. go-libp2p gives that failure no
+// type of its own, only its text. It returns that address's error.
+func closedBeforeHandshake(err error) (error, bool) {
+	var de *swarm.DialError
+	if !errors.As(err, &de) {
+		return nil, false
+	}
+	for _, te := range de.DialErrors {
+		closed := errors.Is(te.Cause, io.EOF) || errors.Is(te.Cause, io.ErrUnexpectedEOF) || errors.Is(te.Cause, syscall.ECONNRESET)
+		if closed && strings.Contains(te.Cause.Error(), "failed to negotiate security protocol") {
+			return &te, true
+		}
+	}
+	return nil, false
 }
 
 // Is makes errors.Is(err, ErrClosedAtHandshake) true.
 func (e *ClosedAtHandshakeError) Is(target error) bool { return target == ErrClosedAtHandshake }
 
-// Unwrap returns the stream error.
+// Unwrap returns the stream's error, or with Before the dial's.
 func (e *ClosedAtHandshakeError) Unwrap() error { return e.Err }
 
 // refusedAtHandshake reports whether c, a connection that failed a send

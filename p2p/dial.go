@@ -56,8 +56,8 @@ func (n *Node) dialPeer(ctx context.Context, p peer.ID) (network.Conn, error) {
 		began := time.Now()
 		c, err := n.host.Network().DialPeer(ctx, p)
 		if err != nil {
-			if ctx.Err() == nil && closedBeforeHandshake(err) {
-				return nil, &ClosedAtHandshakeError{Self: n.ID(), Peer: p, Err: err, Before: true}
+			if te, ok := closedBeforeHandshake(err); ok && ctx.Err() == nil {
+				return nil, &ClosedAtHandshakeError{Self: n.ID(), Peer: p, Err: te, Before: true}
 			}
 			return nil, fmt.Errorf("failed to dial: %w", err)
 		}

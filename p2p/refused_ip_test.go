@@ -15,7 +15,7 @@ import (
 // any other IP before the handshake (its gater's InterceptAccept): the
 // sender's Status matches ErrClosedAtHandshake, like a refusal after the
 // handshake, and says the IP may be why. (It was a bare "failed to
-// negotiate security protocol: ... connection reset by peer".)
+// negotiate security protocol: EOF", or "connection reset by peer".)
 func TestRefusedByIPBeforeHandshake(t *testing.T) {
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	bound, err := allowlist.New(
@@ -31,4 +31,5 @@ func TestRefusedByIPBeforeHandshake(t *testing.T) {
 	if st.Reason != p2p.ReasonDialFailed || !errors.Is(st.Err, p2p.ErrClosedAtHandshake) || !strings.Contains(st.Err.Error(), "IP") {
 		t.Fatalf("status %+v: %v", st, st.Err)
 	}
+	t.Log(st.Err)
 }

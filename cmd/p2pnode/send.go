@@ -304,6 +304,9 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 // (dial_failed after 1 attempt) would hide what the operator has to do.
 func outcomeError(to peer.ID, out handler.Outcome) error {
 	if ce, ok := errors.AsType[*p2p.ClosedAtHandshakeError](out.Err); ok {
+		if ce.Before {
+			return fmt.Errorf("send to %s: %w (%s after %s)", to, ce, out.Reason, plural(out.Attempts, "attempt"))
+		}
 		return fmt.Errorf("send to %s: %w", to, ce)
 	}
 	return fmt.Errorf("send to %s failed: %s after %s (%s)", to, out.Reason, plural(out.Attempts, "attempt"), errText(out.Err))
