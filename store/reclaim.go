@@ -57,7 +57,10 @@ func (s *Store) reclaimer(ctx context.Context) {
 		case err == nil:
 			s.log.Info("store compacted to reclaim deleted and overwritten records", zap.Duration("took", took))
 		case ctx.Err() == nil:
-			s.log.Error("reclaim failed", zap.Error(err))
+			// One line, rate-limited: a full disk fails every reclaim.
+			if ok, held := s.limit.allow("reclaim failed: " + err.Error()); ok {
+				s.log.Error("reclaim failed", zap.String("error", err.Error()), zap.Int("repeated", held))
+			}
 		}
 		if s.reclaimed != nil {
 			s.reclaimed(err)
