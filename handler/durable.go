@@ -3,6 +3,7 @@ package handler
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -64,15 +65,17 @@ type durableState struct {
 	// unconfirmed are our exchanges whose Outcomes await AckOutcome
 	// (Config.AckOutcomes; outcome_ack.go).
 	unconfirmed map[ExchangeID]*awaitingAck
-	storing     map[inKey]*storing // received, being written or not yet taken by the loop
-	expired     []inKey            // dedupe records forgotten, to delete from the store
-	finished    chan struct{}      // a finish committed: the loop has completions to hand out
-	done        []completion       // finishes committed, in commit order; under Handler.doneMu
-	overflow    []overflowed       // stored, or replies, not yet delivered for want of room (overflow.go)
-	heldReply   map[inKey]bool     // the replies in overflow
-	reread      []overflowed       // overflowed whose read back failed, to read again
-	rereadAt    *timerEntry        // when reread goes back to overflow
-	more        chan struct{}      // overflow grew: the loop looks
+	storing     map[inKey]*storing  // received, being written or not yet taken by the loop
+	expired     []inKey             // dedupe records forgotten, to delete from the store
+	finished    chan struct{}       // a finish committed: the loop has completions to hand out
+	finishing   sync.WaitGroup      // finishes not yet in done (a full store's second batch)
+	suspended   map[ExchangeID]bool // dialer exchanges Close left in the outbox
+	done        []completion        // finishes committed, in commit order; under Handler.doneMu
+	overflow    []overflowed        // stored, or replies, not yet delivered for want of room (overflow.go)
+	heldReply   map[inKey]bool      // the replies in overflow
+	reread      []overflowed        // overflowed whose read back failed, to read again
+	rereadAt    *timerEntry         // when reread goes back to overflow
+	more        chan struct{}       // overflow grew: the loop looks
 }
 
 // completion is what a dialer's finished exchange hands the application once
@@ -97,6 +100,7 @@ func newDurableState() durableState {
 		storing:     make(map[inKey]*storing),
 		heldReply:   make(map[inKey]bool),
 		finished:    make(chan struct{}, 1),
+		suspended:   make(map[ExchangeID]bool),
 		more:        make(chan struct{}, 1),
 	}
 }
@@ -220,10 +224,12 @@ func (h *Handler) finish(ex *exchange, o *Outcome, reply *Reply) {
 		case h.dur.finished <- struct{}{}:
 		default:
 		}
+		h.dur.finishing.Done()
 	}
-	id := uint64(ex.id)
+	id, adds := uint64(ex.id), b.Adds()
+	h.dur.finishing.Add(1)
 	h.cfg.Store.CommitAsync(&b, func(err error) {
-		if err == nil || !errors.Is(err, store.ErrFull) || !b.Adds() {
+		if err == nil || !errors.Is(err, store.ErrFull) || !adds {
 			complete(completion{reply: reply, outcome: o, err: err})
 			return
 		}
@@ -247,14 +253,27 @@ func (h *Handler) handOut() {
 	h.dur.done = nil
 	h.doneMu.Unlock()
 	for _, c := range done {
-		if c.err != nil {
-			// Its end is not on disk, so a restart resumes it and gives
-			// it its one Outcome then: handed out now too, it would end
-			// twice (and the store that refused the write refuses every
-			// later one, Store.Err).
+		if c.err != nil && (errors.Is(c.err, store.ErrFailed) || errors.Is(c.err, store.ErrClosed)) {
+			// Its end is not on disk, and the store takes no more writes
+			// in this life: a restart resumes the exchange and gives it
+			// its one Outcome then. Handed out now too, it would end
+			// twice.
 			h.outcomes.Push(&Error{Peer: c.outcome.Peer, Err: fmt.Errorf("%w: the end of exchange %s: %w; its Reply and Outcome are held back: the next start resumes it",
 				ErrNotDurable, c.outcome.Exchange, c.err)}, false)
+			if u := h.dur.unconfirmed[c.outcome.Exchange]; u != nil {
+				// Not handed out after all (finish counted it).
+				if u.n--; u.n <= 0 {
+					delete(h.dur.unconfirmed, c.outcome.Exchange)
+				}
+			}
 			continue
+		}
+		if c.err != nil {
+			// A one-off failure (the store works on): held back, the
+			// Outcome would not come until a restart. Handed out, with
+			// the chance that a restart runs the exchange again.
+			h.outcomes.Push(&Error{Peer: c.outcome.Peer, Err: fmt.Errorf("%w: the end of exchange %s: %w (a restart may resume it)",
+				ErrNotDurable, c.outcome.Exchange, c.err)}, false)
 		}
 		if c.partial != nil {
 			h.outcomes.Push(&Error{Peer: c.outcome.Peer, Err: fmt.Errorf("%w: exchange %s ended without its dead letter%s: %w",
@@ -279,11 +298,15 @@ func (h *Handler) keepUnread(left []Event) {
 		return
 	}
 	var b store.Batch
-	for _, ev := range left {
-		o, ok := ev.(*Outcome)
-		if !ok || o.Role != Dialer {
+	kept := make(map[ExchangeID]bool)
+	for i := len(left) - 1; i >= 0; i-- { // the newest Outcome of an ID
+		o, ok := left[i].(*Outcome)
+		if !ok || o.Role != Dialer || kept[o.Exchange] || h.dur.suspended[o.Exchange] {
+			// A suspended exchange (a retry of it, say) is in the
+			// outbox, to resume: its record is not to be replaced.
 			continue
 		}
+		kept[o.Exchange] = true
 		ended := time.Now()
 		rec := store.Outgoing{ID: uint64(o.Exchange), Peer: string(o.Peer), Kind: storeKind(o.Kind), Tag: o.Tag,
 			Attempts: o.Attempts, Created: ended.Add(-o.Duration), Ended: ended, Reason: string(o.Reason)}
@@ -401,6 +424,7 @@ func (h *Handler) storedReply(p peer.ID, id ExchangeID) []byte {
 type storedReplies struct {
 	q     []inKey // oldest at head; a key no longer in replySize is stale
 	head  int
+	live  int // keys of q[head:] still in replySize
 	bytes int
 }
 
@@ -411,8 +435,9 @@ type storedReplies struct {
 // fast as they are answered would hold DedupePerPeer replies of up to
 // MaxMessageSize on disk, 4 GiB, more than the whole store, and the full
 // store would fail every peer's exchanges. Past the bound its oldest
-// replies are dropped (dropReply), the newest always kept. The caller
-// holds mu.
+// replies whose exchanges have ended are dropped (dropReply); one still
+// on its way to the peer, or parked until it is back, is kept, as is the
+// newest. The caller holds mu.
 func (h *Handler) keepReply(k inKey, size int) {
 	h.dur.answered[k] = true
 	if _, ok := h.dur.replySize[k]; ok {
@@ -426,20 +451,57 @@ func (h *Handler) keepReply(k inKey, size int) {
 	}
 	h.dur.replySize[k] = size
 	r.q = append(r.q, k)
+	r.live++
 	r.bytes += size
-	for r.bytes > h.cfg.MaxInboxBytesPerPeer && r.head < len(r.q)-1 {
+	// Each key is looked at once at most: one whose exchange runs goes to
+	// the back, and is dropped, if need be, once it has ended.
+	for n := len(r.q) - r.head - 1; n > 0 && r.bytes > h.cfg.MaxInboxBytesPerPeer; n-- {
 		old := r.q[r.head]
 		r.q[r.head] = inKey{}
 		r.head++
-		if n, ok := h.dur.replySize[old]; ok {
-			r.bytes -= n
+		size, ok := h.dur.replySize[old]
+		switch {
+		case !ok:
+			// Stale: forgotten since (unkeepReply).
+		case h.replying(old):
+			r.q = append(r.q, old)
+		default:
+			r.live--
+			r.bytes -= size
 			delete(h.dur.replySize, old)
 			h.dropReply(old)
 		}
 	}
+	h.compactReplies(r)
+}
+
+// replying reports whether the exchange of answered request k still runs:
+// its reply waits for the peer's ack, or to be sent again.
+func (h *Handler) replying(k inKey) bool {
+	ps := h.peers[k.peer]
+	return ps != nil && ps.inbound[k.id] != nil
+}
+
+// compactReplies drops r's dead head, and its stale keys once they are
+// most of it, so that it holds about its live keys whatever the peer's
+// history: a peer whose replies are small never passes the bound, and
+// its forgotten keys would otherwise pile up for as long as it talks.
+func (h *Handler) compactReplies(r *storedReplies) {
+	if len(r.q)-r.head > 2*r.live+64 {
+		q := r.q[:0] // in place: each key moves down, never up
+		for _, k := range r.q[r.head:] {
+			if _, ok := h.dur.replySize[k]; ok {
+				q = append(q, k)
+			}
+		}
+		clear(r.q[len(q):])
+		r.q, r.head = q, 0
+		return
+	}
 	if r.head > len(r.q)/2 {
-		r.q = append(r.q[:0], r.q[r.head:]...)
-		r.head = 0
+		n := copy(r.q, r.q[r.head:])
+		clear(r.q[n:])
+		r.q, r.head = r.q[:n], 0
 	}
 }
 
@@ -468,10 +530,13 @@ func (h *Handler) unkeepReply(k inKey) {
 	}
 	delete(h.dur.replySize, k)
 	r := h.dur.replies[k.peer]
-	if r.bytes -= n; r.bytes <= 0 {
-		// Every size is above 0 (an envelope at least): none is left.
+	r.live--
+	r.bytes -= n
+	if r.live <= 0 {
 		delete(h.dur.replies, k.peer)
+		return
 	}
+	h.compactReplies(r)
 }
 
 // forget is the seen dedupe's eviction hook: a record no longer needed

@@ -155,7 +155,8 @@ type Message struct {
 
 // Outcome reports how an exchange ended: exactly one per exchange the
 // handler dialed (Request, Send) and one per request it responded to or
-// failed to respond to. Messages received carry no Outcome. With a
+// failed to respond to (none for a request answered just before a crash:
+// docs/handler-fsm.md). Messages received carry no Outcome. With a
 // Config.Store, a request answered before is answered again from the store
 // when its dialer sends it again (it lost the reply, or restarted); that
 // replay gives no second Outcome. So a responder's Outcome tells how its

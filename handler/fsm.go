@@ -346,7 +346,9 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	case ex.role == Dialer && h.durable():
 		// A close suspends the exchange: it stays in the store and
 		// resumes, with its one Outcome, at the next start.
-		if !suspended {
+		if suspended {
+			h.dur.suspended[ex.id] = true // its record is the outbox's (keepUnread)
+		} else {
 			h.finish(ex, o, r)
 		}
 	case ex.role == Dialer:

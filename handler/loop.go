@@ -210,6 +210,7 @@ func (h *Handler) teardown() {
 		h.mu.Unlock()
 		var b store.Batch
 		_ = h.cfg.Store.Commit(&b) // returns once every earlier batch is through
+		h.dur.finishing.Wait()     // and a full store's second batches
 		h.mu.Lock()
 		h.handOut()
 		h.mu.Unlock()

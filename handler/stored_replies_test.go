@@ -104,3 +104,40 @@ func TestStoredRepliesBoundedPerPeer(t *testing.T) {
 	check()
 	resends()
 }
+
+// TestStoredReplyKeptWhileOnItsWay: the bound drops the oldest replies whose
+// exchanges have ended, not one still on its way to the peer (awaiting its
+// ack): a dialer that restarts and resends gets that one.
+func TestStoredReplyKeptWhileOnItsWay(t *testing.T) {
+	ib, ir := tu.NewIdentity(t), tu.NewIdentity(t)
+	const size = 1000
+	b := newNode(t, ib, tu.Allowlist(t, ib, ir), handler.WithKeepConnection(true),
+		func(c *handler.Config) { c.MaxInboxBytesPerPeer = 3 * size })
+	raw := newRawPeer(t, ir, "127.0.0.1")
+	raw.setPolicy(noAckReplies)
+	for id := handler.ExchangeID(1); id <= 3; id++ {
+		raw.send(b.h, envelope(hpb.Kind_KIND_REQUEST, id, []byte("q")))
+		r := nextRequest(t, b.h)
+		if err := b.h.Response(ir.ID, r.Exchange, bytes.Repeat([]byte{1}, size)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			env := raw.next()
+			if env.Kind == hpb.Kind_KIND_REPLY && handler.ExchangeID(env.Exchange) == id {
+				break
+			}
+		}
+	}
+	if err := b.st.Commit(&store.Batch{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.st.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range st.Incoming {
+		if in.State != store.InAnswered {
+			t.Errorf("reply %d dropped from the store (%s, answered %v) while its exchange awaits the ack", in.ID, in.State, in.Answered)
+		}
+	}
+}

@@ -36,11 +36,14 @@ var (
 	// ErrClosed means the store was closed before the call.
 	ErrClosed = errors.New("store: closed")
 	// ErrFailed means the store met an error it cannot go past (pebble
-	// failed to write its log or its MANIFEST: a full disk, an I/O error)
-	// and refuses every commit and every read from then on (what pebble
-	// holds in memory may include the commit that failed). Opening it
-	// again (a restart) recovers what is on disk. See Store.Err and
-	// Store.Failed.
+	// failed to write its log in a commit: a full disk, an I/O error) and
+	// refuses every commit, and every read started after it, from then on
+	// (what pebble holds in memory may include the commit that failed).
+	// Opening it again (a restart) recovers what is on disk. See Store.Err
+	// and Store.Failed. (A failure pebble meets on its own goroutines, a
+	// MANIFEST write in a flush, ends the process; a flush that keeps
+	// failing on a full disk stalls the writes instead: see
+	// docs/durability.md.)
 	ErrFailed = errors.New("store: failed")
 	// ErrReadOnly means a batch was committed to a store opened with
 	// Options.ReadOnly.
