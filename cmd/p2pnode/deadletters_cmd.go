@@ -212,6 +212,12 @@ func changeDeadLetters(a *app, cmd *cobra.Command, t *storeTarget, args []string
 			return err
 		}
 		_ = c.print(a.out, t.asJSON, dir, done)
+		if errors.Is(err, store.ErrFailed) {
+			// The store failed in the batch's own write: pebble may have
+			// logged it before the failure, and a restart may find it.
+			return fmt.Errorf("%d of the %d dead letters changed (above); the next batch may or may not be on disk, "+
+				"the rest are not: list them again: %w", len(done), len(ids), err)
+		}
 		return fmt.Errorf("%d of the %d dead letters changed (above), the rest not: %w", len(done), len(ids), err)
 	}
 	return c.print(a.out, t.asJSON, dir, ids)
