@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -27,7 +26,7 @@ import (
 //   - openWritable: should a flush fail all the same (the estimate was
 //     short, or another program filled the disk meanwhile), Open fails
 //     with that error rather than wait. The pebble open it abandons goes on
-//     in the background, trying again at most every abandonedPause and only
+//     in the background, trying again at most every second (Options.abandonedPause) and only
 //     once the disk has the room, and when it succeeds the database is
 //     closed and the store's lock released; until then the store stays
 //     locked (a second Open in this process fails ErrLocked). A process
@@ -37,14 +36,6 @@ import (
 // open needs: the sstable's index, filter and properties, the MANIFEST
 // edit, a new OPTIONS file.
 const roomSlack = 64 << 10
-
-// abandonedPause is how long an abandoned open waits between attempts; a
-// variable for tests.
-var abandonedPause = time.Second
-
-// abandoned counts the pebble opens that a failed Open left running; tests
-// wait for them.
-var abandoned sync.WaitGroup
 
 // roomFor is the disk a read-write open needs to replay replay bytes of
 // write-ahead log records: an sstable of about their size (records compress,
@@ -117,7 +108,7 @@ func (s *Store) backgroundError(err error) {
 		return
 	}
 	for {
-		time.Sleep(abandonedPause)
+		time.Sleep(s.abandonedPause)
 		if free, ferr := s.freeBytes(s.fsys); ferr != nil || free >= w.need {
 			return
 		}
@@ -155,9 +146,13 @@ func (s *Store) openWritable(fsys vfs.FS, lock *dirLock, fsc io.Closer, replay u
 	case bgErr := <-w.failed:
 		w.abandoned = true
 		close(w.decided)
-		abandoned.Add(1)
+		if s.abandoned != nil {
+			s.abandoned.Add(1)
+		}
 		go func() {
-			defer abandoned.Done()
+			if s.abandoned != nil {
+				defer s.abandoned.Done()
+			}
 			if r := <-done; r.db != nil {
 				closePebble(r.db, s.path)
 			}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -125,16 +126,15 @@ func TestOpenWithoutRoomFails(t *testing.T) {
 // the open it abandons waits for room, logs its failures rate-limited, and
 // lets go of the store once it has finished.
 func TestOpenFailsWhenItsFlushFails(t *testing.T) {
-	pause := abandonedPause
-	abandonedPause = time.Millisecond
-	defer func() { abandonedPause = pause }()
+	var abandoned sync.WaitGroup
 	dir := unflushedStore(t, 20)
 	var full atomic.Bool
 	full.Store(true)
 	failures := make(chan struct{}, 1)
 	core, logs := observer.New(zap.DebugLevel)
 	opts := Options{Logger: zap.New(core), wrapFS: noSpaceForTables(&full, failures),
-		diskFree: func(string) (uint64, error) { return 1 << 30, nil }}
+		diskFree:       func(string) (uint64, error) { return 1 << 30, nil },
+		abandonedPause: time.Millisecond, abandoned: &abandoned}
 	_, err := Open(dir, opts)
 	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), filepath.Join(dir, DirName)) {
 		t.Fatalf("Open whose flush fails: %v, want ENOSPC naming the store", err)

@@ -90,6 +90,12 @@ type Options struct {
 	// diskFree, if set, replaces the file system's free space: tests
 	// play a full disk.
 	diskFree func(path string) (uint64, error)
+	// abandonedPause is how long an open that Open abandoned waits
+	// between attempts (room.go); tests shorten it. Default: a second.
+	abandonedPause time.Duration
+	// abandoned, if set, counts the opens that Open abandoned while they
+	// run: tests wait for them.
+	abandoned *sync.WaitGroup
 }
 
 func (o Options) withDefaults() Options {
@@ -105,6 +111,9 @@ func (o Options) withDefaults() Options {
 	if o.lingerFor == nil {
 		o.lingerFor = lingerFor
 	}
+	if o.abandonedPause <= 0 {
+		o.abandonedPause = time.Second
+	}
 	return o
 }
 
@@ -117,6 +126,9 @@ type Store struct {
 	limit    *logLimiter // pebble's error lines
 	diskFree func(path string) (uint64, error)
 	tune     func(*pebble.Options) // Options.tune
+	// Options.abandonedPause and abandoned (room.go).
+	abandonedPause time.Duration
+	abandoned      *sync.WaitGroup
 
 	db   *pebble.DB
 	lock *dirLock  // held from Open to Close
@@ -183,22 +195,24 @@ func Open(dir string, opts Options) (*Store, error) {
 	path := filepath.Join(dir, DirName)
 	log := opts.Logger.With(zap.String("path", path))
 	s := &Store{
-		path:        path,
-		log:         log,
-		maxBytes:    opts.MaxBytes,
-		readOnly:    opts.ReadOnly,
-		limit:       newLogLimiter(log.Named("pebble")),
-		diskFree:    opts.diskFree,
-		tune:        opts.tune,
-		want:        1,
-		usage:       usage{maxAge: usageMaxAge},
-		wake:        make(chan struct{}, 1),
-		lingerFor:   opts.lingerFor,
-		stopped:     make(chan struct{}),
-		reclaimKick: make(chan struct{}, 1),
-		reclaimed:   opts.reclaimed,
-		reclaimDone: make(chan struct{}),
-		failedCh:    make(chan struct{}),
+		path:           path,
+		log:            log,
+		maxBytes:       opts.MaxBytes,
+		readOnly:       opts.ReadOnly,
+		limit:          newLogLimiter(log.Named("pebble")),
+		diskFree:       opts.diskFree,
+		tune:           opts.tune,
+		abandonedPause: opts.abandonedPause,
+		abandoned:      opts.abandoned,
+		want:           1,
+		usage:          usage{maxAge: usageMaxAge},
+		wake:           make(chan struct{}, 1),
+		lingerFor:      opts.lingerFor,
+		stopped:        make(chan struct{}),
+		reclaimKick:    make(chan struct{}, 1),
+		reclaimed:      opts.reclaimed,
+		reclaimDone:    make(chan struct{}),
+		failedCh:       make(chan struct{}),
 	}
 	created, err := s.open(opts)
 	if err != nil {
