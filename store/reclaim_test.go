@@ -49,7 +49,9 @@ func TestFullStoreReclaimsOverwrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Pebble deletes the files the reclaim left obsolete in the
-	// background, soon after.
+	// background, soon after, and tells the store nothing when it has:
+	// the commit is tried again until it goes through, bounded by the
+	// deadline (a poll: there is no event to wait on).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var b Batch
