@@ -70,6 +70,8 @@ type pebbleHooks struct {
 	// background runs after a background error (a failed flush or
 	// compaction) is logged; may be nil.
 	background func(error)
+	// flushFailed runs after a flush failed; may be nil.
+	flushFailed func(error)
 	// limit rate-limits pebble's error lines; nil: one of its own.
 	limit *logLimiter
 }
@@ -109,6 +111,11 @@ func pebbleOptions(log *zap.Logger, fs vfs.FS, lock *pebble.Lock, hooks pebbleHo
 			},
 			// Pebble's default calls Logger.Fatalf: here a damaged file
 			// fails the read that met it (ErrCorrupt), and is logged.
+			FlushEnd: func(info pebble.FlushInfo) {
+				if info.Err != nil && hooks.flushFailed != nil {
+					hooks.flushFailed(info.Err)
+				}
+			},
 			DataCorruption: func(info pebble.DataCorruptionInfo) {
 				limit.error("pebble found corrupt data", info.Details, zap.String("file", info.Path))
 			},

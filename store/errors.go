@@ -36,14 +36,14 @@ var (
 	// ErrClosed means the store was closed before the call.
 	ErrClosed = errors.New("store: closed")
 	// ErrFailed means the store met an error it cannot go past (pebble
-	// failed to write its log in a commit: a full disk, an I/O error) and
-	// refuses every commit, and every read started after it, from then on
-	// (what pebble holds in memory may include the commit that failed).
-	// Opening it again (a restart) recovers what is on disk. See Store.Err
-	// and Store.Failed. (A failure pebble meets on its own goroutines, a
-	// MANIFEST write in a flush, ends the process; a flush that keeps
-	// failing on a full disk stalls the writes instead: see
-	// docs/durability.md.)
+	// failed to write its log in a commit, or a flush failed for want of
+	// disk or on an I/O error) and refuses every commit, and every read
+	// started after it, from then on (what pebble holds in memory may
+	// include the commit that failed). Opening it again (a restart)
+	// recovers what is on disk. See Store.Err and Store.Failed. (A commit
+	// stalled behind the failed flush returns only once there is room; a
+	// failed MANIFEST write, on pebble's own goroutines, ends the process:
+	// see docs/durability.md.)
 	ErrFailed = errors.New("store: failed")
 	// ErrReadOnly means a batch was committed to a store opened with
 	// Options.ReadOnly.

@@ -298,7 +298,8 @@ func checkLegacy(dir string) error {
 // pebbleOptions returns the options of s's pebble database.
 func (s *Store) pebbleOptions(fsys vfs.FS, lock *dirLock, create bool) *pebble.Options {
 	o := pebbleOptions(s.log.Named("pebble"), fsys, lock.pebble,
-		pebbleHooks{fatal: s.fail, background: s.backgroundError, limit: s.limit, memTable: memTableFor(s.maxBytes)})
+		pebbleHooks{fatal: s.fail, background: s.backgroundError, flushFailed: s.flushFailed, limit: s.limit,
+			memTable: memTableFor(s.maxBytes)})
 	if create {
 		o.ErrorIfExists = true
 	} else {

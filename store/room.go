@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,6 +88,27 @@ type openWatch struct {
 	failed    chan error // the first background error, capacity 1
 	decided   chan struct{}
 	abandoned bool // set before decided is closed
+}
+
+// flushFailed runs after a flush failed. Once the store is open, one
+// that fails for want of disk, or on an I/O error, fails the store for
+// good (Err, Failed): pebble would try it again without end, its log
+// writes still going through (its logs are allocated ahead), until the
+// memtables were full and every commit, and a Close waiting for one,
+// stalled, while the store looked healthy. Marked failed, it says so at
+// once (p2pnode stops, for its supervisor to restart it); pebble's next
+// attempt then waits abandonedPause rather than spin. During Open,
+// openWritable deals with it (backgroundError). A failed compaction is
+// not such a failure: the writes go on without it.
+func (s *Store) flushFailed(err error) {
+	if s.opening.Load() != nil {
+		return
+	}
+	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EIO) && !errors.Is(err, syscall.EROFS) {
+		return
+	}
+	s.fail(&fatalError{msg: "flush failed: " + err.Error()})
+	time.Sleep(s.abandonedPause)
 }
 
 // backgroundError runs after pebble reported a background error. During a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -201,5 +202,51 @@ func TestReadOnlyWritesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(empty); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("read-only Open of no store created %s (%v)", empty, err)
+	}
+}
+
+// A flush that fails for want of disk once the store is open fails the
+// store for good (Err, Failed), at once: pebble would retry it without
+// end while its log writes went on (its logs are allocated ahead), until
+// every commit stalled, with the store looking healthy. Once there is
+// room again the stalled commit goes through, and Close returns.
+func TestFlushWithoutRoomFailsTheStore(t *testing.T) {
+	var full atomic.Bool
+	failures := make(chan struct{}, 1)
+	s, err := Open(t.TempDir(), Options{MaxBytes: 16 << 20, wrapFS: noSpaceForTables(&full, failures),
+		abandonedPause: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.Store(true)
+	stopped := make(chan error, 1)
+	go func() { // commits until one fails; one may stall until there is room
+		rnd := rand.NewChaCha8([32]byte{5})
+		for id := uint64(1); ; id++ {
+			o := outgoing(id)
+			o.Payload = make([]byte, 50_000) // random: compression cannot shrink it
+			_, _ = rnd.Read(o.Payload)
+			var b Batch
+			b.PutOutgoing(o)
+			if err := s.Commit(&b); err != nil {
+				stopped <- err
+				return
+			}
+		}
+	}()
+	select {
+	case <-s.Failed():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the store did not fail while its flushes failed for want of room")
+	}
+	if err := s.Err(); !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("Err: %v, want ErrFailed saying no space is left", err)
+	}
+	full.Store(false) // room again: a stalled commit goes through
+	if err := recv(t, stopped, "the commits' end"); !errors.Is(err, ErrFailed) {
+		t.Errorf("the commits ended with %v, want ErrFailed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
