@@ -272,8 +272,10 @@ func (r *rawPeer) send(h *handler.Handler, payload []byte) pb.Reason {
 		if reason, err = r.trySend(h, payload); err == nil {
 			return reason
 		}
-		r.out.s.Reset()
-		r.out = nil
+		if r.out != nil {
+			r.out.s.Reset()
+			r.out = nil
+		}
 	}
 	r.t.Fatalf("raw peer: send: %v", err)
 	return 0
@@ -293,7 +295,9 @@ func (r *rawPeer) trySendOn(h *handler.Handler, ch uint32, payload []byte) (pb.R
 		}
 		s, err := r.host.NewStream(ctx, h.PeerID(), p2p.ProtocolID)
 		if err != nil {
-			r.t.Fatalf("raw peer: stream: %v", err)
+			// The connection may be one h is closing (it disconnects
+			// after exchanges): send dials again, as a real dialer would.
+			return 0, fmt.Errorf("raw peer: stream: %w", err)
 		}
 		r.out, r.lastID = r.attach(s), 0
 		go r.out.read()

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -19,8 +18,17 @@ import (
 func TestFullStoreReclaimsOverwrites(t *testing.T) {
 	const limit = 4 << 20
 	reclaims := make(chan error, 16)
+	deleted := make(chan struct{}, 1) // a table file deleted (pebble's TableDeleted)
 	s := openT(t, t.TempDir(), Options{MaxBytes: limit, reclaimed: func(err error) { reclaims <- err },
-		tune: func(o *pebble.Options) { o.DisableAutomaticCompactions = true }})
+		tune: func(o *pebble.Options) {
+			o.DisableAutomaticCompactions = true
+			o.EventListener.TableDeleted = func(pebble.TableDeleteInfo) {
+				select {
+				case deleted <- struct{}{}:
+				default:
+				}
+			}
+		}})
 	closeT(t, s)
 	rnd := rand.NewChaCha8([32]byte{3})
 	// Each message is marked handled once lag more have come: by then its
@@ -49,10 +57,8 @@ func TestFullStoreReclaimsOverwrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Pebble deletes the files the reclaim left obsolete in the
-	// background, soon after, and tells the store nothing when it has:
-	// the commit is tried again until it goes through, bounded by the
-	// deadline (a poll: there is no event to wait on).
-	deadline := time.Now().Add(30 * time.Second)
+	// background, soon after: the commit is tried again as each goes,
+	// until it goes through.
 	for {
 		var b Batch
 		b.AddIncoming(incoming("peer", id))
@@ -60,9 +66,9 @@ func TestFullStoreReclaimsOverwrites(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, ErrFull) || time.Now().After(deadline) {
+		if !errors.Is(err, ErrFull) {
 			t.Fatalf("after the reclaim: %v (the store holds %d pending records and %d handled)", err, lag, id-lag)
 		}
-		time.Sleep(time.Millisecond)
+		recv(t, deleted, "an obsolete table deleted, the store still full")
 	}
 }
