@@ -63,8 +63,9 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 		// The mutex only when its answer can be no: some request is marked
 		// unanswered (rare: an application that let a request time out),
 		// or the handler holds as many requests, or as many bytes with
-		// this one, as one peer may (only then can a peer be at its
-		// bounds: held and heldBytes are every peer's sums). Requests are
+		// this one, as one peer or all together may (only then can a peer
+		// be at its bounds, or the node at its own: held and heldBytes are
+		// every peer's sums). Requests are
 		// not rare, and every peer's stream readers would queue on it.
 		//
 		// Skipping it cannot deliver a resend twice. A mark is set by the
@@ -81,7 +82,7 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 		// anyway (inboxFull).
 		if env.kind == pb.Kind_KIND_REQUEST &&
 			(h.seen.anyUnanswered() || h.held.Load() >= int64(h.cfg.MaxInboxPerPeer) ||
-				h.heldBytes.Load()+int64(len(env.payload)) > int64(h.cfg.MaxInboxBytesPerPeer)) {
+				h.heldBytes.Load()+int64(len(env.payload)) > int64(min(h.cfg.MaxInboxBytesPerPeer, h.cfg.MaxInboxBytes))) {
 			now := time.Now()
 			h.mu.Lock()
 			left := h.seen.unanswered(d.From, id, now)
@@ -110,15 +111,18 @@ func (h *Handler) heldOrSeen(p peer.ID, id ExchangeID, now time.Time) bool {
 
 // inboxFull reports whether a new request or message of size bytes from p
 // finds the peer at MaxInboxPerPeer or, holding anything, past
-// MaxInboxBytesPerPeer with it; one alone always fits, whatever its size
-// (the node bounds that). A peer's use is what its exchanges keep in
+// MaxInboxBytesPerPeer with it, or every peer's use past MaxInboxBytes with
+// it; one alone always fits, whatever its size (the node bounds that) and
+// whatever the others hold, so that peers filling the node's bound cannot
+// shut out one that holds nothing. A peer's use is what its exchanges keep in
 // memory (hold): each request the application holds unanswered, and each
 // reply awaiting the peer's ack, with their payloads; with a store, also
 // what its inbox holds that no exchange counts (durableState.take): the
 // requests not yet answered and the messages not yet handled, on disk.
 // Without this bound a peer sending fresh requests as fast as they are
 // acked, and reading our replies slowly or never, would grow our memory
-// with its rate.
+// with its rate, and without the node's, as many peers doing that at once
+// would grow it with their number.
 //
 // Without a store, counted from the exchanges the loop has started, so the
 // requests a peer pipelines before the loop takes the first may pass the
@@ -127,7 +131,14 @@ func (h *Handler) heldOrSeen(p peer.ID, id ExchangeID, now time.Time) bool {
 // The caller holds mu.
 func (h *Handler) inboxFull(p peer.ID, size int) bool {
 	u := h.inboxUse(p)
-	return u.n >= h.cfg.MaxInboxPerPeer || (u.n > 0 && u.bytes+size > h.cfg.MaxInboxBytesPerPeer)
+	return u.n >= h.cfg.MaxInboxPerPeer ||
+		u.n > 0 && (u.bytes+size > h.cfg.MaxInboxBytesPerPeer || h.inboxTotal()+size > h.cfg.MaxInboxBytes)
+}
+
+// inboxTotal is every peer's inboxUse in bytes: what MaxInboxBytes bounds
+// as they arrive. The caller holds mu.
+func (h *Handler) inboxTotal() int {
+	return int(h.heldBytes.Load()) + h.dur.inboxBytes
 }
 
 // inboxUse is what p holds against its inbox bounds (inboxFull). The

@@ -1,12 +1,16 @@
 package handler
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
 // Defaults for the zero values of Config.
@@ -26,7 +30,19 @@ const (
 	DefaultResolveTimeout       = 10 * time.Second
 	DefaultMaxInboxPerPeer      = 1024
 	DefaultMaxInboxBytesPerPeer = 64 << 20
+	// DefaultMaxInboxBytes is Config.MaxInboxBytes without a Store, or
+	// with one that does not tell its cap: a quarter of
+	// store.DefaultMaxBytes, as for a store of that cap.
+	DefaultMaxInboxBytes = store.DefaultMaxBytes / 4
 )
+
+// ErrInvalidConfig is the error of New and NewWithConfig for a Config value
+// out of its range; the message names the field.
+var ErrInvalidConfig = errors.New("handler: invalid config")
+
+// capped is a Store that tells its size cap; *store.Store is one
+// (store.Options.MaxBytes). Config.MaxInboxBytes defaults to a share of it.
+type capped interface{ MaxBytes() int64 }
 
 // Config configures a Handler. Only Node.Key and Node.Allowlist are
 // required; every other zero value means the documented default.
@@ -158,6 +174,29 @@ type Config struct {
 	// peer's answered requests (DedupeTTL): past it the oldest lose their
 	// reply, and a resend of one gets none. Default 64 MiB.
 	MaxInboxBytesPerPeer int
+	// MaxInboxBytes bounds the same sums over all peers together, as
+	// MaxInboxBytesPerPeer bounds them for each: what the handler holds for
+	// every peer (the payloads of the requests and messages not yet
+	// handled, and the envelopes of the replies awaiting their peers'
+	// acks), and, with a Store, the replies the store keeps for resends of
+	// every peer's answered requests. Without it, N peers each under their
+	// own bounds could together make the node hold N times them, and once
+	// the store is full the node's own Request and Send, and the ends of
+	// its exchanges, fail with store.ErrFull. Past it a new request or
+	// message is answered "busy", unless its peer holds nothing: one from
+	// such a peer is always taken, so that the peers holding the bound
+	// cannot shut out one that does not (the bound may be passed by one
+	// message per such peer). Past it too the oldest stored replies of
+	// any peer whose exchanges have ended lose their reply, as past
+	// MaxInboxBytesPerPeer. Both are checked as a message arrives and as
+	// a reply is stored: the replies to requests already taken add to the
+	// first sum when they are given. Default, with a Store that tells its
+	// cap (store.Store.MaxBytes): a quarter of it, so that what the peers
+	// make the store hold, both sums together, takes about half of it at
+	// most, leaving the rest to the node's own exchanges, dedupe records
+	// and dead letters; otherwise DefaultMaxInboxBytes (256 MiB). With
+	// such a Store it may be at most half its cap; negative is invalid.
+	MaxInboxBytes int
 
 	// Resolver, if set, finds addresses for a peer that Request or Send was
 	// given no address for and that is not connected. It is asked again
@@ -208,6 +247,12 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ResolveTimeout, DefaultResolveTimeout)
 	setDefault(&c.MaxInboxPerPeer, DefaultMaxInboxPerPeer)
 	setDefault(&c.MaxInboxBytesPerPeer, DefaultMaxInboxBytesPerPeer)
+	if c.MaxInboxBytes == 0 {
+		c.MaxInboxBytes = DefaultMaxInboxBytes
+		if st, ok := c.Store.(capped); ok && st.MaxBytes() > 0 {
+			c.MaxInboxBytes = int(min(st.MaxBytes()/4, math.MaxInt))
+		}
+	}
 	if c.BackoffMax < c.BackoffBase {
 		c.BackoffMax = c.BackoffBase
 	}
@@ -218,6 +263,18 @@ func (c Config) withDefaults() Config {
 		c.Node.Logger = c.Logger.Named("p2p")
 	}
 	return c
+}
+
+// check rejects the values of c that no default stands for.
+func (c Config) check() error {
+	if c.MaxInboxBytes < 0 {
+		return fmt.Errorf("%w: MaxInboxBytes %d is negative (0 is the default)", ErrInvalidConfig, c.MaxInboxBytes)
+	}
+	if st, ok := c.Store.(capped); ok && st.MaxBytes() > 0 && int64(c.MaxInboxBytes) > st.MaxBytes()/2 {
+		return fmt.Errorf("%w: MaxInboxBytes %d is more than half the store's cap of %d bytes: the peers' inbox and the replies kept for them, each bounded by it, could fill the store, and the node's own exchanges would fail full (0 is a quarter of the cap)",
+			ErrInvalidConfig, c.MaxInboxBytes, st.MaxBytes())
+	}
+	return nil
 }
 
 func setDefault[T int | time.Duration](v *T, def T) {

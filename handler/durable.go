@@ -53,15 +53,19 @@ type inKey = pendingKey
 type durableState struct {
 	answered map[inKey]bool // answered requests whose reply is in the store
 	replayed map[inKey]int  // times an answered request's stored reply was read and sent again
-	// replies are each peer's stored replies, oldest first, and
-	// replySize the size of each: bounded per peer (keepReply).
-	replies   map[peer.ID]*storedReplies
-	replySize map[inKey]int
-	unacked   map[inKey]bool // messages delivered, awaiting Ack
+	// replies are each peer's stored replies, oldest first, allReplies
+	// every peer's, and replySize the size of each: bounded per peer and
+	// for all (keepReply).
+	replies    map[peer.ID]*storedReplies
+	allReplies storedReplies
+	replySize  map[inKey]int
+	unacked    map[inKey]bool // messages delivered, awaiting Ack
 	// inbox is what each peer's requests and messages not yet handled
-	// hold, counted and in bytes; counted names each one and its size.
-	inbox   map[peer.ID]inboxUse
-	counted map[inKey]int
+	// hold, counted and in bytes, and inboxBytes every peer's bytes;
+	// counted names each one and its size.
+	inbox      map[peer.ID]inboxUse
+	inboxBytes int
+	counted    map[inKey]int
 	// unconfirmed are our exchanges whose Outcomes await AckOutcome
 	// (Config.AckOutcomes; outcome_ack.go).
 	unconfirmed map[ExchangeID]*awaitingAck
@@ -120,6 +124,7 @@ func (d *durableState) take(k inKey, size int) {
 		return
 	}
 	d.counted[k] = size
+	d.inboxBytes += size
 	u := d.inbox[k.peer]
 	u.n++
 	u.bytes += size
@@ -133,6 +138,7 @@ func (d *durableState) release(k inKey) {
 		return
 	}
 	delete(d.counted, k)
+	d.inboxBytes -= size
 	u := d.inbox[k.peer]
 	u.n--
 	u.bytes -= size
@@ -419,13 +425,21 @@ func (h *Handler) storedReply(p peer.ID, id ExchangeID) []byte {
 	return appendEnvelope(nil, pb.Kind_KIND_REPLY, uint64(id), in.Reply)
 }
 
-// storedReplies are one peer's answered requests whose reply is in the
-// store, oldest first, with the bytes of those replies.
+// storedReplies are answered requests whose reply is in the store, oldest
+// first, with the bytes of those replies: one peer's (durableState.replies),
+// or every peer's (durableState.allReplies).
 type storedReplies struct {
 	q     []inKey // oldest at head; a key no longer in replySize is stale
 	head  int
 	live  int // keys of q[head:] still in replySize
 	bytes int
+}
+
+// add counts k's reply, of size bytes, as the newest.
+func (r *storedReplies) add(k inKey, size int) {
+	r.q = append(r.q, k)
+	r.live++
+	r.bytes += size
 }
 
 // keepReply notes that the reply to answered request k, of size bytes, is
@@ -434,10 +448,12 @@ type storedReplies struct {
 // MaxInboxBytesPerPeer too: without it, a peer sending fresh requests as
 // fast as they are answered would hold DedupePerPeer replies of up to
 // MaxMessageSize on disk, 4 GiB, more than the whole store, and the full
-// store would fail every peer's exchanges. Past the bound its oldest
-// replies whose exchanges have ended are dropped (dropReply); one still
-// on its way to the peer, or parked until it is back, is kept, as is the
-// newest. The caller holds mu.
+// store would fail every peer's exchanges. Every peer's together are
+// bounded by MaxInboxBytes, for as many peers doing that at once. Past a
+// bound the oldest replies whose exchanges have ended are dropped
+// (dropReply): the peer's own past its bound, any peer's past the node's;
+// one still on its way to its peer, or parked until it is back, is kept,
+// as is the newest. The caller holds mu.
 func (h *Handler) keepReply(k inKey, size int) {
 	h.dur.answered[k] = true
 	if _, ok := h.dur.replySize[k]; ok {
@@ -450,29 +466,43 @@ func (h *Handler) keepReply(k inKey, size int) {
 		h.dur.replies[k.peer] = r
 	}
 	h.dur.replySize[k] = size
-	r.q = append(r.q, k)
-	r.live++
-	r.bytes += size
+	r.add(k, size)
+	h.dur.allReplies.add(k, size)
+	h.trimReplies(r, h.cfg.MaxInboxBytesPerPeer, false)
+	h.trimReplies(&h.dur.allReplies, h.cfg.MaxInboxBytes, true)
+}
+
+// trimReplies drops the oldest replies of r whose exchanges have ended
+// until r holds at most limit bytes, or only its newest, or only replies
+// on their way. all says r is allReplies, whose keys are every peer's: the
+// queue of each peer dropped from is compacted then; r's own is compacted
+// once done, and no other is touched meanwhile. The caller holds mu.
+func (h *Handler) trimReplies(r *storedReplies, limit int, all bool) {
 	// Each key is looked at once at most: one whose exchange runs goes to
 	// the back, and is dropped, if need be, once it has ended.
-	for n := len(r.q) - r.head - 1; n > 0 && r.bytes > h.cfg.MaxInboxBytesPerPeer; n-- {
+	for n := len(r.q) - r.head - 1; n > 0 && r.bytes > limit; n-- {
 		old := r.q[r.head]
 		r.q[r.head] = inKey{}
 		r.head++
-		size, ok := h.dur.replySize[old]
 		switch {
-		case !ok:
-			// Stale: forgotten since (unkeepReply).
+		case !h.isKept(old):
+			// Stale: forgotten since (unkeepReply), or dropped.
 		case h.replying(old):
 			r.q = append(r.q, old)
 		default:
-			r.live--
-			r.bytes -= size
-			delete(h.dur.replySize, old)
+			if pr := h.uncount(old); pr != nil && all {
+				h.compactReplies(pr)
+			}
 			h.dropReply(old)
 		}
 	}
 	h.compactReplies(r)
+}
+
+// isKept reports whether the reply of k is counted as stored.
+func (h *Handler) isKept(k inKey) bool {
+	_, ok := h.dur.replySize[k]
+	return ok
 }
 
 // replying reports whether the exchange of answered request k still runs:
@@ -483,14 +513,14 @@ func (h *Handler) replying(k inKey) bool {
 }
 
 // compactReplies drops r's dead head, and its stale keys once they are
-// most of it, so that it holds about its live keys whatever the peer's
+// most of it, so that it holds about its live keys whatever the peers'
 // history: a peer whose replies are small never passes the bound, and
 // its forgotten keys would otherwise pile up for as long as it talks.
 func (h *Handler) compactReplies(r *storedReplies) {
 	if len(r.q)-r.head > 2*r.live+64 {
 		q := r.q[:0] // in place: each key moves down, never up
 		for _, k := range r.q[r.head:] {
-			if _, ok := h.dur.replySize[k]; ok {
+			if h.isKept(k) {
 				q = append(q, k)
 			}
 		}
@@ -522,21 +552,36 @@ func (h *Handler) dropReply(k inKey) {
 	h.metrics.replyDropped()
 }
 
-// unkeepReply stops counting the stored reply of k, forgotten.
-func (h *Handler) unkeepReply(k inKey) {
+// uncount stops counting the stored reply of k, in its peer's and in every
+// peer's, leaving its keys in their queues, stale. It returns its peer's
+// queue, nil when that holds no reply any more (and is gone).
+func (h *Handler) uncount(k inKey) *storedReplies {
 	n, ok := h.dur.replySize[k]
 	if !ok {
-		return
+		return nil
 	}
 	delete(h.dur.replySize, k)
+	h.dur.allReplies.live--
+	h.dur.allReplies.bytes -= n
 	r := h.dur.replies[k.peer]
 	r.live--
 	r.bytes -= n
 	if r.live <= 0 {
 		delete(h.dur.replies, k.peer)
+		return nil
+	}
+	return r
+}
+
+// unkeepReply stops counting the stored reply of k, forgotten.
+func (h *Handler) unkeepReply(k inKey) {
+	if !h.isKept(k) {
 		return
 	}
-	h.compactReplies(r)
+	if r := h.uncount(k); r != nil {
+		h.compactReplies(r)
+	}
+	h.compactReplies(&h.dur.allReplies)
 }
 
 // forget is the seen dedupe's eviction hook: a record no longer needed

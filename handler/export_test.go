@@ -83,3 +83,14 @@ func (h *Handler) InboxUse(p peer.ID) (n, bytes int) {
 
 // HeldBytes is what every peer's exchanges hold in memory (hold).
 func (h *Handler) HeldBytes() int64 { return h.heldBytes.Load() }
+
+// InboxTotal is what every peer holds against MaxInboxBytes: the sum of
+// their InboxUse bytes.
+func (h *Handler) InboxTotal() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.inboxTotal()
+}
+
+// MaxInboxBytes is Config.MaxInboxBytes, its default applied.
+func (h *Handler) MaxInboxBytes() int { return h.cfg.MaxInboxBytes }

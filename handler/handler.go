@@ -119,6 +119,9 @@ func NewWithConfig(cfg Config) (*Handler, error) {
 // build makes a handler and its node, without starting its loop. With a
 // store, it takes over what the store holds (resume).
 func build(cfg Config) (*Handler, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	// Registered before the node starts, so that a registry refusing them
 	// fails New without a node to stop.

@@ -239,6 +239,10 @@ func Open(dir string, opts Options) (*Store, error) {
 // Path returns the store's directory, where pebble keeps its files.
 func (s *Store) Path() string { return s.path }
 
+// MaxBytes returns the store's size cap (Options.MaxBytes, or its default):
+// the handler sizes its bounds on what peers may make it hold from it.
+func (s *Store) MaxBytes() int64 { return s.maxBytes }
+
 // Close waits for every queued batch to be committed and its callback to
 // run, then closes the store: everything committed is already synced, so
 // nothing is flushed. Later calls to Commit fail with ErrClosed, as does a
