@@ -143,13 +143,14 @@ func maxControlRequest(maxMessage int) int {
 // is open (it is until shutdown) and has not failed, and with --dht its
 // routing table has a peer.
 func (r *runner) ready() error {
-	if r.ops.stopping.Load() {
-		return control.ErrStopping
-	}
-	if r.store != nil {
-		if err := r.store.Err(); err != nil {
+	// The store first: a node stopping because it failed says why.
+	if r.life != nil {
+		if err := r.life.Err(); err != nil {
 			return err
 		}
+	}
+	if r.ops.stopping.Load() {
+		return control.ErrStopping
 	}
 	if r.dht != nil && len(r.dht.Peers()) == 0 {
 		return errors.New("dht: the routing table is empty")

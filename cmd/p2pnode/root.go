@@ -20,7 +20,8 @@ type stdio struct {
 // invocations side by side.
 type app struct {
 	stdio
-	log logConfig // --log-level, --log-format
+	log   logConfig // --log-level, --log-format
+	hooks runHooks  // zero but in tests (run_stop.go)
 }
 
 // execute runs one invocation of p2pnode with args (without the program
@@ -28,7 +29,12 @@ type app struct {
 // as "p2pnode: <message>": cobra is told to print neither errors nor usage,
 // because a usage dump buries the one line that says what is wrong.
 func execute(args []string, s stdio) int {
-	a := &app{stdio: s}
+	return executeApp(&app{stdio: s}, args)
+}
+
+// executeApp is execute with a's streams and hooks.
+func executeApp(a *app, args []string) int {
+	s := a.stdio
 	root := newRootCmd(a)
 	root.SetArgs(args)
 	err := root.Execute()

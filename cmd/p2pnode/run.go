@@ -8,7 +8,9 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -76,6 +78,9 @@ API: its status event says "id":0, its reply and exchange events have no
 (bytes that are not go in "data_b64"). A request gets a reply event and an
 exchange event carrying its "id". A request received is printed as a
 request event: answer it with respond, or start run with --auto-reply echo.
+A reply a full store refuses (--max-store-size) gets an error event: a
+respond can be sent again; --auto-reply tries again by itself until the
+reply timeout.
 A request refused at once (a peer not allowlisted, a payload too large)
 gets neither: its error event carries its "id". A bad line gets an error
 event (carrying the line's "id", if it names a valid one) and the node
@@ -212,14 +217,19 @@ type runner struct {
 	seen   *observed // node events the handler shows through Config.Observe
 	// store is the handler's store in dataDir; nil with --ephemeral.
 	store *store.Store
-	// stopErr is why the node stops on its own, with exit status 1 (the
-	// store failed for good); nil for a stop it was asked for.
-	stopErr  error
-	dataDir  string
-	closing  bool            // shutting down: requests are no longer answered
-	bgCtx    context.Context // cancelled at shutdown
-	bgCancel context.CancelFunc
-	bg       sync.WaitGroup // the DHT watcher
+	// life is the store as run watches and closes it (storeLife): set
+	// with store, never changed; nil with --ephemeral.
+	life  storeLife
+	hooks runHooks
+	// stage is how far the stop went (stageRunning...); failReported:
+	// the store's failure was printed (run_stop.go).
+	stage        atomic.Int32
+	failReported atomic.Bool
+	dataDir      string
+	closing      bool            // shutting down: requests are no longer answered
+	bgCtx        context.Context // cancelled at shutdown
+	bgCancel     context.CancelFunc
+	bg           sync.WaitGroup // the DHT watcher
 	// With --membership: the version to start from, where it is saved
 	// (empty with --ephemeral), the service, and its printer's end.
 	memDoc  *membership.Document
@@ -234,6 +244,11 @@ type runner struct {
 	// then not acknowledged; stdoutFailed: the failure was logged.
 	unprintedReplies map[handler.ExchangeID]bool
 	stdoutFailed     bool
+	// waiting are the auto-replies a full store refused, retried by the
+	// loop for up to replyTimeout, the handler's time to answer a
+	// request (auto_reply.go).
+	waiting      waitingReplies
+	replyTimeout time.Duration
 }
 
 // runNode runs a node with cfg until stdin closes or a signal stops it.
@@ -253,7 +268,7 @@ func runNode(a *app, cfg runConfig) error {
 			*p = absPath(*p)
 		}
 	}
-	r := &runner{cfg: cfg, log: log, out: &printer{w: a.out, asJSON: cfg.JSON}, seen: newObserved()}
+	r := &runner{cfg: cfg, log: log, out: &printer{w: a.out, asJSON: cfg.JSON}, seen: newObserved(), hooks: a.hooks}
 	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	defer r.bgCancel()
 	// The membership document's own checks are chooseMembership's.
@@ -266,13 +281,20 @@ func runNode(a *app, cfg runConfig) error {
 	if r.list.Len() == 0 {
 		log.Warn("the allowlist is empty: no peer can connect", zap.String("file", cfg.Allowlist))
 	}
+	// storeOwned: runNode closes the store when it returns.
+	storeOwned := false
 	if !cfg.Ephemeral {
 		if err := r.openStore(pcfg); err != nil {
 			return err
 		}
 		// After the handler has closed: every path that started it closes
-		// it before returning.
-		defer r.closeStore()
+		// it before returning (serve, once the node runs).
+		storeOwned = true
+		defer func() {
+			if storeOwned {
+				r.closeStore()
+			}
+		}()
 	}
 	if cfg.Membership != "" {
 		if err := r.chooseMembership(); err != nil {
@@ -307,9 +329,16 @@ func runNode(a *app, cfg runConfig) error {
 
 	hcfg := cfg.Handler.handlerConfig(pcfg)
 	hcfg.Logger = log
+	r.replyTimeout = hcfg.ReplyTimeout
+	if r.replyTimeout <= 0 {
+		r.replyTimeout = handler.DefaultReplyTimeout
+	}
 	hcfg.Observe = r.seen.observe
 	if r.store != nil {
 		hcfg.Store = r.store
+		if r.hooks.handlerStore != nil {
+			hcfg.Store = r.hooks.handlerStore(r.store)
+		}
 		// An outcome leaves the store once it is printed (handlerEvent):
 		// killed in between, the next run prints it again, redelivered.
 		hcfg.AckOutcomes = true
@@ -384,21 +413,15 @@ func runNode(a *app, cfg runConfig) error {
 		defer in.stop()
 		lines = in.lines
 	}
-	r.loop(lines, sigs)
-	// No new control calls from here, but the socket stays open while the
-	// handler closes: a send waiting for its exchange hears how it ended,
-	// since the exchange may still end within the handler's CloseTimeout.
-	// Only what is still unfinished after that stays in the outbox.
-	r.ops.stopping.Store(true)
-	// From here a second SIGINT or SIGTERM kills the process at once, in
-	// case stopping hangs; SIGHUP stays caught (and ignored) until exit.
-	signal.Reset(syscall.SIGINT, syscall.SIGTERM)
-
-	stopWatch()
-	err = r.shutdown()
-	stopOps()
-	if r.stopErr != nil {
-		return r.stopErr
+	// The loop and the stop on a goroutine of their own: a stop that
+	// waits on a failed store is cut short (awaitStop), and then that
+	// goroutine is left to the process's exit.
+	served := make(chan struct{})
+	go r.serve(lines, sigs, stopWatch, stopOps, served)
+	err, abandoned := r.awaitStop(served)
+	if abandoned {
+		// The store is not closed: it is what the stop waits for.
+		storeOwned = false
 	}
 	return err
 }

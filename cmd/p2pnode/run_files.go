@@ -65,6 +65,10 @@ func (r *runner) openStore(pcfg p2p.Config) error {
 	if r.store, err = openRunStore(r.dataDir, id, r.cfg.MaxStoreSize, r.log); err != nil {
 		return err
 	}
+	r.life = r.store
+	if r.hooks.store != nil {
+		r.life = r.hooks.store(r.store)
+	}
 	last, err := maxStdinTag(r.store)
 	if err != nil {
 		r.closeStore()
@@ -74,12 +78,13 @@ func (r *runner) openStore(pcfg p2p.Config) error {
 	return nil
 }
 
-// closeStore closes the store, once the handler has closed.
+// closeStore closes the store, once the handler has closed. r.life stays:
+// /readyz reads it until the process ends.
 func (r *runner) closeStore() {
 	if r.store == nil {
 		return
 	}
-	if err := r.store.Close(); err != nil {
+	if err := r.life.Close(); err != nil {
 		r.log.Warn("closing the store", zap.Error(err))
 	}
 	r.store = nil

@@ -76,9 +76,7 @@ func (r *runner) handlerEvent(ev handler.Event) {
 	case *handler.Request:
 		r.out.emit(e)
 		if r.cfg.Handler.AutoReply == "echo" && !r.closing {
-			if err := r.h.Response(e.From, e.Exchange, e.Data); err != nil {
-				r.out.emit(p2p.Error{Peer: e.From, Err: fmt.Errorf("auto-reply %s: %w", e.Exchange, err)})
-			}
+			r.autoReply(e)
 		}
 	case *handler.Reply:
 		r.printReply(*e)

@@ -18,9 +18,10 @@ import (
 func (r *runner) loop(lines <-chan stdinLine, sigs <-chan os.Signal) {
 	events, outcomes, prio := r.h.Events(), r.h.Outcomes(), r.h.Priority()
 	var storeFailed <-chan struct{} // nil: ephemeral, never ready
-	if r.store != nil {
-		storeFailed = r.store.Failed()
+	if r.life != nil {
+		storeFailed = r.life.Failed()
 	}
+	defer r.stopWaitingReplies()
 	for {
 		// Node events first: the handler observed them before it produced
 		// whatever is waiting on its own channels (a connection before
@@ -72,14 +73,12 @@ func (r *runner) loop(lines <-chan stdinLine, sigs <-chan os.Signal) {
 			}
 			r.log.Info("signal: stopping", zap.Stringer("signal", s))
 			return
+		case <-r.waiting.due():
+			r.retryReplies()
 		case <-storeFailed:
-			// Every later write would fail, the node would refuse all
-			// work and answer busy, and look alive: it stops instead,
-			// exit status 1, for its supervisor to start it again
-			// (which opens the store again and resumes what is on disk).
-			r.stopErr = fmt.Errorf("%w; stopping: a restart opens it again and resumes what it holds", r.store.Err())
-			r.out.emit(p2p.Error{Err: r.stopErr})
-			r.log.Error("store failed: stopping", zap.Error(r.store.Err()))
+			// Every later write would fail: the node stops, and
+			// awaitStop says why (also when the loop is stuck on a
+			// commit behind the failure, and never gets here).
 			return
 		}
 	}

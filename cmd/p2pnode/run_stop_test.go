@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/store"
+)
+
+// watchedOut is the stdout of a node run in this process: it keeps what
+// was written, and tells waiters when a line holding their text comes.
+// onLine, if set, sees each line as it is written, before the write
+// returns (so before the run loop goes on).
+type watchedOut struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	waiters []lineWaiter
+	onLine  func(string)
+}
+
+type lineWaiter struct {
+	text string
+	ch   chan string
+}
+
+func (w *watchedOut) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b.Write(p)
+	line := string(p)
+	if w.onLine != nil {
+		w.onLine(line)
+	}
+	kept := w.waiters[:0]
+	for _, lw := range w.waiters {
+		if strings.Contains(line, lw.text) {
+			lw.ch <- line
+			continue
+		}
+		kept = append(kept, lw)
+	}
+	w.waiters = kept
+	return len(p), nil
+}
+
+// await returns the first line, written before or after the call, that
+// holds text.
+func (w *watchedOut) await(t *testing.T, text string, code <-chan int, errOut *lockedBuf) string {
+	t.Helper()
+	ch := make(chan string, 1)
+	w.mu.Lock()
+	for _, l := range strings.SplitAfter(w.b.String(), "\n") {
+		if strings.Contains(l, text) {
+			w.mu.Unlock()
+			return l
+		}
+	}
+	w.waiters = append(w.waiters, lineWaiter{text, ch})
+	w.mu.Unlock()
+	select {
+	case l := <-ch:
+		return l
+	case c := <-code:
+		t.Fatalf("the node exited %d before printing %q; stdout:\n%s\nstderr:\n%s", c, text, w.String(), errOut.String())
+	case <-time.After(waitTimeout):
+		t.Fatalf("no line with %q within %s; stdout:\n%s\nstderr:\n%s", text, waitTimeout, w.String(), errOut.String())
+	}
+	return ""
+}
+
+func (w *watchedOut) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// stalledStore stands for a store that failed while a commit is stalled
+// behind pebble's failed flush: Err and Failed say it failed once fail is
+// called, and Close waits for release (there is room again) before it
+// closes the store itself.
+type stalledStore struct {
+	s        *store.Store
+	failed   chan struct{}
+	released chan struct{}
+	closed   chan struct{} // closed once Close returned
+	fail     func()
+	release  func()
+}
+
+func newStalledStore(s *store.Store) *stalledStore {
+	st := &stalledStore{s: s, failed: make(chan struct{}), released: make(chan struct{}), closed: make(chan struct{})}
+	var failOnce, releaseOnce sync.Once
+	st.fail = func() { failOnce.Do(func() { close(st.failed) }) }
+	st.release = func() { releaseOnce.Do(func() { close(st.released) }) }
+	return st
+}
+
+func (st *stalledStore) Err() error {
+	select {
+	case <-st.failed:
+		return fmt.Errorf("%w: %s: test: flush failed: no space left on device", store.ErrFailed, st.s.Path())
+	default:
+		return nil
+	}
+}
+
+func (st *stalledStore) Failed() <-chan struct{} { return st.failed }
+
+func (st *stalledStore) Close() error {
+	defer close(st.closed)
+	<-st.released
+	return st.s.Close()
+}
+
+// runInProcess starts "p2pnode run" with args in this process, with hooks,
+// and waits for its listening event. It returns the node's stdout, stderr
+// and exit status channel, and the stdin writer (closed at cleanup).
+func runInProcess(t *testing.T, hooks runHooks, out *watchedOut, args ...string) (errOut *lockedBuf, code chan int, stdin io.WriteCloser) {
+	t.Helper()
+	errOut = new(lockedBuf)
+	inR, inW := io.Pipe()
+	t.Cleanup(func() { inW.Close() })
+	code = make(chan int, 1)
+	a := &app{stdio: stdio{in: inR, out: out, err: errOut}, hooks: hooks}
+	go func() { code <- executeApp(a, args) }()
+	out.await(t, `"event":"listening"`, code, errOut)
+	return errOut, code, inW
+}
+
+// The stalled store's Close waits for the test: released at cleanup, and
+// then the store is closed before the test's directory is removed.
+func stallAtCleanup(t *testing.T, st **stalledStore) {
+	t.Cleanup(func() {
+		if *st == nil {
+			return
+		}
+		(*st).release()
+		select {
+		case <-(*st).closed:
+		case <-time.After(waitTimeout):
+			t.Errorf("the store was not closed after its release")
+		}
+	})
+}
+
+// A store that failed for good stops the node with exit status 1; the stop
+// waited without bound for a store whose commit is stalled behind pebble's
+// failed flush (its Close returns only once the disk has room), until a
+// supervisor's stop timeout killed the process. The stop is bounded now,
+// and the node says it exits with the store not closed.
+func TestStoreFailureStopIsBounded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, _ := newKey(t, dir, "a.key")
+	_, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idB)
+	var st *stalledStore
+	stallAtCleanup(t, &st)
+	hooks := runHooks{
+		store:      func(s *store.Store) storeLife { st = newStalledStore(s); return st },
+		failedStop: 2 * time.Second,
+	}
+	out := new(watchedOut)
+	errOut, code, _ := runInProcess(t, hooks, out, "run", "--json", "--key", key, "--allowlist", list,
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir", filepath.Join(dir, "a"))
+
+	st.fail()
+	out.await(t, "a restart opens it again", code, errOut)
+	select {
+	case c := <-code:
+		if c != 1 {
+			t.Fatalf("exit status %d, want 1; stderr:\n%s", c, errOut.String())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("the node did not exit within %s of its store's failure while the store's Close waited; stderr:\n%s",
+			waitTimeout, errOut.String())
+	}
+	l := out.await(t, "not closed", code, errOut)
+	if !strings.Contains(l, `"event":"error"`) || !strings.Contains(l, "the store not closed") {
+		t.Errorf("the event of the stop cut short does not say the store was left unclosed: %s", l)
+	}
+	if e := errOut.String(); !strings.Contains(e, "p2pnode: store: failed") || !strings.Contains(e, "not closed") {
+		t.Errorf("stderr does not end with the store's failure and what was not closed:\n%s", e)
+	}
+	if strings.Contains(errOut.String(), "store closed") {
+		t.Errorf("the log says the store closed, which it did not:\n%s", errOut.String())
+	}
+}
+
+// /readyz says why a node whose store failed is not ready: "not ready:
+// store: failed: ...", from the failure until the process exits (not "node
+// stopping", which hides the cause).
+func TestReadyzSaysStoreFailed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, _ := newKey(t, dir, "a.key")
+	_, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idB)
+	var st *stalledStore
+	stallAtCleanup(t, &st)
+	// A stop as long as the test needs: the store's Close waits for the
+	// test, which reads /readyz meanwhile.
+	hooks := runHooks{
+		store:      func(s *store.Store) storeLife { st = newStalledStore(s); return st },
+		failedStop: time.Hour,
+	}
+	out := new(watchedOut)
+	errOut, code, _ := runInProcess(t, hooks, out, "run", "--json", "--key", key, "--allowlist", list,
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir", filepath.Join(dir, "a"), "--metrics-addr", "127.0.0.1:0")
+	l := out.await(t, `"event":"listening"`, code, errOut)
+	var ev struct{ Metrics string }
+	if err := json.Unmarshal([]byte(l), &ev); err != nil || ev.Metrics == "" {
+		t.Fatalf("listening event without metrics address (%v): %s", err, l)
+	}
+	readyz := func() (int, string) {
+		t.Helper()
+		c := http.Client{Timeout: waitTimeout}
+		res, err := c.Get("http://" + ev.Metrics + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if c, body := readyz(); c != http.StatusOK {
+		t.Fatalf("/readyz before the failure: %d %q", c, body)
+	}
+
+	st.fail()
+	out.await(t, "a restart opens it again", code, errOut)
+	c, body := readyz()
+	if c != http.StatusServiceUnavailable || !strings.HasPrefix(body, "not ready: store: failed") {
+		t.Errorf("/readyz after the store failed: %d %q, want 503 \"not ready: store: failed: ...\"", c, body)
+	}
+	st.release()
+	select {
+	case c := <-code:
+		if c != 1 {
+			t.Fatalf("exit status %d, want 1; stderr:\n%s", c, errOut.String())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("the node did not exit once its store closed; stderr:\n%s", errOut.String())
+	}
+	if strings.Contains(out.String(), "not closed") {
+		t.Errorf("a stop that closed the store says it did not:\n%s", out.String())
+	}
+}
+
+// fullStore refuses, while full is set, every commit that adds data, as a
+// store past its cap does (store.ErrFull); the rest goes to the store.
+type fullStore struct {
+	handler.Store
+	full    atomic.Bool
+	refused atomic.Int32
+}
+
+func (f *fullStore) Commit(b *store.Batch) error {
+	if f.full.Load() && b.Adds() {
+		f.refused.Add(1)
+		return fmt.Errorf("%w: test: N bytes in use, limit M", store.ErrFull)
+	}
+	return f.Store.Commit(b)
+}
+
+// --auto-reply echo answers a request the store refused the reply of for
+// want of room once there is room again: it gave up at once, with an
+// error event, and the requester's exchange failed at its reply timeout.
+func TestAutoReplyWaitsForRoom(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyB, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA, idB)
+	portB := tu.LoopbackPort(t)
+	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", portB)
+
+	fs := new(fullStore)
+	hooks := runHooks{handlerStore: func(s handler.Store) handler.Store { fs.Store = s; return fs }}
+	// The store fills as the request is printed: the loop then answers
+	// it, and the store refuses the reply.
+	out := &watchedOut{onLine: func(l string) {
+		if strings.Contains(l, `"event":"request"`) {
+			fs.full.Store(true)
+		}
+	}}
+	errOut, code, stdinB := runInProcess(t, hooks, out, "run", "--json", "--key", keyB, "--allowlist", list,
+		"--listen", listen, "--data-dir", filepath.Join(dir, "b"), "--auto-reply", "echo")
+
+	a, _ := startNode(t, "a", dir, keyA, list, "--ephemeral")
+	a.send(map[string]any{"cmd": "request", "addr": listen + "/p2p/" + idB, "data": "ping", "id": 1})
+	l := out.await(t, "store: full", code, errOut)
+	if !strings.Contains(l, `"event":"error"`) || !strings.Contains(l, "the reply waits for room") {
+		t.Errorf("the event of the reply refused does not say it waits for room: %s", l)
+	}
+	if fs.refused.Load() == 0 {
+		t.Fatal("the store refused nothing")
+	}
+	fs.full.Store(false)
+	a.expect("the reply once B's store had room", match("reply", "from", idB, "id", 1, "data", "ping"))
+	a.expect("the exchange's success", match("exchange", "id", 1, "ok", true))
+	stopAll(t, a)
+	stdinB.Close()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("b exited %d: %s", c, errOut.String())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("b did not stop")
+	}
+	if strings.Contains(out.String(), "not answered") {
+		t.Errorf("b gave the reply up:\n%s", out.String())
+	}
+}
