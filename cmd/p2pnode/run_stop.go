@@ -24,9 +24,11 @@ import (
 )
 
 // failedStopTimeout bounds the stop of a node whose store failed, from the
-// failure to the exit: the handler's CloseTimeout, which exchanges in
-// flight get to end as in every stop, and as long again for the rest
-// (closing the store).
+// failure to giving the stop up (runNode then closes the control socket
+// and the metrics server, each bounded, and returns): the handler's
+// CloseTimeout, which exchanges in flight get to end as in every stop, and
+// as long again for the rest (closing the store). docs/operations.md says
+// 10 seconds.
 const failedStopTimeout = 2 * handler.DefaultCloseTimeout
 
 // storeLife is what run watches of its store, and how it closes it:
