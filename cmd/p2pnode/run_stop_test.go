@@ -327,3 +327,85 @@ func TestAutoReplyWaitsForRoom(t *testing.T) {
 		t.Errorf("b gave the reply up:\n%s", out.String())
 	}
 }
+
+// stallingStore stalls, once stall is set, every commit the handler makes
+// until release, as pebble does behind a flush that failed for want of
+// room; the stalled commits then fail. entered has a token once one
+// stalls.
+type stallingStore struct {
+	handler.Store
+	stall    atomic.Bool
+	entered  chan struct{}
+	released chan struct{}
+	release  func()
+}
+
+func newStallingStore() *stallingStore {
+	s := &stallingStore{entered: make(chan struct{}, 1), released: make(chan struct{})}
+	var once sync.Once
+	s.release = func() { once.Do(func() { close(s.released) }) }
+	return s
+}
+
+func (s *stallingStore) Commit(b *store.Batch) error {
+	if !s.stall.Load() {
+		return s.Store.Commit(b)
+	}
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.released
+	return fmt.Errorf("%w: test: stalled, then failed", store.ErrFailed)
+}
+
+// The run loop itself may be the one waiting on the stalled commit (here a
+// stdin request's): it never sees the failure, and the stop never began.
+// The failure is printed all the same, and the process exits 1 on time,
+// saying that the node and the store are left unclosed.
+func TestStoreFailureStopIsBoundedWithTheLoopStuck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, _ := newKey(t, dir, "a.key")
+	_, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idB)
+	var st *stalledStore
+	stallAtCleanup(t, &st)
+	hs := newStallingStore()
+	t.Cleanup(hs.release) // before the store's release: the loop goes on, the stop ends
+	hooks := runHooks{
+		store:        func(s *store.Store) storeLife { st = newStalledStore(s); return st },
+		handlerStore: func(s handler.Store) handler.Store { hs.Store = s; return hs },
+		failedStop:   2 * time.Second,
+	}
+	out := new(watchedOut)
+	errOut, code, stdin := runInProcess(t, hooks, out, "run", "--json", "--key", key, "--allowlist", list,
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir", filepath.Join(dir, "a"))
+
+	hs.stall.Store(true)
+	down := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", tu.LoopbackPort(t), idB)
+	if _, err := fmt.Fprintf(stdin, `{"cmd":"request","addr":%q,"data":"x","id":1}`+"\n", down); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hs.entered:
+	case <-time.After(waitTimeout):
+		t.Fatalf("the request's commit never came; stderr:\n%s", errOut.String())
+	}
+	st.fail()
+	out.await(t, "a restart opens it again", code, errOut)
+	select {
+	case c := <-code:
+		if c != 1 {
+			t.Fatalf("exit status %d, want 1; stderr:\n%s", c, errOut.String())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("the node did not exit within %s of its store's failure while its loop waited on a commit; stderr:\n%s",
+			waitTimeout, errOut.String())
+	}
+	l := out.await(t, "not closed", code, errOut)
+	if !strings.Contains(l, "exiting with the node") || !strings.Contains(l, "and the store not closed") {
+		t.Errorf("the event of the stop cut short does not say the node and the store were left unclosed: %s", l)
+	}
+}
