@@ -117,6 +117,7 @@ func (r *runner) retryReplies() {
 		p := w.q[0]
 		e := p.req
 		if now.After(p.deadline) {
+			w.q[0] = waitingReply{}
 			w.q = w.q[1:]
 			r.out.emit(p2p.Error{Peer: e.From, Err: fmt.Errorf("auto-reply %s: the store had no room for the reply within the reply timeout (%s): not answered",
 				e.Exchange, r.replyTimeout)})
