@@ -71,6 +71,12 @@ type DHT struct {
 	// bootErr is why the latest try to join through a bootstrap peer
 	// failed (BootstrapError).
 	bootErr atomic.Pointer[BootstrapError]
+	// bootTried is signalled when bootErr is set: a change to wait on
+	// (the tests).
+	bootTried chan struct{}
+	// refused is the latest refusal before the handshake met by a dial
+	// of the DHT (refused.go).
+	refused atomic.Pointer[refusedAt]
 	// formatWarned holds the peers whose record of the other format was
 	// logged (allowlisted peers only: the validator checks first).
 	formatWarned sync.Map
@@ -115,6 +121,7 @@ func New(node *p2p.Node, cfg Config) (*DHT, error) {
 		host:        h,
 		ready:       make(chan struct{}),
 		addrChanged: make(chan struct{}, 1),
+		bootTried:   make(chan struct{}, 1),
 		cache:       newResolveCache(),
 		pub:         publisher{turn: make(chan struct{}, 1)},
 		stopWatchAL: func() {},
@@ -136,7 +143,9 @@ func New(node *p2p.Node, cfg Config) (*DHT, error) {
 		return nil, fmt.Errorf("dht: subscribe to host events: %w", err)
 	}
 
-	d.kad, err = kad.New(h,
+	// kad-dht dials through dialHost: a refusal before the handshake
+	// reads as the p2p node's dials report it (refused.go).
+	d.kad, err = kad.New(dialHost{Host: h, d: d},
 		kad.Mode(kad.ModeServer),
 		kad.ProtocolPrefix(ProtocolPrefix),
 		// Setting Validator replaces the default /pk and /ipns validators:
@@ -320,6 +329,7 @@ func (d *DHT) connectBootstrap() {
 	boot := d.bootstrapPeers()
 	if len(boot) == 0 {
 		d.bootErr.Store(&BootstrapError{Err: errNoBootstrapAdmitted})
+		signal(d.bootTried)
 	}
 	for _, ai := range boot {
 		if d.kad.RoutingTable().Size() > 0 {
@@ -327,8 +337,13 @@ func (d *DHT) connectBootstrap() {
 		}
 		ctx, cancel := context.WithTimeout(d.ctx, bootstrapDialTimeout)
 		had := d.host.Network().Connectedness(ai.ID) != network.NotConnected
+		if !had {
+			d.clearBackoff(ai.ID)
+		}
 		err := d.host.Connect(ctx, ai)
-		if err == nil {
+		if err != nil {
+			err = d.dialFailed(ctx, ai.ID, err)
+		} else {
 			err = d.kad.Ping(ctx, ai.ID)
 			if err != nil && !had && d.host.Network().Connectedness(ai.ID) == network.NotConnected {
 				// Dialed, then closed before it answered: how a peer whose
@@ -349,6 +364,7 @@ func (d *DHT) connectBootstrap() {
 		}
 		if err != nil {
 			d.bootErr.Store(&BootstrapError{Peer: ai.ID, Err: err})
+			signal(d.bootTried)
 			d.log.Debug("bootstrap peer unreachable", zap.Stringer("peer", ai.ID), zap.Error(err))
 		}
 	}

@@ -17,7 +17,11 @@ import (
 //
 // Errors: ErrNotAllowlisted (p is not on the allowlist; nothing is asked),
 // ErrNotReady (the routing table is empty), ErrNotFound (no valid record),
-// ErrExpired, ErrClosed, or the context's error.
+// ErrExpired, ErrClosed, or the context's error. A lookup that failed, or
+// found the routing table empty, says which peer refused this node's
+// connection before the handshake, if one it asked did, or else the latest
+// one that did (a peer reached since does not count): its error also
+// matches p2p.ErrClosedAtHandshake then.
 func (d *DHT) Find(ctx context.Context, p peer.ID) (Record, error) {
 	if d.ctx.Err() != nil {
 		return Record{}, ErrClosed
@@ -27,10 +31,11 @@ func (d *DHT) Find(ctx context.Context, p peer.ID) (Record, error) {
 		return Record{}, fmt.Errorf("%w: %s", ErrNotAllowlisted, p)
 	}
 	if !self && d.kad.RoutingTable().Size() == 0 {
-		return Record{}, fmt.Errorf("%w: cannot look %s up", ErrNotReady, p)
+		return Record{}, d.explain(nil, fmt.Errorf("%w: cannot look %s up", ErrNotReady, p))
 	}
 	key := RecordKey(p)
-	val, err := d.kad.GetValue(ctx, key)
+	qctx, refused := withRefusals(ctx)
+	val, err := d.kad.GetValue(qctx, key)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
@@ -38,9 +43,9 @@ func (d *DHT) Find(ctx context.Context, p peer.ID) (Record, error) {
 	case d.ctx.Err() != nil:
 		return Record{}, ErrClosed
 	case errors.Is(err, routing.ErrNotFound):
-		return Record{}, fmt.Errorf("%w: no record of %s", ErrNotFound, p)
+		return Record{}, d.explain(refused, fmt.Errorf("%w: no record of %s", ErrNotFound, p))
 	default:
-		return Record{}, fmt.Errorf("dht: find %s: %w", p, err)
+		return Record{}, d.explain(refused, fmt.Errorf("dht: find %s: %w", p, err))
 	}
 	// kad-dht validated the record as it arrived; verifying it again here
 	// makes Find's guarantee independent of that.

@@ -59,7 +59,10 @@ func (p *publisher) notify() {
 // push a change at once. Publications run one at a time, so that their Seqs
 // reach the DHT in order: Publish first waits for one under way, for as
 // long as ctx allows. It fails with ErrNotReady while the routing table is
-// empty (the record is then stored locally only).
+// empty (the record is then stored locally only). A failed publication
+// names a peer that refused this node's connection before the handshake as
+// Find does (p2p.ErrClosedAtHandshake); one that did not fail logs a
+// warning naming the peer it met so, which did not get the record.
 func (d *DHT) Publish(ctx context.Context) (Record, error) {
 	if d.ctx.Err() != nil {
 		return Record{}, ErrClosed
@@ -88,11 +91,18 @@ func (d *DHT) Publish(ctx context.Context) (Record, error) {
 	}
 	d.pub.seq = seq
 	empty := d.kad.RoutingTable().Size() == 0
-	if err := d.kad.PutValue(ctx, RecordKey(r.Peer), data); err != nil {
+	qctx, refused := withRefusals(ctx)
+	if err := d.kad.PutValue(qctx, RecordKey(r.Peer), data); err != nil {
 		if empty {
 			err = fmt.Errorf("%w: %w", ErrNotReady, err)
 		}
-		return Record{}, fmt.Errorf("dht: publish: %w", err)
+		return Record{}, d.explain(refused, fmt.Errorf("dht: publish: %w", err))
+	}
+	if ref := refused.refusal(); ref != nil {
+		// kad-dht stores the record on the peers it reached and fails
+		// only if it found none to ask: those that refused this node
+		// did not get it, perhaps none did.
+		d.log.Warn("record published, but not on the peers that refused this node", zap.Uint64("seq", r.Seq), zap.Error(ref))
 	}
 	d.pub.last.Store(&r)
 	d.pub.notify()

@@ -109,9 +109,10 @@ func (d *DHT) resolve(c *resolveCall, p peer.ID) {
 // findPeer is the fallback for a peer without a record: kad-dht's FindPeer,
 // which only succeeds if it could connect to p (and the gater admitted it).
 func (d *DHT) findPeer(ctx context.Context, p peer.ID) ([]ma.Multiaddr, error) {
-	ai, err := d.kad.FindPeer(ctx, p)
+	qctx, refused := withRefusals(ctx)
+	ai, err := d.kad.FindPeer(qctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s has no record, and FindPeer failed: %w", ErrNotFound, p, err)
+		return nil, d.explain(refused, fmt.Errorf("%w: %s has no record, and FindPeer failed: %w", ErrNotFound, p, err))
 	}
 	var addrs []ma.Multiaddr
 	for _, a := range ai.Addrs {

@@ -67,6 +67,18 @@ func closedBeforeHandshake(err error) (error, bool) {
 	return nil, false
 }
 
+// DialError returns err, the error of a dial of p that another user of the
+// node's host made (the DHT's, through go-libp2p's Connect or NewStream),
+// as the node's own dials report it: a refusal before the handshake as a
+// *ClosedAtHandshakeError with Before, anything else as it is. A dial cut
+// short by its context is not a refusal: the caller rules that out first.
+func (n *Node) DialError(p peer.ID, err error) error {
+	if te, ok := closedBeforeHandshake(err); ok {
+		return &ClosedAtHandshakeError{Self: n.ID(), Peer: p, Err: te, Before: true}
+	}
+	return err
+}
+
 // Is makes errors.Is(err, ErrClosedAtHandshake) true.
 func (e *ClosedAtHandshakeError) Is(target error) bool { return target == ErrClosedAtHandshake }
 

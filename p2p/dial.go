@@ -56,8 +56,10 @@ func (n *Node) dialPeer(ctx context.Context, p peer.ID) (network.Conn, error) {
 		began := time.Now()
 		c, err := n.host.Network().DialPeer(ctx, p)
 		if err != nil {
-			if te, ok := closedBeforeHandshake(err); ok && ctx.Err() == nil {
-				return nil, &ClosedAtHandshakeError{Self: n.ID(), Peer: p, Err: te, Before: true}
+			if ctx.Err() == nil {
+				if err := n.DialError(p, err); errors.Is(err, ErrClosedAtHandshake) {
+					return nil, err
+				}
 			}
 			return nil, fmt.Errorf("failed to dial: %w", err)
 		}

@@ -153,6 +153,12 @@ func (r *runner) ready() error {
 		return control.ErrStopping
 	}
 	if r.dht != nil && len(r.dht.Peers()) == 0 {
+		// Why the node could not join (a bootstrap peer down, or refusing
+		// this node: its allowlist, the IP binding): what the operator
+		// can act on.
+		if why := r.dht.BootstrapError(); why != nil {
+			return fmt.Errorf("dht: the routing table is empty; the last bootstrap try: %w", why)
+		}
 		return errors.New("dht: the routing table is empty")
 	}
 	return nil

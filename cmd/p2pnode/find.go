@@ -141,6 +141,12 @@ func runFind(a *app, cfg runConfig, p peer.ID, timeout time.Duration) error {
 		// Resolve falls back on FindPeer.
 		addrs, rerr := d.Resolve(ctx, p)
 		if rerr != nil {
+			if errors.Is(err, p2p.ErrClosedAtHandshake) && !errors.Is(rerr, p2p.ErrClosedAtHandshake) {
+				// A peer asked refused this node (by its IP, before the
+				// handshake), and left the routing table for it: the
+				// fallback only finds the table empty.
+				return fmt.Errorf("find %s: %w", p, err)
+			}
 			return fmt.Errorf("find %s: not found in the DHT: %v", p, rerr)
 		}
 		res.Source, res.Addrs = "findpeer", p2pAddrs(addrs, p)
