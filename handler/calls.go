@@ -115,7 +115,9 @@ func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk 
 // Response answers the request exchange from p with msg. It fails with
 // ErrUnknownExchange when no such request awaits an answer (it may have
 // timed out), ErrClosed when Close ended it unanswered (with a store it is
-// delivered again at the next start), and ErrAlreadyResponded on a second
+// delivered again at the next start; so too when the store failed to
+// record the reply as Close ended the request, wrapping ErrNotDurable as
+// well), and ErrAlreadyResponded on a second
 // call, also after the first answer's exchange has ended (for the last
 // 4096 answered). The exchange's
 // Outcome reports whether p acknowledged the reply; a reply that crosses
@@ -130,18 +132,45 @@ func (h *Handler) Response(p peer.ID, exchange ExchangeID, msg []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := h.pending.claim(p, exchange); err != nil {
+	if err := h.pending.claim(p, exchange, h.durable()); err != nil {
 		return err
 	}
 	if h.durable() {
 		// On disk before it leaves: a resent request gets this reply
 		// again, and a restart does not deliver the request again.
-		if err := h.storeReply(p, exchange, msg); err != nil {
-			h.pending.unclaim(p, exchange)
+		err := h.recorded(p, exchange, h.storeReply(p, exchange, msg))
+		h.pending.doneRecording()
+		if err != nil {
 			return err
 		}
 	}
 	return h.apply(true, func() { h.respond(p, exchange, wire) })
+}
+
+// recorded acts on the store's answer about the reply to request id from
+// p (err: not recorded), and returns Response's error. A request still
+// pending is answered now, or, not recorded, is the application's to
+// answer again. One that Close ended meanwhile had its end held for this
+// answer (end): the reply on disk, the request was answered and ends
+// "closed" as Close left it (a resend gets the stored reply); not on
+// disk, it was not answered: suspended like a request left unanswered,
+// with no Outcome in this life, it is delivered again at the next start.
+// Ending it "closed" regardless gave it a second end there.
+func (h *Handler) recorded(p peer.ID, id ExchangeID, err error) error {
+	o, held := h.pending.recorded(p, id, err)
+	switch {
+	case !held:
+		return err
+	case err != nil:
+		return fmt.Errorf("%w: %s from %s: its reply was not recorded, and Close ended the request meanwhile: "+
+			"it is delivered again at the next start: %w", ErrClosed, id, p, err)
+	}
+	// end filled o in under mu, before the store answered.
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.metrics.ended(o.Kind, o.Role, o.Reason, o.Duration)
+	h.outcomes.Push(o, false)
+	return nil
 }
 
 func (h *Handler) encode(k pb.Kind, id ExchangeID, msg []byte) ([]byte, error) {

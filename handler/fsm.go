@@ -262,8 +262,9 @@ func (h *Handler) onReply(from peer.ID, id ExchangeID, data []byte) {
 // resumes at the next start, and a request our application has not
 // answered stays pending there and is delivered again; either gets its one
 // Outcome in that life. claimed: Response had claimed the request when its
-// exchange ended (pending.remove), so the answer may be on disk already,
-// and the request is not delivered again.
+// exchange ended (pending.remove), and its answer is on disk (or its end
+// is held until the store says whether it is), so the request is not
+// delivered again.
 func (h *Handler) suspends(ex *exchange, reason Reason, claimed bool) bool {
 	if !h.durable() || reason != ReasonClosed {
 		return false
@@ -283,7 +284,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	}
 	h.stopTimer(ex)
 	ps := ex.p
-	claimed := false
+	claimed, held := false, false
 	if ex.role == Dialer {
 		delete(ps.outbound, ex.id)
 		if stage != StateQueued {
@@ -297,7 +298,14 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 		delete(ps.inbound, ex.id)
 		h.held.Add(-1)
 		h.unhold(ex)
-		claimed = h.pending.remove(ps.id, ex.id)
+		var hold *Outcome
+		if h.durable() && reason == ReasonClosed && ex.kind == KindRequest && !ex.replay {
+			// A request whose reply Response is recording is answered
+			// only if the store records it: its end waits for that
+			// (Handler.recorded).
+			hold = &ex.outcome
+		}
+		claimed, held = h.pending.remove(ps.id, ex.id, hold)
 		h.active--
 	}
 	suspended := h.suspends(ex, reason, claimed)
@@ -313,11 +321,11 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	// made it negative.
 	dur := max(time.Since(ex.start), 0)
 	h.noteEnded(ps.id)
-	if !suspended && !ex.replay {
+	if !suspended && !ex.replay && !held {
 		// A suspended exchange is counted when it ends, in the life that
 		// resumes it: counted closed here too, it would be counted twice,
 		// once as a failure it never had. A replay was counted with the
-		// request's exchange.
+		// request's exchange, and a held end is counted if it is one.
 		h.metrics.ended(ex.kind, ex.role, reason, dur)
 	}
 	var r *Reply
@@ -359,6 +367,9 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	case suspended:
 		// Pending in the store: its one Outcome comes in the life that
 		// delivers it again.
+	case held:
+		// Its Outcome, or its suspension, waits for the store's answer
+		// about its reply (Handler.recorded).
 	case ex.replay:
 		// The request's exchange gave its one Outcome when it ended; a
 		// stored reply served again is no new end of it.

@@ -215,6 +215,9 @@ func (h *Handler) teardown() {
 		h.handOut()
 		h.mu.Unlock()
 	}
+	// A request whose end waits for the store's answer about its reply
+	// (Handler.recorded) may still owe its Outcome.
+	h.pending.waitRecordings()
 	h.events.Close()
 	h.outcomes.Close()
 	h.prio.Close()

@@ -16,7 +16,7 @@ import (
 // the application may still answer.
 type pending struct {
 	mu sync.Mutex
-	m  map[pendingKey]bool // true once claimed by Response
+	m  map[pendingKey]claimState
 	// answered remembers the last answeredCap exchanges that ended after
 	// Response claimed them, so that a second Response still says
 	// "already responded" once the first answer's exchange has ended,
@@ -28,7 +28,28 @@ type pending struct {
 	// Response racing it says ErrClosed rather than "unknown exchange".
 	// It only grows while the handler closes, by the requests it held.
 	closed map[pendingKey]bool // true: with a store, delivered again at the next start
+	// held holds the requests that Close ended while Response was
+	// recording their reply (recording): their one end waits for the
+	// store's answer (recorded). Each is its exchange's Outcome, which end
+	// fills in under the handler's mu.
+	held map[pendingKey]*Outcome
+	// recordings counts the Responses between claim and doneRecording;
+	// idle is signalled when it drops to 0 (waitRecordings).
+	recordings int
+	idle       *sync.Cond
 }
+
+// claimState is how far Response has gone with a pending request.
+type claimState uint8
+
+const (
+	unclaimed claimState = iota
+	// recording: claimed by Response, which is recording the reply in
+	// the store before it sends it. Whether it is answered depends on the
+	// store's answer: an end meanwhile by Close waits for it (held).
+	recording
+	claimed
+)
 
 // answeredCap bounds pending.answered: a second Response comes moments
 // after the first, and 4096 keys are about 250 KiB.
@@ -43,24 +64,95 @@ func (s *pending) add(p peer.ID, id ExchangeID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = make(map[pendingKey]bool)
+		s.m = make(map[pendingKey]claimState)
 	}
-	s.m[pendingKey{p, id}] = false
+	s.m[pendingKey{p, id}] = unclaimed
 }
 
 // remove ends the request's wait for an answer and reports whether
 // Response had claimed it: from here a Response fails, so an unclaimed
-// request is never answered in this life.
-func (s *pending) remove(p peer.ID, id ExchangeID) (claimed bool) {
+// request is never answered in this life. hold, when not nil, is the
+// Outcome of an end that depends on whether the reply is on disk (Close,
+// with a store): if Response is still recording the reply, that end is
+// held until the store answers (recorded), and remove reports it held.
+func (s *pending) remove(p peer.ID, id ExchangeID, hold *Outcome) (wasClaimed, held bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := pendingKey{p, id}
-	claimed = s.m[k]
-	if claimed {
-		s.rememberAnswered(k)
-	}
+	st := s.m[k]
 	delete(s.m, k)
-	return claimed
+	switch {
+	case st == recording && hold != nil:
+		if s.held == nil {
+			s.held = make(map[pendingKey]*Outcome)
+		}
+		s.held[k] = hold
+		return true, true
+	case st != unclaimed:
+		s.rememberAnswered(k)
+		return true, false
+	}
+	return false, false
+}
+
+// recorded tells the store's answer about the reply Response was
+// recording (err: not recorded). A request still pending is claimed for
+// good, or, not recorded, given back to the application. For a request
+// whose end was held (remove), it returns that end's Outcome: the reply
+// on disk, the request was answered, and the Outcome is due; not on disk,
+// it was not: it stays pending in the store, and the next start delivers
+// it again (a later Response says so).
+func (s *pending) recorded(p peer.ID, id ExchangeID, err error) (o *Outcome, held bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := pendingKey{p, id}
+	if st, ok := s.m[k]; ok {
+		if st == recording {
+			s.m[k] = claimed
+			if err != nil {
+				s.m[k] = unclaimed
+			}
+		}
+		return nil, false
+	}
+	if o, held = s.held[k]; !held {
+		return nil, false
+	}
+	delete(s.held, k)
+	if err == nil {
+		s.rememberAnswered(k)
+	} else {
+		if s.closed == nil {
+			s.closed = make(map[pendingKey]bool)
+		}
+		s.closed[k] = true
+	}
+	return o, true
+}
+
+// doneRecording ends what claim(record) began, once the store's answer
+// has been acted on.
+func (s *pending) doneRecording() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recordings--
+	if s.recordings == 0 && s.idle != nil {
+		s.idle.Broadcast()
+	}
+}
+
+// waitRecordings returns once no Response is recording a reply: Close
+// waits for it before it closes the application's channels, so that the
+// Outcome of an end held for the store's answer is handed out.
+func (s *pending) waitRecordings() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.recordings > 0 {
+		if s.idle == nil {
+			s.idle = sync.NewCond(&s.mu)
+		}
+		s.idle.Wait()
+	}
 }
 
 func (s *pending) rememberAnswered(k pendingKey) {
@@ -88,11 +180,13 @@ func (s *pending) closedUnanswered(p peer.ID, id ExchangeID, again bool) {
 	s.closed[pendingKey{p, id}] = again
 }
 
-// claim reserves the right to answer the request, once.
-func (s *pending) claim(p peer.ID, id ExchangeID) error {
+// claim reserves the right to answer the request, once. record: the
+// reply is to be recorded in the store first, and the caller calls
+// recorded and then doneRecording.
+func (s *pending) claim(p peer.ID, id ExchangeID, record bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	claimed, ok := s.m[pendingKey{p, id}]
+	st, ok := s.m[pendingKey{p, id}]
 	_, ended := s.answered[pendingKey{p, id}]
 	again, closed := s.closed[pendingKey{p, id}]
 	switch {
@@ -104,21 +198,16 @@ func (s *pending) claim(p peer.ID, id ExchangeID) error {
 		return fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, id, p)
 	case !ok:
 		return fmt.Errorf("%w: %s from %s", ErrUnknownExchange, id, p)
-	case claimed:
+	case st != unclaimed:
 		return fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, id, p)
 	}
-	s.m[pendingKey{p, id}] = true
-	return nil
-}
-
-// unclaim gives the right to answer back, when the answer could not be
-// recorded.
-func (s *pending) unclaim(p peer.ID, id ExchangeID) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[pendingKey{p, id}]; ok {
-		s.m[pendingKey{p, id}] = false
+	if record {
+		s.m[pendingKey{p, id}] = recording
+		s.recordings++
+		return nil
 	}
+	s.m[pendingKey{p, id}] = claimed
+	return nil
 }
 
 // has reports whether the request awaits the application's answer.

@@ -63,8 +63,8 @@ func (h *Handler) Snapshot() Snapshot {
 	}
 	h.mu.Unlock()
 	h.pending.mu.Lock()
-	for _, claimed := range h.pending.m {
-		if !claimed {
+	for _, st := range h.pending.m {
+		if st == unclaimed {
 			s.PendingRequests++
 		}
 	}

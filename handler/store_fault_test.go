@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,6 +30,23 @@ type faultStore struct {
 	full       atomic.Bool // refuses batches that add, as a full store does
 	failReads  atomic.Bool
 	missing    atomic.Bool // reads of received exchanges find none
+	stall      atomic.Pointer[commitStall]
+}
+
+// commitStall holds a faultStore's Commits (the synchronous writes:
+// Response's reply, Ack) until release is closed; entered is closed when
+// the first one waits.
+type commitStall struct {
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+// stallCommits holds Commits from now until the stall's release.
+func (f *faultStore) stallCommits() *commitStall {
+	st := &commitStall{entered: make(chan struct{}), release: make(chan struct{})}
+	f.stall.Store(st)
+	return st
 }
 
 func newFaultStore(t *testing.T) *faultStore {
@@ -41,6 +59,10 @@ func newFaultStore(t *testing.T) *faultStore {
 }
 
 func (f *faultStore) Commit(b *store.Batch) error {
+	if st := f.stall.Load(); st != nil {
+		st.once.Do(func() { close(st.entered) })
+		<-st.release
+	}
 	if f.failWrites.Load() {
 		return errFault
 	}
@@ -273,4 +295,123 @@ func TestEndOnFullStoreWithoutDeadLetter(t *testing.T) {
 	if len(st.Outgoing) != 0 || len(st.DeadLetters) != 0 {
 		t.Fatalf("store after the end: %d outgoing, %d dead letters", len(st.Outgoing), len(st.DeadLetters))
 	}
+}
+
+// TestCloseSuspendsResponseNotRecorded: a request whose Response had
+// claimed it, and whose reply the store then failed to record, as Close
+// ended it, has one end: it is suspended like an unanswered request (no
+// Outcome in this life, delivered again at the next start, answered
+// there), and Response says its reply was not recorded. It got a "closed"
+// Outcome, for a reply not on disk, and then its redelivery ended it a
+// second time.
+func TestCloseSuspendsResponseNotRecorded(t *testing.T) { responseRecordedAsCloseEnds(t, false) }
+
+// TestCloseEndsResponseRecorded: the same, with the reply recorded: the
+// request was answered, and ends "closed" in this life, once, and is not
+// delivered again; the requester gets the stored reply.
+func TestCloseEndsResponseRecorded(t *testing.T) { responseRecordedAsCloseEnds(t, true) }
+
+// responseRecordedAsCloseEnds has Close end a request (EndClosed) while
+// Response waits for the store to record its reply, which it then does,
+// or refuses; then it restarts the responder and checks that the request
+// had one end, in one of the two lives.
+func responseRecordedAsCloseEnds(t *testing.T, recorded bool) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	retry := handler.WithRetry(1000, 10*time.Millisecond, 50*time.Millisecond)
+	a := newNode(t, ia, list, retry)
+	dir, listen := t.TempDir(), tu.LoopbackAddr(t)
+	start := func(s handler.Store) *handler.Handler {
+		t.Helper()
+		h, err := handler.New(listen, ib.Key, list, fast, handler.WithStore(s), retry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &faultStore{Store: s}
+	b := start(fs)
+
+	id, err := a.h.Request(ib.ID, b.Addrs()[0], []byte("ping"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := nextRequest(t, b)
+	if r.Exchange != id {
+		t.Fatalf("request %+v", r)
+	}
+	// Response claims the request and waits for the store to record its
+	// reply; Close's deadline ends the request meanwhile; then the store
+	// records the reply, or refuses it.
+	st := fs.stallCommits()
+	answered := make(chan error, 1)
+	go func() { answered <- b.Response(r.From, r.Exchange, []byte("pong")) }()
+	select {
+	case <-st.entered:
+	case <-time.After(tu.Timeout):
+		t.Fatal("Response did not write its reply")
+	}
+	if !b.EndClosed(r.From, r.Exchange) {
+		t.Fatal("no such request held")
+	}
+	fs.failWrites.Store(!recorded)
+	close(st.release)
+	select {
+	case err = <-answered:
+	case <-time.After(tu.Timeout):
+		t.Fatal("Response did not return")
+	}
+	switch {
+	case recorded && err != nil:
+		t.Fatalf("Response whose reply was recorded as Close ended the request: %v", err)
+	case !recorded && (!errors.Is(err, handler.ErrNotDurable) || !errors.Is(err, handler.ErrClosed) ||
+		!strings.Contains(err.Error(), "delivered again at the next start")):
+		t.Fatalf("Response whose reply the store refused as Close ended the request: %v", err)
+	}
+	fs.stall.Store(nil)
+	fs.failWrites.Store(false)
+	b.Close()
+	var ends []*handler.Outcome
+	for ev := range b.Outcomes() {
+		if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id {
+			ends = append(ends, o)
+		}
+	}
+	switch {
+	case recorded && (len(ends) != 1 || ends[0].Reason != handler.ReasonClosed):
+		t.Fatalf("outcomes of a request answered as Close ended it: %+v, want one closed", ends)
+	case !recorded && len(ends) != 0:
+		t.Fatalf("an Outcome for a request whose reply is not on disk: %+v", ends[0])
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	b = start(s)
+	t.Cleanup(func() { b.Close() })
+	if recorded {
+		// The requester's resend gets the stored reply.
+		expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
+		tu.None[*handler.Request](t, b.Events(), 100*time.Millisecond)
+		tu.None[*handler.Outcome](t, b.Outcomes(), 100*time.Millisecond)
+		return
+	}
+	r = nextRequest(t, b)
+	if r.Exchange != id || !r.Redelivered {
+		t.Fatalf("after the restart: %+v", r)
+	}
+	if err := b.Response(r.From, r.Exchange, []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, outcome(t, a.h, id), true, handler.ReasonOK)
+	expect(t, outcome(t, b, id), true, handler.ReasonOK)
 }
