@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -81,4 +82,36 @@ func TestDHTFindAndSend(t *testing.T) {
 	// One at a time, the bootstrap node first.
 	stopAll(t, a)
 	stopAll(t, b)
+}
+
+// A bootstrap node whose allowlist binds find's key to another IP refuses
+// find's connection before the handshake: find says so, the IP named as
+// the likely reason, as send does (it said "dial backoff").
+func TestFindBootstrapRefusesIP(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyF, idF := newKey(t, dir, "f.key")
+	listA := filepath.Join(dir, "allowlist-a.yaml")
+	if err := os.WriteFile(listA, []byte("peers:\n  - id: "+idF+"\n    addrs: [127.0.0.3]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listF := filepath.Join(dir, "allowlist-f.yaml")
+	writeAllowlist(t, listF, idA, idF)
+	a := startProc(t, "a", dir, true, "run", "--json", "--key", keyA, "--allowlist", listA,
+		"--listen", "/ip4/127.0.0.2/tcp/0", "--dht")
+	l := a.expect("listening event", match("listening"))[0]
+	addrs, _ := l["addrs"].([]any)
+	if len(addrs) == 0 {
+		t.Fatalf("listening event without addrs: %v", l)
+	}
+	boot := addrs[0].(string)
+
+	r := runCLI(t, dir, "find", "--key", keyF, "--allowlist", listF, "--bootstrap", boot, "--peer", idA, "--timeout", "3s")
+	oneErrorLine(t, r, "dht: no bootstrap peer answered within 3s; the last try: bootstrap peer "+idA+
+		": the peer closed the connection before the handshake")
+	if !strings.Contains(r.stderr, "it may not admit this node's IP") || r.code != exitError {
+		t.Fatalf("find with an IP the bootstrap refuses: exit %d: %s", r.code, r.stderr)
+	}
+	stopAll(t, a)
 }
