@@ -69,8 +69,8 @@ func (d *DHT) dialFailed(ctx context.Context, p peer.ID, err error) error {
 		r.add(ce)
 	}
 	d.refused.Store(&refusedAt{err: ce, at: time.Now()})
-	// At most one a dial backoff of the peer's address (go-libp2p's, from
-	// 5s), or one a rejoin attempt: few lines.
+	// One line per refused dial: go-libp2p's dial backoff (from 5s) and
+	// the rejoin schedule space them.
 	d.log.Info("peer refused this node's connection", zap.Stringer("peer", p), zap.Error(err))
 	return err
 }
