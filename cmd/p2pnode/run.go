@@ -112,6 +112,11 @@ Events, with --json (one object per line, "event" first):
   {"event":"dht_ready","peers":1}                                           with --dht
   {"event":"published","addrs":["/ip4/..."],"seq":N,"expires":"<RFC 3339>"}  with --dht
 
+"membership_conflict" is printed once the peer sent its document and it
+verified against the version before (a fork signed by a threshold of the
+members), once per peer, version and document; "membership_behind" at most
+once a minute per peer (its version is not signed).
+
 "published" is printed once, for the node's first record; the DHT then
 republishes by itself (on a new address, a membership change, before the
 record expires) without an event: status shows when it last did.

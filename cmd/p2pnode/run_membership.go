@@ -282,7 +282,7 @@ func membershipText(ev any) string {
 	case gossip.Behind:
 		return fmt.Sprintf("membership: %s holds version %d but cannot hand over the versions after %d: install them by hand", e.Peer, e.PeerVersion, e.Version)
 	case gossip.Conflict:
-		return fmt.Sprintf("membership fork: %s holds another version %d (%s, ours %s)", e.Peer, e.Version, e.PeerHash, e.Hash)
+		return fmt.Sprintf("membership fork: %s holds another valid version %d (%s, ours %s)", e.Peer, e.Version, e.PeerHash, e.Hash)
 	}
 	return ""
 }

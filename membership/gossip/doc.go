@@ -7,7 +7,10 @@
 // One stream is one session, the same whoever opened it: each side writes
 // a Hello (its version and that version's hash); the side that is ahead
 // then writes every version the other lacks, oldest first, and both close
-// their write side. A session runs when a connection to a member opens (the
+// their write side. When a Hello names a version the other side holds
+// under another hash, both sides send their document of that version
+// instead: a Hello is not signed, so a fork is reported ([Conflict]) only
+// once the peer's document verifies against the version before it. A session runs when a connection to a member opens (the
 // dialing side opens the stream) and towards every connected member each
 // time the node applies a new version (a push). docs/PROTOCOL.md gives the
 // wire format.
@@ -26,9 +29,15 @@
 // threshold of signatures is refused, reported ([Rejected], a metric) and
 // costs its sender a misbehaviour token through [Config.Charge]; so does a
 // version not newer than the Hello this node sent, or than the version sent
-// before it in the session, which no honest peer sends. A version applied
-// meanwhile from another session, an expired one, or a gap is reported but
-// not charged: an honest peer can send them.
+// before it in the session, which no honest peer sends; so does a fork
+// claimed in a Hello and not shown ([ReasonUnproven]), and a member's
+// sessions opened while one of its own runs, past the first. A version
+// applied meanwhile from another session, an expired one, or a gap is
+// reported but not charged: an honest peer can send them.
+//
+// What a peer claims without proof is not trusted for an alarm: [Behind]
+// comes at most once a minute per peer, and the log lines about a peer are
+// rate-limited per peer.
 //
 // # Imports
 //

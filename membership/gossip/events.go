@@ -37,23 +37,33 @@ type Rejected struct {
 	Err     error
 }
 
-// Behind reports a member holding a newer version than this node that
-// could not hand over the versions in between (it no longer keeps them, or
-// the histories differ). The operator must install them by hand.
+// Behind reports a member whose Hello named a newer version than this
+// node's and that could not hand over the versions in between (it no
+// longer keeps them, or the histories differ). The operator must install
+// them by hand. The Hello is not signed: the member may be lying, so a
+// peer gets at most one Behind a minute, and none for the version it was
+// last reported at.
 type Behind struct {
 	Peer        peer.ID
 	PeerVersion uint64
 	Version     uint64
 }
 
-// Conflict reports a member holding another document with the same
+// Conflict reports a member holding another valid document with the same
 // version number: the membership forked (possible only with a threshold of
-// half the members or less, or a colluding majority). Nothing is applied.
+// half the members or less, or a colluding majority). It is reported only
+// once the member sent that document and it verified against the version
+// before it, and once per member, version and document. Nothing is
+// applied.
 type Conflict struct {
-	Peer     peer.ID
-	Version  uint64
+	Peer    peer.ID
+	Version uint64
+	// Hash is this node's document of Version, PeerHash the member's.
 	Hash     membership.Hash
 	PeerHash membership.Hash
+	// PeerDocument is the member's document: with this node's, the
+	// proof that a threshold of members signed two versions.
+	PeerDocument *membership.Document
 }
 
 func (Applied) event()  {}
@@ -91,11 +101,17 @@ const (
 	// disconnecting.
 	ReasonNotMember Reason = "not_member"
 	// ReasonBusy: a session opened by a member that already has one
-	// running (two processes sharing a key can do that). Not charged.
+	// running (two processes sharing a key can do that). The first such
+	// refusal while a session runs is not charged (an honest peer's next
+	// session can overtake the end of its last); later ones are.
 	ReasonBusy Reason = "busy"
+	// ReasonUnproven: a Hello naming a version this node holds with
+	// another hash, without that document following it (a fork claimed,
+	// not shown). Charged.
+	ReasonUnproven Reason = "unproven_fork"
 	// ReasonLocal: the version was valid but the node could not persist
 	// or apply it. Not charged.
 	ReasonLocal Reason = "local_error"
 )
 
-var allReasons = []Reason{ReasonMalformed, ReasonBadLink, ReasonThreshold, ReasonStale, ReasonGap, ReasonExpired, ReasonNotMember, ReasonBusy, ReasonLocal}
+var allReasons = []Reason{ReasonMalformed, ReasonBadLink, ReasonThreshold, ReasonStale, ReasonGap, ReasonExpired, ReasonNotMember, ReasonBusy, ReasonUnproven, ReasonLocal}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -46,10 +47,46 @@ type Service struct {
 
 	sessMu   sync.Mutex
 	closed   bool
-	inbound  map[peer.ID]bool        // peers with a session they opened, running
+	inbound  map[peer.ID]*inSession  // peers with a session they opened, running
 	outbound map[peer.ID]*outSession // peers with a session we opened, running
 	notifee  *network.NotifyBundle
+
+	// alarmMu guards what keeps a member from raising one alarm over and
+	// over: the forks reported, the last Behind per peer.
+	alarmMu sync.Mutex
+	forks   map[forkKey]bool
+	behinds map[peer.ID]behindMark
+	logs    *peerLog
+	clock   func() time.Time // time.Now: when Behind events and log lines were emitted
 }
+
+// inSession tracks a session a peer opened, running: how many more it
+// opened meanwhile, refused.
+type inSession struct{ refused int }
+
+// forkKey names a fork reported: a peer holds the document of that hash
+// for that version.
+type forkKey struct {
+	peer    peer.ID
+	version uint64
+	hash    membership.Hash
+}
+
+// behindMark is the last Behind reported for a peer.
+type behindMark struct {
+	version uint64
+	at      time.Time
+}
+
+// Bounds of what the service remembers of the alarms it raised. Past
+// maxForks, forks are no longer remembered (a fork needs a threshold of
+// members to sign twice: a handful, not thousands); past maxBehinds, the
+// marks are forgotten all at once.
+const (
+	maxForks       = 1024
+	maxBehinds     = 4096
+	behindInterval = time.Minute
+)
 
 // outSession tracks our running session with one peer; again asks for one
 // more once it ends, because a version applied meanwhile may not have been
@@ -87,9 +124,13 @@ func New(cfg Config) (*Service, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 		chain:    chain,
-		inbound:  make(map[peer.ID]bool),
+		inbound:  make(map[peer.ID]*inSession),
 		outbound: make(map[peer.ID]*outSession),
+		forks:    make(map[forkKey]bool),
+		behinds:  make(map[peer.ID]behindMark),
+		clock:    time.Now,
 	}
+	s.logs = newPeerLog(s.log, func() time.Time { return s.clock() })
 	m.setVersion(cfg.Current.Version(), false)
 	cfg.Host.SetStreamHandler(ProtocolID, s.handleStream)
 	s.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
@@ -285,15 +326,58 @@ func (s *Service) chainAfter(v uint64, hash membership.Hash) (docs []*membership
 	return docs, true
 }
 
-// hashOf returns the hash of version v, if the service holds it.
-func (s *Service) hashOf(v uint64) (membership.Hash, bool) {
+// docAt returns version v, if the service holds it.
+func (s *Service) docAt(v uint64) (*membership.Document, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	base := s.chain[0].Version()
 	if v < base || v > s.chain[len(s.chain)-1].Version() {
-		return membership.Hash{}, false
+		return nil, false
 	}
-	return s.chain[v-base].Hash(), true
+	return s.chain[v-base], true
+}
+
+// proven reports the fork p proved: it holds theirs, valid against the
+// version before, where we hold ours. Once per peer, version and document.
+func (s *Service) proven(p peer.ID, ours, theirs *membership.Document) {
+	k := forkKey{p, ours.Version(), theirs.Hash()}
+	s.alarmMu.Lock()
+	seen := s.forks[k]
+	if !seen && len(s.forks) < maxForks {
+		s.forks[k] = true
+	}
+	s.alarmMu.Unlock()
+	if seen {
+		return
+	}
+	s.logPeer(zap.WarnLevel, p, "fork", "membership fork: a member holds another valid document with the same version",
+		zap.Uint64("version", ours.Version()), zap.Stringer("hash", ours.Hash()), zap.Stringer("peer_hash", theirs.Hash()))
+	s.events.Push(Conflict{Peer: p, Version: ours.Version(), Hash: ours.Hash(), PeerHash: theirs.Hash(), PeerDocument: theirs}, false)
+}
+
+// behind reports that p's Hello named version theirs, newer than ours, and
+// the session did not bring us there. A Hello proves nothing, so a peer
+// gets at most one Behind a minute, and none for the version it was last
+// reported at.
+func (s *Service) behind(p peer.ID, theirs, ours uint64) {
+	now := s.clock()
+	s.alarmMu.Lock()
+	last, ok := s.behinds[p]
+	report := !ok || (last.version != theirs && now.Sub(last.at) >= behindInterval)
+	if report {
+		if !ok && len(s.behinds) >= maxBehinds {
+			clear(s.behinds)
+		}
+		s.behinds[p] = behindMark{theirs, now}
+	}
+	s.alarmMu.Unlock()
+	if !report {
+		s.log.Debug("a member says again it holds a newer membership version", zap.Stringer("peer", p), zap.Uint64("peer_version", theirs))
+		return
+	}
+	s.logPeer(zap.WarnLevel, p, "behind", "a member holds a newer membership version it could not hand over",
+		zap.Uint64("peer_version", theirs), zap.Uint64("version", ours))
+	s.events.Push(Behind{Peer: p, PeerVersion: theirs, Version: ours}, false)
 }
 
 // isMember reports whether p is a member of the current version.
@@ -363,11 +447,16 @@ func (s *Service) report(ev Rejected) {
 	case ReasonMalformed:
 		ev.Charged = true
 		s.cfg.Charge(ev.From, malformedCharge)
-	case ReasonBadLink, ReasonThreshold:
+	case ReasonBadLink, ReasonThreshold, ReasonUnproven:
 		ev.Charged = true
 		s.cfg.Charge(ev.From, invalidCharge)
+	case ReasonBusy:
+		// handleStream decides: only a peer's second refusal and later.
+		if ev.Charged {
+			s.cfg.Charge(ev.From, invalidCharge)
+		}
 	}
-	s.log.Info("membership version refused", zap.Stringer("peer", ev.From), zap.Uint64("version", ev.Version),
+	s.logPeer(zap.InfoLevel, ev.From, "refused:"+string(ev.Reason), "membership version refused", zap.Uint64("version", ev.Version),
 		zap.String("reason", string(ev.Reason)), zap.Bool("charged", ev.Charged), zap.Error(ev.Err))
 	s.metrics.reject(ev.Reason)
 	s.events.Push(ev, false)

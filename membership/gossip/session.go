@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -50,7 +51,8 @@ func (s *Service) hold(p peer.ID) (release func()) {
 }
 
 // handleStream runs a session a peer opened, if it is a member and has no
-// other session of its own running.
+// other session of its own running; it charges a member for the second and
+// later sessions it opens while one runs.
 func (s *Service) handleStream(st network.Stream) {
 	p := st.Conn().RemotePeer()
 	member := s.isMember(p)
@@ -60,33 +62,63 @@ func (s *Service) handleStream(st network.Stream) {
 		st.Reset()
 		return
 	}
-	if !member || s.inbound[p] {
-		s.sessMu.Unlock()
-		st.Reset()
+	if running := s.inbound[p]; !member || running != nil {
 		ev := Rejected{From: p, Reason: ReasonNotMember, Err: fmt.Errorf("gossip: session refused: %s is not a member of the current version", p)}
 		if member {
-			ev.Reason, ev.Err = ReasonBusy, fmt.Errorf("gossip: session refused: %s already has one running", p)
+			// One refusal per running session is free: an honest peer's
+			// next session can arrive before this node has finished
+			// with the last. More come only from a peer opening sessions
+			// in parallel, which no honest one does.
+			running.refused++
+			ev.Reason, ev.Charged = ReasonBusy, running.refused > 1
+			ev.Err = fmt.Errorf("gossip: session refused: %s already has one running (%d refused during it)", p, running.refused)
 		}
+		s.sessMu.Unlock()
+		st.Reset()
 		s.report(ev)
 		return
 	}
-	s.inbound[p] = true
+	s.inbound[p] = &inSession{}
 	s.wg.Add(1)
 	s.sessMu.Unlock()
+	defer s.wg.Done()
 	defer s.hold(p)()
-	defer func() {
+	// The peer may open its next session as soon as it sees this one end:
+	// the session is no longer running once its stream is closed or reset.
+	rs := &releasingStream{Stream: st, release: func() {
 		s.sessMu.Lock()
 		delete(s.inbound, p)
 		s.sessMu.Unlock()
-		s.wg.Done()
-	}()
-	s.session(st)
+	}}
+	defer rs.done()
+	s.session(rs)
+}
+
+// releasingStream is a stream that calls release, once, when it is first
+// closed or reset (or at done).
+type releasingStream struct {
+	network.Stream
+	once    sync.Once
+	release func()
+}
+
+func (r *releasingStream) done() { r.once.Do(r.release) }
+
+func (r *releasingStream) Close() error {
+	r.done()
+	return r.Stream.Close()
+}
+
+func (r *releasingStream) Reset() error {
+	r.done()
+	return r.Stream.Reset()
 }
 
 // session runs the exchange on st, from either end: write our Hello, read
-// the peer's; if we are ahead, write the versions it lacks; close our
-// side; then read and apply the versions the peer writes until it closes
-// its side.
+// the peer's; if we are ahead, write the versions it lacks (or, if it holds
+// another document under a version we know, our document of that version);
+// close our side; then read and apply the versions the peer writes until it
+// closes its side.
 func (s *Service) session(st network.Stream) {
 	p := st.Conn().RemotePeer()
 	stop := context.AfterFunc(s.ctx, func() { st.Reset() })
@@ -117,6 +149,11 @@ func (s *Service) session(st network.Stream) {
 		return
 	}
 	theirs := *f.hello
+	if ours, ok := s.docAt(theirs.version); ok && ours.Hash() != theirs.hash {
+		// The Hello alone proves nothing: any member can write one.
+		s.fork(st, bw, br, tr, p, theirs, ours)
+		return
+	}
 	s.serve(bw, p, theirs)
 	if err := bw.Flush(); err != nil {
 		st.Reset()
@@ -151,6 +188,14 @@ func (s *Service) session(st network.Stream) {
 			s.pushIf(applied, p)
 			return
 		}
+		if n == 0 && theirs.version > cur.Version() {
+			// The peer, ahead, holds another document of our version:
+			// it sends its own, and only that (PROTOCOL.md §10, step 3).
+			if v, _, err := peekDocument(f.doc); err == nil && v == cur.Version() {
+				s.answerFork(st, bw, br, tr, p, cur, f.doc)
+				return
+			}
+		}
 		ok, end := s.receive(st, p, f.doc, &last)
 		applied = applied || ok
 		if end {
@@ -158,13 +203,140 @@ func (s *Service) session(st network.Stream) {
 			return
 		}
 	}
-	st.Close()
 	if now := s.Current().Version(); now < theirs.version {
-		s.log.Warn("a member holds a newer membership version it could not hand over", zap.Stringer("peer", p),
-			zap.Uint64("peer_version", theirs.version), zap.Uint64("version", now))
-		s.events.Push(Behind{Peer: p, PeerVersion: theirs.version, Version: now}, false)
+		s.behind(p, theirs.version, now)
 	}
+	st.Close()
 	s.pushIf(applied, p)
+}
+
+// fork runs the rest of a session whose peer's Hello named a version we
+// hold, ours, with another hash: we send ours, and the peer must send the
+// document its Hello named, which must verify against the version before
+// it. Only then is it a fork; a claim it does not back up is charged.
+func (s *Service) fork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr *transportReader, p peer.ID, theirs hello, ours *membership.Document) {
+	err := writeDocument(bw, ours)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		// Our version is at or above the peer's: we are not behind.
+		err = st.CloseWrite()
+	}
+	if err != nil {
+		st.Reset()
+		return
+	}
+	f, err := readFrame(br, tr)
+	if err == nil && f.doc == nil {
+		err = fmt.Errorf("%w: a second hello", errFrame)
+	}
+	if errors.Is(err, errFrame) {
+		s.fail(st, p, err)
+		return
+	}
+	if err != nil {
+		// Ended without the document: by a clean close, a reset or the
+		// deadline. Any member can send a Hello; a fork needs both
+		// documents, so the claim costs a token unless we are the ones
+		// stopping.
+		st.Reset()
+		if s.ctx.Err() == nil {
+			s.report(Rejected{From: p, Version: theirs.version, Reason: ReasonUnproven,
+				Err: fmt.Errorf("gossip: %s named another document of version %d (%s) and did not send it: %w", p, theirs.version, theirs.hash, err)})
+		}
+		return
+	}
+	d, ok := s.checkForkDocument(st, p, theirs.version, f.doc, ours, &theirs.hash)
+	if !ok {
+		return
+	}
+	// The peer closes its side after its document.
+	if f, err := readFrame(br, tr); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = fmt.Errorf("%w: a frame after the document of a fork (%v)", errFrame, f.hello != nil)
+		}
+		s.fail(st, p, err)
+		return
+	}
+	// Reported before the close, so that a peer that saw the end of the
+	// session knows its outcome was dealt with.
+	s.proven(p, ours, d)
+	st.Close()
+}
+
+// answerFork runs the rest of a session in which the peer, ahead, sent a
+// document of our version, cur: another one, which must verify against the
+// version before it (our own sent back is out of order); then we send cur,
+// so the peer sees the fork too.
+func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr *transportReader, p peer.ID, cur *membership.Document, data []byte) {
+	d, ok := s.checkForkDocument(st, p, cur.Version(), data, cur, nil)
+	if !ok {
+		return
+	}
+	if f, err := readFrame(br, tr); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = fmt.Errorf("%w: a frame after the document of a fork (%v)", errFrame, f.hello != nil)
+		}
+		s.fail(st, p, err)
+		return
+	}
+	s.proven(p, cur, d)
+	err := writeDocument(bw, cur)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		st.Reset()
+		return
+	}
+	st.Close()
+}
+
+// checkForkDocument checks data, which the peer sent as its document of
+// version v where we hold ours: it must be version v, decode, be another
+// than ours (and the one named by want, if set: the peer's Hello), and
+// verify against our version v-1 as VerifyNext does (expiry aside: a document
+// signed twice is a fork even once expired). A document that fails is
+// refused and charged, the session reset. ok is false then, and when we do
+// not keep version v-1 (v is the genesis, or older than our history): the
+// document cannot be checked, so it is logged, neither reported as a fork
+// nor charged.
+func (s *Service) checkForkDocument(st network.Stream, p peer.ID, v uint64, data []byte, ours *membership.Document, want *membership.Hash) (*membership.Document, bool) {
+	got, _, err := peekDocument(data)
+	if err == nil && got != v {
+		err = fmt.Errorf("%w: version %d sent for a fork at version %d", errFrame, got, v)
+	}
+	var d *membership.Document
+	if err == nil {
+		d, err = decodeDocument(data)
+	}
+	if err == nil && d.Hash() == ours.Hash() {
+		err = fmt.Errorf("%w: this node's own version %d sent back to it (out of order)", errFrame, v)
+	}
+	if err == nil && want != nil && d.Hash() != *want {
+		err = fmt.Errorf("%w: the document of version %d sent is %s, not %s as the hello said", errFrame, v, d.Hash(), *want)
+	}
+	if err != nil {
+		s.fail(st, p, err)
+		return nil, false
+	}
+	prev, ok := s.docAt(v - 1)
+	if v == 0 || !ok {
+		st.Reset()
+		s.logPeer(zap.InfoLevel, p, "fork_unchecked", "a member holds another document of a version this node cannot check (it does not keep the version before)",
+			zap.Uint64("version", v), zap.Stringer("hash", ours.Hash()), zap.Stringer("peer_hash", d.Hash()))
+		return nil, false
+	}
+	// time.Time{}: before any expiry.
+	rep, err := s.cfg.verify(prev, d, time.Time{})
+	if err != nil {
+		st.Reset()
+		s.report(Rejected{From: p, Version: v, Reason: classify(err), Report: rep,
+			Err: fmt.Errorf("gossip: another document of version %d: %w", v, err)})
+		return nil, false
+	}
+	return d, true
 }
 
 // receive handles one document a session brought: it reports whether the
@@ -224,20 +396,14 @@ func (s *Service) precheck(v uint64, expires int64) error {
 }
 
 // serve writes the versions a peer at theirs lacks, if we hold them all
-// and they continue its history; it reports a fork when the peer holds
-// another document under a version number we know.
+// and they continue its history.
 func (s *Service) serve(bw *bufio.Writer, p peer.ID, theirs hello) {
-	if h, ok := s.hashOf(theirs.version); ok && h != theirs.hash {
-		s.log.Warn("membership fork: a member holds another document with the same version", zap.Stringer("peer", p), zap.Uint64("version", theirs.version))
-		s.events.Push(Conflict{Peer: p, Version: theirs.version, Hash: h, PeerHash: theirs.hash}, false)
-		return
-	}
 	if theirs.version >= s.Current().Version() {
 		return
 	}
 	docs, ok := s.chainAfter(theirs.version, theirs.hash)
 	if !ok {
-		s.log.Info("a member is behind by more versions than this node keeps", zap.Stringer("peer", p), zap.Uint64("peer_version", theirs.version))
+		s.logPeer(zap.InfoLevel, p, "behind_history", "a member is behind by more versions than this node keeps", zap.Uint64("peer_version", theirs.version))
 		return
 	}
 	for _, d := range docs {

@@ -1,0 +1,308 @@
+package gossip_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"google.golang.org/protobuf/encoding/protodelim"
+
+	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/membership"
+	"github.com/bitvmx/go-bitvmx-p2p/membership/gossip"
+	"github.com/bitvmx/go-bitvmx-p2p/membership/gossip/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
+)
+
+// rawHost connects a bare libp2p host with id's key to m.
+func rawHost(t *testing.T, id tu.Identity, m *member) host.Host {
+	t.Helper()
+	h := tu.RawHost(t, id.Key, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
+	defer cancel()
+	if err := h.Connect(ctx, tu.AddrInfo(m.node)); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// hello opens a membership stream from h to m and writes a Hello naming
+// version and hash, then frames. The caller closes the stream.
+func hello(t *testing.T, h host.Host, m *member, version uint64, hash []byte, frames ...*pb.Frame) network.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
+	defer cancel()
+	st, err := h.NewStream(ctx, m.id.ID, gossip.ProtocolID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw := bufio.NewWriter(st)
+	all := append([]*pb.Frame{{Kind: &pb.Frame_Hello{Hello: &pb.Hello{Version: version, Hash: hash}}}}, frames...)
+	for _, f := range all {
+		if _, err := protodelim.MarshalTo(bw, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// docFrame is d as a document frame.
+func docFrame(t *testing.T, d *membership.Document) *pb.Frame {
+	t.Helper()
+	data, err := d.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pb.Frame{Kind: &pb.Frame_Document{Document: data}}
+}
+
+// readAll reads st until its end (or reset), and returns the documents in
+// it after the node's Hello; ran is false if the node sent no Hello (it
+// refused the session).
+func readAll(t *testing.T, st network.Stream) (docs []*membership.Document, ran bool) {
+	t.Helper()
+	br := bufio.NewReader(st)
+	for i := 0; i < 64; i++ {
+		var f pb.Frame
+		if err := (protodelim.UnmarshalOptions{MaxSize: gossip.MaxFrameSize}).UnmarshalFrom(br, &f); err != nil {
+			return docs, ran
+		}
+		ran = ran || f.GetHello() != nil
+		if data := f.GetDocument(); data != nil {
+			d, err := membership.Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs = append(docs, d)
+		}
+	}
+	t.Fatal("more than 64 frames")
+	return nil, false
+}
+
+// session runs one session from h: a Hello for (version, hash), frames,
+// the close of its write side; it returns what m sent once m ended it. A
+// session m refuses as busy is run again: the node may not be done with
+// the last one when this side sees it end (the node closes its side
+// before it reads ours).
+func session(t *testing.T, h host.Host, m *member, version uint64, hash []byte, frames ...*pb.Frame) []*membership.Document {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		st := hello(t, h, m, version, hash, frames...)
+		_ = st.CloseWrite() // fails if the node already reset the stream
+		docs, ran := readAll(t, st)
+		st.Close()
+		if ran {
+			return docs
+		}
+	}
+	t.Fatal("every session refused")
+	return nil
+}
+
+// nextBefore waits for the next event of type T that match accepts, and
+// fails if an event that bad accepts comes first.
+func nextBefore[T gossip.Event](t *testing.T, m *member, match func(T) bool, bad func(gossip.Event) bool) T {
+	t.Helper()
+	deadline := time.NewTimer(tu.Timeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case ev, ok := <-m.svc.Events():
+			if !ok {
+				t.Fatal("events closed")
+			}
+			if bad(ev) {
+				t.Fatalf("unexpected event %T %+v", ev, ev)
+			}
+			if e, ok := ev.(T); ok && match(e) {
+				return e
+			}
+		case <-deadline.C:
+			var zero T
+			t.Fatalf("no %T within %s", zero, tu.Timeout)
+		}
+	}
+}
+
+func isConflict(ev gossip.Event) bool { _, ok := ev.(gossip.Conflict); return ok }
+
+func randomHash(t *testing.T) []byte {
+	h := make([]byte, 32)
+	if _, err := rand.Read(h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// A member whose Hello names another hash for a version the node holds,
+// and which does not send that document, claimed a fork it cannot show:
+// no Conflict, and it is charged. The node sent its own document.
+func TestForkClaimWithoutDocumentCharged(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	ma := start(t, a, v1)
+	h := rawHost(t, b, ma)
+	got := session(t, h, ma, 1, randomHash(t))
+	if len(got) != 1 || got[0].Hash() != v1.Hash() {
+		t.Fatalf("node sent %v, want its version 1", got)
+	}
+	r := nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID }, isConflict)
+	if r.Reason != gossip.ReasonUnproven || !r.Charged || r.Version != 1 {
+		t.Fatalf("rejected %+v", r)
+	}
+	if c := nextCharge(t, ma); c.peer != b.ID || c.reason != ratelimit.ProtocolViolation {
+		t.Fatalf("charge %+v", c)
+	}
+	if n := rejectedMetric(t, ma.reg, gossip.ReasonUnproven); n != 1 {
+		t.Fatalf("unproven_fork metric %v", n)
+	}
+}
+
+// A member backing its claim with a document that does not verify against
+// the version before (too few signatures), or that is not the one its
+// Hello named, is charged and no fork is reported.
+func TestForkClaimWithBadDocumentCharged(t *testing.T) {
+	a, b, c := tu.NewIdentity(t), tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 2, a, b, c)
+	v2 := propose(t, v1, nil, a, b)
+	unsigned := propose(t, v1, func(body *membership.Body) { body.Threshold = 1 }, b) // 1 of 2
+	signed := propose(t, v1, func(body *membership.Body) { body.Threshold = 3 }, b, c)
+	for name, tc := range map[string]struct {
+		hash   []byte
+		doc    *membership.Document
+		reason gossip.Reason
+		charge ratelimit.Reason
+	}{
+		"threshold":       {hashBytes(unsigned), unsigned, gossip.ReasonThreshold, ratelimit.ProtocolViolation},
+		"not the hello's": {randomHash(t), signed, gossip.ReasonMalformed, ratelimit.MalformedMessage},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ma := start(t, a, v2, v1)
+			h := rawHost(t, b, ma)
+			session(t, h, ma, 2, tc.hash, docFrame(t, tc.doc))
+			r := nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID }, isConflict)
+			if r.Reason != tc.reason || !r.Charged {
+				t.Fatalf("rejected %+v", r)
+			}
+			if ch := nextCharge(t, ma); ch.peer != b.ID || ch.reason != tc.charge {
+				t.Fatalf("charge %+v", ch)
+			}
+			wantCurrent(t, ma, v2)
+		})
+	}
+}
+
+// A member that holds another valid version 2 (a threshold of members
+// signed twice) and sends it is a fork, reported once however many
+// sessions show it again, with its document.
+func TestForkReportedOnce(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	v2a := propose(t, v1, nil, a)
+	v2b := propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
+	ma := start(t, a, v2a, v1)
+	h := rawHost(t, b, ma)
+	for i := 0; i < 3; i++ {
+		got := session(t, h, ma, 2, hashBytes(v2b), docFrame(t, v2b))
+		if len(got) != 1 || got[0].Hash() != v2a.Hash() {
+			t.Fatalf("session %d: node sent %v, want its version 2", i, got)
+		}
+	}
+	c := tu.Next[gossip.Conflict](t, ma.svc.Events())
+	if c.Peer != b.ID || c.Version != 2 || c.Hash != v2a.Hash() || c.PeerHash != v2b.Hash() ||
+		c.PeerDocument == nil || c.PeerDocument.Hash() != v2b.Hash() {
+		t.Fatalf("conflict %+v", c)
+	}
+	// The node ended each session after dealing with it; a malformed
+	// frame now marks the end of what the three sessions produced.
+	session(t, h, ma, 2, hashBytes(v2a), &pb.Frame{Kind: &pb.Frame_Document{Document: []byte("x")}})
+	nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID && r.Reason == gossip.ReasonMalformed }, isConflict)
+	wantCurrent(t, ma, v2a)
+}
+
+// The fork is found, and shown both ways, when the members are at
+// different versions: the one ahead holds another version 2 than the one
+// behind.
+func TestConflictAcrossVersions(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	v2a := propose(t, v1, nil, a)
+	v3a := propose(t, v2a, nil, a)
+	v2b := propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
+	ma := start(t, a, v3a, v1, v2a)
+	mb := start(t, b, v2b, v1)
+	connect(t, mb, ma)
+	for _, m := range []*member{ma, mb} {
+		c := tu.Next[gossip.Conflict](t, m.svc.Events())
+		if c.Version != 2 || c.Hash == c.PeerHash || c.PeerDocument.Hash() != c.PeerHash {
+			t.Fatalf("conflict %+v", c)
+		}
+	}
+	wantCurrent(t, ma, v3a)
+	wantCurrent(t, mb, v2b)
+}
+
+// A member whose Hello names a newer version it cannot hand over gets one
+// Behind, not one per session: the same version again, or another within
+// the minute, reports nothing.
+func TestBehindClaimNotRepeated(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	ma := start(t, a, v1)
+	h := rawHost(t, b, ma)
+	for _, v := range []uint64{99, 99, 100} {
+		session(t, h, ma, v, randomHash(t))
+	}
+	bh := tu.Next[gossip.Behind](t, ma.svc.Events())
+	if bh.Peer != b.ID || bh.PeerVersion != 99 || bh.Version != 1 {
+		t.Fatalf("behind %+v", bh)
+	}
+	session(t, h, ma, 1, hashBytes(v1), &pb.Frame{Kind: &pb.Frame_Document{Document: []byte("x")}})
+	nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID && r.Reason == gossip.ReasonMalformed },
+		func(ev gossip.Event) bool { _, ok := ev.(gossip.Behind); return ok })
+}
+
+// A member opening sessions while one of its own runs: the first refused
+// is free (an honest peer's next session can overtake the end of its
+// last), the next are charged.
+func TestBusySessionsCharged(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	ma := start(t, a, v1)
+	h := rawHost(t, b, ma)
+	first := hello(t, h, ma, 1, hashBytes(v1))
+	defer first.Reset()
+	// The node writes its Hello once the session is running.
+	var f pb.Frame
+	if err := (protodelim.UnmarshalOptions{MaxSize: gossip.MaxFrameSize}).UnmarshalFrom(bufio.NewReader(first), &f); err != nil || f.GetHello() == nil {
+		t.Fatalf("node's hello: %v %v", &f, err)
+	}
+	for i, want := range []bool{false, true, true} {
+		st := hello(t, h, ma, 1, hashBytes(v1))
+		_, _ = io.ReadAll(st) // until the node's reset
+		st.Close()
+		r := waitRejected(t, ma, b.ID)
+		if r.Reason != gossip.ReasonBusy || r.Charged != want {
+			t.Fatalf("refusal %d: %+v, want charged %v", i, r, want)
+		}
+		if want {
+			if c := nextCharge(t, ma); c.peer != b.ID || c.reason != ratelimit.ProtocolViolation {
+				t.Fatalf("charge %+v", c)
+			}
+		}
+	}
+	select {
+	case c := <-ma.charges:
+		t.Fatalf("extra charge %+v", c)
+	default:
+	}
+}
