@@ -120,11 +120,11 @@ func nextBefore[T gossip.Event](t *testing.T, m *member, match func(T) bool, bad
 			if !ok {
 				t.Fatal("events closed")
 			}
-			if bad(ev) {
-				t.Fatalf("unexpected event %T %+v", ev, ev)
-			}
 			if e, ok := ev.(T); ok && match(e) {
 				return e
+			}
+			if bad(ev) {
+				t.Fatalf("unexpected event %T %+v", ev, ev)
 			}
 		case <-deadline.C:
 			var zero T
@@ -304,5 +304,36 @@ func TestBusySessionsCharged(t *testing.T) {
 	case c := <-ma.charges:
 		t.Fatalf("extra charge %+v", c)
 	default:
+	}
+}
+
+// A fork of a version the node cannot check (version 1 here: nothing
+// before it) is neither reported nor charged, and the session goes on as
+// the protocol says: the node behind answers with its own document, so an
+// honest peer ahead does not take it for a claim not shown.
+func TestUncheckableForkAnswered(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	g1a := genesis(t, 1, a, b)
+	g1b := genesis(t, 2, a, b)
+	ma := start(t, a, g1a)
+	h := rawHost(t, b, ma)
+	// b, ahead at version 2 of another history, sends its version 1.
+	got := session(t, h, ma, 2, randomHash(t), docFrame(t, g1b))
+	if len(got) != 1 || got[0].Hash() != g1a.Hash() {
+		t.Fatalf("node sent %v, want its version 1", got)
+	}
+	// Both at version 1.
+	got = session(t, h, ma, 1, hashBytes(g1b), docFrame(t, g1b))
+	if len(got) != 1 || got[0].Hash() != g1a.Hash() {
+		t.Fatalf("node sent %v, want its version 1", got)
+	}
+	session(t, h, ma, 1, hashBytes(g1a), &pb.Frame{Kind: &pb.Frame_Document{Document: []byte("x")}})
+	nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID && r.Reason == gossip.ReasonMalformed },
+		func(ev gossip.Event) bool {
+			r, ok := ev.(gossip.Rejected)
+			return isConflict(ev) || ok && r.Reason != gossip.ReasonBusy
+		})
+	if c := nextCharge(t, ma); c.reason != ratelimit.MalformedMessage {
+		t.Fatalf("charge %+v, want only the malformed frame's", c)
 	}
 }

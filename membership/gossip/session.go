@@ -252,16 +252,18 @@ func (s *Service) fork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr
 		return
 	}
 	// The peer closes its side after its document.
-	if f, err := readFrame(br, tr); !errors.Is(err, io.EOF) {
+	if _, err := readFrame(br, tr); !errors.Is(err, io.EOF) {
 		if err == nil {
-			err = fmt.Errorf("%w: a frame after the document of a fork (%v)", errFrame, f.hello != nil)
+			err = fmt.Errorf("%w: a frame after the document of a fork", errFrame)
 		}
 		s.fail(st, p, err)
 		return
 	}
 	// Reported before the close, so that a peer that saw the end of the
 	// session knows its outcome was dealt with.
-	s.proven(p, ours, d)
+	if d != nil {
+		s.proven(p, ours, d)
+	}
 	st.Close()
 }
 
@@ -274,14 +276,16 @@ func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Read
 	if !ok {
 		return
 	}
-	if f, err := readFrame(br, tr); !errors.Is(err, io.EOF) {
+	if _, err := readFrame(br, tr); !errors.Is(err, io.EOF) {
 		if err == nil {
-			err = fmt.Errorf("%w: a frame after the document of a fork (%v)", errFrame, f.hello != nil)
+			err = fmt.Errorf("%w: a frame after the document of a fork", errFrame)
 		}
 		s.fail(st, p, err)
 		return
 	}
-	s.proven(p, cur, d)
+	if d != nil {
+		s.proven(p, cur, d)
+	}
 	err := writeDocument(bw, cur)
 	if err == nil {
 		err = bw.Flush()
@@ -298,10 +302,10 @@ func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Read
 // than ours (and the one named by want, if set: the peer's Hello), and
 // verify against our version v-1 as VerifyNext does (expiry aside: a document
 // signed twice is a fork even once expired). A document that fails is
-// refused and charged, the session reset. ok is false then, and when we do
-// not keep version v-1 (v is the genesis, or older than our history): the
-// document cannot be checked, so it is logged, neither reported as a fork
-// nor charged.
+// refused and charged, the session reset: ok is false then. When we do not
+// keep version v-1 (v is the genesis, or older than our history) the
+// document cannot be checked: it is logged, neither reported as a fork nor
+// charged, and the session goes on (ok, d nil).
 func (s *Service) checkForkDocument(st network.Stream, p peer.ID, v uint64, data []byte, ours *membership.Document, want *membership.Hash) (*membership.Document, bool) {
 	got, _, err := peekDocument(data)
 	if err == nil && got != v {
@@ -323,10 +327,9 @@ func (s *Service) checkForkDocument(st network.Stream, p peer.ID, v uint64, data
 	}
 	prev, ok := s.docAt(v - 1)
 	if v == 0 || !ok {
-		st.Reset()
 		s.logPeer(zap.InfoLevel, p, "fork_unchecked", "a member holds another document of a version this node cannot check (it does not keep the version before)",
 			zap.Uint64("version", v), zap.Stringer("hash", ours.Hash()), zap.Stringer("peer_hash", d.Hash()))
-		return nil, false
+		return nil, true
 	}
 	// time.Time{}: before any expiry.
 	rep, err := s.cfg.verify(prev, d, time.Time{})
