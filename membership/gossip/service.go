@@ -130,7 +130,7 @@ func New(cfg Config) (*Service, error) {
 		behinds:  make(map[peer.ID]behindMark),
 		clock:    time.Now,
 	}
-	s.logs = newPeerLog(s.log, func() time.Time { return s.clock() })
+	s.logs = newPeerLog(s.log, s.clock)
 	m.setVersion(cfg.Current.Version(), false)
 	cfg.Host.SetStreamHandler(ProtocolID, s.handleStream)
 	s.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
