@@ -97,6 +97,10 @@ type Config struct {
 	// one: membership.VerifyNext, or a test's stand-in that controls when
 	// it returns.
 	verify func(cur, next *membership.Document, now time.Time) (membership.Report, error)
+	// inboundDone, if set, is called once a session a peer opened no
+	// longer counts as running: a test's peer waits on it before opening
+	// the next, which it could otherwise see refused as busy.
+	inboundDone func(peer.ID)
 }
 
 // ErrConfig is wrapped by the errors of New for an incomplete Config.

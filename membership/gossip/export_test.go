@@ -3,6 +3,8 @@ package gossip
 import (
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/bitvmx/go-bitvmx-p2p/membership"
 )
 
@@ -11,5 +13,12 @@ import (
 // progress.
 func WithVerify(c Config, verify func(cur, next *membership.Document, now time.Time) (membership.Report, error)) Config {
 	c.verify = verify
+	return c
+}
+
+// WithInboundDone returns c whose service calls done once a session a peer
+// opened no longer counts as running.
+func WithInboundDone(c Config, done func(peer.ID)) Config {
+	c.inboundDone = done
 	return c
 }

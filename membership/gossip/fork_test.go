@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/encoding/protodelim"
 
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
@@ -89,23 +90,36 @@ func readAll(t *testing.T, st network.Stream) (docs []*membership.Document, ran 
 }
 
 // session runs one session from h: a Hello for (version, hash), frames,
-// the close of its write side; it returns what m sent once m ended it. A
-// session m refuses as busy is run again: the node may not be done with
-// the last one when this side sees it end (the node closes its side
-// before it reads ours).
+// the close of its write side; it returns what m sent once m is done with
+// the session (m must come from startTracked), so that the next one is not
+// refused as busy.
 func session(t *testing.T, h host.Host, m *member, version uint64, hash []byte, frames ...*pb.Frame) []*membership.Document {
 	t.Helper()
-	for i := 0; i < 100; i++ {
-		st := hello(t, h, m, version, hash, frames...)
-		_ = st.CloseWrite() // fails if the node already reset the stream
-		docs, ran := readAll(t, st)
-		st.Close()
-		if ran {
-			return docs
-		}
+	st := hello(t, h, m, version, hash, frames...)
+	_ = st.CloseWrite() // fails if the node already reset the stream
+	docs, ran := readAll(t, st)
+	st.Close()
+	if !ran {
+		t.Fatal("session refused")
 	}
-	t.Fatal("every session refused")
-	return nil
+	select {
+	case <-m.ended:
+	case <-time.After(tu.Timeout):
+		t.Fatalf("session not over within %s", tu.Timeout)
+	}
+	return docs
+}
+
+// startTracked is start for a node whose sessions session waits for.
+func startTracked(t *testing.T, id tu.Identity, doc *membership.Document, history ...*membership.Document) *member {
+	t.Helper()
+	ended := make(chan peer.ID, 16)
+	m := startWith(t, id, doc, func(c gossip.Config) gossip.Config {
+		c.History = history
+		return gossip.WithInboundDone(c, func(p peer.ID) { ended <- p })
+	})
+	m.ended = ended
+	return m
 }
 
 // nextBefore waits for the next event of type T that match accepts, and
@@ -149,7 +163,7 @@ func randomHash(t *testing.T) []byte {
 func TestForkClaimWithoutDocumentCharged(t *testing.T) {
 	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
 	v1 := genesis(t, 1, a, b)
-	ma := start(t, a, v1)
+	ma := startTracked(t, a, v1)
 	h := rawHost(t, b, ma)
 	got := session(t, h, ma, 1, randomHash(t))
 	if len(got) != 1 || got[0].Hash() != v1.Hash() {
@@ -186,7 +200,7 @@ func TestForkClaimWithBadDocumentCharged(t *testing.T) {
 		"not the hello's": {randomHash(t), signed, gossip.ReasonMalformed, ratelimit.MalformedMessage},
 	} {
 		t.Run(name, func(t *testing.T) {
-			ma := start(t, a, v2, v1)
+			ma := startTracked(t, a, v2, v1)
 			h := rawHost(t, b, ma)
 			session(t, h, ma, 2, tc.hash, docFrame(t, tc.doc))
 			r := nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID }, isConflict)
@@ -209,7 +223,7 @@ func TestForkReportedOnce(t *testing.T) {
 	v1 := genesis(t, 1, a, b)
 	v2a := propose(t, v1, nil, a)
 	v2b := propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
-	ma := start(t, a, v2a, v1)
+	ma := startTracked(t, a, v2a, v1)
 	h := rawHost(t, b, ma)
 	for i := 0; i < 3; i++ {
 		got := session(t, h, ma, 2, hashBytes(v2b), docFrame(t, v2b))
@@ -257,7 +271,7 @@ func TestConflictAcrossVersions(t *testing.T) {
 func TestBehindClaimNotRepeated(t *testing.T) {
 	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
 	v1 := genesis(t, 1, a, b)
-	ma := start(t, a, v1)
+	ma := startTracked(t, a, v1)
 	h := rawHost(t, b, ma)
 	for _, v := range []uint64{99, 99, 100} {
 		session(t, h, ma, v, randomHash(t))
@@ -315,7 +329,7 @@ func TestUncheckableForkAnswered(t *testing.T) {
 	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
 	g1a := genesis(t, 1, a, b)
 	g1b := genesis(t, 2, a, b)
-	ma := start(t, a, g1a)
+	ma := startTracked(t, a, g1a)
 	h := rawHost(t, b, ma)
 	// b, ahead at version 2 of another history, sends its version 1.
 	got := session(t, h, ma, 2, randomHash(t), docFrame(t, g1b))
@@ -328,6 +342,34 @@ func TestUncheckableForkAnswered(t *testing.T) {
 		t.Fatalf("node sent %v, want its version 1", got)
 	}
 	session(t, h, ma, 1, hashBytes(g1a), &pb.Frame{Kind: &pb.Frame_Document{Document: []byte("x")}})
+	nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID && r.Reason == gossip.ReasonMalformed },
+		func(ev gossip.Event) bool {
+			r, ok := ev.(gossip.Rejected)
+			return isConflict(ev) || ok && r.Reason != gossip.ReasonBusy
+		})
+	if c := nextCharge(t, ma); c.reason != ratelimit.MalformedMessage {
+		t.Fatalf("charge %+v, want only the malformed frame's", c)
+	}
+}
+
+// Histories that split before the version in the Hellos: the peer's
+// document links to another version before it than the node's. An honest
+// peer sends that; it cannot be checked, so it is neither a fork reported
+// nor charged, and the node still sends its own.
+func TestForkSplitEarlierNotCharged(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	v2a := propose(t, v1, nil, a)
+	v3a := propose(t, v2a, nil, a)
+	v2b := propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
+	v3b := propose(t, v2b, nil, a, b)
+	ma := startTracked(t, a, v3a, v1, v2a)
+	h := rawHost(t, b, ma)
+	got := session(t, h, ma, 3, hashBytes(v3b), docFrame(t, v3b))
+	if len(got) != 1 || got[0].Hash() != v3a.Hash() {
+		t.Fatalf("node sent %v, want its version 3", got)
+	}
+	session(t, h, ma, 3, hashBytes(v3a), &pb.Frame{Kind: &pb.Frame_Document{Document: []byte("x")}})
 	nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID && r.Reason == gossip.ReasonMalformed },
 		func(ev gossip.Event) bool {
 			r, ok := ev.(gossip.Rejected)

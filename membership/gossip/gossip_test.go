@@ -37,6 +37,7 @@ type member struct {
 	path    string
 	reg     *prometheus.Registry
 	charges chan charge
+	ended   chan peer.ID // sessions peers opened, over (startTracked)
 }
 
 // start runs a node for id that trusts doc (and knows history) and its

@@ -89,6 +89,9 @@ func (s *Service) handleStream(st network.Stream) {
 		s.sessMu.Lock()
 		delete(s.inbound, p)
 		s.sessMu.Unlock()
+		if s.cfg.inboundDone != nil {
+			s.cfg.inboundDone(p)
+		}
 	}}
 	defer rs.done()
 	s.session(rs)
@@ -303,8 +306,9 @@ func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Read
 // verify against our version v-1 as VerifyNext does (expiry aside: a document
 // signed twice is a fork even once expired). A document that fails is
 // refused and charged, the session reset: ok is false then. When we do not
-// keep version v-1 (v is the genesis, or older than our history) the
-// document cannot be checked: it is logged, neither reported as a fork nor
+// keep version v-1 (v is the genesis, or older than our history), or the
+// document links to another v-1 than ours (the histories split earlier),
+// it cannot be checked: it is logged, neither reported as a fork nor
 // charged, and the session goes on (ok, d nil).
 func (s *Service) checkForkDocument(st network.Stream, p peer.ID, v uint64, data []byte, ours *membership.Document, want *membership.Hash) (*membership.Document, bool) {
 	got, _, err := peekDocument(data)
@@ -333,6 +337,15 @@ func (s *Service) checkForkDocument(st network.Stream, p peer.ID, v uint64, data
 	}
 	// time.Time{}: before any expiry.
 	rep, err := s.cfg.verify(prev, d, time.Time{})
+	if errors.Is(err, membership.ErrBadLink) {
+		// What an honest peer sends when the histories split before
+		// version v: its version v follows its own v-1. Not shown, but no
+		// fault either.
+		s.logPeer(zap.WarnLevel, p, "fork_unchecked", "a member holds another membership history, split before this version: not checked",
+			zap.Uint64("version", v), zap.Stringer("hash", ours.Hash()), zap.Stringer("peer_hash", d.Hash()),
+			zap.Stringer("prev", prev.Hash()), zap.Stringer("peer_prev", d.Body().Prev))
+		return nil, true
+	}
 	if err != nil {
 		st.Reset()
 		s.report(Rejected{From: p, Version: v, Reason: classify(err), Report: rep,
