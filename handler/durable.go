@@ -240,8 +240,9 @@ func (h *Handler) finish(ex *exchange, o *Outcome, reply *Reply) {
 			return
 		}
 		// A full store refuses the dead letter (and AckOutcomes' ended
-		// mark), not a delete: the exchange ends without them rather
-		// than not at all in this life.
+		// mark) when it adds more than a little to the record it
+		// replaces (a reply, a long error), not a delete: the exchange
+		// ends without them rather than not at all in this life.
 		o.DeadLettered = false
 		var del store.Batch
 		del.DeleteOutgoing(id)

@@ -13,7 +13,7 @@ import "fmt"
 type Batch struct {
 	ops  []op
 	err  error // the first invalid record, reported at commit
-	adds bool  // any put: the batch is refused while the store is full
+	adds bool  // any put: a full store looks at what the batch adds (stager.grows)
 	dels bool  // any delete: a full store reclaims space after it
 	size int64 // estimated bytes the puts add to the store
 }
@@ -128,5 +128,6 @@ func (b *Batch) DeleteDeadLetter(id uint64) {
 func (b *Batch) Len() int { return len(b.ops) }
 
 // Adds reports whether the batch writes any record (a put), which a full
-// store refuses; a batch of deletes alone always goes through.
+// store refuses if the batch grows the records (Options.MaxBytes); a batch
+// of deletes alone always goes through.
 func (b *Batch) Adds() bool { return b.adds }

@@ -185,6 +185,7 @@ func (s *Store) write(group []pending, errs []error) {
 		return
 	}
 	full := used >= s.maxBytes
+	waited := false // for a reclaim, at most once a group
 	for {
 		st := stager{s: s}
 		u := used
@@ -197,8 +198,25 @@ func (s *Store) write(group []pending, errs []error) {
 				continue
 			}
 			if b.adds && u >= s.maxBytes {
-				errs[i] = s.fullError(u)
-				continue
+				grows, err := st.grows(group, written, part, i)
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				if grows && !waited && s.awaitReclaim(&st) {
+					waited = true
+					m, err := s.measure()
+					if err != nil {
+						errs[i] = err
+						continue
+					}
+					used, u = m, m+partSize
+					full = m >= s.maxBytes
+				}
+				if grows && u >= s.maxBytes {
+					errs[i] = s.fullError(u)
+					continue
+				}
 			}
 			if len(part) > 0 && int64(st.len())+b.size > maxCommitBytes {
 				if err := s.commitPart(&st, part, written); err != nil {
@@ -239,7 +257,7 @@ func (s *Store) write(group []pending, errs []error) {
 	}
 	if full && s.reclaimDue {
 		s.reclaimDue = false
-		s.kickReclaim()
+		s.askReclaim()
 	}
 }
 
@@ -272,12 +290,15 @@ func (s *Store) commitPart(st *stager, part []int, written []bool) error {
 // incoming keys earlier batches of the group wrote (true) or deleted
 // (false), which AddIncoming must see as well as the committed state; it
 // reads that state through one iterator per pebble batch, since nothing
-// else writes to the store while the committer stages.
+// else writes to the store while the committer stages. sizes, once a full
+// store needs it (grows), tracks the size of every key the group wrote so
+// far, 0 for a deleted one.
 type stager struct {
 	s       *Store
 	b       *pebble.Batch
 	it      *pebble.Iterator
 	present map[string]bool
+	sizes   map[string]int64
 }
 
 func (st *stager) len() int {
@@ -326,7 +347,122 @@ func (st *stager) stage(ops []op) (err error) {
 			st.mark(o.table, k, false)
 		}
 	}
+	if st.sizes != nil {
+		return st.track(ops)
+	}
 	return nil
+}
+
+// replaceSlack is how much a batch that replaces or deletes a record may
+// add, in bytes, and still count as not growing the store: the mark that
+// replaces a record may carry a flag or a time the record did not (a
+// handled request that was answered, with its reply dropped), and a
+// failed exchange moves from the outbox to the dead letters with its
+// reason and error.
+const replaceSlack = 256
+
+// grows reports whether batch i of group, about to be staged after the
+// batches written and those of part, adds to the records of the store: it
+// puts more, in bytes, than it deletes or replaces (by more than
+// replaceSlack, if it deletes or replaces any). A full store takes the
+// batches that do not, so that marking a message handled, moving a record
+// between the outbox and the dead letters or updating one in place never
+// fails for want of room: that is how room comes back. A resend's
+// AddIncoming of a record already there adds nothing.
+func (st *stager) grows(group []pending, written []bool, part []int, i int) (_ bool, err error) {
+	defer recoverPebble(st.s.path, &err)
+	if st.sizes == nil {
+		// From now on stage tracks every batch; the ones before come
+		// first, in their order.
+		st.sizes = make(map[string]int64)
+		inPart := make(map[int]bool, len(part))
+		for _, j := range part {
+			inPart[j] = true
+		}
+		for j := range i {
+			if written[j] || inPart[j] {
+				if err := st.track(group[j].b.ops); err != nil {
+					return false, err
+				}
+			}
+		}
+	}
+	type change struct{ before, after int64 }
+	changes := make(map[string]*change)
+	for _, o := range group[i].b.ops {
+		k := tableKey(o)
+		c := changes[k]
+		if c == nil {
+			n, err := st.size(k)
+			if err != nil {
+				return false, err
+			}
+			c = &change{n, n}
+			changes[k] = c
+		}
+		switch {
+		case o.kind == opDelete:
+			c.after = 0
+		case o.kind == opPut || c.after == 0:
+			c.after = int64(len(k) + len(o.value) + elemOverhead)
+		}
+	}
+	var growth int64
+	replaces := false
+	for _, c := range changes {
+		growth += c.after - c.before
+		replaces = replaces || c.before > 0
+	}
+	if replaces {
+		growth -= replaceSlack
+	}
+	return growth > 0, nil
+}
+
+// tableKey is o's key in the store, as the key of stager.sizes.
+func tableKey(o op) string { return string(o.table.prefix()) + string(o.key) }
+
+// track records in st.sizes what ops, staged, do to the size of their keys.
+func (st *stager) track(ops []op) error {
+	for _, o := range ops {
+		k := tableKey(o)
+		switch o.kind {
+		case opDelete:
+			st.sizes[k] = 0
+		case opAdd:
+			n, err := st.size(k)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				continue
+			}
+			fallthrough
+		default:
+			st.sizes[k] = int64(len(k) + len(o.value) + elemOverhead)
+		}
+	}
+	return nil
+}
+
+// size is the size of the record under k, as the group has left it so
+// far: 0 when there is none.
+func (st *stager) size(k string) (int64, error) {
+	if n, ok := st.sizes[k]; ok {
+		return n, nil
+	}
+	it, err := st.iter()
+	if err != nil {
+		return 0, err
+	}
+	if !it.SeekPrefixGE([]byte(k)) {
+		if err := it.Error(); err != nil {
+			return 0, pebbleError(st.s.path, "read", err)
+		}
+		return 0, nil
+	}
+	v := it.LazyValue()
+	return int64(len(k) + v.Len() + elemOverhead), nil
 }
 
 func (st *stager) mark(t tableID, k []byte, present bool) {
@@ -344,21 +480,30 @@ func (st *stager) exists(k []byte) (bool, error) {
 	if p, ok := st.present[string(k)]; ok {
 		return p, nil
 	}
+	it, err := st.iter()
+	if err != nil {
+		return false, err
+	}
+	found := it.SeekPrefixGE(k)
+	if err := it.Error(); err != nil {
+		return false, pebbleError(st.s.path, "read", err)
+	}
+	return found, nil
+}
+
+// iter is the stager's view of the committed state.
+func (st *stager) iter() (*pebble.Iterator, error) {
 	if st.it == nil {
 		// Not db.Get: it skips the bloom filters of the last level, where
 		// a small store keeps nearly everything, and so reads its blocks
 		// for a key that is nearly always absent.
 		it, err := st.s.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
 		if err != nil {
-			return false, pebbleError(st.s.path, "read", err)
+			return nil, pebbleError(st.s.path, "read", err)
 		}
 		st.it = it
 	}
-	found := st.it.SeekPrefixGE(k)
-	if err := st.it.Error(); err != nil {
-		return false, pebbleError(st.s.path, "read", err)
-	}
-	return found, nil
+	return st.it, nil
 }
 
 // closeIter ends the stager's view of the committed state: a commit changes

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -167,6 +168,9 @@ func TestErrFull(t *testing.T) {
 		_, _ = rnd.Read(o.Payload)
 		return o
 	}
+	dead := deadLetter(5001)
+	dead.Outgoing = big(5001)
+	commitT(t, s, func(b *Batch) { b.PutDeadLetter(dead) })
 	var stored []uint64
 	var full error
 	for id := uint64(1); id <= 1000 && full == nil; id++ {
@@ -182,14 +186,18 @@ func TestErrFull(t *testing.T) {
 	if !strings.Contains(full.Error(), s.Path()) {
 		t.Errorf("message %q does not name the file", full)
 	}
-	// Adds of every kind are refused.
+	// Adds of every kind are refused. (The store, full of live records,
+	// reclaimed nothing when it refused the last put, and nothing was
+	// written since: none waits for a reclaim.)
 	for name, fill := range map[string]func(*Batch){
 		"AddIncoming":   func(b *Batch) { b.AddIncoming(incoming("p", 1)) },
 		"PutIncoming":   func(b *Batch) { b.PutIncoming(incoming("p", 1)) },
 		"PutDeadLetter": func(b *Batch) { b.PutDeadLetter(deadLetter(1)) },
-		"delete and put": func(b *Batch) {
+		"delete and a larger put": func(b *Batch) {
 			b.DeleteOutgoing(stored[0])
-			b.PutOutgoing(outgoing(1))
+			o := big(stored[1])
+			o.Payload = bytes.Repeat(o.Payload, 3) // 20 kB more, for 10 kB deleted
+			b.PutOutgoing(o)
 		},
 	} {
 		var b Batch
@@ -225,6 +233,36 @@ func TestErrFull(t *testing.T) {
 	if err := recv(t, results[2], "delete"); err != nil {
 		t.Errorf("delete after the refused batch: %v", err)
 	}
+
+	// What does not grow the records goes through: a record replaced by
+	// a smaller one or one of its size, or moved to another table, where
+	// it is smaller or a little larger.
+	for name, fill := range map[string]func(*Batch){
+		"smaller": func(b *Batch) { b.PutOutgoing(outgoing(stored[2])) },
+		"same size": func(b *Batch) {
+			o := big(stored[3])
+			o.Attempts++
+			b.PutOutgoing(o)
+		},
+		"moved": func(b *Batch) { // a dead letter retried
+			b.DeleteDeadLetter(dead.ID)
+			b.PutOutgoing(dead.Outgoing)
+		},
+		"moved, a little larger": func(b *Batch) { // an exchange failed
+			d := deadLetter(stored[5])
+			d.Outgoing = big(stored[5])
+			b.DeleteOutgoing(stored[5])
+			b.PutDeadLetter(d)
+		},
+	} {
+		var b Batch
+		fill(&b)
+		if err := s.Commit(&b); err != nil {
+			t.Errorf("%s on a full store: %v", name, err)
+		}
+	}
+	stored = append(stored, dead.ID)
+	commitT(t, s, func(b *Batch) { b.DeleteDeadLetter(stored[5]) })
 
 	// Deletes always go through, and the space they free is reused once
 	// the full store has compacted them away, which it starts at once.

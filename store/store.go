@@ -25,12 +25,16 @@ type Options struct {
 	// take, as du counts it (their allocated blocks: sstables, MANIFEST,
 	// OPTIONS, and the write-ahead logs whole, preallocated and kept for
 	// reuse), plus what the current group of batches adds. While that is
-	// at or over MaxBytes, a batch that adds data (any Put or Add) fails
-	// with ErrFull; deletes always go through, so the handler can always
-	// drain. Deleted and overwritten records free their space once pebble
-	// flushes and compacts them: a full store that refuses a batch or
-	// takes deletes does so at once, in the background, if anything was
-	// written since it last did (reclaim.go).
+	// at or over MaxBytes, a batch that grows the records fails with
+	// ErrFull: one that puts more bytes than it deletes or replaces (by
+	// more than 256, if it deletes or replaces any record). The others
+	// always go through (deletes, a record marked handled or updated in
+	// place, one moved between tables), so the handler can always drain.
+	// Deleted and overwritten records free their space once pebble
+	// flushes and compacts them: a full store does so, in the background,
+	// if anything was written since it last did, and a batch it would
+	// refuse waits for that, up to a second, and is refused only if the
+	// store is still full then (reclaim.go).
 	//
 	// Pebble's own files take part of the cap: measured, 1.2 MB for a cap
 	// of 16 MiB or less (the memtable, and so each write-ahead log, is
@@ -73,6 +77,10 @@ type Options struct {
 	// reclaimed, if set, runs after each reclaim with its error: tests
 	// wait for one.
 	reclaimed func(error)
+	// reclaimWait is how long the committer may wait for a reclaim to
+	// make room (reclaim.go); tests lengthen it, so that what they count
+	// does not depend on the machine's load. Default: reclaimWait.
+	reclaimWait time.Duration
 	// tune, if set, changes the options of the read-write pebble
 	// database: tests turn pebble's own compactions off.
 	tune func(*pebble.Options)
@@ -110,6 +118,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.lingerFor == nil {
 		o.lingerFor = lingerFor
+	}
+	if o.reclaimWait <= 0 {
+		o.reclaimWait = reclaimWait
 	}
 	if o.abandonedPause <= 0 {
 		o.abandonedPause = time.Second
@@ -158,6 +169,15 @@ type Store struct {
 	scratch    []byte // key buffer
 	usage      usage  // the disk in use, for the size cap (usage.go)
 	reclaimDue bool   // records were written or deleted since the last reclaim
+
+	reclaimAsked <-chan struct{} // closed when the reclaim asked last has ended; nil once seen
+	reclaimBy    time.Time       // until when the committer may wait for it; zero before the first wait
+	reclaimWait  time.Duration   // Options.reclaimWait
+
+	// reclaimNext is closed when the next reclaim to start has ended; nil
+	// until one is asked for (askReclaim).
+	reclaimMu   sync.Mutex
+	reclaimNext chan struct{}
 
 	reclaimKick   chan struct{}      // wakes the reclaimer, capacity 1
 	reclaimed     func(error)        // Options.reclaimed
@@ -211,6 +231,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		stopped:        make(chan struct{}),
 		reclaimKick:    make(chan struct{}, 1),
 		reclaimed:      opts.reclaimed,
+		reclaimWait:    opts.reclaimWait,
 		reclaimDone:    make(chan struct{}),
 		failedCh:       make(chan struct{}),
 	}
@@ -225,7 +246,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if s.reclaimDue {
 		if used, err := s.used(); err == nil && used >= s.maxBytes {
 			s.reclaimDue = false
-			s.kickReclaim()
+			s.askReclaim()
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())

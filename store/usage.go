@@ -41,13 +41,21 @@ func (s *Store) inUse() (int64, error) {
 	u := &s.usage
 	if u.at.IsZero() || time.Since(u.at) >= u.maxAge ||
 		u.grown >= s.maxBytes/100 || u.measured+u.grown >= s.maxBytes-s.maxBytes/100 {
-		n, err := s.used()
-		if err != nil {
-			return 0, err
-		}
-		u.measured, u.at, u.grown = n, time.Now(), 0
+		return s.measure()
 	}
 	return u.measured + u.grown, nil
+}
+
+// measure measures the bytes in use now, for the committer, which takes
+// it as the start of its estimate.
+func (s *Store) measure() (int64, error) {
+	n, err := s.used()
+	if err != nil {
+		return 0, err
+	}
+	u := &s.usage
+	u.measured, u.at, u.grown = n, time.Now(), 0
+	return n, nil
 }
 
 // added records that a commit added about n bytes.
