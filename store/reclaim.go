@@ -26,9 +26,9 @@ import (
 // The reclaim is asynchronous, but a batch that a full store would refuse
 // waits for it (awaitReclaim), up to reclaimWait, and is refused only if
 // the store is still full once it has ended: deleted records made a store
-// capped at 16 MiB refuse about a fifth of a sequence of 1 MiB records
-// each deleted three puts later, with never more than 3 MiB live. Not
-// full, the committer does none of this.
+// capped at 16 MiB refuse 35 to 168 of a sequence of 200 records of 1 MiB,
+// each deleted three puts later, with never more than 3 MiB live (the
+// faster they came, the more). Not full, the committer does none of this.
 
 // reclaimWait bounds how long the committer waits for a reclaim to make
 // room for a batch it would otherwise refuse: in all, from the first wait

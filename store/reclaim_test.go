@@ -61,9 +61,9 @@ func TestFullStoreReclaimsOverwrites(t *testing.T) {
 // reclaimed: in a sequence of records of a sixteenth of the cap, each
 // deleted three puts later, no put is refused. (Deleted records counted
 // until a compaction dropped them: at the node's least cap, 16 MiB, with
-// 1 MiB records, about a fifth of the puts were refused; here, with
-// pebble's own compactions off, so that the count does not depend on when
-// they run, nearly all.)
+// 1 MiB records, a sixth to four fifths of the puts were refused, the
+// more the faster they came; here, with pebble's own compactions off, so
+// that the count does not depend on when they run, nearly all.)
 func TestDeletedRecordsDoNotFillTheStore(t *testing.T) {
 	const limit = 4 << 20
 	// The committer waits for a reclaim as long as it takes: how long
