@@ -6,27 +6,32 @@ import (
 	"testing"
 	"time"
 
+	ma "github.com/multiformats/go-multiaddr"
+
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
-// TestAckFreesAFullStore: a node whose store filled with received messages
-// the application has not handled yet answers busy to the next one, and the
-// application's Acks, which each replace a pending message by a small
-// handled record, go through: handling the messages is how room comes back,
-// and once it has, messages are accepted again. (The store refused the
-// Acks as writes to a full store, and the node stayed stuck.)
+// TestAckFreesAFullStore: a node whose store is full, holding received
+// messages the application has not handled yet, takes the application's
+// Acks, which each replace a pending message by a small handled record:
+// handling the messages is how room comes back, and once it has, the
+// node's own sends are accepted again. (The store refused the Acks as
+// writes to a full store, and the node stayed stuck.) The peers cannot
+// fill the store by themselves (MaxInboxBytes, a quarter of its cap), so
+// the node's own messages to a peer that is down fill the rest.
 func TestAckFreesAFullStore(t *testing.T) {
-	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
-	list := tu.Allowlist(t, ia, ib)
+	ia, ib, ic := tu.NewIdentity(t), tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib, ic)
 	s, err := store.Open(t.TempDir(), store.Options{MaxBytes: 4 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() }) // after the handler's Close
-	b := newHandler(t, ib, list, handler.WithStore(s))
+	// b retries its sends to c for the test's life: they stay in the outbox.
+	b := newHandler(t, ib, list, handler.WithStore(s), handler.WithRetry(100, time.Hour, time.Hour))
 	a := newHandler(t, ia, list, handler.WithRetry(1, time.Millisecond, time.Millisecond))
 	rnd := rand.NewChaCha8([32]byte{11})
 	payload := func() []byte {
@@ -34,36 +39,43 @@ func TestAckFreesAFullStore(t *testing.T) {
 		_, _ = rnd.Read(p)
 		return p
 	}
-	// send sends one message and reports whether b stored it; anything but
-	// stored or busy fails the test.
-	send := func() bool {
-		t.Helper()
+	// a sends messages until b answers busy; anything but stored or busy
+	// fails the test.
+	var got []*handler.Message
+	for i := 0; ; i++ {
+		if i == 500 {
+			t.Fatal("b never answered busy")
+		}
 		id, err := a.Send(ib.ID, addr(b), payload())
 		if err != nil {
 			t.Fatal(err)
 		}
 		o := outcome(t, a, id)
-		if o.OK {
-			return true
-		}
-		var ae *handler.AckError
-		if o.Reason != handler.ReasonNotAcked || !errors.As(o.Err, &ae) || ae.Reason != p2p.ReasonBusy {
-			t.Fatalf("outcome %+v (%v), want ok or busy", o, o.Err)
-		}
-		return false
-	}
-	var got []*handler.Message
-	for i := 0; ; i++ {
-		if i == 500 {
-			t.Fatal("the store never filled")
-		}
-		if !send() {
+		if !o.OK {
+			var ae *handler.AckError
+			if o.Reason != handler.ReasonNotAcked || !errors.As(o.Err, &ae) || ae.Reason != p2p.ReasonBusy {
+				t.Fatalf("outcome %+v (%v), want ok or busy", o, o.Err)
+			}
 			break
 		}
 		got = append(got, tu.Next[*handler.Message](t, b.Events()))
 	}
-	if len(got) < 10 {
-		t.Fatalf("full after %d messages", len(got))
+	if len(got) < 4 {
+		t.Fatalf("busy after %d messages", len(got))
+	}
+	// b's own messages to c, which listens nowhere, fill the store: each
+	// stays in the outbox, its next attempt an hour away.
+	down := ma.StringCast("/ip4/127.0.0.1/tcp/1")
+	for i := 0; ; i++ {
+		if i == 500 {
+			t.Fatal("the store never filled")
+		}
+		if _, err := b.Send(ic.ID, down, payload()); err != nil {
+			if !errors.Is(err, store.ErrFull) {
+				t.Fatalf("send %d: %v, want store.ErrFull", i, err)
+			}
+			break
+		}
 	}
 	for i, m := range got {
 		if err := b.Ack(m.From, m.Exchange); err != nil {
@@ -71,12 +83,18 @@ func TestAckFreesAFullStore(t *testing.T) {
 		}
 	}
 	// The handled messages' room is reclaimed when the store needs it,
-	// which the next message waits for, up to a second: a loaded machine
-	// may take longer, and the sender sends again, as it would resend.
-	for i := 0; !send(); i++ {
+	// which a send waits for, up to a second: a loaded machine may take
+	// longer, and the application sends again.
+	for i := 0; ; i++ {
 		if i == 500 {
-			t.Fatal("messages still refused after every one was handled")
+			t.Fatal("sends still refused after every message was handled")
+		}
+		_, err := b.Send(ic.ID, down, payload())
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrFull) {
+			t.Fatalf("send after the Acks: %v", err)
 		}
 	}
-	tu.Next[*handler.Message](t, b.Events())
 }
