@@ -25,11 +25,17 @@ func (b *bucket) base(now int64, p *policy) int64 {
 // take spends one token at now if a whole one is there, reporting whether it
 // did and the tokens left either way.
 func (b *bucket) take(now int64, p *policy) (ok bool, left float64) {
+	return b.takeCost(now, p, p.refill)
+}
+
+// takeCost is take for a spend worth cost nanoseconds of refill (p.refill
+// is one token): it succeeds if the bucket holds at least that much.
+func (b *bucket) takeCost(now int64, p *policy, cost int64) (ok bool, left float64) {
 	base := b.base(now, p)
-	if now-base < p.refill {
+	if now-base < cost {
 		return false, float64(max(now-base, 0)) / float64(p.refill)
 	}
-	b.empty = base + p.refill
+	b.empty = base + cost
 	return true, float64(now-b.empty) / float64(p.refill)
 }
 

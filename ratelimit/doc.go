@@ -8,7 +8,9 @@
 // frame, an ack that never came or a message the routing table forbids,
 // spends one token from a bucket, and a key whose bucket runs dry is
 // exhausted: the caller disconnects it, and the connection gater refuses it
-// until its ban ends. Buckets refill continuously, so an honest node that
+// until its ban ends. One reason, DeclinedHandshake, spends only a
+// DeclinedShare of a token, because an honest dialer provokes it whenever
+// it holds a wrong address for someone. Buckets refill continuously, so an honest node that
 // trips over the odd timeout is never cut off, while one that misbehaves
 // continuously is cut off after about Burst events.
 //

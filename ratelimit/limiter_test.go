@@ -2,6 +2,7 @@ package ratelimit_test
 
 import (
 	"math"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -281,12 +282,63 @@ func TestStatsCounts(t *testing.T) {
 	if st.Peers.Spent != want || st.IPs.Spent != want {
 		t.Fatalf("spent = %v / %v, want %v", st.Peers.Spent, st.IPs.Spent, want)
 	}
-	// Peers: reasons 3..8 spend 3..8 times on burst 2, each one ban.
+	// Peers: reasons 3..8 spend 3..8 times on burst 2, each one ban;
+	// declined_handshake spends 9 quarter tokens, one ban too.
 	// IP: one key, banned at its third spend, never again.
-	if st.Peers.Exhaustions != 6 || st.IPs.Exhaustions != 1 {
-		t.Fatalf("exhaustions = %d / %d, want 6 / 1", st.Peers.Exhaustions, st.IPs.Exhaustions)
+	if st.Peers.Exhaustions != 7 || st.IPs.Exhaustions != 1 {
+		t.Fatalf("exhaustions = %d / %d, want 7 / 1", st.Peers.Exhaustions, st.IPs.Exhaustions)
 	}
-	if st.Peers.Keys != 8 || st.IPs.Keys != 1 || st.Peers.Evictions != 0 {
+	if st.Peers.Keys != 9 || st.IPs.Keys != 1 || st.Peers.Evictions != 0 {
 		t.Fatalf("keys/evictions = %+v", st)
+	}
+}
+
+// A declined handshake costs a DeclinedShare of a token: an IP absorbs
+// DeclinedShare times as many declines as failed handshakes, and a flood of
+// them is still cut off.
+func TestDeclinedHandshakeIsAShareOfAToken(t *testing.T) {
+	const burst = 5
+	l, clk := testLimiter(t, ratelimit.Config{Burst: burst, Refill: time.Minute, BanDuration: time.Hour})
+	ip := netip.MustParseAddr("192.0.2.7")
+	for i := 1; i <= burst*ratelimit.DeclinedShare; i++ {
+		v := l.SpendIP(ip, ratelimit.DeclinedHandshake)
+		if v.Exhausted {
+			t.Fatalf("decline %d of %d exhausted the IP: %+v", i, burst*ratelimit.DeclinedShare, v)
+		}
+		if want := float64(burst) - float64(i)/ratelimit.DeclinedShare; !near(v.Remaining, want) {
+			t.Fatalf("decline %d left %v tokens, want %v", i, v.Remaining, want)
+		}
+	}
+	v := l.SpendIP(ip, ratelimit.DeclinedHandshake)
+	if !v.Exhausted || !v.NewlyExhausted || !v.Until.Equal(clk.Now().Add(time.Hour)) || !l.IPBanned(ip) {
+		t.Fatalf("the decline past the budget = %+v, banned %v; want a ban of an hour", v, l.IPBanned(ip))
+	}
+	if got := l.Stats().IPs.Spent[ratelimit.DeclinedHandshake]; got != burst*ratelimit.DeclinedShare+1 {
+		t.Fatalf("Spent[declined_handshake] = %d, want %d", got, burst*ratelimit.DeclinedShare+1)
+	}
+
+	// A sustained trickle of DeclinedShare declines per Refill is
+	// forgiven; one more per Refill is not.
+	other := netip.MustParseAddr("192.0.2.8")
+	for range 10 * burst {
+		for range ratelimit.DeclinedShare {
+			if v := l.SpendIP(other, ratelimit.DeclinedHandshake); v.Exhausted {
+				t.Fatal("a trickle of DeclinedShare declines per Refill was cut off")
+			}
+		}
+		clk.Advance(time.Minute)
+	}
+	for i := range 10 * burst {
+		banned := false
+		for range ratelimit.DeclinedShare + 1 {
+			banned = banned || l.SpendIP(other, ratelimit.DeclinedHandshake).Exhausted
+		}
+		if banned {
+			return
+		}
+		if i == 10*burst-1 {
+			t.Fatal("DeclinedShare+1 declines per Refill were never cut off")
+		}
+		clk.Advance(time.Minute)
 	}
 }

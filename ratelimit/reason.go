@@ -49,9 +49,38 @@ const (
 	// permit from that peer to that channel.
 	Unauthorized
 
+	// DeclinedHandshake means an inbound Noise handshake ended with the
+	// initiator hanging up right after it received the node's key (Noise
+	// message 2), before sending the last message. That is what an honest
+	// dialer does when it reached this node at an address it holds for
+	// another peer: the key proves to be the wrong one and it aborts. It
+	// is charged to the source IP, like FailedHandshake, because it still
+	// costs the node a signature and Diffie-Hellman work; but a wrong
+	// address is an honest mistake that a third party can provoke (by
+	// advertising this node's address as its own), so it costs only a
+	// DeclinedShare of a token. A flood of declines is still cut off.
+	DeclinedHandshake
+
 	// numReasons sizes per-reason arrays; index 0 is the out-of-range slot.
-	numReasons = int(Unauthorized) + 1
+	numReasons = int(DeclinedHandshake) + 1
 )
+
+// lastReason is the highest declared Reason.
+const lastReason = DeclinedHandshake
+
+// DeclinedShare is how many DeclinedHandshake spends make one token: a key
+// absorbs DeclinedShare*Burst declines in quick succession, and
+// DeclinedShare per Refill sustained, where every other reason absorbs
+// Burst and one per Refill.
+const DeclinedShare = 4
+
+// cost is the share of one token's refill time that a spend for r takes.
+func (r Reason) cost(refill int64) int64 {
+	if r == DeclinedHandshake {
+		return max(1, refill/DeclinedShare)
+	}
+	return refill
+}
 
 // reasonNames is indexed by Reason. It is a constant table: never written
 // after initialisation.
@@ -64,6 +93,7 @@ var reasonNames = [numReasons]string{
 	UnansweredAck:     "unanswered_ack",
 	ProtocolViolation: "protocol_violation",
 	Unauthorized:      "unauthorized",
+	DeclinedHandshake: "declined_handshake",
 }
 
 // ErrUnknownReason is wrapped by the error ParseReason and
@@ -71,7 +101,7 @@ var reasonNames = [numReasons]string{
 var ErrUnknownReason = errors.New("ratelimit: unknown reason")
 
 // valid reports whether r is one of the declared reasons.
-func (r Reason) valid() bool { return r >= FailedHandshake && r <= Unauthorized }
+func (r Reason) valid() bool { return r >= FailedHandshake && r <= lastReason }
 
 // String returns the stable snake_case name of r, for example
 // "failed_handshake". An undeclared value prints as "Reason(N)", which
@@ -108,7 +138,7 @@ func (r *Reason) UnmarshalText(text []byte) error {
 // call, so the caller may keep or modify it.
 func Reasons() []Reason {
 	rs := make([]Reason, 0, numReasons-1)
-	for r := FailedHandshake; r <= Unauthorized; r++ {
+	for r := FailedHandshake; r <= lastReason; r++ {
 		rs = append(rs, r)
 	}
 	return rs
@@ -118,7 +148,7 @@ func Reasons() []Reason {
 // sensitive), since the names are identifiers rather than prose. The error
 // wraps ErrUnknownReason.
 func ParseReason(s string) (Reason, error) {
-	for r := FailedHandshake; r <= Unauthorized; r++ {
+	for r := FailedHandshake; r <= lastReason; r++ {
 		if reasonNames[r] == s {
 			return r, nil
 		}

@@ -15,6 +15,7 @@ func TestReasonNamesAreStable(t *testing.T) {
 	want := []string{
 		"failed_handshake", "peer_ip_mismatch", "unknown_peer", "malformed_message",
 		"oversized_message", "unanswered_ack", "protocol_violation", "unauthorized",
+		"declined_handshake",
 	}
 	rs := ratelimit.Reasons()
 	if len(rs) != len(want) {
@@ -40,12 +41,12 @@ func TestReasonNamesAreStable(t *testing.T) {
 }
 
 func TestParseReasonRejects(t *testing.T) {
-	for _, s := range []string{"", "Failed_Handshake", "failed handshake", "Reason(0)", "Reason(9)", "unknown"} {
+	for _, s := range []string{"", "Failed_Handshake", "failed handshake", "Reason(0)", "Reason(10)", "unknown"} {
 		if r, err := ratelimit.ParseReason(s); !errors.Is(err, ratelimit.ErrUnknownReason) {
 			t.Errorf("ParseReason(%q) = %v, %v; want ErrUnknownReason", s, r, err)
 		}
 	}
-	for _, r := range []ratelimit.Reason{0, 9, 255} {
+	for _, r := range []ratelimit.Reason{0, 10, 255} {
 		if _, err := ratelimit.ParseReason(r.String()); err == nil {
 			t.Errorf("undeclared %s parsed", r)
 		}

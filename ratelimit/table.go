@@ -77,7 +77,8 @@ func (t *table[K]) shard(h uint64) *shard[K] {
 	return &t.shards[h>>t.shift]
 }
 
-// spend charges one token to k (whose hash is h) for reason r.
+// spend charges k (whose hash is h) for reason r: one token, or the share
+// of one that r costs (Reason.cost).
 func (t *table[K]) spend(h uint64, k K, r Reason) Verdict {
 	p := t.p
 	s := t.shard(h)
@@ -111,7 +112,7 @@ func (t *table[K]) spend(h uint64, k K, r Reason) Verdict {
 		s.active.moveToFront(e)
 	}
 
-	ok, left := e.b.take(now, p)
+	ok, left := e.b.takeCost(now, p, r.cost(p.refill))
 	if ok {
 		return Verdict{Remaining: left}
 	}
