@@ -44,8 +44,9 @@ const (
 
 // RelayService makes a node a circuit relay v2 for its allowlisted peers:
 // both ends of every reservation and circuit must be on the allowlist, and
-// a refused request costs its sender a misbehaviour token
-// (ratelimit.Unauthorized). Zero values mean the defaults above.
+// a request refused for its sender's sake (not a member, or cut off) costs
+// the sender a misbehaviour token (ratelimit.Unauthorized); a circuit
+// refused for its destination's sake costs nobody anything. Zero values mean the defaults above.
 type RelayService struct {
 	// Enabled turns the relay on.
 	Enabled bool
@@ -179,13 +180,22 @@ func (a *memberACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool {
 }
 
 // AllowConnect admits a circuit between two listed peers, neither cut off.
+// Only a refusal for the source's own sake (not a member, or cut off) is
+// charged to it. One for the destination's sake is not: the source cannot
+// know that the destination is cut off here, and a member that gets
+// itself cut off and then has an honest member dial it through this relay
+// (by sending it requests with this relay's circuit address as its own)
+// would otherwise have the honest member charged for every answer, until
+// it lost its reservation here too. A destination missing from this
+// relay's allowlist is the same honest mistake while allowlists are being
+// rolled out. Such refusals cost the relay one stream each, and the
+// source's circuits are bounded by RelayService.MaxCircuits regardless.
 func (a *memberACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
-	if a.cfg.Allowlist.Contains(src) && a.cfg.Allowlist.Contains(dest) &&
-		!a.cfg.Limiter.PeerBanned(string(src)) && !a.cfg.Limiter.PeerBanned(string(dest)) {
-		return true
+	if !a.cfg.Allowlist.Contains(src) || a.cfg.Limiter.PeerBanned(string(src)) {
+		a.charge(src, ratelimit.Unauthorized)
+		return false
 	}
-	a.charge(src, ratelimit.Unauthorized)
-	return false
+	return a.cfg.Allowlist.Contains(dest) && !a.cfg.Limiter.PeerBanned(string(dest))
 }
 
 // isRelayed reports whether a is a circuit relay address.

@@ -57,12 +57,49 @@ func TestMemberACL(t *testing.T) {
 		t.Fatal("a stranger may reserve")
 	}
 	// A member may not use the relay to reach someone who is not one, and
-	// a stranger may not reach a member: the asker pays.
+	// a stranger may not reach a member. Only the stranger asking pays:
+	// the member asking for a stranger may hold an allowlist the relay's
+	// does not match yet.
 	if acl.AllowConnect(a, nil, stranger) || acl.AllowConnect(stranger, nil, b) {
 		t.Fatal("a circuit with a stranger at one end was allowed")
 	}
-	if want := []peer.ID{stranger, a, stranger}; len(charged) != 3 || charged[0] != want[0] || charged[1] != want[1] || charged[2] != want[2] {
+	if want := []peer.ID{stranger, stranger}; len(charged) != 2 || charged[0] != want[0] || charged[1] != want[1] {
 		t.Fatalf("charged %v, want %v", charged, want)
+	}
+}
+
+// A member cut off at the relay cannot get an honest member charged (and
+// cut off in turn) by having it dial through the relay: a circuit refused
+// for its destination's sake costs the source nothing, however often it
+// is asked for. A source cut off itself still pays.
+func TestMemberACLDoesNotChargeForTheDestination(t *testing.T) {
+	honest, hostile := newTestID(t), newTestID(t)
+	list, err := allowlist.New(allowlist.Entry{ID: honest}, allowlist.Entry{ID: hostile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := ratelimit.New(ratelimit.Config{})
+	for !lim.SpendPeer(string(hostile), ratelimit.MalformedMessage).Exhausted {
+	}
+	charged := map[peer.ID]int{}
+	acl := &memberACL{
+		cfg:    Config{Allowlist: list, Limiter: lim},
+		charge: func(p peer.ID, r ratelimit.Reason) { charged[p]++; lim.SpendPeer(string(p), r) },
+	}
+	for i := range 4 * ratelimit.DefaultBurst {
+		if acl.AllowConnect(honest, nil, hostile) {
+			t.Fatalf("circuit %d to a peer cut off was allowed", i)
+		}
+	}
+	if charged[honest] != 0 || lim.PeerBanned(string(honest)) {
+		t.Fatalf("the honest source was charged %d times (banned: %v) for circuits to a banned destination",
+			charged[honest], lim.PeerBanned(string(honest)))
+	}
+	if !acl.AllowReserve(honest, nil) {
+		t.Fatal("the honest source lost its reservation")
+	}
+	if acl.AllowConnect(hostile, nil, honest) || charged[hostile] != 1 {
+		t.Fatalf("a source cut off was allowed or not charged (charged %d)", charged[hostile])
 	}
 }
 
