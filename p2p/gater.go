@@ -30,6 +30,11 @@ type gater struct {
 	// pending bounds inbound relayed handshakes (relay_admission.go); the
 	// resource manager counts them, InterceptAccept tells it the source.
 	pending *relayPending
+	// wrong holds addresses that proved another key than the one dialed
+	// (wrongaddr.go); they are not dialed for that peer for a while.
+	wrong *wrongAddrs
+	// wrongAddr is told of each such dial (Node.wrongAddr).
+	wrongAddr wrongAddrFunc
 }
 
 var _ interface {
@@ -47,7 +52,9 @@ func (g *gater) InterceptPeerDial(p peer.ID) bool {
 }
 
 // InterceptAddrDial refuses to dial an address the peer's IP binding does not
-// allow: the key would be rejected there anyway.
+// allow: the key would be rejected there anyway. Nor is an address dialed
+// for p that proved to hold another key lately (wrongaddr.go): the dial
+// would fail again, at the cost of a handshake to a bystander.
 func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 	if r, relayed := relayOf(a); relayed {
 		return g.relayAllowed(p, r)
@@ -56,7 +63,7 @@ func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 	if !ok {
 		return false
 	}
-	return g.list.Allowed(p, ip) && !g.limiter.IPBanned(ip)
+	return g.list.Allowed(p, ip) && !g.limiter.IPBanned(ip) && (g.wrong == nil || !g.wrong.wrong(p, a))
 }
 
 // InterceptAccept refuses a connection from an IP that no entry admits or

@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcpreuse"
+	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
@@ -49,6 +50,15 @@ import (
 // after Noise (a stranger's key, a key from the wrong IP) is the gater's to
 // charge, under the reason that says why.
 //
+// One case is charged less: an initiator that hangs up right after our Noise
+// message 2, which carries our key, without a byte of message 3. That is
+// what an honest dialer does when it holds this address for another peer
+// (the key is not the one it dialed, so it aborts), and a member can make
+// honest nodes do it at will by advertising this node's address as its own
+// (wrongaddr.go). It costs the source IP a ratelimit.DeclinedHandshake, a
+// fraction of a token: a few such mistakes never ban anyone, a flood of
+// them (each one a signature and a Diffie-Hellman here) still does.
+//
 // One case is deliberately not charged: a peer that connects and hangs up
 // (FIN or RST) before sending a single byte. That is what port scanners,
 // load-balancer health checks and `nc -z` do; it costs the node an accept
@@ -60,6 +70,10 @@ import (
 // chargeFunc spends a misbehaviour token; it is gater.charge.
 type chargeFunc func(p peer.ID, ip netip.Addr, r ratelimit.Reason)
 
+// wrongAddrFunc is told that a dial to expected at a found actual's key
+// there (Node.wrongAddr); nil ignores it.
+type wrongAddrFunc func(expected, actual peer.ID, a ma.Multiaddr)
+
 // guardedTCP returns a TCP transport constructor for libp2p.Transport: the
 // stock one, given an upgrader that watches inbound handshakes. Its
 // signature mirrors tcp.NewTCPTransport's, which is what fx injects.
@@ -70,15 +84,16 @@ func guardedTCP(charge chargeFunc) func(transport.Upgrader, network.ResourceMana
 }
 
 // guardedNoise returns a security constructor for libp2p.Security: Noise,
-// wrapped to report successful inbound handshakes. Its signature mirrors
-// noise.New's, which is what fx injects.
-func guardedNoise(charge chargeFunc) func(protocol.ID, crypto.PrivKey, []tptu.StreamMuxer) (*guardedSecurity, error) {
+// wrapped to report how inbound handshakes end and which outbound ones met
+// another key than the one dialed. Its signature mirrors noise.New's,
+// which is what fx injects.
+func guardedNoise(charge chargeFunc, wrong wrongAddrFunc) func(protocol.ID, crypto.PrivKey, []tptu.StreamMuxer) (*guardedSecurity, error) {
 	return func(id protocol.ID, k crypto.PrivKey, muxers []tptu.StreamMuxer) (*guardedSecurity, error) {
 		t, err := noise.New(id, k, muxers)
 		if err != nil {
 			return nil, err
 		}
-		return &guardedSecurity{SecureTransport: t, charge: charge}, nil
+		return &guardedSecurity{SecureTransport: t, charge: charge, wrongAddr: wrong}, nil
 	}
 }
 
@@ -133,7 +148,17 @@ type guardConn struct {
 	secured atomic.Bool // Noise proved a key: the gater takes over
 	spoke   atomic.Bool // the peer sent at least one byte
 	hungUp  atomic.Bool // the peer closed before sending anything
-	settle  sync.Once
+
+	// A declined handshake: the initiator hung up once it had our key.
+	// In Noise XX the responder writes exactly one message, the second,
+	// which carries its key; the initiator's answer (the third) is the
+	// next thing to read.
+	noise    atomic.Bool // the Noise responder runs: the multistream part is over
+	sentKey  atomic.Bool // we wrote Noise message 2
+	answered atomic.Bool // the peer sent bytes after message 2
+	declined atomic.Bool // the peer hung up after message 2 without a byte more
+
+	settle sync.Once
 }
 
 func (c *guardConn) Read(b []byte) (int, error) {
@@ -141,10 +166,28 @@ func (c *guardConn) Read(b []byte) (int, error) {
 	if c.secured.Load() {
 		return n, err
 	}
-	if n > 0 {
+	sentKey := c.sentKey.Load()
+	switch {
+	case n > 0:
 		c.spoke.Store(true)
-	} else if err != nil && !c.spoke.Load() && peerHungUp(err) {
-		c.hungUp.Store(true)
+		if sentKey {
+			c.answered.Store(true)
+		}
+	case err != nil && peerHungUp(err):
+		if !c.spoke.Load() {
+			c.hungUp.Store(true)
+		}
+		if sentKey && !c.answered.Load() {
+			c.declined.Store(true)
+		}
+	}
+	return n, err
+}
+
+func (c *guardConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if n > 0 && c.noise.Load() && !c.secured.Load() {
+		c.sentKey.Store(true)
 	}
 	return n, err
 }
@@ -158,14 +201,24 @@ func (c *guardConn) Close() error {
 }
 
 // failed charges the source IP once, unless the handshake succeeded, the
-// peer merely knocked, or the node itself is shutting the listener down.
+// peer merely knocked, or the node itself is shutting the listener down. A
+// handshake the peer declined once it saw our key is what an honest dialer
+// holding a wrong address does (wrongaddr.go): it costs the smaller
+// DeclinedHandshake, so that a node whose address a member advertises as
+// its own does not ban the members fooled into dialing it, while a flood
+// of declines (each one a signature and a Diffie-Hellman here) is still
+// cut off.
 func (c *guardConn) failed() {
 	c.settle.Do(func() {
 		if c.secured.Load() || c.l.closed.Load() || (c.hungUp.Load() && !c.spoke.Load()) {
 			return
 		}
+		r := ratelimit.FailedHandshake
+		if c.declined.Load() {
+			r = ratelimit.DeclinedHandshake
+		}
 		if c.ip.IsValid() {
-			c.l.charge("", c.ip, ratelimit.FailedHandshake)
+			c.l.charge("", c.ip, r)
 		}
 	})
 }
@@ -176,10 +229,38 @@ func peerHungUp(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
-// guardedSecurity is Noise, reporting how each inbound handshake ended.
+// guardedSecurity is Noise, reporting how each inbound handshake ended and
+// which outbound ones found another key than the one dialed.
 type guardedSecurity struct {
 	sec.SecureTransport
-	charge chargeFunc
+	charge    chargeFunc
+	wrongAddr wrongAddrFunc
+}
+
+// SecureOutbound runs the Noise initiator. A handshake that proves another
+// key than p's was dialed at an address that is not p's: the node is told
+// (wrongaddr.go), so that it does not knock there for p again soon.
+func (s *guardedSecurity) SecureOutbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
+	sc, err := s.SecureTransport.SecureOutbound(ctx, insecure, p)
+	var mismatch sec.ErrPeerIDMismatch
+	if err != nil && s.wrongAddr != nil && errors.As(err, &mismatch) {
+		if a, ok := remoteMultiaddr(insecure); ok && !isRelayed(a) {
+			// Through a relay, the relay chose whom to splice in: the
+			// circuit address is not the far end's to be wrong about.
+			s.wrongAddr(p, mismatch.Actual, a)
+		}
+	}
+	return sc, err
+}
+
+// remoteMultiaddr is the remote address of a raw connection.
+func remoteMultiaddr(c net.Conn) (ma.Multiaddr, bool) {
+	if mc, ok := c.(interface{ RemoteMultiaddr() ma.Multiaddr }); ok {
+		a := mc.RemoteMultiaddr()
+		return a, a != nil
+	}
+	a, err := manet.FromNetAddr(c.RemoteAddr())
+	return a, err == nil
 }
 
 // SecureInbound runs the Noise responder. On success it marks the
@@ -189,8 +270,11 @@ type guardedSecurity struct {
 // guarded listener (a custom transport via Config.HostOptions) is charged
 // here instead.
 func (s *guardedSecurity) SecureInbound(ctx context.Context, insecure net.Conn, p peer.ID) (sec.SecureConn, error) {
-	sc, err := s.SecureTransport.SecureInbound(ctx, insecure, p)
 	gc, guarded := insecure.(*guardConn)
+	if guarded {
+		gc.noise.Store(true)
+	}
+	sc, err := s.SecureTransport.SecureInbound(ctx, insecure, p)
 	switch {
 	case err == nil && guarded:
 		gc.secured.Store(true)

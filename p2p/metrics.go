@@ -25,6 +25,7 @@ type metrics struct {
 	dropped      prometheus.Counter
 	refusedBy    map[RefusalReason]prometheus.Counter
 	idleClosed   prometheus.Counter
+	wrongAddrs   prometheus.Counter
 
 	reg  prometheus.Registerer
 	cols []prometheus.Collector // registered in reg
@@ -66,6 +67,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts(opts("dropped_total", "Received messages dropped because the Receiver buffer was full."))),
 		idleClosed: prometheus.NewCounter(prometheus.CounterOpts(opts("streams_idle_closed_total",
 			"Message streams this node closed after they carried nothing for StreamIdleTimeout (their connection stays)."))),
+		wrongAddrs: prometheus.NewCounter(prometheus.CounterOpts(opts("wrong_address_dials_total",
+			"Dials that reached another key than the peer's at one of its addresses; the address is not dialed for that peer for 10 minutes."))),
 		sent:         make(map[Reason]prometheus.Counter),
 		received:     make(map[Reason]prometheus.Counter),
 		misbehaviour: make(map[ratelimit.Reason]prometheus.Counter),
@@ -86,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.limitIP[r] = limitVec.WithLabelValues("ip", r.String())
 	}
 	m.reg = reg
-	for _, c := range []prometheus.Collector{m.peers, sentVec, recvVec, m.bytesSent, m.bytesRecv, m.ackLatency, misVec, limitVec, refusedVec, m.dropped, m.idleClosed} {
+	for _, c := range []prometheus.Collector{m.peers, sentVec, recvVec, m.bytesSent, m.bytesRecv, m.ackLatency, misVec, limitVec, refusedVec, m.dropped, m.idleClosed, m.wrongAddrs} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			return nil, fmt.Errorf("p2p: register metrics (one node per registry, or wrap it with prometheus.WrapRegistererWith): %w", err)
@@ -147,6 +150,12 @@ func (m *metrics) frameReceived(r Reason, size int) {
 func (m *metrics) droppedOne() {
 	if m != nil {
 		m.dropped.Inc()
+	}
+}
+
+func (m *metrics) wrongAddrDial() {
+	if m != nil {
+		m.wrongAddrs.Inc()
 	}
 }
 

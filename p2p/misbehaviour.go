@@ -36,7 +36,7 @@ func (n *Node) charge(p peer.ID, ip netip.Addr, r ratelimit.Reason) {
 	// too would cut off honest peers behind the same NAT. Only offences
 	// before or at the handshake, when the IP is all we can trust, cost it.
 	switch r {
-	case ratelimit.FailedHandshake, ratelimit.UnknownPeer, ratelimit.PeerIPMismatch:
+	case ratelimit.FailedHandshake, ratelimit.DeclinedHandshake, ratelimit.UnknownPeer, ratelimit.PeerIPMismatch:
 	default:
 		if p != "" {
 			ip = netip.Addr{}

@@ -70,7 +70,8 @@ type Node struct {
 	holds       holdSet  // Node.Hold
 	draining    drainSet // peers whose DisconnectFrom is draining their streams
 	conns       connTracker
-	dialTurns   dialTurns // dialPeer
+	dialTurns   dialTurns   // dialPeer
+	wrong       *wrongAddrs // addresses that proved another key (wrongaddr.go)
 	refusals    *refusals
 	relay       *relayState
 	stopWatchAL func()
@@ -119,8 +120,9 @@ func New(cfg Config) (*Node, error) {
 		name:    func(p peer.ID) string { e, _ := cfg.Allowlist.Get(p); return e.Name },
 	}
 	refuse := func(ev Refused) { n.refusals.refuse(ev, time.Now()) }
+	n.wrong = newWrongAddrs(time.Now)
 	g := &gater{list: cfg.Allowlist, limiter: n.limiter, charge: n.charge,
-		refuse: refuse, pending: &relayPending{refuse: refuse}}
+		refuse: refuse, pending: &relayPending{refuse: refuse}, wrong: n.wrong, wrongAddr: n.wrongAddr}
 	n.relay, err = newRelayState(cfg, n.Charge, func(ev Event) { n.events.Push(ev, true) }, n.relayedConns)
 	if err != nil {
 		cancel()

@@ -1,0 +1,47 @@
+package p2p
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// An address that proved another key is refused for its peer for the TTL
+// only, for that peer only, whatever /p2p suffix it is written with; and
+// a flood of them cannot grow the cache past its bound.
+func TestWrongAddrsExpireAndStayBounded(t *testing.T) {
+	now := time.Unix(1000, 0)
+	w := newWrongAddrs(func() time.Time { return now })
+	w.max = 8
+	a, b := newTestID(t), newTestID(t)
+	x := ma.StringCast("/ip4/127.0.0.3/tcp/4001")
+	w.add(a, x.Encapsulate(ma.StringCast("/p2p/"+b.String())))
+	switch {
+	case !w.wrong(a, x) || !w.anyFor(a):
+		t.Fatal("the wrong address is not remembered")
+	case w.wrong(b, x) || w.anyFor(b):
+		t.Fatal("the address is refused for the peer whose key it holds")
+	case w.wrong(a, ma.StringCast("/ip4/127.0.0.3/tcp/4002")):
+		t.Fatal("another address of the peer is refused")
+	}
+	now = now.Add(wrongAddrTTL - time.Nanosecond)
+	if !w.wrong(a, x) {
+		t.Fatal("forgotten before its TTL")
+	}
+	now = now.Add(time.Nanosecond)
+	if w.wrong(a, x) || w.anyFor(a) {
+		t.Fatal("remembered past its TTL")
+	}
+	for i := range 100 {
+		now = now.Add(time.Millisecond)
+		w.add(a, ma.StringCast(fmt.Sprintf("/ip4/127.0.0.3/tcp/%d", 5000+i)))
+		if len(w.until) > w.max {
+			t.Fatalf("%d entries, bound %d", len(w.until), w.max)
+		}
+	}
+	if !w.wrong(a, ma.StringCast("/ip4/127.0.0.3/tcp/5099")) {
+		t.Fatal("the newest entry was the one dropped")
+	}
+}
