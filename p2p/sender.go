@@ -301,6 +301,9 @@ func (ps *peerSender) openOnce(m *outMsg) (*msgStream, error) {
 			n.host.Peerstore().AddAddr(ps.peer, m.Addr, peerstore.TempAddrTTL)
 		}
 		if len(n.host.Peerstore().Addrs(ps.peer)) == 0 {
+			if n.wrong.anyFor(ps.peer) {
+				return nil, fmt.Errorf("%w: the peer's address proved to hold another peer's key lately, and is not dialed for it for %v", errNotConnected, n.wrong.ttl)
+			}
 			return nil, errNotConnected
 		}
 		c, err := n.dialPeer(ctx, ps.peer)
