@@ -20,7 +20,8 @@ type Applied struct {
 }
 
 // Rejected reports a version, or a session, that a peer sent and the node
-// refused.
+// refused, or a fork a peer showed that the node could not check
+// ([ReasonForkUnchecked]).
 type Rejected struct {
 	From    peer.ID
 	Version uint64 // 0 when the document did not decode
@@ -53,8 +54,9 @@ type Behind struct {
 // version number: the membership forked (possible only with a threshold of
 // half the members or less, or a colluding majority). It is reported only
 // once the member sent that document and it verified against the version
-// before it, and once per member, version and document. Nothing is
-// applied.
+// before it, and once per member, version and document (the node remembers
+// the last 1024 forks reported; past them it forgets the oldest, which may
+// be reported again). Nothing is applied.
 type Conflict struct {
 	Peer    peer.ID
 	Version uint64
@@ -107,11 +109,19 @@ const (
 	ReasonBusy Reason = "busy"
 	// ReasonUnproven: a Hello naming a version this node holds with
 	// another hash, without that document following it (a fork claimed,
-	// not shown). Charged.
+	// not shown), or naming, within 10 minutes of a fork exchanged with
+	// the same member for that version, another hash than it did then.
+	// Charged.
 	ReasonUnproven Reason = "unproven_fork"
+	// ReasonForkUnchecked: a member showed another document of a version
+	// this node holds that it cannot check: the version before it is not
+	// kept (version 1, or older than the history), or the document links
+	// to another one (the histories split earlier). Not a fork reported,
+	// not charged: an honest member sends that.
+	ReasonForkUnchecked Reason = "fork_unchecked"
 	// ReasonLocal: the version was valid but the node could not persist
 	// or apply it. Not charged.
 	ReasonLocal Reason = "local_error"
 )
 
-var allReasons = []Reason{ReasonMalformed, ReasonBadLink, ReasonThreshold, ReasonStale, ReasonGap, ReasonExpired, ReasonNotMember, ReasonBusy, ReasonUnproven, ReasonLocal}
+var allReasons = []Reason{ReasonMalformed, ReasonBadLink, ReasonThreshold, ReasonStale, ReasonGap, ReasonExpired, ReasonNotMember, ReasonBusy, ReasonUnproven, ReasonForkUnchecked, ReasonLocal}

@@ -217,7 +217,9 @@ func TestForkClaimWithBadDocumentCharged(t *testing.T) {
 
 // A member that holds another valid version 2 (a threshold of members
 // signed twice) and sends it is a fork, reported once however many
-// sessions show it again, with its document.
+// sessions show it again, with its document. The node sends its own
+// document in the first exchange only: the next sessions within 10
+// minutes name the same fork, and get nothing (not charged).
 func TestForkReportedOnce(t *testing.T) {
 	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
 	v1 := genesis(t, 1, a, b)
@@ -227,8 +229,8 @@ func TestForkReportedOnce(t *testing.T) {
 	h := rawHost(t, b, ma)
 	for i := 0; i < 3; i++ {
 		got := session(t, h, ma, 2, hashBytes(v2b), docFrame(t, v2b))
-		if len(got) != 1 || got[0].Hash() != v2a.Hash() {
-			t.Fatalf("session %d: node sent %v, want its version 2", i, got)
+		if want := max(0, 1-i); len(got) != want || want == 1 && got[0].Hash() != v2a.Hash() {
+			t.Fatalf("session %d: node sent %v, want %d documents (its version 2 the first time)", i, got, want)
 		}
 	}
 	c := tu.Next[gossip.Conflict](t, ma.svc.Events())
@@ -239,7 +241,8 @@ func TestForkReportedOnce(t *testing.T) {
 	// The node ended each session after dealing with it; a malformed
 	// frame now marks the end of what the three sessions produced.
 	session(t, h, ma, 2, hashBytes(v2a), &pb.Frame{Kind: &pb.Frame_Document{Document: []byte("x")}})
-	nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID && r.Reason == gossip.ReasonMalformed }, isConflict)
+	nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID && r.Reason == gossip.ReasonMalformed },
+		func(ev gossip.Event) bool { _, ok := ev.(gossip.Rejected); return isConflict(ev) || ok })
 	wantCurrent(t, ma, v2a)
 }
 
@@ -336,19 +339,44 @@ func TestUncheckableForkAnswered(t *testing.T) {
 	if len(got) != 1 || got[0].Hash() != g1a.Hash() {
 		t.Fatalf("node sent %v, want its version 1", got)
 	}
-	// Both at version 1.
-	got = session(t, h, ma, 1, hashBytes(g1b), docFrame(t, g1b))
+	// Both at version 1, on a node that has not exchanged this fork yet.
+	mc := startTracked(t, a, g1a)
+	hc := rawHost(t, b, mc)
+	got = session(t, hc, mc, 1, hashBytes(g1b), docFrame(t, g1b))
 	if len(got) != 1 || got[0].Hash() != g1a.Hash() {
 		t.Fatalf("node sent %v, want its version 1", got)
 	}
-	session(t, h, ma, 1, hashBytes(g1a), &pb.Frame{Kind: &pb.Frame_Document{Document: []byte("x")}})
-	nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID && r.Reason == gossip.ReasonMalformed },
+	bad := &pb.Frame{Kind: &pb.Frame_Document{Document: []byte("x")}}
+	session(t, h, ma, 1, hashBytes(g1a), bad)
+	wantUncheckedThenMalformed(t, ma, b.ID, 1)
+	session(t, hc, mc, 1, hashBytes(g1a), bad)
+	wantUncheckedThenMalformed(t, mc, b.ID, 1)
+}
+
+// wantUncheckedThenMalformed waits for the malformed frame a test sent
+// last, and fails unless exactly one fork_unchecked Rejected (not charged)
+// for version v came before it, with no Conflict nor other refusal, and
+// the only charge is the malformed frame's.
+func wantUncheckedThenMalformed(t *testing.T, m *member, from peer.ID, v uint64) {
+	t.Helper()
+	unchecked := 0
+	nextBefore(t, m, func(r gossip.Rejected) bool { return r.From == from && r.Reason == gossip.ReasonMalformed },
 		func(ev gossip.Event) bool {
 			r, ok := ev.(gossip.Rejected)
+			if ok && r.Reason == gossip.ReasonForkUnchecked && !r.Charged && r.Version == v {
+				unchecked++
+				return unchecked > 1
+			}
 			return isConflict(ev) || ok && r.Reason != gossip.ReasonBusy
 		})
-	if c := nextCharge(t, ma); c.reason != ratelimit.MalformedMessage {
+	if unchecked != 1 {
+		t.Fatalf("%d fork_unchecked events, want 1", unchecked)
+	}
+	if c := nextCharge(t, m); c.reason != ratelimit.MalformedMessage {
 		t.Fatalf("charge %+v, want only the malformed frame's", c)
+	}
+	if n := rejectedMetric(t, m.reg, gossip.ReasonForkUnchecked); n != 1 {
+		t.Fatalf("fork_unchecked metric %v", n)
 	}
 }
 
@@ -370,12 +398,159 @@ func TestForkSplitEarlierNotCharged(t *testing.T) {
 		t.Fatalf("node sent %v, want its version 3", got)
 	}
 	session(t, h, ma, 3, hashBytes(v3a), &pb.Frame{Kind: &pb.Frame_Document{Document: []byte("x")}})
-	nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID && r.Reason == gossip.ReasonMalformed },
-		func(ev gossip.Event) bool {
-			r, ok := ev.(gossip.Rejected)
-			return isConflict(ev) || ok && r.Reason != gossip.ReasonBusy
-		})
-	if c := nextCharge(t, ma); c.reason != ratelimit.MalformedMessage {
-		t.Fatalf("charge %+v, want only the malformed frame's", c)
+	wantUncheckedThenMalformed(t, ma, b.ID, 3)
+}
+
+// A member can make up, for a version the node holds, a tiny document the
+// node cannot check (version 1, which has nothing before it; or one linking
+// to a made-up previous version), and name it in its Hello: the node
+// answers with its own document (up to 1 MiB) the first time only. Within
+// 10 minutes the same claim gets nothing, free (an honest peer names its
+// document every session), and a claim of another document for the same
+// version gets nothing and is charged (no honest member holds two).
+func TestForkClaimRepeatedNotAnswered(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	v2 := propose(t, v1, nil, a)
+	v3 := propose(t, v2, nil, a)
+	other := genesis(t, 2, a, b)
+	made := 0
+	fake := func(prev *membership.Document) *membership.Document {
+		t.Helper()
+		made++
+		b := membership.Body{Version: 1, Threshold: 1, Members: v1.Body().Members, Expires: time.Unix(int64(4e9+made), 0)}
+		if prev != nil {
+			b = prev.Next()
+			b.Prev = membership.Hash(randomHash(t))
+		}
+		d, err := membership.NewDocument(b) // no signature
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
 	}
+	for name, tc := range map[string]struct {
+		cur     *membership.Document
+		history []*membership.Document
+		hello   uint64 // the peer's Hello; the fork is at cur's version
+		doc     func() *membership.Document
+	}{
+		"version 1":     {v1, nil, 1, func() *membership.Document { return fake(nil) }},
+		"split earlier": {v3, []*membership.Document{v1, v2}, 3, func() *membership.Document { return fake(v2) }},
+		"peer ahead":    {v1, nil, 5, func() *membership.Document { return fake(nil) }},
+		"other genesis": {v1, nil, 1, func() *membership.Document { return other }},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ma := startTracked(t, a, tc.cur, tc.history...)
+			h := rawHost(t, b, ma)
+			claim := tc.doc()
+			hash := func(d *membership.Document) []byte {
+				if tc.hello != tc.cur.Version() {
+					return randomHash(t) // the peer ahead names its own version
+				}
+				return hashBytes(d)
+			}
+			for i := 0; i < 3; i++ {
+				got := session(t, h, ma, tc.hello, hash(claim), docFrame(t, claim))
+				if want := max(0, 1-i); len(got) != want {
+					t.Fatalf("session %d: node sent %d documents, want %d", i, len(got), want)
+				}
+			}
+			r := waitRejected(t, ma, b.ID)
+			if r.Reason != gossip.ReasonForkUnchecked || r.Charged || r.Version != tc.cur.Version() {
+				t.Fatalf("rejected %+v", r)
+			}
+			// Another document of the same version.
+			second := tc.doc()
+			if second == other {
+				second = fake(nil)
+			}
+			// The node resets the stream: its Hello may be lost.
+			st := hello(t, h, ma, tc.hello, hash(second), docFrame(t, second))
+			_ = st.CloseWrite()
+			got, _ := readAll(t, st)
+			st.Close()
+			if len(got) != 0 {
+				t.Fatalf("node sent %d documents for a second claim", len(got))
+			}
+			r = waitRejected(t, ma, b.ID)
+			if r.Reason != gossip.ReasonUnproven || !r.Charged {
+				t.Fatalf("rejected %+v", r)
+			}
+			if c := nextCharge(t, ma); c.peer != b.ID || c.reason != ratelimit.ProtocolViolation {
+				t.Fatalf("charge %+v", c)
+			}
+			select {
+			case c := <-ma.charges:
+				t.Fatalf("extra charge %+v", c)
+			default:
+			}
+			if n := rejectedMetric(t, ma.reg, gossip.ReasonForkUnchecked); n != 1 {
+				t.Fatalf("fork_unchecked metric %v", n)
+			}
+		})
+	}
+}
+
+// A version applied during a session, after this node's Hello went out,
+// is not taken for a fork: the peer answered the Hello, and sent what
+// follows it. The node sends nothing back (the peer, ahead, closed its
+// side and would take a document as out of order), and the version sent
+// is skipped as stale, not charged.
+func TestForkNotAfterHello(t *testing.T) {
+	a, b, c := tu.NewIdentity(t), tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b, c)
+	v2a := propose(t, v1, nil, a)
+	v2b := propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
+	ma := startTracked(t, a, v1)
+	h := rawHost(t, b, ma)
+	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
+	defer cancel()
+	st, err := h.NewStream(ctx, a.ID, gossip.ProtocolID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	br := bufio.NewReader(st)
+	var f pb.Frame
+	if err := (protodelim.UnmarshalOptions{MaxSize: gossip.MaxFrameSize}).UnmarshalFrom(br, &f); err != nil || f.GetHello().GetVersion() != 1 {
+		t.Fatalf("node's hello: %v %v", &f, err)
+	}
+	// The node applies version 2 from elsewhere, then reads b's Hello.
+	if err := ma.svc.Submit(ctx, v2a); err != nil {
+		t.Fatal(err)
+	}
+	bw := bufio.NewWriter(st)
+	for _, f := range []*pb.Frame{{Kind: &pb.Frame_Hello{Hello: &pb.Hello{Version: 2, Hash: hashBytes(v2b)}}}, docFrame(t, v2b)} {
+		if _, err := protodelim.MarshalTo(bw, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	var docs int
+	for i := 0; ; i++ {
+		if i > 64 {
+			t.Fatal("more than 64 frames")
+		}
+		var f pb.Frame
+		if err := (protodelim.UnmarshalOptions{MaxSize: gossip.MaxFrameSize}).UnmarshalFrom(br, &f); err != nil {
+			break
+		}
+		if f.GetDocument() != nil {
+			docs++
+		}
+	}
+	if docs != 0 {
+		t.Fatalf("node sent %d documents, want none", docs)
+	}
+	r := nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID }, isConflict)
+	if r.Reason != gossip.ReasonStale || r.Charged || r.Version != 2 {
+		t.Fatalf("rejected %+v", r)
+	}
+	wantCurrent(t, ma, v2a)
 }

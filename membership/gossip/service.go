@@ -52,9 +52,11 @@ type Service struct {
 	notifee  *network.NotifyBundle
 
 	// alarmMu guards what keeps a member from raising one alarm over and
-	// over: the forks reported, the last Behind per peer.
+	// over: the forks reported, the fork exchanges done, the last Behind
+	// per peer.
 	alarmMu sync.Mutex
-	forks   map[forkKey]bool
+	forks   map[forkKey]time.Time
+	claims  map[claimKey]claimMark
 	behinds map[peer.ID]behindMark
 	logs    *peerLog
 	clock   func() time.Time // time.Now: when Behind events and log lines were emitted
@@ -72,6 +74,29 @@ type forkKey struct {
 	hash    membership.Hash
 }
 
+// claimKey names a fork exchange: a peer named, or sent, another document
+// of a version we hold.
+type claimKey struct {
+	peer    peer.ID
+	version uint64
+}
+
+// claimMark is the hash the peer named in a fork exchange, and when that
+// exchange began (or was last repeated).
+type claimMark struct {
+	hash membership.Hash
+	at   time.Time
+}
+
+// claimKind says what a fork claim is next to the exchanges remembered.
+type claimKind int
+
+const (
+	claimNew   claimKind = iota // none remembered: exchange the documents
+	claimAgain                  // the same hash as the exchange remembered
+	claimOther                  // another hash than the exchange remembered
+)
+
 // behindMark is the last Behind reported for a peer.
 type behindMark struct {
 	version uint64
@@ -79,13 +104,20 @@ type behindMark struct {
 }
 
 // Bounds of what the service remembers of the alarms it raised. Past
-// maxForks, forks are no longer remembered (a fork needs a threshold of
-// members to sign twice: a handful, not thousands); past maxBehinds, the
-// marks are forgotten all at once.
+// maxForks, the oldest fork reported is forgotten (a fork needs a
+// threshold of members to sign twice: a handful, not thousands); past
+// maxBehinds, the marks are forgotten all at once. A fork exchange is
+// remembered for claimWindow after the last session that named it, at
+// most maxClaims of them (past it, the expired ones and then the oldest
+// are forgotten): a peer can name at most the versions a node keeps
+// (MaxHistory), so an honest pair's exchanges are evicted only by a
+// thousand members claiming forks together.
 const (
 	maxForks       = 1024
 	maxBehinds     = 4096
 	behindInterval = time.Minute
+	maxClaims      = 4096
+	claimWindow    = 10 * time.Minute
 )
 
 // outSession tracks our running session with one peer; again asks for one
@@ -126,7 +158,8 @@ func New(cfg Config) (*Service, error) {
 		chain:    chain,
 		inbound:  make(map[peer.ID]*inSession),
 		outbound: make(map[peer.ID]*outSession),
-		forks:    make(map[forkKey]bool),
+		forks:    make(map[forkKey]time.Time),
+		claims:   make(map[claimKey]claimMark),
 		behinds:  make(map[peer.ID]behindMark),
 		clock:    time.Now,
 	}
@@ -337,14 +370,59 @@ func (s *Service) docAt(v uint64) (*membership.Document, bool) {
 	return s.chain[v-base], true
 }
 
+// claim records that p names hash for version v, which we hold under
+// another hash, and says whether a fork exchange with p for v is
+// remembered, and with which hash. A remembered one is kept claimWindow
+// more.
+func (s *Service) claim(p peer.ID, v uint64, hash membership.Hash) (claimKind, claimMark) {
+	k := claimKey{p, v}
+	now := s.clock()
+	s.alarmMu.Lock()
+	defer s.alarmMu.Unlock()
+	if m, ok := s.claims[k]; ok && now.Sub(m.at) < claimWindow {
+		if m.hash != hash {
+			return claimOther, m
+		}
+		s.claims[k] = claimMark{hash, now}
+		return claimAgain, m
+	}
+	if len(s.claims) >= maxClaims {
+		var oldest claimKey
+		var first time.Time
+		for key, m := range s.claims {
+			if now.Sub(m.at) >= claimWindow {
+				delete(s.claims, key)
+			} else if first.IsZero() || m.at.Before(first) {
+				oldest, first = key, m.at
+			}
+		}
+		if len(s.claims) >= maxClaims {
+			delete(s.claims, oldest)
+		}
+	}
+	s.claims[k] = claimMark{hash, now}
+	return claimNew, claimMark{}
+}
+
 // proven reports the fork p proved: it holds theirs, valid against the
-// version before, where we hold ours. Once per peer, version and document.
+// version before, where we hold ours. Once per peer, version and document,
+// among the last maxForks reported.
 func (s *Service) proven(p peer.ID, ours, theirs *membership.Document) {
 	k := forkKey{p, ours.Version(), theirs.Hash()}
 	s.alarmMu.Lock()
-	seen := s.forks[k]
-	if !seen && len(s.forks) < maxForks {
-		s.forks[k] = true
+	_, seen := s.forks[k]
+	if !seen {
+		if len(s.forks) >= maxForks {
+			var oldest forkKey
+			var first time.Time
+			for key, at := range s.forks {
+				if first.IsZero() || at.Before(first) {
+					oldest, first = key, at
+				}
+			}
+			delete(s.forks, oldest)
+		}
+		s.forks[k] = s.clock()
 	}
 	s.alarmMu.Unlock()
 	if seen {
@@ -456,7 +534,11 @@ func (s *Service) report(ev Rejected) {
 			s.cfg.Charge(ev.From, invalidCharge)
 		}
 	}
-	s.logPeer(zap.InfoLevel, ev.From, "refused:"+string(ev.Reason), "membership version refused", zap.Uint64("version", ev.Version),
+	level, msg := zap.InfoLevel, "membership version refused"
+	if ev.Reason == ReasonForkUnchecked {
+		level, msg = zap.WarnLevel, "membership fork not checked: a member holds another document of a version this node cannot check"
+	}
+	s.logPeer(level, ev.From, "refused:"+string(ev.Reason), msg, zap.Uint64("version", ev.Version),
 		zap.String("reason", string(ev.Reason)), zap.Bool("charged", ev.Charged), zap.Error(ev.Err))
 	s.metrics.reject(ev.Reason)
 	s.events.Push(ev, false)

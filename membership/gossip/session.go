@@ -152,10 +152,15 @@ func (s *Service) session(st network.Stream) {
 		return
 	}
 	theirs := *f.hello
-	if ours, ok := s.docAt(theirs.version); ok && ours.Hash() != theirs.hash {
-		// The Hello alone proves nothing: any member can write one.
-		s.fork(st, bw, br, tr, p, theirs, ours)
-		return
+	// Only at or below the version of our Hello: one applied since, from
+	// another session, is one the peer may not know we hold, and it
+	// answers the Hello we sent (PROTOCOL.md §10, step 3).
+	if theirs.version <= cur.Version() {
+		if ours, ok := s.docAt(theirs.version); ok && ours.Hash() != theirs.hash {
+			// The Hello alone proves nothing: any member can write one.
+			s.fork(st, bw, br, tr, p, theirs, ours)
+			return
+		}
 	}
 	s.serve(bw, p, theirs)
 	if err := bw.Flush(); err != nil {
@@ -218,6 +223,9 @@ func (s *Service) session(st network.Stream) {
 // document its Hello named, which must verify against the version before
 // it. Only then is it a fork; a claim it does not back up is charged.
 func (s *Service) fork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr *transportReader, p peer.ID, theirs hello, ours *membership.Document) {
+	if !s.newClaim(st, br, tr, p, theirs.version, theirs.hash, true) {
+		return
+	}
 	err := writeDocument(bw, ours)
 	if err == nil {
 		err = bw.Flush()
@@ -275,6 +283,15 @@ func (s *Service) fork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr
 // version before it (our own sent back is out of order); then we send cur,
 // so the peer sees the fork too.
 func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr *transportReader, p peer.ID, cur *membership.Document, data []byte) {
+	h, err := peekHash(data)
+	if err != nil {
+		s.fail(st, p, err)
+		return
+	}
+	// Our own document sent back is refused below, as out of order.
+	if h != cur.Hash() && !s.newClaim(st, br, tr, p, cur.Version(), h, false) {
+		return
+	}
 	d, ok := s.checkForkDocument(st, p, cur.Version(), data, cur, nil)
 	if !ok {
 		return
@@ -289,7 +306,7 @@ func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Read
 	if d != nil {
 		s.proven(p, cur, d)
 	}
-	err := writeDocument(bw, cur)
+	err = writeDocument(bw, cur)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -300,6 +317,60 @@ func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Read
 	st.Close()
 }
 
+// newClaim reports whether a fork exchange with p for version v, where p
+// names hash, is to run: the first one within claimWindow. Otherwise it
+// ends the session without sending our document: the exchange already ran
+// (the outcome was dealt with then; a proven fork is reported once anyway),
+// and a member naming another document each time would otherwise have our
+// document, up to 1 MiB, sent for a Hello of a few bytes, session after
+// session. The same hash again is what an honest peer names every session
+// (it holds one document of v), and is not charged; the peer may send its
+// document once more (it forgot the exchange: restarted), which is read
+// and not decoded. Another hash is a second document of one version, which
+// no honest member holds: charged. first says whether the peer's document
+// is still to come (its Hello named v); otherwise it was read already.
+func (s *Service) newClaim(st network.Stream, br *bufio.Reader, tr *transportReader, p peer.ID, v uint64, hash membership.Hash, first bool) bool {
+	kind, was := s.claim(p, v, hash)
+	switch kind {
+	case claimNew:
+		return true
+	case claimOther:
+		st.Reset()
+		s.report(Rejected{From: p, Version: v, Reason: ReasonUnproven,
+			Err: fmt.Errorf("gossip: %s names another document of version %d (%s) than in a fork exchange %s ago (%s)",
+				p, v, hash, s.clock().Sub(was.at).Round(time.Second), was.hash)})
+		return false
+	}
+	s.log.Debug("membership fork named again: no document sent", zap.Stringer("peer", p), zap.Uint64("version", v), zap.Stringer("peer_hash", hash))
+	if first {
+		if err := st.CloseWrite(); err != nil {
+			st.Reset()
+			return false
+		}
+	}
+	for n := 0; ; n++ {
+		f, err := readFrame(br, tr)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil && (f.doc == nil || !first || n > 0) {
+			err = fmt.Errorf("%w: a frame after the document of a fork", errFrame)
+		}
+		if err == nil {
+			var h membership.Hash
+			if h, err = peekHash(f.doc); err == nil && h != hash {
+				err = fmt.Errorf("%w: the document of version %d sent is %s, not %s as the hello said", errFrame, v, h, hash)
+			}
+		}
+		if err != nil {
+			s.fail(st, p, err)
+			return false
+		}
+	}
+	st.Close()
+	return false
+}
+
 // checkForkDocument checks data, which the peer sent as its document of
 // version v where we hold ours: it must be version v, decode, be another
 // than ours (and the one named by want, if set: the peer's Hello), and
@@ -308,8 +379,9 @@ func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Read
 // refused and charged, the session reset: ok is false then. When we do not
 // keep version v-1 (v is the genesis, or older than our history), or the
 // document links to another v-1 than ours (the histories split earlier),
-// it cannot be checked: it is logged, neither reported as a fork nor
-// charged, and the session goes on (ok, d nil).
+// it cannot be checked: it is reported as ReasonForkUnchecked (an event, a
+// metric, a warn line), neither a fork nor charged, and the session goes
+// on (ok, d nil).
 func (s *Service) checkForkDocument(st network.Stream, p peer.ID, v uint64, data []byte, ours *membership.Document, want *membership.Hash) (*membership.Document, bool) {
 	got, _, err := peekDocument(data)
 	if err == nil && got != v {
@@ -331,8 +403,8 @@ func (s *Service) checkForkDocument(st network.Stream, p peer.ID, v uint64, data
 	}
 	prev, ok := s.docAt(v - 1)
 	if v == 0 || !ok {
-		s.logPeer(zap.InfoLevel, p, "fork_unchecked", "a member holds another document of a version this node cannot check (it does not keep the version before)",
-			zap.Uint64("version", v), zap.Stringer("hash", ours.Hash()), zap.Stringer("peer_hash", d.Hash()))
+		s.report(Rejected{From: p, Version: v, Reason: ReasonForkUnchecked,
+			Err: fmt.Errorf("gossip: %s holds another document of version %d (%s, this node's %s), and this node does not keep version %d to check it", p, v, d.Hash(), ours.Hash(), v-1)})
 		return nil, true
 	}
 	// time.Time{}: before any expiry.
@@ -341,9 +413,9 @@ func (s *Service) checkForkDocument(st network.Stream, p peer.ID, v uint64, data
 		// What an honest peer sends when the histories split before
 		// version v: its version v follows its own v-1. Not shown, but no
 		// fault either.
-		s.logPeer(zap.WarnLevel, p, "fork_unchecked", "a member holds another membership history, split before this version: not checked",
-			zap.Uint64("version", v), zap.Stringer("hash", ours.Hash()), zap.Stringer("peer_hash", d.Hash()),
-			zap.Stringer("prev", prev.Hash()), zap.Stringer("peer_prev", d.Body().Prev))
+		s.report(Rejected{From: p, Version: v, Reason: ReasonForkUnchecked,
+			Err: fmt.Errorf("gossip: %s holds another document of version %d (%s, this node's %s) following another version %d (%s, this node's %s): the histories split earlier",
+				p, v, d.Hash(), ours.Hash(), v-1, d.Body().Prev, prev.Hash())})
 		return nil, true
 	}
 	if err != nil {

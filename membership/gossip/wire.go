@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -135,6 +136,21 @@ func peekDocument(data []byte) (version uint64, expires int64, err error) {
 		b = b[n:]
 	}
 	return version, expires, nil
+}
+
+// peekHash returns the hash of an encoded document (Document.Hash) without
+// decoding it.
+func peekHash(data []byte) (membership.Hash, error) {
+	body, err := lastBytes(data, 1)
+	if err != nil {
+		return membership.Hash{}, err
+	}
+	h := sha256.New()
+	h.Write([]byte(membership.SignPrefix))
+	h.Write(body)
+	var out membership.Hash
+	h.Sum(out[:0])
+	return out, nil
 }
 
 // lastBytes returns the last occurrence of the bytes field num of the
