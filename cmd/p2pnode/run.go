@@ -114,8 +114,11 @@ Events, with --json (one object per line, "event" first):
 
 "membership_conflict" is printed once the peer sent its document and it
 verified against the version before (a fork signed by a threshold of the
-members), once per peer, version and document; "membership_behind" at most
-once a minute per peer (its version is not signed).
+members), once per peer, version and document; a fork shown that cannot be
+checked (no version before it kept, or histories split earlier) is a
+"membership_rejected" with reason "fork_unchecked", not charged;
+"membership_behind" at most once a minute per peer (its version is not
+signed).
 
 "published" is printed once, for the node's first record; the DHT then
 republishes by itself (on a new address, a membership change, before the

@@ -10,10 +10,12 @@
 // their write side. When a Hello names a version the other side holds
 // under another hash, both sides send their document of that version
 // instead: a Hello is not signed, so a fork is reported ([Conflict]) only
-// once the peer's document verifies against the version before it. A session runs when a connection to a member opens (the
-// dialing side opens the stream) and towards every connected member each
-// time the node applies a new version (a push). docs/PROTOCOL.md gives the
-// wire format.
+// once the peer's document verifies against the version before it; one
+// that cannot be checked is reported as [ReasonForkUnchecked], and a fork
+// named again within 10 minutes is not exchanged again. A session runs
+// when a connection to a member opens (the dialing side opens the stream)
+// and towards every connected member each time the node applies a new
+// version (a push). docs/PROTOCOL.md gives the wire format.
 //
 // # Applying a version
 //
@@ -30,7 +32,9 @@
 // costs its sender a misbehaviour token through [Config.Charge]; so does a
 // version not newer than the Hello this node sent, or than the version sent
 // before it in the session, which no honest peer sends; so does a fork
-// claimed in a Hello and not shown ([ReasonUnproven]), and a member's
+// claimed in a Hello and not shown, or naming another document of a version
+// than a fork exchange with it did in the last 10 minutes
+// ([ReasonUnproven]), and a member's
 // sessions opened while one of its own runs, past the first. A version
 // applied meanwhile from another session, an expired one, or a gap is
 // reported but not charged: an honest peer can send them.

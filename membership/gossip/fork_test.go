@@ -17,6 +17,7 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/membership"
 	"github.com/bitvmx/go-bitvmx-p2p/membership/gossip"
 	"github.com/bitvmx/go-bitvmx-p2p/membership/gossip/pb"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
 
@@ -553,4 +554,42 @@ func TestForkNotAfterHello(t *testing.T) {
 		t.Fatalf("rejected %+v", r)
 	}
 	wantCurrent(t, ma, v2a)
+}
+
+// Two honest nodes holding another version 2 each, reconnecting: the
+// first session shows the fork both ways, the next ones (within 10
+// minutes) send no document, and neither charges the other.
+func TestForkRepeatedHonestNotCharged(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	v2a := propose(t, v1, nil, a)
+	v2b := propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
+	ma := startTracked(t, a, v2a, v1)
+	mb := start(t, b, v2b, v1)
+	for i := 0; i < 3; i++ {
+		connect(t, mb, ma)
+		select {
+		case <-ma.ended:
+		case <-time.After(tu.Timeout):
+			t.Fatalf("session %d not over within %s", i, tu.Timeout)
+		}
+		if i == 0 {
+			for _, m := range []*member{ma, mb} {
+				if c := tu.Next[gossip.Conflict](t, m.svc.Events()); c.Version != 2 {
+					t.Fatalf("conflict %+v", c)
+				}
+			}
+		}
+		mb.node.Sender() <- p2p.DisconnectFrom{Peer: a.ID}
+		tu.NextMatch(t, mb.node.Receiver(), func(d p2p.Disconnected) bool { return d.Peer == a.ID })
+	}
+	// mb runs its sessions with ma one after the other: the first two
+	// are over, and ma's three.
+	for _, m := range []*member{ma, mb} {
+		select {
+		case c := <-m.charges:
+			t.Fatalf("charge %+v", c)
+		default:
+		}
+	}
 }
