@@ -5,12 +5,16 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/encoding/protodelim"
 
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
@@ -592,4 +596,36 @@ func TestForkRepeatedHonestNotCharged(t *testing.T) {
 		default:
 		}
 	}
+}
+
+// A fork the node cannot check because it keeps nothing before that
+// version (version 1 here) is logged at warn, with both hashes, as one
+// whose histories split earlier is (docs/membership.md, Forks).
+func TestUncheckedForkLoggedAtWarn(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	g1a := genesis(t, 1, a, b)
+	g1b := genesis(t, 2, a, b)
+	core, logs := observer.New(zapcore.WarnLevel)
+	ended := make(chan peer.ID, 16)
+	ma := startWith(t, a, g1a, func(c gossip.Config) gossip.Config {
+		c.Logger = zap.New(core)
+		return gossip.WithInboundDone(c, func(p peer.ID) { ended <- p })
+	})
+	ma.ended = ended
+	h := rawHost(t, b, ma)
+	session(t, h, ma, 1, hashBytes(g1b), docFrame(t, g1b))
+	if r := waitRejected(t, ma, b.ID); r.Reason != gossip.ReasonForkUnchecked {
+		t.Fatalf("rejected %+v", r)
+	}
+	for _, e := range logs.All() {
+		if e.ContextMap()["reason"] == string(gossip.ReasonForkUnchecked) {
+			for _, want := range []string{g1a.Hash().String(), g1b.Hash().String()} {
+				if err, _ := e.ContextMap()["error"].(string); !strings.Contains(err, want) {
+					t.Fatalf("log line %q %v lacks hash %s", e.Message, e.ContextMap(), want)
+				}
+			}
+			return
+		}
+	}
+	t.Fatalf("no warn line for the fork: %v", logs.All())
 }
