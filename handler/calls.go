@@ -119,7 +119,10 @@ func (h *Handler) start(p peer.ID, addr ma.Multiaddr, msg []byte, kind Kind, wk 
 // record the reply as Close ended the request, wrapping ErrNotDurable as
 // well), and ErrAlreadyResponded on a second
 // call, also after the first answer's exchange has ended (for the last
-// 4096 answered). The exchange's
+// 4096 answered). With a store, a Response whose reply is recorded while
+// Close ends its request returns nil, even once the handler has closed:
+// the request was answered, ends "closed", and is not delivered again (a
+// resend of it, in this life or the next, gets the stored reply). The exchange's
 // Outcome reports whether p acknowledged the reply; a reply that crosses
 // the request's timeout is dropped, and the Outcome says reply_timeout.
 func (h *Handler) Response(p peer.ID, exchange ExchangeID, msg []byte) error {
@@ -138,9 +141,12 @@ func (h *Handler) Response(p peer.ID, exchange ExchangeID, msg []byte) error {
 	if h.durable() {
 		// On disk before it leaves: a resent request gets this reply
 		// again, and a restart does not deliver the request again.
-		err := h.recorded(p, exchange, h.storeReply(p, exchange, msg))
+		closedAnswered, err := h.recorded(p, exchange, h.storeReply(p, exchange, msg))
 		h.pending.doneRecording()
-		if err != nil {
+		if err != nil || closedAnswered {
+			// Answered as Close ended the request: nothing is left to
+			// send in this life (the loop has exited, or is about to),
+			// and a resend of the request gets the stored reply.
 			return err
 		}
 	}
@@ -152,25 +158,31 @@ func (h *Handler) Response(p peer.ID, exchange ExchangeID, msg []byte) error {
 // pending is answered now, or, not recorded, is the application's to
 // answer again. One that Close ended meanwhile had its end held for this
 // answer (end): the reply on disk, the request was answered and ends
-// "closed" as Close left it (a resend gets the stored reply); not on
-// disk, it was not answered: suspended like a request left unanswered,
-// with no Outcome in this life, it is delivered again at the next start.
-// Ending it "closed" regardless gave it a second end there.
-func (h *Handler) recorded(p peer.ID, id ExchangeID, err error) error {
+// "closed" as Close left it (a resend gets the stored reply), and
+// closedAnswered tells Response that it is done: it returns nil, though
+// the handler has closed (the loop exited as Close ended the request), for
+// the request is not delivered again, and an application told ErrClosed
+// would wait for it at the next start forever. Not on disk, it was not
+// answered: suspended like a request left unanswered, with no Outcome in
+// this life, it is delivered again at the next start. Ending it "closed"
+// regardless gave it a second end there.
+func (h *Handler) recorded(p peer.ID, id ExchangeID, err error) (closedAnswered bool, _ error) {
 	o, held := h.pending.recorded(p, id, err)
 	switch {
 	case !held:
-		return err
+		return false, err
 	case err != nil:
-		return fmt.Errorf("%w: %s from %s: its reply was not recorded, and Close ended the request meanwhile: "+
+		return false, fmt.Errorf("%w: %s from %s: its reply was not recorded, and Close ended the request meanwhile: "+
 			"it is delivered again at the next start: %w", ErrClosed, id, p, err)
 	}
-	// end filled o in under mu, before the store answered.
+	// end filled o in under mu, before the store answered. The loop's
+	// teardown waits for this Push before it closes Outcomes
+	// (waitRecordings).
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.metrics.ended(o.Kind, o.Role, o.Reason, o.Duration)
 	h.outcomes.Push(o, false)
-	return nil
+	return true, nil
 }
 
 func (h *Handler) encode(k pb.Kind, id ExchangeID, msg []byte) ([]byte, error) {

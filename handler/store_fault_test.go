@@ -1,6 +1,7 @@
 package handler_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,19 +35,35 @@ type faultStore struct {
 }
 
 // commitStall holds a faultStore's Commits (the synchronous writes:
-// Response's reply, Ack) until release is closed; entered is closed when
-// the first one waits.
+// Response's reply, Ack, Close's last flush) until release is closed;
+// entered is closed when the first one waits. Each one held is also sent
+// on held, in the order they come (up to its capacity), as a channel whose
+// close releases that one alone.
 type commitStall struct {
 	once    sync.Once
 	entered chan struct{}
 	release chan struct{}
+	held    chan chan struct{}
 }
 
 // stallCommits holds Commits from now until the stall's release.
 func (f *faultStore) stallCommits() *commitStall {
-	st := &commitStall{entered: make(chan struct{}), release: make(chan struct{})}
+	st := &commitStall{entered: make(chan struct{}), release: make(chan struct{}), held: make(chan chan struct{}, 16)}
 	f.stall.Store(st)
 	return st
+}
+
+// next returns the release of the next Commit held, failing t if none
+// comes in time.
+func (st *commitStall) next(t *testing.T, what string) chan struct{} {
+	t.Helper()
+	select {
+	case one := <-st.held:
+		return one
+	case <-time.After(tu.Timeout):
+		t.Fatalf("no commit held: %s", what)
+		return nil
+	}
 }
 
 func newFaultStore(t *testing.T) *faultStore {
@@ -61,7 +78,15 @@ func newFaultStore(t *testing.T) *faultStore {
 func (f *faultStore) Commit(b *store.Batch) error {
 	if st := f.stall.Load(); st != nil {
 		st.once.Do(func() { close(st.entered) })
-		<-st.release
+		one := make(chan struct{})
+		select {
+		case st.held <- one:
+		default:
+		}
+		select {
+		case <-st.release:
+		case <-one:
+		}
 	}
 	if f.failWrites.Load() {
 		return errFault
@@ -298,23 +323,27 @@ func TestEndOnFullStoreWithoutDeadLetter(t *testing.T) {
 }
 
 // TestCloseSuspendsResponseNotRecorded: a request whose Response had
-// claimed it, and whose reply the store then failed to record, as Close
-// ended it, has one end: it is suspended like an unanswered request (no
-// Outcome in this life, delivered again at the next start, answered
-// there), and Response says its reply was not recorded. It got a "closed"
-// Outcome, for a reply not on disk, and then its redelivery ended it a
-// second time.
+// claimed it, and whose reply the store then failed to record, as Close's
+// deadline ended it, has one end: it is suspended like an unanswered
+// request (no Outcome in this life, delivered again at the next start,
+// answered there), and Response says its reply was not recorded. It got a
+// "closed" Outcome, for a reply not on disk, and then its redelivery ended
+// it a second time.
 func TestCloseSuspendsResponseNotRecorded(t *testing.T) { responseRecordedAsCloseEnds(t, false) }
 
 // TestCloseEndsResponseRecorded: the same, with the reply recorded: the
 // request was answered, and ends "closed" in this life, once, and is not
-// delivered again; the requester gets the stored reply.
+// delivered again; the requester gets the stored reply. Response returns
+// nil: it returned a bare ErrClosed, which says the request comes again at
+// the next start, and an application keeping it to answer then waited
+// forever.
 func TestCloseEndsResponseRecorded(t *testing.T) { responseRecordedAsCloseEnds(t, true) }
 
-// responseRecordedAsCloseEnds has Close end a request (EndClosed) while
+// responseRecordedAsCloseEnds has Close's deadline end a request while
 // Response waits for the store to record its reply, which it then does,
-// or refuses; then it restarts the responder and checks that the request
-// had one end, in one of the two lives.
+// or refuses; it checks that Close waits for that answer (the Outcome it
+// may owe), then restarts the responder and checks that the request had
+// one end, in one of the two lives.
 func responseRecordedAsCloseEnds(t *testing.T, recorded bool) {
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib)
@@ -345,18 +374,25 @@ func responseRecordedAsCloseEnds(t *testing.T, recorded bool) {
 		t.Fatalf("request %+v", r)
 	}
 	// Response claims the request and waits for the store to record its
-	// reply; Close's deadline ends the request meanwhile; then the store
-	// records the reply, or refuses it.
+	// reply; Close's deadline ends the request meanwhile (the loop exits);
+	// then the store records the reply, or refuses it.
 	st := fs.stallCommits()
 	answered := make(chan error, 1)
 	go func() { answered <- b.Response(r.From, r.Exchange, []byte("pong")) }()
+	st.next(t, "Response did not write its reply")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_ = b.Shutdown(ctx)
+	}()
+	// The teardown's flush comes after the deadline ended the request.
+	close(st.next(t, "Close did not flush the store"))
 	select {
-	case <-st.entered:
-	case <-time.After(tu.Timeout):
-		t.Fatal("Response did not write its reply")
-	}
-	if !b.EndClosed(r.From, r.Exchange) {
-		t.Fatal("no such request held")
+	case <-closed:
+		t.Fatal("Close returned while a Response was recording its reply: the Outcome it may owe is lost")
+	case <-time.After(100 * time.Millisecond):
 	}
 	fs.failWrites.Store(!recorded)
 	close(st.release)
@@ -372,9 +408,13 @@ func responseRecordedAsCloseEnds(t *testing.T, recorded bool) {
 		!strings.Contains(err.Error(), "delivered again at the next start")):
 		t.Fatalf("Response whose reply the store refused as Close ended the request: %v", err)
 	}
+	select {
+	case <-closed:
+	case <-time.After(tu.Timeout):
+		t.Fatal("Close did not return")
+	}
 	fs.stall.Store(nil)
 	fs.failWrites.Store(false)
-	b.Close()
 	var ends []*handler.Outcome
 	for ev := range b.Outcomes() {
 		if o, ok := ev.(*handler.Outcome); ok && o.Exchange == id {
