@@ -172,7 +172,13 @@ type Config struct {
 	// a restart (the pending records are counted as they are loaded), and
 	// it bounds as much the replies the store keeps for resends of the
 	// peer's answered requests (DedupeTTL): past it the oldest lose their
-	// reply, and a resend of one gets none. Default 64 MiB.
+	// reply, and a resend of one gets none. Default 64 MiB
+	// (DefaultMaxInboxBytesPerPeer), or half of MaxInboxBytes when that is
+	// less (a store's cap of 256 MiB or less, by default), so that one
+	// peer cannot hold what the node takes from every peer together. More
+	// than MaxInboxBytes (its default applied) is invalid; as much lets
+	// one peer hold all of it, shutting every other out to one message in
+	// flight.
 	MaxInboxBytesPerPeer int
 	// MaxInboxBytes bounds the same sums over all peers together, as
 	// MaxInboxBytesPerPeer bounds them for each: what the handler holds for
@@ -186,11 +192,12 @@ type Config struct {
 	// message is answered "busy", unless its peer holds nothing: one from
 	// such a peer is always taken, so that the peers holding the bound
 	// cannot shut out one that does not (the bound may be passed by one
-	// message per such peer). Past it too the oldest stored replies of
-	// any peer whose exchanges have ended lose their reply, as past
-	// MaxInboxBytesPerPeer. Both are checked as a message arrives and as
-	// a reply is stored: the replies to requests already taken add to the
-	// first sum when they are given. Default, with a Store that tells its
+	// message per such peer). Past it too stored replies whose exchanges
+	// have ended lose their reply, those of the peer holding the most
+	// first (oldest first among its own), so that a peer filling its own
+	// share cannot push out the replies of peers holding less. Both are
+	// checked as a message arrives and as a reply is stored: the replies
+	// to requests already taken add to the first sum when they are given. Default, with a Store that tells its
 	// cap (store.Store.MaxBytes): a quarter of it, so that what the peers
 	// make the store hold, both sums together, takes about half of it at
 	// most, leaving the rest to the node's own exchanges, dedupe records
@@ -246,12 +253,9 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.DedupePerPeer, DefaultDedupePerPeer)
 	setDefault(&c.ResolveTimeout, DefaultResolveTimeout)
 	setDefault(&c.MaxInboxPerPeer, DefaultMaxInboxPerPeer)
-	setDefault(&c.MaxInboxBytesPerPeer, DefaultMaxInboxBytesPerPeer)
-	if c.MaxInboxBytes == 0 {
-		c.MaxInboxBytes = DefaultMaxInboxBytes
-		if st, ok := c.Store.(capped); ok && st.MaxBytes() > 0 {
-			c.MaxInboxBytes = int(min(st.MaxBytes()/4, math.MaxInt))
-		}
+	c.MaxInboxBytes = c.maxInboxBytes()
+	if c.MaxInboxBytesPerPeer <= 0 {
+		c.MaxInboxBytesPerPeer = max(min(DefaultMaxInboxBytesPerPeer, c.MaxInboxBytes/2), 1)
 	}
 	if c.BackoffMax < c.BackoffBase {
 		c.BackoffMax = c.BackoffBase
@@ -265,10 +269,25 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// maxInboxBytes is MaxInboxBytes, its default applied.
+func (c Config) maxInboxBytes() int {
+	if c.MaxInboxBytes != 0 {
+		return c.MaxInboxBytes
+	}
+	if st, ok := c.Store.(capped); ok && st.MaxBytes() > 0 {
+		return int(min(st.MaxBytes()/4, math.MaxInt))
+	}
+	return DefaultMaxInboxBytes
+}
+
 // check rejects the values of c that no default stands for.
 func (c Config) check() error {
 	if c.MaxInboxBytes < 0 {
 		return fmt.Errorf("%w: MaxInboxBytes %d is negative (0 is the default)", ErrInvalidConfig, c.MaxInboxBytes)
+	}
+	if node := c.maxInboxBytes(); c.MaxInboxBytesPerPeer > node {
+		return fmt.Errorf("%w: MaxInboxBytesPerPeer %d is more than MaxInboxBytes, %d: one peer could hold all the node takes from every peer, and push out the others' stored replies (0 is at most half of it)",
+			ErrInvalidConfig, c.MaxInboxBytesPerPeer, node)
 	}
 	if st, ok := c.Store.(capped); ok && st.MaxBytes() > 0 && int64(c.MaxInboxBytes) > st.MaxBytes()/2 {
 		return fmt.Errorf("%w: MaxInboxBytes %d is more than half the store's cap of %d bytes: the peers' inbox and the replies kept for them, each bounded by it, could fill the store, and the node's own exchanges would fail full (0 is a quarter of the cap)",

@@ -145,9 +145,10 @@
 // already is not refused: it is delivered from the store once the
 // application has room, and a peer hears "busy" only past
 // Config.MaxInboxPerPeer of them, or Config.MaxInboxBytesPerPeer of their
-// payloads (counting the replies that await the peer's ack), or when every
-// peer's together pass Config.MaxInboxBytes (a quarter of the store's cap by
-// default) and it holds some already. A reply to a request of ours still
+// payloads (counting the replies that await the peer's ack; 64 MiB, or half
+// of MaxInboxBytes when that is less), or when every peer's together pass
+// Config.MaxInboxBytes (a quarter of the store's cap by default) and it
+// holds some already. A reply to a request of ours still
 // running is never refused busy either: it is held in memory (one per
 // request) until the application has room, so that the responder's
 // Outcome and ours agree. Meanwhile acks and outcomes of the handler's own

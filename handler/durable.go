@@ -54,10 +54,10 @@ type durableState struct {
 	answered map[inKey]bool // answered requests whose reply is in the store
 	replayed map[inKey]int  // times an answered request's stored reply was read and sent again
 	// replies are each peer's stored replies, oldest first, allReplies
-	// every peer's, and replySize the size of each: bounded per peer and
-	// for all (keepReply).
+	// every peer's counted, and replySize the size of each: bounded per
+	// peer and for all (keepReply).
 	replies    map[peer.ID]*storedReplies
-	allReplies storedReplies
+	allReplies replyCount
 	replySize  map[inKey]int
 	unacked    map[inKey]bool // messages delivered, awaiting Ack
 	// inbox is what each peer's requests and messages not yet handled
@@ -426,9 +426,12 @@ func (h *Handler) storedReply(p peer.ID, id ExchangeID) []byte {
 	return appendEnvelope(nil, pb.Kind_KIND_REPLY, uint64(id), in.Reply)
 }
 
-// storedReplies are answered requests whose reply is in the store, oldest
-// first, with the bytes of those replies: one peer's (durableState.replies),
-// or every peer's (durableState.allReplies).
+// replyCount counts stored replies: how many, and their bytes.
+type replyCount struct{ live, bytes int }
+
+// storedReplies are one peer's answered requests whose reply is in the
+// store, oldest first, with the bytes of those replies
+// (durableState.replies).
 type storedReplies struct {
 	q     []inKey // oldest at head; a key no longer in replySize is stale
 	head  int
@@ -451,10 +454,12 @@ func (r *storedReplies) add(k inKey, size int) {
 // MaxMessageSize on disk, 4 GiB, more than the whole store, and the full
 // store would fail every peer's exchanges. Every peer's together are
 // bounded by MaxInboxBytes, for as many peers doing that at once. Past a
-// bound the oldest replies whose exchanges have ended are dropped
-// (dropReply): the peer's own past its bound, any peer's past the node's;
-// one still on its way to its peer, or parked until it is back, is kept,
-// as is the newest. The caller holds mu.
+// bound replies whose exchanges have ended are dropped (dropReply),
+// oldest first: the peer's own past its bound; past the node's, those of
+// the peer holding the most (trimAllReplies), so that a peer filling its
+// own share cannot push out the replies of peers holding less. One still
+// on its way to its peer, or parked until it is back, is kept, as is this
+// newest one. The caller holds mu.
 func (h *Handler) keepReply(k inKey, size int) {
 	h.dur.answered[k] = true
 	if _, ok := h.dur.replySize[k]; ok {
@@ -468,32 +473,74 @@ func (h *Handler) keepReply(k inKey, size int) {
 	}
 	h.dur.replySize[k] = size
 	r.add(k, size)
-	h.dur.allReplies.add(k, size)
-	h.trimReplies(r, h.cfg.MaxInboxBytesPerPeer, false)
-	h.trimReplies(&h.dur.allReplies, h.cfg.MaxInboxBytes, true)
+	h.dur.allReplies.live++
+	h.dur.allReplies.bytes += size
+	h.trimReplies(r, h.cfg.MaxInboxBytesPerPeer, k)
+	h.trimAllReplies(h.cfg.MaxInboxBytes, k)
 }
 
-// trimReplies drops the oldest replies of r whose exchanges have ended
-// until r holds at most limit bytes, or only its newest, or only replies
-// on their way. all says r is allReplies, whose keys are every peer's: the
-// queue of each peer dropped from is compacted then; r's own is compacted
-// once done, and no other is touched meanwhile. The caller holds mu.
-func (h *Handler) trimReplies(r *storedReplies, limit int, all bool) {
+// trimAllReplies drops stored replies whose exchanges have ended, but
+// keep's, until every peer's together hold at most limit bytes: from the
+// peer holding the most, down to the next one's holding, then from both,
+// and so on, each peer's oldest first. Dropped oldest first whoever's
+// they were, a peer sending requests as fast as they are answered, within
+// its own bound, pushed out every other peer's replies, and an honest
+// dialer's resend got none. A peer whose replies left are all on their
+// way (or keep) is passed over. The caller holds mu.
+func (h *Handler) trimAllReplies(limit int, keep inKey) {
+	var spent map[*storedReplies]bool // nothing left to drop
+	// Each round drops at least one reply or passes a peer over.
+	for h.dur.allReplies.bytes > limit {
+		var top *storedReplies
+		var topID peer.ID
+		next := 0 // the most any other peer holds
+		for p, r := range h.dur.replies {
+			switch {
+			case spent[r]:
+			case top == nil || r.bytes > top.bytes || r.bytes == top.bytes && p < topID:
+				if top != nil {
+					next = max(next, top.bytes)
+				}
+				top, topID = r, p
+			default:
+				next = max(next, r.bytes)
+			}
+		}
+		if top == nil {
+			return
+		}
+		had := top.bytes
+		target := max(next, had-(h.dur.allReplies.bytes-limit))
+		if target >= had {
+			target = had - 1 // a tie: one of them goes first
+		}
+		h.trimReplies(top, target, keep)
+		if top.bytes == had {
+			if spent == nil {
+				spent = make(map[*storedReplies]bool)
+			}
+			spent[top] = true
+		}
+	}
+}
+
+// trimReplies drops the oldest of one peer's replies r whose exchanges
+// have ended, but keep's, until r holds at most limit bytes, or only
+// replies on their way and keep; then it compacts r. The caller holds mu.
+func (h *Handler) trimReplies(r *storedReplies, limit int, keep inKey) {
 	// Each key is looked at once at most: one whose exchange runs goes to
 	// the back, and is dropped, if need be, once it has ended.
-	for n := len(r.q) - r.head - 1; n > 0 && r.bytes > limit; n-- {
+	for n := len(r.q) - r.head; n > 0 && r.bytes > limit; n-- {
 		old := r.q[r.head]
 		r.q[r.head] = inKey{}
 		r.head++
 		switch {
 		case !h.isKept(old):
 			// Stale: forgotten since (unkeepReply), or dropped.
-		case h.replying(old):
+		case old == keep || h.replying(old):
 			r.q = append(r.q, old)
 		default:
-			if pr := h.uncount(old); pr != nil && all {
-				h.compactReplies(pr)
-			}
+			h.uncount(old)
 			h.dropReply(old)
 		}
 	}
@@ -554,7 +601,7 @@ func (h *Handler) dropReply(k inKey) {
 }
 
 // uncount stops counting the stored reply of k, in its peer's and in every
-// peer's, leaving its keys in their queues, stale. It returns its peer's
+// peer's, leaving its key in its peer's queue, stale. It returns its peer's
 // queue, nil when that holds no reply any more (and is gone).
 func (h *Handler) uncount(k inKey) *storedReplies {
 	n, ok := h.dur.replySize[k]
@@ -582,7 +629,6 @@ func (h *Handler) unkeepReply(k inKey) {
 	if r := h.uncount(k); r != nil {
 		h.compactReplies(r)
 	}
-	h.compactReplies(&h.dur.allReplies)
 }
 
 // forget is the seen dedupe's eviction hook: a record no longer needed

@@ -94,3 +94,6 @@ func (h *Handler) InboxTotal() int {
 
 // MaxInboxBytes is Config.MaxInboxBytes, its default applied.
 func (h *Handler) MaxInboxBytes() int { return h.cfg.MaxInboxBytes }
+
+// MaxInboxBytesPerPeer is Config.MaxInboxBytesPerPeer, its default applied.
+func (h *Handler) MaxInboxBytesPerPeer() int { return h.cfg.MaxInboxBytesPerPeer }

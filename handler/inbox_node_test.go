@@ -176,8 +176,9 @@ func TestInboxBoundedNodeWideByStoreCap(t *testing.T) {
 }
 
 // TestStoredRepliesBoundedNodeWide: the replies a store keeps for resends
-// of answered requests are bounded over all peers by MaxInboxBytes, oldest
-// first whoever's they are, not only per peer: N peers sending fresh
+// of answered requests are bounded over all peers by MaxInboxBytes (the
+// largest holder's first: TestStoredRepliesTrimmedFromTheLargestHolder),
+// not only per peer: N peers sending fresh
 // requests each kept up to MaxInboxBytesPerPeer of replies in the store,
 // together more than it holds. As per peer, a reply still on its way to its
 // peer is kept, whatever its age, and a dropped one keeps its dedupe

@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	})
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "bitvmx", Subsystem: "p2p", Name: "stored_replies_dropped_total",
-		Help: "Replies kept in the store for resends of answered requests, dropped before their time because their peer's stored replies passed MaxInboxBytesPerPeer, or every peer's passed MaxInboxBytes (oldest first).",
+		Help: "Replies kept in the store for resends of answered requests, dropped before their time because their peer's stored replies passed MaxInboxBytesPerPeer, or every peer's passed MaxInboxBytes (the largest holder's first, oldest first).",
 	})
 	m := &metrics{reg: reg, results: results, unknown: unknown, dropped: dropped}
 	for _, k := range []Kind{KindRequest, KindMessage} {

@@ -33,15 +33,12 @@ func TestStoredRepliesQueueBounded(t *testing.T) {
 	if len(r.q)-r.head > 4*live+64 {
 		t.Fatalf("storedReplies.q holds %d keys for %d live replies", len(r.q)-r.head, live)
 	}
-	if all := &h.dur.allReplies; len(all.q)-all.head > 4*live+64 {
-		t.Fatalf("the queue of all replies holds %d keys for %d live replies", len(all.q)-all.head, live)
-	}
 }
 
 // TestStoredRepliesQueuesBoundedNodeWide: with every peer's stored replies
-// past MaxInboxBytes, dropped oldest first across peers, neither the
-// queue of all replies nor any peer's piles up the keys dropped or
-// forgotten, and the counts stay the sums of what is kept.
+// past MaxInboxBytes, dropped from the peers holding the most, no peer's
+// queue piles up the keys dropped or forgotten, and the counts stay the
+// sums of what is kept.
 func TestStoredRepliesQueuesBoundedNodeWide(t *testing.T) {
 	h, _ := idle(t)
 	h.cfg.Store = nopStore{}
@@ -63,9 +60,6 @@ func TestStoredRepliesQueuesBoundedNodeWide(t *testing.T) {
 	all := &h.dur.allReplies
 	if all.live != len(h.dur.replySize) || all.bytes != 100*all.live || all.bytes > h.cfg.MaxInboxBytes {
 		t.Fatalf("all replies: %d live, %d bytes; %d kept", all.live, all.bytes, len(h.dur.replySize))
-	}
-	if len(all.q)-all.head > 2*all.live+64 {
-		t.Fatalf("the queue of all replies holds %d keys for %d live replies", len(all.q)-all.head, all.live)
 	}
 	live := 0
 	for p, r := range h.dur.replies {
