@@ -67,14 +67,27 @@ func closedBeforeHandshake(err error) (error, bool) {
 	return nil, false
 }
 
+// ErrWrongAddress is matched (errors.Is) by the error of a dial of a peer
+// that had no address left to try because the one this node had proved
+// to hold another peer's key lately (wrongaddr.go): it is not dialed for
+// that peer for a while, and the peer is reachable again once it is known
+// at another address (a DHT record, identify, an explicit address).
+var ErrWrongAddress = errors.New("an address this node has for the peer proved to hold another peer's key lately")
+
 // DialError returns err, the error of a dial of p that another user of the
 // node's host made (the DHT's, through go-libp2p's Connect or NewStream),
 // as the node's own dials report it: a refusal before the handshake as a
-// *ClosedAtHandshakeError with Before, anything else as it is. A dial cut
-// short by its context is not a refusal: the caller rules that out first.
+// *ClosedAtHandshakeError with Before; no address left to dial, when one
+// of p's proved to hold another key lately, wrapping ErrWrongAddress
+// too; anything else as it is. A dial cut short by its context is not a
+// refusal: the caller rules that out first.
 func (n *Node) DialError(p peer.ID, err error) error {
 	if te, ok := closedBeforeHandshake(err); ok {
 		return &ClosedAtHandshakeError{Self: n.ID(), Peer: p, Err: te, Before: true}
+	}
+	if errors.Is(err, swarm.ErrNoGoodAddresses) && n.wrong.anyFor(p) {
+		// Bare, "no good addresses" would leave the operator guessing why.
+		return fmt.Errorf("%w: %w and is not dialed for it for %v", err, ErrWrongAddress, n.wrong.ttl)
 	}
 	return err
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // Dialing a peer. go-libp2p's swarm joins the dials of one peer that
@@ -58,14 +57,9 @@ func (n *Node) dialPeer(ctx context.Context, p peer.ID) (network.Conn, error) {
 		c, err := n.host.Network().DialPeer(ctx, p)
 		if err != nil {
 			if ctx.Err() == nil {
-				if err := n.DialError(p, err); errors.Is(err, ErrClosedAtHandshake) {
+				if err = n.DialError(p, err); errors.Is(err, ErrClosedAtHandshake) {
 					return nil, err
 				}
-			}
-			if errors.Is(err, swarm.ErrNoGoodAddresses) && n.wrong.anyFor(p) {
-				// Bare, "no good addresses" would leave the operator
-				// guessing why.
-				return nil, fmt.Errorf("failed to dial: %w: an address this node has for the peer proved to hold another peer's key lately and is not dialed for it for %v", err, n.wrong.ttl)
 			}
 			return nil, fmt.Errorf("failed to dial: %w", err)
 		}

@@ -302,7 +302,7 @@ func (ps *peerSender) openOnce(m *outMsg) (*msgStream, error) {
 		}
 		if len(n.host.Peerstore().Addrs(ps.peer)) == 0 {
 			if n.wrong.anyFor(ps.peer) {
-				return nil, fmt.Errorf("%w: the peer's address proved to hold another peer's key lately, and is not dialed for it for %v", errNotConnected, n.wrong.ttl)
+				return nil, fmt.Errorf("%w: %w, and is not dialed for it for %v", errNotConnected, ErrWrongAddress, n.wrong.ttl)
 			}
 			return nil, errNotConnected
 		}

@@ -1,10 +1,12 @@
 package p2p
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -43,5 +45,23 @@ func TestWrongAddrsExpireAndStayBounded(t *testing.T) {
 	}
 	if !w.wrong(a, ma.StringCast("/ip4/127.0.0.3/tcp/5099")) {
 		t.Fatal("the newest entry was the one dropped")
+	}
+}
+
+// A dial left with no address because p's proved to hold another key says
+// so whoever made it (the DHT's dials map their errors through DialError),
+// and callers can branch on ErrWrongAddress; another peer's dial that
+// found no address is left as it is.
+func TestDialErrorSaysWrongAddress(t *testing.T) {
+	n := &Node{wrong: newWrongAddrs(time.Now)}
+	a, b := newTestID(t), newTestID(t)
+	n.wrong.add(a, ma.StringCast("/ip4/127.0.0.3/tcp/4001"))
+	noAddr := fmt.Errorf("failed to dial: %w", swarm.ErrNoGoodAddresses)
+	err := n.DialError(a, noAddr)
+	if !errors.Is(err, ErrWrongAddress) || !errors.Is(err, swarm.ErrNoGoodAddresses) {
+		t.Fatalf("dial of a peer whose address proved wrong: %v", err)
+	}
+	if err := n.DialError(b, noAddr); err != noAddr {
+		t.Fatalf("another peer's dial: %v", err)
 	}
 }
