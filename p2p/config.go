@@ -250,6 +250,9 @@ type Config struct {
 	// been opened for a queued message, before the message is written.
 	// Tests only: export_test.go.
 	openedHook func()
+	// handshakeNow, when set, is the clock of the inbound handshake guard
+	// (handshake.go), in place of time.Now. Tests only: export_test.go.
+	handshakeNow func() time.Time
 	// dialHook, when set, may replace the connection each of dialPeer's
 	// dials got from go-libp2p: a test hands back a closed one, as
 	// go-libp2p's dial worker can. Tests only: export_test.go.

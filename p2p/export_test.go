@@ -149,3 +149,17 @@ func WithDialHook(f func(network.Conn) network.Conn) func(*Config) {
 // ErrStaleConn fails a dial answered each time with a connection closed
 // before it began.
 var ErrStaleConn = errStaleConn
+
+// DeclineAllowance is how many declined handshakes per source IP cost a
+// DeclinedHandshake before they cost a FailedHandshake (handshake.go).
+const DeclineAllowance = declineAllowance
+
+// DeclineWithin is how soon after the node's key a hang-up must come to
+// count as a decline.
+const DeclineWithin = declineWithin
+
+// WithHandshakeClock has the inbound handshake guard read now in place of
+// time.Now: a test moves it past DeclineWithin instead of stalling.
+func WithHandshakeClock(now func() time.Time) func(*Config) {
+	return func(c *Config) { c.handshakeNow = now }
+}

@@ -3,6 +3,7 @@ package p2p
 import (
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -35,6 +36,11 @@ type gater struct {
 	wrong *wrongAddrs
 	// wrongAddr is told of each such dial (Node.wrongAddr).
 	wrongAddr wrongAddrFunc
+	// declines grants the cheaper charge of an inbound handshake declined
+	// after our key, a few per source IP (handshake.go); now is the
+	// handshake guard's clock.
+	declines *allowance
+	now      func() time.Time
 }
 
 var _ interface {

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -50,14 +52,25 @@ import (
 // after Noise (a stranger's key, a key from the wrong IP) is the gater's to
 // charge, under the reason that says why.
 //
-// One case is charged less: an initiator that hangs up right after our Noise
-// message 2, which carries our key, without a byte of message 3. That is
-// what an honest dialer does when it holds this address for another peer
-// (the key is not the one it dialed, so it aborts), and a member can make
-// honest nodes do it at will by advertising this node's address as its own
-// (wrongaddr.go). It costs the source IP a ratelimit.DeclinedHandshake, a
-// fraction of a token: a few such mistakes never ban anyone, a flood of
-// them (each one a signature and a Diffie-Hellman here) still does.
+// One case is charged less, a few times per source IP: a handshake that
+// looks declined once our key was seen. What an honest dialer does when it
+// holds this address for another peer is send Noise message 1 alone, read
+// our message 2 (which carries our key), find the key is not the one it
+// dialed, and hang up at once without a byte of message 3; a member can
+// make honest nodes do that by advertising this node's address as its own
+// (wrongaddr.go). The guard checks what it can see of that: the peer's
+// bytes before our message 2 were exactly one Noise message (its length
+// prefix says how long), we wrote message 2 whole, and the peer then hung
+// up (FIN or RST) within declineWithin, without another byte. It cannot
+// see whether the peer read message 2: a stranger sending 34 random bytes
+// and hanging up looks the same, at no cryptography of its own. So only
+// declineAllowance such declines per source IP and wrongAddrTTL cost a
+// ratelimit.DeclinedHandshake (a fraction of a token): the dialer's
+// wrong-address memory makes an honest node decline at most once per
+// (peer, address) and wrongAddrTTL, so it stays well within that; beyond
+// it a decline is a ratelimit.FailedHandshake like any other failure. The
+// flood budget per IP is therefore what it is without declines, plus a
+// few tokens' worth per wrongAddrTTL.
 //
 // One case is deliberately not charged: a peer that connects and hangs up
 // (FIN or RST) before sending a single byte. That is what port scanners,
@@ -70,6 +83,25 @@ import (
 // chargeFunc spends a misbehaviour token; it is gater.charge.
 type chargeFunc func(p peer.ID, ip netip.Addr, r ratelimit.Reason)
 
+const (
+	// declineAllowance is how many declined handshakes per source IP and
+	// wrongAddrTTL are charged ratelimit.DeclinedHandshake; the rest are
+	// charged ratelimit.FailedHandshake. An honest dialer declines once
+	// per (peer, address) it holds wrongly and wrongAddrTTL: a handful of
+	// hostile members, or addresses, fit within it.
+	declineAllowance = 8
+
+	// declineWithin is how soon after our message 2 the peer must hang up
+	// for the handshake to count as declined. An honest dialer hangs up a
+	// signature check after message 2 reaches it, so within a round trip;
+	// one that holds the connection open longer is stalling.
+	declineWithin = 5 * time.Second
+
+	// maxDeclineIPs bounds the memory of the allowance: the source IPs
+	// whose declines it counts.
+	maxDeclineIPs = 4096
+)
+
 // wrongAddrFunc is told that a dial to expected at a found actual's key
 // there (Node.wrongAddr); nil ignores it.
 type wrongAddrFunc func(expected, actual peer.ID, a ma.Multiaddr)
@@ -77,9 +109,11 @@ type wrongAddrFunc func(expected, actual peer.ID, a ma.Multiaddr)
 // guardedTCP returns a TCP transport constructor for libp2p.Transport: the
 // stock one, given an upgrader that watches inbound handshakes. Its
 // signature mirrors tcp.NewTCPTransport's, which is what fx injects.
-func guardedTCP(charge chargeFunc) func(transport.Upgrader, network.ResourceManager, *tcpreuse.ConnMgr, ...tcp.Option) (*tcp.TcpTransport, error) {
+// declines grants the cheaper charge of a declined handshake; now is the
+// guard's clock (time.Now but in tests).
+func guardedTCP(charge chargeFunc, declines *allowance, now func() time.Time) func(transport.Upgrader, network.ResourceManager, *tcpreuse.ConnMgr, ...tcp.Option) (*tcp.TcpTransport, error) {
 	return func(up transport.Upgrader, rm network.ResourceManager, shared *tcpreuse.ConnMgr, opts ...tcp.Option) (*tcp.TcpTransport, error) {
-		return tcp.NewTCPTransport(&guardUpgrader{Upgrader: up, charge: charge}, rm, shared, opts...)
+		return tcp.NewTCPTransport(&guardUpgrader{Upgrader: up, charge: charge, declines: declines, now: now}, rm, shared, opts...)
 	}
 }
 
@@ -102,11 +136,13 @@ func guardedNoise(charge chargeFunc, wrong wrongAddrFunc) func(protocol.ID, cryp
 // the remote's misbehaviour to charge.
 type guardUpgrader struct {
 	transport.Upgrader
-	charge chargeFunc
+	charge   chargeFunc
+	declines *allowance
+	now      func() time.Time
 }
 
 func (u *guardUpgrader) UpgradeGatedMaListener(t transport.Transport, l transport.GatedMaListener) transport.Listener {
-	return u.Upgrader.UpgradeGatedMaListener(t, &guardListener{GatedMaListener: l, charge: u.charge})
+	return u.Upgrader.UpgradeGatedMaListener(t, &guardListener{GatedMaListener: l, charge: u.charge, declines: u.declines, now: u.now})
 }
 
 // UpgradeListener is deprecated upstream but still part of the interface;
@@ -119,7 +155,9 @@ func (u *guardUpgrader) UpgradeListener(t transport.Transport, l manet.Listener)
 // and the resource manager let it through) in a guardConn.
 type guardListener struct {
 	transport.GatedMaListener
-	charge chargeFunc
+	charge   chargeFunc
+	declines *allowance       // the cheaper charge of a declined handshake, a few per IP
+	now      func() time.Time // when a decline came
 	// closed is set when the host closes the listener: handshakes it cuts
 	// short then are the node's doing, not the peer's.
 	closed atomic.Bool
@@ -149,14 +187,23 @@ type guardConn struct {
 	spoke   atomic.Bool // the peer sent at least one byte
 	hungUp  atomic.Bool // the peer closed before sending anything
 
-	// A declined handshake: the initiator hung up once it had our key.
-	// In Noise XX the responder writes exactly one message, the second,
-	// which carries its key; the initiator's answer (the third) is the
-	// next thing to read.
-	noise    atomic.Bool // the Noise responder runs: the multistream part is over
-	sentKey  atomic.Bool // we wrote Noise message 2
-	answered atomic.Bool // the peer sent bytes after message 2
-	declined atomic.Bool // the peer hung up after message 2 without a byte more
+	// A declined handshake: the initiator sent message 1 alone and hung
+	// up soon after we sent our key. In Noise XX the responder writes
+	// exactly one message, the second, which carries its key; the
+	// initiator's answer (the third) is the next thing to read.
+	noise    atomic.Bool  // the Noise responder runs: the multistream part is over
+	oneMsg   atomic.Bool  // the Noise bytes read so far are exactly one message
+	wrote    atomic.Bool  // we wrote in the Noise part: message 2, or tried to
+	sentKey  atomic.Bool  // we wrote message 2 whole, in answer to exactly one message
+	keyAt    atomic.Int64 // when, in the listener's clock's UnixNano
+	answered atomic.Bool  // the peer sent bytes after message 2
+	declined atomic.Bool  // the peer hung up within declineWithin of message 2, without a byte more
+
+	// The Noise bytes read before message 2 and the first two of them,
+	// message 1's length prefix. Only Read touches them, and Noise reads
+	// from one goroutine.
+	pre int
+	hdr [2]byte
 
 	settle sync.Once
 }
@@ -170,23 +217,42 @@ func (c *guardConn) Read(b []byte) (int, error) {
 	switch {
 	case n > 0:
 		c.spoke.Store(true)
-		if sentKey {
+		switch {
+		case sentKey:
 			c.answered.Store(true)
+		case c.noise.Load() && !c.wrote.Load():
+			c.readBeforeKey(b[:n])
 		}
 	case err != nil && peerHungUp(err):
 		if !c.spoke.Load() {
 			c.hungUp.Store(true)
 		}
-		if sentKey && !c.answered.Load() {
+		if sentKey && !c.answered.Load() && c.l.now().UnixNano()-c.keyAt.Load() <= int64(declineWithin) {
 			c.declined.Store(true)
 		}
 	}
 	return n, err
 }
 
+// readBeforeKey counts p, Noise bytes the peer sent before our message 2,
+// and notes whether all of them so far make exactly one message. Noise
+// reads through a buffer, so a Read may return more than message 1: bytes
+// an honest initiator cannot have sent yet, since its next message
+// answers ours.
+func (c *guardConn) readBeforeKey(p []byte) {
+	for i := 0; c.pre+i < len(c.hdr) && i < len(p); i++ {
+		c.hdr[c.pre+i] = p[i]
+	}
+	c.pre += len(p)
+	c.oneMsg.Store(c.pre >= len(c.hdr) && c.pre == len(c.hdr)+int(binary.BigEndian.Uint16(c.hdr[:])))
+}
+
 func (c *guardConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
-	if n > 0 && c.noise.Load() && !c.secured.Load() {
+	// The responder's first write is message 2, in one Write.
+	if c.noise.Load() && !c.secured.Load() && c.wrote.CompareAndSwap(false, true) &&
+		err == nil && n == len(b) && c.oneMsg.Load() {
+		c.keyAt.Store(c.l.now().UnixNano())
 		c.sentKey.Store(true)
 	}
 	return n, err
@@ -202,24 +268,24 @@ func (c *guardConn) Close() error {
 
 // failed charges the source IP once, unless the handshake succeeded, the
 // peer merely knocked, or the node itself is shutting the listener down. A
-// handshake the peer declined once it saw our key is what an honest dialer
-// holding a wrong address does (wrongaddr.go): it costs the smaller
+// handshake that looks declined once the peer had our key is what an
+// honest dialer holding a wrong address does (wrongaddr.go): while the
+// source IP has declines left in its allowance it costs the smaller
 // DeclinedHandshake, so that a node whose address a member advertises as
-// its own does not ban the members fooled into dialing it, while a flood
-// of declines (each one a signature and a Diffie-Hellman here) is still
-// cut off.
+// its own does not ban the members fooled into dialing it. Past the
+// allowance it is a FailedHandshake: a stranger can fake a decline without
+// any cryptography of its own, and each one costs this node a signature
+// and a Diffie-Hellman.
 func (c *guardConn) failed() {
 	c.settle.Do(func() {
-		if c.secured.Load() || c.l.closed.Load() || (c.hungUp.Load() && !c.spoke.Load()) {
+		if c.secured.Load() || c.l.closed.Load() || (c.hungUp.Load() && !c.spoke.Load()) || !c.ip.IsValid() {
 			return
 		}
 		r := ratelimit.FailedHandshake
-		if c.declined.Load() {
+		if c.declined.Load() && c.l.declines.ip(c.ip) {
 			r = ratelimit.DeclinedHandshake
 		}
-		if c.ip.IsValid() {
-			c.l.charge("", c.ip, r)
-		}
+		c.l.charge("", c.ip, r)
 	})
 }
 

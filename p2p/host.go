@@ -35,7 +35,7 @@ func newHost(cfg Config, g *gater, rs *relayState) (host.Host, error) {
 		//
 		// TCP and Noise are both wrapped so that a failed inbound
 		// handshake costs its source IP a token (handshake.go).
-		libp2p.Transport(guardedTCP(g.charge), tcpOpts...),
+		libp2p.Transport(guardedTCP(g.charge, g.declines, g.now), tcpOpts...),
 		libp2p.Security(noise.ID, guardedNoise(g.charge, g.wrongAddr)),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionGater(g),

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,10 +156,13 @@ type halfCloser struct{ *net.TCPConn }
 func (h halfCloser) Close() error { return h.CloseWrite() }
 
 // A handshake declined after the node's key is cheaper than a failed one,
-// but a flood of them from one IP is still cut off: the IP absorbs
-// DeclinedShare times the burst of declines, and then it is banned.
+// but only DeclineAllowance times per source IP and window: a stranger can
+// fake a decline without any cryptography of its own (message 1 and a
+// hang-up), so a flood of them costs a whole token each past the
+// allowance, and is cut off as fast as any failed handshake. Before, every
+// decline cost a quarter of a token, four times the flood budget.
 func TestDeclinedHandshakeFloodIsCutOff(t *testing.T) {
-	const burst = 2
+	const burst = 3
 	iw := tu.NewIdentity(t)
 	w := tu.Node(t, iw, tu.Allowlist(t, iw), tu.Listen("127.0.0.3"), func(c *p2p.Config) {
 		c.Limiter = ratelimit.New(ratelimit.Config{Burst: burst, Refill: time.Hour, BanDuration: time.Hour})
@@ -168,29 +172,116 @@ func TestDeclinedHandshakeFloodIsCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ip = "127.0.0.6"
-	for i := range burst * ratelimit.DeclinedShare {
+	for i := range p2p.DeclineAllowance {
 		if err := declineHandshake(t, w, ip, k); !errors.As(err, new(sec.ErrPeerIDMismatch)) {
-			t.Fatalf("declined handshake %d of %d did not reach the node's key: %v", i+1, burst*ratelimit.DeclinedShare, err)
+			t.Fatalf("declined handshake %d of %d did not reach the node's key: %v", i+1, p2p.DeclineAllowance, err)
 		}
 		if got := ipSpent(w, ratelimit.DeclinedHandshake); got != uint64(i+1) {
 			t.Fatalf("after %d declined handshakes the IP was charged %d declines", i+1, got)
 		}
 	}
-	refused := false
-	for range 2 * burst * ratelimit.DeclinedShare {
+	// The allowance spent DeclineAllowance/DeclinedShare tokens; what is
+	// left goes a whole token per decline.
+	left := burst - p2p.DeclineAllowance/ratelimit.DeclinedShare
+	for i := range left {
 		if err := declineHandshake(t, w, ip, k); !errors.As(err, new(sec.ErrPeerIDMismatch)) {
-			refused = true
-			break
+			t.Fatalf("decline %d past the allowance refused within the budget: %v", i+1, err)
+		}
+		if got := ipSpent(w, ratelimit.FailedHandshake); got != uint64(i+1) {
+			t.Fatalf("after %d declines past the allowance the IP was charged %d failed handshakes", i+1, got)
 		}
 	}
-	if !refused {
-		t.Fatal("a flood of declined handshakes was never refused")
+	if err := declineHandshake(t, w, ip, k); errors.As(err, new(sec.ErrPeerIDMismatch)) {
+		// The spend that empties the bucket bans: the next one is refused.
+		if err := declineHandshake(t, w, ip, k); errors.As(err, new(sec.ErrPeerIDMismatch)) {
+			t.Fatal("a flood of declined handshakes past the allowance was not refused")
+		}
 	}
 	ev := tu.NextMatch(t, w.Receiver(), func(ev p2p.ConnectionLimit) bool { return ev.IP.IsValid() })
-	if ev.IP != netip.MustParseAddr(ip) || ev.Reason != ratelimit.DeclinedHandshake {
-		t.Fatalf("cut off %v for %v, want %s for declined_handshake", ev.IP, ev.Reason, ip)
+	if ev.IP != netip.MustParseAddr(ip) || ev.Reason != ratelimit.FailedHandshake {
+		t.Fatalf("cut off %v for %v, want %s for failed_handshake", ev.IP, ev.Reason, ip)
 	}
-	if s := w.Limiter().Stats().IPs.Spent; s[ratelimit.FailedHandshake] != 0 {
-		t.Fatalf("declined handshakes charged as failed: %v", s)
+	if got := ipSpent(w, ratelimit.DeclinedHandshake); got != p2p.DeclineAllowance {
+		t.Fatalf("%d declines charged declined_handshake, want the allowance, %d", got, p2p.DeclineAllowance)
+	}
+}
+
+// noiseMsg1 is a Noise XX message 1 as the initiator frames it: a two-byte
+// length, then an ephemeral key (any 32 bytes are one).
+func noiseMsg1(t *testing.T) []byte {
+	t.Helper()
+	m := make([]byte, 2+32)
+	m[1] = 32
+	if _, err := rand.Read(m[2:]); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// fakeDecline picks Noise on a fresh connection to n from ip, writes
+// first, reads the node's message 2 unless it is not going to come, runs
+// between, then hangs up (FIN) and waits for the node to hang up too,
+// which it does after charging.
+func fakeDecline(t *testing.T, n *p2p.Node, ip string, first []byte, between func()) {
+	t.Helper()
+	c := dialFrom(t, ip, n)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(tu.Timeout))
+	if err := multistream.SelectProtoOrFail(protocol.ID(noise.ID), c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		t.Fatalf("no message 2: %v", err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, int(l[0])<<8|int(l[1]))); err != nil {
+		t.Fatalf("message 2 cut short: %v", err)
+	}
+	between()
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, c); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the node did not hang up")
+	}
+}
+
+// What the guard calls a declined handshake is what it sees an honest
+// decline do: message 1 alone, then a hang-up soon after the node's key.
+// A peer that sent part of message 3 with message 1 (it cannot have read
+// the key it answers), or that stalled after the key and hung up later,
+// did not decline anything: each costs a failed_handshake. Before, both
+// were charged declined_handshake, since no byte came after message 2
+// (Noise reads through a buffer, which took message 3's start with
+// message 1).
+func TestFakeDeclinesAreFailedHandshakes(t *testing.T) {
+	var skew atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	iw := tu.NewIdentity(t)
+	w := tu.Node(t, iw, tu.Allowlist(t, iw), tu.Listen("127.0.0.3"), p2p.WithHandshakeClock(now))
+	const ip = "127.0.0.7"
+
+	// Message 1 and the first 12 bytes of a message 3 (a length, then
+	// the start of an encrypted key) in one write.
+	partial := append(noiseMsg1(t), 0, 100, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+	fakeDecline(t, w, ip, partial, func() {})
+	if d, f := ipSpent(w, ratelimit.DeclinedHandshake), ipSpent(w, ratelimit.FailedHandshake); d != 0 || f != 1 {
+		t.Fatalf("part of message 3, then a hang-up: %d declined, %d failed; want 0, 1", d, f)
+	}
+
+	// Message 1, then a stall past DeclineWithin, then a hang-up.
+	fakeDecline(t, w, ip, noiseMsg1(t), func() { skew.Add(int64(p2p.DeclineWithin + time.Millisecond)) })
+	if d, f := ipSpent(w, ratelimit.DeclinedHandshake), ipSpent(w, ratelimit.FailedHandshake); d != 0 || f != 2 {
+		t.Fatalf("a stall, then a hang-up: %d declined, %d failed; want 0, 2", d, f)
+	}
+
+	// And the control: message 1 alone and a prompt hang-up is a decline
+	// (from the allowance: no cryptography shows it honest).
+	fakeDecline(t, w, ip, noiseMsg1(t), func() {})
+	if d, f := ipSpent(w, ratelimit.DeclinedHandshake), ipSpent(w, ratelimit.FailedHandshake); d != 1 || f != 2 {
+		t.Fatalf("message 1, then a prompt hang-up: %d declined, %d failed; want 1, 2", d, f)
 	}
 }

@@ -10,7 +10,8 @@
 // exhausted: the caller disconnects it, and the connection gater refuses it
 // until its ban ends. One reason, DeclinedHandshake, spends only a
 // DeclinedShare of a token, because an honest dialer provokes it whenever
-// it holds a wrong address for someone. Buckets refill continuously, so an honest node that
+// it holds a wrong address for someone (the p2p layer charges it only a
+// few times per IP, since a stranger can fake it). Buckets refill continuously, so an honest node that
 // trips over the odd timeout is never cut off, while one that misbehaves
 // continuously is cut off after about Burst events.
 //

@@ -58,7 +58,10 @@ const (
 	// costs the node a signature and Diffie-Hellman work; but a wrong
 	// address is an honest mistake that a third party can provoke (by
 	// advertising this node's address as its own), so it costs only a
-	// DeclinedShare of a token. A flood of declines is still cut off.
+	// DeclinedShare of a token. A flood of declines is still cut off; and
+	// since a stranger can fake a decline at no cost of its own, the p2p
+	// node charges only a few per source IP and window so, and the rest
+	// as FailedHandshake.
 	DeclinedHandshake
 
 	// numReasons sizes per-reason arrays; index 0 is the out-of-range slot.
