@@ -265,10 +265,13 @@ func (d *DHT) watch() {
 			if !ok {
 				return
 			}
-			switch e.(type) {
+			switch e := e.(type) {
 			case event.EvtLocalAddressesUpdated:
 				signal(d.addrChanged)
 			case event.EvtPeerIdentificationCompleted:
+				// A connection with the peer is up: its refusal is
+				// over, whoever dialed.
+				d.reached(e.Peer)
 				if pollC != nil {
 					poll = readyPollFast
 					pollTimer.Reset(poll)

@@ -34,6 +34,8 @@ func (d *DHT) onAllowlistChange(c allowlist.Change) {
 	for _, e := range c.Removed {
 		d.log.Info("peer left the allowlist: evicting", zap.Stringer("peer", e.ID))
 		d.Evict(e.ID)
+		// kad-dht will not ask it again: its refusal explains nothing.
+		d.reached(e.ID)
 	}
 	if d.cfg.Membership != nil && len(c.Added)+len(c.Removed) > 0 {
 		signal(d.membersChanged)

@@ -20,8 +20,9 @@ import (
 // ErrExpired, ErrClosed, or the context's error. A lookup that failed, or
 // found the routing table empty, says which peer refused this node's
 // connection before the handshake, if one it asked did, or else the latest
-// one that did (a peer reached since does not count): its error also
-// matches p2p.ErrClosedAtHandshake then.
+// one that did within latestRefusalTTL (a minute; a peer connected since,
+// or no longer allowlisted, does not count): its error also matches
+// p2p.ErrClosedAtHandshake then.
 func (d *DHT) Find(ctx context.Context, p peer.ID) (Record, error) {
 	if d.ctx.Err() != nil {
 		return Record{}, ErrClosed

@@ -68,7 +68,7 @@ func (d *DHT) dialFailed(ctx context.Context, p peer.ID, err error) error {
 	if r, ok := ctx.Value(refusalsKey{}).(*refusals); ok {
 		r.add(ce)
 	}
-	d.refused.Store(&refusedAt{err: ce, at: time.Now()})
+	d.refused.Store(&refusedAt{err: ce, at: d.cfg.Now()})
 	// One line per refused dial: go-libp2p's dial backoff (from 5s) and
 	// the rejoin schedule space them.
 	d.log.Info("peer refused this node's connection", zap.Stringer("peer", p), zap.Error(err))
@@ -84,8 +84,18 @@ type refusedAt struct {
 	at  time.Time
 }
 
+// latestRefusalTTL is how long the latest refusal may explain a failed
+// call. A refusal that persists is met again within that time, while the
+// routing table is empty (rejoinLoop tries at least every
+// DefaultMaxRejoinInterval) or as kad-dht's work dials the peer again; an
+// older one is likely history, and would make an unrelated failure match
+// p2p.ErrClosedAtHandshake.
+const latestRefusalTTL = 2 * DefaultMaxRejoinInterval
+
 // reached forgets the latest refusal if p made it: p has taken a stream
-// or a connection of ours since.
+// or a connection of ours since, identified itself on a connection (either
+// way: identify completes on every new connection), or left the
+// allowlist.
 func (d *DHT) reached(p peer.ID) {
 	if r := d.refused.Load(); r != nil && r.err.Peer == p {
 		d.refused.CompareAndSwap(r, nil)
@@ -94,8 +104,9 @@ func (d *DHT) reached(p peer.ID) {
 
 // explain returns err, a failed DHT call's, saying which peer refused
 // this node's connection before the handshake: one the call's own dials
-// met (r), or else the latest one, which may be why the call found nobody
-// to ask (errors.Is p2p.ErrClosedAtHandshake then).
+// met (r), or else the latest one, no older than latestRefusalTTL, which
+// may be why the call found nobody to ask (errors.Is
+// p2p.ErrClosedAtHandshake then).
 func (d *DHT) explain(r *refusals, err error) error {
 	if err == nil {
 		return nil
@@ -106,8 +117,10 @@ func (d *DHT) explain(r *refusals, err error) error {
 		}
 	}
 	if last := d.refused.Load(); last != nil {
-		return fmt.Errorf("%w; the latest refusal (%s ago): peer %s: %w", err,
-			time.Since(last.at).Round(time.Millisecond), last.err.Peer, last.err)
+		if age := d.cfg.Now().Sub(last.at); age <= latestRefusalTTL {
+			return fmt.Errorf("%w; the latest refusal (%s ago): peer %s: %w", err,
+				age.Round(time.Millisecond), last.err.Peer, last.err)
+		}
 	}
 	return err
 }

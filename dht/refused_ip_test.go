@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
@@ -133,5 +135,63 @@ func TestLookupRefusedByIPBeforeHandshake(t *testing.T) {
 				t.Fatalf("%s: %v", name, err)
 			}
 		})
+	}
+}
+
+// The latest refusal explains a failed call only while it is recent and
+// stands: it ages out after latestRefusalTTL, and is forgotten once its
+// peer is connected again (whoever dialed: here it dials us, which kad-dht
+// never does for us) or leaves the allowlist. Before, it was attached to
+// every failed call for ever, even hours later, and then matched
+// p2p.ErrClosedAtHandshake, which callers branch on.
+func TestLatestRefusalAgesAndClears(t *testing.T) {
+	var skew atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	ia, ic := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ic)
+	a := tu.Node(t, ia, list)
+	d, err := New(a, Config{NoPublish: true, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	refuse := func() {
+		d.refused.Store(&refusedAt{err: &p2p.ClosedAtHandshakeError{Self: a.ID(), Peer: ic.ID, Err: errors.New("EOF"), Before: true}, at: now()})
+	}
+	failed := fmt.Errorf("%w: no record", ErrNotFound)
+	explained := func() bool { return errors.Is(d.explain(nil, failed), p2p.ErrClosedAtHandshake) }
+
+	refuse()
+	if !explained() {
+		t.Fatal("a fresh refusal does not explain a failed call")
+	}
+	skew.Add(int64(latestRefusalTTL - time.Second))
+	if !explained() {
+		t.Fatal("a refusal nearly latestRefusalTTL old no longer explains a failed call")
+	}
+	skew.Add(int64(time.Second + time.Millisecond))
+	if explained() {
+		t.Fatalf("a refusal older than latestRefusalTTL explains a failed call: %v", d.explain(nil, failed))
+	}
+
+	// The peer connects to us: identify completes, the refusal is over.
+	refuse()
+	c := tu.Node(t, ic, list, tu.Listen("127.0.0.2"))
+	c.Sender() <- p2p.Dial{Peer: a.ID(), Addr: a.Addrs()[0]}
+	tu.NextMatch(t, a.Receiver(), func(e p2p.Connected) bool { return e.Peer == ic.ID })
+	deadline := time.After(tu.Timeout)
+	for d.refused.Load() != nil {
+		select {
+		case <-deadline:
+			t.Fatal("the refusal outlived a connection with its peer")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	// The peer leaves the allowlist.
+	refuse()
+	list.Remove(ic.ID)
+	if d.refused.Load() != nil || explained() {
+		t.Fatal("the refusal outlived its peer's leaving the allowlist")
 	}
 }
