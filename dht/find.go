@@ -20,7 +20,7 @@ import (
 // ErrExpired, ErrClosed, or the context's error. A lookup that failed, or
 // found the routing table empty, says which peer refused this node's
 // connection before the handshake, if one it asked did, or else the latest
-// one that did within latestRefusalTTL (a minute; a peer connected since,
+// one that did within the last minute (a peer connected since,
 // or no longer allowlisted, does not count): its error also matches
 // p2p.ErrClosedAtHandshake then.
 func (d *DHT) Find(ctx context.Context, p peer.ID) (Record, error) {
