@@ -188,8 +188,12 @@ func (a *memberACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool {
 // would otherwise have the honest member charged for every answer, until
 // it lost its reservation here too. A destination missing from this
 // relay's allowlist is the same honest mistake while allowlists are being
-// rolled out. Such refusals cost the relay one stream each, and the
-// source's circuits are bounded by RelayService.MaxCircuits regardless.
+// rolled out. Such refusals cost the relay one stream and a short memory
+// reservation each and are not limited in rate (MaxCircuits counts only
+// circuits admitted): the resource manager's stream limits bound how many
+// are under way at once, as for any stream a member opens. Charging
+// them, even after a few free ones, would let the member cut off here get
+// the honest one cut off at the rate it sends it requests.
 func (a *memberACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
 	if !a.cfg.Allowlist.Contains(src) || a.cfg.Limiter.PeerBanned(string(src)) {
 		a.charge(src, ratelimit.Unauthorized)
