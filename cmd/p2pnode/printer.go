@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"sync"
 
@@ -14,7 +15,13 @@ type printer struct {
 	w      io.Writer
 	asJSON bool
 	names  namer // the allowlist's names beside peer IDs; nil: none
+	// sealed: the last line is out (sealLast); nothing more is written.
+	sealed bool
 }
+
+// errSealed is print's error once the printer is sealed: the line was not
+// written, so what depends on it (an ack) must not follow.
+var errSealed = errors.New("stdout sealed: the node gave its stop up")
 
 // emit writes the line of ev. A failed write (stdout closed, a full disk)
 // cannot be reported anywhere useful; the node keeps running. Where a
@@ -28,8 +35,26 @@ func (p *printer) print(ev any) error {
 	line := renderNamed(ev, p.asJSON, p.names)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.sealed {
+		return errSealed
+	}
 	_, err := p.w.Write(line)
 	return err
+}
+
+// sealLast writes the line of ev as the last one: nothing written after
+// it, and nothing acknowledged for want of its line, so that the restart
+// prints again what would have come after. A stop given up leaves its
+// goroutine running until the process exits (awaitStop), and a script or
+// supervisor takes the line that says so as the node's last word.
+func (p *printer) sealLast(ev any) {
+	line := renderNamed(ev, p.asJSON, p.names)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.sealed {
+		_, _ = p.w.Write(line)
+	}
+	p.sealed = true
 }
 
 // namer gives the allowlist's name of a peer ("" when it has none, or is

@@ -130,7 +130,8 @@ func (r *runner) printReply(e handler.Reply) {
 // is not acknowledged, and the next run on the data directory delivers it
 // again.
 func (r *runner) notPrinted(err error) {
-	if r.stdoutFailed {
+	if r.stdoutFailed || errors.Is(err, errSealed) {
+		// Sealed: the stop was given up, and the log said so.
 		return
 	}
 	r.stdoutFailed = true

@@ -94,9 +94,9 @@ func (r *runner) serve(lines <-chan stdinLine, sigs <-chan os.Signal, stopWatch,
 // failed, the store's error, after the stop ended or failedStopTimeout
 // passed, whichever comes first. It prints the store's failure as an
 // error event, whether the run loop noticed it or is stuck on a commit
-// behind it; and on an overrun, what the stop left unclosed. abandoned
-// reports an overrun: serve may still be running, and the caller must not
-// close what it closes.
+// behind it; and on an overrun, what the stop left unclosed, as stdout's
+// last line (printer.sealLast). abandoned reports an overrun: serve may
+// still be running, and the caller must not close what it closes.
 func (r *runner) awaitStop(served <-chan struct{}) (err error, abandoned bool) {
 	var failed <-chan struct{} // nil: ephemeral, never ready
 	if r.life != nil {
@@ -138,7 +138,11 @@ func (r *runner) awaitStop(served <-chan struct{}) (err error, abandoned bool) {
 	}
 	over := fmt.Errorf("%w; the stop did not end within %s of the failure (a write waits for room on the store's disk): "+
 		"exiting with %s not closed, as a crash would; the restart recovers what is on disk", err, budget, left)
-	r.out.emit(p2p.Error{Err: over})
+	// The last line: serve goes on until the process exits (it may drain
+	// the handler, print outcomes and replies), and none of that may
+	// follow the line that says the node exits, nor be acknowledged on
+	// the failed store: the restart prints it.
+	r.out.sealLast(p2p.Error{Err: over})
 	r.log.Error("store failed: stop overran: exiting without closing", zap.Duration("after", budget),
 		zap.String("not_closed", left))
 	return over, true

@@ -331,10 +331,14 @@ func TestAutoReplyWaitsForRoom(t *testing.T) {
 // stallingStore stalls, once stall is set, every commit the handler makes
 // until release, as pebble does behind a flush that failed for want of
 // room; the stalled commits then fail. entered has a token once one
-// stalls.
+// stalls. With once, only the first stalls.
 type stallingStore struct {
 	handler.Store
-	stall    atomic.Bool
+	stall atomic.Bool
+	// once: only the first commit after stall is set stalls (and fails);
+	// the rest go to the store.
+	once     bool
+	stalled  atomic.Bool
 	entered  chan struct{}
 	released chan struct{}
 	release  func()
@@ -348,7 +352,7 @@ func newStallingStore() *stallingStore {
 }
 
 func (s *stallingStore) Commit(b *store.Batch) error {
-	if !s.stall.Load() {
+	if !s.stall.Load() || (s.once && !s.stalled.CompareAndSwap(false, true)) {
 		return s.Store.Commit(b)
 	}
 	select {
@@ -408,4 +412,84 @@ func TestStoreFailureStopIsBoundedWithTheLoopStuck(t *testing.T) {
 	if !strings.Contains(l, "exiting with the node") || !strings.Contains(l, "and the store not closed") {
 		t.Errorf("the event of the stop cut short does not say the node and the store were left unclosed: %s", l)
 	}
+}
+
+// Once the stop is given up (the "not closed" line), serve goes on until
+// the process exits: here the run loop, stuck on a stdin request's commit,
+// is released after it, and finds a reply and its exchange's outcome
+// waiting. They were printed after the line that says the node exits
+// ("ok":true, which a script reading that line as the last word never
+// sees) and the outcome acknowledged, so the restart did not print it
+// either. Nothing is printed after that line now, nor acknowledged: the
+// restart prints the reply and the outcome.
+func TestStoreFailureGivenUpStopPrintsNothingAfter(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyB, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA, idB)
+	b, lb := startNode(t, "b", dir, keyB, list, "--ephemeral")
+	var st *stalledStore
+	stallAtCleanup(t, &st)
+	hs := newStallingStore()
+	hs.once = true
+	t.Cleanup(hs.release)
+	hooks := runHooks{
+		store:        func(s *store.Store) storeLife { st = newStalledStore(s); return st },
+		handlerStore: func(s handler.Store) handler.Store { hs.Store = s; return hs },
+		failedStop:   time.Second,
+	}
+	dataA := filepath.Join(dir, "a")
+	out := new(watchedOut)
+	errOut, code, stdin := runInProcess(t, hooks, out, "run", "--json", "--key", keyA, "--allowlist", list,
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir", dataA)
+
+	if _, err := fmt.Fprintf(stdin, `{"cmd":"request","addr":%q,"data":"ping","id":1}`+"\n", firstAddr(t, lb)); err != nil {
+		t.Fatal(err)
+	}
+	req := b.expect("the request", match("request", "from", idA, "data", "ping"))[0]
+	// A's loop stuck on the commit of a second request.
+	hs.stall.Store(true)
+	down := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", tu.LoopbackPort(t), idB)
+	if _, err := fmt.Fprintf(stdin, `{"cmd":"request","addr":%q,"data":"x","id":2}`+"\n", down); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hs.entered:
+	case <-time.After(waitTimeout):
+		t.Fatalf("the request's commit never came; stderr:\n%s", errOut.String())
+	}
+	// The reply reaches A, which stores it and acks it: B's exchange ends
+	// OK, and A's reply and outcome wait for its loop.
+	b.send(map[string]any{"cmd": "respond", "peer": idA, "exchange": req.Str("exchange"), "data": "pong"})
+	b.expect("the reply's ack", match("exchange", "exchange", req.Str("exchange"), "ok", true))
+
+	st.fail()
+	select {
+	case c := <-code:
+		if c != 1 {
+			t.Fatalf("exit status %d, want 1; stderr:\n%s", c, errOut.String())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("the node did not exit; stderr:\n%s", errOut.String())
+	}
+	// The stop goes on: the loop gets its commit's failure, prints what
+	// waited, and stops; the store closes once released.
+	hs.release()
+	st.release()
+	select {
+	case <-st.closed:
+	case <-time.After(waitTimeout):
+		t.Fatalf("the stop given up never ended; stderr:\n%s", errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, "not closed") {
+		t.Errorf("lines printed after the one that says the stop was given up:\n%s", out.String())
+	}
+
+	a2, _ := startNode(t, "a2", dir, keyA, list, "--data-dir", dataA)
+	a2.expect("the reply and its exchange's outcome, printed at the restart",
+		match("reply", "from", idB, "id", 1, "data", "pong"), match("exchange", "id", 1, "ok", true))
+	stopAll(t, a2, b)
 }
