@@ -31,6 +31,9 @@ const waitTimeout = 20 * time.Second
 var binPath string
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == stuckStoreChildArg {
+		os.Exit(stuckStoreChild(os.Args[2:]))
+	}
 	os.Exit(buildAndRun(m))
 }
 

@@ -113,6 +113,12 @@ func (r *runner) awaitStop(served <-chan struct{}) (err error, abandoned bool) {
 		}
 	case <-failed:
 	}
+	// The stop is decided: from here a SIGINT or SIGTERM kills the process
+	// at once, as serve lets it once the loop returns, which a loop stuck
+	// on a stalled commit never does (its signals would wait unread for
+	// the whole budget). Before the line below, which a supervisor may
+	// take as its cue to signal.
+	signal.Reset(syscall.SIGINT, syscall.SIGTERM)
 	err = r.storeFailed()
 	budget := failedStopTimeout
 	if r.hooks.failedStop > 0 {
