@@ -120,6 +120,12 @@ type Request struct {
 	// application never answered it. With a Config.Store this is the one
 	// repeat an application can see (docs/durability.md).
 	Redelivered bool
+	// Deadline is when the handler stops waiting for the answer:
+	// Config.ReplyTimeout after it took the request (for one Redelivered,
+	// after the start that delivered it again). A Response before it is
+	// in time; from it on the request may end reply_timeout, and a
+	// Response then fails with ErrUnknownExchange.
+	Deadline time.Time
 }
 
 // Reply is the answer to one of the handler's own requests. It is delivered

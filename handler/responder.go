@@ -54,7 +54,7 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 		h.dur.take(inKey{from, id}, len(data)) // not counted by accept (it raced a resend)
 	}
 	ex := h.receive(ps, id, origin)
-	ex.request = Request{From: from, Exchange: id, Data: data}
+	ex.request = Request{From: from, Exchange: id, Data: data, Deadline: ex.tm.at}
 	if !h.durable() {
 		h.hold(ex, len(data)) // with a store, its inbox counts it until answered
 	}
@@ -62,7 +62,8 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 }
 
 // receive starts the responder exchange of a request given to the
-// application, which has Config.ReplyTimeout to answer it.
+// application, which has Config.ReplyTimeout to answer it: until ex.tm.at,
+// its Request's Deadline.
 func (h *Handler) receive(ps *peerState, id ExchangeID, origin p2p.Origin) *exchange {
 	ex := &exchange{id: id, p: ps, role: Responder, kind: KindRequest, state: StateDelivered, start: time.Now(), origin: origin}
 	ps.inbound[id] = ex

@@ -102,7 +102,7 @@ func (h *Handler) resume() error {
 			continue
 		}
 		ex := h.receive(ps, id, p2p.Origin{})
-		ex.request = Request{From: p, Exchange: id, Data: in.Payload, Redelivered: true}
+		ex.request = Request{From: p, Exchange: id, Data: in.Payload, Redelivered: true, Deadline: ex.tm.at}
 		h.events.Push(&ex.request, true)
 	}
 	h.flushExpired() // the records beyond DedupePerPeer

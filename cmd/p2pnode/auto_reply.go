@@ -4,8 +4,10 @@ package main
 // store past its cap refuses it (store.ErrFull) like any other addition;
 // room comes back as exchanges end and the store reclaims their records.
 // The request is still awaiting its answer, so the run loop tries again,
-// with backoff, until the reply timeout (the time the handler gives the
-// application to answer) or the node's stop, rather than leave the
+// with backoff, until the request's Deadline (the handler gives the
+// application the reply timeout from when it took the request, not from
+// when the loop read it: a retry after that would only hear that the
+// exchange is unknown) or the node's stop, rather than leave the
 // requester to fail at its reply timeout.
 
 import (
@@ -35,7 +37,8 @@ type waitingReplies struct {
 	backoff time.Duration
 }
 
-// waitingReply is one of them: the request to answer, and until when.
+// waitingReply is one of them: the request to answer, and until when (its
+// Deadline).
 type waitingReply struct {
 	req      *handler.Request
 	deadline time.Time
@@ -91,7 +94,10 @@ func (r *runner) autoReply(e *handler.Request) {
 // (err: the store's refusal; nil: queued behind others).
 func (r *runner) replyWaits(e *handler.Request, err error) {
 	w := &r.waiting
-	deadline := time.Now().Add(r.replyTimeout)
+	deadline := e.Deadline
+	if deadline.IsZero() {
+		deadline = time.Now().Add(r.replyTimeout) // not from a handler
+	}
 	if len(w.q) == 0 {
 		w.backoff = replyRetryFirst
 		w.arm()
@@ -116,11 +122,10 @@ func (r *runner) retryReplies() {
 	for len(w.q) > 0 {
 		p := w.q[0]
 		e := p.req
-		if now.After(p.deadline) {
+		if !now.Before(p.deadline) {
 			w.q[0] = waitingReply{}
 			w.q = w.q[1:]
-			r.out.emit(p2p.Error{Peer: e.From, Err: fmt.Errorf("auto-reply %s: the store had no room for the reply within the reply timeout (%s): not answered",
-				e.Exchange, r.replyTimeout)})
+			r.replyGivenUp(e)
 			continue
 		}
 		err := r.h.Response(e.From, e.Exchange, e.Data)
@@ -129,6 +134,11 @@ func (r *runner) retryReplies() {
 		}
 		w.q[0] = waitingReply{}
 		w.q = w.q[1:]
+		if errors.Is(err, handler.ErrUnknownExchange) && !time.Now().Before(p.deadline) {
+			// The handler ended it at its deadline as this retry came.
+			r.replyGivenUp(e)
+			continue
+		}
 		if err != nil {
 			r.out.emit(p2p.Error{Peer: e.From, Err: fmt.Errorf("auto-reply %s: %w", e.Exchange, err)})
 			continue
@@ -146,6 +156,13 @@ func (r *runner) retryReplies() {
 		w.backoff = min(2*w.backoff, replyRetryMax)
 	}
 	w.arm()
+}
+
+// replyGivenUp says that e's auto-reply is given up at its deadline: the
+// handler ends the request reply_timeout.
+func (r *runner) replyGivenUp(e *handler.Request) {
+	r.out.emit(p2p.Error{Peer: e.From, Err: fmt.Errorf("auto-reply %s: the store had no room for the reply within the reply timeout (%s): not answered",
+		e.Exchange, r.replyTimeout)})
 }
 
 // stopWaitingReplies ends the retries as the loop ends: the node stops,

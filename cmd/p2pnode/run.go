@@ -80,7 +80,7 @@ exchange event carrying its "id". A request received is printed as a
 request event: answer it with respond, or start run with --auto-reply echo.
 A reply a full store refuses (--max-store-size) gets an error event: a
 respond can be sent again; --auto-reply tries again by itself until the
-reply timeout.
+request's reply timeout (counted from its arrival) runs out.
 A request refused at once (a peer not allowlisted, a payload too large)
 gets neither: its error event carries its "id". A bad line gets an error
 event (carrying the line's "id", if it names a valid one) and the node

@@ -576,3 +576,59 @@ func TestStoreFailureSIGTERMEndsTheStuckStop(t *testing.T) {
 			code, strings.Join(rest, "\n"), a.errOutput())
 	}
 }
+
+// --auto-reply retries a reply a full store refused until the request's
+// deadline, which the handler counts from when it took the request: a
+// loop that read the request late counted the reply timeout from its
+// first try, so its last retries came after the handler had ended the
+// request, and the reply was given up with a generic error ("unknown
+// exchange") rather than the documented "not answered".
+func TestAutoReplyRetriesUntilTheRequestsDeadline(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyA, idA := newKey(t, dir, "a.key")
+	keyB, idB := newKey(t, dir, "b.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, idA, idB)
+	portB := tu.LoopbackPort(t)
+	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", portB)
+
+	fs := new(fullStore)
+	hooks := runHooks{handlerStore: func(s handler.Store) handler.Store { fs.Store = s; return fs }}
+	// The store fills as the request is printed, and the loop is held
+	// there for longer than the retries' longest backoff (the slow loop
+	// is the case itself, not a wait for something): counted from its
+	// first try, the reply timeout ends at least one retry after the
+	// handler's.
+	const hold = 1200 * time.Millisecond
+	out := &watchedOut{onLine: func(l string) {
+		if strings.Contains(l, `"event":"request"`) {
+			fs.full.Store(true)
+			<-time.After(hold)
+		}
+	}}
+	errOut, code, stdinB := runInProcess(t, hooks, out, "run", "--json", "--key", keyB, "--allowlist", list,
+		"--listen", listen, "--data-dir", filepath.Join(dir, "b"), "--auto-reply", "echo", "--reply-timeout", "2s")
+
+	a, _ := startNode(t, "a", dir, keyA, list, "--ephemeral")
+	a.send(map[string]any{"cmd": "request", "addr": listen + "/p2p/" + idB, "data": "ping", "id": 1})
+	out.await(t, "the reply waits for room", code, errOut)
+	l := out.await(t, `"role":"responder"`, code, errOut)
+	if !strings.Contains(l, `"reason":"reply_timeout"`) {
+		t.Fatalf("the request did not end reply_timeout: %s", l)
+	}
+	out.await(t, "not answered", code, errOut)
+	if s := out.String(); strings.Contains(s, "unknown exchange") {
+		t.Errorf("a retry came after the handler ended the request:\n%s", s)
+	}
+	stopAll(t, a)
+	stdinB.Close()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("b exited %d: %s", c, errOut.String())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("b did not stop")
+	}
+}
