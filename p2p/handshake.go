@@ -248,11 +248,15 @@ func (c *guardConn) readBeforeKey(p []byte) {
 }
 
 func (c *guardConn) Write(b []byte) (int, error) {
+	// The clock is read before the write: the peer may have message 2,
+	// and act on it, before Write returns here, so a time taken after
+	// could postdate the peer's hang-up and make a stall look prompt.
+	at := c.l.now().UnixNano()
 	n, err := c.Conn.Write(b)
 	// The responder's first write is message 2, in one Write.
 	if c.noise.Load() && !c.secured.Load() && c.wrote.CompareAndSwap(false, true) &&
 		err == nil && n == len(b) && c.oneMsg.Load() {
-		c.keyAt.Store(c.l.now().UnixNano())
+		c.keyAt.Store(at)
 		c.sentKey.Store(true)
 	}
 	return n, err
