@@ -20,7 +20,11 @@ import (
 type Store interface {
 	// Commit applies b durably before returning.
 	Commit(b *store.Batch) error
-	// CommitAsync applies b durably and then calls done, in queue order.
+	// CommitAsync applies b durably and then calls done, in queue order
+	// but for a batch a full store makes wait for room (store.Store's
+	// CommitAsync): later batches that write other records may be
+	// reported first. The handler relies on the order only between
+	// batches that write the same record, which the store keeps.
 	CommitAsync(b *store.Batch, done func(error))
 	// Load returns everything on disk; the handler reads it once, when
 	// it starts.

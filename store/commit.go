@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,7 +21,14 @@ import (
 type pending struct {
 	b    Batch // a copy: the ops already recorded cannot change under us
 	done func(error)
+	// reclaim, once the batch is parked (reclaim.go), is closed when the
+	// reclaim it waits for has ended.
+	reclaim <-chan struct{}
 }
+
+// errParked marks, in write's outcomes, a batch parked for a reclaim: it
+// is neither committed nor refused yet, and its callback waits.
+var errParked = errors.New("parked")
 
 // maxSpare bounds the queue buffer the committer keeps between groups, so
 // that one burst does not pin a large slice for the life of the store.
@@ -33,7 +42,7 @@ var maxCommitBytes int64 = 256 << 20
 
 // Commit applies b durably (fsync'ed) before returning. Concurrent Commit and
 // CommitAsync calls share one pebble batch and one fsync. A nil or empty b
-// returns once every batch queued before it is durable.
+// returns once every batch queued before it is durable or has failed.
 func (s *Store) Commit(b *Batch) error {
 	ch := make(chan error, 1)
 	s.CommitAsync(b, func(err error) { ch <- err })
@@ -42,8 +51,14 @@ func (s *Store) Commit(b *Batch) error {
 
 // CommitAsync queues b and calls done (if non-nil) once b is durable or has
 // failed. done runs on the store's committer goroutine, in the order batches
-// were queued; it must not block, nor call Commit or Close. If the store is
-// closed, done is called at once, on the caller's goroutine, with ErrClosed.
+// were queued, with one exception: a batch that a full store would refuse
+// (ErrFull) may wait, up to a second, for the store to reclaim deleted and
+// overwritten records, and the batches queued after it that do not write
+// the same records go on meanwhile, so their done may run before its.
+// Batches that write the same record are applied, and reported, in queue
+// order; an empty batch is reported after every batch queued before it. done
+// must not block, nor call Commit or Close. If the store is closed, done is
+// called at once, on the caller's goroutine, with ErrClosed.
 func (s *Store) CommitAsync(b *Batch, done func(error)) {
 	p := pending{done: done}
 	if b != nil {
@@ -74,20 +89,28 @@ func (s *Store) wakeCommitter() {
 }
 
 // run is the committer. It exits once Close has been called and the queue
-// is empty, so every batch queued before Close is committed.
+// is empty, so every batch queued before Close is committed (or refused:
+// at Close nothing parks for a reclaim).
 func (s *Store) run() {
 	defer close(s.stopped)
 	var spare []pending
 	pace := pacer{lingerFor: s.lingerFor}
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
+	deadline := time.NewTimer(time.Hour)
+	deadline.Stop()
 	for {
-		group := s.next(&pace, linger, spare)
+		group, closing := s.next(&pace, linger, deadline, spare)
+		if len(s.parked) > 0 {
+			// Tried again first: they were queued before.
+			group = append(s.parked[:len(s.parked):len(s.parked)], group...)
+			s.parked = nil
+		}
 		if len(group) == 0 {
 			return
 		}
 		start := time.Now()
-		s.commitGroup(group)
+		s.commitGroup(group, closing)
 		pace.committed(len(group), time.Since(start))
 		clear(group) // drop payloads and callbacks now, not at the next group
 		spare = nil
@@ -99,14 +122,25 @@ func (s *Store) run() {
 
 // next waits for the next group and takes it from the queue, leaving spare
 // as the queue's buffer; it returns an empty group once the store closes
-// with nothing queued.
-func (s *Store) next(pace *pacer, linger *time.Timer, spare []pending) []pending {
+// with nothing queued, or, with batches parked, once a reclaim has ended
+// or they may park no longer. It reports whether the store is closing.
+func (s *Store) next(pace *pacer, linger, deadline *time.Timer, spare []pending) ([]pending, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.queue) == 0 && !s.closing {
-		s.await(nil)
+	if len(s.parked) > 0 {
+		deadline.Reset(time.Until(s.reclaimBy))
+		defer deadline.Stop()
 	}
-	if pace.waits(len(s.queue)) && !s.closing {
+	for len(s.queue) == 0 && !s.closing {
+		if len(s.parked) == 0 {
+			s.await(nil)
+			continue
+		}
+		if !s.await(deadline.C) || s.reclaimEnds.Load() != s.endsSeen {
+			break
+		}
+	}
+	if len(s.queue) > 0 && pace.waits(len(s.queue)) && !s.closing {
 		s.want = pace.want
 		linger.Reset(pace.linger)
 		for len(s.queue) < pace.want && !s.closing {
@@ -119,7 +153,7 @@ func (s *Store) next(pace *pacer, linger *time.Timer, spare []pending) []pending
 	s.want = 1
 	group := s.queue
 	s.queue = spare[:0]
-	return group
+	return group, s.closing
 }
 
 // await releases mu until the committer is woken, or until timeout fires
@@ -135,14 +169,19 @@ func (s *Store) await(timeout <-chan time.Time) bool {
 	}
 }
 
-// commitGroup writes group and then reports to each batch, in order.
-func (s *Store) commitGroup(group []pending) {
+// commitGroup writes group and then reports to each batch, in order, but
+// for those it parks (until the next group).
+func (s *Store) commitGroup(group []pending, closing bool) {
 	errs := make([]error, len(group))
 	for i := range group {
 		errs[i] = group[i].b.err
 	}
-	s.write(group, errs)
+	s.write(group, errs, closing)
 	for i := range group {
+		if errs[i] == errParked {
+			s.parked = append(s.parked, group[i])
+			continue
+		}
 		if done := group[i].done; done != nil {
 			done(errs[i])
 		}
@@ -150,18 +189,19 @@ func (s *Store) commitGroup(group []pending) {
 }
 
 // write applies the batches of group not already failed in errs, normally as
-// one pebble batch, and records each batch's outcome in errs. One batch must
-// not fail its neighbours: a full store fails only the batches that add
-// data, and a batch that cannot be staged (which validation should prevent)
-// is dropped and the group staged again without it.
-func (s *Store) write(group []pending, errs []error) {
+// one pebble batch, and records each batch's outcome in errs (errParked for
+// one parked for a reclaim, unless closing). One batch must not fail its
+// neighbours: a full store fails (or parks) only the batches that add data,
+// and a batch that cannot be staged (which validation should prevent) is
+// dropped and the group staged again without it.
+func (s *Store) write(group []pending, errs []error, closing bool) {
 	written := make([]bool, len(group)) // committed
 	// failAll fails every batch not failed or committed already: a batch
 	// of a part committed before the failure is durable, and its callback
 	// must say so.
 	failAll := func(err error) {
 		for i := range errs {
-			if errs[i] == nil && !written[i] {
+			if (errs[i] == nil || errs[i] == errParked) && !written[i] {
 				errs[i] = err
 			}
 		}
@@ -178,44 +218,80 @@ func (s *Store) write(group []pending, errs []error) {
 		}
 		return
 	}
-	used, err := s.inUse()
+	measure := s.inUse
+	if s.reclaimEnded() {
+		measure = s.measure // the room it freed
+	}
+	used, err := measure()
 	if err != nil {
 		s.log.Error("commit failed", zap.Error(err))
 		failAll(err)
 		return
 	}
 	full := used >= s.maxBytes
-	waited := false // for a reclaim, at most once a group
+	now := time.Now()
 	for {
 		st := stager{s: s}
 		u := used
 		var part []int // batches in the current pebble batch
 		var partSize int64
 		retry := false
+		nParked := 0
+		var parkedKeys map[string][]int // the keys parked batches write, to the batches
 		for i := range group {
 			b := &group[i].b
-			if errs[i] != nil || written[i] || len(b.ops) == 0 {
+			if errs[i] == errParked {
+				errs[i] = nil // decided again
+			}
+			if errs[i] != nil || written[i] {
 				continue
 			}
+			if len(b.ops) == 0 {
+				if nParked > 0 {
+					errs[i] = errParked // after them
+				}
+				continue
+			}
+			grows := false
 			if b.adds && u >= s.maxBytes {
-				grows, err := st.grows(group, written, part, i)
+				grows, err = st.grows(group, written, part, i)
 				if err != nil {
 					errs[i] = err
 					continue
 				}
-				if grows && !waited && s.awaitReclaim(&st) {
-					waited = true
-					m, err := s.measure()
-					if err != nil {
-						errs[i] = err
-						continue
-					}
-					used, u = m, m+partSize
-					full = m >= s.maxBytes
-				}
-				if grows && u >= s.maxBytes {
+			}
+			if grows {
+				if closing {
 					errs[i] = s.fullError(u)
 					continue
+				}
+				wait := s.parkFor(now, nParked, group[i].reclaim)
+				if wait == nil {
+					errs[i] = s.fullError(u)
+					continue
+				}
+				errs[i], group[i].reclaim = errParked, wait
+				nParked++
+				if parkedKeys == nil {
+					parkedKeys = make(map[string][]int)
+				}
+				for _, o := range b.ops {
+					k := tableKey(o)
+					parkedKeys[k] = append(parkedKeys[k], i)
+				}
+				continue
+			}
+			// It goes through: a parked batch that writes a record it
+			// writes is refused first, rather than applied after it.
+			for _, o := range b.ops {
+				if len(parkedKeys) == 0 {
+					break
+				}
+				for _, j := range parkedKeys[tableKey(o)] {
+					if errs[j] == errParked {
+						errs[j] = s.fullError(u)
+						nParked--
+					}
 				}
 			}
 			if len(part) > 0 && int64(st.len())+b.size > maxCommitBytes {
@@ -239,6 +315,18 @@ func (s *Store) write(group []pending, errs []error) {
 		if retry {
 			st.drop()
 			continue
+		}
+		// An empty batch waits only behind a batch still parked.
+		behind := false
+		for i := range group {
+			if errs[i] != errParked {
+				continue
+			}
+			if len(group[i].b.ops) > 0 {
+				behind = true
+			} else if !behind {
+				errs[i] = nil
+			}
 		}
 		if len(part) > 0 {
 			if err := s.commitPart(&st, part, written); err != nil {
@@ -292,13 +380,14 @@ func (s *Store) commitPart(st *stager, part []int, written []bool) error {
 // reads that state through one iterator per pebble batch, since nothing
 // else writes to the store while the committer stages. sizes, once a full
 // store needs it (grows), tracks the size of every key the group wrote so
-// far, 0 for a deleted one.
+// far, 0 for a deleted one, and values their values.
 type stager struct {
 	s       *Store
 	b       *pebble.Batch
 	it      *pebble.Iterator
 	present map[string]bool
 	sizes   map[string]int64
+	values  map[string][]byte // with sizes: the values the group wrote so far
 }
 
 func (st *stager) len() int {
@@ -353,7 +442,7 @@ func (st *stager) stage(ops []op) (err error) {
 	return nil
 }
 
-// replaceSlack is how much a batch that replaces or deletes a record may
+// replaceSlack is how much a batch that changes or deletes a record may
 // add, in bytes, and still count as not growing the store: the mark that
 // replaces a record may carry a flag or a time the record did not (a
 // handled request that was answered, with its reply dropped), and a
@@ -364,7 +453,9 @@ const replaceSlack = 256
 // grows reports whether batch i of group, about to be staged after the
 // batches written and those of part, adds to the records of the store: it
 // puts more, in bytes, than it deletes or replaces (by more than
-// replaceSlack, if it deletes or replaces any). A full store takes the
+// replaceSlack, if it deletes or changes any record: one it leaves as it
+// was, an AddIncoming of a record already there or a put of the same
+// value, earns no slack). A full store takes the
 // batches that do not, so that marking a message handled, moving a record
 // between the outbox and the dead letters or updating one in place never
 // fails for want of room: that is how room comes back. A resend's
@@ -375,6 +466,7 @@ func (st *stager) grows(group []pending, written []bool, part []int, i int) (_ b
 		// From now on stage tracks every batch; the ones before come
 		// first, in their order.
 		st.sizes = make(map[string]int64)
+		st.values = make(map[string][]byte)
 		inPart := make(map[int]bool, len(part))
 		for _, j := range part {
 			inPart[j] = true
@@ -387,7 +479,10 @@ func (st *stager) grows(group []pending, written []bool, part []int, i int) (_ b
 			}
 		}
 	}
-	type change struct{ before, after int64 }
+	type change struct {
+		before, after int64
+		put           []byte // the value the batch leaves, if it puts one
+	}
 	changes := make(map[string]*change)
 	for _, o := range group[i].b.ops {
 		k := tableKey(o)
@@ -397,21 +492,33 @@ func (st *stager) grows(group []pending, written []bool, part []int, i int) (_ b
 			if err != nil {
 				return false, err
 			}
-			c = &change{n, n}
+			c = &change{before: n, after: n}
 			changes[k] = c
 		}
 		switch {
 		case o.kind == opDelete:
-			c.after = 0
+			c.after, c.put = 0, nil
 		case o.kind == opPut || c.after == 0:
-			c.after = int64(len(k) + len(o.value) + elemOverhead)
+			c.after, c.put = int64(len(k)+len(o.value)+elemOverhead), o.value
 		}
 	}
 	var growth int64
 	replaces := false
-	for _, c := range changes {
+	for k, c := range changes {
 		growth += c.after - c.before
-		replaces = replaces || c.before > 0
+		if replaces || c.before == 0 {
+			continue
+		}
+		// A record left as it was (an AddIncoming of one already there,
+		// a put of what is there) replaces nothing.
+		replaces = c.after != c.before
+		if !replaces && c.put != nil {
+			v, err := st.value(k)
+			if err != nil {
+				return false, err
+			}
+			replaces = !bytes.Equal(v, c.put)
+		}
 	}
 	if replaces {
 		growth -= replaceSlack
@@ -429,6 +536,7 @@ func (st *stager) track(ops []op) error {
 		switch o.kind {
 		case opDelete:
 			st.sizes[k] = 0
+			st.values[k] = nil
 		case opAdd:
 			n, err := st.size(k)
 			if err != nil {
@@ -440,6 +548,7 @@ func (st *stager) track(ops []op) error {
 			fallthrough
 		default:
 			st.sizes[k] = int64(len(k) + len(o.value) + elemOverhead)
+			st.values[k] = o.value
 		}
 	}
 	return nil
@@ -463,6 +572,29 @@ func (st *stager) size(k string) (int64, error) {
 	}
 	v := it.LazyValue()
 	return int64(len(k) + v.Len() + elemOverhead), nil
+}
+
+// value is the record under k, as the group has left it so far: nil when
+// there is none. Only grows calls it, for a record it replaces.
+func (st *stager) value(k string) ([]byte, error) {
+	if _, ok := st.sizes[k]; ok {
+		return st.values[k], nil
+	}
+	it, err := st.iter()
+	if err != nil {
+		return nil, err
+	}
+	if !it.SeekPrefixGE([]byte(k)) {
+		if err := it.Error(); err != nil {
+			return nil, pebbleError(st.s.path, "read", err)
+		}
+		return nil, nil
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return nil, pebbleError(st.s.path, "read", err)
+	}
+	return v, nil
 }
 
 func (st *stager) mark(t tableID, k []byte, present bool) {

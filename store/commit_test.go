@@ -170,14 +170,20 @@ func TestErrFull(t *testing.T) {
 	}
 	dead := deadLetter(5001)
 	dead.Outgoing = big(5001)
-	commitT(t, s, func(b *Batch) { b.PutDeadLetter(dead) })
+	commitT(t, s, func(b *Batch) {
+		b.PutDeadLetter(dead)
+		b.AddIncoming(incoming("p", 2))
+	})
 	var stored []uint64
+	records := make(map[uint64]Outgoing)
 	var full error
 	for id := uint64(1); id <= 1000 && full == nil; id++ {
 		var b Batch
-		b.PutOutgoing(big(id))
+		o := big(id)
+		b.PutOutgoing(o)
 		if full = s.Commit(&b); full == nil {
 			stored = append(stored, id)
+			records[id] = o
 		}
 	}
 	if !errors.Is(full, ErrFull) {
@@ -198,6 +204,17 @@ func TestErrFull(t *testing.T) {
 			o := big(stored[1])
 			o.Payload = bytes.Repeat(o.Payload, 3) // 20 kB more, for 10 kB deleted
 			b.PutOutgoing(o)
+		},
+		// A record left as it was replaces nothing: the small record
+		// beside it grows the store all the same. (It passed as a
+		// replacement, within the 256 bytes allowed for one.)
+		"AddIncoming of one there, and a small put": func(b *Batch) {
+			b.AddIncoming(incoming("p", 2))
+			b.PutOutgoing(outgoing(7001))
+		},
+		"a put of what is there, and a small put": func(b *Batch) {
+			b.PutOutgoing(records[stored[0]])
+			b.PutOutgoing(outgoing(7002))
 		},
 	} {
 		var b Batch

@@ -23,27 +23,46 @@ import (
 // time on them; one that freed more does not, since another may be as
 // useful.
 //
-// The reclaim is asynchronous, but a batch that a full store would refuse
-// waits for it (awaitReclaim), up to reclaimWait, and is refused only if
-// the store is still full once it has ended: deleted records made a store
+// The reclaim is asynchronous, and the committer never waits for it. A
+// batch that a full store would refuse is set aside (parked: see
+// pending.reclaim) and tried again, first in the next group, once the
+// reclaim asked for it has ended or the deadline has passed; it is refused
+// only if the store is still full then. Deleted records made a store
 // capped at 16 MiB refuse 35 to 168 of a sequence of 200 records of 1 MiB,
 // each deleted three puts later, with never more than 3 MiB live (the
-// faster they came, the more). Not full, the committer does none of this.
+// faster they came, the more). The deadline (reclaimBy) is reclaimWait
+// after the first batch parked since a reclaim last ended. Meanwhile the
+// batches that do not grow the records go through: the committer used to
+// wait in the group, and every writer queued behind it with it, up to a
+// second for each group with a growing batch, while reclaiming a large
+// store full of live records took seconds. Records stay in order: a batch
+// that writes a record a parked batch writes goes through only once that
+// one is refused (one that grows the records parks behind it instead), and
+// an empty batch parks behind any. Nothing parks when the last reclaim
+// freed less than a 32nd of the cap (the store holds live records, and the
+// spacing puts the next reclaim off), past maxParked batches, or once
+// Close was called. Not full, the committer does none of this.
 
-// reclaimWait bounds how long the committer waits for a reclaim to make
-// room for a batch it would otherwise refuse: in all, from the first wait
-// for it, so that a long reclaim (a large store full of live records), or
-// one put off by the spacing, holds up one group, not each of them. Reclaiming a store capped at 16 MiB took 90 to 400 ms, measured on
-// an idle machine, and 0.3 to 2 s on one loaded eight times over.
+// reclaimWait bounds how long batches park for a reclaim to make room: in
+// all, from the first batch parked, until a reclaim ends, so that a long
+// reclaim (a large store full of live records), or one put off by the
+// spacing, has the growing batches refused after a second, not each a
+// second after it came. Reclaiming a store capped at 16 MiB took 90 to
+// 400 ms, measured on an idle machine, and 0.3 to 2 s on one loaded eight
+// times over.
 const reclaimWait = time.Second
+
+// maxParked bounds the batches parked for a reclaim; past it a growing
+// batch is refused at once, so that memory stays bounded.
+const maxParked = 256
 
 // obsoleteWait bounds how long a reclaim waits for pebble to delete the
 // files the compaction left obsolete, which it does in the background.
 const obsoleteWait = 2 * time.Second
 
 // askReclaim asks the reclaimer for a reclaim that starts from now, without
-// waiting; the committer may wait for its end (awaitReclaim). Only the
-// committer (or Open, before it starts) calls it.
+// waiting; a batch may park until it ends. Only the committer (or Open,
+// before it starts) calls it.
 func (s *Store) askReclaim() {
 	s.reclaimMu.Lock()
 	if s.reclaimNext == nil {
@@ -51,48 +70,65 @@ func (s *Store) askReclaim() {
 	}
 	s.reclaimAsked = s.reclaimNext
 	s.reclaimMu.Unlock()
-	s.reclaimBy = time.Time{}
 	s.kickReclaim()
 }
 
-// awaitReclaim is for a batch that a full store would refuse: records
-// deleted or overwritten since the last reclaim may be taking the room it
-// needs. If anything was written since, it asks for a reclaim; it then
-// waits for the reclaim asked last to end, until reclaimWait after the
-// first wait for it. It reports whether one ended, so that the disk in use is worth
-// measuring again. Only the committer calls it; st is the group's stager,
-// whose view of the store would keep the files a reclaim replaces.
-func (s *Store) awaitReclaim(st *stager) bool {
-	if s.reclaimDue {
-		s.reclaimDue = false
-		s.askReclaim()
-	}
-	if s.reclaimAsked == nil {
-		return false
-	}
-	_ = st.closeIter() // a read error shows again on its next use
-	if s.reclaimBy.IsZero() {
-		s.reclaimBy = time.Now().Add(s.reclaimWait)
-	}
-	wait := time.Until(s.reclaimBy)
-	if wait <= 0 {
+// reclaimEnded tells the committer whether a reclaim ended since it last
+// looked, and forgets the reclaim asked last once it has ended. The
+// deadline for parked batches (reclaimBy) starts afresh then, and only
+// then. Only the committer calls it.
+func (s *Store) reclaimEnded() bool {
+	if s.reclaimAsked != nil {
 		select {
 		case <-s.reclaimAsked:
 			s.reclaimAsked = nil
-			return true
 		default:
-			return false
 		}
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-s.reclaimAsked:
-		s.reclaimAsked = nil
-		return true
-	case <-t.C:
+	// After reclaimAsked: the reclaimer counts an end before it closes
+	// the channel, so one seen closed is counted.
+	n := s.reclaimEnds.Load()
+	if n == s.endsSeen {
 		return false
 	}
+	s.endsSeen = n
+	s.reclaimBy = time.Time{}
+	return true
+}
+
+// parkFor is for a growing batch that a full store would refuse: it
+// returns the end of the reclaim the batch may park for, or nil when it
+// must be refused now. prev is that of the reclaim it parked for already,
+// if any: once that one has ended, the store is still full, and the batch
+// is refused. If anything was written since the last reclaim, it asks for
+// one. Only the committer calls it; now is the group's time, and parked
+// counts the batches parked so far.
+func (s *Store) parkFor(now time.Time, parked int, prev <-chan struct{}) <-chan struct{} {
+	wait := prev
+	if wait != nil {
+		select {
+		case <-wait:
+			return nil
+		default:
+		}
+	} else {
+		if s.reclaimDue {
+			s.reclaimDue = false
+			s.askReclaim()
+		}
+		wait = s.reclaimAsked // nil: nothing was deleted or overwritten since the last reclaim
+	}
+	switch {
+	case wait == nil,
+		s.freedLittle.Load(), // nothing to gain
+		parked >= maxParked,
+		!s.reclaimBy.IsZero() && !now.Before(s.reclaimBy):
+		return nil
+	}
+	if s.reclaimBy.IsZero() {
+		s.reclaimBy = now.Add(s.reclaimWait)
+	}
+	return wait
 }
 
 // kickReclaim wakes the reclaimer, without waiting.
@@ -128,18 +164,25 @@ func (s *Store) reclaimer(ctx context.Context) {
 		asked := s.reclaimNext
 		s.reclaimNext = nil
 		s.reclaimMu.Unlock()
+		if s.reclaiming != nil {
+			s.reclaiming()
+		}
 		start := time.Now()
 		before, _ := s.used()
 		err := s.reclaim(ctx)
 		took := time.Since(start)
 		after, uerr := s.used()
+		next = time.Time{}
+		little := err != nil || uerr != nil || before-after < s.maxBytes/32
+		if little {
+			next = time.Now().Add(4 * took)
+		}
+		s.freedLittle.Store(little)
+		s.reclaimEnds.Add(1)
 		if asked != nil {
 			close(asked)
 		}
-		next = time.Time{}
-		if err != nil || uerr != nil || before-after < s.maxBytes/32 {
-			next = time.Now().Add(4 * took)
-		}
+		s.wakeCommitter() // for the batches parked for it
 		switch {
 		case err == nil:
 			s.log.Info("store compacted to reclaim deleted and overwritten records",

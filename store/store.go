@@ -27,14 +27,17 @@ type Options struct {
 	// reuse), plus what the current group of batches adds. While that is
 	// at or over MaxBytes, a batch that grows the records fails with
 	// ErrFull: one that puts more bytes than it deletes or replaces (by
-	// more than 256, if it deletes or replaces any record). The others
+	// more than 256, if it deletes or changes any record). The others
 	// always go through (deletes, a record marked handled or updated in
 	// place, one moved between tables), so the handler can always drain.
 	// Deleted and overwritten records free their space once pebble
 	// flushes and compacts them: a full store does so, in the background,
 	// if anything was written since it last did, and a batch it would
-	// refuse waits for that, up to a second, and is refused only if the
-	// store is still full then (reclaim.go).
+	// refuse waits for that, up to a second for all the batches waiting
+	// on one compaction, and is refused only if the store is still full
+	// then; it waits not at all when the last compaction freed less than
+	// a 32nd of MaxBytes. Meanwhile the batches behind it that do not
+	// grow the records go through (CommitAsync) (reclaim.go).
 	//
 	// Pebble's own files take part of the cap: measured, 1.2 MB for a cap
 	// of 16 MiB or less (the memtable, and so each write-ahead log, is
@@ -77,9 +80,12 @@ type Options struct {
 	// reclaimed, if set, runs after each reclaim with its error: tests
 	// wait for one.
 	reclaimed func(error)
-	// reclaimWait is how long the committer may wait for a reclaim to
-	// make room (reclaim.go); tests lengthen it, so that what they count
-	// does not depend on the machine's load. Default: reclaimWait.
+	// reclaiming, if set, runs as each reclaim starts: tests hold a
+	// reclaim back.
+	reclaiming func()
+	// reclaimWait is how long batches may park for a reclaim to make
+	// room (reclaim.go); tests lengthen it, so that what they count does
+	// not depend on the machine's load. Default: reclaimWait.
 	reclaimWait time.Duration
 	// tune, if set, changes the options of the read-write pebble
 	// database: tests turn pebble's own compactions off.
@@ -171,8 +177,13 @@ type Store struct {
 	reclaimDue bool   // records were written or deleted since the last reclaim
 
 	reclaimAsked <-chan struct{} // closed when the reclaim asked last has ended; nil once seen
-	reclaimBy    time.Time       // until when the committer may wait for it; zero before the first wait
+	reclaimBy    time.Time       // until when batches may park; zero until one parks after a reclaim ended
 	reclaimWait  time.Duration   // Options.reclaimWait
+	endsSeen     uint64          // reclaimEnds, when the committer last looked
+	parked       []pending       // batches parked for a reclaim, in queue order (reclaim.go)
+
+	reclaimEnds atomic.Uint64 // reclaims ended
+	freedLittle atomic.Bool   // the last reclaim freed less than a 32nd of the cap, or failed
 
 	// reclaimNext is closed when the next reclaim to start has ended; nil
 	// until one is asked for (askReclaim).
@@ -181,6 +192,7 @@ type Store struct {
 
 	reclaimKick   chan struct{}      // wakes the reclaimer, capacity 1
 	reclaimed     func(error)        // Options.reclaimed
+	reclaiming    func()             // Options.reclaiming
 	reclaimCancel context.CancelFunc // stops a reclaim at Close
 	reclaimDone   chan struct{}      // closed when the reclaimer has exited
 
@@ -231,6 +243,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		stopped:        make(chan struct{}),
 		reclaimKick:    make(chan struct{}, 1),
 		reclaimed:      opts.reclaimed,
+		reclaiming:     opts.reclaiming,
 		reclaimWait:    opts.reclaimWait,
 		reclaimDone:    make(chan struct{}),
 		failedCh:       make(chan struct{}),
