@@ -3,10 +3,14 @@ package handler_test
 import (
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
@@ -25,7 +29,19 @@ import (
 func TestAckFreesAFullStore(t *testing.T) {
 	ia, ib, ic := tu.NewIdentity(t), tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib, ic)
-	s, err := store.Open(t.TempDir(), store.Options{MaxBytes: 4 << 20})
+	// The store logs each reclaim's end: the last sends wait for one.
+	reclaimed := make(chan struct{}, 1)
+	core, _ := observer.New(zapcore.InfoLevel)
+	log := zap.New(core, zap.Hooks(func(e zapcore.Entry) error {
+		if strings.HasPrefix(e.Message, "store compacted") {
+			select {
+			case reclaimed <- struct{}{}:
+			default:
+			}
+		}
+		return nil
+	}))
+	s, err := store.Open(t.TempDir(), store.Options{MaxBytes: 4 << 20, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,17 +100,21 @@ func TestAckFreesAFullStore(t *testing.T) {
 	}
 	// The handled messages' room is reclaimed when the store needs it,
 	// which a send waits for, up to a second: a loaded machine may take
-	// longer, and the application sends again.
-	for i := 0; ; i++ {
-		if i == 500 {
-			t.Fatal("sends still refused after every message was handled")
-		}
+	// longer (and a reclaim that freed little puts the next off), and the
+	// application sends again once one has ended.
+	deadline := time.After(30 * time.Second)
+	for {
 		_, err := b.Send(ic.ID, down, payload())
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, store.ErrFull) {
 			t.Fatalf("send after the Acks: %v", err)
+		}
+		select {
+		case <-reclaimed:
+		case <-deadline:
+			t.Fatal("sends still refused 30s after every message was handled")
 		}
 	}
 }
