@@ -296,7 +296,10 @@ func (r *rawPeer) trySendOn(h *handler.Handler, ch uint32, payload []byte) (pb.R
 		s, err := r.host.NewStream(ctx, h.PeerID(), p2p.ProtocolID)
 		if err != nil {
 			// The connection may be one h is closing (it disconnects
-			// after exchanges): send dials again, as a real dialer would.
+			// after exchanges): send dials again, as a real dialer
+			// would, on a new connection: Connect would return this
+			// one again until its close reaches us.
+			_ = r.host.Network().ClosePeer(h.PeerID())
 			return 0, fmt.Errorf("raw peer: stream: %w", err)
 		}
 		r.out, r.lastID = r.attach(s), 0
