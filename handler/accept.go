@@ -25,7 +25,9 @@ import (
 // OK even when the node's Receiver is full (overflow.go). A resent request
 // that our application left unanswered is refused unanswered: it will be
 // neither delivered again nor answered, and its dialer must know that now
-// rather than at its reply timeout.
+// rather than at its reply timeout. With Config.RepliesOnly, every request
+// and message is refused busy: the tool takes nothing meant for the node
+// whose key it borrows.
 func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Reason) {
 	if d.Channel != h.cfg.Channel {
 		return p2p.ReasonOK, nil, nil // the loop reports it
@@ -57,6 +59,9 @@ func (h *Handler) accept(d p2p.Data) (p2p.Reason, <-chan struct{}, func() p2p.Re
 			return p2p.ReasonOK, h.known, verdictOK
 		}
 	case pb.Kind_KIND_REQUEST, pb.Kind_KIND_MESSAGE:
+		if h.cfg.RepliesOnly {
+			return p2p.ReasonBusy, nil, nil
+		}
 		if h.durable() {
 			return h.storeReceived(d.From, id, env)
 		}

@@ -86,6 +86,14 @@ type Config struct {
 	// connection for it to be kept. Its message stream still closes once
 	// idle for Node.StreamIdleTimeout; the next exchange opens another.
 	KeepConnection bool
+	// RepliesOnly makes the handler take from peers only the replies to
+	// its own requests: a request or one-way message is refused busy, so
+	// its sender keeps it and resends it later (MaxAttempts). For a
+	// short-lived tool that borrows a running node's key (p2pnode send
+	// --standalone): without it, the tool would ack OK what peers meant for
+	// that node, and hand it to an application that does not read it.
+	RepliesOnly bool
+
 	// Linger is how long the side that received an exchange's last
 	// message (the dialer receiving the reply, the receiver of a one-way
 	// message) waits for the peer to close the connection before closing

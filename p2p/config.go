@@ -175,6 +175,17 @@ type Config struct {
 	// it such a message is answered busy, as any other.
 	Overflow func(Data)
 
+	// NoInboundMessages makes the node refuse every message stream a peer
+	// opens: it does not serve /bitvmx/msg/2.0.0, so the peer's proposal
+	// is answered "na" and its message fails as a failed dial, which its
+	// sender retries later, uncharged (docs/PROTOCOL.md §4.1). Streams
+	// this node opens work as usual, and what a peer writes on them, its
+	// own messages included (§4.1), is still taken: a node that opens
+	// one judges it with Accept. For a short-lived tool that borrows a
+	// running node's key (p2pnode find): without it, a peer's messages for
+	// that node would be acked OK by the tool and handed to no one.
+	NoInboundMessages bool
+
 	// Relay makes the node a circuit relay for its allowlisted peers
 	// (relay.go). Off by default.
 	Relay RelayService

@@ -148,7 +148,9 @@ func New(cfg Config) (*Node, error) {
 	n.host = h
 	n.started.Store(true)
 	h.Network().Notify(&n.conns)
-	h.SetStreamHandler(ProtocolID, n.handleStream)
+	if !cfg.NoInboundMessages {
+		h.SetStreamHandler(ProtocolID, n.handleStream)
+	}
 	n.addCircuitAddrs()
 	n.stopWatchAL = cfg.Allowlist.OnChange(func(allowlist.Change) {
 		n.enforceAllowlist()

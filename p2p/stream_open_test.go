@@ -117,3 +117,26 @@ func TestNegotiationFailedResetAfterAnswerIsStreamLost(t *testing.T) {
 		t.Fatalf("status %+v (%v), want a stream lost, not dial_failed", st, st.Err)
 	}
 }
+
+// A node with NoInboundMessages serves no message stream: a peer's message
+// to it fails as a failed dial (the sender keeps it to retry), and is
+// neither acked OK nor delivered. Its own messages still go, and their
+// acks come back on the stream it opened.
+func TestNoInboundMessagesRefusesPeersStreams(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	tool := tu.Node(t, ia, list, func(c *p2p.Config) { c.NoInboundMessages = true })
+	b := tu.Node(t, ib, list)
+
+	b.Sender() <- p2p.SendMsg{Peer: ia.ID, Addr: tool.Addrs()[0], ID: 1, Data: []byte("for the node, not the tool")}
+	if st := tu.Next[p2p.Status](t, b.Receiver()); st.OK || st.Reason != p2p.ReasonDialFailed {
+		t.Fatalf("status %+v (%v), want dial_failed: the tool must not take the message", st, st.Err)
+	}
+	tool.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: b.Addrs()[0], ID: 1, Data: []byte("from the tool")}
+	if st := tu.Next[p2p.Status](t, tool.Receiver()); !st.OK {
+		t.Fatalf("the tool's own message: status %+v (%v), want ok", st, st.Err)
+	}
+	if d := tu.Next[p2p.Data](t, b.Receiver()); string(d.Bytes) != "from the tool" {
+		t.Fatalf("b got %q", d.Bytes)
+	}
+}

@@ -35,7 +35,9 @@ directory (data_dir, or the default of the key), which it only reads.
 
 find joins the DHT only to look up: it publishes no record of its own.
 Still, prefer a key of its own (allowlisted like any node) to a running
-node's: peers would see two hosts with one identity.`
+node's: peers would see two hosts with one identity. find's node takes no
+message: a peer that sends one to its key meanwhile has it refused as a
+failed dial, keeps it and resends it (one of its attempts).`
 
 // newFindCmd builds "find".
 func newFindCmd(a *app) *cobra.Command {
@@ -110,16 +112,11 @@ func runFind(a *app, cfg runConfig, p peer.ID, timeout time.Duration) error {
 	if self, err := peer.IDFromPrivateKey(pcfg.Key); err == nil && p == self {
 		return usageErrorf("--peer %s is find's own key: it would find itself; give another peer's ID, or another --key", p)
 	}
-	node, err := p2p.New(pcfg)
+	node, err := startFindNode(pcfg)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
-	// Nobody else reads the node's events; they only say who connected.
-	go func() {
-		for range node.Receiver() {
-		}
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	d, err := joinDHT(ctx, node, cfg, doc, log, timeout)
@@ -162,6 +159,25 @@ func runFind(a *app, cfg runConfig, p peer.ID, timeout time.Duration) error {
 		return fmt.Errorf("peer %s is inactive: its record expired %s ago", p, now.Sub(rec.Expires).Round(time.Second))
 	}
 	return nil
+}
+
+// startFindNode starts find's node. It serves no message stream
+// (p2p.Config.NoInboundMessages): its key may be a running node's, whose
+// peers, once find has connected to them for the DHT, would send that node's
+// messages to find, which would ack them OK and hand them to no one. Refused,
+// they stay with their senders, who retry. Its Receiver is drained until
+// Close: nobody reads its events, which only say who connected.
+func startFindNode(pcfg p2p.Config) (*p2p.Node, error) {
+	pcfg.NoInboundMessages = true
+	node, err := p2p.New(pcfg)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for range node.Receiver() {
+		}
+	}()
+	return node, nil
 }
 
 // joinDHT starts a DHT on node with cfg's bootstrap peers and waits until

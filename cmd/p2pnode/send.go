@@ -56,7 +56,9 @@ directory (data_dir, or the default of the key), which it only reads. Standalone
 Ctrl-C), nothing resumes the exchange. With --dht, it joins the DHT through the --bootstrap
 peers only to look the peer up, and publishes no record of its own; prefer
 a key of its own to a running node's: peers would see two hosts with one
-identity.
+identity. Standalone, send takes only its reply: a request or message a
+peer sends to its key meanwhile is refused busy, and the peer keeps it and
+resends it (one of its attempts).
 
 ` + controlLong
 
@@ -222,11 +224,8 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 	if err != nil {
 		return err
 	}
-	hcfg := cfg.Handler.handlerConfig(pcfg)
+	hcfg := standaloneHandlerConfig(cfg, pcfg, o.timeout)
 	hcfg.Logger = log
-	if hcfg.ReplyTimeout <= 0 {
-		hcfg.ReplyTimeout = o.timeout
-	}
 	// The peer's closing of the connection, watched from the handler's
 	// loop: see the wait after the exchange below.
 	hung := make(chan struct{}, 1)
@@ -297,6 +296,21 @@ func runSend(a *app, cfg runConfig, o sendOptions, to peer.ID, addr ma.Multiaddr
 		}
 	}
 	return printSendResult(a, cfg.JSON, to, reply, out)
+}
+
+// standaloneHandlerConfig is the handler configuration of send
+// --standalone. Its handler takes only the reply to its own request
+// (handler.Config.RepliesOnly): its key may be a running node's, whose
+// peers would write that node's requests and messages on send's
+// connection, and send would ack them OK and hand them to no one. Refused
+// busy, they stay with their senders, who resend later.
+func standaloneHandlerConfig(cfg runConfig, pcfg p2p.Config, timeout time.Duration) handler.Config {
+	hcfg := cfg.Handler.handlerConfig(pcfg)
+	hcfg.RepliesOnly = true
+	if hcfg.ReplyTimeout <= 0 {
+		hcfg.ReplyTimeout = timeout
+	}
+	return hcfg
 }
 
 // outcomeError is the one line a failed exchange ends send with. A peer
