@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -150,7 +151,8 @@ func (c *nodeControl) Peers(context.Context) (*pb.PeersResponse, error) {
 
 // Exchange implements control.Node: it starts the exchange on the
 // node's handler, tagged so that the run loop hands its reply and outcome
-// to this call (and prints them, like any other), and waits for them.
+// to this call (and prints them, like any other), and waits for them, or
+// for req.WaitNs: then it answers with the exchange's ID, still running.
 func (c *nodeControl) Exchange(ctx context.Context, req *pb.ExchangeRequest) (*pb.ExchangeResponse, error) {
 	to, err := peer.Decode(req.PeerId)
 	if err != nil {
@@ -176,9 +178,20 @@ func (c *nodeControl) Exchange(ctx context.Context, req *pb.ExchangeRequest) (*p
 	if err != nil {
 		return nil, errStopping(err)
 	}
+	// The caller's own wait (req.WaitNs) ends before its deadline, so that
+	// it learns the ID of the exchange it leaves running; its deadline
+	// alone would end the call with no answer at all.
+	var waited <-chan time.Time
+	if req.WaitNs > 0 {
+		t := time.NewTimer(time.Duration(req.WaitNs))
+		defer t.Stop()
+		waited = t.C
+	}
 	var reply *handler.Reply
 	for {
 		select {
+		case <-waited:
+			return &pb.ExchangeResponse{Exchange: id.String(), Running: true}, nil
 		case rep := <-w.reply:
 			reply = &rep
 		case o := <-w.outcome:

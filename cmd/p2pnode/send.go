@@ -31,7 +31,10 @@ send needs no key or allowlist of its own: the
 exchange is the node's, printed by the node like one from its stdin, kept
 in its store and resumed after a restart. If send stops waiting (--timeout,
 Ctrl-C or SIGTERM: one line, exit status 1), the exchange goes on in the
-node. If the node goes away first (killed, or crashed), send says so (exit
+node; at --timeout the line names it ("exchange <exchange> goes on in the
+node"), to find it later in the node's events or its outbox, and with
+--json send also prints {"event":"running","peer":"<id>","exchange":"<exchange>","waited_ms":...}.
+If the node goes away first (killed, or crashed), send says so (exit
 status 1): a node with a store resumes the exchange at its next start, if
 it had taken it (p2pnode outbox list shows it).
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -48,16 +49,21 @@ func sendThroughNode(a *app, fs *pflag.FlagSet, t nodeTarget, o sendOptions, asJ
 		return err
 	}
 	defer c.Close()
-	req := &pb.ExchangeRequest{PeerId: to.String(), Data: data, OneWay: o.oneWay}
+	// The node stops waiting at --timeout and answers with the exchange's
+	// ID (running); the call's own deadline, a little later, only ends a
+	// wait for a node that does not answer.
+	req := &pb.ExchangeRequest{PeerId: to.String(), Data: data, OneWay: o.oneWay, WaitNs: int64(o.timeout)}
 	if addr != nil {
 		req.Addr = addr.String()
 	}
-	timeout, cancel := context.WithTimeout(context.Background(), o.timeout)
+	timeout, cancel := context.WithTimeout(context.Background(), o.timeout+exchangeAnswerGrace)
 	defer cancel()
 	ctx, stop := interruptible(timeout)
 	defer stop()
 	res, err := c.Exchange(ctx, req)
 	switch {
+	case err == nil && res.Running:
+		return sendRunning(a, asJSON, to, res.Exchange, o.timeout)
 	case err != nil && timeout.Err() != nil:
 		return fmt.Errorf("send to %s: no answer within %s; the exchange goes on in the node (its events say how it ends)", to, o.timeout)
 	case err != nil && ctx.Err() != nil:
@@ -83,6 +89,28 @@ func sendThroughNode(a *app, fs *pflag.FlagSet, t nodeTarget, o sendOptions, asJ
 		return fmt.Errorf("send to %s: the node reported success without a reply", to)
 	}
 	return printSendResult(a, asJSON, to, reply, out)
+}
+
+// exchangeAnswerGrace is how long send waits past --timeout for the node's
+// answer that the exchange still runs.
+const exchangeAnswerGrace = 2 * time.Second
+
+// sendRunning reports an exchange the node still runs when send stops
+// waiting, by its ID: what "p2pnode outbox list" and the node's events
+// name it by. With --json it prints {"event":"running",...} first.
+func sendRunning(a *app, asJSON bool, to peer.ID, exchange string, waited time.Duration) error {
+	if asJSON {
+		enc := json.NewEncoder(a.out)
+		if err := enc.Encode(struct {
+			Event    string  `json:"event"`
+			Peer     string  `json:"peer"`
+			Exchange string  `json:"exchange"`
+			WaitedMS float64 `json:"waited_ms"`
+		}{"running", to.String(), exchange, millis(waited)}); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("send to %s: no answer within %s; exchange %s goes on in the node (its events say how it ends)", to, waited, exchange)
 }
 
 // exchangeResult turns the node's answer into the handler's types that

@@ -1107,7 +1107,11 @@ type ExchangeRequest struct {
 	Addr string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
 	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
 	// A one-way message acknowledged by the peer, not a request.
-	OneWay        bool `protobuf:"varint,4,opt,name=one_way,json=oneWay,proto3" json:"one_way,omitempty"`
+	OneWay bool `protobuf:"varint,4,opt,name=one_way,json=oneWay,proto3" json:"one_way,omitempty"`
+	// How long the node waits for the outcome, in nanoseconds; 0: until the
+	// call's deadline. Past it the node answers with the exchange's ID and
+	// running set, so that the caller can follow the exchange it left.
+	WaitNs        int64 `protobuf:"varint,5,opt,name=wait_ns,json=waitNs,proto3" json:"wait_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1170,6 +1174,13 @@ func (x *ExchangeRequest) GetOneWay() bool {
 	return false
 }
 
+func (x *ExchangeRequest) GetWaitNs() int64 {
+	if x != nil {
+		return x.WaitNs
+	}
+	return 0
+}
+
 type ExchangeResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Exchange string                 `protobuf:"bytes,1,opt,name=exchange,proto3" json:"exchange,omitempty"`
@@ -1180,9 +1191,12 @@ type ExchangeResponse struct {
 	// Nanoseconds.
 	DurationNs int64 `protobuf:"varint,6,opt,name=duration_ns,json=durationNs,proto3" json:"duration_ns,omitempty"`
 	// The reply to a request that succeeded.
-	Reply         []byte `protobuf:"bytes,7,opt,name=reply,proto3" json:"reply,omitempty"`
-	HasReply      bool   `protobuf:"varint,8,opt,name=has_reply,json=hasReply,proto3" json:"has_reply,omitempty"`
-	ReplyFrom     string `protobuf:"bytes,9,opt,name=reply_from,json=replyFrom,proto3" json:"reply_from,omitempty"`
+	Reply     []byte `protobuf:"bytes,7,opt,name=reply,proto3" json:"reply,omitempty"`
+	HasReply  bool   `protobuf:"varint,8,opt,name=has_reply,json=hasReply,proto3" json:"has_reply,omitempty"`
+	ReplyFrom string `protobuf:"bytes,9,opt,name=reply_from,json=replyFrom,proto3" json:"reply_from,omitempty"`
+	// The exchange had not ended when wait_ns ran out: it goes on in the
+	// node, and only exchange is set.
+	Running       bool `protobuf:"varint,10,opt,name=running,proto3" json:"running,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1278,6 +1292,13 @@ func (x *ExchangeResponse) GetReplyFrom() string {
 		return x.ReplyFrom
 	}
 	return ""
+}
+
+func (x *ExchangeResponse) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
 }
 
 type ReloadAllowlistRequest struct {
@@ -1959,12 +1980,13 @@ const file_control_proto_rawDesc = "" +
 	"\x10queued_exchanges\x18\v \x01(\x05R\x0fqueuedExchanges\x12\x1e\n" +
 	"\n" +
 	"connection\x18\f \x01(\tR\n" +
-	"connection\"k\n" +
+	"connection\"\x84\x01\n" +
 	"\x0fExchangeRequest\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x17\n" +
-	"\aone_way\x18\x04 \x01(\bR\x06oneWay\"\xfb\x01\n" +
+	"\aone_way\x18\x04 \x01(\bR\x06oneWay\x12\x17\n" +
+	"\await_ns\x18\x05 \x01(\x03R\x06waitNs\"\x95\x02\n" +
 	"\x10ExchangeResponse\x12\x1a\n" +
 	"\bexchange\x18\x01 \x01(\tR\bexchange\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
@@ -1976,7 +1998,9 @@ const file_control_proto_rawDesc = "" +
 	"\x05reply\x18\a \x01(\fR\x05reply\x12\x1b\n" +
 	"\thas_reply\x18\b \x01(\bR\bhasReply\x12\x1d\n" +
 	"\n" +
-	"reply_from\x18\t \x01(\tR\treplyFrom\"\x18\n" +
+	"reply_from\x18\t \x01(\tR\treplyFrom\x12\x18\n" +
+	"\arunning\x18\n" +
+	" \x01(\bR\arunning\"\x18\n" +
 	"\x16ReloadAllowlistRequest\"\xc9\x01\n" +
 	"\x17ReloadAllowlistResponse\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x18\n" +
