@@ -263,11 +263,7 @@ func (s *Service) fork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr
 		return
 	}
 	// The peer closes its side after its document.
-	if _, err := readFrame(br, tr); !errors.Is(err, io.EOF) {
-		if err == nil {
-			err = fmt.Errorf("%w: a frame after the document of a fork", errFrame)
-		}
-		s.fail(st, p, err)
+	if !s.forkEnds(st, br, tr, p) {
 		return
 	}
 	// Reported before the close, so that a peer that saw the end of the
@@ -276,6 +272,20 @@ func (s *Service) fork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr
 		s.proven(p, ours, d)
 	}
 	st.Close()
+}
+
+// forkEnds reads the end of the peer's side after the document of a fork,
+// failing the session on anything else: the fork's exchange is one
+// document each way.
+func (s *Service) forkEnds(st network.Stream, br *bufio.Reader, tr *transportReader, p peer.ID) bool {
+	if _, err := readFrame(br, tr); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = fmt.Errorf("%w: a frame after the document of a fork", errFrame)
+		}
+		s.fail(st, p, err)
+		return false
+	}
+	return true
 }
 
 // answerFork runs the rest of a session in which the peer, ahead, sent a
@@ -296,11 +306,7 @@ func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Read
 	if !ok {
 		return
 	}
-	if _, err := readFrame(br, tr); !errors.Is(err, io.EOF) {
-		if err == nil {
-			err = fmt.Errorf("%w: a frame after the document of a fork", errFrame)
-		}
-		s.fail(st, p, err)
+	if !s.forkEnds(st, br, tr, p) {
 		return
 	}
 	if d != nil {
