@@ -22,3 +22,7 @@ func WithInboundDone(c Config, done func(peer.ID)) Config {
 	c.inboundDone = done
 	return c
 }
+
+// SetClock makes s read the time from now for its alarms' memory (Behind
+// events, fork exchanges). Call it before the first session.
+func SetClock(s *Service, now func() time.Time) { s.clock = now }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -628,4 +629,39 @@ func TestUncheckedForkLoggedAtWarn(t *testing.T) {
 		}
 	}
 	t.Fatalf("no warn line for the fork: %v", logs.All())
+}
+
+// A fork exchange that went wrong (here the peer's document never came;
+// as well a connection lost under it) is run again once claimWindow has
+// passed since it ran, however often the peer connects meanwhile: the
+// sessions naming it again no longer extend the memory of it. They did,
+// so a peer connecting every few minutes never had its document read, and
+// a real fork behind an exchange cut short went unreported.
+func TestForkReportedAfterAnExchangeWentWrong(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	v2a := propose(t, v1, nil, a)
+	v2b := propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
+	ma := startTracked(t, a, v2a, v1)
+	var skew atomic.Int64
+	gossip.SetClock(ma.svc, func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
+	h := rawHost(t, b, ma)
+
+	if got := session(t, h, ma, 2, hashBytes(v2b)); len(got) != 1 || got[0].Hash() != v2a.Hash() {
+		t.Fatalf("first session: node sent %v, want its version 2", got)
+	}
+	nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID && r.Reason == gossip.ReasonUnproven }, isConflict)
+
+	skew.Add(int64(6 * time.Minute))
+	if got := session(t, h, ma, 2, hashBytes(v2b), docFrame(t, v2b)); len(got) != 0 {
+		t.Fatalf("6 minutes later: node sent %v, want nothing", got)
+	}
+	skew.Add(int64(5 * time.Minute)) // 11 minutes after the exchange, 5 after the last session
+	if got := session(t, h, ma, 2, hashBytes(v2b), docFrame(t, v2b)); len(got) != 1 || got[0].Hash() != v2a.Hash() {
+		t.Fatalf("11 minutes later: node sent %v, want its version 2", got)
+	}
+	c := tu.Next[gossip.Conflict](t, ma.svc.Events())
+	if c.Peer != b.ID || c.Version != 2 || c.PeerHash != v2b.Hash() {
+		t.Fatalf("conflict %+v", c)
+	}
 }

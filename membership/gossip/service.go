@@ -107,7 +107,7 @@ type behindMark struct {
 // maxForks, the oldest fork reported is forgotten (a fork needs a
 // threshold of members to sign twice: a handful, not thousands); past
 // maxBehinds, the marks are forgotten all at once. A fork exchange is
-// remembered for claimWindow after the last session that named it, at
+// remembered for claimWindow after it ran, at
 // most maxClaims of them (past it, the expired ones and then the oldest
 // are forgotten): a peer can name at most the versions a node keeps
 // (MaxHistory), so an honest pair's exchanges are evicted only by a
@@ -370,21 +370,39 @@ func (s *Service) docAt(v uint64) (*membership.Document, bool) {
 	return s.chain[v-base], true
 }
 
-// claim records that p names hash for version v, which we hold under
-// another hash, and says whether a fork exchange with p for v is
-// remembered, and with which hash. A remembered one is kept claimWindow
-// more.
+// claim says whether a fork exchange with p for version v, which we hold
+// under another hash, is remembered, and with which hash. It records
+// nothing: remember does, once our side of an exchange is over. Recorded
+// as it starts, an exchange cut short (a dropped connection), or one of
+// two sessions crossing (each side pushing as it applies its fork), left
+// both sides remembering an exchange in which neither read the other's
+// document: the fork went unreported.
 func (s *Service) claim(p peer.ID, v uint64, hash membership.Hash) (claimKind, claimMark) {
+	now := s.clock()
+	s.alarmMu.Lock()
+	defer s.alarmMu.Unlock()
+	if m, ok := s.claims[claimKey{p, v}]; ok && now.Sub(m.at) < claimWindow {
+		if m.hash != hash {
+			return claimOther, m
+		}
+		return claimAgain, m
+	}
+	return claimNew, claimMark{}
+}
+
+// remember records a fork exchange with p for version v, p naming hash,
+// for claimWindow from now: the sessions naming it again within that time
+// get no document of ours. Counted from the exchange, not from the last
+// session naming it, so that an exchange that went wrong (the peer's
+// document lost with its connection) runs again within claimWindow however
+// often the peer connects.
+func (s *Service) remember(p peer.ID, v uint64, hash membership.Hash) {
 	k := claimKey{p, v}
 	now := s.clock()
 	s.alarmMu.Lock()
 	defer s.alarmMu.Unlock()
 	if m, ok := s.claims[k]; ok && now.Sub(m.at) < claimWindow {
-		if m.hash != hash {
-			return claimOther, m
-		}
-		s.claims[k] = claimMark{hash, now}
-		return claimAgain, m
+		return // a crossing session remembered it: keep the first
 	}
 	if len(s.claims) >= maxClaims {
 		var oldest claimKey
@@ -401,7 +419,6 @@ func (s *Service) claim(p peer.ID, v uint64, hash membership.Hash) (claimKind, c
 		}
 	}
 	s.claims[k] = claimMark{hash, now}
-	return claimNew, claimMark{}
 }
 
 // proven reports the fork p proved: it holds theirs, valid against the

@@ -226,6 +226,9 @@ func (s *Service) fork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr
 	if !s.newClaim(st, br, tr, p, theirs.version, theirs.hash, true) {
 		return
 	}
+	// However it ends, from here the peer had our document (or could
+	// have): not again within claimWindow.
+	defer s.remember(p, theirs.version, theirs.hash)
 	err := writeDocument(bw, ours)
 	if err == nil {
 		err = bw.Flush()
@@ -299,8 +302,11 @@ func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Read
 		return
 	}
 	// Our own document sent back is refused below, as out of order.
-	if h != cur.Hash() && !s.newClaim(st, br, tr, p, cur.Version(), h, false) {
-		return
+	if h != cur.Hash() {
+		if !s.newClaim(st, br, tr, p, cur.Version(), h, false) {
+			return
+		}
+		defer s.remember(p, cur.Version(), h)
 	}
 	d, ok := s.checkForkDocument(st, p, cur.Version(), data, cur, nil)
 	if !ok {
