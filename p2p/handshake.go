@@ -67,7 +67,7 @@ import (
 // declineAllowance such declines per source IP and wrongAddrTTL cost a
 // ratelimit.DeclinedHandshake (a fraction of a token): the dialer's
 // wrong-address memory makes an honest node decline at most once per
-// (peer, address) and wrongAddrTTL, so it stays well within that; beyond
+// (peer, address) and wrongAddrTTL, so it stays within that; beyond
 // it a decline is a ratelimit.FailedHandshake like any other failure. The
 // flood budget per IP is therefore what it is without declines, plus a
 // few tokens' worth per wrongAddrTTL.
@@ -85,11 +85,16 @@ type chargeFunc func(p peer.ID, ip netip.Addr, r ratelimit.Reason)
 
 const (
 	// declineAllowance is how many declined handshakes per source IP and
-	// wrongAddrTTL are charged ratelimit.DeclinedHandshake; the rest are
-	// charged ratelimit.FailedHandshake. An honest dialer declines once
-	// per (peer, address) it holds wrongly and wrongAddrTTL: a handful of
-	// hostile members, or addresses, fit within it.
-	declineAllowance = 8
+	// wrongAddrTTL are charged ratelimit.DeclinedHandshake (a bucket that
+	// size, refilled over wrongAddrTTL); the rest are charged
+	// ratelimit.FailedHandshake. An honest dialer declines once per
+	// (peer, address) it holds wrongly and wrongAddrTTL, and a hostile
+	// member can hand it a wrong address for every peer of the allowlist
+	// (lookups' answers are not signed): so it is sized for a committee,
+	// 64 unbound peers, while 64 quarter tokens (16) stay under the
+	// default burst of 20, so the fooled are not cut off. A flood gains
+	// at most 48 handshakes per wrongAddrTTL from it.
+	declineAllowance = 64
 
 	// declineWithin is how soon after our message 2 the peer must hang up
 	// for the handshake to count as declined. An honest dialer hangs up a
@@ -98,8 +103,11 @@ const (
 	declineWithin = 5 * time.Second
 
 	// maxDeclineIPs bounds the memory of the allowance: the source IPs
-	// whose declines it counts.
-	maxDeclineIPs = 4096
+	// whose declines it counts. As many as the misbehaviour budget
+	// tracks: forgetting an IP hands it a new allowance, so a smaller
+	// table would give an attacker cycling through more IPs (IPv6 /64s)
+	// every decline cheap again.
+	maxDeclineIPs = ratelimit.DefaultMaxKeys
 )
 
 // wrongAddrFunc is told that a dial to expected at a found actual's key

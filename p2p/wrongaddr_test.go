@@ -162,7 +162,9 @@ func (h halfCloser) Close() error { return h.CloseWrite() }
 // allowance, and is cut off as fast as any failed handshake. Before, every
 // decline cost a quarter of a token, four times the flood budget.
 func TestDeclinedHandshakeFloodIsCutOff(t *testing.T) {
-	const burst = 3
+	// The allowance spends DeclineAllowance/DeclinedShare tokens: two more
+	// for declines past it.
+	const burst = p2p.DeclineAllowance/ratelimit.DeclinedShare + 2
 	iw := tu.NewIdentity(t)
 	w := tu.Node(t, iw, tu.Allowlist(t, iw), tu.Listen("127.0.0.3"), func(c *p2p.Config) {
 		c.Limiter = ratelimit.New(ratelimit.Config{Burst: burst, Refill: time.Hour, BanDuration: time.Hour})
