@@ -52,7 +52,8 @@ func (s *Store) Commit(b *Batch) error {
 // CommitAsync queues b and calls done (if non-nil) once b is durable or has
 // failed. done runs on the store's committer goroutine, in the order batches
 // were queued, with one exception: a batch that a full store would refuse
-// (ErrFull) may wait, up to a second, for the store to reclaim deleted and
+// (ErrFull) may wait, up to a second after the compaction it waits for begins (near
+// two when one was already running), for the store to reclaim deleted and
 // overwritten records, and the batches queued after it that do not write
 // the same records go on meanwhile, so their done may run before its.
 // Batches that write the same record are applied, and reported, in queue

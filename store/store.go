@@ -34,7 +34,7 @@ type Options struct {
 	// flushes and compacts them: a full store does so, in the background,
 	// if anything was written since it last did, and a batch it would
 	// refuse waits for that, up to a second for all the batches waiting
-	// on one compaction, and is refused only if the store is still full
+	// on one compaction (near two for one that found another running), and is refused only if the store is still full
 	// then; it waits not at all when the last compaction freed less than
 	// a 32nd of MaxBytes. Meanwhile the batches behind it that do not
 	// grow the records go through (CommitAsync) (reclaim.go).
