@@ -181,15 +181,7 @@ func TestStoreFailureStopIsBounded(t *testing.T) {
 
 	st.fail()
 	out.await(t, "a restart opens it again", code, errOut)
-	select {
-	case c := <-code:
-		if c != 1 {
-			t.Fatalf("exit status %d, want 1; stderr:\n%s", c, errOut.String())
-		}
-	case <-time.After(waitTimeout):
-		t.Fatalf("the node did not exit within %s of its store's failure while the store's Close waited; stderr:\n%s",
-			waitTimeout, errOut.String())
-	}
+	awaitExit(t, code, errOut, 1, "the node did not exit after its store's failure, while the store's Close waited")
 	l := out.await(t, "not closed", code, errOut)
 	if !strings.Contains(l, `"event":"error"`) || !strings.Contains(l, "the store not closed") {
 		t.Errorf("the event of the stop cut short does not say the store was left unclosed: %s", l)
@@ -250,14 +242,7 @@ func TestReadyzSaysStoreFailed(t *testing.T) {
 		t.Errorf("/readyz after the store failed: %d %q, want 503 \"not ready: store: failed: ...\"", c, body)
 	}
 	st.release()
-	select {
-	case c := <-code:
-		if c != 1 {
-			t.Fatalf("exit status %d, want 1; stderr:\n%s", c, errOut.String())
-		}
-	case <-time.After(waitTimeout):
-		t.Fatalf("the node did not exit once its store closed; stderr:\n%s", errOut.String())
-	}
+	awaitExit(t, code, errOut, 1, "the node did not exit once its store closed")
 	if strings.Contains(out.String(), "not closed") {
 		t.Errorf("a stop that closed the store says it did not:\n%s", out.String())
 	}
@@ -318,14 +303,7 @@ func TestAutoReplyWaitsForRoom(t *testing.T) {
 	a.expect("the exchange's success", match("exchange", "id", 1, "ok", true))
 	stopAll(t, a)
 	stdinB.Close()
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Fatalf("b exited %d: %s", c, errOut.String())
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("b did not stop")
-	}
+	awaitExit(t, code, errOut, 0, "b did not stop")
 	if strings.Contains(out.String(), "not answered") {
 		t.Errorf("b gave the reply up:\n%s", out.String())
 	}
@@ -402,15 +380,7 @@ func TestStoreFailureStopIsBoundedWithTheLoopStuck(t *testing.T) {
 	}
 	st.fail()
 	out.await(t, "a restart opens it again", code, errOut)
-	select {
-	case c := <-code:
-		if c != 1 {
-			t.Fatalf("exit status %d, want 1; stderr:\n%s", c, errOut.String())
-		}
-	case <-time.After(waitTimeout):
-		t.Fatalf("the node did not exit within %s of its store's failure while its loop waited on a commit; stderr:\n%s",
-			waitTimeout, errOut.String())
-	}
+	awaitExit(t, code, errOut, 1, "the node did not exit after its store's failure, while its loop waited on a commit")
 	l := out.await(t, "not closed", code, errOut)
 	if !strings.Contains(l, "exiting with the node") || !strings.Contains(l, "and the store not closed") {
 		t.Errorf("the event of the stop cut short does not say the node and the store were left unclosed: %s", l)
@@ -469,14 +439,7 @@ func TestStoreFailureGivenUpStopPrintsNothingAfter(t *testing.T) {
 	b.expect("the reply's ack", match("exchange", "exchange", req.Str("exchange"), "ok", true))
 
 	st.fail()
-	select {
-	case c := <-code:
-		if c != 1 {
-			t.Fatalf("exit status %d, want 1; stderr:\n%s", c, errOut.String())
-		}
-	case <-time.After(waitTimeout):
-		t.Fatalf("the node did not exit; stderr:\n%s", errOut.String())
-	}
+	awaitExit(t, code, errOut, 1, "the node did not exit")
 	// The stop goes on: the loop gets its commit's failure, prints what
 	// waited, and stops; the store closes once released.
 	hs.release()
@@ -623,12 +586,19 @@ func TestAutoReplyRetriesUntilTheRequestsDeadline(t *testing.T) {
 	}
 	stopAll(t, a)
 	stdinB.Close()
+	awaitExit(t, code, errOut, 0, "b did not stop")
+}
+
+// awaitExit waits for the in-process run's exit status, want, failing with
+// why (what did not happen) if none comes within waitTimeout.
+func awaitExit(t *testing.T, code <-chan int, errOut fmt.Stringer, want int, why string) {
+	t.Helper()
 	select {
 	case c := <-code:
-		if c != 0 {
-			t.Fatalf("b exited %d: %s", c, errOut.String())
+		if c != want {
+			t.Fatalf("exit status %d, want %d; stderr:\n%s", c, want, errOut.String())
 		}
 	case <-time.After(waitTimeout):
-		t.Fatal("b did not stop")
+		t.Fatalf("%s within %s; stderr:\n%s", why, waitTimeout, errOut.String())
 	}
 }
