@@ -4,12 +4,10 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
 
-// An allowance grants a few favours per key (an IP, a peer) and window:
+// An allowance grants a few favours per source IP and window:
 // the cheaper charge of an honest-looking mistake, handed out only as
 // often as an honest node makes that mistake, so that nobody can make a
 // flood of them cheap. It is a token bucket like the misbehaviour budget's
@@ -38,9 +36,4 @@ func newAllowance(n int, window time.Duration, maxKeys int, now func() time.Time
 // only a label in the allowance's own counters, which nobody reads.
 func (a *allowance) ip(ip netip.Addr) bool {
 	return a != nil && !a.l.SpendIP(ip, ratelimit.FailedHandshake).Exhausted
-}
-
-// peer takes one of p's favours and reports whether there was one left.
-func (a *allowance) peer(p peer.ID) bool {
-	return a != nil && !a.l.SpendPeer(string(p), ratelimit.Unauthorized).Exhausted
 }
