@@ -228,9 +228,7 @@ func TestForkClaimWithBadDocumentCharged(t *testing.T) {
 // minutes name the same fork, and get nothing (not charged).
 func TestForkReportedOnce(t *testing.T) {
 	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
-	v1 := genesis(t, 1, a, b)
-	v2a := propose(t, v1, nil, a)
-	v2b := propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
+	v1, v2a, v2b := forked(t, a, b)
 	ma := startTracked(t, a, v2a, v1)
 	h := rawHost(t, b, ma)
 	for i := 0; i < 3; i++ {
@@ -566,9 +564,7 @@ func TestForkNotAfterHello(t *testing.T) {
 // minutes) send no document, and neither charges the other.
 func TestForkRepeatedHonestNotCharged(t *testing.T) {
 	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
-	v1 := genesis(t, 1, a, b)
-	v2a := propose(t, v1, nil, a)
-	v2b := propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
+	v1, v2a, v2b := forked(t, a, b)
 	ma := startTracked(t, a, v2a, v1)
 	mb := start(t, b, v2b, v1)
 	for i := 0; i < 3; i++ {
@@ -639,9 +635,7 @@ func TestUncheckedForkLoggedAtWarn(t *testing.T) {
 // a real fork behind an exchange cut short went unreported.
 func TestForkReportedAfterAnExchangeWentWrong(t *testing.T) {
 	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
-	v1 := genesis(t, 1, a, b)
-	v2a := propose(t, v1, nil, a)
-	v2b := propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
+	v1, v2a, v2b := forked(t, a, b)
 	ma := startTracked(t, a, v2a, v1)
 	var skew atomic.Int64
 	gossip.SetClock(ma.svc, func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
@@ -664,4 +658,14 @@ func TestForkReportedAfterAnExchangeWentWrong(t *testing.T) {
 	if c.Peer != b.ID || c.Version != 2 || c.PeerHash != v2b.Hash() {
 		t.Fatalf("conflict %+v", c)
 	}
+}
+
+// forked makes a fork of version 2 between a and b, members of version 1
+// (threshold 1): each signed its own version 2, both valid against v1.
+func forked(t *testing.T, a, b tu.Identity) (v1, v2a, v2b *membership.Document) {
+	t.Helper()
+	v1 = genesis(t, 1, a, b)
+	v2a = propose(t, v1, nil, a)
+	v2b = propose(t, v1, func(body *membership.Body) { body.Threshold = 2 }, b)
+	return v1, v2a, v2b
 }
