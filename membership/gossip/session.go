@@ -228,7 +228,9 @@ func (s *Service) fork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr
 	}
 	// However it ends, from here the peer had our document (or could
 	// have): not again within claimWindow.
-	defer s.remember(p, theirs.version, theirs.hash)
+	rs := s.remembering(st, p, theirs.version, theirs.hash)
+	defer rs.done()
+	st = rs
 	err := writeDocument(bw, ours)
 	if err == nil {
 		err = bw.Flush()
@@ -306,7 +308,9 @@ func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Read
 		if !s.newClaim(st, br, tr, p, cur.Version(), h, false) {
 			return
 		}
-		defer s.remember(p, cur.Version(), h)
+		rs := s.remembering(st, p, cur.Version(), h)
+		defer rs.done()
+		st = rs
 	}
 	d, ok := s.checkForkDocument(st, p, cur.Version(), data, cur, nil)
 	if !ok {
@@ -327,6 +331,14 @@ func (s *Service) answerFork(st network.Stream, bw *bufio.Writer, br *bufio.Read
 		return
 	}
 	st.Close()
+}
+
+// remembering is st that, as our side of a fork exchange with p for
+// version v ends, remembers it (at its close or reset, or at done):
+// before the stream ends, so that a peer that saw the session end finds
+// it remembered, counted from then.
+func (s *Service) remembering(st network.Stream, p peer.ID, v uint64, hash membership.Hash) *releasingStream {
+	return &releasingStream{Stream: st, release: func() { s.remember(p, v, hash) }}
 }
 
 // newClaim reports whether a fork exchange with p for version v, where p
