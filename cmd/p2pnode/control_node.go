@@ -174,6 +174,7 @@ func (c *nodeControl) Exchange(ctx context.Context, req *pb.ExchangeRequest) (*p
 	if req.OneWay {
 		start = c.r.h.Send
 	}
+	began := time.Now()
 	id, err := start(to, addr, req.Data, handler.WithTag(tag))
 	if err != nil {
 		return nil, errStopping(err)
@@ -187,19 +188,38 @@ func (c *nodeControl) Exchange(ctx context.Context, req *pb.ExchangeRequest) (*p
 		defer t.Stop()
 		waited = t.C
 	}
-	var reply *handler.Reply
+	return c.await(ctx, id, w, waited, began)
+}
+
+// replyOutcomeWait is how long an Exchange whose wait ended with the reply
+// in, but not yet the outcome, waits for that outcome: the handler hands
+// both out at once, and the run loop hands the outcome over once it has
+// printed it, at once but for a stdout that is slow to take lines.
+const replyOutcomeWait = 500 * time.Millisecond
+
+// await waits for exchange id's reply and outcome (w), until the caller's
+// wait (waited) or ctx ends. began is when the exchange started.
+//
+// A reply that came answers the call, also when the wait ends before its
+// outcome: the handler hands a reply out only with its exchange's OK
+// outcome, so the exchange has succeeded (answered "still running", the
+// reply the node printed would be lost to the caller, who would report no
+// answer). The outcome, which gives the attempts and the duration, is
+// waited for replyOutcomeWait more; without it the answer is the reply,
+// OK, with the duration until the reply came and no attempts (0: not
+// known).
+func (c *nodeControl) await(ctx context.Context, id handler.ExchangeID, w *waiter, waited <-chan time.Time, began time.Time) (*pb.ExchangeResponse, error) {
+	var (
+		reply   *handler.Reply
+		replied time.Duration
+	)
 	for {
 		select {
 		case <-waited:
-			return &pb.ExchangeResponse{Exchange: id.String(), Running: true}, nil
+			return c.waitEnded(ctx, id, w, reply, replied, began)
 		case rep := <-w.reply:
-			reply = &rep
+			reply, replied = &rep, time.Since(began)
 		case o := <-w.outcome:
-			if o.OK && o.Kind == handler.KindRequest && reply == nil && o.Reply != nil {
-				// The run loop hands the reply over first; the outcome
-				// carries it anyway.
-				reply = o.Reply
-			}
 			return exchangeResponse(o, reply), nil
 		case <-ctx.Done():
 			return nil, c.abandoned(id, ctx.Err())
@@ -223,7 +243,48 @@ func (c *nodeControl) abandoned(id handler.ExchangeID, err error) error {
 	return fmt.Errorf("exchange %s still running in the node: %w", id, err)
 }
 
+// waitEnded answers an Exchange whose caller's wait ended, with the reply
+// so far (nil: none), which came replied after the exchange began: see
+// await.
+func (c *nodeControl) waitEnded(ctx context.Context, id handler.ExchangeID, w *waiter, reply *handler.Reply, replied time.Duration, began time.Time) (*pb.ExchangeResponse, error) {
+	// What the run loop handed over counts even if it came as the wait
+	// ended: select picks at random among ready cases.
+	select {
+	case o := <-w.outcome:
+		return exchangeResponse(o, reply), nil
+	default:
+	}
+	if reply == nil {
+		select {
+		case rep := <-w.reply:
+			reply, replied = &rep, time.Since(began)
+		default:
+			return &pb.ExchangeResponse{Exchange: id.String(), Running: true}, nil
+		}
+	}
+	t := time.NewTimer(replyOutcomeWait)
+	defer t.Stop()
+	select {
+	case o := <-w.outcome:
+		return exchangeResponse(o, reply), nil
+	case <-t.C:
+	case <-ctx.Done():
+		// The caller is gone: nobody reads the answer.
+		return nil, c.abandoned(id, ctx.Err())
+	}
+	res := &pb.ExchangeResponse{Exchange: id.String(), Ok: true, Reason: string(handler.ReasonOK), DurationNs: int64(replied)}
+	res.HasReply, res.Reply, res.ReplyFrom = true, reply.Data, reply.From.String()
+	return res, nil
+}
+
+// exchangeResponse is the answer of an exchange that ended with o, whose
+// reply (requests) the run loop handed over before it, or not (nil).
 func exchangeResponse(o handler.Outcome, reply *handler.Reply) *pb.ExchangeResponse {
+	if o.OK && o.Kind == handler.KindRequest && reply == nil && o.Reply != nil {
+		// The run loop hands the reply over first; the outcome carries it
+		// anyway.
+		reply = o.Reply
+	}
 	res := &pb.ExchangeResponse{
 		Exchange:   o.Exchange.String(),
 		Ok:         o.OK,

@@ -332,10 +332,12 @@ func outcomeError(to peer.ID, out handler.Outcome) error {
 // awaitOutcome waits for exchange id's outcome and, for a request that
 // succeeded, its reply. The reply is handed out before the outcome, but on
 // events, where other events may come before it, and the outcome on
-// outcomes: either may be read first. Once an OK request's outcome is in,
-// only interrupt (Ctrl-C) still ends the wait, with ctx's error: the reply
-// is already queued on events, and a deadline that passed while it was
-// read must not turn an answered request into "no answer".
+// outcomes: either may be read first. Once either is in, only interrupt
+// (Ctrl-C) still ends the wait, with ctx's error: the other is already
+// queued (an OK request's outcome after its reply on events; a reply comes
+// only with its OK outcome, handed out at once), and a deadline that
+// passed between the two reads must not turn an answered request into "no
+// answer".
 func awaitOutcome(ctx context.Context, interrupt <-chan struct{}, events, outcomes <-chan handler.Event, id handler.ExchangeID) (*handler.Reply, handler.Outcome, error) {
 	var (
 		reply *handler.Reply
@@ -354,7 +356,7 @@ func awaitOutcome(ctx context.Context, interrupt <-chan struct{}, events, outcom
 				return nil, handler.Outcome{}, handler.ErrClosed
 			}
 			if r, ok := ev.(*handler.Reply); ok && r.Exchange == id {
-				reply = r
+				reply, done = r, interrupt // its outcome is on its way
 			}
 		case ev, ok := <-outcomes:
 			if !ok {

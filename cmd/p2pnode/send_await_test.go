@@ -115,3 +115,35 @@ func TestAwaitOutcomeInterruptedAfterOutcome(t *testing.T) {
 		t.Fatalf("interrupted after the outcome: %v", err)
 	}
 }
+
+// The other way round: a reply read before the deadline, whose outcome is
+// read after it, is an answered request too. send --standalone said "no
+// answer within --timeout" (exit 1) of it.
+func TestAwaitOutcomeTakesOutcomeAfterDeadline(t *testing.T) {
+	const id = handler.ExchangeID(7)
+	for range 32 {
+		ctx, cancel := context.WithCancel(context.Background())
+		events, outcomes := make(chan handler.Event), make(chan handler.Event)
+		type result struct {
+			reply *handler.Reply
+			out   handler.Outcome
+			err   error
+		}
+		got := make(chan result, 1)
+		go func() {
+			reply, out, err := awaitOutcome(ctx, nil, events, outcomes, id)
+			got <- result{reply, out, err}
+		}()
+		// Unbuffered: each send returns once awaitOutcome has taken it.
+		events <- &handler.Reply{Exchange: id, Data: []byte("answer")}
+		cancel()
+		select {
+		case outcomes <- &handler.Outcome{Exchange: id, Role: handler.Dialer, Kind: handler.KindRequest, OK: true}:
+		case r := <-got:
+			t.Fatalf("gave up on the outcome after its reply: %+v, %+v, %v", r.reply, r.out, r.err)
+		}
+		if r := <-got; r.err != nil || r.reply == nil || !r.out.OK {
+			t.Fatalf("reply %+v, outcome %+v, %v", r.reply, r.out, r.err)
+		}
+	}
+}

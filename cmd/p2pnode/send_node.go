@@ -92,7 +92,9 @@ func sendThroughNode(a *app, fs *pflag.FlagSet, t nodeTarget, o sendOptions, asJ
 }
 
 // exchangeAnswerGrace is how long send waits past --timeout for the node's
-// answer that the exchange still runs.
+// answer that the exchange still runs, or for its answer with a reply that
+// came by then, whose outcome the node waits for a little more
+// (replyOutcomeWait).
 const exchangeAnswerGrace = 2 * time.Second
 
 // sendRunning reports an exchange the node still runs when send stops
