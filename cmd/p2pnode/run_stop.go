@@ -10,6 +10,7 @@ package main
 // acknowledged as written is on disk; the restart recovers it).
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -107,7 +108,7 @@ func (r *runner) awaitStop(served <-chan struct{}) (err error, abandoned bool) {
 		select {
 		case <-failed:
 			// Failed during the stop, or as the loop ended: say so.
-			return r.storeFailed(), false
+			return r.storeFailed(time.Now().Add(lastLineWait)), false
 		default:
 			return nil, false
 		}
@@ -119,13 +120,17 @@ func (r *runner) awaitStop(served <-chan struct{}) (err error, abandoned bool) {
 	// the whole budget). Before the line below, which a supervisor may
 	// take as its cue to signal.
 	signal.Reset(syscall.SIGINT, syscall.SIGTERM)
-	err = r.storeFailed()
 	budget := failedStopTimeout
 	if r.hooks.failedStop > 0 {
 		budget = r.hooks.failedStop
 	}
+	// Counted from the failure: a stdout that takes no line (a pipe nobody
+	// reads, the run loop's write blocked on it) holds the line below
+	// until the budget is spent at most, not the stop.
+	deadline := time.Now().Add(budget)
 	t := time.NewTimer(budget)
 	defer t.Stop()
+	err = r.storeFailed(deadline)
 	select {
 	case <-served:
 		return err, false
@@ -148,23 +153,35 @@ func (r *runner) awaitStop(served <-chan struct{}) (err error, abandoned bool) {
 	// the handler, print outcomes and replies), and none of that may
 	// follow the line that says the node exits, nor be acknowledged on
 	// the failed store: the restart prints it.
-	r.out.sealLast(p2p.Error{Err: over})
 	r.log.Error("store failed: stop overran: exiting without closing", zap.Duration("after", budget),
 		zap.String("not_closed", left))
+	if err := r.out.sealLast(p2p.Error{Err: over}, time.Now().Add(lastLineWait)); errors.Is(err, errStalled) {
+		// The process exits all the same; the log says what stdout
+		// missed.
+		r.log.Error("stdout did not take the stop's last line: exiting without it", zap.Duration("waited", lastLineWait))
+	}
 	return over, true
 }
 
+// lastLineWait is how long the stop after a store failure waits for
+// stdout to take a line past its budget: the last line, or the failure's
+// when the stop ended first. A stdout that takes lines takes one at once;
+// one whose reader is stalled must not hold the exit.
+const lastLineWait = time.Second
+
 // storeFailed prints, once, that the store failed and the node stops for
-// it, and returns the error run exits with.
-func (r *runner) storeFailed() error {
+// it, waiting for stdout until deadline at most, and returns the error run
+// exits with.
+func (r *runner) storeFailed(deadline time.Time) error {
 	err := fmt.Errorf("%w; stopping: a restart opens it again and resumes what it holds", r.life.Err())
 	if r.failReported.CompareAndSwap(false, true) {
 		// Every later write would fail, the node would refuse all work
 		// and answer busy, and look alive: it stops instead, exit status
 		// 1, for its supervisor to start it again (which opens the store
-		// again and resumes what is on disk).
-		r.out.emit(p2p.Error{Err: err})
+		// again and resumes what is on disk). Logged first: stderr says
+		// it even while stdout takes no line.
 		r.log.Error("store failed: stopping", zap.Error(r.life.Err()))
+		_ = r.out.printBy(p2p.Error{Err: err}, deadline)
 	}
 	return err
 }
