@@ -124,6 +124,11 @@ func (n *Node) checkRelay(ctx context.Context, p peer.ID, r peer.AddrInfo) PathC
 		pc.Tried, pc.Err = false, err
 		return pc
 	}
+	if err := n.checkDenied(p, r.ID, nil); err != nil {
+		// The relay would charge this node for asking again.
+		pc.Tried, pc.Err = false, err
+		return pc
+	}
 	sw, ok := n.host.Network().(*swarm.Swarm)
 	if !ok {
 		pc.Err = errors.New("relayed dial not supported by this host")
@@ -138,7 +143,7 @@ func (n *Node) checkRelay(ctx context.Context, p peer.ID, r peer.AddrInfo) PathC
 	// this relay even when the peer is connected another way.
 	cc, err := tpt.Dial(network.WithAllowLimitedConn(ctx, "check"), pc.Addr, p)
 	if err != nil {
-		pc.Err = n.ownRefusal(err, p, r.ID)
+		pc.Err = n.ownRefusal(n.checkDenied(p, r.ID, err), p, r.ID)
 		return pc
 	}
 	defer cc.Close()

@@ -79,7 +79,9 @@ var ErrWrongAddress = errors.New("an address this node has for the peer proved t
 // as the node's own dials report it: a refusal before the handshake as a
 // *ClosedAtHandshakeError with Before; no address left to dial, when one
 // of p's proved to hold another key lately, wrapping ErrWrongAddress
-// too; anything else as it is. A dial cut short by its context is not a
+// too; a relay's refusal of a circuit to p, now or lately, wrapping
+// ErrRelayRefusedDestination (relay_refused.go: it is remembered here);
+// anything else as it is. A dial cut short by its context is not a
 // refusal: the caller rules that out first.
 func (n *Node) DialError(p peer.ID, err error) error {
 	if te, ok := closedBeforeHandshake(err); ok {
@@ -89,7 +91,7 @@ func (n *Node) DialError(p peer.ID, err error) error {
 		// Bare, "no good addresses" would leave the operator guessing why.
 		return fmt.Errorf("%w: %w and is not dialed for it for %v", err, ErrWrongAddress, n.wrong.ttl)
 	}
-	return err
+	return relayDenied(n.denied, p, err, n.log)
 }
 
 // Is makes errors.Is(err, ErrClosedAtHandshake) true.

@@ -36,6 +36,9 @@ type gater struct {
 	wrong *wrongAddrs
 	// wrongAddr is told of each such dial (Node.wrongAddr).
 	wrongAddr wrongAddrFunc
+	// denied holds the relays that refused a circuit to a peer lately
+	// (relay_refused.go); they are not asked for it again for a while.
+	denied *wrongAddrs
 	// declines grants the cheaper charge of an inbound handshake declined
 	// after our key, a few per source IP (handshake.go); now is the
 	// handshake guard's clock.
@@ -60,10 +63,12 @@ func (g *gater) InterceptPeerDial(p peer.ID) bool {
 // InterceptAddrDial refuses to dial an address the peer's IP binding does not
 // allow: the key would be rejected there anyway. Nor is an address dialed
 // for p that proved to hold another key lately (wrongaddr.go): the dial
-// would fail again, at the cost of a handshake to a bystander.
+// would fail again, at the cost of a handshake to a bystander. Nor is a
+// relay asked for a circuit to p that it refused lately (relay_refused.go):
+// it would charge this node for asking again.
 func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 	if r, relayed := relayOf(a); relayed {
-		return g.relayAllowed(p, r)
+		return g.relayAllowed(p, r) && (g.denied == nil || !g.denied.wrong(p, circuitVia(r)))
 	}
 	ip, ok := ipOf(a)
 	if !ok {

@@ -72,6 +72,7 @@ type Node struct {
 	conns       connTracker
 	dialTurns   dialTurns   // dialPeer
 	wrong       *wrongAddrs // addresses that proved another key (wrongaddr.go)
+	denied      *wrongAddrs // relays that refused a circuit to a peer (relay_refused.go)
 	refusals    *refusals
 	relay       *relayState
 	stopWatchAL func()
@@ -121,12 +122,13 @@ func New(cfg Config) (*Node, error) {
 	}
 	refuse := func(ev Refused) { n.refusals.refuse(ev, time.Now()) }
 	n.wrong = newWrongAddrs(time.Now)
+	n.denied = newWrongAddrs(time.Now)
 	hsNow := cfg.handshakeNow
 	if hsNow == nil {
 		hsNow = time.Now
 	}
 	g := &gater{list: cfg.Allowlist, limiter: n.limiter, charge: n.charge,
-		refuse: refuse, pending: &relayPending{refuse: refuse}, wrong: n.wrong, wrongAddr: n.wrongAddr,
+		refuse: refuse, pending: &relayPending{refuse: refuse}, wrong: n.wrong, wrongAddr: n.wrongAddr, denied: n.denied,
 		declines: newAllowance(declineAllowance, wrongAddrTTL, maxDeclineIPs, hsNow), now: hsNow}
 	n.relay, err = newRelayState(cfg, n.Charge, func(ev Event) { n.events.Push(ev, true) }, n.relayedConns)
 	if err != nil {

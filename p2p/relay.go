@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
@@ -46,7 +47,9 @@ const (
 // both ends of every reservation and circuit must be on the allowlist, and
 // a request refused for its sender's sake (not a member, or cut off) costs
 // the sender a misbehaviour token (ratelimit.Unauthorized); a circuit
-// refused for its destination's sake costs nobody anything. Zero values mean the defaults above.
+// refused for its destination's sake costs the source one only past a few
+// free ones per destination and window (relay_refused.go), which an honest
+// source never asks for. Zero values mean the defaults above.
 type RelayService struct {
 	// Enabled turns the relay on.
 	Enabled bool
@@ -122,12 +125,14 @@ func relayHostOptions(cfg Config, rs *relayState) []libp2p.Option {
 		// the event bus and hang Host.Close (seen with 30 nodes closing).
 		return []libp2p.Option{libp2p.DisableRelay(), libp2p.DisableIdentifyAddressDiscovery()}
 	}
-	opts := []libp2p.Option{libp2p.EnableRelay()}
+	// One circuit per relay and dial: the relay charges a source that asks
+	// it again for a destination it refused (relay_refused.go).
+	opts := []libp2p.Option{libp2p.EnableRelay(), libp2p.SwarmOpts(swarm.WithDialRanker(oneCircuitPerRelay))}
 	if cfg.Relay.Enabled {
 		svc := cfg.Relay.withDefaults()
 		opts = append(opts, libp2p.EnableRelayService(
 			relay.WithResources(svc.resources()),
-			relay.WithACL(&memberACL{cfg: cfg, charge: rs.charge}),
+			relay.WithACL(&memberACL{cfg: cfg, charge: rs.charge, favours: newRefusalFavours(time.Now)}),
 			// Members reserve over private networks too (a data centre
 			// LAN, a VPN): the reservation names every address of the
 			// relay, not only public ones.
@@ -168,6 +173,9 @@ func relayHostOptions(cfg Config, rs *relayState) []libp2p.Option {
 type memberACL struct {
 	cfg    Config
 	charge func(peer.ID, ratelimit.Reason)
+	// favours are the free refusals for a destination's sake; nil makes
+	// them all free.
+	favours *refusalFavours
 }
 
 // AllowReserve admits a reservation from a listed peer that is not cut off.
@@ -180,26 +188,32 @@ func (a *memberACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool {
 }
 
 // AllowConnect admits a circuit between two listed peers, neither cut off.
-// Only a refusal for the source's own sake (not a member, or cut off) is
-// charged to it. One for the destination's sake is not: the source cannot
-// know that the destination is cut off here, and a member that gets
-// itself cut off and then has an honest member dial it through this relay
-// (by sending it requests with this relay's circuit address as its own)
-// would otherwise have the honest member charged for every answer, until
-// it lost its reservation here too. A destination missing from this
-// relay's allowlist is the same honest mistake while allowlists are being
-// rolled out. Such refusals cost the relay one stream and a short memory
-// reservation each and are not limited in rate (MaxCircuits counts only
-// circuits admitted): the resource manager's stream limits bound how many
-// are under way at once, as for any stream a member opens. Charging
-// them, even after a few free ones, would let the member cut off here get
-// the honest one cut off at the rate it sends it requests.
+// A refusal for the source's own sake (not a member, or cut off) is
+// charged to it. One for the destination's sake is charged only past the
+// favours (relay_refused.go): the source cannot know that the destination
+// is cut off here before it asks, and a member that gets itself cut off
+// and then has an honest member dial it through this relay (by sending it
+// requests with this relay's circuit address as its own) would otherwise
+// have the honest member charged for every answer, until it lost its
+// reservation here too. A destination missing from this relay's allowlist
+// is the same honest mistake while allowlists are being rolled out. An
+// honest member, told PERMISSION_DENIED, does not ask this relay for that
+// destination again for relayRefusedTTL, so it stays within the favours
+// whatever the member cut off here makes it do; a source that keeps asking
+// is probing which members are cut off here or making the relay spend
+// streams for nothing, and pays as for any refusal.
 func (a *memberACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
 	if !a.cfg.Allowlist.Contains(src) || a.cfg.Limiter.PeerBanned(string(src)) {
 		a.charge(src, ratelimit.Unauthorized)
 		return false
 	}
-	return a.cfg.Allowlist.Contains(dest) && !a.cfg.Limiter.PeerBanned(string(dest))
+	if a.cfg.Allowlist.Contains(dest) && !a.cfg.Limiter.PeerBanned(string(dest)) {
+		return true
+	}
+	if !a.favours.free(src, dest) {
+		a.charge(src, ratelimit.Unauthorized)
+	}
+	return false
 }
 
 // isRelayed reports whether a is a circuit relay address.

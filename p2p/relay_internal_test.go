@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -69,27 +70,56 @@ func TestMemberACL(t *testing.T) {
 }
 
 // A member cut off at the relay cannot get an honest member charged (and
-// cut off in turn) by having it dial through the relay: a circuit refused
-// for its destination's sake costs the source nothing, however often it
-// is asked for. A source cut off itself still pays.
+// cut off in turn) by having it dial through the relay: the honest member
+// asks the relay once, is refused for free, and does not ask again for
+// relayRefusedTTL however often it is made to dial (the relay would charge
+// it for asking again); over several windows it is never charged. A source
+// cut off itself still pays.
 func TestMemberACLDoesNotChargeForTheDestination(t *testing.T) {
-	honest, hostile := newTestID(t), newTestID(t)
-	list, err := allowlist.New(allowlist.Entry{ID: honest}, allowlist.Entry{ID: hostile})
+	honest, hostile, r := newTestID(t), newTestID(t), newTestID(t)
+	list, err := allowlist.New(allowlist.Entry{ID: honest}, allowlist.Entry{ID: hostile}, allowlist.Entry{ID: r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim := ratelimit.New(ratelimit.Config{})
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	lim := ratelimit.New(ratelimit.Config{Now: clock})
 	for !lim.SpendPeer(string(hostile), ratelimit.MalformedMessage).Exhausted {
 	}
 	charged := map[peer.ID]int{}
 	acl := &memberACL{
-		cfg:    Config{Allowlist: list, Limiter: lim},
-		charge: func(p peer.ID, r ratelimit.Reason) { charged[p]++; lim.SpendPeer(string(p), r) },
+		cfg:     Config{Allowlist: list, Limiter: lim},
+		charge:  func(p peer.ID, r ratelimit.Reason) { charged[p]++; lim.SpendPeer(string(p), r) },
+		favours: newRefusalFavours(clock),
 	}
-	for i := range 4 * ratelimit.DefaultBurst {
+	// The honest member's dialing side: its gater and what its dials
+	// learn from the relay's answers.
+	denied := newWrongAddrs(clock)
+	g := &gater{list: list, limiter: ratelimit.New(ratelimit.Config{Now: clock}), denied: denied}
+	circuit := ma.StringCast("/ip4/127.0.0.1/tcp/4001/p2p/" + r.String() + "/p2p-circuit")
+	const windows = 4
+	asked := 0
+	for i := range windows * ratelimit.DefaultBurst {
+		if i%ratelimit.DefaultBurst == 0 {
+			now = now.Add(relayRefusedTTL)
+			// The hostile member stays cut off at the relay.
+			for !lim.SpendPeer(string(hostile), ratelimit.MalformedMessage).Exhausted {
+			}
+		}
+		if !g.InterceptAddrDial(hostile, circuit) {
+			continue
+		}
+		asked++
 		if acl.AllowConnect(honest, nil, hostile) {
 			t.Fatalf("circuit %d to a peer cut off was allowed", i)
 		}
+		err := relayDenied(denied, hostile, refusedDial(hostile, circuit), nil)
+		if !errors.Is(err, ErrRelayRefusedDestination) {
+			t.Fatalf("the refused dial says %v", err)
+		}
+	}
+	if asked != windows {
+		t.Fatalf("the honest member asked the relay %d times in %d windows, want once each", asked, windows)
 	}
 	if charged[honest] != 0 || lim.PeerBanned(string(honest)) {
 		t.Fatalf("the honest source was charged %d times (banned: %v) for circuits to a banned destination",
@@ -103,6 +133,82 @@ func TestMemberACLDoesNotChargeForTheDestination(t *testing.T) {
 	}
 }
 
+// refusedDial is the swarm's error of a dial of p whose one address, a
+// circuit, the relay refused PERMISSION_DENIED, in go-libp2p's words.
+func refusedDial(p peer.ID, circuit ma.Multiaddr) error {
+	return &swarm.DialError{Peer: p, DialErrors: []swarm.TransportError{{
+		Address: circuit.Encapsulate(ma.StringCast("/p2p/" + p.String())),
+		Cause:   errors.New(deniedPrefix + " (202)"),
+	}}}
+}
+
+// A source that keeps asking the relay for a destination it was refused
+// (which an honest member does not: it remembers the refusal) pays after
+// the free ones, until it is cut off; one that restarted and forgot is
+// not charged for asking once more, nor one that asks once a window.
+func TestMemberACLChargesRepeatedRefusals(t *testing.T) {
+	src, banned, other := newTestID(t), newTestID(t), newTestID(t)
+	list, err := allowlist.New(allowlist.Entry{ID: src}, allowlist.Entry{ID: banned}, allowlist.Entry{ID: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	lim := ratelimit.New(ratelimit.Config{Now: clock})
+	ban := func() {
+		for !lim.PeerBanned(string(banned)) {
+			lim.SpendPeer(string(banned), ratelimit.MalformedMessage)
+		}
+	}
+	charged := map[peer.ID]int{}
+	acl := &memberACL{
+		cfg:     Config{Allowlist: list, Limiter: lim},
+		charge:  func(p peer.ID, r ratelimit.Reason) { charged[p]++; lim.SpendPeer(string(p), r) },
+		favours: newRefusalFavours(clock),
+	}
+	// Once a window, and once more after a restart: free.
+	for range 3 {
+		now = now.Add(relayRefusedTTL)
+		ban()
+		for range relayRefusalFree {
+			if acl.AllowConnect(src, nil, banned) {
+				t.Fatal("a circuit to a peer cut off was allowed")
+			}
+		}
+	}
+	if charged[src] != 0 {
+		t.Fatalf("a source asking %d times a window was charged %d times", relayRefusalFree, charged[src])
+	}
+	// Asking again within the window: charged each time, until cut off.
+	i := 0
+	for ; !lim.PeerBanned(string(src)); i++ {
+		if i > 4*ratelimit.DefaultBurst {
+			t.Fatalf("still not cut off after %d refused circuits (charged %d)", i, charged[src])
+		}
+		ban()
+		if acl.AllowConnect(src, nil, banned) {
+			t.Fatal("a circuit to a peer cut off was allowed")
+		}
+	}
+	if charged[src] != i {
+		t.Fatalf("%d refusals past the free ones, %d charged", i, charged[src])
+	}
+	// Made-up destinations, each a new pair, are free only up to the
+	// source's own favours.
+	lim.Forgive(string(src))
+	now = now.Add(relayRefusedTTL)
+	charged[src] = 0
+	for range relayRefusalFreePerSource + 3 {
+		acl.AllowConnect(src, nil, newTestID(t))
+	}
+	if charged[src] != 3 {
+		t.Fatalf("%d refusals for made-up destinations past the free ones, %d charged", 3, charged[src])
+	}
+	if !acl.AllowConnect(other, nil, src) || charged[other] != 0 {
+		t.Fatal("another source paid or was refused")
+	}
+}
+
 func TestRelayOf(t *testing.T) {
 	r := newTestID(t)
 	direct := ma.StringCast("/ip4/10.0.0.1/tcp/4001")
@@ -112,6 +218,34 @@ func TestRelayOf(t *testing.T) {
 	circuit := ma.StringCast("/ip4/10.0.0.1/tcp/4001/p2p/" + r.String() + "/p2p-circuit")
 	if got, ok := relayOf(circuit); !ok || got != r || !isRelayed(circuit) {
 		t.Fatalf("relayOf(%s) = %s, %v", circuit, got, ok)
+	}
+}
+
+// One dial asks a relay for a circuit once, whatever the number of
+// circuit addresses through it; direct addresses and other relays' stay.
+func TestOneCircuitPerRelay(t *testing.T) {
+	r1, r2 := newTestID(t), newTestID(t)
+	via := func(tpt string, r peer.ID) ma.Multiaddr {
+		return ma.StringCast(tpt + "/p2p/" + r.String() + "/p2p-circuit")
+	}
+	addrs := []ma.Multiaddr{
+		ma.StringCast("/ip4/127.0.0.2/tcp/4001"),
+		via("/ip4/127.0.0.3/tcp/4001", r1),
+		via("/ip4/127.0.0.4/tcp/4001", r1),
+		via("/ip4/127.0.0.3/udp/4001/quic-v1", r1),
+		via("/ip4/127.0.0.5/tcp/4001", r2),
+	}
+	perRelay := map[peer.ID]int{}
+	direct := 0
+	for _, ad := range oneCircuitPerRelay(addrs) {
+		if r, ok := relayOf(ad.Addr); ok {
+			perRelay[r]++
+		} else {
+			direct++
+		}
+	}
+	if perRelay[r1] != 1 || perRelay[r2] != 1 || direct != 1 {
+		t.Fatalf("ranked %v circuits per relay and %d direct, want one each", perRelay, direct)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/allowlist"
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
+	"github.com/bitvmx/go-bitvmx-p2p/ratelimit"
 )
 
 // hub is a relay and two members that reach each other only through it:
@@ -341,4 +342,71 @@ func TestCheckSaysWhoRefused(t *testing.T) {
 			t.Fatalf("a's own refusal reported as tried=%v %q", pc.Tried, msg)
 		}
 	})
+}
+
+// A member cut off at the relay is asked for through it once: the relay
+// refuses the circuit (PERMISSION_DENIED) for the destination's sake, the
+// dialing member remembers it and fails its next send at once, without
+// asking the relay again (which would now cost it a token there), and the
+// relay charged it nothing. b's second address through the relay (which b
+// could have advertised, with any transport part) does not make a's one
+// dial ask the relay twice.
+func TestRelayRefusedDestinationNotAskedAgain(t *testing.T) {
+	h := newHub(t)
+	h.a.AddAddr(h.ib.ID, ma.StringCast("/ip4/127.0.0.1/tcp/1/p2p/"+h.ir.ID.String()+"/p2p-circuit"), time.Hour)
+	for i := 0; !h.r.Limiter().PeerBanned(string(h.ib.ID)); i++ {
+		if i > 10*ratelimit.DefaultBurst {
+			t.Fatal("b is not cut off at the relay")
+		}
+		h.r.Charge(h.ib.ID, ratelimit.MalformedMessage)
+	}
+	for id := uint64(1); id <= 3; id++ {
+		h.a.Sender() <- p2p.SendMsg{Peer: h.ib.ID, ID: id, Data: []byte("to b")}
+		st := tu.NextMatch(t, h.a.Receiver(), func(st p2p.Status) bool { return st.MsgID == id })
+		if st.OK || !errors.Is(st.Err, p2p.ErrRelayRefusedDestination) {
+			t.Fatalf("send %d: %+v, want it failed with ErrRelayRefusedDestination", id, st)
+		}
+	}
+	// Nor does "p2pnode check", which dials its circuits itself.
+	ctx, cancel := context.WithTimeout(context.Background(), tu.Timeout)
+	defer cancel()
+	res, err := h.a.Check(ctx, h.ib.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Relays) != 1 || res.Relays[0].Tried || !errors.Is(res.Relays[0].Err, p2p.ErrRelayRefusedDestination) {
+		t.Fatalf("relayed ways %+v, want one not tried, for the relay's refusal", res.Relays)
+	}
+	if got := counterValue(t, h.reg, "bitvmx_p2p_relay_requests_total", "status", "permission_denied"); got != 1 {
+		t.Fatalf("the relay refused %v circuits, want 1: a asked it again", got)
+	}
+	if h.r.Limiter().PeerBanned(string(h.ia.ID)) {
+		t.Fatal("a is cut off at the relay")
+	}
+	if got := counterValue(t, h.reg, "bitvmx_p2p_misbehaviour_total", "reason", ratelimit.Unauthorized.String()); got != 0 {
+		t.Fatalf("the relay charged %v unauthorized tokens", got)
+	}
+}
+
+// counterValue is the value of the counter called name in reg whose label
+// has value.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
