@@ -121,8 +121,8 @@ func New(cfg Config) (*Node, error) {
 		name:    func(p peer.ID) string { e, _ := cfg.Allowlist.Get(p); return e.Name },
 	}
 	refuse := func(ev Refused) { n.refusals.refuse(ev, time.Now()) }
-	n.wrong = newWrongAddrs(time.Now)
-	n.denied = newWrongAddrs(time.Now)
+	n.wrong = newWrongAddrs(time.Now, wrongAddrTTL)
+	n.denied = newWrongAddrs(time.Now, relayRefusedTTL)
 	hsNow := cfg.handshakeNow
 	if hsNow == nil {
 		hsNow = time.Now

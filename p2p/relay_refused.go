@@ -47,10 +47,13 @@ import (
 const (
 	// relayRefusedTTL is how long the dialing side does not ask a relay
 	// again for a destination it refused, and the relay's window for
-	// its free refusals. The same as wrongAddrTTL: a destination cut off
-	// at the relay is reachable there again that much after its ban ends
-	// at the latest (it is reachable another way meanwhile, if it has one).
-	relayRefusedTTL = wrongAddrTTL
+	// its free refusals. Short, because it is also how long a destination
+	// stays unreachable through the relay after the cause of the refusal
+	// is gone: a ban ends (30 s by default), or the relay's allowlist
+	// catches up with a member just added (it is reachable another way
+	// meanwhile, if it has one). A minute keeps that delay small and the
+	// free refusals at about one a second per source.
+	relayRefusedTTL = time.Minute
 	// relayRefusalFree is how many refusals for the destination's sake a
 	// relay grants one source for one destination per relayRefusedTTL.
 	relayRefusalFree = 2

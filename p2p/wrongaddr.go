@@ -64,8 +64,10 @@ type wrongAddrs struct {
 	until map[wrongAddrKey]time.Time
 }
 
-func newWrongAddrs(now func() time.Time) *wrongAddrs {
-	return &wrongAddrs{now: now, ttl: wrongAddrTTL, max: maxWrongAddrs, until: make(map[wrongAddrKey]time.Time)}
+// newWrongAddrs remembers each address for ttl (the same type keeps the
+// circuits relays refused, relay_refused.go).
+func newWrongAddrs(now func() time.Time, ttl time.Duration) *wrongAddrs {
+	return &wrongAddrs{now: now, ttl: ttl, max: maxWrongAddrs, until: make(map[wrongAddrKey]time.Time)}
 }
 
 // keyOf is the cache key of p at a, or false for an address that cannot

@@ -15,7 +15,7 @@ import (
 // a flood of them cannot grow the cache past its bound.
 func TestWrongAddrsExpireAndStayBounded(t *testing.T) {
 	now := time.Unix(1000, 0)
-	w := newWrongAddrs(func() time.Time { return now })
+	w := newWrongAddrs(func() time.Time { return now }, wrongAddrTTL)
 	w.max = 8
 	a, b := newTestID(t), newTestID(t)
 	x := ma.StringCast("/ip4/127.0.0.3/tcp/4001")
@@ -53,7 +53,7 @@ func TestWrongAddrsExpireAndStayBounded(t *testing.T) {
 // and callers can branch on ErrWrongAddress; another peer's dial that
 // found no address is left as it is.
 func TestDialErrorSaysWrongAddress(t *testing.T) {
-	n := &Node{wrong: newWrongAddrs(time.Now)}
+	n := &Node{wrong: newWrongAddrs(time.Now, wrongAddrTTL)}
 	a, b := newTestID(t), newTestID(t)
 	n.wrong.add(a, ma.StringCast("/ip4/127.0.0.3/tcp/4001"))
 	noAddr := fmt.Errorf("failed to dial: %w", swarm.ErrNoGoodAddresses)
