@@ -261,7 +261,7 @@ func (r *rawPeer) next() *hpb.Envelope {
 // send writes one envelope (or raw payload bytes) to h on the raw peer's
 // own stream and returns the ack's reason. A stream the handler closed
 // meanwhile (it disconnects after exchanges) is replaced and the frame
-// resent, as a real dialer would.
+// resent on a new connection, as a real dialer would.
 func (r *rawPeer) send(h *handler.Handler, payload []byte) pb.Reason {
 	r.t.Helper()
 	r.sendMu.Lock()
@@ -276,6 +276,12 @@ func (r *rawPeer) send(h *handler.Handler, payload []byte) pb.Reason {
 			r.out.s.Reset()
 			r.out = nil
 		}
+		// The connection is one h is closing, most likely: h refuses
+		// the streams opened on it and then closes it, and Connect
+		// would hand it out again until that close reaches us, so
+		// that every retry met it (the retries come at once, and on a
+		// loaded machine the close takes longer than three of them).
+		_ = r.host.Network().ClosePeer(h.PeerID())
 	}
 	r.t.Fatalf("raw peer: send: %v", err)
 	return 0
