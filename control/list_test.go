@@ -149,7 +149,9 @@ func TestListEndsWhenClientGoes(t *testing.T) {
 func TestListStalled(t *testing.T) {
 	n := &listNode{silent: true, done: make(chan error, 1)}
 	c := listServe(t, n)
-	l, err := c.ListOutbox(context.Background(), false, 200*time.Millisecond)
+	// Long enough for the data directory, the answer before the silence,
+	// to come on a loaded machine (see TestListSlowReaderIsNoStall).
+	l, err := c.ListOutbox(context.Background(), false, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,11 @@ func TestListStalled(t *testing.T) {
 func TestListSlowReaderIsNoStall(t *testing.T) {
 	n := &listNode{n: 3, size: 10, done: make(chan error, 1)}
 	c := listServe(t, n)
-	const idle = 100 * time.Millisecond
+	// The node's own silence must stay under idle: the call and its first
+	// answer come through the socket from the server's goroutines, which a
+	// loaded two-core machine under the race detector kept from running
+	// for more than 100 ms (ListOutbox failed ErrStalled, 2 runs in 15).
+	const idle = time.Second
 	l, err := c.ListOutbox(context.Background(), false, idle)
 	if err != nil {
 		t.Fatal(err)
@@ -181,8 +187,9 @@ func TestListSlowReaderIsNoStall(t *testing.T) {
 		}
 		// Not a wait for anything: the sleep is the behaviour under test,
 		// a caller busy for longer than the idle bound between two Next
-		// calls (its output piped to a slow reader).
-		time.Sleep(3 * idle)
+		// calls (its output piped to a slow reader). Any time past idle
+		// shows the bound running while the caller works.
+		time.Sleep(idle + idle/4)
 	}
 	if _, err := l.Next(); err != io.EOF {
 		t.Fatalf("after the last item: %v, want io.EOF", err)
