@@ -336,6 +336,9 @@ func (c *runConfig) validateValues() error {
 	if c.Handler.MaxAttempts < 0 {
 		return usageErrorf("max-attempts must not be negative (got %d)", c.Handler.MaxAttempts)
 	}
+	if err := c.Handler.validate(); err != nil {
+		return err
+	}
 	if c.Ephemeral && c.DataDir != "" {
 		return usageErrorf("data-dir %q given but ephemeral is set: give one of --data-dir and --ephemeral", c.DataDir)
 	}

@@ -132,6 +132,10 @@ handler:
   # After a reply, how long to wait for the responder to close the
   # connection before closing it ourselves.
   linger: 250ms
+  # Exchanges run at once with one peer (1 to 1024; unlike the other
+  # numbers, 0 is refused); the rest queue, in order. Raise it for a
+  # protocol that runs several exchanges with one peer at once.
+  max_concurrent_per_peer: 1
   # Answer every request by itself: "echo" replies with the request's
   # payload. Empty: requests are printed and answered from stdin.
   auto_reply: ""

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/bitvmx/go-bitvmx-p2p/dht"
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
@@ -25,7 +27,71 @@ type handlerConfig struct {
 	IdleTimeout    time.Duration `yaml:"idle_timeout"` // negative: never
 	KeepConnection bool          `yaml:"keep_connection"`
 	Linger         time.Duration `yaml:"linger"`
-	AutoReply      string        `yaml:"auto_reply"` // "" or "echo"
+	// MaxConcurrentPerPeer is handler.Config.MaxConcurrentPerPeer; unlike
+	// the other numbers, a 0 given is refused rather than the default: it
+	// reads as "none at once", which would stop every exchange.
+	MaxConcurrentPerPeer givenInt `yaml:"max_concurrent_per_peer"`
+	AutoReply            string   `yaml:"auto_reply"` // "" or "echo"
+}
+
+// maxConcurrentPerPeer is the most exchanges run dials to one peer at
+// once. A peer's handler holds at most its MaxInboxPerPeer of our requests
+// and messages (1024 by default, and run does not change it): the
+// exchanges past it would only be refused busy, each refusal spending one
+// of their attempts.
+const maxConcurrentPerPeer = handler.DefaultMaxInboxPerPeer
+
+// givenInt is an int setting that knows whether it was given, in the file
+// or as a flag, so that a 0 given can be refused instead of meaning the
+// default. It is a pflag.Value and a yaml.Unmarshaler.
+type givenInt struct {
+	N     int
+	Given bool
+}
+
+// UnmarshalYAML takes an integer; null is as good as missing.
+func (g *givenInt) UnmarshalYAML(n *yaml.Node) error {
+	if n.Tag == "!!null" {
+		*g = givenInt{}
+		return nil
+	}
+	var v int
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	*g = givenInt{N: v, Given: true}
+	return nil
+}
+
+// String is the value, empty when not given (pflag then shows no default).
+func (g *givenInt) String() string {
+	if !g.Given {
+		return ""
+	}
+	return strconv.Itoa(g.N)
+}
+
+// Set takes the flag's value.
+func (g *givenInt) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("not an integer: %q", s)
+	}
+	*g = givenInt{N: v, Given: true}
+	return nil
+}
+
+// Type names the value in the usage text.
+func (g *givenInt) Type() string { return "int" }
+
+// validate checks the handler settings that the general checks of
+// runConfig.validate do not cover.
+func (c *handlerConfig) validate() error {
+	if m := c.MaxConcurrentPerPeer; m.Given && (m.N < 1 || m.N > maxConcurrentPerPeer) {
+		return usageErrorf("max-concurrent-per-peer must be between 1 and %d (got %d): how many exchanges run at once with one peer; leave it out for the default, %d",
+			maxConcurrentPerPeer, m.N, handler.DefaultMaxConcurrentPerPeer)
+	}
+	return nil
 }
 
 type backoffConfig struct {
@@ -52,6 +118,8 @@ func bindHandlerFlags(fs *pflag.FlagSet, c *handlerConfig) {
 		"keep a connection after its exchange, for the next ones (default: one connection per exchange)")
 	fs.DurationVar(&c.Linger, "linger", c.Linger,
 		fmt.Sprintf("after a reply, how long to wait for the responder to close the connection before closing it (default %s)", handler.DefaultLinger))
+	fs.Var(&c.MaxConcurrentPerPeer, "max-concurrent-per-peer",
+		fmt.Sprintf("exchanges run at once with one peer, 1 to %d; the rest queue, in order (default %d)", maxConcurrentPerPeer, handler.DefaultMaxConcurrentPerPeer))
 }
 
 // bindRetryFlags defines the flags of the handler's resends.
@@ -128,5 +196,7 @@ func (c *handlerConfig) handlerConfig(node p2p.Config) handler.Config {
 		IdleTimeout:    c.IdleTimeout,
 		KeepConnection: c.KeepConnection,
 		Linger:         c.Linger,
+		// Not given: 0, the handler's default.
+		MaxConcurrentPerPeer: c.MaxConcurrentPerPeer.N,
 	}
 }

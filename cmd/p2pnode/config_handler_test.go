@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ func TestExampleConfigHandlerAndDHT(t *testing.T) {
 	}
 	want := handlerConfig{ReplyTimeout: 30 * time.Second, MaxAttempts: 5,
 		Backoff: backoffConfig{Base: 100 * time.Millisecond, Max: 5 * time.Second}, IdleTimeout: 30 * time.Second,
-		Linger: 250 * time.Millisecond}
+		Linger: 250 * time.Millisecond, MaxConcurrentPerPeer: givenInt{N: 1, Given: true}}
 	if c.Handler != want {
 		t.Errorf("handler: %+v", c.Handler)
 	}
@@ -75,6 +76,10 @@ func TestHandlerAndDHTConfigErrors(t *testing.T) {
 		{"dht: {enabled: true, record_ttl: 1m, refresh: 1m}", "must be below record-ttl"},
 		{"dht: {enabled: true, refresh: 2h}", "must be below record-ttl (default 1h0m0s)"},
 		{"handler: {reply: 1s}", `unknown key "reply"`},
+		{"handler: {max_concurrent_per_peer: 0}", "max-concurrent-per-peer must be between 1 and 1024 (got 0)"},
+		{"handler: {max_concurrent_per_peer: -3}", "max-concurrent-per-peer must be between 1 and 1024 (got -3)"},
+		{"handler: {max_concurrent_per_peer: 1025}", "max-concurrent-per-peer must be between 1 and 1024 (got 1025)"},
+		{"handler: {max_concurrent_per_peer: many}", "cannot unmarshal !!str `many`"},
 	} {
 		c, err := parseConfig([]byte("key: k\nallowlist: a\n" + tc.doc + "\n"))
 		if err == nil {
@@ -82,6 +87,67 @@ func TestHandlerAndDHTConfigErrors(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+// The handler's concurrent exchanges per peer reach handler.Config from
+// the file and from --max-concurrent-per-peer, which overrides the file;
+// left out, it is 0, the handler's default of 1.
+func TestMaxConcurrentPerPeerReachesHandler(t *testing.T) {
+	c, err := parseConfig([]byte("key: k\nallowlist: a\nhandler: {max_concurrent_per_peer: 8}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Handler.handlerConfig(p2p.Config{}).MaxConcurrentPerPeer; got != 8 {
+		t.Errorf("from the file: MaxConcurrentPerPeer %d, want 8", got)
+	}
+	if err := overlayFlags(&c, parseRunFlags(t, "--max-concurrent-per-peer", "16")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Handler.handlerConfig(p2p.Config{}).MaxConcurrentPerPeer; got != 16 {
+		t.Errorf("from the flag over the file: MaxConcurrentPerPeer %d, want 16", got)
+	}
+	// A flag not given leaves the file's value.
+	if err := overlayFlags(&c, parseRunFlags(t, "--max-attempts", "2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Handler.handlerConfig(p2p.Config{}).MaxConcurrentPerPeer; got != 16 {
+		t.Errorf("another flag: MaxConcurrentPerPeer %d, want 16 still", got)
+	}
+	var none runConfig
+	if err := overlayFlags(&none, parseRunFlags(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := none.Handler.handlerConfig(p2p.Config{}).MaxConcurrentPerPeer; got != 0 {
+		t.Errorf("not given: MaxConcurrentPerPeer %d, want 0 (the handler's default)", got)
+	}
+}
+
+// A value of --max-concurrent-per-peer out of 1..1024 is refused by run
+// with a usage error before anything starts, and so is one that is not a
+// number.
+func TestMaxConcurrentPerPeerRefused(t *testing.T) {
+	dir := t.TempDir()
+	key, id := newKey(t, dir, "a.key")
+	list := filepath.Join(dir, "allowlist.yaml")
+	writeAllowlist(t, list, id)
+	for _, tc := range []struct{ v, want string }{
+		{"0", "max-concurrent-per-peer must be between 1 and 1024 (got 0)"},
+		{"-1", "max-concurrent-per-peer must be between 1 and 1024 (got -1)"},
+		{"100000", "max-concurrent-per-peer must be between 1 and 1024 (got 100000)"},
+		{"two", `invalid argument "two" for "--max-concurrent-per-peer"`},
+	} {
+		r := runCLI(t, dir, "run", "--key", key, "--allowlist", list, "--ephemeral",
+			"--listen", "/ip4/127.0.0.1/tcp/0", "--no-stdin", "--max-concurrent-per-peer", tc.v)
+		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("--max-concurrent-per-peer %s: exit %d, stderr %q; want exit %d and %q", tc.v, r.code, r.stderr, exitUsage, tc.want)
 		}
 	}
 }
