@@ -108,13 +108,20 @@ Events, with --json (one object per line, "event" first):
   {"event":"membership_applied","version":2,"hash":"<sha256>","from":"<id>","added":["<id>"],"removed":["<id>"]}   no "from": membership submit
   {"event":"membership_rejected","from":"<id>","version":2,"reason":"threshold","charged":true,"error":"..."}
   {"event":"membership_behind","peer":"<id>","peer_version":5,"version":2}
-  {"event":"membership_conflict","peer":"<id>","version":2,"hash":"<sha256>","peer_hash":"<sha256>"}
+  {"event":"membership_conflict","peer":"<id>","version":2,"hash":"<sha256>","peer_hash":"<sha256>",
+   "peer_document_file":"<data dir>/forks/fork-v2-<id>-<sha256>.pb"}   or "peer_document_not_kept":"<why>"
   {"event":"dht_ready","peers":1}                                           with --dht
   {"event":"published","addrs":["/ip4/..."],"seq":N,"expires":"<RFC 3339>"}  with --dht
 
 "membership_conflict" is printed once the peer sent its document and it
 verified against the version before (a fork signed by a threshold of the
-members), once per peer, version and document; a fork shown that cannot be
+members), once per peer, version and document. The peer's document, the
+evidence that a threshold of members signed twice, is kept in the data
+directory's forks/ (at most 64 files; past them a new one is not kept, and
+"peer_document_not_kept" says why, as it does on a node with --ephemeral);
+with this node's version of the same number (membership.pb in the data
+directory while it is in force: copy it aside) it proves the fork. A fork
+shown that cannot be
 checked (no version before it kept, or histories split earlier) is a
 "membership_rejected" with reason "fork_unchecked", not charged;
 "membership_behind" at most once a minute per peer (its version is not

@@ -187,6 +187,10 @@ func (r *runner) printMembership() {
 	go func() {
 		defer close(r.memDone)
 		for ev := range r.mem.Events() {
+			if c, ok := ev.(gossip.Conflict); ok {
+				r.out.emit(r.keepFork(c))
+				continue
+			}
 			r.out.emit(ev)
 		}
 	}()
@@ -234,6 +238,10 @@ type (
 		Version  uint64 `json:"version"`
 		Hash     string `json:"hash"`
 		PeerHash string `json:"peer_hash"`
+		// PeerDocumentFile is where the member's document was kept;
+		// PeerDocumentNotKept why it was not (run_fork.go).
+		PeerDocumentFile    string `json:"peer_document_file,omitempty"`
+		PeerDocumentNotKept string `json:"peer_document_not_kept,omitempty"`
 	}
 )
 
@@ -260,7 +268,9 @@ func membershipJSON(ev any) any {
 	case gossip.Behind:
 		return jsonMemBehind{"membership_behind", e.Peer.String(), e.PeerVersion, e.Version}
 	case gossip.Conflict:
-		return jsonMemConflict{"membership_conflict", e.Peer.String(), e.Version, e.Hash.String(), e.PeerHash.String()}
+		return membershipJSON(forkEvent{Conflict: e})
+	case forkEvent:
+		return jsonMemConflict{"membership_conflict", e.Peer.String(), e.Version, e.Hash.String(), e.PeerHash.String(), e.File, e.NotKept}
 	}
 	return nil
 }
@@ -282,7 +292,16 @@ func membershipText(ev any) string {
 	case gossip.Behind:
 		return fmt.Sprintf("membership: %s holds version %d but cannot hand over the versions after %d: install them by hand", e.Peer, e.PeerVersion, e.Version)
 	case gossip.Conflict:
-		return fmt.Sprintf("membership fork: %s holds another valid version %d (%s, ours %s)", e.Peer, e.Version, e.PeerHash, e.Hash)
+		return membershipText(forkEvent{Conflict: e})
+	case forkEvent:
+		s := fmt.Sprintf("membership fork: %s holds another valid version %d (%s, ours %s)", e.Peer, e.Version, e.PeerHash, e.Hash)
+		switch {
+		case e.File != "":
+			s += "; its document kept in " + e.File
+		case e.NotKept != "":
+			s += "; its document not kept: " + e.NotKept
+		}
+		return s
 	}
 	return ""
 }
