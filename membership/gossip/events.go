@@ -108,16 +108,18 @@ const (
 	// session can overtake the end of its last); later ones are.
 	ReasonBusy Reason = "busy"
 	// ReasonUnproven: a Hello naming a version this node holds with
-	// another hash, without that document following it (a fork claimed,
-	// not shown), or naming, within 10 minutes of a fork exchanged with
+	// another hash, the peer then ending its side without that document
+	// (a fork claimed, not shown), or naming, within 10 minutes of a fork exchanged with
 	// the same member for that version, another hash than it did then.
 	// Charged.
 	ReasonUnproven Reason = "unproven_fork"
 	// ReasonForkUnchecked: a member showed another document of a version
 	// this node holds that it cannot check: the version before it is not
 	// kept (version 1, or older than the history), or the document links
-	// to another one (the histories split earlier). Not a fork reported,
-	// not charged: an honest member sends that.
+	// to another one (the histories split earlier); or it named one and
+	// the session was cut short (reset, connection lost, deadline) before
+	// the document came. Not a fork reported, not charged: an honest
+	// member sends that, or loses its connection so.
 	ReasonForkUnchecked Reason = "fork_unchecked"
 	// ReasonLocal: the version was valid but the node could not persist
 	// or apply it. Not charged.

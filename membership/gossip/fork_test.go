@@ -187,6 +187,32 @@ func TestForkClaimWithoutDocumentCharged(t *testing.T) {
 	}
 }
 
+// A claim whose session is cut short before the document comes (a reset:
+// what an honest member's connection closed with bytes unread gives) is
+// not charged: reported as a fork not checked.
+func TestForkClaimCutShortNotCharged(t *testing.T) {
+	a, b := tu.NewIdentity(t), tu.NewIdentity(t)
+	v1 := genesis(t, 1, a, b)
+	ma := startTracked(t, a, v1)
+	h := rawHost(t, b, ma)
+	st := hello(t, h, ma, 1, randomHash(t))
+	// The node's Hello and document, up to its side's end: it now waits
+	// for ours.
+	if got, _ := readAll(t, st); len(got) != 1 || got[0].Hash() != v1.Hash() {
+		t.Fatalf("node sent %v, want its version 1", got)
+	}
+	st.Reset()
+	r := nextBefore(t, ma, func(r gossip.Rejected) bool { return r.From == b.ID }, isConflict)
+	if r.Reason != gossip.ReasonForkUnchecked || r.Charged || r.Version != 1 {
+		t.Fatalf("rejected %+v", r)
+	}
+	select {
+	case c := <-ma.charges:
+		t.Fatalf("charged %+v", c)
+	default:
+	}
+}
+
 // A member backing its claim with a document that does not verify against
 // the version before (too few signatures), or that is not the one its
 // Hello named, is charged and no fork is reported.

@@ -252,15 +252,25 @@ func (s *Service) fork(st network.Stream, bw *bufio.Writer, br *bufio.Reader, tr
 		return
 	}
 	if err != nil {
-		// Ended without the document: by a clean close, a reset or the
-		// deadline. Any member can send a Hello; a fork needs both
-		// documents, so the claim costs a token unless we are the ones
-		// stopping.
 		st.Reset()
-		if s.ctx.Err() == nil {
+		if s.ctx.Err() != nil {
+			return // we are the ones stopping
+		}
+		if errors.Is(err, io.EOF) {
+			// The peer ended its side cleanly without the document. Any
+			// member can send a Hello; a fork needs both documents, so
+			// the claim costs a token.
 			s.report(Rejected{From: p, Version: theirs.version, Reason: ReasonUnproven,
 				Err: fmt.Errorf("gossip: %s named another document of version %d (%s) and did not send it: %w", p, theirs.version, theirs.hash, err)})
+			return
 		}
+		// Cut short (a reset, the connection closed, the deadline): an
+		// honest member's document is lost that way when either end's
+		// handler closes the connection with bytes unread (a TCP reset).
+		// Not charged, not a fork: the exchange runs again once
+		// claimWindow is over.
+		s.report(Rejected{From: p, Version: theirs.version, Reason: ReasonForkUnchecked,
+			Err: fmt.Errorf("gossip: %s named another document of version %d (%s) and the session ended before it came (%w): not checked", p, theirs.version, theirs.hash, err)})
 		return
 	}
 	d, ok := s.checkForkDocument(st, p, theirs.version, f.doc, ours, &theirs.hash)
