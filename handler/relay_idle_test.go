@@ -75,11 +75,18 @@ func idledOut(t *testing.T, h *handler.Handler, ic tu.Identity) {
 // every idle timeout. Neither end closes a connection that relaying needs
 // for idleness; an ordinary idle connection still closes.
 func TestIdleTimeoutSparesRelaying(t *testing.T) {
+	// The member counts its relay as relaying from the start (it asks
+	// for a reservation there), but the relay only once the reservation
+	// is made: it cannot tell a member about to reserve from an idle
+	// peer. Its timeout must outlast the member's connect, identify and
+	// reserve, which took over 200 ms in loaded -race runs: the relay then
+	// closed first, and AutoRelay retried only relayRetry (15 s) later.
 	short := handler.WithIdleTimeout(200 * time.Millisecond)
+	relayShort := handler.WithIdleTimeout(time.Second)
 	never := handler.WithIdleTimeout(-1)
 
 	t.Run("relay keeps the reservation it granted", func(t *testing.T) {
-		n := newRelayNet(t, []handler.Option{short}, []handler.Option{never})
+		n := newRelayNet(t, []handler.Option{relayShort}, []handler.Option{never})
 		c := onlyConn(t, n.r, n.id.ID)
 		idledOut(t, n.r, n.ic)
 		if c.IsClosed() {
@@ -106,7 +113,7 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 	// which had the last word, would close at once, and the member after
 	// lingering.
 	t.Run("an exchange between relay and member leaves the reservation", func(t *testing.T) {
-		n := newRelayNet(t, []handler.Option{short}, []handler.Option{short})
+		n := newRelayNet(t, []handler.Option{relayShort}, []handler.Option{short})
 		c := onlyConn(t, n.r, n.id.ID)
 		id, err := n.r.Send(n.id.ID, nil, []byte("to my member"))
 		if err != nil {
@@ -134,7 +141,7 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 
 	t.Run("relay keeps a circuit, then closes the idle connection", func(t *testing.T) {
 		keep := handler.WithKeepConnection(true)
-		n := newRelayNet(t, []handler.Option{short}, []handler.Option{never, keep})
+		n := newRelayNet(t, []handler.Option{relayShort}, []handler.Option{never, keep})
 		b := newHandler(t, n.ib, n.list, never, keep, handler.WithNode(func(c *p2p.Config) {
 			c.Relays = []ma.Multiaddr{addr(n.r)}
 			c.Reachability = network.ReachabilityPublic

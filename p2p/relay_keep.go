@@ -124,16 +124,31 @@ func (m *relayConnMgr) reserved(p peer.ID) bool {
 
 // Relaying reports whether closing the connections to p would cut relaying:
 // p holds a reservation on this node's relay service, this node holds one
-// on p (one of its static relays), or a connection to p carries a circuit
-// (this node relays it, or it is this node's own relayed connection to
-// someone else). The handler keeps such connections however idle; an
-// explicit DisconnectFrom still closes them.
+// on p or asks it for one (p is one of its static relays, and AutoRelay
+// runs), or a connection to p carries a circuit (this node relays it, or
+// it is this node's own relayed connection to someone else). The handler
+// keeps such connections however idle; an explicit DisconnectFrom still
+// closes them.
+//
+// A static relay counts before AutoRelay holds its reservation: AutoRelay
+// connects, waits for identify, and only then reserves, and a connection
+// closed for idleness in between fails the reservation, which AutoRelay
+// tries again only after relayRetry, on a new connection that meets the
+// same idle timer: with an idle timeout shorter than that exchange (a slow
+// link, a loaded host) the member was never reachable through the relay.
 func (n *Node) Relaying(p peer.ID) bool {
 	if !n.started.Load() {
 		return false
 	}
 	if n.relay.marks != nil && n.relay.marks.reserved(p) {
 		return true
+	}
+	if n.relay.reserving {
+		for _, r := range n.relay.relays {
+			if r.ID == p {
+				return true
+			}
+		}
 	}
 	for _, c := range n.host.Network().ConnsToPeer(p) {
 		for _, s := range c.GetStreams() {

@@ -86,9 +86,12 @@ type relayState struct {
 	service      bool
 	holePunching bool
 	relays       []peer.AddrInfo
-	charge       func(peer.ID, ratelimit.Reason)
-	push         func(Event)
-	metrics      prometheus.Registerer
+	// reserving: AutoRelay runs, asking the static relays for
+	// reservations (relayHostOptions).
+	reserving bool
+	charge    func(peer.ID, ratelimit.Reason)
+	push      func(Event)
+	metrics   prometheus.Registerer
 	// marks is the host's connection manager, which learns the
 	// reservations (relay_keep.go).
 	marks *relayConnMgr
@@ -121,6 +124,7 @@ func newRelayState(cfg Config, charge func(peer.ID, ratelimit.Reason), push func
 		service:      cfg.Relay.Enabled,
 		holePunching: cfg.HolePunching,
 		relays:       cfg.relays,
+		reserving:    len(cfg.relays) > 0 && cfg.Reachability != network.ReachabilityPublic,
 		charge:       charge,
 		push:         push,
 		metrics:      cfg.Metrics,

@@ -410,3 +410,28 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value str
 	}
 	return 0
 }
+
+// A member's connection to its static relay counts as relaying before the
+// relay has granted anything: AutoRelay connects, waits for identify, and
+// only then reserves, and the handler closing the connection for idleness
+// in between failed the reservation, retried relayRetry later on a new
+// connection that met the same timer. Here the relay never grants one (its
+// relay service is off), so the member's relay is relaying for want of a
+// reservation alone; the relay, which has no way to know, does not count
+// the member.
+func TestStaticRelayIsRelayingBeforeReservation(t *testing.T) {
+	ir, im := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ir, im)
+	r := tu.Node(t, ir, list)
+	m := tu.Node(t, im, list, func(c *p2p.Config) { c.Relays = []ma.Multiaddr{r.Addrs()[0]} })
+	tu.NextMatch(t, m.Receiver(), func(ev p2p.Connected) bool { return ev.Peer == ir.ID })
+	if st := m.RelayStatus(); st.Reservations != 0 {
+		t.Fatalf("m holds %d reservations on a node that relays nothing", st.Reservations)
+	}
+	if !m.Relaying(ir.ID) {
+		t.Fatal("the member's connection to its static relay does not count as relaying before the reservation")
+	}
+	if r.Relaying(im.ID) {
+		t.Fatal("the relay counts a member that holds no reservation")
+	}
+}
