@@ -33,12 +33,12 @@ type gater struct {
 	pending *relayPending
 	// wrong holds addresses that proved another key than the one dialed
 	// (wrongaddr.go); they are not dialed for that peer for a while.
-	wrong *wrongAddrs
+	wrong *addrMemory
 	// wrongAddr is told of each such dial (Node.wrongAddr).
 	wrongAddr wrongAddrFunc
 	// denied holds the relays that refused a circuit to a peer lately
 	// (relay_refused.go); they are not asked for it again for a while.
-	denied *wrongAddrs
+	denied *addrMemory
 	// declines grants the cheaper charge of an inbound handshake declined
 	// after our key, a few per source IP (handshake.go); now is the
 	// handshake guard's clock.
@@ -68,13 +68,13 @@ func (g *gater) InterceptPeerDial(p peer.ID) bool {
 // it would charge this node for asking again.
 func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 	if r, relayed := relayOf(a); relayed {
-		return g.relayAllowed(p, r) && (g.denied == nil || !g.denied.wrong(p, circuitVia(r)))
+		return g.relayAllowed(p, r) && (g.denied == nil || !g.denied.holds(p, circuitVia(r)))
 	}
 	ip, ok := ipOf(a)
 	if !ok {
 		return false
 	}
-	return g.list.Allowed(p, ip) && !g.limiter.IPBanned(ip) && (g.wrong == nil || !g.wrong.wrong(p, a))
+	return g.list.Allowed(p, ip) && !g.limiter.IPBanned(ip) && (g.wrong == nil || !g.wrong.holds(p, a))
 }
 
 // InterceptAccept refuses a connection from an IP that no entry admits or

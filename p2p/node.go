@@ -71,8 +71,8 @@ type Node struct {
 	draining    drainSet // peers whose DisconnectFrom is draining their streams
 	conns       connTracker
 	dialTurns   dialTurns   // dialPeer
-	wrong       *wrongAddrs // addresses that proved another key (wrongaddr.go)
-	denied      *wrongAddrs // relays that refused a circuit to a peer (relay_refused.go)
+	wrong       *addrMemory // addresses that proved another key (wrongaddr.go)
+	denied      *addrMemory // relays that refused a circuit to a peer (relay_refused.go)
 	refusals    *refusals
 	relay       *relayState
 	stopWatchAL func()
@@ -121,8 +121,8 @@ func New(cfg Config) (*Node, error) {
 		name:    func(p peer.ID) string { e, _ := cfg.Allowlist.Get(p); return e.Name },
 	}
 	refuse := func(ev Refused) { n.refusals.refuse(ev, time.Now()) }
-	n.wrong = newWrongAddrs(time.Now, wrongAddrTTL)
-	n.denied = newWrongAddrs(time.Now, relayRefusedTTL)
+	n.wrong = newAddrMemory(time.Now, wrongAddrTTL)
+	n.denied = newAddrMemory(time.Now, relayRefusedTTL)
 	hsNow := cfg.handshakeNow
 	if hsNow == nil {
 		hsNow = time.Now

@@ -94,7 +94,7 @@ func TestMemberACLDoesNotChargeForTheDestination(t *testing.T) {
 	}
 	// The honest member's dialing side: its gater and what its dials
 	// learn from the relay's answers.
-	denied := newWrongAddrs(clock, relayRefusedTTL)
+	denied := newAddrMemory(clock, relayRefusedTTL)
 	g := &gater{list: list, limiter: ratelimit.New(ratelimit.Config{Now: clock}), denied: denied}
 	circuit := ma.StringCast("/ip4/127.0.0.1/tcp/4001/p2p/" + r.String() + "/p2p-circuit")
 	const windows = 4

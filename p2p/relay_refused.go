@@ -90,7 +90,7 @@ const deniedPrefix = "error opening relay circuit: PERMISSION_DENIED"
 // relayDenied records the relays that refused p in err, a failed dial of
 // p, and wraps ErrRelayRefusedDestination into err when one did now or
 // lately and the dial had no other way. denied may be nil.
-func relayDenied(denied *wrongAddrs, p peer.ID, err error, log *zap.Logger) error {
+func relayDenied(denied *addrMemory, p peer.ID, err error, log *zap.Logger) error {
 	if denied == nil || err == nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func relayDenied(denied *wrongAddrs, p peer.ID, err error, log *zap.Logger) erro
 // remembered; err nil asks whether to dial at all.
 func (n *Node) checkDenied(p, r peer.ID, err error) error {
 	if err == nil {
-		if n.denied.wrong(p, circuitVia(r)) {
+		if n.denied.holds(p, circuitVia(r)) {
 			return fmt.Errorf("%w; this node does not ask that relay for the peer again for %v", ErrRelayRefusedDestination, n.denied.ttl)
 		}
 		return nil

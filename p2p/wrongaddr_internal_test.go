@@ -15,25 +15,25 @@ import (
 // a flood of them cannot grow the cache past its bound.
 func TestWrongAddrsExpireAndStayBounded(t *testing.T) {
 	now := time.Unix(1000, 0)
-	w := newWrongAddrs(func() time.Time { return now }, wrongAddrTTL)
+	w := newAddrMemory(func() time.Time { return now }, wrongAddrTTL)
 	w.max = 8
 	a, b := newTestID(t), newTestID(t)
 	x := ma.StringCast("/ip4/127.0.0.3/tcp/4001")
 	w.add(a, x.Encapsulate(ma.StringCast("/p2p/"+b.String())))
 	switch {
-	case !w.wrong(a, x) || !w.anyFor(a):
+	case !w.holds(a, x) || !w.anyFor(a):
 		t.Fatal("the wrong address is not remembered")
-	case w.wrong(b, x) || w.anyFor(b):
+	case w.holds(b, x) || w.anyFor(b):
 		t.Fatal("the address is refused for the peer whose key it holds")
-	case w.wrong(a, ma.StringCast("/ip4/127.0.0.3/tcp/4002")):
+	case w.holds(a, ma.StringCast("/ip4/127.0.0.3/tcp/4002")):
 		t.Fatal("another address of the peer is refused")
 	}
 	now = now.Add(wrongAddrTTL - time.Nanosecond)
-	if !w.wrong(a, x) {
+	if !w.holds(a, x) {
 		t.Fatal("forgotten before its TTL")
 	}
 	now = now.Add(time.Nanosecond)
-	if w.wrong(a, x) || w.anyFor(a) {
+	if w.holds(a, x) || w.anyFor(a) {
 		t.Fatal("remembered past its TTL")
 	}
 	for i := range 100 {
@@ -43,7 +43,7 @@ func TestWrongAddrsExpireAndStayBounded(t *testing.T) {
 			t.Fatalf("%d entries, bound %d", len(w.until), w.max)
 		}
 	}
-	if !w.wrong(a, ma.StringCast("/ip4/127.0.0.3/tcp/5099")) {
+	if !w.holds(a, ma.StringCast("/ip4/127.0.0.3/tcp/5099")) {
 		t.Fatal("the newest entry was the one dropped")
 	}
 }
@@ -53,7 +53,7 @@ func TestWrongAddrsExpireAndStayBounded(t *testing.T) {
 // and callers can branch on ErrWrongAddress; another peer's dial that
 // found no address is left as it is.
 func TestDialErrorSaysWrongAddress(t *testing.T) {
-	n := &Node{wrong: newWrongAddrs(time.Now, wrongAddrTTL)}
+	n := &Node{wrong: newAddrMemory(time.Now, wrongAddrTTL)}
 	a, b := newTestID(t), newTestID(t)
 	n.wrong.add(a, ma.StringCast("/ip4/127.0.0.3/tcp/4001"))
 	noAddr := fmt.Errorf("failed to dial: %w", swarm.ErrNoGoodAddresses)
