@@ -41,7 +41,7 @@ func TestForkDocumentKeptByRun(t *testing.T) {
 	// --keep-connection: the connection the send opens carries the fork's
 	// exchange to its end. One closed after the send can cut it short on a
 	// loaded machine: the side that did not get the other's document then
-	// reports an unproven fork instead.
+	// reports the fork unchecked and asks again only ten minutes later.
 	a := startProc(t, "a", dir, true, "run", "--json", "--key", keyA, "--membership", v1, "--keep-connection",
 		"--data-dir", dataA, "--listen", "/ip4/127.0.0.1/tcp/0")
 	a.expect("listening event", match("listening"))
