@@ -2,6 +2,9 @@ package bench_test
 
 import (
 	"context"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,6 +164,42 @@ func BenchmarkNodeExchanges32(b *testing.B) {
 	})
 }
 
+// BenchmarkKeptConn64 is `bench grpc`'s kept connection with 64 in
+// flight, our side alone: exchanges between two handlers that keep their
+// connection, 64 outstanding. BenchmarkKeptConn64Bare is its reference
+// ("libp2p alone"): echo round trips on 64 streams of one bare go-libp2p
+// connection. (The gRPC pair each sets up sits idle.) To profile the two
+// side by side (docs/performance.md, Stop 33):
+//
+//	go test -run '^$' -bench 'KeptConn64$' -benchtime 200000x -cpuprofile kept.cpu ./internal/bench/
+//	go test -run '^$' -bench 'KeptConn64Bare$' -benchtime 200000x -cpuprofile bare.cpu ./internal/bench/
+func BenchmarkKeptConn64(b *testing.B) {
+	keptConn(b, bench.GRPCKeptConn)
+}
+
+// BenchmarkKeptConn64Node is BenchmarkKeptConn64 with p2p nodes in place
+// of the handlers: the same messages and acks, without the handlers.
+func BenchmarkKeptConn64Node(b *testing.B) {
+	keptConn(b, bench.NodeKeptConn)
+}
+
+// BenchmarkKeptConn64Bare is BenchmarkKeptConn64's go-libp2p reference.
+func BenchmarkKeptConn64Bare(b *testing.B) {
+	keptConn(b, bench.GRPCBareKeptConn)
+}
+
+func keptConn(b *testing.B, setup func(context.Context, int, int) (*bench.Workload, error)) {
+	w, err := setup(context.Background(), 256, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	cpuPerOp(b, func() error {
+		_, err := w.Ours(b.N)
+		return err
+	})
+}
+
 // BenchmarkBareRoundTrips32 is the scaling workload's baseline at 32 peers.
 func BenchmarkBareRoundTrips32(b *testing.B) { bareRoundTrips(b, 32) }
 
@@ -209,6 +248,7 @@ func cpuPerOp(b *testing.B, run func() error) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	w0, counted := writeCalls()
 	b.ResetTimer()
 	if err := run(); err != nil {
 		b.Fatal(err)
@@ -219,6 +259,25 @@ func cpuPerOp(b *testing.B, run func() error) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	if w1, ok := writeCalls(); counted && ok {
+		b.ReportMetric(float64(w1-w0)/float64(b.N), "writes/op")
+	}
+}
+
+// writeCalls is the process's count of write system calls so far (syscw in
+// /proc/self/io), where Linux keeps one: each carries one Noise message.
+func writeCalls() (int64, bool) {
+	io, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(io)) {
+		if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // The round-trip workload runs and stops everything it started; no speed

@@ -30,6 +30,28 @@ func NodeExchangeScaling(ctx context.Context, peers, size int) (*Workload, error
 	return againstBareHub(ctx, peers, size, hub.exchanges, hub.close)
 }
 
+// NodeKeptConn is GRPCKeptConn's exchanges with p2p nodes in place of the
+// handlers, inFlight outstanding on one kept connection: the same messages
+// and acks as NodeExchangeScaling's, the reference that tells the handler's
+// share of the kept connection's cost from the node's. Only Ours is set:
+// it is for profiling beside GRPCKeptConn's and GRPCBareKeptConn's.
+func NodeKeptConn(ctx context.Context, size, inFlight int) (*Workload, error) {
+	hub, err := newNodeExchangeHub(1)
+	if err != nil {
+		return nil, err
+	}
+	hub.inFlight = inFlight
+	w := &Workload{
+		Ours:  func(k int) (time.Duration, error) { return hub.exchanges(ctx, k, size) },
+		Close: hub.close,
+	}
+	if _, err := w.Ours(inFlight); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	return w, nil
+}
+
 // nodeExchangeHub is one p2p node (hub) and others that answer every
 // message with its bytes, each from a goroutine that close stops.
 type nodeExchangeHub struct {
@@ -38,7 +60,10 @@ type nodeExchangeHub struct {
 	to    []target
 	index map[peer.ID]int // peer -> its place in peers
 	next  uint64          // the hub's last message ID
-	wg    sync.WaitGroup
+	// inFlight is the messages the hub keeps outstanding with each peer
+	// (1 unless set before the first exchanges).
+	inFlight int
+	wg       sync.WaitGroup
 
 	// failed holds the first failure a peer saw (an answer not
 	// acknowledged), which the hub's next exchanges report.
@@ -53,7 +78,7 @@ func newNodeExchangeHub(n int) (*nodeExchangeHub, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &nodeExchangeHub{index: make(map[peer.ID]int, n)}
+	h := &nodeExchangeHub{index: make(map[peer.ID]int, n), inFlight: 1}
 	for i, c := range cs {
 		// Unboxed Data and Status, as the handler reads them.
 		c.Deliveries = true
@@ -96,7 +121,8 @@ func (h *nodeExchangeHub) answer(node *p2p.Node) {
 func (h *nodeExchangeHub) fail(err error) { h.failed.CompareAndSwap(nil, &err) }
 
 // exchanges makes n exchanges of size bytes from the hub, spread over its
-// peers in turn, one in flight per peer, as HandlerHub.Exchanges does.
+// peers in turn, inFlight outstanding per peer (one as HandlerHub.Exchanges
+// has): a peer's next message leaves when one of its answers arrives.
 func (h *nodeExchangeHub) exchanges(ctx context.Context, n, size int) (time.Duration, error) {
 	msg := make([]byte, size)
 	sent := 0
@@ -106,8 +132,8 @@ func (h *nodeExchangeHub) exchanges(ctx context.Context, n, size int) (time.Dura
 		return h.hub.SendMessage(ctx, p2p.SendMsg{Peer: h.to[i].id, Addr: h.to[i].addr, ID: h.next, Data: msg, LazyAck: true})
 	}
 	start := time.Now()
-	for i := range min(n, len(h.peers)) {
-		if err := send(i); err != nil {
+	for i := range min(n, len(h.peers)*h.inFlight) {
+		if err := send(i % len(h.peers)); err != nil {
 			return 0, err
 		}
 	}
