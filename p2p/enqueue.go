@@ -2,6 +2,8 @@ package p2p
 
 import (
 	"context"
+	"slices"
+	"sync"
 
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -69,10 +71,10 @@ func (n *Node) enqueue(ctx context.Context, cmd Command) error {
 // once handled, so that Send's fast path never overtakes it.
 type sentCmd struct{ Command }
 
-// sendDirect writes c from the calling goroutine and flushes it, if the
-// node loop has nothing of Send's pending and the peer's stream can take c
-// at once. Anything unusual (errors to report, dialing, queueing) is left to
-// the node loop.
+// sendDirect writes c from the calling goroutine and flushes it (unless
+// c.Defer: then Flush does), if the node loop has nothing of Send's
+// pending and the peer's stream can take c at once. Anything unusual
+// (errors to report, dialing, queueing) is left to the node loop.
 func (n *Node) sendDirect(c SendMsg) bool {
 	if n.viaSend.Load() != 0 || len(c.Data) > n.cfg.MaxMessageSize || !n.cfg.Allowlist.Contains(c.Peer) {
 		return false
@@ -89,5 +91,46 @@ func (n *Node) sendDirect(c SendMsg) bool {
 		return false
 	}
 	m := outMsg{SendMsg: c}
-	return ps.trySend(&m, true) != nil
+	st := ps.trySend(&m, !c.Defer)
+	if st == nil {
+		return false
+	}
+	if c.Defer {
+		n.deferred.add(st)
+	}
+	return true
+}
+
+// Flush writes out the messages sent with SendMsg.Defer since the last
+// Flush. It does not wait: a stream whose writer is busy is flushed by
+// that writer once it is done.
+func (n *Node) Flush() {
+	n.deferred.flush()
+}
+
+// deferredStreams are the streams holding messages sent with
+// SendMsg.Defer, not flushed yet.
+type deferredStreams struct {
+	mu  sync.Mutex
+	sts []*msgStream
+}
+
+func (d *deferredStreams) add(st *msgStream) {
+	d.mu.Lock()
+	if !slices.Contains(d.sts, st) {
+		d.sts = append(d.sts, st)
+	}
+	d.mu.Unlock()
+}
+
+func (d *deferredStreams) flush() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, st := range d.sts {
+		st.requestFlush()
+	}
+	// Cleared, not only cut: the array would keep ended streams, and
+	// what they hold, until overwritten.
+	clear(d.sts)
+	d.sts = d.sts[:0]
 }

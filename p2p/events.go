@@ -54,6 +54,14 @@ type SendMsg struct {
 	// answer then reaches the process that asked, even when two processes
 	// share Peer's key. Otherwise the message goes as usual.
 	Via Origin
+	// Defer lets a message that Send writes from the calling goroutine
+	// (its fast way) stay in the stream's buffer rather than be flushed at
+	// once, so that the messages sent after it leave in the same write.
+	// The caller must call Node.Flush once it has sent them: until then,
+	// or until something else flushes the stream, the message is not on
+	// the wire. A message that goes through the node's loop leaves as
+	// usual.
+	Defer bool
 }
 
 // DisconnectFrom closes every connection to Peer open when the node

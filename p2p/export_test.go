@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/bitvmx/go-bitvmx-p2p/p2p/pb"
 )
@@ -162,4 +163,27 @@ const DeclineWithin = declineWithin
 // time.Now: a test moves it past DeclineWithin instead of stalling.
 func WithHandshakeClock(now func() time.Time) func(*Config) {
 	return func(c *Config) { c.handshakeNow = now }
+}
+
+// BufferedTo is how many bytes n's stream to p holds unflushed, 0 without
+// one.
+func BufferedTo(n *Node, p peer.ID) int {
+	n.sendersMu.Lock()
+	ps := n.senders[p]
+	n.sendersMu.Unlock()
+	if ps == nil {
+		return 0
+	}
+	ps.mu.Lock()
+	st := ps.st
+	ps.mu.Unlock()
+	if st == nil {
+		return 0
+	}
+	st.wmu.Lock()
+	defer st.unlockW()
+	if st.bw == nil {
+		return 0
+	}
+	return st.bw.Buffered()
 }

@@ -63,8 +63,9 @@ type Node struct {
 
 	sendersMu   sync.Mutex // the run loop writes senders; Send's fast path reads
 	senders     map[peer.ID]*peerSender
-	viaSend     atomic.Int64 // commands given to Send, not yet handled by the run loop
-	dirty       []*msgStream // written to by the run loop, not yet flushed
+	viaSend     atomic.Int64    // commands given to Send, not yet handled by the run loop
+	dirty       []*msgStream    // written to by the run loop, not yet flushed
+	deferred    deferredStreams // written to by Send's fast way with SendMsg.Defer (Flush)
 	streams     streamSet
 	bufs        streamBuffers
 	holds       holdSet  // Node.Hold
