@@ -97,3 +97,16 @@ func (h *Handler) MaxInboxBytes() int { return h.cfg.MaxInboxBytes }
 
 // MaxInboxBytesPerPeer is Config.MaxInboxBytesPerPeer, its default applied.
 func (h *Handler) MaxInboxBytesPerPeer() int { return h.cfg.MaxInboxBytesPerPeer }
+
+// CallsWaiting adds n to the API calls counted as waiting for the
+// handler's lock (endCall), as if other goroutines were about to apply
+// theirs.
+func (h *Handler) CallsWaiting(n int32) { h.calls.Add(n) }
+
+// Deferred is how many messages API calls sent and left buffered for the
+// calls after them to flush.
+func (h *Handler) Deferred() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.deferred
+}

@@ -207,11 +207,17 @@ func (h *Handler) transmit(ex *exchange) {
 		b.PutOutgoing(outgoing(ex.p.id, ex))
 		h.write(&b)
 	}
+	// An API call's message may wait in the stream's buffer for the calls
+	// queued behind it (endCall).
 	msg := p2p.SendMsg{Peer: ex.p.id, Addr: ex.addr, ID: ex.msgID, Channel: h.cfg.Channel, FromChannel: h.cfg.Channel,
-		Data: ex.wire, LazyAck: h.lazyAck(ex), Via: ex.origin}
+		Data: ex.wire, LazyAck: h.lazyAck(ex), Via: ex.origin, Defer: h.inCall}
 	if err := h.node.SendMessage(context.Background(), msg); err != nil {
 		delete(h.inflight, ex.msgID)
 		h.end(ex, ReasonClosed, ErrClosed)
+		return
+	}
+	if h.inCall {
+		h.deferred++
 	}
 }
 

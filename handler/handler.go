@@ -58,6 +58,12 @@ type Handler struct {
 	held      atomic.Int64
 	heldBytes atomic.Int64
 
+	// calls counts the API calls in apply, waiting for mu or holding it.
+	// The messages a call sends stay buffered (p2p.SendMsg.Defer) while
+	// another call waits to follow it, so that the calls of several
+	// goroutines leave in one write; the last one flushes (endCall).
+	calls atomic.Int32
+
 	// stopWatchAL ends the subscription to the allowlist's changes.
 	stopWatchAL func()
 
@@ -84,6 +90,10 @@ type Handler struct {
 	dur      durableState    // with a Store (durable.go)
 	// lastEnded is when each peer's last exchange ended (Snapshot).
 	lastEnded map[peer.ID]time.Time
+	// inCall: an API call's change is being applied (apply), whose sends
+	// transmit defers; deferred counts those not flushed yet.
+	inCall   bool
+	deferred int
 
 	doneMu sync.Mutex // guards dur.done, which store callbacks fill
 	// deadMu serializes RetryDeadLetters and DropDeadLetters, which read
@@ -287,12 +297,16 @@ func (h *Handler) apply(whileClosing bool, do func()) error {
 	if h.closing.Load() && !whileClosing {
 		return ErrClosed
 	}
+	h.calls.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	defer h.endCall()
 	if h.exited {
 		return ErrClosed
 	}
+	h.inCall = true
 	do()
+	h.inCall = false
 	if h.afterInput() {
 		// Only the loop ends the loop: tell it to look.
 		select {
@@ -301,6 +315,26 @@ func (h *Handler) apply(whileClosing bool, do func()) error {
 		}
 	}
 	return nil
+}
+
+// maxDeferred bounds the messages that API calls leave buffered for the
+// calls that follow them, when calls keep coming.
+const maxDeferred = 16
+
+// endCall ends an API call's apply: its messages are flushed now, with those
+// the calls before it left buffered, unless another call is waiting for mu
+// and will flush them with its own. Each call that leaves them counts the
+// next one in, before mu is released, so the last call of a run always
+// finds none waiting and flushes. The caller holds mu.
+func (h *Handler) endCall() {
+	h.inCall = false
+	if h.calls.Add(-1) > 0 && h.deferred < maxDeferred {
+		return
+	}
+	if h.deferred > 0 {
+		h.deferred = 0
+		h.node.Flush()
+	}
 }
 
 // API calls, as the loop receives them.
