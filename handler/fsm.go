@@ -290,6 +290,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	}
 	h.stopTimer(ex)
 	ps := ex.p
+	now := time.Now() // one clock read for the end's three uses
 	claimed, held := false, false
 	if ex.role == Dialer {
 		delete(ps.outbound, ex.id)
@@ -298,7 +299,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 			h.active--
 		}
 		if ex.kind == KindRequest && (ex.attempts > 0 || ex.replied) {
-			h.done.add(ps.id, ex.id, time.Now())
+			h.done.add(ps.id, ex.id, now)
 		}
 	} else {
 		delete(ps.inbound, ex.id)
@@ -325,8 +326,8 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	// A resumed or retried exchange's start is a stored wall-clock time,
 	// so its duration is by the wall clock, and a clock set back since
 	// made it negative.
-	dur := max(time.Since(ex.start), 0)
-	h.noteEnded(ps.id)
+	dur := max(now.Sub(ex.start), 0)
+	h.noteEnded(ps.id, now)
 	if !suspended && !ex.replay && !held {
 		// A suspended exchange is counted when it ends, in the life that
 		// resumes it: counted closed here too, it would be counted twice,

@@ -184,30 +184,39 @@ func (s *pending) closedUnanswered(p peer.ID, id ExchangeID, again bool) {
 // reply is to be recorded in the store first, and the caller calls
 // recorded and then doneRecording.
 func (s *pending) claim(p peer.ID, id ExchangeID, record bool) error {
+	k := pendingKey{p, id}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.m[pendingKey{p, id}]
-	_, ended := s.answered[pendingKey{p, id}]
-	again, closed := s.closed[pendingKey{p, id}]
+	st, ok := s.m[k]
 	switch {
-	case !ok && closed && again:
-		return fmt.Errorf("%w: %s from %s was not answered before Close; it is delivered again at the next start", ErrClosed, id, p)
-	case !ok && closed:
-		return fmt.Errorf("%w: %s from %s was not answered before Close", ErrClosed, id, p)
-	case !ok && ended:
-		return fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, id, p)
 	case !ok:
-		return fmt.Errorf("%w: %s from %s", ErrUnknownExchange, id, p)
+		// Only a request no longer pending is looked for among the
+		// closed and the answered: the common Response costs one lookup.
+		return s.notPending(k)
 	case st != unclaimed:
 		return fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, id, p)
 	}
 	if record {
-		s.m[pendingKey{p, id}] = recording
+		s.m[k] = recording
 		s.recordings++
 		return nil
 	}
-	s.m[pendingKey{p, id}] = claimed
+	s.m[k] = claimed
 	return nil
+}
+
+// notPending is claim's error for a request that is not pending. s.mu is
+// held.
+func (s *pending) notPending(k pendingKey) error {
+	if again, closed := s.closed[k]; closed && again {
+		return fmt.Errorf("%w: %s from %s was not answered before Close; it is delivered again at the next start", ErrClosed, k.id, k.peer)
+	} else if closed {
+		return fmt.Errorf("%w: %s from %s was not answered before Close", ErrClosed, k.id, k.peer)
+	}
+	if _, ended := s.answered[k]; ended {
+		return fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, k.id, k.peer)
+	}
+	return fmt.Errorf("%w: %s from %s", ErrUnknownExchange, k.id, k.peer)
 }
 
 // has reports whether the request awaits the application's answer.

@@ -74,18 +74,21 @@ func (h *Handler) Snapshot() Snapshot {
 	return s
 }
 
-// noteEnded records that an exchange with p ended now; h.mu is held.
-func (h *Handler) noteEnded(p peer.ID) {
+// noteEnded records that an exchange with p ended at now; h.mu is held.
+func (h *Handler) noteEnded(p peer.ID, now time.Time) {
 	if h.lastEnded == nil {
 		h.lastEnded = make(map[peer.ID]time.Time)
 	}
-	if _, ok := h.lastEnded[p]; !ok && len(h.lastEnded) >= maxLastEnded {
-		// Forget some other peer: which one does not matter much, and
-		// the bound keeps a node that dials many keys from growing.
-		for k := range h.lastEnded {
-			delete(h.lastEnded, k)
-			break
+	// Below the bound the assignment is the map's one operation per end.
+	if len(h.lastEnded) >= maxLastEnded {
+		if _, ok := h.lastEnded[p]; !ok {
+			// Forget some other peer: which one does not matter much, and
+			// the bound keeps a node that dials many keys from growing.
+			for k := range h.lastEnded {
+				delete(h.lastEnded, k)
+				break
+			}
 		}
 	}
-	h.lastEnded[p] = time.Now()
+	h.lastEnded[p] = now
 }
