@@ -66,14 +66,14 @@ type msgStream struct {
 	wdeadline    time.Time
 	lazyBuffered bool // bw holds acks that may wait for AckDelay
 	delayArmed   bool
-	delay        *time.Timer  // flushes lazy acks nothing else carried
+	delay        lazyTimer    // flushes lazy acks nothing else carried; reset under wmu
 	wacks        []ackRec     // acks being written, under wmu
 	bufAcks      int64        // acks in bw not yet counted answered, under wmu
 	nowait       bool         // the holder of wmu may not wait for the peer (stream_spill.go)
 	spill        []byte       // bytes a nowait holder handed the stream that it could not take at once, under wmu
 	spillArmed   bool         // spiller is due to write spill, under wmu
-	spiller      *time.Timer  // writes spill, waiting as long as it must (stream_spill.go)
-	watchdog     *time.Timer  // wakes a nowait write past directWriteWait
+	spiller      lazyTimer    // writes spill, waiting as long as it must (stream_spill.go); reset by whoever set spillArmed
+	watchdog     lazyTimer    // wakes a nowait write past directWriteWait; reset under wmu
 	nwMu         sync.Mutex   // guards nwWriting, nwFired: the watchdog against the writer
 	nwWriting    bool         // a nowait write is on its way to the stream
 	nwFired      bool         // the watchdog woke it
@@ -87,7 +87,7 @@ type msgStream struct {
 
 	// Our messages, stream_out.go.
 	slots   chan struct{} // one token per message awaiting its ack
-	timer   *time.Timer   // fires at the oldest pending message's ack deadline
+	timer   lazyTimer     // fires at the oldest pending message's ack deadline; reset under mu
 	mu      sync.Mutex
 	pending []outMsg // awaiting ack, oldest first: copies, so a caller's outMsg can live on its stack
 	head    int
@@ -101,8 +101,8 @@ type msgStream struct {
 	writing uint64
 	early   earlyStatus
 
-	idle     *time.Timer // looks for a stream that carries nothing, stream_idle.go
-	lastMark idleMark    // what it had carried at the last look, under mu
+	idle     lazyTimer // looks for a stream that carries nothing, stream_idle.go; reset by the reader as it starts, then by checkIdle
+	lastMark idleMark  // what it had carried at the last look, under mu
 }
 
 func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
@@ -118,16 +118,6 @@ func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 		slots:   make(chan struct{}, n.cfg.MaxInFlight),
 	}
 	st.ww = wireWriter{st, s}
-	st.timer = time.AfterFunc(time.Hour, st.checkTimeout)
-	st.timer.Stop()
-	st.delay = time.AfterFunc(time.Hour, st.delayExpired)
-	st.delay.Stop()
-	st.idle = time.AfterFunc(time.Hour, st.checkIdle)
-	st.idle.Stop()
-	st.spiller = time.AfterFunc(time.Hour, st.writeSpilled)
-	st.spiller.Stop()
-	st.watchdog = time.AfterFunc(time.Hour, st.nowaitExpired)
-	st.watchdog.Stop()
 	st.lastMark = unseen
 	return st
 }
@@ -181,11 +171,12 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 		st.n.cfg.endHook(st.inbound)
 	}
 	close(st.dead)
-	st.timer.Stop()
-	st.delay.Stop()
-	st.idle.Stop()
-	st.spiller.Stop()
-	st.watchdog.Stop()
+	// A timer armed from here on finds the stream ended when it fires.
+	st.timer.stop()
+	st.delay.stop()
+	st.idle.stop()
+	st.spiller.stop()
+	st.watchdog.stop()
 	if graceful && st.flushAll() == nil {
 		st.s.Close()
 	} else {

@@ -32,7 +32,7 @@ func (st *msgStream) watchIdle() {
 	if st.n.cfg.StreamIdleTimeout <= 0 {
 		return
 	}
-	st.idle.Reset(st.n.cfg.StreamIdleTimeout)
+	st.idle.reset(st.n.cfg.StreamIdleTimeout, st, (*msgStream).checkIdle)
 }
 
 // checkIdle runs on the idle timer.
@@ -46,7 +46,7 @@ func (st *msgStream) checkIdle() {
 	st.lastMark = mark
 	st.mu.Unlock()
 	if !quiet {
-		st.idle.Reset(st.n.cfg.StreamIdleTimeout)
+		st.idle.reset(st.n.cfg.StreamIdleTimeout, st, (*msgStream).checkIdle)
 		return
 	}
 	st.n.metrics.streamIdleClosed()

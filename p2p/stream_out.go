@@ -88,7 +88,7 @@ func (st *msgStream) writeLocked(m *outMsg) bool {
 	st.pending = append(st.pending, *m)
 	if !st.armed {
 		st.armed = true
-		st.timer.Reset(st.n.cfg.AckTimeout)
+		st.timer.reset(st.n.cfg.AckTimeout, st, (*msgStream).checkTimeout)
 	}
 	st.mu.Unlock()
 	// Acks owed go first: m may answer a message whose ack is queued (or
@@ -145,7 +145,7 @@ func (st *msgStream) checkTimeout() {
 	}
 	wait := time.Until(st.pending[st.head].deadline)
 	if wait > 0 {
-		st.timer.Reset(wait)
+		st.timer.reset(wait, st, (*msgStream).checkTimeout)
 		st.mu.Unlock()
 		return
 	}

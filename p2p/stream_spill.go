@@ -52,9 +52,9 @@ func (w *wireWriter) writeNoWait(b []byte) (int, error) {
 	st.nwMu.Lock()
 	st.nwWriting, st.nwFired = true, false
 	st.nwMu.Unlock()
-	st.watchdog.Reset(directWriteWait)
+	st.watchdog.reset(directWriteWait, st, (*msgStream).nowaitExpired)
 	n, err := w.w.Write(b)
-	st.watchdog.Stop()
+	st.watchdog.stop()
 	st.nwMu.Lock()
 	fired := st.nwFired
 	st.nwWriting, st.nwFired = false, false
@@ -115,7 +115,7 @@ func (st *msgStream) unlockNoWait() {
 		spilled := len(st.spill) > 0
 		st.wmu.Unlock()
 		if kick {
-			st.spiller.Reset(0)
+			st.spiller.reset(0, st, (*msgStream).writeSpilled)
 		}
 		if spilled || st.nacks.Load() == 0 && !st.flushReq.Load() || !st.wmu.TryLock() {
 			return

@@ -86,7 +86,7 @@ func (st *msgStream) settleLocked() {
 	}
 	if st.lazyBuffered && !st.delayArmed {
 		st.delayArmed = true
-		st.delay.Reset(st.n.cfg.AckDelay)
+		st.delay.reset(st.n.cfg.AckDelay, st, (*msgStream).delayExpired)
 	}
 }
 
@@ -132,7 +132,7 @@ func (st *msgStream) flushLocked() error {
 	if st.delayArmed {
 		// The lazy acks leave now: a timer firing later would find nothing.
 		st.delayArmed = false
-		st.delay.Stop()
+		st.delay.stop()
 	}
 	if st.bw == nil || st.bw.Buffered() == 0 {
 		if st.bw != nil {

@@ -1,0 +1,142 @@
+package p2p
+
+import (
+	"bytes"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+// stuckStream is a stream whose peer reads nothing until open is called:
+// a write waits, as on a full flow-control window, until the stream's write
+// deadline passes or the peer reads again.
+type stuckStream struct {
+	network.Stream // nil: only the methods below are called
+
+	mu       sync.Mutex
+	deadline time.Time
+	opened   bool
+	got      bytes.Buffer
+	changed  chan struct{} // closed and replaced on every change above
+}
+
+func newStuckStream() *stuckStream { return &stuckStream{changed: make(chan struct{})} }
+
+// changeLocked wakes whoever waits on the state. The caller holds mu.
+func (s *stuckStream) changeLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *stuckStream) SetWriteDeadline(t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deadline = t
+	s.changeLocked()
+	return nil
+}
+
+func (s *stuckStream) Write(b []byte) (int, error) {
+	for {
+		s.mu.Lock()
+		if s.opened {
+			defer s.mu.Unlock()
+			s.got.Write(b)
+			s.changeLocked()
+			return len(b), nil
+		}
+		d, changed := s.deadline, s.changed
+		s.mu.Unlock()
+		var expired <-chan time.Time
+		if !d.IsZero() {
+			if time.Until(d) <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			timer := time.NewTimer(time.Until(d))
+			defer timer.Stop()
+			expired = timer.C
+		}
+		select {
+		case <-changed:
+		case <-expired:
+		}
+	}
+}
+
+// open has the peer read again, everything written and still to come.
+func (s *stuckStream) open() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opened = true
+	s.changeLocked()
+}
+
+// awaitBytes waits until n bytes have been written, or fails the test.
+func (s *stuckStream) awaitBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		got, changed := bytes.Clone(s.got.Bytes()), s.changed
+		s.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%d of %d bytes reached the peer", len(got), n)
+		}
+	}
+}
+
+// A writer that may not wait (the node loop, trySend) gives a stream whose
+// peer does not read directWriteWait, not WriteTimeout: the watchdog wakes
+// its write, and what the stream did not take is spilled. The spiller then
+// writes the spill, waiting as long as a writer may, once the peer reads
+// again. Each of the two is a stream timer made on first use (lazyTimer):
+// this fails if either is never made.
+func TestNoWaitWriteSpillsAndSpillerWritesIt(t *testing.T) {
+	s := newStuckStream()
+	st := &msgStream{n: &Node{}, s: s}
+	st.n.cfg.WriteTimeout = time.Minute
+	st.ww = wireWriter{st, s}
+	payload := bytes.Repeat([]byte{7}, 1000)
+
+	st.wmu.Lock()
+	st.nowait = true
+	if _, err := st.writer().Write(payload); err != nil {
+		t.Fatal(err)
+	}
+	st.flushReq.Store(true)
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		st.unlockNoWait()
+	}()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		// WriteTimeout is a minute: without the watchdog the write waits
+		// for it.
+		t.Fatal("a write that may not wait was held by a peer that does not read")
+	}
+	// (The spiller may hold the write lock by now, waiting on the peer.)
+	s.mu.Lock()
+	early := s.got.Len()
+	s.mu.Unlock()
+	if early != 0 {
+		t.Fatalf("%d bytes reached a peer that reads nothing", early)
+	}
+
+	s.open()
+	if got := s.awaitBytes(t, len(payload)); !bytes.Equal(got, payload) {
+		t.Fatalf("the peer read %d bytes, not the %d written", len(got), len(payload))
+	}
+	// The spiller's goroutine lets go of the write lock as it ends.
+	st.wmu.Lock()
+	st.wmu.Unlock()
+}
