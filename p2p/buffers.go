@@ -16,9 +16,11 @@ import (
 const streamBufSize = 16 << 10
 
 // firstReadSize is what an idle stream reads into while it waits for the
-// peer: a whole small frame (and its neighbours) arrives in one read, so
-// that reading it needs no read deadline (readFrame).
-const firstReadSize = 1 << 10
+// peer: every open stream keeps it, at each end, for as long as it is
+// open. An ack, or a frame as small, arrives whole in it; the rest of a
+// larger frame is read into the borrowed buffer, timed by the stream's
+// frame watch (readFrame), which costs a timer reset, no allocation.
+const firstReadSize = 64
 
 // streamBuffers lends a node's streams their buffers. The zero value lends
 // buffers of streamBufSize.

@@ -208,10 +208,12 @@ func (st *msgStream) awaitsAcks() bool {
 	return st.head < len(st.pending)
 }
 
-// fixedDeadline keeps readFrame from moving the read deadline a drain set.
+// fixedDeadline keeps readFrame from timing a frame: the read deadline a
+// drain set bounds the whole drain.
 type fixedDeadline struct{}
 
-func (fixedDeadline) SetReadDeadline(time.Time) error { return nil }
+func (fixedDeadline) watch(time.Duration) {}
+func (fixedDeadline) unwatch()            {}
 
 // drainSet tracks, per peer, the connections DisconnectFroms are closing.
 type drainSet struct {

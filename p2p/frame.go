@@ -21,26 +21,29 @@ const ProtocolID = "/bitvmx/msg/2.0.0"
 // channels, lazy_ack, and the payload's tag and length.
 const frameOverhead = 3*(1+binary.MaxVarintLen64) + 2*(1+binary.MaxVarintLen32) + 2
 
-type readDeadliner interface {
-	SetReadDeadline(time.Time) error
+// frameWatch bounds the arrival of a frame whose first byte is here: a
+// read of the stream still waiting for the frame's rest timeout after watch
+// fails with a timeout.
+type frameWatch interface {
+	watch(timeout time.Duration)
+	// unwatch ends the watch, once the frame has been read or has failed.
+	unwatch()
 }
 
 // readFrame reads one length-delimited Frame of at most maxSize bytes into
 // f. Waiting for a frame to start is not timed: an idle stream is legal.
-// Once its first byte is here the whole frame must follow within timeout,
-// so a peer that dribbles a frame cannot hold the stream (slowloris). The
-// size is checked before anything is allocated. Errors are those of
+// Once its first byte is here the whole frame must follow within timeout
+// (w), so a peer that dribbles a frame cannot hold the stream (slowloris).
+// The size is checked before anything is allocated. Errors are those of
 // protodelim.UnmarshalFrom: io.EOF before a frame, io.ErrUnexpectedEOF
 // within one, a *protodelim.SizeTooLargeError, or a decoding error.
-func readFrame(br *bufio.Reader, s readDeadliner, maxSize int, timeout time.Duration, f *frame) error {
+func readFrame(br *bufio.Reader, w frameWatch, maxSize int, timeout time.Duration, f *frame) error {
 	if _, err := br.Peek(1); err != nil {
 		return err
 	}
 	if !frameBuffered(br) {
-		if err := s.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-			return err
-		}
-		defer s.SetReadDeadline(time.Time{})
+		w.watch(timeout)
+		defer w.unwatch()
 	}
 	var prefix [binary.MaxVarintLen64]byte
 	n := 0

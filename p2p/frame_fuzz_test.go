@@ -17,7 +17,8 @@ import (
 
 type noDeadline struct{}
 
-func (noDeadline) SetReadDeadline(time.Time) error { return nil }
+func (noDeadline) watch(time.Duration) {}
+func (noDeadline) unwatch()            {}
 
 // FuzzReadFrame feeds arbitrary bytes to the frame decoder a peer's stream
 // goes through, both ways (Data and Acks share the stream), and to

@@ -6,10 +6,10 @@ import (
 )
 
 // lazyTimer is a stream's time.AfterFunc timer, made on its first reset. A
-// stream has five timers (the ack deadline, the ack delay, the idle look,
-// the spiller and the nowait watchdog) and most streams never arm some of
-// them: made up front they cost about 110 bytes each at each end of every
-// open stream, kept for the stream's life.
+// stream has six timers (the ack deadline, the ack delay, the idle look,
+// the spiller, the nowait watchdog and the frame watch) and most streams
+// never arm some of them: made up front they cost about 110 bytes each at
+// each end of every open stream, kept for the stream's life.
 //
 // The pointer is atomic because end stops every timer without the locks
 // that serialise their resets. Resets of one timer must not run

@@ -50,6 +50,13 @@ type msgStream struct {
 	settled   chan struct{}    // closed when the settler has exited
 	unsettled atomic.Int32     // frames handed to the settler and not yet acked
 
+	// A frame that has begun to arrive must end within ReadTimeout
+	// (stream_read.go, watch).
+	rdWatch    lazyTimer  // reset by the reader only
+	rdMu       sync.Mutex // guards rdWatching, rdFired: the timer against the reader
+	rdWatching bool       // the reader waits for the rest of a frame
+	rdFired    bool       // the timer woke it
+
 	// The peer's frames unanswered, for the in-flight limit on receipt
 	// (docs/PROTOCOL.md §4.6): received counts the Data frames read (only
 	// the reader adds; the idle timer reads it), answered the acks handed
@@ -177,6 +184,7 @@ func (st *msgStream) end(r Reason, err error, graceful bool) {
 	st.idle.stop()
 	st.spiller.stop()
 	st.watchdog.stop()
+	st.rdWatch.stop()
 	if graceful && st.flushAll() == nil {
 		st.s.Close()
 	} else {

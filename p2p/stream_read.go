@@ -53,7 +53,7 @@ func (st *msgStream) serve() {
 				accepted = true
 				st.cs.accepted.Store(true)
 			}
-			err = readFrame(br, st.s, maxFrame, n.cfg.ReadTimeout, &f)
+			err = readFrame(br, st, maxFrame, n.cfg.ReadTimeout, &f)
 		}
 		if err != nil {
 			if st.draining.Load() && !st.ended() {
@@ -300,4 +300,43 @@ func (st *msgStream) refuse(o ratelimit.Reason, r pb.Reason, err error) {
 	st.n.charge(st.peer, st.ip, o)
 	st.queueAck(ackRec{reason: r}, false)
 	st.end(ReasonConnectionLost, fmt.Errorf("peer sent an unacceptable frame: %w", err), true)
+}
+
+// watch bounds the arrival of the frame being read (readFrame, frameWatch)
+// with a timer rather than a read deadline, which would cost go-yamux a
+// timer made, and an allocation, on every frame that does not arrive in
+// one read, and another call to take the deadline back: the timer is the
+// stream's, reset each time, and it touches the deadline only when it
+// fires. Only the reader calls watch and unwatch.
+func (st *msgStream) watch(timeout time.Duration) {
+	st.rdMu.Lock()
+	st.rdWatching, st.rdFired = true, false
+	st.rdMu.Unlock()
+	st.rdWatch.reset(timeout, st, (*msgStream).frameOverdue)
+}
+
+func (st *msgStream) unwatch() {
+	st.rdWatch.stop()
+	st.rdMu.Lock()
+	fired := st.rdFired
+	st.rdWatching, st.rdFired = false, false
+	st.rdMu.Unlock()
+	if fired {
+		// The frame came whole as the timer fired: the deadline it left in
+		// the past would fail the next read. (A drain that set a deadline
+		// meanwhile has set its flag first, which the reader looks at
+		// before it reads again.)
+		_ = st.s.SetReadDeadline(time.Time{})
+	}
+}
+
+// frameOverdue runs on the watch's timer: the frame being read did not
+// arrive within ReadTimeout, and the read waiting for it fails.
+func (st *msgStream) frameOverdue() {
+	st.rdMu.Lock()
+	defer st.rdMu.Unlock()
+	if st.rdWatching && !st.rdFired {
+		st.rdFired = true
+		_ = st.s.SetReadDeadline(time.Unix(1, 0))
+	}
 }
