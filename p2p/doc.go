@@ -39,7 +39,7 @@
 //
 // A stream borrows its 16 KiB read and write buffers from its node while it
 // has bytes in them, and gives them back when it goes idle: an idle
-// connection holds a 1 KiB array to wait in, and the goroutine reading it.
+// stream holds a 64-byte array to wait in, and the goroutine reading it.
 //
 // Operators behind NAT (relay.go, relay_state.go, relay_tracers.go,
 // check.go): Config.Relay makes a node a circuit relay v2 for its
