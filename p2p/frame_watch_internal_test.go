@@ -53,3 +53,19 @@ func TestFrameWatchTakesBackTheDeadlineOfAFrameThatCame(t *testing.T) {
 	default:
 	}
 }
+
+// A call of the watch's timer that ran late, for a frame that came as it
+// fired, finds the reader watching the next frame: that frame is not
+// overdue, and its read must not fail.
+func TestLateFrameWatchCallLeavesTheNextFrameAlone(t *testing.T) {
+	s := &deadlineStream{set: make(chan time.Time, 2)}
+	st := &msgStream{s: s}
+	st.watch(time.Hour)
+	st.frameOverdue() // the previous frame's callback, late
+	st.unwatch()
+	select {
+	case d := <-s.set:
+		t.Fatalf("a late call for an earlier frame set the deadline %v", d)
+	default:
+	}
+}

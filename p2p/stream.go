@@ -56,6 +56,7 @@ type msgStream struct {
 	rdMu       sync.Mutex // guards rdWatching, rdFired: the timer against the reader
 	rdWatching bool       // the reader waits for the rest of a frame
 	rdFired    bool       // the timer woke it
+	rdDue      time.Time  // when the frame being watched is overdue
 
 	// The peer's frames unanswered, for the in-flight limit on receipt
 	// (docs/PROTOCOL.md §4.6): received counts the Data frames read (only

@@ -311,6 +311,7 @@ func (st *msgStream) refuse(o ratelimit.Reason, r pb.Reason, err error) {
 func (st *msgStream) watch(timeout time.Duration) {
 	st.rdMu.Lock()
 	st.rdWatching, st.rdFired = true, false
+	st.rdDue = time.Now().Add(timeout)
 	st.rdMu.Unlock()
 	st.rdWatch.reset(timeout, st, (*msgStream).frameOverdue)
 }
@@ -331,11 +332,15 @@ func (st *msgStream) unwatch() {
 }
 
 // frameOverdue runs on the watch's timer: the frame being read did not
-// arrive within ReadTimeout, and the read waiting for it fails.
+// arrive within ReadTimeout, and the read waiting for it fails. A call
+// whose frame came as it fired can run late, once the reader is already
+// watching the next frame (stop cannot recall a callback under way): that
+// frame's own due time tells them apart, or an honest peer's next frame
+// would fail as a slowloris's.
 func (st *msgStream) frameOverdue() {
 	st.rdMu.Lock()
 	defer st.rdMu.Unlock()
-	if st.rdWatching && !st.rdFired {
+	if st.rdWatching && !st.rdFired && !time.Now().Before(st.rdDue) {
 		st.rdFired = true
 		_ = st.s.SetReadDeadline(time.Unix(1, 0))
 	}
