@@ -166,15 +166,28 @@ func (st *msgStream) fail(r Reason, err error) { st.end(r, err, false) }
 // would never learn why its messages failed. Only the reader ends a stream
 // gracefully.
 func (st *msgStream) end(r Reason, err error, graceful bool) {
+	if pending, ok := st.claimEnd(); ok {
+		st.finishEnd(pending, r, err, graceful)
+	}
+}
+
+// claimEnd marks the stream ended and takes its messages awaiting acks;
+// false if it had ended already. finishEnd must follow.
+func (st *msgStream) claimEnd() ([]outMsg, bool) {
 	st.mu.Lock()
+	defer st.mu.Unlock()
 	if st.closed {
-		st.mu.Unlock()
-		return
+		return nil, false
 	}
 	st.closed = true
 	pending := st.pending[st.head:]
 	st.pending, st.head = nil, 0
-	st.mu.Unlock()
+	return pending, true
+}
+
+// finishEnd ends the stream claimEnd claimed: each of pending gets its
+// Status with r.
+func (st *msgStream) finishEnd(pending []outMsg, r Reason, err error, graceful bool) {
 	if st.n.cfg.endHook != nil {
 		st.n.cfg.endHook(st.inbound)
 	}

@@ -150,6 +150,14 @@ func (st *msgStream) checkTimeout() {
 		return
 	}
 	st.mu.Unlock()
+	// The stream is claimed before the charge, whose ban closes the
+	// connection: the messages awaiting acks then fail ack_timeout, what
+	// happened to them, not connection_lost. Their Statuses still follow
+	// the charge.
+	pending, ok := st.claimEnd()
+	if !ok {
+		return
+	}
 	st.n.charge(st.peer, st.ip, ratelimit.UnansweredAck)
-	st.fail(ReasonAckTimeout, fmt.Errorf("no ack within %s", st.n.cfg.AckTimeout))
+	st.finishEnd(pending, ReasonAckTimeout, fmt.Errorf("no ack within %s", st.n.cfg.AckTimeout), false)
 }
