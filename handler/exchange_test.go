@@ -12,6 +12,7 @@ import (
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
 // The dialer's and the responder's happy paths, and the responder closing
@@ -76,6 +77,10 @@ func TestSendMessage(t *testing.T) {
 	tu.None[*handler.Outcome](t, b.Outcomes(), 50*time.Millisecond)
 }
 
+// allToAllPatience bounds TestAllToAll's waits and its nodes' fault
+// detectors: far more than an exchange takes, even CPU-starved.
+const allToAllPatience = time.Minute
+
 // Ten handlers, every one requesting every other at once: 90 exchanges,
 // none lost, none delivered twice.
 func TestAllToAll(t *testing.T) {
@@ -96,7 +101,19 @@ func TestAllToAll(t *testing.T) {
 		// wait. On an idle machine no exchange needs a resend: about one
 		// in four did while a queued message could stay unflushed (p2p's
 		// TestQueuedMessageFlushedBeforeOneOnAnotherStream).
-		hs[i] = newHandler(t, ids[i], list, handler.WithRetry(handler.DefaultMaxAttempts, handler.DefaultBackoffBase, time.Second))
+		//
+		// The node's fault detectors (an ack, a dial, a read) get a
+		// minute, not 10 s: ten nodes setting up 90 connections and more
+		// under the race detector keep the process CPU-bound, and on a
+		// loaded machine a request flushed at once was read by its peer
+		// 9.7 s later, every exchange then taking about 17 s; the sender
+		// judged the peer faulty (ack_timeout), 9 failures in 20 loaded
+		// runs. What this test checks (nothing lost, nothing delivered
+		// twice) does not depend on them, and a lost ack still fails it.
+		hs[i] = newHandler(t, ids[i], list, handler.WithRetry(handler.DefaultMaxAttempts, handler.DefaultBackoffBase, time.Second),
+			handler.WithReplyTimeout(allToAllPatience), handler.WithNode(func(c *p2p.Config) {
+				c.AckTimeout, c.DialTimeout, c.ReadTimeout = allToAllPatience, allToAllPatience, allToAllPatience
+			}))
 	}
 	// Each node answers with "<its index>:<request>", records what it saw,
 	// and passes replies on.
@@ -144,11 +161,25 @@ func TestAllToAll(t *testing.T) {
 			owner[id] = i
 		}
 	}
-	// Every dialer gets its 9 outcomes, all OK, and 9 replies.
+	// Every dialer gets its 9 outcomes, all OK, and 9 replies. The
+	// exchanges run at once, so one deadline covers them all: a wait of
+	// tu.Timeout for each outcome in turn failed the test when the first
+	// one took longer than that to come (see allToAllPatience).
 	resends := 0
+	deadline := time.After(2 * allToAllPatience)
 	for i, h := range hs {
 		for k := 0; k < n-1; k++ {
-			o := tu.NextMatch(t, h.Outcomes(), func(o *handler.Outcome) bool { return o.Role == handler.Dialer })
+			var o *handler.Outcome
+			for o == nil {
+				select {
+				case ev := <-h.Outcomes():
+					if e, ok := ev.(*handler.Outcome); ok && e.Role == handler.Dialer {
+						o = e
+					}
+				case <-deadline:
+					t.Fatalf("node %d: %d of its %d outcomes missing after %s", i, n-1-k, n-1, 2*allToAllPatience)
+				}
+			}
 			if !o.OK || owner[o.Exchange] != i {
 				t.Fatalf("node %d: outcome %+v (err %v)", i, o, o.Err)
 			}
