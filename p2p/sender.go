@@ -212,13 +212,23 @@ func (ps *peerSender) run() {
 // deliver writes one queued message, opening a stream (and dialing) first if
 // needed. The caller holds ps.mu.
 func (ps *peerSender) deliver(m *outMsg) {
-	if st := ps.via(m); st != nil && st.send(m, ps.lastOn(st)) {
-		return
-	}
 	// A stream that died before m was written is replaced once; a second
-	// failure is reported rather than retried forever.
+	// failure is reported rather than retried forever. The stream that
+	// failed is not the replacement: its end may have begun without its
+	// being marked ended yet (msgStream.end), so that it still looks
+	// usable, as when the peer closed it idle as m came.
+	var failed *msgStream
+	if st := ps.via(m); st != nil {
+		if st.send(m, ps.lastOn(st)) {
+			return
+		}
+		failed = st
+	}
 	for attempt := 0; ; attempt++ {
 		st := ps.stream()
+		if st != nil && st == failed {
+			st, ps.st = nil, nil
+		}
 		if st == nil {
 			var err error
 			if st, err = ps.open(m); err != nil {
@@ -236,6 +246,7 @@ func (ps *peerSender) deliver(m *outMsg) {
 		if st.send(m, ps.lastOn(st)) {
 			return
 		}
+		failed = st
 		if attempt > 0 {
 			ps.n.status(m.SendMsg, ReasonConnectionLost, errors.New("stream closed before the message was written"))
 			return

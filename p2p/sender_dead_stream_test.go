@@ -3,6 +3,7 @@ package p2p_test
 import (
 	"sync"
 	"testing"
+	"time"
 
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
@@ -61,5 +62,48 @@ func TestStreamDeadBeforeFirstWrite(t *testing.T) {
 	}
 	if st := tu.NextMatch(t, a.Receiver(), statusOf(2)); !st.OK {
 		t.Errorf("message 2: %s: %v", st.Reason, st.Err)
+	}
+}
+
+// A message that comes as the peer closes the stream idle: the stream's
+// end has begun (it takes no message) but it is not marked ended yet, so
+// it still looks usable. The message, refused by it, goes on a new stream
+// on the same connection. It used to try that same stream a second time
+// and fail connection_lost, although it was never written.
+func TestMessageAsStreamEndsGoesOnNewStream(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	b := tu.Node(t, ib, list, func(c *p2p.Config) { c.StreamIdleTimeout = 50 * time.Millisecond })
+	go func() {
+		for range b.Receiver() { // b's application: takes what it is given
+		}
+	}()
+	entered, proceed := make(chan struct{}), make(chan struct{})
+	enter, release := closeOnce(entered), closeOnce(proceed)
+	t.Cleanup(release) // before the node's Close
+	var once sync.Once
+	a := tu.Node(t, ia, list, p2p.WithEndHook(func(inbound bool) {
+		if inbound {
+			return
+		}
+		once.Do(func() {
+			// The first stream's end, begun by b's idle close: held
+			// here until the second message has its Status.
+			enter()
+			within(proceed)
+		})
+	}))
+	a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: b.Addrs()[0], ID: 1, Data: []byte("first")}
+	if st := nextOf(t, a, statusOf(1)); !st.OK {
+		t.Fatalf("first message: %+v", st)
+	}
+	if !within(entered) {
+		t.Fatal("b did not close the idle stream")
+	}
+	a.Sender() <- p2p.SendMsg{Peer: ib.ID, ID: 2, Data: []byte("second")}
+	st := nextOf(t, a, statusOf(2))
+	release()
+	if !st.OK {
+		t.Fatalf("second message: %+v", st)
 	}
 }
