@@ -243,6 +243,10 @@ type Config struct {
 	// closes the peer's connections, before it opens a stream. Tests only:
 	// export_test.go.
 	openHook func()
+	// peerClosingHook, when set, runs in peerSender.open each time it is
+	// about to wait for a connection the peer seems to be closing
+	// (peer_closing.go). Tests only: export_test.go.
+	peerClosingHook func()
 	// enqueueHook, when set, runs in Send's slow way between its closed
 	// check and its handoff to the node loop; closeBarrierHook in Close just
 	// before Close waits for those handoffs. Tests only: export_test.go.

@@ -57,6 +57,22 @@ type connState struct {
 	accepted atomic.Bool
 	// closedHere: this node closed it (closeConnAsync, closeConns).
 	closedHere atomic.Bool
+
+	// The peer closing it, as far as this node can tell (peer_closing.go).
+	peerEnded   atomic.Bool   // the peer ended a message stream on it gracefully
+	peerClosing atomic.Bool   // no stream is picked or opened on it until closingTill
+	closingTill atomic.Int64  // Unix nanoseconds
+	gone        chan struct{} // closed with its Disconnected
+}
+
+// newConnState is the state of a connection; gone is closed already for
+// one that has closed.
+func newConnState(closed bool) *connState {
+	cs := &connState{gone: make(chan struct{})}
+	if closed {
+		close(cs.gone)
+	}
+	return cs
 }
 
 // of returns the state of c. A connection already closed whose state has
@@ -76,9 +92,9 @@ func (t *connTracker) of(c network.Conn) *connState {
 				return k.cs
 			}
 		}
-		return new(connState)
+		return newConnState(true)
 	}
-	cs := new(connState)
+	cs := newConnState(false)
 	if t.state == nil {
 		t.state = make(map[network.Conn]*connState)
 	}
@@ -122,6 +138,7 @@ func (t *connTracker) Disconnected(_ network.Network, c network.Conn) {
 		t.closed[t.next] = closedState{id: c.ID(), cs: cs}
 		t.next = (t.next + 1) % closedKept
 		delete(t.state, c)
+		close(cs.gone)
 	}
 	if _, ok := t.seen[c]; !ok {
 		t.mu.Unlock()

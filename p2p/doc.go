@@ -33,7 +33,8 @@
 // verdicts, stream_write.go and stream_out.go write to it (stream_spill.go
 // keeps a writer that may not wait from waiting on a peer that does not
 // read), drain.go ends it without losing the acks it owes (DisconnectFrom,
-// Close), sender.go picks the stream and dials,
+// Close), sender.go picks the stream and dials (peer_closing.go keeps it
+// off a connection the peer is closing),
 // codec.go and frame.go put frames on the wire, buffers.go lends streams
 // their buffers, deliveries.go feeds Receiver (or Deliveries).
 //

@@ -83,6 +83,11 @@ type SendMsg struct {
 // that does not end its half is waited for at most a second (or
 // Config.WriteTimeout, if shorter). Streams Peer opens on those connections
 // meanwhile are reset; a connection it opens meanwhile is left open.
+//
+// Seen from Peer (a node of this package), a message that meets such a
+// close fails connection_lost once, and its resend waits for the
+// connection to go and goes on a new one (docs/PROTOCOL.md §5, "A
+// connection the peer is closing").
 type DisconnectFrom struct {
 	Peer peer.ID
 	// OpenedBefore, when set, spares the connections opened at or after

@@ -78,6 +78,13 @@ func WithOpenHook(f func()) func(*Config) {
 	return func(c *Config) { c.openHook = f }
 }
 
+// WithPeerClosingHook has f run each time the node is about to wait, before
+// opening a message stream, for a connection the peer seems to be closing
+// to go: a test lets the peer close it there.
+func WithPeerClosingHook(f func()) func(*Config) {
+	return func(c *Config) { c.peerClosingHook = f }
+}
+
 // WithOpenedStreamHooks stops the node in the streams it opens: write
 // runs before each write to one (the first carries the proposal of the
 // protocol and the first frame), read in the stream's reader once it has

@@ -261,8 +261,9 @@ const maxOpenAttempts = 3
 
 // open connects to the peer if needed, then opens a message stream.
 //
-// A connection being closed (DisconnectFrom) takes no new stream: the
-// message goes on a fresh one once it is gone. A DisconnectFrom that
+// A connection being closed (DisconnectFrom), or that the peer seems to be
+// closing (peer_closing.go), takes no new stream: the message goes on a
+// fresh one once it is gone. A DisconnectFrom that
 // begins after the wait for that, and lists the connection's streams to
 // drain before this one joins them, would not drain it: a reply the peer
 // wrote on it could be taken and then closed with the connection without
@@ -273,6 +274,7 @@ func (ps *peerSender) open(m *outMsg) (*msgStream, error) {
 	n := ps.n
 	for attempt := 1; ; attempt++ {
 		n.draining.wait(ps.peer, n.ctx.Done())
+		n.waitPeerClosing(ps.peer)
 		if n.cfg.openHook != nil {
 			n.cfg.openHook()
 		}

@@ -131,9 +131,10 @@ func (n *Node) newMsgStream(s network.Stream, inbound bool) *msgStream {
 }
 
 // usable reports whether our messages can be written to the stream: it has
-// not ended and is not being drained, nor has its connection closed.
+// not ended and is not being drained, nor has its connection closed, nor
+// does the peer seem to be closing it (peer_closing.go).
 func (st *msgStream) usable() bool {
-	return !st.ended() && !st.draining.Load() && !st.refused.Load() && !st.s.Conn().IsClosed()
+	return !st.ended() && !st.draining.Load() && !st.refused.Load() && !st.s.Conn().IsClosed() && !st.cs.closingByPeer()
 }
 
 func (st *msgStream) ended() bool {

@@ -31,6 +31,7 @@ func (st *msgStream) serve() {
 		f        frame
 		lastID   uint64
 		accepted = st.inbound // the peer opened it: accepted already
+		heard    bool         // a frame came from the peer
 	)
 	if accepted {
 		st.cs.accepted.Store(true)
@@ -62,9 +63,10 @@ func (st *msgStream) serve() {
 				return
 			}
 			st.stopSettler()
-			st.readFailed(err)
+			st.readFailed(err, heard)
 			return
 		}
+		heard = true
 		switch f.kind {
 		case frameKindData:
 			if !st.onData(&f, &lastID) {
@@ -251,8 +253,8 @@ func (st *msgStream) onAck(a *frame) bool {
 
 // readFailed ends a stream whose next frame could not be read: a clean end,
 // a frame over the size limit, a frame that is not protobuf, or a frame that
-// did not arrive in time.
-func (st *msgStream) readFailed(err error) {
+// did not arrive in time. heard says a frame of the peer's was read before.
+func (st *msgStream) readFailed(err error, heard bool) {
 	n := st.n
 	switch {
 	case st.ended():
@@ -269,6 +271,7 @@ func (st *msgStream) readFailed(err error) {
 		// a stream lost, below.)
 		st.fail(ReasonDialFailed, &ClosedAtHandshakeError{Self: n.ID(), Peer: st.peer, Err: err})
 	case errors.Is(err, io.EOF):
+		st.peerEnd(st.awaitsAcks())
 		st.end(ReasonConnectionLost, errors.New("peer closed the stream"), true)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		// The peer closed its write half within a frame (docs/PROTOCOL.md
@@ -276,6 +279,7 @@ func (st *msgStream) readFailed(err error) {
 		// the acks owed for the frames before it still go, as they do
 		// there. A reset would drop them, and leave the fate of messages
 		// already delivered unknown to their sender.
+		st.peerEnd(st.awaitsAcks())
 		st.end(ReasonConnectionLost, fmt.Errorf("peer closed the stream within a frame: %w", err), true)
 	case frameTooLarge(err):
 		// The body is not read: it may be as large as the prefix claims.
@@ -284,6 +288,9 @@ func (st *msgStream) readFailed(err error) {
 		n.charge(st.peer, st.ip, ratelimit.ProtocolViolation)
 		st.fail(ReasonConnectionLost, err)
 	case errors.Is(err, network.ErrReset) || n.ctx.Err() != nil:
+		if errors.Is(err, network.ErrReset) {
+			st.peerReset(heard)
+		}
 		st.fail(ReasonConnectionLost, err)
 	default:
 		st.refuse(ratelimit.MalformedMessage, pb.Reason_MALFORMED, err)
