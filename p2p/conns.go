@@ -59,20 +59,13 @@ type connState struct {
 	closedHere atomic.Bool
 
 	// The peer closing it, as far as this node can tell (peer_closing.go).
-	peerEnded   atomic.Bool   // the peer ended a message stream on it gracefully
-	peerClosing atomic.Bool   // no stream is picked or opened on it until closingTill
-	closingTill atomic.Int64  // Unix nanoseconds
-	gone        chan struct{} // closed with its Disconnected
-}
-
-// newConnState is the state of a connection; gone is closed already for
-// one that has closed.
-func newConnState(closed bool) *connState {
-	cs := &connState{gone: make(chan struct{})}
-	if closed {
-		close(cs.gone)
-	}
-	return cs
+	peerEnded   atomic.Bool  // the peer ended a message stream on it gracefully
+	peerClosing atomic.Bool  // closingTill is set: the clock is read only then
+	closingTill atomic.Int64 // Unix nanoseconds: until then no stream on it is picked or opened
+	// gone is closed with its Disconnected; made, under the tracker's
+	// lock, only for a sender to wait on (goneCh), so that a connection
+	// costs nothing more for it.
+	gone chan struct{}
 }
 
 // of returns the state of c. A connection already closed whose state has
@@ -92,14 +85,29 @@ func (t *connTracker) of(c network.Conn) *connState {
 				return k.cs
 			}
 		}
-		return newConnState(true)
+		return new(connState)
 	}
-	cs := newConnState(false)
+	cs := new(connState)
 	if t.state == nil {
 		t.state = make(map[network.Conn]*connState)
 	}
 	t.state[c] = cs
 	return cs
+}
+
+// goneCh returns a channel closed once c, whose state is cs, has closed.
+func (t *connTracker) goneCh(c network.Conn, cs *connState) <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cs.gone == nil {
+		cs.gone = make(chan struct{})
+		if t.state[c] != cs {
+			// Its Disconnected has come, or the tracker never held it
+			// (of, for a connection closed already).
+			close(cs.gone)
+		}
+	}
+	return cs.gone
 }
 
 func (t *connTracker) Connected(_ network.Network, c network.Conn) {
@@ -138,7 +146,9 @@ func (t *connTracker) Disconnected(_ network.Network, c network.Conn) {
 		t.closed[t.next] = closedState{id: c.ID(), cs: cs}
 		t.next = (t.next + 1) % closedKept
 		delete(t.state, c)
-		close(cs.gone)
+		if cs.gone != nil {
+			close(cs.gone)
+		}
 	}
 	if _, ok := t.seen[c]; !ok {
 		t.mu.Unlock()

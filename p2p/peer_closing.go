@@ -92,7 +92,7 @@ func (n *Node) waitPeerClosing(p peer.ID) {
 			t := time.NewTimer(time.Until(time.Unix(0, cs.closingTill.Load())))
 			gone := false
 			select {
-			case <-cs.gone:
+			case <-n.conns.goneCh(c, cs):
 				gone = true
 			case <-t.C:
 			case <-n.ctx.Done():
