@@ -135,7 +135,8 @@ func (h *Handler) Response(p peer.ID, exchange ExchangeID, msg []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := h.pending.claim(p, exchange, h.durable()); err != nil {
+	ex, err := h.pending.claim(p, exchange, h.durable())
+	if err != nil {
 		return err
 	}
 	if h.durable() {
@@ -150,7 +151,7 @@ func (h *Handler) Response(p peer.ID, exchange ExchangeID, msg []byte) error {
 			return err
 		}
 	}
-	return h.apply(true, func() { h.respond(p, exchange, wire) })
+	return h.apply(true, func() { h.respond(ex, wire) })
 }
 
 // recorded acts on the store's answer about the reply to request id from

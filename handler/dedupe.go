@@ -31,41 +31,70 @@ type dedupe struct {
 	// handler's mutex, with the marks, and is read without it
 	// (anyUnanswered): accept skips the mutex while no mark exists.
 	marked atomic.Int64
+	// lazy: IDs are indexed only once asked about (newDedupe).
+	lazy bool
 }
 
 type seenSet struct {
-	// ids maps each ID to whether it was marked unanswered (a request
-	// whose application ended it without a reply).
-	ids   map[ExchangeID]bool
-	order []seenEntry // oldest first, from head
-	head  int
+	// ids indexes the IDs of order; nil in a lazy dedupe until the first
+	// has. The marks (requests whose application ended them without a
+	// reply) are apart, in marked, which is nearly always empty: keys
+	// alone keep the table half the size of a map to bool, where a busy
+	// peer's holds perPeer random keys, each probe likely a cache miss.
+	ids    map[ExchangeID]struct{}
+	marked map[ExchangeID]struct{}
+	order  []seenEntry // oldest first, from head
+	head   int
 }
+
+// len is how many IDs the set remembers.
+func (s *seenSet) len() int { return len(s.order) - s.head }
 
 type seenEntry struct {
 	id ExchangeID
 	at time.Duration // since dedupe.base
 }
 
-func newDedupe(ttl time.Duration, perPeer int) *dedupe {
-	return &dedupe{ttl: ttl, perPeer: perPeer, peers: make(map[peer.ID]*seenSet), base: time.Now()}
+// newDedupe makes a dedupe. lazy is for one whose has is rare (the
+// exchanges this handler completed, asked about only for a reply to one no
+// longer running): a peer's IDs are then only queued until the first has
+// indexes them, so that recording one costs an append rather than two
+// probes (the new ID, the oldest's eviction) of a table of perPeer random
+// keys. Its IDs must be added once each (add does not look for them
+// before), as an exchange ends once.
+func newDedupe(ttl time.Duration, perPeer int, lazy bool) *dedupe {
+	return &dedupe{ttl: ttl, perPeer: perPeer, lazy: lazy, peers: make(map[peer.ID]*seenSet), base: time.Now()}
 }
 
 // add records id from p.
-func (d *dedupe) add(p peer.ID, id ExchangeID, now time.Time) {
+func (d *dedupe) add(p peer.ID, id ExchangeID, now time.Time) { d.record(p, id, now) }
+
+// record records id from p, unless it is recorded within ttl already, and
+// reports whether it was: has and add in one, which looks the peer up
+// once, for the loop's every request and message. A lazy dedupe's set not
+// indexed yet is not searched: had is false.
+func (d *dedupe) record(p peer.ID, id ExchangeID, now time.Time) (had bool) {
 	s := d.peers[p]
 	if s == nil {
-		s = &seenSet{ids: make(map[ExchangeID]bool)}
+		s = &seenSet{}
+		if !d.lazy {
+			s.ids = make(map[ExchangeID]struct{})
+		}
 		d.peers[p] = s
+	} else {
+		d.trim(p, s, now)
 	}
-	if _, ok := s.ids[id]; ok {
-		return
+	if s.ids != nil {
+		if _, ok := s.ids[id]; ok {
+			return true
+		}
+		s.ids[id] = struct{}{}
 	}
-	s.ids[id] = false
 	s.order = append(s.order, seenEntry{id: id, at: now.Sub(d.base)})
-	for len(s.ids) > d.perPeer {
+	for s.len() > d.perPeer {
 		d.popOldest(p, s)
 	}
-	d.expire(p, s, now)
+	return false
 }
 
 // has reports whether id from p was recorded within ttl.
@@ -75,19 +104,41 @@ func (d *dedupe) has(p peer.ID, id ExchangeID, now time.Time) bool {
 		return false
 	}
 	d.expire(p, s, now)
+	d.index(s)
 	_, ok := s.ids[id]
 	return ok
+}
+
+// index builds s.ids, if not built yet (lazy), from the IDs queued; from
+// then on record and popOldest keep it up to date.
+func (d *dedupe) index(s *seenSet) {
+	if s.ids != nil {
+		return
+	}
+	s.ids = make(map[ExchangeID]struct{}, s.len())
+	for _, e := range s.order[s.head:] {
+		s.ids[e.id] = struct{}{}
+	}
 }
 
 // markUnanswered records that the request id from p, already recorded,
 // ended without its application's reply: a resend of it is refused as
 // unanswered (accept), for as long as the ID is remembered.
 func (d *dedupe) markUnanswered(p peer.ID, id ExchangeID) {
-	if s := d.peers[p]; s != nil {
-		if marked, ok := s.ids[id]; ok && !marked {
-			s.ids[id] = true
-			d.marked.Add(1)
+	s := d.peers[p]
+	if s == nil {
+		return
+	}
+	d.index(s)
+	if _, ok := s.ids[id]; !ok {
+		return
+	}
+	if _, ok := s.marked[id]; !ok {
+		if s.marked == nil {
+			s.marked = make(map[ExchangeID]struct{})
 		}
+		s.marked[id] = struct{}{}
+		d.marked.Add(1)
 	}
 }
 
@@ -104,7 +155,8 @@ func (d *dedupe) unanswered(p peer.ID, id ExchangeID, now time.Time) bool {
 		return false
 	}
 	d.expire(p, s, now)
-	return s.ids[id]
+	_, marked := s.marked[id]
+	return marked
 }
 
 // sweep forgets expired IDs of every peer, for peers that went quiet.
@@ -114,13 +166,19 @@ func (d *dedupe) sweep(now time.Time) {
 	}
 }
 
+// expire forgets p's expired IDs, and p with them when none is left.
 func (d *dedupe) expire(p peer.ID, s *seenSet, now time.Time) {
+	d.trim(p, s, now)
+	if s.len() == 0 {
+		delete(d.peers, p)
+	}
+}
+
+// trim forgets p's expired IDs, keeping s in d.peers.
+func (d *dedupe) trim(p peer.ID, s *seenSet, now time.Time) {
 	cutoff := now.Sub(d.base) - d.ttl
 	for s.head < len(s.order) && s.order[s.head].at < cutoff {
 		d.popOldest(p, s)
-	}
-	if len(s.ids) == 0 {
-		delete(d.peers, p)
 	}
 }
 
@@ -129,10 +187,13 @@ func (d *dedupe) popOldest(p peer.ID, s *seenSet) {
 	if d.onEvict != nil {
 		d.onEvict(p, id)
 	}
-	if s.ids[id] {
+	if _, ok := s.marked[id]; ok {
+		delete(s.marked, id)
 		d.marked.Add(-1)
 	}
-	delete(s.ids, id)
+	if s.ids != nil {
+		delete(s.ids, id)
+	}
 	s.order[s.head] = seenEntry{}
 	s.head++
 	// Compact once the dead prefix dominates, so the slice does not grow

@@ -1,6 +1,8 @@
 package handler
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -8,7 +10,12 @@ import (
 )
 
 func TestDedupeBoundsAndExpiry(t *testing.T) {
-	d := newDedupe(time.Minute, 3)
+	for _, lazy := range []bool{false, true} {
+		dedupeBoundsAndExpiry(t, newDedupe(time.Minute, 3, lazy))
+	}
+}
+
+func dedupeBoundsAndExpiry(t *testing.T, d *dedupe) {
 	now := time.Now()
 	a, b := peer.ID("a"), peer.ID("b")
 	for i := range 4 {
@@ -37,6 +44,30 @@ func TestDedupeBoundsAndExpiry(t *testing.T) {
 	}
 }
 
+// TestLazyDedupeIndexesOnDemand: a lazy dedupe only queues a peer's IDs
+// until it is first asked about one, and from then on keeps the index it
+// built up to date as IDs come and go (the cap, the TTL).
+func TestLazyDedupeIndexesOnDemand(t *testing.T) {
+	d := newDedupe(time.Minute, 3, true)
+	now := time.Now()
+	for i := range 5 {
+		d.add("a", ExchangeID(i+1), now)
+	}
+	if s := d.peers["a"]; s.ids != nil || s.len() != 3 {
+		t.Fatalf("indexed before any has, or %d IDs kept (want 3)", s.len())
+	}
+	if d.has("a", 2, now) || !d.has("a", 3, now) || !d.has("a", 5, now) {
+		t.Fatal("wrong IDs kept past the cap")
+	}
+	d.add("a", 6, now.Add(time.Second)) // evicts 3
+	if s := d.peers["a"]; len(s.ids) != 3 || d.has("a", 3, now) || !d.has("a", 6, now) {
+		t.Fatalf("index not kept up to date: %d IDs in it", len(s.ids))
+	}
+	if d.has("a", 6, now.Add(2*time.Minute)) || len(d.peers) != 0 {
+		t.Fatal("kept past the TTL")
+	}
+}
+
 // TestDedupeCountsUnansweredMarks: accept skips the handler's mutex while
 // the count of unanswered marks is 0, so the count must follow the marks
 // exactly: one per ID marked (twice is once; an ID not recorded is not
@@ -44,7 +75,7 @@ func TestDedupeBoundsAndExpiry(t *testing.T) {
 // cap or by the TTL. A count too low would let a resend of an unanswered
 // request through; one that never falls would keep accept on the mutex.
 func TestDedupeCountsUnansweredMarks(t *testing.T) {
-	d := newDedupe(time.Minute, 3)
+	d := newDedupe(time.Minute, 3, false)
 	now := time.Now()
 	if d.anyUnanswered() {
 		t.Fatal("marks in an empty dedupe")
@@ -71,7 +102,7 @@ func TestDedupeCountsUnansweredMarks(t *testing.T) {
 }
 
 func TestDedupeCompacts(t *testing.T) {
-	d := newDedupe(time.Minute, 10)
+	d := newDedupe(time.Minute, 10, false)
 	now := time.Now()
 	for i := range 10000 {
 		d.add("a", ExchangeID(i+1), now)
@@ -102,5 +133,29 @@ func TestTimersOrderAndCancel(t *testing.T) {
 	}
 	if fired[0] != 0 || fired[1] != 2 || len(ts.h) != 0 {
 		t.Fatalf("fired %v, %d left", fired, len(ts.h))
+	}
+}
+
+// BenchmarkDedupeAdd32 records exchange IDs round-robin over 32 peers, each
+// remembering 4096 (the defaults), as a hub's loop does: eager, the seen
+// set's probes of each peer's table; lazy, the done set's append
+// (docs/performance.md, Stop 35).
+func BenchmarkDedupeAdd32(b *testing.B) {
+	peers := make([]peer.ID, 32)
+	for i := range peers {
+		peers[i] = peer.ID(fmt.Sprintf("peer-%02d-%s", i, strings.Repeat("x", 30)))
+	}
+	for _, lazy := range []bool{false, true} {
+		b.Run(fmt.Sprintf("lazy=%t", lazy), func(b *testing.B) {
+			d := newDedupe(time.Hour, DefaultDedupePerPeer, lazy)
+			now := time.Now()
+			for i := range 32 * DefaultDedupePerPeer { // full, as after a while
+				d.add(peers[i%32], newExchangeID(), now)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				d.add(peers[i%32], newExchangeID(), now)
+			}
+		})
 	}
 }

@@ -69,6 +69,9 @@ type exchange struct {
 	// request's own exchange had its Outcome when it ended, in this life
 	// or an earlier one, so a replay's end gives none and is not counted.
 	replay bool
+	// claim is how far Response has gone with a responder's request while
+	// it is pending; pending.mu guards it, not the handler's mu.
+	claim claimState
 
 	// The events the application gets of this exchange live in its state,
 	// so that handing one out allocates nothing (Event): the responder's
@@ -327,7 +330,7 @@ func (h *Handler) end(ex *exchange, reason Reason, err error) {
 	// so its duration is by the wall clock, and a clock set back since
 	// made it negative.
 	dur := max(now.Sub(ex.start), 0)
-	h.noteEnded(ps.id, now)
+	ps.lastEnded = now
 	if !suspended && !ex.replay && !held {
 		// A suspended exchange is counted when it ends, in the life that
 		// resumes it: counted closed here too, it would be counted twice,

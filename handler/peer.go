@@ -53,6 +53,9 @@ type peerState struct {
 	// held is what the inbound exchanges keep in memory that the store's
 	// inbox does not count (hold), against the peer's inbox bounds.
 	held inboxUse
+	// lastEnded is when its last exchange ended, for Snapshot; kept in
+	// Handler.lastEnded once the peer is forgotten (gc).
+	lastEnded time.Time
 }
 
 func (h *Handler) peer(p peer.ID) *peerState {
@@ -88,6 +91,9 @@ func (ps *peerState) exchanges() []*exchange {
 // gc forgets a peer with nothing going on.
 func (h *Handler) gc(ps *peerState) {
 	if ps.conn == connDown && len(ps.outbound) == 0 && len(ps.inbound) == 0 && ps.timer == nil {
+		if !ps.lastEnded.IsZero() {
+			h.noteEnded(ps.id, ps.lastEnded)
+		}
 		delete(h.peers, ps.id)
 	}
 }

@@ -16,14 +16,23 @@ import (
 // the application may still answer.
 type pending struct {
 	mu sync.Mutex
-	m  map[pendingKey]claimState
+	// m holds each pending request's exchange, whose claim field (how far
+	// Response has gone) mu guards: Response finds the exchange here,
+	// and the handler's maps need not be searched for it again.
+	m map[pendingKey]*exchange
 	// answered remembers the last answeredCap exchanges that ended after
-	// Response claimed them, so that a second Response still says
-	// "already responded" once the first answer's exchange has ended,
-	// rather than the misleading "unknown exchange".
-	answered map[pendingKey]struct{}
-	order    []pendingKey // ring of answered, oldest at next
-	next     int
+	// Response claimed them (their IDs, and their peers at the same
+	// index), so that a second Response still says "already responded"
+	// once the first answer's exchange has ended, rather than the
+	// misleading "unknown exchange". It is a ring, oldest at next,
+	// searched only by a Response whose request is no longer pending
+	// (notPending), an error: a scan of the IDs there (a few µs,
+	// BenchmarkAnsweredMiss) rather than a table kept at every answered
+	// request's end, where each insert and eviction in a table that size
+	// was likely a cache miss.
+	answered      []ExchangeID
+	answeredPeers []peer.ID
+	next          int
 	// closed holds the requests that Close ended unanswered, so that a
 	// Response racing it says ErrClosed rather than "unknown exchange".
 	// It only grows while the handler closes, by the requests it held.
@@ -52,7 +61,7 @@ const (
 )
 
 // answeredCap bounds pending.answered: a second Response comes moments
-// after the first, and 4096 keys are about 250 KiB.
+// after the first, and 4096 keys are 96 KiB.
 const answeredCap = 4096
 
 type pendingKey struct {
@@ -60,13 +69,15 @@ type pendingKey struct {
 	id   ExchangeID
 }
 
-func (s *pending) add(p peer.ID, id ExchangeID) {
+// add makes responder exchange ex's request pending.
+func (s *pending) add(ex *exchange) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = make(map[pendingKey]claimState)
+		s.m = make(map[pendingKey]*exchange)
 	}
-	s.m[pendingKey{p, id}] = unclaimed
+	ex.claim = unclaimed
+	s.m[pendingKey{ex.p.id, ex.id}] = ex
 }
 
 // remove ends the request's wait for an answer and reports whether
@@ -79,8 +90,11 @@ func (s *pending) remove(p peer.ID, id ExchangeID, hold *Outcome) (wasClaimed, h
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := pendingKey{p, id}
-	st := s.m[k]
-	delete(s.m, k)
+	st := unclaimed
+	if ex := s.m[k]; ex != nil {
+		st = ex.claim
+		delete(s.m, k)
+	}
 	switch {
 	case st == recording && hold != nil:
 		if s.held == nil {
@@ -106,11 +120,11 @@ func (s *pending) recorded(p peer.ID, id ExchangeID, err error) (o *Outcome, hel
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := pendingKey{p, id}
-	if st, ok := s.m[k]; ok {
-		if st == recording {
-			s.m[k] = claimed
+	if ex := s.m[k]; ex != nil {
+		if ex.claim == recording {
+			ex.claim = claimed
 			if err != nil {
-				s.m[k] = unclaimed
+				ex.claim = unclaimed
 			}
 		}
 		return nil, false
@@ -156,17 +170,23 @@ func (s *pending) waitRecordings() {
 }
 
 func (s *pending) rememberAnswered(k pendingKey) {
-	if s.answered == nil {
-		s.answered = make(map[pendingKey]struct{})
+	if len(s.answered) < answeredCap {
+		s.answered = append(s.answered, k.id)
+		s.answeredPeers = append(s.answeredPeers, k.peer)
+		return
 	}
-	if len(s.order) < answeredCap {
-		s.order = append(s.order, k)
-	} else {
-		delete(s.answered, s.order[s.next])
-		s.order[s.next] = k
-		s.next = (s.next + 1) % answeredCap
+	s.answered[s.next], s.answeredPeers[s.next] = k.id, k.peer
+	s.next = (s.next + 1) % answeredCap
+}
+
+// wasAnswered reports whether k is remembered answered (rememberAnswered).
+func (s *pending) wasAnswered(k pendingKey) bool {
+	for i, id := range s.answered {
+		if id == k.id && s.answeredPeers[i] == k.peer {
+			return true
+		}
 	}
-	s.answered[k] = struct{}{}
+	return false
 }
 
 // closedUnanswered records that Close ended the request unanswered;
@@ -180,29 +200,30 @@ func (s *pending) closedUnanswered(p peer.ID, id ExchangeID, again bool) {
 	s.closed[pendingKey{p, id}] = again
 }
 
-// claim reserves the right to answer the request, once. record: the
-// reply is to be recorded in the store first, and the caller calls
-// recorded and then doneRecording.
-func (s *pending) claim(p peer.ID, id ExchangeID, record bool) error {
+// claim reserves the right to answer the request, once, and returns its
+// exchange, which the caller reads under the handler's mu only (respond):
+// it may end meanwhile. record: the reply is to be recorded in the store
+// first, and the caller calls recorded and then doneRecording.
+func (s *pending) claim(p peer.ID, id ExchangeID, record bool) (*exchange, error) {
 	k := pendingKey{p, id}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.m[k]
+	ex := s.m[k]
 	switch {
-	case !ok:
+	case ex == nil:
 		// Only a request no longer pending is looked for among the
 		// closed and the answered: the common Response costs one lookup.
-		return s.notPending(k)
-	case st != unclaimed:
-		return fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, id, p)
+		return nil, s.notPending(k)
+	case ex.claim != unclaimed:
+		return nil, fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, id, p)
 	}
 	if record {
-		s.m[k] = recording
+		ex.claim = recording
 		s.recordings++
-		return nil
+		return ex, nil
 	}
-	s.m[k] = claimed
-	return nil
+	ex.claim = claimed
+	return ex, nil
 }
 
 // notPending is claim's error for a request that is not pending. s.mu is
@@ -213,7 +234,7 @@ func (s *pending) notPending(k pendingKey) error {
 	} else if closed {
 		return fmt.Errorf("%w: %s from %s was not answered before Close", ErrClosed, k.id, k.peer)
 	}
-	if _, ended := s.answered[k]; ended {
+	if s.wasAnswered(k) {
 		return fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, k.id, k.peer)
 	}
 	return fmt.Errorf("%w: %s from %s", ErrUnknownExchange, k.id, k.peer)

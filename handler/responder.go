@@ -31,7 +31,7 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 		return
 	}
 	now := time.Now()
-	if h.seen.has(from, id, now) {
+	if h.seen.record(from, id, now) {
 		if wire := h.storedReply(from, id); wire != nil {
 			// Answered already (maybe by a previous process): the reply
 			// was lost on its way, or the dialer restarted. Send it again,
@@ -49,7 +49,6 @@ func (h *Handler) onRequest(from peer.ID, id ExchangeID, data []byte, origin p2p
 		h.settle(ps, true)
 		return
 	}
-	h.seen.add(from, id, now)
 	if h.durable() && !h.arrived(from, id) {
 		h.dur.take(inKey{from, id}, len(data)) // not counted by accept (it raced a resend)
 	}
@@ -70,7 +69,7 @@ func (h *Handler) receive(ps *peerState, id ExchangeID, origin p2p.Origin) *exch
 	h.held.Add(1)
 	h.active++
 	h.setTimer(ex, h.cfg.ReplyTimeout, dueAnswer)
-	h.pending.add(ps.id, id)
+	h.pending.add(ex)
 	return ex
 }
 
@@ -78,9 +77,9 @@ func (h *Handler) receive(ps *peerState, id ExchangeID, origin p2p.Origin) *exch
 func (h *Handler) onMessage(from peer.ID, id ExchangeID, data []byte) {
 	ps := h.peer(from)
 	h.activity(ps)
-	now := time.Now()
-	if !h.seen.has(from, id, now) && !(h.durable() && h.holds(from, id)) {
-		h.seen.add(from, id, now)
+	// A message the application holds unacknowledged is no new one, even
+	// once its dedupe record is gone; neither is recorded again.
+	if !(h.durable() && h.holds(from, id)) && !h.seen.record(from, id, time.Now()) {
 		if h.durable() {
 			if !h.arrived(from, id) {
 				h.dur.take(inKey{from, id}, len(data))
@@ -99,17 +98,15 @@ func (h *Handler) onMessage(from peer.ID, id ExchangeID, data []byte) {
 	h.settle(ps, true)
 }
 
-// respond sends the application's reply to a request it received. Response
-// has claimed the request (see pending), so it is answered once; it may
-// have ended meanwhile (timed out, failed), which its Outcome reported.
-func (h *Handler) respond(from peer.ID, id ExchangeID, wire []byte) {
-	var ex *exchange
-	if ps := h.peers[from]; ps != nil {
-		ex = ps.inbound[id]
-	}
-	if ex == nil || ex.state != StateDelivered {
+// respond sends the application's reply to the request of responder
+// exchange ex. Response has claimed the request (see pending), so it is
+// answered once; it may have ended meanwhile (timed out, failed), which
+// its Outcome reported.
+func (h *Handler) respond(ex *exchange, wire []byte) {
+	if ex.state != StateDelivered {
 		return
 	}
+	from, id := ex.p.id, ex.id
 	h.stopTimer(ex)
 	ex.wire = wire
 	held := len(wire)

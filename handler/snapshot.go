@@ -51,20 +51,22 @@ func (h *Handler) Snapshot() Snapshot {
 		// started ones included.
 		q := len(ps.outbound) - ps.started
 		s.Queued += q
-		s.Peers[id] = PeerSnapshot{Conn: ps.conn.String(), Active: ps.busy(), Queued: q}
+		s.Peers[id] = PeerSnapshot{Conn: ps.conn.String(), Active: ps.busy(), Queued: q, LastExchange: ps.lastEnded}
 	}
 	for id, t := range h.lastEnded {
 		p, ok := s.Peers[id]
 		if !ok {
 			p.Conn = connDown.String()
 		}
-		p.LastExchange = t
+		if p.LastExchange.IsZero() { // else the peer's, later
+			p.LastExchange = t
+		}
 		s.Peers[id] = p
 	}
 	h.mu.Unlock()
 	h.pending.mu.Lock()
-	for _, st := range h.pending.m {
-		if st == unclaimed {
+	for _, ex := range h.pending.m {
+		if ex.claim == unclaimed {
 			s.PendingRequests++
 		}
 	}
@@ -74,7 +76,9 @@ func (h *Handler) Snapshot() Snapshot {
 	return s
 }
 
-// noteEnded records that an exchange with p ended at now; h.mu is held.
+// noteEnded records that p's last exchange ended at now, for a peer that
+// gc forgets: while it is tracked, its peerState holds the time, which
+// spares every exchange's end a write to this map. h.mu is held.
 func (h *Handler) noteEnded(p peer.ID, now time.Time) {
 	if h.lastEnded == nil {
 		h.lastEnded = make(map[peer.ID]time.Time)
