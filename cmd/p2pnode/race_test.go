@@ -2,6 +2,7 @@
 
 package main
 
-// raceEnabled makes the end-to-end tests build the binary they run with the
-// race detector too, so that races in the CLI itself are caught.
+// raceEnabled reports that the tests run with the race detector, and so do
+// the p2pnode processes they start (the test binary: see asP2pnode), so
+// that races in the CLI itself are caught.
 const raceEnabled = true
