@@ -14,6 +14,7 @@ import (
 // (refused, reason relay_not_allowed) and check said "gater rejected
 // connection".
 func TestRelayMembershipIPBound(t *testing.T) {
+	t.Parallel()
 	l := newRelayLab(t)
 	l.startRelay() // on its YAML allowlist: a and b, from anywhere
 

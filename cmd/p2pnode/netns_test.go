@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"strings"
@@ -27,7 +28,7 @@ type netLab struct {
 // requireNetns fails the test in CI (env CI set) and skips it elsewhere
 // when the machine cannot build a lab: not root, or ip or iptables missing,
 // or network namespaces not permitted.
-func requireNetns(t *testing.T) {
+func requireNetns(t *testing.T, prefix string) {
 	t.Helper()
 	why := ""
 	switch {
@@ -38,7 +39,7 @@ func requireNetns(t *testing.T) {
 	case !onPath("iptables"):
 		why = "iptables not installed"
 	default:
-		probe := fmt.Sprintf("p2pprobe-%d", os.Getpid())
+		probe := prefix + "probe"
 		if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
 			why = fmt.Sprintf("ip netns add: %v: %s", err, strings.TrimSpace(string(out)))
 		} else {
@@ -63,8 +64,13 @@ func onPath(name string) bool {
 // newNetLab makes the public network's namespace and bridge.
 func newNetLab(t *testing.T) *netLab {
 	t.Helper()
-	requireNetns(t)
-	l := &netLab{t: t, prefix: fmt.Sprintf("p2pr%d-", os.Getpid())}
+	// Of this test: labs of tests running in parallel need names of
+	// their own (the links and addresses inside are the namespaces' own).
+	h := fnv.New32a()
+	h.Write([]byte(t.Name()))
+	prefix := fmt.Sprintf("p2pr%d-%08x-", os.Getpid(), h.Sum32())
+	requireNetns(t, prefix)
+	l := &netLab{t: t, prefix: prefix}
 	l.pub = l.ns("pub")
 	l.ip("-n", l.pub, "link", "add", "br0", "type", "bridge")
 	l.ip("-n", l.pub, "link", "set", "br0", "up")
