@@ -28,6 +28,7 @@ import (
 // one response: with 1 GB of payloads the node and the CLI each held it,
 // and the call hit its 30 s deadline.)
 func TestOutboxListStreams(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	st, err := store.Open(dir, store.Options{})
 	if err != nil {

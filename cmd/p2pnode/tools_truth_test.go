@@ -50,6 +50,7 @@ func TestEchoBaselineLargePayloadDoesNotHang(t *testing.T) {
 // message limit (the handler's envelope does not fit any more), exiting 1
 // after validation had accepted it.
 func TestBenchLargestPayloadRuns(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	size := 1 << 20
 	r := runCLI(t, dir, "bench", "--payload", strconv.Itoa(size), "--count", "1")
