@@ -45,16 +45,20 @@ func TestMain(m *testing.M) {
 }
 
 // asP2pnode reports whether this process was started as p2pnode: through
-// binPath, not as the test binary. The test binary holds all of package
-// main, built as this test run asked (with -race under -race), so it is
-// p2pnode's main. Building p2pnode again instead ("go build", as TestMain
-// did) took 13 s of a quiet two-core machine's package run and 66 s of a
-// loaded one, before any test ran, for a binary that differs only in what
-// the tests' own files add: nothing at init, no flags (the CLI's are its
-// own FlagSets, not the flag package's, where the testing flags are).
+// binPath, with childEnv (so that a test binary someone names p2pnode
+// still runs the tests). The test binary holds all of package main, built
+// as this test run asked (with -race under -race), so it is p2pnode's
+// main. Building p2pnode again instead ("go build", as TestMain did) took
+// 13 s of a quiet two-core machine's package run and 66 s of a loaded
+// one, before any test ran, for a binary that differs only in what the
+// tests' own files add: nothing at init, and no flags (the CLI's are
+// pflag sets of its own; the testing flags are in the flag package's).
 func asP2pnode() bool {
-	return filepath.Base(os.Args[0]) == binName
+	return filepath.Base(os.Args[0]) == binName && os.Getenv(childMark) == "1"
 }
+
+// childMark is set to 1 in the environment of the p2pnode processes.
+const childMark = "P2PNODE_TEST_CHILD"
 
 func setupAndRun(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "p2pnode-test-")
@@ -88,7 +92,7 @@ func setupAndRun(m *testing.M) int {
 // handlers); the tests start dozens of processes. Races still fail a test:
 // the binary then exits with status 66 and a report on stderr.
 func childEnv() []string {
-	return append(os.Environ(), "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
+	return append(os.Environ(), "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"), childMark+"=1")
 }
 
 // result is a finished p2pnode invocation.
