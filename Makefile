@@ -41,7 +41,8 @@ lint:
 ## three rounds: every package but cmd/ at GOMAXPROCS 1, 2 and 4, each
 ## STRESS_COUNT times; cmd/ at GOMAXPROCS 1, 2 and 4 once each (its tests
 ## mostly wait on child p2pnode processes, which -cpu does not reach, and
-## take 2-3 min a round); then the whole suite once more beside a CPU hog
+## take about 4.5 min a round at load 10-14 on two cores, 10 min beside two
+## more busy threads); then the whole suite once more beside a CPU hog
 ## (internal/cpuhog, HOG_PROCS busy threads: load about 8 on two cores),
 ## which is stopped however that round ends, and stops itself after HOG_FOR
 ## anyway. Every round runs; the target fails at the end if any failed.
