@@ -110,9 +110,19 @@ func TestAllToAll(t *testing.T) {
 		// judged the peer faulty (ack_timeout), 9 failures in 20 loaded
 		// runs. What this test checks (nothing lost, nothing delivered
 		// twice) does not depend on them, and a lost ack still fails it.
+		//
+		// The handshake timeout is the listener's side of the dial's: the
+		// 90 handshakes start at once and share the CPU, so under load
+		// they all take long together (a median of 10 s, 15 s and more at
+		// the tail, measured with four to six spinners); at the 15 s
+		// default the listeners cut up to 210 of them per run while their
+		// dialers still waited, each a failed attempt ("closed the
+		// connection during the handshake", or "before"), and one run in
+		// 15 failed an exchange so.
 		hs[i] = newHandler(t, ids[i], list, handler.WithRetry(handler.DefaultMaxAttempts, handler.DefaultBackoffBase, time.Second),
 			handler.WithReplyTimeout(allToAllPatience), handler.WithNode(func(c *p2p.Config) {
 				c.AckTimeout, c.DialTimeout, c.ReadTimeout = allToAllPatience, allToAllPatience, allToAllPatience
+				c.HandshakeTimeout = allToAllPatience
 			}))
 	}
 	// Each node answers with "<its index>:<request>", records what it saw,

@@ -33,6 +33,9 @@ const (
 	DefaultAckDelay       = 2 * time.Millisecond
 	// DefaultStreamIdleTimeout is Config.StreamIdleTimeout's default.
 	DefaultStreamIdleTimeout = time.Minute
+	// DefaultHandshakeTimeout is Config.HandshakeTimeout's default:
+	// go-libp2p's own accept timeout.
+	DefaultHandshakeTimeout = 15 * time.Second
 	// MaxAckDelay bounds Config.AckDelay well under any sensible ack
 	// timeout of the peers.
 	MaxAckDelay = 100 * time.Millisecond
@@ -81,6 +84,17 @@ type Config struct {
 	// address: go-libp2p's shorter limit for loopback and private
 	// addresses (5s) does not apply. Default 10s.
 	DialTimeout time.Duration
+	// HandshakeTimeout bounds an inbound connection from its accept until
+	// it is ready (the security protocol's negotiation, the Noise
+	// handshake, the muxer's): the node closes one still unfinished then,
+	// and charges its IP a failed_handshake (docs/security.md). It is the
+	// listener's side of DialTimeout: a node that gives its own dials
+	// longer, because its machine is slow or loaded, gives its peers'
+	// handshakes longer with it, or a dial its peer is still waiting for
+	// is cut short here. A longer one lets a stalling stranger hold a
+	// transient connection slot, and its IP go uncharged, that much
+	// longer. Default 15s.
+	HandshakeTimeout time.Duration
 	// MaxInFlight is how many sent messages to one peer may await their ack
 	// at once on a stream. It is enforced on receipt too: a message that
 	// arrives while this many of the peer's are unanswered on its stream is
@@ -314,6 +328,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.ReadTimeout, DefaultReadTimeout)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.DialTimeout, DefaultDialTimeout)
+	setDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	switch {
 	case c.AckDelay == 0:
 		c.AckDelay = DefaultAckDelay

@@ -208,3 +208,37 @@ func TestAbandonedHandshakeIsCharged(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 }
+
+// TestStalledHandshakeCutAtHandshakeTimeout shows that Config.HandshakeTimeout,
+// not go-libp2p's fixed 15 s, bounds an inbound handshake: a peer that stalls
+// half-way has its connection closed once it has passed, and its IP charged.
+// (A node whose dials get longer than 15 s, as a loaded machine's may need,
+// must give its peers' handshakes as long: go-libp2p cut them at 15 s while
+// the dialer still waited, and TestAllToAll failed attempts so.)
+func TestStalledHandshakeCutAtHandshakeTimeout(t *testing.T) {
+	// Far under go-libp2p's 15 s, and the wait for the close far over
+	// this: only the configured bound can close the connection in time.
+	const timeout = time.Second
+	const wait = 10 * time.Second
+	victim := tu.NewIdentity(t)
+	v := tu.Node(t, victim, tu.Allowlist(t, victim), func(c *p2p.Config) {
+		c.RateLimit, c.HandshakeTimeout = handshakeBudget, timeout
+	})
+	c := dialFrom(t, "127.0.0.2", v)
+	if _, err := c.Write(msHeader); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(msHeader))
+	c.SetReadDeadline(time.Now().Add(wait))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	// Then nothing: the node must hang up.
+	if _, err := c.Read(buf); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("stalled handshake still open %s after its %s timeout (read: %v)", wait, timeout, err)
+	}
+	// The charge is made before the close.
+	if got := ipSpent(v, ratelimit.FailedHandshake); got != 1 {
+		t.Fatalf("stalled handshake charged %d times, want 1", got)
+	}
+}

@@ -2,14 +2,22 @@ package p2p
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/sec"
+	"github.com/libp2p/go-libp2p/core/transport"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"go.uber.org/fx"
 )
 
 // newHost builds the libp2p host: TCP only, Noise only, yamux, our gater and
@@ -53,6 +61,9 @@ func newHost(cfg Config, g *gater, rs *relayState) (host.Host, error) {
 		// addresses (a LAN, a VPN), which cut a handshake slowed by load
 		// short of the DialTimeout a caller set.
 		libp2p.SwarmOpts(swarm.WithDialTimeout(cfg.DialTimeout), swarm.WithDialTimeoutLocal(cfg.DialTimeout)),
+		// And Config.HandshakeTimeout bounds each inbound handshake, which
+		// go-libp2p cuts at 15 s and offers no option for.
+		libp2p.WithFxOption(fx.Decorate(fx.Annotate(acceptTimeoutUpgrader(cfg.HandshakeTimeout), fx.ParamTags(`name:"security"`)))),
 	}
 	opts = append(opts, relayHostOptions(cfg, rs)...)
 	if cfg.Metrics != nil {
@@ -69,4 +80,15 @@ func newHost(cfg Config, g *gater, rs *relayState) (host.Host, error) {
 	conns := func(p peer.ID) int { return len(h.Network().ConnsToPeer(p)) }
 	g.conns.Store(&conns)
 	return h, nil
+}
+
+// acceptTimeoutUpgrader returns an fx decorator of go-libp2p's upgrader: the
+// same upgrader, built from the same parts as libp2p.New builds it, with d
+// as its accept timeout, which bounds every inbound connection from accept
+// until the swarm takes it, handshakes included. Its signature mirrors
+// upgrader.New's, which is what fx injects.
+func acceptTimeoutUpgrader(d time.Duration) func([]sec.SecureTransport, []tptu.StreamMuxer, pnet.PSK, network.ResourceManager, connmgr.ConnectionGater) (transport.Upgrader, error) {
+	return func(security []sec.SecureTransport, muxers []tptu.StreamMuxer, psk pnet.PSK, rm network.ResourceManager, g connmgr.ConnectionGater) (transport.Upgrader, error) {
+		return tptu.New(security, muxers, psk, rm, g, tptu.WithAcceptTimeout(d))
+	}
 }

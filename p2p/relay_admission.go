@@ -16,7 +16,8 @@ import (
 // opened on its own connection to the node; the node's upgrader then runs
 // multistream-select and Noise inside it, holding one of the transient
 // inbound connection slots (limitTransientConns, shared with every direct
-// handshake) until Noise proves a key or the accept timeout (15 s) ends it.
+// handshake) until Noise proves a key or the handshake timeout
+// (Config.HandshakeTimeout, 15 s by default) ends it.
 // Nothing about such a handshake can be charged: the IP is the relay's, the
 // relay may be honest and merely carrying a hostile member's circuit, and
 // the source it announces may be an honest member a hostile relay names.
