@@ -91,6 +91,8 @@ type timeoutsConfig struct {
 	Read  time.Duration `yaml:"read"`
 	Write time.Duration `yaml:"write"`
 	Dial  time.Duration `yaml:"dial"`
+	// Handshake bounds a peer's inbound handshake (p2p.Config.HandshakeTimeout).
+	Handshake time.Duration `yaml:"handshake"`
 	// AckDelay may be negative: acks are then never held.
 	AckDelay time.Duration `yaml:"ack_delay"`
 	// StreamIdle may be negative: streams are then never closed for idling.
@@ -139,6 +141,8 @@ func bindRunFlags(fs *pflag.FlagSet, c *runConfig) {
 		fmt.Sprintf("how long one write to a peer may take (default %s)", p2p.DefaultWriteTimeout))
 	fs.DurationVar(&c.Timeouts.Dial, "dial-timeout", c.Timeouts.Dial,
 		fmt.Sprintf("how long connecting to a peer may take (default %s)", p2p.DefaultDialTimeout))
+	fs.DurationVar(&c.Timeouts.Handshake, "handshake-timeout", c.Timeouts.Handshake,
+		fmt.Sprintf("how long a peer's connection to this node may take to be ready, its handshake included; slower ones are cut and charged (default %s)", p2p.DefaultHandshakeTimeout))
 	fs.DurationVar(&c.Timeouts.AckDelay, "ack-delay", c.Timeouts.AckDelay,
 		fmt.Sprintf("how long the ack of a request may wait to leave with its reply (default %s, at most %s; negative: never)", p2p.DefaultAckDelay, p2p.MaxAckDelay))
 	fs.DurationVar(&c.Timeouts.StreamIdle, "stream-idle-timeout", c.Timeouts.StreamIdle,
@@ -318,6 +322,7 @@ func (c *runConfig) validateValues() error {
 		{"rate-refill", c.RateLimit.Refill}, {"rate-ban", c.RateLimit.Ban},
 		{"ack-timeout", c.Timeouts.Ack}, {"read-timeout", c.Timeouts.Read},
 		{"write-timeout", c.Timeouts.Write}, {"dial-timeout", c.Timeouts.Dial},
+		{"handshake-timeout", c.Timeouts.Handshake},
 		{"reply-timeout", c.Handler.ReplyTimeout}, {"backoff-base", c.Handler.Backoff.Base},
 		{"backoff-max", c.Handler.Backoff.Max}, {"record-ttl", c.DHT.RecordTTL},
 		{"record-refresh", c.DHT.Refresh},
@@ -385,6 +390,7 @@ func (c *runConfig) nodeConfig() p2p.Config {
 		ReadTimeout:       c.Timeouts.Read,
 		WriteTimeout:      c.Timeouts.Write,
 		DialTimeout:       c.Timeouts.Dial,
+		HandshakeTimeout:  c.Timeouts.Handshake,
 		AckDelay:          c.Timeouts.AckDelay,
 		MaxInFlight:       c.MaxInFlight,
 		StreamIdleTimeout: c.Timeouts.StreamIdle,

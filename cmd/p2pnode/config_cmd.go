@@ -96,6 +96,7 @@ timeouts:
   read: 10s   # a frame, once started, must arrive within this
   write: 10s  # one write to a peer
   dial: 10s   # connecting to a peer and opening a stream
+  handshake: 15s  # a peer's connection to us must be ready within this (raise with dial on slow machines)
   ack_delay: 2ms  # the ack of a request may wait this long to leave with its reply
   stream_idle: 1m # a message stream that carries nothing this long is closed (the connection stays)
 

@@ -28,7 +28,7 @@ func TestExampleConfigParses(t *testing.T) {
 		t.Errorf("listen: %v", c.Listen)
 	case c.RateLimit != rateLimitConfig{Burst: 20, Refill: time.Second, Ban: 30 * time.Second}:
 		t.Errorf("rate limit: %+v", c.RateLimit)
-	case c.Timeouts != timeoutsConfig{Ack: 10 * time.Second, Read: 10 * time.Second, Write: 10 * time.Second, Dial: 10 * time.Second, AckDelay: 2 * time.Millisecond, StreamIdle: time.Minute}:
+	case c.Timeouts != timeoutsConfig{Ack: 10 * time.Second, Read: 10 * time.Second, Write: 10 * time.Second, Dial: 10 * time.Second, Handshake: 15 * time.Second, AckDelay: 2 * time.Millisecond, StreamIdle: time.Minute}:
 		t.Errorf("timeouts: %+v", c.Timeouts)
 	case c.MaxMessage != 1<<20 || c.MaxInFlight != 64 || c.SendQueue != 1024 || c.StreamsPer != 4:
 		t.Errorf("limits: %+v", c)
@@ -186,7 +186,7 @@ log: {level: info, format: json}
 		t.Fatal(err)
 	}
 	f := parseRunFlags(t, "--key", "flag.key", "--listen", "/ip4/127.0.0.1/tcp/9",
-		"--rate-burst", "7", "--ack-timeout", "1m", "--json=false", "--log-level", "debug")
+		"--rate-burst", "7", "--ack-timeout", "1m", "--handshake-timeout", "40s", "--json=false", "--log-level", "debug")
 	if err := overlayFlags(&c, f); err != nil {
 		t.Fatal(err)
 	}
@@ -196,12 +196,15 @@ log: {level: info, format: json}
 		Allowlist:  "file-allowlist.yaml",                              // file
 		JSON:       false,                                              // flag, set to false
 		RateLimit:  rateLimitConfig{Burst: 7, Refill: 2 * time.Second}, // flag, file
-		Timeouts:   timeoutsConfig{Ack: time.Minute, Dial: 4 * time.Second},
+		Timeouts:   timeoutsConfig{Ack: time.Minute, Dial: 4 * time.Second, Handshake: 40 * time.Second},
 		MaxMessage: 1000,
 		Log:        logConfig{Level: "debug", Format: "json"}, // global flag, file
 	}
 	if !configEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
+	}
+	if pc := c.nodeConfig(); pc.HandshakeTimeout != 40*time.Second || pc.DialTimeout != 4*time.Second {
+		t.Fatalf("node config: handshake %v, dial %v", pc.HandshakeTimeout, pc.DialTimeout)
 	}
 }
 
@@ -248,6 +251,7 @@ func TestConfigErrors(t *testing.T) {
 		{Key: "k"},
 		{Key: "k", Allowlist: "a", MaxMessage: -1},
 		{Key: "k", Allowlist: "a", Timeouts: timeoutsConfig{Dial: -time.Second}},
+		{Key: "k", Allowlist: "a", Timeouts: timeoutsConfig{Handshake: -time.Second}},
 		{Key: "k", Allowlist: "a", Relays: []string{"/ip4/10.0.0.1/tcp/4001"}}, // no peer ID
 		{Key: "k", Allowlist: "a", Relays: []string{"not an address"}},
 		{Key: "k", Allowlist: "a", Reachability: "public"}, // without relays
