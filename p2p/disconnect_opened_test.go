@@ -20,7 +20,10 @@ import (
 // connection closes, as before.
 func TestDisconnectOpenedBeforeSparesNewerConnections(t *testing.T) {
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
-	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib))
+	// A dial timeout of a nanosecond: the old connection, which carries no
+	// stream, is not spared as one awaiting its first
+	// (TestDisconnectOpenedBeforeSparesConnectionAwaitingItsFirstStream).
+	b := tu.Node(t, ib, tu.Allowlist(t, ia, ib), func(c *p2p.Config) { c.DialTimeout = time.Nanosecond })
 	// The node's own view of each connection: its Stat().Opened is what
 	// OpenedBefore is compared with.
 	opened := make(chan network.Conn, 4)

@@ -66,8 +66,9 @@ func (n *Node) drainWait() time.Duration {
 func (n *Node) disconnect(p peer.ID, openedBefore time.Time) {
 	conns := n.host.Network().ConnsToPeer(p)
 	if !openedBefore.IsZero() {
+		now := time.Now()
 		conns = slices.DeleteFunc(conns, func(c network.Conn) bool {
-			return !c.Stat().Opened.Before(openedBefore)
+			return !c.Stat().Opened.Before(openedBefore) || n.awaitsFirstStream(c, now)
 		})
 	}
 	// The connections are marked closing before their streams are listed,
@@ -98,6 +99,22 @@ func (n *Node) disconnect(p peer.ID, openedBefore time.Time) {
 		n.holds.wait(p, maxHoldWait, n.ctx.Done())
 		n.closeConns(p, conns)
 	}()
+}
+
+// awaitsFirstStream reports whether c is a connection the peer opened for
+// work it has not begun: inbound, no message stream of the peer's on it
+// yet, and younger than a dial (DialTimeout, which bounds the peer's
+// connecting and opening its stream together, as ours does in openOnce).
+// A closing for idleness (OpenedBefore) spares it as it spares a
+// connection opened since: the peer may have opened it just before we
+// found it idle, its first stream still on its way (on a loaded machine
+// seconds later), and closing it would fail that stream as a refusal at
+// the handshake, an attempt lost. Once older it is closed with the rest
+// at the next closing, should its stream never come.
+func (n *Node) awaitsFirstStream(c network.Conn, now time.Time) bool {
+	st := c.Stat()
+	return st.Direction == network.DirInbound && !n.conns.of(c).accepted.Load() &&
+		now.Sub(st.Opened) < n.cfg.DialTimeout
 }
 
 // closeConns closes conns, p's connections.

@@ -94,8 +94,11 @@ type DisconnectFrom struct {
 	// it (as this node's clock records their opening): a caller closing
 	// Peer for idleness passes the moment Peer became idle, so that a
 	// connection Peer opened since, for new work, is not cut before its
-	// first stream is answered (Peer would take that for a refusal). Zero
-	// closes every connection. Ignored without Peer.
+	// first stream is answered (Peer would take that for a refusal). For
+	// the same reason it spares a connection Peer opened less than
+	// Config.DialTimeout ago and has opened no message stream on yet: its
+	// first stream may be on its way. Zero closes every connection.
+	// Ignored without Peer.
 	OpenedBefore time.Time
 }
 
