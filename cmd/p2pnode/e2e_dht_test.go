@@ -110,7 +110,7 @@ func TestFindBootstrapRefusesIP(t *testing.T) {
 	r := runCLI(t, dir, "find", "--key", keyF, "--allowlist", listF, "--bootstrap", boot, "--peer", idA, "--timeout", "3s")
 	oneErrorLine(t, r, "dht: no bootstrap peer answered within 3s; the last try: bootstrap peer "+idA+
 		": the peer closed the connection before the handshake")
-	if !strings.Contains(r.stderr, "it may not admit this node's IP") || r.code != exitError {
+	if !strings.Contains(r.stderr, "it may not admit this node's IP") || !strings.Contains(r.stderr, "outlasted the peer's handshake timeout") || r.code != exitError {
 		t.Fatalf("find with an IP the bootstrap refuses: exit %d: %s", r.code, r.stderr)
 	}
 	stopAll(t, a)

@@ -42,6 +42,9 @@ func TestRefusalSeenOnBothSides(t *testing.T) {
 		res := runCLI(t, dir, "send", "--standalone", "--key", who.key, "--allowlist", listS, "--addr", addrR,
 			"--max-attempts", "3", "--backoff-base", "10ms", "hello?")
 		oneErrorLine(t, res, "send to "+idR+": the peer closed the connection during the handshake: it may not allowlist "+who.id)
+		if !strings.Contains(res.stderr, "outlasted the peer's handshake timeout") {
+			t.Fatalf("the refusal does not name the other cause, a slow handshake: %s", res.stderr)
+		}
 		e := r.expect("refused event", match("refused", "peer", who.id, "ip", "127.0.0.1", "reason", who.reason))[0]
 		if e.Str("count") != "1" || e.Str("peer_name") != who.name {
 			t.Fatalf("refused event %v: want count 1, peer_name %q", e, who.name)
