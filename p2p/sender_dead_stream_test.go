@@ -22,21 +22,9 @@ func TestStreamDeadBeforeFirstWrite(t *testing.T) {
 	ia, ib, stranger := tu.NewIdentity(t), tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib)
 	b := tu.Node(t, ib, list)
-	go func() {
-		for range b.Receiver() { // b's application: takes what it is given
-		}
-	}()
-
-	entered, proceed := make(chan struct{}), make(chan struct{})
-	enter, release := closeOnce(entered), closeOnce(proceed)
-	t.Cleanup(release) // before the node's Close
-	var once sync.Once
-	a := tu.Node(t, ia, list, p2p.WithOpenedHook(func() {
-		once.Do(func() {
-			enter()
-			within(proceed)
-		})
-	}))
+	takeAll(b)
+	hold, entered, release := holdFirst(t)
+	a := tu.Node(t, ia, list, p2p.WithOpenedHook(hold))
 
 	a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: b.Addrs()[0], ID: 1, Data: []byte("first")}
 	if !within(entered) {
@@ -74,24 +62,14 @@ func TestMessageAsStreamEndsGoesOnNewStream(t *testing.T) {
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib)
 	b := tu.Node(t, ib, list, func(c *p2p.Config) { c.StreamIdleTimeout = 50 * time.Millisecond })
-	go func() {
-		for range b.Receiver() { // b's application: takes what it is given
-		}
-	}()
-	entered, proceed := make(chan struct{}), make(chan struct{})
-	enter, release := closeOnce(entered), closeOnce(proceed)
-	t.Cleanup(release) // before the node's Close
-	var once sync.Once
+	takeAll(b)
+	hold, entered, release := holdFirst(t)
 	a := tu.Node(t, ia, list, p2p.WithEndHook(func(inbound bool) {
-		if inbound {
-			return
-		}
-		once.Do(func() {
+		if !inbound {
 			// The first stream's end, begun by b's idle close: held
 			// here until the second message has its Status.
-			enter()
-			within(proceed)
-		})
+			hold()
+		}
 	}))
 	a.Sender() <- p2p.SendMsg{Peer: ib.ID, Addr: b.Addrs()[0], ID: 1, Data: []byte("first")}
 	if st := nextOf(t, a, statusOf(1)); !st.OK {
@@ -106,4 +84,29 @@ func TestMessageAsStreamEndsGoesOnNewStream(t *testing.T) {
 	if !st.OK {
 		t.Fatalf("second message: %+v", st)
 	}
+}
+
+// takeAll is n's application taking whatever it is given.
+func takeAll(n *p2p.Node) {
+	go func() {
+		for range n.Receiver() {
+		}
+	}()
+}
+
+// holdFirst returns a hook that, the first time it runs, closes entered
+// and waits until release, at most tu.Timeout; release also runs at
+// Cleanup, so that a test that fails early leaves no hook waiting.
+func holdFirst(t *testing.T) (hold func(), entered <-chan struct{}, release func()) {
+	in, proceed := make(chan struct{}), make(chan struct{})
+	enter := closeOnce(in)
+	release = closeOnce(proceed)
+	t.Cleanup(release)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			enter()
+			within(proceed)
+		})
+	}, in, release
 }
