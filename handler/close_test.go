@@ -2,11 +2,14 @@ package handler_test
 
 import (
 	"errors"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bitvmx/go-bitvmx-p2p/handler"
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
+	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
 // Close fails queued exchanges at once and those in flight at the deadline,
@@ -83,6 +86,62 @@ func TestCloseWaitsForExchangeInFlight(t *testing.T) {
 		}
 	}
 	expect(t, got, true, handler.ReasonOK)
+}
+
+// Once Close is called no exchange starts, even if the loop takes the
+// connection's close (which frees the peer for the exchanges queued behind
+// a spent connection) before Close's command: Close does not wait for one
+// it let start. The hook holds the loop on that close until Close has
+// begun, so the close is always taken first.
+func TestCloseStartsNoQueuedExchange(t *testing.T) {
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	var (
+		a      *handler.Handler
+		armed  atomic.Bool
+		closed = make(chan error, 1)
+	)
+	hold := func(ev p2p.Event) {
+		if _, ok := ev.(p2p.Disconnected); !ok || !armed.CompareAndSwap(true, false) {
+			return
+		}
+		go func() { closed <- a.Close() }()
+		// The loop is here, so Close is blocked handing it its command;
+		// it has begun once new requests are refused.
+		deadline := time.Now().Add(tu.Timeout)
+		for {
+			if _, err := a.Request(ib.ID, nil, nil); errors.Is(err, handler.ErrClosed) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Error("Close never began")
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+	a = newHandler(t, ia, list, handler.WithObserver(hold), func(c *handler.Config) { c.CloseTimeout = time.Second })
+	b := newHandler(t, ib, list)
+	active, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
+	queued, _ := a.Request(b.PeerID(), addr(b), []byte("q2"))
+	req := tu.Next[*handler.Request](t, b.Events())
+	armed.Store(true)
+	if err := b.Response(req.From, req.Exchange, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	stages := map[handler.ExchangeID]*handler.Outcome{}
+	for ev := range a.Outcomes() {
+		if o, ok := ev.(*handler.Outcome); ok {
+			stages[o.Exchange] = o
+		}
+	}
+	expect(t, stages[active], true, handler.ReasonOK)
+	if o := stages[queued]; o == nil || o.Reason != handler.ReasonClosed || o.Stage != handler.StateQueued {
+		t.Fatalf("queued exchange ended %+v, want closed while queued", o)
+	}
 }
 
 // A handler whose node stops under it fails its exchanges and closes.

@@ -106,8 +106,11 @@ func (h *Handler) setPeerTimer(ps *peerState, e *timerEntry) {
 // pump starts queued exchanges while the peer has room for them: fewer
 // than MaxConcurrentPerPeer active, and a connection that is not being
 // closed (one that is gets replaced by a fresh one once it is gone).
+// Nothing starts once Close is called, before the loop has taken its
+// command too: an input the loop takes first would otherwise start an
+// exchange that Close then waits for until its deadline.
 func (h *Handler) pump(ps *peerState) {
-	for ps.queue.len() > 0 && ps.started < h.cfg.MaxConcurrentPerPeer && !h.stopping && ps.startable() {
+	for ps.queue.len() > 0 && ps.started < h.cfg.MaxConcurrentPerPeer && !h.stopping && !h.closing.Load() && ps.startable() {
 		ex := ps.queue.pop()
 		if ex.ended() {
 			continue // completed while queued: a reply to a resumed request
