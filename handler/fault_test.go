@@ -3,6 +3,7 @@ package handler_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,22 +16,38 @@ import (
 )
 
 // No reply within ReplyTimeout fails the exchange on both sides. The
-// responder's deadline comes last: when it comes first, the responder
+// responder's deadline must come last: when it comes first, the responder
 // closes the connection, and the dialer's resend is refused unanswered
-// (TestRetryOfUnansweredRequestEndsAtOnce).
+// (TestRetryOfUnansweredRequestEndsAtOnce). The dialer's runs from its
+// loop's taking the ack, the responder's from its loop's taking the
+// request, which comes first; a dialer starved for 300 ms more than the
+// responder (the race detector on a loaded machine) took its ack after the
+// responder's deadline was due. So the responder's loop is held on the
+// request until the dialer's exchange has ended: its node acks the request
+// without it.
 func TestReplyTimeout(t *testing.T) {
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib)
+	var once sync.Once
+	release := make(chan struct{})
+	let := func() { once.Do(func() { close(release) }) }
+	hold := func(ev p2p.Event) {
+		if _, ok := ev.(p2p.Data); ok {
+			<-release
+		}
+	}
 	a := newHandler(t, ia, list, handler.WithReplyTimeout(300*time.Millisecond))
-	b := newHandler(t, ib, list, handler.WithReplyTimeout(600*time.Millisecond))
+	b := newHandler(t, ib, list, handler.WithReplyTimeout(600*time.Millisecond), handler.WithObserver(hold))
+	t.Cleanup(let) // before b's Close, which a held loop would not take
 	id, _ := a.Request(b.PeerID(), addr(b), []byte("q"))
-	req := tu.Next[*handler.Request](t, b.Events())
 
 	o := outcome(t, a, id)
 	expect(t, o, false, handler.ReasonReplyTimeout)
 	if o.Stage != handler.StateAwaitReply || !errors.Is(o.Err, handler.ErrReplyTimeout) {
 		t.Fatalf("dialer outcome %+v", o)
 	}
+	let()
+	req := tu.Next[*handler.Request](t, b.Events())
 	o = outcome(t, b, id)
 	expect(t, o, false, handler.ReasonReplyTimeout)
 	if o.Role != handler.Responder || o.Stage != handler.StateDelivered {
