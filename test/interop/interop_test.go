@@ -52,40 +52,11 @@ func buildAndRun(m *testing.M) int {
 // other's peer ID; the Go node has an ed25519 key, the JS peer a secp256k1
 // one, so both key types are crossed.
 func TestJSPeerInterop(t *testing.T) {
-	if skipReason != "" {
-		t.Skip(skipReason)
-	}
-	nodeJS, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	bin := binPath
-	env := childEnv()
-
-	goKey := filepath.Join(dir, "go.key")
-	goID := strings.TrimSpace(run(t, dir, bin, "keygen", "--type", "ed25519", "--out", goKey))
-
-	// js-libp2p's own errors go to the JS peer's stderr, shown if the test fails.
-	js := startProc(t, "js peer", ".", append(env, "DEBUG=libp2p:*:error"), nodeJS, "peer.mjs", "--expect-peer", goID,
-		"--key-type", "secp256k1", "--timeout-ms", "45000", "--lifetime-ms", "900000")
-	jl := js.expectWithin(t, startTimeout, "listening event", match("listening"))[0]
-	jsID := jl.Str("peer")
-	jsAddr := firstAddr(t, jl, jsID)
-
-	list := filepath.Join(dir, "allowlist.yaml")
-	if err := os.WriteFile(list, []byte("peers:\n  - id: "+jsID+"\n    name: js-peer\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	gon := startProc(t, "p2pnode", dir, env, bin, "run", "--json", "--ephemeral", "--key", goKey,
-		"--allowlist", list, "--listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "info",
-		// The node's own deadlines, raised like the test's own for a loaded
-		// machine. The default linger stays: a close after it waits for the
-		// acks the node owes (docs/PROTOCOL.md §5), which this test relies on.
-		"--dial-timeout", "45s", "--ack-timeout", "45s")
-	gl := gon.expectWithin(t, startTimeout, "listening event", match("listening", "peer", goID))[0]
-	goAddr := firstAddr(t, gl, goID)
-	t.Cleanup(func() { js.report(t); gon.report(t) })
+	// The node's own deadlines, raised like the test's own for a loaded
+	// machine. The default linger stays: a close after it waits for the
+	// acks the node owes (docs/PROTOCOL.md §5), which this test relies on.
+	pr := startPair(t, "--dial-timeout", "45s", "--ack-timeout", "45s")
+	js, gon, jsID, goID, goAddr, jsAddr := pr.js, pr.gon, pr.jsID, pr.goID, pr.goAddr, pr.jsAddr
 
 	// The scenarios run one after the other, each on its own connection,
 	// which the side that had the exchange's last word closes once that
@@ -153,6 +124,86 @@ func TestJSPeerInterop(t *testing.T) {
 			t.Errorf("error event: %s", l)
 		}
 	}
+}
+
+// A node that closes the connection as the JS peer closes it: with a
+// linger of a nanosecond, the node, which received the exchange's last
+// word, closes right after its ack, while the JS peer, the sender, closes
+// once it has read that ack. The two closes cross, as they do under load
+// with the default linger (250ms) whenever the JS peer is slower than that
+// to close; the JS peer must still see its connection closed, not wait for
+// it until its timeout (peer.mjs, closeConn). Whether a crossing hangs
+// js-libp2p's close depends on where its socket write stands when the
+// node's reset comes (without closeConn about half the messages did):
+// the test sends a few, each on its own connection.
+func TestJSPeerCloseCrossesNodeClose(t *testing.T) {
+	pr := startPair(t, "--dial-timeout", "45s", "--ack-timeout", "45s", "--linger", "1ns")
+	for id := 1; id <= 5; id++ {
+		data := fmt.Sprintf("message %d from js", id)
+		pr.js.send(t, map[string]any{"cmd": "send", "addr": pr.goAddr, "data": data, "id": id})
+		pr.js.expect(t, "ack of the message and the close",
+			match("acked", "id", id, "kind", "KIND_MESSAGE", "reason", "OK"),
+			match("closed", "id", id))
+		// Before the next message: its connection is a new one.
+		pr.gon.expect(t, "the message and the disconnection", match("data", "from", pr.jsID, "data", data),
+			match("disconnected", "peer", pr.jsID))
+	}
+	rest := pr.js.stop(t)
+	if len(rest) == 0 || !strings.Contains(rest[len(rest)-1], `"event":"stopped"`) {
+		t.Errorf("js peer ended with %q", rest)
+	}
+	for _, l := range append(rest, pr.gon.stop(t)...) {
+		if strings.Contains(l, `"event":"error"`) {
+			t.Errorf("error event: %s", l)
+		}
+	}
+}
+
+// pair is a JS peer and a "p2pnode run" that admit each other, both
+// listening.
+type pair struct {
+	js, gon        *proc
+	jsID, goID     string
+	jsAddr, goAddr string
+}
+
+// startPair starts the JS peer and a p2pnode run with nodeArgs added to
+// its flags, and waits until both listen; it skips the test if it cannot
+// run here.
+func startPair(t *testing.T, nodeArgs ...string) pair {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	nodeJS, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := binPath
+	env := childEnv()
+
+	goKey := filepath.Join(dir, "go.key")
+	goID := strings.TrimSpace(run(t, dir, bin, "keygen", "--type", "ed25519", "--out", goKey))
+
+	// js-libp2p's own errors go to the JS peer's stderr, shown if the test fails.
+	js := startProc(t, "js peer", ".", append(env, "DEBUG=libp2p:*:error"), nodeJS, "peer.mjs", "--expect-peer", goID,
+		"--key-type", "secp256k1", "--timeout-ms", "45000", "--lifetime-ms", "900000")
+	jl := js.expectWithin(t, startTimeout, "listening event", match("listening"))[0]
+	jsID := jl.Str("peer")
+	jsAddr := firstAddr(t, jl, jsID)
+
+	list := filepath.Join(dir, "allowlist.yaml")
+	if err := os.WriteFile(list, []byte("peers:\n  - id: "+jsID+"\n    name: js-peer\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"run", "--json", "--ephemeral", "--key", goKey,
+		"--allowlist", list, "--listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "info"}, nodeArgs...)
+	gon := startProc(t, "p2pnode", dir, env, bin, args...)
+	gl := gon.expectWithin(t, startTimeout, "listening event", match("listening", "peer", goID))[0]
+	goAddr := firstAddr(t, gl, goID)
+	t.Cleanup(func() { js.report(t); gon.report(t) })
+	return pair{js: js, gon: gon, jsID: jsID, goID: goID, jsAddr: jsAddr, goAddr: goAddr}
 }
 
 // buildP2pnode builds the CLI into dir, with the race detector when the

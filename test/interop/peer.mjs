@@ -175,7 +175,7 @@ async function respond (fs, conn, ex, payload) {
     const reason = await fs.send({ payload: envelope(wire.KIND.KIND_REPLY, ex, payload) })
     emit({ event: 'replied', exchange: hex, reason })
     await fs.close()
-    await conn.close({ signal: AbortSignal.timeout(timeoutMs) })
+    await closeConn(conn)
   } catch (err) {
     emit({ event: 'error', exchange: hex, error: `reply: ${errText(err)}` })
   }
@@ -183,6 +183,28 @@ async function respond (fs, conn, ex, payload) {
 
 function envelope (kind, exchange, payload) {
   return wire.Envelope.encode(wire.Envelope.create({ kind, exchange, payload })).finish()
+}
+
+/**
+ * closeConn closes conn, and is done as well once the connection ends some
+ * other way. The node closes too (the receiver of an exchange's last word
+ * does, after its linger), and when its close crosses ours, js-libp2p's
+ * close can wait out its whole signal: @libp2p/utils'
+ * AbstractMultiaddrConnection.close waits for the socket's write queue to
+ * go idle and then, if a write had filled it, for a 'drain'; the node's
+ * reset aborts the socket in between, which emits that 'idle' and then
+ * 'close' at once, before the wait for 'drain' begins, and no 'drain'
+ * ever comes. The connection is closed all the same: its 'close' event
+ * says so.
+ */
+async function closeConn (conn) {
+  const { promise: ended, resolve } = Promise.withResolvers()
+  conn.addEventListener('close', resolve, { once: true })
+  try {
+    await Promise.race([conn.close({ signal: AbortSignal.timeout(timeoutMs) }), ended])
+  } finally {
+    conn.removeEventListener('close', resolve)
+  }
 }
 
 /** waitClosed resolves true once conn has closed, false after ms. */
@@ -229,7 +251,7 @@ async function dialExchange (cmd) {
     // A message's sender has the last word, and closes at once.
     replyWaiters.delete(hex)
     await fs.close()
-    await conn.close({ signal: AbortSignal.timeout(timeoutMs) })
+    await closeConn(conn)
     emit({ event: 'closed', ...base, by: 'us' })
     return
   }
@@ -245,7 +267,7 @@ async function dialExchange (cmd) {
   // our ack; closing first could lose that ack.
   const byPeer = await waitClosed(conn, 2000)
   if (!byPeer) {
-    await conn.close({ signal: AbortSignal.timeout(timeoutMs) })
+    await closeConn(conn)
   }
   emit({ event: 'closed', ...base, by: byPeer ? 'peer' : 'us' })
 }
