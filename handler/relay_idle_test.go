@@ -67,7 +67,14 @@ func idledOut(t *testing.T, h *handler.Handler, ic tu.Identity) {
 	if err := raw.Connect(ctx, peer.AddrInfo{ID: h.PeerID(), Addrs: h.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, w.down, "the ordinary peer's idle disconnection")
+	// The peer opens no stream, so h spares its connection, as one whose
+	// first stream may be on its way, until it is a dial old (DialTimeout,
+	// 10 s): the close comes then, and the wait runs from there.
+	select {
+	case <-w.down:
+	case <-time.After(p2p.DefaultDialTimeout + tu.Timeout):
+		t.Fatalf("no idle disconnection of the ordinary peer within %s", p2p.DefaultDialTimeout+tu.Timeout)
+	}
 }
 
 // A relay's idle timeout cut its members' reservations: the member was
@@ -86,6 +93,7 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 	never := handler.WithIdleTimeout(-1)
 
 	t.Run("relay keeps the reservation it granted", func(t *testing.T) {
+		t.Parallel() // each waits out a DialTimeout (idledOut)
 		n := newRelayNet(t, []handler.Option{relayShort}, []handler.Option{never})
 		c := onlyConn(t, n.r, n.id.ID)
 		idledOut(t, n.r, n.ic)
@@ -98,6 +106,7 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 	})
 
 	t.Run("member keeps its relay", func(t *testing.T) {
+		t.Parallel() // each waits out a DialTimeout (idledOut)
 		n := newRelayNet(t, []handler.Option{never}, []handler.Option{short})
 		c := onlyConn(t, n.d, n.ir.ID)
 		idledOut(t, n.d, n.ic)
@@ -113,6 +122,7 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 	// which had the last word, would close at once, and the member after
 	// lingering.
 	t.Run("an exchange between relay and member leaves the reservation", func(t *testing.T) {
+		t.Parallel() // each waits out a DialTimeout (idledOut)
 		n := newRelayNet(t, []handler.Option{relayShort}, []handler.Option{short})
 		c := onlyConn(t, n.r, n.id.ID)
 		id, err := n.r.Send(n.id.ID, nil, []byte("to my member"))
@@ -140,6 +150,7 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 	})
 
 	t.Run("relay keeps a circuit, then closes the idle connection", func(t *testing.T) {
+		t.Parallel() // each waits out a DialTimeout (idledOut)
 		keep := handler.WithKeepConnection(true)
 		n := newRelayNet(t, []handler.Option{relayShort}, []handler.Option{never, keep})
 		b := newHandler(t, n.ib, n.list, never, keep, handler.WithNode(func(c *p2p.Config) {
