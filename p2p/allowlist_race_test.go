@@ -121,8 +121,8 @@ func TestRemovedDuringUpgradeIsDisconnected(t *testing.T) {
 	// once.
 	select {
 	case <-gone:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("b, removed from the allowlist, is still connected (%d connections) 5s later",
-			len(node.Host().Network().ConnsToPeer(b.ID)))
+	case <-time.After(tu.Timeout):
+		t.Fatalf("b, removed from the allowlist, is still connected (%d connections) %s later",
+			len(node.Host().Network().ConnsToPeer(b.ID)), tu.Timeout)
 	}
 }
