@@ -70,6 +70,9 @@ type proposedStream struct {
 	// alone.
 	written   chan struct{}
 	writeOnce sync.Once
+	// began: a write has begun, and with it the proposal (writeNoWait
+	// leaves that one to a writer that may wait).
+	began atomic.Bool
 
 	writeHook func()          // Config.writeHook, tests only
 	readHook  func(err error) // Config.readHook, tests only
@@ -104,6 +107,7 @@ func (s *proposedStream) Write(b []byte) (int, error) {
 	if s.writeHook != nil {
 		s.writeHook()
 	}
+	s.began.Store(true)
 	n, err := s.rw.Write(b)
 	s.wrote()
 	return n, err

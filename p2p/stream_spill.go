@@ -1,6 +1,9 @@
 package p2p
 
-import "time"
+import (
+	"io"
+	"time"
+)
 
 // Writers that must not wait for a peer: the node loop and Node.Send's
 // caller (the handler's loop, under its lock) write to a stream directly
@@ -38,7 +41,7 @@ const directWriteWait = 2 * time.Millisecond
 // it fires.
 func (w *wireWriter) writeNoWait(b []byte) (int, error) {
 	st := w.st
-	if len(st.spill) > 0 {
+	if len(st.spill) > 0 || proposing(w.w) {
 		st.spill = append(st.spill, b...)
 		return len(b), nil
 	}
@@ -70,6 +73,21 @@ func (w *wireWriter) writeNoWait(b []byte) (int, error) {
 		return len(b), nil
 	}
 	return n, err
+}
+
+// proposing reports whether w is a stream we opened whose first write, the
+// one that carries our proposal of the protocol (stream_open.go), has not
+// begun. A writer that may not wait spills that write whole, for the
+// spiller: go-multistream writes the proposal and the bytes after it
+// through a buffer of its own, and when the watchdog cuts that write short
+// it drops what it had not sent (all of it, when the deadline comes before
+// yamux queued any), reports every byte written, and fails each later
+// write with the deadline's error. writeNoWait, finding nothing to spill,
+// took the bytes for sent: the peer, never given the proposal, opened no
+// stream, and our messages on ours waited out their ack timeout.
+func proposing(w io.Writer) bool {
+	ps, ok := w.(*proposedStream)
+	return ok && !ps.began.Load()
 }
 
 // nowaitExpired is the watchdog: a write that may not wait has had its

@@ -2,12 +2,15 @@ package p2p
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
 )
 
 // stuckStream is a stream whose peer reads nothing until open is called:
@@ -135,6 +138,60 @@ func TestNoWaitWriteSpillsAndSpillerWritesIt(t *testing.T) {
 	s.open()
 	if got := s.awaitBytes(t, len(payload)); !bytes.Equal(got, payload) {
 		t.Fatalf("the peer read %d bytes, not the %d written", len(got), len(payload))
+	}
+	// The spiller's goroutine lets go of the write lock as it ends.
+	st.wmu.Lock()
+	st.wmu.Unlock()
+}
+
+// answerless is a stuckStream whose peer never answers our proposal: the
+// read of the answer, which go-multistream begins with the first write,
+// ends at once.
+type answerless struct{ *stuckStream }
+
+func (answerless) Read([]byte) (int, error) { return 0, io.EOF }
+
+// The first write to a stream this node opened carries our proposal of the
+// protocol through go-multistream, which loses the whole write, and reports
+// it written, when the watchdog cuts it short: the peer never got the
+// stream, and the messages on ours waited out their ack timeout
+// (TestDefaultsNeverCutOffHonestPeers failed so on a loaded machine). A
+// writer that may not wait spills that write whole instead, for the
+// spiller, which writes it, proposal first, once the peer reads again.
+func TestNoWaitWriteLeavesTheProposalToTheSpiller(t *testing.T) {
+	s := newStuckStream()
+	ps := &proposedStream{Stream: answerless{s}, rw: msmux.NewMSSelect(answerless{s}, protocol.ID(ProtocolID)),
+		written: make(chan struct{})}
+	st := &msgStream{n: &Node{}, s: ps}
+	st.n.cfg.WriteTimeout = time.Minute
+	st.ww = wireWriter{st, ps}
+	payload := bytes.Repeat([]byte{7}, 1000)
+
+	st.wmu.Lock()
+	st.nowait = true
+	if _, err := st.writer().Write(payload); err != nil {
+		t.Fatal(err)
+	}
+	st.flushReq.Store(true)
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		st.unlockNoWait()
+	}()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write that may not wait was held by a peer that does not read")
+	}
+
+	s.open()
+	var want []byte
+	for _, p := range []string{msmux.ProtocolID, ProtocolID} {
+		want = append(append(append(want, byte(len(p)+1)), p...), '\n')
+	}
+	want = append(want, payload...)
+	if got := s.awaitBytes(t, len(want)); !bytes.Equal(got, want) {
+		t.Fatalf("the peer read %q, not the proposal and the %d bytes written", got, len(payload))
 	}
 	// The spiller's goroutine lets go of the write lock as it ends.
 	st.wmu.Lock()
