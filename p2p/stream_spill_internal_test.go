@@ -96,19 +96,11 @@ func (s *stuckStream) awaitBytes(t *testing.T, n int) []byte {
 	}
 }
 
-// A writer that may not wait (the node loop, trySend) gives a stream whose
-// peer does not read directWriteWait, not WriteTimeout: the watchdog wakes
-// its write, and what the stream did not take is spilled. The spiller then
-// writes the spill, waiting as long as a writer may, once the peer reads
-// again. Each of the two is a stream timer made on first use (lazyTimer):
-// this fails if either is never made.
-func TestNoWaitWriteSpillsAndSpillerWritesIt(t *testing.T) {
-	s := newStuckStream()
-	st := &msgStream{n: &Node{}, s: s}
-	st.n.cfg.WriteTimeout = time.Minute
-	st.ww = wireWriter{st, s}
-	payload := bytes.Repeat([]byte{7}, 1000)
-
+// flushNoWait writes payload to st and flushes it as a writer that may not
+// wait does, and fails unless the flush returns well before st's
+// WriteTimeout (a minute): without the watchdog it waits for that.
+func flushNoWait(t *testing.T, st *msgStream, payload []byte) {
+	t.Helper()
 	st.wmu.Lock()
 	st.nowait = true
 	if _, err := st.writer().Write(payload); err != nil {
@@ -123,10 +115,24 @@ func TestNoWaitWriteSpillsAndSpillerWritesIt(t *testing.T) {
 	select {
 	case <-returned:
 	case <-time.After(10 * time.Second):
-		// WriteTimeout is a minute: without the watchdog the write waits
-		// for it.
 		t.Fatal("a write that may not wait was held by a peer that does not read")
 	}
+}
+
+// A writer that may not wait (the node loop, trySend) gives a stream whose
+// peer does not read directWriteWait, not WriteTimeout: the watchdog wakes
+// its write, and what the stream did not take is spilled. The spiller then
+// writes the spill, waiting as long as a writer may, once the peer reads
+// again. Each of the two is a stream timer made on first use (lazyTimer):
+// this fails if either is never made.
+func TestNoWaitWriteSpillsAndSpillerWritesIt(t *testing.T) {
+	s := newStuckStream()
+	st := &msgStream{n: &Node{}, s: s}
+	st.n.cfg.WriteTimeout = time.Minute
+	st.ww = wireWriter{st, s}
+	payload := bytes.Repeat([]byte{7}, 1000)
+
+	flushNoWait(t, st, payload)
 	// (The spiller may hold the write lock by now, waiting on the peer.)
 	s.mu.Lock()
 	early := s.got.Len()
@@ -167,22 +173,7 @@ func TestNoWaitWriteLeavesTheProposalToTheSpiller(t *testing.T) {
 	st.ww = wireWriter{st, ps}
 	payload := bytes.Repeat([]byte{7}, 1000)
 
-	st.wmu.Lock()
-	st.nowait = true
-	if _, err := st.writer().Write(payload); err != nil {
-		t.Fatal(err)
-	}
-	st.flushReq.Store(true)
-	returned := make(chan struct{})
-	go func() {
-		defer close(returned)
-		st.unlockNoWait()
-	}()
-	select {
-	case <-returned:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a write that may not wait was held by a peer that does not read")
-	}
+	flushNoWait(t, st, payload)
 
 	s.open()
 	var want []byte
