@@ -91,9 +91,11 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 	short := handler.WithIdleTimeout(200 * time.Millisecond)
 	relayShort := handler.WithIdleTimeout(time.Second)
 	never := handler.WithIdleTimeout(-1)
+	// Each subtest waits out a DialTimeout in idledOut: they run in
+	// parallel.
 
 	t.Run("relay keeps the reservation it granted", func(t *testing.T) {
-		t.Parallel() // each waits out a DialTimeout (idledOut)
+		t.Parallel()
 		n := newRelayNet(t, []handler.Option{relayShort}, []handler.Option{never})
 		c := onlyConn(t, n.r, n.id.ID)
 		idledOut(t, n.r, n.ic)
@@ -106,7 +108,7 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 	})
 
 	t.Run("member keeps its relay", func(t *testing.T) {
-		t.Parallel() // each waits out a DialTimeout (idledOut)
+		t.Parallel()
 		n := newRelayNet(t, []handler.Option{never}, []handler.Option{short})
 		c := onlyConn(t, n.d, n.ir.ID)
 		idledOut(t, n.d, n.ic)
@@ -122,7 +124,7 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 	// which had the last word, would close at once, and the member after
 	// lingering.
 	t.Run("an exchange between relay and member leaves the reservation", func(t *testing.T) {
-		t.Parallel() // each waits out a DialTimeout (idledOut)
+		t.Parallel()
 		n := newRelayNet(t, []handler.Option{relayShort}, []handler.Option{short})
 		c := onlyConn(t, n.r, n.id.ID)
 		id, err := n.r.Send(n.id.ID, nil, []byte("to my member"))
@@ -150,7 +152,7 @@ func TestIdleTimeoutSparesRelaying(t *testing.T) {
 	})
 
 	t.Run("relay keeps a circuit, then closes the idle connection", func(t *testing.T) {
-		t.Parallel() // each waits out a DialTimeout (idledOut)
+		t.Parallel()
 		keep := handler.WithKeepConnection(true)
 		n := newRelayNet(t, []handler.Option{relayShort}, []handler.Option{never, keep})
 		b := newHandler(t, n.ib, n.list, never, keep, handler.WithNode(func(c *p2p.Config) {
