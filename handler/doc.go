@@ -168,8 +168,10 @@
 // One mutex guards every exchange and peer. One goroutine, the loop, takes
 // the node's events, the Resolver's answers and the timers (a heap it
 // serves itself) and applies each under it; Request, Send and Response
-// apply themselves under it from the caller's goroutine, which saves a
-// goroutine switch each. The handler also runs a goroutine per application
+// apply themselves under it from the caller's goroutine, and a stream's
+// reader applies the messages it has just read when the mutex is free,
+// which saves a goroutine switch each. The node's events are read from
+// its one channel under the mutex only, so none overtakes another. The handler also runs a goroutine per application
 // channel (feeding it) and one per Resolver call. Close returns once all of
 // them, and the node's, have ended.
 //
@@ -197,10 +199,18 @@
 // allocations instead of 8 (a Noise nonce per write saved); one call at a
 // time is unchanged.
 //
-// Each message wakes five goroutines on its way, where a bare stream's
+// Each message wakes four goroutines on its way, where a bare stream's
 // wakes three (the sender's yamux writer, the receiver's yamux reader, the
-// receiver's application): ours adds the receiver's stream reader (p2p)
-// and its handler loop. The application's calls, and the writes they make,
-// run on its own goroutine. So an exchange costs ten wakeups where a bare
-// round trip costs six.
+// receiver's application): ours adds the receiver's stream reader (p2p),
+// which applies the message to the handler itself (p2p.Config.Taker)
+// and hands the application its event. The handler's loop wakes for a
+// message only when the reader finds the handler busy (another goroutine
+// holds its lock: it then rings the loop), with an Observe hook (which
+// the loop calls first, in order), while the application is behind, or
+// when the message's verdict waited for the store (a durable handler's
+// settler hands it over). The application's calls, and the writes they
+// make, run on its own goroutine. So an exchange over a kept connection
+// costs about nine wakeups where a bare round trip costs six (counted in
+// a runtime trace: 8.9 against 5.9; 10.9 when the loop took every
+// message).
 package handler

@@ -37,6 +37,7 @@ type Handler struct {
 	cmds     chan any           // shutdown and test waits, to the loop
 	resolved chan resolveResult // Resolver answers, to the loop
 	wake     chan struct{}      // an API call left the loop something to check
+	bell     chan struct{}      // deliveries wait in the node's channel (take.go)
 	known    chan struct{}      // closed: the ready of a verdict given at once (accept)
 
 	events   *outbox.Outbox[Event] // Request, Reply, Message
@@ -73,6 +74,7 @@ type Handler struct {
 	// (post) instead of handing themselves to the loop and waiting for it
 	// to wake.
 	mu       sync.Mutex
+	running  bool // the loop has begun: readers may apply deliveries (take.go)
 	exited   bool // the loop has ended: nothing may change any more
 	peers    map[peer.ID]*peerState
 	inflight map[uint64]*exchange // p2p message ID -> the exchange that sent it
@@ -146,6 +148,7 @@ func build(cfg Config) (*Handler, error) {
 		log:      cfg.Logger,
 		cmds:     make(chan any),
 		wake:     make(chan struct{}, 1),
+		bell:     make(chan struct{}, 1),
 		resolved: make(chan resolveResult),
 		events:   outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: cfg.MaxBacklog, LowWater: cfg.MaxBacklog / 2}),
 		outcomes: outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts, Merge: mergeErrors}),
@@ -182,6 +185,7 @@ func build(cfg Config) (*Handler, error) {
 	// The node's Data and Status unboxed: an allocation less each, four
 	// per exchange.
 	cfg.Node.Deliveries = true
+	cfg.Node.Taker = taker{h}
 	node, err := p2p.New(cfg.Node)
 	if err != nil {
 		return fail(fmt.Errorf("handler: %w", err))

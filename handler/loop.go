@@ -13,11 +13,11 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/store"
 )
 
-// run is the handler's loop: it reads the node's Receiver and Priority
-// channels, the Resolver's answers and the timers, and applies each to the
-// state machine under mu. It never blocks on the application (whose
-// channels are outboxes) nor for long on the node (whose Sender loop never
-// blocks on us).
+// run is the handler's loop: it takes the node's deliveries when the node
+// rings (take.go), reads the Priority channel, the Resolver's answers and
+// the timers, and applies each to the state machine under mu. It never
+// blocks on the application (whose channels are outboxes) nor for long on
+// the node (whose Sender loop never blocks on us).
 func (h *Handler) run() {
 	defer h.teardown()
 	sweep := max(h.cfg.DedupeTTL/4, time.Second)
@@ -33,6 +33,9 @@ func (h *Handler) run() {
 	}
 	h.mu.Lock()
 	h.timers.after(sweep, sweeper)
+	// Not before: until now the handler was being built, or resumed from
+	// its store, and nothing but the loop may apply what the node delivers.
+	h.running = true
 	h.mu.Unlock()
 
 	in := inputs{prio: h.node.Priority()}
@@ -58,37 +61,24 @@ func (h *Handler) run() {
 }
 
 // inputs are the channels the loop waits on, besides its commands, the
-// timers and the Resolver's answers.
+// timers, the Resolver's answers and the node's bell.
 type inputs struct {
-	data     <-chan p2p.Delivery // the node's Deliveries; nil while paused
+	data     <-chan p2p.Delivery // the node's Deliveries, read under mu; nil while paused
 	prio     <-chan p2p.Event    // the node's Priority; nil once closed
 	drained  <-chan struct{}     // while paused
 	wake     <-chan struct{}     // while stopping
 	deadline <-chan struct{}     // once shutting down
 }
 
-// step waits for one input and applies it. It reports false once the loop
-// is to end.
+// step waits for one input and applies it, then the node's deliveries
+// that wait. It reports false once the loop is to end.
 func (h *Handler) step(in *inputs) bool {
 	select {
 	case c := <-h.cmds:
 		h.mu.Lock()
 		h.command(c)
-	case ev, ok := <-in.data:
-		if !ok {
-			h.log.Warn("p2p node stopped: closing the handler")
-			h.closing.Store(true)
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			h.abort()
-			h.exited = true
-			return false
-		}
-		// Outside mu: the hook may call the handler.
-		h.observeDelivery(ev)
+	case <-h.bell:
 		h.mu.Lock()
-		h.nodeEvent(ev)
-		return h.drainData(in)
 	case ev, ok := <-in.prio:
 		if !ok {
 			in.prio = nil
@@ -109,6 +99,7 @@ func (h *Handler) step(in *inputs) bool {
 		h.mu.Lock()
 		if h.paused && h.events.Queued() <= h.cfg.MaxBacklog/2 {
 			h.paused = false
+			in.data = h.node.Deliveries()
 			h.log.Info("application caught up: taking data again")
 		}
 	case <-in.wake:
@@ -125,24 +116,20 @@ func (h *Handler) step(in *inputs) bool {
 		h.exited = true
 		return false
 	}
-	defer h.mu.Unlock()
-	if h.afterInput() {
-		h.exited = true
-		return false
-	}
-	return true
+	return h.drainData(in)
 }
 
-// maxDrain bounds the node events one wake of the loop takes, so that
-// timers and commands are not kept waiting behind a busy node.
+// maxDrain bounds the node events one wake of the loop (or one Take)
+// applies, so that timers and commands are not kept waiting behind a busy
+// node.
 const maxDrain = 64
 
-// drainData applies the node events already waiting after the one step
-// took, without going back to the select for each: under load the events
-// queue up, and a select over every input (locking each channel) for each
-// one was a few per cent of the CPU per exchange with 32 peers. It stops at
-// maxDrain, when the channel is empty, and when the application falls
-// behind (paused). The caller holds mu; drainData releases it.
+// drainData applies the node events waiting in its channel, until it is
+// empty, maxDrain of them (the loop rings itself to come back for the
+// rest), or the application falls behind (paused). Every input ends with
+// it: a delivery rings the bell only once, and one the loop or a reader
+// left behind must still be taken. The caller holds mu; drainData
+// releases it.
 func (h *Handler) drainData(in *inputs) bool {
 	defer h.mu.Unlock()
 	for taken := 0; ; taken++ {
@@ -150,20 +137,31 @@ func (h *Handler) drainData(in *inputs) bool {
 			h.exited = true
 			return false
 		}
-		if taken == maxDrain || h.paused {
+		if h.paused || in.data == nil {
+			return true
+		}
+		if taken == maxDrain {
+			h.ring()
 			return true
 		}
 		var ev p2p.Delivery
 		select {
 		case e, ok := <-in.data:
 			if !ok {
-				return true // step sees it closed next time
+				h.log.Warn("p2p node stopped: closing the handler")
+				h.closing.Store(true)
+				h.abort()
+				h.exited = true
+				return false
 			}
 			ev = e
 		default:
 			return true
 		}
 		if h.cfg.Observe != nil {
+			// Outside mu: the hook may call the handler. No reader takes
+			// deliveries meanwhile (taker.Take): with a hook, the loop
+			// alone reads the channel, so the order holds.
 			h.mu.Unlock()
 			h.observeDelivery(ev)
 			h.mu.Lock()

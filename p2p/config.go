@@ -127,6 +127,11 @@ type Config struct {
 	// against interface values of 16). Receiver is then nil. Off by default; the handler turns it
 	// on for its node.
 	Deliveries bool
+	// Taker, with Deliveries, is told when deliveries wait in the
+	// Deliveries channel, and a stream's reader hands it what it has just
+	// delivered (Taker.Take), for a caller that takes them under a lock
+	// of its own instead of waiting on the channel. Optional.
+	Taker Taker
 
 	// Logger receives the node's logs. Default: no logging.
 	Logger *zap.Logger
@@ -294,11 +299,13 @@ type Config struct {
 const DefaultListenAddr = "/ip4/127.0.0.1/tcp/0"
 
 // ErrNoKey and ErrNoAllowlist report a Config missing a required field;
-// ErrTwoAccepts one with both Accept and AcceptReady set.
+// ErrTwoAccepts one with both Accept and AcceptReady set; ErrTakerAlone
+// one with a Taker but not Deliveries.
 var (
 	ErrNoKey       = errors.New("p2p: config has no identity key")
 	ErrNoAllowlist = errors.New("p2p: config has no allowlist")
 	ErrTwoAccepts  = errors.New("p2p: config sets both Accept and AcceptReady")
+	ErrTakerAlone  = errors.New("p2p: config sets a Taker without Deliveries")
 )
 
 func (c Config) withDefaults() (Config, error) {
@@ -307,6 +314,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Allowlist == nil {
 		return c, ErrNoAllowlist
+	}
+	if c.Taker != nil && !c.Deliveries {
+		return c, ErrTakerAlone
 	}
 	switch {
 	case c.Accept != nil && c.AcceptReady != nil:

@@ -42,6 +42,25 @@ func (d Delivery) AsEvent() Event {
 	}
 }
 
+// A Taker takes what waits on the Deliveries channel under a lock of its
+// own, rather than in a goroutine blocked reading the channel
+// (Config.Taker): a stream's reader that has just delivered a message
+// then hands it over itself, and no goroutine wakes only to pass it on.
+// The channel stays the one queue, in order: the Taker must read it only
+// while holding that lock, and hold it until what it read is applied.
+type Taker interface {
+	// Ready says deliveries may wait in the channel, or that it closed.
+	// The node may call it under its own locks and from any goroutine: it
+	// must not block nor call the node. Calls may be spurious.
+	Ready()
+	// Take is called by a stream's reader, holding none of the node's
+	// locks, after it put deliveries in the channel without calling Ready
+	// for them: take them now on this goroutine, or, if the lock is not
+	// free, do what Ready does. Take may call the node (its Send included),
+	// but must not wait for the node's readers.
+	Take()
+}
+
 // receiver feeds the Receiver channel, or with Config.Deliveries the
 // Deliveries channel: exactly one of its outboxes is set, and both carry
 // the same events in the same order, so that a caller may rely on the
@@ -49,14 +68,27 @@ func (d Delivery) AsEvent() Event {
 type receiver struct {
 	boxed *outbox.Outbox[Event]
 	typed *outbox.Outbox[Delivery]
+	taker Taker // Config.Taker: told of what enters typed
 }
 
 func newReceiver(cfg Config) *receiver {
-	opts := outbox.Options[Delivery]{Limit: maxQueuedEvents}
 	if cfg.Deliveries {
-		return &receiver{typed: outbox.New(cfg.ReceiverBuffer, opts)}
+		r := &receiver{taker: cfg.Taker}
+		opts := outbox.Options[Delivery]{Limit: maxQueuedEvents}
+		if r.taker != nil {
+			opts.Sent = r.taker.Ready
+		}
+		r.typed = outbox.New(cfg.ReceiverBuffer, opts)
+		return r
 	}
 	return &receiver{boxed: outbox.New(cfg.ReceiverBuffer, outbox.Options[Event]{Limit: maxQueuedEvents})}
+}
+
+// ready tells the Taker, if any, that deliveries wait.
+func (r *receiver) ready() {
+	if r.taker != nil {
+		r.taker.Ready()
+	}
 }
 
 // Push delivers ev as outbox.Outbox.Push does. Data and Status go through
@@ -75,32 +107,45 @@ func (r *receiver) Push(ev Event, essential bool) {
 	default:
 		r.typed.Push(Delivery{Event: ev}, essential)
 	}
+	r.ready()
 }
 
-// offerData delivers d as outbox.Outbox.Offer does.
-func (r *receiver) offerData(d Data) bool {
-	if r.typed != nil {
-		return r.typed.Offer(Delivery{Kind: DeliveredData, Data: d})
+// offerData delivers d as outbox.Outbox.Offer does. With reader, the
+// caller is a stream's reader that calls Taker.Take before it waits for
+// anything again, in place of Ready now.
+func (r *receiver) offerData(d Data, reader bool) bool {
+	if r.typed == nil {
+		return r.boxed.Offer(d)
 	}
-	return r.boxed.Offer(d)
+	if !r.typed.Offer(Delivery{Kind: DeliveredData, Data: d}) {
+		return false
+	}
+	if !reader {
+		r.ready()
+	}
+	return true
 }
 
-// pushStatus delivers s, an essential event.
-func (r *receiver) pushStatus(s Status) {
-	if r.typed != nil {
-		r.typed.Push(Delivery{Kind: DeliveredStatus, Status: s}, true)
+// pushStatus delivers s, an essential event; reader as for offerData.
+func (r *receiver) pushStatus(s Status, reader bool) {
+	if r.typed == nil {
+		r.boxed.Push(s, true)
 		return
 	}
-	r.boxed.Push(s, true)
+	r.typed.Push(Delivery{Kind: DeliveredStatus, Status: s}, true)
+	if !reader {
+		r.ready()
+	}
 }
 
 // Close closes the outbox in use.
 func (r *receiver) Close() {
-	if r.typed != nil {
-		r.typed.Close()
+	if r.typed == nil {
+		r.boxed.Close()
 		return
 	}
-	r.boxed.Close()
+	r.typed.Close()
+	r.ready() // the Taker learns that the channel closed
 }
 
 // Deliveries is the channel of data and events from a node started with

@@ -15,7 +15,12 @@
 // Config.Deliveries replaces Receiver with Deliveries, which carries the
 // same events in the same order with Data and Status unboxed (a Delivery
 // struct rather than an Event interface): an allocation less per message
-// and per Status, for a caller that takes many (the handler).
+// and per Status, for a caller that takes many (the handler). With a
+// Config.Taker as well, the caller need not wait on that channel: the node
+// tells the Taker when deliveries wait, and a stream's reader that has
+// just delivered a message, or the Status an ack settled, hands it over by
+// Taker.Take on its own goroutine, so that no goroutine wakes only to pass
+// the message on.
 //
 // Nothing is lost silently: every SendMsg gets exactly one Status, and every
 // received message is either delivered on Receiver or reported on Priority

@@ -341,8 +341,14 @@ func (n *Node) send(c SendMsg) {
 
 // status emits the one Status a SendMsg gets.
 func (n *Node) status(m SendMsg, r Reason, err error) {
+	n.statusBy(m, r, err, false)
+}
+
+// statusBy is status; reader says the caller is a stream's reader, which
+// then owes the Taker a Take (msgStream.owed).
+func (n *Node) statusBy(m SendMsg, r Reason, err error, reader bool) {
 	n.metrics.statusSent(r)
-	n.events.pushStatus(Status{Peer: m.Peer, MsgID: m.ID, OK: r == ReasonOK, Reason: r, Err: err})
+	n.events.pushStatus(Status{Peer: m.Peer, MsgID: m.ID, OK: r == ReasonOK, Reason: r, Err: err}, reader)
 }
 
 // clearBackoff forgets go-libp2p's dial backoff for p. The swarm refuses to

@@ -71,7 +71,7 @@ func (st *msgStream) settle(q <-chan stagedFrame) {
 			}
 			sf.reason = reasonToWire(w())
 		}
-		st.ack(&sf.f, sf.reason, sf.later.wait != nil)
+		st.ack(&sf.f, sf.reason, sf.later.wait != nil, false)
 		st.unsettled.Add(-1)
 		if len(q) == 0 {
 			st.pushAcks()

@@ -49,6 +49,9 @@ type msgStream struct {
 	settleQ   chan stagedFrame // nil until the first verdict to wait for
 	settled   chan struct{}    // closed when the settler has exited
 	unsettled atomic.Int32     // frames handed to the settler and not yet acked
+	// owed: the reader delivered messages without telling the Taker,
+	// which it does before it waits (handOver). The reader's alone.
+	owed bool
 
 	// A frame that has begun to arrive must end within ReadTimeout
 	// (stream_read.go, watch).

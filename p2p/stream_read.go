@@ -23,6 +23,7 @@ import (
 func (st *msgStream) serve() {
 	n := st.n
 	defer st.stopSettler()
+	defer st.handOver()
 	st.watchIdle()
 	rd := &lazyReader{s: st.s, bufs: &n.bufs}
 	defer rd.release()
@@ -86,6 +87,7 @@ func (st *msgStream) serve() {
 			// not read, yet the peer keeps sending: stop reading it too,
 			// rather than queue acks without bound, until the write goes
 			// through or its timeout ends the stream.
+			st.handOver()
 			st.wmu.Lock()
 			st.unlockW()
 		case rd.idle() || !rd.whole():
@@ -93,7 +95,18 @@ func (st *msgStream) serve() {
 			// reading it may block (docs/PROTOCOL.md §4.4: acks are
 			// flushed before waiting for more input).
 			st.pushAcks()
+			st.handOver()
 		}
+	}
+}
+
+// handOver gives the Taker the messages this reader delivered without
+// telling it (offer), before the reader waits for anything: a batch of
+// frames read together is taken at once.
+func (st *msgStream) handOver() {
+	if st.owed {
+		st.owed = false
+		st.n.events.taker.Take()
 	}
 }
 
@@ -137,7 +150,7 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 		// (Config.AcceptReady's ready is closed), and nothing before it
 		// waits: settled here, as the settler would, without the hop
 		// to it. Still a message the caller took (Overflow).
-		st.ack(d, reasonToWire(later.wait()), true)
+		st.ack(d, reasonToWire(later.wait()), true, true)
 		return true
 	}
 	if later.wait != nil || st.unsettled.Load() > 0 {
@@ -146,14 +159,14 @@ func (st *msgStream) onData(d *frame, lastID *uint64) bool {
 		st.stage(stagedFrame{f: *d, reason: r, later: later})
 		return true
 	}
-	st.ack(d, r, false)
+	st.ack(d, r, false, true)
 	return true
 }
 
 // ack delivers a frame judged OK, and owes the peer its ack: OK, busy when
 // the Receiver is full, or the refusal r. taken says Config.Accept took the
 // frame through a wait (offer).
-func (st *msgStream) ack(d *frame, r pb.Reason, taken bool) {
+func (st *msgStream) ack(d *frame, r pb.Reason, taken, reader bool) {
 	n := st.n
 	// Refusals that cost the peer a token are charged before the ack can
 	// leave: by the time the peer reads it, the token is spent.
@@ -175,7 +188,10 @@ func (st *msgStream) ack(d *frame, r pb.Reason, taken bool) {
 	st.amu.Lock()
 	overflowed := false
 	if r == pb.Reason_OK {
-		ack.reason, overflowed = n.offer(st, d, taken)
+		ack.reason, overflowed = n.offer(st, d, taken, reader)
+		if reader && n.events.taker != nil && ack.reason == pb.Reason_OK && !overflowed {
+			st.owed = true // only the reader reads and writes it
+		}
 	}
 	// Counted before the ack can leave: a peer that has it finds the
 	// frame counted.
@@ -239,7 +255,10 @@ func (st *msgStream) onAck(a *frame) bool {
 	st.mu.Unlock()
 	<-st.slots
 	if !early {
-		st.n.status(m.SendMsg, reasonFromWire(a.reason), nil)
+		st.n.statusBy(m.SendMsg, reasonFromWire(a.reason), nil, true)
+		if st.n.events.taker != nil {
+			st.owed = true
+		}
 	}
 	if a.id == 0 {
 		if st.n.cfg.refusedHook != nil {

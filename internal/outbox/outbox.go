@@ -24,6 +24,12 @@ type Options[T any] struct {
 	// fell behind learns when to resume, once per crossing. A producer
 	// that never pauses can ignore Drained.
 	LowWater int
+	// Sent, if set, is called by the pump each time it has moved a queued
+	// event into the channel, outside the outbox's lock: for a caller that
+	// is told of events waiting there rather than blocked reading the
+	// channel. Events that Push or Offer put straight into the channel
+	// are their caller's to tell of.
+	Sent func()
 }
 
 // Outbox delivers events to one channel in order. Create it with New and
@@ -173,6 +179,9 @@ func (o *Outbox[T]) pump() {
 		case <-o.stop:
 			o.finish()
 			return
+		}
+		if o.opts.Sent != nil {
+			o.opts.Sent()
 		}
 		o.mu.Lock()
 		o.sending = false

@@ -157,3 +157,35 @@ func TestCloseHandsOverWhatFitsThenCloses(t *testing.T) {
 		t.Fatalf("left %v, want 2 3 4", left)
 	}
 }
+
+// Sent tells of each event the pump moved into the channel; Push and
+// Offer leave the events they put there themselves to their caller.
+func TestSentOncePerPumpedEvent(t *testing.T) {
+	sent := make(chan struct{}, 10)
+	o := New[int](1, Options[int]{Limit: 10, Sent: func() { sent <- struct{}{} }})
+	defer o.Close()
+	o.Push(0, true) // straight into the channel
+	for i := 1; i < 4; i++ {
+		o.Push(i, true) // queued
+	}
+	if len(sent) != 0 {
+		t.Fatalf("Sent %d times before the pump could move anything", len(sent))
+	}
+	for i := range 4 {
+		if got := <-o.C(); got != i {
+			t.Fatalf("got %d, want %d", got, i)
+		}
+	}
+	for range 3 {
+		select {
+		case <-sent:
+		case <-time.After(5 * time.Second):
+			t.Fatal("fewer Sent than events pumped")
+		}
+	}
+	select {
+	case <-sent:
+		t.Fatal("Sent more often than the pump moved events")
+	case <-time.After(20 * time.Millisecond):
+	}
+}
