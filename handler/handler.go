@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,10 @@ type Handler struct {
 	resolved chan resolveResult // Resolver answers, to the loop
 	wake     chan struct{}      // an API call left the loop something to check
 	bell     chan struct{}      // deliveries wait in the node's channel (take.go)
-	known    chan struct{}      // closed: the ready of a verdict given at once (accept)
+	// flushBell: an API call left its message buffered for the loop to
+	// flush (endCall).
+	flushBell chan struct{}
+	known     chan struct{} // closed: the ready of a verdict given at once (accept)
 
 	events   *outbox.Outbox[Event] // Request, Reply, Message
 	outcomes *outbox.Outbox[Event] // Outcome, Error
@@ -143,27 +147,28 @@ func build(cfg Config) (*Handler, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{
-		cfg:      cfg,
-		metrics:  m,
-		log:      cfg.Logger,
-		cmds:     make(chan any),
-		wake:     make(chan struct{}, 1),
-		bell:     make(chan struct{}, 1),
-		resolved: make(chan resolveResult),
-		events:   outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: cfg.MaxBacklog, LowWater: cfg.MaxBacklog / 2}),
-		outcomes: outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts, Merge: mergeErrors}),
-		prio:     outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts, Merge: mergeDropped}),
-		ctx:      ctx,
-		cancel:   cancel,
-		loopDone: make(chan struct{}),
-		peers:    make(map[peer.ID]*peerState),
-		inflight: make(map[uint64]*exchange),
-		seen:     newDedupe(cfg.DedupeTTL, cfg.DedupePerPeer, false),
-		done:     newDedupe(cfg.DedupeTTL, cfg.DedupePerPeer, true),
-		addrs:    make(map[peer.ID]ma.Multiaddr),
-		resolver: cfg.Resolver,
-		dur:      newDurableState(),
-		known:    make(chan struct{}),
+		cfg:       cfg,
+		metrics:   m,
+		log:       cfg.Logger,
+		cmds:      make(chan any),
+		wake:      make(chan struct{}, 1),
+		bell:      make(chan struct{}, 1),
+		flushBell: make(chan struct{}, 1),
+		resolved:  make(chan resolveResult),
+		events:    outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: cfg.MaxBacklog, LowWater: cfg.MaxBacklog / 2}),
+		outcomes:  outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts, Merge: mergeErrors}),
+		prio:      outbox.New(cfg.EventBuffer, outbox.Options[Event]{Limit: maxQueuedAlerts, Merge: mergeDropped}),
+		ctx:       ctx,
+		cancel:    cancel,
+		loopDone:  make(chan struct{}),
+		peers:     make(map[peer.ID]*peerState),
+		inflight:  make(map[uint64]*exchange),
+		seen:      newDedupe(cfg.DedupeTTL, cfg.DedupePerPeer, false),
+		done:      newDedupe(cfg.DedupeTTL, cfg.DedupePerPeer, true),
+		addrs:     make(map[peer.ID]ma.Multiaddr),
+		resolver:  cfg.Resolver,
+		dur:       newDurableState(),
+		known:     make(chan struct{}),
 	}
 	close(h.known)
 	h.timers = newTimers(h.exchangeDue)
@@ -335,10 +340,39 @@ func (h *Handler) endCall() {
 	if h.calls.Add(-1) > 0 && h.deferred < maxDeferred {
 		return
 	}
+	if h.deferred > 0 && h.deferred < maxDeferred && h.pending.unclaimed.Load() > 0 {
+		// Requests this handler delivered wait for their answers: the
+		// application's goroutines that hold them are likely to answer
+		// in a moment, each with a call of its own. The loop flushes
+		// once the goroutines ready to run have run (flushLater), so
+		// that their replies share a write.
+		select {
+		case h.flushBell <- struct{}{}:
+		default:
+		}
+		return
+	}
+	h.flushDeferred()
+}
+
+// flushDeferred flushes what API calls left buffered. The caller holds mu.
+func (h *Handler) flushDeferred() {
 	if h.deferred > 0 {
 		h.deferred = 0
 		h.node.Flush()
 	}
+}
+
+// flushLater is the loop's part of endCall's deferral: it lets the
+// goroutines ready to run go first (runtime.Gosched puts the loop behind
+// them), which are, with many requests being answered, the application's
+// next Responses, then flushes what they all left. It never waits for
+// more than that: a request the application keeps does not hold the
+// replies to others.
+func (h *Handler) flushLater() {
+	runtime.Gosched()
+	h.mu.Lock()
+	h.flushDeferred()
 }
 
 // API calls, as the loop receives them.

@@ -79,6 +79,8 @@ func (h *Handler) step(in *inputs) bool {
 		h.command(c)
 	case <-h.bell:
 		h.mu.Lock()
+	case <-h.flushBell:
+		h.flushLater()
 	case ev, ok := <-in.prio:
 		if !ok {
 			in.prio = nil
@@ -190,6 +192,11 @@ func (h *Handler) teardown() {
 	}
 	h.timers.stop()
 	h.cancel()
+	// What the last API calls left buffered for the loop (endCall) goes
+	// before the node drains its streams.
+	h.mu.Lock()
+	h.flushDeferred()
+	h.mu.Unlock()
 	h.closeErr = h.node.Close()
 	// The node reports the refusals it was still counting as it closes
 	// (p2p.Refused): shown to Observe, so that their counts add up to its

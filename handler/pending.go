@@ -3,6 +3,7 @@ package handler
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -15,6 +16,11 @@ import (
 // piece of state the loop shares, and it holds no FSM state: only whether
 // the application may still answer.
 type pending struct {
+	// unclaimed counts the pending requests no Response has claimed yet:
+	// each is in the application's hands, or on its way there, and an
+	// answer to it may follow (endCall). Read without mu.
+	unclaimed atomic.Int64
+
 	mu sync.Mutex
 	// m holds each pending request's exchange, whose claim field (how far
 	// Response has gone) mu guards: Response finds the exchange here,
@@ -78,6 +84,7 @@ func (s *pending) add(ex *exchange) {
 	}
 	ex.claim = unclaimed
 	s.m[pendingKey{ex.p.id, ex.id}] = ex
+	s.unclaimed.Add(1)
 }
 
 // remove ends the request's wait for an answer and reports whether
@@ -94,6 +101,9 @@ func (s *pending) remove(p peer.ID, id ExchangeID, hold *Outcome) (wasClaimed, h
 	if ex := s.m[k]; ex != nil {
 		st = ex.claim
 		delete(s.m, k)
+		if st == unclaimed {
+			s.unclaimed.Add(-1)
+		}
 	}
 	switch {
 	case st == recording && hold != nil:
@@ -125,6 +135,7 @@ func (s *pending) recorded(p peer.ID, id ExchangeID, err error) (o *Outcome, hel
 			ex.claim = claimed
 			if err != nil {
 				ex.claim = unclaimed
+				s.unclaimed.Add(1)
 			}
 		}
 		return nil, false
@@ -217,6 +228,7 @@ func (s *pending) claim(p peer.ID, id ExchangeID, record bool) (*exchange, error
 	case ex.claim != unclaimed:
 		return nil, fmt.Errorf("%w: %s from %s", ErrAlreadyResponded, id, p)
 	}
+	s.unclaimed.Add(-1)
 	if record {
 		ex.claim = recording
 		s.recordings++
