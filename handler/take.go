@@ -1,6 +1,6 @@
 package handler
 
-// The node's deliveries reach the state machine on two ways. The loop
+// The node's deliveries reach the state machine in two ways. The loop
 // takes them when the node rings (taker.Ready); a stream's reader that
 // has just delivered a message applies it itself when mu is free
 // (taker.Take), which spares the loop's wakeup, a goroutine hand-off per

@@ -97,10 +97,11 @@ func (n *Node) admit(p peer.ID, ip netip.Addr, f *frame) pb.Reason {
 }
 
 // offer delivers an admitted frame, or answers busy when the Receiver
-// buffer is full. reader says the caller is the stream's reader, which
-// then owes the Taker a Take (msgStream.owed). A frame Config.Accept took (through a wait) is not
+// buffer is full. A frame Config.Accept took (through a wait) is not
 // refused when there is a Config.Overflow: offer reports it overflowed,
-// for the caller to hand over once outside its lock.
+// for the caller to hand over once outside its lock. reader says the
+// caller is the stream's reader, which then owes the Taker a Take
+// (msgStream.owed).
 func (n *Node) offer(st *msgStream, f *frame, taken, reader bool) (r pb.Reason, overflowed bool) {
 	if n.events.offerData(n.data(st, f), reader) {
 		return pb.Reason_OK, false

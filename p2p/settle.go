@@ -57,7 +57,14 @@ func (st *msgStream) stage(sf stagedFrame) {
 		go st.settle(st.settleQ)
 	}
 	st.unsettled.Add(1)
-	st.settleQ <- sf
+	select {
+	case st.settleQ <- sf:
+	default:
+		// Full: the reader waits for the settler, and hands the Taker
+		// what it delivered before that, rather than hold it meanwhile.
+		st.handOver()
+		st.settleQ <- sf
+	}
 }
 
 // settle is the settler: it waits for each frame's verdict, then delivers
