@@ -194,16 +194,18 @@
 // Calls that several goroutines make at once share writes: a Request, Send
 // or Response whose call finds another waiting for the handler leaves its
 // message in the stream's buffer (p2p.SendMsg.Defer) for the last call of
-// the run to flush, at most 16 of them. So does a call made while requests
-// the handler delivered still await their answers (an application
-// answering many at once): the loop flushes it, once the goroutines then
-// ready to run, likely the application's next answers, have run
+// the run to flush, at most 16 of them. So does a call likely to be
+// followed by others: a Request or Send to a peer with another exchange
+// of ours out, or any call made while requests the handler delivered
+// still await their answers (an application making or answering many
+// exchanges at once). The loop flushes it, once the goroutines then ready
+// to run, likely the application's next calls, have run
 // (runtime.Gosched), and never later, so a request the application keeps
-// holds no reply to another. With 64 exchanges in flight on one connection
-// an exchange then makes about 0.75 writes, both ends, instead of 1.3-1.9
-// (BenchmarkKeptConn64's writes/op), at a fifth less CPU and an
-// allocation less per write saved (Noise's nonce); one call at a time is
-// unchanged.
+// holds no reply to another. With 64 exchanges in flight on one
+// connection an exchange then makes about 0.2 writes, both ends, instead
+// of 1.3-1.9 (BenchmarkKeptConn64's writes/op), at a third less CPU and
+// an allocation less per write saved (Noise's nonce); one exchange at a
+// time per peer is unchanged.
 //
 // Each message wakes four goroutines on its way, where a bare stream's
 // wakes three (the sender's yamux writer, the receiver's yamux reader, the

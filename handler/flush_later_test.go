@@ -8,13 +8,13 @@ import (
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
 )
 
-// A Response made while another request waits for its answer leaves its
-// reply buffered for the loop to flush, so that the answers that follow
-// share the write (endCall); the loop flushes it even if the other answer
-// never comes. Here nothing else would: the responder's node acks every
-// request at once (a negative AckDelay), so no held ack flushes the
-// stream, and the second request is never answered.
-func TestReplyLeftForTheLoopLeaves(t *testing.T) {
+// warmPair starts a, which may have two exchanges out to b, and b, whose
+// node acks every message at once (a negative AckDelay), so that no held
+// ack flushes a stream of b's; both keep the connection. One exchange is
+// made first, so that each node has the stream to write to from the
+// calling goroutine (Send's fast way), which is what defers a flush.
+func warmPair(t *testing.T) (a, b *handler.Handler) {
+	t.Helper()
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib)
 	start := func(id tu.Identity, mutate func(*handler.Config)) *handler.Handler {
@@ -27,47 +27,73 @@ func TestReplyLeftForTheLoopLeaves(t *testing.T) {
 		t.Cleanup(func() { h.Close() })
 		return h
 	}
-	a := start(ia, func(c *handler.Config) { c.MaxConcurrentPerPeer = 2 })
-	b := start(ib, func(c *handler.Config) { c.Node.AckDelay = -1 })
-
-	// A first exchange, so that b's node has the stream to write to from
-	// the calling goroutine (Send's fast way), which is what defers.
-	warm, err := a.Request(b.PeerID(), b.Addrs()[0], []byte("warm"))
+	a = start(ia, func(c *handler.Config) { c.MaxConcurrentPerPeer = 2 })
+	b = start(ib, func(c *handler.Config) { c.Node.AckDelay = -1 })
+	id, err := a.Request(b.PeerID(), b.Addrs()[0], []byte("warm"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := tu.Next[*handler.Request](t, b.Events())
-	if err := b.Response(r.From, r.Exchange, nil); err != nil {
-		t.Fatal(err)
-	}
-	if rep := tu.Next[*handler.Reply](t, a.Events()); rep.Exchange != warm {
+	answer(t, b, tu.Next[*handler.Request](t, b.Events()))
+	if rep := tu.Next[*handler.Reply](t, a.Events()); rep.Exchange != id {
 		t.Fatalf("reply %+v, want the warm-up's", rep)
 	}
+	return a, b
+}
 
-	first, err := a.Request(b.PeerID(), nil, []byte("first"))
+func answer(t *testing.T, b *handler.Handler, r *handler.Request) {
+	t.Helper()
+	if err := b.Response(r.From, r.Exchange, []byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func request(t *testing.T, a, b *handler.Handler, msg string) handler.ExchangeID {
+	t.Helper()
+	id, err := a.Request(b.PeerID(), nil, []byte(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Request(b.PeerID(), nil, []byte("second")); err != nil {
-		t.Fatal(err)
-	}
-	var answer, other *handler.Request
+	return id
+}
+
+// A Response made while another request waits for its answer leaves its
+// reply buffered for the loop to flush, so that the answers that follow
+// share the write (endCall); the loop flushes it even if the other answer
+// never comes: here nothing else would write b's stream.
+func TestReplyLeftForTheLoopLeaves(t *testing.T) {
+	a, b := warmPair(t)
+	first := request(t, a, b, "first")
+	request(t, a, b, "second")
+	var mine, other *handler.Request
 	for range 2 {
 		if r := tu.Next[*handler.Request](t, b.Events()); r.Exchange == first {
-			answer = r
+			mine = r
 		} else {
 			other = r
 		}
 	}
-	if err := b.Response(answer.From, answer.Exchange, []byte("answer")); err != nil {
-		t.Fatal(err)
-	}
-	if rep := tu.Next[*handler.Reply](t, a.Events()); rep.Exchange != first || string(rep.Data) != "answer" {
+	answer(t, b, mine)
+	if rep := tu.Next[*handler.Reply](t, a.Events()); rep.Exchange != first {
 		t.Fatalf("reply %+v, want the first exchange's", rep)
 	}
 	// Answered now, so that the Closes need not wait for it.
-	if err := b.Response(other.From, other.Exchange, nil); err != nil {
-		t.Fatal(err)
-	}
+	answer(t, b, other)
 	tu.Next[*handler.Reply](t, a.Events())
+}
+
+// A Request to a peer with another exchange of ours out leaves its
+// message buffered for the loop in the same way (a requester making many
+// at once), and the loop flushes it even if no other call follows: here
+// nothing else would write a's stream.
+func TestRequestLeftForTheLoopLeaves(t *testing.T) {
+	a, b := warmPair(t)
+	request(t, a, b, "first") // the only one out: flushed by its call
+	first := tu.Next[*handler.Request](t, b.Events())
+	second := request(t, a, b, "second") // alongside the first
+	r := tu.Next[*handler.Request](t, b.Events())
+	if r.Exchange != second {
+		t.Fatalf("request %+v, want the second", r)
+	}
+	answer(t, b, first)
+	answer(t, b, r)
 }

@@ -221,6 +221,9 @@ func (h *Handler) transmit(ex *exchange) {
 	}
 	if h.inCall {
 		h.deferred++
+		if ex.role == Dialer && ex.p.started > 1 {
+			h.alongside = true
+		}
 	}
 }
 

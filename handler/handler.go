@@ -97,9 +97,12 @@ type Handler struct {
 	// lastEnded is when each peer's last exchange ended (Snapshot).
 	lastEnded map[peer.ID]time.Time
 	// inCall: an API call's change is being applied (apply), whose sends
-	// transmit defers; deferred counts those not flushed yet.
-	inCall   bool
-	deferred int
+	// transmit defers; deferred counts those not flushed yet. alongside:
+	// one of them went to a peer with another of our exchanges out
+	// (endCall).
+	inCall    bool
+	deferred  int
+	alongside bool
 
 	doneMu sync.Mutex // guards dur.done, which store callbacks fill
 	// deadMu serializes RetryDeadLetters and DropDeadLetters, which read
@@ -335,17 +338,22 @@ const maxDeferred = 16
 // and will flush them with its own. Each call that leaves them counts the
 // next one in, before mu is released, so the last call of a run always
 // finds none waiting and flushes. The caller holds mu.
+//
+// A call is likely to be followed by others when it sent a request to a
+// peer with which other exchanges of ours are out, or while requests this
+// handler delivered wait for their answers: the application is making
+// many exchanges at once, and its goroutines that hold their replies or
+// requests will call in a moment, each on its own. Then the loop flushes,
+// once the goroutines ready to run have run (flushLater), so that their
+// messages share a write.
 func (h *Handler) endCall() {
 	h.inCall = false
 	if h.calls.Add(-1) > 0 && h.deferred < maxDeferred {
 		return
 	}
-	if h.deferred > 0 && h.deferred < maxDeferred && h.pending.unclaimed.Load() > 0 {
-		// Requests this handler delivered wait for their answers: the
-		// application's goroutines that hold them are likely to answer
-		// in a moment, each with a call of its own. The loop flushes
-		// once the goroutines ready to run have run (flushLater), so
-		// that their replies share a write.
+	alongside := h.alongside
+	h.alongside = false
+	if h.deferred > 0 && h.deferred < maxDeferred && (alongside || h.pending.unclaimed.Load() > 0) {
 		select {
 		case h.flushBell <- struct{}{}:
 		default:
