@@ -373,10 +373,10 @@ func (h *Handler) flushDeferred() {
 
 // flushLater is the loop's part of endCall's deferral: it lets the
 // goroutines ready to run go first (runtime.Gosched puts the loop behind
-// them), which are, with many requests being answered, the application's
-// next Responses, then flushes what they all left. It never waits for
-// more than that: a request the application keeps does not hold the
-// replies to others.
+// them), which are, with many exchanges under way, the application's next
+// calls, then flushes what they all left. It never waits for more than
+// that: a request the application keeps does not hold the replies to
+// others.
 func (h *Handler) flushLater() {
 	runtime.Gosched()
 	h.mu.Lock()

@@ -32,7 +32,18 @@ func (r *takeRecorder) Ready() {
 	}
 }
 
-func (r *takeRecorder) Take() {
+func (r *takeRecorder) Take() { r.drain(func(d p2p.Delivery) { r.taken <- d }) }
+
+// waiting reads what waits in the channel, under the Taker's lock.
+func (r *takeRecorder) waiting() []p2p.Delivery {
+	var ds []p2p.Delivery
+	r.drain(func(d p2p.Delivery) { ds = append(ds, d) })
+	return ds
+}
+
+// drain hands f, under the lock, what waits in the channel, until it is
+// empty or closed.
+func (r *takeRecorder) drain(f func(p2p.Delivery)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for {
@@ -41,27 +52,9 @@ func (r *takeRecorder) Take() {
 			if !ok {
 				return
 			}
-			r.taken <- d
+			f(d)
 		default:
 			return
-		}
-	}
-}
-
-// waiting reads what waits in the channel, under the Taker's lock.
-func (r *takeRecorder) waiting() []p2p.Delivery {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var ds []p2p.Delivery
-	for {
-		select {
-		case d, ok := <-r.node.Load().Deliveries():
-			if !ok {
-				return ds
-			}
-			ds = append(ds, d)
-		default:
-			return ds
 		}
 	}
 }
