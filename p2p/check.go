@@ -149,7 +149,10 @@ func (n *Node) checkRelay(ctx context.Context, p peer.ID, r peer.AddrInfo) PathC
 	defer cc.Close()
 	s, err := cc.OpenStream(ctx)
 	if err != nil {
-		pc.Err = err
+		// The peer's gater may close the circuit before our first
+		// stream is open rather than while it is used (a loaded
+		// machine): the same answer, told the same way.
+		pc.Err = pingFailed(err)
 		return pc
 	}
 	defer s.Reset()
@@ -171,7 +174,7 @@ func (n *Node) conn(p peer.ID, match func(network.Conn) bool) network.Conn {
 func (n *Node) pingConn(ctx context.Context, pc PathCheck, c network.Conn) PathCheck {
 	s, err := c.NewStream(network.WithAllowLimitedConn(ctx, "check"))
 	if err != nil {
-		pc.Err = err
+		pc.Err = pingFailed(err) // as for OpenStream, checkRelay
 		return pc
 	}
 	defer s.Reset()
