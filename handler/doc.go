@@ -216,8 +216,9 @@
 // holds its lock: it then rings the loop), with an Observe hook (which
 // the loop calls first, in order), while the application is behind, or
 // when the message's verdict waited for the store (a durable handler's
-// settler hands it over). The application's calls, and the writes they
-// make, run on its own goroutine. So an exchange over a kept connection
+// settler hands it over), and, with many exchanges under way, once per
+// batch of calls whose messages it flushes (above). The application's
+// calls, and the writes they make, run on its own goroutine. So an exchange over a kept connection
 // costs about nine wakeups where a bare round trip costs six (counted in
 // a runtime trace: 8.9 against 5.9; 10.9 when the loop took every
 // message).
