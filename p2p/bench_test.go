@@ -27,7 +27,7 @@ func BenchmarkBareStreamRoundTrip(b *testing.B) {
 // benchmarkSendAcked measures acked 256 B messages on a warm connection with
 // up to inflight awaiting acks, interleaved with the bare round trip in the
 // same run; x-bare is the ratio of the two rates.
-func benchmarkSendAcked(b *testing.B, inflight int) {
+func benchmarkSendAcked(b *testing.B, inflight int, direct bool) {
 	ctx := context.Background()
 	bare, err := bench.NewBarePair()
 	if err != nil {
@@ -43,6 +43,7 @@ func benchmarkSendAcked(b *testing.B, inflight int) {
 		b.Fatal(err)
 	}
 	defer pair.Close()
+	pair.Direct = direct
 	busy := 0
 	b.ResetTimer()
 	ours, base, err := bench.Interleave(b.N, 1000,
@@ -63,7 +64,16 @@ func benchmarkSendAcked(b *testing.B, inflight int) {
 }
 
 // BenchmarkSendAcked1 sends acked messages one at a time. Target: x-bare >= 0.8.
-func BenchmarkSendAcked1(b *testing.B) { benchmarkSendAcked(b, 1) }
+func BenchmarkSendAcked1(b *testing.B) { benchmarkSendAcked(b, 1, false) }
 
 // BenchmarkSendAcked64 keeps 64 acked messages in flight. Target: x-bare >= 2.
-func BenchmarkSendAcked64(b *testing.B) { benchmarkSendAcked(b, 64) }
+func BenchmarkSendAcked64(b *testing.B) { benchmarkSendAcked(b, 64, false) }
+
+// BenchmarkSendDirect1 is BenchmarkSendAcked1 sending with Node.SendMessage
+// (Send's fast way) instead of the Sender channel.
+func BenchmarkSendDirect1(b *testing.B) { benchmarkSendAcked(b, 1, true) }
+
+// BenchmarkSendDirect64 is BenchmarkSendAcked64 sending with
+// Node.SendMessage. Messages sent while others await their acks leave
+// together, as through the Sender channel (Node.flushLater).
+func BenchmarkSendDirect64(b *testing.B) { benchmarkSendAcked(b, 64, true) }

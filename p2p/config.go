@@ -254,6 +254,10 @@ type Config struct {
 	// of a stream it failed, which another goroutine may be finishing.
 	// Tests only: export_test.go.
 	closeWaitHook func()
+	// flushLaterHook, when set, runs in the node loop each time it takes
+	// the bell of Send's messages left for it (flushLater), before it
+	// flushes them. Tests only: export_test.go.
+	flushLaterHook func()
 	// closeDrainedHook, when set, runs in Close once it has drained the
 	// streams it listed, before it cancels the node and closes the host.
 	// Tests only: export_test.go.

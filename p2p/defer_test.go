@@ -3,7 +3,9 @@ package p2p_test
 import (
 	"bytes"
 	"context"
+	"sync"
 	"testing"
+	"time"
 
 	tu "github.com/bitvmx/go-bitvmx-p2p/internal/testutil"
 	"github.com/bitvmx/go-bitvmx-p2p/p2p"
@@ -49,5 +51,86 @@ func TestDeferredMessagesLeaveAtFlush(t *testing.T) {
 	}
 	if n := p2p.BufferedTo(a, b.ID()); n != 0 {
 		t.Fatalf("%d bytes left buffered after Flush", n)
+	}
+}
+
+// A message Send writes while another of ours awaits its ack on the
+// stream is left for the node's loop to flush, after the loop yields, so
+// that the sends those acks prompt share a write; a message alone in
+// flight leaves at once.
+func TestSendAlongsideAwaitedAckLeftForTheLoop(t *testing.T) {
+	rung, loopGo := make(chan struct{}, 1), make(chan struct{})
+	// b judges message 2 only once the test says so: until then its ack
+	// is owed, and 2 stays in flight at a.
+	judge2 := make(chan struct{})
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	a := tu.Node(t, ia, list, p2p.WithFlushLaterHook(func() {
+		select {
+		case rung <- struct{}{}:
+		default:
+		}
+		<-loopGo
+	}))
+	b := tu.Node(t, ib, list, func(c *p2p.Config) {
+		c.Accept = func(d p2p.Data) (p2p.Reason, func() p2p.Reason) {
+			if bytes.Equal(d.Bytes, []byte{2}) {
+				return p2p.ReasonOK, func() p2p.Reason { <-judge2; return p2p.ReasonOK }
+			}
+			return p2p.ReasonOK, nil
+		}
+	})
+	// Run before the nodes' Close (cleanups run last in, first out),
+	// which would otherwise wait for the held loop and verdict.
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(loopGo); close(judge2) }) })
+	ctx := context.Background()
+	send := func(id byte) {
+		t.Helper()
+		m := p2p.SendMsg{Peer: b.ID(), ID: uint64(id), Data: []byte{id}}
+		if id == 1 {
+			m.Addr = b.Addrs()[0]
+		}
+		if err := a.SendMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first opens the stream, through the node's loop; once its ack
+	// is in, the stream is idle and the next sends take the fast way.
+	send(1)
+	tu.Next[p2p.Data](t, b.Receiver())
+	if st := tu.Next[p2p.Status](t, a.Receiver()); !st.OK {
+		t.Fatalf("status %+v", st)
+	}
+
+	send(2)
+	if n := p2p.BufferedTo(a, b.ID()); n != 0 {
+		t.Fatalf("a message alone in flight left %d bytes buffered", n)
+	}
+	select {
+	case <-rung:
+		t.Fatal("a message alone in flight was left for the loop")
+	default:
+	}
+
+	send(3)
+	select {
+	case <-rung:
+	case <-time.After(tu.Timeout):
+		t.Fatal("a message sent while another awaited its ack was not left for the loop")
+	}
+	if n := p2p.BufferedTo(a, b.ID()); n == 0 {
+		t.Fatal("the message left for the loop was flushed before the loop flushed it")
+	}
+	release.Do(func() { close(loopGo); close(judge2) })
+	for id := byte(2); id <= 3; id++ {
+		if d := tu.Next[p2p.Data](t, b.Receiver()); !bytes.Equal(d.Bytes, []byte{id}) {
+			t.Fatalf("got %v, want message %d", d.Bytes, id)
+		}
+	}
+	for id := uint64(2); id <= 3; id++ {
+		if st := tu.Next[p2p.Status](t, a.Receiver()); !st.OK || st.MsgID != id {
+			t.Fatalf("status %+v, want OK for %d", st, id)
+		}
 	}
 }

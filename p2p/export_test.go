@@ -28,6 +28,13 @@ func WithSendCloseHooks(enqueue, barrier func()) func(*Config) {
 	return func(c *Config) { c.enqueueHook, c.closeBarrierHook = enqueue, barrier }
 }
 
+// WithFlushLaterHook has f run in the node loop each time it is about to
+// flush the messages Send left for it (flushLater): a test holds the loop
+// there to see them still buffered.
+func WithFlushLaterHook(f func()) func(*Config) {
+	return func(c *Config) { c.flushLaterHook = f }
+}
+
 // SaveKeyHooked is SaveKey calling beforeSync once the key's bytes are
 // written under the temporary name, before they are synced; an error from
 // it fails the save as a failed write would.

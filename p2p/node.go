@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,8 @@ type Node struct {
 	viaSend     atomic.Int64    // commands given to Send, not yet handled by the run loop
 	dirty       []*msgStream    // written to by the run loop, not yet flushed
 	deferred    deferredStreams // written to by Send's fast way with SendMsg.Defer (Flush)
+	later       deferredStreams // written to by Send's fast way, left for the run loop to flush (flushLater)
+	flushBell   chan struct{}   // rung when later has streams
 	streams     streamSet
 	bufs        streamBuffers
 	holds       holdSet  // Node.Hold
@@ -102,17 +105,18 @@ func New(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		metrics: m,
-		cfg:     cfg,
-		log:     cfg.Logger,
-		limiter: cfg.Limiter,
-		sender:  make(chan Command, cfg.SenderBuffer),
-		events:  newReceiver(cfg),
-		prio:    outbox.New(cfg.PriorityBuffer, outbox.Options[Event]{Limit: maxQueuedEvents, Merge: mergeDropped}),
-		ctx:     ctx,
-		cancel:  cancel,
-		senders: make(map[peer.ID]*peerSender),
-		closed:  make(chan struct{}),
+		metrics:   m,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		limiter:   cfg.Limiter,
+		sender:    make(chan Command, cfg.SenderBuffer),
+		events:    newReceiver(cfg),
+		prio:      outbox.New(cfg.PriorityBuffer, outbox.Options[Event]{Limit: maxQueuedEvents, Merge: mergeDropped}),
+		ctx:       ctx,
+		cancel:    cancel,
+		senders:   make(map[peer.ID]*peerSender),
+		flushBell: make(chan struct{}, 1),
+		closed:    make(chan struct{}),
 	}
 	n.conns.n = n
 	n.refusals = &refusals{
@@ -238,6 +242,16 @@ func (n *Node) run() {
 				clear(n.dirty)
 				n.dirty = n.dirty[:0]
 			}
+		case <-n.flushBell:
+			// Whoever else was readied with the caller that left these
+			// streams (the application's other goroutines, acting on
+			// the Statuses one read brought) gets to add its message
+			// first, so that they leave in one write.
+			runtime.Gosched()
+			if n.cfg.flushLaterHook != nil {
+				n.cfg.flushLaterHook()
+			}
+			n.later.flush()
 		case <-n.ctx.Done():
 			return
 		}

@@ -29,8 +29,10 @@ func (st *msgStream) tryReserve(size int) bool {
 
 // trySend writes m without waiting for anything: the write lock free, a
 // slot free, the bytes awaiting acks within directBudget. Unless flush, the
-// frame is left buffered for the caller to flush. It reports whether it
-// took m.
+// frame is left buffered for the caller to flush. With flush it leaves at
+// once if m is the only message of ours awaiting its ack, and otherwise
+// once the node's loop has yielded (Node.flushLater). It reports whether
+// it took m.
 func (st *msgStream) trySend(m *outMsg, flush bool) bool {
 	if !st.wmu.TryLock() {
 		return false
@@ -41,7 +43,14 @@ func (st *msgStream) trySend(m *outMsg, flush bool) bool {
 		return false
 	}
 	if flush {
-		st.flushReq.Store(true)
+		if len(st.slots) > 1 {
+			// Others of ours await their acks: the caller, or others
+			// like it, are likely about to send more, which can share
+			// this write (Node.flushLater).
+			st.n.flushLater(st)
+		} else {
+			st.flushReq.Store(true)
+		}
 	}
 	return true
 }

@@ -12,7 +12,10 @@ import (
 // NodePair is two project nodes on loopback that allowlist each other.
 type NodePair struct {
 	A, B *p2p.Node
-	done chan struct{}
+	// Direct makes SendAcked send with A.SendMessage, Send's fast way,
+	// rather than through the Sender channel.
+	Direct bool
+	done   chan struct{}
 }
 
 // NewNodePair starts the two nodes; B's received data is drained by a
@@ -68,14 +71,23 @@ func (p *NodePair) SendAcked(ctx context.Context, n, inflight, size int) (SendRe
 	var res SendResult
 	data := make([]byte, size)
 	to := p.B.ID()
-	send := func(id int) { p.A.Sender() <- p2p.SendMsg{Peer: to, ID: uint64(id), Data: data} }
+	send := func(id int) error {
+		m := p2p.SendMsg{Peer: to, ID: uint64(id), Data: data}
+		if p.Direct {
+			return p.A.SendMessage(ctx, m)
+		}
+		p.A.Sender() <- m
+		return nil
+	}
 	if err := p.Warm(ctx); err != nil {
 		return res, err
 	}
 	start := time.Now()
 	sent, acked := 0, 0
 	for ; sent < min(inflight, n); sent++ {
-		send(sent)
+		if err := send(sent); err != nil {
+			return res, err
+		}
 	}
 	for acked < n {
 		st, err := p.awaitStatus(ctx)
@@ -84,12 +96,16 @@ func (p *NodePair) SendAcked(ctx context.Context, n, inflight, size int) (SendRe
 		}
 		if st.Reason == p2p.ReasonBusy {
 			res.Busy++
-			send(int(st.MsgID))
+			if err := send(int(st.MsgID)); err != nil {
+				return res, err
+			}
 			continue
 		}
 		acked++
 		if sent < n {
-			send(sent)
+			if err := send(sent); err != nil {
+				return res, err
+			}
 			sent++
 		}
 	}
