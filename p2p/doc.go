@@ -28,7 +28,9 @@
 //
 // Node.Send is the same as writing to Sender, and faster for a SendMsg: it
 // writes the message from the calling goroutine when the peer's stream can
-// take it at once. SendMsg.LazyAck lets the receiver hold the message's ack
+// take it at once. Messages sent so while others of ours await their acks
+// leave together, as Sender's do: the node's loop flushes them after it
+// yields once. SendMsg.LazyAck lets the receiver hold the message's ack
 // for up to its Config.AckDelay so that it leaves with the receiver's answer.
 //
 // The wire protocol (version 2: one stream per peer pair carrying messages
