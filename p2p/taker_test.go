@@ -1,6 +1,7 @@
 package p2p_test
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -123,5 +124,78 @@ func TestTakerWithoutDeliveriesRefused(t *testing.T) {
 	_, err := p2p.New(p2p.Config{Key: id.Key, Allowlist: tu.Allowlist(t, id), Taker: newTakeRecorder()})
 	if !errors.Is(err, p2p.ErrTakerAlone) {
 		t.Fatalf("New: %v, want ErrTakerAlone", err)
+	}
+}
+
+// A reader about to wait for a settler whose queue is full (frames whose
+// verdicts are slow, a disk write) hands the Taker what it delivered
+// before that first: the Status of an ack read among those frames must
+// not wait for their verdicts.
+func TestReaderHandsOverBeforeWaitingForTheSettler(t *testing.T) {
+	const (
+		held   = 300 // more than the settler's queue holds, with one being judged
+		before = 10  // of them written before the ack
+	)
+	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
+	list := tu.Allowlist(t, ia, ib)
+	judge := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(judge) }) }
+	// a holds its messages (Defer) and the ack of b's (LazyAck, for up to
+	// MaxAckDelay) in its buffer, so that b's reader reads the ack among
+	// the frames whose verdicts b holds, with no wait between them: the
+	// first read of an idle stream is short, and the reader hands over
+	// whenever its buffer runs dry.
+	a := tu.Node(t, ia, list, func(c *p2p.Config) {
+		c.MaxInFlight, c.AckDelay = held+10, p2p.MaxAckDelay
+	})
+	rec := newTakeRecorder()
+	rec.taken = make(chan p2p.Delivery, held+10)
+	b := tu.Node(t, ib, list, func(c *p2p.Config) {
+		c.Deliveries, c.Taker, c.MaxInFlight = true, rec, held+10
+		c.Accept = func(d p2p.Data) (p2p.Reason, func() p2p.Reason) {
+			if string(d.Bytes) != "held" {
+				return p2p.ReasonOK, nil
+			}
+			return p2p.ReasonOK, func() p2p.Reason { <-judge; return p2p.ReasonOK }
+		}
+	})
+	rec.node.Store(b)
+	t.Cleanup(release) // before the nodes' Close, which would wait for the verdicts
+
+	ctx := context.Background()
+	send := func(n *p2p.Node, m p2p.SendMsg) {
+		t.Helper()
+		if err := n.SendMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(a, p2p.SendMsg{Peer: b.ID(), Addr: b.Addrs()[0], ID: 1, Data: []byte("open")})
+	tu.NextMatch(t, rec.taken, func(d p2p.Delivery) bool { return d.Kind == p2p.DeliveredData })
+	if st := tu.Next[p2p.Status](t, a.Receiver()); !st.OK {
+		t.Fatalf("status %+v", st)
+	}
+	id := uint64(1)
+	sendHeld := func(k int) {
+		for range k {
+			id++
+			send(a, p2p.SendMsg{Peer: b.ID(), ID: id, Data: []byte("held"), Defer: true})
+		}
+	}
+	sendHeld(before)
+	send(b, p2p.SendMsg{Peer: a.ID(), ID: 77, Data: []byte("lazy"), LazyAck: true})
+	tu.Next[p2p.Data](t, a.Receiver())
+	sendHeld(held - before)
+	a.Flush()
+
+	st := tu.NextMatch(t, rec.taken, func(d p2p.Delivery) bool { return d.Kind == p2p.DeliveredStatus })
+	if !st.Status.OK || st.Status.MsgID != 77 {
+		t.Fatalf("taken %+v, want the OK Status of message 77", st)
+	}
+	release()
+	for range held {
+		if st := tu.Next[p2p.Status](t, a.Receiver()); !st.OK {
+			t.Fatalf("status %+v", st)
+		}
 	}
 }
