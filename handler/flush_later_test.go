@@ -17,18 +17,9 @@ func warmPair(t *testing.T) (a, b *handler.Handler) {
 	t.Helper()
 	ia, ib := tu.NewIdentity(t), tu.NewIdentity(t)
 	list := tu.Allowlist(t, ia, ib)
-	start := func(id tu.Identity, mutate func(*handler.Config)) *handler.Handler {
-		c := handler.Config{Node: p2p.Config{Key: id.Key, Allowlist: list}, KeepConnection: true, IdleTimeout: -1}
-		mutate(&c)
-		h, err := handler.NewWithConfig(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close() })
-		return h
-	}
-	a = start(ia, func(c *handler.Config) { c.MaxConcurrentPerPeer = 2 })
-	b = start(ib, func(c *handler.Config) { c.Node.AckDelay = -1 })
+	keep := []handler.Option{handler.WithKeepConnection(true), handler.WithIdleTimeout(-1)}
+	a = newHandler(t, ia, list, append(keep, handler.WithMaxConcurrentPerPeer(2))...)
+	b = newHandler(t, ib, list, append(keep, handler.WithNode(func(c *p2p.Config) { c.AckDelay = -1 }))...)
 	id, err := a.Request(b.PeerID(), b.Addrs()[0], []byte("warm"))
 	if err != nil {
 		t.Fatal(err)
