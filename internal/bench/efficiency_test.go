@@ -143,6 +143,11 @@ func BenchmarkBareDialEchoClose(b *testing.B) {
 //
 //	go test -run '^$' -bench HubExchanges32 -benchtime 200000x -cpuprofile hub.cpu ./internal/bench/
 //	go test -run '^$' -bench BareRoundTrips32 -benchtime 200000x -cpuprofile bare.cpu ./internal/bench/
+//
+// The hub's samples and its peers' are labeled apart (Stop 39):
+//
+//	go tool pprof -tags hub.cpu
+//	go tool pprof -tagfocus side=peer -top hub.cpu
 func BenchmarkHubExchanges32(b *testing.B) { hubExchanges(b, 32) }
 
 // BenchmarkHubExchanges1 is BenchmarkHubExchanges32 at one peer.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,7 +108,12 @@ func NewHandlerHub(n int, mutate func(*handler.Config)) (*HandlerHub, error) {
 		if mutate != nil {
 			mutate(&c)
 		}
-		h, err := handler.NewWithConfig(c)
+		var h *handler.Handler
+		side := sidePeer
+		if len(hs) == 0 {
+			side = sideHub
+		}
+		onSide(side, func() { h, err = handler.NewWithConfig(c) })
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -117,18 +123,34 @@ func NewHandlerHub(n int, mutate func(*handler.Config)) (*HandlerHub, error) {
 	hub := &HandlerHub{Hub: hs[0], Peers: hs[1:], servedMore: make(chan struct{}, 1)}
 	for _, p := range hub.Peers {
 		hub.to = append(hub.to, target{p.PeerID(), p.Addrs()[0]})
-		hub.wg.Go(func() { answer(p) })
-		hub.wg.Go(func() {
-			for range p.Outcomes() {
-				hub.served.Add(1)
-				select {
-				case hub.servedMore <- struct{}{}:
-				default: // a token is already waiting
+		onSide(sidePeer, func() {
+			hub.wg.Go(func() { answer(p) })
+			hub.wg.Go(func() {
+				for range p.Outcomes() {
+					hub.served.Add(1)
+					select {
+					case hub.servedMore <- struct{}{}:
+					default: // a token is already waiting
+					}
 				}
-			}
+			})
 		})
 	}
 	return hub, nil
+}
+
+// The profiler label "side" tells the hub's work from its peers' in a CPU
+// profile of a HandlerHub (go tool pprof -tags, -tagfocus side=peer): every
+// goroutine a handler starts, and those its connections start, inherit
+// the label of the goroutine that started them.
+const (
+	sideHub  = "hub"
+	sidePeer = "peer"
+)
+
+// onSide runs f with the calling goroutine labeled side.
+func onSide(side string, f func()) {
+	pprof.Do(context.Background(), pprof.Labels("side", side), func(context.Context) { f() })
 }
 
 // AwaitServed waits until the peers have had n Outcomes in all (each of
@@ -167,8 +189,10 @@ func (h *HandlerHub) Close() {
 // peers in turn, with one in flight per peer: a peer's next request leaves
 // when its previous one has ended. Every exchange must end OK and its Reply
 // be read. It returns the wall-clock time taken.
-func (h *HandlerHub) Exchanges(ctx context.Context, n, size int) (time.Duration, error) {
-	return h.exchanges(ctx, h.to, n, size)
+func (h *HandlerHub) Exchanges(ctx context.Context, n, size int) (took time.Duration, err error) {
+	// The hub's application is this loop: labeled, it counts as the hub's.
+	onSide(sideHub, func() { took, err = h.exchanges(ctx, h.to, n, size) })
+	return took, err
 }
 
 // exchanges is Exchanges with the peers of to only.
