@@ -6,13 +6,17 @@ import (
 	"runtime/pprof"
 	"strings"
 	"testing"
+
+	"github.com/bitvmx/go-bitvmx-p2p/handler"
 )
 
 // A CPU profile of a HandlerHub can tell the hub's work from its peers'
 // (docs/performance.md, Stop 39): the goroutines of both sides' handlers,
 // and of the connections the hub dialed, carry their side's label.
 func TestHandlerHubLabelsItsSides(t *testing.T) {
-	hub, err := NewHandlerHub(1, nil)
+	// Kept, the connection's goroutines are there to read after the
+	// exchange, which would otherwise close it.
+	hub, err := NewHandlerHub(1, func(c *handler.Config) { c.KeepConnection = true })
 	if err != nil {
 		t.Fatal(err)
 	}
