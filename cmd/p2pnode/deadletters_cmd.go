@@ -52,8 +52,9 @@ func newDeadLettersListCmd(a *app) *cobra.Command {
 		Short: "List the exchanges a node gave up on (running or stopped)",
 		Long: `list prints the dead letters: each exchange's ID, peer, kind, tag (run's
 stdin id; api-<hex>-N for one started through the control API), attempts, the reason and error it failed with, when it was
-started and when it failed; --json adds the address and the payload. By
-the time they failed; read one exchange at a time, as outbox list.`,
+started and when it failed; --json adds the address and the payload. In
+the order they failed, the earliest first; the list is read one exchange
+at a time, as outbox list's is.`,
 		Example: `  p2pnode deadletters list --key node.key
   p2pnode deadletters list --data-dir /var/lib/p2pnode --json`,
 		Args: checkArgs(cobra.NoArgs),

@@ -68,8 +68,9 @@ Commands are read from stdin, one JSON object per line:
   {"cmd":"respond","peer":"<id>","exchange":"<exchange>","data":"<text>"}
   {"cmd":"disconnect","peer":"<id>"}
 
-"addr" is optional for a connected peer, a peer addressed before, or with
---dht; "peer" may be left out when "addr" ends in /p2p/<id>. A send gets
+Except in dial, which needs it, "addr" is optional for a connected peer, a
+peer addressed before, or with --dht; "peer" may be left out when "addr"
+ends in /p2p/<id>. A send gets
 exactly one status event carrying its "id" (numbered by p2pnode when the
 line has none), and an exchange event. An "id" is positive: 0 is a bad
 line, as 0 stands for no stdin id (an exchange started through the control
