@@ -148,6 +148,11 @@ func ParseBootstrap(s string) ([]peer.AddrInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %q: %w", ErrNoBootstrap, f, err)
 		}
+		// Said here, per address: go-libp2p's own error for it names
+		// neither the address nor what it lacks.
+		if tpt, id := peer.SplitAddr(a); id == "" || tpt == nil {
+			return nil, fmt.Errorf("%w: %q: want an address ending in /p2p/<peer ID>, such as /ip4/10.1.0.1/tcp/4001/p2p/16Uiu2HAm...", ErrNoBootstrap, f)
+		}
 		addrs = append(addrs, a)
 	}
 	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)

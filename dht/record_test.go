@@ -244,4 +244,10 @@ func TestParseBootstrap(t *testing.T) {
 			t.Errorf("%q: got %v", bad, err)
 		}
 	}
+	// An address without its peer is the likely slip: the error names it
+	// and says what it lacks.
+	_, err = ParseBootstrap("/ip4/127.0.0.3/tcp/14003")
+	if err == nil || !strings.Contains(err.Error(), `"/ip4/127.0.0.3/tcp/14003"`) || !strings.Contains(err.Error(), "/p2p/<peer ID>") {
+		t.Errorf("an address without /p2p/<id>: %v", err)
+	}
 }
