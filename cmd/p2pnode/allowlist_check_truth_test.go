@@ -69,3 +69,28 @@ func TestAllowlistCheckRefusesEmptyAsReload(t *testing.T) {
 		t.Fatalf("check of an empty list with allow_empty: true: %+v", r)
 	}
 }
+
+// A routing table checked as an allowlist says which flag checks it: the
+// parser's own complaint, an unknown key "routes", did not.
+func TestAllowlistCheckPointsARoutingTableAtRoutes(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(file, []byte("routes:\n  - from: \"*\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := runInProc("allowlist", "check", file); r.code != exitError || !strings.Contains(r.stderr, `unknown key "routes"`) ||
+		!strings.Contains(r.stderr, "check it with --routes") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("check of a routing table: %+v; want exit %d and the --routes hint on one line", r, exitError)
+	}
+	if r := runInProc("allowlist", "check", "--routes", file); r.code != 0 || r.stdout != file+": ok, 1 route\n" {
+		t.Errorf("check --routes of the same file: %+v", r)
+	}
+	// A broken allowlist gets no such hint.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("peerz: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := runInProc("allowlist", "check", bad); r.code != exitError || strings.Contains(r.stderr, "--routes") {
+		t.Errorf("check of a broken allowlist: %+v", r)
+	}
+}

@@ -247,6 +247,11 @@ rules) instead.`,
 			}
 			l, err := allowlist.Check(file)
 			if err != nil {
+				// A routing table checked without --routes fails on its
+				// "routes:" key, which says nothing of the flag.
+				if _, rerr := allowlist.LoadRoutes(file); rerr == nil {
+					return fmt.Errorf("%w (the file is a routing table: check it with --routes)", err)
+				}
 				return err
 			}
 			v := l.Version()
