@@ -39,7 +39,9 @@ status 1): a node with a store resumes the exchange at its next start, if
 it had taken it (p2pnode outbox list shows it).
 
 The peer is reached at --addr, or at the address the node knows for it
-(connected, addressed before, or found in its DHT). With --no-reply the
+(connected, addressed before, or found in its DHT). --addr adds to what
+the node knows, it does not replace it: a peer the node can reach already
+is reached whatever --addr says. With --no-reply the
 text goes as a one-way message and send waits for its acknowledgment
 instead of a reply.
 
