@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/zap"
@@ -98,8 +99,10 @@ func openToolStore(dir string, readOnly bool) (*store.Store, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("no store in %s: no p2pnode run has used this data directory (check --data-dir, or --key)", dir)
+	case errors.Is(err, syscall.ENOTDIR):
+		return nil, fmt.Errorf("data directory %s is not a directory (check --data-dir)", dir)
 	case err != nil:
-		return nil, err
+		return nil, fmt.Errorf("data directory %s: %w", dir, err)
 	case !fi.IsDir():
 		return nil, fmt.Errorf("%s is not a store (a store is a directory)", path)
 	}

@@ -327,6 +327,7 @@ func TestUserErrors(t *testing.T) {
 		// "outbox list" with no directory at all: TestStoreCommandsFindDefaultNode
 		// (the nodes of the other tests share the default directories).
 		{"outbox list no store", []string{"outbox", "list", "--data-dir", filepath.Join(dir, "nothing")}, "no store in"},
+		{"outbox list data dir a file", []string{"outbox", "list", "--data-dir", key}, "data directory " + key + " is not a directory"},
 		{"outbox drop no id", []string{"outbox", "drop", "--data-dir", dir}, "requires at least 1 arg"},
 		{"outbox drop bad id", []string{"outbox", "drop", "--data-dir", dir, "xyz"}, `"xyz" is not an exchange ID`},
 		{"deadletters retry short id", []string{"deadletters", "retry", "--data-dir", dir, "123"}, `"123" is not an exchange ID (want the 16 hex digits`},
