@@ -70,24 +70,23 @@ Commands are read from stdin, one JSON object per line:
 
 Except in dial, which needs it, "addr" is optional for a connected peer, a
 peer addressed before, or with --dht; "peer" may be left out when "addr"
-ends in /p2p/<id>. A send gets
-exactly one status event carrying its "id" (numbered by p2pnode when the
-line has none), and an exchange event. An "id" is positive: 0 is a bad
-line, as 0 stands for no stdin id (an exchange started through the control
-API: its status event says "id":0, its reply and exchange events have no
-"id"), and at most 9223372036854775807 (2^63-1). A line must be UTF-8
-(bytes that are not go in "data_b64"). A request gets a reply event and an
-exchange event carrying its "id". A request received is printed as a
-request event: answer it with respond, or start run with --auto-reply echo.
-A reply a full store refuses (--max-store-size) gets an error event: a
-respond can be sent again; --auto-reply tries again by itself until the
-request's reply timeout (counted from its arrival) runs out.
-A request refused at once (a peer not allowlisted, a payload too large)
-gets neither: its error event carries its "id". A bad line gets an error
-event (carrying the line's "id", if it names a valid one) and the node
-carries on. With a store, a
-send or request still running when the node stops gets its events from
-the next run on the directory, which resumes it.
+ends in /p2p/<id>. A send gets exactly one status event carrying its "id"
+(numbered by p2pnode when the line has none), and an exchange event. An
+"id" is positive: 0 is a bad line, as 0 stands for no stdin id (an exchange
+started through the control API: its status event says "id":0, its reply
+and exchange events have no "id"), and at most 9223372036854775807
+(2^63-1). A line must be UTF-8 (bytes that are not go in "data_b64"). A
+request gets a reply event and an exchange event carrying its "id". A
+request received is printed as a request event: answer it with respond, or
+start run with --auto-reply echo. A reply a full store refuses
+(--max-store-size) gets an error event: a respond can be sent again;
+--auto-reply tries again by itself until the request's reply timeout
+(counted from its arrival) runs out. A request refused at once (a peer not
+allowlisted, a payload too large) gets neither: its error event carries its
+"id". A bad line gets an error event (carrying the line's "id", if it names
+a valid one) and the node carries on. With a store, a send or request still
+running when the node stops gets its events from the next run on the
+directory, which resumes it.
 
 Events, with --json (one object per line, "event" first):
 
